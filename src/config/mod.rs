@@ -1,0 +1,529 @@
+//! Typed configuration: the TOML file, its defaults, and validation.
+//!
+//! Owns: the key names (a contract shared with every admin subcommand and the
+//! later issues), the embedded default config, and resolving relative paths
+//! against the config file's directory. It must not open sockets or spool
+//! files; it only says what the operator asked for, or every reason the
+//! request is wrong.
+
+mod units;
+
+pub use units::Span;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// The config used when `ringmail serve` is given no `--config`: loopback
+/// only, data under `./ringmail-data`, local domain `localhost`.
+pub const EMBEDDED_DEFAULT: &str = r#"# ringmail embedded default: loopback only, for trying it out.
+hostname = "localhost"
+data_dir = "ringmail-data"
+local_domains = ["localhost"]
+
+[listen]
+smtp = "127.0.0.1:2525"
+pop3 = "127.0.0.1:1110"
+
+[relay]
+permit_relay_from = ["127.0.0.0/8", "::1/128"]
+"#;
+
+/// Everything `ringmail serve` needs to know, with defaults applied and paths
+/// made absolute (relative to the config file, or to the working directory
+/// for the embedded default).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Our name in the SMTP greeting, EHLO, Received: headers and bounces.
+    #[serde(default = "default_hostname")]
+    pub hostname: String,
+    /// Root of the spool and the default users file.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Executors to run, one per core. 0 (the default) = every CPU the
+    /// process may use.
+    #[serde(default)]
+    pub cores: usize,
+    /// Domains whose recipients are delivered to local mailboxes.
+    #[serde(default)]
+    pub local_domains: Vec<String>,
+    /// `address:{ARGON2ID}hash` lines; default `<data_dir>/users`.
+    #[serde(default)]
+    pub users_file: Option<PathBuf>,
+    /// Largest message accepted, in bytes (advertised as SIZE).
+    #[serde(default = "default_max_message_size")]
+    pub max_message_size: u64,
+    #[serde(default)]
+    pub listen: Listen,
+    #[serde(default)]
+    pub tls: Option<Tls>,
+    #[serde(default)]
+    pub relay: Relay,
+    #[serde(default)]
+    pub spool: SpoolConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub runtime: Runtime,
+}
+
+/// Executor tuning (see tuning/README.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Runtime {
+    /// io_uring buffer memory per executor, in bytes. glommio locks
+    /// 3 x this per core, so an unprivileged service needs LimitMEMLOCK
+    /// above cores x 3 x io_memory.
+    #[serde(default = "default_io_memory")]
+    pub io_memory: usize,
+}
+
+impl Default for Runtime {
+    fn default() -> Runtime {
+        Runtime { io_memory: default_io_memory() }
+    }
+}
+
+fn default_io_memory() -> usize {
+    10 << 20
+}
+
+/// Listening addresses; each is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    pub smtp: Option<SocketAddr>,
+    pub submission: Option<SocketAddr>,
+    pub smtps: Option<SocketAddr>,
+    pub pop3: Option<SocketAddr>,
+    pub pop3s: Option<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Relay {
+    /// Clients in these networks may relay to any domain without AUTH.
+    #[serde(default = "default_permit_relay_from")]
+    pub permit_relay_from: Vec<IpNet>,
+    /// Domain -> "host:port" overrides of DNS; "*" is a smarthost for all.
+    #[serde(default)]
+    pub routes: BTreeMap<String, String>,
+    /// DNS resolver "ip" or "ip:port"; default: first nameserver in
+    /// /etc/resolv.conf.
+    #[serde(default)]
+    pub dns_server: Option<String>,
+    /// Waits between delivery attempts; the last one repeats.
+    #[serde(default = "default_retry")]
+    pub retry: Vec<Span>,
+    /// Give up and bounce after this long in the queue.
+    #[serde(default = "default_max_queue_lifetime")]
+    pub max_queue_lifetime: Span,
+}
+
+impl Default for Relay {
+    fn default() -> Relay {
+        Relay {
+            permit_relay_from: default_permit_relay_from(),
+            routes: BTreeMap::new(),
+            dns_server: None,
+            retry: default_retry(),
+            max_queue_lifetime: default_max_queue_lifetime(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// Size of each fixed, zero-filled segment file, in bytes. A message
+    /// record must fit in one segment.
+    #[serde(default = "default_segment_size")]
+    pub segment_size: u64,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> SpoolConfig {
+        SpoolConfig { segment_size: default_segment_size() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Recipients per message (more get 452 4.5.3).
+    #[serde(default = "default_max_recipients")]
+    pub max_recipients: usize,
+    /// Bad commands before an SMTP session is closed with 421.
+    #[serde(default = "default_max_errors")]
+    pub max_errors: u32,
+    /// SMTP idle timeout (RFC 5321 §4.5.3.2 says at least 5 minutes).
+    #[serde(default = "default_smtp_timeout")]
+    pub smtp_idle_timeout: Span,
+    /// POP3 idle timeout (RFC 1939: at least 10 minutes).
+    #[serde(default = "default_pop3_timeout")]
+    pub pop3_idle_timeout: Span,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_recipients: default_max_recipients(),
+            max_errors: default_max_errors(),
+            smtp_idle_timeout: default_smtp_timeout(),
+            pop3_idle_timeout: default_pop3_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Every failed login is answered only after this delay, whether the
+    /// user exists or not (Dovecot's auth_failure_delay).
+    #[serde(default = "default_failure_delay")]
+    pub failure_delay: Span,
+    /// Failed logins on one POP3 connection before it is closed.
+    #[serde(default = "default_max_failures_per_connection")]
+    pub max_failures_per_connection: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> AuthConfig {
+        AuthConfig {
+            failure_delay: default_failure_delay(),
+            max_failures_per_connection: default_max_failures_per_connection(),
+        }
+    }
+}
+
+fn default_hostname() -> String {
+    system_hostname().unwrap_or_else(|| "localhost".to_string())
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("ringmail-data")
+}
+fn default_max_message_size() -> u64 {
+    10 * 1024 * 1024
+}
+fn default_permit_relay_from() -> Vec<IpNet> {
+    vec!["127.0.0.0/8".parse().expect("literal"), "::1/128".parse().expect("literal")]
+}
+fn default_retry() -> Vec<Span> {
+    [60, 300, 900, 1800, 3600, 7200, 14400].into_iter().map(Span::secs).collect()
+}
+fn default_max_queue_lifetime() -> Span {
+    Span::secs(5 * 86400)
+}
+fn default_segment_size() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_max_recipients() -> usize {
+    1000
+}
+fn default_max_errors() -> u32 {
+    20
+}
+fn default_smtp_timeout() -> Span {
+    Span::secs(300)
+}
+fn default_pop3_timeout() -> Span {
+    Span::secs(600)
+}
+fn default_failure_delay() -> Span {
+    Span::secs(2)
+}
+fn default_max_failures_per_connection() -> u32 {
+    10
+}
+
+fn system_hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).into_owned();
+    (!name.is_empty()).then_some(name)
+}
+
+/// Why a config could not be used. The message always names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// Syntax errors and unknown keys; toml's message carries line and column.
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// Every semantic problem found, one per line.
+    #[error("{path}: invalid configuration:\n  {}", problems.join("\n  "))]
+    Invalid { path: PathBuf, problems: Vec<String> },
+}
+
+/// Where a config came from; used for messages and for relative paths.
+#[derive(Debug, Clone)]
+pub enum Source {
+    File(PathBuf),
+    Embedded,
+}
+
+impl Source {
+    fn display_path(&self) -> PathBuf {
+        match self {
+            Source::File(p) => p.clone(),
+            Source::Embedded => PathBuf::from("<embedded default config>"),
+        }
+    }
+}
+
+impl Config {
+    /// Load `path`, or the embedded default when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?;
+                Config::parse(&text, Source::File(p.to_path_buf()))
+            }
+            None => Config::parse(EMBEDDED_DEFAULT, Source::Embedded),
+        }
+    }
+
+    /// Parse and validate `text`; relative paths are resolved against the
+    /// directory of `source` (the working directory for the embedded one).
+    pub fn parse(text: &str, source: Source) -> Result<Config, ConfigError> {
+        let path = source.display_path();
+        let mut cfg: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?;
+        let base = match &source {
+            Source::File(p) => p.parent().map(Path::to_path_buf).unwrap_or_default(),
+            Source::Embedded => PathBuf::new(),
+        };
+        cfg.resolve_paths(&base);
+        let problems = cfg.problems();
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError::Invalid { path, problems })
+        }
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let abs = |p: &Path| -> PathBuf {
+            let joined = if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+            std::path::absolute(&joined).unwrap_or(joined)
+        };
+        self.data_dir = abs(&self.data_dir);
+        self.users_file = Some(match &self.users_file {
+            Some(p) => abs(p),
+            None => self.data_dir.join("users"),
+        });
+        if let Some(tls) = &mut self.tls {
+            tls.cert = abs(&tls.cert);
+            tls.key = abs(&tls.key);
+        }
+        self.local_domains = self
+            .local_domains
+            .iter()
+            .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+            .collect();
+    }
+
+    /// Every semantic problem, each naming the key.
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.cores > 256 {
+            p.push(format!("cores = {}: at most 256 executors are supported", self.cores));
+        }
+        if self.hostname.is_empty() || self.hostname.contains(char::is_whitespace) {
+            p.push(format!("hostname = {:?}: must be a non-empty name without spaces", self.hostname));
+        }
+        for d in &self.local_domains {
+            if d.is_empty() || d.contains(|c: char| c.is_whitespace() || c == '@') {
+                p.push(format!("local_domains: {d:?} is not a domain name"));
+            }
+        }
+        if self.max_message_size < 1024 {
+            p.push(format!("max_message_size = {}: must be at least 1024 bytes", self.max_message_size));
+        }
+        // A record holds the envelope and a trace header besides the body.
+        let needed = self.max_message_size + 64 * 1024;
+        if self.spool.segment_size < needed {
+            p.push(format!(
+                "spool.segment_size = {}: must be at least max_message_size + 64 KiB ({needed}) so that any message fits in one segment",
+                self.spool.segment_size
+            ));
+        }
+        if self.spool.segment_size > u32::MAX as u64 {
+            p.push(format!("spool.segment_size = {}: must be below 4 GiB", self.spool.segment_size));
+        }
+        let l = &self.listen;
+        if l.smtp.is_none() && l.submission.is_none() && l.smtps.is_none() && l.pop3.is_none() && l.pop3s.is_none() {
+            p.push("[listen]: no listener configured (set at least smtp or pop3)".to_string());
+        }
+        for (key, set) in [
+            ("submission", l.submission.is_some()),
+            ("smtps", l.smtps.is_some()),
+            ("pop3s", l.pop3s.is_some()),
+            ("metrics", l.metrics.is_some()),
+        ] {
+            if set {
+                p.push(format!("listen.{key}: not supported by this build yet (TLS, AUTH and metrics are open issues)"));
+            }
+        }
+        if self.tls.is_some() {
+            p.push("[tls]: not supported by this build yet (STARTTLS is an open issue)".to_string());
+        }
+        for (domain, target) in &self.relay.routes {
+            if let Err(e) = parse_host_port(target) {
+                p.push(format!("relay.routes.{domain:?} = {target:?}: {e}"));
+            }
+        }
+        if let Some(dns) = &self.relay.dns_server {
+            if dns.parse::<IpAddr>().is_err() && dns.parse::<SocketAddr>().is_err() {
+                p.push(format!("relay.dns_server = {dns:?}: expected an IP address or ip:port"));
+            }
+        }
+        if self.relay.retry.is_empty() {
+            p.push("relay.retry: needs at least one duration".to_string());
+        }
+        if self.runtime.io_memory < 64 * 1024 {
+            p.push(format!("runtime.io_memory = {}: must be at least 65536", self.runtime.io_memory));
+        }
+        if self.limits.max_recipients == 0 {
+            p.push("limits.max_recipients: must be at least 1".to_string());
+        }
+        p
+    }
+
+    /// The users file path (always set after loading).
+    pub fn users_path(&self) -> &Path {
+        self.users_file.as_deref().expect("resolve_paths sets users_file")
+    }
+
+    /// The spool root under data_dir.
+    pub fn spool_root(&self) -> PathBuf {
+        self.data_dir.join("spool")
+    }
+
+    /// Is `domain` (lowercase, no trailing dot) one of ours?
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.local_domains.iter().any(|d| d == domain)
+    }
+}
+
+/// Check a "host:port" route target; the host may be a name or an IP
+/// (IPv6 in brackets).
+pub fn parse_host_port(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| "expected host:port".to_string())?;
+    let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err("empty host".to_string());
+    }
+    Ok((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Source::File(PathBuf::from("/etc/ringmail/ringmail.toml")))
+    }
+
+    #[test]
+    fn embedded_default_is_valid_and_loopback_only() {
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.listen.smtp, Some("127.0.0.1:2525".parse().unwrap()));
+        assert_eq!(c.listen.pop3, Some("127.0.0.1:1110".parse().unwrap()));
+        assert_eq!(c.local_domains, vec!["localhost".to_string()]);
+        assert!(c.data_dir.ends_with("ringmail-data"));
+        assert!(c.users_path().ends_with("ringmail-data/users"));
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_file() {
+        let c = parse("data_dir = \"data\"\nusers_file = \"users.txt\"\n[listen]\nsmtp = \"127.0.0.1:25\"\n").unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/etc/ringmail/data"));
+        assert_eq!(c.users_path(), Path::new("/etc/ringmail/users.txt"));
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_the_key_and_line() {
+        let e = parse("hostname = \"a\"\nbogus_key = 1\n[listen]\nsmtp = \"127.0.0.1:25\"\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("bogus_key"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+        assert!(msg.contains("/etc/ringmail/ringmail.toml"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_key_in_a_table_is_an_error() {
+        let e = parse("[listen]\nsmtp = \"127.0.0.1:25\"\nsmpt = \"127.0.0.1:26\"\n").unwrap_err();
+        assert!(e.to_string().contains("smpt"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_report_line_and_reason() {
+        let e = parse("[listen]\nsmtp = \"not an address\"\n").unwrap_err().to_string();
+        assert!(e.contains("line 2"), "{e}");
+        let e = parse("[listen]\nsmtp = \"127.0.0.1:25\"\n[relay]\nretry = [\"1m\", \"soon\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("soon") && e.contains("line 4"), "{e}");
+        let e = parse("[listen]\nsmtp = \"127.0.0.1:25\"\n[relay]\npermit_relay_from = [\"10.0.0.0/33\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported_at_once() {
+        let e = parse("max_message_size = 10\nlocal_domains = [\"a b\"]\n[relay]\nroutes = { \"x.test\" = \"nohostport\" }\n")
+            .unwrap_err();
+        let ConfigError::Invalid { problems, .. } = e else { panic!("{e}") };
+        let all = problems.join("\n");
+        assert!(all.contains("max_message_size"), "{all}");
+        assert!(all.contains("local_domains"), "{all}");
+        assert!(all.contains("relay.routes"), "{all}");
+        assert!(all.contains("no listener"), "{all}");
+    }
+
+    #[test]
+    fn segment_must_hold_the_largest_message() {
+        let e = parse("max_message_size = 2000000\n[spool]\nsegment_size = 1000000\n[listen]\nsmtp = \"127.0.0.1:25\"\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("spool.segment_size"), "{e}");
+    }
+
+    #[test]
+    fn local_domains_are_lowercased_without_trailing_dot() {
+        let c = parse("local_domains = [\"Example.ORG.\"]\n[listen]\nsmtp = \"127.0.0.1:25\"\n").unwrap();
+        assert!(c.is_local_domain("example.org"));
+    }
+
+    #[test]
+    fn host_port_targets() {
+        assert_eq!(parse_host_port("127.0.0.1:2600").unwrap(), ("127.0.0.1".to_string(), 2600));
+        assert_eq!(parse_host_port("[::1]:25").unwrap(), ("::1".to_string(), 25));
+        assert!(parse_host_port("mx.example").is_err());
+        assert!(parse_host_port("mx.example:x").is_err());
+    }
+}

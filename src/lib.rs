@@ -1,0 +1,29 @@
+//! ringmail: a thread-per-core, durable SMTP relay and POP3 server for ISPs.
+//!
+//! The map (see also `../shared/DESIGN.md` in the steering repo):
+//!
+//! ```text
+//! client -> net (listener, per-core, SO_REUSEPORT) -> proto::smtp (sans-I/O)
+//!        -> shard::intake -> spool (append + group commit) -> 250
+//!        -> mailbox owner core (local users)  |  queue owner core (remote domains)
+//! POP3 client -> net -> proto::pop3 (sans-I/O) -> mailbox owner (lock, listing)
+//!             -> bodies straight from the spool maps -> QUIT: tombstones, synced
+//! ```
+//!
+//! - [`config`]: the TOML contract and its validation.
+//! - [`proto`]: protocol state machines; no I/O, no clock.
+//! - [`spool`]: the append-only, memory-mapped, group-committed store and
+//!   its durability contract.
+//! - [`shard`]: one executor's world, the cross-core mesh, start-up.
+//! - [`net`]: the glommio drivers.
+//! - [`mailbox`], [`queue`]: per-core indexes owned by hash.
+//! - [`auth`]: the users file and Argon2id.
+
+pub mod auth;
+pub mod config;
+pub mod mailbox;
+pub mod net;
+pub mod proto;
+pub mod queue;
+pub mod shard;
+pub mod spool;

@@ -1,0 +1,191 @@
+//! Per-core mailbox indexes.
+//!
+//! Owns: for each user hashed to this core, the ordered list of messages
+//! delivered to them (where each lives in the spool, its size, arrival time
+//! and sender) and the POP3 lock. Only the owning core touches an index;
+//! sessions on other cores ask it over the shard mesh. Pure: no I/O, no
+//! clock; durability of deletions is the caller's job (the owner appends
+//! tombstones and waits for their sync before it calls [`MailboxIndex::remove`]).
+
+use crate::spool::{QueueId, SpoolRef};
+use std::collections::HashMap;
+
+/// One message in one user's mailbox. A message with several local
+/// recipients has one entry per recipient, told apart by `recipient`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxEntry {
+    /// Where the message record is; the body is read from the spool map.
+    pub at: SpoolRef,
+    /// Index of this user among the message's recipients (the tombstone
+    /// names it).
+    pub recipient: u16,
+    pub queue_id: QueueId,
+    pub received_at_ms: u64,
+    /// Octets as stored (CRLF line ends), which is what POP3 LIST reports.
+    pub size: u64,
+    pub sender: String,
+}
+
+impl MailboxEntry {
+    /// The POP3 UIDL: stable across restarts because it is derived from the
+    /// record's queue id and recipient index, both stored in the spool.
+    pub fn uid(&self) -> String {
+        format!("{}.{}", self.queue_id, self.recipient)
+    }
+}
+
+/// Identifies one POP3 session holding a mailbox lock (core and a
+/// per-core counter), so a late unlock from an old session cannot release
+/// a newer session's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LockToken {
+    pub core: u16,
+    pub session: u64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MailboxError {
+    #[error("mailbox {0} is locked by another session")]
+    InUse(String),
+    #[error("mailbox {0} is not locked by this session")]
+    NotLocked(String),
+}
+
+#[derive(Debug, Default)]
+struct Mailbox {
+    /// Arrival order; POP3 message numbers are positions in a snapshot.
+    entries: Vec<MailboxEntry>,
+    lock: Option<LockToken>,
+}
+
+/// All mailboxes owned by one core.
+#[derive(Debug, Default)]
+pub struct MailboxIndex {
+    boxes: HashMap<String, Mailbox>,
+}
+
+impl MailboxIndex {
+    /// Add a delivered message (after its record is durable).
+    pub fn deliver(&mut self, user: &str, entry: MailboxEntry) {
+        self.boxes.entry(user.to_ascii_lowercase()).or_default().entries.push(entry);
+    }
+
+    /// After recovery the entries arrive in spool order per core; put each
+    /// mailbox into arrival order once.
+    pub fn sort_by_arrival(&mut self) {
+        for mb in self.boxes.values_mut() {
+            mb.entries.sort_by_key(|e| (e.received_at_ms, e.queue_id, e.recipient));
+        }
+    }
+
+    /// Lock `user`'s mailbox for a POP3 session and return its listing.
+    pub fn lock(&mut self, user: &str, token: LockToken) -> Result<Vec<MailboxEntry>, MailboxError> {
+        let mb = self.boxes.entry(user.to_ascii_lowercase()).or_default();
+        match mb.lock {
+            Some(held) if held != token => Err(MailboxError::InUse(user.to_string())),
+            _ => {
+                mb.lock = Some(token);
+                Ok(mb.entries.clone())
+            }
+        }
+    }
+
+    /// Release the lock if `token` holds it; otherwise nothing happens.
+    pub fn unlock(&mut self, user: &str, token: LockToken) {
+        if let Some(mb) = self.boxes.get_mut(&user.to_ascii_lowercase()) {
+            if mb.lock == Some(token) {
+                mb.lock = None;
+            }
+        }
+    }
+
+    /// Check that `token` still holds the lock (before tombstoning).
+    pub fn check_lock(&self, user: &str, token: LockToken) -> Result<(), MailboxError> {
+        match self.boxes.get(&user.to_ascii_lowercase()) {
+            Some(mb) if mb.lock == Some(token) => Ok(()),
+            _ => Err(MailboxError::NotLocked(user.to_string())),
+        }
+    }
+
+    /// Drop the given messages (their tombstones are durable) and release
+    /// the lock.
+    pub fn remove_and_unlock(&mut self, user: &str, token: LockToken, gone: &[(SpoolRef, u16)]) {
+        if let Some(mb) = self.boxes.get_mut(&user.to_ascii_lowercase()) {
+            mb.entries.retain(|e| !gone.contains(&(e.at, e.recipient)));
+            if mb.lock == Some(token) {
+                mb.lock = None;
+            }
+        }
+    }
+
+    /// Number of messages in `user`'s mailbox.
+    pub fn count(&self, user: &str) -> usize {
+        self.boxes.get(&user.to_ascii_lowercase()).map_or(0, |mb| mb.entries.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u32, t: u64) -> MailboxEntry {
+        MailboxEntry {
+            at: SpoolRef { dir: 0, segment: 0, offset: n * 64 },
+            recipient: 0,
+            queue_id: QueueId(n as u64),
+            received_at_ms: t,
+            size: 100,
+            sender: "a@b".into(),
+        }
+    }
+    const T1: LockToken = LockToken { core: 0, session: 1 };
+    const T2: LockToken = LockToken { core: 1, session: 7 };
+
+    #[test]
+    fn second_lock_gets_in_use_until_unlocked() {
+        let mut ix = MailboxIndex::default();
+        ix.deliver("Alice@x", entry(1, 10));
+        assert_eq!(ix.lock("alice@x", T1).unwrap().len(), 1);
+        assert_eq!(ix.lock("alice@x", T2), Err(MailboxError::InUse("alice@x".into())));
+        ix.unlock("alice@x", T2); // not the holder: no effect
+        assert!(ix.lock("alice@x", T2).is_err());
+        ix.unlock("alice@x", T1);
+        assert!(ix.lock("alice@x", T2).is_ok());
+    }
+
+    #[test]
+    fn deliveries_during_a_session_are_not_in_its_snapshot() {
+        let mut ix = MailboxIndex::default();
+        ix.deliver("a@x", entry(1, 10));
+        let snap = ix.lock("a@x", T1).unwrap();
+        ix.deliver("a@x", entry(2, 20));
+        assert_eq!(snap.len(), 1);
+        assert_eq!(ix.count("a@x"), 2);
+    }
+
+    #[test]
+    fn remove_drops_exactly_the_named_entries_and_unlocks() {
+        let mut ix = MailboxIndex::default();
+        for n in 1..=3 {
+            ix.deliver("a@x", entry(n, n as u64));
+        }
+        ix.lock("a@x", T1).unwrap();
+        let e2 = entry(2, 2);
+        assert!(ix.check_lock("a@x", T1).is_ok());
+        assert!(ix.check_lock("a@x", T2).is_err());
+        ix.remove_and_unlock("a@x", T1, &[(e2.at, 0)]);
+        let left = ix.lock("a@x", T2).unwrap();
+        assert_eq!(left.iter().map(|e| e.queue_id.0).collect::<Vec<_>>(), vec![1, 3]);
+    }
+
+    #[test]
+    fn recovered_entries_sort_into_arrival_order_and_uids_are_stable() {
+        let mut ix = MailboxIndex::default();
+        ix.deliver("a@x", entry(9, 30));
+        ix.deliver("a@x", entry(4, 10));
+        ix.sort_by_arrival();
+        let l = ix.lock("a@x", T1).unwrap();
+        assert_eq!(l[0].queue_id.0, 4);
+        assert_eq!(l[0].uid(), entry(4, 10).uid());
+    }
+}

@@ -1,0 +1,101 @@
+//! The `ringmail` command: serve, check-config, user management.
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use ringmail::config::Config;
+use std::io::BufRead;
+use std::path::PathBuf;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "ringmail", version, about = "Thread-per-core durable SMTP relay and POP3 server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (on the embedded loopback default without --config).
+    Serve {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config file and its users file, then exit.
+    CheckConfig {
+        /// The config file to check (the embedded default if omitted).
+        file: Option<PathBuf>,
+    },
+    /// Manage users in the config's users file.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is read from the first line of stdin.
+    Add {
+        address: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("ringmail: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => {
+            init_logging();
+            let cfg = Config::load(config.as_deref())?;
+            if config.is_none() {
+                tracing::info!("no --config given: serving the embedded default (loopback only)");
+            }
+            ringmail::shard::run(cfg)?;
+            Ok(())
+        }
+        Command::CheckConfig { file } => {
+            let cfg = Config::load(file.as_deref())?;
+            let users = ringmail::auth::UserDb::load(cfg.users_path())?;
+            println!(
+                "{}: OK ({} users in {})",
+                file.as_deref().map_or("<embedded default>".into(), |p| p.display().to_string()),
+                users.len(),
+                cfg.users_path().display()
+            );
+            Ok(())
+        }
+        Command::User { command: UserCommand::Add { address, config } } => {
+            let cfg = Config::load(config.as_deref())?;
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                bail!("no password on stdin (usage: echo 'secret' | ringmail user add ADDRESS --config FILE)");
+            }
+            let domain = address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
+            if !cfg.is_local_domain(&domain) {
+                eprintln!("ringmail: warning: {domain:?} is not in local_domains; mail for this user will not be accepted");
+            }
+            ringmail::auth::add_user(cfg.users_path(), &address, password)?;
+            println!("added {address} to {}", cfg.users_path().display());
+            Ok(())
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RINGMAIL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}

@@ -1,0 +1,168 @@
+//! Drives one POP3 session over the sans-I/O
+//! [`pop3::Server`](crate::proto::pop3::Server): checks passwords off the
+//! I/O path, locks the mailbox on its owner core, streams bodies from the
+//! spool maps, and commits deletions through the owner at QUIT.
+
+use super::conn::{Conn, ReadEnd};
+use crate::auth;
+use crate::config::Config;
+use crate::mailbox::{LockToken, MailboxEntry, MailboxError};
+use crate::proto::pop3::{self, Action, AuthOutcome, CommitOutcome, MessageInfo};
+use crate::shard::{owner, Reply, Request, Shard};
+use crate::spool::MessageRecord;
+use std::rc::Rc;
+
+/// RFC 2449: command lines are at most 255 octets.
+const MAX_COMMAND_LINE: usize = 255;
+
+pub fn server_config(config: &Config) -> pop3::Pop3Config {
+    pop3::Pop3Config {
+        hostname: config.hostname.clone(),
+        stls: false,
+        max_line_len: MAX_COMMAND_LINE,
+        max_auth_failures: config.auth.max_failures_per_connection,
+    }
+}
+
+/// A mailbox this session holds locked, and the listing it works on.
+struct Locked {
+    user: String,
+    token: LockToken,
+    owner: usize,
+    entries: Vec<MailboxEntry>,
+}
+
+pub async fn run(shard: Rc<Shard>, mut conn: Conn, cfg: Rc<pop3::Pop3Config>) {
+    let mut server = pop3::Server::new(cfg);
+    let mut locked: Option<Locked> = None;
+    conn.set_idle_timeout(shard.config.limits.pop3_idle_timeout.get());
+    'session: loop {
+        loop {
+            let n = server.handle_input(&conn.inbuf);
+            conn.consume(n);
+            let Some(action) = server.poll_action() else { break };
+            if flush(&mut conn, &mut server).await.is_err() {
+                break 'session;
+            }
+            match action {
+                Action::Authenticate { user, password } => {
+                    let (outcome, lock) = login(&shard, &user, &password, &conn).await;
+                    locked = lock;
+                    server.auth_done(outcome);
+                }
+                Action::SendMessage { index, top_lines } => {
+                    let Some(entry) = locked.as_ref().and_then(|l| l.entries.get(index)) else {
+                        tracing::error!(core = shard.id, index, "pop3 machine asked for a message outside the listing");
+                        break 'session;
+                    };
+                    let mut wire = Vec::with_capacity(entry.size as usize + 64);
+                    if let Err(e) = read_into(&shard, entry, top_lines, &mut wire) {
+                        // The status line already went out; the only honest
+                        // thing left is to drop the connection.
+                        tracing::error!(core = shard.id, queue_id = %entry.queue_id, error = %e, "cannot read message from spool");
+                        break 'session;
+                    }
+                    if conn.write_all(&wire).await.is_err() {
+                        break 'session;
+                    }
+                    server.message_sent();
+                }
+                Action::Commit { deleted } => {
+                    let outcome = match locked.take() {
+                        Some(l) => commit(&shard, l, &deleted).await,
+                        None => CommitOutcome::Failed,
+                    };
+                    server.commit_done(outcome);
+                }
+                Action::StartTls => {
+                    // Never advertised in this build (stls: false).
+                    server.handle_eof();
+                    break 'session;
+                }
+            }
+        }
+        if flush(&mut conn, &mut server).await.is_err() || server.is_closed() {
+            break;
+        }
+        match conn.fill().await {
+            Ok(_) => {}
+            Err(ReadEnd::Timeout) => {
+                server.handle_timeout();
+                let _ = flush(&mut conn, &mut server).await;
+                break;
+            }
+            Err(ReadEnd::Eof) | Err(ReadEnd::Error(_)) => {
+                server.handle_eof();
+                break;
+            }
+        }
+    }
+    // Gone without QUIT: release the lock, delete nothing (RFC 1939 §6).
+    if let Some(l) = locked {
+        let _ = shard.call(l.owner, Request::Unlock { user: l.user, token: l.token }).await;
+    }
+    conn.close().await;
+}
+
+/// Check the password off the core, then lock the mailbox on its owner.
+/// Every failure takes `auth.failure_delay` and says nothing about whether
+/// the user exists.
+async fn login(shard: &Rc<Shard>, user: &str, password: &str, conn: &Conn) -> (AuthOutcome, Option<Locked>) {
+    let user = user.to_ascii_lowercase();
+    let hash = shard.users().hash_of(&user);
+    let pw = password.to_string();
+    let ok = glommio::executor().spawn_blocking(move || auth::verify(hash.as_deref(), &pw)).await;
+    if !ok {
+        glommio::timer::sleep(shard.config.auth.failure_delay.get()).await;
+        tracing::warn!(core = shard.id, client = %conn.peer.ip(), user = %user, "pop3 authentication failed");
+        return (AuthOutcome::BadCredentials, None);
+    }
+    let token = shard.new_lock_token();
+    let owner = owner::user_owner(&user, shard.cores);
+    match shard.call(owner, Request::Lock { user: user.clone(), token }).await {
+        Ok(Reply::Locked(Ok(entries))) => {
+            tracing::info!(core = shard.id, client = %conn.peer.ip(), user = %user, messages = entries.len(), "pop3 login");
+            let infos = entries.iter().map(|e| MessageInfo { uid: e.uid(), size: e.size }).collect();
+            (AuthOutcome::LoggedIn(infos), Some(Locked { user, token, owner, entries }))
+        }
+        Ok(Reply::Locked(Err(MailboxError::InUse(_)))) => (AuthOutcome::InUse, None),
+        other => {
+            tracing::error!(core = shard.id, user = %user, reply = ?other, "mailbox lock failed");
+            (AuthOutcome::TempFailure, None)
+        }
+    }
+}
+
+/// Write the wire form of `entry`'s body (dot-stuffed, terminated).
+fn read_into(shard: &Shard, entry: &MailboxEntry, top_lines: Option<u32>, out: &mut Vec<u8>) -> Result<(), String> {
+    let view = shard.maps.borrow_mut().record(entry.at).map_err(|e| e.to_string())?;
+    let record = MessageRecord::decode(view.payload()).map_err(|e| e.to_string())?;
+    pop3::write_message(record.body, top_lines, out);
+    Ok(())
+}
+
+/// QUIT: the owner tombstones the deleted messages durably, then unlocks.
+async fn commit(shard: &Rc<Shard>, l: Locked, deleted: &[usize]) -> CommitOutcome {
+    let gone: Vec<_> = deleted.iter().filter_map(|&i| l.entries.get(i)).map(|e| (e.at, e.recipient)).collect();
+    let n = gone.len();
+    match shard.call(l.owner, Request::Commit { user: l.user.clone(), token: l.token, deleted: gone }).await {
+        Ok(Reply::Done(Ok(()))) => {
+            tracing::info!(core = shard.id, user = %l.user, deleted = n, "pop3 deletions committed");
+            CommitOutcome::Done
+        }
+        other => {
+            tracing::error!(core = shard.id, user = %l.user, reply = ?other, "pop3 deletions not committed");
+            let _ = shard.call(l.owner, Request::Unlock { user: l.user, token: l.token }).await;
+            CommitOutcome::Failed
+        }
+    }
+}
+
+async fn flush(conn: &mut Conn, server: &mut pop3::Server) -> std::io::Result<()> {
+    if server.output().is_empty() {
+        return Ok(());
+    }
+    let r = conn.write_all(server.output()).await;
+    server.clear_output();
+    r
+}

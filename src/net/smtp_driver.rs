@@ -1,0 +1,117 @@
+//! Drives one SMTP session: socket bytes in, the sans-I/O
+//! [`smtp::Server`](crate::proto::smtp::Server) decides, the shard stores.
+
+use super::conn::{Conn, ReadEnd};
+use crate::config::Config;
+use crate::proto::smtp::{self, Action, Address, RcptDecision, RecipientPolicy};
+use crate::shard::Shard;
+use std::net::IpAddr;
+use std::rc::Rc;
+
+/// Longest command line we take (RFC 5321 says 512; extensions add more).
+const MAX_COMMAND_LINE: usize = 4096;
+
+pub fn server_config(config: &Config) -> smtp::ServerConfig {
+    smtp::ServerConfig {
+        hostname: config.hostname.clone(),
+        max_message_size: config.max_message_size as usize,
+        max_recipients: config.limits.max_recipients,
+        max_line_len: MAX_COMMAND_LINE,
+        max_errors: config.limits.max_errors,
+        starttls: false,
+    }
+}
+
+/// Who may receive mail through this session: local users, and any domain
+/// when the client is in `relay.permit_relay_from`.
+struct SessionPolicy {
+    shard: Rc<Shard>,
+    relay_permitted: bool,
+}
+
+impl RecipientPolicy for SessionPolicy {
+    fn check(&self, rcpt: &Address) -> RcptDecision {
+        if self.shard.config.is_local_domain(&rcpt.domain) {
+            let user = rcpt.to_string().to_ascii_lowercase();
+            if self.shard.users().contains(&user) {
+                RcptDecision::Local { user }
+            } else {
+                RcptDecision::UnknownUser
+            }
+        } else if self.relay_permitted {
+            RcptDecision::Remote { domain: rcpt.domain.clone() }
+        } else {
+            RcptDecision::RelayDenied
+        }
+    }
+}
+
+fn relay_permitted(config: &Config, ip: IpAddr) -> bool {
+    // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    config.relay.permit_relay_from.iter().any(|net| net.contains(&ip))
+}
+
+pub async fn run(shard: Rc<Shard>, mut conn: Conn, cfg: Rc<smtp::ServerConfig>) {
+    let client = conn.peer.ip();
+    let policy = SessionPolicy { shard: shard.clone(), relay_permitted: relay_permitted(&shard.config, client) };
+    let mut server = smtp::Server::new(cfg, Box::new(policy));
+    conn.set_idle_timeout(shard.config.limits.smtp_idle_timeout.get());
+    tracing::debug!(core = shard.id, client = %conn.peer, "smtp connect");
+    'session: loop {
+        // Feed everything buffered, performing actions as the machine asks.
+        loop {
+            let n = server.handle_input(&conn.inbuf);
+            conn.consume(n);
+            match server.poll_action() {
+                Some(Action::Store { envelope, body }) => {
+                    // Replies to the pipelined commands before DATA's end go
+                    // out now; the 250 waits for the sync.
+                    if flush(&mut conn, &mut server).await.is_err() {
+                        break 'session;
+                    }
+                    let outcome = shard.accept_message(client, envelope, body).await;
+                    server.store_done(outcome);
+                }
+                Some(Action::StartTls) => {
+                    // Not advertised in this build (starttls: false), so
+                    // the machine never asks; treat it as a broken session.
+                    server.handle_eof();
+                    break 'session;
+                }
+                None => break,
+            }
+        }
+        if flush(&mut conn, &mut server).await.is_err() || server.is_closed() {
+            break;
+        }
+        match conn.fill().await {
+            Ok(_) => {}
+            Err(ReadEnd::Timeout) => {
+                server.handle_timeout();
+                let _ = flush(&mut conn, &mut server).await;
+                tracing::info!(core = shard.id, client = %conn.peer, "smtp idle timeout");
+                break;
+            }
+            Err(ReadEnd::Eof) | Err(ReadEnd::Error(_)) => {
+                server.handle_eof();
+                break;
+            }
+        }
+    }
+    tracing::debug!(core = shard.id, client = %conn.peer, "smtp disconnect");
+    conn.close().await;
+}
+
+async fn flush(conn: &mut Conn, server: &mut smtp::Server) -> std::io::Result<()> {
+    if server.output().is_empty() {
+        return Ok(());
+    }
+    let r = conn.write_all(server.output()).await;
+    server.clear_output();
+    r
+}
+

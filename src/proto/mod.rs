@@ -1,0 +1,5 @@
+//! Sans-I/O protocol state machines: bytes in, replies and actions out.
+//! Nothing in here touches a socket, a file or the clock.
+
+pub mod pop3;
+pub mod smtp;

@@ -1,0 +1,196 @@
+//! The maildrop a logged-in session works on: the listing the driver
+//! snapshotted at login, plus the deletion marks set by DELE.
+//!
+//! Owns: message numbering and deletion marks. Must not: delete anything
+//! for real. Marks are only a wish list until QUIT hands them to the driver
+//! (RFC 1939 §6: nothing is removed unless the session reaches UPDATE).
+
+use super::command::MessageNumber;
+
+/// One message of the snapshot the driver hands over at login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageInfo {
+    /// The unique id UIDL reports: stable across sessions, 1 to 70
+    /// characters in 0x21..=0x7E (RFC 1939 §7). The driver guarantees this.
+    pub uid: String,
+    /// Octets as stored (CRLF line ends, before dot-stuffing): what STAT,
+    /// LIST and the RETR status line report.
+    pub size: u64,
+}
+
+/// What a DELE did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Deletion {
+    Marked,
+    AlreadyMarked,
+    NoSuchMessage,
+}
+
+/// The snapshot plus deletion marks. Message `n` is `messages[n - 1]`, and
+/// numbers never shift during a session, even after DELE.
+#[derive(Debug)]
+pub(super) struct Maildrop {
+    /// The listing taken at login; never changes afterwards.
+    messages: Vec<MessageInfo>,
+    /// `deleted[i]` is set by DELE of message `i + 1` and cleared by RSET.
+    deleted: Vec<bool>,
+    /// Messages not marked, kept up to date so STAT on a large maildrop
+    /// does not walk the whole listing.
+    live_count: usize,
+    /// Octets of the messages not marked (see `live_count`).
+    live_octets: u64,
+}
+
+impl Maildrop {
+    pub(super) fn new(messages: Vec<MessageInfo>) -> Maildrop {
+        let live_octets = messages.iter().map(|m| m.size).sum();
+        Maildrop {
+            deleted: vec![false; messages.len()],
+            live_count: messages.len(),
+            live_octets,
+            messages,
+        }
+    }
+
+    /// Number and total size of the messages not marked deleted (STAT).
+    pub(super) fn stat(&self) -> (usize, u64) {
+        (self.live_count, self.live_octets)
+    }
+
+    /// The 0-based index and listing entry of message `n`, or `None` when
+    /// there is no such message or it is marked deleted (RFC 1939 treats
+    /// both alike for LIST, UIDL, RETR and TOP).
+    pub(super) fn get(&self, n: MessageNumber) -> Option<(usize, &MessageInfo)> {
+        let index = n.index()?;
+        match self.deleted.get(index) {
+            Some(false) => self.messages.get(index).map(|m| (index, m)),
+            _ => None,
+        }
+    }
+
+    /// The messages not marked deleted, with their 1-based numbers, in order.
+    pub(super) fn live(&self) -> impl Iterator<Item = (usize, &MessageInfo)> {
+        self.messages
+            .iter()
+            .zip(&self.deleted)
+            .enumerate()
+            .filter(|(_, (_, deleted))| !**deleted)
+            .map(|(index, (message, _))| (index + 1, message))
+    }
+
+    /// Marks message `n` deleted.
+    pub(super) fn delete(&mut self, n: MessageNumber) -> Deletion {
+        let Some(index) = n.index().filter(|&i| i < self.messages.len()) else {
+            return Deletion::NoSuchMessage;
+        };
+        if self.deleted[index] {
+            return Deletion::AlreadyMarked;
+        }
+        self.deleted[index] = true;
+        self.live_count -= 1;
+        self.live_octets -= self.messages[index].size;
+        Deletion::Marked
+    }
+
+    /// Clears every deletion mark (RSET).
+    pub(super) fn reset(&mut self) {
+        self.deleted.fill(false);
+        self.live_count = self.messages.len();
+        self.live_octets = self.messages.iter().map(|m| m.size).sum();
+    }
+
+    /// 0-based indices of the marked messages: ascending and distinct.
+    pub(super) fn deleted_indices(&self) -> Vec<usize> {
+        self.deleted
+            .iter()
+            .enumerate()
+            .filter_map(|(index, &deleted)| deleted.then_some(index))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::command::{parse, Command};
+    use super::*;
+
+    fn number(text: &str) -> MessageNumber {
+        match parse(format!("RETR {text}").as_bytes()) {
+            Ok(Command::Retr(n)) => n,
+            other => panic!("not a message number: {other:?}"),
+        }
+    }
+
+    fn maildrop() -> Maildrop {
+        Maildrop::new(vec![
+            MessageInfo {
+                uid: "a".into(),
+                size: 10,
+            },
+            MessageInfo {
+                uid: "b".into(),
+                size: 20,
+            },
+            MessageInfo {
+                uid: "c".into(),
+                size: 30,
+            },
+        ])
+    }
+
+    #[test]
+    fn stat_excludes_deleted_messages() {
+        let mut drop = maildrop();
+        assert_eq!(drop.stat(), (3, 60));
+        assert_eq!(drop.delete(number("2")), Deletion::Marked);
+        assert_eq!(drop.stat(), (2, 40));
+    }
+
+    #[test]
+    fn deleting_twice_reports_already_marked_and_counts_once() {
+        let mut drop = maildrop();
+        drop.delete(number("1"));
+        assert_eq!(drop.delete(number("1")), Deletion::AlreadyMarked);
+        assert_eq!(drop.stat(), (2, 50));
+    }
+
+    #[test]
+    fn out_of_range_numbers_name_no_message() {
+        let mut drop = maildrop();
+        for text in ["0", "4", "18446744073709551615", "99999999999999999999999"] {
+            assert_eq!(drop.get(number(text)), None, "{text}");
+            assert_eq!(drop.delete(number(text)), Deletion::NoSuchMessage, "{text}");
+        }
+    }
+
+    #[test]
+    fn deleted_messages_are_not_found_and_not_listed_but_keep_numbers() {
+        let mut drop = maildrop();
+        drop.delete(number("2"));
+        assert_eq!(drop.get(number("2")), None);
+        assert_eq!(
+            drop.get(number("3")).map(|(i, m)| (i, m.size)),
+            Some((2, 30))
+        );
+        let live: Vec<usize> = drop.live().map(|(n, _)| n).collect();
+        assert_eq!(live, [1, 3]);
+    }
+
+    #[test]
+    fn reset_unmarks_everything() {
+        let mut drop = maildrop();
+        drop.delete(number("1"));
+        drop.delete(number("3"));
+        drop.reset();
+        assert_eq!(drop.stat(), (3, 60));
+        assert!(drop.deleted_indices().is_empty());
+    }
+
+    #[test]
+    fn deleted_indices_are_zero_based_and_ascending() {
+        let mut drop = maildrop();
+        drop.delete(number("3"));
+        drop.delete(number("1"));
+        assert_eq!(drop.deleted_indices(), [0, 2]);
+    }
+}

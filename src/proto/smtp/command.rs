@@ -1,0 +1,462 @@
+//! One command line (terminator already removed by `line`) -> [`Command`].
+//!
+//! Verbs are case-insensitive. An unknown verb is a value,
+//! [`Command::Unknown`], not an error: the session decides what to say.
+//! Errors name the verb they belong to ([`CommandError::verb`]) so the
+//! session can report a sequence error (503) before a syntax error, as
+//! Postfix does.
+//!
+//! Leniency, on purpose and no further: spaces after the verb and after
+//! `FROM:`/`TO:` (`MAIL FROM: <a@b>`), and trailing spaces, are skipped;
+//! NOOP and HELP take any argument. Strictness: any control character
+//! (NUL, CR, TAB, ...) makes the line [`CommandError::ControlCharacter`];
+//! DATA, RSET, QUIT and STARTTLS refuse arguments; parameters follow
+//! RFC 5321 `esmtp-param`, and an unsupported one is reported as such
+//! (555, RFC 1869 §6).
+//!
+//! This file must not know session state or reply texts.
+
+use std::fmt;
+
+use super::address::{parse_forward_path, parse_reverse_path, AddressError, ForwardPath, ReversePath};
+
+/// The verbs this server knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verb {
+    Ehlo,
+    Helo,
+    Mail,
+    Rcpt,
+    Data,
+    Rset,
+    Noop,
+    Quit,
+    Vrfy,
+    Help,
+    StartTls,
+}
+
+impl Verb {
+    const ALL: [(Verb, &'static str); 11] = [
+        (Verb::Ehlo, "EHLO"),
+        (Verb::Helo, "HELO"),
+        (Verb::Mail, "MAIL"),
+        (Verb::Rcpt, "RCPT"),
+        (Verb::Data, "DATA"),
+        (Verb::Rset, "RSET"),
+        (Verb::Noop, "NOOP"),
+        (Verb::Quit, "QUIT"),
+        (Verb::Vrfy, "VRFY"),
+        (Verb::Help, "HELP"),
+        (Verb::StartTls, "STARTTLS"),
+    ];
+
+    fn from_bytes(verb: &[u8]) -> Option<Verb> {
+        Verb::ALL
+            .iter()
+            .find(|(_, name)| verb.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|&(v, _)| v)
+    }
+
+    /// The verb as written in RFC 5321 (upper case).
+    pub fn as_str(self) -> &'static str {
+        Verb::ALL
+            .iter()
+            .find(|(v, _)| *v == self)
+            .map_or("", |&(_, name)| name)
+    }
+}
+
+impl fmt::Display for Verb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// MAIL's `BODY=` parameter (RFC 6152).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyType {
+    SevenBit,
+    EightBitMime,
+}
+
+/// MAIL FROM and its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailFrom {
+    pub sender: ReversePath,
+    /// `SIZE=n` (RFC 1870); a value too large for u64 saturates.
+    pub size: Option<u64>,
+    /// `BODY=7BIT|8BITMIME`.
+    pub body: Option<BodyType>,
+}
+
+/// RCPT TO (no parameters are supported).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RcptTo {
+    pub recipient: ForwardPath,
+}
+
+/// One parsed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// EHLO with the client's name: the whole argument, trimmed.
+    Ehlo { domain: String },
+    /// HELO with the client's name: the whole argument, trimmed.
+    Helo { domain: String },
+    Mail(MailFrom),
+    Rcpt(RcptTo),
+    Data,
+    Rset,
+    Noop,
+    Quit,
+    /// VRFY with its (ignored) argument.
+    Vrfy,
+    Help,
+    StartTls,
+    /// A verb this server does not know, as sent (lossy UTF-8), for logging.
+    Unknown(String),
+}
+
+impl Command {
+    /// The verb, `None` for [`Command::Unknown`].
+    pub fn verb(&self) -> Option<Verb> {
+        Some(match self {
+            Command::Ehlo { .. } => Verb::Ehlo,
+            Command::Helo { .. } => Verb::Helo,
+            Command::Mail(_) => Verb::Mail,
+            Command::Rcpt(_) => Verb::Rcpt,
+            Command::Data => Verb::Data,
+            Command::Rset => Verb::Rset,
+            Command::Noop => Verb::Noop,
+            Command::Quit => Verb::Quit,
+            Command::Vrfy => Verb::Vrfy,
+            Command::Help => Verb::Help,
+            Command::StartTls => Verb::StartTls,
+            Command::Unknown(_) => return None,
+        })
+    }
+}
+
+/// Why a command line did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// The line is empty (or only spaces).
+    #[error("empty command line")]
+    Empty,
+    /// A control character (NUL, CR, TAB, DEL, ...) in the line.
+    #[error("control character in command line")]
+    ControlCharacter,
+    /// A missing, extra or malformed argument.
+    #[error("{0}: syntax error")]
+    Syntax(Verb),
+    /// MAIL FROM's path does not parse.
+    #[error("MAIL: bad sender address: {0}")]
+    BadSender(AddressError),
+    /// RCPT TO's path does not parse.
+    #[error("RCPT: bad recipient address: {0}")]
+    BadRecipient(AddressError),
+    /// A malformed parameter, a bad value, or one given twice.
+    #[error("{0}: bad parameter")]
+    BadParameter(Verb),
+    /// A well-formed parameter this server does not support.
+    #[error("{verb}: unsupported parameter {keyword}")]
+    UnsupportedParameter { verb: Verb, keyword: String },
+}
+
+impl CommandError {
+    /// The verb the failed line was for, when it got that far.
+    pub fn verb(&self) -> Option<Verb> {
+        match self {
+            CommandError::Empty | CommandError::ControlCharacter => None,
+            CommandError::Syntax(v) | CommandError::BadParameter(v) => Some(*v),
+            CommandError::UnsupportedParameter { verb, .. } => Some(*verb),
+            CommandError::BadSender(_) => Some(Verb::Mail),
+            CommandError::BadRecipient(_) => Some(Verb::Rcpt),
+        }
+    }
+}
+
+/// Parses one command line (without its CRLF).
+pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
+    if line.iter().any(|&b| b < 0x20 || b == 0x7f) {
+        return Err(CommandError::ControlCharacter);
+    }
+    let line = trim_spaces(line);
+    if line.is_empty() {
+        return Err(CommandError::Empty);
+    }
+    let (verb, args) = match line.iter().position(|&b| b == b' ') {
+        Some(sp) => (&line[..sp], trim_spaces(&line[sp..])),
+        None => (line, &b""[..]),
+    };
+    let Some(verb) = Verb::from_bytes(verb) else {
+        return Ok(Command::Unknown(String::from_utf8_lossy(verb).into_owned()));
+    };
+    let no_args = |cmd: Command| {
+        if args.is_empty() {
+            Ok(cmd)
+        } else {
+            Err(CommandError::Syntax(verb))
+        }
+    };
+    match verb {
+        Verb::Ehlo => hello(args, verb).map(|domain| Command::Ehlo { domain }),
+        Verb::Helo => hello(args, verb).map(|domain| Command::Helo { domain }),
+        Verb::Mail => mail(args).map(Command::Mail),
+        Verb::Rcpt => rcpt(args).map(Command::Rcpt),
+        Verb::Data => no_args(Command::Data),
+        Verb::Rset => no_args(Command::Rset),
+        Verb::Quit => no_args(Command::Quit),
+        Verb::StartTls => no_args(Command::StartTls),
+        Verb::Noop => Ok(Command::Noop),
+        Verb::Help => Ok(Command::Help),
+        Verb::Vrfy if args.is_empty() => Err(CommandError::Syntax(verb)),
+        Verb::Vrfy => Ok(Command::Vrfy),
+    }
+}
+
+fn trim_spaces(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|&b| b != b' ').unwrap_or(s.len());
+    let end = s.iter().rposition(|&b| b != b' ').map_or(start, |i| i + 1);
+    &s[start..end]
+}
+
+fn hello(args: &[u8], verb: Verb) -> Result<String, CommandError> {
+    if args.is_empty() || !args.is_ascii() {
+        return Err(CommandError::Syntax(verb));
+    }
+    Ok(args.iter().map(|&b| b as char).collect())
+}
+
+/// Strips `keyword` (e.g. `FROM:`) case-insensitively, then spaces.
+fn after_keyword<'a>(args: &'a [u8], keyword: &[u8]) -> Option<&'a [u8]> {
+    let head = args.get(..keyword.len())?;
+    head.eq_ignore_ascii_case(keyword)
+        .then(|| trim_spaces(&args[keyword.len()..]))
+}
+
+fn mail(args: &[u8]) -> Result<MailFrom, CommandError> {
+    let path = after_keyword(args, b"FROM:").ok_or(CommandError::Syntax(Verb::Mail))?;
+    let (sender, rest) = parse_reverse_path(path).map_err(CommandError::BadSender)?;
+    let mut from = MailFrom {
+        sender,
+        size: None,
+        body: None,
+    };
+    for (keyword, value) in params(rest, Verb::Mail)? {
+        let bad = CommandError::BadParameter(Verb::Mail);
+        if keyword.eq_ignore_ascii_case(b"SIZE") {
+            let digits = value.filter(|v| (1..=20).contains(&v.len()) && v.iter().all(u8::is_ascii_digit));
+            let digits = digits.ok_or(bad.clone())?;
+            let size = digits
+                .iter()
+                .fold(0u64, |n, &d| n.saturating_mul(10).saturating_add(u64::from(d - b'0')));
+            if from.size.replace(size).is_some() {
+                return Err(bad);
+            }
+        } else if keyword.eq_ignore_ascii_case(b"BODY") {
+            let body = match value {
+                Some(v) if v.eq_ignore_ascii_case(b"7BIT") => BodyType::SevenBit,
+                Some(v) if v.eq_ignore_ascii_case(b"8BITMIME") => BodyType::EightBitMime,
+                _ => return Err(bad),
+            };
+            if from.body.replace(body).is_some() {
+                return Err(bad);
+            }
+        } else {
+            return Err(unsupported(Verb::Mail, keyword));
+        }
+    }
+    Ok(from)
+}
+
+fn rcpt(args: &[u8]) -> Result<RcptTo, CommandError> {
+    let path = after_keyword(args, b"TO:").ok_or(CommandError::Syntax(Verb::Rcpt))?;
+    let (recipient, rest) = parse_forward_path(path).map_err(CommandError::BadRecipient)?;
+    if let Some((keyword, _)) = params(rest, Verb::Rcpt)?.into_iter().next() {
+        return Err(unsupported(Verb::Rcpt, keyword));
+    }
+    Ok(RcptTo { recipient })
+}
+
+fn unsupported(verb: Verb, keyword: &[u8]) -> CommandError {
+    CommandError::UnsupportedParameter {
+        verb,
+        keyword: String::from_utf8_lossy(keyword).to_ascii_uppercase(),
+    }
+}
+
+/// Splits `esmtp-param *(SP esmtp-param)` (RFC 5321 §4.1.2) into
+/// `(keyword, value)` pairs, checking the syntax of each.
+fn params(rest: &[u8], verb: Verb) -> Result<Vec<(&[u8], Option<&[u8]>)>, CommandError> {
+    let mut out = Vec::new();
+    for param in rest.split(|&b| b == b' ').filter(|p| !p.is_empty()) {
+        let (keyword, value) = match param.iter().position(|&b| b == b'=') {
+            Some(eq) => (&param[..eq], Some(&param[eq + 1..])),
+            None => (param, None),
+        };
+        let keyword_ok = keyword.first().is_some_and(u8::is_ascii_alphanumeric)
+            && keyword.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-');
+        let value_ok = value.is_none_or(|v| !v.is_empty() && v.iter().all(|&b| (33..=126).contains(&b) && b != b'='));
+        if !keyword_ok || !value_ok {
+            return Err(CommandError::BadParameter(verb));
+        }
+        out.push((keyword, value));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::address::Address;
+    use super::*;
+
+    fn parse(line: &str) -> Result<Command, CommandError> {
+        parse_command(line.as_bytes())
+    }
+
+    fn jane() -> Address {
+        Address {
+            local: "jane".into(),
+            domain: "example.test".into(),
+        }
+    }
+
+    #[test]
+    fn verbs_are_case_insensitive() {
+        assert_eq!(parse("noop"), Ok(Command::Noop));
+        assert_eq!(parse("QuIt"), Ok(Command::Quit));
+        assert_eq!(parse("StartTLS"), Ok(Command::StartTls));
+        assert_eq!(parse("rset  "), Ok(Command::Rset));
+    }
+
+    #[test]
+    fn unknown_verb_is_a_value() {
+        assert_eq!(parse("FOO bar"), Ok(Command::Unknown("FOO".into())));
+        assert_eq!(parse("MAILFROM:<a@b>"), Ok(Command::Unknown("MAILFROM:<a@b>".into())));
+    }
+
+    #[test]
+    fn nul_and_other_control_characters_are_refused() {
+        assert_eq!(parse("NOOP\0"), Err(CommandError::ControlCharacter));
+        assert_eq!(parse("MAIL FROM:<a\0@b.test>"), Err(CommandError::ControlCharacter));
+        assert_eq!(parse("NO\rOP"), Err(CommandError::ControlCharacter));
+        assert_eq!(parse("MAIL\tFROM:<a@b.test>"), Err(CommandError::ControlCharacter));
+    }
+
+    #[test]
+    fn empty_line_is_an_error() {
+        assert_eq!(parse(""), Err(CommandError::Empty));
+        assert_eq!(parse("   "), Err(CommandError::Empty));
+    }
+
+    #[test]
+    fn ehlo_and_helo_need_an_ascii_name() {
+        assert_eq!(parse("EHLO client.test"), Ok(Command::Ehlo { domain: "client.test".into() }));
+        assert_eq!(parse("helo  [192.0.2.1] "), Ok(Command::Helo { domain: "[192.0.2.1]".into() }));
+        assert_eq!(parse("EHLO"), Err(CommandError::Syntax(Verb::Ehlo)));
+        assert_eq!(parse("HELO clïent"), Err(CommandError::Syntax(Verb::Helo)));
+    }
+
+    #[test]
+    fn mail_from_parses_path_and_parameters() {
+        assert_eq!(
+            parse("MAIL FROM:<jane@example.test> size=100 BODY=8bitmime"),
+            Ok(Command::Mail(MailFrom {
+                sender: ReversePath::Mailbox(jane()),
+                size: Some(100),
+                body: Some(BodyType::EightBitMime),
+            }))
+        );
+        assert_eq!(
+            parse("mail from:<>"),
+            Ok(Command::Mail(MailFrom { sender: ReversePath::Null, size: None, body: None }))
+        );
+    }
+
+    #[test]
+    fn space_after_from_colon_is_tolerated() {
+        assert!(matches!(parse("MAIL FROM: <jane@example.test>"), Ok(Command::Mail(_))));
+        assert!(matches!(parse("RCPT TO:  <jane@example.test>"), Ok(Command::Rcpt(_))));
+    }
+
+    #[test]
+    fn mail_without_from_is_a_syntax_error() {
+        assert_eq!(parse("MAIL"), Err(CommandError::Syntax(Verb::Mail)));
+        assert_eq!(parse("MAIL TO:<a@b.test>"), Err(CommandError::Syntax(Verb::Mail)));
+        assert_eq!(parse("MAIL FROM :<a@b.test>"), Err(CommandError::Syntax(Verb::Mail)));
+    }
+
+    #[test]
+    fn bad_addresses_are_reported_per_verb() {
+        assert_eq!(
+            parse("MAIL FROM:jane@example.test"),
+            Err(CommandError::BadSender(AddressError::MissingBrackets))
+        );
+        assert_eq!(parse("RCPT TO:<>"), Err(CommandError::BadRecipient(AddressError::NullNotAllowed)));
+        assert_eq!(
+            parse("RCPT TO:<jäne@example.test>"),
+            Err(CommandError::BadRecipient(AddressError::NonAscii))
+        );
+    }
+
+    #[test]
+    fn bad_mail_parameters_are_syntax_errors() {
+        for line in [
+            "MAIL FROM:<> SIZE=abc",
+            "MAIL FROM:<> SIZE",
+            "MAIL FROM:<> SIZE=",
+            "MAIL FROM:<> SIZE=1 SIZE=2",
+            "MAIL FROM:<> BODY=BINARYMIME",
+            "MAIL FROM:<> BODY=7BIT BODY=7BIT",
+            "MAIL FROM:<> =x",
+            "MAIL FROM:<> SIZE=1=2",
+            "MAIL FROM:<> SIZE=1ü",
+        ] {
+            assert_eq!(parse(line), Err(CommandError::BadParameter(Verb::Mail)), "{line}");
+        }
+    }
+
+    #[test]
+    fn unknown_parameters_are_unsupported() {
+        assert_eq!(
+            parse("MAIL FROM:<> AUTH=<>"),
+            Err(CommandError::UnsupportedParameter { verb: Verb::Mail, keyword: "AUTH".into() })
+        );
+        assert_eq!(
+            parse("RCPT TO:<jane@example.test> notify=never"),
+            Err(CommandError::UnsupportedParameter { verb: Verb::Rcpt, keyword: "NOTIFY".into() })
+        );
+    }
+
+    #[test]
+    fn huge_size_saturates() {
+        let Ok(Command::Mail(m)) = parse("MAIL FROM:<> SIZE=99999999999999999999") else {
+            panic!("should parse");
+        };
+        assert_eq!(m.size, Some(u64::MAX));
+    }
+
+    #[test]
+    fn commands_without_arguments_refuse_them() {
+        for (line, verb) in [
+            ("DATA x", Verb::Data),
+            ("RSET x", Verb::Rset),
+            ("QUIT now", Verb::Quit),
+            ("STARTTLS x", Verb::StartTls),
+            ("VRFY", Verb::Vrfy),
+        ] {
+            assert_eq!(parse(line), Err(CommandError::Syntax(verb)), "{line}");
+        }
+        assert_eq!(parse("NOOP anything"), Ok(Command::Noop));
+        assert_eq!(parse("HELP me"), Ok(Command::Help));
+        assert_eq!(parse("VRFY jane"), Ok(Command::Vrfy));
+    }
+
+    #[test]
+    fn error_names_its_verb() {
+        assert_eq!(parse("RCPT").unwrap_err().verb(), Some(Verb::Rcpt));
+        assert_eq!(parse("MAIL FROM:<").unwrap_err().verb(), Some(Verb::Mail));
+        assert_eq!(parse("\0").unwrap_err().verb(), None);
+    }
+}

@@ -1,0 +1,429 @@
+//! The DATA phase: a resumable scanner that finds the end of a message,
+//! undoes dot-stuffing and bounds memory; and [`dot_stuff`], its inverse,
+//! for sending a stored body.
+//!
+//! The rules, chosen against SMTP smuggling (CVE-2023-51766 and kin):
+//! - The message ends only on CRLF "." CRLF; the start of DATA counts as
+//!   a line start. `LF . LF`, `LF . CRLF`, `CR . CR`, `CR . CRLF` never end it.
+//! - A "real" line start is the DATA start or a byte after CRLF. Only there
+//!   is a leading dot removed (dot-unstuffing).
+//! - A bare LF (not after CR) is stored as CRLF (Postfix 3.9
+//!   `smtpd_forbid_bare_newline = normalize`) but does not start a real
+//!   line. A bare CR is stored as is.
+//! - The stored body ends with the CRLF before the final dot (an empty
+//!   message is an empty body), so every stored line ends in CRLF.
+//!
+//! The scanner never looks at anything but bytes: no headers, no MIME.
+
+/// What [`DataScanner::feed`] did with a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataProgress {
+    /// Every byte was consumed and the message has not ended: feed more.
+    NeedMore,
+    /// The message ended; the first `consumed` bytes (up to and including
+    /// the final CRLF "." CRLF) belonged to it, the rest is the next command.
+    Ended { consumed: usize },
+}
+
+/// Where the scanner is within the byte stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScanState {
+    /// At a real line start (DATA start, or after CRLF).
+    LineStart,
+    /// Inside a line, the previous byte not a CR.
+    Text,
+    /// Inside a line, the previous byte a CR (already stored).
+    Cr,
+    /// A real line start then ".": the dot is held back.
+    Dot,
+    /// A real line start then ".\r": both held back.
+    DotCr,
+    /// The final CRLF "." CRLF was seen.
+    Done,
+}
+
+/// Scans one message's DATA bytes, chunk by chunk, into a body buffer.
+///
+/// Feed it any chunking of the stream; the stored body and the end point
+/// are the same (the chunk-size sweep tests prove it). Memory is bounded:
+/// once the stored body would exceed `max_size` nothing more is stored
+/// ([`DataScanner::is_oversized`]), but scanning goes on to the end so the
+/// session stays in sync.
+#[derive(Debug, Clone)]
+pub struct DataScanner {
+    state: ScanState,
+    /// The limit on the stored (unstuffed, normalised) body.
+    max_size: usize,
+    /// Bytes of body seen so far, counted past the limit too.
+    size: usize,
+    /// Set once `size` passed `max_size`; from then on nothing is stored.
+    oversized: bool,
+    /// Any body byte >= 0x80 seen (for the envelope's 8-bit flag).
+    eight_bit: bool,
+}
+
+impl DataScanner {
+    /// A scanner at the start of DATA that stores at most `max_size` bytes.
+    pub fn new(max_size: usize) -> DataScanner {
+        DataScanner {
+            state: ScanState::LineStart,
+            max_size,
+            size: 0,
+            oversized: false,
+            eight_bit: false,
+        }
+    }
+
+    /// Scans `input`, appending the unstuffed, normalised body to `body`.
+    ///
+    /// Returns [`DataProgress::NeedMore`] when all of `input` was message
+    /// bytes, or [`DataProgress::Ended`] with how many bytes were. After the
+    /// end, further calls store nothing and return `Ended { consumed: 0 }`.
+    pub fn feed(&mut self, input: &[u8], body: &mut Vec<u8>) -> DataProgress {
+        let mut i = 0;
+        while i < input.len() {
+            if self.state == ScanState::Text {
+                // Fast path: copy the run up to the next CR or LF at once.
+                let rest = &input[i..];
+                let run = rest
+                    .iter()
+                    .position(|&b| b == b'\r' || b == b'\n')
+                    .unwrap_or(rest.len());
+                if run > 0 {
+                    self.store(&rest[..run], body);
+                    i += run;
+                    continue;
+                }
+            }
+            let b = input[i];
+            i += 1;
+            self.state = match (self.state, b) {
+                (ScanState::Done, _) => return DataProgress::Ended { consumed: i - 1 },
+                (ScanState::LineStart, b'.') => ScanState::Dot,
+                (ScanState::DotCr, b'\n') => {
+                    self.state = ScanState::Done;
+                    return DataProgress::Ended { consumed: i };
+                }
+                // A dot at a real line start with more on the line: dropped.
+                (ScanState::Dot, b'\r') => ScanState::DotCr,
+                (ScanState::Dot, _) => self.byte(b, body),
+                (ScanState::DotCr, _) => {
+                    self.store(b"\r", body);
+                    self.after_cr(b, body)
+                }
+                (ScanState::Cr, _) => self.after_cr(b, body),
+                (ScanState::LineStart | ScanState::Text, _) => self.byte(b, body),
+            };
+        }
+        if self.state == ScanState::Done {
+            DataProgress::Ended { consumed: 0 }
+        } else {
+            DataProgress::NeedMore
+        }
+    }
+
+    /// A byte inside a line (not after CR): store it, LF as CRLF.
+    fn byte(&mut self, b: u8, body: &mut Vec<u8>) -> ScanState {
+        match b {
+            b'\r' => {
+                self.store(b"\r", body);
+                ScanState::Cr
+            }
+            // A bare LF: normalised, but not a real line start.
+            b'\n' => {
+                self.store(b"\r\n", body);
+                ScanState::Text
+            }
+            _ => {
+                self.store(&[b], body);
+                ScanState::Text
+            }
+        }
+    }
+
+    /// A byte after a stored CR: LF completes a CRLF (a real line start).
+    fn after_cr(&mut self, b: u8, body: &mut Vec<u8>) -> ScanState {
+        if b == b'\n' {
+            self.store(b"\n", body);
+            ScanState::LineStart
+        } else {
+            self.byte(b, body)
+        }
+    }
+
+    fn store(&mut self, bytes: &[u8], body: &mut Vec<u8>) {
+        if !self.eight_bit {
+            self.eight_bit = bytes.iter().fold(0u8, |acc, &b| acc | b) >= 0x80;
+        }
+        self.size = self.size.saturating_add(bytes.len());
+        if self.size > self.max_size {
+            self.oversized = true;
+        }
+        if !self.oversized {
+            body.extend_from_slice(bytes);
+        }
+    }
+
+    /// True once the body passed `max_size`: the body buffer is incomplete
+    /// and the message must be refused (552).
+    pub fn is_oversized(&self) -> bool {
+        self.oversized
+    }
+
+    /// True if any body byte >= 0x80 was seen.
+    pub fn saw_8bit(&self) -> bool {
+        self.eight_bit
+    }
+
+    /// Size of the unstuffed, normalised body so far, counted past the limit.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// True once the final CRLF "." CRLF was seen.
+    pub fn is_done(&self) -> bool {
+        self.state == ScanState::Done
+    }
+}
+
+/// Appends the wire form of `body` to `out`: a dot added to every line that
+/// starts with one, bare LFs sent as CRLF, a CRLF added if the body does not
+/// end with one, then ".\r\n". Bare CRs are sent as they are.
+///
+/// For a body the scanner stored, scanning the result gives the body back.
+pub fn dot_stuff(body: &[u8], out: &mut Vec<u8>) {
+    out.reserve(body.len() + body.len() / 64 + 5);
+    let mut rest = body;
+    while !rest.is_empty() {
+        if rest[0] == b'.' {
+            out.push(b'.');
+        }
+        match rest.iter().position(|&b| b == b'\n') {
+            Some(lf) => {
+                let line = &rest[..lf];
+                out.extend_from_slice(line);
+                if !line.ends_with(b"\r") {
+                    out.push(b'\r');
+                }
+                out.push(b'\n');
+                rest = &rest[lf + 1..];
+            }
+            None => {
+                out.extend_from_slice(rest);
+                out.extend_from_slice(b"\r\n");
+                rest = &[];
+            }
+        }
+    }
+    out.extend_from_slice(b".\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHUNK_SIZES: [usize; 9] = [1, 2, 3, 4, 7, 16, 64, 512, usize::MAX];
+
+    /// Scans `input` in chunks of `chunk`; returns (body, consumed or None,
+    /// oversized, eight_bit).
+    fn scan_chunked(input: &[u8], chunk: usize, max: usize) -> (Vec<u8>, Option<usize>, bool, bool) {
+        let mut scanner = DataScanner::new(max);
+        let mut body = Vec::new();
+        let mut pos = 0;
+        let mut end = None;
+        while pos < input.len() {
+            let piece = &input[pos..input.len().min(pos.saturating_add(chunk))];
+            match scanner.feed(piece, &mut body) {
+                DataProgress::NeedMore => pos += piece.len(),
+                DataProgress::Ended { consumed } => {
+                    end = Some(pos + consumed);
+                    break;
+                }
+            }
+        }
+        (body, end, scanner.is_oversized(), scanner.saw_8bit())
+    }
+
+    /// Scans at every chunk size, asserts all agree, returns the result.
+    fn scan(input: &[u8]) -> (Vec<u8>, Option<usize>) {
+        let whole = scan_chunked(input, usize::MAX, 1 << 20);
+        for chunk in CHUNK_SIZES {
+            assert_eq!(scan_chunked(input, chunk, 1 << 20), whole, "chunk size {chunk}");
+        }
+        (whole.0, whole.1)
+    }
+
+    #[test]
+    fn crlf_dot_crlf_ends_data_and_rest_is_left() {
+        let (body, end) = scan(b"Subject: x\r\n\r\nhello\r\n.\r\nQUIT\r\n");
+        assert_eq!(body, b"Subject: x\r\n\r\nhello\r\n");
+        assert_eq!(end, Some(26));
+    }
+
+    #[test]
+    fn dot_at_data_start_ends_an_empty_message() {
+        assert_eq!(scan(b".\r\nQUIT\r\n"), (Vec::new(), Some(3)));
+    }
+
+    #[test]
+    fn lf_dot_lf_does_not_end_data() {
+        let (body, end) = scan(b"a\n.\nMAIL FROM:<evil@x.test>\r\n");
+        assert_eq!(end, None);
+        assert_eq!(body, b"a\r\n.\r\nMAIL FROM:<evil@x.test>\r\n");
+    }
+
+    #[test]
+    fn lf_dot_crlf_does_not_end_data() {
+        let (body, end) = scan(b"a\n.\r\nb\r\n");
+        assert_eq!(end, None);
+        assert_eq!(body, b"a\r\n.\r\nb\r\n");
+    }
+
+    #[test]
+    fn cr_dot_cr_does_not_end_data() {
+        let (body, end) = scan(b"a\r.\rb\r\n");
+        assert_eq!(end, None);
+        assert_eq!(body, b"a\r.\rb\r\n");
+    }
+
+    #[test]
+    fn cr_dot_crlf_does_not_end_data() {
+        let (body, end) = scan(b"a\r.\r\nb\r\n");
+        assert_eq!(end, None);
+        assert_eq!(body, b"a\r.\r\nb\r\n");
+    }
+
+    #[test]
+    fn crlf_dot_lf_does_not_end_data_and_the_dot_is_unstuffed() {
+        let (body, end) = scan(b"a\r\n.\nb\r\n");
+        assert_eq!(end, None);
+        assert_eq!(body, b"a\r\n\r\nb\r\n");
+    }
+
+    #[test]
+    fn crlf_dot_cr_x_keeps_the_cr() {
+        let input = b"a\r\n.\rb\r\n.\r\r\n.\r\n";
+        let (body, end) = scan(input);
+        assert_eq!(body, b"a\r\n\rb\r\n\r\r\n");
+        assert_eq!(end, Some(input.len()));
+    }
+
+    #[test]
+    fn smuggled_end_after_bare_lf_then_real_end_works() {
+        let input = b"x\n.\r\nRCPT TO:<a@b.test>\r\n.\r\n";
+        let (body, end) = scan(input);
+        assert_eq!(end, Some(input.len()));
+        assert_eq!(body, b"x\r\n.\r\nRCPT TO:<a@b.test>\r\n");
+    }
+
+    #[test]
+    fn leading_dot_is_removed_only_at_real_line_starts() {
+        let (body, _) = scan(b"..one\r\n..two\n..three\r\n.\r\n");
+        assert_eq!(body, b".one\r\n.two\r\n..three\r\n");
+    }
+
+    #[test]
+    fn bare_lf_becomes_crlf_and_bare_cr_stays() {
+        let (body, _) = scan(b"a\nb\rc\r\r\n.\r\n");
+        assert_eq!(body, b"a\r\nb\rc\r\r\n");
+    }
+
+    #[test]
+    fn message_over_the_limit_is_flagged_and_not_stored_but_scanned_to_the_end() {
+        let input = b"0123456789\r\n0123456789\r\n.\r\nNOOP\r\n";
+        for chunk in CHUNK_SIZES {
+            let (body, end, oversized, _) = scan_chunked(input, chunk, 20);
+            assert!(oversized);
+            assert!(body.len() <= 20);
+            assert_eq!(end, Some(input.len() - 6));
+        }
+        let (body, _, oversized, _) = scan_chunked(input, usize::MAX, 24);
+        assert!(!oversized, "exactly the limit fits");
+        assert_eq!(body.len(), 24);
+    }
+
+    #[test]
+    fn eight_bit_bytes_are_noticed() {
+        assert!(!scan_chunked(b"plain\r\n.\r\n", 3, 100).3);
+        assert!(scan_chunked(b"caf\xc3\xa9\r\n.\r\n", 3, 100).3);
+        assert!(scan_chunked(b".\xff\r\n.\r\n", 1, 100).3);
+    }
+
+    #[test]
+    fn feeding_after_the_end_consumes_nothing() {
+        let mut scanner = DataScanner::new(100);
+        let mut body = Vec::new();
+        assert_eq!(scanner.feed(b".\r\n", &mut body), DataProgress::Ended { consumed: 3 });
+        assert_eq!(scanner.feed(b"x", &mut body), DataProgress::Ended { consumed: 0 });
+        assert!(scanner.is_done());
+        assert!(body.is_empty());
+    }
+
+    #[test]
+    fn dot_stuff_stuffs_and_terminates() {
+        let mut out = Vec::new();
+        dot_stuff(b".a\r\nb\r\n.\r\n", &mut out);
+        assert_eq!(out, b"..a\r\nb\r\n..\r\n.\r\n");
+        out.clear();
+        dot_stuff(b"", &mut out);
+        assert_eq!(out, b".\r\n");
+        out.clear();
+        dot_stuff(b"no newline", &mut out);
+        assert_eq!(out, b"no newline\r\n.\r\n");
+        out.clear();
+        dot_stuff(b"a\n.b", &mut out);
+        assert_eq!(out, b"a\r\n..b\r\n.\r\n");
+    }
+
+    /// Bodies built from the bytes that matter, by a fixed xorshift.
+    fn tricky_bodies() -> Vec<Vec<u8>> {
+        let alphabet = [b'.', b'\r', b'\n', b'a', 0x80];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        (0..2000)
+            .map(|n| {
+                (0..n % 23)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        alphabet[(seed % 5) as usize]
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dot_stuff_round_trips_through_the_scanner() {
+        for body in tricky_bodies() {
+            // What the scanner would store: bare LF as CRLF, ending in CRLF.
+            let mut expected = Vec::new();
+            for (i, &b) in body.iter().enumerate() {
+                if b == b'\n' && (i == 0 || body[i - 1] != b'\r') {
+                    expected.push(b'\r');
+                }
+                expected.push(b);
+            }
+            if !expected.is_empty() && !expected.ends_with(b"\r\n") {
+                expected.extend_from_slice(b"\r\n");
+            }
+            let mut wire = Vec::new();
+            dot_stuff(&body, &mut wire);
+            wire.extend_from_slice(b"NOOP\r\n");
+            for chunk in [1, 3, usize::MAX] {
+                let (stored, end, _, _) = scan_chunked(&wire, chunk, 1 << 20);
+                assert_eq!(stored, expected, "body {body:?} chunk {chunk}");
+                assert_eq!(end, Some(wire.len() - 6), "body {body:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn scanner_results_agree_at_every_chunk_size_on_tricky_input() {
+        for body in tricky_bodies() {
+            let mut input = body.clone();
+            input.extend_from_slice(b"\r\n.\r\n");
+            scan(&input);
+        }
+    }
+}

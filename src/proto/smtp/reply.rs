@@ -1,0 +1,280 @@
+//! Every reply the SMTP server can send, each a named constant with its
+//! RFC 3463 enhanced status code, in this one place.
+//!
+//! Texts follow Postfix where Postfix has one, so operators and log parsers
+//! meet familiar words. A `{}` in a text is filled by [`Reply::write_with`]
+//! (a hostname, an address, a queue id); nothing a peer sent is echoed
+//! except addresses that already passed the address parser. The greeting,
+//! the EHLO/HELO replies and 354 carry no enhanced code (RFC 2034 §3).
+//!
+//! This file must not decide *when* a reply is sent; `server` does.
+
+/// One SMTP reply: code, optional enhanced status code, text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    /// The three-digit RFC 5321 reply code.
+    pub code: u16,
+    /// The RFC 3463 enhanced status code, `None` where RFC 2034 has none.
+    pub status: Option<&'static str>,
+    /// The text; at most one `{}`, filled by [`Reply::write_with`].
+    pub text: &'static str,
+}
+
+impl Reply {
+    const fn new(code: u16, status: &'static str, text: &'static str) -> Reply {
+        Reply {
+            code,
+            status: Some(status),
+            text,
+        }
+    }
+
+    const fn plain(code: u16, text: &'static str) -> Reply {
+        Reply {
+            code,
+            status: None,
+            text,
+        }
+    }
+
+    /// Appends the reply as one CRLF-terminated line. The text is written as
+    /// is; use [`Reply::write_with`] for a text with a `{}`.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        self.write_with(out, "");
+    }
+
+    /// Appends the reply with its `{}` replaced by `arg` (a text without
+    /// `{}` is written unchanged). `arg` must not contain CR or LF.
+    pub fn write_with(&self, out: &mut Vec<u8>, arg: &str) {
+        write_code(out, self.code, b' ');
+        if let Some(status) = self.status {
+            out.extend_from_slice(status.as_bytes());
+            out.push(b' ');
+        }
+        match self.text.split_once("{}") {
+            Some((before, after)) => {
+                out.extend_from_slice(before.as_bytes());
+                out.extend_from_slice(arg.as_bytes());
+                out.extend_from_slice(after.as_bytes());
+            }
+            None => out.extend_from_slice(self.text.as_bytes()),
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// True for 4xx and 5xx replies.
+    pub fn is_failure(&self) -> bool {
+        self.code >= 400
+    }
+}
+
+fn write_code(out: &mut Vec<u8>, code: u16, separator: u8) {
+    // Codes are three digits by construction (the constants below).
+    let digit = |n: u16| b'0' + (n % 10) as u8;
+    out.extend_from_slice(&[digit(code / 100), digit(code / 10), digit(code), separator]);
+}
+
+// --- Connection --------------------------------------------------------------
+/// The greeting; `{}` is the hostname.
+pub const GREETING: Reply = Reply::plain(220, "{} ESMTP ringmail");
+/// QUIT.
+pub const BYE: Reply = Reply::new(221, "2.0.0", "Bye");
+/// Idle timeout, then close; `{}` is the hostname.
+pub const TIMEOUT: Reply = Reply::new(421, "4.4.2", "{} Error: timeout exceeded");
+/// The client reached `max_errors`, then close; `{}` is the hostname.
+pub const TOO_MANY_ERRORS: Reply = Reply::new(421, "4.7.0", "{} Error: too many errors");
+
+// --- HELO / EHLO (EHLO's multi-line reply: see [`write_ehlo`]) ---------------
+/// HELO; `{}` is the hostname.
+pub const HELO: Reply = Reply::plain(250, "{}");
+/// The EHLO keywords after the hostname line, in order, before `SIZE n`.
+pub const EHLO_PIPELINING: &str = "PIPELINING";
+/// Advertised only while `starttls` is on and TLS is not active yet.
+pub const EHLO_STARTTLS: &str = "STARTTLS";
+/// Always advertised.
+pub const EHLO_ENHANCEDSTATUSCODES: &str = "ENHANCEDSTATUSCODES";
+/// Always advertised.
+pub const EHLO_8BITMIME: &str = "8BITMIME";
+
+/// Appends the multi-line EHLO reply: hostname, PIPELINING, `SIZE n`,
+/// STARTTLS (if `starttls`), ENHANCEDSTATUSCODES, 8BITMIME.
+pub fn write_ehlo(out: &mut Vec<u8>, hostname: &str, max_size: usize, starttls: bool) {
+    let size = format!("SIZE {max_size}");
+    let mut lines = vec![hostname, EHLO_PIPELINING, size.as_str()];
+    if starttls {
+        lines.push(EHLO_STARTTLS);
+    }
+    lines.extend([EHLO_ENHANCEDSTATUSCODES, EHLO_8BITMIME]);
+    let last = lines.len() - 1;
+    for (i, line) in lines.iter().enumerate() {
+        write_code(out, 250, if i == last { b' ' } else { b'-' });
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+// --- Successes -----------------------------------------------------------------
+/// RSET, NOOP.
+pub const OK: Reply = Reply::new(250, "2.0.0", "Ok");
+/// MAIL accepted.
+pub const SENDER_OK: Reply = Reply::new(250, "2.1.0", "Ok");
+/// RCPT accepted.
+pub const RECIPIENT_OK: Reply = Reply::new(250, "2.1.5", "Ok");
+/// DATA accepted; send the message.
+pub const START_DATA: Reply = Reply::plain(354, "End data with <CR><LF>.<CR><LF>");
+/// The message is durable; `{}` is the queue id.
+pub const QUEUED: Reply = Reply::new(250, "2.0.0", "Ok: queued as {}");
+/// VRFY is answered without looking anything up (no address harvesting).
+pub const CANNOT_VRFY: Reply = Reply::new(
+    252,
+    "2.0.0",
+    "Cannot VRFY user, but will accept message and attempt delivery",
+);
+/// HELP.
+pub const HELP: Reply = Reply::new(
+    214,
+    "2.0.0",
+    "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS",
+);
+/// STARTTLS accepted; the TLS handshake follows.
+pub const READY_TO_START_TLS: Reply = Reply::new(220, "2.0.0", "Ready to start TLS");
+
+// --- Storage (after DATA) -----------------------------------------------------
+/// The spool write failed; the client retries later.
+pub const QUEUE_WRITE_ERROR: Reply = Reply::new(451, "4.3.0", "Error: queue file write error");
+/// The spool is full; the client retries later.
+pub const INSUFFICIENT_STORAGE: Reply = Reply::new(452, "4.3.1", "Insufficient system storage");
+/// The message (or the SIZE= it declared) is larger than `max_message_size`.
+pub const MESSAGE_TOO_BIG: Reply = Reply::new(552, "5.3.4", "Message size exceeds fixed limit");
+
+// --- Recipients ----------------------------------------------------------------
+/// More than `max_recipients` in one transaction.
+pub const TOO_MANY_RECIPIENTS: Reply = Reply::new(452, "4.5.3", "Error: too many recipients");
+/// The policy does not know the local user; `{}` is the address.
+pub const UNKNOWN_USER: Reply = Reply::new(
+    550,
+    "5.1.1",
+    "<{}>: Recipient address rejected: User unknown",
+);
+/// The policy will not relay to that domain; `{}` is the address.
+pub const RELAY_DENIED: Reply = Reply::new(554, "5.7.1", "<{}>: Relay access denied");
+
+// --- Sequence errors -----------------------------------------------------------
+/// MAIL before HELO/EHLO.
+pub const NEED_HELO: Reply = Reply::new(503, "5.5.1", "Error: send HELO/EHLO first");
+/// MAIL inside a transaction.
+pub const NESTED_MAIL: Reply = Reply::new(503, "5.5.1", "Error: nested MAIL command");
+/// RCPT or DATA outside a transaction.
+pub const NEED_MAIL: Reply = Reply::new(503, "5.5.1", "Error: need MAIL command");
+/// DATA without any RCPT.
+pub const NEED_RCPT: Reply = Reply::new(503, "5.5.1", "Error: need RCPT command");
+/// DATA after RCPTs that were all rejected.
+pub const NO_VALID_RECIPIENTS: Reply = Reply::new(554, "5.5.1", "Error: no valid recipients");
+/// STARTTLS inside a transaction.
+pub const TRANSACTION_IN_PROGRESS: Reply =
+    Reply::new(503, "5.5.1", "Error: MAIL transaction in progress");
+/// STARTTLS when the listener offers no TLS (RFC 5321: 502, recognised but
+/// not implemented).
+pub const TLS_NOT_AVAILABLE: Reply = Reply::new(502, "5.5.1", "Error: command not implemented");
+/// STARTTLS after the handshake.
+pub const TLS_ALREADY_ACTIVE: Reply = Reply::new(554, "5.5.1", "Error: TLS already active");
+
+// --- Syntax errors -------------------------------------------------------------
+/// A verb this server does not know.
+pub const UNKNOWN_COMMAND: Reply = Reply::new(500, "5.5.2", "Error: command not recognized");
+/// An empty line, or a NUL or other control character in a command line.
+pub const BAD_SYNTAX: Reply = Reply::new(500, "5.5.2", "Error: bad syntax");
+/// A command line longer than `max_line_len`, then close. X.5.6 is
+/// registered for over-long AUTH lines (RFC 4954); we use it for any line.
+pub const LINE_TOO_LONG: Reply = Reply::new(500, "5.5.6", "Error: line too long");
+/// EHLO without a usable hostname.
+pub const SYNTAX_EHLO: Reply = Reply::new(501, "5.5.4", "Syntax: EHLO hostname");
+/// HELO without a usable hostname.
+pub const SYNTAX_HELO: Reply = Reply::new(501, "5.5.4", "Syntax: HELO hostname");
+/// MAIL without `FROM:<...>`.
+pub const SYNTAX_MAIL: Reply = Reply::new(501, "5.5.4", "Syntax: MAIL FROM:<address>");
+/// RCPT without `TO:<...>`.
+pub const SYNTAX_RCPT: Reply = Reply::new(501, "5.5.4", "Syntax: RCPT TO:<address>");
+/// DATA with an argument.
+pub const SYNTAX_DATA: Reply = Reply::new(501, "5.5.4", "Syntax: DATA");
+/// RSET with an argument.
+pub const SYNTAX_RSET: Reply = Reply::new(501, "5.5.4", "Syntax: RSET");
+/// QUIT with an argument.
+pub const SYNTAX_QUIT: Reply = Reply::new(501, "5.5.4", "Syntax: QUIT");
+/// STARTTLS with an argument.
+pub const SYNTAX_STARTTLS: Reply = Reply::new(501, "5.5.4", "Syntax: STARTTLS");
+/// VRFY without an argument.
+pub const SYNTAX_VRFY: Reply = Reply::new(501, "5.5.4", "Syntax: VRFY address");
+/// A MAIL parameter with a bad value (`SIZE=x`, `BODY=x`), or given twice.
+pub const BAD_PARAMETER: Reply = Reply::new(501, "5.5.4", "Error: bad parameter syntax");
+/// A MAIL or RCPT parameter this server does not support (RFC 1869 §6).
+pub const UNSUPPORTED_PARAMETER: Reply = Reply::new(555, "5.5.4", "Error: unsupported option");
+/// A reverse-path that does not parse.
+pub const BAD_SENDER: Reply = Reply::new(501, "5.1.7", "Bad sender address syntax");
+/// A forward-path that does not parse (or is `<>`).
+pub const BAD_RECIPIENT: Reply = Reply::new(501, "5.1.3", "Bad recipient address syntax");
+/// A non-ASCII address: SMTPUTF8 is not offered.
+pub const NON_ASCII_ADDRESS: Reply = Reply::new(
+    553,
+    "5.6.7",
+    "Error: non-ASCII address needs SMTPUTF8, which is not supported",
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: &[Reply] = &[
+        GREETING, BYE, TIMEOUT, TOO_MANY_ERRORS, HELO, OK, SENDER_OK, RECIPIENT_OK,
+        START_DATA, QUEUED, CANNOT_VRFY, HELP, READY_TO_START_TLS, QUEUE_WRITE_ERROR,
+        INSUFFICIENT_STORAGE, MESSAGE_TOO_BIG, TOO_MANY_RECIPIENTS, UNKNOWN_USER,
+        RELAY_DENIED, NEED_HELO, NESTED_MAIL, NEED_MAIL, NEED_RCPT, NO_VALID_RECIPIENTS,
+        TRANSACTION_IN_PROGRESS, TLS_NOT_AVAILABLE, TLS_ALREADY_ACTIVE, UNKNOWN_COMMAND,
+        BAD_SYNTAX, LINE_TOO_LONG, SYNTAX_EHLO, SYNTAX_HELO, SYNTAX_MAIL, SYNTAX_RCPT,
+        SYNTAX_DATA, SYNTAX_RSET, SYNTAX_QUIT, SYNTAX_STARTTLS, SYNTAX_VRFY, BAD_PARAMETER,
+        UNSUPPORTED_PARAMETER, BAD_SENDER, BAD_RECIPIENT, NON_ASCII_ADDRESS,
+    ];
+
+    #[test]
+    fn every_enhanced_code_matches_its_reply_class() {
+        for reply in ALL {
+            assert!((200..600).contains(&reply.code), "{reply:?}");
+            if let Some(status) = reply.status {
+                let class = (b'0' + (reply.code / 100) as u8) as char;
+                assert!(status.starts_with(class), "{reply:?}");
+                assert_eq!(status.split('.').count(), 3, "{reply:?}");
+            }
+            assert!(reply.text.matches("{}").count() <= 1, "{reply:?}");
+            assert!(!reply.text.contains(['\r', '\n']), "{reply:?}");
+        }
+    }
+
+    #[test]
+    fn reply_is_written_with_code_status_text_crlf() {
+        let mut out = Vec::new();
+        UNKNOWN_USER.write_with(&mut out, "jane@example.test");
+        OK.write(&mut out);
+        GREETING.write_with(&mut out, "mx.example.test");
+        assert_eq!(
+            out,
+            b"550 5.1.1 <jane@example.test>: Recipient address rejected: User unknown\r\n\
+              250 2.0.0 Ok\r\n\
+              220 mx.example.test ESMTP ringmail\r\n"
+        );
+    }
+
+    #[test]
+    fn ehlo_reply_is_multiline_with_starttls_only_when_offered() {
+        let mut out = Vec::new();
+        write_ehlo(&mut out, "mx.example.test", 1000, true);
+        assert_eq!(
+            out,
+            b"250-mx.example.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-STARTTLS\r\n\
+              250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n"
+        );
+        out.clear();
+        write_ehlo(&mut out, "mx.example.test", 1000, false);
+        assert!(!out.windows(8).any(|w| w == b"STARTTLS"));
+        assert!(out.ends_with(b"250 8BITMIME\r\n"));
+    }
+}

@@ -1,0 +1,476 @@
+//! The SMTP server session: bytes in, replies and actions out.
+//!
+//! [`Server`] owns one connection's protocol state. It frames command lines
+//! (`line`), parses them (`command`), checks the sequence, asks the
+//! [`RecipientPolicy`], scans DATA (`data`) and writes replies (`reply`).
+//! Whatever needs the outside world, it asks for as an [`Action`] and waits:
+//! storing a message (the 250 goes out only after the driver reports the
+//! spool write durable) and the TLS handshake.
+//!
+//! It must not do I/O, read a clock or know about other sessions. Timeouts
+//! are the driver's clock; it calls [`Server::handle_timeout`].
+//!
+//! Errors: every 4xx/5xx reply caused by what the client sent (unknown
+//! command, syntax, sequence, unsupported parameter, rejected recipient)
+//! counts toward `max_errors`; size refusals, the recipient limit and
+//! storage failures do not. Reaching `max_errors` sends 421 and closes. A
+//! stored message resets the count (Postfix: errors "without delivering
+//! mail").
+
+use std::rc::Rc;
+
+use super::address::{Address, AddressError, ForwardPath, ReversePath};
+use super::command::{parse_command, BodyType, Command, CommandError, MailFrom, RcptTo, Verb};
+use super::data::{DataProgress, DataScanner};
+use super::envelope::{AcceptedRecipient, Envelope, RcptDecision, RecipientPolicy};
+use super::line::{next_line, LineStatus};
+use super::reply::{self, Reply};
+
+/// Settings of the listener a session belongs to; shared by its sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Our name: in the greeting, the EHLO/HELO reply, 421s, and the domain
+    /// of a bare `RCPT TO:<postmaster>`.
+    pub hostname: String,
+    /// Largest stored body in bytes (after unstuffing), advertised as
+    /// `SIZE n`; must be > 0 (`SIZE 0` would mean "no limit").
+    pub max_message_size: usize,
+    /// Recipients per transaction; more get 452 4.5.3.
+    pub max_recipients: usize,
+    /// Longest command line including CRLF; longer gets 500 5.5.6 and close.
+    pub max_line_len: usize,
+    /// Counted errors before 421 4.7.0 and close.
+    pub max_errors: u32,
+    /// Advertise and accept STARTTLS.
+    pub starttls: bool,
+}
+
+/// Something the driver must do for the session, then report back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Make this message durable in the spool, then call
+    /// [`Server::store_done`]. The body has CRLF line ends and no final dot.
+    Store { envelope: Envelope, body: Vec<u8> },
+    /// Flush the output (it ends with 220 Ready to start TLS), run the TLS
+    /// handshake, then call [`Server::starttls_done`] and feed only
+    /// decrypted bytes from then on.
+    StartTls,
+}
+
+/// How [`Action::Store`] went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreOutcome {
+    /// Durable: 250 2.0.0 Ok: queued as `queue_id`.
+    Stored { queue_id: String },
+    /// The write failed: 451 4.3.0.
+    TempFailure,
+    /// No room: 452 4.3.1.
+    SpoolFull,
+}
+
+/// What HELO/EHLO established; kept across transactions.
+#[derive(Debug, Clone)]
+struct Greeting {
+    helo: String,
+    esmtp: bool,
+}
+
+/// One MAIL transaction in progress.
+#[derive(Debug)]
+struct Transaction {
+    sender: ReversePath,
+    recipients: Vec<AcceptedRecipient>,
+    /// `BODY=8BITMIME` was declared.
+    body_8bit: bool,
+    /// Some RCPT was refused by policy: DATA without recipients then says
+    /// "no valid recipients" rather than "need RCPT".
+    rejected: bool,
+}
+
+/// Where the session is. Data lives in the state it is valid in.
+#[derive(Debug)]
+enum State {
+    /// After the greeting or the TLS handshake: EHLO/HELO needed.
+    Fresh,
+    /// Greeted, no transaction.
+    Greeted(Greeting),
+    /// MAIL accepted, collecting recipients.
+    Mail(Greeting, Transaction),
+    /// Receiving the message.
+    Data {
+        greeting: Greeting,
+        txn: Transaction,
+        scanner: DataScanner,
+        body: Vec<u8>,
+    },
+    /// The message is complete; waiting for [`Server::store_done`].
+    Storing(Greeting),
+    /// 220 Ready sent; waiting for [`Server::starttls_done`].
+    StartingTls,
+    /// Done; the driver flushes the output and closes.
+    Closed,
+}
+
+/// One SMTP server session, sans-I/O.
+pub struct Server {
+    /// Shared settings of the listener.
+    config: Rc<ServerConfig>,
+    /// Decides each RCPT.
+    policy: Box<dyn RecipientPolicy>,
+    state: State,
+    /// Replies not yet written by the driver, in order.
+    output: Vec<u8>,
+    /// The action waiting for [`Server::poll_action`].
+    action: Option<Action>,
+    /// Counted errors since the last stored message.
+    errors: u32,
+    /// TLS is up: STARTTLS is neither advertised nor accepted again.
+    tls_active: bool,
+}
+
+impl Server {
+    /// A new session; the 220 greeting is already in [`Server::output`].
+    pub fn new(config: Rc<ServerConfig>, policy: Box<dyn RecipientPolicy>) -> Server {
+        let mut output = Vec::new();
+        reply::GREETING.write_with(&mut output, &config.hostname);
+        Server {
+            config,
+            policy,
+            state: State::Fresh,
+            output,
+            action: None,
+            errors: 0,
+            tls_active: false,
+        }
+    }
+
+    /// Feeds bytes from the client; returns how many were consumed.
+    ///
+    /// Consumes every complete command line, and all DATA bytes (the DATA
+    /// scanner is resumable, so a message may arrive in any chunks). Leaves
+    /// unconsumed: an incomplete command line shorter than `max_line_len`
+    /// (keep it and append more), and everything after a command that
+    /// started an action. While an action is pending nothing is consumed;
+    /// after reporting its result, call this again with the rest: that is
+    /// how pipelined commands after "." wait for the 250.
+    ///
+    /// Consumes and discards everything once closed, and everything after
+    /// an accepted STARTTLS (bytes pipelined before the handshake are an
+    /// injection attempt, CVE-2011-0411). A line that reaches
+    /// `max_line_len` without a terminator closes the session.
+    pub fn handle_input(&mut self, input: &[u8]) -> usize {
+        let mut pos = 0;
+        while pos < input.len() {
+            match &mut self.state {
+                State::Closed | State::StartingTls => return input.len(),
+                State::Storing(_) => break,
+                State::Data { scanner, body, .. } => match scanner.feed(&input[pos..], body) {
+                    DataProgress::NeedMore => return input.len(),
+                    DataProgress::Ended { consumed } => {
+                        pos += consumed;
+                        self.end_of_data();
+                    }
+                },
+                _ => match next_line(&input[pos..], self.config.max_line_len) {
+                    LineStatus::Incomplete => break,
+                    LineStatus::TooLong => {
+                        self.close_with(&reply::LINE_TOO_LONG, "");
+                        return input.len();
+                    }
+                    LineStatus::Complete { line, consumed } => {
+                        pos += consumed;
+                        self.handle_line(line);
+                    }
+                },
+            }
+        }
+        pos
+    }
+
+    /// The next action to perform, if any. Each is returned once.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.action.take()
+    }
+
+    /// Reports how [`Action::Store`] went. Writes the reply; the transaction
+    /// is over (the session stays greeted). Ignored unless a store is
+    /// outstanding (e.g. after [`Server::handle_eof`]).
+    pub fn store_done(&mut self, outcome: StoreOutcome) {
+        let greeting = match self.take_state() {
+            State::Storing(greeting) => greeting,
+            other => {
+                self.state = other;
+                return;
+            }
+        };
+        match outcome {
+            StoreOutcome::Stored { queue_id } => {
+                reply::QUEUED.write_with(&mut self.output, &queue_id);
+                self.errors = 0;
+            }
+            StoreOutcome::TempFailure => reply::QUEUE_WRITE_ERROR.write(&mut self.output),
+            StoreOutcome::SpoolFull => reply::INSUFFICIENT_STORAGE.write(&mut self.output),
+        }
+        self.action = None;
+        self.state = State::Greeted(greeting);
+    }
+
+    /// Reports the TLS handshake done: the session starts afresh (the client
+    /// must EHLO again, RFC 3207 §4.2) and STARTTLS is no longer offered.
+    /// No greeting is sent. Ignored unless STARTTLS is outstanding.
+    pub fn starttls_done(&mut self) {
+        if let State::StartingTls = self.state {
+            self.state = State::Fresh;
+            self.tls_active = true;
+            self.action = None;
+        }
+    }
+
+    /// Replies waiting to be written, oldest first.
+    pub fn output(&self) -> &[u8] {
+        &self.output
+    }
+
+    /// The driver wrote all of [`Server::output`].
+    pub fn clear_output(&mut self) {
+        self.output.clear();
+    }
+
+    /// True after QUIT, a 421, or an over-long line: flush the output, then
+    /// close the connection.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// The client was idle too long: 421 4.4.2 and closed. Any transaction
+    /// is discarded.
+    pub fn handle_timeout(&mut self) {
+        if !self.is_closed() {
+            let config = Rc::clone(&self.config);
+            self.close_with(&reply::TIMEOUT, &config.hostname);
+        }
+    }
+
+    /// The client went away: any transaction (even a complete message whose
+    /// store was not polled yet) is discarded; closed, no reply.
+    pub fn handle_eof(&mut self) {
+        self.state = State::Closed;
+        self.action = None;
+    }
+
+    fn handle_line(&mut self, line: &[u8]) {
+        let parsed = parse_command(line);
+        let verb = match &parsed {
+            Ok(command) => command.verb(),
+            Err(error) => error.verb(),
+        };
+        if let Some(sequence_error) = verb.and_then(|v| self.sequence_error(v)) {
+            return self.reject(sequence_error);
+        }
+        match parsed {
+            Ok(command) => self.command(command),
+            Err(error) => self.reject(syntax_reply(&error)),
+        }
+    }
+
+    /// The 503-style reply if `verb` is not allowed now, checked before the
+    /// arguments (as Postfix does).
+    fn sequence_error(&self, verb: Verb) -> Option<&'static Reply> {
+        match (verb, &self.state) {
+            (Verb::Mail, State::Fresh) => Some(&reply::NEED_HELO),
+            (Verb::Mail, State::Mail(..)) => Some(&reply::NESTED_MAIL),
+            (Verb::Rcpt | Verb::Data, State::Fresh | State::Greeted(_)) => Some(&reply::NEED_MAIL),
+            (Verb::Data, State::Mail(_, txn)) if txn.recipients.is_empty() => Some(if txn.rejected {
+                &reply::NO_VALID_RECIPIENTS
+            } else {
+                &reply::NEED_RCPT
+            }),
+            (Verb::StartTls, _) if !self.config.starttls => Some(&reply::TLS_NOT_AVAILABLE),
+            (Verb::StartTls, _) if self.tls_active => Some(&reply::TLS_ALREADY_ACTIVE),
+            (Verb::StartTls, State::Mail(..)) => Some(&reply::TRANSACTION_IN_PROGRESS),
+            _ => None,
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Ehlo { domain } => {
+                self.state = State::Greeted(Greeting { helo: domain, esmtp: true });
+                let offer_tls = self.config.starttls && !self.tls_active;
+                let config = &self.config;
+                reply::write_ehlo(&mut self.output, &config.hostname, config.max_message_size, offer_tls);
+            }
+            Command::Helo { domain } => {
+                self.state = State::Greeted(Greeting { helo: domain, esmtp: false });
+                reply::HELO.write_with(&mut self.output, &self.config.hostname);
+            }
+            Command::Mail(from) => self.mail(from),
+            Command::Rcpt(to) => self.rcpt(to),
+            Command::Data => self.data(),
+            Command::Rset => {
+                self.state = match self.take_state() {
+                    State::Mail(greeting, _) => State::Greeted(greeting),
+                    other => other,
+                };
+                reply::OK.write(&mut self.output);
+            }
+            Command::Noop => reply::OK.write(&mut self.output),
+            Command::Help => reply::HELP.write(&mut self.output),
+            Command::Vrfy => reply::CANNOT_VRFY.write(&mut self.output),
+            Command::Quit => self.close_with(&reply::BYE, ""),
+            Command::StartTls => {
+                reply::READY_TO_START_TLS.write(&mut self.output);
+                self.action = Some(Action::StartTls);
+                self.state = State::StartingTls;
+            }
+            Command::Unknown(_) => self.reject(&reply::UNKNOWN_COMMAND),
+        }
+    }
+
+    fn mail(&mut self, from: MailFrom) {
+        let max = u64::try_from(self.config.max_message_size).unwrap_or(u64::MAX);
+        if from.size.is_some_and(|declared| declared > max) {
+            // RFC 1870 §6.1: refused up front; not a client error.
+            return reply::MESSAGE_TOO_BIG.write(&mut self.output);
+        }
+        self.state = match self.take_state() {
+            State::Greeted(greeting) => {
+                reply::SENDER_OK.write(&mut self.output);
+                let txn = Transaction {
+                    sender: from.sender,
+                    recipients: Vec::new(),
+                    body_8bit: from.body == Some(BodyType::EightBitMime),
+                    rejected: false,
+                };
+                State::Mail(greeting, txn)
+            }
+            other => other, // excluded by sequence_error
+        };
+    }
+
+    fn rcpt(&mut self, to: RcptTo) {
+        let address = match to.recipient {
+            ForwardPath::Mailbox(address) => address,
+            ForwardPath::Postmaster => Address {
+                local: "postmaster".into(),
+                domain: self.config.hostname.to_ascii_lowercase(),
+            },
+        };
+        let State::Mail(_, txn) = &mut self.state else {
+            return; // excluded by sequence_error
+        };
+        if txn.recipients.iter().any(|r| r.address == address) {
+            // Already accepted: say yes again, deliver once.
+            return reply::RECIPIENT_OK.write(&mut self.output);
+        }
+        if txn.recipients.len() >= self.config.max_recipients {
+            return reply::TOO_MANY_RECIPIENTS.write(&mut self.output);
+        }
+        let refusal = match self.policy.check(&address) {
+            decision @ (RcptDecision::Local { .. } | RcptDecision::Remote { .. }) => {
+                txn.recipients.push(AcceptedRecipient { address, decision });
+                return reply::RECIPIENT_OK.write(&mut self.output);
+            }
+            RcptDecision::UnknownUser => &reply::UNKNOWN_USER,
+            RcptDecision::RelayDenied => &reply::RELAY_DENIED,
+        };
+        txn.rejected = true;
+        self.reject_with(refusal, &address.to_string());
+    }
+
+    fn data(&mut self) {
+        self.state = match self.take_state() {
+            State::Mail(greeting, txn) => {
+                reply::START_DATA.write(&mut self.output);
+                State::Data {
+                    greeting,
+                    txn,
+                    scanner: DataScanner::new(self.config.max_message_size),
+                    body: Vec::new(),
+                }
+            }
+            other => other, // excluded by sequence_error
+        };
+    }
+
+    /// The final "." arrived: refuse an oversized message or ask for a store.
+    fn end_of_data(&mut self) {
+        self.state = match self.take_state() {
+            State::Data { greeting, scanner, .. } if scanner.is_oversized() => {
+                // Not a client error: the transaction is over, the session goes on.
+                reply::MESSAGE_TOO_BIG.write(&mut self.output);
+                State::Greeted(greeting)
+            }
+            State::Data {
+                greeting,
+                txn,
+                scanner,
+                body,
+            } => {
+                let envelope = Envelope {
+                    helo: greeting.helo.clone(),
+                    esmtp: greeting.esmtp,
+                    sender: txn.sender,
+                    recipients: txn.recipients,
+                    body_8bit: txn.body_8bit || scanner.saw_8bit(),
+                };
+                self.action = Some(Action::Store { envelope, body });
+                State::Storing(greeting)
+            }
+            other => other, // only called from the Data state
+        };
+    }
+
+    fn take_state(&mut self) -> State {
+        std::mem::replace(&mut self.state, State::Closed)
+    }
+
+    /// Writes a reply to a client error and counts it; at `max_errors`
+    /// adds 421 and closes.
+    fn reject(&mut self, reply: &Reply) {
+        self.reject_with(reply, "");
+    }
+
+    fn reject_with(&mut self, reply: &Reply, arg: &str) {
+        debug_assert!(reply.is_failure());
+        reply.write_with(&mut self.output, arg);
+        self.errors = self.errors.saturating_add(1);
+        if self.errors >= self.config.max_errors {
+            let config = Rc::clone(&self.config);
+            self.close_with(&reply::TOO_MANY_ERRORS, &config.hostname);
+        }
+    }
+
+    /// Writes a last reply and closes; a pending action is dropped.
+    fn close_with(&mut self, reply: &Reply, arg: &str) {
+        reply.write_with(&mut self.output, arg);
+        self.state = State::Closed;
+        self.action = None;
+    }
+}
+
+/// The reply for a command line that did not parse.
+fn syntax_reply(error: &CommandError) -> &'static Reply {
+    match error {
+        CommandError::Empty | CommandError::ControlCharacter => &reply::BAD_SYNTAX,
+        CommandError::Syntax(verb) => match verb {
+            Verb::Ehlo => &reply::SYNTAX_EHLO,
+            Verb::Helo => &reply::SYNTAX_HELO,
+            Verb::Mail => &reply::SYNTAX_MAIL,
+            Verb::Rcpt => &reply::SYNTAX_RCPT,
+            Verb::Data => &reply::SYNTAX_DATA,
+            Verb::Rset => &reply::SYNTAX_RSET,
+            Verb::Quit => &reply::SYNTAX_QUIT,
+            Verb::StartTls => &reply::SYNTAX_STARTTLS,
+            Verb::Vrfy => &reply::SYNTAX_VRFY,
+            // NOOP and HELP take any argument; never a syntax error.
+            Verb::Noop | Verb::Help => &reply::BAD_SYNTAX,
+        },
+        CommandError::BadSender(AddressError::NonAscii)
+        | CommandError::BadRecipient(AddressError::NonAscii) => &reply::NON_ASCII_ADDRESS,
+        CommandError::BadSender(_) => &reply::BAD_SENDER,
+        CommandError::BadRecipient(_) => &reply::BAD_RECIPIENT,
+        CommandError::BadParameter(_) => &reply::BAD_PARAMETER,
+        CommandError::UnsupportedParameter { .. } => &reply::UNSUPPORTED_PARAMETER,
+    }
+}

@@ -1,0 +1,272 @@
+//! Start-up: check the platform, recover the spool, hand every live record
+//! to its owning core, start one pinned executor per core, and bind the
+//! listeners on each (SO_REUSEPORT spreads connections).
+
+use super::{owner, Mesh, Shard, ShardMsg};
+use crate::auth::{UserDb, UsersError};
+use crate::config::Config;
+use crate::mailbox::{MailboxEntry, MailboxIndex};
+use crate::net::{self, Protocol};
+use crate::queue::{QueueShard, QueuedRecipient};
+use crate::spool::{self, DiskStore, Ledger, QueueIdGen, Route, SegmentMaps, Spool};
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorBuilder, Placement};
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, SystemTime};
+
+/// Why the server could not start. Each names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("io_uring is not available ({0}); ringmail needs Linux 5.8+ with io_uring allowed (a container's seccomp profile or kernel.io_uring_disabled can block it)")]
+    NoIoUring(std::io::Error),
+    #[error("cannot listen on {addr} ({proto}): {source}; is another server (or a stale ringmail) using it?")]
+    PortBusy { proto: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("{path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Users(#[from] UsersError),
+    #[error("spool recovery failed: {0}")]
+    Recovery(#[from] spool::SpoolError),
+    #[error("core {core}: {reason}")]
+    Core { core: usize, reason: String },
+}
+
+/// Everything one core starts with, built on the main thread from the
+/// recovered spool.
+#[derive(Default)]
+struct CoreInit {
+    ledger: Ledger,
+    mailboxes: Vec<(String, MailboxEntry)>,
+    queue: Vec<(String, QueuedRecipient)>,
+    tail: Option<spool::DirTail>,
+    last_queue_id: Option<spool::QueueId>,
+}
+
+/// Run the server until it is killed. Returns only on a start-up error
+/// or when every executor has stopped.
+pub fn run(config: Config) -> Result<(), BootError> {
+    probe_io_uring().map_err(BootError::NoIoUring)?;
+    let cpus = allowed_cpus();
+    let cores = if config.cores == 0 { cpus.len().max(1) } else { config.cores };
+    let listeners = net::listeners(&config);
+    for &(proto, addr) in &listeners {
+        // glommio binds with SO_REUSEPORT, which would silently share the
+        // port with a stale process; a plain bind first tells us it is free.
+        std::net::TcpListener::bind(addr).map_err(|source| BootError::PortBusy { proto: proto.name(), addr, source })?;
+    }
+    let root = config.spool_root();
+    std::fs::create_dir_all(&root).map_err(|source| BootError::DataDir { path: root.clone(), source })?;
+    let users = Arc::new(UserDb::load(config.users_path())?);
+    tracing::info!(users = users.len(), file = %config.users_path().display(), "users loaded");
+
+    let started = std::time::Instant::now();
+    let recovered = spool::recover(&root)?;
+    for torn in &recovered.torn {
+        tracing::warn!(%torn, "cut torn spool tail (never acknowledged)");
+    }
+    let mut inits: Vec<CoreInit> = (0..cores).map(|_| CoreInit::default()).collect();
+    let live = recovered.live.len();
+    distribute(recovered, &mut inits);
+    tracing::info!(messages = live, cores, elapsed_ms = started.elapsed().as_millis() as u64, "spool recovered");
+
+    let config = Arc::new(config);
+    let mut user_senders = Vec::new();
+    let mesh = MeshBuilder::full(cores, 1024);
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
+    let mut handles = Vec::new();
+    for (core, init) in inits.into_iter().enumerate() {
+        let (utx, urx) = crossbeam_channel::unbounded();
+        user_senders.push(utx);
+        let (config, users, mesh, ready, listeners) =
+            (config.clone(), users.clone(), mesh.clone(), ready_tx.clone(), listeners.clone());
+        let placement = match cpus.get(core % cpus.len().max(1)) {
+            Some(&cpu) if config.cores == 0 || cores <= cpus.len() => Placement::Fixed(cpu),
+            _ => Placement::Unbound,
+        };
+        let handle = LocalExecutorBuilder::new(placement)
+            .name(&format!("ringmail-core-{core}"))
+            .io_memory(config.runtime.io_memory)
+            .spawn(move || async move {
+                if let Err(reason) = core_main(core, cores, config, users, urx, mesh, init, listeners, ready.clone()).await {
+                    let _ = ready.send(Err(format!("core {core}: {reason}")));
+                }
+            })
+            .map_err(|e| BootError::Core { core, reason: e.to_string() })?;
+        handles.push(handle);
+    }
+    drop(ready_tx);
+    for _ in 0..cores {
+        match ready_rx.recv() {
+            Ok(Ok(_)) => {}
+            Ok(Err(reason)) => return Err(BootError::Core { core: 0, reason }),
+            Err(_) => return Err(BootError::Core { core: 0, reason: "executor exited during start-up".into() }),
+        }
+    }
+    let addrs: Vec<String> = listeners.iter().map(|(p, a)| format!("{}={a}", p.name())).collect();
+    tracing::info!(cores, listen = %addrs.join(" "), "ringmail ready");
+    spawn_users_watcher(config.users_path().to_path_buf(), user_senders);
+    for h in handles {
+        let _ = h.join();
+    }
+    Ok(())
+}
+
+/// Route every live recipient to the core that owns it.
+fn distribute(recovered: spool::Recovered, inits: &mut [CoreInit]) {
+    let cores = inits.len();
+    for (dir, ledger) in recovered.ledgers {
+        inits[owner::dir_owner(dir, cores)].ledger.merge(ledger);
+    }
+    for tail in recovered.tails {
+        let core = tail.dir as usize;
+        if core < cores {
+            inits[core].last_queue_id = tail.last_queue_id;
+            inits[core].tail = Some(tail);
+        }
+    }
+    for m in recovered.live {
+        for (recipient, r) in m.recipients {
+            match r.route {
+                Route::Local { user } => {
+                    let entry = MailboxEntry {
+                        at: m.at,
+                        recipient,
+                        queue_id: m.queue_id,
+                        received_at_ms: m.received_at_ms,
+                        size: m.body_len,
+                        sender: m.sender.clone(),
+                    };
+                    inits[owner::user_owner(&user, cores)].mailboxes.push((user, entry));
+                }
+                Route::Remote { domain } => {
+                    let item = QueuedRecipient { at: m.at, queue_id: m.queue_id, recipient, address: r.address };
+                    inits[owner::domain_owner(&domain, cores)].queue.push((domain, item));
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn core_main(
+    core: usize,
+    cores: usize,
+    config: Arc<Config>,
+    users: Arc<UserDb>,
+    users_updates: crossbeam_channel::Receiver<Arc<UserDb>>,
+    mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
+    init: CoreInit,
+    listeners: Vec<(Protocol, SocketAddr)>,
+    ready: mpsc::Sender<Result<usize, String>>,
+) -> Result<(), String> {
+    let (senders, mut receivers) = mesh.join().await.map_err(|_| "joining the core mesh failed".to_string())?;
+    let store = DiskStore::new(config.spool_root(), core as u16).map_err(|e| e.to_string())?;
+    let spool = Spool::open(store, core as u16, config.spool.segment_size, init.tail).await.map_err(|e| e.to_string())?;
+    let mut mailboxes = MailboxIndex::default();
+    for (user, entry) in init.mailboxes {
+        mailboxes.deliver(&user, entry);
+    }
+    mailboxes.sort_by_arrival();
+    let mut queue = QueueShard::default();
+    for (domain, item) in init.queue {
+        queue.enqueue(&domain, item);
+    }
+    let shard = Rc::new(Shard {
+        id: core,
+        cores,
+        config: config.clone(),
+        users: RefCell::new(users),
+        users_updates,
+        spool,
+        maps: RefCell::new(SegmentMaps::new(config.spool_root())),
+        ledger: RefCell::new(init.ledger),
+        queue_ids: RefCell::new(QueueIdGen::new(core as u16, init.last_queue_id)),
+        mailboxes: RefCell::new(mailboxes),
+        queue: RefCell::new(queue),
+        mesh: Mesh::new(core, senders),
+        next_session: Cell::new(0),
+    });
+    for (_, rx) in receivers.streams() {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while let Some(msg) = rx.recv().await {
+                shard.handle(msg);
+            }
+        })
+        .detach();
+    }
+    // Segments that died before the restart (all their mail was final).
+    let dead = shard.ledger.borrow_mut().reclaimable();
+    shard.reclaim(dead).await;
+    for (proto, addr) in listeners {
+        let listener = glommio::net::TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
+        glommio::spawn_local(net::accept_loop(shard.clone(), listener, proto)).detach();
+    }
+    let _ = ready.send(Ok(core));
+    // Keep the executor alive; sessions and mesh loops run as tasks.
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// Reload the users file when it changes (checked every second) and send
+/// the new database to every core. A broken file keeps the old one.
+fn spawn_users_watcher(path: PathBuf, cores: Vec<crossbeam_channel::Sender<Arc<UserDb>>>) {
+    let stamp = |p: &PathBuf| -> Option<(SystemTime, u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(p).ok()?;
+        Some((m.modified().ok()?, m.len(), m.ino()))
+    };
+    std::thread::Builder::new()
+        .name("ringmail-users".into())
+        .spawn(move || {
+            let mut last = stamp(&path);
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+                let now = stamp(&path);
+                if now == last {
+                    continue;
+                }
+                last = now;
+                match UserDb::load(&path) {
+                    Ok(db) => {
+                        tracing::info!(users = db.len(), file = %path.display(), "users file reloaded");
+                        let db = Arc::new(db);
+                        for tx in &cores {
+                            let _ = tx.send(db.clone());
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "users file not reloaded; keeping the previous one"),
+                }
+            }
+        })
+        .expect("spawning a thread at start-up");
+}
+
+/// CPUs this process may run on (respects taskset/cgroups).
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        return (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
+    }
+    (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect()
+}
+
+/// glommio has no epoll fallback and, when io_uring is blocked, panics
+/// with a misleading "kernel too old"; ask the kernel directly first.
+fn probe_io_uring() -> Result<(), std::io::Error> {
+    // struct io_uring_params is 120 bytes; zeroed is a valid request.
+    let mut params = [0u8; 120];
+    // SAFETY: io_uring_setup reads/writes `params` only; we close the fd.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 2u32, params.as_mut_ptr()) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    unsafe { libc::close(fd as i32) };
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! The per-core world: everything one executor owns, and how cores talk.
+//!
+//! Each executor builds one [`Shard`] and shares it (`Rc`) with its tasks.
+//! The shard owns this core's spool writer, its segment maps, its mailbox
+//! indexes and relay queue shard. Other cores reach them only through
+//! [`ShardMsg`]s; when this core owns the key the call is made directly
+//! (the local fast path). No `Mutex`, no globals; `RefCell` borrows are never
+//! held across an `.await`.
+
+mod boot;
+mod intake;
+mod mesh;
+mod msg;
+pub mod owner;
+
+pub use boot::{run, BootError};
+pub use mesh::{Mesh, PeerGone};
+pub use msg::{Reply, Request, ShardMsg};
+
+use crate::auth::UserDb;
+use crate::config::Config;
+use crate::mailbox::{LockToken, MailboxEntry, MailboxError, MailboxIndex};
+use crate::queue::{QueueShard, QueuedRecipient};
+use crate::spool::{self, DiskStore, Ledger, Outcome, QueueIdGen, SegmentMaps, Spool, SpoolRef};
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// One core's state. Created once per executor at start.
+pub struct Shard {
+    /// This executor's index (also the spool dir it writes).
+    pub id: usize,
+    pub cores: usize,
+    pub config: Arc<Config>,
+    /// The users file as last loaded; replaced when the watcher thread sends
+    /// a newer one.
+    users: RefCell<Arc<UserDb>>,
+    users_updates: crossbeam_channel::Receiver<Arc<UserDb>>,
+    /// Appends to `spool/core-<id>`.
+    pub spool: Spool<DiskStore>,
+    /// Read-only maps of any core's segments, for POP3 and relay reads.
+    pub maps: RefCell<SegmentMaps>,
+    /// Liveness of records in the spool dirs this core owns.
+    ledger: RefCell<Ledger>,
+    pub queue_ids: RefCell<QueueIdGen>,
+    pub mailboxes: RefCell<MailboxIndex>,
+    pub queue: RefCell<QueueShard>,
+    pub mesh: Mesh,
+    next_session: Cell<u64>,
+}
+
+impl Shard {
+    /// The current users database (picks up a reload if one arrived).
+    pub fn users(&self) -> Arc<UserDb> {
+        if let Some(newest) = self.users_updates.try_iter().last() {
+            *self.users.borrow_mut() = newest;
+        }
+        self.users.borrow().clone()
+    }
+
+    /// A token naming a new POP3 session on this core.
+    pub fn new_lock_token(&self) -> LockToken {
+        let n = self.next_session.get();
+        self.next_session.set(n + 1);
+        LockToken { core: self.id as u16, session: n }
+    }
+
+    /// Handle a message from another core. Must not await: work that waits
+    /// is spawned.
+    pub fn handle(self: &Rc<Self>, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Deliver { user, entry } => self.mailboxes.borrow_mut().deliver(&user, entry),
+            ShardMsg::Enqueue { domain, item } => self.queue.borrow_mut().enqueue(&domain, item),
+            ShardMsg::SegmentGone { dir, segment } => self.maps.borrow_mut().forget(dir, segment),
+            ShardMsg::Reply { id, reply } => self.mesh.complete(id, reply),
+            ShardMsg::Request { from, id, req } => {
+                let me = self.clone();
+                glommio::spawn_local(async move {
+                    let reply = me.serve(req).await;
+                    if me.mesh.send(from, ShardMsg::Reply { id, reply }).await.is_err() {
+                        tracing::warn!(core = me.id, to = from, "reply dropped: peer gone");
+                    }
+                })
+                .detach();
+            }
+        }
+    }
+
+    /// Run `req` on core `to`: directly when that is this core.
+    pub async fn call(self: &Rc<Self>, to: usize, req: Request) -> Result<Reply, PeerGone> {
+        if to == self.id {
+            Ok(self.serve(req).await)
+        } else {
+            self.mesh.call(to, req).await
+        }
+    }
+
+    /// Hand a mailbox delivery to its owner.
+    pub async fn deliver(self: &Rc<Self>, user: String, entry: MailboxEntry) {
+        let to = owner::user_owner(&user, self.cores);
+        if to == self.id {
+            self.mailboxes.borrow_mut().deliver(&user, entry);
+        } else if self.mesh.send(to, ShardMsg::Deliver { user, entry }).await.is_err() {
+            // The record is durable; recovery will deliver it at next start.
+            tracing::warn!(core = self.id, to, "delivery hand-off failed: peer gone");
+        }
+    }
+
+    /// Hand relay work to the domain's owner.
+    pub async fn enqueue(self: &Rc<Self>, domain: String, item: QueuedRecipient) {
+        let to = owner::domain_owner(&domain, self.cores);
+        if to == self.id {
+            self.queue.borrow_mut().enqueue(&domain, item);
+        } else if self.mesh.send(to, ShardMsg::Enqueue { domain, item }).await.is_err() {
+            tracing::warn!(core = self.id, to, "queue hand-off failed: peer gone");
+        }
+    }
+
+    async fn serve(self: &Rc<Self>, req: Request) -> Reply {
+        match req {
+            Request::Lock { user, token } => Reply::Locked(self.mailboxes.borrow_mut().lock(&user, token)),
+            Request::Unlock { user, token } => {
+                self.mailboxes.borrow_mut().unlock(&user, token);
+                Reply::Done(Ok(()))
+            }
+            Request::Commit { user, token, deleted } => Reply::Done(self.commit(&user, token, deleted).await),
+            Request::Settle { items } => Reply::Done(self.settle(items).await),
+        }
+    }
+
+    /// POP3 QUIT on a mailbox this core owns: make the deletions durable on
+    /// the cores owning the records, then drop them from the index.
+    async fn commit(self: &Rc<Self>, user: &str, token: LockToken, deleted: Vec<(SpoolRef, u16)>) -> Result<(), String> {
+        self.mailboxes.borrow().check_lock(user, token).map_err(|e: MailboxError| e.to_string())?;
+        let mut by_owner: Vec<Vec<(SpoolRef, u16, Outcome)>> = vec![Vec::new(); self.cores];
+        for &(at, rcpt) in &deleted {
+            by_owner[owner::dir_owner(at.dir, self.cores)].push((at, rcpt, Outcome::Deleted));
+        }
+        for (to, items) in by_owner.into_iter().enumerate().filter(|(_, v)| !v.is_empty()) {
+            match self.call(to, Request::Settle { items }).await {
+                Ok(Reply::Done(Ok(()))) => {}
+                Ok(Reply::Done(Err(e))) => return Err(e),
+                Ok(other) => return Err(format!("unexpected reply {other:?}")),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        self.mailboxes.borrow_mut().remove_and_unlock(user, token, &deleted);
+        Ok(())
+    }
+
+    /// Append tombstones for records in dirs this core owns, wait for their
+    /// sync, then reclaim any segment that died.
+    async fn settle(self: &Rc<Self>, items: Vec<(SpoolRef, u16, Outcome)>) -> Result<(), String> {
+        let mut written = Vec::with_capacity(items.len());
+        let mut last = None;
+        for (target, recipient, outcome) in items {
+            let t = spool::Tombstone { target, recipient, outcome };
+            let appended = self.spool.append(spool::RecordKind::Tombstone, &[&t.encode()]).map_err(|e| e.to_string())?;
+            written.push((appended.at, target, recipient));
+            last = Some(appended.ticket);
+        }
+        if let Some(ticket) = last {
+            self.spool.durable(ticket).await.map_err(|e| e.to_string())?;
+        }
+        let mut dead = Vec::new();
+        {
+            let mut ledger = self.ledger.borrow_mut();
+            for (at, target, recipient) in written {
+                dead.extend(ledger.tombstone_written(at, target, recipient));
+            }
+        }
+        self.reclaim(dead).await;
+        Ok(())
+    }
+
+    /// Delete dead segments, and tell every core to drop its maps of them.
+    async fn reclaim(self: &Rc<Self>, mut dead: Vec<spool::SegmentKey>) {
+        while let Some(key) = dead.pop() {
+            if let Err(e) = self.spool.remove_segment(key).await {
+                tracing::warn!(core = self.id, dir = key.dir, segment = key.segment, error = %e, "could not delete dead segment");
+                continue;
+            }
+            tracing::debug!(core = self.id, dir = key.dir, segment = key.segment, "reclaimed segment");
+            self.maps.borrow_mut().forget(key.dir, key.segment);
+            for to in (0..self.cores).filter(|&c| c != self.id) {
+                let _ = self.mesh.send(to, ShardMsg::SegmentGone { dir: key.dir, segment: key.segment }).await;
+            }
+            dead.extend(self.ledger.borrow_mut().segment_removed(key));
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! Shared helpers for the integration tests: start the real `ringmail`
+//! binary on ephemeral loopback ports with a throwaway data dir, and talk
+//! to it over raw sockets.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Users every test server has.
+pub const USERS: &[&str] = &["alice@localhost", "bob@localhost", "carol@example.test"];
+
+/// A running ringmail with its own data dir. Killed (by its PID) on drop.
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub smtp: SocketAddr,
+    pub pop3: SocketAddr,
+    child: Option<Child>,
+}
+
+/// Knobs a test may turn; `extra` is appended to the config verbatim.
+pub struct Options {
+    pub cores: usize,
+    pub permit_relay_from: &'static str,
+    pub extra: String,
+    pub segment_size: u64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { cores: 2, permit_relay_from: r#"["127.0.0.0/8"]"#, extra: String::new(), segment_size: 1 << 20 }
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(Options::default())
+    }
+
+    pub fn start_with(opts: Options) -> Server {
+        let dir = tempfile::Builder::new().prefix("ringmail-test").tempdir_in(test_tmp()).unwrap();
+        let smtp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let pop3: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = dir.path().join("ringmail.toml");
+        let text = format!(
+            r#"hostname = "mx.test"
+data_dir = "data"
+cores = {cores}
+local_domains = ["localhost", "example.test"]
+users_file = "users"
+max_message_size = 65536
+
+[listen]
+smtp = "{smtp}"
+pop3 = "{pop3}"
+
+[relay]
+permit_relay_from = {relay}
+
+[spool]
+segment_size = {seg}
+
+[limits]
+max_recipients = 50
+smtp_idle_timeout = "30s"
+
+[auth]
+failure_delay = "100ms"
+
+[runtime]
+io_memory = 1048576
+{extra}
+"#,
+            cores = opts.cores,
+            relay = opts.permit_relay_from,
+            seg = opts.segment_size,
+            extra = opts.extra,
+        );
+        std::fs::write(&config, text).unwrap();
+        for u in USERS {
+            add_user(&config, u, PASSWORD);
+        }
+        let mut s = Server { dir, config, smtp, pop3, child: None };
+        s.spawn();
+        s
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Start the binary and wait until both listeners greet.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ringmail"))
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("RINGMAIL_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting ringmail");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.log().contains("ringmail ready") {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("ringmail exited during start-up ({status}):\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "ringmail not ready after 30s:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL the server (our own child, by PID) and reap it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn smtp(&self) -> Smtp {
+        Smtp::connect(self.smtp)
+    }
+
+    pub fn pop3(&self) -> Pop3 {
+        Pop3::connect(self.pop3)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("---- server log ----\n{}", self.log());
+        }
+    }
+}
+
+/// Where test data dirs go: under target/ (a real disk, not tmpfs), so
+/// fdatasync and mmap behave as in production.
+pub fn test_tmp() -> PathBuf {
+    let p = Path::new(env!("CARGO_TARGET_TMPDIR")).to_path_buf();
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+pub fn add_user(config: &Path, address: &str, password: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringmail"))
+        .args(["user", "add", address, "--config"])
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "user add failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A raw SMTP client speaking bytes, for tests that need exact control.
+pub struct Smtp {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Smtp {
+    pub fn connect(addr: SocketAddr) -> Smtp {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        let mut s = Smtp { stream, reader };
+        let greeting = s.reply();
+        assert!(greeting.starts_with("220 "), "{greeting}");
+        s
+    }
+
+    /// Read one (possibly multi-line) reply, lines joined with '\n'.
+    pub fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            let n = self.reader.read_line(&mut line).unwrap();
+            assert!(n > 0, "connection closed while waiting for a reply (so far: {all:?})");
+            all.push_str(line.trim_end_matches(['\r', '\n']));
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all;
+            }
+            all.push('\n');
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Send a command line and return the reply.
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    /// Send `line`, assert the reply starts with `code`, return it.
+    pub fn expect(&mut self, line: &str, code: &str) -> String {
+        let r = self.cmd(line);
+        assert!(r.starts_with(code), "{line:?} -> {r:?}, wanted {code}");
+        r
+    }
+
+    /// A whole transaction; returns the reply to the end of DATA.
+    pub fn send_mail(&mut self, from: &str, to: &[&str], body: &[u8]) -> String {
+        self.expect(&format!("MAIL FROM:<{from}>"), "250");
+        for t in to {
+            self.expect(&format!("RCPT TO:<{t}>"), "250");
+        }
+        self.expect("DATA", "354");
+        self.send(body);
+        self.send(b".\r\n");
+        self.reply()
+    }
+
+    /// True once the server has closed the connection.
+    pub fn is_closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.reader.read(&mut b), Ok(0) | Err(_))
+    }
+}
+
+/// A raw POP3 client.
+pub struct Pop3 {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Pop3 {
+    pub fn connect(addr: SocketAddr) -> Pop3 {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        let mut p = Pop3 { stream, reader };
+        let g = p.line();
+        assert!(g.starts_with("+OK"), "{g}");
+        p
+    }
+
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).unwrap();
+        assert!(n > 0, "pop3 connection closed");
+        line.trim_end_matches(['\r', '\n']).to_string()
+    }
+
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.stream.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        self.line()
+    }
+
+    /// Read a multi-line body up to ".", un-dot-stuffed, CRLF kept.
+    pub fn multiline(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            let n = self.reader.read_until(b'\n', &mut line).unwrap();
+            assert!(n > 0, "closed inside a multi-line reply");
+            if line == b".\r\n" {
+                return out;
+            }
+            if line.starts_with(b"..") {
+                line.remove(0);
+            }
+            out.extend_from_slice(&line);
+        }
+    }
+
+    pub fn login(&mut self, user: &str, pass: &str) -> String {
+        let r = self.cmd(&format!("USER {user}"));
+        assert!(r.starts_with("+OK"), "{r}");
+        self.cmd(&format!("PASS {pass}"))
+    }
+
+    /// (count, octets) from STAT.
+    pub fn stat(&mut self) -> (usize, u64) {
+        let r = self.cmd("STAT");
+        let mut it = r.split_whitespace();
+        assert_eq!(it.next(), Some("+OK"), "{r}");
+        (it.next().unwrap().parse().unwrap(), it.next().unwrap().parse().unwrap())
+    }
+
+    pub fn retr(&mut self, n: usize) -> Vec<u8> {
+        let r = self.cmd(&format!("RETR {n}"));
+        assert!(r.starts_with("+OK"), "{r}");
+        self.multiline()
+    }
+
+    /// UIDL listing as (number, uid).
+    pub fn uidl(&mut self) -> Vec<(usize, String)> {
+        let r = self.cmd("UIDL");
+        assert!(r.starts_with("+OK"), "{r}");
+        String::from_utf8(self.multiline())
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let (n, u) = l.split_once(' ').unwrap();
+                (n.parse().unwrap(), u.to_string())
+            })
+            .collect()
+    }
+}
+
+/// Every message in `user`'s mailbox, with our one-line Received: header
+/// removed (so it can be compared with what was sent).
+pub fn fetch_all(server: &Server, user: &str) -> Vec<Vec<u8>> {
+    let mut p = server.pop3();
+    let r = p.login(user, PASSWORD);
+    assert!(r.starts_with("+OK"), "{r}");
+    let (n, _) = p.stat();
+    let msgs = (1..=n).map(|i| strip_received(&p.retr(i))).collect();
+    p.cmd("QUIT");
+    msgs
+}
+
+pub fn strip_received(msg: &[u8]) -> Vec<u8> {
+    assert!(msg.starts_with(b"Received: from "), "no trace header: {:?}", String::from_utf8_lossy(msg));
+    let eol = msg.windows(2).position(|w| w == b"\r\n").unwrap();
+    msg[eol + 2..].to_vec()
+}
+
+/// Poll `f` until it returns Some or `timeout` passes.
+pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "condition not met within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Message count in `user`'s mailbox.
+pub fn mailbox_count(server: &Server, user: &str) -> usize {
+    let mut p = server.pop3();
+    let r = p.login(user, PASSWORD);
+    assert!(r.starts_with("+OK"), "{r}");
+    let (n, _) = p.stat();
+    p.cmd("QUIT");
+    n
+}

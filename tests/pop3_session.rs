@@ -1,0 +1,93 @@
+//! POP3 over a real socket: locking, deletion at QUIT, stable UIDs,
+//! failed logins.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+fn deliver(server: &Server, to: &str, n: usize) {
+    let mut c = server.smtp();
+    c.expect("EHLO client.test", "250");
+    for i in 0..n {
+        let r = c.send_mail("bob@localhost", &[to], format!("Subject: m{i}\r\n\r\nbody {i}\r\n").as_bytes());
+        assert!(r.starts_with("250"), "{r}");
+    }
+    eventually(Duration::from_secs(5), || (mailbox_count(server, to) >= n).then_some(()));
+}
+
+#[test]
+fn second_session_on_a_mailbox_gets_in_use() {
+    let server = Server::start();
+    deliver(&server, "alice@localhost", 1);
+    let mut a = server.pop3();
+    assert!(a.login("alice@localhost", PASSWORD).starts_with("+OK"));
+    let mut b = server.pop3();
+    let r = b.login("alice@localhost", PASSWORD);
+    assert!(r.starts_with("-ERR [IN-USE]"), "{r}");
+    a.cmd("QUIT");
+    let mut c = server.pop3();
+    assert!(c.login("alice@localhost", PASSWORD).starts_with("+OK"), "lock released at QUIT");
+}
+
+#[test]
+fn dele_takes_effect_at_quit_and_survives_a_restart() {
+    let mut server = Server::start();
+    deliver(&server, "alice@localhost", 3);
+    let mut p = server.pop3();
+    assert!(p.login("alice@localhost", PASSWORD).starts_with("+OK"));
+    let uids = p.uidl();
+    assert!(p.cmd("DELE 2").starts_with("+OK"));
+    assert!(p.cmd("RETR 2").starts_with("-ERR"));
+    assert_eq!(p.stat().0, 2);
+    drop(p); // no QUIT: nothing deleted (RFC 1939 §6)
+    eventually(Duration::from_secs(5), || (mailbox_count(&server, "alice@localhost") == 3).then_some(()));
+
+    let mut p = server.pop3();
+    assert!(p.login("alice@localhost", PASSWORD).starts_with("+OK"));
+    assert!(p.cmd("DELE 2").starts_with("+OK"));
+    assert!(p.cmd("RSET").starts_with("+OK"));
+    assert_eq!(p.stat().0, 3, "RSET undeletes");
+    assert!(p.cmd("DELE 2").starts_with("+OK"));
+    assert!(p.cmd("QUIT").starts_with("+OK"));
+
+    server.restart();
+    let mut p = server.pop3();
+    assert!(p.login("alice@localhost", PASSWORD).starts_with("+OK"));
+    let after = p.uidl();
+    let want: Vec<String> = vec![uids[0].1.clone(), uids[2].1.clone()];
+    assert_eq!(after.iter().map(|(_, u)| u.clone()).collect::<Vec<_>>(), want, "UIDs stable, deleted one gone");
+    let body = p.retr(2);
+    assert!(String::from_utf8_lossy(&body).contains("body 2"));
+}
+
+#[test]
+fn top_returns_headers_and_n_lines() {
+    let server = Server::start();
+    let mut c = server.smtp();
+    c.expect("EHLO client.test", "250");
+    c.send_mail("bob@localhost", &["alice@localhost"], b"Subject: t\r\n\r\nl1\r\n..l2\r\nl3\r\n");
+    eventually(Duration::from_secs(5), || (mailbox_count(&server, "alice@localhost") == 1).then_some(()));
+    let mut p = server.pop3();
+    assert!(p.login("alice@localhost", PASSWORD).starts_with("+OK"));
+    assert!(p.cmd("TOP 1 1").starts_with("+OK"));
+    let top = strip_received(&p.multiline());
+    assert_eq!(top, b"Subject: t\r\n\r\nl1\r\n");
+}
+
+#[test]
+fn ten_wrong_passwords_each_get_the_same_err() {
+    let server = Server::start();
+    let mut p = server.pop3();
+    let mut replies = Vec::new();
+    for i in 0..10 {
+        let user = if i % 2 == 0 { "alice@localhost" } else { "nosuchuser@localhost" };
+        replies.push(p.login(user, "wrong password"));
+    }
+    assert!(replies.iter().all(|r| r == &replies[0] && r.starts_with("-ERR [AUTH]")), "{replies:?}");
+    let log = server.log();
+    assert!(log.contains("pop3 authentication failed"), "failures are logged");
+    assert!(!log.contains("wrong password"), "passwords never reach the log");
+    // The real user still gets in on a fresh connection.
+    assert!(server.pop3().login("alice@localhost", PASSWORD).starts_with("+OK"));
+}
