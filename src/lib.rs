@@ -21,6 +21,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod delivery;
 pub mod mailbox;
 pub mod net;
 pub mod proto;

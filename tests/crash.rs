@@ -40,7 +40,7 @@ fn sender(addr: SocketAddr, client: usize, rcpt: &str, stop: Arc<AtomicBool>) ->
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(client as u64);
     let mut n = 0;
-    let mut go = |s: &mut TcpStream, line: &[u8], want: &str, reply: &mut dyn FnMut() -> Option<String>| -> bool {
+    let go = |s: &mut TcpStream, line: &[u8], want: &str, reply: &mut dyn FnMut() -> Option<String>| -> bool {
         s.write_all(line).is_ok() && reply().is_some_and(|r| r.starts_with(want))
     };
     if !go(&mut s, b"EHLO crash.test\r\n", "250", &mut reply) {

@@ -370,6 +370,9 @@ impl Config {
                 self.spool.segment_size
             ));
         }
+        if self.spool.segment_size % 4096 != 0 {
+            p.push(format!("spool.segment_size = {}: must be a multiple of 4096", self.spool.segment_size));
+        }
         if self.spool.segment_size > u32::MAX as u64 {
             p.push(format!("spool.segment_size = {}: must be below 4 GiB", self.spool.segment_size));
         }

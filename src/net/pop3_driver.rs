@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::mailbox::{LockToken, MailboxEntry, MailboxError};
 use crate::proto::pop3::{self, Action, AuthOutcome, CommitOutcome, MessageInfo};
 use crate::shard::{owner, Reply, Request, Shard};
-use crate::spool::MessageRecord;
+use crate::spool::decode_message;
 use std::rc::Rc;
 
 /// RFC 2449: command lines are at most 255 octets.
@@ -91,7 +91,12 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, cfg: Rc<pop3::Pop3Config>) {
                 let _ = flush(&mut conn, &mut server).await;
                 break;
             }
-            Err(ReadEnd::Eof) | Err(ReadEnd::Error(_)) => {
+            Err(ReadEnd::Eof) => {
+                server.handle_eof();
+                break;
+            }
+            Err(ReadEnd::Error(e)) => {
+                tracing::debug!(core = shard.id, client = %conn.peer, error = %e, "read failed");
                 server.handle_eof();
                 break;
             }
@@ -136,7 +141,7 @@ async fn login(shard: &Rc<Shard>, user: &str, password: &str, conn: &Conn) -> (A
 /// Write the wire form of `entry`'s body (dot-stuffed, terminated).
 fn read_into(shard: &Shard, entry: &MailboxEntry, top_lines: Option<u32>, out: &mut Vec<u8>) -> Result<(), String> {
     let view = shard.maps.borrow_mut().record(entry.at).map_err(|e| e.to_string())?;
-    let record = MessageRecord::decode(view.payload()).map_err(|e| e.to_string())?;
+    let record = decode_message(view.payload()).map_err(|e| e.to_string())?;
     pop3::write_message(record.body, top_lines, out);
     Ok(())
 }

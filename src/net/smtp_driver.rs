@@ -96,7 +96,12 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, cfg: Rc<smtp::ServerConfig>) 
                 tracing::info!(core = shard.id, client = %conn.peer, "smtp idle timeout");
                 break;
             }
-            Err(ReadEnd::Eof) | Err(ReadEnd::Error(_)) => {
+            Err(ReadEnd::Eof) => {
+                server.handle_eof();
+                break;
+            }
+            Err(ReadEnd::Error(e)) => {
+                tracing::debug!(core = shard.id, client = %conn.peer, error = %e, "read failed");
                 server.handle_eof();
                 break;
             }

@@ -3,3 +3,4 @@
 
 pub mod pop3;
 pub mod smtp;
+pub mod smtp_client;

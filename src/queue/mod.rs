@@ -1,75 +1,302 @@
-//! Relay queue shards: per destination domain, the recipients waiting to be
-//! relayed.
+//! Relay queue shards: per destination domain, the messages waiting to be
+//! relayed, the connections in flight, and the deferred ones ordered by
+//! their next attempt.
 //!
 //! Owns: the in-memory queue for the domains hashed to this core. Pure: no
-//! I/O, no clock. Recipients arrive here only after their message record is
-//! durable, and the queue is rebuilt from the spool on start, so it never
-//! holds the only copy of anything. Delivery (MX lookup, the SMTP client,
-//! retries and bounces) is the relay issue; until then recipients wait here.
+//! I/O, no clock (`now_ms` is passed in), no randomness of its own (jitter
+//! comes from the caller's rng). Entries arrive only after their message
+//! record is durable, and the queue is rebuilt from the spool on start, so
+//! it never holds the only copy of anything.
+//!
+//! Shape (KumoMTA's scheduled queue -> ready queue): `deferred` is a
+//! min-heap on due time (O(log n) push/pop, so a million queued messages
+//! cost nothing per operation); `promote_due` moves what is due onto its
+//! domain's ready queue; dispatchers take from ready queues. Fresh and
+//! retried mail share the ready queue in arrival-at-ready order.
+
+mod schedule;
+
+pub use schedule::{retry_delay, RetryPolicy};
 
 use crate::spool::{QueueId, SpoolRef};
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 
-/// One recipient of one message, waiting for relay.
+/// A recipient of a queued message that is not final yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueuedRecipient {
+pub struct PendingRecipient {
+    /// Index among the message's recipients (names it in spool records).
+    pub index: u16,
+    pub address: String,
+}
+
+/// One message's share for one destination domain: all its recipients
+/// there travel in one SMTP transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedMessage {
     pub at: SpoolRef,
     pub queue_id: QueueId,
-    /// Index among the message's recipients (names it in state records).
-    pub recipient: u16,
-    pub address: String,
+    pub domain: String,
+    pub sender: String,
+    pub recipients: Vec<PendingRecipient>,
+    /// When the message was received (drives lifetime and delay warning).
+    pub arrived_ms: u64,
+    /// Delivery attempts so far (drives the retry schedule).
+    pub attempts: u32,
+    /// The last temporary failure, for `queue list` and bounces.
+    pub last_error: Option<String>,
+    /// A delay notice was sent already.
+    pub warned: bool,
+    /// Held by the operator: never dispatched until released.
+    pub held: bool,
+    /// Next attempt, when deferred.
+    pub next_attempt_ms: Option<u64>,
+}
+
+impl QueuedMessage {
+    /// A message share that has not been tried yet.
+    pub fn new(
+        at: SpoolRef,
+        queue_id: QueueId,
+        domain: String,
+        sender: String,
+        recipients: Vec<PendingRecipient>,
+        arrived_ms: u64,
+    ) -> QueuedMessage {
+        QueuedMessage {
+            at,
+            queue_id,
+            domain,
+            sender,
+            recipients,
+            arrived_ms,
+            attempts: 0,
+            last_error: None,
+            warned: false,
+            held: false,
+            next_attempt_ms: None,
+        }
+    }
+}
+
+/// Slab key of a queued message on this core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key(u64);
+
+/// What `promote_due` found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Promoted {
+    /// Domains that got work.
+    pub domains: Vec<String>,
+    /// Messages past `max_queue_lifetime`: the caller bounces them.
+    pub expired: Vec<QueuedMessage>,
+    /// Messages that crossed `delay_warning` (now marked warned).
+    pub warn: Vec<QueuedMessage>,
+}
+
+#[derive(Debug, Default)]
+struct Destination {
+    ready: VecDeque<Key>,
+    /// Connections open or being opened to this domain.
+    connections: usize,
 }
 
 /// The queue shard of one core.
 #[derive(Debug, Default)]
 pub struct QueueShard {
-    ready: HashMap<String, VecDeque<QueuedRecipient>>,
-    len: usize,
+    messages: HashMap<Key, QueuedMessage>,
+    destinations: HashMap<String, Destination>,
+    /// (due, key); stale entries (message gone or rescheduled) are skipped.
+    deferred: BinaryHeap<Reverse<(u64, Key)>>,
+    next_key: u64,
 }
 
 impl QueueShard {
-    /// Queue `item` for `domain` (lower-case).
-    pub fn enqueue(&mut self, domain: &str, item: QueuedRecipient) {
-        self.ready.entry(domain.to_string()).or_default().push_back(item);
-        self.len += 1;
+    /// Queue `msg`. With `next_attempt_ms` set (recovered deferred state)
+    /// it waits until then; otherwise it is ready now.
+    pub fn enqueue(&mut self, msg: QueuedMessage) -> Key {
+        let key = Key(self.next_key);
+        self.next_key += 1;
+        let dest = self.destinations.entry(msg.domain.clone()).or_default();
+        match msg.next_attempt_ms {
+            Some(due) => self.deferred.push(Reverse((due, key))),
+            None if !msg.held => dest.ready.push_back(key),
+            None => {}
+        }
+        self.messages.insert(key, msg);
+        key
     }
 
-    /// Recipients queued on this core.
+    /// Messages queued on this core (any state).
     pub fn len(&self) -> usize {
-        self.len
+        self.messages.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.messages.is_empty()
     }
 
-    /// Recipients queued for `domain`, oldest first.
-    pub fn for_domain(&self, domain: &str) -> impl Iterator<Item = &QueuedRecipient> {
-        self.ready.get(domain).into_iter().flatten()
+    pub fn get(&self, key: Key) -> Option<&QueuedMessage> {
+        self.messages.get(&key)
+    }
+
+    /// Every queued message (for `queue list`), in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (Key, &QueuedMessage)> {
+        self.messages.iter().map(|(k, m)| (*k, m))
+    }
+
+    /// When the earliest deferred message is due, if any.
+    pub fn poll_timeout(&mut self) -> Option<u64> {
+        while let Some(&Reverse((due, key))) = self.deferred.peek() {
+            if self.messages.get(&key).is_some_and(|m| m.next_attempt_ms == Some(due)) {
+                return Some(due);
+            }
+            self.deferred.pop(); // stale
+        }
+        None
+    }
+
+    /// Move every message due at `now_ms` to its ready queue; report
+    /// expired ones (removed from the queue) and those owing a delay notice.
+    pub fn promote_due(&mut self, now_ms: u64, policy: &RetryPolicy) -> Promoted {
+        let mut out = Promoted::default();
+        while let Some(&Reverse((due, key))) = self.deferred.peek() {
+            if due > now_ms {
+                break;
+            }
+            self.deferred.pop();
+            let Some(msg) = self.messages.get_mut(&key) else { continue };
+            if msg.next_attempt_ms != Some(due) || msg.held {
+                continue; // stale entry, or held meanwhile
+            }
+            msg.next_attempt_ms = None;
+            if now_ms.saturating_sub(msg.arrived_ms) >= policy.max_lifetime_ms {
+                if let Some(m) = self.messages.remove(&key) {
+                    out.expired.push(m);
+                }
+                continue;
+            }
+            if !msg.warned && policy.delay_warning_ms > 0 && now_ms.saturating_sub(msg.arrived_ms) >= policy.delay_warning_ms {
+                msg.warned = true;
+                out.warn.push(msg.clone());
+            }
+            let domain = msg.domain.clone();
+            let dest = self.destinations.entry(domain.clone()).or_default();
+            dest.ready.push_back(key);
+            if !out.domains.contains(&domain) {
+                out.domains.push(domain);
+            }
+        }
+        out
+    }
+
+    /// Domains with ready work and room for another connection.
+    pub fn domains_wanting_connections(&self, max_connections: usize) -> Vec<String> {
+        self.destinations
+            .iter()
+            .filter(|(_, d)| !d.ready.is_empty() && d.connections < max_connections)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Reserve a connection slot for `domain` if under `max`.
+    pub fn open_connection(&mut self, domain: &str, max: usize) -> bool {
+        let d = self.destinations.entry(domain.to_string()).or_default();
+        if d.connections < max && !d.ready.is_empty() {
+            d.connections += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Return a connection slot.
+    pub fn close_connection(&mut self, domain: &str) {
+        if let Some(d) = self.destinations.get_mut(domain) {
+            d.connections = d.connections.saturating_sub(1);
+            if d.connections == 0 && d.ready.is_empty() && !self.messages.values().any(|m| m.domain == domain) {
+                self.destinations.remove(domain);
+            }
+        }
+    }
+
+    /// Connections open to `domain` now.
+    pub fn connections(&self, domain: &str) -> usize {
+        self.destinations.get(domain).map_or(0, |d| d.connections)
+    }
+
+    /// Take the next ready message for `domain` (it stays in the queue,
+    /// in flight, until `finish` or `defer`).
+    pub fn next_ready(&mut self, domain: &str) -> Option<(Key, QueuedMessage)> {
+        let d = self.destinations.get_mut(domain)?;
+        while let Some(key) = d.ready.pop_front() {
+            if let Some(m) = self.messages.get(&key) {
+                if !m.held {
+                    return Some((key, m.clone()));
+                }
+            }
+        }
+        None
+    }
+
+    /// The attempt ended with every recipient final: forget the message.
+    pub fn finish(&mut self, key: Key) -> Option<QueuedMessage> {
+        self.messages.remove(&key)
+    }
+
+    /// The attempt left `remaining` recipients not final: try again at
+    /// `due_ms`. Returns the message as now queued.
+    pub fn defer(&mut self, key: Key, remaining: Vec<PendingRecipient>, error: String, due_ms: u64) -> Option<&QueuedMessage> {
+        let msg = self.messages.get_mut(&key)?;
+        msg.recipients = remaining;
+        msg.attempts += 1;
+        msg.last_error = Some(error);
+        msg.next_attempt_ms = Some(due_ms);
+        self.deferred.push(Reverse((due_ms, key)));
+        Some(msg)
+    }
+
+    /// `queue flush`: everything deferred becomes due at `now_ms`.
+    pub fn flush(&mut self, now_ms: u64) -> usize {
+        let mut n = 0;
+        for (key, m) in self.messages.iter_mut() {
+            if m.next_attempt_ms.is_some() && !m.held {
+                m.next_attempt_ms = Some(now_ms);
+                self.deferred.push(Reverse((now_ms, *key)));
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Keys of the messages with this queue id (one per domain share).
+    pub fn find(&self, queue_id: QueueId) -> Vec<Key> {
+        self.messages.iter().filter(|(_, m)| m.queue_id == queue_id).map(|(k, _)| *k).collect()
+    }
+
+    /// `queue hold`: never dispatched until released. In-flight attempts
+    /// finish.
+    pub fn hold(&mut self, key: Key) -> bool {
+        self.messages.get_mut(&key).map(|m| m.held = true).is_some()
+    }
+
+    /// `queue release`: due now.
+    pub fn release(&mut self, key: Key, now_ms: u64) -> bool {
+        let Some(m) = self.messages.get_mut(&key) else { return false };
+        if !m.held {
+            return false;
+        }
+        m.held = false;
+        m.next_attempt_ms = Some(now_ms);
+        self.deferred.push(Reverse((now_ms, key)));
+        true
+    }
+
+    /// `queue delete`: drop it (the caller tombstones its recipients).
+    pub fn remove(&mut self, key: Key) -> Option<QueuedMessage> {
+        self.messages.remove(&key)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn enqueue_keeps_per_domain_order_and_count() {
-        let mut q = QueueShard::default();
-        for n in 0..3u32 {
-            q.enqueue(
-                "remote.test",
-                QueuedRecipient {
-                    at: SpoolRef { dir: 0, segment: 0, offset: n * 8 },
-                    queue_id: QueueId(n as u64),
-                    recipient: 0,
-                    address: format!("u{n}@remote.test"),
-                },
-            );
-        }
-        assert_eq!(q.len(), 3);
-        let order: Vec<_> = q.for_domain("remote.test").map(|r| r.queue_id.0).collect();
-        assert_eq!(order, vec![0, 1, 2]);
-        assert_eq!(q.for_domain("other.test").count(), 0);
-    }
-}
+mod tests;

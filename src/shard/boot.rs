@@ -7,8 +7,8 @@ use crate::auth::{UserDb, UsersError};
 use crate::config::Config;
 use crate::mailbox::{MailboxEntry, MailboxIndex};
 use crate::net::{self, Protocol};
-use crate::queue::{QueueShard, QueuedRecipient};
-use crate::spool::{self, DiskStore, Ledger, QueueIdGen, Route, SegmentMaps, Spool};
+use crate::queue::{PendingRecipient, QueueShard, QueuedMessage};
+use crate::spool::{self, DirStore, Ledger, QueueIdGen, Route, SegmentMaps, Spool, SpoolConfig};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
 use std::cell::{Cell, RefCell};
@@ -39,10 +39,12 @@ pub enum BootError {
 /// recovered spool.
 #[derive(Default)]
 struct CoreInit {
+    /// Liveness of the records in the dirs this core owns.
     ledger: Ledger,
     mailboxes: Vec<(String, MailboxEntry)>,
-    queue: Vec<(String, QueuedRecipient)>,
-    tail: Option<spool::DirTail>,
+    queue: Vec<QueuedMessage>,
+    /// Where appends to this core's own dir resume.
+    tail: Option<spool::Tail>,
     last_queue_id: Option<spool::QueueId>,
 }
 
@@ -54,9 +56,7 @@ pub fn run(config: Config) -> Result<(), BootError> {
     let cores = if config.cores == 0 { cpus.len().max(1) } else { config.cores };
     let listeners = net::listeners(&config);
     for &(proto, addr) in &listeners {
-        // glommio binds with SO_REUSEPORT, which would silently share the
-        // port with a stale process; a plain bind first tells us it is free.
-        std::net::TcpListener::bind(addr).map_err(|source| BootError::PortBusy { proto: proto.name(), addr, source })?;
+        check_port_free(addr).map_err(|source| BootError::PortBusy { proto: proto.name(), addr, source })?;
     }
     let root = config.spool_root();
     std::fs::create_dir_all(&root).map_err(|source| BootError::DataDir { path: root.clone(), source })?;
@@ -64,12 +64,13 @@ pub fn run(config: Config) -> Result<(), BootError> {
     tracing::info!(users = users.len(), file = %config.users_path().display(), "users loaded");
 
     let started = std::time::Instant::now();
-    let recovered = spool::recover(&root)?;
-    for torn in &recovered.torn {
-        tracing::warn!(%torn, "cut torn spool tail (never acknowledged)");
+    let mut recovered = spool::recover(&root)?;
+    for t in &recovered.torn {
+        tracing::warn!(dir = t.dir, segment = t.segment, offset = t.offset, reason = %t.reason, "cut torn spool tail (never acknowledged)");
     }
+    reclaim_at_start(&root, &mut recovered);
     let mut inits: Vec<CoreInit> = (0..cores).map(|_| CoreInit::default()).collect();
-    let live = recovered.live.len();
+    let live = recovered.messages.len();
     distribute(recovered, &mut inits);
     tracing::info!(messages = live, cores, elapsed_ms = started.elapsed().as_millis() as u64, "spool recovered");
 
@@ -115,20 +116,45 @@ pub fn run(config: Config) -> Result<(), BootError> {
     Ok(())
 }
 
+/// Delete segments that died before the restart (all their mail final),
+/// before any executor maps them.
+fn reclaim_at_start(root: &std::path::Path, recovered: &mut spool::Recovered) {
+    let mut dead = std::mem::take(&mut recovered.reclaimable);
+    while let Some(key) = dead.pop() {
+        let path = spool::layout::segment_path(root, key);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                tracing::debug!(segment = %key, "reclaimed dead segment");
+                dead.extend(recovered.ledger.segment_removed(key));
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+                }
+            }
+            Err(e) => tracing::warn!(segment = %key, error = %e, "could not delete dead segment"),
+        }
+    }
+}
+
 /// Route every live recipient to the core that owns it.
 fn distribute(recovered: spool::Recovered, inits: &mut [CoreInit]) {
     let cores = inits.len();
-    for (dir, ledger) in recovered.ledgers {
-        inits[owner::dir_owner(dir, cores)].ledger.merge(ledger);
+    // Each core only ever asks the ledger about records in the dirs it
+    // owns, so every core may start from the same ledger.
+    for init in inits.iter_mut() {
+        init.ledger = recovered.ledger.clone();
     }
-    for tail in recovered.tails {
-        let core = tail.dir as usize;
-        if core < cores {
-            inits[core].last_queue_id = tail.last_queue_id;
-            inits[core].tail = Some(tail);
+    for (dir, tail) in recovered.tails {
+        if (dir as usize) < cores {
+            inits[dir as usize].tail = Some(tail);
         }
     }
-    for m in recovered.live {
+    for (dir, qid) in recovered.last_queue_ids {
+        if (dir as usize) < cores {
+            inits[dir as usize].last_queue_id = Some(qid);
+        }
+    }
+    for m in recovered.messages {
+        let mut remote: Vec<QueuedMessage> = Vec::new();
         for (recipient, r) in m.recipients {
             match r.route {
                 Route::Local { user } => {
@@ -143,10 +169,16 @@ fn distribute(recovered: spool::Recovered, inits: &mut [CoreInit]) {
                     inits[owner::user_owner(&user, cores)].mailboxes.push((user, entry));
                 }
                 Route::Remote { domain } => {
-                    let item = QueuedRecipient { at: m.at, queue_id: m.queue_id, recipient, address: r.address };
-                    inits[owner::domain_owner(&domain, cores)].queue.push((domain, item));
+                    let pending = PendingRecipient { index: recipient, address: r.address };
+                    match remote.iter_mut().find(|q| q.domain == domain) {
+                        Some(q) => q.recipients.push(pending),
+                        None => remote.push(QueuedMessage::new(m.at, m.queue_id, domain, m.sender.clone(), vec![pending], m.received_at_ms)),
+                    }
                 }
             }
+        }
+        for q in remote {
+            inits[owner::domain_owner(&q.domain, cores)].queue.push(q);
         }
     }
 }
@@ -164,16 +196,19 @@ async fn core_main(
     ready: mpsc::Sender<Result<usize, String>>,
 ) -> Result<(), String> {
     let (senders, mut receivers) = mesh.join().await.map_err(|_| "joining the core mesh failed".to_string())?;
-    let store = DiskStore::new(config.spool_root(), core as u16).map_err(|e| e.to_string())?;
-    let spool = Spool::open(store, core as u16, config.spool.segment_size, init.tail).await.map_err(|e| e.to_string())?;
+    let dir = core as u16;
+    let store = DirStore::open(&config.spool_root(), dir).map_err(|e| e.to_string())?;
+    let segment_size = config.spool.segment_size as u32; // validated < 4 GiB
+    let spool = Spool::new(store, dir, SpoolConfig { segment_size }, init.tail).map_err(|e| e.to_string())?;
+    let write_segment = spool.write_position().segment;
     let mut mailboxes = MailboxIndex::default();
     for (user, entry) in init.mailboxes {
         mailboxes.deliver(&user, entry);
     }
     mailboxes.sort_by_arrival();
     let mut queue = QueueShard::default();
-    for (domain, item) in init.queue {
-        queue.enqueue(&domain, item);
+    for msg in init.queue {
+        queue.enqueue(msg);
     }
     let shard = Rc::new(Shard {
         id: core,
@@ -182,6 +217,7 @@ async fn core_main(
         users: RefCell::new(users),
         users_updates,
         spool,
+        write_segment: Cell::new(write_segment),
         maps: RefCell::new(SegmentMaps::new(config.spool_root())),
         ledger: RefCell::new(init.ledger),
         queue_ids: RefCell::new(QueueIdGen::new(core as u16, init.last_queue_id)),
@@ -199,8 +235,7 @@ async fn core_main(
         })
         .detach();
     }
-    // Segments that died before the restart (all their mail was final).
-    let dead = shard.ledger.borrow_mut().reclaimable();
+    let dead = shard.ledger.borrow_mut().set_write_segment(spool::SegmentKey { dir, seq: write_segment });
     shard.reclaim(dead).await;
     for (proto, addr) in listeners {
         let listener = glommio::net::TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
@@ -269,4 +304,34 @@ fn probe_io_uring() -> Result<(), std::io::Error> {
     }
     unsafe { libc::close(fd as i32) };
     Ok(())
+}
+
+/// glommio binds with SO_REUSEPORT, which would silently share the port
+/// with a stale process, so first make sure nothing listens there. A plain
+/// bind also fails while connections of a killed predecessor linger in
+/// FIN-WAIT (they do not take new connections, so they are harmless); then
+/// a connect tells whether anyone actually listens. A process that just
+/// died may hold its listener a moment longer (io_uring tears its rings
+/// down asynchronously), so a listening port is re-checked for a few seconds.
+fn check_port_free(addr: SocketAddr) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let err = match std::net::TcpListener::bind(addr) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => e,
+            Err(e) => return Err(e),
+        };
+        let probe = match addr.ip() {
+            ip if ip.is_unspecified() && addr.is_ipv4() => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+            ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
+            _ => addr,
+        };
+        if std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(500)).is_err() {
+            return Ok(()); // bound by lingering connections only
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(err);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

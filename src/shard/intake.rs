@@ -6,8 +6,8 @@
 use super::Shard;
 use crate::mailbox::MailboxEntry;
 use crate::proto::smtp::{Envelope, RcptDecision, ReversePath, StoreOutcome};
-use crate::queue::QueuedRecipient;
-use crate::spool::{MessageRecord, QueueId, RecipientEntry, RecordKind, Route, SpoolError};
+use crate::queue::{PendingRecipient, QueuedMessage};
+use crate::spool::{encode_message_envelope, MessageRecord, QueueId, RecipientEntry, RecordKind, Route, SpoolError};
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -46,20 +46,28 @@ impl Shard {
             body: &[],
         };
         let size = (trace.len() + body.len()) as u64;
-        let head = record.encode_head(size);
-        let appended = match self.spool.append(RecordKind::Message, &[&head, trace.as_bytes(), &body]) {
+        let head = match encode_message_envelope(&record) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(core = self.id, queue_id = %queue_id, error = %e, "message envelope not encodable");
+                return StoreOutcome::TempFailure;
+            }
+        };
+        // The record's body is the trace header followed by the message.
+        let appended = match self.append(RecordKind::Message, &[&head, trace.as_bytes(), &body]) {
             Ok(a) => a,
             Err(e) => return store_failure(self.id, queue_id, e),
         };
-        if let Err(e) = self.spool.durable(appended.ticket).await {
+        if let Err(e) = self.spool.durable(&appended.ticket).await {
             return store_failure(self.id, queue_id, e);
         }
         let at = appended.at;
-        self.ledger.borrow_mut().message_written(at, record.recipients.len() as u16);
+        self.message_written(at, record.recipients.len() as u16);
         tracing::info!(
             queue_id = %queue_id, from = %sender, nrcpt = record.recipients.len(), size, client = %client,
             "message accepted"
         );
+        let mut remote: Vec<QueuedMessage> = Vec::new();
         for (index, r) in record.recipients.into_iter().enumerate() {
             let recipient = index as u16;
             match r.route {
@@ -75,10 +83,17 @@ impl Shard {
                     self.deliver(user, entry).await;
                 }
                 Route::Remote { domain } => {
-                    let item = QueuedRecipient { at, queue_id, recipient, address: r.address };
-                    self.enqueue(domain, item).await;
+                    let pending = PendingRecipient { index: recipient, address: r.address };
+                    match remote.iter_mut().find(|m| m.domain == domain) {
+                        Some(m) => m.recipients.push(pending),
+                        None => remote.push(QueuedMessage::new(at, queue_id, domain, sender.clone(), vec![pending], record.received_at_ms)),
+                    }
                 }
             }
+        }
+        // One transaction per destination domain carries all its recipients.
+        for msg in remote {
+            self.enqueue(msg).await;
         }
         StoreOutcome::Stored { queue_id: queue_id.to_string() }
     }

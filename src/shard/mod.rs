@@ -20,8 +20,8 @@ pub use msg::{Reply, Request, ShardMsg};
 use crate::auth::UserDb;
 use crate::config::Config;
 use crate::mailbox::{LockToken, MailboxEntry, MailboxError, MailboxIndex};
-use crate::queue::{QueueShard, QueuedRecipient};
-use crate::spool::{self, DiskStore, Ledger, Outcome, QueueIdGen, SegmentMaps, Spool, SpoolRef};
+use crate::queue::{QueueShard, QueuedMessage};
+use crate::spool::{self, DirStore, Ledger, Outcome, QueueIdGen, SegmentKey, SegmentMaps, Spool, SpoolRef};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -37,7 +37,9 @@ pub struct Shard {
     users: RefCell<Arc<UserDb>>,
     users_updates: crossbeam_channel::Receiver<Arc<UserDb>>,
     /// Appends to `spool/core-<id>`.
-    pub spool: Spool<DiskStore>,
+    pub spool: Spool<DirStore>,
+    /// The segment the spool wrote last, to tell the ledger of rollovers.
+    write_segment: Cell<u32>,
     /// Read-only maps of any core's segments, for POP3 and relay reads.
     pub maps: RefCell<SegmentMaps>,
     /// Liveness of records in the spool dirs this core owns.
@@ -70,7 +72,9 @@ impl Shard {
     pub fn handle(self: &Rc<Self>, msg: ShardMsg) {
         match msg {
             ShardMsg::Deliver { user, entry } => self.mailboxes.borrow_mut().deliver(&user, entry),
-            ShardMsg::Enqueue { domain, item } => self.queue.borrow_mut().enqueue(&domain, item),
+            ShardMsg::Enqueue(msg) => {
+                self.queue.borrow_mut().enqueue(msg);
+            }
             ShardMsg::SegmentGone { dir, segment } => self.maps.borrow_mut().forget(dir, segment),
             ShardMsg::Reply { id, reply } => self.mesh.complete(id, reply),
             ShardMsg::Request { from, id, req } => {
@@ -89,7 +93,8 @@ impl Shard {
     /// Run `req` on core `to`: directly when that is this core.
     pub async fn call(self: &Rc<Self>, to: usize, req: Request) -> Result<Reply, PeerGone> {
         if to == self.id {
-            Ok(self.serve(req).await)
+            // Boxed: serve(Commit) calls back into call(Settle).
+            Ok(Box::pin(self.serve(req)).await)
         } else {
             self.mesh.call(to, req).await
         }
@@ -107,11 +112,11 @@ impl Shard {
     }
 
     /// Hand relay work to the domain's owner.
-    pub async fn enqueue(self: &Rc<Self>, domain: String, item: QueuedRecipient) {
-        let to = owner::domain_owner(&domain, self.cores);
+    pub async fn enqueue(self: &Rc<Self>, msg: QueuedMessage) {
+        let to = owner::domain_owner(&msg.domain, self.cores);
         if to == self.id {
-            self.queue.borrow_mut().enqueue(&domain, item);
-        } else if self.mesh.send(to, ShardMsg::Enqueue { domain, item }).await.is_err() {
+            self.queue.borrow_mut().enqueue(msg);
+        } else if self.mesh.send(to, ShardMsg::Enqueue(msg)).await.is_err() {
             tracing::warn!(core = self.id, to, "queue hand-off failed: peer gone");
         }
     }
@@ -155,12 +160,12 @@ impl Shard {
         let mut last = None;
         for (target, recipient, outcome) in items {
             let t = spool::Tombstone { target, recipient, outcome };
-            let appended = self.spool.append(spool::RecordKind::Tombstone, &[&t.encode()]).map_err(|e| e.to_string())?;
+            let appended = self.append(spool::RecordKind::Tombstone, &[&spool::encode_tombstone(&t)]).map_err(|e| e.to_string())?;
             written.push((appended.at, target, recipient));
             last = Some(appended.ticket);
         }
         if let Some(ticket) = last {
-            self.spool.durable(ticket).await.map_err(|e| e.to_string())?;
+            self.spool.durable(&ticket).await.map_err(|e| e.to_string())?;
         }
         let mut dead = Vec::new();
         {
@@ -173,19 +178,57 @@ impl Shard {
         Ok(())
     }
 
+    /// Append a record to this core's spool, keeping the ledger told of
+    /// segment rollovers (the old write segment may become deletable).
+    pub fn append(self: &Rc<Self>, kind: spool::RecordKind, parts: &[&[u8]]) -> Result<spool::Appended, spool::SpoolError> {
+        let appended = self.spool.append(kind, parts)?;
+        let seq = appended.at.segment;
+        if seq != self.write_segment.get() {
+            self.write_segment.set(seq);
+            let dead = self.ledger.borrow_mut().set_write_segment(SegmentKey { dir: self.spool.dir(), seq });
+            if !dead.is_empty() {
+                let me = self.clone();
+                glommio::spawn_local(async move { me.reclaim(dead).await }).detach();
+            }
+        }
+        Ok(appended)
+    }
+
+    /// Note a durable message record in the ledger.
+    pub fn message_written(&self, at: SpoolRef, recipients: u16) {
+        self.ledger.borrow_mut().message_written(at, recipients);
+    }
+
     /// Delete dead segments, and tell every core to drop its maps of them.
-    async fn reclaim(self: &Rc<Self>, mut dead: Vec<spool::SegmentKey>) {
+    async fn reclaim(self: &Rc<Self>, mut dead: Vec<SegmentKey>) {
         while let Some(key) = dead.pop() {
-            if let Err(e) = self.spool.remove_segment(key).await {
-                tracing::warn!(core = self.id, dir = key.dir, segment = key.segment, error = %e, "could not delete dead segment");
+            let removed = if key.dir == self.spool.dir() {
+                self.spool.remove_segment(key.seq).await.map_err(|e| e.to_string())
+            } else {
+                // A dir adopted from a run with more cores: nobody writes it.
+                remove_adopted_segment(&self.config.spool_root(), key)
+            };
+            if let Err(e) = removed {
+                tracing::warn!(core = self.id, segment = %key, error = %e, "could not delete dead segment");
                 continue;
             }
-            tracing::debug!(core = self.id, dir = key.dir, segment = key.segment, "reclaimed segment");
-            self.maps.borrow_mut().forget(key.dir, key.segment);
+            tracing::debug!(core = self.id, segment = %key, "reclaimed segment");
+            self.maps.borrow_mut().forget(key.dir, key.seq);
             for to in (0..self.cores).filter(|&c| c != self.id) {
-                let _ = self.mesh.send(to, ShardMsg::SegmentGone { dir: key.dir, segment: key.segment }).await;
+                let _ = self.mesh.send(to, ShardMsg::SegmentGone { dir: key.dir, segment: key.seq }).await;
             }
             dead.extend(self.ledger.borrow_mut().segment_removed(key));
         }
     }
+}
+
+/// Delete a segment of a spool dir no executor writes (left by a run with
+/// more cores), durably.
+fn remove_adopted_segment(root: &std::path::Path, key: SegmentKey) -> Result<(), String> {
+    let path = spool::layout::segment_path(root, key);
+    std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    Ok(())
 }

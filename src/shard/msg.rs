@@ -6,7 +6,7 @@
 //! [`SpoolRef`]s, never message bodies.
 
 use crate::mailbox::{LockToken, MailboxEntry, MailboxError};
-use crate::queue::QueuedRecipient;
+use crate::queue::QueuedMessage;
 use crate::spool::{Outcome, SpoolRef};
 
 /// A message on the shard mesh.
@@ -15,7 +15,7 @@ pub enum ShardMsg {
     /// One-way: a durable message for a user this core owns.
     Deliver { user: String, entry: MailboxEntry },
     /// One-way: durable relay work for a domain this core owns.
-    Enqueue { domain: String, item: QueuedRecipient },
+    Enqueue(QueuedMessage),
     /// One-way: a spool segment was deleted; drop any map of it.
     SegmentGone { dir: u16, segment: u32 },
     /// A request; the receiver answers with `Reply { id, .. }` to `from`.

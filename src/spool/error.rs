@@ -19,7 +19,9 @@ pub enum SpoolError {
     #[error("segment size {size} is invalid: it must be a multiple of 4096 between 4096 and 4 GiB - 4096")]
     InvalidSegmentSize { size: u64 },
     /// The resume point does not lie inside its segment.
-    #[error("resume offset {offset} is beyond segment core-{dir}/segment-{segment:08x} of {size} bytes")]
+    #[error(
+        "resume offset {offset} is beyond segment core-{dir}/segment-{segment:08x} of {size} bytes"
+    )]
     InvalidTail {
         dir: u16,
         segment: u32,
@@ -60,6 +62,16 @@ pub enum SpoolError {
     /// spool give up before the record's bytes were written.
     #[error("segment core-{dir}/segment-{segment:08x} was abandoned after a failure; the record was not written")]
     SegmentAbandoned { dir: u16, segment: u32 },
+    /// The segment is still written to (or will be): it cannot be removed.
+    #[error("segment {key} is in use by the writer")]
+    SegmentInUse { key: SegmentKey },
+    /// Deleting a reclaimed segment failed.
+    #[error("removing segment {key} failed: {source}")]
+    RemoveSegment {
+        key: SegmentKey,
+        #[source]
+        source: Arc<io::Error>,
+    },
     /// Opening or mapping a segment for reading or recovery failed.
     #[error("opening segment {key} failed: {source}")]
     OpenSegment {

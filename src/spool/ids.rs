@@ -147,11 +147,19 @@ impl FromStr for SpoolRef {
         };
         let digits = |part: &str, hex: bool| {
             !part.is_empty()
-                && part
-                    .bytes()
-                    .all(|b| if hex { b.is_ascii_hexdigit() } else { b.is_ascii_digit() })
+                && part.bytes().all(|b| {
+                    if hex {
+                        b.is_ascii_hexdigit()
+                    } else {
+                        b.is_ascii_digit()
+                    }
+                })
         };
-        if !digits(dir, false) || segment.len() != 8 || !digits(segment, true) || !digits(offset, true) {
+        if !digits(dir, false)
+            || segment.len() != 8
+            || !digits(segment, true)
+            || !digits(offset, true)
+        {
             return Err(ParseIdError::SpoolRefShape);
         }
         Ok(SpoolRef {

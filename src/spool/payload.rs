@@ -151,9 +151,10 @@ fn put_str(out: &mut Vec<u8>, field: &'static str, s: &str) -> Result<(), Encode
 /// by `msg.body`, passed as a second part:
 /// `spool.append(RecordKind::Message, &[&envelope, msg.body])`.
 pub fn encode_message_envelope(msg: &MessageRecord<'_>) -> Result<Vec<u8>, EncodeError> {
-    let count = u16::try_from(msg.recipients.len()).map_err(|_| EncodeError::TooManyRecipients {
-        count: msg.recipients.len(),
-    })?;
+    let count =
+        u16::try_from(msg.recipients.len()).map_err(|_| EncodeError::TooManyRecipients {
+            count: msg.recipients.len(),
+        })?;
     let strings: usize = msg.client.len()
         + msg.helo.len()
         + msg.sender.len()
@@ -368,7 +369,10 @@ mod tests {
         let bytes = encode_message(&msg).unwrap();
         for cut in 0..bytes.len() {
             assert!(
-                matches!(decode_message(&bytes[..cut]), Err(DecodeError::Truncated { .. })),
+                matches!(
+                    decode_message(&bytes[..cut]),
+                    Err(DecodeError::Truncated { .. })
+                ),
                 "cut at {cut}"
             );
         }
@@ -381,7 +385,10 @@ mod tests {
         let tag_at = 16 + (2 + 9) + (2 + 15) + 2 + 2 + (2 + 17);
         assert_eq!(bytes[tag_at], 0);
         bytes[tag_at] = 9;
-        assert_eq!(decode_message(&bytes), Err(DecodeError::UnknownRoute { tag: 9 }));
+        assert_eq!(
+            decode_message(&bytes),
+            Err(DecodeError::UnknownRoute { tag: 9 })
+        );
         let mut bytes = encode_message(&msg).unwrap();
         bytes[18] = 0xff;
         assert_eq!(
@@ -416,10 +423,16 @@ mod tests {
         };
         let bytes = encode_tombstone(&t);
         assert_eq!(decode_tombstone(&bytes), Ok(t));
-        assert!(matches!(decode_tombstone(&bytes[..12]), Err(DecodeError::WrongLength { .. })));
+        assert!(matches!(
+            decode_tombstone(&bytes[..12]),
+            Err(DecodeError::WrongLength { .. })
+        ));
         let mut bad = bytes;
         bad[12] = 7;
-        assert_eq!(decode_tombstone(&bad), Err(DecodeError::UnknownOutcome { tag: 7 }));
+        assert_eq!(
+            decode_tombstone(&bad),
+            Err(DecodeError::UnknownOutcome { tag: 7 })
+        );
     }
 
     #[test]

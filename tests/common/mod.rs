@@ -109,6 +109,7 @@ io_memory = 1048576
     /// Start the binary and wait until both listeners greet.
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "already running");
+        let starts_before = self.log().matches("ringmail ready").count();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_ringmail"))
             .args(["serve", "--config"])
@@ -121,7 +122,7 @@ io_memory = 1048576
             .expect("starting ringmail");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.log().contains("ringmail ready") {
+        while self.log().matches("ringmail ready").count() == starts_before {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("ringmail exited during start-up ({status}):\n{}", self.log());
             }

@@ -18,7 +18,9 @@
 
 use std::fmt;
 
-use super::address::{parse_forward_path, parse_reverse_path, AddressError, ForwardPath, ReversePath};
+use super::address::{
+    parse_forward_path, parse_reverse_path, AddressError, ForwardPath, ReversePath,
+};
 
 /// The verbs this server knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,9 +102,13 @@ pub struct RcptTo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// EHLO with the client's name: the whole argument, trimmed.
-    Ehlo { domain: String },
+    Ehlo {
+        domain: String,
+    },
     /// HELO with the client's name: the whole argument, trimmed.
-    Helo { domain: String },
+    Helo {
+        domain: String,
+    },
     Mail(MailFrom),
     Rcpt(RcptTo),
     Data,
@@ -243,14 +249,14 @@ fn mail(args: &[u8]) -> Result<MailFrom, CommandError> {
         size: None,
         body: None,
     };
-    for (keyword, value) in params(rest, Verb::Mail)? {
+    for Param { keyword, value } in params(rest, Verb::Mail)? {
         let bad = CommandError::BadParameter(Verb::Mail);
         if keyword.eq_ignore_ascii_case(b"SIZE") {
-            let digits = value.filter(|v| (1..=20).contains(&v.len()) && v.iter().all(u8::is_ascii_digit));
+            let digits = value.filter(|v| v.iter().all(u8::is_ascii_digit));
             let digits = digits.ok_or(bad.clone())?;
-            let size = digits
-                .iter()
-                .fold(0u64, |n, &d| n.saturating_mul(10).saturating_add(u64::from(d - b'0')));
+            let size = digits.iter().fold(0u64, |n, &d| {
+                n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+            });
             if from.size.replace(size).is_some() {
                 return Err(bad);
             }
@@ -273,8 +279,8 @@ fn mail(args: &[u8]) -> Result<MailFrom, CommandError> {
 fn rcpt(args: &[u8]) -> Result<RcptTo, CommandError> {
     let path = after_keyword(args, b"TO:").ok_or(CommandError::Syntax(Verb::Rcpt))?;
     let (recipient, rest) = parse_forward_path(path).map_err(CommandError::BadRecipient)?;
-    if let Some((keyword, _)) = params(rest, Verb::Rcpt)?.into_iter().next() {
-        return Err(unsupported(Verb::Rcpt, keyword));
+    if let Some(param) = params(rest, Verb::Rcpt)?.first() {
+        return Err(unsupported(Verb::Rcpt, param.keyword));
     }
     Ok(RcptTo { recipient })
 }
@@ -286,9 +292,15 @@ fn unsupported(verb: Verb, keyword: &[u8]) -> CommandError {
     }
 }
 
-/// Splits `esmtp-param *(SP esmtp-param)` (RFC 5321 §4.1.2) into
-/// `(keyword, value)` pairs, checking the syntax of each.
-fn params(rest: &[u8], verb: Verb) -> Result<Vec<(&[u8], Option<&[u8]>)>, CommandError> {
+/// One `esmtp-param`: `keyword[=value]`.
+struct Param<'a> {
+    keyword: &'a [u8],
+    value: Option<&'a [u8]>,
+}
+
+/// Splits `esmtp-param *(SP esmtp-param)` (RFC 5321 §4.1.2), checking the
+/// syntax of each.
+fn params(rest: &[u8], verb: Verb) -> Result<Vec<Param<'_>>, CommandError> {
     let mut out = Vec::new();
     for param in rest.split(|&b| b == b' ').filter(|p| !p.is_empty()) {
         let (keyword, value) = match param.iter().position(|&b| b == b'=') {
@@ -296,12 +308,16 @@ fn params(rest: &[u8], verb: Verb) -> Result<Vec<(&[u8], Option<&[u8]>)>, Comman
             None => (param, None),
         };
         let keyword_ok = keyword.first().is_some_and(u8::is_ascii_alphanumeric)
-            && keyword.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-');
-        let value_ok = value.is_none_or(|v| !v.is_empty() && v.iter().all(|&b| (33..=126).contains(&b) && b != b'='));
+            && keyword
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'-');
+        let value_ok = value.is_none_or(|v| {
+            !v.is_empty() && v.iter().all(|&b| (33..=126).contains(&b) && b != b'=')
+        });
         if !keyword_ok || !value_ok {
             return Err(CommandError::BadParameter(verb));
         }
-        out.push((keyword, value));
+        out.push(Param { keyword, value });
     }
     Ok(out)
 }
@@ -333,15 +349,24 @@ mod tests {
     #[test]
     fn unknown_verb_is_a_value() {
         assert_eq!(parse("FOO bar"), Ok(Command::Unknown("FOO".into())));
-        assert_eq!(parse("MAILFROM:<a@b>"), Ok(Command::Unknown("MAILFROM:<a@b>".into())));
+        assert_eq!(
+            parse("MAILFROM:<a@b>"),
+            Ok(Command::Unknown("MAILFROM:<a@b>".into()))
+        );
     }
 
     #[test]
     fn nul_and_other_control_characters_are_refused() {
         assert_eq!(parse("NOOP\0"), Err(CommandError::ControlCharacter));
-        assert_eq!(parse("MAIL FROM:<a\0@b.test>"), Err(CommandError::ControlCharacter));
+        assert_eq!(
+            parse("MAIL FROM:<a\0@b.test>"),
+            Err(CommandError::ControlCharacter)
+        );
         assert_eq!(parse("NO\rOP"), Err(CommandError::ControlCharacter));
-        assert_eq!(parse("MAIL\tFROM:<a@b.test>"), Err(CommandError::ControlCharacter));
+        assert_eq!(
+            parse("MAIL\tFROM:<a@b.test>"),
+            Err(CommandError::ControlCharacter)
+        );
     }
 
     #[test]
@@ -352,8 +377,18 @@ mod tests {
 
     #[test]
     fn ehlo_and_helo_need_an_ascii_name() {
-        assert_eq!(parse("EHLO client.test"), Ok(Command::Ehlo { domain: "client.test".into() }));
-        assert_eq!(parse("helo  [192.0.2.1] "), Ok(Command::Helo { domain: "[192.0.2.1]".into() }));
+        assert_eq!(
+            parse("EHLO client.test"),
+            Ok(Command::Ehlo {
+                domain: "client.test".into()
+            })
+        );
+        assert_eq!(
+            parse("helo  [192.0.2.1] "),
+            Ok(Command::Helo {
+                domain: "[192.0.2.1]".into()
+            })
+        );
         assert_eq!(parse("EHLO"), Err(CommandError::Syntax(Verb::Ehlo)));
         assert_eq!(parse("HELO clïent"), Err(CommandError::Syntax(Verb::Helo)));
     }
@@ -370,21 +405,37 @@ mod tests {
         );
         assert_eq!(
             parse("mail from:<>"),
-            Ok(Command::Mail(MailFrom { sender: ReversePath::Null, size: None, body: None }))
+            Ok(Command::Mail(MailFrom {
+                sender: ReversePath::Null,
+                size: None,
+                body: None
+            }))
         );
     }
 
     #[test]
     fn space_after_from_colon_is_tolerated() {
-        assert!(matches!(parse("MAIL FROM: <jane@example.test>"), Ok(Command::Mail(_))));
-        assert!(matches!(parse("RCPT TO:  <jane@example.test>"), Ok(Command::Rcpt(_))));
+        assert!(matches!(
+            parse("MAIL FROM: <jane@example.test>"),
+            Ok(Command::Mail(_))
+        ));
+        assert!(matches!(
+            parse("RCPT TO:  <jane@example.test>"),
+            Ok(Command::Rcpt(_))
+        ));
     }
 
     #[test]
     fn mail_without_from_is_a_syntax_error() {
         assert_eq!(parse("MAIL"), Err(CommandError::Syntax(Verb::Mail)));
-        assert_eq!(parse("MAIL TO:<a@b.test>"), Err(CommandError::Syntax(Verb::Mail)));
-        assert_eq!(parse("MAIL FROM :<a@b.test>"), Err(CommandError::Syntax(Verb::Mail)));
+        assert_eq!(
+            parse("MAIL TO:<a@b.test>"),
+            Err(CommandError::Syntax(Verb::Mail))
+        );
+        assert_eq!(
+            parse("MAIL FROM :<a@b.test>"),
+            Err(CommandError::Syntax(Verb::Mail))
+        );
     }
 
     #[test]
@@ -393,7 +444,10 @@ mod tests {
             parse("MAIL FROM:jane@example.test"),
             Err(CommandError::BadSender(AddressError::MissingBrackets))
         );
-        assert_eq!(parse("RCPT TO:<>"), Err(CommandError::BadRecipient(AddressError::NullNotAllowed)));
+        assert_eq!(
+            parse("RCPT TO:<>"),
+            Err(CommandError::BadRecipient(AddressError::NullNotAllowed))
+        );
         assert_eq!(
             parse("RCPT TO:<jäne@example.test>"),
             Err(CommandError::BadRecipient(AddressError::NonAscii))
@@ -413,7 +467,11 @@ mod tests {
             "MAIL FROM:<> SIZE=1=2",
             "MAIL FROM:<> SIZE=1ü",
         ] {
-            assert_eq!(parse(line), Err(CommandError::BadParameter(Verb::Mail)), "{line}");
+            assert_eq!(
+                parse(line),
+                Err(CommandError::BadParameter(Verb::Mail)),
+                "{line}"
+            );
         }
     }
 
@@ -421,11 +479,17 @@ mod tests {
     fn unknown_parameters_are_unsupported() {
         assert_eq!(
             parse("MAIL FROM:<> AUTH=<>"),
-            Err(CommandError::UnsupportedParameter { verb: Verb::Mail, keyword: "AUTH".into() })
+            Err(CommandError::UnsupportedParameter {
+                verb: Verb::Mail,
+                keyword: "AUTH".into()
+            })
         );
         assert_eq!(
             parse("RCPT TO:<jane@example.test> notify=never"),
-            Err(CommandError::UnsupportedParameter { verb: Verb::Rcpt, keyword: "NOTIFY".into() })
+            Err(CommandError::UnsupportedParameter {
+                verb: Verb::Rcpt,
+                keyword: "NOTIFY".into()
+            })
         );
     }
 

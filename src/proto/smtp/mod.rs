@@ -29,11 +29,13 @@ pub mod reply;
 pub mod server;
 
 #[cfg(test)]
-mod testkit;
+mod limits_tests;
+#[cfg(test)]
+mod pipeline_tests;
 #[cfg(test)]
 mod server_tests;
 #[cfg(test)]
-mod pipeline_tests;
+mod testkit;
 
 pub use address::{
     parse_forward_path, parse_mailbox, parse_reverse_path, Address, AddressError, ForwardPath,

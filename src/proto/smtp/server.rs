@@ -280,11 +280,13 @@ impl Server {
             (Verb::Mail, State::Fresh) => Some(&reply::NEED_HELO),
             (Verb::Mail, State::Mail(..)) => Some(&reply::NESTED_MAIL),
             (Verb::Rcpt | Verb::Data, State::Fresh | State::Greeted(_)) => Some(&reply::NEED_MAIL),
-            (Verb::Data, State::Mail(_, txn)) if txn.recipients.is_empty() => Some(if txn.rejected {
-                &reply::NO_VALID_RECIPIENTS
-            } else {
-                &reply::NEED_RCPT
-            }),
+            (Verb::Data, State::Mail(_, txn)) if txn.recipients.is_empty() => {
+                Some(if txn.rejected {
+                    &reply::NO_VALID_RECIPIENTS
+                } else {
+                    &reply::NEED_RCPT
+                })
+            }
             (Verb::StartTls, _) if !self.config.starttls => Some(&reply::TLS_NOT_AVAILABLE),
             (Verb::StartTls, _) if self.tls_active => Some(&reply::TLS_ALREADY_ACTIVE),
             (Verb::StartTls, State::Mail(..)) => Some(&reply::TRANSACTION_IN_PROGRESS),
@@ -295,13 +297,24 @@ impl Server {
     fn command(&mut self, command: Command) {
         match command {
             Command::Ehlo { domain } => {
-                self.state = State::Greeted(Greeting { helo: domain, esmtp: true });
+                self.state = State::Greeted(Greeting {
+                    helo: domain,
+                    esmtp: true,
+                });
                 let offer_tls = self.config.starttls && !self.tls_active;
                 let config = &self.config;
-                reply::write_ehlo(&mut self.output, &config.hostname, config.max_message_size, offer_tls);
+                reply::write_ehlo(
+                    &mut self.output,
+                    &config.hostname,
+                    config.max_message_size,
+                    offer_tls,
+                );
             }
             Command::Helo { domain } => {
-                self.state = State::Greeted(Greeting { helo: domain, esmtp: false });
+                self.state = State::Greeted(Greeting {
+                    helo: domain,
+                    esmtp: false,
+                });
                 reply::HELO.write_with(&mut self.output, &self.config.hostname);
             }
             Command::Mail(from) => self.mail(from),
@@ -396,7 +409,9 @@ impl Server {
     /// The final "." arrived: refuse an oversized message or ask for a store.
     fn end_of_data(&mut self) {
         self.state = match self.take_state() {
-            State::Data { greeting, scanner, .. } if scanner.is_oversized() => {
+            State::Data {
+                greeting, scanner, ..
+            } if scanner.is_oversized() => {
                 // Not a client error: the transaction is over, the session goes on.
                 reply::MESSAGE_TOO_BIG.write(&mut self.output);
                 State::Greeted(greeting)

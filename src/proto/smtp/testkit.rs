@@ -1,0 +1,205 @@
+//! Test helpers: a recipient policy, a simulated driver, and a transcript
+//! DSL in the style `session.rcpt_to("jane@example.test", "250")`.
+//!
+//! The driver does what a real one must: keep unconsumed bytes, perform
+//! each action and report it at once, then feed the rest again.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use super::address::Address;
+use super::data::dot_stuff;
+use super::envelope::{Envelope, RcptDecision, RecipientPolicy};
+use super::server::{Action, Server, ServerConfig, StoreOutcome};
+
+/// Local users jane, john and postmaster at example.test and
+/// mx.example.test; relaying to relay.test; everything else denied.
+/// Records every address it is asked about.
+pub struct TestPolicy {
+    pub checked: Rc<RefCell<Vec<Address>>>,
+}
+
+impl RecipientPolicy for TestPolicy {
+    fn check(&self, rcpt: &Address) -> RcptDecision {
+        self.checked.borrow_mut().push(rcpt.clone());
+        match rcpt.domain.as_str() {
+            "example.test" | "mx.example.test" => match rcpt.local.as_str() {
+                "jane" | "john" | "postmaster" => RcptDecision::Local {
+                    user: rcpt.local.clone(),
+                },
+                _ => RcptDecision::UnknownUser,
+            },
+            "relay.test" => RcptDecision::Remote {
+                domain: rcpt.domain.clone(),
+            },
+            _ => RcptDecision::RelayDenied,
+        }
+    }
+}
+
+pub fn config() -> ServerConfig {
+    ServerConfig {
+        hostname: "mx.example.test".into(),
+        max_message_size: 1000,
+        max_recipients: 3,
+        max_line_len: 512,
+        max_errors: 5,
+        starttls: true,
+    }
+}
+
+/// A server driven like a real driver would, recording what it asks for.
+pub struct Session {
+    pub server: Server,
+    /// Every message the server asked to store.
+    pub stored: Vec<(Envelope, Vec<u8>)>,
+    /// Every address the policy was asked about.
+    pub checked: Rc<RefCell<Vec<Address>>>,
+    /// Outcomes to report for the next stores; `Stored` when empty.
+    pub outcomes: VecDeque<StoreOutcome>,
+    /// How many TLS handshakes were "performed".
+    pub handshakes: usize,
+    /// Bytes the server has not consumed yet.
+    pub buffer: Vec<u8>,
+}
+
+impl Session {
+    /// A session with [`config`]; the greeting is taken off the output.
+    pub fn new() -> Session {
+        Session::with(config())
+    }
+
+    pub fn with(config: ServerConfig) -> Session {
+        let checked = Rc::new(RefCell::new(Vec::new()));
+        let policy = TestPolicy {
+            checked: Rc::clone(&checked),
+        };
+        let mut server = Server::new(Rc::new(config), Box::new(policy));
+        assert_eq!(server.output(), b"220 mx.example.test ESMTP ringmail\r\n");
+        server.clear_output();
+        Session {
+            server,
+            stored: Vec::new(),
+            checked,
+            outcomes: VecDeque::new(),
+            handshakes: 0,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// Feeds `bytes` like a driver; returns every reply produced.
+    pub fn send(&mut self, bytes: &[u8]) -> String {
+        self.buffer.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        loop {
+            let consumed = self.server.handle_input(&self.buffer);
+            assert!(consumed <= self.buffer.len());
+            self.buffer.drain(..consumed);
+            let mut acted = false;
+            while let Some(action) = self.server.poll_action() {
+                acted = true;
+                match action {
+                    Action::Store { envelope, body } => {
+                        self.stored.push((envelope, body));
+                        let outcome = self.outcomes.pop_front().unwrap_or(StoreOutcome::Stored {
+                            queue_id: format!("Q{}", self.stored.len()),
+                        });
+                        self.server.store_done(outcome);
+                    }
+                    Action::StartTls => {
+                        // The 220 must be flushed in the clear before the handshake.
+                        assert!(self
+                            .server
+                            .output()
+                            .ends_with(b"220 2.0.0 Ready to start TLS\r\n"));
+                        self.handshakes += 1;
+                        out.extend_from_slice(self.server.output());
+                        self.server.clear_output();
+                        self.server.starttls_done();
+                    }
+                }
+            }
+            out.extend_from_slice(self.server.output());
+            self.server.clear_output();
+            if !acted {
+                return String::from_utf8_lossy(&out).into_owned();
+            }
+        }
+    }
+
+    /// Sends `line` + CRLF and asserts the (last) reply starts with `expect`.
+    pub fn cmd(&mut self, line: &str, expect: &str) -> String {
+        let reply = self.send(format!("{line}\r\n").as_bytes());
+        let last = reply.trim_end().rsplit("\r\n").next().unwrap_or("");
+        assert!(
+            last.starts_with(expect),
+            "{line:?}: expected {expect:?}, got {reply:?}"
+        );
+        reply
+    }
+
+    pub fn ehlo(&mut self, name: &str, expect: &str) -> String {
+        self.cmd(&format!("EHLO {name}"), expect)
+    }
+
+    pub fn mail_from(&mut self, path: &str, expect: &str) -> String {
+        self.cmd(&format!("MAIL FROM:<{path}>"), expect)
+    }
+
+    pub fn rcpt_to(&mut self, path: &str, expect: &str) -> String {
+        self.cmd(&format!("RCPT TO:<{path}>"), expect)
+    }
+
+    /// DATA (expecting 354), then `body` dot-stuffed; asserts the reply to
+    /// the final dot starts with `expect`.
+    pub fn data(&mut self, body: &[u8], expect: &str) -> String {
+        self.cmd("DATA", "354");
+        let mut wire = Vec::new();
+        dot_stuff(body, &mut wire);
+        self.message(&wire, expect)
+    }
+
+    /// Sends raw DATA bytes (already terminated); asserts the reply.
+    pub fn message(&mut self, wire: &[u8], expect: &str) -> String {
+        let reply = self.send(wire);
+        assert!(
+            reply.starts_with(expect),
+            "expected {expect:?}, got {reply:?}"
+        );
+        reply
+    }
+
+    /// EHLO, MAIL FROM and one RCPT, all accepted.
+    pub fn transaction(&mut self) {
+        self.ehlo("client.test", "250 ");
+        self.mail_from("sender@relay.test", "250 2.1.0");
+        self.rcpt_to("jane@example.test", "250 2.1.5");
+    }
+
+    /// Brings a fresh session into a named state.
+    pub fn in_state(state: &str) -> Session {
+        let mut s = Session::new();
+        match state {
+            "fresh" => {}
+            "greeted" => {
+                s.ehlo("client.test", "250 ");
+            }
+            "mail" => {
+                s.ehlo("client.test", "250 ");
+                s.mail_from("sender@relay.test", "250");
+            }
+            "rcpt" => s.transaction(),
+            "tls" => {
+                s.cmd("STARTTLS", "220 2.0.0");
+            }
+            _ => panic!("no state {state}"),
+        }
+        s
+    }
+
+    /// The last address the policy was asked about.
+    pub fn last_checked(&self) -> Option<Address> {
+        self.checked.borrow().last().cloned()
+    }
+}

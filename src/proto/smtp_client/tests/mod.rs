@@ -1,0 +1,7 @@
+//! Client tests: transcripts against a scripted server (see `harness`).
+
+mod chunking;
+mod failures;
+mod harness;
+mod session;
+mod transaction;

@@ -1,0 +1,283 @@
+//! One MAIL transaction: MAIL FROM, the RCPTs, DATA and the end of data,
+//! pipelined (RFC 2920) or in lock-step, and the per-recipient outcome.
+//!
+//! This file decides which command comes next and what each reply means
+//! for each recipient. It does not frame replies (`reply`), does not handle
+//! what ends a connection (421, timeouts: `client` calls [`Transaction::resolve`]
+//! with the reply to defer with), and never writes the body itself.
+//!
+//! The decision for a recipient is taken from the first reply that is not
+//! 2xx among MAIL, its RCPT and the end of the DATA exchange (the DATA
+//! refusal or the reply after the body); a reply still missing means the
+//! conversation ended first, and the recipient is deferred. An address
+//! refused locally (never sent) is bounced whatever the server said.
+
+use std::collections::VecDeque;
+
+use super::capabilities::Capabilities;
+use super::command;
+use super::event::Phase;
+use super::message::{MessageOutcome, OutgoingMessage, RecipientOutcome};
+use super::reply::Reply;
+
+/// A reply the transaction is owed, in the order the commands were sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Mail,
+    /// The RCPT for `recipients[i]`.
+    Rcpt(usize),
+    Data,
+    /// The final reply after the body.
+    EndOfData,
+    /// The reply to the lone dot sent after a 354 with nobody accepted.
+    LoneDot,
+}
+
+/// What the client does after a reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Write the commands added to `out` (if any) and wait for replies.
+    Wait,
+    /// Have the driver write the body.
+    Body,
+    /// The transaction is over: report [`Transaction::resolve`]; `reset`
+    /// says the server may hold transaction state (RSET before the next).
+    Done { reset: bool },
+    /// The reply makes no sense here: end the connection.
+    Violation(Reply),
+}
+
+/// Where one recipient stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Rcpt {
+    /// Refused by this client before sending (bad address): final.
+    Refused(Reply),
+    /// RCPT not sent yet, or sent and not answered.
+    Awaiting,
+    /// The server's reply to its RCPT.
+    Replied(Reply),
+}
+
+/// One message in flight.
+#[derive(Debug)]
+pub struct Transaction {
+    msg: OutgoingMessage,
+    /// MAIL's reply, once it came.
+    mail: Option<Reply>,
+    /// Each recipient, same order as `msg.recipients`.
+    rcpts: Vec<Rcpt>,
+    /// The DATA refusal, or the reply after the body.
+    end: Option<Reply>,
+    /// Replies owed, oldest first.
+    expect: VecDeque<Step>,
+    pipelined: bool,
+    /// Lock-step: index of the next recipient to consider for RCPT.
+    next_rcpt: usize,
+    /// The driver wrote the body (phase DataTermination, not DataBlock).
+    body_sent: bool,
+}
+
+impl Transaction {
+    /// Starts a transaction, appending its first command(s) to `out`. A
+    /// message decided without talking to the server (over the advertised
+    /// SIZE, or no valid address) comes back as `Err` with its outcome.
+    pub fn start(
+        msg: OutgoingMessage,
+        caps: &Capabilities,
+        out: &mut Vec<u8>,
+    ) -> Result<Transaction, MessageOutcome> {
+        let all = |reply: Reply| MessageOutcome {
+            per_recipient: vec![RecipientOutcome::Bounced { reply }; msg.recipients.len()],
+        };
+        if !command::valid_address(&msg.sender, true) {
+            return Err(all(Reply::local(
+                553,
+                (5, 1, 7),
+                "invalid sender address syntax",
+            )));
+        }
+        if let Some(max) = caps.size_limit().filter(|&max| msg.size > max) {
+            let text = format!(
+                "message size {} exceeds size limit {max} of server",
+                msg.size
+            );
+            return Err(all(Reply::local(552, (5, 3, 4), text)));
+        }
+        let rcpts: Vec<Rcpt> = msg
+            .recipients
+            .iter()
+            .map(|r| match command::valid_address(r, false) {
+                true => Rcpt::Awaiting,
+                false => Rcpt::Refused(Reply::local(
+                    553,
+                    (5, 1, 3),
+                    "invalid recipient address syntax",
+                )),
+            })
+            .collect();
+        if !rcpts.contains(&Rcpt::Awaiting) {
+            let per_recipient = rcpts.into_iter().filter_map(|r| match r {
+                Rcpt::Refused(reply) | Rcpt::Replied(reply) => Some(reply),
+                Rcpt::Awaiting => None,
+            });
+            return Err(MessageOutcome {
+                per_recipient: per_recipient.map(RecipientOutcome::from_reply).collect(),
+            });
+        }
+        let size = caps.size.map(|_| msg.size);
+        let eight_bit = msg.body_8bit && caps.eight_bit_mime;
+        command::mail_from(out, &msg.sender, size, eight_bit);
+        let mut txn = Transaction {
+            msg,
+            mail: None,
+            rcpts,
+            end: None,
+            expect: VecDeque::from([Step::Mail]),
+            pipelined: caps.pipelining,
+            next_rcpt: 0,
+            body_sent: false,
+        };
+        if txn.pipelined {
+            // RFC 2920: MAIL, every RCPT and DATA in one go; DATA last.
+            while txn.send_next_rcpt(out) {}
+            out.extend_from_slice(command::DATA);
+            txn.expect.push_back(Step::Data);
+        }
+        Ok(txn)
+    }
+
+    /// Takes the reply to the oldest outstanding command.
+    pub fn on_reply(&mut self, reply: Reply, out: &mut Vec<u8>) -> Next {
+        let Some(step) = self.expect.pop_front() else {
+            return Next::Violation(reply);
+        };
+        match step {
+            Step::Mail => {
+                let accepted = reply.is_positive();
+                self.mail = Some(reply);
+                match (self.pipelined, accepted) {
+                    (true, _) => Next::Wait,
+                    (false, true) => self.lock_step_next(out),
+                    (false, false) => Next::Done { reset: true },
+                }
+            }
+            Step::Rcpt(i) => {
+                if let Some(slot) = self.rcpts.get_mut(i) {
+                    *slot = Rcpt::Replied(reply);
+                }
+                match self.pipelined {
+                    true => Next::Wait,
+                    false => self.lock_step_next(out),
+                }
+            }
+            Step::Data => match reply.code {
+                300..=399 if self.anyone_accepted() => {
+                    self.expect.push_back(Step::EndOfData);
+                    Next::Body
+                }
+                // RFC 2920 §3.1: DATA accepted though nobody is: end it empty.
+                300..=399 => {
+                    out.extend_from_slice(command::LONE_DOT);
+                    self.expect.push_back(Step::LoneDot);
+                    Next::Wait
+                }
+                400..=599 => {
+                    self.end = Some(reply);
+                    Next::Done { reset: true }
+                }
+                0..=299 | 600..=u16::MAX => Next::Violation(reply),
+            },
+            Step::EndOfData => {
+                let reset = !reply.is_positive();
+                self.end = Some(reply);
+                Next::Done { reset }
+            }
+            Step::LoneDot => Next::Done { reset: true },
+        }
+    }
+
+    /// Lock-step after a 2xx to MAIL or any RCPT reply: the next RCPT,
+    /// else DATA if someone was accepted, else the end.
+    fn lock_step_next(&mut self, out: &mut Vec<u8>) -> Next {
+        if self.send_next_rcpt(out) {
+            return Next::Wait;
+        }
+        match self.anyone_accepted() {
+            true => {
+                out.extend_from_slice(command::DATA);
+                self.expect.push_back(Step::Data);
+                Next::Wait
+            }
+            false => Next::Done { reset: true },
+        }
+    }
+
+    /// Sends RCPT for the next recipient not refused locally; false when
+    /// there is none left.
+    fn send_next_rcpt(&mut self, out: &mut Vec<u8>) -> bool {
+        while let Some(slot) = self.rcpts.get(self.next_rcpt) {
+            let i = self.next_rcpt;
+            self.next_rcpt += 1;
+            if *slot == Rcpt::Awaiting {
+                command::rcpt_to(out, &self.msg.recipients[i]);
+                self.expect.push_back(Step::Rcpt(i));
+                return true;
+            }
+        }
+        false
+    }
+
+    /// MAIL and at least one RCPT got a 2xx.
+    fn anyone_accepted(&self) -> bool {
+        self.mail.as_ref().is_some_and(Reply::is_positive)
+            && self
+                .rcpts
+                .iter()
+                .any(|r| matches!(r, Rcpt::Replied(reply) if reply.is_positive()))
+    }
+
+    /// The driver wrote the body.
+    pub fn body_sent(&mut self) {
+        self.body_sent = true;
+    }
+
+    /// Which reply the transaction waits for.
+    pub fn phase(&self) -> Phase {
+        match self.expect.front() {
+            Some(Step::Mail) => Phase::Mail,
+            Some(Step::Rcpt(_)) => Phase::Rcpt,
+            Some(Step::Data) => Phase::DataInit,
+            Some(Step::EndOfData) if !self.body_sent => Phase::DataBlock,
+            Some(Step::EndOfData | Step::LoneDot) => Phase::DataTermination,
+            // A live transaction always awaits a reply; after Done it is
+            // resolved at once and never asked.
+            None => Phase::DataTermination,
+        }
+    }
+
+    /// Every recipient's outcome (see the module doc). `missing` is the
+    /// reply a recipient is deferred with when its deciding reply never
+    /// came; it must be a 4xx.
+    pub fn resolve(&self, missing: &Reply) -> MessageOutcome {
+        let mail = self.mail.as_ref();
+        let end = self.end.as_ref();
+        let per_recipient = self
+            .rcpts
+            .iter()
+            .map(|rcpt| {
+                let deciding = match (rcpt, mail) {
+                    (Rcpt::Refused(local), _) => Some(local),
+                    (Rcpt::Awaiting | Rcpt::Replied(_), None) => None,
+                    (Rcpt::Awaiting | Rcpt::Replied(_), Some(mail)) if !mail.is_positive() => {
+                        Some(mail)
+                    }
+                    (Rcpt::Awaiting, Some(_)) => None,
+                    (Rcpt::Replied(rcpt), Some(_)) if !rcpt.is_positive() => Some(rcpt),
+                    (Rcpt::Replied(_), Some(_)) => end,
+                };
+                RecipientOutcome::from_reply(deciding.unwrap_or(missing).clone())
+            })
+            .collect();
+        MessageOutcome { per_recipient }
+    }
+}

@@ -1,0 +1,314 @@
+//! The synchronous half of the write path: where the next record goes
+//! (reservation, rollover, abandoning a failed segment), the write batches
+//! waiting for the committer, and the [`Commit`] each batch's waiters share.
+//!
+//! No I/O and no awaits here: `Spool::append` runs this to completion, and
+//! the committer takes sealed batches out of it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use super::error::SpoolError;
+use super::ids::{SegmentKey, SpoolRef};
+use super::record::{encode_into, record_len, RecordKind};
+
+/// The outcome every record of one batch shares, and who waits for it.
+#[derive(Debug, Default)]
+pub(crate) struct Commit {
+    /// `None` until the batch's sync (or failure) is known.
+    outcome: RefCell<Option<Result<(), SpoolError>>>,
+    /// Tasks in `Spool::durable` waiting for this batch.
+    wakers: RefCell<Vec<Waker>>,
+}
+
+impl Commit {
+    pub(crate) fn outcome(&self) -> Option<Result<(), SpoolError>> {
+        self.outcome.borrow().clone()
+    }
+
+    /// Records the outcome and wakes every waiter.
+    pub(crate) fn settle(&self, outcome: Result<(), SpoolError>) {
+        *self.outcome.borrow_mut() = Some(outcome);
+        self.wake_all();
+    }
+
+    /// Wakes every waiter without settling (so one of them can start the
+    /// next commit round).
+    pub(crate) fn wake_all(&self) {
+        let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Resolves once the commit is settled or no round is in flight.
+    pub(crate) fn wait<'a>(&'a self, in_flight: &'a Cell<bool>) -> impl Future<Output = ()> + 'a {
+        std::future::poll_fn(move |cx| {
+            if self.outcome.borrow().is_some() || !in_flight.get() {
+                return Poll::Ready(());
+            }
+            let mut wakers = self.wakers.borrow_mut();
+            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+    }
+}
+
+/// Records bound for one contiguous range of one segment, written by one
+/// `write_at` and covered by one `sync_data`.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    /// Segment sequence number.
+    pub(crate) seq: u32,
+    /// File offset of the first byte of `buf`.
+    pub(crate) start: u32,
+    /// Encoded records, back to back, padding included.
+    pub(crate) buf: Vec<u8>,
+    /// Number of records in `buf`.
+    pub(crate) records: u32,
+    /// Shared with every ticket handed out for these records.
+    pub(crate) commit: Rc<Commit>,
+}
+
+/// Where appends go and what waits to be written.
+#[derive(Debug)]
+pub(crate) struct WriteState {
+    /// Spool directory id (goes into every record header).
+    dir: u16,
+    /// Size of segments created from now on.
+    segment_size: u32,
+    /// Segment receiving appends.
+    seq: u32,
+    /// Where the next record starts in `seq`.
+    offset: u32,
+    /// Size of segment `seq` (a recovered tail may differ from `segment_size`).
+    capacity: u32,
+    /// The batch being filled, always for segment `seq`.
+    open: Option<Batch>,
+    /// Batches sealed by rollover, oldest first, waiting for the committer.
+    sealed: VecDeque<Batch>,
+    /// Segments up to this one were given up after a failure.
+    abandoned_through: Option<u32>,
+    /// Commit of the most recently started batch: settled last (rounds
+    /// settle batches in order), so waiting for it waits for everything.
+    newest: Option<Rc<Commit>>,
+}
+
+impl WriteState {
+    /// Appends resume at `offset` of segment `seq`, which is `capacity` bytes.
+    pub(crate) fn new(dir: u16, segment_size: u32, seq: u32, offset: u32, capacity: u32) -> Self {
+        WriteState {
+            dir,
+            segment_size,
+            seq,
+            offset,
+            capacity,
+            open: None,
+            sealed: VecDeque::new(),
+            abandoned_through: None,
+            newest: None,
+        }
+    }
+
+    /// Where the next record would start if it fits the current segment.
+    pub(crate) fn position(&self) -> SpoolRef {
+        SpoolRef {
+            dir: self.dir,
+            segment: self.seq,
+            offset: self.offset,
+        }
+    }
+
+    /// Size of the segment receiving appends.
+    pub(crate) fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    /// Places one record and copies it into the open batch. Returns where it
+    /// starts and the commit its durability depends on.
+    pub(crate) fn reserve(
+        &mut self,
+        kind: RecordKind,
+        parts: &[&[u8]],
+    ) -> Result<(SpoolRef, Rc<Commit>, usize), SpoolError> {
+        let payload_len = parts.iter().fold(0usize, |n, p| n.saturating_add(p.len()));
+        let len = record_len(payload_len.min(usize::MAX - 64));
+        if len > self.segment_size as usize {
+            return Err(SpoolError::RecordTooLarge {
+                len: len as u64,
+                segment_size: self.segment_size,
+            });
+        }
+        if self.offset as usize + len > self.capacity as usize {
+            self.roll_over();
+        }
+        let at = self.position();
+        let newest = &mut self.newest;
+        let batch = self.open.get_or_insert_with(|| {
+            let commit: Rc<Commit> = Rc::default();
+            *newest = Some(commit.clone());
+            Batch {
+                seq: at.segment,
+                start: at.offset,
+                buf: Vec::new(),
+                records: 0,
+                commit,
+            }
+        });
+        let key = SegmentKey {
+            dir: self.dir,
+            seq: self.seq,
+        };
+        encode_into(&mut batch.buf, kind, key, parts);
+        batch.records += 1;
+        // len <= capacity - offset, so this stays within u32.
+        self.offset += len as u32;
+        Ok((at, batch.commit.clone(), len))
+    }
+
+    /// Seals the open batch and moves appends to the start of the next segment.
+    fn roll_over(&mut self) {
+        if let Some(batch) = self.open.take() {
+            self.sealed.push_back(batch);
+        }
+        // 2^32 segments of at least 4 KiB is 16 TiB per directory written.
+        self.seq += 1;
+        self.offset = 0;
+        self.capacity = self.segment_size;
+    }
+
+    /// Everything waiting to be written, oldest first; appends from now on go
+    /// to a new batch.
+    pub(crate) fn take_pending(&mut self) -> Vec<Batch> {
+        let mut out: Vec<Batch> = self.sealed.drain(..).collect();
+        out.extend(self.open.take());
+        out
+    }
+
+    /// Commits of batches not yet taken by the committer.
+    pub(crate) fn pending_commits(&self) -> Vec<Rc<Commit>> {
+        self.sealed
+            .iter()
+            .chain(self.open.iter())
+            .map(|b| b.commit.clone())
+            .collect()
+    }
+
+    /// The commit settled after every other one handed out so far.
+    pub(crate) fn newest_commit(&self) -> Option<Rc<Commit>> {
+        self.newest.clone()
+    }
+
+    pub(crate) fn is_abandoned(&self, seq: u32) -> bool {
+        self.abandoned_through.is_some_and(|a| seq <= a)
+    }
+
+    /// Gives up segment `seq` (and any before it) after a failure: no byte is
+    /// written there again, because a record after torn bytes would be cut
+    /// off by recovery. Returns the waiting batches placed there, to be
+    /// failed; appends move on to the next segment.
+    pub(crate) fn abandon(&mut self, seq: u32) -> Vec<Batch> {
+        self.abandoned_through = Some(self.abandoned_through.map_or(seq, |a| a.max(seq)));
+        let mut failed = Vec::new();
+        while self.sealed.front().is_some_and(|b| b.seq <= seq) {
+            failed.extend(self.sealed.pop_front());
+        }
+        if self.open.as_ref().is_some_and(|b| b.seq <= seq) {
+            failed.extend(self.open.take());
+        }
+        if self.seq <= seq {
+            self.seq = seq + 1;
+            self.offset = 0;
+            self.capacity = self.segment_size;
+        }
+        failed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::record::HEADER_LEN;
+
+    fn state() -> WriteState {
+        WriteState::new(1, 4096, 0, 0, 4096)
+    }
+
+    #[test]
+    fn records_in_one_batch_share_a_commit_and_are_contiguous() {
+        let mut s = state();
+        let (a, ca, la) = s.reserve(RecordKind::Message, &[&[1; 10]]).unwrap();
+        let (b, cb, _) = s.reserve(RecordKind::Tombstone, &[&[2; 13]]).unwrap();
+        assert_eq!(a.offset, 0);
+        assert_eq!(b.offset as usize, la);
+        assert!(Rc::ptr_eq(&ca, &cb));
+        let batches = s.take_pending();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].records, 2);
+        assert_eq!(batches[0].buf.len(), record_len(10) + record_len(13));
+    }
+
+    #[test]
+    fn taking_pending_starts_a_new_batch_with_a_new_commit() {
+        let mut s = state();
+        let (_, c1, _) = s.reserve(RecordKind::Message, &[b"a"]).unwrap();
+        let first = s.take_pending();
+        let (at, c2, _) = s.reserve(RecordKind::Message, &[b"b"]).unwrap();
+        assert!(!Rc::ptr_eq(&c1, &c2));
+        assert_eq!(at.offset as usize, record_len(1));
+        assert_eq!(s.take_pending()[0].start, at.offset);
+        assert_eq!(first[0].start, 0);
+    }
+
+    #[test]
+    fn record_that_does_not_fit_the_rest_starts_the_next_segment() {
+        let mut s = state();
+        s.reserve(RecordKind::Message, &[&[0; 3000]]).unwrap();
+        let (at, _, _) = s.reserve(RecordKind::Message, &[&[0; 2000]]).unwrap();
+        assert_eq!((at.segment, at.offset), (1, 0));
+        let batches = s.take_pending();
+        assert_eq!(batches.iter().map(|b| b.seq).collect::<Vec<_>>(), [0, 1]);
+    }
+
+    #[test]
+    fn record_filling_a_segment_exactly_fits() {
+        let mut s = state();
+        let (at, _, len) = s
+            .reserve(RecordKind::Message, &[&[0; 4096 - HEADER_LEN]])
+            .unwrap();
+        assert_eq!((at.segment, len), (0, 4096));
+        assert_eq!(s.position().offset, 4096);
+    }
+
+    #[test]
+    fn record_larger_than_a_segment_is_too_large() {
+        let mut s = state();
+        let err = s.reserve(RecordKind::Message, &[&[0; 4096 - HEADER_LEN + 1]]);
+        assert!(matches!(
+            err,
+            Err(SpoolError::RecordTooLarge {
+                len: 4104,
+                segment_size: 4096
+            })
+        ));
+        assert_eq!(s.position().offset, 0);
+    }
+
+    #[test]
+    fn abandoning_fails_waiting_batches_of_that_segment_and_moves_on() {
+        let mut s = state();
+        s.reserve(RecordKind::Message, &[&[0; 3000]]).unwrap();
+        let taken = s.take_pending();
+        s.reserve(RecordKind::Message, &[&[0; 100]]).unwrap();
+        let failed = s.abandon(taken[0].seq);
+        assert_eq!(failed.len(), 1);
+        assert!(s.is_abandoned(0));
+        let (at, _, _) = s.reserve(RecordKind::Message, &[&[0; 10]]).unwrap();
+        assert_eq!((at.segment, at.offset), (1, 0));
+    }
+}

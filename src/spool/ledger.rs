@@ -1,0 +1,352 @@
+//! The reclaim ledger: which messages are still live, and which segments may
+//! be deleted without changing what a restart would recover.
+//!
+//! Pure bookkeeping; it deletes nothing itself. The owner of a spool
+//! directory feeds it what was written and removed, and deletes what it
+//! returns (then reports the removal back).
+//!
+//! # Rules
+//! - A message is live while any of its recipients is not final (no
+//!   tombstone for it yet).
+//! - A segment may be deleted when it holds no live message, it is not the
+//!   write segment of its directory, and every segment its tombstones point
+//!   into is already gone. Deleting tombstones while their target still
+//!   exists would resurrect the targets' mail after a restart. Same-directory
+//!   pins always point to older segments, so they cannot form cycles.
+//! - A directory is *managed* once [`Ledger::set_write_segment`] was called
+//!   for it. A target segment in a managed directory that the ledger does
+//!   not know is gone; a target in an unmanaged directory is assumed to
+//!   exist until [`Ledger::segment_removed`] is called for it. (Cross-
+//!   directory pins can form cycles that keep segments forever: this is why
+//!   tombstones are written by the owner of the message's directory.)
+//! - The write segment stays even when dead, so a directory's highest
+//!   sequence number survives restarts and is never reused.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::ids::{SegmentKey, SpoolRef};
+
+#[derive(Debug, Default, Clone)]
+struct SegmentState {
+    /// Live messages stored in the segment.
+    live: u32,
+    /// Distinct other segments, still present, that its tombstones target.
+    pins: u32,
+}
+
+#[derive(Debug, Clone)]
+struct MessageState {
+    /// Number of recipients the message has.
+    count: u16,
+    /// Recipients not yet final.
+    remaining: u16,
+    /// Bit per recipient: final already (tombstones may repeat).
+    finals: Vec<u64>,
+}
+
+/// See the module docs. Operations are O(log n) (plus the size of the
+/// returned list).
+#[derive(Debug, Default, Clone)]
+pub struct Ledger {
+    segments: BTreeMap<SegmentKey, SegmentState>,
+    messages: HashMap<SpoolRef, MessageState>,
+    write_segments: BTreeMap<u16, u32>,
+    /// target segment → segments holding tombstones that point into it.
+    pinned_by: BTreeMap<SegmentKey, BTreeSet<SegmentKey>>,
+}
+
+impl Ledger {
+    /// An empty ledger.
+    pub fn new() -> Ledger {
+        Ledger::default()
+    }
+
+    /// A segment exists on disk (created, or found by recovery).
+    pub fn segment_added(&mut self, key: SegmentKey) {
+        self.segments.entry(key).or_default();
+    }
+
+    /// Appends to `key.dir` now go to `key` (which exists). Returns the
+    /// previous write segment if that made it deletable.
+    pub fn set_write_segment(&mut self, key: SegmentKey) -> Vec<SegmentKey> {
+        self.segment_added(key);
+        let old = self.write_segments.insert(key.dir, key.seq);
+        match old {
+            Some(seq) if seq != key.seq => {
+                let old = SegmentKey { dir: key.dir, seq };
+                self.deletable_now(old).into_iter().collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// A message with `recipients` recipients was written at `at`.
+    pub fn message_written(&mut self, at: SpoolRef, recipients: u16) {
+        let seg = self.segments.entry(at.segment_key()).or_default();
+        if recipients == 0 || self.messages.contains_key(&at) {
+            return;
+        }
+        seg.live += 1;
+        self.messages.insert(
+            at,
+            MessageState {
+                count: recipients,
+                remaining: recipients,
+                finals: vec![0; usize::from(recipients).div_ceil(64)],
+            },
+        );
+    }
+
+    /// A tombstone written at `at` made recipient `recipient` of the message
+    /// at `target` final. Returns segments this made deletable.
+    pub fn tombstone_written(
+        &mut self,
+        at: SpoolRef,
+        target: SpoolRef,
+        recipient: u16,
+    ) -> Vec<SegmentKey> {
+        let holder = at.segment_key();
+        self.segments.entry(holder).or_default();
+        let target_seg = target.segment_key();
+        let target_exists = self.segments.contains_key(&target_seg)
+            || !self.write_segments.contains_key(&target_seg.dir);
+        if target_seg != holder
+            && target_exists
+            && self.pinned_by.entry(target_seg).or_default().insert(holder)
+        {
+            if let Some(h) = self.segments.get_mut(&holder) {
+                h.pins += 1;
+            }
+        }
+        let Some(msg) = self.messages.get_mut(&target) else {
+            return Vec::new();
+        };
+        let (word, bit) = (usize::from(recipient) / 64, 1u64 << (recipient % 64));
+        let Some(w) = msg.finals.get_mut(word).filter(|_| recipient < msg.count) else {
+            return Vec::new();
+        };
+        if *w & bit != 0 {
+            return Vec::new();
+        }
+        *w |= bit;
+        msg.remaining -= 1;
+        if msg.remaining > 0 {
+            return Vec::new();
+        }
+        self.messages.remove(&target);
+        if let Some(seg) = self.segments.get_mut(&target_seg) {
+            seg.live -= 1;
+        }
+        self.deletable_now(target_seg).into_iter().collect()
+    }
+
+    /// Segment `key` was deleted (durably). Returns segments this made
+    /// deletable. May be called for segments of other directories, to
+    /// release pins on them.
+    pub fn segment_removed(&mut self, key: SegmentKey) -> Vec<SegmentKey> {
+        if let Some(state) = self.segments.remove(&key) {
+            // Only on misuse (deleting a segment the ledger did not offer):
+            // drop what it still tracked, so the counts stay consistent.
+            if state.live > 0 {
+                self.messages.retain(|at, _| at.segment_key() != key);
+            }
+            if state.pins > 0 {
+                for holders in self.pinned_by.values_mut() {
+                    holders.remove(&key);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for holder in self.pinned_by.remove(&key).unwrap_or_default() {
+            if let Some(h) = self.segments.get_mut(&holder) {
+                h.pins -= 1;
+                out.extend(self.deletable_now(holder));
+            }
+        }
+        out
+    }
+
+    /// Whether recipient `recipient` of the message at `at` is final (true
+    /// for messages the ledger does not track: they are dead).
+    pub fn is_final(&self, at: SpoolRef, recipient: u16) -> bool {
+        let Some(msg) = self.messages.get(&at) else {
+            return true;
+        };
+        let word = usize::from(recipient) / 64;
+        recipient >= msg.count || msg.finals[word] & (1u64 << (recipient % 64)) != 0
+    }
+
+    /// Whether the message at `at` is live.
+    pub fn is_live(&self, at: SpoolRef) -> bool {
+        self.messages.contains_key(&at)
+    }
+
+    /// Number of live messages.
+    pub fn live_messages(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Every segment that may be deleted now (a full scan; for start-up).
+    pub fn deletable(&self) -> Vec<SegmentKey> {
+        self.segments
+            .keys()
+            .copied()
+            .filter(|&k| self.deletable_now(k).is_some())
+            .collect()
+    }
+
+    fn deletable_now(&self, key: SegmentKey) -> Option<SegmentKey> {
+        let state = self.segments.get(&key)?;
+        let is_write = self.write_segments.get(&key.dir) == Some(&key.seq);
+        (state.live == 0 && state.pins == 0 && !is_write).then_some(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(dir: u16, seq: u32) -> SegmentKey {
+        SegmentKey { dir, seq }
+    }
+
+    fn at(dir: u16, seq: u32, offset: u32) -> SpoolRef {
+        SpoolRef {
+            dir,
+            segment: seq,
+            offset,
+        }
+    }
+
+    /// Messages in segment 0 of dir 0; the write segment is 1, holding the
+    /// tombstones.
+    fn two_segments() -> Ledger {
+        let mut l = Ledger::new();
+        l.set_write_segment(seg(0, 0));
+        l.message_written(at(0, 0, 0), 2);
+        l.message_written(at(0, 0, 64), 1);
+        assert!(l.set_write_segment(seg(0, 1)).is_empty());
+        l
+    }
+
+    #[test]
+    fn segment_becomes_deletable_when_its_last_recipient_is_final() {
+        let mut l = two_segments();
+        assert!(l.tombstone_written(at(0, 1, 0), at(0, 0, 0), 0).is_empty());
+        assert!(l.tombstone_written(at(0, 1, 8), at(0, 0, 64), 0).is_empty());
+        assert!(l.is_live(at(0, 0, 0)));
+        assert!(!l.is_final(at(0, 0, 0), 1));
+        assert_eq!(
+            l.tombstone_written(at(0, 1, 16), at(0, 0, 0), 1),
+            [seg(0, 0)]
+        );
+        assert_eq!(l.live_messages(), 0);
+    }
+
+    #[test]
+    fn repeated_tombstone_counts_once() {
+        let mut l = two_segments();
+        l.tombstone_written(at(0, 1, 0), at(0, 0, 0), 0);
+        l.tombstone_written(at(0, 1, 8), at(0, 0, 0), 0);
+        assert!(l.is_live(at(0, 0, 0)));
+        assert!(l.tombstone_written(at(0, 1, 16), at(0, 0, 0), 9).is_empty());
+        assert!(l.is_live(at(0, 0, 0)));
+    }
+
+    #[test]
+    fn write_segment_is_never_deletable_until_writes_move_on() {
+        let mut l = Ledger::new();
+        l.set_write_segment(seg(0, 0));
+        l.message_written(at(0, 0, 0), 1);
+        assert!(l.tombstone_written(at(0, 0, 64), at(0, 0, 0), 0).is_empty());
+        assert!(l.deletable().is_empty());
+        assert_eq!(l.set_write_segment(seg(0, 1)), [seg(0, 0)]);
+    }
+
+    #[test]
+    fn tombstone_segment_waits_until_its_target_segment_is_gone() {
+        // seg 1 holds a message and tombstones for seg 0; seg 2 is written.
+        let mut l = two_segments();
+        l.message_written(at(0, 1, 0), 1);
+        l.tombstone_written(at(0, 1, 64), at(0, 0, 0), 0);
+        l.tombstone_written(at(0, 1, 72), at(0, 0, 0), 1);
+        l.set_write_segment(seg(0, 2));
+        // seg 1's own message dies; it still pins seg 0 (one live message left).
+        assert!(l.tombstone_written(at(0, 2, 0), at(0, 1, 0), 0).is_empty());
+        assert!(l.deletable().is_empty());
+        // seg 0's last message dies: seg 0 may go, seg 1 not yet.
+        assert_eq!(
+            l.tombstone_written(at(0, 2, 8), at(0, 0, 64), 0),
+            [seg(0, 0)]
+        );
+        assert_eq!(l.deletable(), [seg(0, 0)]);
+        // Once seg 0 is gone, seg 1 (pinning it) may go; seg 2 pins seg 1.
+        assert_eq!(l.segment_removed(seg(0, 0)), [seg(0, 1)]);
+        assert!(l.segment_removed(seg(0, 1)).is_empty());
+        assert!(l.deletable().is_empty(), "seg 2 is the write segment");
+    }
+
+    #[test]
+    fn repeated_tombstone_for_a_removed_segment_does_not_pin() {
+        let mut l = Ledger::new();
+        l.set_write_segment(seg(0, 0));
+        l.message_written(at(0, 0, 0), 1);
+        l.set_write_segment(seg(0, 1));
+        assert_eq!(
+            l.tombstone_written(at(0, 1, 0), at(0, 0, 0), 0),
+            [seg(0, 0)]
+        );
+        assert!(l.segment_removed(seg(0, 0)).is_empty());
+        // A retried tombstone after the target's segment is gone.
+        assert!(l.tombstone_written(at(0, 1, 8), at(0, 0, 0), 0).is_empty());
+        assert_eq!(l.set_write_segment(seg(0, 2)), [seg(0, 1)]);
+    }
+
+    #[test]
+    fn tombstone_into_unmanaged_dir_keeps_its_pin_until_told() {
+        let mut l = Ledger::new();
+        l.set_write_segment(seg(0, 5));
+        l.tombstone_written(at(0, 5, 0), at(7, 3, 0), 0);
+        l.set_write_segment(seg(0, 6));
+        assert!(l.deletable().is_empty());
+        assert_eq!(l.segment_removed(seg(7, 3)), [seg(0, 5)]);
+    }
+
+    #[test]
+    fn tombstone_into_known_segment_of_another_dir_pins_exactly() {
+        let mut l = Ledger::new();
+        l.set_write_segment(seg(1, 0));
+        l.message_written(at(1, 0, 0), 1);
+        l.set_write_segment(seg(1, 1));
+        l.set_write_segment(seg(0, 0));
+        l.tombstone_written(at(0, 0, 0), at(1, 0, 0), 0);
+        assert_eq!(l.set_write_segment(seg(0, 1)), Vec::<SegmentKey>::new());
+        assert_eq!(l.deletable(), [seg(1, 0)]);
+        assert_eq!(l.segment_removed(seg(1, 0)), [seg(0, 0)]);
+    }
+
+    #[test]
+    fn message_without_recipients_is_dead_on_arrival() {
+        let mut l = Ledger::new();
+        l.set_write_segment(seg(0, 0));
+        l.message_written(at(0, 0, 0), 0);
+        assert!(!l.is_live(at(0, 0, 0)));
+        assert_eq!(l.set_write_segment(seg(0, 1)), [seg(0, 0)]);
+    }
+
+    #[test]
+    fn many_recipients_use_several_bitset_words() {
+        let mut l = Ledger::new();
+        l.set_write_segment(seg(0, 0));
+        l.message_written(at(0, 0, 0), 130);
+        for r in 0..129 {
+            l.tombstone_written(at(0, 0, 8), at(0, 0, 0), r);
+        }
+        assert!(l.is_live(at(0, 0, 0)));
+        assert!(!l.is_final(at(0, 0, 0), 129));
+        l.tombstone_written(at(0, 0, 8), at(0, 0, 0), 130);
+        assert!(l.is_live(at(0, 0, 0)), "index 130 is not a recipient");
+        l.tombstone_written(at(0, 0, 8), at(0, 0, 0), 129);
+        assert!(!l.is_live(at(0, 0, 0)));
+    }
+}

@@ -1,0 +1,235 @@
+//! Tests of the pure recovery core over hand-made segment images.
+
+use std::collections::BTreeMap;
+
+use super::ids::{QueueId, SegmentKey, SpoolRef};
+use super::payload::{
+    encode_message, encode_tombstone, MessageRecord, Outcome, RecipientEntry, Route, Tombstone,
+};
+use super::record::{encode_into, BadRecord, RecordKind};
+use super::recovery::{recover_images, Repair, SegmentImage};
+use super::writer::Tail;
+use super::SpoolError;
+
+const SIZE: usize = 4096;
+
+fn message(id: u64, rcpts: usize) -> Vec<u8> {
+    encode_message(&MessageRecord {
+        queue_id: QueueId(id),
+        received_at_ms: 1,
+        client: "127.0.0.1".into(),
+        helo: "me".into(),
+        sender: "a@example.test".into(),
+        recipients: (0..rcpts)
+            .map(|i| RecipientEntry {
+                address: format!("r{i}@example.test"),
+                route: Route::Remote {
+                    domain: "example.test".into(),
+                },
+            })
+            .collect(),
+        body: b"hello\r\n",
+    })
+    .unwrap()
+}
+
+fn tombstone(target: SpoolRef, recipient: u16) -> Vec<u8> {
+    encode_tombstone(&Tombstone {
+        target,
+        recipient,
+        outcome: Outcome::Delivered,
+    })
+    .to_vec()
+}
+
+/// Builds segment images record by record; returns each record's place.
+#[derive(Default)]
+struct Disk {
+    images: BTreeMap<SegmentKey, Vec<u8>>,
+}
+
+impl Disk {
+    fn put(&mut self, key: SegmentKey, kind: RecordKind, payload: &[u8]) -> SpoolRef {
+        let img = self.images.entry(key).or_default();
+        let offset = img.len() as u32;
+        encode_into(img, kind, key, &[payload]);
+        SpoolRef {
+            dir: key.dir,
+            segment: key.seq,
+            offset,
+        }
+    }
+
+    fn finish(&mut self) -> BTreeMap<SegmentKey, Vec<u8>> {
+        let mut images = std::mem::take(&mut self.images);
+        for img in images.values_mut() {
+            img.resize(SIZE, 0);
+        }
+        images
+    }
+}
+
+fn recover(images: &BTreeMap<SegmentKey, Vec<u8>>) -> Result<super::Recovered, SpoolError> {
+    recover_images(
+        images
+            .iter()
+            .map(|(&key, bytes)| SegmentImage { key, bytes }),
+    )
+}
+
+fn seg(dir: u16, seq: u32) -> SegmentKey {
+    SegmentKey { dir, seq }
+}
+
+#[test]
+fn empty_spool_recovers_nothing() {
+    let r = recover(&BTreeMap::new()).unwrap();
+    assert!(r.messages.is_empty() && r.tails.is_empty() && r.torn.is_empty());
+}
+
+#[test]
+fn messages_recover_with_tail_after_last_record() {
+    let mut d = Disk::default();
+    let a = d.put(seg(0, 0), RecordKind::Message, &message(5, 1));
+    let b = d.put(seg(0, 0), RecordKind::Message, &message(9, 2));
+    let images = d.finish();
+    let r = recover(&images).unwrap();
+    assert_eq!(r.messages.iter().map(|m| m.at).collect::<Vec<_>>(), [a, b]);
+    assert_eq!(r.messages[1].recipients.len(), 2);
+    assert_eq!(r.messages[0].body_len, 7);
+    let end = super::record::record_len(message(9, 2).len()) as u32 + b.offset;
+    assert_eq!(
+        r.tails[&0],
+        Tail {
+            segment: 0,
+            offset: end,
+            size: SIZE as u64
+        }
+    );
+    assert_eq!(r.last_queue_ids[&0], QueueId(9));
+    assert!(r.repairs.is_empty());
+}
+
+#[test]
+fn torn_tail_is_cut_reported_and_zeroed() {
+    let mut d = Disk::default();
+    let a = d.put(seg(0, 0), RecordKind::Message, &message(1, 1));
+    let b = d.put(seg(0, 0), RecordKind::Message, &message(2, 1));
+    let mut images = d.finish();
+    let img = images.get_mut(&seg(0, 0)).unwrap();
+    img[b.offset as usize + 30] ^= 0xff;
+    let r = recover(&images).unwrap();
+    assert_eq!(r.messages.iter().map(|m| m.at).collect::<Vec<_>>(), [a]);
+    assert_eq!(r.torn.len(), 1);
+    assert_eq!((r.torn[0].segment, r.torn[0].offset), (0, b.offset));
+    assert!(matches!(r.torn[0].reason, BadRecord::BadCrc { .. }));
+    assert_eq!(r.tails[&0].offset, b.offset);
+    // Everything from the cut to the last non-zero byte is zeroed.
+    let to = super::record::end_of_nonzero(&images[&seg(0, 0)], 0).unwrap() as u32;
+    assert!(to > b.offset + 24);
+    assert_eq!(
+        r.repairs,
+        [Repair {
+            key: seg(0, 0),
+            from: b.offset,
+            to
+        }]
+    );
+}
+
+#[test]
+fn stale_bytes_after_a_zero_header_are_zeroed() {
+    // A torn batch whose first sector was lost but a later one survived.
+    let mut d = Disk::default();
+    d.put(seg(0, 0), RecordKind::Message, &message(1, 1));
+    let mut images = d.finish();
+    images.get_mut(&seg(0, 0)).unwrap()[1000] = 0x42;
+    let r = recover(&images).unwrap();
+    assert!(r.torn.is_empty());
+    assert_eq!(r.repairs.len(), 1);
+    assert_eq!(r.repairs[0].from, r.tails[&0].offset);
+    assert_eq!(r.repairs[0].to, 1001);
+}
+
+#[test]
+fn tombstones_remove_recipients_and_dead_messages() {
+    let mut d = Disk::default();
+    let a = d.put(seg(0, 0), RecordKind::Message, &message(1, 2));
+    let b = d.put(seg(0, 0), RecordKind::Message, &message(2, 1));
+    d.put(seg(0, 1), RecordKind::Tombstone, &tombstone(a, 0));
+    d.put(seg(0, 1), RecordKind::Tombstone, &tombstone(b, 0));
+    let r = recover(&d.finish()).unwrap();
+    assert_eq!(r.messages.len(), 1);
+    assert_eq!(r.messages[0].at, a);
+    assert_eq!(
+        r.messages[0]
+            .recipients
+            .iter()
+            .map(|(i, _)| *i)
+            .collect::<Vec<_>>(),
+        [1]
+    );
+    assert!(r.reclaimable.is_empty());
+}
+
+#[test]
+fn tombstone_in_another_dir_applies_globally() {
+    let mut d = Disk::default();
+    d.put(
+        seg(1, 3),
+        RecordKind::Tombstone,
+        &tombstone(
+            SpoolRef {
+                dir: 0,
+                segment: 0,
+                offset: 0,
+            },
+            0,
+        ),
+    );
+    let a = d.put(seg(0, 0), RecordKind::Message, &message(1, 1));
+    assert_eq!(a.offset, 0);
+    d.put(seg(0, 1), RecordKind::Message, &message(2, 1));
+    let r = recover(&d.finish()).unwrap();
+    assert_eq!(r.messages.len(), 1);
+    assert_eq!(r.messages[0].queue_id, QueueId(2));
+    // Segment 0:0 is dead and not a write segment; 1:3 is its dir's tail.
+    assert_eq!(r.reclaimable, [seg(0, 0)]);
+}
+
+#[test]
+fn fully_dead_segments_are_reclaimable_but_tails_are_not() {
+    let mut d = Disk::default();
+    let a = d.put(seg(0, 0), RecordKind::Message, &message(1, 1));
+    d.put(seg(0, 1), RecordKind::Tombstone, &tombstone(a, 0));
+    d.put(seg(0, 2), RecordKind::Checkpoint, &[]);
+    let r = recover(&d.finish()).unwrap();
+    assert_eq!(r.reclaimable, [seg(0, 0)]);
+    assert_eq!(r.tails[&0].segment, 2);
+}
+
+#[test]
+fn misplaced_segment_file_is_refused_untouched() {
+    let mut d = Disk::default();
+    d.put(seg(0, 0), RecordKind::Message, &message(1, 1));
+    let mut images = d.finish();
+    let img = images.remove(&seg(0, 0)).unwrap();
+    images.insert(seg(0, 5), img);
+    let err = recover(&images).unwrap_err();
+    assert!(matches!(
+        err,
+        SpoolError::UnreadableRecord {
+            segment: 5,
+            reason: BadRecord::Misplaced { segment: 0, .. },
+            ..
+        }
+    ));
+}
+
+#[test]
+fn undecodable_message_with_good_crc_is_an_error() {
+    let mut d = Disk::default();
+    let at = d.put(seg(0, 0), RecordKind::Message, b"short");
+    let err = recover(&d.finish()).unwrap_err();
+    assert!(matches!(err, SpoolError::Undecodable { at: a, .. } if a == at));
+}
