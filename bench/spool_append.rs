@@ -38,32 +38,19 @@ type Summary = Rc<RefCell<BTreeMap<(usize, u64), Totals>>>;
 /// (`<target>/<profile>/deps/spool_append-…`).
 fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("bench executable path");
-    exe.ancestors()
-        .nth(3)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("target"))
+    exe.ancestors().nth(3).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("target"))
 }
 
 fn print_machine(dir: &Path) {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    println!(
-        "machine: {cpus} cpus, kernel {}, spool files in {}",
-        kernel.trim(),
-        dir.display()
-    );
+    println!("machine: {cpus} cpus, kernel {}, spool files in {}", kernel.trim(), dir.display());
 }
 
 /// Appends `iters` records of `size` bytes from `appenders` concurrent
 /// tasks, each waiting for durability before its next append. Returns the
 /// time from the first append to the last acknowledgement.
-async fn measure(
-    root: PathBuf,
-    size: usize,
-    appenders: u64,
-    iters: u64,
-    summary: Summary,
-) -> Duration {
+async fn measure(root: PathBuf, size: usize, appenders: u64, iters: u64, summary: Summary) -> Duration {
     let config = SpoolConfig::default();
     let store = DirStore::open(&root, 0).expect("spool directory");
     let spool = Spool::new(store, 0, config, None).expect("spool");
@@ -71,10 +58,7 @@ async fn measure(
     // so the cost measured is the write path's alone.
     let payload = Rc::new(vec![0xa5u8; size]);
     // Segment 0 is created (zero-filled) outside the measurement.
-    spool
-        .append_durable(RecordKind::Checkpoint, &[&payload])
-        .await
-        .expect("warm-up append");
+    spool.append_durable(RecordKind::Checkpoint, &[&payload]).await.expect("warm-up append");
     let before = spool.stats();
     let start = Instant::now();
     let tasks: Vec<_> = (0..appenders)
@@ -83,10 +67,7 @@ async fn measure(
             let n = iters / appenders + u64::from(i < iters % appenders);
             glommio::spawn_local(async move {
                 for _ in 0..n {
-                    spool
-                        .append_durable(RecordKind::Checkpoint, &[&payload])
-                        .await
-                        .expect("append");
+                    spool.append_durable(RecordKind::Checkpoint, &[&payload]).await.expect("append");
                 }
             })
         })
@@ -118,9 +99,7 @@ fn print_summary(summary: &Summary) {
             };
             let secs = t.elapsed.as_secs_f64().max(1e-9);
             let rate = t.records as f64 / secs;
-            let speedup = base.map_or(f64::NAN, |b| {
-                rate / (b.records as f64 / b.elapsed.as_secs_f64().max(1e-9))
-            });
+            let speedup = base.map_or(f64::NAN, |b| rate / (b.records as f64 / b.elapsed.as_secs_f64().max(1e-9)));
             println!(
                 "{:>3} KiB {:>8}  {:>9.0}  {:>7.1}  {:>12.1}  {:>6.1}x",
                 size >> 10,

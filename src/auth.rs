@@ -182,7 +182,8 @@ mod tests {
     #[test]
     fn parses_lines_comments_and_extra_fields() {
         let h = hash_password("pw").unwrap();
-        let text = format!("# users\n\nAlice@Example.org:{{ARGON2ID}}{h}\nbob@example.org:{{ARGON2ID}}{h}:1000:1000::\n");
+        let text =
+            format!("# users\n\nAlice@Example.org:{{ARGON2ID}}{h}\nbob@example.org:{{ARGON2ID}}{h}:1000:1000::\n");
         let db = UserDb::parse(&text, Path::new("users")).unwrap();
         assert_eq!(db.len(), 2);
         assert!(db.contains("alice@example.org"));

@@ -26,5 +26,6 @@ pub mod mailbox;
 pub mod net;
 pub mod proto;
 pub mod queue;
+pub mod relay;
 pub mod shard;
 pub mod spool;

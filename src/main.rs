@@ -33,6 +33,27 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Inspect and steer the running server's relay queue.
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// Every queued message: id, sender, recipients, state, next attempt, last error.
+    List,
+    /// Retry every deferred message now.
+    Flush,
+    /// Remove a message from the queue (no bounce is sent).
+    Delete { id: String },
+    /// Keep a message from being sent until it is released.
+    Hold { id: String },
+    /// Let a held message go (it is tried at once).
+    Release { id: String },
 }
 
 #[derive(Subcommand)]
@@ -75,6 +96,22 @@ fn run() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Queue { command, config } => {
+            let cfg = Config::load(config.as_deref())?;
+            let line = match command {
+                QueueCommand::List => "queue list".to_string(),
+                QueueCommand::Flush => "queue flush".to_string(),
+                QueueCommand::Delete { id } => format!("queue delete {id}"),
+                QueueCommand::Hold { id } => format!("queue hold {id}"),
+                QueueCommand::Release { id } => format!("queue release {id}"),
+            };
+            let answer = control(&cfg, &line)?;
+            print!("{answer}");
+            if answer.starts_with("error:") || answer.lines().any(|l| l.starts_with("error:")) {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::User { command: UserCommand::Add { address, config } } => {
             let cfg = Config::load(config.as_deref())?;
             let mut line = String::new();
@@ -85,7 +122,9 @@ fn run() -> anyhow::Result<()> {
             }
             let domain = address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
             if !cfg.is_local_domain(&domain) {
-                eprintln!("ringmail: warning: {domain:?} is not in local_domains; mail for this user will not be accepted");
+                eprintln!(
+                    "ringmail: warning: {domain:?} is not in local_domains; mail for this user will not be accepted"
+                );
             }
             ringmail::auth::add_user(cfg.users_path(), &address, password)?;
             println!("added {address} to {}", cfg.users_path().display());
@@ -94,8 +133,26 @@ fn run() -> anyhow::Result<()> {
     }
 }
 
+/// Send one command line to the running server's control socket.
+fn control(cfg: &Config, line: &str) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let path = ringmail::net::control::socket_path(&cfg.data_dir);
+    let mut s = std::os::unix::net::UnixStream::connect(&path)
+        .with_context(|| format!("cannot reach the running server at {} (is it running?)", path.display()))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    s.write_all(format!("{line}\n").as_bytes())?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("RINGMAIL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
 }

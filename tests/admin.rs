@@ -35,7 +35,11 @@ fn malformed_users_file_stops_start_up_with_file_and_line() {
     let dir = tempfile::tempdir_in(test_tmp()).unwrap();
     let cfg = dir.path().join("r.toml");
     let port = free_port();
-    std::fs::write(&cfg, format!("data_dir = \"d\"\n[listen]\nsmtp = \"127.0.0.1:{port}\"\n[runtime]\nio_memory = 1048576\n")).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("data_dir = \"d\"\n[listen]\nsmtp = \"127.0.0.1:{port}\"\n[runtime]\nio_memory = 1048576\n"),
+    )
+    .unwrap();
     std::fs::create_dir_all(dir.path().join("d")).unwrap();
     std::fs::write(dir.path().join("d/users"), "# ok\nalice@localhost:{PLAIN}secret\n").unwrap();
     let out = ringmail(&["serve", "--config", cfg.to_str().unwrap()]);
@@ -50,7 +54,11 @@ fn busy_port_stops_start_up_with_a_reason() {
     let port = hog.local_addr().unwrap().port();
     let dir = tempfile::tempdir_in(test_tmp()).unwrap();
     let cfg = dir.path().join("r.toml");
-    std::fs::write(&cfg, format!("data_dir = \"d\"\n[listen]\nsmtp = \"127.0.0.1:{port}\"\n[runtime]\nio_memory = 1048576\n")).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("data_dir = \"d\"\n[listen]\nsmtp = \"127.0.0.1:{port}\"\n[runtime]\nio_memory = 1048576\n"),
+    )
+    .unwrap();
     let out = ringmail(&["serve", "--config", cfg.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("127.0.0.1:{port}")));

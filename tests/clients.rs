@@ -30,7 +30,9 @@ fn smtplib_sends_and_poplib_downloads_byte_for_byte() {
     let path = work.path().join("msg.eml");
     std::fs::write(&path, msg).unwrap();
     let port = server.smtp.port().to_string();
-    run(Command::new("python3").args([&fixture("smtplib_send.py"), "127.0.0.1", &port, "bob@localhost", "alice@localhost,carol@example.test"]).arg(&path));
+    run(Command::new("python3")
+        .args([&fixture("smtplib_send.py"), "127.0.0.1", &port, "bob@localhost", "alice@localhost,carol@example.test"])
+        .arg(&path));
 
     for user in ["alice@localhost", "carol@example.test"] {
         eventually(Duration::from_secs(5), || (mailbox_count(&server, user) == 1).then_some(()));

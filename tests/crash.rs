@@ -49,9 +49,15 @@ fn sender(addr: SocketAddr, client: usize, rcpt: &str, stop: Arc<AtomicBool>) ->
     while !stop.load(Ordering::Relaxed) {
         n += 1;
         let filler: String = (0..rng.gen_range(0..3000)).map(|i| (b'a' + (i % 26) as u8) as char).collect();
-        let body = format!("Subject: crash {client}-{n}\r\nX-Seq: {client}-{n}\r\n\r\n{filler}\r\nend {client}-{n}\r\n").into_bytes();
-        if !go(&mut s, format!("MAIL FROM:<bob@localhost>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n").as_bytes(), "250", &mut reply)
-            || !reply().is_some_and(|r| r.starts_with("250"))
+        let body =
+            format!("Subject: crash {client}-{n}\r\nX-Seq: {client}-{n}\r\n\r\n{filler}\r\nend {client}-{n}\r\n")
+                .into_bytes();
+        if !go(
+            &mut s,
+            format!("MAIL FROM:<bob@localhost>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n").as_bytes(),
+            "250",
+            &mut reply,
+        ) || !reply().is_some_and(|r| r.starts_with("250"))
             || !reply().is_some_and(|r| r.starts_with("354"))
         {
             break;
@@ -99,12 +105,20 @@ fn kill_9_loses_no_acknowledged_message() {
         }
         for body in sent {
             let seq = String::from_utf8_lossy(&body[..40.min(body.len())]).into_owned();
-            assert_eq!(counts.get(body.as_slice()).copied(), Some(1), "{user}: acknowledged message {seq:?} missing or duplicated");
+            assert_eq!(
+                counts.get(body.as_slice()).copied(),
+                Some(1),
+                "{user}: acknowledged message {seq:?} missing or duplicated"
+            );
         }
         // Anything else present must be a whole message the client sent but
         // whose 250 it never saw — never a fragment.
         for m in &got {
-            assert!(m.windows(4).any(|w| w == b"end "), "{user}: a fragment was recovered: {:?}", String::from_utf8_lossy(m));
+            assert!(
+                m.windows(4).any(|w| w == b"end "),
+                "{user}: a fragment was recovered: {:?}",
+                String::from_utf8_lossy(m)
+            );
         }
     }
     eprintln!("kill -9 test: {total} acknowledged messages over 3 kills, all recovered exactly once");

@@ -48,7 +48,9 @@ fn pipelined_transactions_are_answered_in_order() {
     c.expect("EHLO client.test", "250");
     let mut batch = Vec::new();
     for i in 0..3 {
-        batch.extend_from_slice(b"MAIL FROM:<bob@localhost>\r\nRCPT TO:<alice@localhost>\r\nRCPT TO:<nobody@localhost>\r\nDATA\r\n");
+        batch.extend_from_slice(
+            b"MAIL FROM:<bob@localhost>\r\nRCPT TO:<alice@localhost>\r\nRCPT TO:<nobody@localhost>\r\nDATA\r\n",
+        );
         batch.extend_from_slice(format!("Subject: pipelined {i}\r\n\r\nbody {i}\r\n.\r\n").as_bytes());
     }
     batch.extend_from_slice(b"QUIT\r\n");

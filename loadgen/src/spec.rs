@@ -20,9 +20,7 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         Some('b') => (&t[..t.len() - 1], 1),
         _ => (&t[..], 1),
     };
-    let n: usize = digits
-        .parse()
-        .map_err(|_| format!("bad size {text:?}: expected e.g. 512, 4k, 1m"))?;
+    let n: usize = digits.parse().map_err(|_| format!("bad size {text:?}: expected e.g. 512, 4k, 1m"))?;
     n.checked_mul(mult)
         .filter(|v| *v > 0)
         .ok_or_else(|| format!("bad size {text:?}: must be between 1 byte and a few GiB"))
@@ -70,14 +68,6 @@ pub struct Mix<T> {
 }
 
 impl<T: Clone> Mix<T> {
-    /// A mix that always yields `value`.
-    pub fn single(value: T) -> Self {
-        Mix {
-            entries: vec![(value, 1)],
-            total: 1,
-        }
-    }
-
     /// Parses `v1:w1,v2:w2,...`; an entry without `:w` gets weight 1, so a
     /// single value (`4k`) is a mix of one.
     pub fn parse(text: &str, value: impl Fn(&str) -> Result<T, String>) -> Result<Self, String> {
@@ -85,10 +75,8 @@ impl<T: Clone> Mix<T> {
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (v, w) = match part.rsplit_once(':') {
                 Some((v, w)) => {
-                    let w: u32 = w
-                        .trim()
-                        .parse()
-                        .map_err(|_| format!("bad weight in {part:?}: expected a whole number"))?;
+                    let w: u32 =
+                        w.trim().parse().map_err(|_| format!("bad weight in {part:?}: expected a whole number"))?;
                     (v, w)
                 }
                 None => (part, 1),
@@ -205,10 +193,7 @@ mod tests {
 
     #[test]
     fn credentials_split_at_first_colon() {
-        assert_eq!(
-            parse_credentials("a@b.test:p:w").unwrap(),
-            ("a@b.test".to_string(), "p:w".to_string())
-        );
+        assert_eq!(parse_credentials("a@b.test:p:w").unwrap(), ("a@b.test".to_string(), "p:w".to_string()));
         assert!(parse_credentials("nopass").is_err());
         assert!(parse_credentials(":x").is_err());
     }

@@ -21,9 +21,7 @@ pub struct Target {
 pub fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
+        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
     }
 }
 
@@ -31,10 +29,8 @@ pub fn is_loopback(ip: IpAddr) -> bool {
 /// to every address it resolves to.
 pub fn resolve(text: &str, allow_remote: bool) -> Result<Target> {
     let (host, _port) = split_host_port(text)?;
-    let addrs: Vec<SocketAddr> = text
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve target {text}"))?
-        .collect();
+    let addrs: Vec<SocketAddr> =
+        text.to_socket_addrs().with_context(|| format!("cannot resolve target {text}"))?.collect();
     let Some(first) = addrs.first().copied() else {
         bail!("target {text} resolved to no address");
     };
@@ -46,26 +42,18 @@ pub fn resolve(text: &str, allow_remote: bool) -> Result<Target> {
             );
         }
     }
-    Ok(Target {
-        addr: first,
-        host: host.to_string(),
-    })
+    Ok(Target { addr: first, host: host.to_string() })
 }
 
 /// Splits `host:port` / `[v6]:port` without resolving.
 fn split_host_port(text: &str) -> Result<(&str, u16)> {
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let (h, p) = rest
-            .split_once("]:")
-            .with_context(|| format!("bad target {text:?}: expected [ADDR]:PORT"))?;
+        let (h, p) = rest.split_once("]:").with_context(|| format!("bad target {text:?}: expected [ADDR]:PORT"))?;
         (h, p)
     } else {
-        text.rsplit_once(':')
-            .with_context(|| format!("bad target {text:?}: expected HOST:PORT"))?
+        text.rsplit_once(':').with_context(|| format!("bad target {text:?}: expected HOST:PORT"))?
     };
-    let port: u16 = port
-        .parse()
-        .with_context(|| format!("bad port in target {text:?}"))?;
+    let port: u16 = port.parse().with_context(|| format!("bad port in target {text:?}"))?;
     Ok((host, port))
 }
 

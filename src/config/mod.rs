@@ -133,6 +133,97 @@ pub struct Relay {
     /// Give up and bounce after this long in the queue.
     #[serde(default = "default_max_queue_lifetime")]
     pub max_queue_lifetime: Span,
+    /// Send one delay notice after this long ("0s" = never).
+    #[serde(default = "default_delay_warning")]
+    pub delay_warning: Span,
+    /// STARTTLS to remote servers.
+    #[serde(default)]
+    pub tls: RelayTlsPolicy,
+    /// Simultaneous connections to one destination domain.
+    #[serde(default = "default_max_connections_per_domain")]
+    pub max_connections_per_domain: usize,
+    /// Messages sent over one connection before it is closed.
+    #[serde(default = "default_max_messages_per_connection")]
+    pub max_messages_per_connection: usize,
+    /// Port of MX hosts found in DNS. Always 25 in production; tests on
+    /// loopback use another.
+    #[serde(default = "default_mx_port")]
+    pub mx_port: u16,
+    #[serde(default)]
+    pub timeouts: RelayTimeouts,
+}
+
+/// `relay.tls`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayTlsPolicy {
+    /// STARTTLS when offered, any certificate; plain text otherwise.
+    #[default]
+    Opportunistic,
+    /// STARTTLS or no delivery (deferred); any certificate.
+    Required,
+    /// STARTTLS with the certificate chain and MX name checked.
+    Verify,
+}
+
+/// RFC 5321 §4.5.3.2 client timeouts (`[relay.timeouts]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayTimeouts {
+    #[serde(default = "default_connect_timeout")]
+    pub connect: Span,
+    #[serde(default = "default_5m")]
+    pub greeting: Span,
+    /// EHLO, MAIL, RCPT, RSET, QUIT.
+    #[serde(default = "default_5m")]
+    pub command: Span,
+    #[serde(default = "default_2m")]
+    pub data_init: Span,
+    #[serde(default = "default_3m")]
+    pub data_block: Span,
+    #[serde(default = "default_10m")]
+    pub data_done: Span,
+}
+
+impl Default for RelayTimeouts {
+    fn default() -> RelayTimeouts {
+        RelayTimeouts {
+            connect: default_connect_timeout(),
+            greeting: default_5m(),
+            command: default_5m(),
+            data_init: default_2m(),
+            data_block: default_3m(),
+            data_done: default_10m(),
+        }
+    }
+}
+
+fn default_connect_timeout() -> Span {
+    Span::secs(30)
+}
+fn default_2m() -> Span {
+    Span::secs(120)
+}
+fn default_3m() -> Span {
+    Span::secs(180)
+}
+fn default_5m() -> Span {
+    Span::secs(300)
+}
+fn default_10m() -> Span {
+    Span::secs(600)
+}
+fn default_delay_warning() -> Span {
+    Span::secs(4 * 3600)
+}
+fn default_max_connections_per_domain() -> usize {
+    20
+}
+fn default_max_messages_per_connection() -> usize {
+    100
+}
+fn default_mx_port() -> u16 {
+    25
 }
 
 impl Default for Relay {
@@ -143,6 +234,12 @@ impl Default for Relay {
             dns_server: None,
             retry: default_retry(),
             max_queue_lifetime: default_max_queue_lifetime(),
+            delay_warning: default_delay_warning(),
+            tls: RelayTlsPolicy::default(),
+            max_connections_per_domain: default_max_connections_per_domain(),
+            max_messages_per_connection: default_max_messages_per_connection(),
+            mx_port: default_mx_port(),
+            timeouts: RelayTimeouts::default(),
         }
     }
 }
@@ -297,8 +394,8 @@ impl Config {
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?;
+                let text =
+                    std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?;
                 Config::parse(&text, Source::File(p.to_path_buf()))
             }
             None => Config::parse(EMBEDDED_DEFAULT, Source::Embedded),
@@ -338,11 +435,7 @@ impl Config {
             tls.cert = abs(&tls.cert);
             tls.key = abs(&tls.key);
         }
-        self.local_domains = self
-            .local_domains
-            .iter()
-            .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
-            .collect();
+        self.local_domains = self.local_domains.iter().map(|d| d.trim_end_matches('.').to_ascii_lowercase()).collect();
     }
 
     /// Every semantic problem, each naming the key.
@@ -370,7 +463,7 @@ impl Config {
                 self.spool.segment_size
             ));
         }
-        if self.spool.segment_size % 4096 != 0 {
+        if !self.spool.segment_size.is_multiple_of(4096) {
             p.push(format!("spool.segment_size = {}: must be a multiple of 4096", self.spool.segment_size));
         }
         if self.spool.segment_size > u32::MAX as u64 {
@@ -387,7 +480,9 @@ impl Config {
             ("metrics", l.metrics.is_some()),
         ] {
             if set {
-                p.push(format!("listen.{key}: not supported by this build yet (TLS, AUTH and metrics are open issues)"));
+                p.push(format!(
+                    "listen.{key}: not supported by this build yet (TLS, AUTH and metrics are open issues)"
+                ));
             }
         }
         if self.tls.is_some() {
@@ -402,6 +497,12 @@ impl Config {
             if dns.parse::<IpAddr>().is_err() && dns.parse::<SocketAddr>().is_err() {
                 p.push(format!("relay.dns_server = {dns:?}: expected an IP address or ip:port"));
             }
+        }
+        if self.relay.max_connections_per_domain == 0 {
+            p.push("relay.max_connections_per_domain: must be at least 1".to_string());
+        }
+        if self.relay.max_messages_per_connection == 0 {
+            p.push("relay.max_messages_per_connection: must be at least 1".to_string());
         }
         if self.relay.retry.is_empty() {
             p.push("relay.retry: needs at least one duration".to_string());
@@ -487,9 +588,8 @@ mod tests {
     fn bad_values_report_line_and_reason() {
         let e = parse("[listen]\nsmtp = \"not an address\"\n").unwrap_err().to_string();
         assert!(e.contains("line 2"), "{e}");
-        let e = parse("[listen]\nsmtp = \"127.0.0.1:25\"\n[relay]\nretry = [\"1m\", \"soon\"]\n")
-            .unwrap_err()
-            .to_string();
+        let e =
+            parse("[listen]\nsmtp = \"127.0.0.1:25\"\n[relay]\nretry = [\"1m\", \"soon\"]\n").unwrap_err().to_string();
         assert!(e.contains("soon") && e.contains("line 4"), "{e}");
         let e = parse("[listen]\nsmtp = \"127.0.0.1:25\"\n[relay]\npermit_relay_from = [\"10.0.0.0/33\"]\n")
             .unwrap_err()
@@ -499,8 +599,10 @@ mod tests {
 
     #[test]
     fn every_semantic_problem_is_reported_at_once() {
-        let e = parse("max_message_size = 10\nlocal_domains = [\"a b\"]\n[relay]\nroutes = { \"x.test\" = \"nohostport\" }\n")
-            .unwrap_err();
+        let e = parse(
+            "max_message_size = 10\nlocal_domains = [\"a b\"]\n[relay]\nroutes = { \"x.test\" = \"nohostport\" }\n",
+        )
+        .unwrap_err();
         let ConfigError::Invalid { problems, .. } = e else { panic!("{e}") };
         let all = problems.join("\n");
         assert!(all.contains("max_message_size"), "{all}");
@@ -511,8 +613,9 @@ mod tests {
 
     #[test]
     fn segment_must_hold_the_largest_message() {
-        let e = parse("max_message_size = 2000000\n[spool]\nsegment_size = 1000000\n[listen]\nsmtp = \"127.0.0.1:25\"\n")
-            .unwrap_err();
+        let e =
+            parse("max_message_size = 2000000\n[spool]\nsegment_size = 1000000\n[listen]\nsmtp = \"127.0.0.1:25\"\n")
+                .unwrap_err();
         assert!(e.to_string().contains("spool.segment_size"), "{e}");
     }
 

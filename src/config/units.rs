@@ -40,9 +40,7 @@ impl std::str::FromStr for Span {
                 "invalid duration {s:?}: give a number with a unit, e.g. \"500ms\", \"30s\", \"5m\", \"4h\", \"5d\""
             ));
         }
-        humantime::parse_duration(t)
-            .map(Span)
-            .map_err(|e| format!("invalid duration {s:?}: {e}"))
+        humantime::parse_duration(t).map(Span).map_err(|e| format!("invalid duration {s:?}: {e}"))
     }
 }
 

@@ -100,10 +100,7 @@ impl DnsError {
     pub fn is_permanent(&self) -> bool {
         match self.failure {
             Failure::InvalidName(_) => true,
-            Failure::Timeout(_)
-            | Failure::ServerFailure(_)
-            | Failure::Malformed(_)
-            | Failure::Io(..) => false,
+            Failure::Timeout(_) | Failure::ServerFailure(_) | Failure::Malformed(_) | Failure::Io(..) => false,
         }
     }
 }
@@ -158,12 +155,7 @@ pub enum ServerConfigError {
 /// none is given.
 pub fn parse_server(value: &str) -> Option<SocketAddr> {
     let value = value.trim();
-    value.parse::<SocketAddr>().ok().or_else(|| {
-        value
-            .parse::<IpAddr>()
-            .ok()
-            .map(|ip| SocketAddr::new(ip, DNS_PORT))
-    })
+    value.parse::<SocketAddr>().ok().or_else(|| value.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, DNS_PORT)))
 }
 
 /// The first `nameserver` line of a resolv.conf(5) text whose address
@@ -188,19 +180,13 @@ pub fn parse_resolv_conf(text: &str) -> Option<IpAddr> {
 pub fn server_from_config(dns_server: Option<&str>) -> Result<SocketAddr, ServerConfigError> {
     const PATH: &str = "/etc/resolv.conf";
     if let Some(value) = dns_server {
-        return parse_server(value).ok_or_else(|| ServerConfigError::BadAddress {
-            value: value.to_string(),
-        });
+        return parse_server(value).ok_or_else(|| ServerConfigError::BadAddress { value: value.to_string() });
     }
-    let text = std::fs::read_to_string(PATH).map_err(|source| ServerConfigError::Read {
-        path: PATH.to_string(),
-        source,
-    })?;
+    let text =
+        std::fs::read_to_string(PATH).map_err(|source| ServerConfigError::Read { path: PATH.to_string(), source })?;
     parse_resolv_conf(&text)
         .map(|ip| SocketAddr::new(ip, DNS_PORT))
-        .ok_or_else(|| ServerConfigError::NoNameserver {
-            path: PATH.to_string(),
-        })
+        .ok_or_else(|| ServerConfigError::NoNameserver { path: PATH.to_string() })
 }
 
 /// A definitive answer for one (name, type): records, or their absence.
@@ -228,10 +214,7 @@ pub struct Cache<T> {
 impl<T: Clone> Cache<T> {
     /// An empty cache holding at most `capacity` entries (at least one).
     pub fn new(capacity: usize) -> Cache<T> {
-        Cache {
-            entries: HashMap::new(),
-            capacity: capacity.max(1),
-        }
+        Cache { entries: HashMap::new(), capacity: capacity.max(1) }
     }
 
     /// The cached answer for `name` (case and trailing dot ignored), if it
@@ -250,14 +233,7 @@ impl<T: Clone> Cache<T> {
 
     /// Remembers `answer` for `ttl` from `now`. A zero TTL is not cached
     /// (RFC 1035 §3.2.1: use for this transaction only).
-    pub fn insert(
-        &mut self,
-        name: &str,
-        qtype: Qtype,
-        answer: Lookup<T>,
-        ttl: Duration,
-        now: Instant,
-    ) {
+    pub fn insert(&mut self, name: &str, qtype: Qtype, answer: Lookup<T>, ttl: Duration, now: Instant) {
         if ttl.is_zero() {
             return;
         }
@@ -292,18 +268,13 @@ impl<T: Clone> Cache<T> {
 /// the authority section (RFC 2308 §5), else [`DEFAULT_NEGATIVE_TTL`],
 /// capped at [`MAX_NEGATIVE_TTL`]. Error codes other than NXDOMAIN are
 /// `Err(rcode)`.
-fn interpret<T>(
-    reply: &Message,
-    extract: fn(&RData) -> Option<T>,
-) -> Result<(Lookup<Vec<T>>, Duration), ResponseCode> {
+fn interpret<T>(reply: &Message, extract: fn(&RData) -> Option<T>) -> Result<(Lookup<Vec<T>>, Duration), ResponseCode> {
     let negative_ttl = || {
         reply
             .name_servers()
             .iter()
             .find_map(|r| match r.data() {
-                Some(RData::SOA(soa)) => {
-                    Some(Duration::from_secs(u64::from(r.ttl().min(soa.minimum()))))
-                }
+                Some(RData::SOA(soa)) => Some(Duration::from_secs(u64::from(r.ttl().min(soa.minimum())))),
                 _ => None,
             })
             .unwrap_or(DEFAULT_NEGATIVE_TTL)
@@ -311,19 +282,12 @@ fn interpret<T>(
     };
     match reply.response_code() {
         ResponseCode::NoError => {
-            let found: Vec<T> = reply
-                .answers()
-                .iter()
-                .filter_map(|r| r.data().and_then(extract))
-                .collect();
+            let found: Vec<T> = reply.answers().iter().filter_map(|r| r.data().and_then(extract)).collect();
             if found.is_empty() {
                 return Ok((Lookup::NoData, negative_ttl()));
             }
             let ttl = reply.answers().iter().map(|r| r.ttl()).min().unwrap_or(0);
-            Ok((
-                Lookup::Found(found),
-                Duration::from_secs(u64::from(ttl)).min(MAX_TTL),
-            ))
+            Ok((Lookup::Found(found), Duration::from_secs(u64::from(ttl)).min(MAX_TTL)))
         }
         ResponseCode::NXDomain => Ok((Lookup::NxDomain, negative_ttl())),
         other => Err(other),
@@ -332,10 +296,7 @@ fn interpret<T>(
 
 fn extract_mx(data: &RData) -> Option<MxHost> {
     match data {
-        RData::MX(mx) => Some(MxHost {
-            name: normalize(&mx.exchange().to_ascii()),
-            pref: mx.preference(),
-        }),
+        RData::MX(mx) => Some(MxHost { name: normalize(&mx.exchange().to_ascii()), pref: mx.preference() }),
         _ => None,
     }
 }
@@ -376,10 +337,7 @@ pub struct Resolver {
 impl std::fmt::Debug for Resolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Not the caches: they can hold thousands of entries.
-        f.debug_struct("Resolver")
-            .field("server", &self.server)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
+        f.debug_struct("Resolver").field("server", &self.server).field("timeout", &self.timeout).finish_non_exhaustive()
     }
 }
 
@@ -423,18 +381,12 @@ impl Resolver {
     /// returned as is, and `localhost` is the loopback (RFC 6761 §6.3),
     /// both without a query.
     pub async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, DnsError> {
-        let bare = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
+        let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
         if let Ok(ip) = bare.parse::<IpAddr>() {
             return Ok(vec![ip]);
         }
         if normalize(host) == "localhost" {
-            return Ok(vec![
-                IpAddr::V4(Ipv4Addr::LOCALHOST),
-                IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ]);
+            return Ok(vec![IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)]);
         }
         let (v4, v6) = futures_lite::future::zip(
             self.lookup(&self.ip_cache, host, Qtype::A, extract_a),
@@ -467,9 +419,7 @@ impl Resolver {
         let reply = self.query(name, qtype).await?;
         match interpret(&reply, extract) {
             Ok((answer, ttl)) => {
-                cache
-                    .borrow_mut()
-                    .insert(name, qtype, answer.clone(), ttl, Instant::now());
+                cache.borrow_mut().insert(name, qtype, answer.clone(), ttl, Instant::now());
                 Ok(answer)
             }
             Err(rcode) => Err(self.error(name, qtype, Failure::ServerFailure(rcode.to_string()))),
@@ -492,13 +442,7 @@ impl Resolver {
             .set_recursion_desired(true)
             .add_query(Query::query(qname.clone(), qtype.record_type()));
         let wire = msg.to_vec().map_err(|e| invalid(e.to_string()))?;
-        let ask = Ask {
-            resolver: self,
-            name,
-            qname: &qname,
-            qtype,
-            id,
-        };
+        let ask = Ask { resolver: self, name, qname: &qname, qtype, id };
         let mut last = None;
         for _ in 0..ATTEMPTS {
             match ask.udp(&wire).await {
@@ -511,12 +455,7 @@ impl Resolver {
     }
 
     fn error(&self, name: &str, qtype: Qtype, failure: Failure) -> DnsError {
-        DnsError {
-            server: self.server,
-            name: name.to_string(),
-            qtype,
-            failure,
-        }
+        DnsError { server: self.server, name: name.to_string(), qtype, failure }
     }
 }
 
@@ -554,9 +493,7 @@ impl Ask<'_> {
             if left.is_zero() {
                 return Err(undecodable.unwrap_or_else(|| self.fail(Failure::Timeout(ATTEMPTS))));
             }
-            socket
-                .set_read_timeout(Some(left))
-                .map_err(|e| io(e.into()))?;
+            socket.set_read_timeout(Some(left)).map_err(|e| io(e.into()))?;
             let n = match socket.recv(&mut buf).await {
                 Ok(n) => n,
                 Err(e) => {
@@ -570,9 +507,7 @@ impl Ask<'_> {
                 }
             };
             match Message::from_vec(&buf[..n]) {
-                Ok(reply) if answers_query(&reply, self.id, self.qname, self.qtype) => {
-                    return Ok(reply)
-                }
+                Ok(reply) if answers_query(&reply, self.id, self.qname, self.qtype) => return Ok(reply),
                 Ok(_) => {}
                 Err(e) => undecodable = Some(self.fail(Failure::Malformed(e.to_string()))),
             }
@@ -584,14 +519,11 @@ impl Ask<'_> {
     async fn tcp(&self, wire: &[u8]) -> Result<Message, DnsError> {
         let exchange = async {
             let io = |source| self.fail(Failure::Io("TCP", source));
-            let len = u16::try_from(wire.len())
-                .map_err(|_| self.fail(Failure::Malformed("query too long".to_string())))?;
-            let mut stream = glommio::net::TcpStream::connect_timeout(
-                self.resolver.server,
-                self.resolver.timeout,
-            )
-            .await
-            .map_err(|e| io(e.into()))?;
+            let len =
+                u16::try_from(wire.len()).map_err(|_| self.fail(Failure::Malformed("query too long".to_string())))?;
+            let mut stream = glommio::net::TcpStream::connect_timeout(self.resolver.server, self.resolver.timeout)
+                .await
+                .map_err(|e| io(e.into()))?;
             let mut framed = Vec::with_capacity(wire.len() + 2);
             framed.extend_from_slice(&len.to_be_bytes());
             framed.extend_from_slice(wire);
@@ -600,14 +532,11 @@ impl Ask<'_> {
             stream.read_exact(&mut len).await.map_err(io)?;
             let mut body = vec![0u8; usize::from(u16::from_be_bytes(len))];
             stream.read_exact(&mut body).await.map_err(io)?;
-            let reply = Message::from_vec(&body)
-                .map_err(|e| self.fail(Failure::Malformed(e.to_string())))?;
+            let reply = Message::from_vec(&body).map_err(|e| self.fail(Failure::Malformed(e.to_string())))?;
             if answers_query(&reply, self.id, self.qname, self.qtype) {
                 Ok(reply)
             } else {
-                Err(self.fail(Failure::Malformed(
-                    "TCP reply does not match the query".to_string(),
-                )))
+                Err(self.fail(Failure::Malformed("TCP reply does not match the query".to_string())))
             }
         };
         let deadline = async {
@@ -639,37 +568,22 @@ mod tests {
 
     #[test]
     fn resolv_conf_ipv6_and_tabs_are_understood() {
-        assert_eq!(
-            parse_resolv_conf("nameserver\t2001:db8::53\n"),
-            Some("2001:db8::53".parse().unwrap())
-        );
+        assert_eq!(parse_resolv_conf("nameserver\t2001:db8::53\n"), Some("2001:db8::53".parse().unwrap()));
     }
 
     #[test]
     fn resolv_conf_without_nameserver_gives_none() {
         assert_eq!(parse_resolv_conf(""), None);
-        assert_eq!(
-            parse_resolv_conf("#nameserver 192.0.2.1\noptions ndots:1\nnameserver\n"),
-            None
-        );
+        assert_eq!(parse_resolv_conf("#nameserver 192.0.2.1\noptions ndots:1\nnameserver\n"), None);
         assert_eq!(parse_resolv_conf("nameservers 192.0.2.1\n"), None);
     }
 
     #[test]
     fn dns_server_setting_defaults_to_port_53() {
-        assert_eq!(
-            parse_server("192.0.2.53"),
-            Some("192.0.2.53:53".parse().unwrap())
-        );
-        assert_eq!(
-            parse_server("127.0.0.1:5353"),
-            Some("127.0.0.1:5353".parse().unwrap())
-        );
+        assert_eq!(parse_server("192.0.2.53"), Some("192.0.2.53:53".parse().unwrap()));
+        assert_eq!(parse_server("127.0.0.1:5353"), Some("127.0.0.1:5353".parse().unwrap()));
         assert_eq!(parse_server("::1"), Some("[::1]:53".parse().unwrap()));
-        assert_eq!(
-            parse_server("[::1]:5353"),
-            Some("[::1]:5353".parse().unwrap())
-        );
+        assert_eq!(parse_server("[::1]:5353"), Some("[::1]:5353".parse().unwrap()));
         assert_eq!(parse_server("dns.example"), None);
         let err = server_from_config(Some("nope")).unwrap_err();
         assert!(err.to_string().contains("relay.dns_server"), "{err}");
@@ -680,22 +594,10 @@ mod tests {
         let t0 = Instant::now();
         let mut cache: Cache<Vec<IpAddr>> = Cache::new(10);
         let found = Lookup::Found(vec!["192.0.2.1".parse().unwrap()]);
-        cache.insert(
-            "Host.Test.",
-            Qtype::A,
-            found.clone(),
-            Duration::from_secs(300),
-            t0,
-        );
-        assert_eq!(
-            cache.get("host.test", Qtype::A, t0 + Duration::from_secs(299)),
-            Some(found)
-        );
+        cache.insert("Host.Test.", Qtype::A, found.clone(), Duration::from_secs(300), t0);
+        assert_eq!(cache.get("host.test", Qtype::A, t0 + Duration::from_secs(299)), Some(found));
         assert_eq!(cache.get("host.test", Qtype::Aaaa, t0), None);
-        assert_eq!(
-            cache.get("host.test", Qtype::A, t0 + Duration::from_secs(300)),
-            None
-        );
+        assert_eq!(cache.get("host.test", Qtype::A, t0 + Duration::from_secs(300)), None);
         assert!(cache.is_empty(), "an expired entry is dropped when seen");
     }
 
@@ -703,25 +605,10 @@ mod tests {
     fn cache_keeps_negative_answers_for_their_ttl() {
         let t0 = Instant::now();
         let mut cache: Cache<Vec<MxHost>> = Cache::new(10);
-        cache.insert(
-            "nx.test",
-            Qtype::Mx,
-            Lookup::NxDomain,
-            Duration::from_secs(60),
-            t0,
-        );
-        cache.insert(
-            "nodata.test",
-            Qtype::Mx,
-            Lookup::NoData,
-            Duration::from_secs(5),
-            t0,
-        );
+        cache.insert("nx.test", Qtype::Mx, Lookup::NxDomain, Duration::from_secs(60), t0);
+        cache.insert("nodata.test", Qtype::Mx, Lookup::NoData, Duration::from_secs(5), t0);
         let later = t0 + Duration::from_secs(30);
-        assert_eq!(
-            cache.get("nx.test", Qtype::Mx, later),
-            Some(Lookup::NxDomain)
-        );
+        assert_eq!(cache.get("nx.test", Qtype::Mx, later), Some(Lookup::NxDomain));
         assert_eq!(cache.get("nodata.test", Qtype::Mx, later), None);
     }
 
@@ -739,28 +626,10 @@ mod tests {
         let secs = Duration::from_secs;
         let mut cache: Cache<Vec<IpAddr>> = Cache::new(16);
         for i in 0..8 {
-            cache.insert(
-                &format!("short{i}.test"),
-                Qtype::A,
-                Lookup::NoData,
-                secs(10),
-                t0,
-            );
-            cache.insert(
-                &format!("long{i}.test"),
-                Qtype::A,
-                Lookup::NoData,
-                secs(1000),
-                t0,
-            );
+            cache.insert(&format!("short{i}.test"), Qtype::A, Lookup::NoData, secs(10), t0);
+            cache.insert(&format!("long{i}.test"), Qtype::A, Lookup::NoData, secs(1000), t0);
         }
-        cache.insert(
-            "new.test",
-            Qtype::A,
-            Lookup::NoData,
-            secs(500),
-            t0 + secs(20),
-        );
+        cache.insert("new.test", Qtype::A, Lookup::NoData, secs(500), t0 + secs(20));
         assert_eq!(cache.len(), 9);
         for i in 0..8 {
             let long = cache.get(&format!("long{i}.test"), Qtype::A, t0 + secs(20));
@@ -776,11 +645,7 @@ mod tests {
             let name = format!("h{i}.test");
             cache.insert(&name, Qtype::A, Lookup::NoData, Duration::from_secs(60), t0);
             assert!(cache.len() <= 16);
-            assert_eq!(
-                cache.get(&name, Qtype::A, t0),
-                Some(Lookup::NoData),
-                "newest is kept"
-            );
+            assert_eq!(cache.get(&name, Qtype::A, t0), Some(Lookup::NoData), "newest is kept");
         }
     }
 
@@ -790,8 +655,7 @@ mod tests {
 
     fn reply(rcode: ResponseCode) -> Message {
         let mut m = Message::new();
-        m.set_message_type(MessageType::Response)
-            .set_response_code(rcode);
+        m.set_message_type(MessageType::Response).set_response_code(rcode);
         m
     }
 
@@ -804,106 +668,62 @@ mod tests {
     #[test]
     fn positive_answer_lives_for_its_smallest_ttl_capped_at_a_day() {
         let mut m = reply(ResponseCode::NoError);
-        m.add_answer(Record::from_rdata(
-            name("d.test."),
-            600,
-            RData::MX(MX::new(10, name("MX1.d.test."))),
-        ));
-        m.add_answer(Record::from_rdata(
-            name("d.test."),
-            120,
-            RData::MX(MX::new(20, name("mx2.d.test."))),
-        ));
+        m.add_answer(Record::from_rdata(name("d.test."), 600, RData::MX(MX::new(10, name("MX1.d.test.")))));
+        m.add_answer(Record::from_rdata(name("d.test."), 120, RData::MX(MX::new(20, name("mx2.d.test.")))));
         let (answer, ttl) = interpret(&m, extract_mx).unwrap();
-        let expected = vec![
-            MxHost {
-                name: "mx1.d.test".into(),
-                pref: 10,
-            },
-            MxHost {
-                name: "mx2.d.test".into(),
-                pref: 20,
-            },
-        ];
+        let expected =
+            vec![MxHost { name: "mx1.d.test".into(), pref: 10 }, MxHost { name: "mx2.d.test".into(), pref: 20 }];
         assert_eq!(answer, Lookup::Found(expected));
         assert_eq!(ttl, Duration::from_secs(120));
 
         let mut long = reply(ResponseCode::NoError);
-        long.add_answer(Record::from_rdata(
-            name("h.test."),
-            7 * 86_400,
-            RData::A(A::new(192, 0, 2, 1)),
-        ));
+        long.add_answer(Record::from_rdata(name("h.test."), 7 * 86_400, RData::A(A::new(192, 0, 2, 1))));
         assert_eq!(interpret(&long, extract_a).unwrap().1, MAX_TTL);
     }
 
     #[test]
     fn negative_answers_use_the_soa_minimum_or_a_default() {
-        let (answer, ttl) =
-            interpret(&with_soa(reply(ResponseCode::NXDomain), 900, 30), extract_a).unwrap();
+        let (answer, ttl) = interpret(&with_soa(reply(ResponseCode::NXDomain), 900, 30), extract_a).unwrap();
         assert_eq!((answer, ttl), (Lookup::NxDomain, Duration::from_secs(30)));
         // RFC 2308 §5: the SOA record's own TTL bounds it too.
-        let (answer, ttl) =
-            interpret(&with_soa(reply(ResponseCode::NoError), 20, 3600), extract_a).unwrap();
+        let (answer, ttl) = interpret(&with_soa(reply(ResponseCode::NoError), 20, 3600), extract_a).unwrap();
         assert_eq!((answer, ttl), (Lookup::NoData, Duration::from_secs(20)));
         let (_, ttl) = interpret(&reply(ResponseCode::NXDomain), extract_a).unwrap();
         assert_eq!(ttl, DEFAULT_NEGATIVE_TTL);
-        let (_, ttl) = interpret(
-            &with_soa(reply(ResponseCode::NXDomain), 999_999, 999_999),
-            extract_a,
-        )
-        .unwrap();
+        let (_, ttl) = interpret(&with_soa(reply(ResponseCode::NXDomain), 999_999, 999_999), extract_a).unwrap();
         assert_eq!(ttl, MAX_NEGATIVE_TTL);
     }
 
     #[test]
     fn records_of_other_types_do_not_count_as_an_answer() {
         let mut m = reply(ResponseCode::NoError);
-        m.add_answer(Record::from_rdata(
-            name("h.test."),
-            60,
-            RData::A(A::new(192, 0, 2, 1)),
-        ));
+        m.add_answer(Record::from_rdata(name("h.test."), 60, RData::A(A::new(192, 0, 2, 1))));
         assert_eq!(interpret(&m, extract_aaaa).unwrap().0, Lookup::NoData);
     }
 
     #[test]
     fn servfail_is_an_error_not_an_answer() {
-        assert_eq!(
-            interpret(&reply(ResponseCode::ServFail), extract_a),
-            Err(ResponseCode::ServFail)
-        );
-        assert_eq!(
-            interpret(&reply(ResponseCode::Refused), extract_a),
-            Err(ResponseCode::Refused)
-        );
+        assert_eq!(interpret(&reply(ResponseCode::ServFail), extract_a), Err(ResponseCode::ServFail));
+        assert_eq!(interpret(&reply(ResponseCode::Refused), extract_a), Err(ResponseCode::Refused));
     }
 
     #[test]
     fn replies_must_carry_our_id_and_question() {
         let q = name("Host.Test.");
         let mut m = reply(ResponseCode::NoError);
-        m.set_id(7)
-            .add_query(Query::query(name("host.test."), RecordType::A));
+        m.set_id(7).add_query(Query::query(name("host.test."), RecordType::A));
         assert!(answers_query(&m, 7, &q, Qtype::A));
         assert!(!answers_query(&m, 8, &q, Qtype::A));
         assert!(!answers_query(&m, 7, &q, Qtype::Aaaa));
         assert!(!answers_query(&m, 7, &name("other.test."), Qtype::A));
         m.set_message_type(MessageType::Query);
-        assert!(
-            !answers_query(&m, 7, &q, Qtype::A),
-            "a query is not a reply"
-        );
+        assert!(!answers_query(&m, 7, &q, Qtype::A), "a query is not a reply");
     }
 
     #[test]
     fn permanent_only_for_names_that_cannot_exist() {
-        let e = |failure| DnsError {
-            server: "127.0.0.1:53".parse().unwrap(),
-            name: "x".into(),
-            qtype: Qtype::A,
-            failure,
-        };
+        let e =
+            |failure| DnsError { server: "127.0.0.1:53".parse().unwrap(), name: "x".into(), qtype: Qtype::A, failure };
         assert!(e(Failure::InvalidName("empty".into())).is_permanent());
         assert!(!e(Failure::Timeout(3)).is_permanent());
         assert!(!e(Failure::ServerFailure("SERVFAIL".into())).is_permanent());

@@ -129,20 +129,12 @@ pub fn build_dsn(input: &DsnInput) -> Vec<u8> {
         true => "undisclosed-recipients:;".to_owned(),
         false => format!("<{}>", address(input.original_sender)),
     };
-    let message_id = format!(
-        "<{}.{}.{:016x}@{host}>",
-        input.now_ms,
-        alphanumeric(input.original_queue_id),
-        input.boundary_seed
-    );
+    let message_id =
+        format!("<{}.{}.{:016x}@{host}>", input.now_ms, alphanumeric(input.original_queue_id), input.boundary_seed);
 
     let mut out = Vec::with_capacity(notice.len() + report.len() + headers.len() + 1024);
     field(&mut out, "Date", &format_date(input.now_ms));
-    field(
-        &mut out,
-        "From",
-        &format!("Mail Delivery System <MAILER-DAEMON@{host}>"),
-    );
+    field(&mut out, "From", &format!("Mail Delivery System <MAILER-DAEMON@{host}>"));
     field(&mut out, "Subject", subject);
     field(&mut out, "To", &to);
     field(&mut out, "Auto-Submitted", "auto-replied");
@@ -158,18 +150,8 @@ pub fn build_dsn(input: &DsnInput) -> Vec<u8> {
         false => "Delayed Message Headers",
     };
     let parts = [
-        (
-            "Notification",
-            "text/plain; charset=us-ascii",
-            "7bit",
-            &notice,
-        ),
-        (
-            "Delivery report",
-            "message/delivery-status",
-            "7bit",
-            &report,
-        ),
+        ("Notification", "text/plain; charset=us-ascii", "7bit", &notice),
+        ("Delivery report", "message/delivery-status", "7bit", &report),
         (description, "text/rfc822-headers", encoding, &headers),
     ];
     for (description, content_type, encoding, body) in parts {
@@ -213,15 +195,9 @@ fn notice_text(input: &DsnInput, host: &str, bounce: bool) -> Vec<u8> {
         let detail = diagnostic_text(r.diagnostic.as_deref());
         let mut line = format!("<{}>: ", address(&r.address));
         match (r.remote_mta.as_deref(), detail) {
-            (Some(mta), Some(detail)) => {
-                line.push_str(&format!("host {} said: {detail}", hostname(mta)))
-            }
+            (Some(mta), Some(detail)) => line.push_str(&format!("host {} said: {detail}", hostname(mta))),
             (None, Some(detail)) => line.push_str(&detail),
-            (Some(_) | None, None) => line.push_str(&format!(
-                "delivery {} (status {})",
-                r.action.as_str(),
-                status(r)
-            )),
+            (Some(_) | None, None) => line.push_str(&format!("delivery {} (status {})", r.action.as_str(), status(r))),
         }
         if bounce && r.action == Action::Delayed {
             line.push_str(" (still being retried)");
@@ -237,24 +213,12 @@ fn notice_text(input: &DsnInput, host: &str, bounce: bool) -> Vec<u8> {
 fn delivery_status(input: &DsnInput, host: &str) -> Vec<u8> {
     let mut out = Vec::new();
     field(&mut out, "Reporting-MTA", &format!("dns; {host}"));
-    field(
-        &mut out,
-        "X-Ringmail-Queue-ID",
-        &printable(input.original_queue_id, 64),
-    );
-    field(
-        &mut out,
-        "X-Ringmail-Sender",
-        &format!("rfc822; {}", address(input.original_sender)),
-    );
+    field(&mut out, "X-Ringmail-Queue-ID", &printable(input.original_queue_id, 64));
+    field(&mut out, "X-Ringmail-Sender", &format!("rfc822; {}", address(input.original_sender)));
     field(&mut out, "Arrival-Date", &format_date(input.arrival_ms));
     for r in input.recipients {
         out.extend_from_slice(b"\r\n");
-        field(
-            &mut out,
-            "Final-Recipient",
-            &format!("rfc822; {}", address(&r.address)),
-        );
+        field(&mut out, "Final-Recipient", &format!("rfc822; {}", address(&r.address)));
         field(&mut out, "Action", r.action.as_str());
         field(&mut out, "Status", &status(r));
         if let Some(mta) = &r.remote_mta {
@@ -282,10 +246,7 @@ fn returned_headers(message: &[u8]) -> Vec<u8> {
         if line.is_empty() || taken > MAX_RETURNED_HEADERS {
             break;
         }
-        let line: Vec<u8> = line
-            .iter()
-            .map(|&b| if b == b'\r' { b' ' } else { b })
-            .collect();
+        let line: Vec<u8> = line.iter().map(|&b| if b == b'\r' { b' ' } else { b }).collect();
         let mut pieces = line.chunks(MAX_LINE - 1).peekable();
         while let Some(piece) = pieces.next() {
             out.extend_from_slice(piece);
@@ -306,10 +267,7 @@ fn pick_boundary(input: &DsnInput, host: &str, parts: &[&[u8]]) -> String {
         let mut boundary = format!("{seed:016x}.{}/{host}", input.now_ms);
         boundary.truncate(70);
         let delimiter = format!("--{boundary}");
-        let clash = parts.iter().any(|part| {
-            part.windows(delimiter.len())
-                .any(|w| w == delimiter.as_bytes())
-        });
+        let clash = parts.iter().any(|part| part.windows(delimiter.len()).any(|w| w == delimiter.as_bytes()));
         if !clash {
             return boundary;
         }
@@ -373,13 +331,9 @@ fn crlf(text: &[u8]) -> Vec<u8> {
 /// The recipient's status when well-formed, else the action's default.
 fn status(r: &FailedRecipient) -> String {
     let parts: Vec<&str> = r.status.split('.').collect();
-    let digits = |s: &str, max: usize| {
-        !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit())
-    };
+    let digits = |s: &str, max: usize| !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit());
     match parts.as_slice() {
-        [class, subject, detail] if digits(class, 1) && digits(subject, 3) && digits(detail, 3) => {
-            r.status.clone()
-        }
+        [class, subject, detail] if digits(class, 1) && digits(subject, 3) && digits(detail, 3) => r.status.clone(),
         _ => match r.action {
             Action::Failed => "5.0.0".to_owned(),
             Action::Delayed => "4.0.0".to_owned(),
@@ -399,10 +353,7 @@ fn typed_diagnostic(diagnostic: &str) -> String {
 /// The text of a diagnostic without its type, for the human part.
 fn diagnostic_text(diagnostic: Option<&str>) -> Option<String> {
     let typed = typed_diagnostic(diagnostic?);
-    let text = typed
-        .split_once(';')
-        .map_or(typed.as_str(), |(_, t)| t)
-        .trim();
+    let text = typed.split_once(';').map_or(typed.as_str(), |(_, t)| t).trim();
     (!text.is_empty()).then(|| text.to_owned())
 }
 
@@ -430,11 +381,8 @@ fn address(s: &str) -> String {
 /// A hostname: letters, digits, dots, hyphens (and the brackets and
 /// colons of an address literal); `localhost` when nothing is left.
 fn hostname(s: &str) -> String {
-    let name: String = s
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'))
-        .take(253)
-        .collect();
+    let name: String =
+        s.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':')).take(253).collect();
     match name.is_empty() {
         true => "localhost".to_owned(),
         false => name,
@@ -442,10 +390,7 @@ fn hostname(s: &str) -> String {
 }
 
 fn alphanumeric(s: &str) -> String {
-    s.chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(64)
-        .collect()
+    s.chars().filter(char::is_ascii_alphanumeric).take(64).collect()
 }
 
 /// Postfix-style: "42 seconds", "15 minutes", "4.0 hours", "2.5 days".
@@ -502,14 +447,8 @@ mod tests {
 
     fn assert_wire_clean(dsn: &[u8]) {
         for (i, &b) in dsn.iter().enumerate() {
-            assert!(
-                b != b'\n' || (i > 0 && dsn[i - 1] == b'\r'),
-                "bare LF at {i}"
-            );
-            assert!(
-                b != b'\r' || dsn.get(i + 1) == Some(&b'\n'),
-                "bare CR at {i}"
-            );
+            assert!(b != b'\n' || (i > 0 && dsn[i - 1] == b'\r'), "bare LF at {i}");
+            assert!(b != b'\r' || dsn.get(i + 1) == Some(&b'\n'), "bare CR at {i}");
         }
         for line in dsn.split(|&b| b == b'\n') {
             assert!(line.len() <= MAX_LINE + 1, "line of {} bytes", line.len());
@@ -544,15 +483,9 @@ mod tests {
             "Content-Type: multipart/report; report-type=delivery-status;",
             "Content-Transfer-Encoding: 7bit",
         ] {
-            assert!(
-                headers.contains(&expected),
-                "{expected:?} not in {headers:?}"
-            );
+            assert!(headers.contains(&expected), "{expected:?} not in {headers:?}");
         }
-        let id = headers
-            .iter()
-            .find(|h| h.starts_with("Message-ID: <"))
-            .unwrap();
+        let id = headers.iter().find(|h| h.starts_with("Message-ID: <")).unwrap();
         assert!(id.ends_with("@relay.example.test>"), "{id}");
     }
 
@@ -583,19 +516,16 @@ mod tests {
              Diagnostic-Code: smtp; 550 5.1.1 <x@remote.test>: user unknown\r\n\
              Last-Attempt-Date: Tue, 14 Nov 2023 22:14:20 +0000"
         );
-        assert_eq!(
-            blocks[3],
-            "Final-Recipient: rfc822; y@remote.test\r\nAction: failed\r\nStatus: 5.1.1\r\n"
-        );
+        assert_eq!(blocks[3], "Final-Recipient: rfc822; y@remote.test\r\nAction: failed\r\nStatus: 5.1.1\r\n");
     }
 
     #[test]
     fn human_part_names_each_recipient_and_the_remote_reply() {
         let dsn = build(&[bounced("x@remote.test")], ORIGINAL);
         assert!(dsn.contains("This is the mail system at host relay.example.test."));
-        assert!(dsn.contains(
-            "<x@remote.test>: host mx.remote.test said: 550 5.1.1 <x@remote.test>: user\r\n    unknown"
-        ));
+        assert!(
+            dsn.contains("<x@remote.test>: host mx.remote.test said: 550 5.1.1 <x@remote.test>: user\r\n    unknown")
+        );
     }
 
     #[test]
@@ -616,13 +546,8 @@ mod tests {
         assert!(kept.ends_with(b"0123456789\r\n"));
         let long = format!("X-Long: {}\n\n", "y".repeat(3000));
         let folded = returned_headers(long.as_bytes());
-        assert!(folded
-            .split(|&b| b == b'\n')
-            .all(|l| l.len() <= MAX_LINE + 1));
-        assert!(
-            folded.windows(3).any(|w| w == b"\r\n "),
-            "folded as continuation"
-        );
+        assert!(folded.split(|&b| b == b'\n').all(|l| l.len() <= MAX_LINE + 1));
+        assert!(folded.windows(3).any(|w| w == b"\r\n "), "folded as continuation");
     }
 
     #[test]
@@ -659,10 +584,7 @@ mod tests {
         evil.diagnostic = Some("smtp; 550 no\r\nX-Injected: yes".into());
         evil.remote_mta = Some("mx\r\nX-Injected: yes".into());
         let dsn = build(&[evil], ORIGINAL);
-        assert!(
-            !dsn.contains("\r\nBcc:") && !dsn.contains("\r\nX-Injected"),
-            "{dsn}"
-        );
+        assert!(!dsn.contains("\r\nBcc:") && !dsn.contains("\r\nX-Injected"), "{dsn}");
         assert_wire_clean(dsn.as_bytes());
     }
 
@@ -707,10 +629,7 @@ mod tests {
     #[test]
     fn dates_are_rfc5322_utc_and_never_panic() {
         assert_eq!(format_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
-        assert_eq!(
-            format_date(1_700_000_000_999),
-            "Tue, 14 Nov 2023 22:13:20 +0000"
-        );
+        assert_eq!(format_date(1_700_000_000_999), "Tue, 14 Nov 2023 22:13:20 +0000");
         assert_eq!(format_date(u64::MAX), "Fri, 31 Dec 9999 23:59:59 +0000");
     }
 
@@ -726,10 +645,7 @@ mod tests {
     /// delivery report naming the recipient and its status.
     #[test]
     fn python_email_package_parses_the_bounce() {
-        let root = std::path::Path::new(file!())
-            .ancestors()
-            .nth(3)
-            .unwrap_or(std::path::Path::new(""));
+        let root = std::path::Path::new(file!()).ancestors().nth(3).unwrap_or(std::path::Path::new(""));
         let script = root.join("tests/fixtures/dsn_check.py");
         let mut second = bounced("y@remote.test");
         second.status = "5.2.2".into();

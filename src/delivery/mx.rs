@@ -116,9 +116,7 @@ impl RouteError {
     /// True when the mail should bounce now; false when it should be deferred.
     pub fn is_permanent(&self) -> bool {
         match self {
-            RouteError::NullMx { .. }
-            | RouteError::NoSuchDomain { .. }
-            | RouteError::NoAddress { .. } => true,
+            RouteError::NullMx { .. } | RouteError::NoSuchDomain { .. } | RouteError::NoAddress { .. } => true,
             RouteError::Temporary { .. } => false,
         }
     }
@@ -146,14 +144,9 @@ impl RouteError {
 pub fn route_override(routes: &BTreeMap<String, String>, domain: &str) -> Option<(String, u16)> {
     let domain = normalize(domain);
     let exact = routes.get(&domain).or_else(|| {
-        routes
-            .iter()
-            .find(|(key, _)| key.as_str() != "*" && normalize(key) == domain)
-            .map(|(_, value)| value)
+        routes.iter().find(|(key, _)| key.as_str() != "*" && normalize(key) == domain).map(|(_, value)| value)
     });
-    exact
-        .and_then(|value| parse_host_port(value))
-        .or_else(|| routes.get("*").and_then(|value| parse_host_port(value)))
+    exact.and_then(|value| parse_host_port(value)).or_else(|| routes.get("*").and_then(|value| parse_host_port(value)))
 }
 
 /// The address of an RFC 5321 §4.1.3 address literal: `[192.0.2.1]` or
@@ -162,10 +155,7 @@ pub fn route_override(routes: &BTreeMap<String, String>, domain: &str) -> Option
 pub fn ip_literal(domain: &str) -> Option<IpAddr> {
     let inner = domain.strip_prefix('[')?.strip_suffix(']')?;
     match inner.get(..5) {
-        Some(tag) if tag.eq_ignore_ascii_case("IPv6:") => inner[5..]
-            .parse::<std::net::Ipv6Addr>()
-            .ok()
-            .map(IpAddr::V6),
+        Some(tag) if tag.eq_ignore_ascii_case("IPv6:") => inner[5..].parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6),
         _ => inner.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4),
     }
 }
@@ -192,10 +182,7 @@ pub fn route(domain: &str, answer: MxAnswer, rng: &mut impl Rng) -> Route {
     }
     let mut hosts: Vec<MxHost> = records
         .into_iter()
-        .map(|h| MxHost {
-            name: normalize(&h.name),
-            pref: h.pref,
-        })
+        .map(|h| MxHost { name: normalize(&h.name), pref: h.pref })
         .filter(|h| !h.name.is_empty())
         .collect();
     if hosts.is_empty() {
@@ -244,18 +231,12 @@ pub async fn plan_with_port(
     if let Some((host, port)) = route_override(routes, domain) {
         return match resolver.addresses(&host).await {
             Ok(addrs) if !addrs.is_empty() => Ok(targets(&[(host, addrs)], port)),
-            Ok(_) => Err(temporary(
-                domain,
-                format!("relay.routes host {host} has no address"),
-            )),
+            Ok(_) => Err(temporary(domain, format!("relay.routes host {host} has no address"))),
             Err(e) => Err(temporary(domain, format!("relay.routes host {host}: {e}"))),
         };
     }
     if let Some(ip) = ip_literal(domain) {
-        return Ok(vec![Target {
-            host: domain.to_string(),
-            addr: SocketAddr::new(ip, mx_port),
-        }]);
+        return Ok(vec![Target { host: domain.to_string(), addr: SocketAddr::new(ip, mx_port) }]);
     }
     let answer = match resolver.mx(domain).await {
         Ok(answer) => answer,
@@ -266,16 +247,8 @@ pub async fn plan_with_port(
     let hosts = match route(domain, answer, rng) {
         Route::Mx(hosts) => hosts,
         Route::Implicit(name) => vec![MxHost { name, pref: 0 }],
-        Route::NullMx => {
-            return Err(RouteError::NullMx {
-                domain: domain.to_string(),
-            })
-        }
-        Route::NoSuchDomain => {
-            return Err(RouteError::NoSuchDomain {
-                domain: domain.to_string(),
-            })
-        }
+        Route::NullMx => return Err(RouteError::NullMx { domain: domain.to_string() }),
+        Route::NoSuchDomain => return Err(RouteError::NoSuchDomain { domain: domain.to_string() }),
     };
     let mut resolved = Vec::with_capacity(hosts.len());
     let mut first_failure: Option<DnsError> = None;
@@ -293,9 +266,7 @@ pub async fn plan_with_port(
     match (out.is_empty(), first_failure) {
         (false, _) => Ok(out),
         (true, Some(e)) => Err(temporary(domain, e.to_string())),
-        (true, None) => Err(RouteError::NoAddress {
-            domain: domain.to_string(),
-        }),
+        (true, None) => Err(RouteError::NoAddress { domain: domain.to_string() }),
     }
 }
 
@@ -307,10 +278,7 @@ fn targets(hosts: &[(String, Vec<IpAddr>)], port: u16) -> Vec<Target> {
         for ip in addrs {
             let addr = SocketAddr::new(*ip, port);
             if out.len() < MAX_TARGETS && !out.iter().any(|t| t.addr == addr) {
-                out.push(Target {
-                    host: host.clone(),
-                    addr,
-                });
+                out.push(Target { host: host.clone(), addr });
             }
         }
     }
@@ -318,10 +286,7 @@ fn targets(hosts: &[(String, Vec<IpAddr>)], port: u16) -> Vec<Target> {
 }
 
 fn temporary(domain: &str, reason: String) -> RouteError {
-    RouteError::Temporary {
-        domain: domain.to_string(),
-        reason,
-    }
+    RouteError::Temporary { domain: domain.to_string(), reason }
 }
 
 /// Domain names compare case-insensitively and with or without the root dot.
@@ -350,17 +315,11 @@ mod tests {
     use std::time::Duration;
 
     fn mx(name: &str, pref: u16) -> MxHost {
-        MxHost {
-            name: name.to_string(),
-            pref,
-        }
+        MxHost { name: name.to_string(), pref }
     }
 
     fn routes(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn hosts(route: Route) -> Vec<(String, u16)> {
@@ -374,14 +333,7 @@ mod tests {
     fn mx_hosts_are_tried_in_ascending_preference() {
         let answer = MxAnswer::Records(vec![mx("c.test", 30), mx("a.test", 10), mx("b.test", 20)]);
         let got = hosts(route("d.test", answer, &mut StdRng::seed_from_u64(1)));
-        assert_eq!(
-            got,
-            [
-                ("a.test".into(), 10),
-                ("b.test".into(), 20),
-                ("c.test".into(), 30)
-            ]
-        );
+        assert_eq!(got, [("a.test".into(), 10), ("b.test".into(), 20), ("c.test".into(), 30)]);
     }
 
     #[test]
@@ -396,17 +348,10 @@ mod tests {
         ]);
         let mut first_seen = std::collections::BTreeSet::new();
         for seed in 0..500 {
-            let got = hosts(route(
-                "d.test",
-                answer.clone(),
-                &mut StdRng::seed_from_u64(seed),
-            ));
+            let got = hosts(route("d.test", answer.clone(), &mut StdRng::seed_from_u64(seed)));
             let prefs: Vec<u16> = got.iter().map(|(_, p)| *p).collect();
             assert_eq!(prefs, [10, 10, 10, 20, 20, 50], "seed {seed}");
-            assert!(
-                got[..3].iter().all(|(n, _)| n.starts_with("early")),
-                "seed {seed}: {got:?}"
-            );
+            assert!(got[..3].iter().all(|(n, _)| n.starts_with("early")), "seed {seed}: {got:?}");
             first_seen.insert(got[0].0.clone());
         }
         // Every host of the best preference gets to be first sometimes.
@@ -422,14 +367,8 @@ mod tests {
 
     #[test]
     fn at_most_max_mx_hosts_are_kept_lowest_first() {
-        let many = (0..40u16)
-            .map(|i| mx(&format!("mx{i}.test"), 100 - i))
-            .collect();
-        let got = hosts(route(
-            "d.test",
-            MxAnswer::Records(many),
-            &mut StdRng::seed_from_u64(0),
-        ));
+        let many = (0..40u16).map(|i| mx(&format!("mx{i}.test"), 100 - i)).collect();
+        let got = hosts(route("d.test", MxAnswer::Records(many), &mut StdRng::seed_from_u64(0)));
         assert_eq!(got.len(), MAX_MX_HOSTS);
         assert_eq!(got[0], ("mx39.test".into(), 61));
     }
@@ -437,15 +376,9 @@ mod tests {
     #[test]
     fn single_root_mx_is_null_mx() {
         let answer = MxAnswer::Records(vec![mx(".", 0)]);
-        assert_eq!(
-            route("d.test", answer, &mut StdRng::seed_from_u64(0)),
-            Route::NullMx
-        );
+        assert_eq!(route("d.test", answer, &mut StdRng::seed_from_u64(0)), Route::NullMx);
         let odd_pref = MxAnswer::Records(vec![mx("", 10)]);
-        assert_eq!(
-            route("d.test", odd_pref, &mut StdRng::seed_from_u64(0)),
-            Route::NullMx
-        );
+        assert_eq!(route("d.test", odd_pref, &mut StdRng::seed_from_u64(0)), Route::NullMx);
     }
 
     #[test]
@@ -458,34 +391,19 @@ mod tests {
     #[test]
     fn no_mx_records_means_the_domain_itself() {
         let mut rng = StdRng::seed_from_u64(0);
-        assert_eq!(
-            route("Plain.TEST.", MxAnswer::NoRecords, &mut rng),
-            Route::Implicit("plain.test".into())
-        );
-        assert_eq!(
-            route("plain.test", MxAnswer::Records(vec![]), &mut rng),
-            Route::Implicit("plain.test".into())
-        );
+        assert_eq!(route("Plain.TEST.", MxAnswer::NoRecords, &mut rng), Route::Implicit("plain.test".into()));
+        assert_eq!(route("plain.test", MxAnswer::Records(vec![]), &mut rng), Route::Implicit("plain.test".into()));
     }
 
     #[test]
     fn nxdomain_means_no_such_domain() {
-        assert_eq!(
-            route("nx.test", MxAnswer::NxDomain, &mut StdRng::seed_from_u64(0)),
-            Route::NoSuchDomain
-        );
+        assert_eq!(route("nx.test", MxAnswer::NxDomain, &mut StdRng::seed_from_u64(0)), Route::NoSuchDomain);
     }
 
     #[test]
     fn ip_literals_are_recognised() {
-        assert_eq!(
-            ip_literal("[192.0.2.1]"),
-            Some("192.0.2.1".parse().unwrap())
-        );
-        assert_eq!(
-            ip_literal("[IPv6:2001:db8::1]"),
-            Some("2001:db8::1".parse().unwrap())
-        );
+        assert_eq!(ip_literal("[192.0.2.1]"), Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(ip_literal("[IPv6:2001:db8::1]"), Some("2001:db8::1".parse().unwrap()));
         assert_eq!(ip_literal("[ipv6:::1]"), Some("::1".parse().unwrap()));
         assert_eq!(ip_literal("192.0.2.1"), None);
         assert_eq!(ip_literal("[2001:db8::1]"), None);
@@ -497,18 +415,9 @@ mod tests {
     #[test]
     fn exact_override_wins_over_smarthost() {
         let r = routes(&[("example.net", "127.0.0.1:2600"), ("*", "smart.test:587")]);
-        assert_eq!(
-            route_override(&r, "example.net"),
-            Some(("127.0.0.1".into(), 2600))
-        );
-        assert_eq!(
-            route_override(&r, "EXAMPLE.net."),
-            Some(("127.0.0.1".into(), 2600))
-        );
-        assert_eq!(
-            route_override(&r, "other.net"),
-            Some(("smart.test".into(), 587))
-        );
+        assert_eq!(route_override(&r, "example.net"), Some(("127.0.0.1".into(), 2600)));
+        assert_eq!(route_override(&r, "EXAMPLE.net."), Some(("127.0.0.1".into(), 2600)));
+        assert_eq!(route_override(&r, "other.net"), Some(("smart.test".into(), 587)));
     }
 
     #[test]
@@ -526,12 +435,7 @@ mod tests {
 
     #[test]
     fn malformed_override_values_are_ignored() {
-        let r = routes(&[
-            ("a.test", "nohostport"),
-            ("b.test", "::1:25"),
-            ("c.test", ":25"),
-            ("d.test", "h:x"),
-        ]);
+        let r = routes(&[("a.test", "nohostport"), ("b.test", "::1:25"), ("c.test", ":25"), ("d.test", "h:x")]);
         for d in ["a.test", "b.test", "c.test", "d.test"] {
             assert_eq!(route_override(&r, d), None, "{d}");
         }
@@ -547,10 +451,7 @@ mod tests {
         assert!(RouteError::NoSuchDomain { domain: d() }.is_permanent());
         assert_eq!(RouteError::NoSuchDomain { domain: d() }.status(), "5.1.2");
         assert!(RouteError::NoAddress { domain: d() }.is_permanent());
-        let temp = RouteError::Temporary {
-            domain: d(),
-            reason: "SERVFAIL".into(),
-        };
+        let temp = RouteError::Temporary { domain: d(), reason: "SERVFAIL".into() };
         assert!(!temp.is_permanent());
         assert!(temp.status().starts_with('4'));
     }
@@ -565,20 +466,13 @@ mod tests {
             .run(f)
     }
 
-    fn plan_for(
-        dns: &TestDns,
-        r: &BTreeMap<String, String>,
-        domain: &str,
-    ) -> Result<Vec<Target>, RouteError> {
+    fn plan_for(dns: &TestDns, r: &BTreeMap<String, String>, domain: &str) -> Result<Vec<Target>, RouteError> {
         let resolver = Resolver::new(dns.addr(), Duration::from_millis(300));
         run(async { plan(&resolver, r, domain, &mut StdRng::seed_from_u64(7)).await })
     }
 
     fn target(host: &str, addr: &str) -> Target {
-        Target {
-            host: host.to_string(),
-            addr: addr.parse().unwrap(),
-        }
+        Target { host: host.to_string(), addr: addr.parse().unwrap() }
     }
 
     #[test]
@@ -623,30 +517,12 @@ mod tests {
 
     #[test]
     fn plan_bounces_null_mx_nxdomain_and_addressless_domains() {
-        let dns = TestDns::start(Zone::new().null_mx("null.test").nxdomain("nx.test").mx(
-            "lost.test",
-            10,
-            "nowhere.test",
-        ));
+        let dns =
+            TestDns::start(Zone::new().null_mx("null.test").nxdomain("nx.test").mx("lost.test", 10, "nowhere.test"));
         let none = BTreeMap::new();
-        assert_eq!(
-            plan_for(&dns, &none, "null.test"),
-            Err(RouteError::NullMx {
-                domain: "null.test".into()
-            })
-        );
-        assert_eq!(
-            plan_for(&dns, &none, "nx.test"),
-            Err(RouteError::NoSuchDomain {
-                domain: "nx.test".into()
-            })
-        );
-        assert_eq!(
-            plan_for(&dns, &none, "lost.test"),
-            Err(RouteError::NoAddress {
-                domain: "lost.test".into()
-            })
-        );
+        assert_eq!(plan_for(&dns, &none, "null.test"), Err(RouteError::NullMx { domain: "null.test".into() }));
+        assert_eq!(plan_for(&dns, &none, "nx.test"), Err(RouteError::NoSuchDomain { domain: "nx.test".into() }));
+        assert_eq!(plan_for(&dns, &none, "lost.test"), Err(RouteError::NoAddress { domain: "lost.test".into() }));
     }
 
     #[test]
@@ -654,20 +530,14 @@ mod tests {
         let dns = TestDns::start(Zone::new().servfail("broken.test"));
         let err = plan_for(&dns, &BTreeMap::new(), "broken.test").unwrap_err();
         assert!(!err.is_permanent(), "{err}");
-        assert!(
-            err.to_string().contains("SERVFAIL") || err.to_string().contains("Server Failure"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("SERVFAIL") || err.to_string().contains("Server Failure"), "{err}");
     }
 
     #[test]
     fn plan_override_and_literal_skip_dns() {
         let dns = TestDns::start(Zone::new().mx("example.net", 10, "mx.example.net"));
         let r = routes(&[("example.net", "127.0.0.1:2600")]);
-        assert_eq!(
-            plan_for(&dns, &r, "example.net").unwrap(),
-            [target("127.0.0.1", "127.0.0.1:2600")]
-        );
+        assert_eq!(plan_for(&dns, &r, "example.net").unwrap(), [target("127.0.0.1", "127.0.0.1:2600")]);
         let literal = plan_for(&dns, &BTreeMap::new(), "[127.0.0.9]").unwrap();
         assert_eq!(literal, [target("[127.0.0.9]", "127.0.0.9:25")]);
         assert_eq!(dns.queries(), 0);
@@ -677,10 +547,7 @@ mod tests {
     fn plan_smarthost_name_is_resolved() {
         let dns = TestDns::start(Zone::new().a("smart.test", "127.0.0.5"));
         let r = routes(&[("*", "smart.test:2525")]);
-        assert_eq!(
-            plan_for(&dns, &r, "anything.test").unwrap(),
-            [target("smart.test", "127.0.0.5:2525")]
-        );
+        assert_eq!(plan_for(&dns, &r, "anything.test").unwrap(), [target("smart.test", "127.0.0.5:2525")]);
     }
 
     #[test]

@@ -80,11 +80,7 @@ impl Default for Zone {
 impl Zone {
     /// An empty zone: TTL 300 s for records, 60 s for negative answers.
     pub fn new() -> Zone {
-        Zone {
-            names: BTreeMap::new(),
-            ttl: 300,
-            negative_ttl: 60,
-        }
+        Zone { names: BTreeMap::new(), ttl: 300, negative_ttl: 60 }
     }
 
     fn entry(&mut self, name: &str) -> &mut Entry {
@@ -193,11 +189,9 @@ impl Zone {
             return Some(reply);
         }
         let data: Vec<RData> = match query.query_type() {
-            RecordType::MX => entry
-                .mx
-                .iter()
-                .map(|(pref, exchange)| RData::MX(MX::new(*pref, exchange.clone())))
-                .collect(),
+            RecordType::MX => {
+                entry.mx.iter().map(|(pref, exchange)| RData::MX(MX::new(*pref, exchange.clone()))).collect()
+            }
             RecordType::A => entry.a.iter().map(|ip| RData::A(A(*ip))).collect(),
             RecordType::AAAA => entry.aaaa.iter().map(|ip| RData::AAAA(AAAA(*ip))).collect(),
             _ => Vec::new(),
@@ -222,13 +216,11 @@ impl Zone {
             86_400,
             self.negative_ttl,
         );
-        reply
-            .set_response_code(rcode)
-            .add_name_server(Record::from_rdata(
-                name.clone(),
-                self.negative_ttl,
-                RData::SOA(soa),
-            ));
+        reply.set_response_code(rcode).add_name_server(Record::from_rdata(
+            name.clone(),
+            self.negative_ttl,
+            RData::SOA(soa),
+        ));
         reply
     }
 }
@@ -261,12 +253,7 @@ impl TestDns {
                 move || serve_tcp(tcp, &zone, &queries, &stop)
             }),
         ];
-        TestDns {
-            addr,
-            queries,
-            stop,
-            threads,
-        }
+        TestDns { addr, queries, stop, threads }
     }
 
     /// The address to send queries to (UDP and TCP).
@@ -294,10 +281,7 @@ fn key(name: &str) -> String {
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
-    std::thread::Builder::new()
-        .name(name.to_string())
-        .spawn(f)
-        .expect("spawn test DNS thread")
+    std::thread::Builder::new().name(name.to_string()).spawn(f).expect("spawn test DNS thread")
 }
 
 /// A UDP socket and a TCP listener on the same loopback port. The UDP port
@@ -314,9 +298,7 @@ fn bind_pair() -> (UdpSocket, TcpListener) {
 }
 
 fn serve_udp(socket: UdpSocket, zone: &Zone, queries: &AtomicUsize, stop: &AtomicBool) {
-    socket
-        .set_read_timeout(Some(POLL))
-        .expect("set_read_timeout");
+    socket.set_read_timeout(Some(POLL)).expect("set_read_timeout");
     let mut buf = [0u8; 4096];
     while !stop.load(Ordering::SeqCst) {
         let (n, peer) = match socket.recv_from(&mut buf) {
@@ -338,11 +320,7 @@ fn serve_udp(socket: UdpSocket, zone: &Zone, queries: &AtomicUsize, stop: &Atomi
                 .set_message_type(MessageType::Response)
                 .add_queries(request.queries().to_vec());
             if let Some(q) = request.queries().first() {
-                decoy.add_answer(Record::from_rdata(
-                    q.name().clone(),
-                    300,
-                    RData::A(A::new(192, 0, 2, 66)),
-                ));
+                decoy.add_answer(Record::from_rdata(q.name().clone(), 300, RData::A(A::new(192, 0, 2, 66))));
             }
             if let Ok(wire) = decoy.to_vec() {
                 let _ = socket.send_to(&wire, peer);
@@ -355,11 +333,7 @@ fn serve_udp(socket: UdpSocket, zone: &Zone, queries: &AtomicUsize, stop: &Atomi
 }
 
 fn decoyed(zone: &Zone, request: &Message) -> bool {
-    request
-        .queries()
-        .first()
-        .and_then(|q| zone.names.get(&key(&q.name().to_ascii())))
-        .is_some_and(|entry| entry.decoy)
+    request.queries().first().and_then(|q| zone.names.get(&key(&q.name().to_ascii()))).is_some_and(|entry| entry.decoy)
 }
 
 fn serve_tcp(listener: TcpListener, zone: &Zone, queries: &AtomicUsize, stop: &AtomicBool) {
@@ -375,11 +349,7 @@ fn serve_tcp(listener: TcpListener, zone: &Zone, queries: &AtomicUsize, stop: &A
 /// Answers length-prefixed queries on one connection until it closes or
 /// goes quiet for a second.
 fn serve_tcp_conn(mut stream: TcpStream, zone: &Zone, queries: &AtomicUsize) {
-    if stream.set_nonblocking(false).is_err()
-        || stream
-            .set_read_timeout(Some(Duration::from_secs(1)))
-            .is_err()
-    {
+    if stream.set_nonblocking(false).is_err() || stream.set_read_timeout(Some(Duration::from_secs(1))).is_err() {
         return;
     }
     loop {
@@ -445,14 +415,8 @@ mod tests {
         ));
         let got = run(async { resolver(&dns).mx("Example.Test").await.unwrap() });
         let expected = vec![
-            MxHost {
-                name: "mx1.example.test".into(),
-                pref: 10,
-            },
-            MxHost {
-                name: "mx2.example.test".into(),
-                pref: 20,
-            },
+            MxHost { name: "mx1.example.test".into(), pref: 10 },
+            MxHost { name: "mx2.example.test".into(), pref: 20 },
         ];
         assert_eq!(got, MxAnswer::Records(expected));
     }
@@ -462,11 +426,7 @@ mod tests {
         let dns = TestDns::start(Zone::new().a("plain.test", "127.0.0.2").nxdomain("nx.test"));
         let r = resolver(&dns);
         let (plain, nx, unknown) = run(async {
-            (
-                r.mx("plain.test").await.unwrap(),
-                r.mx("nx.test").await.unwrap(),
-                r.mx("unknown.test").await.unwrap(),
-            )
+            (r.mx("plain.test").await.unwrap(), r.mx("nx.test").await.unwrap(), r.mx("unknown.test").await.unwrap())
         });
         assert_eq!(plain, MxAnswer::NoRecords);
         assert_eq!(nx, MxAnswer::NxDomain);
@@ -477,23 +437,12 @@ mod tests {
     fn null_mx_comes_back_as_a_root_exchange() {
         let dns = TestDns::start(Zone::new().null_mx("null.test"));
         let got = run(async { resolver(&dns).mx("null.test").await.unwrap() });
-        assert_eq!(
-            got,
-            MxAnswer::Records(vec![MxHost {
-                name: String::new(),
-                pref: 0
-            }])
-        );
+        assert_eq!(got, MxAnswer::Records(vec![MxHost { name: String::new(), pref: 0 }]));
     }
 
     #[test]
     fn addresses_are_a_then_aaaa() {
-        let dns = TestDns::start(
-            Zone::new()
-                .aaaa("h.test", "::1")
-                .a("h.test", "127.0.0.2")
-                .a("h.test", "127.0.0.3"),
-        );
+        let dns = TestDns::start(Zone::new().aaaa("h.test", "::1").a("h.test", "127.0.0.2").a("h.test", "127.0.0.3"));
         let got = run(async { resolver(&dns).addresses("h.test").await.unwrap() });
         assert_eq!(got, ips(&["127.0.0.2", "127.0.0.3", "::1"]));
     }
@@ -502,12 +451,8 @@ mod tests {
     fn addresses_of_a_missing_host_are_empty() {
         let dns = TestDns::start(Zone::new().mx("only-mx.test", 10, "x.test"));
         let r = resolver(&dns);
-        let (missing, nodata) = run(async {
-            (
-                r.addresses("missing.test").await.unwrap(),
-                r.addresses("only-mx.test").await.unwrap(),
-            )
-        });
+        let (missing, nodata) =
+            run(async { (r.addresses("missing.test").await.unwrap(), r.addresses("only-mx.test").await.unwrap()) });
         assert!(missing.is_empty() && nodata.is_empty());
     }
 
@@ -522,14 +467,7 @@ mod tests {
                 r.addresses("localhost").await.unwrap(),
             )
         });
-        assert_eq!(
-            (ip, bracketed, local),
-            (
-                ips(&["192.0.2.7"]),
-                ips(&["::1"]),
-                ips(&["127.0.0.1", "::1"])
-            )
-        );
+        assert_eq!((ip, bracketed, local), (ips(&["192.0.2.7"]), ips(&["::1"]), ips(&["127.0.0.1", "::1"])));
         assert_eq!(dns.queries(), 0);
     }
 
@@ -551,11 +489,7 @@ mod tests {
         assert!(matches!(err.failure, Failure::Timeout(3)), "{err}");
         assert!(!err.is_permanent());
         assert_eq!(dns.queries(), 3);
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "lookup must give up: {:?}",
-            start.elapsed()
-        );
+        assert!(start.elapsed() < Duration::from_secs(5), "lookup must give up: {:?}", start.elapsed());
     }
 
     #[test]
@@ -571,20 +505,13 @@ mod tests {
     fn closed_port_fails_fast_and_temporarily() {
         // ICMP port unreachable surfaces as ECONNREFUSED on the connected
         // socket: each try ends at once instead of waiting out its timeout.
-        let port = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let port = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap();
         let r = Resolver::new(port, Duration::from_secs(2));
         let start = Instant::now();
         let err = run(async { r.mx("any.test").await.unwrap_err() });
         assert!(matches!(err.failure, Failure::Io("UDP", _)), "{err}");
         assert!(!err.is_permanent());
-        assert!(
-            start.elapsed() < Duration::from_secs(2),
-            "{:?}",
-            start.elapsed()
-        );
+        assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
     }
 
     #[test]
@@ -595,15 +522,9 @@ mod tests {
         }
         let dns = TestDns::start(zone);
         let got = run(async { resolver(&dns).addresses("big.test").await.unwrap() });
-        let expected: Vec<IpAddr> = (1..=40)
-            .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 1, i)))
-            .collect();
+        let expected: Vec<IpAddr> = (1..=40).map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 1, i))).collect();
         assert_eq!(got, expected);
-        assert_eq!(
-            dns.queries(),
-            4,
-            "A and AAAA each over UDP (truncated), then over TCP"
-        );
+        assert_eq!(dns.queries(), 4, "A and AAAA each over UDP (truncated), then over TCP");
     }
 
     #[test]
@@ -625,9 +546,7 @@ mod tests {
             let tasks: Vec<_> = (1..=20)
                 .map(|i| {
                     let r = r.clone();
-                    glommio::spawn_local(
-                        async move { (i, r.addresses(&format!("h{i}.test")).await) },
-                    )
+                    glommio::spawn_local(async move { (i, r.addresses(&format!("h{i}.test")).await) })
                 })
                 .collect();
             let mut out = Vec::new();
@@ -637,22 +556,15 @@ mod tests {
             out
         });
         for (i, result) in got {
-            assert_eq!(
-                result.unwrap(),
-                vec![IpAddr::V4(Ipv4Addr::new(127, 0, 2, i))],
-                "h{i}.test"
-            );
+            assert_eq!(result.unwrap(), vec![IpAddr::V4(Ipv4Addr::new(127, 0, 2, i))], "h{i}.test");
         }
         assert_eq!(dns.queries(), 40, "one A and one AAAA each");
     }
 
     #[test]
     fn cache_hit_does_not_query_again() {
-        let dns = TestDns::start(
-            Zone::new()
-                .mx("example.test", 10, "mx.example.test")
-                .a("mx.example.test", "127.0.0.2"),
-        );
+        let dns =
+            TestDns::start(Zone::new().mx("example.test", 10, "mx.example.test").a("mx.example.test", "127.0.0.2"));
         let r = resolver(&dns);
         run(async {
             for _ in 0..3 {
@@ -703,16 +615,8 @@ mod tests {
         let dns = TestDns::start(Zone::new());
         let r = resolver(&dns);
         let long_label = format!("{}.test", "x".repeat(64));
-        let (empty, long) = run(async {
-            (
-                r.mx("").await.unwrap_err(),
-                r.mx(&long_label).await.unwrap_err(),
-            )
-        });
-        assert!(
-            empty.is_permanent() && long.is_permanent(),
-            "{empty} / {long}"
-        );
+        let (empty, long) = run(async { (r.mx("").await.unwrap_err(), r.mx(&long_label).await.unwrap_err()) });
+        assert!(empty.is_permanent() && long.is_permanent(), "{empty} / {long}");
         assert_eq!(dns.queries(), 0);
     }
 }

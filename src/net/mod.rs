@@ -3,6 +3,7 @@
 //! actions the machine asks for, write — and hold no protocol logic.
 
 mod conn;
+pub mod control;
 mod pop3_driver;
 mod smtp_driver;
 

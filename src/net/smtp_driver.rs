@@ -119,4 +119,3 @@ async fn flush(conn: &mut Conn, server: &mut smtp::Server) -> std::io::Result<()
     server.clear_output();
     r
 }
-

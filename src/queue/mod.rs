@@ -51,6 +51,9 @@ pub struct QueuedMessage {
     pub held: bool,
     /// Next attempt, when deferred.
     pub next_attempt_ms: Option<u64>,
+    /// `seq` of the last recipient-state record written for it (states
+    /// must be numbered upwards; see `spool::RecipientState`).
+    pub state_seq: u64,
 }
 
 impl QueuedMessage {
@@ -75,6 +78,7 @@ impl QueuedMessage {
             warned: false,
             held: false,
             next_attempt_ms: None,
+            state_seq: 0,
         }
     }
 }
@@ -140,6 +144,13 @@ impl QueueShard {
         self.messages.get(&key)
     }
 
+    /// Number the next state record of `key` (strictly increasing).
+    pub fn next_state_seq(&mut self, key: Key, now_us: u64) -> Option<u64> {
+        let m = self.messages.get_mut(&key)?;
+        m.state_seq = (m.state_seq + 1).max(now_us);
+        Some(m.state_seq)
+    }
+
     /// Every queued message (for `queue list`), in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (Key, &QueuedMessage)> {
         self.messages.iter().map(|(k, m)| (*k, m))
@@ -176,7 +187,10 @@ impl QueueShard {
                 }
                 continue;
             }
-            if !msg.warned && policy.delay_warning_ms > 0 && now_ms.saturating_sub(msg.arrived_ms) >= policy.delay_warning_ms {
+            if !msg.warned
+                && policy.delay_warning_ms > 0
+                && now_ms.saturating_sub(msg.arrived_ms) >= policy.delay_warning_ms
+            {
                 msg.warned = true;
                 out.warn.push(msg.clone());
             }
@@ -199,10 +213,11 @@ impl QueueShard {
             .collect()
     }
 
-    /// Reserve a connection slot for `domain` if under `max`.
+    /// Reserve a connection slot for `domain` if under `max` and there is
+    /// more ready mail than connections to carry it.
     pub fn open_connection(&mut self, domain: &str, max: usize) -> bool {
         let d = self.destinations.entry(domain.to_string()).or_default();
-        if d.connections < max && !d.ready.is_empty() {
+        if d.connections < max && d.ready.len() > d.connections {
             d.connections += 1;
             true
         } else {
@@ -246,7 +261,13 @@ impl QueueShard {
 
     /// The attempt left `remaining` recipients not final: try again at
     /// `due_ms`. Returns the message as now queued.
-    pub fn defer(&mut self, key: Key, remaining: Vec<PendingRecipient>, error: String, due_ms: u64) -> Option<&QueuedMessage> {
+    pub fn defer(
+        &mut self,
+        key: Key,
+        remaining: Vec<PendingRecipient>,
+        error: String,
+        due_ms: u64,
+    ) -> Option<&QueuedMessage> {
         let msg = self.messages.get_mut(&key)?;
         msg.recipients = remaining;
         msg.attempts += 1;

@@ -26,7 +26,11 @@ mod tests {
     use super::*;
 
     fn policy() -> RetryPolicy {
-        RetryPolicy { waits_ms: vec![60_000, 300_000, 900_000], max_lifetime_ms: 5 * 86_400_000, delay_warning_ms: 4 * 3_600_000 }
+        RetryPolicy {
+            waits_ms: vec![60_000, 300_000, 900_000],
+            max_lifetime_ms: 5 * 86_400_000,
+            delay_warning_ms: 4 * 3_600_000,
+        }
     }
 
     #[test]

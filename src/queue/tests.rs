@@ -13,6 +13,7 @@ fn msg(n: u32, domain: &str) -> QueuedMessage {
         warned: false,
         held: false,
         next_attempt_ms: None,
+        state_seq: 0,
     }
 }
 
@@ -75,8 +76,12 @@ fn connection_slots_are_capped_per_domain() {
     let mut q = QueueShard::default();
     q.enqueue(msg(1, "a.test"));
     assert!(q.open_connection("a.test", 2));
+    assert!(!q.open_connection("a.test", 2), "one ready message needs one connection");
+    for n in 2..10 {
+        q.enqueue(msg(n, "a.test"));
+    }
     assert!(q.open_connection("a.test", 2));
-    assert!(!q.open_connection("a.test", 2));
+    assert!(!q.open_connection("a.test", 2), "capped at max");
     q.close_connection("a.test");
     assert_eq!(q.connections("a.test"), 1);
     assert!(q.open_connection("a.test", 2));

@@ -55,6 +55,14 @@ pub fn run(config: Config) -> Result<(), BootError> {
     let cpus = allowed_cpus();
     let cores = if config.cores == 0 { cpus.len().max(1) } else { config.cores };
     let listeners = net::listeners(&config);
+    let dns_server = match crate::delivery::dns::server_from_config(config.relay.dns_server.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            // Only MX lookups need it; routes may cover every domain.
+            tracing::warn!(error = %e, "no DNS server known; MX lookups will fail until one is configured (relay.dns_server)");
+            SocketAddr::from(([127, 0, 0, 1], 53))
+        }
+    };
     for &(proto, addr) in &listeners {
         check_port_free(addr).map_err(|source| BootError::PortBusy { proto: proto.name(), addr, source })?;
     }
@@ -92,7 +100,9 @@ pub fn run(config: Config) -> Result<(), BootError> {
             .name(&format!("ringmail-core-{core}"))
             .io_memory(config.runtime.io_memory)
             .spawn(move || async move {
-                if let Err(reason) = core_main(core, cores, config, users, urx, mesh, init, listeners, ready.clone()).await {
+                if let Err(reason) =
+                    core_main(core, cores, config, users, urx, mesh, init, listeners, dns_server, ready.clone()).await
+                {
                     let _ = ready.send(Err(format!("core {core}: {reason}")));
                 }
             })
@@ -170,9 +180,31 @@ fn distribute(recovered: spool::Recovered, inits: &mut [CoreInit]) {
                 }
                 Route::Remote { domain } => {
                     let pending = PendingRecipient { index: recipient, address: r.address };
-                    match remote.iter_mut().find(|q| q.domain == domain) {
-                        Some(q) => q.recipients.push(pending),
-                        None => remote.push(QueuedMessage::new(m.at, m.queue_id, domain, m.sender.clone(), vec![pending], m.received_at_ms)),
+                    let q = match remote.iter().position(|q| q.domain == domain) {
+                        Some(i) => &mut remote[i],
+                        None => {
+                            remote.push(QueuedMessage::new(
+                                m.at,
+                                m.queue_id,
+                                domain,
+                                m.sender.clone(),
+                                vec![],
+                                m.received_at_ms,
+                            ));
+                            remote.last_mut().expect("just pushed")
+                        }
+                    };
+                    q.recipients.push(pending);
+                    // Keep the deferral the queue had before the restart.
+                    if let Some((_, s)) = m.states.iter().find(|(i, _)| *i == recipient) {
+                        if s.seq >= q.state_seq {
+                            q.state_seq = s.seq;
+                            q.attempts = s.attempts;
+                            q.next_attempt_ms = (s.next_attempt_ms > 0).then_some(s.next_attempt_ms);
+                            q.last_error = (!s.last_error.is_empty()).then(|| s.last_error.clone());
+                            q.warned = s.warned;
+                            q.held = s.held;
+                        }
                     }
                 }
             }
@@ -193,6 +225,7 @@ async fn core_main(
     mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
     init: CoreInit,
     listeners: Vec<(Protocol, SocketAddr)>,
+    dns_server: SocketAddr,
     ready: mpsc::Sender<Result<usize, String>>,
 ) -> Result<(), String> {
     let (senders, mut receivers) = mesh.join().await.map_err(|_| "joining the core mesh failed".to_string())?;
@@ -225,6 +258,8 @@ async fn core_main(
         queue: RefCell::new(queue),
         mesh: Mesh::new(core, senders),
         next_session: Cell::new(0),
+        resolver: crate::delivery::dns::Resolver::new(dns_server, Duration::from_secs(5)),
+        relay_tls: crate::relay::tls::RelayTls::new(),
     });
     for (_, rx) in receivers.streams() {
         let shard = shard.clone();
@@ -237,6 +272,11 @@ async fn core_main(
     }
     let dead = shard.ledger.borrow_mut().set_write_segment(spool::SegmentKey { dir, seq: write_segment });
     shard.reclaim(dead).await;
+    glommio::spawn_local(shard.clone().relay_timer()).detach();
+    if core == 0 {
+        let control = net::control::bind(&config.data_dir).map_err(|e| format!("control socket: {e}"))?;
+        glommio::spawn_local(net::control::serve(shard.clone(), control)).detach();
+    }
     for (proto, addr) in listeners {
         let listener = glommio::net::TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
         glommio::spawn_local(net::accept_loop(shard.clone(), listener, proto)).detach();

@@ -1,7 +1,9 @@
 //! The one way mail enters the spool (Postfix's cleanup rule): build the
 //! record, append it to this core's spool, wait for the group commit that
-//! covers it, then hand each recipient to its owner. Only after that does
-//! the SMTP session answer 250.
+//! covers it, then hand each recipient to its owner. Mail from SMTP
+//! sessions and bounces generated here both come through
+//! [`Shard::store_and_route`]; only after it returns does the SMTP session
+//! answer 250.
 
 use super::Shard;
 use crate::mailbox::MailboxEntry;
@@ -10,14 +12,41 @@ use crate::queue::{PendingRecipient, QueuedMessage};
 use crate::spool::{encode_message_envelope, MessageRecord, QueueId, RecipientEntry, RecordKind, Route, SpoolError};
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Why a message could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error("envelope not encodable: {0}")]
+    Envelope(#[from] crate::spool::EncodeError),
+}
+
+/// A message about to be stored: envelope fields and the body in parts
+/// (copied once, into the spool's write batch).
+pub struct NewMessage<'a> {
+    pub queue_id: QueueId,
+    pub received_at: Duration,
+    pub client: String,
+    pub helo: String,
+    /// `""` is the null sender (bounces).
+    pub sender: String,
+    pub recipients: Vec<RecipientEntry>,
+    pub body: &'a [&'a [u8]],
+}
 
 impl Shard {
+    /// A fresh queue id and the current time, for a new message.
+    pub fn new_queue_id(&self) -> (QueueId, Duration) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        (self.queue_ids.borrow_mut().next(now.as_micros() as u64), now)
+    }
+
     /// Store a message received from `client` and route its recipients.
     /// Returns what the SMTP session should answer.
     pub async fn accept_message(self: &Rc<Self>, client: IpAddr, envelope: Envelope, body: Vec<u8>) -> StoreOutcome {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let queue_id = self.queue_ids.borrow_mut().next(now.as_micros() as u64);
+        let (queue_id, now) = self.new_queue_id();
         let trace = received_header(&self.config.hostname, client, &envelope, queue_id, now);
         let sender = match &envelope.sender {
             ReversePath::Null => String::new(),
@@ -36,110 +65,95 @@ impl Shard {
                 Some(RecipientEntry { address: r.address.to_string(), route })
             })
             .collect();
-        let record = MessageRecord {
+        let msg = NewMessage {
             queue_id,
-            received_at_ms: now.as_millis() as u64,
+            received_at: now,
             client: client.to_string(),
             helo: envelope.helo.clone(),
-            sender: sender.clone(),
+            sender,
             recipients,
+            body: &[trace.as_bytes(), &body],
+        };
+        match self.store_and_route(msg).await {
+            Ok(()) => StoreOutcome::Stored { queue_id: queue_id.to_string() },
+            Err(e) => {
+                tracing::error!(core = self.id, queue_id = %queue_id, error = %e, "message not stored");
+                match e {
+                    StoreError::Spool(SpoolError::RecordTooLarge { .. }) => StoreOutcome::SpoolFull,
+                    StoreError::Spool(_) | StoreError::Envelope(_) => StoreOutcome::TempFailure,
+                }
+            }
+        }
+    }
+
+    /// Append the message, wait for its sync, then hand each recipient to
+    /// its owner: local users to their mailbox, remote domains (one share
+    /// per domain, all its recipients in one transaction) to their queue.
+    pub async fn store_and_route(self: &Rc<Self>, msg: NewMessage<'_>) -> Result<(), StoreError> {
+        let received_at_ms = msg.received_at.as_millis() as u64;
+        let record = MessageRecord {
+            queue_id: msg.queue_id,
+            received_at_ms,
+            client: msg.client,
+            helo: msg.helo,
+            sender: msg.sender,
+            recipients: msg.recipients,
             body: &[],
         };
-        let size = (trace.len() + body.len()) as u64;
-        let head = match encode_message_envelope(&record) {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::error!(core = self.id, queue_id = %queue_id, error = %e, "message envelope not encodable");
-                return StoreOutcome::TempFailure;
-            }
-        };
-        // The record's body is the trace header followed by the message.
-        let appended = match self.append(RecordKind::Message, &[&head, trace.as_bytes(), &body]) {
-            Ok(a) => a,
-            Err(e) => return store_failure(self.id, queue_id, e),
-        };
-        if let Err(e) = self.spool.durable(&appended.ticket).await {
-            return store_failure(self.id, queue_id, e);
-        }
+        let head = encode_message_envelope(&record)?;
+        let size: u64 = msg.body.iter().map(|p| p.len() as u64).sum();
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(msg.body.len() + 1);
+        parts.push(&head);
+        parts.extend_from_slice(msg.body);
+        let appended = self.append(RecordKind::Message, &parts)?;
+        self.spool.durable(&appended.ticket).await?;
         let at = appended.at;
+        let queue_id = msg.queue_id;
         self.message_written(at, record.recipients.len() as u16);
+        let to: Vec<&str> = record.recipients.iter().map(|r| r.address.as_str()).collect();
         tracing::info!(
-            queue_id = %queue_id, from = %sender, nrcpt = record.recipients.len(), size, client = %client,
+            queue_id = %queue_id, from = %record.sender, to = %to.join(","), size, client = %record.client,
             "message accepted"
         );
+        let sender = record.sender;
         let mut remote: Vec<QueuedMessage> = Vec::new();
         for (index, r) in record.recipients.into_iter().enumerate() {
             let recipient = index as u16;
             match r.route {
                 Route::Local { user } => {
-                    let entry = MailboxEntry {
-                        at,
-                        recipient,
-                        queue_id,
-                        received_at_ms: record.received_at_ms,
-                        size,
-                        sender: sender.clone(),
-                    };
+                    let entry = MailboxEntry { at, recipient, queue_id, received_at_ms, size, sender: sender.clone() };
+                    tracing::info!(queue_id = %queue_id, to = %r.address, status = "delivered", "stored in mailbox");
                     self.deliver(user, entry).await;
                 }
                 Route::Remote { domain } => {
                     let pending = PendingRecipient { index: recipient, address: r.address };
                     match remote.iter_mut().find(|m| m.domain == domain) {
                         Some(m) => m.recipients.push(pending),
-                        None => remote.push(QueuedMessage::new(at, queue_id, domain, sender.clone(), vec![pending], record.received_at_ms)),
+                        None => remote.push(QueuedMessage::new(
+                            at,
+                            queue_id,
+                            domain,
+                            sender.clone(),
+                            vec![pending],
+                            received_at_ms,
+                        )),
                     }
                 }
             }
         }
-        // One transaction per destination domain carries all its recipients.
-        for msg in remote {
-            self.enqueue(msg).await;
+        for m in remote {
+            self.enqueue(m).await;
         }
-        StoreOutcome::Stored { queue_id: queue_id.to_string() }
-    }
-}
-
-fn store_failure(core: usize, queue_id: QueueId, e: SpoolError) -> StoreOutcome {
-    tracing::error!(core, queue_id = %queue_id, error = %e, "message not stored");
-    match e {
-        SpoolError::RecordTooLarge { .. } => StoreOutcome::SpoolFull,
-        _ => StoreOutcome::TempFailure,
+        Ok(())
     }
 }
 
 /// Our trace header, one line so that a reader can strip it exactly.
-fn received_header(
-    hostname: &str,
-    client: IpAddr,
-    envelope: &Envelope,
-    queue_id: QueueId,
-    now: std::time::Duration,
-) -> String {
+fn received_header(hostname: &str, client: IpAddr, envelope: &Envelope, queue_id: QueueId, now: Duration) -> String {
     let proto = if envelope.esmtp { "ESMTP" } else { "SMTP" };
     let helo: String = envelope.helo.chars().filter(|c| c.is_ascii_graphic()).take(255).collect();
     format!(
         "Received: from {helo} ([{client}]) by {hostname} (ringmail) with {proto} id {queue_id}; {}\r\n",
-        rfc5322_date(now)
+        crate::delivery::dsn::format_date(now.as_millis() as u64)
     )
-}
-
-/// RFC 5322 date in UTC, e.g. "Sat, 28 Nov 2026 05:40:48 +0000".
-fn rfc5322_date(since_epoch: std::time::Duration) -> String {
-    let http = httpdate::fmt_http_date(UNIX_EPOCH + since_epoch);
-    match http.strip_suffix(" GMT") {
-        Some(s) => format!("{s} +0000"),
-        None => http,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn date_is_rfc5322_with_numeric_zone() {
-        let d = rfc5322_date(std::time::Duration::from_secs(1_795_844_448));
-        assert!(d.ends_with(" +0000"), "{d}");
-        assert_eq!(d.len(), "Sat, 28 Nov 2026 05:40:48 +0000".len(), "{d}");
-    }
 }

@@ -7,8 +7,9 @@
 //! (the local fast path). No `Mutex`, no globals; `RefCell` borrows are never
 //! held across an `.await`.
 
+pub mod admin;
 mod boot;
-mod intake;
+pub(crate) mod intake;
 mod mesh;
 mod msg;
 pub mod owner;
@@ -49,6 +50,10 @@ pub struct Shard {
     pub queue: RefCell<QueueShard>,
     pub mesh: Mesh,
     next_session: Cell<u64>,
+    /// DNS for MX lookups, with this core's cache.
+    pub resolver: crate::delivery::dns::Resolver,
+    /// Client TLS configs for relaying.
+    pub relay_tls: crate::relay::tls::RelayTls,
 }
 
 impl Shard {
@@ -73,7 +78,9 @@ impl Shard {
         match msg {
             ShardMsg::Deliver { user, entry } => self.mailboxes.borrow_mut().deliver(&user, entry),
             ShardMsg::Enqueue(msg) => {
+                let domain = msg.domain.clone();
                 self.queue.borrow_mut().enqueue(msg);
+                self.kick(&domain);
             }
             ShardMsg::SegmentGone { dir, segment } => self.maps.borrow_mut().forget(dir, segment),
             ShardMsg::Reply { id, reply } => self.mesh.complete(id, reply),
@@ -115,7 +122,9 @@ impl Shard {
     pub async fn enqueue(self: &Rc<Self>, msg: QueuedMessage) {
         let to = owner::domain_owner(&msg.domain, self.cores);
         if to == self.id {
+            let domain = msg.domain.clone();
             self.queue.borrow_mut().enqueue(msg);
+            self.kick(&domain);
         } else if self.mesh.send(to, ShardMsg::Enqueue(msg)).await.is_err() {
             tracing::warn!(core = self.id, to, "queue hand-off failed: peer gone");
         }
@@ -130,12 +139,21 @@ impl Shard {
             }
             Request::Commit { user, token, deleted } => Reply::Done(self.commit(&user, token, deleted).await),
             Request::Settle { items } => Reply::Done(self.settle(items).await),
+            Request::Queue(op) => {
+                let (text, count) = self.queue_op_local(op);
+                Reply::Queue { text, count }
+            }
         }
     }
 
     /// POP3 QUIT on a mailbox this core owns: make the deletions durable on
     /// the cores owning the records, then drop them from the index.
-    async fn commit(self: &Rc<Self>, user: &str, token: LockToken, deleted: Vec<(SpoolRef, u16)>) -> Result<(), String> {
+    async fn commit(
+        self: &Rc<Self>,
+        user: &str,
+        token: LockToken,
+        deleted: Vec<(SpoolRef, u16)>,
+    ) -> Result<(), String> {
         self.mailboxes.borrow().check_lock(user, token).map_err(|e: MailboxError| e.to_string())?;
         let mut by_owner: Vec<Vec<(SpoolRef, u16, Outcome)>> = vec![Vec::new(); self.cores];
         for &(at, rcpt) in &deleted {
@@ -160,7 +178,9 @@ impl Shard {
         let mut last = None;
         for (target, recipient, outcome) in items {
             let t = spool::Tombstone { target, recipient, outcome };
-            let appended = self.append(spool::RecordKind::Tombstone, &[&spool::encode_tombstone(&t)]).map_err(|e| e.to_string())?;
+            let appended = self
+                .append(spool::RecordKind::Tombstone, &[&spool::encode_tombstone(&t)])
+                .map_err(|e| e.to_string())?;
             written.push((appended.at, target, recipient));
             last = Some(appended.ticket);
         }
@@ -180,7 +200,11 @@ impl Shard {
 
     /// Append a record to this core's spool, keeping the ledger told of
     /// segment rollovers (the old write segment may become deletable).
-    pub fn append(self: &Rc<Self>, kind: spool::RecordKind, parts: &[&[u8]]) -> Result<spool::Appended, spool::SpoolError> {
+    pub fn append(
+        self: &Rc<Self>,
+        kind: spool::RecordKind,
+        parts: &[&[u8]],
+    ) -> Result<spool::Appended, spool::SpoolError> {
         let appended = self.spool.append(kind, parts)?;
         let seq = appended.at.segment;
         if seq != self.write_segment.get() {

@@ -13,14 +13,27 @@ use crate::spool::{Outcome, SpoolRef};
 #[derive(Debug)]
 pub enum ShardMsg {
     /// One-way: a durable message for a user this core owns.
-    Deliver { user: String, entry: MailboxEntry },
+    Deliver {
+        user: String,
+        entry: MailboxEntry,
+    },
     /// One-way: durable relay work for a domain this core owns.
     Enqueue(QueuedMessage),
     /// One-way: a spool segment was deleted; drop any map of it.
-    SegmentGone { dir: u16, segment: u32 },
+    SegmentGone {
+        dir: u16,
+        segment: u32,
+    },
     /// A request; the receiver answers with `Reply { id, .. }` to `from`.
-    Request { from: usize, id: u64, req: Request },
-    Reply { id: u64, reply: Reply },
+    Request {
+        from: usize,
+        id: u64,
+        req: Request,
+    },
+    Reply {
+        id: u64,
+        reply: Reply,
+    },
 }
 
 /// Work a core asks its owner to do.
@@ -35,6 +48,8 @@ pub enum Request {
     /// Append tombstones for records in a spool dir this core owns and wait
     /// for their sync.
     Settle { items: Vec<(SpoolRef, u16, Outcome)> },
+    /// An operator's queue command, for this core's shard.
+    Queue(super::admin::QueueOp),
 }
 
 #[derive(Debug)]
@@ -42,4 +57,9 @@ pub enum Reply {
     Locked(Result<Vec<MailboxEntry>, MailboxError>),
     /// Done, or why not (a spool error, a lost lock), as text for the log.
     Done(Result<(), String>),
+    /// This core's part of a queue command.
+    Queue {
+        text: String,
+        count: usize,
+    },
 }

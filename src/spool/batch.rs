@@ -117,11 +117,7 @@ impl WriteState {
 
     /// Where the next record would start if it fits the current segment.
     pub(crate) fn position(&self) -> SpoolRef {
-        SpoolRef {
-            dir: self.dir,
-            segment: self.seq,
-            offset: self.offset,
-        }
+        SpoolRef { dir: self.dir, segment: self.seq, offset: self.offset }
     }
 
     /// Size of the segment receiving appends.
@@ -139,10 +135,7 @@ impl WriteState {
         let payload_len = parts.iter().fold(0usize, |n, p| n.saturating_add(p.len()));
         let len = record_len(payload_len.min(usize::MAX - 64));
         if len > self.segment_size as usize {
-            return Err(SpoolError::RecordTooLarge {
-                len: len as u64,
-                segment_size: self.segment_size,
-            });
+            return Err(SpoolError::RecordTooLarge { len: len as u64, segment_size: self.segment_size });
         }
         if self.offset as usize + len > self.capacity as usize {
             self.roll_over();
@@ -152,18 +145,9 @@ impl WriteState {
         let batch = self.open.get_or_insert_with(|| {
             let commit: Rc<Commit> = Rc::default();
             *newest = Some(commit.clone());
-            Batch {
-                seq: at.segment,
-                start: at.offset,
-                buf: Vec::new(),
-                records: 0,
-                commit,
-            }
+            Batch { seq: at.segment, start: at.offset, buf: Vec::new(), records: 0, commit }
         });
-        let key = SegmentKey {
-            dir: self.dir,
-            seq: self.seq,
-        };
+        let key = SegmentKey { dir: self.dir, seq: self.seq };
         encode_into(&mut batch.buf, kind, key, parts);
         batch.records += 1;
         // len <= capacity - offset, so this stays within u32.
@@ -192,11 +176,7 @@ impl WriteState {
 
     /// Commits of batches not yet taken by the committer.
     pub(crate) fn pending_commits(&self) -> Vec<Rc<Commit>> {
-        self.sealed
-            .iter()
-            .chain(self.open.iter())
-            .map(|b| b.commit.clone())
-            .collect()
+        self.sealed.iter().chain(self.open.iter()).map(|b| b.commit.clone()).collect()
     }
 
     /// The commit settled after every other one handed out so far.
@@ -278,9 +258,7 @@ mod tests {
     #[test]
     fn record_filling_a_segment_exactly_fits() {
         let mut s = state();
-        let (at, _, len) = s
-            .reserve(RecordKind::Message, &[&[0; 4096 - HEADER_LEN]])
-            .unwrap();
+        let (at, _, len) = s.reserve(RecordKind::Message, &[&[0; 4096 - HEADER_LEN]]).unwrap();
         assert_eq!((at.segment, len), (0, 4096));
         assert_eq!(s.position().offset, 4096);
     }
@@ -289,13 +267,7 @@ mod tests {
     fn record_larger_than_a_segment_is_too_large() {
         let mut s = state();
         let err = s.reserve(RecordKind::Message, &[&[0; 4096 - HEADER_LEN + 1]]);
-        assert!(matches!(
-            err,
-            Err(SpoolError::RecordTooLarge {
-                len: 4104,
-                segment_size: 4096
-            })
-        ));
+        assert!(matches!(err, Err(SpoolError::RecordTooLarge { len: 4104, segment_size: 4096 })));
         assert_eq!(s.position().offset, 0);
     }
 

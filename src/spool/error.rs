@@ -19,15 +19,8 @@ pub enum SpoolError {
     #[error("segment size {size} is invalid: it must be a multiple of 4096 between 4096 and 4 GiB - 4096")]
     InvalidSegmentSize { size: u64 },
     /// The resume point does not lie inside its segment.
-    #[error(
-        "resume offset {offset} is beyond segment core-{dir}/segment-{segment:08x} of {size} bytes"
-    )]
-    InvalidTail {
-        dir: u16,
-        segment: u32,
-        offset: u32,
-        size: u64,
-    },
+    #[error("resume offset {offset} is beyond segment core-{dir}/segment-{segment:08x} of {size} bytes")]
+    InvalidTail { dir: u16, segment: u32, offset: u32, size: u64 },
     /// A record can never fit in a segment, however empty.
     #[error("a record of {len} bytes can never fit in a segment of {segment_size} bytes")]
     RecordTooLarge { len: u64, segment_size: u32 },
@@ -104,12 +97,7 @@ pub enum SpoolError {
     /// Recovery found an intact record it must not cut (newer version,
     /// misplaced segment file): it refuses to start rather than destroy it.
     #[error("record at {dir}:{segment:08x}:{offset:x} cannot be read by this version: {reason}")]
-    UnreadableRecord {
-        dir: u16,
-        segment: u32,
-        offset: u32,
-        reason: BadRecord,
-    },
+    UnreadableRecord { dir: u16, segment: u32, offset: u32, reason: BadRecord },
     /// A record with a good checksum whose payload does not decode.
     #[error("record at {at} does not decode: {source}")]
     Undecodable {

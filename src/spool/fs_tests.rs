@@ -10,18 +10,14 @@ use glommio::{LocalExecutorBuilder, Placement};
 use super::ids::{QueueId, SegmentKey, SpoolRef};
 use super::io::DirStore;
 use super::layout::segment_path;
-use super::payload::{
-    decode_message, encode_message_envelope, MessageRecord, RecipientEntry, Route,
-};
+use super::payload::{decode_message, encode_message_envelope, MessageRecord, RecipientEntry, Route};
 use super::reader::SegmentMaps;
 use super::record::RecordKind;
 use super::recovery::recover;
 use super::writer::{Spool, SpoolConfig};
 use super::SpoolError;
 
-const CONFIG: SpoolConfig = SpoolConfig {
-    segment_size: 256 << 10,
-};
+const CONFIG: SpoolConfig = SpoolConfig { segment_size: 256 << 10 };
 
 fn run<T>(f: impl std::future::Future<Output = T>) -> T {
     LocalExecutorBuilder::new(Placement::Unbound)
@@ -49,17 +45,12 @@ async fn store_message(spool: &Spool<DirStore>, id: u64) -> SpoolRef {
         sender: "s@client.test".into(),
         recipients: vec![RecipientEntry {
             address: "jane@example.test".into(),
-            route: Route::Local {
-                user: "jane".into(),
-            },
+            route: Route::Local { user: "jane".into() },
         }],
         body: &body,
     };
     let envelope = encode_message_envelope(&msg).unwrap();
-    spool
-        .append_durable(RecordKind::Message, &[&envelope, &body])
-        .await
-        .unwrap()
+    spool.append_durable(RecordKind::Message, &[&envelope, &body]).await.unwrap()
 }
 
 fn check_bodies(root: &Path, expected: &[(SpoolRef, u64)]) {
@@ -98,10 +89,7 @@ fn real_segments_survive_restart_and_appends_resume_at_the_tail() {
         }
         let stats = spool.stats();
         assert!(stats.syncs < stats.records, "{stats:?}");
-        assert!(
-            placed.iter().any(|(at, _)| at.segment > 0),
-            "40 x 10 KiB rolls over 256 KiB"
-        );
+        assert!(placed.iter().any(|(at, _)| at.segment > 0), "40 x 10 KiB rolls over 256 KiB");
         spool.flush().await.unwrap();
         drop(spool);
 
@@ -136,21 +124,15 @@ fn recovery_zeroes_stale_bytes_after_the_tail_on_disk() {
         spool.flush().await.unwrap();
         drop(spool);
         let path = segment_path(&root, SegmentKey { dir: 0, seq: 0 });
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap();
-        file.write_all_at(b"stale bytes", u64::from(tail.offset) + 4000)
-            .unwrap();
+        let file = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        file.write_all_at(b"stale bytes", u64::from(tail.offset) + 4000).unwrap();
 
         let rec = recover(&root).unwrap();
         assert_eq!(rec.messages.len(), 1);
         assert_eq!(rec.repairs.len(), 1);
         assert_eq!(rec.repairs[0].from, tail.offset);
         let mut buf = [1u8; 11];
-        file.read_exact_at(&mut buf, u64::from(tail.offset) + 4000)
-            .unwrap();
+        file.read_exact_at(&mut buf, u64::from(tail.offset) + 4000).unwrap();
         assert_eq!(buf, [0; 11]);
         assert!(recover(&root).unwrap().repairs.is_empty());
     });
@@ -177,19 +159,10 @@ fn reads_name_missing_and_misaligned_records() {
         let mut maps = SegmentMaps::new(&root);
         let end = spool.write_position();
         assert!(matches!(maps.record(end), Err(SpoolError::NoRecord { .. })));
-        let inside = SpoolRef {
-            offset: at.offset + 8,
-            ..at
-        };
-        assert!(matches!(
-            maps.record(inside),
-            Err(SpoolError::BadRecord { .. })
-        ));
+        let inside = SpoolRef { offset: at.offset + 8, ..at };
+        assert!(matches!(maps.record(inside), Err(SpoolError::BadRecord { .. })));
         let elsewhere = SpoolRef { segment: 9, ..at };
-        assert!(matches!(
-            maps.record(elsewhere),
-            Err(SpoolError::OpenSegment { .. })
-        ));
+        assert!(matches!(maps.record(elsewhere), Err(SpoolError::OpenSegment { .. })));
         assert_eq!(maps.len(), 1);
         maps.forget(0, 0);
         assert!(maps.is_empty());
@@ -202,15 +175,8 @@ fn reclaimed_segment_is_removed_but_mapped_views_stay_readable() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_path_buf();
     run(async {
-        let spool = Spool::new(
-            DirStore::open(&root, 0).unwrap(),
-            0,
-            SpoolConfig {
-                segment_size: 16 << 10,
-            },
-            None,
-        )
-        .unwrap();
+        let spool =
+            Spool::new(DirStore::open(&root, 0).unwrap(), 0, SpoolConfig { segment_size: 16 << 10 }, None).unwrap();
         let first = store_message(&spool, 1).await;
         store_message(&spool, 2).await;
         assert_eq!(spool.write_position().segment, 1);
@@ -220,10 +186,7 @@ fn reclaimed_segment_is_removed_but_mapped_views_stay_readable() {
         assert!(!segment_path(&root, first.segment_key()).exists());
         assert_eq!(decode_message(view.payload()).unwrap().queue_id, QueueId(1));
         maps.forget(0, 0);
-        assert!(matches!(
-            maps.record(first),
-            Err(SpoolError::OpenSegment { .. })
-        ));
+        assert!(matches!(maps.record(first), Err(SpoolError::OpenSegment { .. })));
         spool.flush().await.unwrap();
     });
 }

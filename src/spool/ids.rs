@@ -44,9 +44,7 @@ impl FromStr for QueueId {
         if !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(ParseIdError::BadNumber { part: s.to_owned() });
         }
-        u64::from_str_radix(s, 16)
-            .map(QueueId)
-            .map_err(|_| ParseIdError::BadNumber { part: s.to_owned() })
+        u64::from_str_radix(s, 16).map(QueueId).map_err(|_| ParseIdError::BadNumber { part: s.to_owned() })
     }
 }
 
@@ -67,10 +65,7 @@ impl QueueIdGen {
     /// A generator for `dir` that never returns an id `<= last` (pass the
     /// highest id recovered for this directory).
     pub fn new(dir: u16, last: Option<QueueId>) -> Self {
-        QueueIdGen {
-            dir_byte: u64::from(dir & 0xff),
-            last: last.map(|q| q.0),
-        }
+        QueueIdGen { dir_byte: u64::from(dir & 0xff), last: last.map(|q| q.0) }
     }
 
     /// The next id, given the current wall clock in microseconds since the
@@ -119,10 +114,7 @@ pub struct SpoolRef {
 impl SpoolRef {
     /// The segment file holding this record.
     pub fn segment_key(&self) -> SegmentKey {
-        SegmentKey {
-            dir: self.dir,
-            seq: self.segment,
-        }
+        SegmentKey { dir: self.dir, seq: self.segment }
     }
 }
 
@@ -137,29 +129,15 @@ impl FromStr for SpoolRef {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut parts = s.split(':');
-        let (Some(dir), Some(segment), Some(offset), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(dir), Some(segment), Some(offset), None) = (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(ParseIdError::SpoolRefShape);
         };
-        let bad = |part: &str| ParseIdError::BadNumber {
-            part: part.to_owned(),
-        };
+        let bad = |part: &str| ParseIdError::BadNumber { part: part.to_owned() };
         let digits = |part: &str, hex: bool| {
-            !part.is_empty()
-                && part.bytes().all(|b| {
-                    if hex {
-                        b.is_ascii_hexdigit()
-                    } else {
-                        b.is_ascii_digit()
-                    }
-                })
+            !part.is_empty() && part.bytes().all(|b| if hex { b.is_ascii_hexdigit() } else { b.is_ascii_digit() })
         };
-        if !digits(dir, false)
-            || segment.len() != 8
-            || !digits(segment, true)
-            || !digits(offset, true)
-        {
+        if !digits(dir, false) || segment.len() != 8 || !digits(segment, true) || !digits(offset, true) {
             return Err(ParseIdError::SpoolRefShape);
         }
         Ok(SpoolRef {
@@ -217,11 +195,7 @@ mod tests {
 
     #[test]
     fn spool_ref_displays_and_parses() {
-        let r = SpoolRef {
-            dir: 2,
-            segment: 10,
-            offset: 0x1f40,
-        };
+        let r = SpoolRef { dir: 2, segment: 10, offset: 0x1f40 };
         assert_eq!(r.to_string(), "2:0000000a:1f40");
         assert_eq!("2:0000000a:1f40".parse::<SpoolRef>(), Ok(r));
         assert!("2:a:1f40".parse::<SpoolRef>().is_err());

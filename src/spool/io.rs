@@ -66,10 +66,7 @@ impl DirStore {
     /// start-up.
     pub fn open(root: &Path, dir: u16) -> Result<DirStore, SpoolError> {
         let path = dir_path(root, dir);
-        let err = |source: io::Error| SpoolError::Directory {
-            path: path.clone(),
-            source: Arc::new(source),
-        };
+        let err = |source: io::Error| SpoolError::Directory { path: path.clone(), source: Arc::new(source) };
         if !path.is_dir() {
             let root_existed = root.is_dir();
             std::fs::create_dir_all(&path).map_err(err)?;
@@ -80,9 +77,7 @@ impl DirStore {
                 parents.extend(root.parent().filter(|p| !p.as_os_str().is_empty()));
             }
             for dir in parents {
-                std::fs::File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(err)?;
+                std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
             }
         }
         Ok(DirStore { path })
@@ -102,9 +97,7 @@ impl DirStore {
     /// new or removed entries on every filesystem.
     async fn sync_dir(&self) -> io::Result<()> {
         let path = self.path.clone();
-        glommio::executor()
-            .spawn_blocking(move || std::fs::File::open(path)?.sync_all())
-            .await
+        glommio::executor().spawn_blocking(move || std::fs::File::open(path)?.sync_all()).await
     }
 }
 
@@ -120,20 +113,12 @@ impl SegmentStore for DirStore {
     async fn create(&self, seq: u32, size: u64) -> io::Result<BufferedSegment> {
         let path = self.segment(seq);
         if path.exists() {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{} exists", path.display()),
-            ));
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", path.display())));
         }
         let mut temp = path.clone().into_os_string();
         temp.push(TEMP_SUFFIX);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .buffered_open(&temp)
-            .await?;
+        let mut file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(true).buffered_open(&temp).await?;
         let segment = BufferedSegment { file };
         let mut pos = 0u64;
         while pos < size {
@@ -149,11 +134,7 @@ impl SegmentStore for DirStore {
     }
 
     async fn open(&self, seq: u32) -> io::Result<BufferedSegment> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .buffered_open(self.segment(seq))
-            .await?;
+        let file = OpenOptions::new().read(true).write(true).buffered_open(self.segment(seq)).await?;
         Ok(BufferedSegment { file })
     }
 

@@ -55,11 +55,7 @@ pub fn parse_segment_name(name: &str) -> Option<SegmentName> {
         return None;
     }
     let seq = u32::from_str_radix(hex, 16).ok()?;
-    Some(if temp {
-        SegmentName::Temp(seq)
-    } else {
-        SegmentName::Segment(seq)
-    })
+    Some(if temp { SegmentName::Temp(seq) } else { SegmentName::Segment(seq) })
 }
 
 #[cfg(test)]
@@ -72,14 +68,8 @@ mod tests {
         let p = segment_path(Path::new("/s"), key);
         assert_eq!(p, Path::new("/s/core-12/segment-000000ab"));
         assert_eq!(parse_dir_name("core-12"), Some(12));
-        assert_eq!(
-            parse_segment_name("segment-000000ab"),
-            Some(SegmentName::Segment(0xab))
-        );
-        assert_eq!(
-            parse_segment_name("segment-000000ab.tmp"),
-            Some(SegmentName::Temp(0xab))
-        );
+        assert_eq!(parse_segment_name("segment-000000ab"), Some(SegmentName::Segment(0xab)));
+        assert_eq!(parse_segment_name("segment-000000ab.tmp"), Some(SegmentName::Temp(0xab)));
     }
 
     #[test]
@@ -87,12 +77,7 @@ mod tests {
         for name in ["core-", "core-x", "core-+1", "core-70000", "cores-1"] {
             assert_eq!(parse_dir_name(name), None, "{name}");
         }
-        for name in [
-            "segment-ab",
-            "segment-000000ag",
-            "segment-000000ab.bak",
-            "x",
-        ] {
+        for name in ["segment-ab", "segment-000000ag", "segment-000000ab.bak", "x"] {
             assert_eq!(parse_segment_name(name), None, "{name}");
         }
     }

@@ -21,6 +21,9 @@
 //!   tombstones are written by the owner of the message's directory.)
 //! - The write segment stays even when dead, so a directory's highest
 //!   sequence number survives restarts and is never reused.
+//! - Recipient-state records are not fed to the ledger: they keep no segment
+//!   alive and pin none. Losing one is harmless (a retry comes sooner), and
+//!   letting them pin would keep every segment a deferral touched.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -99,21 +102,13 @@ impl Ledger {
 
     /// A tombstone written at `at` made recipient `recipient` of the message
     /// at `target` final. Returns segments this made deletable.
-    pub fn tombstone_written(
-        &mut self,
-        at: SpoolRef,
-        target: SpoolRef,
-        recipient: u16,
-    ) -> Vec<SegmentKey> {
+    pub fn tombstone_written(&mut self, at: SpoolRef, target: SpoolRef, recipient: u16) -> Vec<SegmentKey> {
         let holder = at.segment_key();
         self.segments.entry(holder).or_default();
         let target_seg = target.segment_key();
-        let target_exists = self.segments.contains_key(&target_seg)
-            || !self.write_segments.contains_key(&target_seg.dir);
-        if target_seg != holder
-            && target_exists
-            && self.pinned_by.entry(target_seg).or_default().insert(holder)
-        {
+        let target_exists =
+            self.segments.contains_key(&target_seg) || !self.write_segments.contains_key(&target_seg.dir);
+        if target_seg != holder && target_exists && self.pinned_by.entry(target_seg).or_default().insert(holder) {
             if let Some(h) = self.segments.get_mut(&holder) {
                 h.pins += 1;
             }
@@ -188,11 +183,7 @@ impl Ledger {
 
     /// Every segment that may be deleted now (a full scan; for start-up).
     pub fn deletable(&self) -> Vec<SegmentKey> {
-        self.segments
-            .keys()
-            .copied()
-            .filter(|&k| self.deletable_now(k).is_some())
-            .collect()
+        self.segments.keys().copied().filter(|&k| self.deletable_now(k).is_some()).collect()
     }
 
     fn deletable_now(&self, key: SegmentKey) -> Option<SegmentKey> {
@@ -211,11 +202,7 @@ mod tests {
     }
 
     fn at(dir: u16, seq: u32, offset: u32) -> SpoolRef {
-        SpoolRef {
-            dir,
-            segment: seq,
-            offset,
-        }
+        SpoolRef { dir, segment: seq, offset }
     }
 
     /// Messages in segment 0 of dir 0; the write segment is 1, holding the
@@ -236,10 +223,7 @@ mod tests {
         assert!(l.tombstone_written(at(0, 1, 8), at(0, 0, 64), 0).is_empty());
         assert!(l.is_live(at(0, 0, 0)));
         assert!(!l.is_final(at(0, 0, 0), 1));
-        assert_eq!(
-            l.tombstone_written(at(0, 1, 16), at(0, 0, 0), 1),
-            [seg(0, 0)]
-        );
+        assert_eq!(l.tombstone_written(at(0, 1, 16), at(0, 0, 0), 1), [seg(0, 0)]);
         assert_eq!(l.live_messages(), 0);
     }
 
@@ -275,10 +259,7 @@ mod tests {
         assert!(l.tombstone_written(at(0, 2, 0), at(0, 1, 0), 0).is_empty());
         assert!(l.deletable().is_empty());
         // seg 0's last message dies: seg 0 may go, seg 1 not yet.
-        assert_eq!(
-            l.tombstone_written(at(0, 2, 8), at(0, 0, 64), 0),
-            [seg(0, 0)]
-        );
+        assert_eq!(l.tombstone_written(at(0, 2, 8), at(0, 0, 64), 0), [seg(0, 0)]);
         assert_eq!(l.deletable(), [seg(0, 0)]);
         // Once seg 0 is gone, seg 1 (pinning it) may go; seg 2 pins seg 1.
         assert_eq!(l.segment_removed(seg(0, 0)), [seg(0, 1)]);
@@ -292,10 +273,7 @@ mod tests {
         l.set_write_segment(seg(0, 0));
         l.message_written(at(0, 0, 0), 1);
         l.set_write_segment(seg(0, 1));
-        assert_eq!(
-            l.tombstone_written(at(0, 1, 0), at(0, 0, 0), 0),
-            [seg(0, 0)]
-        );
+        assert_eq!(l.tombstone_written(at(0, 1, 0), at(0, 0, 0), 0), [seg(0, 0)]);
         assert!(l.segment_removed(seg(0, 0)).is_empty());
         // A retried tombstone after the target's segment is gone.
         assert!(l.tombstone_written(at(0, 1, 8), at(0, 0, 0), 0).is_empty());

@@ -9,7 +9,7 @@
 //!
 //! # Map
 //! - [`record`]: header format, `scan_segment` (pure).
-//! - [`payload`]: message and tombstone codecs (pure).
+//! - [`payload`]: message, tombstone and recipient-state codecs (pure).
 //! - [`ids`]: `QueueId` and its generator, `SpoolRef`, `SegmentKey` (pure).
 //! - [`layout`]: file names (pure).
 //! - `batch`: reservation, rollover and write batches (sync, no I/O).
@@ -73,7 +73,9 @@
 //! # Reclaiming
 //! A segment is deleted only when it holds no live message and no tombstone
 //! whose target segment still exists (see [`ledger`]); deleting tombstones
-//! first would resurrect mail after a restart.
+//! first would resurrect mail after a restart. Recipient-state records count
+//! for nothing: losing one only makes a retry come sooner (recovery falls
+//! back to an older state, or none), so they never keep a segment.
 
 mod batch;
 pub mod error;
@@ -101,12 +103,11 @@ pub use ids::{ParseIdError, QueueId, QueueIdGen, SegmentKey, SpoolRef};
 pub use io::{BufferedSegment, DirStore, SegmentFile, SegmentStore};
 pub use ledger::Ledger;
 pub use payload::{
-    decode_message, decode_tombstone, encode_message, encode_message_envelope, encode_tombstone,
-    DecodeError, EncodeError, MessageRecord, Outcome, RecipientEntry, Route, Tombstone,
+    decode_message, decode_recipient_state, decode_tombstone, encode_message, encode_message_envelope,
+    encode_recipient_state, encode_tombstone, DecodeError, EncodeError, MessageRecord, Outcome, RecipientEntry,
+    RecipientState, Route, Tombstone, LAST_ERROR_MAX_LEN,
 };
 pub use reader::{RecordView, SegmentMaps};
 pub use record::{scan_segment, BadRecord, RecordKind, ScanEnd, ScannedRecord, SegmentScan};
-pub use recovery::{
-    recover, recover_images, LiveMessage, Recovered, Repair, SegmentImage, TornRecord,
-};
+pub use recovery::{recover, recover_images, LiveMessage, Recovered, Repair, SegmentImage, TornRecord};
 pub use writer::{Appended, CommitTicket, Spool, SpoolConfig, SpoolStats, Tail};

@@ -1,4 +1,5 @@
-//! Payload codecs for the record kinds that have one: messages and tombstones.
+//! Payload codecs for the record kinds that have one: messages, tombstones
+//! and recipient states.
 //!
 //! Pure functions. Encoding a message yields its envelope bytes and leaves the
 //! body to be passed as a separate part, so the body is copied once, into the
@@ -18,6 +19,17 @@
 //! ```text
 //! target dir u16 | target segment u32 | target offset u32 | recipient u16 | outcome u8
 //! ```
+//!
+//! # Recipient state payload (35 bytes + last error)
+//!
+//! ```text
+//! target dir u16 | target segment u32 | target offset u32 | recipient u16
+//! | seq u64 | attempts u32 | next_attempt_ms u64 | flags u8 (bit 0 warned,
+//! bit 1 held, others 0) | last_error str
+//! ```
+//!
+//! Every byte is accounted for: a payload that is shorter or longer than its
+//! fields say does not decode.
 
 use super::ids::{QueueId, SpoolRef};
 
@@ -106,6 +118,54 @@ pub struct Tombstone {
 /// Size of an encoded tombstone payload.
 pub const TOMBSTONE_LEN: usize = 13;
 
+/// The delivery state of one recipient that is not final yet: deferred
+/// after a temporary failure, or held by the operator.
+///
+/// Written by the relay engine without waiting for durability, and never
+/// keeping a segment alive (see `ledger`): recovery may therefore return an
+/// older state than the last one written, or none. Callers must be content
+/// with that: a retry comes sooner, and a `warned` or `held` flag set in a
+/// lost state is not set after the restart.
+///
+/// Of several states for one recipient, recovery keeps the one with the
+/// highest [`seq`](Self::seq); on equal `seq`, the one written last in
+/// (dir, segment, offset) order.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RecipientState {
+    /// The message record this is about (possibly in another spool directory).
+    pub target: SpoolRef,
+    /// Index into the message's recipients.
+    pub recipient: u16,
+    /// Orders the states of one recipient: each new state must have a `seq`
+    /// greater than every earlier state of that recipient (the previous
+    /// one, in memory or recovered, plus one). Stored, because the states
+    /// of one recipient may lie in several spool directories (its owner core
+    /// changes when the core count does), and because no other field is
+    /// monotonic: a hold, a release or a flush changes neither `attempts`
+    /// nor moves `next_attempt_ms` forward.
+    pub seq: u64,
+    /// Delivery attempts so far (drives the retry schedule).
+    pub attempts: u32,
+    /// When to try again (ms since the Unix epoch).
+    pub next_attempt_ms: u64,
+    /// A delay notice was sent already.
+    pub warned: bool,
+    /// Held by the operator: not tried until released.
+    pub held: bool,
+    /// The remote reply or local reason of the last temporary failure, at
+    /// most [`LAST_ERROR_MAX_LEN`] bytes.
+    pub last_error: String,
+}
+
+/// Longest [`RecipientState::last_error`] that can be stored, in bytes.
+pub const LAST_ERROR_MAX_LEN: usize = u16::MAX as usize;
+
+/// Size of a recipient state payload without its `last_error` bytes (the
+/// length prefix included).
+const RECIPIENT_STATE_FIXED_LEN: usize = 35;
+const WARNED: u8 = 1;
+const HELD: u8 = 2;
+
 /// Why a message cannot be encoded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {
@@ -132,16 +192,16 @@ pub enum DecodeError {
     /// A tombstone's outcome byte is unknown.
     #[error("unknown outcome {tag}")]
     UnknownOutcome { tag: u8 },
-    /// A fixed-size payload has the wrong length.
+    /// A recipient state's flags byte has bits this version does not know.
+    #[error("unknown recipient state flags {flags:#04x}")]
+    UnknownStateFlags { flags: u8 },
+    /// A payload is longer (or, for a fixed size, shorter) than its fields.
     #[error("payload is {len} bytes, expected {expected}")]
     WrongLength { len: usize, expected: usize },
 }
 
 fn put_str(out: &mut Vec<u8>, field: &'static str, s: &str) -> Result<(), EncodeError> {
-    let len = u16::try_from(s.len()).map_err(|_| EncodeError::FieldTooLong {
-        field,
-        len: s.len(),
-    })?;
+    let len = u16::try_from(s.len()).map_err(|_| EncodeError::FieldTooLong { field, len: s.len() })?;
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(s.as_bytes());
     Ok(())
@@ -151,10 +211,8 @@ fn put_str(out: &mut Vec<u8>, field: &'static str, s: &str) -> Result<(), Encode
 /// by `msg.body`, passed as a second part:
 /// `spool.append(RecordKind::Message, &[&envelope, msg.body])`.
 pub fn encode_message_envelope(msg: &MessageRecord<'_>) -> Result<Vec<u8>, EncodeError> {
-    let count =
-        u16::try_from(msg.recipients.len()).map_err(|_| EncodeError::TooManyRecipients {
-            count: msg.recipients.len(),
-        })?;
+    let count = u16::try_from(msg.recipients.len())
+        .map_err(|_| EncodeError::TooManyRecipients { count: msg.recipients.len() })?;
     let strings: usize = msg.client.len()
         + msg.helo.len()
         + msg.sender.len()
@@ -235,9 +293,7 @@ impl<'a> Reader<'a> {
     fn string(&mut self, field: &'static str) -> Result<String, DecodeError> {
         let len = self.u16(field)?;
         let bytes = self.take(usize::from(len), field)?;
-        std::str::from_utf8(bytes)
-            .map(str::to_owned)
-            .map_err(|_| DecodeError::InvalidUtf8 { field })
+        std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| DecodeError::InvalidUtf8 { field })
     }
 }
 
@@ -255,25 +311,13 @@ pub fn decode_message(payload: &[u8]) -> Result<MessageRecord<'_>, DecodeError> 
     for _ in 0..count {
         let address = r.string("recipient address")?;
         let route = match r.u8("recipient route")? {
-            0 => Route::Local {
-                user: r.string("recipient route")?,
-            },
-            1 => Route::Remote {
-                domain: r.string("recipient route")?,
-            },
+            0 => Route::Local { user: r.string("recipient route")? },
+            1 => Route::Remote { domain: r.string("recipient route")? },
             tag => return Err(DecodeError::UnknownRoute { tag }),
         };
         recipients.push(RecipientEntry { address, route });
     }
-    Ok(MessageRecord {
-        queue_id,
-        received_at_ms,
-        client,
-        helo,
-        sender,
-        recipients,
-        body: r.rest,
-    })
+    Ok(MessageRecord { queue_id, received_at_ms, client, helo, sender, recipients, body: r.rest })
 }
 
 /// Encodes a tombstone payload.
@@ -290,169 +334,63 @@ pub fn encode_tombstone(t: &Tombstone) -> [u8; TOMBSTONE_LEN] {
 /// Decodes a tombstone payload.
 pub fn decode_tombstone(payload: &[u8]) -> Result<Tombstone, DecodeError> {
     if payload.len() != TOMBSTONE_LEN {
-        return Err(DecodeError::WrongLength {
-            len: payload.len(),
-            expected: TOMBSTONE_LEN,
-        });
+        return Err(DecodeError::WrongLength { len: payload.len(), expected: TOMBSTONE_LEN });
     }
     let mut r = Reader { rest: payload };
-    let target = SpoolRef {
-        dir: r.u16("target dir")?,
-        segment: r.u32("target segment")?,
-        offset: r.u32("target offset")?,
-    };
+    let target =
+        SpoolRef { dir: r.u16("target dir")?, segment: r.u32("target segment")?, offset: r.u32("target offset")? };
     let recipient = r.u16("recipient")?;
     let tag = r.u8("outcome")?;
     let outcome = Outcome::from_byte(tag).ok_or(DecodeError::UnknownOutcome { tag })?;
-    Ok(Tombstone {
+    Ok(Tombstone { target, recipient, outcome })
+}
+
+/// Encodes a recipient state payload. Fails only when `last_error` is longer
+/// than [`LAST_ERROR_MAX_LEN`].
+pub fn encode_recipient_state(s: &RecipientState) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(RECIPIENT_STATE_FIXED_LEN + s.last_error.len());
+    out.extend_from_slice(&s.target.dir.to_le_bytes());
+    out.extend_from_slice(&s.target.segment.to_le_bytes());
+    out.extend_from_slice(&s.target.offset.to_le_bytes());
+    out.extend_from_slice(&s.recipient.to_le_bytes());
+    out.extend_from_slice(&s.seq.to_le_bytes());
+    out.extend_from_slice(&s.attempts.to_le_bytes());
+    out.extend_from_slice(&s.next_attempt_ms.to_le_bytes());
+    out.push(if s.warned { WARNED } else { 0 } | if s.held { HELD } else { 0 });
+    put_str(&mut out, "last error", &s.last_error)?;
+    Ok(out)
+}
+
+/// Decodes a recipient state payload. Trailing bytes are an error.
+pub fn decode_recipient_state(payload: &[u8]) -> Result<RecipientState, DecodeError> {
+    let mut r = Reader { rest: payload };
+    let target =
+        SpoolRef { dir: r.u16("target dir")?, segment: r.u32("target segment")?, offset: r.u32("target offset")? };
+    let recipient = r.u16("recipient")?;
+    let seq = r.u64("seq")?;
+    let attempts = r.u32("attempts")?;
+    let next_attempt_ms = r.u64("next attempt")?;
+    let flags = r.u8("flags")?;
+    if flags & !(WARNED | HELD) != 0 {
+        return Err(DecodeError::UnknownStateFlags { flags });
+    }
+    let last_error = r.string("last error")?;
+    if !r.rest.is_empty() {
+        let expected = RECIPIENT_STATE_FIXED_LEN + last_error.len();
+        return Err(DecodeError::WrongLength { len: payload.len(), expected });
+    }
+    Ok(RecipientState {
         target,
         recipient,
-        outcome,
+        seq,
+        attempts,
+        next_attempt_ms,
+        warned: flags & WARNED != 0,
+        held: flags & HELD != 0,
+        last_error,
     })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::{Rng, SeedableRng};
-
-    fn sample(body: &[u8]) -> MessageRecord<'_> {
-        MessageRecord {
-            queue_id: QueueId(0x1234_5678_9abc_de01),
-            received_at_ms: 1_700_000_000_123,
-            client: "192.0.2.7".into(),
-            helo: "mx.example.test".into(),
-            sender: String::new(),
-            recipients: vec![
-                RecipientEntry {
-                    address: "jane@example.test".into(),
-                    route: Route::Local {
-                        user: "jane".into(),
-                    },
-                },
-                RecipientEntry {
-                    address: "bob@elsewhere.test".into(),
-                    route: Route::Remote {
-                        domain: "elsewhere.test".into(),
-                    },
-                },
-            ],
-            body,
-        }
-    }
-
-    #[test]
-    fn message_round_trips_with_null_sender() {
-        let msg = sample(b"Subject: hi\r\n\r\nbody\r\n");
-        let bytes = encode_message(&msg).unwrap();
-        assert_eq!(decode_message(&bytes).unwrap(), msg);
-    }
-
-    #[test]
-    fn envelope_plus_body_parts_equal_whole_encoding() {
-        let msg = sample(b"x");
-        let mut parts = encode_message_envelope(&msg).unwrap();
-        parts.extend_from_slice(msg.body);
-        assert_eq!(parts, encode_message(&msg).unwrap());
-    }
-
-    #[test]
-    fn empty_body_decodes_as_empty_slice() {
-        let msg = sample(b"");
-        let bytes = encode_message(&msg).unwrap();
-        assert_eq!(decode_message(&bytes).unwrap().body, b"");
-    }
-
-    #[test]
-    fn every_truncation_of_the_envelope_is_a_decode_error() {
-        let msg = sample(b"");
-        let bytes = encode_message(&msg).unwrap();
-        for cut in 0..bytes.len() {
-            assert!(
-                matches!(
-                    decode_message(&bytes[..cut]),
-                    Err(DecodeError::Truncated { .. })
-                ),
-                "cut at {cut}"
-            );
-        }
-    }
-
-    #[test]
-    fn bad_route_tag_and_bad_utf8_are_named() {
-        let msg = sample(b"");
-        let mut bytes = encode_message(&msg).unwrap();
-        let tag_at = 16 + (2 + 9) + (2 + 15) + 2 + 2 + (2 + 17);
-        assert_eq!(bytes[tag_at], 0);
-        bytes[tag_at] = 9;
-        assert_eq!(
-            decode_message(&bytes),
-            Err(DecodeError::UnknownRoute { tag: 9 })
-        );
-        let mut bytes = encode_message(&msg).unwrap();
-        bytes[18] = 0xff;
-        assert_eq!(
-            decode_message(&bytes),
-            Err(DecodeError::InvalidUtf8 { field: "client" })
-        );
-    }
-
-    #[test]
-    fn overlong_field_is_refused_at_encode() {
-        let mut msg = sample(b"");
-        msg.helo = "h".repeat(70_000);
-        assert_eq!(
-            encode_message_envelope(&msg),
-            Err(EncodeError::FieldTooLong {
-                field: "helo",
-                len: 70_000
-            })
-        );
-    }
-
-    #[test]
-    fn tombstone_round_trips_and_checks_length_and_outcome() {
-        let t = Tombstone {
-            target: SpoolRef {
-                dir: 4,
-                segment: 9,
-                offset: 4096,
-            },
-            recipient: 3,
-            outcome: Outcome::Bounced,
-        };
-        let bytes = encode_tombstone(&t);
-        assert_eq!(decode_tombstone(&bytes), Ok(t));
-        assert!(matches!(
-            decode_tombstone(&bytes[..12]),
-            Err(DecodeError::WrongLength { .. })
-        ));
-        let mut bad = bytes;
-        bad[12] = 7;
-        assert_eq!(
-            decode_tombstone(&bad),
-            Err(DecodeError::UnknownOutcome { tag: 7 })
-        );
-    }
-
-    #[test]
-    fn random_payloads_never_panic() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let good = encode_message(&sample(b"body")).unwrap();
-        for _ in 0..5000 {
-            let mut bytes = if rng.gen_bool(0.5) {
-                good.clone()
-            } else {
-                (0..rng.gen_range(0..100)).map(|_| rng.gen()).collect()
-            };
-            for _ in 0..rng.gen_range(0..4) {
-                if !bytes.is_empty() {
-                    let i = rng.gen_range(0..bytes.len());
-                    bytes[i] = rng.gen();
-                }
-            }
-            let _ = decode_message(&bytes);
-            let _ = decode_tombstone(&bytes);
-        }
-    }
-}
+#[path = "payload_tests.rs"]
+mod tests;

@@ -57,10 +57,7 @@ pub struct SegmentMaps {
 impl SegmentMaps {
     /// An empty cache for the spool under `root`.
     pub fn new(root: impl Into<PathBuf>) -> SegmentMaps {
-        SegmentMaps {
-            root: root.into(),
-            maps: HashMap::new(),
-        }
+        SegmentMaps { root: root.into(), maps: HashMap::new() }
     }
 
     /// The record at `at`, with its header and checksum verified.
@@ -78,12 +75,7 @@ impl SegmentMaps {
             }
         };
         match parse_at(&map, at.offset as usize, key) {
-            Parsed::Record { kind, payload, .. } => Ok(RecordView {
-                map,
-                at,
-                kind,
-                payload,
-            }),
+            Parsed::Record { kind, payload, .. } => Ok(RecordView { map, at, kind, payload }),
             Parsed::End => Err(SpoolError::NoRecord { at }),
             Parsed::Bad(reason) => Err(SpoolError::BadRecord { at, reason }),
         }
@@ -106,10 +98,7 @@ impl SegmentMaps {
     }
 
     fn map(&self, key: SegmentKey) -> Result<Mmap, SpoolError> {
-        let err = |e| SpoolError::OpenSegment {
-            key,
-            source: Arc::new(e),
-        };
+        let err = |e| SpoolError::OpenSegment { key, source: Arc::new(e) };
         let file = File::open(segment_path(&self.root, key)).map_err(err)?;
         // SAFETY: the mapping is read-only, and segment files are never
         // truncated or shrunk by ringmail (see the module docs), so its pages

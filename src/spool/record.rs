@@ -48,7 +48,8 @@ pub enum RecordKind {
     Message,
     /// A recipient of a message reached a final state.
     Tombstone,
-    /// Reserved: a recipient's delivery state (deferred until …, last reply).
+    /// A recipient's delivery state: deferred until …, last reply (see
+    /// `payload::encode_recipient_state`).
     RecipientState,
     /// Reserved: a checkpoint bounding how much recovery must scan.
     Checkpoint,
@@ -170,11 +171,7 @@ pub enum Parsed {
     /// A zero header, or no room left for one: no record here.
     End,
     /// A good record; the next one starts at `next`.
-    Record {
-        kind: RecordKind,
-        payload: Range<usize>,
-        next: usize,
-    },
+    Record { kind: RecordKind, payload: Range<usize>, next: usize },
     /// Something that is not an acceptable record.
     Bad(BadRecord),
 }
@@ -220,20 +217,14 @@ pub fn parse_at(bytes: &[u8], offset: usize, key: SegmentKey) -> Parsed {
         return Parsed::End;
     };
     if rest.len() < HEADER_LEN {
-        return if rest.iter().all(|&b| b == 0) {
-            Parsed::End
-        } else {
-            Parsed::Bad(BadRecord::TruncatedHeader)
-        };
+        return if rest.iter().all(|&b| b == 0) { Parsed::End } else { Parsed::Bad(BadRecord::TruncatedHeader) };
     }
     let h = &rest[..HEADER_LEN];
     if h.iter().all(|&b| b == 0) {
         return Parsed::End;
     }
     if h[0..4] != MAGIC {
-        return Parsed::Bad(BadRecord::BadMagic {
-            found: [h[0], h[1], h[2], h[3]],
-        });
+        return Parsed::Bad(BadRecord::BadMagic { found: [h[0], h[1], h[2], h[3]] });
     }
     let len = le_u32(&h[12..16]);
     let total = record_len(len as usize);
@@ -264,11 +255,7 @@ pub fn parse_at(bytes: &[u8], offset: usize, key: SegmentKey) -> Parsed {
     if dir != key.dir || segment != key.seq {
         return Parsed::Bad(BadRecord::Misplaced { dir, segment });
     }
-    Parsed::Record {
-        kind,
-        payload,
-        next: offset + total,
-    }
+    Parsed::Record { kind, payload, next: offset + total }
 }
 
 /// Scans a segment image from offset 0: the good records in order, and how
@@ -285,22 +272,9 @@ pub fn scan_segment(bytes: &[u8], key: SegmentKey) -> SegmentScan {
         let offset32 = offset as u32;
         match parse_at(bytes, offset, key) {
             Parsed::End => break ScanEnd::Clean { offset: offset32 },
-            Parsed::Bad(reason) => {
-                break ScanEnd::Bad {
-                    offset: offset32,
-                    reason,
-                }
-            }
-            Parsed::Record {
-                kind,
-                payload,
-                next,
-            } => {
-                records.push(ScannedRecord {
-                    offset: offset32,
-                    kind,
-                    payload,
-                });
+            Parsed::Bad(reason) => break ScanEnd::Bad { offset: offset32, reason },
+            Parsed::Record { kind, payload, next } => {
+                records.push(ScannedRecord { offset: offset32, kind, payload });
                 offset = next;
             }
         }

@@ -23,14 +23,7 @@ fn records_round_trip_with_padding_to_8() {
     encode_into(&mut buf, RecordKind::Message, KEY, &[b"hello", b" world"]);
     assert_eq!(buf.len(), record_len(11));
     assert_eq!(buf.len() % 8, 0);
-    assert_eq!(
-        parse_at(&buf, 0, KEY),
-        Parsed::Record {
-            kind: RecordKind::Message,
-            payload: 24..35,
-            next: 40
-        }
-    );
+    assert_eq!(parse_at(&buf, 0, KEY), Parsed::Record { kind: RecordKind::Message, payload: 24..35, next: 40 });
     assert_eq!(&buf[24..35], b"hello world");
 }
 
@@ -45,31 +38,15 @@ fn scan_of_zeros_ends_clean_at_zero() {
 #[test]
 fn scan_returns_records_in_order_and_ends_at_zero_header() {
     let img = image(
-        &[
-            (RecordKind::Message, vec![1; 100]),
-            (RecordKind::Tombstone, vec![2; 13]),
-            (RecordKind::Checkpoint, vec![]),
-        ],
+        &[(RecordKind::Message, vec![1; 100]), (RecordKind::Tombstone, vec![2; 13]), (RecordKind::Checkpoint, vec![])],
         4096,
     );
     let scan = scan_segment(&img, KEY);
     let kinds: Vec<_> = scan.records.iter().map(|r| r.kind).collect();
-    assert_eq!(
-        kinds,
-        [
-            RecordKind::Message,
-            RecordKind::Tombstone,
-            RecordKind::Checkpoint
-        ]
-    );
+    assert_eq!(kinds, [RecordKind::Message, RecordKind::Tombstone, RecordKind::Checkpoint]);
     assert_eq!(scan.records[1].offset as usize, record_len(100));
     let tail = record_len(100) + record_len(13) + record_len(0);
-    assert_eq!(
-        scan.end,
-        ScanEnd::Clean {
-            offset: tail as u32
-        }
-    );
+    assert_eq!(scan.end, ScanEnd::Clean { offset: tail as u32 });
 }
 
 #[test]
@@ -77,41 +54,18 @@ fn scan_of_exactly_full_segment_ends_clean_at_its_end() {
     let img = image(&[(RecordKind::Message, vec![9; 40])], record_len(40));
     let scan = scan_segment(&img, KEY);
     assert_eq!(scan.records.len(), 1);
-    assert_eq!(
-        scan.end,
-        ScanEnd::Clean {
-            offset: img.len() as u32
-        }
-    );
+    assert_eq!(scan.end, ScanEnd::Clean { offset: img.len() as u32 });
 }
 
 #[test]
 fn truncated_record_is_torn_at_its_offset() {
-    let img = image(
-        &[
-            (RecordKind::Message, vec![1; 10]),
-            (RecordKind::Message, vec![2; 300]),
-        ],
-        0,
-    );
+    let img = image(&[(RecordKind::Message, vec![1; 10]), (RecordKind::Message, vec![2; 300])], 0);
     let cut = &img[..img.len() - 100];
     let scan = scan_segment(cut, KEY);
     assert_eq!(scan.records.len(), 1);
-    assert!(matches!(
-        scan.end,
-        ScanEnd::Bad {
-            offset: 40,
-            reason: BadRecord::LengthPastEnd { len: 300 }
-        }
-    ));
+    assert!(matches!(scan.end, ScanEnd::Bad { offset: 40, reason: BadRecord::LengthPastEnd { len: 300 } }));
     let scan = scan_segment(&img[..50], KEY);
-    assert_eq!(
-        scan.end,
-        ScanEnd::Bad {
-            offset: 40,
-            reason: BadRecord::TruncatedHeader
-        }
-    );
+    assert_eq!(scan.end, ScanEnd::Bad { offset: 40, reason: BadRecord::TruncatedHeader });
 }
 
 #[test]
@@ -120,13 +74,7 @@ fn flipped_payload_bit_is_bad_crc() {
     img[30] ^= 0x10;
     let scan = scan_segment(&img, KEY);
     assert!(scan.records.is_empty());
-    assert!(matches!(
-        scan.end,
-        ScanEnd::Bad {
-            offset: 0,
-            reason: BadRecord::BadCrc { .. }
-        }
-    ));
+    assert!(matches!(scan.end, ScanEnd::Bad { offset: 0, reason: BadRecord::BadCrc { .. } }));
     assert!(matches!(&scan.end, ScanEnd::Bad { reason, .. } if reason.is_torn()));
 }
 
@@ -135,13 +83,7 @@ fn garbage_header_is_bad_magic() {
     let mut img = vec![0u8; 256];
     img[3] = 1;
     let scan = scan_segment(&img, KEY);
-    assert!(matches!(
-        scan.end,
-        ScanEnd::Bad {
-            offset: 0,
-            reason: BadRecord::BadMagic { .. }
-        }
-    ));
+    assert!(matches!(scan.end, ScanEnd::Bad { offset: 0, reason: BadRecord::BadMagic { .. } }));
 }
 
 #[test]
@@ -171,13 +113,7 @@ fn newer_version_with_good_crc_is_refused_not_torn() {
     img[4] = 2;
     reseal(&mut img);
     let scan = scan_segment(&img, KEY);
-    assert!(matches!(
-        scan.end,
-        ScanEnd::Bad {
-            reason: BadRecord::UnsupportedVersion { version: 2 },
-            ..
-        }
-    ));
+    assert!(matches!(scan.end, ScanEnd::Bad { reason: BadRecord::UnsupportedVersion { version: 2 }, .. }));
 }
 
 #[test]
@@ -186,13 +122,7 @@ fn unknown_kind_with_good_crc_is_refused_not_torn() {
     img[5] = 99;
     reseal(&mut img);
     let end = scan_segment(&img, KEY).end;
-    assert!(matches!(
-        end,
-        ScanEnd::Bad {
-            reason: BadRecord::UnknownKind { kind: 99 },
-            ..
-        }
-    ));
+    assert!(matches!(end, ScanEnd::Bad { reason: BadRecord::UnknownKind { kind: 99 }, .. }));
 }
 
 #[test]
@@ -201,10 +131,7 @@ fn header_torn_across_a_sector_with_stale_version_is_torn() {
     let mut img = image(&[(RecordKind::Message, vec![5; 8])], 128);
     img[4..24].fill(0);
     let end = scan_segment(&img, KEY).end;
-    assert!(
-        matches!(&end, ScanEnd::Bad { reason, .. } if reason.is_torn()),
-        "{end:?}"
-    );
+    assert!(matches!(&end, ScanEnd::Bad { reason, .. } if reason.is_torn()), "{end:?}");
 }
 
 #[test]
@@ -229,9 +156,7 @@ fn garbage_never_panics_and_never_yields_a_bad_record() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
     for round in 0..3000 {
         let mut img = if round % 3 == 0 {
-            (0..rng.gen_range(0..600))
-                .map(|_| rng.gen())
-                .collect::<Vec<u8>>()
+            (0..rng.gen_range(0..600)).map(|_| rng.gen()).collect::<Vec<u8>>()
         } else {
             let recs: Vec<_> = (0..rng.gen_range(0..8))
                 .map(|_| (RecordKind::Message, vec![rng.gen(); rng.gen_range(0..200)]))
@@ -258,10 +183,7 @@ fn garbage_never_panics_and_never_yields_a_bad_record() {
         let mut prev_end = 0usize;
         for r in &scan.records {
             assert_eq!(r.offset as usize, prev_end);
-            assert!(matches!(
-                parse_at(&img, r.offset as usize, KEY),
-                Parsed::Record { .. }
-            ));
+            assert!(matches!(parse_at(&img, r.offset as usize, KEY), Parsed::Record { .. }));
             prev_end = r.offset as usize + record_len(r.payload.len());
         }
         assert_eq!(scan.tail() as usize, prev_end);

@@ -12,8 +12,15 @@
 //! can reappear behind new appends. An intact record this version cannot
 //! read (newer version, misplaced file) stops recovery with an error instead:
 //! cutting it would destroy data.
+//!
+//! Recipient states are advisory: only the latest one of each recipient that
+//! is still live is returned, and one pointing at a message that is dead or
+//! gone (its segment reclaimed) is ignored. An intact state record that does
+//! not decode is still an error, like an undecodable message: it means the
+//! writer and this reader disagree about the format.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -25,7 +32,9 @@ use super::error::SpoolError;
 use super::ids::{QueueId, SegmentKey, SpoolRef};
 use super::layout::{parse_dir_name, parse_segment_name, SegmentName};
 use super::ledger::Ledger;
-use super::payload::{decode_message, decode_tombstone, RecipientEntry, Tombstone};
+use super::payload::{
+    decode_message, decode_recipient_state, decode_tombstone, RecipientEntry, RecipientState, Tombstone,
+};
 use super::record::{end_of_nonzero, scan_segment, BadRecord, RecordKind, ScanEnd};
 use super::writer::Tail;
 
@@ -58,6 +67,11 @@ pub struct LiveMessage {
     pub body_len: u64,
     /// The recipients not yet final, with their index in the message.
     pub recipients: Vec<(u16, RecipientEntry)>,
+    /// The latest stored state of each recipient in `recipients` that has
+    /// one, by ascending index (see [`RecipientState`] for "latest"). A
+    /// recipient without one was never deferred, or its states were lost:
+    /// it is due now.
+    pub states: Vec<(u16, RecipientState)>,
 }
 
 /// A bad record where a segment was cut (reported, not an error).
@@ -119,14 +133,14 @@ struct FoundMessage {
 
 /// The pure core of recovery. Images may come in any order; a key given
 /// twice counts once (the last one).
-pub fn recover_images<'a>(
-    images: impl IntoIterator<Item = SegmentImage<'a>>,
-) -> Result<Recovered, SpoolError> {
-    let images: BTreeMap<SegmentKey, &[u8]> =
-        images.into_iter().map(|i| (i.key, i.bytes)).collect();
+pub fn recover_images<'a>(images: impl IntoIterator<Item = SegmentImage<'a>>) -> Result<Recovered, SpoolError> {
+    let images: BTreeMap<SegmentKey, &[u8]> = images.into_iter().map(|i| (i.key, i.bytes)).collect();
     let mut out = Recovered::default();
     let mut found = Vec::new();
     let mut tombstones: Vec<(SpoolRef, Tombstone)> = Vec::new();
+    // Only the latest state per (target, recipient), with where it is: the
+    // older ones, possibly many per recipient, are dropped as they are found.
+    let mut states: HashMap<(SpoolRef, u16), (SpoolRef, RecipientState)> = HashMap::new();
     for (&key, &bytes) in &images {
         let scan = scan_segment(bytes, key);
         if let ScanEnd::Bad { offset, reason } = &scan.end {
@@ -138,35 +152,15 @@ pub fn recover_images<'a>(
                     reason: reason.clone(),
                 });
             }
-            out.torn.push(TornRecord {
-                dir: key.dir,
-                segment: key.seq,
-                offset: *offset,
-                reason: reason.clone(),
-            });
+            out.torn.push(TornRecord { dir: key.dir, segment: key.seq, offset: *offset, reason: reason.clone() });
         }
         let cut = scan.tail();
         if let Some(end) = end_of_nonzero(bytes, cut as usize) {
-            out.repairs.push(Repair {
-                key,
-                from: cut,
-                to: u32::try_from(end).unwrap_or(u32::MAX),
-            });
+            out.repairs.push(Repair { key, from: cut, to: u32::try_from(end).unwrap_or(u32::MAX) });
         }
-        out.tails.insert(
-            key.dir,
-            Tail {
-                segment: key.seq,
-                offset: cut,
-                size: bytes.len() as u64,
-            },
-        );
+        out.tails.insert(key.dir, Tail { segment: key.seq, offset: cut, size: bytes.len() as u64 });
         for rec in &scan.records {
-            let at = SpoolRef {
-                dir: key.dir,
-                segment: key.seq,
-                offset: rec.offset,
-            };
+            let at = SpoolRef { dir: key.dir, segment: key.seq, offset: rec.offset };
             let payload = &bytes[rec.payload.clone()];
             let undecodable = |source| SpoolError::Undecodable { at, source };
             match rec.kind {
@@ -188,8 +182,12 @@ pub fn recover_images<'a>(
                 RecordKind::Tombstone => {
                     tombstones.push((at, decode_tombstone(payload).map_err(undecodable)?));
                 }
-                // Known kinds without a payload codec yet: nothing to apply.
-                RecordKind::RecipientState | RecordKind::Checkpoint => {}
+                RecordKind::RecipientState => {
+                    let s = decode_recipient_state(payload).map_err(undecodable)?;
+                    keep_latest(&mut states, at, s);
+                }
+                // A known kind without a payload codec yet: nothing to apply.
+                RecordKind::Checkpoint => {}
             }
         }
     }
@@ -197,10 +195,7 @@ pub fn recover_images<'a>(
         out.ledger.segment_added(key);
     }
     for (&dir, tail) in &out.tails {
-        out.ledger.set_write_segment(SegmentKey {
-            dir,
-            seq: tail.segment,
-        });
+        out.ledger.set_write_segment(SegmentKey { dir, seq: tail.segment });
     }
     for m in &found {
         // Decoding guarantees at most u16::MAX recipients.
@@ -211,14 +206,23 @@ pub fn recover_images<'a>(
     for (at, t) in &tombstones {
         out.ledger.tombstone_written(*at, t.target, t.recipient);
     }
+    // States are fed to no ledger: they neither keep their segment nor pin
+    // their target's. `is_final` is also true for a target that is not a
+    // live message (never was, or its segment is gone).
+    let mut live_states: HashMap<SpoolRef, Vec<(u16, RecipientState)>> = HashMap::new();
+    for ((target, recipient), (_, s)) in states {
+        if !out.ledger.is_final(target, recipient) {
+            live_states.entry(target).or_default().push((recipient, s));
+        }
+    }
     for m in found {
-        let recipients: Vec<(u16, RecipientEntry)> = (0u16..)
-            .zip(m.recipients)
-            .filter(|(i, _)| !out.ledger.is_final(m.at, *i))
-            .collect();
+        let recipients: Vec<(u16, RecipientEntry)> =
+            (0u16..).zip(m.recipients).filter(|(i, _)| !out.ledger.is_final(m.at, *i)).collect();
         if recipients.is_empty() {
             continue;
         }
+        let mut states = live_states.remove(&m.at).unwrap_or_default();
+        states.sort_unstable_by_key(|(i, _)| *i);
         out.messages.push(LiveMessage {
             at: m.at,
             queue_id: m.queue_id,
@@ -228,10 +232,29 @@ pub fn recover_images<'a>(
             helo: m.helo,
             body_len: m.body_len,
             recipients,
+            states,
         });
     }
     out.reclaimable = out.ledger.deletable();
     Ok(out)
+}
+
+/// Keeps `s`, found at `at`, if it is later than the state kept so far for
+/// its recipient: a higher `seq`, or an equal one written later in
+/// (dir, segment, offset) order. Not the order records are found in, so the
+/// rule does not depend on how images are iterated.
+fn keep_latest(states: &mut HashMap<(SpoolRef, u16), (SpoolRef, RecipientState)>, at: SpoolRef, s: RecipientState) {
+    match states.entry((s.target, s.recipient)) {
+        Entry::Occupied(mut kept) => {
+            let (kept_at, kept_state) = kept.get();
+            if (s.seq, at) > (kept_state.seq, *kept_at) {
+                kept.insert((at, s));
+            }
+        }
+        Entry::Vacant(slot) => {
+            slot.insert((at, s));
+        }
+    }
 }
 
 /// Recovers the spool under `root` (`core-<dir>/segment-<seq>` files):
@@ -242,10 +265,7 @@ pub fn recover_images<'a>(
 pub fn recover(root: &Path) -> Result<Recovered, SpoolError> {
     let dir_err = |path: &Path| {
         let path = path.to_path_buf();
-        move |e| SpoolError::Directory {
-            path,
-            source: Arc::new(e),
-        }
+        move |e| SpoolError::Directory { path, source: Arc::new(e) }
     };
     if !root.exists() {
         return Ok(Recovered::default());
@@ -267,37 +287,24 @@ pub fn recover(root: &Path) -> Result<Recovered, SpoolError> {
                 }
                 Some(SegmentName::Segment(seq)) => {
                     let key = SegmentKey { dir, seq };
-                    let open_err = |e| SpoolError::OpenSegment {
-                        key,
-                        source: Arc::new(e),
-                    };
-                    let file = OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .open(seg.path())
-                        .map_err(open_err)?;
+                    let open_err = |e| SpoolError::OpenSegment { key, source: Arc::new(e) };
+                    let file = OpenOptions::new().read(true).write(true).open(seg.path()).map_err(open_err)?;
                     let len = file.metadata().map_err(open_err)?.len();
                     // SAFETY: nothing truncates spool segments (see reader.rs);
                     // this map is dropped before recover returns.
-                    let map = (len > 0)
-                        .then(|| unsafe { Mmap::map(&file) })
-                        .transpose()
-                        .map_err(open_err)?;
+                    let map = (len > 0).then(|| unsafe { Mmap::map(&file) }).transpose().map_err(open_err)?;
                     files.insert(key, (file, map));
                 }
                 None => {}
             }
         }
         if removed_temp {
-            File::open(&dir_path)
-                .and_then(|d| d.sync_all())
-                .map_err(dir_err(&dir_path))?;
+            File::open(&dir_path).and_then(|d| d.sync_all()).map_err(dir_err(&dir_path))?;
         }
     }
-    let recovered = recover_images(files.iter().map(|(&key, (_, map))| SegmentImage {
-        key,
-        bytes: map.as_deref().unwrap_or(&[]),
-    }))?;
+    let recovered = recover_images(
+        files.iter().map(|(&key, (_, map))| SegmentImage { key, bytes: map.as_deref().unwrap_or(&[]) }),
+    )?;
     for r in &recovered.repairs {
         let Some((file, _)) = files.get(&r.key) else {
             continue;

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use super::ids::{QueueId, SegmentKey, SpoolRef};
 use super::payload::{
-    encode_message, encode_tombstone, MessageRecord, Outcome, RecipientEntry, Route, Tombstone,
+    encode_message, encode_recipient_state, encode_tombstone, MessageRecord, Outcome, RecipientEntry, RecipientState,
+    Route, Tombstone,
 };
 use super::record::{encode_into, BadRecord, RecordKind};
 use super::recovery::{recover_images, Repair, SegmentImage};
@@ -23,9 +24,7 @@ fn message(id: u64, rcpts: usize) -> Vec<u8> {
         recipients: (0..rcpts)
             .map(|i| RecipientEntry {
                 address: format!("r{i}@example.test"),
-                route: Route::Remote {
-                    domain: "example.test".into(),
-                },
+                route: Route::Remote { domain: "example.test".into() },
             })
             .collect(),
         body: b"hello\r\n",
@@ -34,12 +33,24 @@ fn message(id: u64, rcpts: usize) -> Vec<u8> {
 }
 
 fn tombstone(target: SpoolRef, recipient: u16) -> Vec<u8> {
-    encode_tombstone(&Tombstone {
+    encode_tombstone(&Tombstone { target, recipient, outcome: Outcome::Delivered }).to_vec()
+}
+
+fn state(target: SpoolRef, recipient: u16, seq: u64, attempts: u32, next_attempt_ms: u64) -> RecipientState {
+    RecipientState {
         target,
         recipient,
-        outcome: Outcome::Delivered,
-    })
-    .to_vec()
+        seq,
+        attempts,
+        next_attempt_ms,
+        warned: false,
+        held: false,
+        last_error: format!("451 4.4.1 attempt {attempts}"),
+    }
+}
+
+fn encoded(s: &RecipientState) -> Vec<u8> {
+    encode_recipient_state(s).unwrap()
 }
 
 /// Builds segment images record by record; returns each record's place.
@@ -53,11 +64,7 @@ impl Disk {
         let img = self.images.entry(key).or_default();
         let offset = img.len() as u32;
         encode_into(img, kind, key, &[payload]);
-        SpoolRef {
-            dir: key.dir,
-            segment: key.seq,
-            offset,
-        }
+        SpoolRef { dir: key.dir, segment: key.seq, offset }
     }
 
     fn finish(&mut self) -> BTreeMap<SegmentKey, Vec<u8>> {
@@ -70,11 +77,7 @@ impl Disk {
 }
 
 fn recover(images: &BTreeMap<SegmentKey, Vec<u8>>) -> Result<super::Recovered, SpoolError> {
-    recover_images(
-        images
-            .iter()
-            .map(|(&key, bytes)| SegmentImage { key, bytes }),
-    )
+    recover_images(images.iter().map(|(&key, bytes)| SegmentImage { key, bytes }))
 }
 
 fn seg(dir: u16, seq: u32) -> SegmentKey {
@@ -98,14 +101,7 @@ fn messages_recover_with_tail_after_last_record() {
     assert_eq!(r.messages[1].recipients.len(), 2);
     assert_eq!(r.messages[0].body_len, 7);
     let end = super::record::record_len(message(9, 2).len()) as u32 + b.offset;
-    assert_eq!(
-        r.tails[&0],
-        Tail {
-            segment: 0,
-            offset: end,
-            size: SIZE as u64
-        }
-    );
+    assert_eq!(r.tails[&0], Tail { segment: 0, offset: end, size: SIZE as u64 });
     assert_eq!(r.last_queue_ids[&0], QueueId(9));
     assert!(r.repairs.is_empty());
 }
@@ -127,14 +123,7 @@ fn torn_tail_is_cut_reported_and_zeroed() {
     // Everything from the cut to the last non-zero byte is zeroed.
     let to = super::record::end_of_nonzero(&images[&seg(0, 0)], 0).unwrap() as u32;
     assert!(to > b.offset + 24);
-    assert_eq!(
-        r.repairs,
-        [Repair {
-            key: seg(0, 0),
-            from: b.offset,
-            to
-        }]
-    );
+    assert_eq!(r.repairs, [Repair { key: seg(0, 0), from: b.offset, to }]);
 }
 
 #[test]
@@ -161,32 +150,14 @@ fn tombstones_remove_recipients_and_dead_messages() {
     let r = recover(&d.finish()).unwrap();
     assert_eq!(r.messages.len(), 1);
     assert_eq!(r.messages[0].at, a);
-    assert_eq!(
-        r.messages[0]
-            .recipients
-            .iter()
-            .map(|(i, _)| *i)
-            .collect::<Vec<_>>(),
-        [1]
-    );
+    assert_eq!(r.messages[0].recipients.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1]);
     assert!(r.reclaimable.is_empty());
 }
 
 #[test]
 fn tombstone_in_another_dir_applies_globally() {
     let mut d = Disk::default();
-    d.put(
-        seg(1, 3),
-        RecordKind::Tombstone,
-        &tombstone(
-            SpoolRef {
-                dir: 0,
-                segment: 0,
-                offset: 0,
-            },
-            0,
-        ),
-    );
+    d.put(seg(1, 3), RecordKind::Tombstone, &tombstone(SpoolRef { dir: 0, segment: 0, offset: 0 }, 0));
     let a = d.put(seg(0, 0), RecordKind::Message, &message(1, 1));
     assert_eq!(a.offset, 0);
     d.put(seg(0, 1), RecordKind::Message, &message(2, 1));
@@ -218,11 +189,7 @@ fn misplaced_segment_file_is_refused_untouched() {
     let err = recover(&images).unwrap_err();
     assert!(matches!(
         err,
-        SpoolError::UnreadableRecord {
-            segment: 5,
-            reason: BadRecord::Misplaced { segment: 0, .. },
-            ..
-        }
+        SpoolError::UnreadableRecord { segment: 5, reason: BadRecord::Misplaced { segment: 0, .. }, .. }
     ));
 }
 
@@ -232,4 +199,125 @@ fn undecodable_message_with_good_crc_is_an_error() {
     let at = d.put(seg(0, 0), RecordKind::Message, b"short");
     let err = recover(&d.finish()).unwrap_err();
     assert!(matches!(err, SpoolError::Undecodable { at: a, .. } if a == at));
+}
+
+#[test]
+fn recipient_state_comes_back_on_its_live_message() {
+    let mut d = Disk::default();
+    let a = d.put(seg(0, 0), RecordKind::Message, &message(1, 2));
+    let s = RecipientState { warned: true, held: true, ..state(a, 1, 1, 3, 9_000) };
+    d.put(seg(0, 0), RecordKind::RecipientState, &encoded(&s));
+    let r = recover(&d.finish()).unwrap();
+    assert_eq!(r.messages.len(), 1);
+    assert_eq!(r.messages[0].states, [(1, s)]);
+}
+
+#[test]
+fn message_without_states_recovers_with_none() {
+    let mut d = Disk::default();
+    d.put(seg(0, 0), RecordKind::Message, &message(1, 1));
+    let r = recover(&d.finish()).unwrap();
+    assert!(r.messages[0].states.is_empty());
+}
+
+#[test]
+fn highest_seq_wins_across_dirs_whatever_the_record_order() {
+    // The recipient's owner moved from core 1 to core 0 (core count changed):
+    // its newer states are in dir 0, which sorts before dir 1.
+    let mut d = Disk::default();
+    let a = d.put(seg(0, 0), RecordKind::Message, &message(1, 2));
+    let newest = RecipientState { held: true, ..state(a, 0, 3, 2, 5_000) };
+    d.put(seg(0, 1), RecordKind::RecipientState, &encoded(&state(a, 0, 2, 2, 8_000)));
+    d.put(seg(0, 1), RecordKind::RecipientState, &encoded(&newest));
+    d.put(seg(1, 4), RecordKind::RecipientState, &encoded(&state(a, 0, 1, 1, 2_000)));
+    d.put(seg(1, 4), RecordKind::RecipientState, &encoded(&state(a, 1, 7, 4, 1_000)));
+    d.put(seg(1, 5), RecordKind::RecipientState, &encoded(&state(a, 1, 8, 4, 900)));
+    let r = recover(&d.finish()).unwrap();
+    assert_eq!(r.messages.len(), 1);
+    // Neither attempts nor next_attempt_ms decide: a hold or a flush moves
+    // neither forward.
+    assert_eq!(r.messages[0].states, [(0, newest), (1, state(a, 1, 8, 4, 900))]);
+}
+
+#[test]
+fn equal_seq_is_decided_by_record_order() {
+    let mut d = Disk::default();
+    let a = d.put(seg(0, 0), RecordKind::Message, &message(1, 1));
+    d.put(seg(0, 0), RecordKind::RecipientState, &encoded(&state(a, 0, 4, 1, 1_000)));
+    d.put(seg(2, 0), RecordKind::RecipientState, &encoded(&state(a, 0, 4, 2, 2_000)));
+    d.put(seg(1, 0), RecordKind::RecipientState, &encoded(&state(a, 0, 4, 3, 3_000)));
+    let r = recover(&d.finish()).unwrap();
+    assert_eq!(r.messages[0].states, [(0, state(a, 0, 4, 2, 2_000))]);
+}
+
+#[test]
+fn states_of_tombstoned_recipients_are_dropped() {
+    let mut d = Disk::default();
+    let a = d.put(seg(0, 0), RecordKind::Message, &message(1, 2));
+    d.put(seg(0, 0), RecordKind::RecipientState, &encoded(&state(a, 0, 1, 1, 1_000)));
+    d.put(seg(0, 0), RecordKind::RecipientState, &encoded(&state(a, 1, 1, 1, 1_000)));
+    d.put(seg(0, 1), RecordKind::Tombstone, &tombstone(a, 0));
+    // A state written after the tombstone (a late retry) changes nothing.
+    d.put(seg(0, 1), RecordKind::RecipientState, &encoded(&state(a, 0, 2, 2, 2_000)));
+    let r = recover(&d.finish()).unwrap();
+    assert_eq!(r.messages[0].recipients.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1]);
+    assert_eq!(r.messages[0].states, [(1, state(a, 1, 1, 1, 1_000))]);
+}
+
+#[test]
+fn states_of_dead_missing_or_unknown_targets_are_ignored() {
+    let mut d = Disk::default();
+    let dead = d.put(seg(0, 0), RecordKind::Message, &message(1, 1));
+    let tomb = d.put(seg(0, 1), RecordKind::Tombstone, &tombstone(dead, 0));
+    let live = d.put(seg(0, 1), RecordKind::Message, &message(2, 1));
+    for s in [
+        state(dead, 0, 1, 1, 1_000),
+        // Its segment was reclaimed.
+        state(SpoolRef { dir: 0, segment: 0x99, offset: 0 }, 0, 1, 1, 1_000),
+        // A record that exists but is no message.
+        state(tomb, 0, 1, 1, 1_000),
+        // A recipient index the message does not have.
+        state(live, 1, 1, 1, 1_000),
+    ] {
+        d.put(seg(0, 2), RecordKind::RecipientState, &encoded(&s));
+    }
+    let r = recover(&d.finish()).unwrap();
+    assert_eq!(r.messages.iter().map(|m| m.at).collect::<Vec<_>>(), [live]);
+    assert!(r.messages[0].states.is_empty());
+    assert!(r.torn.is_empty());
+}
+
+#[test]
+fn segment_of_states_and_dead_messages_is_reclaimable() {
+    let mut d = Disk::default();
+    let live = d.put(seg(0, 0), RecordKind::Message, &message(1, 1));
+    let dead = d.put(seg(0, 1), RecordKind::Message, &message(2, 1));
+    d.put(seg(0, 1), RecordKind::RecipientState, &encoded(&state(live, 0, 1, 1, 1_000)));
+    d.put(seg(0, 1), RecordKind::RecipientState, &encoded(&state(dead, 0, 1, 1, 1_000)));
+    // Another dir's segment of nothing but states, pointing into dir 0.
+    d.put(seg(1, 0), RecordKind::RecipientState, &encoded(&state(live, 0, 2, 2, 2_000)));
+    d.put(seg(1, 1), RecordKind::Checkpoint, &[]);
+    d.put(seg(0, 2), RecordKind::Tombstone, &tombstone(dead, 0));
+    let r = recover(&d.finish()).unwrap();
+    // States neither keep their own segment nor pin their target's.
+    assert_eq!(r.reclaimable, [seg(0, 1), seg(1, 0)]);
+    assert_eq!(r.messages[0].states, [(0, state(live, 0, 2, 2, 2_000))]);
+}
+
+#[test]
+fn undecodable_recipient_state_with_good_crc_is_an_error() {
+    let mut d = Disk::default();
+    let a = d.put(seg(0, 0), RecordKind::Message, &message(1, 1));
+    let good = encoded(&state(a, 0, 1, 1, 1_000));
+    let garbage = [0xffu8; 40];
+    for payload in [&good[..good.len() - 1], &good[..10], &[][..], &garbage[..]] {
+        let mut d2 = Disk { images: d.images.clone() };
+        let at = d2.put(seg(0, 0), RecordKind::RecipientState, payload);
+        let err = recover(&d2.finish()).unwrap_err();
+        assert!(matches!(err, SpoolError::Undecodable { at: e, .. } if e == at), "{err:?}");
+    }
+    let mut extra = good.clone();
+    extra.push(0);
+    let at = d.put(seg(0, 0), RecordKind::RecipientState, &extra);
+    assert!(matches!(recover(&d.finish()), Err(SpoolError::Undecodable { at: e, .. }) if e == at));
 }

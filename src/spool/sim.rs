@@ -27,11 +27,7 @@ pub(crate) enum CrashMode {
 }
 
 impl CrashMode {
-    pub(crate) const ALL: [CrashMode; 3] = [
-        CrashMode::DropUnsynced,
-        CrashMode::TornPrefix,
-        CrashMode::RandomSectors,
-    ];
+    pub(crate) const ALL: [CrashMode; 3] = [CrashMode::DropUnsynced, CrashMode::TornPrefix, CrashMode::RandomSectors];
 }
 
 /// Probabilities of injected failures.
@@ -71,23 +67,8 @@ impl SimDisk {
     }
 
     /// A disk holding `images`, all durable (as after a restart).
-    pub(crate) fn from_images(
-        seed: u64,
-        images: BTreeMap<SegmentKey, Vec<u8>>,
-        faults: Faults,
-    ) -> Rc<SimDisk> {
-        let files = images
-            .into_iter()
-            .map(|(k, durable)| {
-                (
-                    k,
-                    SimFileData {
-                        durable,
-                        unsynced: Vec::new(),
-                    },
-                )
-            })
-            .collect();
+    pub(crate) fn from_images(seed: u64, images: BTreeMap<SegmentKey, Vec<u8>>, faults: Faults) -> Rc<SimDisk> {
+        let files = images.into_iter().map(|(k, durable)| (k, SimFileData { durable, unsynced: Vec::new() })).collect();
         Rc::new(SimDisk {
             state: RefCell::new(DiskState {
                 files,
@@ -101,10 +82,7 @@ impl SimDisk {
     }
 
     pub(crate) fn store(self: &Rc<Self>, dir: u16) -> SimStore {
-        SimStore {
-            disk: self.clone(),
-            dir,
-        }
+        SimStore { disk: self.clone(), dir }
     }
 
     /// Makes the next `sync_data` fail.
@@ -211,22 +189,10 @@ impl SegmentStore for SimStore {
         }
         let mut st = self.disk.state.borrow_mut();
         if st.files.contains_key(&key) {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                key.to_string(),
-            ));
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, key.to_string()));
         }
-        st.files.insert(
-            key,
-            SimFileData {
-                durable: vec![0; size as usize],
-                unsynced: Vec::new(),
-            },
-        );
-        Ok(SimFile {
-            disk: self.disk.clone(),
-            key,
-        })
+        st.files.insert(key, SimFileData { durable: vec![0; size as usize], unsynced: Vec::new() });
+        Ok(SimFile { disk: self.disk.clone(), key })
     }
 
     async fn open(&self, seq: u32) -> io::Result<SimFile> {
@@ -235,10 +201,7 @@ impl SegmentStore for SimStore {
         if !self.disk.state.borrow().files.contains_key(&key) {
             return Err(io::Error::new(io::ErrorKind::NotFound, key.to_string()));
         }
-        Ok(SimFile {
-            disk: self.disk.clone(),
-            key,
-        })
+        Ok(SimFile { disk: self.disk.clone(), key })
     }
 
     async fn remove(&self, seq: u32) -> io::Result<()> {
@@ -258,9 +221,7 @@ impl SegmentFile for SimFile {
         let fail = self.disk.roll(p);
         let mut st = self.disk.state.borrow_mut();
         let DiskState { files, rng, .. } = &mut *st;
-        let file = files
-            .get_mut(&self.key)
-            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let file = files.get_mut(&self.key).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         if pos as usize + buf.len() > file.durable.len() {
             return Err(io::Error::other("write past the end of a segment"));
         }
@@ -289,9 +250,7 @@ impl SegmentFile for SimFile {
         let mut st = self.disk.state.borrow_mut();
         let fail = fail || std::mem::take(&mut st.fail_next_sync);
         let DiskState { files, rng, .. } = &mut *st;
-        let file = files
-            .get_mut(&self.key)
-            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let file = files.get_mut(&self.key).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         if fail {
             // Like Linux after a failed fsync: the dirty pages may be gone.
             if rng.gen_bool(0.5) {

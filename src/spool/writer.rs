@@ -30,9 +30,7 @@ pub struct SpoolConfig {
 
 impl Default for SpoolConfig {
     fn default() -> Self {
-        SpoolConfig {
-            segment_size: 64 << 20,
-        }
+        SpoolConfig { segment_size: 64 << 20 }
     }
 }
 
@@ -124,9 +122,7 @@ pub struct Spool<S: SegmentStore + 'static> {
 
 impl<S: SegmentStore + 'static> Clone for Spool<S> {
     fn clone(&self) -> Self {
-        Spool {
-            shared: self.shared.clone(),
-        }
+        Spool { shared: self.shared.clone() }
     }
 }
 
@@ -134,26 +130,14 @@ impl<S: SegmentStore + 'static> Spool<S> {
     /// A spool appending to directory `dir` through `store`: at `resume`
     /// (the recovered tail), or from segment 0 if the directory is empty.
     /// Must be used inside a glommio executor (it spawns local tasks).
-    pub fn new(
-        store: S,
-        dir: u16,
-        config: SpoolConfig,
-        resume: Option<Tail>,
-    ) -> Result<Self, SpoolError> {
+    pub fn new(store: S, dir: u16, config: SpoolConfig, resume: Option<Tail>) -> Result<Self, SpoolError> {
         config.validate()?;
         let (seq, offset, capacity) = match resume {
             None => (0, 0, config.segment_size),
             Some(t) => {
-                let capacity = u32::try_from(t.size)
-                    .ok()
-                    .filter(|_| t.offset as u64 <= t.size && t.offset % 8 == 0);
+                let capacity = u32::try_from(t.size).ok().filter(|_| t.offset as u64 <= t.size && t.offset % 8 == 0);
                 let Some(capacity) = capacity else {
-                    return Err(SpoolError::InvalidTail {
-                        dir,
-                        segment: t.segment,
-                        offset: t.offset,
-                        size: t.size,
-                    });
+                    return Err(SpoolError::InvalidTail { dir, segment: t.segment, offset: t.offset, size: t.size });
                 };
                 (t.segment, t.offset, capacity)
             }
@@ -162,22 +146,14 @@ impl<S: SegmentStore + 'static> Spool<S> {
             store,
             dir,
             segment_size: config.segment_size,
-            state: RefCell::new(WriteState::new(
-                dir,
-                config.segment_size,
-                seq,
-                offset,
-                capacity,
-            )),
+            state: RefCell::new(WriteState::new(dir, config.segment_size, seq, offset, capacity)),
             in_flight: Cell::new(false),
             file: RefCell::new(None),
             preparing: RefCell::new(BTreeMap::new()),
             resume_seq: Cell::new(resume.map(|t| t.segment)),
             stats: Cell::new(SpoolStats::default()),
         };
-        Ok(Spool {
-            shared: Rc::new(shared),
-        })
+        Ok(Spool { shared: Rc::new(shared) })
     }
 
     /// The spool directory this spool writes.
@@ -210,10 +186,7 @@ impl<S: SegmentStore + 'static> Spool<S> {
         stats.bytes += len as u64;
         sh.stats.set(stats);
         sh.prepare_ahead();
-        Ok(Appended {
-            at,
-            ticket: CommitTicket { commit },
-        })
+        Ok(Appended { at, ticket: CommitTicket { commit } })
     }
 
     /// Waits until the ticket's batch is durable (Ok) or known to have failed
@@ -238,11 +211,7 @@ impl<S: SegmentStore + 'static> Spool<S> {
     }
 
     /// [`Spool::append`] then [`Spool::durable`].
-    pub async fn append_durable(
-        &self,
-        kind: RecordKind,
-        parts: &[&[u8]],
-    ) -> Result<SpoolRef, SpoolError> {
+    pub async fn append_durable(&self, kind: RecordKind, parts: &[&[u8]]) -> Result<SpoolRef, SpoolError> {
         let appended = self.append(kind, parts)?;
         self.durable(&appended.ticket).await?;
         Ok(appended.at)
@@ -259,13 +228,8 @@ impl<S: SegmentStore + 'static> Spool<S> {
             None => Ok(()),
         };
         loop {
-            let busy = self
-                .shared
-                .preparing
-                .borrow()
-                .values()
-                .find(|p| matches!(&*p.borrow(), Prep::Pending(_)))
-                .cloned();
+            let busy =
+                self.shared.preparing.borrow().values().find(|p| matches!(&*p.borrow(), Prep::Pending(_))).cloned();
             match busy {
                 Some(prep) => drop(wait_prep(&prep).await),
                 None => return result,
@@ -284,13 +248,7 @@ impl<S: SegmentStore + 'static> Spool<S> {
         if in_use {
             return Err(SpoolError::SegmentInUse { key });
         }
-        sh.store
-            .remove(seq)
-            .await
-            .map_err(|e| SpoolError::RemoveSegment {
-                key,
-                source: Arc::new(e),
-            })
+        sh.store.remove(seq).await.map_err(|e| SpoolError::RemoveSegment { key, source: Arc::new(e) })
     }
 }
 
@@ -316,11 +274,7 @@ impl<S: SegmentStore + 'static> Shared<S> {
             let st = self.state.borrow();
             (st.position(), st.capacity())
         };
-        let has_file = self
-            .file
-            .borrow()
-            .as_ref()
-            .is_some_and(|(s, _)| *s == pos.segment);
+        let has_file = self.file.borrow().as_ref().is_some_and(|(s, _)| *s == pos.segment);
         if !has_file {
             self.prepare(pos.segment);
         }
@@ -358,11 +312,7 @@ impl<S: SegmentStore + 'static> Shared<S> {
                     if map.get(&seq).is_some_and(|p| Rc::ptr_eq(p, &cell)) {
                         map.remove(&seq);
                     }
-                    Prep::Failed(SpoolError::PrepareSegment {
-                        dir: shared.dir,
-                        segment: seq,
-                        source: Arc::new(e),
-                    })
+                    Prep::Failed(SpoolError::PrepareSegment { dir: shared.dir, segment: seq, source: Arc::new(e) })
                 }
             };
             let old = std::mem::replace(&mut *cell.borrow_mut(), next);
@@ -413,13 +363,7 @@ impl<S: SegmentStore + 'static> Shared<S> {
     }
 
     async fn commit_batch(self: &Rc<Self>, batch: Batch) {
-        let Batch {
-            seq,
-            start,
-            buf,
-            commit,
-            ..
-        } = batch;
+        let Batch { seq, start, buf, commit, .. } = batch;
         if self.state.borrow().is_abandoned(seq) {
             self.count_failure(1);
             commit.settle(Err(self.abandoned(seq)));
@@ -444,37 +388,23 @@ impl<S: SegmentStore + 'static> Shared<S> {
         }
     }
 
-    async fn write_and_sync(
-        self: &Rc<Self>,
-        seq: u32,
-        start: u32,
-        buf: Vec<u8>,
-    ) -> Result<(), SpoolError> {
+    async fn write_and_sync(self: &Rc<Self>, seq: u32, start: u32, buf: Vec<u8>) -> Result<(), SpoolError> {
         let file = self.file_for(seq).await?;
         let (dir, segment) = (self.dir, seq);
-        file.write_at(buf, start.into())
-            .await
-            .map_err(|e| SpoolError::WriteFailed {
-                dir,
-                segment,
-                offset: start,
-                source: Arc::new(e),
-            })?;
-        self.bump(|s| s.writes += 1);
-        file.sync_data().await.map_err(|e| SpoolError::SyncFailed {
+        file.write_at(buf, start.into()).await.map_err(|e| SpoolError::WriteFailed {
             dir,
             segment,
+            offset: start,
             source: Arc::new(e),
         })?;
+        self.bump(|s| s.writes += 1);
+        file.sync_data().await.map_err(|e| SpoolError::SyncFailed { dir, segment, source: Arc::new(e) })?;
         self.bump(|s| s.syncs += 1);
         Ok(())
     }
 
     fn abandoned(&self, seq: u32) -> SpoolError {
-        SpoolError::SegmentAbandoned {
-            dir: self.dir,
-            segment: seq,
-        }
+        SpoolError::SegmentAbandoned { dir: self.dir, segment: seq }
     }
 
     fn count_failure(&self, n: u64) {

@@ -12,12 +12,9 @@ use rand::{Rng, SeedableRng};
 
 use super::ids::{QueueId, SegmentKey, SpoolRef};
 use super::payload::{
-    encode_message_envelope, encode_tombstone, MessageRecord, Outcome, RecipientEntry, Route,
-    Tombstone,
+    encode_message_envelope, encode_tombstone, MessageRecord, Outcome, RecipientEntry, Route, Tombstone,
 };
-use super::record::{
-    end_of_nonzero, parse_at, record_len, scan_segment, Parsed, RecordKind, ScanEnd, HEADER_LEN,
-};
+use super::record::{end_of_nonzero, parse_at, record_len, scan_segment, Parsed, RecordKind, ScanEnd, HEADER_LEN};
 use super::recovery::{recover_images, Recovered, SegmentImage};
 use super::sim::{CrashMode, Faults, SimDisk, SimStore};
 use super::writer::{Spool, SpoolConfig};
@@ -44,22 +41,11 @@ async fn settle() {
 /// Records as they would be found on disk: (kind, payload) by place.
 type Appended = BTreeMap<SpoolRef, (RecordKind, Vec<u8>)>;
 
-fn assert_on_disk(
-    images: &BTreeMap<SegmentKey, Vec<u8>>,
-    at: SpoolRef,
-    kind: RecordKind,
-    payload: &[u8],
-) {
+fn assert_on_disk(images: &BTreeMap<SegmentKey, Vec<u8>>, at: SpoolRef, kind: RecordKind, payload: &[u8]) {
     let key = at.segment_key();
-    let img = images
-        .get(&key)
-        .unwrap_or_else(|| panic!("segment {key} of {at} is gone"));
+    let img = images.get(&key).unwrap_or_else(|| panic!("segment {key} of {at} is gone"));
     match parse_at(img, at.offset as usize, key) {
-        Parsed::Record {
-            kind: k,
-            payload: p,
-            ..
-        } => {
+        Parsed::Record { kind: k, payload: p, .. } => {
             assert_eq!(k, kind, "kind at {at}");
             assert!(img[p] == *payload, "payload at {at} differs");
         }
@@ -79,13 +65,8 @@ fn concurrent_appenders_share_syncs() {
                 glommio::spawn_local(async move {
                     for j in 0..20 {
                         let payload = vec![i; 100 + j];
-                        let at = spool
-                            .append_durable(RecordKind::Checkpoint, &[&payload])
-                            .await
-                            .unwrap();
-                        acked
-                            .borrow_mut()
-                            .insert(at, (RecordKind::Checkpoint, payload));
+                        let at = spool.append_durable(RecordKind::Checkpoint, &[&payload]).await.unwrap();
+                        acked.borrow_mut().insert(at, (RecordKind::Checkpoint, payload));
                     }
                 })
             })
@@ -112,10 +93,7 @@ fn records_roll_over_into_following_segments() {
         let mut acked = Appended::new();
         for i in 0..20u8 {
             let payload = vec![i; 3000];
-            let at = spool
-                .append_durable(RecordKind::Checkpoint, &[&payload])
-                .await
-                .unwrap();
+            let at = spool.append_durable(RecordKind::Checkpoint, &[&payload]).await.unwrap();
             acked.insert(at, (RecordKind::Checkpoint, payload));
         }
         // 5 records of 3024 bytes fit 16 KiB; the 6th starts segment 1.
@@ -138,18 +116,12 @@ fn next_segment_is_created_before_rollover_needs_it() {
         let spool = Spool::new(disk.store(0), 0, config(64 << 10), None).unwrap();
         let mut last = spool.write_position();
         while last.offset < 33 << 10 {
-            spool
-                .append_durable(RecordKind::Checkpoint, &[&[7; 1000]])
-                .await
-                .unwrap();
+            spool.append_durable(RecordKind::Checkpoint, &[&[7; 1000]]).await.unwrap();
             last = spool.write_position();
         }
         settle().await;
         assert_eq!(last.segment, 0);
-        assert_eq!(
-            disk.segments(),
-            [SegmentKey { dir: 0, seq: 0 }, SegmentKey { dir: 0, seq: 1 }]
-        );
+        assert_eq!(disk.segments(), [SegmentKey { dir: 0, seq: 0 }, SegmentKey { dir: 0, seq: 1 }]);
     });
 }
 
@@ -160,23 +132,11 @@ fn record_too_large_for_any_segment_is_refused_and_spool_keeps_working() {
         let spool = Spool::new(disk.store(0), 0, config(8192), None).unwrap();
         let too_big = vec![0u8; 8192 - HEADER_LEN + 1];
         let err = spool.append(RecordKind::Message, &[&too_big]).unwrap_err();
-        assert!(matches!(
-            err,
-            SpoolError::RecordTooLarge {
-                len: 8200,
-                segment_size: 8192
-            }
-        ));
+        assert!(matches!(err, SpoolError::RecordTooLarge { len: 8200, segment_size: 8192 }));
         let exact = vec![1u8; 8192 - HEADER_LEN];
-        let at = spool
-            .append_durable(RecordKind::Checkpoint, &[&exact])
-            .await
-            .unwrap();
+        let at = spool.append_durable(RecordKind::Checkpoint, &[&exact]).await.unwrap();
         assert_eq!((at.segment, at.offset), (0, 0));
-        let at = spool
-            .append_durable(RecordKind::Checkpoint, &[b"x"])
-            .await
-            .unwrap();
+        let at = spool.append_durable(RecordKind::Checkpoint, &[b"x"]).await.unwrap();
         assert_eq!((at.segment, at.offset), (1, 0));
     });
 }
@@ -186,25 +146,12 @@ fn failed_sync_fails_its_records_and_moves_appends_to_a_fresh_segment() {
     run(async {
         let disk = SimDisk::new(5, Faults::default());
         let spool = Spool::new(disk.store(0), 0, config(64 << 10), None).unwrap();
-        let a = spool
-            .append_durable(RecordKind::Checkpoint, &[b"a"])
-            .await
-            .unwrap();
+        let a = spool.append_durable(RecordKind::Checkpoint, &[b"a"]).await.unwrap();
         disk.fail_next_sync();
         let b = spool.append(RecordKind::Checkpoint, &[b"b"]).unwrap();
         assert_eq!(b.at.segment, 0);
         let err = spool.durable(&b.ticket).await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                SpoolError::SyncFailed {
-                    dir: 0,
-                    segment: 0,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, SpoolError::SyncFailed { dir: 0, segment: 0, .. }), "{err}");
         let c = spool.append(RecordKind::Checkpoint, &[b"c"]).unwrap();
         assert_eq!((c.at.segment, c.at.offset), (1, 0));
         spool.durable(&c.ticket).await.unwrap();
@@ -222,10 +169,7 @@ fn records_placed_after_a_failed_batch_in_its_segment_are_not_written() {
     run(async {
         let disk = SimDisk::new(6, Faults::default());
         let spool = Spool::new(disk.store(0), 0, config(64 << 10), None).unwrap();
-        spool
-            .append_durable(RecordKind::Checkpoint, &[b"a"])
-            .await
-            .unwrap();
+        spool.append_durable(RecordKind::Checkpoint, &[b"a"]).await.unwrap();
         disk.fail_next_sync();
         disk.hold_syncs(true);
         let b = spool.append(RecordKind::Checkpoint, &[b"b"]).unwrap();
@@ -242,16 +186,10 @@ fn records_placed_after_a_failed_batch_in_its_segment_are_not_written() {
         disk.hold_syncs(false);
         assert!(waiter.await.is_err());
         let err = spool.durable(&c.ticket).await.unwrap_err();
-        assert!(
-            matches!(err, SpoolError::SegmentAbandoned { dir: 0, segment: 0 }),
-            "{err}"
-        );
+        assert!(matches!(err, SpoolError::SegmentAbandoned { dir: 0, segment: 0 }), "{err}");
         let images = disk.crash(CrashMode::TornPrefix);
         let key = SegmentKey { dir: 0, seq: 0 };
-        assert!(matches!(
-            parse_at(&images[&key], c.at.offset as usize, key),
-            Parsed::End | Parsed::Bad(_)
-        ));
+        assert!(matches!(parse_at(&images[&key], c.at.offset as usize, key), Parsed::End | Parsed::Bad(_)));
     });
 }
 
@@ -262,9 +200,7 @@ fn dropping_a_durable_future_does_not_stall_the_spool() {
         let spool = Spool::new(disk.store(0), 0, config(64 << 10), None).unwrap();
         let a = spool.append(RecordKind::Checkpoint, &[b"a"]).unwrap();
         // Starts a round, then is dropped mid-wait.
-        assert!(futures_lite::future::poll_once(spool.durable(&a.ticket))
-            .await
-            .is_none());
+        assert!(futures_lite::future::poll_once(spool.durable(&a.ticket)).await.is_none());
         let b = spool.append(RecordKind::Checkpoint, &[b"b"]).unwrap();
         spool.durable(&b.ticket).await.unwrap();
         spool.durable(&a.ticket).await.unwrap();
@@ -300,22 +236,15 @@ async fn appender(spool: Spool<SimStore>, world: Rc<RefCell<World>>, seed: u64, 
             recipients: (0..rcpts)
                 .map(|r| RecipientEntry {
                     address: format!("u{r}@example.test"),
-                    route: Route::Local {
-                        user: format!("u{r}"),
-                    },
+                    route: Route::Local { user: format!("u{r}") },
                 })
                 .collect(),
             body: &body,
         };
         let envelope = encode_message_envelope(&msg).unwrap();
-        let placed = spool
-            .append(RecordKind::Message, &[&envelope, &body])
-            .unwrap();
+        let placed = spool.append(RecordKind::Message, &[&envelope, &body]).unwrap();
         let whole = [envelope.as_slice(), &body].concat();
-        world
-            .borrow_mut()
-            .appended
-            .insert(placed.at, (RecordKind::Message, whole));
+        world.borrow_mut().appended.insert(placed.at, (RecordKind::Message, whole));
         if spool.durable(&placed.ticket).await.is_err() {
             continue;
         }
@@ -328,16 +257,11 @@ async fn appender(spool: Spool<SimStore>, world: Rc<RefCell<World>>, seed: u64, 
             if !rng.gen_bool(0.4) {
                 continue;
             }
-            let t = encode_tombstone(&Tombstone {
-                target: placed.at,
-                recipient: r,
-                outcome: Outcome::Delivered,
-            });
+            let t = encode_tombstone(&Tombstone { target: placed.at, recipient: r, outcome: Outcome::Delivered });
             let tomb = spool.append(RecordKind::Tombstone, &[&t]).unwrap();
             {
                 let mut w = world.borrow_mut();
-                w.appended
-                    .insert(tomb.at, (RecordKind::Tombstone, t.to_vec()));
+                w.appended.insert(tomb.at, (RecordKind::Tombstone, t.to_vec()));
                 w.tombs_placed.entry(placed.at).or_default().insert(r);
             }
             if spool.durable(&tomb.ticket).await.is_ok() {
@@ -352,12 +276,7 @@ async fn appender(spool: Spool<SimStore>, world: Rc<RefCell<World>>, seed: u64, 
 /// Recovers `images` (applying the repairs to them) and checks them against
 /// what the callers were told.
 fn recover_and_check(images: &mut BTreeMap<SegmentKey, Vec<u8>>, world: &World) -> Recovered {
-    let rec = recover_images(
-        images
-            .iter()
-            .map(|(&key, bytes)| SegmentImage { key, bytes }),
-    )
-    .unwrap();
+    let rec = recover_images(images.iter().map(|(&key, bytes)| SegmentImage { key, bytes })).unwrap();
     for r in &rec.repairs {
         images.get_mut(&r.key).unwrap()[r.from as usize..r.to as usize].fill(0);
     }
@@ -370,35 +289,17 @@ fn recover_and_check(images: &mut BTreeMap<SegmentKey, Vec<u8>>, world: &World) 
     // follows the tail.
     for (&key, img) in images.iter() {
         let scan = scan_segment(img, key);
-        assert!(
-            matches!(scan.end, ScanEnd::Clean { .. }),
-            "{key}: {:?}",
-            scan.end
-        );
+        assert!(matches!(scan.end, ScanEnd::Clean { .. }), "{key}: {:?}", scan.end);
         assert_eq!(end_of_nonzero(img, scan.tail() as usize), None, "{key}");
         for r in &scan.records {
-            let at = SpoolRef {
-                dir: key.dir,
-                segment: key.seq,
-                offset: r.offset,
-            };
-            let (kind, payload) = world
-                .appended
-                .get(&at)
-                .unwrap_or_else(|| panic!("record at {at} was never placed"));
-            assert_eq!(
-                (r.kind, &img[r.payload.clone()]),
-                (*kind, payload.as_slice()),
-                "at {at}"
-            );
+            let at = SpoolRef { dir: key.dir, segment: key.seq, offset: r.offset };
+            let (kind, payload) = world.appended.get(&at).unwrap_or_else(|| panic!("record at {at} was never placed"));
+            assert_eq!((r.kind, &img[r.payload.clone()]), (*kind, payload.as_slice()), "at {at}");
         }
     }
     // Live recipients: none acked as final, all never tombstoned.
-    let live: BTreeMap<SpoolRef, BTreeSet<u16>> = rec
-        .messages
-        .iter()
-        .map(|m| (m.at, m.recipients.iter().map(|(i, _)| *i).collect()))
-        .collect();
+    let live: BTreeMap<SpoolRef, BTreeSet<u16>> =
+        rec.messages.iter().map(|m| (m.at, m.recipients.iter().map(|(i, _)| *i).collect())).collect();
     let none = BTreeSet::new();
     for (at, &count) in &world.messages {
         let got = live.get(at).unwrap_or(&none);
@@ -424,21 +325,12 @@ fn durable_records_survive_power_loss_at_any_moment() {
         for seed in 0..240u64 {
             let mut rng = StdRng::seed_from_u64(seed);
             let mode = CrashMode::ALL[seed as usize % 3];
-            let faults = if seed % 4 == 3 {
-                Faults {
-                    write: 0.05,
-                    sync: 0.05,
-                    create: 0.05,
-                }
-            } else {
-                Faults::default()
-            };
+            let faults =
+                if seed % 4 == 3 { Faults { write: 0.05, sync: 0.05, create: 0.05 } } else { Faults::default() };
             let cfg = config(64 << 10);
             let disk = SimDisk::new(seed, faults);
             let world = Rc::new(RefCell::new(World::default()));
-            let spools: Vec<_> = (0..DIRS)
-                .map(|d| Spool::new(disk.store(d), d, cfg, None).unwrap())
-                .collect();
+            let spools: Vec<_> = (0..DIRS).map(|d| Spool::new(disk.store(d), d, cfg, None).unwrap()).collect();
             let tasks: Vec<_> = (0..6u64)
                 .map(|i| {
                     let spool = spools[(i % u64::from(DIRS)) as usize].clone();
@@ -458,25 +350,16 @@ fn durable_records_survive_power_loss_at_any_moment() {
             let mut after = before.clone();
             after.appended.retain(|at, _| {
                 let key = at.segment_key();
-                images.get(&key).is_some_and(|img| {
-                    matches!(
-                        parse_at(img, at.offset as usize, key),
-                        Parsed::Record { .. }
-                    )
-                })
+                images
+                    .get(&key)
+                    .is_some_and(|img| matches!(parse_at(img, at.offset as usize, key), Parsed::Record { .. }))
             });
             let disk = SimDisk::from_images(seed + 1_000_000, images, Faults::default());
             let world = Rc::new(RefCell::new(after));
             let tasks: Vec<_> = (0..DIRS)
                 .map(|d| {
-                    let spool =
-                        Spool::new(disk.store(d), d, cfg, rec.tails.get(&d).copied()).unwrap();
-                    glommio::spawn_local(appender(
-                        spool,
-                        world.clone(),
-                        seed * 100 + 50 + u64::from(d),
-                        5,
-                    ))
+                    let spool = Spool::new(disk.store(d), d, cfg, rec.tails.get(&d).copied()).unwrap();
+                    glommio::spawn_local(appender(spool, world.clone(), seed * 100 + 50 + u64::from(d), 5))
                 })
                 .collect();
             for t in tasks {
@@ -495,13 +378,8 @@ fn record_len_matches_what_append_advances() {
         let spool = Spool::new(disk.store(0), 0, config(64 << 10), None).unwrap();
         for n in [0usize, 1, 7, 8, 9, 100] {
             let before = spool.write_position().offset;
-            spool
-                .append(RecordKind::Checkpoint, &[&vec![1; n]])
-                .unwrap();
-            assert_eq!(
-                (spool.write_position().offset - before) as usize,
-                record_len(n)
-            );
+            spool.append(RecordKind::Checkpoint, &[&vec![1; n]]).unwrap();
+            assert_eq!((spool.write_position().offset - before) as usize, record_len(n));
         }
     });
 }

@@ -28,12 +28,20 @@ pub struct Options {
     pub cores: usize,
     pub permit_relay_from: &'static str,
     pub extra: String,
+    /// Lines inside `[relay]` (routes, retry, ...).
+    pub relay: String,
     pub segment_size: u64,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { cores: 2, permit_relay_from: r#"["127.0.0.0/8"]"#, extra: String::new(), segment_size: 1 << 20 }
+        Options {
+            cores: 2,
+            permit_relay_from: r#"["127.0.0.0/8"]"#,
+            extra: String::new(),
+            relay: String::new(),
+            segment_size: 1 << 20,
+        }
     }
 }
 
@@ -65,6 +73,7 @@ pop3 = "{pop3}"
 
 [relay]
 permit_relay_from = {relay}
+{relay_extra}
 
 [spool]
 segment_size = {seg}
@@ -84,6 +93,7 @@ io_memory = 1048576
             relay = opts.permit_relay_from,
             seg = opts.segment_size,
             extra = opts.extra,
+            relay_extra = opts.relay,
         );
         std::fs::write(&config, text).unwrap();
         for u in USERS {
@@ -240,7 +250,7 @@ impl Smtp {
             self.expect(&format!("RCPT TO:<{t}>"), "250");
         }
         self.expect("DATA", "354");
-        self.send(body);
+        self.send(&dot_stuff(body));
         self.send(b".\r\n");
         self.reply()
     }
@@ -250,6 +260,20 @@ impl Smtp {
         let mut b = [0u8; 1];
         matches!(self.reader.read(&mut b), Ok(0) | Err(_))
     }
+}
+
+/// The wire form of a body: a line starting with "." gets another.
+pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 16);
+    let mut line_start = true;
+    for &b in body {
+        if line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        line_start = b == b'\n';
+    }
+    out
 }
 
 /// A raw POP3 client.
@@ -346,7 +370,7 @@ pub fn fetch_all(server: &Server, user: &str) -> Vec<Vec<u8>> {
 }
 
 pub fn strip_received(msg: &[u8]) -> Vec<u8> {
-    assert!(msg.starts_with(b"Received: from "), "no trace header: {:?}", String::from_utf8_lossy(msg));
+    assert!(msg.starts_with(b"Received: "), "no trace header: {:?}", String::from_utf8_lossy(msg));
     let eol = msg.windows(2).position(|w| w == b"\r\n").unwrap();
     msg[eol + 2..].to_vec()
 }

@@ -64,7 +64,7 @@ impl Caps {
         let mut caps = Caps::default();
         for line in reply.lines.iter().skip(1) {
             let upper = line.to_ascii_uppercase();
-            let mut words = upper.split(|c: char| c == ' ' || c == '=');
+            let mut words = upper.split([' ', '=']);
             match words.next() {
                 Some("PIPELINING") => caps.pipelining = true,
                 Some("STARTTLS") => caps.starttls = true,
@@ -311,17 +311,12 @@ impl SmtpClient {
     /// Feeds one reply.
     pub fn handle_reply(&mut self, reply: &Reply) -> Result<Progress, SessionError> {
         let Some(step) = self.pending.pop_front() else {
-            return Err(SessionError::Unexpected {
-                step: None,
-                reply: reply.first_line(),
-            });
+            return Err(SessionError::Unexpected { step: None, reply: reply.first_line() });
         };
         let code = reply.code;
         let next = match step {
             Step::Greeting | Step::Ehlo | Step::StartTls | Step::Auth => self.setup_reply(step, reply)?,
-            Step::Rset | Step::Mail | Step::Rcpt | Step::Data | Step::EndOfData => {
-                self.txn_reply(step, reply)?
-            }
+            Step::Rset | Step::Mail | Step::Rcpt | Step::Data | Step::EndOfData => self.txn_reply(step, reply)?,
             Step::Quit => {
                 self.phase = Phase::Closed;
                 Next::Closed
@@ -331,10 +326,7 @@ impl SmtpClient {
     }
 
     fn setup_reply(&mut self, step: Step, reply: &Reply) -> Result<Next, SessionError> {
-        let refused = || SessionError::Refused {
-            step,
-            reply: reply.first_line(),
-        };
+        let refused = || SessionError::Refused { step, reply: reply.first_line() };
         match step {
             Step::Greeting if reply.code == 220 => {
                 self.ehlo();
@@ -367,8 +359,7 @@ impl SmtpClient {
                 if !self.caps.auth_plain {
                     return Err(SessionError::AuthNotOffered);
                 }
-                let token = base64::engine::general_purpose::STANDARD
-                    .encode(format!("\0{user}\0{pass}"));
+                let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"));
                 self.command(Step::Auth, &format!("AUTH PLAIN {token}"));
                 return Ok(Next::Wait);
             }
@@ -379,10 +370,7 @@ impl SmtpClient {
 
     fn txn_reply(&mut self, step: Step, reply: &Reply) -> Result<Next, SessionError> {
         if self.phase != Phase::InTxn {
-            return Err(SessionError::Unexpected {
-                step: Some(step),
-                reply: reply.first_line(),
-            });
+            return Err(SessionError::Unexpected { step: Some(step), reply: reply.first_line() });
         }
         let ok = reply.is_positive();
         let pipelined = self.pipelining();
@@ -454,10 +442,7 @@ impl SmtpClient {
                 })
             }
             Step::Greeting | Step::Ehlo | Step::StartTls | Step::Auth | Step::Quit => {
-                Err(SessionError::Unexpected {
-                    step: Some(step),
-                    reply: reply.first_line(),
-                })
+                Err(SessionError::Unexpected { step: Some(step), reply: reply.first_line() })
             }
         }
     }

@@ -9,20 +9,11 @@ const EHLO_PIPE: &str = "250-sink.test\r\n250-PIPELINING\r\n250-SIZE 0\r\n250 8B
 const EHLO_PLAIN: &str = "250-sink.test\r\n250 8BITMIME\r\n";
 
 fn settings(pipelining: bool) -> Settings {
-    Settings {
-        helo_name: "gen.test".into(),
-        pipelining,
-        starttls: false,
-        auth: None,
-    }
+    Settings { helo_name: "gen.test".into(), pipelining, starttls: false, auth: None }
 }
 
 fn env(rcpts: &[&str]) -> Envelope {
-    Envelope {
-        from: "a@gen.test".into(),
-        rcpts: rcpts.iter().map(|s| s.to_string()).collect(),
-        size: 100,
-    }
+    Envelope { from: "a@gen.test".into(), rcpts: rcpts.iter().map(|s| s.to_string()).collect(), size: 100 }
 }
 
 /// Feeds one reply text (possibly multi-line) and returns the progress.
@@ -95,10 +86,7 @@ fn end_of_data_rejection_is_an_outcome_not_an_error() {
     reply(&mut c, "354 go\r\n");
     c.data_sent();
     let p = reply(&mut c, "451 later\r\n");
-    assert_eq!(
-        p.next,
-        Next::Done(Outcome::Rejected { step: Step::EndOfData, code: 451 })
-    );
+    assert_eq!(p.next, Next::Done(Outcome::Rejected { step: Step::EndOfData, code: 451 }));
     // No RSET is needed after a complete transaction.
     c.start_message(&env(&["x@a.test"])).unwrap();
     assert!(output(&mut c).starts_with("MAIL FROM"));
@@ -146,10 +134,7 @@ fn lockstep_all_recipients_rejected_ends_before_data() {
 fn greeting_refusal_is_a_session_error() {
     let mut c = SmtpClient::new(settings(false), false);
     let (r, _) = parse_reply(b"554 go away\r\n").unwrap().unwrap();
-    assert_eq!(
-        c.handle_reply(&r),
-        Err(SessionError::Refused { step: Step::Greeting, reply: "554 go away".into() })
-    );
+    assert_eq!(c.handle_reply(&r), Err(SessionError::Refused { step: Step::Greeting, reply: "554 go away".into() }));
 }
 
 #[test]
@@ -187,10 +172,7 @@ fn auth_failure_is_refused_with_the_reply() {
     reply(&mut c, "220 hi\r\n");
     reply(&mut c, "250-x\r\n250 AUTH PLAIN\r\n");
     let (r, _) = parse_reply(b"535 5.7.8 nope\r\n").unwrap().unwrap();
-    assert_eq!(
-        c.handle_reply(&r),
-        Err(SessionError::Refused { step: Step::Auth, reply: "535 5.7.8 nope".into() })
-    );
+    assert_eq!(c.handle_reply(&r), Err(SessionError::Refused { step: Step::Auth, reply: "535 5.7.8 nope".into() }));
 }
 
 #[test]

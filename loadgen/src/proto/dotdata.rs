@@ -51,11 +51,7 @@ impl DotReader {
     /// (`DATA\r\n` answered by 354, or `+OK` of RETR), so an immediate
     /// `.\r\n` is an empty body.
     pub fn new() -> Self {
-        DotReader {
-            at: At::LineStart { crlf: true },
-            prev_cr: false,
-            content_len: 0,
-        }
+        DotReader { at: At::LineStart { crlf: true }, prev_cr: false, content_len: 0 }
     }
 
     /// Unstuffed content bytes seen so far.
@@ -102,10 +98,7 @@ impl DotReader {
                 }
                 At::DotCr { crlf } => {
                     if input[i] == b'\n' && crlf {
-                        return Fed {
-                            consumed: i + 1,
-                            done: true,
-                        };
+                        return Fed { consumed: i + 1, done: true };
                     }
                     // `.\r` not ending the content: the `\r` is content.
                     self.out(b"\r", &mut emit);
@@ -113,10 +106,7 @@ impl DotReader {
                 }
             }
         }
-        Fed {
-            consumed: input.len(),
-            done: false,
-        }
+        Fed { consumed: input.len(), done: false }
     }
 
     fn out(&mut self, bytes: &[u8], emit: &mut impl FnMut(&[u8])) {

@@ -53,11 +53,7 @@ pub fn wire_body(total_size: usize) -> Vec<u8> {
         let room = target - body.len();
         let len = room.saturating_sub(2).min(76);
         for i in 0..len {
-            let c = if i == 0 && line_no % 16 == 15 {
-                b'.'
-            } else {
-                alphabet[(line_no * 7 + i) % alphabet.len()]
-            };
+            let c = if i == 0 && line_no % 16 == 15 { b'.' } else { alphabet[(line_no * 7 + i) % alphabet.len()] };
             body.push(c);
         }
         body.extend_from_slice(b"\r\n");
@@ -66,6 +62,34 @@ pub fn wire_body(total_size: usize) -> Vec<u8> {
     let mut wire = dot_stuff(&body);
     wire.extend_from_slice(b".\r\n");
     wire
+}
+
+/// `Thu, 01 Jan 2026 00:00:00 +0000` for a Unix time.
+pub fn rfc5322_date(unix: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let days = unix / 86_400;
+    let secs = unix % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
+        DAYS[(days % 7) as usize],
+        d,
+        MONTHS[(m - 1) as usize],
+        y,
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 #[cfg(test)]
@@ -100,6 +124,13 @@ mod tests {
                 assert!(total.abs_diff(size) < 200, "size {size} gave {total}");
             }
         }
+    }
+
+    #[test]
+    fn dates_are_rfc5322() {
+        assert_eq!(rfc5322_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(rfc5322_date(1_767_225_600), "Thu, 01 Jan 2026 00:00:00 +0000");
+        assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
     }
 
     #[test]

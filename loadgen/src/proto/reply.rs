@@ -92,12 +92,7 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
         let (this_code, last, text) = split_line(line)?;
         match code {
             None => code = Some(this_code),
-            Some(c) if c != this_code => {
-                return Err(ReplyError::MixedCodes {
-                    first: c,
-                    later: this_code,
-                })
-            }
+            Some(c) if c != this_code => return Err(ReplyError::MixedCodes { first: c, later: this_code }),
             Some(_) => {}
         }
         lines.push(text);
@@ -190,10 +185,7 @@ mod tests {
 
     #[test]
     fn mixed_codes_are_rejected() {
-        assert_eq!(
-            parse_reply(b"250-a\r\n251 b\r\n"),
-            Err(ReplyError::MixedCodes { first: 250, later: 251 })
-        );
+        assert_eq!(parse_reply(b"250-a\r\n251 b\r\n"), Err(ReplyError::MixedCodes { first: 250, later: 251 }));
     }
 
     #[test]

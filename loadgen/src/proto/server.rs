@@ -65,7 +65,11 @@ enum State {
     Command,
     /// `AUTH PLAIN` without initial response: waiting for the `334` answer.
     AuthResponse,
-    Data { reader: DotReader, head: Vec<u8>, content: Option<Vec<u8>> },
+    Data {
+        reader: DotReader,
+        head: Vec<u8>,
+        content: Option<Vec<u8>>,
+    },
     /// A message or STARTTLS is being handled by the driver.
     Waiting,
     Closed,
@@ -320,17 +324,11 @@ impl ServerSession {
     }
 
     fn check_auth(&mut self, token: &str) {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(token.trim())
-            .unwrap_or_default();
+        let decoded = base64::engine::general_purpose::STANDARD.decode(token.trim()).unwrap_or_default();
         let mut parts = decoded.split(|b| *b == 0);
         let _authzid = parts.next();
         let (user, pass) = (parts.next().unwrap_or(b""), parts.next().unwrap_or(b""));
-        let ok = self
-            .cfg
-            .auth
-            .as_ref()
-            .is_some_and(|(u, p)| u.as_bytes() == user && p.as_bytes() == pass);
+        let ok = self.cfg.auth.as_ref().is_some_and(|(u, p)| u.as_bytes() == user && p.as_bytes() == pass);
         if ok {
             self.authed = true;
             self.reply("235 2.7.0 Authentication successful");

@@ -24,9 +24,7 @@ impl MessageNumber {
     /// The 0-based index into a maildrop listing; `None` for `0` or a
     /// number that cannot be an index on this platform.
     pub fn index(self) -> Option<usize> {
-        self.0
-            .checked_sub(1)
-            .and_then(|index| usize::try_from(index).ok())
+        self.0.checked_sub(1).and_then(|index| usize::try_from(index).ok())
     }
 }
 
@@ -87,11 +85,9 @@ impl fmt::Debug for Command {
             Command::Dele(n) => f.debug_tuple("Dele").field(n).finish(),
             Command::Noop => f.write_str("Noop"),
             Command::Rset => f.write_str("Rset"),
-            Command::Top { message, lines } => f
-                .debug_struct("Top")
-                .field("message", message)
-                .field("lines", lines)
-                .finish(),
+            Command::Top { message, lines } => {
+                f.debug_struct("Top").field("message", message).field("lines", lines).finish()
+            }
             Command::Uidl(n) => f.debug_tuple("Uidl").field(n).finish(),
             Command::Unknown(verb) => f.debug_tuple("Unknown").field(verb).finish(),
         }
@@ -165,13 +161,8 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         "TOP" => {
             let [n, lines] = exactly::<2>("TOP", &mut args)?;
             let message = message_number(n)?;
-            let lines = decimal(lines).ok_or_else(|| ParseError::InvalidLineCount {
-                text: lines.to_owned(),
-            })?;
-            Command::Top {
-                message,
-                lines: u32::try_from(lines).unwrap_or(u32::MAX),
-            }
+            let lines = decimal(lines).ok_or_else(|| ParseError::InvalidLineCount { text: lines.to_owned() })?;
+            Command::Top { message, lines: u32::try_from(lines).unwrap_or(u32::MAX) }
         }
         _ => Command::Unknown(verb.to_owned()),
     };
@@ -213,11 +204,7 @@ fn optional_number<'a>(
 }
 
 fn message_number(text: &str) -> Result<MessageNumber, ParseError> {
-    decimal(text)
-        .map(MessageNumber)
-        .ok_or_else(|| ParseError::InvalidMessageNumber {
-            text: text.to_owned(),
-        })
+    decimal(text).map(MessageNumber).ok_or_else(|| ParseError::InvalidMessageNumber { text: text.to_owned() })
 }
 
 /// Digits only: no sign, no spaces, at least one digit. Saturates instead
@@ -226,10 +213,7 @@ fn decimal(text: &str) -> Option<u64> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some(text.bytes().fold(0u64, |acc, digit| {
-        acc.saturating_mul(10)
-            .saturating_add(u64::from(digit - b'0'))
-    }))
+    Some(text.bytes().fold(0u64, |acc, digit| acc.saturating_mul(10).saturating_add(u64::from(digit - b'0'))))
 }
 
 #[cfg(test)]
@@ -244,13 +228,7 @@ mod tests {
     fn keywords_are_case_insensitive() {
         assert_eq!(parse(b"stat"), Ok(Command::Stat));
         assert_eq!(parse(b"StAt"), Ok(Command::Stat));
-        assert_eq!(
-            parse(b"top 1 2"),
-            Ok(Command::Top {
-                message: n(1),
-                lines: 2
-            })
-        );
+        assert_eq!(parse(b"top 1 2"), Ok(Command::Top { message: n(1), lines: 2 }));
         assert_eq!(parse(b"uidl"), Ok(Command::Uidl(None)));
     }
 
@@ -268,22 +246,13 @@ mod tests {
         assert_eq!(parse(b"DELE 2"), Ok(Command::Dele(n(2))));
         assert_eq!(parse(b"NOOP"), Ok(Command::Noop));
         assert_eq!(parse(b"RSET"), Ok(Command::Rset));
-        assert_eq!(
-            parse(b"TOP 1 0"),
-            Ok(Command::Top {
-                message: n(1),
-                lines: 0
-            })
-        );
+        assert_eq!(parse(b"TOP 1 0"), Ok(Command::Top { message: n(1), lines: 0 }));
         assert_eq!(parse(b"UIDL 7"), Ok(Command::Uidl(Some(n(7)))));
     }
 
     #[test]
     fn pass_takes_the_rest_of_the_line_spaces_included() {
-        assert_eq!(
-            parse(b"PASS  correct horse battery "),
-            Ok(Command::Pass(" correct horse battery ".into()))
-        );
+        assert_eq!(parse(b"PASS  correct horse battery "), Ok(Command::Pass(" correct horse battery ".into())));
     }
 
     #[test]
@@ -295,61 +264,30 @@ mod tests {
 
     #[test]
     fn user_takes_exactly_one_argument() {
-        assert_eq!(
-            parse(b"USER"),
-            Err(ParseError::MissingArgument { verb: "USER" })
-        );
-        assert_eq!(
-            parse(b"USER alice bob"),
-            Err(ParseError::TooManyArguments { verb: "USER" })
-        );
+        assert_eq!(parse(b"USER"), Err(ParseError::MissingArgument { verb: "USER" }));
+        assert_eq!(parse(b"USER alice bob"), Err(ParseError::TooManyArguments { verb: "USER" }));
     }
 
     #[test]
     fn extra_spaces_between_arguments_are_tolerated() {
-        assert_eq!(
-            parse(b"TOP  1   5 "),
-            Ok(Command::Top {
-                message: n(1),
-                lines: 5
-            })
-        );
+        assert_eq!(parse(b"TOP  1   5 "), Ok(Command::Top { message: n(1), lines: 5 }));
         assert_eq!(parse(b"STAT "), Ok(Command::Stat));
     }
 
     #[test]
     fn argument_counts_are_checked() {
-        assert_eq!(
-            parse(b"STAT 1"),
-            Err(ParseError::TooManyArguments { verb: "STAT" })
-        );
-        assert_eq!(
-            parse(b"LIST 1 2"),
-            Err(ParseError::TooManyArguments { verb: "LIST" })
-        );
-        assert_eq!(
-            parse(b"RETR"),
-            Err(ParseError::MissingArgument { verb: "RETR" })
-        );
-        assert_eq!(
-            parse(b"TOP 1"),
-            Err(ParseError::MissingArgument { verb: "TOP" })
-        );
-        assert_eq!(
-            parse(b"TOP 1 2 3"),
-            Err(ParseError::TooManyArguments { verb: "TOP" })
-        );
+        assert_eq!(parse(b"STAT 1"), Err(ParseError::TooManyArguments { verb: "STAT" }));
+        assert_eq!(parse(b"LIST 1 2"), Err(ParseError::TooManyArguments { verb: "LIST" }));
+        assert_eq!(parse(b"RETR"), Err(ParseError::MissingArgument { verb: "RETR" }));
+        assert_eq!(parse(b"TOP 1"), Err(ParseError::MissingArgument { verb: "TOP" }));
+        assert_eq!(parse(b"TOP 1 2 3"), Err(ParseError::TooManyArguments { verb: "TOP" }));
     }
 
     #[test]
     fn message_numbers_are_unsigned_decimal() {
         for bad in ["-1", "+1", "0x1", "1.0", "one", "1a"] {
             let line = format!("RETR {bad}");
-            assert_eq!(
-                parse(line.as_bytes()),
-                Err(ParseError::InvalidMessageNumber { text: bad.into() }),
-                "{line}"
-            );
+            assert_eq!(parse(line.as_bytes()), Err(ParseError::InvalidMessageNumber { text: bad.into() }), "{line}");
         }
         assert_eq!(parse(b"RETR 007"), Ok(Command::Retr(n(7))));
     }
@@ -363,25 +301,13 @@ mod tests {
 
     #[test]
     fn huge_numbers_saturate_instead_of_failing() {
-        assert_eq!(
-            parse(b"RETR 99999999999999999999999999"),
-            Ok(Command::Retr(n(u64::MAX)))
-        );
-        assert_eq!(
-            parse(b"TOP 1 99999999999"),
-            Ok(Command::Top {
-                message: n(1),
-                lines: u32::MAX
-            })
-        );
+        assert_eq!(parse(b"RETR 99999999999999999999999999"), Ok(Command::Retr(n(u64::MAX))));
+        assert_eq!(parse(b"TOP 1 99999999999"), Ok(Command::Top { message: n(1), lines: u32::MAX }));
     }
 
     #[test]
     fn top_line_count_must_be_decimal() {
-        assert_eq!(
-            parse(b"TOP 1 -1"),
-            Err(ParseError::InvalidLineCount { text: "-1".into() })
-        );
+        assert_eq!(parse(b"TOP 1 -1"), Err(ParseError::InvalidLineCount { text: "-1".into() }));
     }
 
     #[test]

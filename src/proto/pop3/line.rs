@@ -28,10 +28,7 @@ pub(super) fn next_line(buf: &[u8], max_len: usize) -> Line<'_> {
         Some(lf) => {
             let content = &buf[..lf];
             let content = content.strip_suffix(b"\r").unwrap_or(content);
-            Line::Complete {
-                consumed: lf + 1,
-                content,
-            }
+            Line::Complete { consumed: lf + 1, content }
         }
         None if buf.len() >= max_len => Line::TooLong,
         None => Line::Incomplete,
@@ -44,35 +41,17 @@ mod tests {
 
     #[test]
     fn crlf_ends_a_line_and_is_not_part_of_content() {
-        assert_eq!(
-            next_line(b"STAT\r\nNOOP\r\n", 255),
-            Line::Complete {
-                consumed: 6,
-                content: b"STAT"
-            }
-        );
+        assert_eq!(next_line(b"STAT\r\nNOOP\r\n", 255), Line::Complete { consumed: 6, content: b"STAT" });
     }
 
     #[test]
     fn bare_lf_ends_a_line() {
-        assert_eq!(
-            next_line(b"STAT\nNOOP", 255),
-            Line::Complete {
-                consumed: 5,
-                content: b"STAT"
-            }
-        );
+        assert_eq!(next_line(b"STAT\nNOOP", 255), Line::Complete { consumed: 5, content: b"STAT" });
     }
 
     #[test]
     fn only_the_last_cr_is_part_of_the_terminator() {
-        assert_eq!(
-            next_line(b"STAT\r\r\n", 255),
-            Line::Complete {
-                consumed: 7,
-                content: b"STAT\r"
-            }
-        );
+        assert_eq!(next_line(b"STAT\r\r\n", 255), Line::Complete { consumed: 7, content: b"STAT\r" });
     }
 
     #[test]
@@ -85,13 +64,7 @@ mod tests {
     fn line_of_exactly_max_len_including_crlf_is_accepted() {
         let mut line = vec![b'a'; 8];
         line.extend_from_slice(b"\r\n");
-        assert_eq!(
-            next_line(&line, 10),
-            Line::Complete {
-                consumed: 10,
-                content: &line[..8]
-            }
-        );
+        assert_eq!(next_line(&line, 10), Line::Complete { consumed: 10, content: &line[..8] });
     }
 
     #[test]

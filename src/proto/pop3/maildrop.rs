@@ -44,12 +44,7 @@ pub(super) struct Maildrop {
 impl Maildrop {
     pub(super) fn new(messages: Vec<MessageInfo>) -> Maildrop {
         let live_octets = messages.iter().map(|m| m.size).sum();
-        Maildrop {
-            deleted: vec![false; messages.len()],
-            live_count: messages.len(),
-            live_octets,
-            messages,
-        }
+        Maildrop { deleted: vec![false; messages.len()], live_count: messages.len(), live_octets, messages }
     }
 
     /// Number and total size of the messages not marked deleted (STAT).
@@ -101,11 +96,7 @@ impl Maildrop {
 
     /// 0-based indices of the marked messages: ascending and distinct.
     pub(super) fn deleted_indices(&self) -> Vec<usize> {
-        self.deleted
-            .iter()
-            .enumerate()
-            .filter_map(|(index, &deleted)| deleted.then_some(index))
-            .collect()
+        self.deleted.iter().enumerate().filter_map(|(index, &deleted)| deleted.then_some(index)).collect()
     }
 }
 
@@ -123,18 +114,9 @@ mod tests {
 
     fn maildrop() -> Maildrop {
         Maildrop::new(vec![
-            MessageInfo {
-                uid: "a".into(),
-                size: 10,
-            },
-            MessageInfo {
-                uid: "b".into(),
-                size: 20,
-            },
-            MessageInfo {
-                uid: "c".into(),
-                size: 30,
-            },
+            MessageInfo { uid: "a".into(), size: 10 },
+            MessageInfo { uid: "b".into(), size: 20 },
+            MessageInfo { uid: "c".into(), size: 30 },
         ])
     }
 
@@ -168,10 +150,7 @@ mod tests {
         let mut drop = maildrop();
         drop.delete(number("2"));
         assert_eq!(drop.get(number("2")), None);
-        assert_eq!(
-            drop.get(number("3")).map(|(i, m)| (i, m.size)),
-            Some((2, 30))
-        );
+        assert_eq!(drop.get(number("3")).map(|(i, m)| (i, m.size)), Some((2, 30)));
         let live: Vec<usize> = drop.live().map(|(n, _)| n).collect();
         assert_eq!(live, [1, 3]);
     }

@@ -33,8 +33,7 @@ pub const ERR_TOO_MANY_FAILURES: &str = "-ERR [AUTH] too many failures\r\n";
 /// `[IN-USE]` (RFC 2449): another session holds the maildrop lock.
 pub const ERR_IN_USE: &str = "-ERR [IN-USE] Mailbox is locked by another session\r\n";
 /// `[SYS/TEMP]` (RFC 3206): the credentials could not be checked just now.
-pub const ERR_AUTH_TEMP_FAILURE: &str =
-    "-ERR [SYS/TEMP] Temporary authentication failure, try again later\r\n";
+pub const ERR_AUTH_TEMP_FAILURE: &str = "-ERR [SYS/TEMP] Temporary authentication failure, try again later\r\n";
 /// PASS with no USER before it.
 pub const ERR_PASS_WITHOUT_USER: &str = "-ERR USER first\r\n";
 /// QUIT before login: nothing to update.
@@ -90,15 +89,8 @@ pub const ERR_INVALID_LINE_COUNT: &str = "-ERR invalid line count\r\n";
 pub const OK_CAPA: &str = "+OK Capability list follows\r\n";
 
 /// Capabilities offered in every state (RFC 2449 §6), one per line.
-const CAPABILITIES: &[&str] = &[
-    "TOP",
-    "UIDL",
-    "USER",
-    "RESP-CODES",
-    "AUTH-RESP-CODE",
-    "PIPELINING",
-    "IMPLEMENTATION ringmail",
-];
+const CAPABILITIES: &[&str] =
+    &["TOP", "UIDL", "USER", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "IMPLEMENTATION ringmail"];
 
 /// The reply to a line that does not parse.
 pub fn for_parse_error(error: &ParseError) -> &'static str {
@@ -149,10 +141,7 @@ pub fn stat(out: &mut Vec<u8>, count: usize, octets: u64) {
 
 /// The first line of a LIST without an argument.
 pub fn list_header(out: &mut Vec<u8>, count: usize, octets: u64) {
-    put(
-        out,
-        format_args!("+OK {count} messages ({octets} octets)\r\n"),
-    );
+    put(out, format_args!("+OK {count} messages ({octets} octets)\r\n"));
 }
 
 /// One scan line of LIST: `n size`.
@@ -187,8 +176,5 @@ pub fn deleted(out: &mut Vec<u8>, number: MessageNumber) {
 
 /// DELE of a message already marked.
 pub fn already_deleted(out: &mut Vec<u8>, number: MessageNumber) {
-    put(
-        out,
-        format_args!("-ERR message {number} already deleted\r\n"),
-    );
+    put(out, format_args!("-ERR message {number} already deleted\r\n"));
 }

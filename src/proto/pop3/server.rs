@@ -66,19 +66,13 @@ pub enum Action {
 impl fmt::Debug for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Action::Authenticate { user, .. } => f
-                .debug_struct("Authenticate")
-                .field("user", user)
-                .field("password", &"<redacted>")
-                .finish(),
-            Action::SendMessage { index, top_lines } => f
-                .debug_struct("SendMessage")
-                .field("index", index)
-                .field("top_lines", top_lines)
-                .finish(),
-            Action::Commit { deleted } => {
-                f.debug_struct("Commit").field("deleted", deleted).finish()
+            Action::Authenticate { user, .. } => {
+                f.debug_struct("Authenticate").field("user", user).field("password", &"<redacted>").finish()
             }
+            Action::SendMessage { index, top_lines } => {
+                f.debug_struct("SendMessage").field("index", index).field("top_lines", top_lines).finish()
+            }
+            Action::Commit { deleted } => f.debug_struct("Commit").field("deleted", deleted).finish(),
             Action::StartTls => f.write_str("StartTls"),
         }
     }
@@ -149,16 +143,7 @@ impl Server {
     pub fn new(config: Rc<Pop3Config>) -> Server {
         let mut output = Vec::new();
         reply::greeting(&mut output, &config.hostname);
-        Server {
-            config,
-            state: State::Authorization {
-                user: None,
-                failures: 0,
-            },
-            action: None,
-            output,
-            tls: false,
-        }
+        Server { config, state: State::Authorization { user: None, failures: 0 }, action: None, output, tls: false }
     }
 
     /// Consumes complete command lines from the front of `input`, answering
@@ -176,9 +161,7 @@ impl Server {
             match self.state {
                 State::Authorization { .. } | State::Transaction { .. } => {}
                 State::StartingTls { .. } | State::Closed { .. } => return input.len(),
-                State::Authenticating { .. } | State::Sending { .. } | State::Committing { .. } => {
-                    return consumed
-                }
+                State::Authenticating { .. } | State::Sending { .. } | State::Committing { .. } => return consumed,
             }
             match line::next_line(&input[consumed..], self.config.max_line_len) {
                 Line::Incomplete => return consumed,
@@ -187,10 +170,7 @@ impl Server {
                     self.close();
                     return input.len();
                 }
-                Line::Complete {
-                    consumed: length,
-                    content,
-                } => {
+                Line::Complete { consumed: length, content } => {
                     consumed += length;
                     self.handle_line(content);
                 }
@@ -216,10 +196,7 @@ impl Server {
         self.state = match outcome {
             AuthOutcome::LoggedIn(messages) => {
                 self.reply(reply::OK_LOGGED_IN);
-                State::Transaction {
-                    user,
-                    maildrop: Maildrop::new(messages),
-                }
+                State::Transaction { user, maildrop: Maildrop::new(messages) }
             }
             AuthOutcome::BadCredentials => {
                 let failures = failures.saturating_add(1);
@@ -228,25 +205,16 @@ impl Server {
                     State::Closed { user: None }
                 } else {
                     self.reply(reply::ERR_AUTH_FAILED);
-                    State::Authorization {
-                        user: None,
-                        failures,
-                    }
+                    State::Authorization { user: None, failures }
                 }
             }
             AuthOutcome::InUse => {
                 self.reply(reply::ERR_IN_USE);
-                State::Authorization {
-                    user: None,
-                    failures,
-                }
+                State::Authorization { user: None, failures }
             }
             AuthOutcome::TempFailure => {
                 self.reply(reply::ERR_AUTH_TEMP_FAILURE);
-                State::Authorization {
-                    user: None,
-                    failures,
-                }
+                State::Authorization { user: None, failures }
             }
         };
     }
@@ -285,10 +253,7 @@ impl Server {
         self.state = match self.take_state() {
             State::StartingTls { failures } => {
                 self.tls = true;
-                State::Authorization {
-                    user: None,
-                    failures,
-                }
+                State::Authorization { user: None, failures }
             }
             other => other,
         };
@@ -368,17 +333,11 @@ impl Server {
         let reply = match command {
             Command::User(name) => {
                 self.reply(reply::OK_USER);
-                return State::Authorization {
-                    user: Some(name),
-                    failures,
-                };
+                return State::Authorization { user: Some(name), failures };
             }
             Command::Pass(password) => match user {
                 Some(user) => {
-                    self.action = Some(Action::Authenticate {
-                        user: user.clone(),
-                        password,
-                    });
+                    self.action = Some(Action::Authenticate { user: user.clone(), password });
                     return State::Authenticating { user, failures };
                 }
                 None => reply::ERR_PASS_WITHOUT_USER,

@@ -61,10 +61,7 @@ mod tests {
 
     #[test]
     fn retr_sends_whole_message_then_terminator() {
-        assert_eq!(
-            wire(MESSAGE, None),
-            "Subject: hi\r\nFrom: a@example.test\r\n\r\none\r\ntwo\r\nthree\r\n.\r\n"
-        );
+        assert_eq!(wire(MESSAGE, None), "Subject: hi\r\nFrom: a@example.test\r\n\r\none\r\ntwo\r\nthree\r\n.\r\n");
     }
 
     #[test]
@@ -74,10 +71,7 @@ mod tests {
 
     #[test]
     fn lines_starting_with_dots_get_one_more_dot() {
-        assert_eq!(
-            wire(b"..\r\n.x\r\n...y\r\nx.\r\n", None),
-            "...\r\n..x\r\n....y\r\nx.\r\n.\r\n"
-        );
+        assert_eq!(wire(b"..\r\n.x\r\n...y\r\nx.\r\n", None), "...\r\n..x\r\n....y\r\nx.\r\n.\r\n");
     }
 
     #[test]
@@ -110,18 +104,12 @@ mod tests {
 
     #[test]
     fn top_zero_sends_headers_and_the_blank_line() {
-        assert_eq!(
-            wire(MESSAGE, Some(0)),
-            "Subject: hi\r\nFrom: a@example.test\r\n\r\n.\r\n"
-        );
+        assert_eq!(wire(MESSAGE, Some(0)), "Subject: hi\r\nFrom: a@example.test\r\n\r\n.\r\n");
     }
 
     #[test]
     fn top_sends_that_many_body_lines() {
-        assert_eq!(
-            wire(MESSAGE, Some(2)),
-            "Subject: hi\r\nFrom: a@example.test\r\n\r\none\r\ntwo\r\n.\r\n"
-        );
+        assert_eq!(wire(MESSAGE, Some(2)), "Subject: hi\r\nFrom: a@example.test\r\n\r\none\r\ntwo\r\n.\r\n");
     }
 
     #[test]
@@ -157,32 +145,19 @@ mod tests {
 
     #[test]
     fn top_stuffs_dots_in_header_and_body() {
-        assert_eq!(
-            wire(b".H: v\r\n\r\n.\r\nrest\r\n", Some(1)),
-            "..H: v\r\n\r\n..\r\n.\r\n"
-        );
+        assert_eq!(wire(b".H: v\r\n\r\n.\r\nrest\r\n", Some(1)), "..H: v\r\n\r\n..\r\n.\r\n");
     }
 
     #[test]
     fn no_output_ends_early_for_a_strict_or_lenient_reader() {
-        let bodies: &[&[u8]] = &[
-            b"\r\n.\r\n",
-            b".\r\n.\r\n",
-            b"a\n.\n",
-            b"\r\n.\n",
-            b"x\r\n.",
-            b"..\r\n\r\n.\r\n",
-        ];
+        let bodies: &[&[u8]] = &[b"\r\n.\r\n", b".\r\n.\r\n", b"a\n.\n", b"\r\n.\n", b"x\r\n.", b"..\r\n\r\n.\r\n"];
         for body in bodies {
             for top in [None, Some(0), Some(1), Some(9)] {
                 let mut out = Vec::new();
                 write_message(body, top, &mut out);
                 let text = String::from_utf8_lossy(&out);
                 // Only the terminator may be a lone dot on a line.
-                let lone_dots = text
-                    .split_inclusive('\n')
-                    .filter(|line| matches!(*line, ".\r\n" | ".\n"))
-                    .count();
+                let lone_dots = text.split_inclusive('\n').filter(|line| matches!(*line, ".\r\n" | ".\n")).count();
                 assert_eq!(lone_dots, 1, "{body:?} {top:?}: {text:?}");
                 assert!(text.ends_with("\r\n.\r\n") || text == ".\r\n", "{text:?}");
             }

@@ -15,10 +15,7 @@ pub(super) enum Step {
     Continue,
     /// The `+OK` status line is in `out`; the body of message `index`
     /// (0-based) follows, cut to `top_lines` body lines for TOP.
-    Send {
-        index: usize,
-        top_lines: Option<u32>,
-    },
+    Send { index: usize, top_lines: Option<u32> },
     /// QUIT: nothing is in `out` yet; the session enters UPDATE.
     Quit,
 }
@@ -56,20 +53,14 @@ pub(super) fn handle(command: Command, maildrop: &mut Maildrop, out: &mut Vec<u8
         Command::Retr(n) => match maildrop.get(n) {
             Some((index, message)) => {
                 reply::retr(out, message);
-                return Step::Send {
-                    index,
-                    top_lines: None,
-                };
+                return Step::Send { index, top_lines: None };
             }
             None => put(out, reply::ERR_NO_SUCH_MESSAGE),
         },
         Command::Top { message, lines } => match maildrop.get(message) {
             Some((index, _)) => {
                 put(out, reply::OK_TOP);
-                return Step::Send {
-                    index,
-                    top_lines: Some(lines),
-                };
+                return Step::Send { index, top_lines: Some(lines) };
             }
             None => put(out, reply::ERR_NO_SUCH_MESSAGE),
         },

@@ -134,17 +134,12 @@ pub fn parse_mailbox(input: &[u8]) -> Result<Address, AddressError> {
     }
     let (local, rest) = local_part(input)?;
     let domain = rest.strip_prefix(b"@").ok_or(AddressError::MissingDomain)?;
-    Ok(Address {
-        local,
-        domain: domain_or_literal(domain)?,
-    })
+    Ok(Address { local, domain: domain_or_literal(domain)? })
 }
 
 /// Splits `<inner>rest`, finding the `>` that is not inside a quoted string.
 fn split_path(input: &[u8]) -> Result<(&[u8], &[u8]), AddressError> {
-    let body = input
-        .strip_prefix(b"<")
-        .ok_or_else(|| non_ascii_or(input, AddressError::MissingBrackets))?;
+    let body = input.strip_prefix(b"<").ok_or_else(|| non_ascii_or(input, AddressError::MissingBrackets))?;
     let mut quoted = false;
     let mut escaped = false;
     let close = body.iter().position(|&b| {
@@ -182,10 +177,7 @@ fn non_ascii_or(input: &[u8], otherwise: AddressError) -> AddressError {
 fn parse_routed_mailbox(inner: &[u8]) -> Result<Address, AddressError> {
     let mailbox = match inner.first() {
         Some(b'@') => {
-            let colon = inner
-                .iter()
-                .position(|&b| b == b':')
-                .ok_or(AddressError::BadRoute)?;
+            let colon = inner.iter().position(|&b| b == b':').ok_or(AddressError::BadRoute)?;
             for hop in inner[..colon].split(|&b| b == b',') {
                 let domain = hop.strip_prefix(b"@").ok_or(AddressError::BadRoute)?;
                 domain_name(domain).map_err(|_| AddressError::BadRoute)?;
@@ -203,9 +195,7 @@ fn is_atext(b: u8) -> bool {
 }
 
 fn is_dot_string(s: &[u8]) -> bool {
-    !s.is_empty()
-        && s.split(|&b| b == b'.')
-            .all(|atom| !atom.is_empty() && atom.iter().all(|&b| is_atext(b)))
+    !s.is_empty() && s.split(|&b| b == b'.').all(|atom| !atom.is_empty() && atom.iter().all(|&b| is_atext(b)))
 }
 
 /// Parses the local part at the front of `input`; returns it canonically
@@ -265,14 +255,10 @@ fn domain_or_literal(input: &[u8]) -> Result<String, AddressError> {
 }
 
 fn address_literal(input: &[u8]) -> Result<String, AddressError> {
-    let inner = input
-        .strip_suffix(b"]")
-        .ok_or(AddressError::BadAddressLiteral)?;
+    let inner = input.strip_suffix(b"]").ok_or(AddressError::BadAddressLiteral)?;
     let text = std::str::from_utf8(inner).map_err(|_| AddressError::BadAddressLiteral)?;
     if text.len() > 5 && text[..5].eq_ignore_ascii_case("IPv6:") {
-        let ip: Ipv6Addr = text[5..]
-            .parse()
-            .map_err(|_| AddressError::BadAddressLiteral)?;
+        let ip: Ipv6Addr = text[5..].parse().map_err(|_| AddressError::BadAddressLiteral)?;
         return Ok(format!("[IPv6:{ip}]"));
     }
     let ip: Ipv4Addr = text.parse().map_err(|_| AddressError::BadAddressLiteral)?;
@@ -283,9 +269,7 @@ fn domain_name(input: &[u8]) -> Result<String, AddressError> {
     let name = input.strip_suffix(b".").unwrap_or(input);
     let label_ok = |label: &[u8]| {
         (1..=63).contains(&label.len())
-            && label
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && label.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             && label.first() != Some(&b'-')
             && label.last() != Some(&b'-')
     };
@@ -312,180 +296,87 @@ mod tests {
     }
 
     fn addr(local: &str, domain: &str) -> Address {
-        Address {
-            local: local.into(),
-            domain: domain.into(),
-        }
+        Address { local: local.into(), domain: domain.into() }
     }
 
     #[test]
     fn plain_mailbox_parses() {
-        assert_eq!(
-            mailbox("<jane@example.test>"),
-            Ok(addr("jane", "example.test"))
-        );
+        assert_eq!(mailbox("<jane@example.test>"), Ok(addr("jane", "example.test")));
     }
 
     #[test]
     fn domain_is_lowercased_and_local_part_case_kept() {
-        assert_eq!(
-            mailbox("<Jane.Doe@Example.TEST>"),
-            Ok(addr("Jane.Doe", "example.test"))
-        );
+        assert_eq!(mailbox("<Jane.Doe@Example.TEST>"), Ok(addr("Jane.Doe", "example.test")));
     }
 
     #[test]
     fn one_trailing_dot_is_stripped_from_the_domain() {
-        assert_eq!(
-            mailbox("<jane@example.test.>"),
-            Ok(addr("jane", "example.test"))
-        );
-        assert_eq!(
-            mailbox("<jane@example.test..>"),
-            Err(AddressError::BadDomain)
-        );
+        assert_eq!(mailbox("<jane@example.test.>"), Ok(addr("jane", "example.test")));
+        assert_eq!(mailbox("<jane@example.test..>"), Err(AddressError::BadDomain));
     }
 
     #[test]
     fn source_route_is_dropped() {
-        assert_eq!(
-            mailbox("<@relay.test,@other.test:jane@example.test>"),
-            Ok(addr("jane", "example.test"))
-        );
-        assert_eq!(
-            mailbox("<@relay.test:jane@example.test>"),
-            Ok(addr("jane", "example.test"))
-        );
-        assert_eq!(
-            mailbox("<@:jane@example.test>"),
-            Err(AddressError::BadRoute)
-        );
-        assert_eq!(
-            mailbox("<@relay.test,jane@example.test>"),
-            Err(AddressError::BadRoute)
-        );
-        assert_eq!(
-            mailbox("<@relay.test;x:jane@example.test>"),
-            Err(AddressError::BadRoute)
-        );
+        assert_eq!(mailbox("<@relay.test,@other.test:jane@example.test>"), Ok(addr("jane", "example.test")));
+        assert_eq!(mailbox("<@relay.test:jane@example.test>"), Ok(addr("jane", "example.test")));
+        assert_eq!(mailbox("<@:jane@example.test>"), Err(AddressError::BadRoute));
+        assert_eq!(mailbox("<@relay.test,jane@example.test>"), Err(AddressError::BadRoute));
+        assert_eq!(mailbox("<@relay.test;x:jane@example.test>"), Err(AddressError::BadRoute));
     }
 
     #[test]
     fn percent_hack_stays_in_the_local_part() {
-        assert_eq!(
-            mailbox("<user%remote.test@example.test>"),
-            Ok(addr("user%remote.test", "example.test"))
-        );
+        assert_eq!(mailbox("<user%remote.test@example.test>"), Ok(addr("user%remote.test", "example.test")));
     }
 
     #[test]
     fn bang_path_stays_in_the_local_part() {
-        assert_eq!(
-            mailbox("<remote.test!user@example.test>"),
-            Ok(addr("remote.test!user", "example.test"))
-        );
+        assert_eq!(mailbox("<remote.test!user@example.test>"), Ok(addr("remote.test!user", "example.test")));
     }
 
     #[test]
     fn quoted_local_part_is_unquoted_when_it_needs_no_quotes() {
-        assert_eq!(
-            mailbox("<\"jane\"@example.test>"),
-            Ok(addr("jane", "example.test"))
-        );
-        assert_eq!(
-            mailbox("<\"ja\\ne\"@example.test>"),
-            Ok(addr("jane", "example.test"))
-        );
+        assert_eq!(mailbox("<\"jane\"@example.test>"), Ok(addr("jane", "example.test")));
+        assert_eq!(mailbox("<\"ja\\ne\"@example.test>"), Ok(addr("jane", "example.test")));
     }
 
     #[test]
     fn quoted_local_part_with_specials_stays_quoted_canonically() {
-        assert_eq!(
-            mailbox("<\"a b\"@example.test>"),
-            Ok(addr("\"a b\"", "example.test"))
-        );
-        assert_eq!(
-            mailbox("<\"jane@other.test\"@example.test>"),
-            Ok(addr("\"jane@other.test\"", "example.test"))
-        );
-        assert_eq!(
-            mailbox("<\"a>b\"@example.test>"),
-            Ok(addr("\"a>b\"", "example.test"))
-        );
-        assert_eq!(
-            mailbox("<\"a\\\"b\"@example.test>"),
-            Ok(addr("\"a\\\"b\"", "example.test"))
-        );
-        assert_eq!(
-            mailbox("<\"a\\b\\\\\"@example.test>"),
-            Ok(addr("\"ab\\\\\"", "example.test"))
-        );
+        assert_eq!(mailbox("<\"a b\"@example.test>"), Ok(addr("\"a b\"", "example.test")));
+        assert_eq!(mailbox("<\"jane@other.test\"@example.test>"), Ok(addr("\"jane@other.test\"", "example.test")));
+        assert_eq!(mailbox("<\"a>b\"@example.test>"), Ok(addr("\"a>b\"", "example.test")));
+        assert_eq!(mailbox("<\"a\\\"b\"@example.test>"), Ok(addr("\"a\\\"b\"", "example.test")));
+        assert_eq!(mailbox("<\"a\\b\\\\\"@example.test>"), Ok(addr("\"ab\\\\\"", "example.test")));
         let a = mailbox("<\"a b\"@example.test>").unwrap();
         assert_eq!(a.to_string(), "\"a b\"@example.test");
     }
 
     #[test]
     fn unterminated_quote_is_refused() {
-        assert_eq!(
-            mailbox("<\"jane@example.test>"),
-            Err(AddressError::MissingBrackets)
-        );
-        assert_eq!(
-            parse_mailbox(b"\"jane@example.test"),
-            Err(AddressError::BadLocalPart)
-        );
+        assert_eq!(mailbox("<\"jane@example.test>"), Err(AddressError::MissingBrackets));
+        assert_eq!(parse_mailbox(b"\"jane@example.test"), Err(AddressError::BadLocalPart));
     }
 
     #[test]
     fn ip_literals_are_checked_and_canonical() {
-        assert_eq!(
-            mailbox("<jane@[192.0.2.1]>"),
-            Ok(addr("jane", "[192.0.2.1]"))
-        );
-        assert_eq!(
-            mailbox("<jane@[ipv6:2001:DB8:0::1]>"),
-            Ok(addr("jane", "[IPv6:2001:db8::1]"))
-        );
-        assert_eq!(
-            mailbox("<jane@[192.0.2.256]>"),
-            Err(AddressError::BadAddressLiteral)
-        );
-        assert_eq!(
-            mailbox("<jane@[tag:stuff]>"),
-            Err(AddressError::BadAddressLiteral)
-        );
-        assert_eq!(
-            mailbox("<jane@[192.0.2.1>"),
-            Err(AddressError::BadAddressLiteral)
-        );
+        assert_eq!(mailbox("<jane@[192.0.2.1]>"), Ok(addr("jane", "[192.0.2.1]")));
+        assert_eq!(mailbox("<jane@[ipv6:2001:DB8:0::1]>"), Ok(addr("jane", "[IPv6:2001:db8::1]")));
+        assert_eq!(mailbox("<jane@[192.0.2.256]>"), Err(AddressError::BadAddressLiteral));
+        assert_eq!(mailbox("<jane@[tag:stuff]>"), Err(AddressError::BadAddressLiteral));
+        assert_eq!(mailbox("<jane@[192.0.2.1>"), Err(AddressError::BadAddressLiteral));
     }
 
     #[test]
     fn spaces_outside_quotes_are_refused() {
-        assert_eq!(
-            mailbox("<jane doe@example.test>"),
-            Err(AddressError::BadLocalPart)
-        );
-        assert_eq!(
-            mailbox("<jane@example .test>"),
-            Err(AddressError::BadDomain)
-        );
-        assert_eq!(
-            mailbox("< jane@example.test>"),
-            Err(AddressError::BadLocalPart)
-        );
+        assert_eq!(mailbox("<jane doe@example.test>"), Err(AddressError::BadLocalPart));
+        assert_eq!(mailbox("<jane@example .test>"), Err(AddressError::BadDomain));
+        assert_eq!(mailbox("< jane@example.test>"), Err(AddressError::BadLocalPart));
     }
 
     #[test]
     fn missing_brackets_are_refused() {
-        assert_eq!(
-            mailbox("jane@example.test"),
-            Err(AddressError::MissingBrackets)
-        );
-        assert_eq!(
-            mailbox("<jane@example.test"),
-            Err(AddressError::MissingBrackets)
-        );
+        assert_eq!(mailbox("jane@example.test"), Err(AddressError::MissingBrackets));
+        assert_eq!(mailbox("<jane@example.test"), Err(AddressError::MissingBrackets));
     }
 
     #[test]
@@ -524,14 +415,8 @@ mod tests {
 
     #[test]
     fn bare_postmaster_is_a_forward_path_in_any_case() {
-        assert_eq!(
-            parse_forward_path(b"<PostMaster>"),
-            Ok((ForwardPath::Postmaster, &b""[..]))
-        );
-        assert_eq!(
-            parse_reverse_path(b"<postmaster>"),
-            Err(AddressError::MissingDomain)
-        );
+        assert_eq!(parse_forward_path(b"<PostMaster>"), Ok((ForwardPath::Postmaster, &b""[..])));
+        assert_eq!(parse_reverse_path(b"<postmaster>"), Err(AddressError::MissingDomain));
     }
 
     #[test]
@@ -539,9 +424,6 @@ mod tests {
         let (path, rest) = parse_reverse_path(b"<a@example.test> SIZE=10").unwrap();
         assert_eq!(path.to_string(), "<a@example.test>");
         assert_eq!(rest, b" SIZE=10");
-        assert_eq!(
-            parse_reverse_path(b"<a@example.test>SIZE=10"),
-            Err(AddressError::TrailingGarbage)
-        );
+        assert_eq!(parse_reverse_path(b"<a@example.test>SIZE=10"), Err(AddressError::TrailingGarbage));
     }
 }

@@ -18,9 +18,7 @@
 
 use std::fmt;
 
-use super::address::{
-    parse_forward_path, parse_reverse_path, AddressError, ForwardPath, ReversePath,
-};
+use super::address::{parse_forward_path, parse_reverse_path, AddressError, ForwardPath, ReversePath};
 
 /// The verbs this server knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,18 +52,12 @@ impl Verb {
     ];
 
     fn from_bytes(verb: &[u8]) -> Option<Verb> {
-        Verb::ALL
-            .iter()
-            .find(|(_, name)| verb.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|&(v, _)| v)
+        Verb::ALL.iter().find(|(_, name)| verb.eq_ignore_ascii_case(name.as_bytes())).map(|&(v, _)| v)
     }
 
     /// The verb as written in RFC 5321 (upper case).
     pub fn as_str(self) -> &'static str {
-        Verb::ALL
-            .iter()
-            .find(|(v, _)| *v == self)
-            .map_or("", |&(_, name)| name)
+        Verb::ALL.iter().find(|(v, _)| *v == self).map_or("", |&(_, name)| name)
     }
 }
 
@@ -237,26 +229,19 @@ fn hello(args: &[u8], verb: Verb) -> Result<String, CommandError> {
 /// Strips `keyword` (e.g. `FROM:`) case-insensitively, then spaces.
 fn after_keyword<'a>(args: &'a [u8], keyword: &[u8]) -> Option<&'a [u8]> {
     let head = args.get(..keyword.len())?;
-    head.eq_ignore_ascii_case(keyword)
-        .then(|| trim_spaces(&args[keyword.len()..]))
+    head.eq_ignore_ascii_case(keyword).then(|| trim_spaces(&args[keyword.len()..]))
 }
 
 fn mail(args: &[u8]) -> Result<MailFrom, CommandError> {
     let path = after_keyword(args, b"FROM:").ok_or(CommandError::Syntax(Verb::Mail))?;
     let (sender, rest) = parse_reverse_path(path).map_err(CommandError::BadSender)?;
-    let mut from = MailFrom {
-        sender,
-        size: None,
-        body: None,
-    };
+    let mut from = MailFrom { sender, size: None, body: None };
     for Param { keyword, value } in params(rest, Verb::Mail)? {
         let bad = CommandError::BadParameter(Verb::Mail);
         if keyword.eq_ignore_ascii_case(b"SIZE") {
             let digits = value.filter(|v| v.iter().all(u8::is_ascii_digit));
             let digits = digits.ok_or(bad.clone())?;
-            let size = digits.iter().fold(0u64, |n, &d| {
-                n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-            });
+            let size = digits.iter().fold(0u64, |n, &d| n.saturating_mul(10).saturating_add(u64::from(d - b'0')));
             if from.size.replace(size).is_some() {
                 return Err(bad);
             }
@@ -286,10 +271,7 @@ fn rcpt(args: &[u8]) -> Result<RcptTo, CommandError> {
 }
 
 fn unsupported(verb: Verb, keyword: &[u8]) -> CommandError {
-    CommandError::UnsupportedParameter {
-        verb,
-        keyword: String::from_utf8_lossy(keyword).to_ascii_uppercase(),
-    }
+    CommandError::UnsupportedParameter { verb, keyword: String::from_utf8_lossy(keyword).to_ascii_uppercase() }
 }
 
 /// One `esmtp-param`: `keyword[=value]`.
@@ -308,12 +290,8 @@ fn params(rest: &[u8], verb: Verb) -> Result<Vec<Param<'_>>, CommandError> {
             None => (param, None),
         };
         let keyword_ok = keyword.first().is_some_and(u8::is_ascii_alphanumeric)
-            && keyword
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || b == b'-');
-        let value_ok = value.is_none_or(|v| {
-            !v.is_empty() && v.iter().all(|&b| (33..=126).contains(&b) && b != b'=')
-        });
+            && keyword.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-');
+        let value_ok = value.is_none_or(|v| !v.is_empty() && v.iter().all(|&b| (33..=126).contains(&b) && b != b'='));
         if !keyword_ok || !value_ok {
             return Err(CommandError::BadParameter(verb));
         }
@@ -332,10 +310,7 @@ mod tests {
     }
 
     fn jane() -> Address {
-        Address {
-            local: "jane".into(),
-            domain: "example.test".into(),
-        }
+        Address { local: "jane".into(), domain: "example.test".into() }
     }
 
     #[test]
@@ -349,24 +324,15 @@ mod tests {
     #[test]
     fn unknown_verb_is_a_value() {
         assert_eq!(parse("FOO bar"), Ok(Command::Unknown("FOO".into())));
-        assert_eq!(
-            parse("MAILFROM:<a@b>"),
-            Ok(Command::Unknown("MAILFROM:<a@b>".into()))
-        );
+        assert_eq!(parse("MAILFROM:<a@b>"), Ok(Command::Unknown("MAILFROM:<a@b>".into())));
     }
 
     #[test]
     fn nul_and_other_control_characters_are_refused() {
         assert_eq!(parse("NOOP\0"), Err(CommandError::ControlCharacter));
-        assert_eq!(
-            parse("MAIL FROM:<a\0@b.test>"),
-            Err(CommandError::ControlCharacter)
-        );
+        assert_eq!(parse("MAIL FROM:<a\0@b.test>"), Err(CommandError::ControlCharacter));
         assert_eq!(parse("NO\rOP"), Err(CommandError::ControlCharacter));
-        assert_eq!(
-            parse("MAIL\tFROM:<a@b.test>"),
-            Err(CommandError::ControlCharacter)
-        );
+        assert_eq!(parse("MAIL\tFROM:<a@b.test>"), Err(CommandError::ControlCharacter));
     }
 
     #[test]
@@ -377,18 +343,8 @@ mod tests {
 
     #[test]
     fn ehlo_and_helo_need_an_ascii_name() {
-        assert_eq!(
-            parse("EHLO client.test"),
-            Ok(Command::Ehlo {
-                domain: "client.test".into()
-            })
-        );
-        assert_eq!(
-            parse("helo  [192.0.2.1] "),
-            Ok(Command::Helo {
-                domain: "[192.0.2.1]".into()
-            })
-        );
+        assert_eq!(parse("EHLO client.test"), Ok(Command::Ehlo { domain: "client.test".into() }));
+        assert_eq!(parse("helo  [192.0.2.1] "), Ok(Command::Helo { domain: "[192.0.2.1]".into() }));
         assert_eq!(parse("EHLO"), Err(CommandError::Syntax(Verb::Ehlo)));
         assert_eq!(parse("HELO clïent"), Err(CommandError::Syntax(Verb::Helo)));
     }
@@ -405,53 +361,28 @@ mod tests {
         );
         assert_eq!(
             parse("mail from:<>"),
-            Ok(Command::Mail(MailFrom {
-                sender: ReversePath::Null,
-                size: None,
-                body: None
-            }))
+            Ok(Command::Mail(MailFrom { sender: ReversePath::Null, size: None, body: None }))
         );
     }
 
     #[test]
     fn space_after_from_colon_is_tolerated() {
-        assert!(matches!(
-            parse("MAIL FROM: <jane@example.test>"),
-            Ok(Command::Mail(_))
-        ));
-        assert!(matches!(
-            parse("RCPT TO:  <jane@example.test>"),
-            Ok(Command::Rcpt(_))
-        ));
+        assert!(matches!(parse("MAIL FROM: <jane@example.test>"), Ok(Command::Mail(_))));
+        assert!(matches!(parse("RCPT TO:  <jane@example.test>"), Ok(Command::Rcpt(_))));
     }
 
     #[test]
     fn mail_without_from_is_a_syntax_error() {
         assert_eq!(parse("MAIL"), Err(CommandError::Syntax(Verb::Mail)));
-        assert_eq!(
-            parse("MAIL TO:<a@b.test>"),
-            Err(CommandError::Syntax(Verb::Mail))
-        );
-        assert_eq!(
-            parse("MAIL FROM :<a@b.test>"),
-            Err(CommandError::Syntax(Verb::Mail))
-        );
+        assert_eq!(parse("MAIL TO:<a@b.test>"), Err(CommandError::Syntax(Verb::Mail)));
+        assert_eq!(parse("MAIL FROM :<a@b.test>"), Err(CommandError::Syntax(Verb::Mail)));
     }
 
     #[test]
     fn bad_addresses_are_reported_per_verb() {
-        assert_eq!(
-            parse("MAIL FROM:jane@example.test"),
-            Err(CommandError::BadSender(AddressError::MissingBrackets))
-        );
-        assert_eq!(
-            parse("RCPT TO:<>"),
-            Err(CommandError::BadRecipient(AddressError::NullNotAllowed))
-        );
-        assert_eq!(
-            parse("RCPT TO:<jäne@example.test>"),
-            Err(CommandError::BadRecipient(AddressError::NonAscii))
-        );
+        assert_eq!(parse("MAIL FROM:jane@example.test"), Err(CommandError::BadSender(AddressError::MissingBrackets)));
+        assert_eq!(parse("RCPT TO:<>"), Err(CommandError::BadRecipient(AddressError::NullNotAllowed)));
+        assert_eq!(parse("RCPT TO:<jäne@example.test>"), Err(CommandError::BadRecipient(AddressError::NonAscii)));
     }
 
     #[test]
@@ -467,11 +398,7 @@ mod tests {
             "MAIL FROM:<> SIZE=1=2",
             "MAIL FROM:<> SIZE=1ü",
         ] {
-            assert_eq!(
-                parse(line),
-                Err(CommandError::BadParameter(Verb::Mail)),
-                "{line}"
-            );
+            assert_eq!(parse(line), Err(CommandError::BadParameter(Verb::Mail)), "{line}");
         }
     }
 
@@ -479,17 +406,11 @@ mod tests {
     fn unknown_parameters_are_unsupported() {
         assert_eq!(
             parse("MAIL FROM:<> AUTH=<>"),
-            Err(CommandError::UnsupportedParameter {
-                verb: Verb::Mail,
-                keyword: "AUTH".into()
-            })
+            Err(CommandError::UnsupportedParameter { verb: Verb::Mail, keyword: "AUTH".into() })
         );
         assert_eq!(
             parse("RCPT TO:<jane@example.test> notify=never"),
-            Err(CommandError::UnsupportedParameter {
-                verb: Verb::Rcpt,
-                keyword: "NOTIFY".into()
-            })
+            Err(CommandError::UnsupportedParameter { verb: Verb::Rcpt, keyword: "NOTIFY".into() })
         );
     }
 

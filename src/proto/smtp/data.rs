@@ -67,13 +67,7 @@ pub struct DataScanner {
 impl DataScanner {
     /// A scanner at the start of DATA that stores at most `max_size` bytes.
     pub fn new(max_size: usize) -> DataScanner {
-        DataScanner {
-            state: ScanState::LineStart,
-            max_size,
-            size: 0,
-            oversized: false,
-            eight_bit: false,
-        }
+        DataScanner { state: ScanState::LineStart, max_size, size: 0, oversized: false, eight_bit: false }
     }
 
     /// Scans `input`, appending the unstuffed, normalised body to `body`.
@@ -87,10 +81,7 @@ impl DataScanner {
             if self.state == ScanState::Text {
                 // Fast path: copy the run up to the next CR or LF at once.
                 let rest = &input[i..];
-                let run = rest
-                    .iter()
-                    .position(|&b| b == b'\r' || b == b'\n')
-                    .unwrap_or(rest.len());
+                let run = rest.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(rest.len());
                 if run > 0 {
                     self.store(&rest[..run], body);
                     i += run;
@@ -228,11 +219,7 @@ mod tests {
 
     /// Scans `input` in chunks of `chunk`; returns (body, consumed or None,
     /// oversized, eight_bit).
-    fn scan_chunked(
-        input: &[u8],
-        chunk: usize,
-        max: usize,
-    ) -> (Vec<u8>, Option<usize>, bool, bool) {
+    fn scan_chunked(input: &[u8], chunk: usize, max: usize) -> (Vec<u8>, Option<usize>, bool, bool) {
         let mut scanner = DataScanner::new(max);
         let mut body = Vec::new();
         let mut pos = 0;
@@ -254,11 +241,7 @@ mod tests {
     fn scan(input: &[u8]) -> (Vec<u8>, Option<usize>) {
         let whole = scan_chunked(input, usize::MAX, 1 << 20);
         for chunk in CHUNK_SIZES {
-            assert_eq!(
-                scan_chunked(input, chunk, 1 << 20),
-                whole,
-                "chunk size {chunk}"
-            );
+            assert_eq!(scan_chunked(input, chunk, 1 << 20), whole, "chunk size {chunk}");
         }
         (whole.0, whole.1)
     }
@@ -364,14 +347,8 @@ mod tests {
     fn feeding_after_the_end_consumes_nothing() {
         let mut scanner = DataScanner::new(100);
         let mut body = Vec::new();
-        assert_eq!(
-            scanner.feed(b".\r\n", &mut body),
-            DataProgress::Ended { consumed: 3 }
-        );
-        assert_eq!(
-            scanner.feed(b"x", &mut body),
-            DataProgress::Ended { consumed: 0 }
-        );
+        assert_eq!(scanner.feed(b".\r\n", &mut body), DataProgress::Ended { consumed: 3 });
+        assert_eq!(scanner.feed(b"x", &mut body), DataProgress::Ended { consumed: 0 });
         assert!(scanner.is_done());
         assert!(body.is_empty());
     }

@@ -7,10 +7,7 @@ use super::testkit::{config, Session};
 fn nul_byte_in_a_command_gets_500_syntax() {
     let mut s = Session::in_state("greeted");
     assert_eq!(s.send(b"NOOP\0\r\n"), "500 5.5.2 Error: bad syntax\r\n");
-    assert_eq!(
-        s.send(b"MAIL FROM:<a\0@relay.test>\r\n"),
-        "500 5.5.2 Error: bad syntax\r\n"
-    );
+    assert_eq!(s.send(b"MAIL FROM:<a\0@relay.test>\r\n"), "500 5.5.2 Error: bad syntax\r\n");
     assert_eq!(s.send(b"\r\n"), "500 5.5.2 Error: bad syntax\r\n");
 }
 
@@ -41,10 +38,7 @@ fn incomplete_line_is_left_for_the_next_read() {
 #[test]
 fn bare_lf_ends_a_command_line() {
     let mut s = Session::new();
-    assert_eq!(
-        s.send(b"NOOP\nNOOP\r\n"),
-        "250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n"
-    );
+    assert_eq!(s.send(b"NOOP\nNOOP\r\n"), "250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n");
 }
 
 #[test]
@@ -78,10 +72,7 @@ fn a_stored_message_resets_the_error_count() {
 fn timeout_gets_421_and_closes() {
     let mut s = Session::in_state("rcpt");
     s.server.handle_timeout();
-    assert_eq!(
-        s.server.output(),
-        b"421 4.4.2 mx.example.test Error: timeout exceeded\r\n"
-    );
+    assert_eq!(s.server.output(), b"421 4.4.2 mx.example.test Error: timeout exceeded\r\n");
     assert!(s.server.is_closed());
     s.server.clear_output();
     s.server.handle_timeout();
@@ -106,27 +97,16 @@ fn eof_before_the_store_is_polled_drops_it() {
     assert_eq!(s.server.handle_input(b"x\r\n.\r\n"), 6);
     s.server.handle_eof();
     assert!(s.server.poll_action().is_none());
-    s.server.store_done(StoreOutcome::Stored {
-        queue_id: "late".into(),
-    });
-    assert!(
-        s.server.output().is_empty(),
-        "store_done ignored when nothing is outstanding"
-    );
+    s.server.store_done(StoreOutcome::Stored { queue_id: "late".into() });
+    assert!(s.server.output().is_empty(), "store_done ignored when nothing is outstanding");
 }
 
 #[test]
 fn starttls_when_not_offered_gets_502() {
-    let mut s = Session::with(ServerConfig {
-        starttls: false,
-        ..config()
-    });
+    let mut s = Session::with(ServerConfig { starttls: false, ..config() });
     let ehlo = s.ehlo("client.test", "250 ");
     assert!(!ehlo.contains("STARTTLS"));
-    assert_eq!(
-        s.cmd("STARTTLS", "502"),
-        "502 5.5.1 Error: command not implemented\r\n"
-    );
+    assert_eq!(s.cmd("STARTTLS", "502"), "502 5.5.1 Error: command not implemented\r\n");
 }
 
 #[test]
@@ -150,8 +130,7 @@ fn after_starttls_the_client_must_ehlo_again_and_tls_is_not_offered() {
 #[test]
 fn commands_pipelined_after_starttls_are_discarded() {
     let mut s = Session::in_state("greeted");
-    let reply =
-        s.send(b"STARTTLS\r\nMAIL FROM:<evil@relay.test>\r\nRCPT TO:<jane@example.test>\r\n");
+    let reply = s.send(b"STARTTLS\r\nMAIL FROM:<evil@relay.test>\r\nRCPT TO:<jane@example.test>\r\n");
     assert_eq!(reply, "220 2.0.0 Ready to start TLS\r\n");
     assert!(s.buffer.is_empty());
     assert!(s.checked.borrow().is_empty());
@@ -164,14 +143,8 @@ fn commands_pipelined_after_starttls_are_discarded() {
 fn plaintext_bytes_before_the_handshake_are_discarded() {
     let mut s = Session::in_state("greeted");
     s.server.handle_input(b"STARTTLS\r\n");
-    assert_eq!(
-        s.server.handle_input(b"MAIL FROM:<evil@relay.test>\r\n"),
-        29
-    );
+    assert_eq!(s.server.handle_input(b"MAIL FROM:<evil@relay.test>\r\n"), 29);
     s.server.starttls_done();
     s.server.clear_output();
-    assert_eq!(
-        s.send(b"MAIL FROM:<a@relay.test>\r\n"),
-        "503 5.5.1 Error: send HELO/EHLO first\r\n"
-    );
+    assert_eq!(s.send(b"MAIL FROM:<a@relay.test>\r\n"), "503 5.5.1 Error: send HELO/EHLO first\r\n");
 }

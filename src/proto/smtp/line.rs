@@ -37,10 +37,7 @@ pub fn next_line(input: &[u8], max_len: usize) -> LineStatus<'_> {
         Some(lf) => {
             let line = &input[..lf];
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            LineStatus::Complete {
-                line,
-                consumed: lf + 1,
-            }
+            LineStatus::Complete { line, consumed: lf + 1 }
         }
         None if input.len() >= max_len => LineStatus::TooLong,
         None => LineStatus::Incomplete,
@@ -53,35 +50,17 @@ mod tests {
 
     #[test]
     fn crlf_line_is_complete_without_terminator() {
-        assert_eq!(
-            next_line(b"NOOP\r\nQUIT\r\n", 100),
-            LineStatus::Complete {
-                line: b"NOOP",
-                consumed: 6
-            }
-        );
+        assert_eq!(next_line(b"NOOP\r\nQUIT\r\n", 100), LineStatus::Complete { line: b"NOOP", consumed: 6 });
     }
 
     #[test]
     fn bare_lf_terminates_a_command_line() {
-        assert_eq!(
-            next_line(b"NOOP\nQUIT", 100),
-            LineStatus::Complete {
-                line: b"NOOP",
-                consumed: 5
-            }
-        );
+        assert_eq!(next_line(b"NOOP\nQUIT", 100), LineStatus::Complete { line: b"NOOP", consumed: 5 });
     }
 
     #[test]
     fn cr_not_before_lf_stays_in_the_line() {
-        assert_eq!(
-            next_line(b"NO\rOP\r\r\n", 100),
-            LineStatus::Complete {
-                line: b"NO\rOP\r",
-                consumed: 8
-            }
-        );
+        assert_eq!(next_line(b"NO\rOP\r\r\n", 100), LineStatus::Complete { line: b"NO\rOP\r", consumed: 8 });
     }
 
     #[test]
@@ -94,10 +73,7 @@ mod tests {
     fn line_of_exactly_max_len_including_crlf_fits() {
         let mut l = vec![b'x'; 8];
         l.extend_from_slice(b"\r\n");
-        assert!(matches!(
-            next_line(&l, 10),
-            LineStatus::Complete { consumed: 10, .. }
-        ));
+        assert!(matches!(next_line(&l, 10), LineStatus::Complete { consumed: 10, .. }));
     }
 
     #[test]

@@ -38,8 +38,7 @@ mod server_tests;
 mod testkit;
 
 pub use address::{
-    parse_forward_path, parse_mailbox, parse_reverse_path, Address, AddressError, ForwardPath,
-    ReversePath,
+    parse_forward_path, parse_mailbox, parse_reverse_path, Address, AddressError, ForwardPath, ReversePath,
 };
 pub use command::{parse_command, BodyType, Command, CommandError, MailFrom, RcptTo, Verb};
 pub use data::{dot_stuff, DataProgress, DataScanner};

@@ -52,20 +52,12 @@ fn commands_after_the_final_dot_wait_for_the_store() {
     };
     assert_eq!(body, b"body\r\n");
     assert_eq!(envelope.recipients.len(), 1);
-    assert!(
-        server.poll_action().is_none(),
-        "each action is returned once"
-    );
+    assert!(server.poll_action().is_none(), "each action is returned once");
     assert_eq!(server.handle_input(rest), 0);
     server.clear_output();
-    server.store_done(StoreOutcome::Stored {
-        queue_id: "ABC".into(),
-    });
+    server.store_done(StoreOutcome::Stored { queue_id: "ABC".into() });
     assert_eq!(server.handle_input(rest), rest.len());
-    assert_eq!(
-        server.output(),
-        b"250 2.0.0 Ok: queued as ABC\r\n250 2.0.0 Ok\r\n"
-    );
+    assert_eq!(server.output(), b"250 2.0.0 Ok: queued as ABC\r\n250 2.0.0 Ok\r\n");
 }
 
 /// A transcript touching every path that a chunk boundary could upset.
@@ -90,11 +82,7 @@ fn sweep_transcript() -> Vec<u8> {
 }
 
 /// Feeds `input` in chunks; returns all replies and all stored messages.
-fn run_chunked(
-    input: &[u8],
-    chunk: usize,
-    config: ServerConfig,
-) -> (String, Vec<(Envelope, Vec<u8>)>, bool) {
+fn run_chunked(input: &[u8], chunk: usize, config: ServerConfig) -> (String, Vec<(Envelope, Vec<u8>)>, bool) {
     let mut s = Session::with(config);
     let mut replies = String::new();
     for piece in input.chunks(chunk.min(input.len()).max(1)) {
@@ -106,17 +94,10 @@ fn run_chunked(
 #[test]
 fn replies_and_bodies_do_not_depend_on_chunk_sizes() {
     let transcript = sweep_transcript();
-    let cfg = || ServerConfig {
-        max_errors: 100,
-        ..config()
-    };
+    let cfg = || ServerConfig { max_errors: 100, ..config() };
     let whole = run_chunked(&transcript, usize::MAX, cfg());
     for chunk in [1, 2, 3, 4, 7, 16, 64, 512] {
-        assert_eq!(
-            run_chunked(&transcript, chunk, cfg()),
-            whole,
-            "chunk size {chunk}"
-        );
+        assert_eq!(run_chunked(&transcript, chunk, cfg()), whole, "chunk size {chunk}");
     }
     let (replies, stored, closed) = whole;
     assert!(closed);
@@ -149,16 +130,10 @@ fn overlong_line_closes_the_same_way_at_every_chunk_size() {
     transcript.resize(transcript.len() + 600, b'x');
     transcript.extend_from_slice(b"\r\nNOOP\r\n");
     let whole = run_chunked(&transcript, usize::MAX, config());
-    assert!(whole
-        .0
-        .ends_with("250 8BITMIME\r\n500 5.5.6 Error: line too long\r\n"));
+    assert!(whole.0.ends_with("250 8BITMIME\r\n500 5.5.6 Error: line too long\r\n"));
     assert!(whole.2);
     for chunk in [1, 2, 3, 4, 7, 16, 64, 512] {
-        assert_eq!(
-            run_chunked(&transcript, chunk, config()),
-            whole,
-            "chunk size {chunk}"
-        );
+        assert_eq!(run_chunked(&transcript, chunk, config()), whole, "chunk size {chunk}");
     }
 }
 
@@ -167,10 +142,7 @@ fn lf_dot_lf_does_not_end_data() {
     let mut s = Session::new();
     s.transaction();
     s.cmd("DATA", "354");
-    assert_eq!(
-        s.send(b"hello\n.\nMAIL FROM:<evil@relay.test>\nRCPT TO:<x@relay.test>\nDATA\n"),
-        ""
-    );
+    assert_eq!(s.send(b"hello\n.\nMAIL FROM:<evil@relay.test>\nRCPT TO:<x@relay.test>\nDATA\n"), "");
     s.message(b"real end\r\n.\r\n", "250 2.0.0 Ok: queued as Q1");
     assert_eq!(s.stored.len(), 1);
     assert_eq!(
@@ -181,14 +153,7 @@ fn lf_dot_lf_does_not_end_data() {
 
 #[test]
 fn smuggling_sequences_never_end_data() {
-    for smuggle in [
-        &b"\n.\n"[..],
-        b"\n.\r\n",
-        b"\r.\r",
-        b"\r.\r\n",
-        b"\r\n.\n",
-        b"\r\n.\r",
-    ] {
+    for smuggle in [&b"\n.\n"[..], b"\n.\r\n", b"\r.\r", b"\r.\r\n", b"\r\n.\n", b"\r\n.\r"] {
         let mut s = Session::new();
         s.transaction();
         s.cmd("DATA", "354");
@@ -217,10 +182,7 @@ fn oversized_message_gets_552_and_then_a_normal_message_works() {
     s.cmd("DATA", "354");
     let big = vec![b'y'; 5000];
     assert_eq!(s.send(&big), "");
-    s.message(
-        b"\r\n.\r\n",
-        "552 5.3.4 Message size exceeds fixed limit\r\n",
-    );
+    s.message(b"\r\n.\r\n", "552 5.3.4 Message size exceeds fixed limit\r\n");
     assert!(s.stored.is_empty());
     s.cmd("DATA", "503"); // transaction reset
     s.mail_from("a@relay.test", "250");
@@ -278,22 +240,13 @@ fn byte_soup(seed: u64, pieces: usize) -> Vec<u8> {
 
 #[test]
 fn random_byte_soup_never_panics_and_does_not_depend_on_chunking() {
-    let cfg = || ServerConfig {
-        max_errors: 1000,
-        max_line_len: 64,
-        max_message_size: 200,
-        ..config()
-    };
+    let cfg = || ServerConfig { max_errors: 1000, max_line_len: 64, max_message_size: 200, ..config() };
     let mut messages = 0;
     for seed in 0..300 {
         let soup = byte_soup(seed, 200);
         let whole = run_chunked(&soup, usize::MAX, cfg());
         for chunk in [1, 5, 64] {
-            assert_eq!(
-                run_chunked(&soup, chunk, cfg()),
-                whole,
-                "seed {seed} chunk {chunk}"
-            );
+            assert_eq!(run_chunked(&soup, chunk, cfg()), whole, "seed {seed} chunk {chunk}");
         }
         for (_, body) in &whole.1 {
             assert!(body.len() <= 200, "seed {seed}");

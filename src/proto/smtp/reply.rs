@@ -22,19 +22,11 @@ pub struct Reply {
 
 impl Reply {
     const fn new(code: u16, status: &'static str, text: &'static str) -> Reply {
-        Reply {
-            code,
-            status: Some(status),
-            text,
-        }
+        Reply { code, status: Some(status), text }
     }
 
     const fn plain(code: u16, text: &'static str) -> Reply {
-        Reply {
-            code,
-            status: None,
-            text,
-        }
+        Reply { code, status: None, text }
     }
 
     /// Appends the reply as one CRLF-terminated line. The text is written as
@@ -125,17 +117,11 @@ pub const START_DATA: Reply = Reply::plain(354, "End data with <CR><LF>.<CR><LF>
 /// The message is durable; `{}` is the queue id.
 pub const QUEUED: Reply = Reply::new(250, "2.0.0", "Ok: queued as {}");
 /// VRFY is answered without looking anything up (no address harvesting).
-pub const CANNOT_VRFY: Reply = Reply::new(
-    252,
-    "2.0.0",
-    "Cannot VRFY user, but will accept message and attempt delivery",
-);
+pub const CANNOT_VRFY: Reply =
+    Reply::new(252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery");
 /// HELP.
-pub const HELP: Reply = Reply::new(
-    214,
-    "2.0.0",
-    "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS",
-);
+pub const HELP: Reply =
+    Reply::new(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS");
 /// STARTTLS accepted; the TLS handshake follows.
 pub const READY_TO_START_TLS: Reply = Reply::new(220, "2.0.0", "Ready to start TLS");
 
@@ -151,11 +137,7 @@ pub const MESSAGE_TOO_BIG: Reply = Reply::new(552, "5.3.4", "Message size exceed
 /// More than `max_recipients` in one transaction.
 pub const TOO_MANY_RECIPIENTS: Reply = Reply::new(452, "4.5.3", "Error: too many recipients");
 /// The policy does not know the local user; `{}` is the address.
-pub const UNKNOWN_USER: Reply = Reply::new(
-    550,
-    "5.1.1",
-    "<{}>: Recipient address rejected: User unknown",
-);
+pub const UNKNOWN_USER: Reply = Reply::new(550, "5.1.1", "<{}>: Recipient address rejected: User unknown");
 /// The policy will not relay to that domain; `{}` is the address.
 pub const RELAY_DENIED: Reply = Reply::new(554, "5.7.1", "<{}>: Relay access denied");
 
@@ -171,8 +153,7 @@ pub const NEED_RCPT: Reply = Reply::new(503, "5.5.1", "Error: need RCPT command"
 /// DATA after RCPTs that were all rejected.
 pub const NO_VALID_RECIPIENTS: Reply = Reply::new(554, "5.5.1", "Error: no valid recipients");
 /// STARTTLS inside a transaction.
-pub const TRANSACTION_IN_PROGRESS: Reply =
-    Reply::new(503, "5.5.1", "Error: MAIL transaction in progress");
+pub const TRANSACTION_IN_PROGRESS: Reply = Reply::new(503, "5.5.1", "Error: MAIL transaction in progress");
 /// STARTTLS when the listener offers no TLS (RFC 5321: 502, recognised but
 /// not implemented).
 pub const TLS_NOT_AVAILABLE: Reply = Reply::new(502, "5.5.1", "Error: command not implemented");
@@ -214,11 +195,8 @@ pub const BAD_SENDER: Reply = Reply::new(501, "5.1.7", "Bad sender address synta
 /// A forward-path that does not parse (or is `<>`).
 pub const BAD_RECIPIENT: Reply = Reply::new(501, "5.1.3", "Bad recipient address syntax");
 /// A non-ASCII address: SMTPUTF8 is not offered.
-pub const NON_ASCII_ADDRESS: Reply = Reply::new(
-    553,
-    "5.6.7",
-    "Error: non-ASCII address needs SMTPUTF8, which is not supported",
-);
+pub const NON_ASCII_ADDRESS: Reply =
+    Reply::new(553, "5.6.7", "Error: non-ASCII address needs SMTPUTF8, which is not supported");
 
 #[cfg(test)]
 mod tests {

@@ -97,12 +97,7 @@ enum State {
     /// MAIL accepted, collecting recipients.
     Mail(Greeting, Transaction),
     /// Receiving the message.
-    Data {
-        greeting: Greeting,
-        txn: Transaction,
-        scanner: DataScanner,
-        body: Vec<u8>,
-    },
+    Data { greeting: Greeting, txn: Transaction, scanner: DataScanner, body: Vec<u8> },
     /// The message is complete; waiting for [`Server::store_done`].
     Storing(Greeting),
     /// 220 Ready sent; waiting for [`Server::starttls_done`].
@@ -133,15 +128,7 @@ impl Server {
     pub fn new(config: Rc<ServerConfig>, policy: Box<dyn RecipientPolicy>) -> Server {
         let mut output = Vec::new();
         reply::GREETING.write_with(&mut output, &config.hostname);
-        Server {
-            config,
-            policy,
-            state: State::Fresh,
-            output,
-            action: None,
-            errors: 0,
-            tls_active: false,
-        }
+        Server { config, policy, state: State::Fresh, output, action: None, errors: 0, tls_active: false }
     }
 
     /// Feeds bytes from the client; returns how many were consumed.
@@ -281,11 +268,7 @@ impl Server {
             (Verb::Mail, State::Mail(..)) => Some(&reply::NESTED_MAIL),
             (Verb::Rcpt | Verb::Data, State::Fresh | State::Greeted(_)) => Some(&reply::NEED_MAIL),
             (Verb::Data, State::Mail(_, txn)) if txn.recipients.is_empty() => {
-                Some(if txn.rejected {
-                    &reply::NO_VALID_RECIPIENTS
-                } else {
-                    &reply::NEED_RCPT
-                })
+                Some(if txn.rejected { &reply::NO_VALID_RECIPIENTS } else { &reply::NEED_RCPT })
             }
             (Verb::StartTls, _) if !self.config.starttls => Some(&reply::TLS_NOT_AVAILABLE),
             (Verb::StartTls, _) if self.tls_active => Some(&reply::TLS_ALREADY_ACTIVE),
@@ -297,24 +280,13 @@ impl Server {
     fn command(&mut self, command: Command) {
         match command {
             Command::Ehlo { domain } => {
-                self.state = State::Greeted(Greeting {
-                    helo: domain,
-                    esmtp: true,
-                });
+                self.state = State::Greeted(Greeting { helo: domain, esmtp: true });
                 let offer_tls = self.config.starttls && !self.tls_active;
                 let config = &self.config;
-                reply::write_ehlo(
-                    &mut self.output,
-                    &config.hostname,
-                    config.max_message_size,
-                    offer_tls,
-                );
+                reply::write_ehlo(&mut self.output, &config.hostname, config.max_message_size, offer_tls);
             }
             Command::Helo { domain } => {
-                self.state = State::Greeted(Greeting {
-                    helo: domain,
-                    esmtp: false,
-                });
+                self.state = State::Greeted(Greeting { helo: domain, esmtp: false });
                 reply::HELO.write_with(&mut self.output, &self.config.hostname);
             }
             Command::Mail(from) => self.mail(from),
@@ -364,10 +336,9 @@ impl Server {
     fn rcpt(&mut self, to: RcptTo) {
         let address = match to.recipient {
             ForwardPath::Mailbox(address) => address,
-            ForwardPath::Postmaster => Address {
-                local: "postmaster".into(),
-                domain: self.config.hostname.to_ascii_lowercase(),
-            },
+            ForwardPath::Postmaster => {
+                Address { local: "postmaster".into(), domain: self.config.hostname.to_ascii_lowercase() }
+            }
         };
         let State::Mail(_, txn) = &mut self.state else {
             return; // excluded by sequence_error
@@ -395,12 +366,7 @@ impl Server {
         self.state = match self.take_state() {
             State::Mail(greeting, txn) => {
                 reply::START_DATA.write(&mut self.output);
-                State::Data {
-                    greeting,
-                    txn,
-                    scanner: DataScanner::new(self.config.max_message_size),
-                    body: Vec::new(),
-                }
+                State::Data { greeting, txn, scanner: DataScanner::new(self.config.max_message_size), body: Vec::new() }
             }
             other => other, // excluded by sequence_error
         };
@@ -409,19 +375,12 @@ impl Server {
     /// The final "." arrived: refuse an oversized message or ask for a store.
     fn end_of_data(&mut self) {
         self.state = match self.take_state() {
-            State::Data {
-                greeting, scanner, ..
-            } if scanner.is_oversized() => {
+            State::Data { greeting, scanner, .. } if scanner.is_oversized() => {
                 // Not a client error: the transaction is over, the session goes on.
                 reply::MESSAGE_TOO_BIG.write(&mut self.output);
                 State::Greeted(greeting)
             }
-            State::Data {
-                greeting,
-                txn,
-                scanner,
-                body,
-            } => {
+            State::Data { greeting, txn, scanner, body } => {
                 let envelope = Envelope {
                     helo: greeting.helo.clone(),
                     esmtp: greeting.esmtp,
@@ -481,8 +440,9 @@ fn syntax_reply(error: &CommandError) -> &'static Reply {
             // NOOP and HELP take any argument; never a syntax error.
             Verb::Noop | Verb::Help => &reply::BAD_SYNTAX,
         },
-        CommandError::BadSender(AddressError::NonAscii)
-        | CommandError::BadRecipient(AddressError::NonAscii) => &reply::NON_ASCII_ADDRESS,
+        CommandError::BadSender(AddressError::NonAscii) | CommandError::BadRecipient(AddressError::NonAscii) => {
+            &reply::NON_ASCII_ADDRESS
+        }
         CommandError::BadSender(_) => &reply::BAD_SENDER,
         CommandError::BadRecipient(_) => &reply::BAD_RECIPIENT,
         CommandError::BadParameter(_) => &reply::BAD_PARAMETER,

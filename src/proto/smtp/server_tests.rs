@@ -7,10 +7,7 @@ use super::server::{ServerConfig, StoreOutcome};
 use super::testkit::{config, Session};
 
 fn addr(local: &str, domain: &str) -> Address {
-    Address {
-        local: local.into(),
-        domain: domain.into(),
-    }
+    Address { local: local.into(), domain: domain.into() }
 }
 
 #[test]
@@ -19,100 +16,16 @@ fn every_command_in_every_state_gets_the_right_code() {
     let table: &[(&str, [&str; 5])] = &[
         ("EHLO client.test", ["250", "250", "250", "250", "250"]),
         ("HELO client.test", ["250", "250", "250", "250", "250"]),
-        (
-            "MAIL FROM:<a@relay.test>",
-            [
-                "503 5.5.1",
-                "250 2.1.0",
-                "503 5.5.1",
-                "503 5.5.1",
-                "503 5.5.1",
-            ],
-        ),
-        (
-            "RCPT TO:<john@example.test>",
-            [
-                "503 5.5.1",
-                "503 5.5.1",
-                "250 2.1.5",
-                "250 2.1.5",
-                "503 5.5.1",
-            ],
-        ),
-        (
-            "DATA",
-            ["503 5.5.1", "503 5.5.1", "503 5.5.1", "354", "503 5.5.1"],
-        ),
-        (
-            "RSET",
-            [
-                "250 2.0.0",
-                "250 2.0.0",
-                "250 2.0.0",
-                "250 2.0.0",
-                "250 2.0.0",
-            ],
-        ),
-        (
-            "NOOP",
-            [
-                "250 2.0.0",
-                "250 2.0.0",
-                "250 2.0.0",
-                "250 2.0.0",
-                "250 2.0.0",
-            ],
-        ),
-        (
-            "VRFY jane",
-            [
-                "252 2.0.0",
-                "252 2.0.0",
-                "252 2.0.0",
-                "252 2.0.0",
-                "252 2.0.0",
-            ],
-        ),
-        (
-            "HELP",
-            [
-                "214 2.0.0",
-                "214 2.0.0",
-                "214 2.0.0",
-                "214 2.0.0",
-                "214 2.0.0",
-            ],
-        ),
-        (
-            "STARTTLS",
-            [
-                "220 2.0.0",
-                "220 2.0.0",
-                "503 5.5.1",
-                "503 5.5.1",
-                "554 5.5.1",
-            ],
-        ),
-        (
-            "BOGUS",
-            [
-                "500 5.5.2",
-                "500 5.5.2",
-                "500 5.5.2",
-                "500 5.5.2",
-                "500 5.5.2",
-            ],
-        ),
-        (
-            "QUIT",
-            [
-                "221 2.0.0",
-                "221 2.0.0",
-                "221 2.0.0",
-                "221 2.0.0",
-                "221 2.0.0",
-            ],
-        ),
+        ("MAIL FROM:<a@relay.test>", ["503 5.5.1", "250 2.1.0", "503 5.5.1", "503 5.5.1", "503 5.5.1"]),
+        ("RCPT TO:<john@example.test>", ["503 5.5.1", "503 5.5.1", "250 2.1.5", "250 2.1.5", "503 5.5.1"]),
+        ("DATA", ["503 5.5.1", "503 5.5.1", "503 5.5.1", "354", "503 5.5.1"]),
+        ("RSET", ["250 2.0.0", "250 2.0.0", "250 2.0.0", "250 2.0.0", "250 2.0.0"]),
+        ("NOOP", ["250 2.0.0", "250 2.0.0", "250 2.0.0", "250 2.0.0", "250 2.0.0"]),
+        ("VRFY jane", ["252 2.0.0", "252 2.0.0", "252 2.0.0", "252 2.0.0", "252 2.0.0"]),
+        ("HELP", ["214 2.0.0", "214 2.0.0", "214 2.0.0", "214 2.0.0", "214 2.0.0"]),
+        ("STARTTLS", ["220 2.0.0", "220 2.0.0", "503 5.5.1", "503 5.5.1", "554 5.5.1"]),
+        ("BOGUS", ["500 5.5.2", "500 5.5.2", "500 5.5.2", "500 5.5.2", "500 5.5.2"]),
+        ("QUIT", ["221 2.0.0", "221 2.0.0", "221 2.0.0", "221 2.0.0", "221 2.0.0"]),
     ];
     for (line, codes) in table {
         for (state, code) in states.iter().zip(codes) {
@@ -139,10 +52,7 @@ fn ehlo_lists_the_extensions_and_helo_gives_a_plain_250() {
 #[test]
 fn mail_before_helo_gets_503() {
     let mut s = Session::new();
-    assert_eq!(
-        s.mail_from("a@relay.test", "503"),
-        "503 5.5.1 Error: send HELO/EHLO first\r\n"
-    );
+    assert_eq!(s.mail_from("a@relay.test", "503"), "503 5.5.1 Error: send HELO/EHLO first\r\n");
     // The sequence error wins over a syntax error in the same line.
     s.cmd("MAIL FROM:bogus", "503 5.5.1");
 }
@@ -150,39 +60,27 @@ fn mail_before_helo_gets_503() {
 #[test]
 fn rcpt_before_mail_gets_503() {
     let mut s = Session::in_state("greeted");
-    assert_eq!(
-        s.rcpt_to("jane@example.test", "503"),
-        "503 5.5.1 Error: need MAIL command\r\n"
-    );
+    assert_eq!(s.rcpt_to("jane@example.test", "503"), "503 5.5.1 Error: need MAIL command\r\n");
     assert!(s.checked.borrow().is_empty(), "policy not asked");
 }
 
 #[test]
 fn data_before_rcpt_gets_503() {
     let mut s = Session::in_state("mail");
-    assert_eq!(
-        s.cmd("DATA", "503"),
-        "503 5.5.1 Error: need RCPT command\r\n"
-    );
+    assert_eq!(s.cmd("DATA", "503"), "503 5.5.1 Error: need RCPT command\r\n");
 }
 
 #[test]
 fn data_after_only_rejected_recipients_gets_554() {
     let mut s = Session::in_state("mail");
     s.rcpt_to("nobody@example.test", "550 5.1.1");
-    assert_eq!(
-        s.cmd("DATA", "554"),
-        "554 5.5.1 Error: no valid recipients\r\n"
-    );
+    assert_eq!(s.cmd("DATA", "554"), "554 5.5.1 Error: no valid recipients\r\n");
 }
 
 #[test]
 fn nested_mail_gets_503() {
     let mut s = Session::in_state("mail");
-    assert_eq!(
-        s.mail_from("b@relay.test", "503"),
-        "503 5.5.1 Error: nested MAIL command\r\n"
-    );
+    assert_eq!(s.mail_from("b@relay.test", "503"), "503 5.5.1 Error: nested MAIL command\r\n");
 }
 
 #[test]
@@ -192,45 +90,28 @@ fn rejected_recipients_get_policy_replies_with_the_address() {
         s.rcpt_to("nobody@Example.TEST", "550"),
         "550 5.1.1 <nobody@example.test>: Recipient address rejected: User unknown\r\n"
     );
-    assert_eq!(
-        s.rcpt_to("x@elsewhere.test", "554"),
-        "554 5.7.1 <x@elsewhere.test>: Relay access denied\r\n"
-    );
+    assert_eq!(s.rcpt_to("x@elsewhere.test", "554"), "554 5.7.1 <x@elsewhere.test>: Relay access denied\r\n");
     s.rcpt_to("someone@relay.test", "250 2.1.5");
     s.data(b"hi\r\n", "250 2.0.0 Ok: queued as Q1");
     let recipients = &s.stored[0].0.recipients;
     assert_eq!(recipients.len(), 1);
-    assert_eq!(
-        recipients[0].decision,
-        RcptDecision::Remote {
-            domain: "relay.test".into()
-        }
-    );
+    assert_eq!(recipients[0].decision, RcptDecision::Remote { domain: "relay.test".into() });
 }
 
 #[test]
 fn bare_postmaster_is_asked_as_postmaster_at_our_hostname() {
     let mut s = Session::in_state("mail");
     s.cmd("RCPT TO:<Postmaster>", "250 2.1.5");
-    assert_eq!(
-        s.last_checked(),
-        Some(addr("postmaster", "mx.example.test"))
-    );
+    assert_eq!(s.last_checked(), Some(addr("postmaster", "mx.example.test")));
 }
 
 #[test]
 fn too_many_recipients_get_452_and_do_not_count_as_errors() {
-    let mut s = Session::with(ServerConfig {
-        max_errors: 1,
-        ..config()
-    });
+    let mut s = Session::with(ServerConfig { max_errors: 1, ..config() });
     s.transaction();
     s.rcpt_to("john@example.test", "250");
     s.rcpt_to("a@relay.test", "250");
-    assert_eq!(
-        s.rcpt_to("b@relay.test", "452"),
-        "452 4.5.3 Error: too many recipients\r\n"
-    );
+    assert_eq!(s.rcpt_to("b@relay.test", "452"), "452 4.5.3 Error: too many recipients\r\n");
     assert!(!s.server.is_closed());
     s.data(b"x\r\n", "250");
     assert_eq!(s.stored[0].0.recipients.len(), 3);
@@ -248,10 +129,7 @@ fn duplicate_recipient_is_accepted_once() {
 
 #[test]
 fn address_syntax_errors_get_their_own_codes() {
-    let mut s = Session::with(ServerConfig {
-        max_errors: 100,
-        ..config()
-    });
+    let mut s = Session::with(ServerConfig { max_errors: 100, ..config() });
     s.ehlo("client.test", "250 ");
     s.cmd("MAIL FROM:<a b@relay.test>", "501 5.1.7");
     s.cmd("MAIL FROM:a@relay.test", "501 5.1.7");
@@ -266,10 +144,7 @@ fn address_syntax_errors_get_their_own_codes() {
 
 #[test]
 fn parameters_are_checked() {
-    let mut s = Session::with(ServerConfig {
-        max_errors: 100,
-        ..config()
-    });
+    let mut s = Session::with(ServerConfig { max_errors: 100, ..config() });
     s.ehlo("client.test", "250 ");
     s.cmd("MAIL FROM:<a@relay.test> SIZE=x", "501 5.5.4");
     s.cmd("MAIL FROM:<a@relay.test> BODY=BINARYMIME", "501 5.5.4");
@@ -282,58 +157,24 @@ fn parameters_are_checked() {
 
 #[test]
 fn declared_size_over_the_limit_gets_552_and_the_session_goes_on() {
-    let mut s = Session::with(ServerConfig {
-        max_errors: 1,
-        ..config()
-    });
+    let mut s = Session::with(ServerConfig { max_errors: 1, ..config() });
     s.ehlo("client.test", "250 ");
-    s.cmd(
-        "MAIL FROM:<a@relay.test> SIZE=99999999999999999999999",
-        "552 5.3.4",
-    );
+    s.cmd("MAIL FROM:<a@relay.test> SIZE=99999999999999999999999", "552 5.3.4");
     s.mail_from("a@relay.test", "250 2.1.0");
 }
 
 #[test]
 fn address_forms_reach_the_policy_canonically() {
-    let mut s = Session::with(ServerConfig {
-        max_errors: 100,
-        max_recipients: 100,
-        ..config()
-    });
+    let mut s = Session::with(ServerConfig { max_errors: 100, max_recipients: 100, ..config() });
     s.ehlo("client.test", "250 ");
     s.mail_from("sender@relay.test", "250");
     let cases = [
-        (
-            "<@relay.test,@other.test:jane@example.test>",
-            "250",
-            addr("jane", "example.test"),
-        ),
-        (
-            "<john%relay.test@example.test>",
-            "550",
-            addr("john%relay.test", "example.test"),
-        ),
-        (
-            "<relay.test!john@example.test>",
-            "550",
-            addr("relay.test!john", "example.test"),
-        ),
-        (
-            "<\"john\"@example.test>",
-            "250",
-            addr("john", "example.test"),
-        ),
-        (
-            "<\"john doe\"@example.test>",
-            "550",
-            addr("\"john doe\"", "example.test"),
-        ),
-        (
-            "<someone@[192.0.2.1]>",
-            "554",
-            addr("someone", "[192.0.2.1]"),
-        ),
+        ("<@relay.test,@other.test:jane@example.test>", "250", addr("jane", "example.test")),
+        ("<john%relay.test@example.test>", "550", addr("john%relay.test", "example.test")),
+        ("<relay.test!john@example.test>", "550", addr("relay.test!john", "example.test")),
+        ("<\"john\"@example.test>", "250", addr("john", "example.test")),
+        ("<\"john doe\"@example.test>", "550", addr("\"john doe\"", "example.test")),
+        ("<someone@[192.0.2.1]>", "554", addr("someone", "[192.0.2.1]")),
         ("<x@Relay.Test.>", "250", addr("x", "relay.test")),
         ("<Jane@EXAMPLE.test>", "550", addr("Jane", "example.test")),
     ];
@@ -380,20 +221,12 @@ fn message_is_stored_with_its_envelope_and_acknowledged() {
     s.mail_from("", "250");
     s.rcpt_to("jane@example.test", "250");
     s.rcpt_to("x@relay.test", "250");
-    s.data(
-        b"Subject: hi\r\n\r\n.leading dot\r\n",
-        "250 2.0.0 Ok: queued as Q1\r\n",
-    );
+    s.data(b"Subject: hi\r\n\r\n.leading dot\r\n", "250 2.0.0 Ok: queued as Q1\r\n");
     let (envelope, body) = &s.stored[0];
     assert_eq!(envelope.helo, "client.test");
     assert!(!envelope.esmtp);
     assert_eq!(envelope.sender, super::address::ReversePath::Null);
-    assert_eq!(
-        envelope.recipients[0].decision,
-        RcptDecision::Local {
-            user: "jane".into()
-        }
-    );
+    assert_eq!(envelope.recipients[0].decision, RcptDecision::Local { user: "jane".into() });
     assert!(!envelope.body_8bit);
     assert_eq!(body, b"Subject: hi\r\n\r\n.leading dot\r\n");
     // Still greeted, transaction over.

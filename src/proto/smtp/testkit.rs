@@ -25,14 +25,10 @@ impl RecipientPolicy for TestPolicy {
         self.checked.borrow_mut().push(rcpt.clone());
         match rcpt.domain.as_str() {
             "example.test" | "mx.example.test" => match rcpt.local.as_str() {
-                "jane" | "john" | "postmaster" => RcptDecision::Local {
-                    user: rcpt.local.clone(),
-                },
+                "jane" | "john" | "postmaster" => RcptDecision::Local { user: rcpt.local.clone() },
                 _ => RcptDecision::UnknownUser,
             },
-            "relay.test" => RcptDecision::Remote {
-                domain: rcpt.domain.clone(),
-            },
+            "relay.test" => RcptDecision::Remote { domain: rcpt.domain.clone() },
             _ => RcptDecision::RelayDenied,
         }
     }
@@ -72,20 +68,11 @@ impl Session {
 
     pub fn with(config: ServerConfig) -> Session {
         let checked = Rc::new(RefCell::new(Vec::new()));
-        let policy = TestPolicy {
-            checked: Rc::clone(&checked),
-        };
+        let policy = TestPolicy { checked: Rc::clone(&checked) };
         let mut server = Server::new(Rc::new(config), Box::new(policy));
         assert_eq!(server.output(), b"220 mx.example.test ESMTP ringmail\r\n");
         server.clear_output();
-        Session {
-            server,
-            stored: Vec::new(),
-            checked,
-            outcomes: VecDeque::new(),
-            handshakes: 0,
-            buffer: Vec::new(),
-        }
+        Session { server, stored: Vec::new(), checked, outcomes: VecDeque::new(), handshakes: 0, buffer: Vec::new() }
     }
 
     /// Feeds `bytes` like a driver; returns every reply produced.
@@ -102,17 +89,15 @@ impl Session {
                 match action {
                     Action::Store { envelope, body } => {
                         self.stored.push((envelope, body));
-                        let outcome = self.outcomes.pop_front().unwrap_or(StoreOutcome::Stored {
-                            queue_id: format!("Q{}", self.stored.len()),
-                        });
+                        let outcome = self
+                            .outcomes
+                            .pop_front()
+                            .unwrap_or(StoreOutcome::Stored { queue_id: format!("Q{}", self.stored.len()) });
                         self.server.store_done(outcome);
                     }
                     Action::StartTls => {
                         // The 220 must be flushed in the clear before the handshake.
-                        assert!(self
-                            .server
-                            .output()
-                            .ends_with(b"220 2.0.0 Ready to start TLS\r\n"));
+                        assert!(self.server.output().ends_with(b"220 2.0.0 Ready to start TLS\r\n"));
                         self.handshakes += 1;
                         out.extend_from_slice(self.server.output());
                         self.server.clear_output();
@@ -132,10 +117,7 @@ impl Session {
     pub fn cmd(&mut self, line: &str, expect: &str) -> String {
         let reply = self.send(format!("{line}\r\n").as_bytes());
         let last = reply.trim_end().rsplit("\r\n").next().unwrap_or("");
-        assert!(
-            last.starts_with(expect),
-            "{line:?}: expected {expect:?}, got {reply:?}"
-        );
+        assert!(last.starts_with(expect), "{line:?}: expected {expect:?}, got {reply:?}");
         reply
     }
 
@@ -163,10 +145,7 @@ impl Session {
     /// Sends raw DATA bytes (already terminated); asserts the reply.
     pub fn message(&mut self, wire: &[u8], expect: &str) -> String {
         let reply = self.send(wire);
-        assert!(
-            reply.starts_with(expect),
-            "expected {expect:?}, got {reply:?}"
-        );
+        assert!(reply.starts_with(expect), "expected {expect:?}, got {reply:?}");
         reply
     }
 

@@ -29,10 +29,7 @@ pub struct Capabilities {
 impl Capabilities {
     /// Reads the lines of a 2xx EHLO reply (see [`Capabilities`]).
     pub fn from_ehlo(lines: &[String]) -> Capabilities {
-        let mut caps = Capabilities {
-            esmtp: true,
-            ..Capabilities::default()
-        };
+        let mut caps = Capabilities { esmtp: true, ..Capabilities::default() };
         for line in lines.iter().skip(1) {
             let mut words = line.split_ascii_whitespace();
             let Some(keyword) = words.next() else {

@@ -345,8 +345,7 @@ impl Client {
                 let State::Transaction(txn) = mem::replace(&mut self.state, State::Ready) else {
                     return;
                 };
-                let missing =
-                    Reply::local(451, (4, 3, 0), "transaction ended without a final reply");
+                let missing = Reply::local(451, (4, 3, 0), "transaction ended without a final reply");
                 self.events.push_back(Event::Outcome(txn.resolve(&missing)));
                 match reset {
                     true => {

@@ -51,10 +51,7 @@ pub fn valid_address(address: &str, is_sender: bool) -> bool {
     if address.is_empty() {
         return is_sender;
     }
-    address.len() <= 512
-        && address
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
+    address.len() <= 512 && address.bytes().all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
 }
 
 #[cfg(test)]
@@ -69,28 +66,14 @@ mod tests {
 
     #[test]
     fn mail_from_carries_size_and_body_only_when_asked() {
-        assert_eq!(
-            text(|o| mail_from(o, "a@b", None, false)),
-            "MAIL FROM:<a@b>\r\n"
-        );
-        assert_eq!(
-            text(|o| mail_from(o, "", Some(12), true)),
-            "MAIL FROM:<> SIZE=12 BODY=8BITMIME\r\n"
-        );
+        assert_eq!(text(|o| mail_from(o, "a@b", None, false)), "MAIL FROM:<a@b>\r\n");
+        assert_eq!(text(|o| mail_from(o, "", Some(12), true)), "MAIL FROM:<> SIZE=12 BODY=8BITMIME\r\n");
     }
 
     #[test]
     fn every_command_ends_in_crlf() {
-        let all = [
-            text(|o| ehlo(o, "me")),
-            text(|o| helo(o, "me")),
-            text(|o| rcpt_to(o, "x@y")),
-        ];
-        for cmd in all
-            .iter()
-            .map(|s| s.as_bytes())
-            .chain([STARTTLS, DATA, RSET, QUIT, LONE_DOT])
-        {
+        let all = [text(|o| ehlo(o, "me")), text(|o| helo(o, "me")), text(|o| rcpt_to(o, "x@y"))];
+        for cmd in all.iter().map(|s| s.as_bytes()).chain([STARTTLS, DATA, RSET, QUIT, LONE_DOT]) {
             assert!(cmd.ends_with(b"\r\n"), "{cmd:?}");
             assert_eq!(cmd.iter().filter(|&&b| b == b'\n').count(), 1);
         }

@@ -46,8 +46,7 @@ impl ClientConfig {
     /// Checks what would otherwise end up malformed on the wire.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let name = &self.helo_name;
-        let ok =
-            !name.is_empty() && name.len() <= 255 && name.bytes().all(|b| b.is_ascii_graphic());
+        let ok = !name.is_empty() && name.len() <= 255 && name.bytes().all(|b| b.is_ascii_graphic());
         match ok {
             true => Ok(()),
             false => Err(ConfigError::BadHeloName { name: name.clone() }),
@@ -60,11 +59,7 @@ mod tests {
     use super::*;
 
     fn with_name(name: &str) -> ClientConfig {
-        ClientConfig {
-            helo_name: name.into(),
-            tls: TlsPolicy::Opportunistic,
-            tls_active_at_start: false,
-        }
+        ClientConfig { helo_name: name.into(), tls: TlsPolicy::Opportunistic, tls_active_at_start: false }
     }
 
     #[test]

@@ -119,9 +119,9 @@ impl FailureCause {
             FailureCause::UnexpectedReply { .. }
             | FailureCause::BadReply { .. }
             | FailureCause::PlaintextAfterStartTls => (4, 5, 0),
-            FailureCause::GreetingRefused(_)
-            | FailureCause::HelloRefused(_)
-            | FailureCause::ResetRefused(_) => (4, 4, 0),
+            FailureCause::GreetingRefused(_) | FailureCause::HelloRefused(_) | FailureCause::ResetRefused(_) => {
+                (4, 4, 0)
+            }
         };
         Reply::local(451, enhanced, self.to_string())
     }
@@ -191,10 +191,7 @@ pub enum SendError {
     /// Only one message at a time, and only after `Event::Ready` (not after
     /// `quit`, a failure or the end).
     #[error("client not ready for a message (phase: {phase:?})")]
-    NotReady {
-        phase: Phase,
-        message: OutgoingMessage,
-    },
+    NotReady { phase: Phase, message: OutgoingMessage },
     /// A message needs at least one recipient.
     #[error("message has no recipients")]
     NoRecipients { message: OutgoingMessage },

@@ -44,11 +44,7 @@ impl Reply {
     /// A reply this client makes up for a decision it takes itself (a
     /// message over the SIZE limit, a timeout); never sent on the wire.
     pub(crate) fn local(code: u16, enhanced: (u8, u16, u16), text: impl Into<String>) -> Reply {
-        Reply {
-            code,
-            enhanced: Some(enhanced),
-            text: text.into(),
-        }
+        Reply { code, enhanced: Some(enhanced), text: text.into() }
     }
 
     /// [`classify`] of this reply's code.
@@ -173,16 +169,9 @@ impl ReplyReader {
     /// Adds one parsed line; returns the reply when it was the last line.
     fn push(&mut self, line: Line) -> Result<Option<Assembled>, ReplyError> {
         let (enhanced, text) = split_enhanced(line.code, &line.text);
-        let partial = self.partial.get_or_insert_with(|| Partial {
-            code: line.code,
-            enhanced,
-            lines: Vec::new(),
-        });
+        let partial = self.partial.get_or_insert_with(|| Partial { code: line.code, enhanced, lines: Vec::new() });
         if partial.code != line.code {
-            return Err(ReplyError::CodeMismatch {
-                expected: partial.code,
-                found: line.code,
-            });
+            return Err(ReplyError::CodeMismatch { expected: partial.code, found: line.code });
         }
         if partial.lines.len() == MAX_LINES {
             return Err(ReplyError::TooManyLines { max: MAX_LINES });
@@ -194,18 +183,9 @@ impl ReplyReader {
         let Some(done) = self.partial.take() else {
             return Ok(None);
         };
-        let joined: Vec<&str> = done
-            .lines
-            .iter()
-            .map(|l| l.as_str())
-            .filter(|l| !l.is_empty())
-            .collect();
+        let joined: Vec<&str> = done.lines.iter().map(|l| l.as_str()).filter(|l| !l.is_empty()).collect();
         Ok(Some(Assembled {
-            reply: Reply {
-                code: done.code,
-                enhanced: done.enhanced,
-                text: joined.join(" "),
-            },
+            reply: Reply { code: done.code, enhanced: done.enhanced, text: joined.join(" ") },
             lines: done.lines,
         }))
     }
@@ -221,9 +201,7 @@ struct Line {
 }
 
 fn parse_line(raw: &[u8]) -> Result<Line, ReplyError> {
-    let malformed = || ReplyError::Malformed {
-        line: printable(&raw[..raw.len().min(64)]),
-    };
+    let malformed = || ReplyError::Malformed { line: printable(&raw[..raw.len().min(64)]) };
     let code = match raw {
         [a @ b'2'..=b'5', b @ b'0'..=b'9', c @ b'0'..=b'9', ..] => {
             u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
@@ -236,20 +214,13 @@ fn parse_line(raw: &[u8]) -> Result<Line, ReplyError> {
         Some(_) => return Err(malformed()),
     };
     let text = printable(raw.get(4..).unwrap_or(&[]));
-    Ok(Line {
-        code,
-        last,
-        text: text.trim().to_owned(),
-    })
+    Ok(Line { code, last, text: text.trim().to_owned() })
 }
 
 /// Lossy UTF-8 with every control character turned into a space, so a
 /// reply text can go into a log line or a DSN header as it is.
 fn printable(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    String::from_utf8_lossy(bytes).chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// Splits `5.1.1 rest` into the code and `rest` when the text starts with
@@ -258,9 +229,9 @@ fn split_enhanced(code: u16, text: &str) -> (Option<(u8, u16, u16)>, &str) {
     let (token, rest) = text.split_once(' ').unwrap_or((text, ""));
     let mut parts = token.split('.');
     let parsed = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(class), Some(subject), Some(detail), None) => number(class, 1)
-            .zip(number(subject, 3))
-            .zip(number(detail, 3)),
+        (Some(class), Some(subject), Some(detail), None) => {
+            number(class, 1).zip(number(subject, 3)).zip(number(detail, 3))
+        }
         _ => None,
     };
     match parsed {
@@ -359,18 +330,8 @@ mod tests {
 
     #[test]
     fn garbage_is_malformed() {
-        for bad in [
-            "hello\r\n",
-            "25\r\n",
-            "2500 x\r\n",
-            "650 x\r\n",
-            "150 x\r\n",
-            "250x\r\n",
-        ] {
-            assert!(
-                matches!(read_all(bad.as_bytes()), Err(ReplyError::Malformed { .. })),
-                "{bad:?}"
-            );
+        for bad in ["hello\r\n", "25\r\n", "2500 x\r\n", "650 x\r\n", "150 x\r\n", "250x\r\n"] {
+            assert!(matches!(read_all(bad.as_bytes()), Err(ReplyError::Malformed { .. })), "{bad:?}");
         }
     }
 
@@ -378,10 +339,7 @@ mod tests {
     fn continuation_with_other_code_is_an_error() {
         assert_eq!(
             read_all(b"250-a\r\n550 b\r\n").unwrap_err(),
-            ReplyError::CodeMismatch {
-                expected: 250,
-                found: 550
-            }
+            ReplyError::CodeMismatch { expected: 250, found: 550 }
         );
     }
 
@@ -391,29 +349,20 @@ mod tests {
         assert_eq!(ok.len(), MAX_LINE_LEN);
         assert!(read_all(ok.as_bytes()).is_ok());
         let long = format!("250 {}\r\n", "x".repeat(MAX_LINE_LEN - 5));
-        assert!(matches!(
-            read_all(long.as_bytes()),
-            Err(ReplyError::LineTooLong { .. })
-        ));
+        assert!(matches!(read_all(long.as_bytes()), Err(ReplyError::LineTooLong { .. })));
     }
 
     #[test]
     fn overlong_partial_line_fails_before_its_end_arrives() {
         let mut reader = ReplyReader::default();
         let junk = vec![b'2'; MAX_LINE_LEN];
-        assert!(matches!(
-            reader.read(&junk),
-            Err(ReplyError::LineTooLong { .. })
-        ));
+        assert!(matches!(reader.read(&junk), Err(ReplyError::LineTooLong { .. })));
     }
 
     #[test]
     fn endless_multi_line_reply_is_cut_off() {
         let input = "250-x\r\n".repeat(MAX_LINES + 1);
-        assert_eq!(
-            read_all(input.as_bytes()).unwrap_err(),
-            ReplyError::TooManyLines { max: MAX_LINES }
-        );
+        assert_eq!(read_all(input.as_bytes()).unwrap_err(), ReplyError::TooManyLines { max: MAX_LINES });
     }
 
     #[test]

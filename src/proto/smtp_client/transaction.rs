@@ -81,26 +81,15 @@ impl Transaction {
     /// Starts a transaction, appending its first command(s) to `out`. A
     /// message decided without talking to the server (over the advertised
     /// SIZE, or no valid address) comes back as `Err` with its outcome.
-    pub fn start(
-        msg: OutgoingMessage,
-        caps: &Capabilities,
-        out: &mut Vec<u8>,
-    ) -> Result<Transaction, MessageOutcome> {
+    pub fn start(msg: OutgoingMessage, caps: &Capabilities, out: &mut Vec<u8>) -> Result<Transaction, MessageOutcome> {
         let all = |reply: Reply| MessageOutcome {
             per_recipient: vec![RecipientOutcome::Bounced { reply }; msg.recipients.len()],
         };
         if !command::valid_address(&msg.sender, true) {
-            return Err(all(Reply::local(
-                553,
-                (5, 1, 7),
-                "invalid sender address syntax",
-            )));
+            return Err(all(Reply::local(553, (5, 1, 7), "invalid sender address syntax")));
         }
         if let Some(max) = caps.size_limit().filter(|&max| msg.size > max) {
-            let text = format!(
-                "message size {} exceeds size limit {max} of server",
-                msg.size
-            );
+            let text = format!("message size {} exceeds size limit {max} of server", msg.size);
             return Err(all(Reply::local(552, (5, 3, 4), text)));
         }
         let rcpts: Vec<Rcpt> = msg
@@ -108,11 +97,7 @@ impl Transaction {
             .iter()
             .map(|r| match command::valid_address(r, false) {
                 true => Rcpt::Awaiting,
-                false => Rcpt::Refused(Reply::local(
-                    553,
-                    (5, 1, 3),
-                    "invalid recipient address syntax",
-                )),
+                false => Rcpt::Refused(Reply::local(553, (5, 1, 3), "invalid recipient address syntax")),
             })
             .collect();
         if !rcpts.contains(&Rcpt::Awaiting) {
@@ -120,9 +105,7 @@ impl Transaction {
                 Rcpt::Refused(reply) | Rcpt::Replied(reply) => Some(reply),
                 Rcpt::Awaiting => None,
             });
-            return Err(MessageOutcome {
-                per_recipient: per_recipient.map(RecipientOutcome::from_reply).collect(),
-            });
+            return Err(MessageOutcome { per_recipient: per_recipient.map(RecipientOutcome::from_reply).collect() });
         }
         let size = caps.size.map(|_| msg.size);
         let eight_bit = msg.body_8bit && caps.eight_bit_mime;
@@ -230,10 +213,7 @@ impl Transaction {
     /// MAIL and at least one RCPT got a 2xx.
     fn anyone_accepted(&self) -> bool {
         self.mail.as_ref().is_some_and(Reply::is_positive)
-            && self
-                .rcpts
-                .iter()
-                .any(|r| matches!(r, Rcpt::Replied(reply) if reply.is_positive()))
+            && self.rcpts.iter().any(|r| matches!(r, Rcpt::Replied(reply) if reply.is_positive()))
     }
 
     /// The driver wrote the body.
@@ -268,9 +248,7 @@ impl Transaction {
                 let deciding = match (rcpt, mail) {
                     (Rcpt::Refused(local), _) => Some(local),
                     (Rcpt::Awaiting | Rcpt::Replied(_), None) => None,
-                    (Rcpt::Awaiting | Rcpt::Replied(_), Some(mail)) if !mail.is_positive() => {
-                        Some(mail)
-                    }
+                    (Rcpt::Awaiting | Rcpt::Replied(_), Some(mail)) if !mail.is_positive() => Some(mail),
                     (Rcpt::Awaiting, Some(_)) => None,
                     (Rcpt::Replied(rcpt), Some(_)) if !rcpt.is_positive() => Some(rcpt),
                     (Rcpt::Replied(_), Some(_)) => end,

@@ -12,10 +12,7 @@ const CAPA_WITHOUT_STLS: &str = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nU
 #[test]
 fn greeting_names_the_host() {
     let mut session = Session::new();
-    assert_eq!(
-        session.received(),
-        "+OK pop.example.test ringmail POP3 ready\r\n"
-    );
+    assert_eq!(session.received(), "+OK pop.example.test ringmail POP3 ready\r\n");
     assert!(!session.server.is_closed());
     assert_eq!(session.server.logged_in_user(), None);
 }
@@ -41,13 +38,7 @@ fn pass_hands_user_and_whole_password_to_the_driver() {
     let mut session = Session::new();
     session.received();
     session.login();
-    assert_eq!(
-        session.actions,
-        [Action::Authenticate {
-            user: USER.into(),
-            password: PASSWORD.into(),
-        }]
-    );
+    assert_eq!(session.actions, [Action::Authenticate { user: USER.into(), password: PASSWORD.into() }]);
 }
 
 #[test]
@@ -96,10 +87,7 @@ fn reaching_max_auth_failures_closes_the_session() {
 
 #[test]
 fn zero_max_auth_failures_closes_on_the_first_failure() {
-    let mut session = Session::with_config(Pop3Config {
-        max_auth_failures: 0,
-        ..config()
-    });
+    let mut session = Session::with_config(Pop3Config { max_auth_failures: 0, ..config() });
     session.received();
     session.send("USER alice");
     session.expect("PASS wrong", "-ERR [AUTH] too many failures\r\n");
@@ -113,10 +101,7 @@ fn in_use_gets_in_use_code_and_is_not_a_failure() {
     session.auth = Some(AuthOutcome::InUse);
     for _ in 0..5 {
         session.send("USER alice");
-        session.expect(
-            &format!("PASS {PASSWORD}"),
-            "-ERR [IN-USE] Mailbox is locked by another session\r\n",
-        );
+        session.expect(&format!("PASS {PASSWORD}"), "-ERR [IN-USE] Mailbox is locked by another session\r\n");
     }
     assert!(!session.server.is_closed());
     session.auth = None;
@@ -154,20 +139,14 @@ fn capa_before_login_lists_stls_when_enabled() {
 
 #[test]
 fn capa_omits_stls_when_disabled() {
-    let mut session = Session::with_config(Pop3Config {
-        stls: false,
-        ..config()
-    });
+    let mut session = Session::with_config(Pop3Config { stls: false, ..config() });
     session.received();
     session.expect("CAPA", CAPA_WITHOUT_STLS);
 }
 
 #[test]
 fn stls_when_disabled_is_err() {
-    let mut session = Session::with_config(Pop3Config {
-        stls: false,
-        ..config()
-    });
+    let mut session = Session::with_config(Pop3Config { stls: false, ..config() });
     session.received();
     session.expect("STLS", "-ERR STLS not available\r\n");
     assert!(session.actions.is_empty());
@@ -215,9 +194,7 @@ fn stls_forgets_a_user_given_before_it() {
 fn transaction_commands_before_login_are_err() {
     let mut session = Session::new();
     session.received();
-    for line in [
-        "STAT", "LIST", "LIST 1", "RETR 1", "DELE 1", "NOOP", "RSET", "TOP 1 1", "UIDL", "UIDL 1",
-    ] {
+    for line in ["STAT", "LIST", "LIST 1", "RETR 1", "DELE 1", "NOOP", "RSET", "TOP 1 1", "UIDL", "UIDL 1"] {
         session.expect(line, "-ERR not logged in\r\n");
     }
     assert!(session.actions.is_empty());
@@ -262,10 +239,7 @@ fn bare_lf_ends_commands_too() {
     let mut session = Session::new();
     session.received();
     session.feed(format!("USER alice\nPASS {PASSWORD}\nNOOP\n").as_bytes());
-    assert_eq!(
-        session.received(),
-        "+OK send PASS\r\n+OK Logged in.\r\n+OK\r\n"
-    );
+    assert_eq!(session.received(), "+OK send PASS\r\n+OK Logged in.\r\n+OK\r\n");
 }
 
 #[test]
@@ -290,18 +264,12 @@ fn input_waits_while_authentication_is_pending() {
     let consumed = server.handle_input(input.as_bytes());
     assert_eq!(&input.as_bytes()[consumed..], b"STAT\r\n");
     assert_eq!(server.output(), b"+OK send PASS\r\n");
-    assert!(matches!(
-        server.poll_action(),
-        Some(Action::Authenticate { .. })
-    ));
+    assert!(matches!(server.poll_action(), Some(Action::Authenticate { .. })));
     assert_eq!(server.poll_action(), None, "an action is handed out once");
     assert_eq!(server.handle_input(b"STAT\r\n"), 0);
     server.auth_done(AuthOutcome::LoggedIn(listing()));
     assert_eq!(server.handle_input(b"STAT\r\n"), 6);
-    assert_eq!(
-        server.output(),
-        b"+OK send PASS\r\n+OK Logged in.\r\n+OK 3 104\r\n"
-    );
+    assert_eq!(server.output(), b"+OK send PASS\r\n+OK Logged in.\r\n+OK 3 104\r\n");
 }
 
 #[test]

@@ -21,30 +21,16 @@ const PASSWORD: &str = "correct horse battery";
 /// alice's maildrop: (uid, stored body).
 const MESSAGES: &[(&str, &[u8])] = &[
     ("uid-1", b"Subject: one\r\n\r\nfirst body\r\n"),
-    (
-        "uid-2",
-        b"Subject: two\r\n\r\n.dotted\r\nline two\r\n.\r\nafter\r\n",
-    ),
+    ("uid-2", b"Subject: two\r\n\r\n.dotted\r\nline two\r\n.\r\nafter\r\n"),
     ("uid-3", b"Subject: three\r\n\r\nno final crlf"),
 ];
 
 fn config() -> Pop3Config {
-    Pop3Config {
-        hostname: "pop.example.test".into(),
-        stls: true,
-        max_line_len: 255,
-        max_auth_failures: 3,
-    }
+    Pop3Config { hostname: "pop.example.test".into(), stls: true, max_line_len: 255, max_auth_failures: 3 }
 }
 
 fn listing() -> Vec<MessageInfo> {
-    MESSAGES
-        .iter()
-        .map(|(uid, body)| MessageInfo {
-            uid: (*uid).into(),
-            size: body.len() as u64,
-        })
-        .collect()
+    MESSAGES.iter().map(|(uid, body)| MessageInfo { uid: (*uid).into(), size: body.len() as u64 }).collect()
 }
 
 /// A session driven the way the real driver does it: feed bytes, resolve

@@ -23,20 +23,14 @@ fn stat_excludes_deleted_messages() {
 #[test]
 fn list_without_argument_lists_every_message() {
     let mut session = Session::logged_in();
-    session.expect(
-        "LIST",
-        "+OK 3 messages (104 octets)\r\n1 28\r\n2 45\r\n3 31\r\n.\r\n",
-    );
+    session.expect("LIST", "+OK 3 messages (104 octets)\r\n1 28\r\n2 45\r\n3 31\r\n.\r\n");
 }
 
 #[test]
 fn list_omits_deleted_messages_and_keeps_numbers() {
     let mut session = Session::logged_in();
     session.send("DELE 1");
-    session.expect(
-        "LIST",
-        "+OK 2 messages (76 octets)\r\n2 45\r\n3 31\r\n.\r\n",
-    );
+    session.expect("LIST", "+OK 2 messages (76 octets)\r\n2 45\r\n3 31\r\n.\r\n");
 }
 
 #[test]
@@ -70,15 +64,9 @@ fn list_of_empty_maildrop_is_an_empty_listing() {
 #[test]
 fn uidl_lists_unique_ids_without_deleted_messages() {
     let mut session = Session::logged_in();
-    session.expect(
-        "UIDL",
-        "+OK unique-id listing follows\r\n1 uid-1\r\n2 uid-2\r\n3 uid-3\r\n.\r\n",
-    );
+    session.expect("UIDL", "+OK unique-id listing follows\r\n1 uid-1\r\n2 uid-2\r\n3 uid-3\r\n.\r\n");
     session.send("DELE 2");
-    session.expect(
-        "UIDL",
-        "+OK unique-id listing follows\r\n1 uid-1\r\n3 uid-3\r\n.\r\n",
-    );
+    session.expect("UIDL", "+OK unique-id listing follows\r\n1 uid-1\r\n3 uid-3\r\n.\r\n");
     session.expect("UIDL 3", "+OK 3 uid-3\r\n");
     session.expect("UIDL 2", "-ERR no such message\r\n");
     session.expect("UIDL 4", "-ERR no such message\r\n");
@@ -87,26 +75,14 @@ fn uidl_lists_unique_ids_without_deleted_messages() {
 #[test]
 fn retr_sends_stored_size_then_stuffed_body() {
     let mut session = Session::logged_in();
-    session.expect(
-        "RETR 2",
-        "+OK 45 octets\r\nSubject: two\r\n\r\n..dotted\r\nline two\r\n..\r\nafter\r\n.\r\n",
-    );
-    assert_eq!(
-        session.actions.last(),
-        Some(&Action::SendMessage {
-            index: 1,
-            top_lines: None
-        })
-    );
+    session.expect("RETR 2", "+OK 45 octets\r\nSubject: two\r\n\r\n..dotted\r\nline two\r\n..\r\nafter\r\n.\r\n");
+    assert_eq!(session.actions.last(), Some(&Action::SendMessage { index: 1, top_lines: None }));
 }
 
 #[test]
 fn retr_of_body_without_final_crlf_adds_one() {
     let mut session = Session::logged_in();
-    session.expect(
-        "RETR 3",
-        "+OK 31 octets\r\nSubject: three\r\n\r\nno final crlf\r\n.\r\n",
-    );
+    session.expect("RETR 3", "+OK 31 octets\r\nSubject: three\r\n\r\nno final crlf\r\n.\r\n");
 }
 
 #[test]
@@ -131,30 +107,15 @@ fn retr_out_of_range_or_malformed_is_err() {
 #[test]
 fn top_sends_headers_blank_line_and_n_body_lines() {
     let mut session = Session::logged_in();
-    session.expect(
-        "TOP 2 1",
-        "+OK top of message follows\r\nSubject: two\r\n\r\n..dotted\r\n.\r\n",
-    );
-    session.expect(
-        "TOP 2 0",
-        "+OK top of message follows\r\nSubject: two\r\n\r\n.\r\n",
-    );
-    assert_eq!(
-        session.actions.last(),
-        Some(&Action::SendMessage {
-            index: 1,
-            top_lines: Some(0)
-        })
-    );
+    session.expect("TOP 2 1", "+OK top of message follows\r\nSubject: two\r\n\r\n..dotted\r\n.\r\n");
+    session.expect("TOP 2 0", "+OK top of message follows\r\nSubject: two\r\n\r\n.\r\n");
+    assert_eq!(session.actions.last(), Some(&Action::SendMessage { index: 1, top_lines: Some(0) }));
 }
 
 #[test]
 fn top_past_the_end_sends_the_whole_message() {
     let mut session = Session::logged_in();
-    session.expect(
-        "TOP 3 10",
-        "+OK top of message follows\r\nSubject: three\r\n\r\nno final crlf\r\n.\r\n",
-    );
+    session.expect("TOP 3 10", "+OK top of message follows\r\nSubject: three\r\n\r\nno final crlf\r\n.\r\n");
 }
 
 #[test]
@@ -183,15 +144,9 @@ fn rset_unmarks_every_deleted_message() {
     session.send("DELE 3");
     session.expect("RSET", "+OK\r\n");
     session.expect("STAT", "+OK 3 104\r\n");
-    session.expect(
-        "RETR 1",
-        "+OK 28 octets\r\nSubject: one\r\n\r\nfirst body\r\n.\r\n",
-    );
+    session.expect("RETR 1", "+OK 28 octets\r\nSubject: one\r\n\r\nfirst body\r\n.\r\n");
     session.expect("QUIT", "+OK pop.example.test signing off\r\n");
-    assert!(!session
-        .actions
-        .iter()
-        .any(|a| matches!(a, Action::Commit { .. })));
+    assert!(!session.actions.iter().any(|a| matches!(a, Action::Commit { .. })));
 }
 
 #[test]
@@ -242,12 +197,7 @@ fn quit_with_deletions_commits_ascending_indices() {
     session.send("DELE 3");
     session.send("DELE 1");
     session.expect("QUIT", "+OK pop.example.test signing off\r\n");
-    assert_eq!(
-        session.actions.last(),
-        Some(&Action::Commit {
-            deleted: vec![0, 2]
-        })
-    );
+    assert_eq!(session.actions.last(), Some(&Action::Commit { deleted: vec![0, 2] }));
     assert!(session.server.is_closed());
     assert_eq!(session.server.logged_in_user(), Some(USER));
 }
@@ -257,10 +207,7 @@ fn failed_commit_reports_sys_temp_and_closes() {
     let mut session = Session::logged_in();
     session.commit = CommitOutcome::Failed;
     session.send("DELE 2");
-    session.expect(
-        "QUIT",
-        "-ERR [SYS/TEMP] some deleted messages not removed\r\n",
-    );
+    session.expect("QUIT", "-ERR [SYS/TEMP] some deleted messages not removed\r\n");
     assert!(session.server.is_closed());
 }
 
@@ -274,13 +221,7 @@ fn input_waits_while_a_message_is_sent() {
     let input = b"RETR 1\r\nNOOP\r\n";
     assert_eq!(server.handle_input(input), 8);
     assert_eq!(server.output(), b"+OK 28 octets\r\n");
-    assert_eq!(
-        server.poll_action(),
-        Some(Action::SendMessage {
-            index: 0,
-            top_lines: None
-        })
-    );
+    assert_eq!(server.poll_action(), Some(Action::SendMessage { index: 0, top_lines: None }));
     assert_eq!(server.handle_input(b"NOOP\r\n"), 0);
     server.clear_output();
     server.message_sent();
@@ -296,18 +237,12 @@ fn input_waits_while_commit_is_pending() {
     server.auth_done(AuthOutcome::LoggedIn(listing()));
     server.clear_output();
     assert_eq!(server.handle_input(b"DELE 1\r\nQUIT\r\nNOOP\r\n"), 14);
-    assert_eq!(
-        server.poll_action(),
-        Some(Action::Commit { deleted: vec![0] })
-    );
+    assert_eq!(server.poll_action(), Some(Action::Commit { deleted: vec![0] }));
     assert!(!server.is_closed());
     assert_eq!(server.handle_input(b"NOOP\r\n"), 0);
     server.commit_done(CommitOutcome::Done);
     assert!(server.is_closed());
-    assert_eq!(
-        server.output(),
-        b"+OK message 1 deleted\r\n+OK pop.example.test signing off\r\n"
-    );
+    assert_eq!(server.output(), b"+OK message 1 deleted\r\n+OK pop.example.test signing off\r\n");
 }
 
 #[test]
@@ -318,10 +253,7 @@ fn eof_after_login_does_not_commit_but_remembers_the_user() {
     assert!(session.server.is_closed());
     assert_eq!(session.server.poll_action(), None);
     assert_eq!(session.server.logged_in_user(), Some(USER));
-    assert!(!session
-        .actions
-        .iter()
-        .any(|a| matches!(a, Action::Commit { .. })));
+    assert!(!session.actions.iter().any(|a| matches!(a, Action::Commit { .. })));
 }
 
 #[test]

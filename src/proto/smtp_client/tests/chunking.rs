@@ -47,9 +47,7 @@ const TRANSCRIPT: &str = "
 ";
 
 fn run(chunk: usize) -> (Vec<String>, Vec<Event>) {
-    let mut h = Harness::new(config())
-        .chunk(chunk)
-        .send([msg(&["x@y.test", "z@y.test"]), msg(&["w@y.test"])]);
+    let mut h = Harness::new(config()).chunk(chunk).send([msg(&["x@y.test", "z@y.test"]), msg(&["w@y.test"])]);
     h.play(TRANSCRIPT);
     (h.writes, h.events)
 }
@@ -60,11 +58,7 @@ fn transcript_gives_the_same_result_at_every_chunk_size() {
     assert_eq!(events.len(), 7, "{events:?}");
     let longest = TRANSCRIPT.lines().map(str::len).max().unwrap_or(1) + 2;
     for chunk in 1..=longest * 3 {
-        assert_eq!(
-            run(chunk),
-            (writes.clone(), events.clone()),
-            "chunk {chunk}"
-        );
+        assert_eq!(run(chunk), (writes.clone(), events.clone()), "chunk {chunk}");
     }
 }
 
@@ -88,11 +82,7 @@ fn bare_lf_replies_split_anywhere_are_read_like_crlf() {
         let mut h = Harness::new(config()).chunk(chunk);
         h.server_raw(raw);
         h.server_raw(b"221 bye\n");
-        assert_eq!(
-            h.writes,
-            ["EHLO client.test\r\n", "QUIT\r\n"],
-            "chunk {chunk}"
-        );
+        assert_eq!(h.writes, ["EHLO client.test\r\n", "QUIT\r\n"], "chunk {chunk}");
         assert!(matches!(h.events.last(), Some(Event::Closed)));
     }
 }

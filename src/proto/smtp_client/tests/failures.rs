@@ -27,10 +27,7 @@ fn service_closing_mid_transaction_defers_the_undecided_and_keeps_bounces() {
          S: 550 5.1.1 unknown
          S: 421 4.3.2 shutting down",
     );
-    assert_eq!(
-        h.outcomes(),
-        [[("deferred", 421), ("bounced", 550), ("deferred", 421)]]
-    );
+    assert_eq!(h.outcomes(), [[("deferred", 421), ("bounced", 550), ("deferred", 421)]]);
     let failure = h.failure().unwrap();
     assert!(failure.temporary);
     assert!(matches!(&failure.cause, FailureCause::ServiceClosing(r) if r.code == 421));
@@ -50,10 +47,7 @@ fn service_closing_after_the_body_defers_every_accepted_recipient() {
          C: <BODY>
          S: 421 4.4.2 timeout",
     );
-    assert_eq!(
-        h.outcomes(),
-        [[("deferred", 421), ("deferred", 421), ("deferred", 452)]]
-    );
+    assert_eq!(h.outcomes(), [[("deferred", 421), ("deferred", 421), ("deferred", 452)]]);
 }
 
 #[test]
@@ -75,18 +69,10 @@ fn timeout_defers_the_message_in_flight_and_names_the_phase() {
          C: <BODY>
          T: timeout",
     );
-    assert_eq!(
-        h.outcomes(),
-        [[("deferred", 451), ("deferred", 451), ("bounced", 550)]]
-    );
+    assert_eq!(h.outcomes(), [[("deferred", 451), ("deferred", 451), ("bounced", 550)]]);
     let failure = h.failure().unwrap();
     assert!(failure.temporary);
-    assert_eq!(
-        failure.cause,
-        FailureCause::Timeout {
-            phase: Phase::DataTermination
-        }
-    );
+    assert_eq!(failure.cause, FailureCause::Timeout { phase: Phase::DataTermination });
     let reply = h.recipient_outcomes()[0].reply().clone();
     assert_eq!(
         reply.to_string(),
@@ -99,12 +85,7 @@ fn timeout_defers_the_message_in_flight_and_names_the_phase() {
 fn timeout_before_the_greeting_fails_temporarily() {
     let mut h = Harness::new(config());
     h.play("T: timeout");
-    assert_eq!(
-        h.failure().unwrap().cause,
-        FailureCause::Timeout {
-            phase: Phase::Greeting
-        }
-    );
+    assert_eq!(h.failure().unwrap().cause, FailureCause::Timeout { phase: Phase::Greeting });
     assert!(h.writes.is_empty());
 }
 
@@ -119,14 +100,8 @@ fn timeout_after_quit_is_a_clean_close() {
 fn connection_lost_mid_transaction_defers_and_fails() {
     let mut h = in_flight();
     h.play("S: 250 ok\nX: lost");
-    assert_eq!(
-        h.outcomes(),
-        [[("deferred", 451), ("deferred", 451), ("deferred", 451)]]
-    );
-    assert_eq!(
-        h.failure().unwrap().cause,
-        FailureCause::ConnectionLost { phase: Phase::Rcpt }
-    );
+    assert_eq!(h.outcomes(), [[("deferred", 451), ("deferred", 451), ("deferred", 451)]]);
+    assert_eq!(h.failure().unwrap().cause, FailureCause::ConnectionLost { phase: Phase::Rcpt });
 }
 
 #[test]
@@ -145,10 +120,7 @@ fn garbage_reply_fails_temporarily_and_defers() {
     assert!(failure.temporary);
     assert!(matches!(
         &failure.cause,
-        FailureCause::BadReply {
-            phase: Phase::Rcpt,
-            error: ReplyError::Malformed { .. }
-        }
+        FailureCause::BadReply { phase: Phase::Rcpt, error: ReplyError::Malformed { .. } }
     ));
 }
 
@@ -159,13 +131,7 @@ fn overlong_reply_line_fails_and_everything_is_consumed() {
     let consumed = h.client.handle_input(long.as_bytes());
     assert_eq!(consumed, long.len());
     h.pump();
-    assert!(matches!(
-        h.failure().unwrap().cause,
-        FailureCause::BadReply {
-            error: ReplyError::LineTooLong { .. },
-            ..
-        }
-    ));
+    assert!(matches!(h.failure().unwrap().cause, FailureCause::BadReply { error: ReplyError::LineTooLong { .. }, .. }));
     // Dead: more input is swallowed, nothing is written.
     assert_eq!(h.client.handle_input(b"220 mx\r\n"), 8);
     h.pump();
@@ -176,13 +142,7 @@ fn overlong_reply_line_fails_and_everything_is_consumed() {
 fn unsolicited_reply_when_idle_is_a_failure() {
     let mut h = Harness::new(config()).stay_idle();
     h.play(&format!("{GREET_PLAIN}\nS: 250 surprise"));
-    assert!(matches!(
-        h.failure().unwrap().cause,
-        FailureCause::UnexpectedReply {
-            phase: Phase::Ready,
-            ..
-        }
-    ));
+    assert!(matches!(h.failure().unwrap().cause, FailureCause::UnexpectedReply { phase: Phase::Ready, .. }));
 }
 
 #[test]
@@ -195,10 +155,7 @@ fn positive_reply_to_data_is_a_protocol_error_not_a_delivery() {
          S: 250 ok
          S: 250 ok instead of 354",
     );
-    assert_eq!(
-        h.outcomes(),
-        [[("deferred", 451), ("deferred", 451), ("deferred", 451)]]
-    );
+    assert_eq!(h.outcomes(), [[("deferred", 451), ("deferred", 451), ("deferred", 451)]]);
     let RecipientOutcome::Deferred { reply } = &h.recipient_outcomes()[0] else {
         panic!("not deferred");
     };
@@ -217,10 +174,7 @@ fn refused_rset_ends_the_connection_with_quit() {
          C: QUIT"
     ));
     assert_eq!(h.names(), ["Ready", "Outcome", "Failed"]);
-    assert!(matches!(
-        h.failure().unwrap().cause,
-        FailureCause::ResetRefused(_)
-    ));
+    assert!(matches!(h.failure().unwrap().cause, FailureCause::ResetRefused(_)));
 }
 
 #[test]

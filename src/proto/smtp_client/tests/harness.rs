@@ -18,16 +18,11 @@
 use std::collections::VecDeque;
 
 use super::super::{
-    Client, ClientConfig, ConnectionFailure, Event, OutgoingMessage, RecipientOutcome, TlsPolicy,
-    Transmit,
+    Client, ClientConfig, ConnectionFailure, Event, OutgoingMessage, RecipientOutcome, TlsPolicy, Transmit,
 };
 
 pub fn config() -> ClientConfig {
-    ClientConfig {
-        helo_name: "client.test".into(),
-        tls: TlsPolicy::Opportunistic,
-        tls_active_at_start: false,
-    }
+    ClientConfig { helo_name: "client.test".into(), tls: TlsPolicy::Opportunistic, tls_active_at_start: false }
 }
 
 /// A 7-bit message of 100 bytes from a@example.test.
@@ -107,12 +102,7 @@ impl Harness {
                 }
                 "C:" => {
                     let got = self.lines.pop_front();
-                    assert_eq!(
-                        got.as_deref(),
-                        Some(text),
-                        "writes so far: {:?}",
-                        self.writes
-                    );
+                    assert_eq!(got.as_deref(), Some(text), "writes so far: {:?}", self.writes);
                 }
                 "T:" => self.client.handle_timeout(),
                 "X:" => self.client.connection_lost(),
@@ -121,11 +111,7 @@ impl Harness {
             self.pump();
         }
         self.server_raw(&burst);
-        assert!(
-            self.lines.is_empty(),
-            "unmatched client lines {:?}",
-            self.lines
-        );
+        assert!(self.lines.is_empty(), "unmatched client lines {:?}", self.lines);
     }
 
     /// The server writes `bytes`, fed in chunks like a real driver does.

@@ -2,8 +2,7 @@
 
 use super::harness::{config, msg, Harness, GREET_PLAIN};
 use crate::proto::smtp_client::{
-    Capabilities, Client, ClientConfig, ConfigError, Event, FailureCause, Phase, SendError,
-    TlsPolicy,
+    Capabilities, Client, ClientConfig, ConfigError, Event, FailureCause, Phase, SendError, TlsPolicy,
 };
 
 fn with_tls(tls: TlsPolicy) -> ClientConfig {
@@ -133,11 +132,7 @@ const GREET_STARTTLS: &str = "
 
 #[test]
 fn starttls_offered_is_used_under_every_policy_and_ehlo_repeated() {
-    for tls in [
-        TlsPolicy::Opportunistic,
-        TlsPolicy::Required,
-        TlsPolicy::Verify,
-    ] {
+    for tls in [TlsPolicy::Opportunistic, TlsPolicy::Required, TlsPolicy::Verify] {
         let mut h = Harness::new(with_tls(tls));
         h.play(GREET_STARTTLS);
         assert_eq!(h.names(), ["StartTls", "Ready", "Closed"], "{tls:?}");
@@ -219,10 +214,7 @@ fn starttls_refused_fails_when_required() {
 
 #[test]
 fn implicit_tls_never_sends_starttls_and_meets_required() {
-    let config = ClientConfig {
-        tls_active_at_start: true,
-        ..with_tls(TlsPolicy::Verify)
-    };
+    let config = ClientConfig { tls_active_at_start: true, ..with_tls(TlsPolicy::Verify) };
     let mut h = Harness::new(config);
     h.play(
         "S: 220 mx
@@ -262,13 +254,7 @@ fn quit_during_setup_is_sent_instead_of_ready() {
 fn send_message_before_ready_hands_the_message_back() {
     let mut client = Client::new(config()).unwrap();
     let err = client.send_message(msg(&["x@y.test"])).unwrap_err();
-    assert!(matches!(
-        err,
-        SendError::NotReady {
-            phase: Phase::Greeting,
-            ..
-        }
-    ));
+    assert!(matches!(err, SendError::NotReady { phase: Phase::Greeting, .. }));
     assert_eq!(err.into_message(), msg(&["x@y.test"]));
 }
 
@@ -283,12 +269,6 @@ fn message_without_recipients_is_handed_back() {
 
 #[test]
 fn bad_helo_name_is_a_config_error() {
-    let config = ClientConfig {
-        helo_name: "me\r\nRSET".into(),
-        ..config()
-    };
-    assert!(matches!(
-        Client::new(config),
-        Err(ConfigError::BadHeloName { .. })
-    ));
+    let config = ClientConfig { helo_name: "me\r\nRSET".into(), ..config() };
+    assert!(matches!(Client::new(config), Err(ConfigError::BadHeloName { .. })));
 }

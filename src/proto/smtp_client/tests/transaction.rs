@@ -22,10 +22,7 @@ fn pipelining_sends_mail_rcpts_and_data_in_one_write() {
          C: QUIT
          S: 221 2.0.0 Bye"
     ));
-    assert_eq!(
-        h.writes[1],
-        "MAIL FROM:<a@example.test>\r\nRCPT TO:<x@y.test>\r\nRCPT TO:<z@y.test>\r\nDATA\r\n"
-    );
+    assert_eq!(h.writes[1], "MAIL FROM:<a@example.test>\r\nRCPT TO:<x@y.test>\r\nRCPT TO:<z@y.test>\r\nDATA\r\n");
     assert_eq!(h.outcomes(), [[("delivered", 250), ("delivered", 250)]]);
     let delivered = &h.recipient_outcomes()[0];
     assert_eq!(delivered.reply().to_string(), "250 2.0.0 Ok: queued as ABC");
@@ -51,10 +48,7 @@ fn without_pipelining_each_command_waits_for_its_reply() {
          S: 221 Bye"
     ));
     let commands: Vec<&String> = h.writes.iter().filter(|w| *w != "<BODY>").collect();
-    assert!(
-        commands.iter().all(|w| w.matches("\r\n").count() == 1),
-        "{commands:?}"
-    );
+    assert!(commands.iter().all(|w| w.matches("\r\n").count() == 1), "{commands:?}");
     assert_eq!(h.outcomes(), [[("delivered", 250), ("delivered", 250)]]);
 }
 
@@ -89,14 +83,8 @@ fn mixed_rcpt_replies_give_delivered_deferred_and_bounced_in_order() {
                  S: 354 go"
             }
         };
-        h.play(&format!(
-            "{greet}\n{script}\nC: <BODY>\nS: 250 queued\nC: QUIT\nS: 221 bye"
-        ));
-        assert_eq!(
-            h.outcomes(),
-            [[("delivered", 250), ("deferred", 452), ("bounced", 550)]],
-            "pipelined: {pipelined}"
-        );
+        h.play(&format!("{greet}\n{script}\nC: <BODY>\nS: 250 queued\nC: QUIT\nS: 221 bye"));
+        assert_eq!(h.outcomes(), [[("delivered", 250), ("deferred", 452), ("bounced", 550)]], "pipelined: {pipelined}");
         let bounced = &h.recipient_outcomes()[2];
         assert_eq!(bounced.reply().to_string(), "550 5.1.1 no such user");
     }
@@ -243,10 +231,7 @@ fn data_refused_decides_the_accepted_recipients() {
 
 #[test]
 fn size_over_the_advertised_limit_bounces_without_sending() {
-    let big = OutgoingMessage {
-        size: 5001,
-        ..msg(&["a@y.test", "b@y.test"])
-    };
+    let big = OutgoingMessage { size: 5001, ..msg(&["a@y.test", "b@y.test"]) };
     let mut h = Harness::new(config()).send([big]);
     h.play(
         "S: 220 mx
@@ -259,21 +244,13 @@ fn size_over_the_advertised_limit_bounces_without_sending() {
     assert_eq!(h.outcomes(), [[("bounced", 552), ("bounced", 552)]]);
     let reply = h.recipient_outcomes()[0].reply().clone();
     assert_eq!(reply.enhanced, Some((5, 3, 4)));
-    assert_eq!(
-        reply.to_string(),
-        "552 5.3.4 message size 5001 exceeds size limit 5000 of server"
-    );
+    assert_eq!(reply.to_string(), "552 5.3.4 message size 5001 exceeds size limit 5000 of server");
     assert_eq!(h.names(), ["Ready", "Outcome", "Ready", "Closed"]);
 }
 
 #[test]
 fn mail_from_declares_size_and_8bitmime_when_offered() {
-    let eight_bit = OutgoingMessage {
-        size: 5000,
-        body_8bit: true,
-        sender: String::new(),
-        ..msg(&["a@y.test"])
-    };
+    let eight_bit = OutgoingMessage { size: 5000, body_8bit: true, sender: String::new(), ..msg(&["a@y.test"]) };
     let mut h = Harness::new(config()).send([eight_bit.clone()]);
     h.play(
         "S: 220 mx
@@ -334,10 +311,7 @@ fn addresses_that_would_inject_commands_bounce_without_being_sent() {
     ));
     assert_eq!(h.outcomes(), [[("bounced", 553), ("delivered", 250)]]);
 
-    let bad_sender = OutgoingMessage {
-        sender: "a@b\r\nDATA".into(),
-        ..msg(&["ok@y.test"])
-    };
+    let bad_sender = OutgoingMessage { sender: "a@b\r\nDATA".into(), ..msg(&["ok@y.test"]) };
     let mut h = Harness::new(config()).send([bad_sender]);
     h.play(&format!("{GREET_PLAIN}\nC: QUIT\nS: 221 bye"));
     let reply = h.recipient_outcomes()[0].reply().clone();
@@ -347,10 +321,7 @@ fn addresses_that_would_inject_commands_bounce_without_being_sent() {
 #[test]
 fn two_messages_go_over_one_connection_with_rset_only_after_failure() {
     let first = msg(&["a@y.test"]);
-    let second = OutgoingMessage {
-        sender: "b@example.test".into(),
-        ..msg(&["b@y.test"])
-    };
+    let second = OutgoingMessage { sender: "b@example.test".into(), ..msg(&["b@y.test"]) };
     let third = msg(&["c@y.test"]);
     let mut h = Harness::new(config()).send([first, second, third]);
     h.play(&format!(
@@ -384,18 +355,8 @@ fn two_messages_go_over_one_connection_with_rset_only_after_failure() {
          C: QUIT
          S: 221 bye"
     ));
-    assert_eq!(
-        h.outcomes(),
-        [
-            [("delivered", 250)],
-            [("deferred", 452)],
-            [("delivered", 250)]
-        ]
-    );
-    assert_eq!(
-        h.names(),
-        ["Ready", "Outcome", "Ready", "Outcome", "Ready", "Outcome", "Ready", "Closed"]
-    );
+    assert_eq!(h.outcomes(), [[("delivered", 250)], [("deferred", 452)], [("delivered", 250)]]);
+    assert_eq!(h.names(), ["Ready", "Outcome", "Ready", "Outcome", "Ready", "Outcome", "Ready", "Closed"]);
 }
 
 #[test]
@@ -419,21 +380,8 @@ fn phase_follows_the_oldest_outstanding_reply() {
 
 #[test]
 fn outcome_helpers_map_classes() {
-    let reply = |code| Reply {
-        code,
-        enhanced: None,
-        text: String::new(),
-    };
-    assert!(matches!(
-        RecipientOutcome::from_reply(reply(250)),
-        RecipientOutcome::Delivered { .. }
-    ));
-    assert!(matches!(
-        RecipientOutcome::from_reply(reply(354)),
-        RecipientOutcome::Deferred { .. }
-    ));
-    assert!(matches!(
-        RecipientOutcome::from_reply(reply(599)),
-        RecipientOutcome::Bounced { .. }
-    ));
+    let reply = |code| Reply { code, enhanced: None, text: String::new() };
+    assert!(matches!(RecipientOutcome::from_reply(reply(250)), RecipientOutcome::Delivered { .. }));
+    assert!(matches!(RecipientOutcome::from_reply(reply(354)), RecipientOutcome::Deferred { .. }));
+    assert!(matches!(RecipientOutcome::from_reply(reply(599)), RecipientOutcome::Bounced { .. }));
 }

@@ -1,0 +1,72 @@
+//! The control socket (`<data_dir>/control.sock`): one command line in,
+//! the answer out, then close. Served by core 0; the admin CLI
+//! (`ringmail queue ...`) is its client. Local and owner-only (mode 0600),
+//! so only the operator can reach it.
+
+use crate::shard::admin::QueueOp;
+use crate::shard::Shard;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Where the control socket of a data dir lives.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("control.sock")
+}
+
+/// Bind the control socket, replacing a stale one left by a crash.
+pub fn bind(data_dir: &Path) -> std::io::Result<UnixListener> {
+    let path = socket_path(data_dir);
+    if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!("{} is in use by a running server", path.display()),
+        ));
+    }
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+pub async fn serve(shard: Rc<Shard>, listener: UnixListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                glommio::spawn_local(handle(shard.clone(), stream)).detach();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket accept failed");
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn handle(shard: Rc<Shard>, mut stream: UnixStream) {
+    let mut line = Vec::new();
+    let mut buf = [0u8; 512];
+    while !line.contains(&b'\n') && line.len() < 4096 {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => line.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&line);
+    let text = text.lines().next().unwrap_or("").trim();
+    let answer = match text.split_once(' ').map_or(text, |(verb, _)| verb) {
+        "queue" => match QueueOp::parse(text.trim_start_matches("queue").trim()) {
+            Ok(op) => {
+                tracing::info!(command = %text, "control command");
+                shard.queue_admin(op).await
+            }
+            Err(e) => format!("error: {e}\n"),
+        },
+        other => format!("error: unknown command {other:?}\n"),
+    };
+    let _ = stream.write_all(answer.as_bytes()).await;
+    let _ = stream.close().await;
+}

@@ -1,0 +1,294 @@
+//! One outbound SMTP connection: the glommio/rustls driver around the
+//! sans-I/O [`Client`]. Boring on purpose: write what the client says,
+//! read replies under the RFC 5321 §4.5.3.2 timeout of the current phase,
+//! do the STARTTLS handshake when asked.
+
+use super::tls::RelayTls;
+use crate::delivery::mx::Target;
+use crate::proto::smtp::dot_stuff;
+use crate::proto::smtp_client::{
+    Client, ClientConfig, ConnectionFailure, Event, MessageOutcome, OutgoingMessage, Phase, TlsPolicy, Transmit,
+};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_rustls::client::TlsStream;
+use futures_rustls::TlsConnector;
+use glommio::net::TcpStream;
+use rustls::pki_types::ServerName;
+use std::io;
+use std::time::Duration;
+
+/// RFC 5321 §4.5.3.2 client timeouts (`[relay.timeouts]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// The 220 greeting.
+    pub greeting: Duration,
+    /// EHLO, MAIL, RCPT, RSET, QUIT, STARTTLS replies.
+    pub command: Duration,
+    /// The 354 to DATA.
+    pub data_init: Duration,
+    /// Each write of the body.
+    pub data_block: Duration,
+    /// The reply after the final dot.
+    pub data_done: Duration,
+}
+
+impl Timeouts {
+    fn for_phase(&self, phase: Phase) -> Duration {
+        match phase {
+            Phase::Greeting => self.greeting,
+            Phase::DataInit => self.data_init,
+            Phase::DataBlock => self.data_block,
+            Phase::DataTermination => self.data_done,
+            Phase::Ehlo
+            | Phase::Helo
+            | Phase::StartTls
+            | Phase::TlsHandshake
+            | Phase::Ready
+            | Phase::Mail
+            | Phase::Rcpt
+            | Phase::Rset
+            | Phase::Quit
+            | Phase::Closed => self.command,
+        }
+    }
+}
+
+/// Why a connection could not be used; `temporary` says whether another
+/// host or a later attempt may work.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{host}[{addr}]: {reason}")]
+pub struct ConnectError {
+    pub host: String,
+    pub addr: std::net::SocketAddr,
+    pub reason: String,
+    pub temporary: bool,
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Between taking the plain stream and getting the TLS one back.
+    Gone,
+}
+
+impl Stream {
+    fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Stream::Plain(s) => Some(s),
+            Stream::Tls(t) => Some(t.get_ref().0),
+            Stream::Gone => None,
+        }
+    }
+
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf).await,
+            Stream::Tls(t) => t.read(buf).await,
+            Stream::Gone => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.write_all(buf).await,
+            Stream::Tls(t) => {
+                t.write_all(buf).await?;
+                t.flush().await
+            }
+            Stream::Gone => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
+/// A session with one remote host, reusable for many messages.
+pub struct RelayConnection {
+    stream: Stream,
+    client: Client,
+    inbuf: Vec<u8>,
+    timeouts: Timeouts,
+    policy: TlsPolicy,
+    pub target: Target,
+}
+
+/// After a message: can the connection take another one?
+pub enum After {
+    Ready,
+    Gone,
+}
+
+impl RelayConnection {
+    /// Connect, read the greeting, EHLO, STARTTLS as the policy says, until
+    /// the session is ready for a message.
+    pub async fn open(
+        target: &Target,
+        helo_name: &str,
+        policy: TlsPolicy,
+        tls: &RelayTls,
+        timeouts: Timeouts,
+    ) -> Result<RelayConnection, ConnectError> {
+        let fail = |reason: String, temporary: bool| ConnectError {
+            host: target.host.clone(),
+            addr: target.addr,
+            reason,
+            temporary,
+        };
+        let client = ClientConfig { helo_name: helo_name.to_string(), tls: policy, tls_active_at_start: false };
+        let client = Client::new(client).map_err(|e| fail(format!("bad client config: {e}"), false))?;
+        let tcp = TcpStream::connect_timeout(target.addr, timeouts.connect)
+            .await
+            .map_err(|e| fail(format!("connect failed: {e}"), true))?;
+        let _ = tcp.set_nodelay(true);
+        let mut conn = RelayConnection {
+            stream: Stream::Plain(tcp),
+            client,
+            inbuf: Vec::with_capacity(4096),
+            timeouts,
+            policy,
+            target: target.clone(),
+        };
+        match conn.drive(None, tls).await {
+            Event::Ready => Ok(conn),
+            Event::Failed(f) => Err(fail(f.to_string(), f.temporary)),
+            Event::Closed => Err(fail("closed before ready".into(), true)),
+            Event::Outcome(_) | Event::StartTls => Err(fail("unexpected event before ready".into(), true)),
+        }
+    }
+
+    /// Send one message; the body is the stored (unstuffed) form.
+    pub async fn send(&mut self, msg: OutgoingMessage, body: &[u8], tls: &RelayTls) -> (MessageOutcome, After) {
+        let n = msg.recipients.len();
+        if let Err(e) = self.client.send_message(msg) {
+            let reason = format!("client not ready: {e}");
+            return (deferred_all(n, &reason), After::Gone);
+        }
+        let outcome = loop {
+            match self.drive(Some(body), tls).await {
+                Event::Outcome(o) => break o,
+                Event::Failed(f) => return (deferred_all(n, &f.to_string()), After::Gone),
+                Event::Closed => return (deferred_all(n, "connection closed"), After::Gone),
+                Event::Ready | Event::StartTls => continue,
+            }
+        };
+        // Wait for the session to be ready again (or to have failed).
+        let after = match self.drive(None, tls).await {
+            Event::Ready => After::Ready,
+            Event::Failed(_) | Event::Closed | Event::Outcome(_) | Event::StartTls => After::Gone,
+        };
+        (outcome, after)
+    }
+
+    /// QUIT politely (bounded by the command timeout) and close.
+    pub async fn quit(mut self, tls: &RelayTls) {
+        self.client.quit();
+        let _ = glommio::timer::timeout(self.timeouts.command, async {
+            let _ = self.drive(None, tls).await;
+            Ok(())
+        })
+        .await;
+    }
+
+    /// Run the client until it reports an event. Writes, STARTTLS and
+    /// reads happen here; `body` is written when the client asks for it.
+    async fn drive(&mut self, body: Option<&[u8]>, tls: &RelayTls) -> Event {
+        loop {
+            while let Some(t) = self.client.poll_transmit() {
+                let r = match t {
+                    Transmit::Command(bytes) => self.write(&bytes).await,
+                    Transmit::Body => {
+                        let mut wire = Vec::with_capacity(body.map_or(0, |b| b.len() + b.len() / 32 + 8));
+                        dot_stuff(body.unwrap_or(&[]), &mut wire);
+                        let r = self.write(&wire).await;
+                        self.client.body_sent();
+                        r
+                    }
+                };
+                if r.is_err() {
+                    self.client.connection_lost();
+                }
+            }
+            if let Some(ev) = self.client.poll_event() {
+                match ev {
+                    Event::StartTls => {
+                        self.inbuf.clear();
+                        match self.start_tls(tls).await {
+                            Ok(()) => self.client.tls_established(),
+                            Err(e) => {
+                                tracing::debug!(host = %self.target.host, error = %e, "TLS handshake failed");
+                                self.client.connection_lost();
+                            }
+                        }
+                        continue;
+                    }
+                    Event::Failed(ConnectionFailure { .. }) => {
+                        // Write what is left (at most a QUIT), then give up.
+                        while let Some(Transmit::Command(bytes)) = self.client.poll_transmit() {
+                            let _ = self.write(&bytes).await;
+                        }
+                        return ev;
+                    }
+                    other => return other,
+                }
+            }
+            let wait = self.timeouts.for_phase(self.client.phase());
+            if let Some(tcp) = self.stream.tcp() {
+                let _ = tcp.set_read_timeout(Some(wait));
+            }
+            let start = self.inbuf.len();
+            self.inbuf.resize(start + 8192, 0);
+            let r = self.stream.read(&mut self.inbuf[start..]).await;
+            match r {
+                Ok(0) => {
+                    self.inbuf.truncate(start);
+                    self.client.connection_lost();
+                }
+                Ok(n) => {
+                    self.inbuf.truncate(start + n);
+                    let used = self.client.handle_input(&self.inbuf);
+                    self.inbuf.drain(..used);
+                }
+                Err(e) => {
+                    self.inbuf.truncate(start);
+                    if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) {
+                        self.client.handle_timeout();
+                    } else {
+                        self.client.connection_lost();
+                    }
+                }
+            }
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if let Some(tcp) = self.stream.tcp() {
+            let _ = tcp.set_write_timeout(Some(self.timeouts.data_block));
+        }
+        self.stream.write_all(bytes).await
+    }
+
+    async fn start_tls(&mut self, tls: &RelayTls) -> io::Result<()> {
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Gone) else {
+            return Err(io::Error::other("STARTTLS on a stream that is not plain"));
+        };
+        let config = match self.policy {
+            TlsPolicy::Verify => tls.verified.clone(),
+            TlsPolicy::Opportunistic | TlsPolicy::Required => tls.any.clone(),
+        };
+        let name = match self.target.host.parse::<std::net::IpAddr>() {
+            Ok(ip) => ServerName::IpAddress(ip.into()),
+            Err(_) => ServerName::try_from(self.target.host.clone())
+                .unwrap_or_else(|_| ServerName::IpAddress(self.target.addr.ip().into())),
+        };
+        let _ = tcp.set_read_timeout(Some(self.timeouts.command));
+        let stream = TlsConnector::from(config).connect(name, tcp).await?;
+        self.stream = Stream::Tls(Box::new(stream));
+        Ok(())
+    }
+}
+
+/// Every recipient deferred with a made-up 451 naming `reason`.
+fn deferred_all(n: usize, reason: &str) -> MessageOutcome {
+    use crate::proto::smtp_client::{RecipientOutcome, Reply};
+    let reply = Reply { code: 451, enhanced: Some((4, 4, 2)), text: reason.to_string() };
+    MessageOutcome { per_recipient: (0..n).map(|_| RecipientOutcome::Deferred { reply: reply.clone() }).collect() }
+}

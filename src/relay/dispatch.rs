@@ -1,0 +1,335 @@
+//! Dispatch: the timer that promotes due mail, connection tasks per
+//! domain, and outcome handling.
+
+use super::conn::{After, RelayConnection, Timeouts};
+use crate::delivery::dsn::Action as DsnAction;
+use crate::delivery::mx;
+use crate::proto::smtp_client::{MessageOutcome, OutgoingMessage, RecipientOutcome, Reply, TlsPolicy};
+use crate::queue::{retry_delay, Key, PendingRecipient, QueuedMessage, RetryPolicy};
+use crate::shard::{owner, Request, Shard};
+use crate::spool::{decode_message, encode_recipient_state, Outcome, RecipientState, RecordKind};
+use rand::Rng;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch: the queue's clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Shard {
+    /// The retry schedule from `[relay]`.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        let r = &self.config.relay;
+        RetryPolicy {
+            waits_ms: r.retry.iter().map(|s| s.get().as_millis() as u64).collect(),
+            max_lifetime_ms: r.max_queue_lifetime.get().as_millis() as u64,
+            delay_warning_ms: r.delay_warning.get().as_millis() as u64,
+        }
+    }
+
+    fn client_timeouts(&self) -> Timeouts {
+        let t = &self.config.relay.timeouts;
+        Timeouts {
+            connect: t.connect.get(),
+            greeting: t.greeting.get(),
+            command: t.command.get(),
+            data_init: t.data_init.get(),
+            data_block: t.data_block.get(),
+            data_done: t.data_done.get(),
+        }
+    }
+
+    fn tls_policy(&self) -> TlsPolicy {
+        match self.config.relay.tls {
+            crate::config::RelayTlsPolicy::Opportunistic => TlsPolicy::Opportunistic,
+            crate::config::RelayTlsPolicy::Required => TlsPolicy::Required,
+            crate::config::RelayTlsPolicy::Verify => TlsPolicy::Verify,
+        }
+    }
+
+    /// Runs for the life of the core: promote due mail, bounce expired
+    /// mail, send delay notices, open connections.
+    pub async fn relay_timer(self: Rc<Self>) {
+        let policy = self.retry_policy();
+        let recovered = self.queue.borrow().domains_wanting_connections(usize::MAX);
+        for domain in recovered {
+            self.kick(&domain);
+        }
+        loop {
+            let now = now_ms();
+            let promoted = self.queue.borrow_mut().promote_due(now, &policy);
+            for msg in promoted.expired {
+                let reason = format!(
+                    "message expired after {} in the queue",
+                    humantime::format_duration(self.config.relay.max_queue_lifetime.get())
+                );
+                let last = msg.last_error.clone().unwrap_or_default();
+                let failed: Vec<(PendingRecipient, String, String)> = msg
+                    .recipients
+                    .iter()
+                    .map(|r| (r.clone(), "4.4.7".to_string(), format!("{reason}; last error: {last}")))
+                    .collect();
+                tracing::info!(queue_id = %msg.queue_id, domain = %msg.domain, status = "expired", "{reason}");
+                self.bounce(msg, failed, None, DsnAction::Failed);
+            }
+            for msg in promoted.warn {
+                let failed = msg
+                    .recipients
+                    .iter()
+                    .map(|r| (r.clone(), "4.4.7".to_string(), msg.last_error.clone().unwrap_or_default()))
+                    .collect();
+                self.delay_notice(msg, failed);
+            }
+            for domain in promoted.domains {
+                self.kick(&domain);
+            }
+            let next = self.queue.borrow_mut().poll_timeout();
+            let wait = next.map_or(1000, |due| due.saturating_sub(now_ms())).clamp(5, 1000);
+            glommio::timer::sleep(Duration::from_millis(wait)).await;
+        }
+    }
+
+    /// Open connections to `domain` while it has ready mail and room.
+    pub fn kick(self: &Rc<Self>, domain: &str) {
+        let max = self.config.relay.max_connections_per_domain;
+        while self.queue.borrow_mut().open_connection(domain, max) {
+            glommio::spawn_local(self.clone().connection_task(domain.to_string())).detach();
+        }
+    }
+
+    async fn connection_task(self: Rc<Self>, domain: String) {
+        let relay = &self.config.relay;
+        let targets = {
+            let mut rng = rand::thread_rng();
+            mx::plan_with_port(&self.resolver, &relay.routes, &domain, relay.mx_port, &mut rng).await
+        };
+        match targets {
+            Err(e) if e.is_permanent() => {
+                let status = e.status().to_string();
+                loop {
+                    let Some((key, msg)) = self.queue.borrow_mut().next_ready(&domain) else { break };
+                    let failed = msg.recipients.iter().map(|r| (r.clone(), status.clone(), e.to_string())).collect();
+                    tracing::info!(queue_id = %msg.queue_id, domain = %domain, status = "bounced", reason = %e, "no route");
+                    self.queue.borrow_mut().finish(key);
+                    self.bounce(msg, failed, None, DsnAction::Failed);
+                }
+            }
+            Err(e) => self.defer_all_ready(&domain, &e.to_string()),
+            Ok(targets) => {
+                let mut conn = None;
+                let mut last_error = String::from("no MX host could be reached");
+                for t in &targets {
+                    match RelayConnection::open(
+                        t,
+                        &self.config.hostname,
+                        self.tls_policy(),
+                        &self.relay_tls,
+                        self.client_timeouts(),
+                    )
+                    .await
+                    {
+                        Ok(c) => {
+                            conn = Some(c);
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::info!(domain = %domain, relay = %e.host, addr = %e.addr, error = %e.reason, "connection failed, trying next host");
+                            last_error = e.to_string();
+                        }
+                    }
+                }
+                match conn {
+                    None => self.defer_all_ready(&domain, &last_error),
+                    Some(mut c) => {
+                        let max = relay.max_messages_per_connection;
+                        for _ in 0..max {
+                            let Some((key, msg)) = self.queue.borrow_mut().next_ready(&domain) else { break };
+                            if let After::Gone = self.deliver_one(&mut c, key, msg).await {
+                                break;
+                            }
+                        }
+                        c.quit(&self.relay_tls).await;
+                    }
+                }
+            }
+        }
+        self.queue.borrow_mut().close_connection(&domain);
+        self.kick(&domain);
+    }
+
+    fn defer_all_ready(self: &Rc<Self>, domain: &str, error: &str) {
+        let reply = Reply { code: 451, enhanced: Some((4, 4, 1)), text: error.to_string() };
+        loop {
+            let Some((key, msg)) = self.queue.borrow_mut().next_ready(domain) else { break };
+            let outcome = MessageOutcome {
+                per_recipient: msg
+                    .recipients
+                    .iter()
+                    .map(|_| RecipientOutcome::Deferred { reply: reply.clone() })
+                    .collect(),
+            };
+            self.apply_outcome(key, msg, outcome, None, &[]);
+        }
+    }
+
+    /// Send one queued message over `conn` and apply what happened.
+    async fn deliver_one(self: &Rc<Self>, conn: &mut RelayConnection, key: Key, msg: QueuedMessage) -> After {
+        let view = match self.maps.borrow_mut().record(msg.at) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(queue_id = %msg.queue_id, error = %e, "cannot read queued message from the spool");
+                let reply = Reply { code: 451, enhanced: Some((4, 3, 0)), text: format!("spool read error: {e}") };
+                let outcome = MessageOutcome {
+                    per_recipient: msg
+                        .recipients
+                        .iter()
+                        .map(|_| RecipientOutcome::Deferred { reply: reply.clone() })
+                        .collect(),
+                };
+                self.apply_outcome(key, msg, outcome, None, &[]);
+                return After::Ready;
+            }
+        };
+        let body = match decode_message(view.payload()) {
+            Ok(r) => r.body,
+            Err(e) => {
+                tracing::error!(queue_id = %msg.queue_id, error = %e, "queued message record is undecodable");
+                return After::Ready;
+            }
+        };
+        let out = OutgoingMessage {
+            sender: msg.sender.clone(),
+            recipients: msg.recipients.iter().map(|r| r.address.clone()).collect(),
+            size: body.len() as u64,
+            body_8bit: body.iter().any(|&b| b >= 0x80),
+        };
+        let started = std::time::Instant::now();
+        let (outcome, after) = conn.send(out, body, &self.relay_tls).await;
+        let relay = format!("{}[{}]", conn.target.host, conn.target.addr);
+        tracing::debug!(queue_id = %msg.queue_id, relay = %relay, elapsed_ms = started.elapsed().as_millis() as u64, "attempt done");
+        self.apply_outcome(key, msg, outcome, Some(&relay), body);
+        after
+    }
+
+    /// One handler per class: delivered -> tombstone; bounced -> DSN then
+    /// tombstone; deferred -> back on the schedule.
+    fn apply_outcome(
+        self: &Rc<Self>,
+        key: Key,
+        msg: QueuedMessage,
+        outcome: MessageOutcome,
+        relay: Option<&str>,
+        body: &[u8],
+    ) {
+        let now = now_ms();
+        let delay_s = now.saturating_sub(msg.arrived_ms) as f64 / 1000.0;
+        let mut settled = Vec::new();
+        let mut bounced = Vec::new();
+        let mut deferred = Vec::new();
+        let mut last_deferral = String::new();
+        for (r, o) in msg.recipients.iter().zip(outcome.per_recipient) {
+            let relay = relay.unwrap_or("none");
+            match o {
+                RecipientOutcome::Delivered { reply } => {
+                    tracing::info!(queue_id = %msg.queue_id, to = %r.address, relay, delay = delay_s, status = "sent", reply = %reply, "delivered");
+                    settled.push((msg.at, r.index, Outcome::Delivered));
+                }
+                RecipientOutcome::Bounced { reply } => {
+                    tracing::info!(queue_id = %msg.queue_id, to = %r.address, relay, delay = delay_s, status = "bounced", reply = %reply, "refused");
+                    bounced.push((r.clone(), status_of(&reply), format!("smtp; {reply}")));
+                }
+                RecipientOutcome::Deferred { reply } => {
+                    tracing::info!(queue_id = %msg.queue_id, to = %r.address, relay, delay = delay_s, status = "deferred", reply = %reply, "will retry");
+                    last_deferral = reply.to_string();
+                    deferred.push(r.clone());
+                }
+            }
+        }
+        if !settled.is_empty() {
+            self.settle_later(settled);
+        }
+        if deferred.is_empty() {
+            self.queue.borrow_mut().finish(key);
+        } else {
+            let policy = self.retry_policy();
+            let jitter: f64 = rand::thread_rng().gen();
+            let due = now + retry_delay(&policy, msg.attempts + 1, jitter);
+            self.queue.borrow_mut().defer(key, deferred, last_deferral, due);
+            self.record_deferral(key);
+        }
+        if !bounced.is_empty() {
+            let mut m = msg;
+            m.last_error = None;
+            self.bounce(m, bounced, Some((relay.map(str::to_string), header_section(body))), DsnAction::Failed);
+        }
+    }
+
+    /// Append tombstones on the core that owns the message's spool dir,
+    /// in the background (a crash before their sync re-sends at most these
+    /// deliveries).
+    pub(crate) fn settle_later(self: &Rc<Self>, items: Vec<(crate::spool::SpoolRef, u16, Outcome)>) {
+        let me = self.clone();
+        glommio::spawn_local(async move {
+            let Some(first) = items.first() else { return };
+            let to = owner::dir_owner(first.0.dir, me.cores);
+            if let Err(e) = me.call(to, Request::Settle { items }).await {
+                tracing::error!(error = %e, "settling delivery outcomes failed");
+            }
+        })
+        .detach();
+    }
+}
+
+impl Shard {
+    /// Write the queue state of `key` (deferred until, attempts, last
+    /// error, hold) to the spool so a restart keeps it. Not waited for: a
+    /// lost state only makes the next attempt come sooner.
+    pub(crate) fn record_deferral(self: &Rc<Self>, key: Key) {
+        let now_us = now_ms() * 1000;
+        let Some(seq) = self.queue.borrow_mut().next_state_seq(key, now_us) else { return };
+        let Some(msg) = self.queue.borrow().get(key).cloned() else { return };
+        let mut last = None;
+        for r in &msg.recipients {
+            let state = RecipientState {
+                target: msg.at,
+                recipient: r.index,
+                seq,
+                attempts: msg.attempts,
+                next_attempt_ms: msg.next_attempt_ms.unwrap_or(0),
+                warned: msg.warned,
+                held: msg.held,
+                last_error: msg.last_error.clone().unwrap_or_default().chars().take(4096).collect(),
+            };
+            let appended = encode_recipient_state(&state)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| self.append(RecordKind::RecipientState, &[&bytes]).map_err(|e| e.to_string()));
+            match appended {
+                Ok(a) => last = Some(a.ticket),
+                Err(e) => tracing::warn!(queue_id = %msg.queue_id, error = %e, "queue state not recorded"),
+            }
+        }
+        if let Some(ticket) = last {
+            let me = self.clone();
+            glommio::spawn_local(async move {
+                let _ = me.spool.durable(&ticket).await;
+            })
+            .detach();
+        }
+    }
+}
+
+/// "5.1.1" from a reply's enhanced code, or its class.
+fn status_of(reply: &Reply) -> String {
+    match reply.enhanced {
+        Some((c, s, d)) => format!("{c}.{s}.{d}"),
+        None => format!("{}.0.0", reply.code / 100),
+    }
+}
+
+/// The header section of a message (up to and including the blank line),
+/// at most 64 KiB: what a DSN returns.
+fn header_section(body: &[u8]) -> Vec<u8> {
+    let end = body.windows(4).position(|w| w == b"\r\n\r\n").map_or(body.len(), |p| p + 4);
+    body[..end.min(64 * 1024)].to_vec()
+}

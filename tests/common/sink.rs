@@ -1,0 +1,181 @@
+//! A scriptable SMTP server standing in for remote MX hosts in relay
+//! tests: accepts, refuses, defers, drops mid-DATA, or stalls, and keeps
+//! what it received (exact bytes) and how many connections it had at once.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One message as the sink received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub from: String,
+    pub to: Vec<String>,
+    /// Un-dot-stuffed, CRLF line ends, without the final dot.
+    pub data: Vec<u8>,
+}
+
+/// How the sink answers. `n` counts DATA ends seen so far (0-based).
+pub struct Script {
+    pub rcpt: Box<dyn Fn(&str) -> String + Send + Sync>,
+    pub data_end: Box<dyn Fn(usize) -> String + Send + Sync>,
+    /// Close the socket after reading part of the body.
+    pub drop_in_data: bool,
+    /// Wait before answering the end of DATA.
+    pub delay: Duration,
+}
+
+impl Default for Script {
+    fn default() -> Script {
+        Script {
+            rcpt: Box::new(|_| "250 2.1.5 Ok".into()),
+            data_end: Box::new(|_| "250 2.0.0 Ok: queued".into()),
+            drop_in_data: false,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+pub struct Sink {
+    pub addr: SocketAddr,
+    pub messages: Arc<Mutex<Vec<Received>>>,
+    pub connections: Arc<AtomicUsize>,
+    pub max_concurrent: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Sink {
+    /// Listen on `ip:port` (port 0 = any).
+    pub fn start(ip: &str, port: u16, script: Script) -> Sink {
+        let listener = TcpListener::bind((ip, port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let max_concurrent = Arc::new(AtomicUsize::new(0));
+        let active = Arc::new(AtomicUsize::new(0));
+        let ends = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let script = Arc::new(script);
+        let (m, c, mc, st) = (messages.clone(), connections.clone(), max_concurrent.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        c.fetch_add(1, Ordering::SeqCst);
+                        let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+                        mc.fetch_max(now, Ordering::SeqCst);
+                        let (m, script, active, ends) = (m.clone(), script.clone(), active.clone(), ends.clone());
+                        std::thread::spawn(move || {
+                            let _ = serve(s, &script, &m, &ends);
+                            active.fetch_sub(1, Ordering::SeqCst);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Sink { addr, messages, connections, max_concurrent, stop }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.messages.lock().unwrap().len()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve(s: TcpStream, script: &Script, out: &Mutex<Vec<Received>>, ends: &AtomicUsize) -> std::io::Result<()> {
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut w = s.try_clone()?;
+    let mut r = BufReader::new(s);
+    w.write_all(b"220 sink.test ESMTP test sink\r\n")?;
+    let (mut from, mut to) = (String::new(), Vec::new());
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let cmd = line.trim_end().to_string();
+        let upper = cmd.to_ascii_uppercase();
+        let reply = if upper.starts_with("EHLO") {
+            "250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 100000000".to_string()
+        } else if upper.starts_with("HELO") || upper.starts_with("NOOP") {
+            "250 Ok".into()
+        } else if upper.starts_with("MAIL FROM:") {
+            from = addr_of(&cmd[10..]);
+            to.clear();
+            "250 2.1.0 Ok".into()
+        } else if upper.starts_with("RCPT TO:") {
+            let a = addr_of(&cmd[8..]);
+            let reply = (script.rcpt)(&a);
+            if reply.starts_with('2') {
+                to.push(a);
+            }
+            reply
+        } else if upper == "DATA" {
+            if to.is_empty() {
+                "554 5.5.1 no valid recipients".into()
+            } else {
+                w.write_all(b"354 go ahead\r\n")?;
+                let mut data = Vec::new();
+                loop {
+                    let mut l = Vec::new();
+                    if r.read_until(b'\n', &mut l)? == 0 {
+                        return Ok(());
+                    }
+                    if l == b".\r\n" {
+                        break;
+                    }
+                    if l.starts_with(b"..") {
+                        l.remove(0);
+                    }
+                    data.extend_from_slice(&l);
+                    if script.drop_in_data && data.len() > 10 {
+                        return Ok(()); // vanish mid-DATA
+                    }
+                }
+                std::thread::sleep(script.delay);
+                let n = ends.fetch_add(1, Ordering::SeqCst);
+                let reply = (script.data_end)(n);
+                if reply.starts_with('2') {
+                    out.lock().unwrap().push(Received { from: from.clone(), to: to.clone(), data });
+                }
+                reply
+            }
+        } else if upper == "RSET" {
+            from.clear();
+            to.clear();
+            "250 Ok".into()
+        } else if upper == "QUIT" {
+            w.write_all(b"221 Bye\r\n")?;
+            return Ok(());
+        } else {
+            "502 5.5.2 unknown".into()
+        };
+        w.write_all(format!("{reply}\r\n").as_bytes())?;
+    }
+}
+
+fn addr_of(s: &str) -> String {
+    let s = s.trim();
+    let s = s.split_whitespace().next().unwrap_or("");
+    s.trim_start_matches('<').trim_end_matches('>').to_string()
+}
+
+/// Read everything (helper for tests that stall a peer).
+pub fn drain(mut s: TcpStream) {
+    let mut buf = [0u8; 4096];
+    while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+}
