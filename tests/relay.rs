@@ -237,3 +237,91 @@ fn queue_list(server: &Server) -> String {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+#[test]
+fn postfix_smtp_sink_receives_relayed_mail() {
+    // A real peer: Postfix's smtp-sink (Debian package postfix; tests/run.sh
+    // installs it). It refuses to keep root privileges, hence -u nobody.
+    let port = free_port();
+    let dump = tempfile::tempdir_in(test_tmp()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dump.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut cmd = std::process::Command::new("/usr/sbin/smtp-sink");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        cmd.args(["-u", "nobody"]);
+    }
+    let mut sink = cmd
+        .arg("-d")
+        .arg(format!("{}/%H%M%S.", dump.path().display()))
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("10")
+        .spawn()
+        .expect("/usr/sbin/smtp-sink (install postfix; tests/run.sh does)");
+    eventually(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()));
+    let server = Server::start_with(Options {
+        relay: format!("routes = {{ \"remote.test\" = \"127.0.0.1:{port}\" }}\nretry = [\"1s\"]\n"),
+        ..Options::default()
+    });
+    submit(&server, "bob@localhost", &["x@remote.test"], b"Subject: to postfix\r\n\r\nmarker-5f3a\r\n");
+    let found = eventually(Duration::from_secs(15), || {
+        std::fs::read_dir(dump.path()).ok()?.flatten().find_map(|e| {
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            text.contains("marker-5f3a").then_some(text)
+        })
+    });
+    let _ = sink.kill();
+    let _ = sink.wait();
+    assert!(found.contains("Subject: to postfix"), "{found}");
+    assert!(server.log().contains("status=\"sent\""));
+}
+
+/// A self-signed certificate made with the openssl command line.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=mx.remote.test", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (cert, key)
+}
+
+#[test]
+fn starttls_is_used_when_offered_and_required_when_configured() {
+    let work = tempfile::tempdir_in(test_tmp()).unwrap();
+    let (cert, key) = self_signed(work.path());
+    let port = free_port();
+    let out = work.path().join("received.txt");
+    let mut tls_sink = std::process::Command::new("python3")
+        .arg(format!("{}/tests/fixtures/tls_sink.py", env!("CARGO_MANIFEST_DIR")))
+        .arg(port.to_string())
+        .args([&cert, &key, &out])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()));
+    // Required TLS: the STARTTLS host gets the mail encrypted; a plain host
+    // (no STARTTLS) gets nothing and the mail waits.
+    let plain = Sink::start("127.0.0.1", 0, Script::default());
+    let server = Server::start_with(Options {
+        relay: format!(
+            "tls = \"required\"\nretry = [\"1h\"]\nroutes = {{ \"remote.test\" = \"127.0.0.1:{port}\", \"plain.test\" = \"{}\" }}\n",
+            plain.addr
+        ),
+        ..Options::default()
+    });
+    submit(&server, "bob@localhost", &["x@remote.test"], b"Subject: secret\r\n\r\nencrypted-7c1d\r\n");
+    submit(&server, "bob@localhost", &["y@plain.test"], b"Subject: nope\r\n\r\nx\r\n");
+    let text =
+        eventually(Duration::from_secs(15), || std::fs::read_to_string(&out).ok().filter(|t| t.contains("--END--")));
+    eventually(Duration::from_secs(10), || server.log().contains("TLS required but not offered").then_some(()));
+    let _ = tls_sink.kill();
+    let _ = tls_sink.wait();
+    assert!(text.starts_with("TLS TLSv1."), "{text}");
+    assert!(text.contains("encrypted-7c1d"));
+    assert_eq!(plain.count(), 0, "nothing in plain text under relay.tls = required");
+}

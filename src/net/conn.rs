@@ -77,3 +77,72 @@ impl Conn {
         let _ = self.stream.close().await;
     }
 }
+
+/// What the drivers need of a protocol machine to write its replies and
+/// end a session; both [`smtp::Server`] and [`pop3::Server`] have it.
+///
+/// [`smtp::Server`]: crate::proto::smtp::Server
+/// [`pop3::Server`]: crate::proto::pop3::Server
+pub trait Machine {
+    fn output(&self) -> &[u8];
+    fn clear_output(&mut self);
+    fn handle_timeout(&mut self);
+    fn handle_eof(&mut self);
+}
+
+macro_rules! impl_machine {
+    ($t:ty) => {
+        impl Machine for $t {
+            fn output(&self) -> &[u8] {
+                <$t>::output(self)
+            }
+            fn clear_output(&mut self) {
+                <$t>::clear_output(self)
+            }
+            fn handle_timeout(&mut self) {
+                <$t>::handle_timeout(self)
+            }
+            fn handle_eof(&mut self) {
+                <$t>::handle_eof(self)
+            }
+        }
+    };
+}
+impl_machine!(crate::proto::smtp::Server);
+impl_machine!(crate::proto::pop3::Server);
+
+impl Conn {
+    /// Write whatever replies the machine has pending.
+    pub async fn flush(&mut self, m: &mut impl Machine) -> io::Result<()> {
+        if m.output().is_empty() {
+            return Ok(());
+        }
+        let r = self.write_all(m.output()).await;
+        m.clear_output();
+        r
+    }
+
+    /// Read more input for `m`. On idle timeout the machine says goodbye
+    /// (flushed here); on EOF or a read error it is told the peer is gone.
+    /// Returns false when the session is over.
+    pub async fn read_more(&mut self, m: &mut impl Machine, core: usize, proto: &str) -> bool {
+        match self.fill().await {
+            Ok(_) => true,
+            Err(ReadEnd::Timeout) => {
+                m.handle_timeout();
+                let _ = self.flush(m).await;
+                tracing::info!(core, client = %self.peer, proto, "idle timeout");
+                false
+            }
+            Err(ReadEnd::Eof) => {
+                m.handle_eof();
+                false
+            }
+            Err(ReadEnd::Error(e)) => {
+                tracing::debug!(core, client = %self.peer, proto, error = %e, "read failed");
+                m.handle_eof();
+                false
+            }
+        }
+    }
+}

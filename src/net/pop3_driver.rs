@@ -3,7 +3,7 @@
 //! I/O path, locks the mailbox on its owner core, streams bodies from the
 //! spool maps, and commits deletions through the owner at QUIT.
 
-use super::conn::{Conn, ReadEnd};
+use super::conn::Conn;
 use crate::auth;
 use crate::config::Config;
 use crate::mailbox::{LockToken, MailboxEntry, MailboxError};
@@ -41,7 +41,7 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, cfg: Rc<pop3::Pop3Config>) {
             let n = server.handle_input(&conn.inbuf);
             conn.consume(n);
             let Some(action) = server.poll_action() else { break };
-            if flush(&mut conn, &mut server).await.is_err() {
+            if conn.flush(&mut server).await.is_err() {
                 break 'session;
             }
             match action {
@@ -81,25 +81,11 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, cfg: Rc<pop3::Pop3Config>) {
                 }
             }
         }
-        if flush(&mut conn, &mut server).await.is_err() || server.is_closed() {
+        if conn.flush(&mut server).await.is_err() || server.is_closed() {
             break;
         }
-        match conn.fill().await {
-            Ok(_) => {}
-            Err(ReadEnd::Timeout) => {
-                server.handle_timeout();
-                let _ = flush(&mut conn, &mut server).await;
-                break;
-            }
-            Err(ReadEnd::Eof) => {
-                server.handle_eof();
-                break;
-            }
-            Err(ReadEnd::Error(e)) => {
-                tracing::debug!(core = shard.id, client = %conn.peer, error = %e, "read failed");
-                server.handle_eof();
-                break;
-            }
+        if !conn.read_more(&mut server, shard.id, "pop3").await {
+            break;
         }
     }
     // Gone without QUIT: release the lock, delete nothing (RFC 1939 §6).
@@ -161,13 +147,4 @@ async fn commit(shard: &Rc<Shard>, l: Locked, deleted: &[usize]) -> CommitOutcom
             CommitOutcome::Failed
         }
     }
-}
-
-async fn flush(conn: &mut Conn, server: &mut pop3::Server) -> std::io::Result<()> {
-    if server.output().is_empty() {
-        return Ok(());
-    }
-    let r = conn.write_all(server.output()).await;
-    server.clear_output();
-    r
 }

@@ -1,7 +1,7 @@
 //! Drives one SMTP session: socket bytes in, the sans-I/O
 //! [`smtp::Server`](crate::proto::smtp::Server) decides, the shard stores.
 
-use super::conn::{Conn, ReadEnd};
+use super::conn::Conn;
 use crate::config::Config;
 use crate::proto::smtp::{self, Action, Address, RcptDecision, RecipientPolicy};
 use crate::shard::Shard;
@@ -70,7 +70,7 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, cfg: Rc<smtp::ServerConfig>) 
                 Some(Action::Store { envelope, body }) => {
                     // Replies to the pipelined commands before DATA's end go
                     // out now; the 250 waits for the sync.
-                    if flush(&mut conn, &mut server).await.is_err() {
+                    if conn.flush(&mut server).await.is_err() {
                         break 'session;
                     }
                     let outcome = shard.accept_message(client, envelope, body).await;
@@ -85,37 +85,13 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, cfg: Rc<smtp::ServerConfig>) 
                 None => break,
             }
         }
-        if flush(&mut conn, &mut server).await.is_err() || server.is_closed() {
+        if conn.flush(&mut server).await.is_err() || server.is_closed() {
             break;
         }
-        match conn.fill().await {
-            Ok(_) => {}
-            Err(ReadEnd::Timeout) => {
-                server.handle_timeout();
-                let _ = flush(&mut conn, &mut server).await;
-                tracing::info!(core = shard.id, client = %conn.peer, "smtp idle timeout");
-                break;
-            }
-            Err(ReadEnd::Eof) => {
-                server.handle_eof();
-                break;
-            }
-            Err(ReadEnd::Error(e)) => {
-                tracing::debug!(core = shard.id, client = %conn.peer, error = %e, "read failed");
-                server.handle_eof();
-                break;
-            }
+        if !conn.read_more(&mut server, shard.id, "smtp").await {
+            break;
         }
     }
     tracing::debug!(core = shard.id, client = %conn.peer, "smtp disconnect");
     conn.close().await;
-}
-
-async fn flush(conn: &mut Conn, server: &mut smtp::Server) -> std::io::Result<()> {
-    if server.output().is_empty() {
-        return Ok(());
-    }
-    let r = conn.write_all(server.output()).await;
-    server.clear_output();
-    r
 }

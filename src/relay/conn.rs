@@ -160,13 +160,13 @@ impl RelayConnection {
         let n = msg.recipients.len();
         if let Err(e) = self.client.send_message(msg) {
             let reason = format!("client not ready: {e}");
-            return (deferred_all(n, &reason), After::Gone);
+            return (deferred_all(n, (4, 4, 2), &reason), After::Gone);
         }
         let outcome = loop {
             match self.drive(Some(body), tls).await {
                 Event::Outcome(o) => break o,
-                Event::Failed(f) => return (deferred_all(n, &f.to_string()), After::Gone),
-                Event::Closed => return (deferred_all(n, "connection closed"), After::Gone),
+                Event::Failed(f) => return (deferred_all(n, (4, 4, 2), &f.to_string()), After::Gone),
+                Event::Closed => return (deferred_all(n, (4, 4, 2), "connection closed"), After::Gone),
                 Event::Ready | Event::StartTls => continue,
             }
         };
@@ -286,9 +286,10 @@ impl RelayConnection {
     }
 }
 
-/// Every recipient deferred with a made-up 451 naming `reason`.
-fn deferred_all(n: usize, reason: &str) -> MessageOutcome {
+/// Every one of `n` recipients deferred with a made-up 451 (`enhanced`
+/// says which kind of trouble) naming `reason`.
+pub fn deferred_all(n: usize, enhanced: (u8, u16, u16), reason: &str) -> MessageOutcome {
     use crate::proto::smtp_client::{RecipientOutcome, Reply};
-    let reply = Reply { code: 451, enhanced: Some((4, 4, 2)), text: reason.to_string() };
+    let reply = Reply { code: 451, enhanced: Some(enhanced), text: reason.to_string() };
     MessageOutcome { per_recipient: (0..n).map(|_| RecipientOutcome::Deferred { reply: reply.clone() }).collect() }
 }

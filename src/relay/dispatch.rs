@@ -1,7 +1,7 @@
 //! Dispatch: the timer that promotes due mail, connection tasks per
 //! domain, and outcome handling.
 
-use super::conn::{After, RelayConnection, Timeouts};
+use super::conn::{deferred_all, After, RelayConnection, Timeouts};
 use crate::delivery::dsn::Action as DsnAction;
 use crate::delivery::mx;
 use crate::proto::smtp_client::{MessageOutcome, OutgoingMessage, RecipientOutcome, Reply, TlsPolicy};
@@ -159,16 +159,9 @@ impl Shard {
     }
 
     fn defer_all_ready(self: &Rc<Self>, domain: &str, error: &str) {
-        let reply = Reply { code: 451, enhanced: Some((4, 4, 1)), text: error.to_string() };
         loop {
             let Some((key, msg)) = self.queue.borrow_mut().next_ready(domain) else { break };
-            let outcome = MessageOutcome {
-                per_recipient: msg
-                    .recipients
-                    .iter()
-                    .map(|_| RecipientOutcome::Deferred { reply: reply.clone() })
-                    .collect(),
-            };
+            let outcome = deferred_all(msg.recipients.len(), (4, 4, 1), error);
             self.apply_outcome(key, msg, outcome, None, &[]);
         }
     }
@@ -179,14 +172,7 @@ impl Shard {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(queue_id = %msg.queue_id, error = %e, "cannot read queued message from the spool");
-                let reply = Reply { code: 451, enhanced: Some((4, 3, 0)), text: format!("spool read error: {e}") };
-                let outcome = MessageOutcome {
-                    per_recipient: msg
-                        .recipients
-                        .iter()
-                        .map(|_| RecipientOutcome::Deferred { reply: reply.clone() })
-                        .collect(),
-                };
+                let outcome = deferred_all(msg.recipients.len(), (4, 3, 0), &format!("spool read error: {e}"));
                 self.apply_outcome(key, msg, outcome, None, &[]);
                 return After::Ready;
             }

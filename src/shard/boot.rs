@@ -68,6 +68,8 @@ pub fn run(config: Config) -> Result<(), BootError> {
     }
     let root = config.spool_root();
     std::fs::create_dir_all(&root).map_err(|source| BootError::DataDir { path: root.clone(), source })?;
+    // Stamp before loading, so a change made while we start is not missed.
+    let users_stamp = file_stamp(config.users_path());
     let users = Arc::new(UserDb::load(config.users_path())?);
     tracing::info!(users = users.len(), file = %config.users_path().display(), "users loaded");
 
@@ -119,7 +121,7 @@ pub fn run(config: Config) -> Result<(), BootError> {
     }
     let addrs: Vec<String> = listeners.iter().map(|(p, a)| format!("{}={a}", p.name())).collect();
     tracing::info!(cores, listen = %addrs.join(" "), "ringmail ready");
-    spawn_users_watcher(config.users_path().to_path_buf(), user_senders);
+    spawn_users_watcher(config.users_path().to_path_buf(), users_stamp, user_senders);
     for h in handles {
         let _ = h.join();
     }
@@ -289,19 +291,14 @@ async fn core_main(
 
 /// Reload the users file when it changes (checked every second) and send
 /// the new database to every core. A broken file keeps the old one.
-fn spawn_users_watcher(path: PathBuf, cores: Vec<crossbeam_channel::Sender<Arc<UserDb>>>) {
-    let stamp = |p: &PathBuf| -> Option<(SystemTime, u64, u64)> {
-        use std::os::unix::fs::MetadataExt;
-        let m = std::fs::metadata(p).ok()?;
-        Some((m.modified().ok()?, m.len(), m.ino()))
-    };
+fn spawn_users_watcher(path: PathBuf, loaded: Option<FileStamp>, cores: Vec<crossbeam_channel::Sender<Arc<UserDb>>>) {
     std::thread::Builder::new()
         .name("ringmail-users".into())
         .spawn(move || {
-            let mut last = stamp(&path);
+            let mut last = loaded;
             loop {
                 std::thread::sleep(Duration::from_secs(1));
-                let now = stamp(&path);
+                let now = file_stamp(&path);
                 if now == last {
                     continue;
                 }
@@ -319,6 +316,16 @@ fn spawn_users_watcher(path: PathBuf, cores: Vec<crossbeam_channel::Sender<Arc<U
             }
         })
         .expect("spawning a thread at start-up");
+}
+
+/// What tells us a file changed: modification time, size, inode (an
+/// atomic rename gives a new inode even within one mtime tick).
+type FileStamp = (SystemTime, u64, u64);
+
+fn file_stamp(p: &std::path::Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino()))
 }
 
 /// CPUs this process may run on (respects taskset/cgroups).
