@@ -274,6 +274,16 @@ pub struct Limits {
     /// POP3 idle timeout (RFC 1939: at least 10 minutes).
     #[serde(default = "default_pop3_timeout")]
     pub pop3_idle_timeout: Span,
+    /// Concurrent connections per core (all listeners); more are closed
+    /// at once with 421 / -ERR.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Concurrent connections from one client IP per core.
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// A TLS handshake must finish within this.
+    #[serde(default = "default_tls_handshake_timeout")]
+    pub tls_handshake_timeout: Span,
 }
 
 impl Default for Limits {
@@ -283,6 +293,9 @@ impl Default for Limits {
             max_errors: default_max_errors(),
             smtp_idle_timeout: default_smtp_timeout(),
             pop3_idle_timeout: default_pop3_timeout(),
+            max_connections: default_max_connections(),
+            max_connections_per_ip: default_max_connections_per_ip(),
+            tls_handshake_timeout: default_tls_handshake_timeout(),
         }
     }
 }
@@ -297,6 +310,20 @@ pub struct AuthConfig {
     /// Failed logins on one POP3 connection before it is closed.
     #[serde(default = "default_max_failures_per_connection")]
     pub max_failures_per_connection: u32,
+    /// Accept passwords over plain connections from loopback (as Dovecot
+    /// treats localhost as secured). Elsewhere only after STARTTLS/STLS or
+    /// on implicit TLS.
+    #[serde(default = "default_true")]
+    pub plaintext_on_loopback: bool,
+    /// An authenticated user may send only as their own address.
+    #[serde(default = "default_true")]
+    pub sender_must_match: bool,
+    /// Failed logins from one client IP within `failure_window` before
+    /// further attempts from it are refused (454 4.7.0 / -ERR [AUTH]).
+    #[serde(default = "default_max_auth_failures")]
+    pub max_auth_failures: u32,
+    #[serde(default = "default_failure_window")]
+    pub failure_window: Span,
 }
 
 impl Default for AuthConfig {
@@ -304,6 +331,10 @@ impl Default for AuthConfig {
         AuthConfig {
             failure_delay: default_failure_delay(),
             max_failures_per_connection: default_max_failures_per_connection(),
+            plaintext_on_loopback: true,
+            sender_must_match: true,
+            max_auth_failures: default_max_auth_failures(),
+            failure_window: default_failure_window(),
         }
     }
 }
@@ -346,6 +377,24 @@ fn default_failure_delay() -> Span {
 }
 fn default_max_failures_per_connection() -> u32 {
     10
+}
+fn default_true() -> bool {
+    true
+}
+fn default_max_auth_failures() -> u32 {
+    10
+}
+fn default_failure_window() -> Span {
+    Span::secs(600)
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_max_connections_per_ip() -> usize {
+    100
+}
+fn default_tls_handshake_timeout() -> Span {
+    Span::secs(30)
 }
 
 fn system_hostname() -> Option<String> {
@@ -473,20 +522,11 @@ impl Config {
         if l.smtp.is_none() && l.submission.is_none() && l.smtps.is_none() && l.pop3.is_none() && l.pop3s.is_none() {
             p.push("[listen]: no listener configured (set at least smtp or pop3)".to_string());
         }
-        for (key, set) in [
-            ("submission", l.submission.is_some()),
-            ("smtps", l.smtps.is_some()),
-            ("pop3s", l.pop3s.is_some()),
-            ("metrics", l.metrics.is_some()),
-        ] {
-            if set {
-                p.push(format!(
-                    "listen.{key}: not supported by this build yet (TLS, AUTH and metrics are open issues)"
-                ));
-            }
+        if l.metrics.is_some() {
+            p.push("listen.metrics: not supported by this build yet (metrics are an open issue)".to_string());
         }
-        if self.tls.is_some() {
-            p.push("[tls]: not supported by this build yet (STARTTLS is an open issue)".to_string());
+        if self.limits.max_connections == 0 || self.limits.max_connections_per_ip == 0 {
+            p.push("limits.max_connections and limits.max_connections_per_ip: must be at least 1".to_string());
         }
         for (domain, target) in &self.relay.routes {
             if let Err(e) = parse_host_port(target) {

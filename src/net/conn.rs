@@ -2,17 +2,27 @@
 //! consumed by the protocol machine.
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_rustls::server::TlsStream;
 use glommio::net::TcpStream;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Bytes asked for per read. The protocol machines consume whole lines (or
 /// all of DATA), so the buffer stays within a line limit plus one read.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// The socket, plain or after a TLS handshake (STARTTLS/STLS or implicit).
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Only during a handshake, or after one failed.
+    Gone,
+}
+
 pub struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     pub peer: SocketAddr,
     /// Read but not yet consumed.
     pub inbuf: Vec<u8>,
@@ -27,18 +37,51 @@ pub enum ReadEnd {
 
 impl Conn {
     pub fn new(stream: TcpStream, peer: SocketAddr) -> Conn {
-        Conn { stream, peer, inbuf: Vec::with_capacity(4096) }
+        Conn { stream: Stream::Plain(stream), peer, inbuf: Vec::with_capacity(4096) }
+    }
+
+    fn tcp(&self) -> Option<&TcpStream> {
+        match &self.stream {
+            Stream::Plain(s) => Some(s),
+            Stream::Tls(t) => Some(t.get_ref().0),
+            Stream::Gone => None,
+        }
     }
 
     pub fn set_idle_timeout(&self, d: Duration) {
-        let _ = self.stream.set_read_timeout(Some(d));
+        if let Some(t) = self.tcp() {
+            let _ = t.set_read_timeout(Some(d));
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
+    }
+
+    /// TLS handshake as the server, bounded by `timeout` (a client that
+    /// never finishes it, or sends garbage, is dropped). Anything the
+    /// client sent before the handshake is discarded (CVE-2011-0411).
+    pub async fn start_tls(&mut self, config: Arc<rustls::ServerConfig>, timeout: Duration) -> io::Result<()> {
+        self.inbuf.clear();
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Gone) else {
+            return Err(io::Error::other("TLS is already active"));
+        };
+        let _ = tcp.set_read_timeout(Some(timeout));
+        let _ = tcp.set_write_timeout(Some(timeout));
+        let tls = futures_rustls::TlsAcceptor::from(config).accept(tcp).await?;
+        self.stream = Stream::Tls(Box::new(tls));
+        Ok(())
     }
 
     /// Read more bytes onto `inbuf`.
     pub async fn fill(&mut self) -> Result<usize, ReadEnd> {
         let start = self.inbuf.len();
         self.inbuf.resize(start + READ_CHUNK, 0);
-        let r = self.stream.read(&mut self.inbuf[start..]).await;
+        let r = match &mut self.stream {
+            Stream::Plain(s) => s.read(&mut self.inbuf[start..]).await,
+            Stream::Tls(t) => t.read(&mut self.inbuf[start..]).await,
+            Stream::Gone => Err(io::ErrorKind::NotConnected.into()),
+        };
         match r {
             Ok(0) => {
                 self.inbuf.truncate(start);
@@ -70,11 +113,22 @@ impl Conn {
         if bytes.is_empty() {
             return Ok(());
         }
-        self.stream.write_all(bytes).await
+        match &mut self.stream {
+            Stream::Plain(s) => s.write_all(bytes).await,
+            Stream::Tls(t) => {
+                t.write_all(bytes).await?;
+                t.flush().await
+            }
+            Stream::Gone => Err(io::ErrorKind::NotConnected.into()),
+        }
     }
 
     pub async fn close(mut self) {
-        let _ = self.stream.close().await;
+        let _ = match &mut self.stream {
+            Stream::Plain(s) => s.close().await,
+            Stream::Tls(t) => t.close().await,
+            Stream::Gone => Ok(()),
+        };
     }
 }
 

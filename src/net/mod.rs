@@ -3,6 +3,7 @@
 //! actions the machine asks for, write — and hold no protocol logic.
 
 mod conn;
+pub mod tls;
 pub mod control;
 mod pop3_driver;
 mod smtp_driver;
@@ -17,35 +18,56 @@ use std::time::Duration;
 /// What a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
+    /// Port 25: mail from other servers; STARTTLS offered.
     Smtp,
+    /// Port 587: users' mail programs; STARTTLS, AUTH required (RFC 6409).
+    Submission,
+    /// Port 465: submission over implicit TLS (RFC 8314).
+    Smtps,
+    /// Port 110: STLS offered.
     Pop3,
+    /// Port 995: POP3 over implicit TLS.
+    Pop3s,
 }
 
 impl Protocol {
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Smtp => "smtp",
+            Protocol::Submission => "submission",
+            Protocol::Smtps => "smtps",
             Protocol::Pop3 => "pop3",
+            Protocol::Pop3s => "pop3s",
         }
+    }
+
+    /// TLS from the first byte (RFC 8314)?
+    pub fn implicit_tls(self) -> bool {
+        matches!(self, Protocol::Smtps | Protocol::Pop3s)
+    }
+
+    fn is_smtp(self) -> bool {
+        matches!(self, Protocol::Smtp | Protocol::Submission | Protocol::Smtps)
     }
 }
 
-/// The listeners this build serves, from `[listen]`.
+/// The listeners configured in `[listen]`.
 pub fn listeners(config: &Config) -> Vec<(Protocol, SocketAddr)> {
-    let mut v = Vec::new();
-    if let Some(a) = config.listen.smtp {
-        v.push((Protocol::Smtp, a));
-    }
-    if let Some(a) = config.listen.pop3 {
-        v.push((Protocol::Pop3, a));
-    }
-    v
+    let l = &config.listen;
+    [
+        (Protocol::Smtp, l.smtp),
+        (Protocol::Submission, l.submission),
+        (Protocol::Smtps, l.smtps),
+        (Protocol::Pop3, l.pop3),
+        (Protocol::Pop3s, l.pop3s),
+    ]
+    .into_iter()
+    .filter_map(|(p, a)| a.map(|a| (p, a)))
+    .collect()
 }
 
 /// Accept connections forever, one task per session on this core.
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, proto: Protocol) {
-    let smtp = Rc::new(smtp_driver::server_config(&shard.config));
-    let pop3 = Rc::new(pop3_driver::server_config(&shard.config));
     loop {
         match listener.accept().await {
             Ok(stream) => {
@@ -55,15 +77,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, proto: Protoco
                 };
                 let _ = stream.set_nodelay(true);
                 let conn = conn::Conn::new(stream, peer);
-                let shard = shard.clone();
-                match proto {
-                    Protocol::Smtp => {
-                        glommio::spawn_local(smtp_driver::run(shard, conn, smtp.clone())).detach();
-                    }
-                    Protocol::Pop3 => {
-                        glommio::spawn_local(pop3_driver::run(shard, conn, pop3.clone())).detach();
-                    }
-                }
+                glommio::spawn_local(session(shard.clone(), conn, proto)).detach();
             }
             Err(e) => {
                 // EMFILE/ENFILE and friends: back off instead of spinning.
@@ -72,4 +86,38 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, proto: Protoco
             }
         }
     }
+}
+
+/// One client connection from accept to close: connection limits, the
+/// implicit TLS handshake, then the protocol's driver.
+async fn session(shard: Rc<Shard>, mut conn: conn::Conn, proto: Protocol) {
+    let ip = conn.peer.ip();
+    if let Err(refusal) = shard.limits.borrow_mut().admit(ip) {
+        // fail2ban: `ringmail... refused client=IP reason="..."`
+        tracing::warn!(client = %ip, proto = proto.name(), reason = refusal.reason(), "refused");
+        if !proto.implicit_tls() {
+            let line = if proto.is_smtp() {
+                format!("421 4.7.0 {} Error: {}\r\n", shard.config.hostname, refusal.reason())
+            } else {
+                format!("-ERR [SYS/TEMP] {}\r\n", refusal.reason())
+            };
+            let _ = conn.write_all(line.as_bytes()).await;
+        }
+        conn.close().await;
+        return;
+    }
+    if proto.implicit_tls() {
+        let tls = shard.tls_config();
+        if let Err(e) = conn.start_tls(tls, shard.config.limits.tls_handshake_timeout.get()).await {
+            tracing::info!(client = %ip, proto = proto.name(), error = %e, "TLS handshake failed");
+            shard.limits.borrow_mut().release(ip);
+            conn.close().await;
+            return;
+        }
+    }
+    match proto {
+        Protocol::Smtp | Protocol::Submission | Protocol::Smtps => smtp_driver::run(shard.clone(), conn, proto).await,
+        Protocol::Pop3 | Protocol::Pop3s => pop3_driver::run(shard.clone(), conn).await,
+    }
+    shard.limits.borrow_mut().release(ip);
 }

@@ -15,10 +15,10 @@ use std::rc::Rc;
 /// RFC 2449: command lines are at most 255 octets.
 const MAX_COMMAND_LINE: usize = 255;
 
-pub fn server_config(config: &Config) -> pop3::Pop3Config {
+fn server_config(config: &Config, tls_active: bool) -> pop3::Pop3Config {
     pop3::Pop3Config {
         hostname: config.hostname.clone(),
-        stls: false,
+        stls: !tls_active,
         max_line_len: MAX_COMMAND_LINE,
         max_auth_failures: config.auth.max_failures_per_connection,
     }
@@ -32,7 +32,8 @@ struct Locked {
     entries: Vec<MailboxEntry>,
 }
 
-pub async fn run(shard: Rc<Shard>, mut conn: Conn, cfg: Rc<pop3::Pop3Config>) {
+pub async fn run(shard: Rc<Shard>, mut conn: Conn) {
+    let cfg = Rc::new(server_config(&shard.config, conn.is_tls()));
     let mut server = pop3::Server::new(cfg);
     let mut locked: Option<Locked> = None;
     conn.set_idle_timeout(shard.config.limits.pop3_idle_timeout.get());
@@ -75,9 +76,13 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, cfg: Rc<pop3::Pop3Config>) {
                     server.commit_done(outcome);
                 }
                 Action::StartTls => {
-                    // Never advertised in this build (stls: false).
-                    server.handle_eof();
-                    break 'session;
+                    let tls = shard.tls_config();
+                    if let Err(e) = conn.start_tls(tls, shard.config.limits.tls_handshake_timeout.get()).await {
+                        tracing::info!(core = shard.id, client = %conn.peer.ip(), error = %e, "STLS handshake failed");
+                        break 'session;
+                    }
+                    conn.set_idle_timeout(shard.config.limits.pop3_idle_timeout.get());
+                    server.stls_done();
                 }
             }
         }

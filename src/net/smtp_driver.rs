@@ -2,6 +2,7 @@
 //! [`smtp::Server`](crate::proto::smtp::Server) decides, the shard stores.
 
 use super::conn::Conn;
+use super::Protocol;
 use crate::config::Config;
 use crate::proto::smtp::{self, Action, Address, RcptDecision, RecipientPolicy};
 use crate::shard::Shard;
@@ -11,14 +12,15 @@ use std::rc::Rc;
 /// Longest command line we take (RFC 5321 says 512; extensions add more).
 const MAX_COMMAND_LINE: usize = 4096;
 
-pub fn server_config(config: &Config) -> smtp::ServerConfig {
+/// The session settings for a listener; `tls_active` for implicit TLS.
+fn server_config(config: &Config, tls_active: bool) -> smtp::ServerConfig {
     smtp::ServerConfig {
         hostname: config.hostname.clone(),
         max_message_size: config.max_message_size as usize,
         max_recipients: config.limits.max_recipients,
         max_line_len: MAX_COMMAND_LINE,
         max_errors: config.limits.max_errors,
-        starttls: false,
+        starttls: !tls_active,
     }
 }
 
@@ -55,8 +57,10 @@ fn relay_permitted(config: &Config, ip: IpAddr) -> bool {
     config.relay.permit_relay_from.iter().any(|net| net.contains(&ip))
 }
 
-pub async fn run(shard: Rc<Shard>, mut conn: Conn, cfg: Rc<smtp::ServerConfig>) {
+pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
     let client = conn.peer.ip();
+    let _ = proto;
+    let cfg = Rc::new(server_config(&shard.config, conn.is_tls()));
     let policy = SessionPolicy { shard: shard.clone(), relay_permitted: relay_permitted(&shard.config, client) };
     let mut server = smtp::Server::new(cfg, Box::new(policy));
     conn.set_idle_timeout(shard.config.limits.smtp_idle_timeout.get());
@@ -77,10 +81,18 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, cfg: Rc<smtp::ServerConfig>) 
                     server.store_done(outcome);
                 }
                 Some(Action::StartTls) => {
-                    // Not advertised in this build (starttls: false), so
-                    // the machine never asks; treat it as a broken session.
-                    server.handle_eof();
-                    break 'session;
+                    // "220 Ready to start TLS" is in the output; bytes the
+                    // client pipelined after STARTTLS were discarded.
+                    if conn.flush(&mut server).await.is_err() {
+                        break 'session;
+                    }
+                    let tls = shard.tls_config();
+                    if let Err(e) = conn.start_tls(tls, shard.config.limits.tls_handshake_timeout.get()).await {
+                        tracing::info!(core = shard.id, client = %client, error = %e, "STARTTLS handshake failed");
+                        break 'session;
+                    }
+                    conn.set_idle_timeout(shard.config.limits.smtp_idle_timeout.get());
+                    server.starttls_done();
                 }
                 None => break,
             }

@@ -29,6 +29,8 @@ pub enum BootError {
     DataDir { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Users(#[from] UsersError),
+    #[error(transparent)]
+    Tls(#[from] crate::net::tls::TlsError),
     #[error("spool recovery failed: {0}")]
     Recovery(#[from] spool::SpoolError),
     #[error("core {core}: {reason}")]
@@ -73,6 +75,8 @@ pub fn run(config: Config) -> Result<(), BootError> {
     let users = Arc::new(UserDb::load(config.users_path())?);
     tracing::info!(users = users.len(), file = %config.users_path().display(), "users loaded");
 
+    let tls_files = crate::net::tls::TlsFiles::resolve(&config)?;
+    let tls = tls_files.load()?;
     let started = std::time::Instant::now();
     let mut recovered = spool::recover(&root)?;
     for t in &recovered.torn {
@@ -86,12 +90,16 @@ pub fn run(config: Config) -> Result<(), BootError> {
 
     let config = Arc::new(config);
     let mut user_senders = Vec::new();
+    let mut tls_senders = Vec::new();
     let mesh = MeshBuilder::full(cores, 1024);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
     let mut handles = Vec::new();
     for (core, init) in inits.into_iter().enumerate() {
         let (utx, urx) = crossbeam_channel::unbounded();
         user_senders.push(utx);
+        let (ttx, trx) = crossbeam_channel::unbounded();
+        tls_senders.push(ttx);
+        let tls = (tls.clone(), trx);
         let (config, users, mesh, ready, listeners) =
             (config.clone(), users.clone(), mesh.clone(), ready_tx.clone(), listeners.clone());
         let placement = match cpus.get(core % cpus.len().max(1)) {
@@ -103,7 +111,7 @@ pub fn run(config: Config) -> Result<(), BootError> {
             .io_memory(config.runtime.io_memory)
             .spawn(move || async move {
                 if let Err(reason) =
-                    core_main(core, cores, config, users, urx, mesh, init, listeners, dns_server, ready.clone()).await
+                    core_main(core, cores, config, users, urx, tls, mesh, init, listeners, dns_server, ready.clone()).await
                 {
                     let _ = ready.send(Err(format!("core {core}: {reason}")));
                 }
@@ -121,7 +129,8 @@ pub fn run(config: Config) -> Result<(), BootError> {
     }
     let addrs: Vec<String> = listeners.iter().map(|(p, a)| format!("{}={a}", p.name())).collect();
     tracing::info!(cores, listen = %addrs.join(" "), "ringmail ready");
-    spawn_users_watcher(config.users_path().to_path_buf(), users_stamp, user_senders);
+    spawn_users_watcher(config.users_path().to_path_buf(), users_stamp, user_senders.clone());
+    spawn_sighup_handler(tls_files, config.users_path().to_path_buf(), tls_senders, user_senders);
     for h in handles {
         let _ = h.join();
     }
@@ -224,6 +233,7 @@ async fn core_main(
     config: Arc<Config>,
     users: Arc<UserDb>,
     users_updates: crossbeam_channel::Receiver<Arc<UserDb>>,
+    (tls, tls_updates): (Arc<rustls::ServerConfig>, crossbeam_channel::Receiver<Arc<rustls::ServerConfig>>),
     mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
     init: CoreInit,
     listeners: Vec<(Protocol, SocketAddr)>,
@@ -262,6 +272,14 @@ async fn core_main(
         next_session: Cell::new(0),
         resolver: crate::delivery::dns::Resolver::new(dns_server, Duration::from_secs(5)),
         relay_tls: crate::relay::tls::RelayTls::new(),
+        tls: RefCell::new(tls),
+        tls_updates,
+        limits: RefCell::new(super::limits::Limiter::new(
+            config.limits.max_connections,
+            config.limits.max_connections_per_ip,
+            config.auth.max_auth_failures,
+            config.auth.failure_window.get().as_millis() as u64,
+        )),
     });
     for (_, rx) in receivers.streams() {
         let shard = shard.clone();
@@ -312,6 +330,49 @@ fn spawn_users_watcher(path: PathBuf, loaded: Option<FileStamp>, cores: Vec<cros
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "users file not reloaded; keeping the previous one"),
+                }
+            }
+        })
+        .expect("spawning a thread at start-up");
+}
+
+/// SIGHUP: reload the certificate and the users file and hand them to
+/// every core; sessions keep what they started with. A broken file keeps
+/// the old one and says why.
+fn spawn_sighup_handler(
+    tls: crate::net::tls::TlsFiles,
+    users: PathBuf,
+    tls_cores: Vec<crossbeam_channel::Sender<Arc<rustls::ServerConfig>>>,
+    user_cores: Vec<crossbeam_channel::Sender<Arc<UserDb>>>,
+) {
+    let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGHUP; reloads need a restart");
+            return;
+        }
+    };
+    std::thread::Builder::new()
+        .name("ringmail-sighup".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                match tls.load() {
+                    Ok(cfg) => {
+                        tracing::info!(cert = %tls.cert.display(), "SIGHUP: certificate reloaded");
+                        for tx in &tls_cores {
+                            let _ = tx.send(cfg.clone());
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: certificate not reloaded; keeping the previous one"),
+                }
+                match UserDb::load(&users) {
+                    Ok(db) => {
+                        let db = Arc::new(db);
+                        for tx in &user_cores {
+                            let _ = tx.send(db.clone());
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: users file not reloaded; keeping the previous one"),
                 }
             }
         })

@@ -9,6 +9,7 @@
 
 pub mod admin;
 mod boot;
+pub mod limits;
 pub(crate) mod intake;
 mod mesh;
 mod msg;
@@ -54,6 +55,11 @@ pub struct Shard {
     pub resolver: crate::delivery::dns::Resolver,
     /// Client TLS configs for relaying.
     pub relay_tls: crate::relay::tls::RelayTls,
+    /// Server TLS (STARTTLS, STLS, implicit TLS); replaced on SIGHUP.
+    tls: RefCell<Arc<rustls::ServerConfig>>,
+    tls_updates: crossbeam_channel::Receiver<Arc<rustls::ServerConfig>>,
+    /// Connection and login-failure limits of this core.
+    pub limits: RefCell<limits::Limiter>,
 }
 
 impl Shard {
@@ -63,6 +69,14 @@ impl Shard {
             *self.users.borrow_mut() = newest;
         }
         self.users.borrow().clone()
+    }
+
+    /// The current server TLS config (picks up a SIGHUP reload).
+    pub fn tls_config(&self) -> Arc<rustls::ServerConfig> {
+        if let Some(newest) = self.tls_updates.try_iter().last() {
+            *self.tls.borrow_mut() = newest;
+        }
+        self.tls.borrow().clone()
     }
 
     /// A token naming a new POP3 session on this core.

@@ -20,6 +20,11 @@ pub struct Server {
     pub config: PathBuf,
     pub smtp: SocketAddr,
     pub pop3: SocketAddr,
+    /// Submission (587-style: STARTTLS + AUTH required).
+    pub submission: SocketAddr,
+    /// Implicit TLS listeners (465- and 995-style).
+    pub smtps: SocketAddr,
+    pub pop3s: SocketAddr,
     child: Option<Child>,
 }
 
@@ -58,6 +63,9 @@ impl Server {
         let dir = tempfile::Builder::new().prefix("ringmail-test").tempdir_in(test_tmp()).unwrap();
         let smtp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let pop3: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let submission: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let smtps: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let pop3s: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = dir.path().join("ringmail.toml");
         let text = format!(
             r#"hostname = "mx.test"
@@ -70,6 +78,9 @@ max_message_size = 65536
 [listen]
 smtp = "{smtp}"
 pop3 = "{pop3}"
+submission = "{submission}"
+smtps = "{smtps}"
+pop3s = "{pop3s}"
 
 [relay]
 permit_relay_from = {relay}
@@ -99,7 +110,7 @@ io_memory = 1048576
         for u in USERS {
             add_user(&config, u, PASSWORD);
         }
-        let mut s = Server { dir, config, smtp, pop3, child: None };
+        let mut s = Server { dir, config, smtp, pop3, submission, smtps, pop3s, child: None };
         s.spawn();
         s
     }
