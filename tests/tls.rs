@@ -77,3 +77,88 @@ fn garbage_or_a_stalled_handshake_is_dropped_and_others_are_served() {
     // Everyone else is still served.
     scenario("smtp_starttls", server.smtp.port(), &[]);
 }
+
+#[test]
+fn submission_and_smtps_require_auth_and_the_sender_must_match() {
+    let server = Server::start();
+    scenario("submission", server.submission.port(), &["alice@localhost", PASSWORD]);
+    scenario("smtps", server.smtps.port(), &["alice@localhost", PASSWORD]);
+    eventually(Duration::from_secs(5), || (mailbox_count(&server, "carol@example.test") == 2).then_some(()));
+    assert!(server.log().contains("authenticated"));
+}
+
+#[test]
+fn swaks_submits_with_starttls_and_auth() {
+    let server = Server::start();
+    let out = Command::new("swaks")
+        .args(["--server", &server.submission.to_string(), "--tls", "--auth", "PLAIN"])
+        .args(["--auth-user", "alice@localhost", "--auth-password", PASSWORD])
+        .args(["--from", "alice@localhost", "--to", "bob@localhost", "--header", "Subject: via swaks"])
+        .args(["--timeout", "20"])
+        .output()
+        .expect("swaks (Debian package swaks; tests/run.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("235 2.7.0"), "{text}");
+    eventually(Duration::from_secs(5), || (mailbox_count(&server, "bob@localhost") == 1).then_some(()));
+}
+
+#[test]
+fn passwords_are_not_taken_in_plain_text_off_loopback() {
+    // plaintext_on_loopback = false makes this loopback client count as
+    // "elsewhere".
+    let server = Server::start_with(Options { auth: "plaintext_on_loopback = false\n".into(), ..Options::default() });
+    let mut c = Smtp::connect(server.submission);
+    let ehlo = c.expect("EHLO client.test", "250");
+    assert!(!ehlo.contains("AUTH"), "AUTH offered before STARTTLS: {ehlo}");
+    c.expect("AUTH PLAIN AGFsaWNlQGxvY2FsaG9zdABwdw==", "538 5.7.11");
+    let mut p = server.pop3();
+    let r = p.cmd("USER alice@localhost");
+    assert!(r.starts_with("-ERR"), "{r}");
+}
+
+#[test]
+fn password_guessing_is_locked_out_per_address_and_logged() {
+    let server = Server::start_with(Options {
+        cores: 1,
+        auth: "max_auth_failures = 3\nmax_failures_per_connection = 20\n".into(),
+        ..Options::default()
+    });
+    let mut p = server.pop3();
+    for _ in 0..3 {
+        assert!(p.login("alice@localhost", "guess").starts_with("-ERR [AUTH]"));
+    }
+    // Locked: even the right password is refused from this address now.
+    assert!(p.login("alice@localhost", PASSWORD).starts_with("-ERR [AUTH]"));
+    let log = server.log();
+    assert!(log.contains("too many authentication failures") && log.contains("client=127.0.0.1"), "{log}");
+    // The real user, from another address, still gets in.
+    let sock = socket_from("127.0.0.2", server.pop3);
+    let mut other = Pop3::from_stream(sock);
+    assert!(other.login("alice@localhost", PASSWORD).starts_with("+OK"));
+}
+
+/// A TCP connection to `to` from the loopback address `from`.
+fn socket_from(from: &str, to: std::net::SocketAddr) -> std::net::TcpStream {
+    // std has no bind-before-connect; python would do, but libc is simpler.
+    use std::os::fd::FromRawFd;
+    let local: std::net::SocketAddrV4 = format!("{from}:0").parse().unwrap();
+    let std::net::SocketAddr::V4(remote) = to else { panic!("ipv4 only") };
+    // SAFETY: plain socket syscalls on a fresh fd we own.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0);
+        let sa = |a: std::net::SocketAddrV4| libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: a.port().to_be(),
+            sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
+            sin_zero: [0; 8],
+        };
+        let l = sa(local);
+        let r = sa(remote);
+        let len = std::mem::size_of::<libc::sockaddr_in>() as u32;
+        assert_eq!(libc::bind(fd, &l as *const _ as *const libc::sockaddr, len), 0);
+        assert_eq!(libc::connect(fd, &r as *const _ as *const libc::sockaddr, len), 0);
+        std::net::TcpStream::from_raw_fd(fd)
+    }
+}

@@ -3,10 +3,10 @@
 //! actions the machine asks for, write — and hold no protocol logic.
 
 mod conn;
-pub mod tls;
 pub mod control;
 mod pop3_driver;
 mod smtp_driver;
+pub mod tls;
 
 use crate::config::Config;
 use crate::shard::Shard;
@@ -92,7 +92,10 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, proto: Protoco
 /// implicit TLS handshake, then the protocol's driver.
 async fn session(shard: Rc<Shard>, mut conn: conn::Conn, proto: Protocol) {
     let ip = conn.peer.ip();
-    if let Err(refusal) = shard.limits.borrow_mut().admit(ip) {
+    // Not `if let ... = borrow_mut()`: that borrow would live across the
+    // awaits below.
+    let admitted = shard.limits.borrow_mut().admit(ip);
+    if let Err(refusal) = admitted {
         // fail2ban: `ringmail... refused client=IP reason="..."`
         tracing::warn!(client = %ip, proto = proto.name(), reason = refusal.reason(), "refused");
         if !proto.implicit_tls() {

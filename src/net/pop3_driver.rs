@@ -4,23 +4,28 @@
 //! spool maps, and commits deletions through the owner at QUIT.
 
 use super::conn::Conn;
-use crate::auth;
 use crate::config::Config;
 use crate::mailbox::{LockToken, MailboxEntry, MailboxError};
 use crate::proto::pop3::{self, Action, AuthOutcome, CommitOutcome, MessageInfo};
-use crate::shard::{owner, Reply, Request, Shard};
+use crate::shard::{owner, Login, Reply, Request, Shard};
 use crate::spool::decode_message;
 use std::rc::Rc;
 
 /// RFC 2449: command lines are at most 255 octets.
 const MAX_COMMAND_LINE: usize = 255;
 
-fn server_config(config: &Config, tls_active: bool) -> pop3::Pop3Config {
+fn server_config(config: &Config, tls_active: bool, peer: std::net::IpAddr) -> pop3::Pop3Config {
+    // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
+    let loopback = match peer {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+        std::net::IpAddr::V4(v4) => v4.is_loopback(),
+    };
     pop3::Pop3Config {
         hostname: config.hostname.clone(),
         stls: !tls_active,
         max_line_len: MAX_COMMAND_LINE,
         max_auth_failures: config.auth.max_failures_per_connection,
+        plaintext_auth_ok: tls_active || (loopback && config.auth.plaintext_on_loopback),
     }
 }
 
@@ -33,7 +38,7 @@ struct Locked {
 }
 
 pub async fn run(shard: Rc<Shard>, mut conn: Conn) {
-    let cfg = Rc::new(server_config(&shard.config, conn.is_tls()));
+    let cfg = Rc::new(server_config(&shard.config, conn.is_tls(), conn.peer.ip()));
     let mut server = pop3::Server::new(cfg);
     let mut locked: Option<Locked> = None;
     conn.set_idle_timeout(shard.config.limits.pop3_idle_timeout.get());
@@ -105,13 +110,10 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn) {
 /// the user exists.
 async fn login(shard: &Rc<Shard>, user: &str, password: &str, conn: &Conn) -> (AuthOutcome, Option<Locked>) {
     let user = user.to_ascii_lowercase();
-    let hash = shard.users().hash_of(&user);
-    let pw = password.to_string();
-    let ok = glommio::executor().spawn_blocking(move || auth::verify(hash.as_deref(), &pw)).await;
-    if !ok {
-        glommio::timer::sleep(shard.config.auth.failure_delay.get()).await;
-        tracing::warn!(core = shard.id, client = %conn.peer.ip(), user = %user, "pop3 authentication failed");
-        return (AuthOutcome::BadCredentials, None);
+    match shard.check_login(conn.peer.ip(), "pop3", &user, password).await {
+        Login::Ok => {}
+        // Locked out or wrong: the same -ERR [AUTH], no hint which.
+        Login::Failed | Login::Locked => return (AuthOutcome::BadCredentials, None),
     }
     let token = shard.new_lock_token();
     let owner = owner::user_owner(&user, shard.cores);

@@ -4,16 +4,19 @@
 use super::conn::Conn;
 use super::Protocol;
 use crate::config::Config;
-use crate::proto::smtp::{self, Action, Address, RcptDecision, RecipientPolicy};
-use crate::shard::Shard;
+use crate::proto::smtp::{self, Action, Address, RcptDecision, RecipientPolicy, ReversePath, SenderDecision};
+use crate::shard::{Login, Shard};
 use std::net::IpAddr;
 use std::rc::Rc;
 
 /// Longest command line we take (RFC 5321 says 512; extensions add more).
 const MAX_COMMAND_LINE: usize = 4096;
 
-/// The session settings for a listener; `tls_active` for implicit TLS.
-fn server_config(config: &Config, tls_active: bool) -> smtp::ServerConfig {
+/// The session settings for a listener: port 25 never offers AUTH;
+/// submission and smtps require it. Passwords only over TLS, or in plain
+/// text from loopback when `auth.plaintext_on_loopback` (as Dovecot treats
+/// localhost as secured).
+fn server_config(config: &Config, proto: Protocol, tls_active: bool, peer: IpAddr) -> smtp::ServerConfig {
     smtp::ServerConfig {
         hostname: config.hostname.clone(),
         max_message_size: config.max_message_size as usize,
@@ -21,18 +24,31 @@ fn server_config(config: &Config, tls_active: bool) -> smtp::ServerConfig {
         max_line_len: MAX_COMMAND_LINE,
         max_errors: config.limits.max_errors,
         starttls: !tls_active,
+        auth: match proto {
+            Protocol::Smtp | Protocol::Pop3 | Protocol::Pop3s => smtp::AuthMode::Off,
+            Protocol::Submission | Protocol::Smtps => smtp::AuthMode::Required,
+        },
+        plaintext_auth_ok: tls_active || (is_loopback(peer) && config.auth.plaintext_on_loopback),
+    }
+}
+
+/// Loopback, also as an IPv4-mapped IPv6 address.
+pub fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+        IpAddr::V4(v4) => v4.is_loopback(),
     }
 }
 
 /// Who may receive mail through this session: local users, and any domain
-/// when the client is in `relay.permit_relay_from`.
+/// when the client is in `relay.permit_relay_from` or has authenticated.
 struct SessionPolicy {
     shard: Rc<Shard>,
     relay_permitted: bool,
 }
 
 impl RecipientPolicy for SessionPolicy {
-    fn check(&self, rcpt: &Address) -> RcptDecision {
+    fn check(&self, rcpt: &Address, auth: Option<&str>) -> RcptDecision {
         if self.shard.config.is_local_domain(&rcpt.domain) {
             let user = rcpt.to_string().to_ascii_lowercase();
             if self.shard.users().contains(&user) {
@@ -40,10 +56,26 @@ impl RecipientPolicy for SessionPolicy {
             } else {
                 RcptDecision::UnknownUser
             }
-        } else if self.relay_permitted {
+        } else if self.relay_permitted || auth.is_some() {
             RcptDecision::Remote { domain: rcpt.domain.clone() }
         } else {
             RcptDecision::RelayDenied
+        }
+    }
+
+    /// With `auth.sender_must_match`, an authenticated user sends only as
+    /// their own address (no aliases exist yet). The null sender stays
+    /// allowed (a user's own mail program may send bounces/receipts).
+    fn check_sender(&self, sender: &ReversePath, auth: Option<&str>) -> SenderDecision {
+        match (auth, sender) {
+            (Some(user), ReversePath::Mailbox(a)) if self.shard.config.auth.sender_must_match => {
+                if a.to_string().eq_ignore_ascii_case(user) {
+                    SenderDecision::Ok
+                } else {
+                    SenderDecision::NotOwned
+                }
+            }
+            _ => SenderDecision::Ok,
         }
     }
 }
@@ -59,8 +91,7 @@ fn relay_permitted(config: &Config, ip: IpAddr) -> bool {
 
 pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
     let client = conn.peer.ip();
-    let _ = proto;
-    let cfg = Rc::new(server_config(&shard.config, conn.is_tls()));
+    let cfg = Rc::new(server_config(&shard.config, proto, conn.is_tls(), client));
     let policy = SessionPolicy { shard: shard.clone(), relay_permitted: relay_permitted(&shard.config, client) };
     let mut server = smtp::Server::new(cfg, Box::new(policy));
     conn.set_idle_timeout(shard.config.limits.smtp_idle_timeout.get());
@@ -93,6 +124,20 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
                     }
                     conn.set_idle_timeout(shard.config.limits.smtp_idle_timeout.get());
                     server.starttls_done();
+                }
+                Some(Action::Authenticate { user, password, .. }) => {
+                    if conn.flush(&mut server).await.is_err() {
+                        break 'session;
+                    }
+                    let outcome = match shard.check_login(client, proto.name(), &user, &password).await {
+                        Login::Ok => {
+                            tracing::info!(core = shard.id, client = %client, user = %user, proto = proto.name(), "authenticated");
+                            smtp::AuthOutcome::Success
+                        }
+                        Login::Failed => smtp::AuthOutcome::Failure,
+                        Login::Locked => smtp::AuthOutcome::Locked,
+                    };
+                    server.auth_done(outcome);
                 }
                 None => break,
             }

@@ -86,8 +86,10 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 /// Refuse a leaf certificate that is expired or not yet valid: clients
 /// would fail every handshake, so say so at start-up instead.
 fn check_validity(path: &Path, leaf: &CertificateDer<'_>) -> Result<(), TlsError> {
-    let (not_before, not_after) = validity(leaf.as_ref())
-        .ok_or_else(|| TlsError::Bad { path: path.to_path_buf(), reason: "cannot read the certificate's validity".into() })?;
+    let (not_before, not_after) = validity(leaf.as_ref()).ok_or_else(|| TlsError::Bad {
+        path: path.to_path_buf(),
+        reason: "cannot read the certificate's validity".into(),
+    })?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     if now > not_after {
         return Err(TlsError::Bad { path: path.to_path_buf(), reason: "the certificate has expired".into() });
@@ -191,7 +193,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let err = |source| TlsError::Write { path: path.to_path_buf(), source };
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(err)?;
+    let mut f =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(err)?;
     f.write_all(bytes).map_err(err)?;
     f.sync_all().map_err(err)
 }

@@ -111,7 +111,8 @@ pub fn run(config: Config) -> Result<(), BootError> {
             .io_memory(config.runtime.io_memory)
             .spawn(move || async move {
                 if let Err(reason) =
-                    core_main(core, cores, config, users, urx, tls, mesh, init, listeners, dns_server, ready.clone()).await
+                    core_main(core, cores, config, users, urx, tls, mesh, init, listeners, dns_server, ready.clone())
+                        .await
                 {
                     let _ = ready.send(Err(format!("core {core}: {reason}")));
                 }

@@ -10,6 +10,8 @@
 pub mod admin;
 mod boot;
 pub mod limits;
+mod login;
+pub use login::Login;
 pub(crate) mod intake;
 mod mesh;
 mod msg;

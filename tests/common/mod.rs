@@ -35,6 +35,10 @@ pub struct Options {
     pub extra: String,
     /// Lines inside `[relay]` (routes, retry, ...).
     pub relay: String,
+    /// Lines inside `[limits]`.
+    pub limits: String,
+    /// Lines inside `[auth]`.
+    pub auth: String,
     pub segment_size: u64,
 }
 
@@ -45,6 +49,8 @@ impl Default for Options {
             permit_relay_from: r#"["127.0.0.0/8"]"#,
             extra: String::new(),
             relay: String::new(),
+            limits: String::new(),
+            auth: String::new(),
             segment_size: 1 << 20,
         }
     }
@@ -91,10 +97,11 @@ segment_size = {seg}
 
 [limits]
 max_recipients = 50
-smtp_idle_timeout = "30s"
+{limits}
 
 [auth]
 failure_delay = "100ms"
+{auth}
 
 [runtime]
 io_memory = 1048576
@@ -105,6 +112,12 @@ io_memory = 1048576
             seg = opts.segment_size,
             extra = opts.extra,
             relay_extra = opts.relay,
+            auth = opts.auth,
+            limits = if opts.limits.contains("smtp_idle_timeout") {
+                opts.limits.clone()
+            } else {
+                format!("smtp_idle_timeout = \"30s\"\n{}", opts.limits)
+            },
         );
         std::fs::write(&config, text).unwrap();
         for u in USERS {
@@ -158,6 +171,13 @@ io_memory = 1048576
             c.kill().unwrap();
             c.wait().unwrap();
         }
+    }
+
+    /// Send a signal to the running server (our own child, by PID).
+    pub fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().expect("running").id() as i32;
+        // SAFETY: kill(2) on our own child's PID.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
     }
 
     pub fn restart(&mut self) {
@@ -295,7 +315,11 @@ pub struct Pop3 {
 
 impl Pop3 {
     pub fn connect(addr: SocketAddr) -> Pop3 {
-        let stream = TcpStream::connect(addr).unwrap();
+        Pop3::from_stream(TcpStream::connect(addr).unwrap())
+    }
+
+    /// Wrap a connected socket and read the greeting.
+    pub fn from_stream(stream: TcpStream) -> Pop3 {
         stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
         let reader = BufReader::new(stream.try_clone().unwrap());
         let mut p = Pop3 { stream, reader };

@@ -1,7 +1,7 @@
 //! Parsing one POP3 command line into a [`Command`].
 //!
-//! Owns: the syntax of RFC 1939 §3 and the commands of RFC 2449 (CAPA) and
-//! RFC 2595 (STLS): a case-insensitive keyword, then arguments separated by
+//! Owns: the syntax of RFC 1939 §3 and the commands of RFC 2449 (CAPA),
+//! RFC 2595 (STLS) and RFC 5034 (AUTH): a case-insensitive keyword, then arguments separated by
 //! spaces. Must not: know which state the session is in, or write replies
 //! (a [`ParseError`] is turned into a reply by [`super::reply`]).
 //!
@@ -11,6 +11,8 @@
 //! UTF-8, since user names and passwords are handed on as `String`s.
 
 use std::fmt;
+
+use crate::proto::smtp::sasl::InitialResponse;
 
 /// A message number as the client wrote it: decimal, 1-based.
 ///
@@ -65,7 +67,10 @@ pub enum Command {
     Top { message: MessageNumber, lines: u32 },
     /// `UIDL` or `UIDL n`.
     Uidl(Option<MessageNumber>),
-    /// Any other keyword (APOP, AUTH, an empty line ...), as written. Not an
+    /// `AUTH [mechanism [initial-response]]` (RFC 5034); the mechanism as
+    /// written. The initial response's `{:?}` is redacted.
+    Auth { mechanism: Option<String>, initial_response: Option<InitialResponse> },
+    /// Any other keyword (APOP, an empty line ...), as written. Not an
     /// error: the server answers it like any other command.
     Unknown(String),
 }
@@ -89,6 +94,11 @@ impl fmt::Debug for Command {
                 f.debug_struct("Top").field("message", message).field("lines", lines).finish()
             }
             Command::Uidl(n) => f.debug_tuple("Uidl").field(n).finish(),
+            Command::Auth { mechanism, initial_response } => f
+                .debug_struct("Auth")
+                .field("mechanism", mechanism)
+                .field("initial_response", initial_response)
+                .finish(),
             Command::Unknown(verb) => f.debug_tuple("Unknown").field(verb).finish(),
         }
     }
@@ -149,6 +159,16 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         "NOOP" => no_args("NOOP", &mut args, Command::Noop)?,
         "RSET" => no_args("RSET", &mut args, Command::Rset)?,
         "LIST" => Command::List(optional_number("LIST", &mut args)?),
+        "AUTH" => {
+            let (mechanism, initial) = (args.next(), args.next());
+            if args.next().is_some() {
+                return Err(ParseError::TooManyArguments { verb: "AUTH" });
+            }
+            Command::Auth {
+                mechanism: mechanism.map(str::to_owned),
+                initial_response: initial.map(|r| InitialResponse(r.as_bytes().to_vec())),
+            }
+        }
         "UIDL" => Command::Uidl(optional_number("UIDL", &mut args)?),
         "RETR" => {
             let [n] = exactly::<1>("RETR", &mut args)?;
@@ -251,6 +271,22 @@ mod tests {
     }
 
     #[test]
+    fn auth_takes_an_optional_mechanism_and_initial_response() {
+        assert_eq!(parse(b"AUTH"), Ok(Command::Auth { mechanism: None, initial_response: None }));
+        assert_eq!(parse(b"auth plain"), Ok(Command::Auth { mechanism: Some("plain".into()), initial_response: None }));
+        assert_eq!(
+            parse(b"AUTH PLAIN AGFsaWNlAHB3"),
+            Ok(Command::Auth {
+                mechanism: Some("PLAIN".into()),
+                initial_response: Some(InitialResponse(b"AGFsaWNlAHB3".to_vec())),
+            })
+        );
+        assert_eq!(parse(b"AUTH PLAIN a b"), Err(ParseError::TooManyArguments { verb: "AUTH" }));
+        let shown = format!("{:?}", parse(b"AUTH PLAIN AGFsaWNlAHB3"));
+        assert!(!shown.contains("AGFsaWNlAHB3"), "{shown}");
+    }
+
+    #[test]
     fn pass_takes_the_rest_of_the_line_spaces_included() {
         assert_eq!(parse(b"PASS  correct horse battery "), Ok(Command::Pass(" correct horse battery ".into())));
     }
@@ -320,6 +356,7 @@ mod tests {
     #[test]
     fn unknown_keywords_and_empty_lines_are_values_not_errors() {
         assert_eq!(parse(b"APOP a b"), Ok(Command::Unknown("APOP".into())));
+        assert_eq!(parse(b"AUTHX"), Ok(Command::Unknown("AUTHX".into())));
         assert_eq!(parse(b"XYZZY"), Ok(Command::Unknown("XYZZY".into())));
         assert_eq!(parse(b""), Ok(Command::Unknown(String::new())));
         assert_eq!(parse(b" STAT"), Ok(Command::Unknown(String::new())));

@@ -44,6 +44,22 @@ pub const OK_BEGIN_TLS: &str = "+OK Begin TLS negotiation\r\n";
 pub const ERR_STLS_UNAVAILABLE: &str = "-ERR STLS not available\r\n";
 /// STLS on a connection that already runs TLS.
 pub const ERR_TLS_ACTIVE: &str = "-ERR TLS already active\r\n";
+/// `[AUTH]`: USER, PASS or AUTH before passwords may be sent on the
+/// connection (before STLS, not from loopback).
+pub const ERR_PLAINTEXT_DISALLOWED: &str =
+    "-ERR [AUTH] Plaintext authentication disallowed on non-secure connection\r\n";
+/// AUTH PLAIN without an initial response: the empty challenge (RFC 5034 §4).
+pub const SASL_CONTINUE: &str = "+ \r\n";
+/// The client answered the challenge with `*`.
+pub const ERR_AUTH_ABORTED: &str = "-ERR authentication aborted\r\n";
+/// `[AUTH]`: a response (or initial response) that is not base64.
+pub const ERR_BAD_BASE64: &str = "-ERR [AUTH] bad base64\r\n";
+/// AUTH with a mechanism other than PLAIN.
+pub const ERR_UNSUPPORTED_MECHANISM: &str = "-ERR unsupported authentication mechanism\r\n";
+/// Precedes the mechanism list of AUTH without an argument.
+pub const OK_MECHANISMS: &str = "+OK\r\n";
+/// The SASL mechanisms offered, in CAPA's `SASL` line and AUTH's list.
+const MECHANISMS: &[&str] = &["PLAIN"];
 /// A TRANSACTION-state command before login.
 pub const ERR_NOT_LOGGED_IN: &str = "-ERR not logged in\r\n";
 
@@ -88,9 +104,10 @@ pub const ERR_INVALID_LINE_COUNT: &str = "-ERR invalid line count\r\n";
 /// Precedes the capability list.
 pub const OK_CAPA: &str = "+OK Capability list follows\r\n";
 
-/// Capabilities offered in every state (RFC 2449 §6), one per line.
-const CAPABILITIES: &[&str] =
-    &["TOP", "UIDL", "USER", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "IMPLEMENTATION ringmail"];
+/// Capabilities offered in every state (RFC 2449 §6), one per line; the
+/// login ones (USER, SASL) go between the two lists.
+const CAPABILITIES: (&[&str], &[&str]) =
+    (&["TOP", "UIDL"], &["RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "IMPLEMENTATION ringmail"]);
 
 /// The reply to a line that does not parse.
 pub fn for_parse_error(error: &ParseError) -> &'static str {
@@ -121,15 +138,34 @@ pub fn signing_off(out: &mut Vec<u8>, hostname: &str) {
     put(out, format_args!("+OK {hostname} signing off\r\n"));
 }
 
-/// CAPA's multi-line list; `stls` adds STLS (only before login, only when
-/// the listener offers it and TLS is not already on).
-pub fn capabilities(out: &mut Vec<u8>, stls: bool) {
+/// CAPA's multi-line list; `login` adds USER and `SASL PLAIN` (only when
+/// passwords may be sent on the connection), `stls` adds STLS (only before
+/// login, only when the listener offers it and TLS is not already on).
+pub fn capabilities(out: &mut Vec<u8>, stls: bool, login: bool) {
     out.extend_from_slice(OK_CAPA.as_bytes());
-    for capability in CAPABILITIES {
+    for capability in CAPABILITIES.0 {
+        put(out, format_args!("{capability}\r\n"));
+    }
+    if login {
+        put(out, format_args!("USER\r\nSASL {}\r\n", MECHANISMS.join(" ")));
+    }
+    for capability in CAPABILITIES.1 {
         put(out, format_args!("{capability}\r\n"));
     }
     if stls {
         out.extend_from_slice(b"STLS\r\n");
+    }
+    out.extend_from_slice(END_OF_MULTILINE.as_bytes());
+}
+
+/// AUTH without a mechanism: the mechanisms, one per line. RFC 5034's
+/// grammar has no bare AUTH; this is the list its predecessor drafts
+/// defined and that clients which send bare AUTH (Outlook among them)
+/// parse. CAPA-aware clients never send it.
+pub fn mechanisms(out: &mut Vec<u8>) {
+    out.extend_from_slice(OK_MECHANISMS.as_bytes());
+    for mechanism in MECHANISMS {
+        put(out, format_args!("{mechanism}\r\n"));
     }
     out.extend_from_slice(END_OF_MULTILINE.as_bytes());
 }

@@ -1,10 +1,12 @@
 //! The POP3 session state machine: AUTHORIZATION, TRANSACTION, UPDATE
 //! (RFC 1939 §3), plus the waits for the driver in between.
 //!
-//! Owns: which command is allowed when, the login-failure count, and the
-//! order of replies and actions. Must not: check passwords, lock maildrops,
-//! read message bodies or apply deletions. Those are [`Action`]s, and the
-//! session waits (consumes no input) until the driver reports back.
+//! Owns: which command is allowed when, the login-failure count, whether
+//! passwords may be sent yet, and the order of replies and actions. The
+//! AUTH PLAIN exchange itself is `smtp::sasl`'s, shared with SMTP. Must
+//! not: check passwords, lock maildrops, read message bodies or apply
+//! deletions. Those are [`Action`]s, and the session waits (consumes no
+//! input) until the driver reports back.
 
 use std::fmt;
 use std::mem;
@@ -15,6 +17,7 @@ use super::line::{self, Line};
 use super::maildrop::{Maildrop, MessageInfo};
 use super::reply;
 use super::transaction::{self, Step};
+use crate::proto::smtp::sasl::{self, Exchange, Mechanism, SaslError};
 
 /// Settings shared by every session of one listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,8 +33,18 @@ pub struct Pop3Config {
     pub max_line_len: usize,
     /// Failed logins allowed on one connection: the failure that reaches
     /// this count is answered `-ERR [AUTH] too many failures` and closes the
-    /// session. `0` acts as `1`. IN-USE and SYS/TEMP outcomes do not count.
+    /// session. `0` acts as `1`. Wrong passwords count, by USER/PASS or
+    /// AUTH, and so do unusable AUTH credentials (empty, malformed);
+    /// IN-USE and SYS/TEMP outcomes, bad base64 and a cancelled AUTH do not.
     pub max_auth_failures: u32,
+    /// Passwords may be sent on this connection as it starts: it is TLS
+    /// (port 995), or plain from loopback with
+    /// `[auth] plaintext_on_loopback`. Until it holds, CAPA lists neither
+    /// USER nor SASL, and USER, PASS and AUTH get
+    /// `-ERR [AUTH] Plaintext authentication disallowed ...`; STLS still
+    /// works, and [`Server::stls_done`] makes it hold for the rest of the
+    /// session.
+    pub plaintext_auth_ok: bool,
 }
 
 /// Work the driver must do before the session can go on. At most one is
@@ -106,6 +119,8 @@ pub enum CommitOutcome {
 enum State {
     /// Before login. `user` is the name from the last USER, waiting for PASS.
     Authorization { user: Option<String>, failures: u32 },
+    /// AUTH sent its `+ ` challenge; the next line is the client's response.
+    Sasl { exchange: Exchange, failures: u32 },
     /// Waiting for [`Server::auth_done`].
     Authenticating { user: String, failures: u32 },
     /// Waiting for [`Server::stls_done`]; every input byte is discarded.
@@ -136,6 +151,8 @@ pub struct Server {
     output: Vec<u8>,
     /// TLS is on (after STLS): STLS is then neither offered nor accepted.
     tls: bool,
+    /// Passwords may be sent now: `config.plaintext_auth_ok`, or TLS is on.
+    plaintext_auth_ok: bool,
 }
 
 impl Server {
@@ -143,12 +160,18 @@ impl Server {
     pub fn new(config: Rc<Pop3Config>) -> Server {
         let mut output = Vec::new();
         reply::greeting(&mut output, &config.hostname);
-        Server { config, state: State::Authorization { user: None, failures: 0 }, action: None, output, tls: false }
+        let plaintext_auth_ok = config.plaintext_auth_ok;
+        let state = State::Authorization { user: None, failures: 0 };
+        Server { config, state, action: None, output, tls: false, plaintext_auth_ok }
     }
 
     /// Consumes complete command lines from the front of `input`, answering
     /// each, and returns how many bytes it consumed. The rest (a partial
     /// line) must be passed again, with more bytes behind it.
+    ///
+    /// A line may be up to `max_line_len` long, or up to
+    /// [`sasl::MAX_RESPONSE_LINE`] when it answers an AUTH challenge; a
+    /// longer one closes the session, so the driver never buffers more.
     ///
     /// It stops after a command that produced an action, and consumes
     /// nothing while one is outstanding: after the `*_done` call, call this
@@ -159,11 +182,15 @@ impl Server {
         let mut consumed = 0;
         loop {
             match self.state {
-                State::Authorization { .. } | State::Transaction { .. } => {}
+                State::Authorization { .. } | State::Transaction { .. } | State::Sasl { .. } => {}
                 State::StartingTls { .. } | State::Closed { .. } => return input.len(),
                 State::Authenticating { .. } | State::Sending { .. } | State::Committing { .. } => return consumed,
             }
-            match line::next_line(&input[consumed..], self.config.max_line_len) {
+            let max_len = match self.state {
+                State::Sasl { .. } => sasl::MAX_RESPONSE_LINE.max(self.config.max_line_len),
+                _ => self.config.max_line_len,
+            };
+            match line::next_line(&input[consumed..], max_len) {
                 Line::Incomplete => return consumed,
                 Line::TooLong => {
                     self.reply(reply::ERR_LINE_TOO_LONG);
@@ -198,16 +225,7 @@ impl Server {
                 self.reply(reply::OK_LOGGED_IN);
                 State::Transaction { user, maildrop: Maildrop::new(messages) }
             }
-            AuthOutcome::BadCredentials => {
-                let failures = failures.saturating_add(1);
-                if failures >= self.config.max_auth_failures.max(1) {
-                    self.reply(reply::ERR_TOO_MANY_FAILURES);
-                    State::Closed { user: None }
-                } else {
-                    self.reply(reply::ERR_AUTH_FAILED);
-                    State::Authorization { user: None, failures }
-                }
-            }
+            AuthOutcome::BadCredentials => self.login_failed(failures),
             AuthOutcome::InUse => {
                 self.reply(reply::ERR_IN_USE);
                 State::Authorization { user: None, failures }
@@ -247,12 +265,15 @@ impl Server {
 
     /// Reports that the TLS handshake after STLS succeeded. The session is
     /// back in AUTHORIZATION with no USER remembered (RFC 2595 §4: nothing
-    /// said in plaintext carries over). Ignored unless STLS is outstanding.
+    /// said in plaintext carries over), and passwords may be sent from now
+    /// on (the channel is secure; no other call is needed). Ignored unless
+    /// STLS is outstanding.
     /// A failed handshake is the driver's to end: it just drops the session.
     pub fn stls_done(&mut self) {
         self.state = match self.take_state() {
             State::StartingTls { failures } => {
                 self.tls = true;
+                self.plaintext_auth_ok = true;
                 State::Authorization { user: None, failures }
             }
             other => other,
@@ -285,6 +306,7 @@ impl Server {
             | State::Committing { user }
             | State::Closed { user: Some(user) } => Some(user),
             State::Authorization { .. }
+            | State::Sasl { .. }
             | State::Authenticating { .. }
             | State::StartingTls { .. }
             | State::Closed { user: None } => None,
@@ -307,6 +329,14 @@ impl Server {
     }
 
     fn handle_line(&mut self, line: &[u8]) {
+        if let State::Sasl { .. } = self.state {
+            // A response to the challenge, not a command.
+            self.state = match self.take_state() {
+                State::Sasl { exchange, failures } => self.sasl_step(exchange.respond(line), failures),
+                other => other,
+            };
+            return;
+        }
         let command = match command::parse(line) {
             Ok(command) => command,
             Err(error) => return self.reply(reply::for_parse_error(&error)),
@@ -331,6 +361,19 @@ impl Server {
     /// One command in the AUTHORIZATION state; returns the next state.
     fn authorization(&mut self, command: Command, user: Option<String>, failures: u32) -> State {
         let reply = match command {
+            Command::User(_) | Command::Pass(_) | Command::Auth { .. } if !self.plaintext_auth_ok => {
+                reply::ERR_PLAINTEXT_DISALLOWED
+            }
+            Command::Auth { mechanism: None, .. } => {
+                reply::mechanisms(&mut self.output);
+                return State::Authorization { user, failures };
+            }
+            Command::Auth { mechanism: Some(name), initial_response } => match Mechanism::from_name(&name) {
+                Some(Mechanism::Plain) => {
+                    return self.sasl_step(Exchange::start(Mechanism::Plain, initial_response.as_ref()), failures);
+                }
+                Some(Mechanism::Login) | None => reply::ERR_UNSUPPORTED_MECHANISM,
+            },
             Command::User(name) => {
                 self.reply(reply::OK_USER);
                 return State::Authorization { user: Some(name), failures };
@@ -347,7 +390,7 @@ impl Server {
                 return State::Closed { user: None };
             }
             Command::Capa => {
-                reply::capabilities(&mut self.output, self.config.stls && !self.tls);
+                reply::capabilities(&mut self.output, self.config.stls && !self.tls, self.plaintext_auth_ok);
                 return State::Authorization { user, failures };
             }
             Command::Stls if !self.config.stls => reply::ERR_STLS_UNAVAILABLE,
@@ -371,6 +414,43 @@ impl Server {
         State::Authorization { user, failures }
     }
 
+    /// Where an AUTH exchange went; returns the next state (a failure
+    /// forgets any USER given before).
+    fn sasl_step(&mut self, step: sasl::Step, failures: u32) -> State {
+        let reply = match step {
+            // PLAIN's one challenge is the empty one.
+            sasl::Step::Continue(exchange) => {
+                self.reply(reply::SASL_CONTINUE);
+                return State::Sasl { exchange, failures };
+            }
+            // The same action as PASS: the driver cannot tell them apart.
+            sasl::Step::Done(sasl::Credentials { user, password }) => {
+                self.action = Some(Action::Authenticate { user: user.clone(), password });
+                return State::Authenticating { user, failures };
+            }
+            sasl::Step::Failed(SaslError::Aborted) => reply::ERR_AUTH_ABORTED,
+            sasl::Step::Failed(SaslError::BadBase64) => reply::ERR_BAD_BASE64,
+            sasl::Step::Failed(
+                SaslError::MalformedPlain | SaslError::AuthzidMismatch | SaslError::Empty | SaslError::NotText,
+            ) => return self.login_failed(failures),
+        };
+        self.reply(reply);
+        State::Authorization { user: None, failures }
+    }
+
+    /// A login failed on its credentials: counted; the one that reaches
+    /// `max_auth_failures` closes the session.
+    fn login_failed(&mut self, failures: u32) -> State {
+        let failures = failures.saturating_add(1);
+        if failures >= self.config.max_auth_failures.max(1) {
+            self.reply(reply::ERR_TOO_MANY_FAILURES);
+            State::Closed { user: None }
+        } else {
+            self.reply(reply::ERR_AUTH_FAILED);
+            State::Authorization { user: None, failures }
+        }
+    }
+
     /// QUIT in TRANSACTION: UPDATE if anything is marked, else goodbye.
     fn quit(&mut self, user: String, maildrop: &Maildrop) -> State {
         let deleted = maildrop.deleted_indices();
@@ -391,6 +471,7 @@ impl Server {
             | State::Committing { user }
             | State::Closed { user: Some(user) } => Some(user),
             State::Authorization { .. }
+            | State::Sasl { .. }
             | State::Authenticating { .. }
             | State::StartingTls { .. }
             | State::Closed { user: None } => None,

@@ -75,9 +75,10 @@ pub(super) fn handle(command: Command, maildrop: &mut Maildrop, out: &mut Vec<u8
         }
         Command::Noop => put(out, reply::OK),
         // STLS is only for the AUTHORIZATION state (RFC 2595 §4).
-        Command::Capa => reply::capabilities(out, false),
+        // Logging in proved passwords may be sent on this connection.
+        Command::Capa => reply::capabilities(out, false, true),
         Command::Quit => return Step::Quit,
-        Command::User(_) | Command::Pass(_) | Command::Stls => {
+        Command::User(_) | Command::Pass(_) | Command::Stls | Command::Auth { .. } => {
             put(out, reply::ERR_ALREADY_LOGGED_IN);
         }
         Command::Unknown(_) => put(out, reply::ERR_UNKNOWN_COMMAND),

@@ -19,6 +19,7 @@
 use std::fmt;
 
 use super::address::{parse_forward_path, parse_reverse_path, AddressError, ForwardPath, ReversePath};
+use super::sasl::InitialResponse;
 
 /// The verbs this server knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,10 +35,11 @@ pub enum Verb {
     Vrfy,
     Help,
     StartTls,
+    Auth,
 }
 
 impl Verb {
-    const ALL: [(Verb, &'static str); 11] = [
+    const ALL: [(Verb, &'static str); 12] = [
         (Verb::Ehlo, "EHLO"),
         (Verb::Helo, "HELO"),
         (Verb::Mail, "MAIL"),
@@ -49,6 +51,7 @@ impl Verb {
         (Verb::Vrfy, "VRFY"),
         (Verb::Help, "HELP"),
         (Verb::StartTls, "STARTTLS"),
+        (Verb::Auth, "AUTH"),
     ];
 
     fn from_bytes(verb: &[u8]) -> Option<Verb> {
@@ -82,6 +85,9 @@ pub struct MailFrom {
     pub size: Option<u64>,
     /// `BODY=7BIT|8BITMIME`.
     pub body: Option<BodyType>,
+    // `AUTH=` (RFC 4954 §5) is accepted and not kept: nobody is trusted to
+    // vouch for a submitter, which RFC 4954 §5 allows ("treat all clients
+    // as being insufficiently trusted").
 }
 
 /// RCPT TO (no parameters are supported).
@@ -111,6 +117,12 @@ pub enum Command {
     Vrfy,
     Help,
     StartTls,
+    /// AUTH (RFC 4954): the mechanism as sent, and the initial response if
+    /// one was given (its `{:?}` is redacted).
+    Auth {
+        mechanism: String,
+        initial_response: Option<InitialResponse>,
+    },
     /// A verb this server does not know, as sent (lossy UTF-8), for logging.
     Unknown(String),
 }
@@ -130,6 +142,7 @@ impl Command {
             Command::Vrfy => Verb::Vrfy,
             Command::Help => Verb::Help,
             Command::StartTls => Verb::StartTls,
+            Command::Auth { .. } => Verb::Auth,
             Command::Unknown(_) => return None,
         })
     }
@@ -210,6 +223,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
         Verb::Help => Ok(Command::Help),
         Verb::Vrfy if args.is_empty() => Err(CommandError::Syntax(verb)),
         Verb::Vrfy => Ok(Command::Vrfy),
+        Verb::Auth => auth(args),
     }
 }
 
@@ -236,6 +250,7 @@ fn mail(args: &[u8]) -> Result<MailFrom, CommandError> {
     let path = after_keyword(args, b"FROM:").ok_or(CommandError::Syntax(Verb::Mail))?;
     let (sender, rest) = parse_reverse_path(path).map_err(CommandError::BadSender)?;
     let mut from = MailFrom { sender, size: None, body: None };
+    let mut auth_seen = false;
     for Param { keyword, value } in params(rest, Verb::Mail)? {
         let bad = CommandError::BadParameter(Verb::Mail);
         if keyword.eq_ignore_ascii_case(b"SIZE") {
@@ -254,11 +269,30 @@ fn mail(args: &[u8]) -> Result<MailFrom, CommandError> {
             if from.body.replace(body).is_some() {
                 return Err(bad);
             }
+        } else if keyword.eq_ignore_ascii_case(b"AUTH") {
+            // `AUTH=<>` or an xtext mailbox; params() checked the bytes.
+            if value.is_none() || std::mem::replace(&mut auth_seen, true) {
+                return Err(bad);
+            }
         } else {
             return Err(unsupported(Verb::Mail, keyword));
         }
     }
     Ok(from)
+}
+
+/// `AUTH mechanism [initial-response]`; both are checked later, by the
+/// session (504 for a mechanism, 501 for bad base64), as their replies
+/// differ from a syntax error's.
+fn auth(args: &[u8]) -> Result<Command, CommandError> {
+    let mut words = args.split(|&b| b == b' ').filter(|w| !w.is_empty());
+    let (Some(mechanism), initial, None) = (words.next(), words.next(), words.next()) else {
+        return Err(CommandError::Syntax(Verb::Auth));
+    };
+    Ok(Command::Auth {
+        mechanism: String::from_utf8_lossy(mechanism).into_owned(),
+        initial_response: initial.map(|r| InitialResponse(r.to_vec())),
+    })
 }
 
 fn rcpt(args: &[u8]) -> Result<RcptTo, CommandError> {
@@ -405,13 +439,38 @@ mod tests {
     #[test]
     fn unknown_parameters_are_unsupported() {
         assert_eq!(
-            parse("MAIL FROM:<> AUTH=<>"),
-            Err(CommandError::UnsupportedParameter { verb: Verb::Mail, keyword: "AUTH".into() })
+            parse("MAIL FROM:<> RET=FULL"),
+            Err(CommandError::UnsupportedParameter { verb: Verb::Mail, keyword: "RET".into() })
         );
         assert_eq!(
             parse("RCPT TO:<jane@example.test> notify=never"),
             Err(CommandError::UnsupportedParameter { verb: Verb::Rcpt, keyword: "NOTIFY".into() })
         );
+    }
+
+    #[test]
+    fn mail_auth_parameter_is_accepted_and_ignored() {
+        let plain = parse("MAIL FROM:<jane@example.test>");
+        assert_eq!(parse("MAIL FROM:<jane@example.test> AUTH=<>"), plain);
+        assert_eq!(parse("MAIL FROM:<jane@example.test> auth=jane+40example.test SIZE=5").map(|_| ()), Ok(()));
+        assert_eq!(parse("MAIL FROM:<> AUTH"), Err(CommandError::BadParameter(Verb::Mail)));
+        assert_eq!(parse("MAIL FROM:<> AUTH=<> AUTH=<>"), Err(CommandError::BadParameter(Verb::Mail)));
+    }
+
+    #[test]
+    fn auth_takes_a_mechanism_and_an_optional_initial_response() {
+        assert_eq!(parse("auth plain"), Ok(Command::Auth { mechanism: "plain".into(), initial_response: None }));
+        assert_eq!(
+            parse("AUTH PLAIN AGphbmUAc2VjcmV0"),
+            Ok(Command::Auth {
+                mechanism: "PLAIN".into(),
+                initial_response: Some(InitialResponse(b"AGphbmUAc2VjcmV0".to_vec())),
+            })
+        );
+        assert_eq!(parse("AUTH"), Err(CommandError::Syntax(Verb::Auth)));
+        assert_eq!(parse("AUTH PLAIN a b"), Err(CommandError::Syntax(Verb::Auth)));
+        let shown = format!("{:?}", parse("AUTH PLAIN AGphbmUAc2VjcmV0"));
+        assert!(!shown.contains("AGphbmUAc2VjcmV0"), "{shown}");
     }
 
     #[test]

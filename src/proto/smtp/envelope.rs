@@ -1,5 +1,5 @@
-//! What an SMTP session decides with and hands over: the recipient policy it
-//! asks, and the envelope of a message it accepted.
+//! What an SMTP session decides with and hands over: the policy it asks
+//! about senders and recipients, and the envelope of a message it accepted.
 //!
 //! This file holds plain data and one trait; it must not parse or reply.
 
@@ -18,12 +18,35 @@ pub enum RcptDecision {
     RelayDenied,
 }
 
-/// Decides recipients for a session.
+/// The answer of [`RecipientPolicy::check_sender`] for one MAIL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SenderDecision {
+    /// Accept the sender.
+    Ok,
+    /// Refuse with 553 5.7.1: the authenticated user may not send as this
+    /// address (not theirs, nor an alias of theirs).
+    NotOwned,
+}
+
+/// Decides senders and recipients for a session.
+///
+/// `auth` is the user the session authenticated as (SMTP AUTH), `None`
+/// before or without AUTH; it is exactly the user name the driver
+/// confirmed with `AuthOutcome::Success`.
 pub trait RecipientPolicy {
     /// Decide one RCPT. Must be cheap: no I/O. Called once per RCPT TO
     /// whose address parsed, within the recipient limit, not for a
-    /// recipient already accepted in the same transaction.
-    fn check(&self, rcpt: &Address) -> RcptDecision;
+    /// recipient already accepted in the same transaction. An
+    /// authenticated user may relay to any domain: return `Remote` then.
+    fn check(&self, rcpt: &Address, auth: Option<&str>) -> RcptDecision;
+
+    /// Decide the sender of one MAIL that parsed and passed the sequence
+    /// and size checks. Must be cheap: no I/O. The default accepts every
+    /// sender.
+    fn check_sender(&self, sender: &ReversePath, auth: Option<&str>) -> SenderDecision {
+        let _ = (sender, auth);
+        SenderDecision::Ok
+    }
 }
 
 /// One recipient the session accepted.
@@ -46,4 +69,7 @@ pub struct Envelope {
     pub recipients: Vec<AcceptedRecipient>,
     /// `BODY=8BITMIME` was declared or a byte >= 0x80 was seen in the body.
     pub body_8bit: bool,
+    /// The user the session authenticated as (SMTP AUTH), if any: for the
+    /// Received header and the logs.
+    pub auth_user: Option<String>,
 }

@@ -1,6 +1,6 @@
 //! Session tests: line framing, the error limit, timeout, EOF and STARTTLS.
 
-use super::server::{ServerConfig, StoreOutcome};
+use super::interface::{ServerConfig, StoreOutcome};
 use super::testkit::{config, Session};
 
 #[test]

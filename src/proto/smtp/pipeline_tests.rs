@@ -4,7 +4,8 @@
 use std::rc::Rc;
 
 use super::envelope::Envelope;
-use super::server::{Action, Server, ServerConfig, StoreOutcome};
+use super::interface::{Action, ServerConfig, StoreOutcome};
+use super::server::Server;
 use super::testkit::{config, Session, TestPolicy};
 
 #[test]

@@ -7,7 +7,13 @@
 //! except addresses that already passed the address parser. The greeting,
 //! the EHLO/HELO replies and 354 carry no enhanced code (RFC 2034 §3).
 //!
-//! This file must not decide *when* a reply is sent; `server` does.
+//! This file must not decide *when* a reply is sent; `server` does. It
+//! does map a parse or SASL error to its reply (`for_*`), so each reply's
+//! cause is written next to it.
+
+use super::address::AddressError;
+use super::command::{CommandError, Verb};
+use super::sasl::{Challenge, SaslError};
 
 /// One SMTP reply: code, optional enhanced status code, text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,18 +89,31 @@ pub const HELO: Reply = Reply::plain(250, "{}");
 pub const EHLO_PIPELINING: &str = "PIPELINING";
 /// Advertised only while `starttls` is on and TLS is not active yet.
 pub const EHLO_STARTTLS: &str = "STARTTLS";
+/// Advertised only while AUTH is offered and passwords may be sent on the
+/// connection (RFC 4954 §4: not before STARTTLS on an insecure channel).
+pub const EHLO_AUTH: &str = "AUTH PLAIN LOGIN";
 /// Always advertised.
 pub const EHLO_ENHANCEDSTATUSCODES: &str = "ENHANCEDSTATUSCODES";
 /// Always advertised.
 pub const EHLO_8BITMIME: &str = "8BITMIME";
 
+/// Which of the optional EHLO keywords to advertise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EhloOffer {
+    pub starttls: bool,
+    pub auth: bool,
+}
+
 /// Appends the multi-line EHLO reply: hostname, PIPELINING, `SIZE n`,
-/// STARTTLS (if `starttls`), ENHANCEDSTATUSCODES, 8BITMIME.
-pub fn write_ehlo(out: &mut Vec<u8>, hostname: &str, max_size: usize, starttls: bool) {
+/// STARTTLS and AUTH (as `offer` says), ENHANCEDSTATUSCODES, 8BITMIME.
+pub fn write_ehlo(out: &mut Vec<u8>, hostname: &str, max_size: usize, offer: EhloOffer) {
     let size = format!("SIZE {max_size}");
     let mut lines = vec![hostname, EHLO_PIPELINING, size.as_str()];
-    if starttls {
+    if offer.starttls {
         lines.push(EHLO_STARTTLS);
+    }
+    if offer.auth {
+        lines.push(EHLO_AUTH);
     }
     lines.extend([EHLO_ENHANCEDSTATUSCODES, EHLO_8BITMIME]);
     let last = lines.len() - 1;
@@ -121,9 +140,46 @@ pub const CANNOT_VRFY: Reply =
     Reply::new(252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery");
 /// HELP.
 pub const HELP: Reply =
-    Reply::new(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS");
+    Reply::new(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
 /// STARTTLS accepted; the TLS handshake follows.
 pub const READY_TO_START_TLS: Reply = Reply::new(220, "2.0.0", "Ready to start TLS");
+
+// --- Authentication (RFC 4954) -----------------------------------------------
+/// PLAIN without an initial response: the empty challenge ("334 ").
+pub const AUTH_PLAIN_CHALLENGE: Reply = Reply::plain(334, "");
+/// LOGIN's first challenge, base64 "Username:".
+pub const AUTH_LOGIN_USERNAME: Reply = Reply::plain(334, "VXNlcm5hbWU6");
+/// LOGIN's second challenge, base64 "Password:".
+pub const AUTH_LOGIN_PASSWORD: Reply = Reply::plain(334, "UGFzc3dvcmQ6");
+/// The driver confirmed the password.
+pub const AUTH_SUCCESSFUL: Reply = Reply::new(235, "2.7.0", "Authentication successful");
+/// Wrong or unusable credentials; the client is not told which.
+pub const AUTH_FAILED: Reply = Reply::new(535, "5.7.8", "Authentication credentials invalid");
+/// The driver could not check the password.
+pub const AUTH_TEMP_FAILURE: Reply = Reply::new(454, "4.7.0", "Temporary authentication failure");
+/// The driver refused to check: too many recent failures from this client.
+pub const AUTH_LOCKED: Reply =
+    Reply::new(454, "4.7.0", "Temporary authentication failure: too many failures, try again later");
+/// The client answered a challenge with `*`.
+pub const AUTH_ABORTED: Reply = Reply::new(501, "5.0.0", "Authentication aborted");
+/// A response (or initial response) that is not base64.
+pub const AUTH_BAD_BASE64: Reply = Reply::new(501, "5.5.2", "Cannot decode response");
+/// A response line over `sasl::MAX_RESPONSE_LINE`, then close.
+pub const AUTH_LINE_TOO_LONG: Reply = Reply::new(500, "5.5.6", "Authentication exchange line is too long");
+/// A mechanism this server does not implement.
+pub const AUTH_UNKNOWN_MECHANISM: Reply = Reply::new(504, "5.5.4", "Unrecognized authentication type");
+/// AUTH before passwords may be sent on this connection (before STARTTLS).
+pub const AUTH_ENCRYPTION_REQUIRED: Reply =
+    Reply::new(538, "5.7.11", "Encryption required for requested authentication mechanism");
+/// MAIL before AUTH where the listener requires it.
+pub const AUTH_REQUIRED: Reply = Reply::new(530, "5.7.0", "Authentication required");
+/// AUTH after a successful AUTH (RFC 4954 §4).
+pub const ALREADY_AUTHENTICATED: Reply = Reply::new(503, "5.5.1", "Error: already authenticated");
+/// AUTH where the listener does not offer it.
+pub const AUTH_NOT_ENABLED: Reply = Reply::new(503, "5.5.1", "Error: authentication not enabled");
+/// The policy says the authenticated user does not own the sender
+/// address; `{}` is the user.
+pub const SENDER_NOT_OWNED: Reply = Reply::new(553, "5.7.1", "Sender address rejected: not owned by user {}");
 
 // --- Storage (after DATA) -----------------------------------------------------
 /// The spool write failed; the client retries later.
@@ -184,6 +240,8 @@ pub const SYNTAX_RSET: Reply = Reply::new(501, "5.5.4", "Syntax: RSET");
 pub const SYNTAX_QUIT: Reply = Reply::new(501, "5.5.4", "Syntax: QUIT");
 /// STARTTLS with an argument.
 pub const SYNTAX_STARTTLS: Reply = Reply::new(501, "5.5.4", "Syntax: STARTTLS");
+/// AUTH without a mechanism, or with more than an initial response.
+pub const SYNTAX_AUTH: Reply = Reply::new(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
 /// VRFY without an argument.
 pub const SYNTAX_VRFY: Reply = Reply::new(501, "5.5.4", "Syntax: VRFY address");
 /// A MAIL parameter with a bad value (`SIZE=x`, `BODY=x`), or given twice.
@@ -197,6 +255,54 @@ pub const BAD_RECIPIENT: Reply = Reply::new(501, "5.1.3", "Bad recipient address
 /// A non-ASCII address: SMTPUTF8 is not offered.
 pub const NON_ASCII_ADDRESS: Reply =
     Reply::new(553, "5.6.7", "Error: non-ASCII address needs SMTPUTF8, which is not supported");
+
+/// The reply for a command line that did not parse.
+pub fn for_command_error(error: &CommandError) -> &'static Reply {
+    match error {
+        CommandError::Empty | CommandError::ControlCharacter => &BAD_SYNTAX,
+        CommandError::Syntax(verb) => match verb {
+            Verb::Ehlo => &SYNTAX_EHLO,
+            Verb::Helo => &SYNTAX_HELO,
+            Verb::Mail => &SYNTAX_MAIL,
+            Verb::Rcpt => &SYNTAX_RCPT,
+            Verb::Data => &SYNTAX_DATA,
+            Verb::Rset => &SYNTAX_RSET,
+            Verb::Quit => &SYNTAX_QUIT,
+            Verb::StartTls => &SYNTAX_STARTTLS,
+            Verb::Vrfy => &SYNTAX_VRFY,
+            Verb::Auth => &SYNTAX_AUTH,
+            // NOOP and HELP take any argument; never a syntax error.
+            Verb::Noop | Verb::Help => &BAD_SYNTAX,
+        },
+        CommandError::BadSender(AddressError::NonAscii) | CommandError::BadRecipient(AddressError::NonAscii) => {
+            &NON_ASCII_ADDRESS
+        }
+        CommandError::BadSender(_) => &BAD_SENDER,
+        CommandError::BadRecipient(_) => &BAD_RECIPIENT,
+        CommandError::BadParameter(_) => &BAD_PARAMETER,
+        CommandError::UnsupportedParameter { .. } => &UNSUPPORTED_PARAMETER,
+    }
+}
+
+/// The challenge line for where an AUTH exchange waits.
+pub fn for_challenge(challenge: Challenge) -> &'static Reply {
+    match challenge {
+        Challenge::Empty => &AUTH_PLAIN_CHALLENGE,
+        Challenge::Username => &AUTH_LOGIN_USERNAME,
+        Challenge::Password => &AUTH_LOGIN_PASSWORD,
+    }
+}
+
+/// The reply for an AUTH exchange that ended without credentials.
+pub fn for_sasl_error(error: SaslError) -> &'static Reply {
+    match error {
+        SaslError::Aborted => &AUTH_ABORTED,
+        SaslError::BadBase64 => &AUTH_BAD_BASE64,
+        // Malformed, empty or foreign identities: the same 535 as a wrong
+        // password, so nothing is learnt from the difference.
+        SaslError::MalformedPlain | SaslError::AuthzidMismatch | SaslError::Empty | SaslError::NotText => &AUTH_FAILED,
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -216,6 +322,22 @@ mod tests {
         CANNOT_VRFY,
         HELP,
         READY_TO_START_TLS,
+        AUTH_PLAIN_CHALLENGE,
+        AUTH_LOGIN_USERNAME,
+        AUTH_LOGIN_PASSWORD,
+        AUTH_SUCCESSFUL,
+        AUTH_FAILED,
+        AUTH_TEMP_FAILURE,
+        AUTH_LOCKED,
+        AUTH_ABORTED,
+        AUTH_BAD_BASE64,
+        AUTH_LINE_TOO_LONG,
+        AUTH_UNKNOWN_MECHANISM,
+        AUTH_ENCRYPTION_REQUIRED,
+        AUTH_REQUIRED,
+        ALREADY_AUTHENTICATED,
+        AUTH_NOT_ENABLED,
+        SENDER_NOT_OWNED,
         QUEUE_WRITE_ERROR,
         INSUFFICIENT_STORAGE,
         MESSAGE_TOO_BIG,
@@ -241,6 +363,7 @@ mod tests {
         SYNTAX_RSET,
         SYNTAX_QUIT,
         SYNTAX_STARTTLS,
+        SYNTAX_AUTH,
         SYNTAX_VRFY,
         BAD_PARAMETER,
         UNSUPPORTED_PARAMETER,
@@ -278,17 +401,25 @@ mod tests {
     }
 
     #[test]
-    fn ehlo_reply_is_multiline_with_starttls_only_when_offered() {
+    fn ehlo_reply_is_multiline_with_starttls_and_auth_only_when_offered() {
         let mut out = Vec::new();
-        write_ehlo(&mut out, "mx.example.test", 1000, true);
+        write_ehlo(&mut out, "mx.example.test", 1000, EhloOffer { starttls: true, auth: true });
         assert_eq!(
             out,
             b"250-mx.example.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-STARTTLS\r\n\
-              250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n"
+              250-AUTH PLAIN LOGIN\r\n250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n"
         );
         out.clear();
-        write_ehlo(&mut out, "mx.example.test", 1000, false);
+        write_ehlo(&mut out, "mx.example.test", 1000, EhloOffer { starttls: false, auth: false });
         assert!(!out.windows(8).any(|w| w == b"STARTTLS"));
+        assert!(!out.windows(4).any(|w| w == b"AUTH"));
         assert!(out.ends_with(b"250 8BITMIME\r\n"));
+    }
+
+    #[test]
+    fn the_plain_challenge_is_334_and_a_space() {
+        let mut out = Vec::new();
+        AUTH_PLAIN_CHALLENGE.write(&mut out);
+        assert_eq!(out, b"334 \r\n");
     }
 }

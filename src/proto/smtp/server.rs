@@ -5,68 +5,30 @@
 //! [`RecipientPolicy`], scans DATA (`data`) and writes replies (`reply`).
 //! Whatever needs the outside world, it asks for as an [`Action`] and waits:
 //! storing a message (the 250 goes out only after the driver reports the
-//! spool write durable) and the TLS handshake.
+//! spool write durable), the TLS handshake, and checking a password (AUTH,
+//! RFC 4954; the exchange itself is `sasl`'s).
 //!
 //! It must not do I/O, read a clock or know about other sessions. Timeouts
 //! are the driver's clock; it calls [`Server::handle_timeout`].
 //!
 //! Errors: every 4xx/5xx reply caused by what the client sent (unknown
 //! command, syntax, sequence, unsupported parameter, rejected recipient)
-//! counts toward `max_errors`; size refusals, the recipient limit and
-//! storage failures do not. Reaching `max_errors` sends 421 and closes. A
+//! counts toward `max_errors`, and so do failed or aborted AUTH exchanges
+//! and [`AuthOutcome::Locked`]; size refusals, the recipient limit, storage
+//! failures and [`AuthOutcome::TempFailure`] do not. Reaching `max_errors` sends 421 and closes. A
 //! stored message resets the count (Postfix: errors "without delivering
 //! mail").
 
 use std::rc::Rc;
 
-use super::address::{Address, AddressError, ForwardPath, ReversePath};
-use super::command::{parse_command, BodyType, Command, CommandError, MailFrom, RcptTo, Verb};
+use super::address::{Address, ForwardPath, ReversePath};
+use super::command::{parse_command, BodyType, Command, MailFrom, RcptTo, Verb};
 use super::data::{DataProgress, DataScanner};
-use super::envelope::{AcceptedRecipient, Envelope, RcptDecision, RecipientPolicy};
+use super::envelope::{AcceptedRecipient, Envelope, RcptDecision, RecipientPolicy, SenderDecision};
+use super::interface::{Action, AuthMode, AuthOutcome, ServerConfig, StoreOutcome};
 use super::line::{next_line, LineStatus};
-use super::reply::{self, Reply};
-
-/// Settings of the listener a session belongs to; shared by its sessions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerConfig {
-    /// Our name: in the greeting, the EHLO/HELO reply, 421s, and the domain
-    /// of a bare `RCPT TO:<postmaster>`.
-    pub hostname: String,
-    /// Largest stored body in bytes (after unstuffing), advertised as
-    /// `SIZE n`; must be > 0 (`SIZE 0` would mean "no limit").
-    pub max_message_size: usize,
-    /// Recipients per transaction; more get 452 4.5.3.
-    pub max_recipients: usize,
-    /// Longest command line including CRLF; longer gets 500 5.5.6 and close.
-    pub max_line_len: usize,
-    /// Counted errors before 421 4.7.0 and close.
-    pub max_errors: u32,
-    /// Advertise and accept STARTTLS.
-    pub starttls: bool,
-}
-
-/// Something the driver must do for the session, then report back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Make this message durable in the spool, then call
-    /// [`Server::store_done`]. The body has CRLF line ends and no final dot.
-    Store { envelope: Envelope, body: Vec<u8> },
-    /// Flush the output (it ends with 220 Ready to start TLS), run the TLS
-    /// handshake, then call [`Server::starttls_done`] and feed only
-    /// decrypted bytes from then on.
-    StartTls,
-}
-
-/// How [`Action::Store`] went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreOutcome {
-    /// Durable: 250 2.0.0 Ok: queued as `queue_id`.
-    Stored { queue_id: String },
-    /// The write failed: 451 4.3.0.
-    TempFailure,
-    /// No room: 452 4.3.1.
-    SpoolFull,
-}
+use super::reply::{self, EhloOffer, Reply};
+use super::sasl::{self, Exchange, Mechanism, Step};
 
 /// What HELO/EHLO established; kept across transactions.
 #[derive(Debug, Clone)]
@@ -100,6 +62,11 @@ enum State {
     Data { greeting: Greeting, txn: Transaction, scanner: DataScanner, body: Vec<u8> },
     /// The message is complete; waiting for [`Server::store_done`].
     Storing(Greeting),
+    /// AUTH sent a 334 challenge; the next line is the client's response.
+    Auth(Greeting, Exchange),
+    /// The exchange gave credentials for `user`; waiting for
+    /// [`Server::auth_done`].
+    Authenticating(Greeting, String),
     /// 220 Ready sent; waiting for [`Server::starttls_done`].
     StartingTls,
     /// Done; the driver flushes the output and closes.
@@ -110,7 +77,7 @@ enum State {
 pub struct Server {
     /// Shared settings of the listener.
     config: Rc<ServerConfig>,
-    /// Decides each RCPT.
+    /// Decides each MAIL sender and each RCPT.
     policy: Box<dyn RecipientPolicy>,
     state: State,
     /// Replies not yet written by the driver, in order.
@@ -121,6 +88,11 @@ pub struct Server {
     errors: u32,
     /// TLS is up: STARTTLS is neither advertised nor accepted again.
     tls_active: bool,
+    /// Passwords may be sent now: `config.plaintext_auth_ok`, or TLS is up.
+    plaintext_auth_ok: bool,
+    /// The user a successful AUTH established; kept across transactions,
+    /// forgotten only by STARTTLS (RFC 3207 §4.2).
+    authenticated: Option<String>,
 }
 
 impl Server {
@@ -128,7 +100,18 @@ impl Server {
     pub fn new(config: Rc<ServerConfig>, policy: Box<dyn RecipientPolicy>) -> Server {
         let mut output = Vec::new();
         reply::GREETING.write_with(&mut output, &config.hostname);
-        Server { config, policy, state: State::Fresh, output, action: None, errors: 0, tls_active: false }
+        let plaintext_auth_ok = config.plaintext_auth_ok;
+        Server {
+            config,
+            policy,
+            state: State::Fresh,
+            output,
+            action: None,
+            errors: 0,
+            tls_active: false,
+            plaintext_auth_ok,
+            authenticated: None,
+        }
     }
 
     /// Feeds bytes from the client; returns how many were consumed.
@@ -136,21 +119,24 @@ impl Server {
     /// Consumes every complete command line, and all DATA bytes (the DATA
     /// scanner is resumable, so a message may arrive in any chunks). Leaves
     /// unconsumed: an incomplete command line shorter than `max_line_len`
-    /// (keep it and append more), and everything after a command that
-    /// started an action. While an action is pending nothing is consumed;
-    /// after reporting its result, call this again with the rest: that is
-    /// how pipelined commands after "." wait for the 250.
+    /// (or, for the response to an AUTH challenge, shorter than
+    /// [`sasl::MAX_RESPONSE_LINE`]; keep it and append more), and
+    /// everything after a command that started an action. While an action
+    /// is pending nothing is consumed; after reporting its result, call
+    /// this again with the rest: that is how pipelined commands after "."
+    /// wait for the 250, and commands after AUTH wait for the 235.
     ///
     /// Consumes and discards everything once closed, and everything after
     /// an accepted STARTTLS (bytes pipelined before the handshake are an
-    /// injection attempt, CVE-2011-0411). A line that reaches
-    /// `max_line_len` without a terminator closes the session.
+    /// injection attempt, CVE-2011-0411). A line that reaches its limit
+    /// without a terminator closes the session, so the driver never needs
+    /// to buffer more than [`sasl::MAX_RESPONSE_LINE`] bytes.
     pub fn handle_input(&mut self, input: &[u8]) -> usize {
         let mut pos = 0;
         while pos < input.len() {
             match &mut self.state {
                 State::Closed | State::StartingTls => return input.len(),
-                State::Storing(_) => break,
+                State::Storing(_) | State::Authenticating(..) => break,
                 State::Data { scanner, body, .. } => match scanner.feed(&input[pos..], body) {
                     DataProgress::NeedMore => return input.len(),
                     DataProgress::Ended { consumed } => {
@@ -158,6 +144,19 @@ impl Server {
                         self.end_of_data();
                     }
                 },
+                State::Auth(..) => {
+                    match next_line(&input[pos..], sasl::MAX_RESPONSE_LINE.max(self.config.max_line_len)) {
+                        LineStatus::Incomplete => break,
+                        LineStatus::TooLong => {
+                            self.close_with(&reply::AUTH_LINE_TOO_LONG, "");
+                            return input.len();
+                        }
+                        LineStatus::Complete { line, consumed } => {
+                            pos += consumed;
+                            self.auth_response(line);
+                        }
+                    }
+                }
                 _ => match next_line(&input[pos..], self.config.max_line_len) {
                     LineStatus::Incomplete => break,
                     LineStatus::TooLong => {
@@ -202,13 +201,49 @@ impl Server {
         self.state = State::Greeted(greeting);
     }
 
+    /// Reports how [`Action::Authenticate`] went. Writes the reply; the
+    /// session is greeted again, authenticated on success. Ignored unless
+    /// an authentication is outstanding (e.g. after
+    /// [`Server::handle_eof`]).
+    pub fn auth_done(&mut self, outcome: AuthOutcome) {
+        let (greeting, user) = match self.take_state() {
+            State::Authenticating(greeting, user) => (greeting, user),
+            other => {
+                self.state = other;
+                return;
+            }
+        };
+        self.action = None;
+        self.state = State::Greeted(greeting);
+        match outcome {
+            AuthOutcome::Success => {
+                reply::AUTH_SUCCESSFUL.write(&mut self.output);
+                self.authenticated = Some(user);
+            }
+            AuthOutcome::Failure => self.reject(&reply::AUTH_FAILED),
+            AuthOutcome::TempFailure => reply::AUTH_TEMP_FAILURE.write(&mut self.output),
+            AuthOutcome::Locked => self.reject(&reply::AUTH_LOCKED),
+        }
+    }
+
+    /// The user this session authenticated as: the `user` of the
+    /// [`Action::Authenticate`] the driver answered with
+    /// [`AuthOutcome::Success`]. `None` before, and again after STARTTLS.
+    pub fn authenticated_user(&self) -> Option<&str> {
+        self.authenticated.as_deref()
+    }
+
     /// Reports the TLS handshake done: the session starts afresh (the client
-    /// must EHLO again, RFC 3207 §4.2) and STARTTLS is no longer offered.
-    /// No greeting is sent. Ignored unless STARTTLS is outstanding.
+    /// must EHLO again, RFC 3207 §4.2), unauthenticated, STARTTLS is no
+    /// longer offered, and passwords may be sent from now on (the channel
+    /// is secure: no separate call is needed to allow AUTH). No greeting is
+    /// sent. Ignored unless STARTTLS is outstanding.
     pub fn starttls_done(&mut self) {
         if let State::StartingTls = self.state {
             self.state = State::Fresh;
             self.tls_active = true;
+            self.plaintext_auth_ok = true;
+            self.authenticated = None;
             self.action = None;
         }
     }
@@ -256,7 +291,7 @@ impl Server {
         }
         match parsed {
             Ok(command) => self.command(command),
-            Err(error) => self.reject(syntax_reply(&error)),
+            Err(error) => self.reject(reply::for_command_error(&error)),
         }
     }
 
@@ -266,6 +301,9 @@ impl Server {
         match (verb, &self.state) {
             (Verb::Mail, State::Fresh) => Some(&reply::NEED_HELO),
             (Verb::Mail, State::Mail(..)) => Some(&reply::NESTED_MAIL),
+            (Verb::Mail, _) if self.config.auth == AuthMode::Required && self.authenticated.is_none() => {
+                Some(&reply::AUTH_REQUIRED)
+            }
             (Verb::Rcpt | Verb::Data, State::Fresh | State::Greeted(_)) => Some(&reply::NEED_MAIL),
             (Verb::Data, State::Mail(_, txn)) if txn.recipients.is_empty() => {
                 Some(if txn.rejected { &reply::NO_VALID_RECIPIENTS } else { &reply::NEED_RCPT })
@@ -273,6 +311,12 @@ impl Server {
             (Verb::StartTls, _) if !self.config.starttls => Some(&reply::TLS_NOT_AVAILABLE),
             (Verb::StartTls, _) if self.tls_active => Some(&reply::TLS_ALREADY_ACTIVE),
             (Verb::StartTls, State::Mail(..)) => Some(&reply::TRANSACTION_IN_PROGRESS),
+            (Verb::Auth, _) if self.config.auth == AuthMode::Off => Some(&reply::AUTH_NOT_ENABLED),
+            (Verb::Auth, State::Fresh) => Some(&reply::NEED_HELO),
+            (Verb::Auth, State::Mail(..)) => Some(&reply::TRANSACTION_IN_PROGRESS),
+            (Verb::Auth, _) if self.authenticated.is_some() => Some(&reply::ALREADY_AUTHENTICATED),
+            // Every mechanism offered sends the password as is.
+            (Verb::Auth, _) if !self.plaintext_auth_ok => Some(&reply::AUTH_ENCRYPTION_REQUIRED),
             _ => None,
         }
     }
@@ -281,9 +325,12 @@ impl Server {
         match command {
             Command::Ehlo { domain } => {
                 self.state = State::Greeted(Greeting { helo: domain, esmtp: true });
-                let offer_tls = self.config.starttls && !self.tls_active;
+                let offer = EhloOffer {
+                    starttls: self.config.starttls && !self.tls_active,
+                    auth: self.config.auth != AuthMode::Off && self.plaintext_auth_ok,
+                };
                 let config = &self.config;
-                reply::write_ehlo(&mut self.output, &config.hostname, config.max_message_size, offer_tls);
+                reply::write_ehlo(&mut self.output, &config.hostname, config.max_message_size, offer);
             }
             Command::Helo { domain } => {
                 self.state = State::Greeted(Greeting { helo: domain, esmtp: false });
@@ -308,8 +355,50 @@ impl Server {
                 self.action = Some(Action::StartTls);
                 self.state = State::StartingTls;
             }
+            Command::Auth { mechanism, initial_response } => {
+                let Some(mechanism) = Mechanism::from_name(&mechanism) else {
+                    return self.reject(&reply::AUTH_UNKNOWN_MECHANISM);
+                };
+                match self.take_state() {
+                    State::Greeted(greeting) => {
+                        self.auth_step(greeting, Exchange::start(mechanism, initial_response.as_ref()), mechanism);
+                    }
+                    other => self.state = other, // excluded by sequence_error
+                }
+            }
             Command::Unknown(_) => self.reject(&reply::UNKNOWN_COMMAND),
         }
+    }
+
+    /// A line while an AUTH challenge is outstanding.
+    fn auth_response(&mut self, line: &[u8]) {
+        match self.take_state() {
+            State::Auth(greeting, exchange) => {
+                let mechanism = exchange.mechanism();
+                self.auth_step(greeting, exchange.respond(line), mechanism);
+            }
+            other => self.state = other, // only called in the Auth state
+        }
+    }
+
+    /// Acts on where an AUTH exchange is: challenge again, ask the driver,
+    /// or refuse and be greeted again.
+    fn auth_step(&mut self, greeting: Greeting, step: Step, mechanism: Mechanism) {
+        let error = match step {
+            Step::Continue(exchange) => {
+                reply::for_challenge(exchange.challenge()).write(&mut self.output);
+                self.state = State::Auth(greeting, exchange);
+                return;
+            }
+            Step::Done(sasl::Credentials { user, password }) => {
+                self.action = Some(Action::Authenticate { mechanism, user: user.clone(), password });
+                self.state = State::Authenticating(greeting, user);
+                return;
+            }
+            Step::Failed(error) => error,
+        };
+        self.state = State::Greeted(greeting);
+        self.reject(reply::for_sasl_error(error));
     }
 
     fn mail(&mut self, from: MailFrom) {
@@ -317,6 +406,11 @@ impl Server {
         if from.size.is_some_and(|declared| declared > max) {
             // RFC 1870 §6.1: refused up front; not a client error.
             return reply::MESSAGE_TOO_BIG.write(&mut self.output);
+        }
+        let auth = self.authenticated.as_deref();
+        if self.policy.check_sender(&from.sender, auth) == SenderDecision::NotOwned {
+            let user = auth.unwrap_or("(unauthenticated)").to_owned();
+            return self.reject_with(&reply::SENDER_NOT_OWNED, &user);
         }
         self.state = match self.take_state() {
             State::Greeted(greeting) => {
@@ -350,7 +444,7 @@ impl Server {
         if txn.recipients.len() >= self.config.max_recipients {
             return reply::TOO_MANY_RECIPIENTS.write(&mut self.output);
         }
-        let refusal = match self.policy.check(&address) {
+        let refusal = match self.policy.check(&address, self.authenticated.as_deref()) {
             decision @ (RcptDecision::Local { .. } | RcptDecision::Remote { .. }) => {
                 txn.recipients.push(AcceptedRecipient { address, decision });
                 return reply::RECIPIENT_OK.write(&mut self.output);
@@ -387,6 +481,7 @@ impl Server {
                     sender: txn.sender,
                     recipients: txn.recipients,
                     body_8bit: txn.body_8bit || scanner.saw_8bit(),
+                    auth_user: self.authenticated.clone(),
                 };
                 self.action = Some(Action::Store { envelope, body });
                 State::Storing(greeting)
@@ -420,32 +515,5 @@ impl Server {
         reply.write_with(&mut self.output, arg);
         self.state = State::Closed;
         self.action = None;
-    }
-}
-
-/// The reply for a command line that did not parse.
-fn syntax_reply(error: &CommandError) -> &'static Reply {
-    match error {
-        CommandError::Empty | CommandError::ControlCharacter => &reply::BAD_SYNTAX,
-        CommandError::Syntax(verb) => match verb {
-            Verb::Ehlo => &reply::SYNTAX_EHLO,
-            Verb::Helo => &reply::SYNTAX_HELO,
-            Verb::Mail => &reply::SYNTAX_MAIL,
-            Verb::Rcpt => &reply::SYNTAX_RCPT,
-            Verb::Data => &reply::SYNTAX_DATA,
-            Verb::Rset => &reply::SYNTAX_RSET,
-            Verb::Quit => &reply::SYNTAX_QUIT,
-            Verb::StartTls => &reply::SYNTAX_STARTTLS,
-            Verb::Vrfy => &reply::SYNTAX_VRFY,
-            // NOOP and HELP take any argument; never a syntax error.
-            Verb::Noop | Verb::Help => &reply::BAD_SYNTAX,
-        },
-        CommandError::BadSender(AddressError::NonAscii) | CommandError::BadRecipient(AddressError::NonAscii) => {
-            &reply::NON_ASCII_ADDRESS
-        }
-        CommandError::BadSender(_) => &reply::BAD_SENDER,
-        CommandError::BadRecipient(_) => &reply::BAD_RECIPIENT,
-        CommandError::BadParameter(_) => &reply::BAD_PARAMETER,
-        CommandError::UnsupportedParameter { .. } => &reply::UNSUPPORTED_PARAMETER,
     }
 }

@@ -3,7 +3,7 @@
 
 use super::address::Address;
 use super::envelope::RcptDecision;
-use super::server::{ServerConfig, StoreOutcome};
+use super::interface::{ServerConfig, StoreOutcome};
 use super::testkit::{config, Session};
 
 fn addr(local: &str, domain: &str) -> Address {
@@ -148,7 +148,7 @@ fn parameters_are_checked() {
     s.ehlo("client.test", "250 ");
     s.cmd("MAIL FROM:<a@relay.test> SIZE=x", "501 5.5.4");
     s.cmd("MAIL FROM:<a@relay.test> BODY=BINARYMIME", "501 5.5.4");
-    s.cmd("MAIL FROM:<a@relay.test> AUTH=<>", "555 5.5.4");
+    s.cmd("MAIL FROM:<a@relay.test> RET=HDRS", "555 5.5.4");
     s.cmd("MAIL FROM:<a@relay.test> SIZE=1001", "552 5.3.4");
     s.cmd("MAIL FROM:<a@relay.test> SIZE=1000 BODY=7BIT", "250 2.1.0");
     s.cmd("RCPT TO:<jane@example.test> NOTIFY=NEVER", "555 5.5.4");

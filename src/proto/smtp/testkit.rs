@@ -1,5 +1,5 @@
-//! Test helpers: a recipient policy, a simulated driver, and a transcript
-//! DSL in the style `session.rcpt_to("jane@example.test", "250")`.
+//! Test helpers: a sender and recipient policy, a simulated driver, and a
+//! transcript DSL in the style `session.rcpt_to("jane@example.test", "250")`.
 //!
 //! The driver does what a real one must: keep unconsumed bytes, perform
 //! each action and report it at once, then feed the rest again.
@@ -8,20 +8,30 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use super::address::Address;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+
+use super::address::{Address, ReversePath};
 use super::data::dot_stuff;
-use super::envelope::{Envelope, RcptDecision, RecipientPolicy};
-use super::server::{Action, Server, ServerConfig, StoreOutcome};
+use super::envelope::{Envelope, RcptDecision, RecipientPolicy, SenderDecision};
+use super::interface::{Action, AuthMode, AuthOutcome, ServerConfig, StoreOutcome};
+use super::sasl::Mechanism;
+use super::server::Server;
+
+/// The one password the simulated driver accepts, for any user.
+pub const PASSWORD: &str = "secret";
 
 /// Local users jane, john and postmaster at example.test and
-/// mx.example.test; relaying to relay.test; everything else denied.
-/// Records every address it is asked about.
+/// mx.example.test; relaying to relay.test, and anywhere for an
+/// authenticated user; everything else denied. An authenticated user may
+/// send as `<user>@example.test` or `<>`. Records every address it is
+/// asked about.
 pub struct TestPolicy {
     pub checked: Rc<RefCell<Vec<Address>>>,
 }
 
 impl RecipientPolicy for TestPolicy {
-    fn check(&self, rcpt: &Address) -> RcptDecision {
+    fn check(&self, rcpt: &Address, auth: Option<&str>) -> RcptDecision {
         self.checked.borrow_mut().push(rcpt.clone());
         match rcpt.domain.as_str() {
             "example.test" | "mx.example.test" => match rcpt.local.as_str() {
@@ -29,7 +39,19 @@ impl RecipientPolicy for TestPolicy {
                 _ => RcptDecision::UnknownUser,
             },
             "relay.test" => RcptDecision::Remote { domain: rcpt.domain.clone() },
+            _ if auth.is_some() => RcptDecision::Remote { domain: rcpt.domain.clone() },
             _ => RcptDecision::RelayDenied,
+        }
+    }
+
+    fn check_sender(&self, sender: &ReversePath, auth: Option<&str>) -> SenderDecision {
+        match (sender, auth) {
+            (ReversePath::Mailbox(address), Some(user))
+                if address.local != user || address.domain != "example.test" =>
+            {
+                SenderDecision::NotOwned
+            }
+            _ => SenderDecision::Ok,
         }
     }
 }
@@ -42,7 +64,31 @@ pub fn config() -> ServerConfig {
         max_line_len: 512,
         max_errors: 5,
         starttls: true,
+        auth: AuthMode::Off,
+        plaintext_auth_ok: false,
     }
+}
+
+/// [`config`] with AUTH in `mode`, passwords allowed from the start (as on
+/// loopback or implicit TLS).
+pub fn auth_config(mode: AuthMode) -> ServerConfig {
+    ServerConfig { auth: mode, plaintext_auth_ok: true, ..config() }
+}
+
+/// A greeted session on a listener that offers AUTH, passwords allowed.
+pub fn offered() -> Session {
+    let mut s = Session::with(auth_config(AuthMode::Offered));
+    s.ehlo("client.test", "250 ");
+    s
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+/// `AUTH PLAIN` with the initial response for `user` and `password`.
+pub fn plain_initial(user: &str, password: &str) -> String {
+    format!("AUTH PLAIN {}", b64(format!("\0{user}\0{password}").as_bytes()))
 }
 
 /// A server driven like a real driver would, recording what it asks for.
@@ -56,6 +102,12 @@ pub struct Session {
     pub outcomes: VecDeque<StoreOutcome>,
     /// How many TLS handshakes were "performed".
     pub handshakes: usize,
+    /// Every password check the server asked for: (mechanism, user,
+    /// password).
+    pub auths: Vec<(Mechanism, String, String)>,
+    /// Outcomes to report for the next checks; when empty, `Success` for
+    /// [`PASSWORD`] and `Failure` otherwise.
+    pub auth_outcomes: VecDeque<AuthOutcome>,
     /// Bytes the server has not consumed yet.
     pub buffer: Vec<u8>,
 }
@@ -72,7 +124,16 @@ impl Session {
         let mut server = Server::new(Rc::new(config), Box::new(policy));
         assert_eq!(server.output(), b"220 mx.example.test ESMTP ringmail\r\n");
         server.clear_output();
-        Session { server, stored: Vec::new(), checked, outcomes: VecDeque::new(), handshakes: 0, buffer: Vec::new() }
+        Session {
+            server,
+            stored: Vec::new(),
+            checked,
+            outcomes: VecDeque::new(),
+            handshakes: 0,
+            auths: Vec::new(),
+            auth_outcomes: VecDeque::new(),
+            buffer: Vec::new(),
+        }
     }
 
     /// Feeds `bytes` like a driver; returns every reply produced.
@@ -102,6 +163,15 @@ impl Session {
                         out.extend_from_slice(self.server.output());
                         self.server.clear_output();
                         self.server.starttls_done();
+                    }
+                    Action::Authenticate { mechanism, user, password } => {
+                        let outcome = self.auth_outcomes.pop_front().unwrap_or(if password == PASSWORD {
+                            AuthOutcome::Success
+                        } else {
+                            AuthOutcome::Failure
+                        });
+                        self.auths.push((mechanism, user, password));
+                        self.server.auth_done(outcome);
                     }
                 }
             }

@@ -4,9 +4,9 @@ use std::rc::Rc;
 
 use super::{config, listing, Action, AuthOutcome, Pop3Config, Server, Session, PASSWORD, USER};
 
-const CAPA_WITH_STLS: &str = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\n\
+const CAPA_WITH_STLS: &str = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\nSASL PLAIN\r\n\
     RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nIMPLEMENTATION ringmail\r\nSTLS\r\n.\r\n";
-const CAPA_WITHOUT_STLS: &str = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\n\
+const CAPA_WITHOUT_STLS: &str = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\nSASL PLAIN\r\n\
     RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nIMPLEMENTATION ringmail\r\n.\r\n";
 
 #[test]
@@ -205,7 +205,7 @@ fn unknown_commands_are_err_and_the_session_goes_on() {
     let mut session = Session::new();
     session.received();
     session.expect("APOP alice 0123", "-ERR unknown command\r\n");
-    session.expect("AUTH", "-ERR unknown command\r\n");
+    session.expect("AUTHENTICATE", "-ERR unknown command\r\n");
     session.expect("", "-ERR unknown command\r\n");
     session.login();
 }

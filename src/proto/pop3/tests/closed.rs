@@ -8,6 +8,9 @@ use super::{AuthOutcome, CommitOutcome, Server};
 const EVERY_COMMAND: &[&str] = &[
     "USER alice",
     "PASS x",
+    "AUTH",
+    "AUTH PLAIN",
+    "AUTH PLAIN AGFsaWNlAHg=",
     "QUIT",
     "CAPA",
     "STLS",

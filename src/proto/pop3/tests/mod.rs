@@ -1,13 +1,15 @@
 //! Session tests: whole transcripts through [`Server`], with a scripted
 //! driver that answers actions the way `net/pop3_driver` would.
 //!
-//! Files: `authorization` (before login, STLS), `transaction` (after
-//! login), `closed` (after close, late driver calls), `chunking` (the
-//! chunk-size sweep).
+//! Files: `authorization` (before login, USER/PASS, STLS), `sasl` (AUTH
+//! PLAIN and when passwords may be sent), `transaction` (after login),
+//! `closed` (after close, late driver calls), `chunking` (the chunk-size
+//! sweep).
 
 mod authorization;
 mod chunking;
 mod closed;
+mod sasl;
 mod transaction;
 
 use std::rc::Rc;
@@ -26,7 +28,13 @@ const MESSAGES: &[(&str, &[u8])] = &[
 ];
 
 fn config() -> Pop3Config {
-    Pop3Config { hostname: "pop.example.test".into(), stls: true, max_line_len: 255, max_auth_failures: 3 }
+    Pop3Config {
+        hostname: "pop.example.test".into(),
+        stls: true,
+        max_line_len: 255,
+        max_auth_failures: 3,
+        plaintext_auth_ok: true,
+    }
 }
 
 fn listing() -> Vec<MessageInfo> {

@@ -161,16 +161,17 @@ fn capa_after_login_omits_stls() {
     let mut session = Session::logged_in();
     session.expect(
         "CAPA",
-        "+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\nRESP-CODES\r\n\
+        "+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\nSASL PLAIN\r\nRESP-CODES\r\n\
          AUTH-RESP-CODE\r\nPIPELINING\r\nIMPLEMENTATION ringmail\r\n.\r\n",
     );
 }
 
 #[test]
-fn user_pass_and_stls_after_login_are_err() {
+fn user_pass_auth_and_stls_after_login_are_err() {
     let mut session = Session::logged_in();
     session.expect("USER bob", "-ERR already logged in\r\n");
     session.expect("PASS x", "-ERR already logged in\r\n");
+    session.expect("AUTH PLAIN", "-ERR already logged in\r\n");
     session.expect("STLS", "-ERR already logged in\r\n");
     assert_eq!(session.server.logged_in_user(), Some(USER));
 }
