@@ -9,9 +9,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Bytes asked for per read. The protocol machines consume whole lines (or
-/// all of DATA), so the buffer stays within a line limit plus one read.
-const READ_CHUNK: usize = 64 * 1024;
+/// Bytes asked for per read: small while the client trickles commands (an
+/// idle session then holds only this much), growing while reads come back
+/// full (DATA), up to the large size. The protocol machines consume whole
+/// lines (or all of DATA), so the buffer stays within a line limit plus
+/// one read.
+const SMALL_READ: usize = 4 * 1024;
+const LARGE_READ: usize = 64 * 1024;
 
 /// The socket, plain or after a TLS handshake (STARTTLS/STLS or implicit).
 enum Stream {
@@ -26,6 +30,8 @@ pub struct Conn {
     pub peer: SocketAddr,
     /// Read but not yet consumed.
     pub inbuf: Vec<u8>,
+    /// Size of the next read (between SMALL_READ and LARGE_READ).
+    chunk: usize,
 }
 
 /// How a read ended when it brought no data.
@@ -37,7 +43,7 @@ pub enum ReadEnd {
 
 impl Conn {
     pub fn new(stream: TcpStream, peer: SocketAddr) -> Conn {
-        Conn { stream: Stream::Plain(stream), peer, inbuf: Vec::with_capacity(4096) }
+        Conn { stream: Stream::Plain(stream), peer, inbuf: Vec::new(), chunk: SMALL_READ }
     }
 
     fn tcp(&self) -> Option<&TcpStream> {
@@ -76,7 +82,7 @@ impl Conn {
     /// Read more bytes onto `inbuf`.
     pub async fn fill(&mut self) -> Result<usize, ReadEnd> {
         let start = self.inbuf.len();
-        self.inbuf.resize(start + READ_CHUNK, 0);
+        self.inbuf.resize(start + self.chunk, 0);
         let r = match &mut self.stream {
             Stream::Plain(s) => s.read(&mut self.inbuf[start..]).await,
             Stream::Tls(t) => t.read(&mut self.inbuf[start..]).await,
@@ -89,6 +95,7 @@ impl Conn {
             }
             Ok(n) => {
                 self.inbuf.truncate(start + n);
+                self.chunk = if n == self.chunk { (n * 2).min(LARGE_READ) } else { SMALL_READ.max(self.chunk / 2) };
                 Ok(n)
             }
             Err(e) => {
@@ -106,6 +113,11 @@ impl Conn {
     pub fn consume(&mut self, n: usize) {
         if n > 0 {
             self.inbuf.drain(..n);
+        }
+        // After a burst (DATA), give the big buffer back: idle sessions
+        // should cost a few KiB, not the largest read they ever did.
+        if self.inbuf.is_empty() && self.inbuf.capacity() > 2 * self.chunk {
+            self.inbuf = Vec::new();
         }
     }
 
