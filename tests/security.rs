@@ -154,3 +154,23 @@ fn sighup_reloads_the_certificate_without_dropping_sessions() {
     assert!(r.starts_with("250"), "{r}");
     let _ = open.stream.write_all(b"QUIT\r\n");
 }
+
+#[test]
+fn message_rate_messages_and_commands_per_session_are_limited() {
+    let server =
+        Server::start_with(Options { cores: 1, ..limits("max_messages_per_minute_per_ip = 2\nmax_commands = 12\n") });
+    let mut c = server.smtp();
+    c.expect("EHLO client.test", "250");
+    for _ in 0..2 {
+        let r = c.send_mail("bob@localhost", &["alice@localhost"], b"Subject: r\r\n\r\nx\r\n");
+        assert!(r.starts_with("250"), "{r}");
+    }
+    c.expect("MAIL FROM:<bob@localhost>", "450 4.7.1");
+    assert!(server.log().contains("message rate exceeded"));
+    // 1 EHLO + 2 x (MAIL RCPT DATA) + 1 refused MAIL = 8 commands so far.
+    for _ in 0..4 {
+        c.expect("NOOP", "250");
+    }
+    c.expect("NOOP", "421 4.7.0");
+    assert!(c.is_closed());
+}

@@ -284,6 +284,20 @@ pub struct Limits {
     /// A TLS handshake must finish within this.
     #[serde(default = "default_tls_handshake_timeout")]
     pub tls_handshake_timeout: Span,
+    /// SMTP commands in one session before 421 and close.
+    #[serde(default = "default_max_commands")]
+    pub max_commands: u32,
+    /// Messages in one SMTP session before 421 and close.
+    #[serde(default = "default_max_messages_per_session")]
+    pub max_messages_per_connection: u32,
+    /// Messages per minute from one client IP (per core); 0 = no limit.
+    /// Over it MAIL gets 450 4.7.1.
+    #[serde(default)]
+    pub max_messages_per_minute_per_ip: u32,
+    /// Messages per minute from one authenticated user (per core); 0 = no
+    /// limit.
+    #[serde(default)]
+    pub max_messages_per_minute_per_user: u32,
 }
 
 impl Default for Limits {
@@ -296,6 +310,10 @@ impl Default for Limits {
             max_connections: default_max_connections(),
             max_connections_per_ip: default_max_connections_per_ip(),
             tls_handshake_timeout: default_tls_handshake_timeout(),
+            max_commands: default_max_commands(),
+            max_messages_per_connection: default_max_messages_per_session(),
+            max_messages_per_minute_per_ip: 0,
+            max_messages_per_minute_per_user: 0,
         }
     }
 }
@@ -392,6 +410,12 @@ fn default_max_connections() -> usize {
 }
 fn default_max_connections_per_ip() -> usize {
     100
+}
+fn default_max_commands() -> u32 {
+    100_000
+}
+fn default_max_messages_per_session() -> u32 {
+    10_000
 }
 fn default_tls_handshake_timeout() -> Span {
     Span::secs(30)

@@ -5,6 +5,7 @@ use super::conn::Conn;
 use super::Protocol;
 use crate::config::Config;
 use crate::proto::smtp::{self, Action, Address, RcptDecision, RecipientPolicy, ReversePath, SenderDecision};
+use crate::shard::limits::RateKey;
 use crate::shard::{Login, Shard};
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -24,6 +25,8 @@ fn server_config(config: &Config, proto: Protocol, tls_active: bool, peer: IpAdd
         max_line_len: MAX_COMMAND_LINE,
         max_errors: config.limits.max_errors,
         starttls: !tls_active,
+        max_commands: config.limits.max_commands,
+        max_messages: config.limits.max_messages_per_connection,
         auth: match proto {
             Protocol::Smtp | Protocol::Pop3 | Protocol::Pop3s => smtp::AuthMode::Off,
             Protocol::Submission | Protocol::Smtps => smtp::AuthMode::Required,
@@ -44,6 +47,7 @@ pub fn is_loopback(ip: IpAddr) -> bool {
 /// when the client is in `relay.permit_relay_from` or has authenticated.
 struct SessionPolicy {
     shard: Rc<Shard>,
+    client: IpAddr,
     relay_permitted: bool,
 }
 
@@ -67,6 +71,18 @@ impl RecipientPolicy for SessionPolicy {
     /// their own address (no aliases exist yet). The null sender stays
     /// allowed (a user's own mail program may send bounces/receipts).
     fn check_sender(&self, sender: &ReversePath, auth: Option<&str>) -> SenderDecision {
+        let limits = &self.shard.config.limits;
+        let now = crate::relay::now_ms();
+        let mut limiter = self.shard.limits.borrow_mut();
+        let ip_ok = limiter.allow_message(RateKey::Ip(self.client), limits.max_messages_per_minute_per_ip, now);
+        let user_ok = auth.is_none_or(|u| {
+            limiter.allow_message(RateKey::User(u.to_ascii_lowercase()), limits.max_messages_per_minute_per_user, now)
+        });
+        drop(limiter);
+        if !ip_ok || !user_ok {
+            tracing::warn!(core = self.shard.id, client = %self.client, user = auth.unwrap_or(""), reason = "message rate exceeded", "refused");
+            return SenderDecision::RateLimited;
+        }
         match (auth, sender) {
             (Some(user), ReversePath::Mailbox(a)) if self.shard.config.auth.sender_must_match => {
                 if a.to_string().eq_ignore_ascii_case(user) {
@@ -92,7 +108,8 @@ fn relay_permitted(config: &Config, ip: IpAddr) -> bool {
 pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
     let client = conn.peer.ip();
     let cfg = Rc::new(server_config(&shard.config, proto, conn.is_tls(), client));
-    let policy = SessionPolicy { shard: shard.clone(), relay_permitted: relay_permitted(&shard.config, client) };
+    let policy =
+        SessionPolicy { shard: shard.clone(), client, relay_permitted: relay_permitted(&shard.config, client) };
     let mut server = smtp::Server::new(cfg, Box::new(policy));
     conn.set_idle_timeout(shard.config.limits.smtp_idle_timeout.get());
     tracing::debug!(core = shard.id, client = %conn.peer, "smtp connect");

@@ -22,7 +22,18 @@ pub struct Limiter {
     per_ip: HashMap<IpAddr, usize>,
     /// ip -> (failures in the current window, window start).
     failures: HashMap<IpAddr, (u32, u64)>,
+    /// Messages per sender key in the current one-minute window.
+    rates: HashMap<RateKey, (u32, u64)>,
 }
+
+/// Whose message rate is counted.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RateKey {
+    Ip(IpAddr),
+    User(String),
+}
+
+const RATE_WINDOW_MS: u64 = 60_000;
 
 /// Why a connection is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +61,7 @@ impl Limiter {
             open: 0,
             per_ip: HashMap::new(),
             failures: HashMap::new(),
+            rates: HashMap::new(),
         }
     }
 
@@ -105,6 +117,29 @@ impl Limiter {
         e.0 += 1;
     }
 
+    /// Count one message for `key` if it is under `per_minute` in the
+    /// current minute; false (not counted) when over. 0 = no limit.
+    pub fn allow_message(&mut self, key: RateKey, per_minute: u32, now_ms: u64) -> bool {
+        if per_minute == 0 {
+            return true;
+        }
+        if self.rates.len() >= MAX_TRACKED_IPS && !self.rates.contains_key(&key) {
+            self.rates.retain(|_, (_, start)| now_ms.saturating_sub(*start) < RATE_WINDOW_MS);
+            if self.rates.len() >= MAX_TRACKED_IPS {
+                self.rates.clear();
+            }
+        }
+        let e = self.rates.entry(key).or_insert((0, now_ms));
+        if now_ms.saturating_sub(e.1) >= RATE_WINDOW_MS {
+            *e = (0, now_ms);
+        }
+        if e.0 >= per_minute {
+            return false;
+        }
+        e.0 += 1;
+        true
+    }
+
     /// A successful login clears the address's record.
     pub fn auth_succeeded(&mut self, ip: IpAddr) {
         self.failures.remove(&ip);
@@ -146,6 +181,18 @@ mod tests {
         assert_eq!(l.auth_locked(ip(1), 1000), None, "window over");
         l.auth_failed(ip(1), 1001);
         assert_eq!(l.auth_locked(ip(1), 1002), None, "a new window starts from zero");
+    }
+
+    #[test]
+    fn message_rate_is_per_key_and_per_minute() {
+        let mut l = Limiter::new(10, 10, 3, 1000);
+        let a = RateKey::Ip(ip(1));
+        assert!(l.allow_message(a.clone(), 2, 0));
+        assert!(l.allow_message(a.clone(), 2, 10));
+        assert!(!l.allow_message(a.clone(), 2, 20), "third in the minute refused");
+        assert!(l.allow_message(RateKey::User("u@x".into()), 2, 20), "other keys unaffected");
+        assert!(l.allow_message(a.clone(), 2, RATE_WINDOW_MS + 1), "next minute");
+        assert!(l.allow_message(a, 0, 0), "0 = unlimited");
     }
 
     #[test]

@@ -47,10 +47,12 @@ enum ScanState {
 /// Scans one message's DATA bytes, chunk by chunk, into a body buffer.
 ///
 /// Feed it any chunking of the stream; the stored body and the end point
-/// are the same (the chunk-size sweep tests prove it). Memory is bounded:
-/// once the stored body would exceed `max_size` nothing more is stored
-/// ([`DataScanner::is_oversized`]), but scanning goes on to the end so the
-/// session stays in sync.
+/// are the same (the chunk-size sweep tests and the `smtp_data` fuzz target
+/// prove it). Memory is bounded: once the stored body would exceed
+/// `max_size` nothing more is stored ([`DataScanner::is_oversized`]), but
+/// scanning goes on to the end so the session stays in sync. The body of an
+/// oversized message is only some prefix of it, which may depend on the
+/// chunking (a run that does not fit is dropped whole); it must not be used.
 #[derive(Debug, Clone)]
 pub struct DataScanner {
     state: ScanState,

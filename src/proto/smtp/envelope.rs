@@ -26,6 +26,9 @@ pub enum SenderDecision {
     /// Refuse with 553 5.7.1: the authenticated user may not send as this
     /// address (not theirs, nor an alias of theirs).
     NotOwned,
+    /// Refuse for now with 450 4.7.1: the client's or user's message rate
+    /// is exhausted (not counted as a client error).
+    RateLimited,
 }
 
 /// Decides senders and recipients for a session.

@@ -34,6 +34,10 @@ pub struct ServerConfig {
     pub starttls: bool,
     /// Whether AUTH (RFC 4954) is offered, and whether MAIL needs it.
     pub auth: AuthMode,
+    /// Commands in one session before 421 and close (abuse limit).
+    pub max_commands: u32,
+    /// Messages stored in one session before MAIL gets 421 and close.
+    pub max_messages: u32,
     /// Passwords may be sent on this connection as it starts: it is TLS
     /// (implicit, port 465), or plain from loopback with
     /// `[auth] plaintext_on_loopback`. Until it holds, AUTH is neither

@@ -148,3 +148,30 @@ fn plaintext_bytes_before_the_handshake_are_discarded() {
     s.server.clear_output();
     assert_eq!(s.send(b"MAIL FROM:<a@relay.test>\r\n"), "503 5.5.1 Error: send HELO/EHLO first\r\n");
 }
+
+#[test]
+fn too_many_commands_in_a_session_get_421_and_close() {
+    let mut s = Session::with(ServerConfig { max_commands: 3, ..config() });
+    s.cmd("EHLO client.test", "250");
+    s.cmd("NOOP", "250");
+    s.cmd("NOOP", "250");
+    s.cmd("NOOP", "421 4.7.0");
+    assert!(s.server.is_closed());
+}
+
+#[test]
+fn too_many_messages_in_a_session_get_421_at_the_next_mail() {
+    let mut s = Session::with(ServerConfig { max_messages: 1, ..config() });
+    s.transaction();
+    s.data(b"one\r\n", "250");
+    s.cmd("MAIL FROM:<a@b.test>", "421 4.7.0");
+    assert!(s.server.is_closed());
+}
+
+#[test]
+fn a_rate_limited_sender_gets_450_and_the_session_goes_on() {
+    let mut s = Session::with(config());
+    s.cmd("EHLO client.test", "250");
+    s.cmd("MAIL FROM:<flooder@example.test>", "450 4.7.1");
+    s.cmd("MAIL FROM:<calm@example.test>", "250");
+}

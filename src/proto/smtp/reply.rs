@@ -81,6 +81,12 @@ pub const BYE: Reply = Reply::new(221, "2.0.0", "Bye");
 pub const TIMEOUT: Reply = Reply::new(421, "4.4.2", "{} Error: timeout exceeded");
 /// The client reached `max_errors`, then close; `{}` is the hostname.
 pub const TOO_MANY_ERRORS: Reply = Reply::new(421, "4.7.0", "{} Error: too many errors");
+/// `max_commands` commands in one session: closed (abuse limit).
+pub const TOO_MANY_COMMANDS: Reply = Reply::new(421, "4.7.0", "{} Error: too many commands in this session");
+/// `max_messages` messages in one session: closed; reconnect to send more.
+pub const TOO_MANY_MESSAGES: Reply = Reply::new(421, "4.7.0", "{} Error: too many messages in this session");
+/// The client or user sends faster than its message rate allows.
+pub const TOO_MUCH_MAIL: Reply = Reply::new(450, "4.7.1", "Error: too much mail, slow down");
 
 // --- HELO / EHLO (EHLO's multi-line reply: see [`write_ehlo`]) ---------------
 /// HELO; `{}` is the hostname.
@@ -313,6 +319,9 @@ mod tests {
         BYE,
         TIMEOUT,
         TOO_MANY_ERRORS,
+        TOO_MANY_COMMANDS,
+        TOO_MANY_MESSAGES,
+        TOO_MUCH_MAIL,
         HELO,
         OK,
         SENDER_OK,

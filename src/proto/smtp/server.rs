@@ -86,6 +86,10 @@ pub struct Server {
     action: Option<Action>,
     /// Counted errors since the last stored message.
     errors: u32,
+    /// Command lines seen (for `max_commands`).
+    commands: u32,
+    /// Messages stored in this session (for `max_messages`).
+    messages: u32,
     /// TLS is up: STARTTLS is neither advertised nor accepted again.
     tls_active: bool,
     /// Passwords may be sent now: `config.plaintext_auth_ok`, or TLS is up.
@@ -108,6 +112,8 @@ impl Server {
             output,
             action: None,
             errors: 0,
+            commands: 0,
+            messages: 0,
             tls_active: false,
             plaintext_auth_ok,
             authenticated: None,
@@ -193,6 +199,7 @@ impl Server {
             StoreOutcome::Stored { queue_id } => {
                 reply::QUEUED.write_with(&mut self.output, &queue_id);
                 self.errors = 0;
+                self.messages = self.messages.saturating_add(1);
             }
             StoreOutcome::TempFailure => reply::QUEUE_WRITE_ERROR.write(&mut self.output),
             StoreOutcome::SpoolFull => reply::INSUFFICIENT_STORAGE.write(&mut self.output),
@@ -281,6 +288,11 @@ impl Server {
     }
 
     fn handle_line(&mut self, line: &[u8]) {
+        self.commands = self.commands.saturating_add(1);
+        if self.commands > self.config.max_commands {
+            let config = Rc::clone(&self.config);
+            return self.close_with(&reply::TOO_MANY_COMMANDS, &config.hostname);
+        }
         let parsed = parse_command(line);
         let verb = match &parsed {
             Ok(command) => command.verb(),
@@ -407,10 +419,18 @@ impl Server {
             // RFC 1870 §6.1: refused up front; not a client error.
             return reply::MESSAGE_TOO_BIG.write(&mut self.output);
         }
+        if self.messages >= self.config.max_messages {
+            let config = Rc::clone(&self.config);
+            return self.close_with(&reply::TOO_MANY_MESSAGES, &config.hostname);
+        }
         let auth = self.authenticated.as_deref();
-        if self.policy.check_sender(&from.sender, auth) == SenderDecision::NotOwned {
-            let user = auth.unwrap_or("(unauthenticated)").to_owned();
-            return self.reject_with(&reply::SENDER_NOT_OWNED, &user);
+        match self.policy.check_sender(&from.sender, auth) {
+            SenderDecision::Ok => {}
+            SenderDecision::NotOwned => {
+                let user = auth.unwrap_or("(unauthenticated)").to_owned();
+                return self.reject_with(&reply::SENDER_NOT_OWNED, &user);
+            }
+            SenderDecision::RateLimited => return reply::TOO_MUCH_MAIL.write(&mut self.output),
         }
         self.state = match self.take_state() {
             State::Greeted(greeting) => {

@@ -46,6 +46,7 @@ impl RecipientPolicy for TestPolicy {
 
     fn check_sender(&self, sender: &ReversePath, auth: Option<&str>) -> SenderDecision {
         match (sender, auth) {
+            (ReversePath::Mailbox(address), _) if address.local == "flooder" => SenderDecision::RateLimited,
             (ReversePath::Mailbox(address), Some(user))
                 if address.local != user || address.domain != "example.test" =>
             {
@@ -65,6 +66,8 @@ pub fn config() -> ServerConfig {
         max_errors: 5,
         starttls: true,
         auth: AuthMode::Off,
+        max_commands: 10_000,
+        max_messages: 1_000,
         plaintext_auth_ok: false,
     }
 }
