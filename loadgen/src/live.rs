@@ -134,6 +134,23 @@ pub struct Watch<'a> {
 
 /// Blocks until every core has finished; prints a progress line to stderr
 /// once a second when it is a terminal.
+/// The live progress line of a run: `verb` count so far, the rate over
+/// the last interval, errors, and the worst core's last p99.
+pub fn progress_line(verb: &'static str) -> impl Fn(std::time::Duration, &Live) -> String {
+    let last = std::cell::Cell::new((std::time::Duration::ZERO, 0u64));
+    move |elapsed, live| {
+        let done = live.sum(|s| &s.done);
+        let (t, n) = last.replace((elapsed, done));
+        let rate = (done - n) as f64 / (elapsed - t).as_secs_f64().max(1e-3);
+        format!(
+            "[{:>4}s] {verb} {done}  rate {rate:.0}/s  errors {}  p99 {:.3} ms",
+            elapsed.as_secs(),
+            live.sum(|s| &s.errors),
+            live.max(|s| &s.p99_us) as f64 / 1000.0
+        )
+    }
+}
+
 pub fn monitor(live: &Live, watch: Watch<'_>) -> Ended {
     let start = Instant::now();
     let tty = std::io::stderr().is_terminal();

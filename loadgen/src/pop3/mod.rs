@@ -177,18 +177,7 @@ pub fn run(args: Pop3Args) -> Result<()> {
         let plan = plan.clone();
         rt::spawn(cores, !args.core.no_pin, &live, move |i| run_core(plan.clone(), Arc::clone(&live2), i, cores))?
     };
-    let last = std::cell::Cell::new((Duration::ZERO, 0u64));
-    let progress = |elapsed: Duration, live: &Live| {
-        let done = live.sum(|s| &s.done);
-        let (t, n) = last.replace((elapsed, done));
-        let rate = (done - n) as f64 / (elapsed - t).as_secs_f64().max(1e-3);
-        format!(
-            "[{:>4}s] retrieved {done}  rate {rate:.0}/s  errors {}  p99 {:.3} ms",
-            elapsed.as_secs(),
-            live.sum(|s| &s.errors),
-            live.max(|s| &s.p99_us) as f64 / 1000.0
-        )
-    };
+    let progress = live::progress_line("retrieved");
     let ended = live::monitor(
         &live,
         Watch { workers: Some(workers), stop_at_done: None, stop_after: None, progress: &progress },

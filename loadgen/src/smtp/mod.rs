@@ -35,18 +35,7 @@ pub fn run(args: SmtpArgs) -> Result<()> {
         let live2 = Arc::clone(&live);
         rt::spawn(cores, !args.core.no_pin, &live, move |i| core::run(Arc::clone(&plan), Arc::clone(&live2), i))?
     };
-    let last = std::cell::Cell::new((Duration::ZERO, 0u64));
-    let progress = |elapsed: Duration, live: &Live| {
-        let done = live.sum(|s| &s.done);
-        let (t, n) = last.replace((elapsed, done));
-        let rate = (done - n) as f64 / (elapsed - t).as_secs_f64().max(1e-3);
-        format!(
-            "[{:>4}s] sent {done}  rate {rate:.0}/s  errors {}  p99 {:.3} ms",
-            elapsed.as_secs(),
-            live.sum(|s| &s.errors),
-            live.max(|s| &s.p99_us) as f64 / 1000.0
-        )
-    };
+    let progress = live::progress_line("sent");
     let ended = live::monitor(
         &live,
         Watch { workers: Some(args.connections), stop_at_done: None, stop_after: None, progress: &progress },
