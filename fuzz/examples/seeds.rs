@@ -128,6 +128,7 @@ AUTH PLAIN YWxpY2UAYWxpY2UAdGVtcA==\r\nAUTH PLAIN AGJvYgBsb2NrZWQ=\r\nAUTH CRAM-
 AUTH LOGIN YWxpY2U=\r\nc2VjcmV0\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nMAIL FROM:<other@example.test>\r\n",
         ),
     );
+    write(dir, "auth-login", &stream(b'5', b"EHLO x\r\nAUTH LOGIN\r\nYWxpY2U=\r\nc2VjcmV0\r\nAUTH LOGIN\r\nQUIT\r\n"));
     // 'P' = 0x50: AUTH required (submission); MAIL before AUTH is refused.
     write(
         dir,

@@ -203,6 +203,31 @@ impl Drop for Server {
     }
 }
 
+/// A TCP connection to `to` from the loopback address `from`.
+pub fn socket_from(from: &str, to: std::net::SocketAddr) -> std::net::TcpStream {
+    // std has no bind-before-connect; python would do, but libc is simpler.
+    use std::os::fd::FromRawFd;
+    let local: std::net::SocketAddrV4 = format!("{from}:0").parse().unwrap();
+    let std::net::SocketAddr::V4(remote) = to else { panic!("ipv4 only") };
+    // SAFETY: plain socket syscalls on a fresh fd we own.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0);
+        let sa = |a: std::net::SocketAddrV4| libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: a.port().to_be(),
+            sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
+            sin_zero: [0; 8],
+        };
+        let l = sa(local);
+        let r = sa(remote);
+        let len = std::mem::size_of::<libc::sockaddr_in>() as u32;
+        assert_eq!(libc::bind(fd, &l as *const _ as *const libc::sockaddr, len), 0);
+        assert_eq!(libc::connect(fd, &r as *const _ as *const libc::sockaddr, len), 0);
+        std::net::TcpStream::from_raw_fd(fd)
+    }
+}
+
 /// Where test data dirs go: under target/ (a real disk, not tmpfs), so
 /// fdatasync and mmap behave as in production.
 pub fn test_tmp() -> PathBuf {
