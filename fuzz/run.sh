@@ -4,23 +4,28 @@
 # fuzz/corpus/<target>/. Exits non-zero if any target found a crash, a
 # timeout or a leak, after printing the artifact that reproduces it:
 #
-#   cargo +nightly fuzz run <target> fuzz/artifacts/<target>/crash-...
+#   RUSTC_BOOTSTRAP=1 cargo fuzz run <target> fuzz/artifacts/<target>/crash-...
 #
 # The seed corpus is only read: what libFuzzer finds goes into a temporary
 # directory that is removed afterwards, so a run leaves the work tree clean
 # (only fuzz/target and, on failure, fuzz/artifacts, both ignored by git).
 #
-# Needs the nightly toolchain and cargo-fuzz; installs what is missing.
+# cargo-fuzz passes nightly-only flags (-Zsanitizer=address). The machines
+# this project builds on have one toolchain, the stable one pinned in
+# rust-toolchain.toml, and cannot fetch nightly; stable ships the sanitizer
+# runtimes, so RUSTC_BOOTSTRAP=1 lets it accept those flags. Set
+# FUZZ_TOOLCHAIN=nightly to use a real nightly instead. Installs cargo-fuzz
+# (from crates.io) when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${FUZZ_SECONDS:-60}"
-toolchain="${FUZZ_TOOLCHAIN:-nightly}"
-
-if ! rustup run "$toolchain" rustc --version >/dev/null 2>&1; then
-    echo "fuzz/run.sh: installing the $toolchain toolchain" >&2
-    rustup toolchain install "$toolchain" --profile minimal
+if [ -n "${FUZZ_TOOLCHAIN:-}" ]; then
+    export RUSTUP_TOOLCHAIN="$FUZZ_TOOLCHAIN"
+else
+    export RUSTC_BOOTSTRAP=1
 fi
+
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz/run.sh: installing cargo-fuzz" >&2
     cargo install cargo-fuzz --locked
@@ -29,12 +34,12 @@ fi
 if [ $# -gt 0 ]; then
     targets=("$@")
 else
-    mapfile -t targets < <(cargo "+$toolchain" fuzz list)
+    mapfile -t targets < <(cargo fuzz list)
 fi
 
 # One build for all targets (release, debug assertions, AddressSanitizer);
 # `fuzz run` below then only checks it is up to date.
-cargo "+$toolchain" fuzz build
+cargo fuzz build
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -46,7 +51,7 @@ for target in "${targets[@]}"; do
     touch "$stamp"
     echo "fuzz: $target for ${seconds}s"
     # New inputs go to the first (temporary) directory; the seeds are read only.
-    if cargo "+$toolchain" fuzz run "$target" "$work/$target" "fuzz/corpus/$target" -- \
+    if cargo fuzz run "$target" "$work/$target" "fuzz/corpus/$target" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
         runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)"
         cov="$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 || true)"
@@ -61,7 +66,7 @@ for target in "${targets[@]}"; do
 done
 
 if [ ${#failed[@]} -gt 0 ]; then
-    echo "fuzz: findings in ${failed[*]}; reproduce with: cargo +$toolchain fuzz run <target> <artifact>" >&2
+    echo "fuzz: findings in ${failed[*]}; reproduce with: RUSTC_BOOTSTRAP=1 cargo fuzz run <target> <artifact>" >&2
     exit 1
 fi
 echo "fuzz: all ${#targets[@]} targets ran ${seconds}s each without a finding"
