@@ -18,11 +18,13 @@
 //! - [`net`]: the glommio drivers.
 //! - [`mailbox`], [`queue`]: per-core indexes owned by hash.
 //! - [`auth`]: the users file and Argon2id.
+//! - [`metrics`]: per-core counters and histograms, Prometheus text.
 
 pub mod auth;
 pub mod config;
 pub mod delivery;
 pub mod mailbox;
+pub mod metrics;
 pub mod net;
 pub mod proto;
 pub mod queue;

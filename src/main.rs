@@ -33,6 +33,11 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// The running server at a glance: cores, sessions, queue, spool.
+    Status {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Inspect and steer the running server's relay queue.
     Queue {
         #[command(subcommand)]
@@ -94,6 +99,11 @@ fn run() -> anyhow::Result<()> {
                 users.len(),
                 cfg.users_path().display()
             );
+            Ok(())
+        }
+        Command::Status { config } => {
+            let cfg = Config::load(config.as_deref())?;
+            print!("{}", control(&cfg, "status")?);
             Ok(())
         }
         Command::Queue { command, config } => {

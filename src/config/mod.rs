@@ -546,8 +546,9 @@ impl Config {
         if l.smtp.is_none() && l.submission.is_none() && l.smtps.is_none() && l.pop3.is_none() && l.pop3s.is_none() {
             p.push("[listen]: no listener configured (set at least smtp or pop3)".to_string());
         }
-        if l.metrics.is_some() {
-            p.push("listen.metrics: not supported by this build yet (metrics are an open issue)".to_string());
+        let mail = [l.smtp, l.submission, l.smtps, l.pop3, l.pop3s];
+        if let Some(m) = l.metrics.filter(|m| mail.contains(&Some(*m))) {
+            p.push(format!("listen.metrics: {m} is also a mail listener; give metrics its own port"));
         }
         if self.limits.max_connections == 0 || self.limits.max_connections_per_ip == 0 {
             p.push("limits.max_connections and limits.max_connections_per_ip: must be at least 1".to_string());

@@ -118,6 +118,11 @@ impl MailboxIndex {
         }
     }
 
+    /// Messages in all mailboxes of this core.
+    pub fn total(&self) -> usize {
+        self.boxes.values().map(|mb| mb.entries.len()).sum()
+    }
+
     /// Number of messages in `user`'s mailbox.
     pub fn count(&self, user: &str) -> usize {
         self.boxes.get(&user.to_ascii_lowercase()).map_or(0, |mb| mb.entries.len())

@@ -65,6 +65,7 @@ async fn handle(shard: Rc<Shard>, mut stream: UnixStream) {
             }
             Err(e) => format!("error: {e}\n"),
         },
+        "status" => crate::metrics::status_text(&shard.gather_metrics().await),
         other => format!("error: unknown command {other:?}\n"),
     };
     let _ = stream.write_all(answer.as_bytes()).await;

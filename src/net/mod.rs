@@ -4,6 +4,8 @@
 
 mod conn;
 pub mod control;
+mod http;
+pub use http::accept_loop as metrics_accept_loop;
 mod pop3_driver;
 mod smtp_driver;
 pub mod tls;
@@ -39,6 +41,11 @@ impl Protocol {
             Protocol::Pop3 => "pop3",
             Protocol::Pop3s => "pop3s",
         }
+    }
+
+    /// Position in [`crate::metrics::PROTOCOLS`].
+    pub fn index(self) -> usize {
+        self as usize
     }
 
     /// TLS from the first byte (RFC 8314)?
@@ -111,13 +118,16 @@ async fn session(shard: Rc<Shard>, mut conn: conn::Conn, proto: Protocol) {
     }
     if proto.implicit_tls() {
         let tls = shard.tls_config();
-        if let Err(e) = conn.start_tls(tls, shard.config.limits.tls_handshake_timeout.get()).await {
+        let handshake = conn.start_tls(tls, shard.config.limits.tls_handshake_timeout.get()).await;
+        shard.metrics.tls_handshake(handshake.is_ok());
+        if let Err(e) = handshake {
             tracing::info!(client = %ip, proto = proto.name(), error = %e, "TLS handshake failed");
             shard.limits.borrow_mut().release(ip);
             conn.close().await;
             return;
         }
     }
+    let _open = shard.metrics.session(proto.index());
     match proto {
         Protocol::Smtp | Protocol::Submission | Protocol::Smtps => smtp_driver::run(shard.clone(), conn, proto).await,
         Protocol::Pop3 | Protocol::Pop3s => pop3_driver::run(shard.clone(), conn).await,

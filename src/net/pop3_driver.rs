@@ -82,7 +82,9 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn) {
                 }
                 Action::StartTls => {
                     let tls = shard.tls_config();
-                    if let Err(e) = conn.start_tls(tls, shard.config.limits.tls_handshake_timeout.get()).await {
+                    let handshake = conn.start_tls(tls, shard.config.limits.tls_handshake_timeout.get()).await;
+                    shard.metrics.tls_handshake(handshake.is_ok());
+                    if let Err(e) = handshake {
                         tracing::info!(core = shard.id, client = %conn.peer.ip(), error = %e, "STLS handshake failed");
                         break 'session;
                     }

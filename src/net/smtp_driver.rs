@@ -122,7 +122,7 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
                 Some(Action::Store { envelope, body }) => {
                     // Replies to the pipelined commands before DATA's end go
                     // out now; the 250 waits for the sync.
-                    if conn.flush(&mut server).await.is_err() {
+                    if send(&shard, &mut conn, &mut server).await.is_err() {
                         break 'session;
                     }
                     let outcome = shard.accept_message(client, envelope, body).await;
@@ -131,11 +131,13 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
                 Some(Action::StartTls) => {
                     // "220 Ready to start TLS" is in the output; bytes the
                     // client pipelined after STARTTLS were discarded.
-                    if conn.flush(&mut server).await.is_err() {
+                    if send(&shard, &mut conn, &mut server).await.is_err() {
                         break 'session;
                     }
                     let tls = shard.tls_config();
-                    if let Err(e) = conn.start_tls(tls, shard.config.limits.tls_handshake_timeout.get()).await {
+                    let handshake = conn.start_tls(tls, shard.config.limits.tls_handshake_timeout.get()).await;
+                    shard.metrics.tls_handshake(handshake.is_ok());
+                    if let Err(e) = handshake {
                         tracing::info!(core = shard.id, client = %client, error = %e, "STARTTLS handshake failed");
                         break 'session;
                     }
@@ -143,7 +145,7 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
                     server.starttls_done();
                 }
                 Some(Action::Authenticate { user, password, .. }) => {
-                    if conn.flush(&mut server).await.is_err() {
+                    if send(&shard, &mut conn, &mut server).await.is_err() {
                         break 'session;
                     }
                     let outcome = match shard.check_login(client, proto.name(), &user, &password).await {
@@ -159,7 +161,7 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
                 None => break,
             }
         }
-        if conn.flush(&mut server).await.is_err() || server.is_closed() {
+        if send(&shard, &mut conn, &mut server).await.is_err() || server.is_closed() {
             break;
         }
         if !conn.read_more(&mut server, shard.id, "smtp").await {
@@ -168,4 +170,10 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
     }
     tracing::debug!(core = shard.id, client = %conn.peer, "smtp disconnect");
     conn.close().await;
+}
+
+/// Write the machine's pending replies, counting them by class.
+async fn send(shard: &Shard, conn: &mut Conn, server: &mut smtp::Server) -> std::io::Result<()> {
+    shard.metrics.smtp_output(server.output());
+    conn.flush(server).await
 }

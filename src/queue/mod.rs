@@ -83,6 +83,17 @@ impl QueuedMessage {
     }
 }
 
+/// Queue depth by state (see [`QueueShard::depth`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub ready: u64,
+    pub deferred: u64,
+    pub held: u64,
+    /// Taken by a connection, attempt not finished.
+    pub inflight: u64,
+    pub oldest_arrived_ms: Option<u64>,
+}
+
 /// Slab key of a queued message on this core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key(u64);
@@ -311,6 +322,35 @@ impl QueueShard {
         m.next_attempt_ms = Some(now_ms);
         self.deferred.push(Reverse((now_ms, key)));
         true
+    }
+
+    /// How many message shares are in each state, and when the oldest
+    /// arrived. One pass over the queue (a metrics scrape or `status`).
+    pub fn depth(&self) -> QueueDepth {
+        let mut d = QueueDepth::default();
+        let mut waiting = 0u64;
+        for m in self.messages.values() {
+            if m.held {
+                d.held += 1;
+            } else if m.next_attempt_ms.is_some() {
+                d.deferred += 1;
+            } else {
+                waiting += 1;
+            }
+            d.oldest_arrived_ms = Some(d.oldest_arrived_ms.map_or(m.arrived_ms, |o: u64| o.min(m.arrived_ms)));
+        }
+        // Ready lists drop keys of removed or held messages lazily (and a
+        // released message can be listed twice), so count live entries and
+        // cap by what is really waiting.
+        let listed = self
+            .destinations
+            .values()
+            .flat_map(|d| d.ready.iter())
+            .filter(|k| self.messages.get(k).is_some_and(|m| !m.held && m.next_attempt_ms.is_none()))
+            .count() as u64;
+        d.ready = listed.min(waiting);
+        d.inflight = waiting - d.ready;
+        d
     }
 
     /// `queue delete`: drop it (the caller tombstones its recipients).

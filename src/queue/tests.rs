@@ -129,3 +129,25 @@ fn a_million_queued_messages_stay_cheap_per_operation() {
     }
     assert_eq!(n, 1000);
 }
+
+#[test]
+fn depth_counts_each_state_once() {
+    let mut q = QueueShard::default();
+    let mut keys = Vec::new();
+    for n in 0..5 {
+        let mut m = msg(n, "a.test");
+        m.arrived_ms = 100 + n as u64;
+        keys.push(q.enqueue(m));
+    }
+    let (taken, _) = q.next_ready("a.test").unwrap(); // in flight
+    assert_eq!(taken, keys[0]);
+    let (k1, _) = q.next_ready("a.test").unwrap();
+    q.defer(k1, vec![PendingRecipient { index: 0, address: "u1@a.test".into() }], "451".into(), 9_000);
+    q.hold(keys[2]);
+    let d = q.depth();
+    assert_eq!((d.ready, d.deferred, d.held, d.inflight), (2, 1, 1, 1), "{d:?}");
+    assert_eq!(d.oldest_arrived_ms, Some(100));
+    q.finish(taken);
+    assert_eq!(q.depth().inflight, 0);
+    assert_eq!(q.depth().oldest_arrived_ms, Some(101));
+}

@@ -4,6 +4,7 @@
 use super::conn::{deferred_all, After, RelayConnection, Timeouts};
 use crate::delivery::dsn::Action as DsnAction;
 use crate::delivery::mx;
+use crate::metrics::RelayResult;
 use crate::proto::smtp_client::{MessageOutcome, OutgoingMessage, RecipientOutcome, Reply, TlsPolicy};
 use crate::queue::{retry_delay, Key, PendingRecipient, QueuedMessage, RetryPolicy};
 use crate::shard::{owner, Request, Shard};
@@ -71,6 +72,9 @@ impl Shard {
                     .map(|r| (r.clone(), "4.4.7".to_string(), format!("{reason}; last error: {last}")))
                     .collect();
                 tracing::info!(queue_id = %msg.queue_id, domain = %msg.domain, status = "expired", "{reason}");
+                for _ in &msg.recipients {
+                    self.metrics.relay(RelayResult::Bounced, None, 0);
+                }
                 self.bounce(msg, failed, None, DsnAction::Failed);
             }
             for msg in promoted.warn {
@@ -111,6 +115,9 @@ impl Shard {
                     let Some((key, msg)) = self.queue.borrow_mut().next_ready(&domain) else { break };
                     let failed = msg.recipients.iter().map(|r| (r.clone(), status.clone(), e.to_string())).collect();
                     tracing::info!(queue_id = %msg.queue_id, domain = %domain, status = "bounced", reason = %e, "no route");
+                    for _ in &msg.recipients {
+                        self.metrics.relay(RelayResult::Bounced, None, 0);
+                    }
                     self.queue.borrow_mut().finish(key);
                     self.bounce(msg, failed, None, DsnAction::Failed);
                 }
@@ -214,7 +221,16 @@ impl Shard {
         let mut bounced = Vec::new();
         let mut deferred = Vec::new();
         let mut last_deferral = String::new();
+        let delay_us = now.saturating_sub(msg.arrived_ms) * 1000;
         for (r, o) in msg.recipients.iter().zip(outcome.per_recipient) {
+            let (result, reply) = match &o {
+                RecipientOutcome::Delivered { reply } => (RelayResult::Delivered, reply),
+                RecipientOutcome::Bounced { reply } => (RelayResult::Bounced, reply),
+                RecipientOutcome::Deferred { reply } => (RelayResult::Deferred, reply),
+            };
+            // Without a connection the reply is our own (4.4.1 and such).
+            let class = relay.map(|_| b'0' + (reply.code / 100) as u8);
+            self.metrics.relay(result, class, delay_us);
             let relay = relay.unwrap_or("none");
             match o {
                 RecipientOutcome::Delivered { reply } => {

@@ -68,6 +68,9 @@ pub fn run(config: Config) -> Result<(), BootError> {
     for &(proto, addr) in &listeners {
         check_port_free(addr).map_err(|source| BootError::PortBusy { proto: proto.name(), addr, source })?;
     }
+    if let Some(addr) = config.listen.metrics {
+        check_port_free(addr).map_err(|source| BootError::PortBusy { proto: "metrics", addr, source })?;
+    }
     let root = config.spool_root();
     std::fs::create_dir_all(&root).map_err(|source| BootError::DataDir { path: root.clone(), source })?;
     // Stamp before loading, so a change made while we start is not missed.
@@ -128,7 +131,8 @@ pub fn run(config: Config) -> Result<(), BootError> {
             Err(_) => return Err(BootError::Core { core: 0, reason: "executor exited during start-up".into() }),
         }
     }
-    let addrs: Vec<String> = listeners.iter().map(|(p, a)| format!("{}={a}", p.name())).collect();
+    let mut addrs: Vec<String> = listeners.iter().map(|(p, a)| format!("{}={a}", p.name())).collect();
+    addrs.extend(config.listen.metrics.map(|a| format!("metrics={a}")));
     tracing::info!(cores, listen = %addrs.join(" "), "ringmail ready");
     spawn_users_watcher(config.users_path().to_path_buf(), users_stamp, user_senders.clone());
     spawn_sighup_handler(tls_files, config.users_path().to_path_buf(), tls_senders, user_senders);
@@ -281,6 +285,7 @@ async fn core_main(
             config.auth.max_auth_failures,
             config.auth.failure_window.get().as_millis() as u64,
         )),
+        metrics: crate::metrics::CoreMetrics::default(),
     });
     for (_, rx) in receivers.streams() {
         let shard = shard.clone();
@@ -301,6 +306,10 @@ async fn core_main(
     for (proto, addr) in listeners {
         let listener = glommio::net::TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
         glommio::spawn_local(net::accept_loop(shard.clone(), listener, proto)).detach();
+    }
+    if let Some(addr) = config.listen.metrics {
+        let listener = glommio::net::TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
+        glommio::spawn_local(net::metrics_accept_loop(shard.clone(), listener)).detach();
     }
     let _ = ready.send(Ok(core));
     // Keep the executor alive; sessions and mesh loops run as tasks.

@@ -46,6 +46,7 @@ impl Shard {
     /// Store a message received from `client` and route its recipients.
     /// Returns what the SMTP session should answer.
     pub async fn accept_message(self: &Rc<Self>, client: IpAddr, envelope: Envelope, body: Vec<u8>) -> StoreOutcome {
+        let data_end = std::time::Instant::now();
         let (queue_id, now) = self.new_queue_id();
         let trace = received_header(&self.config.hostname, client, &envelope, queue_id, now);
         let sender = match &envelope.sender {
@@ -75,7 +76,10 @@ impl Shard {
             body: &[trace.as_bytes(), &body],
         };
         match self.store_and_route(msg).await {
-            Ok(()) => StoreOutcome::Stored { queue_id: queue_id.to_string() },
+            Ok(()) => {
+                self.metrics.message_received(data_end.elapsed().as_micros() as u64);
+                StoreOutcome::Stored { queue_id: queue_id.to_string() }
+            }
             Err(e) => {
                 tracing::error!(core = self.id, queue_id = %queue_id, error = %e, "message not stored");
                 match e {
@@ -123,6 +127,7 @@ impl Shard {
                 Route::Local { user } => {
                     let entry = MailboxEntry { at, recipient, queue_id, received_at_ms, size, sender: sender.clone() };
                     tracing::info!(queue_id = %queue_id, to = %r.address, status = "delivered", "stored in mailbox");
+                    self.metrics.delivered_local(1);
                     self.deliver(user, entry).await;
                 }
                 Route::Remote { domain } => {

@@ -29,6 +29,7 @@ impl Shard {
             let delay = self.config.auth.failure_delay.get() * (excess + 1).min(10);
             glommio::timer::sleep(delay).await;
             self.limits.borrow_mut().auth_failed(ip, crate::relay::now_ms());
+            self.metrics.auth(false);
             tracing::warn!(core = self.id, client = %ip, proto, user = %user, reason = "too many authentication failures", "refused");
             return Login::Locked;
         }
@@ -38,10 +39,12 @@ impl Shard {
         let ok = glommio::executor().spawn_blocking(move || auth::verify(hash.as_deref(), &pw)).await;
         if ok {
             self.limits.borrow_mut().auth_succeeded(ip);
+            self.metrics.auth(true);
             return Login::Ok;
         }
         glommio::timer::sleep(self.config.auth.failure_delay.get().max(Duration::ZERO)).await;
         self.limits.borrow_mut().auth_failed(ip, crate::relay::now_ms());
+        self.metrics.auth(false);
         tracing::warn!(core = self.id, client = %ip, proto, user = %user, "authentication failed");
         Login::Failed
     }

@@ -15,6 +15,8 @@ pub use login::Login;
 pub(crate) mod intake;
 mod mesh;
 mod msg;
+mod observe;
+pub use observe::{dir_bytes, free_bytes};
 pub mod owner;
 
 pub use boot::{run, BootError};
@@ -62,6 +64,8 @@ pub struct Shard {
     tls_updates: crossbeam_channel::Receiver<Arc<rustls::ServerConfig>>,
     /// Connection and login-failure limits of this core.
     pub limits: RefCell<limits::Limiter>,
+    /// This core's counters and histograms.
+    pub metrics: crate::metrics::CoreMetrics,
 }
 
 impl Shard {
@@ -159,6 +163,7 @@ impl Shard {
                 let (text, count) = self.queue_op_local(op);
                 Reply::Queue { text, count }
             }
+            Request::Metrics => Reply::Metrics(Box::new(self.metrics_snapshot())),
         }
     }
 

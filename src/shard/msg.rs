@@ -50,6 +50,8 @@ pub enum Request {
     Settle { items: Vec<(SpoolRef, u16, Outcome)> },
     /// An operator's queue command, for this core's shard.
     Queue(super::admin::QueueOp),
+    /// This core's metrics, for a scrape or `ringmail status`.
+    Metrics,
 }
 
 #[derive(Debug)]
@@ -62,4 +64,5 @@ pub enum Reply {
         text: String,
         count: usize,
     },
+    Metrics(Box<crate::metrics::Snapshot>),
 }

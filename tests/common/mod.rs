@@ -25,6 +25,8 @@ pub struct Server {
     /// Implicit TLS listeners (465- and 995-style).
     pub smtps: SocketAddr,
     pub pop3s: SocketAddr,
+    /// GET /metrics.
+    pub metrics: SocketAddr,
     child: Option<Child>,
 }
 
@@ -72,6 +74,7 @@ impl Server {
         let submission: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let smtps: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let pop3s: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = dir.path().join("ringmail.toml");
         let text = format!(
             r#"hostname = "mx.test"
@@ -87,6 +90,7 @@ pop3 = "{pop3}"
 submission = "{submission}"
 smtps = "{smtps}"
 pop3s = "{pop3s}"
+metrics = "{metrics}"
 
 [relay]
 permit_relay_from = {relay}
@@ -123,7 +127,7 @@ io_memory = 1048576
         for u in USERS {
             add_user(&config, u, PASSWORD);
         }
-        let mut s = Server { dir, config, smtp, pop3, submission, smtps, pop3s, child: None };
+        let mut s = Server { dir, config, smtp, pop3, submission, smtps, pop3s, metrics, child: None };
         s.spawn();
         s
     }
@@ -180,6 +184,48 @@ io_memory = 1048576
         assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
     }
 
+    /// Wait (bounded) for the server to exit by itself; its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.as_mut().expect("running").try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "ringmail still running after {timeout:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Run `ringmail ARGS... --config <this server's config>`.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_ringmail"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .expect("running the ringmail CLI")
+    }
+
+    /// One HTTP request to the metrics listener: (status line, body).
+    pub fn http(&self, request_line: &str) -> (String, String) {
+        let mut s = TcpStream::connect(self.metrics).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        write!(s, "{request_line}\r\nHost: test\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+        (head.lines().next().unwrap_or_default().to_string(), body.to_string())
+    }
+
+    /// The sum over cores (and any other labels matching `labels`) of a
+    /// metric in a GET /metrics scrape.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let (status, body) = self.http("GET /metrics HTTP/1.1");
+        assert!(status.contains("200"), "{status}");
+        sum_metric(&body, name, labels)
+    }
+
     pub fn restart(&mut self) {
         self.kill9();
         self.spawn();
@@ -226,6 +272,19 @@ pub fn socket_from(from: &str, to: std::net::SocketAddr) -> std::net::TcpStream 
         assert_eq!(libc::connect(fd, &r as *const _ as *const libc::sockaddr, len), 0);
         std::net::TcpStream::from_raw_fd(fd)
     }
+}
+
+/// Sum the samples of `name` whose labels include all of `labels`.
+pub fn sum_metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+            (n == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+                .then(|| value.parse::<f64>().unwrap())
+        })
+        .sum()
 }
 
 /// Where test data dirs go: under target/ (a real disk, not tmpfs), so

@@ -1,0 +1,536 @@
+//! Per-core counters and latency histograms, and their Prometheus text.
+//!
+//! Each core owns one [`CoreMetrics`]: plain `Cell` counters and HDR
+//! histograms, bumped on the hot path without locks or atomics. A scrape
+//! (GET /metrics, `ringmail status`) asks every core for a [`Snapshot`] over
+//! the shard mesh and renders them together: counters and gauges per core
+//! (label `core`), latency summaries merged across cores (quantiles of
+//! separate histograms cannot be added afterwards, so they are merged here).
+//!
+//! The metric names are a contract with `tuning/grafana-dashboard.json`.
+
+use hdrhistogram::Histogram;
+use std::cell::{Cell, RefCell};
+use std::fmt::Write;
+
+/// Protocols with sessions, in label order (`net::Protocol` maps onto it).
+pub const PROTOCOLS: [&str; 5] = ["smtp", "submission", "smtps", "pop3", "pop3s"];
+
+/// Reply classes of our SMTP replies (2xx/4xx/5xx; 3xx are intermediate).
+const SMTP_CLASSES: [&str; 3] = ["2xx", "4xx", "5xx"];
+
+/// Reply classes of remote servers, per recipient; `none` = no reply (the
+/// connection or the DNS lookup failed).
+pub const RELAY_CLASSES: [&str; 4] = ["2xx", "4xx", "5xx", "none"];
+
+/// Latencies are recorded in microseconds, up to an hour for 250-after-DATA
+/// and up to 30 days for relay delivery (queue waits), 3 significant digits.
+const DATA_ACK_MAX_US: u64 = 3_600_000_000;
+const DELIVERY_MAX_US: u64 = 30 * 86_400_000_000;
+
+/// One core's counters. Only its own executor touches them.
+pub struct CoreMetrics {
+    received: Cell<u64>,
+    smtp_replies: [Cell<u64>; 3],
+    delivered_local: Cell<u64>,
+    relay_delivered: Cell<u64>,
+    relay_deferred: Cell<u64>,
+    relay_bounced: Cell<u64>,
+    relay_replies: [Cell<u64>; 4],
+    tls_ok: Cell<u64>,
+    tls_failed: Cell<u64>,
+    auth_ok: Cell<u64>,
+    auth_failed: Cell<u64>,
+    sessions: [Cell<u64>; 5],
+    data_ack: RefCell<Histogram<u64>>,
+    relay_delivery: RefCell<Histogram<u64>>,
+}
+
+impl Default for CoreMetrics {
+    fn default() -> CoreMetrics {
+        CoreMetrics {
+            received: Cell::new(0),
+            smtp_replies: Default::default(),
+            delivered_local: Cell::new(0),
+            relay_delivered: Cell::new(0),
+            relay_deferred: Cell::new(0),
+            relay_bounced: Cell::new(0),
+            relay_replies: Default::default(),
+            tls_ok: Cell::new(0),
+            tls_failed: Cell::new(0),
+            auth_ok: Cell::new(0),
+            auth_failed: Cell::new(0),
+            sessions: Default::default(),
+            data_ack: RefCell::new(histogram(DATA_ACK_MAX_US)),
+            relay_delivery: RefCell::new(histogram(DELIVERY_MAX_US)),
+        }
+    }
+}
+
+fn histogram(max: u64) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, max, 3).expect("static bounds are valid")
+}
+
+fn bump(c: &Cell<u64>, n: u64) {
+    c.set(c.get() + n);
+}
+
+/// What a relay attempt came to for one recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayResult {
+    Delivered,
+    Deferred,
+    Bounced,
+}
+
+impl CoreMetrics {
+    /// A message was stored and answered 250, `ack_us` after its DATA ended.
+    pub fn message_received(&self, ack_us: u64) {
+        bump(&self.received, 1);
+        let _ = self.data_ack.borrow_mut().record(ack_us.clamp(1, DATA_ACK_MAX_US));
+    }
+
+    /// Count the final reply lines (`NNN ` at a line start) in bytes we are
+    /// about to send to an SMTP client.
+    pub fn smtp_output(&self, out: &[u8]) {
+        for line in out.split(|&b| b == b'\n') {
+            if line.len() >= 4 && line[3] == b' ' && line[1].is_ascii_digit() && line[2].is_ascii_digit() {
+                match line[0] {
+                    b'2' => bump(&self.smtp_replies[0], 1),
+                    b'4' => bump(&self.smtp_replies[1], 1),
+                    b'5' => bump(&self.smtp_replies[2], 1),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    pub fn delivered_local(&self, recipients: u64) {
+        bump(&self.delivered_local, recipients);
+    }
+
+    /// One recipient's relay outcome; `class` is the first digit of the
+    /// remote reply, if there was one; `delay_us` counts from arrival.
+    pub fn relay(&self, result: RelayResult, class: Option<u8>, delay_us: u64) {
+        match result {
+            RelayResult::Delivered => {
+                bump(&self.relay_delivered, 1);
+                let _ = self.relay_delivery.borrow_mut().record(delay_us.clamp(1, DELIVERY_MAX_US));
+            }
+            RelayResult::Deferred => bump(&self.relay_deferred, 1),
+            RelayResult::Bounced => bump(&self.relay_bounced, 1),
+        }
+        let i = match class {
+            Some(b'2') => 0,
+            Some(b'4') => 1,
+            Some(b'5') => 2,
+            _ => 3,
+        };
+        bump(&self.relay_replies[i], 1);
+    }
+
+    pub fn tls_handshake(&self, ok: bool) {
+        bump(if ok { &self.tls_ok } else { &self.tls_failed }, 1);
+    }
+
+    pub fn auth(&self, ok: bool) {
+        bump(if ok { &self.auth_ok } else { &self.auth_failed }, 1);
+    }
+
+    /// A session of protocol `proto` (index into [`PROTOCOLS`]) opened; the
+    /// guard closes it when dropped.
+    pub fn session(&self, proto: usize) -> SessionGuard<'_> {
+        bump(&self.sessions[proto], 1);
+        SessionGuard { metrics: self, proto }
+    }
+
+    /// Sessions open now, all protocols.
+    pub fn sessions_open(&self) -> u64 {
+        self.sessions.iter().map(Cell::get).sum()
+    }
+
+    /// Copy everything for a scrape; `gauges` are read by the caller from
+    /// the state they describe (queue, spool, mailboxes).
+    pub fn snapshot(&self, core: usize, gauges: Gauges) -> Snapshot {
+        let get = |cs: &[Cell<u64>]| cs.iter().map(Cell::get).collect::<Vec<_>>();
+        Snapshot {
+            core,
+            received: self.received.get(),
+            smtp_replies: get(&self.smtp_replies),
+            delivered_local: self.delivered_local.get(),
+            relay_delivered: self.relay_delivered.get(),
+            relay_deferred: self.relay_deferred.get(),
+            relay_bounced: self.relay_bounced.get(),
+            relay_replies: get(&self.relay_replies),
+            tls: [self.tls_ok.get(), self.tls_failed.get()],
+            auth: [self.auth_ok.get(), self.auth_failed.get()],
+            sessions: get(&self.sessions),
+            gauges,
+            data_ack: self.data_ack.borrow().clone(),
+            relay_delivery: self.relay_delivery.borrow().clone(),
+        }
+    }
+}
+
+/// Keeps a session counted as open until dropped.
+pub struct SessionGuard<'a> {
+    metrics: &'a CoreMetrics,
+    proto: usize,
+}
+
+impl Drop for SessionGuard<'_> {
+    fn drop(&mut self) {
+        let c = &self.metrics.sessions[self.proto];
+        c.set(c.get().saturating_sub(1));
+    }
+}
+
+/// Point-in-time values a core reads from its own state at a scrape.
+#[derive(Debug, Clone, Default)]
+pub struct Gauges {
+    /// Queued message shares by state.
+    pub queue_ready: u64,
+    pub queue_deferred: u64,
+    pub queue_held: u64,
+    pub queue_inflight: u64,
+    /// Age of the oldest queued message on this core, seconds (0 if none).
+    pub queue_oldest_age_s: f64,
+    /// Messages in the mailboxes this core owns.
+    pub mailbox_messages: u64,
+    /// Bytes of segment files in this core's spool dir.
+    pub spool_used_bytes: u64,
+    /// Spool writer counters.
+    pub spool_syncs: u64,
+    pub spool_records: u64,
+    pub spool_bytes_written: u64,
+    pub spool_failed_batches: u64,
+    /// Free bytes on the spool's file system (the same on every core).
+    pub spool_free_bytes: u64,
+    /// The spool refuses new mail (disk or `spool.max_size` full).
+    pub spool_full: bool,
+}
+
+/// One core's metrics at a scrape. Sent across cores.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub core: usize,
+    pub received: u64,
+    pub smtp_replies: Vec<u64>,
+    pub delivered_local: u64,
+    pub relay_delivered: u64,
+    pub relay_deferred: u64,
+    pub relay_bounced: u64,
+    pub relay_replies: Vec<u64>,
+    pub tls: [u64; 2],
+    pub auth: [u64; 2],
+    pub sessions: Vec<u64>,
+    pub gauges: Gauges,
+    pub data_ack: Histogram<u64>,
+    pub relay_delivery: Histogram<u64>,
+}
+
+/// Render every core's snapshot as Prometheus text exposition (0.0.4).
+pub fn render(snaps: &[Snapshot]) -> String {
+    let mut out = String::with_capacity(8 * 1024);
+    let _ = writeln!(out, "# HELP ringmail_cores Executors (cores) serving.\n# TYPE ringmail_cores gauge");
+    let _ = writeln!(out, "ringmail_cores {}", snaps.len());
+    let per_core = |out: &mut String, name: &str, kind: &str, help: &str, value: &dyn Fn(&Snapshot) -> f64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for s in snaps {
+            let _ = writeln!(out, "{name}{{core=\"{}\"}} {}", s.core, value(s));
+        }
+    };
+    let labelled = |out: &mut String,
+                    name: &str,
+                    kind: &str,
+                    help: &str,
+                    label: &str,
+                    values: &[&str],
+                    value: &dyn Fn(&Snapshot, usize) -> u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for s in snaps {
+            for (i, v) in values.iter().enumerate() {
+                let _ = writeln!(out, "{name}{{core=\"{}\",{label}=\"{v}\"}} {}", s.core, value(s, i));
+            }
+        }
+    };
+    per_core(&mut out, "ringmail_smtp_messages_received_total", "counter", "Messages stored and answered 250.", &|s| {
+        s.received as f64
+    });
+    labelled(
+        &mut out,
+        "ringmail_smtp_replies_total",
+        "counter",
+        "Final SMTP replies sent to clients, by class.",
+        "class",
+        &SMTP_CLASSES,
+        &|s, i| s.smtp_replies[i],
+    );
+    per_core(&mut out, "ringmail_delivered_local_total", "counter", "Recipients stored in local mailboxes.", &|s| {
+        s.delivered_local as f64
+    });
+    per_core(&mut out, "ringmail_relay_delivered_total", "counter", "Recipients relayed (remote 2xx).", &|s| {
+        s.relay_delivered as f64
+    });
+    per_core(
+        &mut out,
+        "ringmail_relay_deferred_total",
+        "counter",
+        "Recipient delivery attempts deferred for a retry.",
+        &|s| s.relay_deferred as f64,
+    );
+    per_core(
+        &mut out,
+        "ringmail_relay_bounced_total",
+        "counter",
+        "Recipients bounced (5xx, no route, expired).",
+        &|s| s.relay_bounced as f64,
+    );
+    labelled(
+        &mut out,
+        "ringmail_relay_replies_total",
+        "counter",
+        "Remote replies per recipient by class (none: no connection or DNS failure).",
+        "class",
+        &RELAY_CLASSES,
+        &|s, i| s.relay_replies[i],
+    );
+    labelled(
+        &mut out,
+        "ringmail_tls_handshakes_total",
+        "counter",
+        "Server TLS handshakes (STARTTLS, STLS, implicit).",
+        "result",
+        &["ok", "failed"],
+        &|s, i| s.tls[i],
+    );
+    labelled(
+        &mut out,
+        "ringmail_auth_total",
+        "counter",
+        "Logins (SMTP AUTH, POP3).",
+        "result",
+        &["success", "failure"],
+        &|s, i| s.auth[i],
+    );
+    per_core(&mut out, "ringmail_spool_syncs_total", "counter", "Group commits (fdatasync) of the spool.", &|s| {
+        s.gauges.spool_syncs as f64
+    });
+    per_core(&mut out, "ringmail_spool_records_total", "counter", "Records appended to the spool.", &|s| {
+        s.gauges.spool_records as f64
+    });
+    per_core(&mut out, "ringmail_spool_bytes_written_total", "counter", "Bytes appended to the spool.", &|s| {
+        s.gauges.spool_bytes_written as f64
+    });
+    per_core(
+        &mut out,
+        "ringmail_spool_failed_batches_total",
+        "counter",
+        "Spool write batches that failed (their messages were refused).",
+        &|s| s.gauges.spool_failed_batches as f64,
+    );
+    labelled(
+        &mut out,
+        "ringmail_sessions_open",
+        "gauge",
+        "Client sessions open, by protocol.",
+        "proto",
+        &PROTOCOLS,
+        &|s, i| s.sessions[i],
+    );
+    let states = ["ready", "deferred", "held", "inflight"];
+    labelled(
+        &mut out,
+        "ringmail_queue_messages",
+        "gauge",
+        "Queued message shares (one per message and destination domain) by state.",
+        "state",
+        &states,
+        &|s, i| {
+            let g = &s.gauges;
+            [g.queue_ready, g.queue_deferred, g.queue_held, g.queue_inflight][i]
+        },
+    );
+    per_core(&mut out, "ringmail_queue_oldest_age_seconds", "gauge", "Age of the oldest queued message.", &|s| {
+        s.gauges.queue_oldest_age_s
+    });
+    per_core(&mut out, "ringmail_mailbox_messages", "gauge", "Messages in local mailboxes.", &|s| {
+        s.gauges.mailbox_messages as f64
+    });
+    per_core(&mut out, "ringmail_spool_used_bytes", "gauge", "Bytes of spool segment files.", &|s| {
+        s.gauges.spool_used_bytes as f64
+    });
+    per_core(&mut out, "ringmail_spool_full", "gauge", "1 while the spool refuses new mail (452 4.3.1).", &|s| {
+        u8::from(s.gauges.spool_full) as f64
+    });
+    let free = snaps.first().map_or(0, |s| s.gauges.spool_free_bytes);
+    let _ = writeln!(out, "# HELP ringmail_spool_free_bytes Free bytes on the spool's file system.\n# TYPE ringmail_spool_free_bytes gauge\nringmail_spool_free_bytes {free}");
+    summary(
+        &mut out,
+        "ringmail_smtp_data_ack_seconds",
+        "From the end of DATA to the 250 (the group commit covering the message).",
+        snaps.iter().map(|s| &s.data_ack),
+    );
+    summary(
+        &mut out,
+        "ringmail_relay_delivery_seconds",
+        "From arrival to the remote server's 2xx, per recipient.",
+        snaps.iter().map(|s| &s.relay_delivery),
+    );
+    out
+}
+
+/// A Prometheus summary of histograms in microseconds, merged.
+fn summary<'a>(out: &mut String, name: &str, help: &str, hs: impl Iterator<Item = &'a Histogram<u64>>) {
+    let mut merged: Option<Histogram<u64>> = None;
+    for h in hs {
+        match &mut merged {
+            Some(m) => {
+                let _ = m.add(h);
+            }
+            None => merged = Some(h.clone()),
+        }
+    }
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} summary");
+    let Some(h) = merged else { return };
+    for q in [0.5, 0.99, 0.999] {
+        let v = if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1e6 };
+        let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {v}");
+    }
+    let _ = writeln!(out, "{name}_sum {}", h.mean() * h.len() as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count {}", h.len());
+}
+
+/// One-screen summary for `ringmail status`.
+pub fn status_text(snaps: &[Snapshot]) -> String {
+    let sum = |f: &dyn Fn(&Snapshot) -> u64| snaps.iter().map(f).sum::<u64>();
+    let mut out = String::new();
+    let _ = writeln!(out, "cores: {}", snaps.len());
+    let _ = writeln!(
+        out,
+        "sessions: {} ({})",
+        sum(&|s| s.sessions.iter().sum()),
+        PROTOCOLS
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{p} {}", sum(&|s| s.sessions[i])))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let g = |f: &dyn Fn(&Gauges) -> u64| sum(&|s| f(&s.gauges));
+    let oldest = snaps.iter().map(|s| s.gauges.queue_oldest_age_s).fold(0.0, f64::max);
+    let _ = writeln!(
+        out,
+        "queue: {} (ready {}, deferred {}, held {}, in flight {}); oldest {}s",
+        g(&|g| g.queue_ready + g.queue_deferred + g.queue_held + g.queue_inflight),
+        g(&|g| g.queue_ready),
+        g(&|g| g.queue_deferred),
+        g(&|g| g.queue_held),
+        g(&|g| g.queue_inflight),
+        oldest.round()
+    );
+    let _ = writeln!(out, "mailboxes: {} messages", g(&|g| g.mailbox_messages));
+    let full = snaps.iter().any(|s| s.gauges.spool_full);
+    let _ = writeln!(
+        out,
+        "spool: {} used, {} free{}",
+        human_bytes(g(&|g| g.spool_used_bytes)),
+        human_bytes(snaps.first().map_or(0, |s| s.gauges.spool_free_bytes)),
+        if full { ", FULL: new mail refused (452 4.3.1)" } else { "" }
+    );
+    let _ = writeln!(
+        out,
+        "since start: {} received, {} delivered locally, {} relayed, {} deferred, {} bounced",
+        sum(&|s| s.received),
+        sum(&|s| s.delivered_local),
+        sum(&|s| s.relay_delivered),
+        sum(&|s| s.relay_deferred),
+        sum(&|s| s.relay_bounced)
+    );
+    out
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(core: usize, m: &CoreMetrics) -> Snapshot {
+        m.snapshot(core, Gauges { queue_ready: 2, spool_free_bytes: 1000, ..Gauges::default() })
+    }
+
+    #[test]
+    fn counters_render_per_core_and_summaries_merge() {
+        let a = CoreMetrics::default();
+        let b = CoreMetrics::default();
+        a.message_received(1000);
+        a.message_received(3000);
+        b.message_received(2000);
+        b.relay(RelayResult::Delivered, Some(b'2'), 5_000_000);
+        b.relay(RelayResult::Deferred, Some(b'4'), 0);
+        b.relay(RelayResult::Deferred, None, 0);
+        let text = render(&[snap(0, &a), snap(1, &b)]);
+        assert!(text.contains("ringmail_smtp_messages_received_total{core=\"0\"} 2\n"), "{text}");
+        assert!(text.contains("ringmail_smtp_messages_received_total{core=\"1\"} 1\n"), "{text}");
+        assert!(text.contains("ringmail_relay_replies_total{core=\"1\",class=\"none\"} 1\n"));
+        assert!(text.contains("ringmail_relay_replies_total{core=\"1\",class=\"4xx\"} 1\n"));
+        assert!(text.contains("ringmail_relay_deferred_total{core=\"1\"} 2\n"));
+        assert!(text.contains("ringmail_smtp_data_ack_seconds_count 3\n"), "{text}");
+        assert!(text.contains("ringmail_relay_delivery_seconds_count 1\n"));
+        assert!(text.contains("ringmail_queue_messages{core=\"0\",state=\"ready\"} 2\n"));
+        assert!(text.contains("ringmail_spool_free_bytes 1000\n"));
+        // Median of 1, 2, 3 ms.
+        assert!(text.contains("ringmail_smtp_data_ack_seconds{quantile=\"0.5\"} 0.002"), "{text}");
+        // Every sample line is `name{labels} value` or `name value`.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (_, value) = line.rsplit_once(' ').expect(line);
+            value.parse::<f64>().unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        }
+    }
+
+    #[test]
+    fn only_final_reply_lines_are_counted() {
+        let m = CoreMetrics::default();
+        m.smtp_output(b"250-host\r\n250-PIPELINING\r\n250 SIZE 10\r\n354 go\r\n550 5.1.1 no\r\n451 4.3.0 later\r\n");
+        let s = snap(0, &m);
+        assert_eq!(s.smtp_replies, vec![1, 1, 1]);
+    }
+
+    #[test]
+    fn session_guard_counts_open_sessions() {
+        let m = CoreMetrics::default();
+        let g1 = m.session(0);
+        let g2 = m.session(3);
+        assert_eq!(m.sessions_open(), 2);
+        drop(g1);
+        assert_eq!(m.sessions_open(), 1);
+        drop(g2);
+        assert_eq!(m.sessions_open(), 0);
+    }
+
+    #[test]
+    fn status_sums_the_cores() {
+        let a = CoreMetrics::default();
+        a.message_received(10);
+        let _s = a.session(1);
+        let text = status_text(&[snap(0, &a), snap(1, &a)]);
+        assert!(text.contains("cores: 2"), "{text}");
+        assert!(text.contains("sessions: 2 (smtp 0, submission 2"), "{text}");
+        assert!(text.contains("queue: 4 (ready 4"), "{text}");
+        assert!(text.contains("2 received"), "{text}");
+    }
+}

@@ -1,0 +1,65 @@
+//! What a core reports about itself: its metrics snapshot (gauges read
+//! from the queue, mailboxes and spool at the moment of the scrape), and
+//! the scrape that gathers every core's.
+
+use super::{Reply, Request, Shard};
+use crate::metrics::{Gauges, Snapshot};
+use std::rc::Rc;
+
+impl Shard {
+    /// This core's counters plus gauges read now.
+    pub fn metrics_snapshot(&self) -> Snapshot {
+        let now = crate::relay::now_ms();
+        let depth = self.queue.borrow().depth();
+        let stats = self.spool.stats();
+        let gauges = Gauges {
+            queue_ready: depth.ready,
+            queue_deferred: depth.deferred,
+            queue_held: depth.held,
+            queue_inflight: depth.inflight,
+            queue_oldest_age_s: depth.oldest_arrived_ms.map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0),
+            mailbox_messages: self.mailboxes.borrow().total() as u64,
+            spool_used_bytes: dir_bytes(&crate::spool::layout::dir_path(&self.config.spool_root(), self.id as u16)),
+            spool_syncs: stats.syncs,
+            spool_records: stats.records,
+            spool_bytes_written: stats.bytes,
+            spool_failed_batches: stats.failed_batches,
+            spool_free_bytes: free_bytes(&self.config.spool_root()),
+            spool_full: false,
+        };
+        self.metrics.snapshot(self.id, gauges)
+    }
+
+    /// Every core's snapshot, in core order (a core that does not answer
+    /// is left out and logged).
+    pub async fn gather_metrics(self: &Rc<Self>) -> Vec<Snapshot> {
+        let mut out = Vec::with_capacity(self.cores);
+        for core in 0..self.cores {
+            match self.call(core, Request::Metrics).await {
+                Ok(Reply::Metrics(s)) => out.push(*s),
+                Ok(other) => tracing::warn!(core, reply = ?other, "unexpected reply to a metrics request"),
+                Err(e) => tracing::warn!(core, error = %e, "metrics request failed"),
+            }
+        }
+        out
+    }
+}
+
+/// Total size of the files in `dir` (a spool dir holds only segments).
+pub fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum())
+        .unwrap_or(0)
+}
+
+/// Bytes available to us on the file system holding `path`.
+pub fn free_bytes(path: &std::path::Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return 0 };
+    // SAFETY: statvfs writes into the zeroed struct we own.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return 0;
+    }
+    s.f_bavail as u64 * s.f_frsize as u64
+}
