@@ -82,12 +82,12 @@ fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => {
-            init_logging();
             let cfg = Config::load(config.as_deref())?;
+            init_logging(&cfg.log);
             if config.is_none() {
                 tracing::info!("no --config given: serving the embedded default (loopback only)");
             }
-            ringmail::shard::run(cfg)?;
+            ringmail::shard::run(cfg, config)?;
             Ok(())
         }
         Command::CheckConfig { file } => {
@@ -156,13 +156,19 @@ fn control(cfg: &Config, line: &str) -> anyhow::Result<String> {
     Ok(answer)
 }
 
-fn init_logging() {
+/// One line per event on stderr: `key=value` fields, or one JSON object
+/// per line with `[log] format = "json"`. RINGMAIL_LOG overrides the level.
+fn init_logging(log: &ringmail::config::Log) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("RINGMAIL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+    let level = log.level.as_deref().unwrap_or("info");
+    let filter = EnvFilter::try_from_env("RINGMAIL_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    match log.format {
+        ringmail::config::LogFormat::Text => {
+            builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+        }
+        ringmail::config::LogFormat::Json => {
+            builder.json().flatten_event(true).with_current_span(false).with_span_list(false).init();
+        }
+    }
 }

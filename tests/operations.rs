@@ -97,3 +97,84 @@ fn auth_and_tls_are_counted() {
         (server.metric("ringmail_tls_handshakes_total", &[("result", "failed")]) == 1.0).then_some(())
     });
 }
+
+#[test]
+fn sigterm_drains_sessions_keeps_the_message_in_data_and_exits_zero() {
+    let mut server = Server::start();
+    let mut idle = server.smtp();
+    idle.expect("EHLO idle.test", "250");
+    let mut pop = server.pop3();
+    assert!(pop.login("bob@localhost", PASSWORD).starts_with("+OK"));
+    let mut busy = server.smtp();
+    busy.expect("EHLO busy.test", "250");
+    busy.expect("MAIL FROM:<bob@localhost>", "250");
+    busy.expect("RCPT TO:<alice@localhost>", "250");
+    busy.expect("DATA", "354");
+    busy.send(b"Subject: in flight\r\n\r\nfirst half\r\n");
+    // Let the server read the first half, so the session is inside DATA.
+    std::thread::sleep(Duration::from_millis(300));
+
+    server.signal(libc::SIGTERM);
+    // Idle sessions are told and closed at once.
+    let bye = idle.reply();
+    assert!(bye.starts_with("421 4.3.2"), "{bye}");
+    assert!(idle.is_closed());
+    let bye = pop.line();
+    assert!(bye.starts_with("-ERR [SYS/TEMP]"), "{bye}");
+    // The session inside DATA finishes its message and gets its 250.
+    std::thread::sleep(Duration::from_millis(300));
+    busy.send(b"second half\r\n.\r\n");
+    let stored = busy.reply();
+    assert!(stored.starts_with("250"), "{stored}");
+    let bye = busy.reply();
+    assert!(bye.starts_with("421 4.3.2"), "{bye}");
+    let status = server.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "exit status {status}\n{}", server.log());
+    let log = server.log();
+    assert!(log.contains("stopping: no new connections"), "{log}");
+    assert!(log.contains("ringmail stopped"), "{log}");
+
+    // Nothing accepted was lost.
+    server.spawn();
+    let got = fetch_all(&server, "alice@localhost");
+    assert_eq!(got.len(), 1);
+    assert!(String::from_utf8_lossy(&got[0]).contains("first half\r\nsecond half\r\n"));
+}
+
+#[test]
+fn sighup_reloads_the_config_and_a_broken_one_is_kept_out() {
+    let server = Server::start();
+    let mut kept = server.smtp();
+    kept.expect("EHLO kept.test", "250");
+    let good = std::fs::read_to_string(&server.config).unwrap();
+
+    std::fs::write(&server.config, format!("{good}\nthis is = = not toml\n")).unwrap();
+    server.signal(libc::SIGHUP);
+    eventually(Duration::from_secs(10), || server.log().contains("SIGHUP: config not reloaded").then_some(()));
+    let log = server.log();
+    assert!(log.contains("ringmail.toml"), "the log names the file: {log}");
+    // Still serving, with the old settings (50 recipients allowed).
+    let mut c = server.smtp();
+    c.expect("EHLO a.test", "250");
+    c.expect("MAIL FROM:<bob@localhost>", "250");
+    for rcpt in ["alice@localhost", "bob@localhost", "carol@example.test"] {
+        c.expect(&format!("RCPT TO:<{rcpt}>"), "250");
+    }
+
+    let tighter = good.replace("max_recipients = 50", "max_recipients = 2");
+    assert_ne!(tighter, good);
+    std::fs::write(&server.config, tighter).unwrap();
+    server.signal(libc::SIGHUP);
+    eventually(Duration::from_secs(10), || server.log().contains("SIGHUP: config reloaded").then_some(()));
+    // New sessions get the new limit...
+    let mut c = server.smtp();
+    c.expect("EHLO b.test", "250");
+    c.expect("MAIL FROM:<bob@localhost>", "250");
+    c.expect("RCPT TO:<alice@localhost>", "250");
+    c.expect("RCPT TO:<bob@localhost>", "250");
+    c.expect("RCPT TO:<carol@example.test>", "452");
+    // ...and the session open across both reloads was never dropped.
+    kept.expect("NOOP", "250");
+    let r = kept.send_mail("bob@localhost", &["alice@localhost"], b"Subject: kept\r\n\r\nstill here\r\n");
+    assert!(r.starts_with("250"), "{r}");
+}

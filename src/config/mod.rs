@@ -70,6 +70,31 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub runtime: Runtime,
+    #[serde(default)]
+    pub log: Log,
+}
+
+/// `[log]`: how ringmail writes its log (to stderr; journald or a file
+/// redirect keep it).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// "text" (one line per event, key=value fields) or "json" (one
+    /// object per line).
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter ("info", "debug", "ringmail=debug"); the
+    /// RINGMAIL_LOG environment variable overrides it.
+    #[serde(default)]
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// Executor tuning (see tuning/README.md).
@@ -81,12 +106,20 @@ pub struct Runtime {
     /// above cores x 3 x io_memory.
     #[serde(default = "default_io_memory")]
     pub io_memory: usize,
+    /// On SIGTERM: how long sessions inside DATA (and relay connections
+    /// inside a message) may take to finish before the server exits.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: Span,
 }
 
 impl Default for Runtime {
     fn default() -> Runtime {
-        Runtime { io_memory: default_io_memory() }
+        Runtime { io_memory: default_io_memory(), drain_timeout: default_drain_timeout() }
     }
+}
+
+fn default_drain_timeout() -> Span {
+    Span::secs(30)
 }
 
 fn default_io_memory() -> usize {
@@ -582,6 +615,48 @@ impl Config {
     }
 
     /// The users file path (always set after loading).
+    /// Settings that differ in `new` but take effect only at a restart
+    /// (sockets, executors, the spool layout, files opened at start).
+    pub fn needs_restart(&self, new: &Config) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut check = |name, same: bool| {
+            if !same {
+                out.push(name);
+            }
+        };
+        check("data_dir", self.data_dir == new.data_dir);
+        check("cores", self.cores == new.cores);
+        check("users_file", self.users_path() == new.users_path());
+        let l = (&self.listen, &new.listen);
+        check(
+            "listen",
+            (l.0.smtp, l.0.submission, l.0.smtps, l.0.pop3, l.0.pop3s, l.0.metrics)
+                == (l.1.smtp, l.1.submission, l.1.smtps, l.1.pop3, l.1.pop3s, l.1.metrics),
+        );
+        let tls = |c: &Config| c.tls.as_ref().map(|t| (t.cert.clone(), t.key.clone()));
+        check("tls (cert and key paths; the files themselves are reloaded)", tls(self) == tls(new));
+        check("spool.segment_size", self.spool.segment_size == new.spool.segment_size);
+        check("runtime.io_memory", self.runtime.io_memory == new.runtime.io_memory);
+        check("relay.dns_server", self.relay.dns_server == new.relay.dns_server);
+        check("log", self.log == new.log);
+        out
+    }
+
+    /// `new`, but with the restart-only settings ([`Config::needs_restart`])
+    /// kept from `self`.
+    pub fn with_reloadable(&self, mut new: Config) -> Config {
+        new.data_dir = self.data_dir.clone();
+        new.cores = self.cores;
+        new.users_file = self.users_file.clone();
+        new.listen = self.listen.clone();
+        new.tls = self.tls.clone();
+        new.spool.segment_size = self.spool.segment_size;
+        new.runtime.io_memory = self.runtime.io_memory;
+        new.relay.dns_server = self.relay.dns_server.clone();
+        new.log = self.log.clone();
+        new
+    }
+
     pub fn users_path(&self) -> &Path {
         self.users_file.as_deref().expect("resolve_paths sets users_file")
     }

@@ -1,6 +1,7 @@
 //! A client connection: the socket plus the bytes read but not yet
 //! consumed by the protocol machine.
 
+use crate::shard::Stop;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use futures_rustls::server::TlsStream;
 use glommio::net::TcpStream;
@@ -154,6 +155,8 @@ pub trait Machine {
     fn clear_output(&mut self);
     fn handle_timeout(&mut self);
     fn handle_eof(&mut self);
+    fn is_idle(&self) -> bool;
+    fn shutdown(&mut self) -> bool;
 }
 
 macro_rules! impl_machine {
@@ -170,6 +173,12 @@ macro_rules! impl_machine {
             }
             fn handle_eof(&mut self) {
                 <$t>::handle_eof(self)
+            }
+            fn is_idle(&self) -> bool {
+                <$t>::is_idle(self)
+            }
+            fn shutdown(&mut self) -> bool {
+                <$t>::shutdown(self)
             }
         }
     };
@@ -190,9 +199,40 @@ impl Conn {
 
     /// Read more input for `m`. On idle timeout the machine says goodbye
     /// (flushed here); on EOF or a read error it is told the peer is gone.
+    /// When `stop` is raised while the machine is idle it says goodbye too
+    /// (421 / -ERR); a machine inside DATA keeps reading until it is idle.
     /// Returns false when the session is over.
-    pub async fn read_more(&mut self, m: &mut impl Machine, core: usize, proto: &str) -> bool {
-        match self.fill().await {
+    pub async fn read_more(&mut self, m: &mut impl Machine, stop: &Stop, core: usize, proto: &str) -> bool {
+        if m.is_idle() {
+            if stop.is_set() && m.shutdown() {
+                let _ = self.flush(m).await;
+                return false;
+            }
+            // Only an idle machine races the read against the stop: the
+            // cancelled read may lose bytes, which matters only to a
+            // session that then goes on.
+            let start = self.inbuf.len();
+            let read = futures_lite::future::or(async { Some(self.fill().await) }, async {
+                stop.wait().await;
+                None
+            })
+            .await;
+            return match read {
+                Some(r) => self.after_fill(r, m, core, proto).await,
+                None => {
+                    self.inbuf.truncate(start);
+                    m.shutdown();
+                    let _ = self.flush(m).await;
+                    false
+                }
+            };
+        }
+        let r = self.fill().await;
+        self.after_fill(r, m, core, proto).await
+    }
+
+    async fn after_fill(&mut self, r: Result<usize, ReadEnd>, m: &mut impl Machine, core: usize, proto: &str) -> bool {
+        match r {
             Ok(_) => true,
             Err(ReadEnd::Timeout) => {
                 m.handle_timeout();

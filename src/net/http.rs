@@ -43,8 +43,8 @@ pub fn route(head: &[u8]) -> Route {
 }
 
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
-    loop {
-        match listener.accept().await {
+    while let Some(accepted) = super::accept_or_stop(&shard, &listener).await {
+        match accepted {
             Ok(stream) => {
                 glommio::spawn_local(serve(shard.clone(), stream)).detach();
             }

@@ -73,10 +73,10 @@ pub fn listeners(config: &Config) -> Vec<(Protocol, SocketAddr)> {
     .collect()
 }
 
-/// Accept connections forever, one task per session on this core.
+/// Accept connections until the core stops, one task per session.
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, proto: Protocol) {
-    loop {
-        match listener.accept().await {
+    while let Some(accepted) = accept_or_stop(&shard, &listener).await {
+        match accepted {
             Ok(stream) => {
                 let peer = match stream.peer_addr() {
                     Ok(p) => p,
@@ -95,6 +95,19 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, proto: Protoco
     }
 }
 
+/// The next connection, or None once the core is stopping (the listener
+/// is then dropped, so this core takes no more connections).
+pub(crate) async fn accept_or_stop(
+    shard: &Shard,
+    listener: &TcpListener,
+) -> Option<glommio::Result<glommio::net::TcpStream, ()>> {
+    futures_lite::future::or(async { Some(listener.accept().await) }, async {
+        shard.stop.wait().await;
+        None
+    })
+    .await
+}
+
 /// One client connection from accept to close: connection limits, the
 /// implicit TLS handshake, then the protocol's driver.
 async fn session(shard: Rc<Shard>, mut conn: conn::Conn, proto: Protocol) {
@@ -107,7 +120,7 @@ async fn session(shard: Rc<Shard>, mut conn: conn::Conn, proto: Protocol) {
         tracing::warn!(client = %ip, proto = proto.name(), reason = refusal.reason(), "refused");
         if !proto.implicit_tls() {
             let line = if proto.is_smtp() {
-                format!("421 4.7.0 {} Error: {}\r\n", shard.config.hostname, refusal.reason())
+                format!("421 4.7.0 {} Error: {}\r\n", shard.config().hostname, refusal.reason())
             } else {
                 format!("-ERR [SYS/TEMP] {}\r\n", refusal.reason())
             };
@@ -118,7 +131,7 @@ async fn session(shard: Rc<Shard>, mut conn: conn::Conn, proto: Protocol) {
     }
     if proto.implicit_tls() {
         let tls = shard.tls_config();
-        let handshake = conn.start_tls(tls, shard.config.limits.tls_handshake_timeout.get()).await;
+        let handshake = conn.start_tls(tls, shard.config().limits.tls_handshake_timeout.get()).await;
         shard.metrics.tls_handshake(handshake.is_ok());
         if let Err(e) = handshake {
             tracing::info!(client = %ip, proto = proto.name(), error = %e, "TLS handshake failed");

@@ -38,10 +38,10 @@ struct Locked {
 }
 
 pub async fn run(shard: Rc<Shard>, mut conn: Conn) {
-    let cfg = Rc::new(server_config(&shard.config, conn.is_tls(), conn.peer.ip()));
+    let cfg = Rc::new(server_config(&shard.config(), conn.is_tls(), conn.peer.ip()));
     let mut server = pop3::Server::new(cfg);
     let mut locked: Option<Locked> = None;
-    conn.set_idle_timeout(shard.config.limits.pop3_idle_timeout.get());
+    conn.set_idle_timeout(shard.config().limits.pop3_idle_timeout.get());
     'session: loop {
         loop {
             let n = server.handle_input(&conn.inbuf);
@@ -82,13 +82,13 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn) {
                 }
                 Action::StartTls => {
                     let tls = shard.tls_config();
-                    let handshake = conn.start_tls(tls, shard.config.limits.tls_handshake_timeout.get()).await;
+                    let handshake = conn.start_tls(tls, shard.config().limits.tls_handshake_timeout.get()).await;
                     shard.metrics.tls_handshake(handshake.is_ok());
                     if let Err(e) = handshake {
                         tracing::info!(core = shard.id, client = %conn.peer.ip(), error = %e, "STLS handshake failed");
                         break 'session;
                     }
-                    conn.set_idle_timeout(shard.config.limits.pop3_idle_timeout.get());
+                    conn.set_idle_timeout(shard.config().limits.pop3_idle_timeout.get());
                     server.stls_done();
                 }
             }
@@ -96,7 +96,7 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn) {
         if conn.flush(&mut server).await.is_err() || server.is_closed() {
             break;
         }
-        if !conn.read_more(&mut server, shard.id, "pop3").await {
+        if !conn.read_more(&mut server, &shard.stop, shard.id, "pop3").await {
             break;
         }
     }

@@ -53,7 +53,7 @@ struct SessionPolicy {
 
 impl RecipientPolicy for SessionPolicy {
     fn check(&self, rcpt: &Address, auth: Option<&str>) -> RcptDecision {
-        if self.shard.config.is_local_domain(&rcpt.domain) {
+        if self.shard.config().is_local_domain(&rcpt.domain) {
             let user = rcpt.to_string().to_ascii_lowercase();
             if self.shard.users().contains(&user) {
                 RcptDecision::Local { user }
@@ -71,7 +71,7 @@ impl RecipientPolicy for SessionPolicy {
     /// their own address (no aliases exist yet). The null sender stays
     /// allowed (a user's own mail program may send bounces/receipts).
     fn check_sender(&self, sender: &ReversePath, auth: Option<&str>) -> SenderDecision {
-        let limits = &self.shard.config.limits;
+        let limits = &self.shard.config().limits;
         let now = crate::relay::now_ms();
         let mut limiter = self.shard.limits.borrow_mut();
         let ip_ok = limiter.allow_message(RateKey::Ip(self.client), limits.max_messages_per_minute_per_ip, now);
@@ -84,7 +84,7 @@ impl RecipientPolicy for SessionPolicy {
             return SenderDecision::RateLimited;
         }
         match (auth, sender) {
-            (Some(user), ReversePath::Mailbox(a)) if self.shard.config.auth.sender_must_match => {
+            (Some(user), ReversePath::Mailbox(a)) if self.shard.config().auth.sender_must_match => {
                 if a.to_string().eq_ignore_ascii_case(user) {
                     SenderDecision::Ok
                 } else {
@@ -107,11 +107,11 @@ fn relay_permitted(config: &Config, ip: IpAddr) -> bool {
 
 pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
     let client = conn.peer.ip();
-    let cfg = Rc::new(server_config(&shard.config, proto, conn.is_tls(), client));
+    let cfg = Rc::new(server_config(&shard.config(), proto, conn.is_tls(), client));
     let policy =
-        SessionPolicy { shard: shard.clone(), client, relay_permitted: relay_permitted(&shard.config, client) };
+        SessionPolicy { shard: shard.clone(), client, relay_permitted: relay_permitted(&shard.config(), client) };
     let mut server = smtp::Server::new(cfg, Box::new(policy));
-    conn.set_idle_timeout(shard.config.limits.smtp_idle_timeout.get());
+    conn.set_idle_timeout(shard.config().limits.smtp_idle_timeout.get());
     tracing::debug!(core = shard.id, client = %conn.peer, "smtp connect");
     'session: loop {
         // Feed everything buffered, performing actions as the machine asks.
@@ -135,13 +135,13 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
                         break 'session;
                     }
                     let tls = shard.tls_config();
-                    let handshake = conn.start_tls(tls, shard.config.limits.tls_handshake_timeout.get()).await;
+                    let handshake = conn.start_tls(tls, shard.config().limits.tls_handshake_timeout.get()).await;
                     shard.metrics.tls_handshake(handshake.is_ok());
                     if let Err(e) = handshake {
                         tracing::info!(core = shard.id, client = %client, error = %e, "STARTTLS handshake failed");
                         break 'session;
                     }
-                    conn.set_idle_timeout(shard.config.limits.smtp_idle_timeout.get());
+                    conn.set_idle_timeout(shard.config().limits.smtp_idle_timeout.get());
                     server.starttls_done();
                 }
                 Some(Action::Authenticate { user, password, .. }) => {
@@ -164,7 +164,7 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
         if send(&shard, &mut conn, &mut server).await.is_err() || server.is_closed() {
             break;
         }
-        if !conn.read_more(&mut server, shard.id, "smtp").await {
+        if !conn.read_more(&mut server, &shard.stop, shard.id, "smtp").await {
             break;
         }
     }

@@ -246,6 +246,11 @@ impl QueueShard {
         }
     }
 
+    /// Relay connections open (or being opened) to any domain.
+    pub fn open_connections(&self) -> usize {
+        self.destinations.values().map(|d| d.connections).sum()
+    }
+
     /// Connections open to `domain` now.
     pub fn connections(&self, domain: &str) -> usize {
         self.destinations.get(domain).map_or(0, |d| d.connections)

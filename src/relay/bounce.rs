@@ -71,7 +71,7 @@ impl Shard {
             .collect();
         let queue_id = msg.queue_id.to_string();
         let dsn = build_dsn(&DsnInput {
-            reporting_mta: &self.config.hostname,
+            reporting_mta: &self.config().hostname,
             original_queue_id: &queue_id,
             original_sender: &msg.sender,
             arrival_ms: msg.arrived_ms,
@@ -87,14 +87,14 @@ impl Shard {
         let (dsn_id, received_at) = self.new_queue_id();
         let trace = format!(
             "Received: by {} (ringmail) id {dsn_id}; {}\r\n",
-            self.config.hostname,
+            self.config().hostname,
             crate::delivery::dsn::format_date(received_at.as_millis() as u64)
         );
         let new = NewMessage {
             queue_id: dsn_id,
             received_at,
             client: "127.0.0.1".into(),
-            helo: self.config.hostname.clone(),
+            helo: self.config().hostname.clone(),
             sender: String::new(),
             recipients: vec![RecipientEntry { address: msg.sender.clone(), route }],
             body: &[trace.as_bytes(), &dsn],
@@ -112,7 +112,7 @@ impl Shard {
     pub(crate) fn route_for(&self, address: &str) -> Option<Route> {
         let (_, domain) = address.rsplit_once('@')?;
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        if self.config.is_local_domain(&domain) {
+        if self.config().is_local_domain(&domain) {
             let user = address.to_ascii_lowercase();
             self.users().contains(&user).then_some(Route::Local { user })
         } else {

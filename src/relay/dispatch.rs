@@ -21,7 +21,7 @@ pub fn now_ms() -> u64 {
 impl Shard {
     /// The retry schedule from `[relay]`.
     pub fn retry_policy(&self) -> RetryPolicy {
-        let r = &self.config.relay;
+        let r = &self.config().relay;
         RetryPolicy {
             waits_ms: r.retry.iter().map(|s| s.get().as_millis() as u64).collect(),
             max_lifetime_ms: r.max_queue_lifetime.get().as_millis() as u64,
@@ -30,7 +30,7 @@ impl Shard {
     }
 
     fn client_timeouts(&self) -> Timeouts {
-        let t = &self.config.relay.timeouts;
+        let t = &self.config().relay.timeouts;
         Timeouts {
             connect: t.connect.get(),
             greeting: t.greeting.get(),
@@ -42,28 +42,28 @@ impl Shard {
     }
 
     fn tls_policy(&self) -> TlsPolicy {
-        match self.config.relay.tls {
+        match self.config().relay.tls {
             crate::config::RelayTlsPolicy::Opportunistic => TlsPolicy::Opportunistic,
             crate::config::RelayTlsPolicy::Required => TlsPolicy::Required,
             crate::config::RelayTlsPolicy::Verify => TlsPolicy::Verify,
         }
     }
 
-    /// Runs for the life of the core: promote due mail, bounce expired
-    /// mail, send delay notices, open connections.
+    /// Runs until the core stops: promote due mail, bounce expired mail,
+    /// send delay notices, open connections.
     pub async fn relay_timer(self: Rc<Self>) {
         let policy = self.retry_policy();
         let recovered = self.queue.borrow().domains_wanting_connections(usize::MAX);
         for domain in recovered {
             self.kick(&domain);
         }
-        loop {
+        while !self.stop.is_set() {
             let now = now_ms();
             let promoted = self.queue.borrow_mut().promote_due(now, &policy);
             for msg in promoted.expired {
                 let reason = format!(
                     "message expired after {} in the queue",
-                    humantime::format_duration(self.config.relay.max_queue_lifetime.get())
+                    humantime::format_duration(self.config().relay.max_queue_lifetime.get())
                 );
                 let last = msg.last_error.clone().unwrap_or_default();
                 let failed: Vec<(PendingRecipient, String, String)> = msg
@@ -96,14 +96,17 @@ impl Shard {
 
     /// Open connections to `domain` while it has ready mail and room.
     pub fn kick(self: &Rc<Self>, domain: &str) {
-        let max = self.config.relay.max_connections_per_domain;
+        if self.stop.is_set() {
+            return; // stopping: the queue is rebuilt from the spool at start
+        }
+        let max = self.config().relay.max_connections_per_domain;
         while self.queue.borrow_mut().open_connection(domain, max) {
             glommio::spawn_local(self.clone().connection_task(domain.to_string())).detach();
         }
     }
 
     async fn connection_task(self: Rc<Self>, domain: String) {
-        let relay = &self.config.relay;
+        let relay = &self.config().relay;
         let targets = {
             let mut rng = rand::thread_rng();
             mx::plan_with_port(&self.resolver, &relay.routes, &domain, relay.mx_port, &mut rng).await
@@ -129,7 +132,7 @@ impl Shard {
                 for t in &targets {
                     match RelayConnection::open(
                         t,
-                        &self.config.hostname,
+                        &self.config().hostname,
                         self.tls_policy(),
                         &self.relay_tls,
                         self.client_timeouts(),
@@ -151,6 +154,9 @@ impl Shard {
                     Some(mut c) => {
                         let max = relay.max_messages_per_connection;
                         for _ in 0..max {
+                            if self.stop.is_set() {
+                                break;
+                            }
                             let Some((key, msg)) = self.queue.borrow_mut().next_ready(&domain) else { break };
                             if let After::Gone = self.deliver_one(&mut c, key, msg).await {
                                 break;

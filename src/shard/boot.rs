@@ -15,6 +15,7 @@ use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, SystemTime};
 
@@ -50,9 +51,36 @@ struct CoreInit {
     last_queue_id: Option<spool::QueueId>,
 }
 
-/// Run the server until it is killed. Returns only on a start-up error
-/// or when every executor has stopped.
-pub fn run(config: Config) -> Result<(), BootError> {
+/// The sending ends the control threads (SIGHUP, the users watcher) hold
+/// for each core.
+#[derive(Clone)]
+struct Feeds {
+    users: Vec<crossbeam_channel::Sender<Arc<UserDb>>>,
+    tls: Vec<crossbeam_channel::Sender<Arc<rustls::ServerConfig>>>,
+    config: Vec<crossbeam_channel::Sender<Arc<Config>>>,
+}
+
+/// The receiving ends, moved into one core.
+struct Updates {
+    users: crossbeam_channel::Receiver<Arc<UserDb>>,
+    tls: crossbeam_channel::Receiver<Arc<rustls::ServerConfig>>,
+    config: crossbeam_channel::Receiver<Arc<Config>>,
+}
+
+/// Shared by the signal thread and every core for a graceful stop.
+#[derive(Clone, Default)]
+struct Lifecycle {
+    /// Raised by SIGTERM/SIGINT.
+    stopping: Arc<AtomicBool>,
+    /// Cores that have drained their sessions; each waits for all before
+    /// exiting, so no core's peer vanishes under a finishing session.
+    drained: Arc<AtomicUsize>,
+}
+
+/// Run the server until SIGTERM/SIGINT drains it (then returns Ok) or a
+/// start-up error. `config_path` is re-read on SIGHUP (None: the embedded
+/// default, which never changes).
+pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError> {
     probe_io_uring().map_err(BootError::NoIoUring)?;
     let cpus = allowed_cpus();
     let cores = if config.cores == 0 { cpus.len().max(1) } else { config.cores };
@@ -92,19 +120,28 @@ pub fn run(config: Config) -> Result<(), BootError> {
     tracing::info!(messages = live, cores, elapsed_ms = started.elapsed().as_millis() as u64, "spool recovered");
 
     let config = Arc::new(config);
-    let mut user_senders = Vec::new();
-    let mut tls_senders = Vec::new();
+    let mut feeds = Feeds { users: Vec::new(), tls: Vec::new(), config: Vec::new() };
+    let lifecycle = Lifecycle::default();
     let mesh = MeshBuilder::full(cores, 1024);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
     let mut handles = Vec::new();
     for (core, init) in inits.into_iter().enumerate() {
-        let (utx, urx) = crossbeam_channel::unbounded();
-        user_senders.push(utx);
-        let (ttx, trx) = crossbeam_channel::unbounded();
-        tls_senders.push(ttx);
-        let tls = (tls.clone(), trx);
-        let (config, users, mesh, ready, listeners) =
-            (config.clone(), users.clone(), mesh.clone(), ready_tx.clone(), listeners.clone());
+        let (utx, users_rx) = crossbeam_channel::unbounded();
+        feeds.users.push(utx);
+        let (ttx, tls_rx) = crossbeam_channel::unbounded();
+        feeds.tls.push(ttx);
+        let (ctx, config_rx) = crossbeam_channel::unbounded();
+        feeds.config.push(ctx);
+        let updates = Updates { users: users_rx, tls: tls_rx, config: config_rx };
+        let (config, users, tls, mesh, ready, listeners, lifecycle) = (
+            config.clone(),
+            users.clone(),
+            tls.clone(),
+            mesh.clone(),
+            ready_tx.clone(),
+            listeners.clone(),
+            lifecycle.clone(),
+        );
         let placement = match cpus.get(core % cpus.len().max(1)) {
             Some(&cpu) if config.cores == 0 || cores <= cpus.len() => Placement::Fixed(cpu),
             _ => Placement::Unbound,
@@ -113,10 +150,9 @@ pub fn run(config: Config) -> Result<(), BootError> {
             .name(&format!("ringmail-core-{core}"))
             .io_memory(config.runtime.io_memory)
             .spawn(move || async move {
-                if let Err(reason) =
-                    core_main(core, cores, config, users, urx, tls, mesh, init, listeners, dns_server, ready.clone())
-                        .await
-                {
+                let start =
+                    CoreStart { core, cores, config, users, tls, updates, init, listeners, dns_server, lifecycle };
+                if let Err(reason) = core_main(start, mesh, ready.clone()).await {
                     let _ = ready.send(Err(format!("core {core}: {reason}")));
                 }
             })
@@ -134,11 +170,12 @@ pub fn run(config: Config) -> Result<(), BootError> {
     let mut addrs: Vec<String> = listeners.iter().map(|(p, a)| format!("{}={a}", p.name())).collect();
     addrs.extend(config.listen.metrics.map(|a| format!("metrics={a}")));
     tracing::info!(cores, listen = %addrs.join(" "), "ringmail ready");
-    spawn_users_watcher(config.users_path().to_path_buf(), users_stamp, user_senders.clone());
-    spawn_sighup_handler(tls_files, config.users_path().to_path_buf(), tls_senders, user_senders);
+    spawn_users_watcher(config.users_path().to_path_buf(), users_stamp, feeds.users.clone());
+    spawn_signal_handler(Reload { config: config.clone(), path: config_path, tls: tls_files }, feeds, lifecycle);
     for h in handles {
         let _ = h.join();
     }
+    tracing::info!("ringmail stopped");
     Ok(())
 }
 
@@ -231,20 +268,26 @@ fn distribute(recovered: spool::Recovered, inits: &mut [CoreInit]) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn core_main(
+/// Everything one executor starts from.
+struct CoreStart {
     core: usize,
     cores: usize,
     config: Arc<Config>,
     users: Arc<UserDb>,
-    users_updates: crossbeam_channel::Receiver<Arc<UserDb>>,
-    (tls, tls_updates): (Arc<rustls::ServerConfig>, crossbeam_channel::Receiver<Arc<rustls::ServerConfig>>),
-    mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
+    tls: Arc<rustls::ServerConfig>,
+    updates: Updates,
     init: CoreInit,
     listeners: Vec<(Protocol, SocketAddr)>,
     dns_server: SocketAddr,
+    lifecycle: Lifecycle,
+}
+
+async fn core_main(
+    start: CoreStart,
+    mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
     ready: mpsc::Sender<Result<usize, String>>,
 ) -> Result<(), String> {
+    let CoreStart { core, cores, config, users, tls, updates, init, listeners, dns_server, lifecycle } = start;
     let (senders, mut receivers) = mesh.join().await.map_err(|_| "joining the core mesh failed".to_string())?;
     let dir = core as u16;
     let store = DirStore::open(&config.spool_root(), dir).map_err(|e| e.to_string())?;
@@ -263,9 +306,10 @@ async fn core_main(
     let shard = Rc::new(Shard {
         id: core,
         cores,
-        config: config.clone(),
+        config: RefCell::new(config.clone()),
+        config_updates: updates.config,
         users: RefCell::new(users),
-        users_updates,
+        users_updates: updates.users,
         spool,
         write_segment: Cell::new(write_segment),
         maps: RefCell::new(SegmentMaps::new(config.spool_root())),
@@ -278,7 +322,7 @@ async fn core_main(
         resolver: crate::delivery::dns::Resolver::new(dns_server, Duration::from_secs(5)),
         relay_tls: crate::relay::tls::RelayTls::new(),
         tls: RefCell::new(tls),
-        tls_updates,
+        tls_updates: updates.tls,
         limits: RefCell::new(super::limits::Limiter::new(
             config.limits.max_connections,
             config.limits.max_connections_per_ip,
@@ -286,6 +330,7 @@ async fn core_main(
             config.auth.failure_window.get().as_millis() as u64,
         )),
         metrics: crate::metrics::CoreMetrics::default(),
+        stop: super::Stop::default(),
     });
     for (_, rx) in receivers.streams() {
         let shard = shard.clone();
@@ -312,9 +357,51 @@ async fn core_main(
         glommio::spawn_local(net::metrics_accept_loop(shard.clone(), listener)).detach();
     }
     let _ = ready.send(Ok(core));
-    // Keep the executor alive; sessions and mesh loops run as tasks.
-    std::future::pending::<()>().await;
+    // Sessions and mesh loops run as tasks until the stop.
+    watch_for_stop(&shard, &lifecycle.stopping).await;
+    drain(&shard, &lifecycle).await;
     Ok(())
+}
+
+/// Raise this core's stop latch when the signal thread raises the flag.
+async fn watch_for_stop(shard: &Shard, stopping: &AtomicBool) {
+    while !stopping.load(Ordering::Acquire) {
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
+    shard.stop.trigger();
+}
+
+/// After the stop: accept loops have ended and idle sessions said goodbye;
+/// wait (up to `runtime.drain_timeout`) for sessions inside DATA or a
+/// commit and for relay connections finishing a message, sync the spool,
+/// then wait for the other cores so none exits under a peer's request.
+async fn drain(shard: &Rc<Shard>, lifecycle: &Lifecycle) {
+    let timeout = shard.config().runtime.drain_timeout.get();
+    let deadline = std::time::Instant::now() + timeout;
+    let busy = || shard.metrics.sessions_open() as usize + shard.queue.borrow().open_connections();
+    while busy() > 0 && std::time::Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+    let left = busy();
+    if left > 0 {
+        tracing::warn!(
+            core = shard.id,
+            sessions = left,
+            "drain timeout: cutting sessions still open (their mail was not acknowledged)"
+        );
+    }
+    if let Err(e) = shard.spool.flush().await {
+        tracing::error!(core = shard.id, error = %e, "final spool sync failed");
+    }
+    lifecycle.drained.fetch_add(1, Ordering::AcqRel);
+    let grace = std::time::Instant::now() + Duration::from_secs(5);
+    while lifecycle.drained.load(Ordering::Acquire) < shard.cores && std::time::Instant::now() < grace {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    if shard.id == 0 {
+        let _ = std::fs::remove_file(net::control::socket_path(&shard.config().data_dir));
+    }
+    tracing::info!(core = shard.id, "core stopped");
 }
 
 /// Reload the users file when it changes (checked every second) and send
@@ -346,43 +433,84 @@ fn spawn_users_watcher(path: PathBuf, loaded: Option<FileStamp>, cores: Vec<cros
         .expect("spawning a thread at start-up");
 }
 
-/// SIGHUP: reload the certificate and the users file and hand them to
-/// every core; sessions keep what they started with. A broken file keeps
-/// the old one and says why.
-fn spawn_sighup_handler(
+/// What SIGHUP re-reads.
+struct Reload {
+    /// The config now in force (what a reload is compared with).
+    config: Arc<Config>,
+    /// None: the embedded default, nothing to re-read.
+    path: Option<PathBuf>,
     tls: crate::net::tls::TlsFiles,
-    users: PathBuf,
-    tls_cores: Vec<crossbeam_channel::Sender<Arc<rustls::ServerConfig>>>,
-    user_cores: Vec<crossbeam_channel::Sender<Arc<UserDb>>>,
-) {
-    let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
+}
+
+impl Reload {
+    /// Re-read the config, the certificate and the users file and hand
+    /// each to every core; sessions keep what they started with. A broken
+    /// file keeps the old one and the log says why.
+    fn run(&mut self, feeds: &Feeds) {
+        if let Some(path) = &self.path {
+            match Config::load(Some(path)) {
+                Ok(new) => {
+                    for what in self.config.needs_restart(&new) {
+                        tracing::warn!(
+                            setting = what,
+                            "SIGHUP: this setting changes only at restart; keeping the running value"
+                        );
+                    }
+                    let new = Arc::new(self.config.with_reloadable(new));
+                    for tx in &feeds.config {
+                        let _ = tx.send(new.clone());
+                    }
+                    self.config = new;
+                    tracing::info!(file = %path.display(), "SIGHUP: config reloaded");
+                }
+                Err(e) => tracing::error!(error = %e, "SIGHUP: config not reloaded; keeping the previous one"),
+            }
+        }
+        match self.tls.load() {
+            Ok(cfg) => {
+                tracing::info!(cert = %self.tls.cert.display(), "SIGHUP: certificate reloaded");
+                for tx in &feeds.tls {
+                    let _ = tx.send(cfg.clone());
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "SIGHUP: certificate not reloaded; keeping the previous one"),
+        }
+        let users = self.config.users_path();
+        match UserDb::load(users) {
+            Ok(db) => {
+                let db = Arc::new(db);
+                for tx in &feeds.users {
+                    let _ = tx.send(db.clone());
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "SIGHUP: users file not reloaded; keeping the previous one"),
+        }
+    }
+}
+
+/// SIGHUP reloads; SIGTERM or SIGINT starts a graceful stop (a second one
+/// exits at once).
+fn spawn_signal_handler(mut reload: Reload, feeds: Feeds, lifecycle: Lifecycle) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT]) {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot handle SIGHUP; reloads need a restart");
+            tracing::warn!(error = %e, "cannot handle signals; reloads need a restart and SIGTERM stops without draining");
             return;
         }
     };
     std::thread::Builder::new()
-        .name("ringmail-sighup".into())
+        .name("ringmail-signals".into())
         .spawn(move || {
-            for _ in signals.forever() {
-                match tls.load() {
-                    Ok(cfg) => {
-                        tracing::info!(cert = %tls.cert.display(), "SIGHUP: certificate reloaded");
-                        for tx in &tls_cores {
-                            let _ = tx.send(cfg.clone());
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "SIGHUP: certificate not reloaded; keeping the previous one"),
-                }
-                match UserDb::load(&users) {
-                    Ok(db) => {
-                        let db = Arc::new(db);
-                        for tx in &user_cores {
-                            let _ = tx.send(db.clone());
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "SIGHUP: users file not reloaded; keeping the previous one"),
+            for signal in signals.forever() {
+                if signal == SIGHUP {
+                    reload.run(&feeds);
+                } else if lifecycle.stopping.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(signal, "second stop signal: exiting without waiting for sessions");
+                    std::process::exit(1);
+                } else {
+                    let drain = reload.config.runtime.drain_timeout;
+                    tracing::info!(signal, drain_timeout = ?drain, "stopping: no new connections; draining sessions");
                 }
             }
         })

@@ -48,7 +48,7 @@ impl Shard {
     pub async fn accept_message(self: &Rc<Self>, client: IpAddr, envelope: Envelope, body: Vec<u8>) -> StoreOutcome {
         let data_end = std::time::Instant::now();
         let (queue_id, now) = self.new_queue_id();
-        let trace = received_header(&self.config.hostname, client, &envelope, queue_id, now);
+        let trace = received_header(&self.config().hostname, client, &envelope, queue_id, now);
         let sender = match &envelope.sender {
             ReversePath::Null => String::new(),
             ReversePath::Mailbox(a) => a.to_string(),

@@ -65,6 +65,14 @@ impl Limiter {
         }
     }
 
+    /// New limits from a reloaded config; counts so far are kept.
+    pub fn set_limits(&mut self, max_connections: usize, max_per_ip: usize, max_failures: u32, window_ms: u64) {
+        self.max_connections = max_connections;
+        self.max_per_ip = max_per_ip;
+        self.max_failures = max_failures;
+        self.window_ms = window_ms;
+    }
+
     /// Count a new connection from `ip`, or say why not.
     pub fn admit(&mut self, ip: IpAddr) -> Result<(), Refusal> {
         if self.open >= self.max_connections {

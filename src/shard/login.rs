@@ -26,7 +26,7 @@ impl Shard {
         let locked = self.limits.borrow().auth_locked(ip, now);
         if let Some(excess) = locked {
             // A growing delay (capped) makes guessing from this address slow.
-            let delay = self.config.auth.failure_delay.get() * (excess + 1).min(10);
+            let delay = self.config().auth.failure_delay.get() * (excess + 1).min(10);
             glommio::timer::sleep(delay).await;
             self.limits.borrow_mut().auth_failed(ip, crate::relay::now_ms());
             self.metrics.auth(false);
@@ -42,7 +42,7 @@ impl Shard {
             self.metrics.auth(true);
             return Login::Ok;
         }
-        glommio::timer::sleep(self.config.auth.failure_delay.get().max(Duration::ZERO)).await;
+        glommio::timer::sleep(self.config().auth.failure_delay.get().max(Duration::ZERO)).await;
         self.limits.borrow_mut().auth_failed(ip, crate::relay::now_ms());
         self.metrics.auth(false);
         tracing::warn!(core = self.id, client = %ip, proto, user = %user, "authentication failed");

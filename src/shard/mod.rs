@@ -16,7 +16,9 @@ pub(crate) mod intake;
 mod mesh;
 mod msg;
 mod observe;
+mod stop;
 pub use observe::{dir_bytes, free_bytes};
+pub use stop::Stop;
 pub mod owner;
 
 pub use boot::{run, BootError};
@@ -37,7 +39,9 @@ pub struct Shard {
     /// This executor's index (also the spool dir it writes).
     pub id: usize,
     pub cores: usize,
-    pub config: Arc<Config>,
+    /// The config as last loaded; replaced when SIGHUP reloads it.
+    config: RefCell<Arc<Config>>,
+    config_updates: crossbeam_channel::Receiver<Arc<Config>>,
     /// The users file as last loaded; replaced when the watcher thread sends
     /// a newer one.
     users: RefCell<Arc<UserDb>>,
@@ -66,9 +70,27 @@ pub struct Shard {
     pub limits: RefCell<limits::Limiter>,
     /// This core's counters and histograms.
     pub metrics: crate::metrics::CoreMetrics,
+    /// Raised when the server is stopping (SIGTERM): drain, then exit.
+    pub stop: Stop,
 }
 
 impl Shard {
+    /// The current config (picks up a SIGHUP reload). Sessions keep the
+    /// settings they started with; new sessions and relay attempts get
+    /// the new ones.
+    pub fn config(&self) -> Arc<Config> {
+        if let Some(newest) = self.config_updates.try_iter().last() {
+            self.limits.borrow_mut().set_limits(
+                newest.limits.max_connections,
+                newest.limits.max_connections_per_ip,
+                newest.auth.max_auth_failures,
+                newest.auth.failure_window.get().as_millis() as u64,
+            );
+            *self.config.borrow_mut() = newest;
+        }
+        self.config.borrow().clone()
+    }
+
     /// The current users database (picks up a reload if one arrived).
     pub fn users(&self) -> Arc<UserDb> {
         if let Some(newest) = self.users_updates.try_iter().last() {
@@ -251,7 +273,7 @@ impl Shard {
                 self.spool.remove_segment(key.seq).await.map_err(|e| e.to_string())
             } else {
                 // A dir adopted from a run with more cores: nobody writes it.
-                remove_adopted_segment(&self.config.spool_root(), key)
+                remove_adopted_segment(&self.config().spool_root(), key)
             };
             if let Err(e) = removed {
                 tracing::warn!(core = self.id, segment = %key, error = %e, "could not delete dead segment");

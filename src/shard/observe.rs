@@ -19,12 +19,12 @@ impl Shard {
             queue_inflight: depth.inflight,
             queue_oldest_age_s: depth.oldest_arrived_ms.map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0),
             mailbox_messages: self.mailboxes.borrow().total() as u64,
-            spool_used_bytes: dir_bytes(&crate::spool::layout::dir_path(&self.config.spool_root(), self.id as u16)),
+            spool_used_bytes: dir_bytes(&crate::spool::layout::dir_path(&self.config().spool_root(), self.id as u16)),
             spool_syncs: stats.syncs,
             spool_records: stats.records,
             spool_bytes_written: stats.bytes,
             spool_failed_batches: stats.failed_batches,
-            spool_free_bytes: free_bytes(&self.config.spool_root()),
+            spool_free_bytes: free_bytes(&self.config().spool_root()),
             spool_full: false,
         };
         self.metrics.snapshot(self.id, gauges)

@@ -87,6 +87,8 @@ pub const ERR_UNKNOWN_COMMAND: &str = "-ERR unknown command\r\n";
 pub const ERR_LINE_TOO_LONG: &str = "-ERR line too long\r\n";
 /// The driver's idle timer fired; the session closes without UPDATE.
 pub const ERR_AUTOLOGOUT: &str = "-ERR autologout; idle for too long\r\n";
+/// The server is stopping (RFC 3206 SYS/TEMP: try again later).
+pub const ERR_SHUTTING_DOWN: &str = "-ERR [SYS/TEMP] server shutting down\r\n";
 /// A command line with a NUL byte.
 pub const ERR_NUL_BYTE: &str = "-ERR NUL byte in command\r\n";
 /// A command line with a CR that is not part of its CRLF.

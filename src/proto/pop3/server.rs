@@ -322,6 +322,24 @@ impl Server {
         }
     }
 
+    /// Waiting for the client's next command (no login check, TLS
+    /// handshake, message or commit under way)?
+    pub fn is_idle(&self) -> bool {
+        self.action.is_none()
+            && matches!(self.state, State::Authorization { .. } | State::Sasl { .. } | State::Transaction { .. })
+    }
+
+    /// The server is stopping: an idle session is told so and closed
+    /// without UPDATE (marked messages stay, as when the client vanishes).
+    /// Returns whether it closed; a busy session finishes its step first.
+    pub fn shutdown(&mut self) -> bool {
+        if self.is_idle() {
+            self.reply(reply::ERR_SHUTTING_DOWN);
+            self.close();
+        }
+        self.is_closed()
+    }
+
     /// The client went away: closed without UPDATE (RFC 1939 §6: marked
     /// messages stay). An outstanding action is withdrawn.
     pub fn handle_eof(&mut self) {

@@ -79,6 +79,8 @@ pub const GREETING: Reply = Reply::plain(220, "{} ESMTP ringmail");
 pub const BYE: Reply = Reply::new(221, "2.0.0", "Bye");
 /// Idle timeout, then close; `{}` is the hostname.
 pub const TIMEOUT: Reply = Reply::new(421, "4.4.2", "{} Error: timeout exceeded");
+/// The server is stopping (SIGTERM); `{}` is the hostname.
+pub const SHUTTING_DOWN: Reply = Reply::new(421, "4.3.2", "{} Service shutting down, try again later");
 /// The client reached `max_errors`, then close; `{}` is the hostname.
 pub const TOO_MANY_ERRORS: Reply = Reply::new(421, "4.7.0", "{} Error: too many errors");
 /// `max_commands` commands in one session: closed (abuse limit).
@@ -318,6 +320,7 @@ mod tests {
         GREETING,
         BYE,
         TIMEOUT,
+        SHUTTING_DOWN,
         TOO_MANY_ERRORS,
         TOO_MANY_COMMANDS,
         TOO_MANY_MESSAGES,

@@ -280,6 +280,24 @@ impl Server {
         }
     }
 
+    /// Between commands: nothing received, stored, checked or negotiated
+    /// is under way (a transaction may be open; nothing of it is accepted).
+    pub fn is_idle(&self) -> bool {
+        self.action.is_none()
+            && matches!(self.state, State::Fresh | State::Greeted(_) | State::Mail(..) | State::Auth(..))
+    }
+
+    /// The server is stopping: an idle session gets 421 4.3.2 and is
+    /// closed; one inside DATA, a store or a login check finishes that
+    /// first. Returns whether it closed.
+    pub fn shutdown(&mut self) -> bool {
+        if self.is_idle() {
+            let config = Rc::clone(&self.config);
+            self.close_with(&reply::SHUTTING_DOWN, &config.hostname);
+        }
+        self.is_closed()
+    }
+
     /// The client went away: any transaction (even a complete message whose
     /// store was not polled yet) is discarded; closed, no reply.
     pub fn handle_eof(&mut self) {
