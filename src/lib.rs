@@ -20,10 +20,12 @@
 //! - [`auth`]: the users file and Argon2id.
 //! - [`metrics`]: per-core counters and histograms, Prometheus text.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod delivery;
 pub mod mailbox;
+pub mod message;
 pub mod metrics;
 pub mod net;
 pub mod proto;

@@ -33,6 +33,12 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// A message's whole history from the spool, by queue id or Message-ID.
+    Trace {
+        id: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// The running server at a glance: cores, sessions, queue, spool.
     Status {
         #[arg(long)]
@@ -99,6 +105,12 @@ fn run() -> anyhow::Result<()> {
                 users.len(),
                 cfg.users_path().display()
             );
+            Ok(())
+        }
+        Command::Trace { id, config } => {
+            let cfg = Config::load(config.as_deref())?;
+            let needle = ringmail::admin::trace::Needle::parse(&id);
+            print!("{}", ringmail::admin::trace::trace(&cfg.spool_root(), &needle)?);
             Ok(())
         }
         Command::Status { config } => {

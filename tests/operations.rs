@@ -178,3 +178,56 @@ fn sighup_reloads_the_config_and_a_broken_one_is_kept_out() {
     let r = kept.send_mail("bob@localhost", &["alice@localhost"], b"Subject: kept\r\n\r\nstill here\r\n");
     assert!(r.starts_with("250"), "{r}");
 }
+
+/// The queue id in a `250 2.0.0 Ok: queued as ID` reply.
+fn queue_id_of(reply: &str) -> String {
+    reply.rsplit(' ').next().unwrap().trim().to_string()
+}
+
+#[test]
+fn one_queue_id_ties_the_log_and_trace_tells_the_whole_history() {
+    let closed = free_port(); // nobody listens: every attempt is deferred
+    let server = Server::start_with(Options {
+        relay: format!("routes = {{ \"remote.test\" = \"127.0.0.1:{closed}\" }}\nretry = [\"1h\"]\n"),
+        extra: "[log]\nformat = \"json\"\n".into(),
+        ..Options::default()
+    });
+    let mut c = server.smtp();
+    c.expect("EHLO trace.test", "250");
+    let reply = c.send_mail(
+        "bob@localhost",
+        &["alice@localhost", "far@remote.test"],
+        b"Message-ID: <trace-me@client.test>\r\nSubject: follow me\r\n\r\nbody\r\n",
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    let qid = queue_id_of(&reply);
+    eventually(Duration::from_secs(10), || server.log().contains("will retry").then_some(()));
+
+    // Every line about the message carries its queue id; the log is JSON.
+    let log = server.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(&qid)).collect();
+    for l in &lines {
+        assert!(l.starts_with('{') && l.ends_with('}'), "not a JSON line: {l}");
+    }
+    let has = |what: &str| lines.iter().any(|l| l.contains(what));
+    assert!(has("\"message accepted\"") && has("trace-me@client.test") && has("bob@localhost"), "{lines:#?}");
+    assert!(has("\"stored in mailbox\""), "{lines:#?}");
+    assert!(has("\"will retry\"") && has("far@remote.test"), "{lines:#?}");
+
+    for needle in [qid.as_str(), "<trace-me@client.test>"] {
+        let out = server.cli(&["trace", needle]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{needle}: {text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains(&format!("queue id {qid}")), "{text}");
+        assert!(text.contains("message-id <trace-me@client.test>"), "{text}");
+        assert!(text.contains("from=<bob@localhost>"), "{text}");
+        assert!(text.contains("to=<alice@localhost> (local mailbox alice@localhost)"), "{text}");
+        assert!(text.contains("delivered; in the mailbox"), "{text}");
+        assert!(text.contains("to=<far@remote.test> (relay to remote.test)"), "{text}");
+        assert!(text.contains("attempts=1 deferred until"), "{text}");
+        assert!(text.contains("queued (not final yet)"), "{text}");
+    }
+    let missing = server.cli(&["trace", "0000000000000001"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no message with queue id 0000000000000001"));
+}

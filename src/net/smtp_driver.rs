@@ -112,7 +112,7 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
         SessionPolicy { shard: shard.clone(), client, relay_permitted: relay_permitted(&shard.config(), client) };
     let mut server = smtp::Server::new(cfg, Box::new(policy));
     conn.set_idle_timeout(shard.config().limits.smtp_idle_timeout.get());
-    tracing::debug!(core = shard.id, client = %conn.peer, "smtp connect");
+    tracing::info!(core = shard.id, client = %conn.peer, proto = proto.name(), "connect");
     'session: loop {
         // Feed everything buffered, performing actions as the machine asks.
         loop {
@@ -168,7 +168,7 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
             break;
         }
     }
-    tracing::debug!(core = shard.id, client = %conn.peer, "smtp disconnect");
+    tracing::info!(core = shard.id, client = %conn.peer, proto = proto.name(), "disconnect");
     conn.close().await;
 }
 

@@ -87,6 +87,7 @@ pub mod payload;
 pub mod reader;
 pub mod record;
 pub mod recovery;
+pub mod walk;
 pub mod writer;
 
 #[cfg(test)]

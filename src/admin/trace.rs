@@ -1,0 +1,189 @@
+//! `ringmail trace QUEUE_ID|MESSAGE_ID`: a message's whole history from
+//! the spool: how it arrived, where each recipient was routed, every
+//! recorded delivery state (attempts, deferrals with the remote reply,
+//! holds), how each recipient ended, and the bounces or delay notices it
+//! caused (they carry `X-Ringmail-Queue-ID`). The log has the same queue
+//! id on every line for the live view; the spool is the durable record.
+
+use super::format_time;
+use crate::spool::{
+    decode_message, decode_recipient_state, decode_tombstone, walk, Outcome, QueueId, RecipientState, RecordKind,
+    Route, SpoolError, SpoolRef,
+};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::Path;
+
+/// What is looked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Needle {
+    QueueId(QueueId),
+    /// Without angle brackets.
+    MessageId(String),
+}
+
+impl Needle {
+    /// A 16-hex-digit queue id, else a Message-ID (`<...>` optional).
+    pub fn parse(s: &str) -> Needle {
+        match s.parse::<QueueId>() {
+            Ok(q) => Needle::QueueId(q),
+            Err(_) => Needle::MessageId(s.trim().trim_start_matches('<').trim_end_matches('>').to_string()),
+        }
+    }
+}
+
+/// One message found, with everything recorded about it.
+struct Found {
+    at: SpoolRef,
+    queue_id: QueueId,
+    received_at_ms: u64,
+    client: String,
+    helo: String,
+    sender: String,
+    size: usize,
+    message_id: Option<String>,
+    recipients: Vec<(String, Route)>,
+    /// recipient index -> states in seq order.
+    states: BTreeMap<u16, Vec<RecipientState>>,
+    /// recipient index -> how it ended.
+    outcomes: BTreeMap<u16, Outcome>,
+    /// Bounces and delay notices about it: (queue id, to, subject).
+    notices: Vec<(QueueId, String, String)>,
+}
+
+/// The history of every message matching `needle`, as text; an error if
+/// none is in the spool.
+pub fn trace(spool_root: &Path, needle: &Needle) -> Result<String, TraceError> {
+    let mut found: Vec<Found> = Vec::new();
+    let mut notices: Vec<(String, QueueId, String, String)> = Vec::new();
+    // Pass 1: the messages themselves, and notices naming a queue id.
+    walk::for_each_record(spool_root, |at, kind, payload| {
+        if kind != RecordKind::Message {
+            return;
+        }
+        let Ok(m) = decode_message(payload) else { return };
+        let message_id = crate::message::message_id(m.body);
+        let hit = match needle {
+            Needle::QueueId(q) => m.queue_id == *q,
+            Needle::MessageId(id) => message_id.as_deref() == Some(id.as_str()),
+        };
+        if m.sender.is_empty() {
+            if let Some(orig) = crate::message::header(m.body, "X-Ringmail-Queue-ID", 64) {
+                let to = m.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>().join(",");
+                let subject = crate::message::header(m.body, "Subject", 200).unwrap_or_default();
+                notices.push((orig, m.queue_id, to, subject));
+            }
+        }
+        if hit {
+            found.push(Found {
+                at,
+                queue_id: m.queue_id,
+                received_at_ms: m.received_at_ms,
+                client: m.client,
+                helo: m.helo,
+                sender: m.sender,
+                size: m.body.len(),
+                message_id,
+                recipients: m.recipients.into_iter().map(|r| (r.address, r.route)).collect(),
+                states: BTreeMap::new(),
+                outcomes: BTreeMap::new(),
+                notices: Vec::new(),
+            });
+        }
+    })?;
+    if found.is_empty() {
+        return Err(TraceError::NotFound(match needle {
+            Needle::QueueId(q) => format!("queue id {q}"),
+            Needle::MessageId(id) => format!("message-id <{id}>"),
+        }));
+    }
+    // Pass 2: the states and outcomes recorded for them.
+    walk::for_each_record(spool_root, |_, kind, payload| match kind {
+        RecordKind::Tombstone => {
+            if let Ok(t) = decode_tombstone(payload) {
+                if let Some(f) = found.iter_mut().find(|f| f.at == t.target) {
+                    f.outcomes.insert(t.recipient, t.outcome);
+                }
+            }
+        }
+        RecordKind::RecipientState => {
+            if let Ok(s) = decode_recipient_state(payload) {
+                if let Some(f) = found.iter_mut().find(|f| f.at == s.target) {
+                    f.states.entry(s.recipient).or_default().push(s);
+                }
+            }
+        }
+        RecordKind::Message | RecordKind::Checkpoint => {}
+    })?;
+    for f in &mut found {
+        let id = f.queue_id.to_string();
+        f.notices =
+            notices.iter().filter(|(orig, ..)| *orig == id).map(|(_, q, to, s)| (*q, to.clone(), s.clone())).collect();
+        for states in f.states.values_mut() {
+            states.sort_by_key(|s| s.seq);
+        }
+    }
+    Ok(found.iter().map(render).collect::<Vec<_>>().join("\n"))
+}
+
+fn render(f: &Found) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "queue id {}  message-id <{}>", f.queue_id, f.message_id.as_deref().unwrap_or(""));
+    let sender = if f.sender.is_empty() { "<>" } else { &f.sender };
+    let _ = writeln!(
+        out,
+        "  {}  received from {} (helo {}) from=<{}> size={} spool={}",
+        format_time(f.received_at_ms),
+        f.client,
+        f.helo,
+        sender.trim_matches(['<', '>']),
+        f.size,
+        f.at
+    );
+    for (i, (address, route)) in f.recipients.iter().enumerate() {
+        let i = i as u16;
+        let route = match route {
+            Route::Local { user } => format!("local mailbox {user}"),
+            Route::Remote { domain } => format!("relay to {domain}"),
+        };
+        let _ = writeln!(out, "  to=<{address}> ({route})");
+        for s in f.states.get(&i).into_iter().flatten() {
+            // seq is at least the time of writing in microseconds.
+            let mut line = format!("    {}  attempts={}", format_time(s.seq / 1000), s.attempts);
+            if s.held {
+                line.push_str(" held by the operator");
+            } else if s.next_attempt_ms > 0 {
+                let _ = write!(line, " deferred until {}", format_time(s.next_attempt_ms));
+            }
+            if s.warned {
+                line.push_str(" (delay notice sent)");
+            }
+            if !s.last_error.is_empty() {
+                let _ = write!(line, " last error: {}", s.last_error);
+            }
+            let _ = writeln!(out, "{line}");
+        }
+        let end = match (f.outcomes.get(&i), route.starts_with("local")) {
+            (Some(Outcome::Delivered), _) => "delivered",
+            (Some(Outcome::Bounced), _) => "bounced (sender notified)",
+            (Some(Outcome::Expired), _) => "expired in the queue (sender notified)",
+            (Some(Outcome::Deleted), true) => "delivered; since deleted from the mailbox",
+            (Some(Outcome::Deleted), false) => "deleted from the queue by the operator",
+            (None, true) => "delivered; in the mailbox",
+            (None, false) => "queued (not final yet)",
+        };
+        let _ = writeln!(out, "    status: {end}");
+    }
+    for (q, to, subject) in &f.notices {
+        let _ = writeln!(out, "  notice {q} to=<{to}>: {subject}");
+    }
+    out
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("no message with {0} in the spool (delivered mail stays until its segment is reclaimed)")]
+    NotFound(String),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+}

@@ -1,0 +1,70 @@
+//! Reading a stored message's header section (RFC 5322): a field's value,
+//! unfolded. Enough for logs (Message-ID), `mailbox list` (Subject, Date)
+//! and `trace`; no MIME decoding.
+
+/// The header section: everything up to the first empty line.
+pub fn header_section(body: &[u8]) -> &[u8] {
+    let mut start = 0;
+    while start < body.len() {
+        let end = body[start..].iter().position(|&b| b == b'\n').map_or(body.len(), |i| start + i + 1);
+        let line = &body[start..end];
+        if line == b"\r\n" || line == b"\n" {
+            return &body[..start];
+        }
+        start = end;
+    }
+    body
+}
+
+/// The first field named `name` (case-insensitive), unfolded and trimmed,
+/// as lossy UTF-8; at most `max` characters.
+pub fn header(body: &[u8], name: &str, max: usize) -> Option<String> {
+    let head = header_section(body);
+    let mut lines = head.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        if !line[..colon].eq_ignore_ascii_case(name.as_bytes()) {
+            continue;
+        }
+        let mut value = String::from_utf8_lossy(&line[colon + 1..]).trim().to_string();
+        while let Some(next) = lines.peek() {
+            if !next.first().is_some_and(|&b| b == b' ' || b == b'\t') {
+                break;
+            }
+            value.push(' ');
+            value.push_str(String::from_utf8_lossy(next).trim());
+            lines.next();
+        }
+        return Some(value.chars().filter(|c| !c.is_control()).take(max).collect());
+    }
+    None
+}
+
+/// The Message-ID field without its angle brackets.
+pub fn message_id(body: &[u8]) -> Option<String> {
+    let v = header(body, "Message-ID", 998)?;
+    let v = v.trim().trim_start_matches('<').trim_end_matches('>').to_string();
+    (!v.is_empty()).then_some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSG: &[u8] = b"Received: from x\r\n by y\r\nSubject: hello\r\n\tworld\r\nmessage-id: <abc@example.test>\r\n\r\nSubject: not a header\r\n";
+
+    #[test]
+    fn fields_are_found_unfolded_and_only_in_the_header() {
+        assert_eq!(header(MSG, "subject", 100).as_deref(), Some("hello world"));
+        assert_eq!(message_id(MSG).as_deref(), Some("abc@example.test"));
+        assert_eq!(header(MSG, "From", 100), None);
+        assert_eq!(header(MSG, "subject", 3).as_deref(), Some("hel"));
+        assert!(header_section(MSG).ends_with(b"<abc@example.test>\r\n"));
+    }
+
+    #[test]
+    fn a_message_without_a_body_separator_is_all_header() {
+        assert_eq!(header(b"Subject: x", "Subject", 10).as_deref(), Some("x"));
+        assert_eq!(message_id(b"Message-ID: <>\r\n\r\n"), None);
+    }
+}
