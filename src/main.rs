@@ -44,6 +44,13 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// List or delete messages in a local mailbox (on the running server).
+    Mailbox {
+        #[command(subcommand)]
+        command: MailboxCommand,
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
     /// Inspect and steer the running server's relay queue.
     Queue {
         #[command(subcommand)]
@@ -65,6 +72,18 @@ enum QueueCommand {
     Hold { id: String },
     /// Let a held message go (it is tried at once).
     Release { id: String },
+}
+
+#[derive(Subcommand)]
+enum MailboxCommand {
+    /// One line per message: uid, date, sender, size, subject.
+    List {
+        address: String,
+        #[arg(long, default_value = "date", value_parser = ["date", "sender", "size"])]
+        sort: String,
+    },
+    /// Delete one message (its uid from `mailbox list`) durably.
+    Delete { address: String, uid: String },
 }
 
 #[derive(Subcommand)]
@@ -118,6 +137,14 @@ fn run() -> anyhow::Result<()> {
             print!("{}", control(&cfg, "status")?);
             Ok(())
         }
+        Command::Mailbox { command, config } => {
+            let cfg = Config::load(config.as_deref())?;
+            let line = match command {
+                MailboxCommand::List { address, sort } => format!("mailbox list {address} {sort}"),
+                MailboxCommand::Delete { address, uid } => format!("mailbox delete {address} {uid}"),
+            };
+            answer(control(&cfg, &line)?)
+        }
         Command::Queue { command, config } => {
             let cfg = Config::load(config.as_deref())?;
             let line = match command {
@@ -127,12 +154,7 @@ fn run() -> anyhow::Result<()> {
                 QueueCommand::Hold { id } => format!("queue hold {id}"),
                 QueueCommand::Release { id } => format!("queue release {id}"),
             };
-            let answer = control(&cfg, &line)?;
-            print!("{answer}");
-            if answer.starts_with("error:") || answer.lines().any(|l| l.starts_with("error:")) {
-                std::process::exit(1);
-            }
-            Ok(())
+            answer(control(&cfg, &line)?)
         }
         Command::User { command: UserCommand::Add { address, config } } => {
             let cfg = Config::load(config.as_deref())?;
@@ -153,6 +175,15 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Print the server's answer; exit 1 if it reports an error.
+fn answer(text: String) -> anyhow::Result<()> {
+    print!("{text}");
+    if text.lines().any(|l| l.starts_with("error:")) {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// Send one command line to the running server's control socket.

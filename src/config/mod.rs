@@ -72,6 +72,107 @@ pub struct Config {
     pub runtime: Runtime,
     #[serde(default)]
     pub log: Log,
+    #[serde(default)]
+    pub retention: Retention,
+}
+
+/// `[retention]`: how long mail stays in local mailboxes and how much of
+/// it. The top-level keys apply to everyone; `[retention.domains."d"]` and
+/// `[retention.users."a@d"]` override them key by key (user over domain
+/// over global). Enforced by the core owning each mailbox.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// The global level (see [`RetentionPolicy`] for each key).
+    pub delete_after_retrieve: Option<bool>,
+    pub max_age: Option<Span>,
+    pub max_mailbox_size: Option<u64>,
+    /// How often each core sweeps its mailboxes for expired mail.
+    #[serde(default = "default_retention_interval")]
+    pub check_interval: Span,
+    #[serde(default)]
+    pub domains: BTreeMap<String, RetentionPolicy>,
+    #[serde(default)]
+    pub users: BTreeMap<String, RetentionPolicy>,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            delete_after_retrieve: None,
+            max_age: None,
+            max_mailbox_size: None,
+            check_interval: default_retention_interval(),
+            domains: BTreeMap::new(),
+            users: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_retention_interval() -> Span {
+    Span::secs(60)
+}
+
+/// One level of retention settings; unset keys fall through to the next
+/// level.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionPolicy {
+    /// Delete messages a POP3 client retrieved (RETR) at its QUIT, even
+    /// without DELE (default false: POP3 clients decide).
+    pub delete_after_retrieve: Option<bool>,
+    /// Delete messages older than this ("30d").
+    pub max_age: Option<Span>,
+    /// Octets a mailbox may hold; while over it, RCPT gets 452 4.2.2.
+    pub max_mailbox_size: Option<u64>,
+}
+
+/// The settings in force for one user.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EffectiveRetention {
+    pub delete_after_retrieve: bool,
+    pub max_age: Option<std::time::Duration>,
+    pub max_mailbox_size: Option<u64>,
+}
+
+impl Retention {
+    /// The policy for `user` (a lowercase address).
+    pub fn for_user(&self, user: &str) -> EffectiveRetention {
+        let domain = user.rsplit_once('@').map_or("", |(_, d)| d);
+        let global = self.global();
+        let levels = [self.users.get(user), self.domains.get(domain), Some(&global)];
+        let pick = |f: &dyn Fn(&RetentionPolicy) -> bool| levels.iter().flatten().find(|p| f(p)).copied();
+        EffectiveRetention {
+            delete_after_retrieve: pick(&|p| p.delete_after_retrieve.is_some())
+                .and_then(|p| p.delete_after_retrieve)
+                .unwrap_or(false),
+            max_age: pick(&|p| p.max_age.is_some()).and_then(|p| p.max_age).map(Span::get),
+            max_mailbox_size: pick(&|p| p.max_mailbox_size.is_some()).and_then(|p| p.max_mailbox_size),
+        }
+    }
+
+    fn global(&self) -> RetentionPolicy {
+        RetentionPolicy {
+            delete_after_retrieve: self.delete_after_retrieve,
+            max_age: self.max_age,
+            max_mailbox_size: self.max_mailbox_size,
+        }
+    }
+
+    /// Whether any level sets something `f` looks for (so the sweep and
+    /// the quota bookkeeping know whether they have work).
+    pub fn any(&self, f: impl Fn(&RetentionPolicy) -> bool) -> bool {
+        f(&self.global()) || self.domains.values().any(&f) || self.users.values().any(&f)
+    }
+
+    /// Keys are addresses and domains: compare them lowercase.
+    fn normalize(&mut self) {
+        self.domains = std::mem::take(&mut self.domains)
+            .into_iter()
+            .map(|(k, v)| (k.trim_end_matches('.').to_ascii_lowercase(), v))
+            .collect();
+        self.users = std::mem::take(&mut self.users).into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+    }
 }
 
 /// `[log]`: how ringmail writes its log (to stderr; journald or a file
@@ -519,6 +620,7 @@ impl Config {
             Source::Embedded => PathBuf::new(),
         };
         cfg.resolve_paths(&base);
+        cfg.retention.normalize();
         let problems = cfg.problems();
         if problems.is_empty() {
             Ok(cfg)
@@ -763,6 +865,27 @@ mod tests {
     fn local_domains_are_lowercased_without_trailing_dot() {
         let c = parse("local_domains = [\"Example.ORG.\"]\n[listen]\nsmtp = \"127.0.0.1:25\"\n").unwrap();
         assert!(c.is_local_domain("example.org"));
+    }
+
+    #[test]
+    fn retention_levels_override_key_by_key() {
+        let cfg = parse(
+            "[retention]\nmax_age = \"30d\"\nmax_mailbox_size = 1000\n\
+             [retention.domains.\"Big.Test\"]\nmax_mailbox_size = 5000\n\
+             [retention.users.\"Ann@big.test\"]\ndelete_after_retrieve = true\nmax_age = \"1d\"\n",
+        )
+        .unwrap();
+        let r = &cfg.retention;
+        let ann = r.for_user("ann@big.test");
+        assert!(ann.delete_after_retrieve);
+        assert_eq!(ann.max_age, Some(std::time::Duration::from_secs(86400)));
+        assert_eq!(ann.max_mailbox_size, Some(5000), "from the domain");
+        let bob = r.for_user("bob@big.test");
+        assert!(!bob.delete_after_retrieve);
+        assert_eq!(bob.max_age, Some(std::time::Duration::from_secs(30 * 86400)), "global");
+        assert_eq!(r.for_user("eve@other.test").max_mailbox_size, Some(1000));
+        assert!(parse("[retention]\nmax_age = 30\n").is_err(), "a bare number is not a duration");
+        assert!(parse("[retention.users.\"a@b\"]\nquota = 1\n").is_err(), "unknown key");
     }
 
     #[test]

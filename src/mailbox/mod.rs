@@ -56,6 +56,8 @@ struct Mailbox {
     /// Arrival order; POP3 message numbers are positions in a snapshot.
     entries: Vec<MailboxEntry>,
     lock: Option<LockToken>,
+    /// Sum of the entries' sizes.
+    bytes: u64,
 }
 
 /// All mailboxes owned by one core.
@@ -67,7 +69,9 @@ pub struct MailboxIndex {
 impl MailboxIndex {
     /// Add a delivered message (after its record is durable).
     pub fn deliver(&mut self, user: &str, entry: MailboxEntry) {
-        self.boxes.entry(user.to_ascii_lowercase()).or_default().entries.push(entry);
+        let mb = self.boxes.entry(user.to_ascii_lowercase()).or_default();
+        mb.bytes += entry.size;
+        mb.entries.push(entry);
     }
 
     /// After recovery the entries arrive in spool order per core; put each
@@ -112,10 +116,42 @@ impl MailboxIndex {
     pub fn remove_and_unlock(&mut self, user: &str, token: LockToken, gone: &[(SpoolRef, u16)]) {
         if let Some(mb) = self.boxes.get_mut(&user.to_ascii_lowercase()) {
             mb.entries.retain(|e| !gone.contains(&(e.at, e.recipient)));
+            mb.bytes = mb.entries.iter().map(|e| e.size).sum();
             if mb.lock == Some(token) {
                 mb.lock = None;
             }
         }
+    }
+
+    /// The entries of `user`'s mailbox, locked or not (for `mailbox list`).
+    pub fn entries(&self, user: &str) -> &[MailboxEntry] {
+        self.boxes.get(&user.to_ascii_lowercase()).map_or(&[], |mb| &mb.entries)
+    }
+
+    /// Octets in `user`'s mailbox (what the quota compares).
+    pub fn size(&self, user: &str) -> u64 {
+        self.boxes.get(&user.to_ascii_lowercase()).map_or(0, |mb| mb.bytes)
+    }
+
+    /// Every user with a mailbox here and its size.
+    pub fn sizes(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.boxes.iter().map(|(u, mb)| (u.as_str(), mb.bytes))
+    }
+
+    /// Users whose mailbox is not locked and holds a message `older`
+    /// says is expired, with those messages (for the retention sweep).
+    pub fn expired(&self, mut older: impl FnMut(&str, &MailboxEntry) -> bool) -> Vec<(String, Vec<MailboxEntry>)> {
+        let mut out = Vec::new();
+        for (user, mb) in &self.boxes {
+            if mb.lock.is_some() {
+                continue; // a POP3 session is in it; next sweep
+            }
+            let old: Vec<MailboxEntry> = mb.entries.iter().filter(|e| older(user, e)).cloned().collect();
+            if !old.is_empty() {
+                out.push((user.clone(), old));
+            }
+        }
+        out
     }
 
     /// Messages in all mailboxes of this core.
@@ -181,6 +217,21 @@ mod tests {
         ix.remove_and_unlock("a@x", T1, &[(e2.at, 0)]);
         let left = ix.lock("a@x", T2).unwrap();
         assert_eq!(left.iter().map(|e| e.queue_id.0).collect::<Vec<_>>(), vec![1, 3]);
+    }
+
+    #[test]
+    fn sizes_and_expiry_skip_locked_mailboxes() {
+        let mut ix = MailboxIndex::default();
+        ix.deliver("a@x", entry(1, 10));
+        ix.deliver("a@x", entry(2, 50));
+        ix.deliver("b@x", entry(3, 10));
+        assert_eq!(ix.size("A@x"), 200);
+        assert_eq!(ix.entries("a@x").len(), 2);
+        ix.lock("b@x", T1).unwrap();
+        let expired = ix.expired(|_, e| e.received_at_ms < 20);
+        assert_eq!(expired.len(), 1, "b@x is locked");
+        assert_eq!(expired[0].0, "a@x");
+        assert_eq!(expired[0].1.iter().map(|e| e.queue_id.0).collect::<Vec<_>>(), vec![1]);
     }
 
     #[test]

@@ -65,6 +65,10 @@ async fn handle(shard: Rc<Shard>, mut stream: UnixStream) {
             }
             Err(e) => format!("error: {e}\n"),
         },
+        "mailbox" => {
+            tracing::info!(command = %text, "control command");
+            shard.mailbox_admin(text.trim_start_matches("mailbox")).await
+        }
         "status" => crate::metrics::status_text(&shard.gather_metrics().await),
         other => format!("error: unknown command {other:?}\n"),
     };

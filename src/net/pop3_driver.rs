@@ -53,6 +53,10 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn) {
             match action {
                 Action::Authenticate { user, password } => {
                     let (outcome, lock) = login(&shard, &user, &password, &conn).await;
+                    if let Some(l) = &lock {
+                        server
+                            .delete_retrieved_at_quit(shard.config().retention.for_user(&l.user).delete_after_retrieve);
+                    }
                     locked = lock;
                     server.auth_done(outcome);
                 }

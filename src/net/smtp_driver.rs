@@ -55,10 +55,12 @@ impl RecipientPolicy for SessionPolicy {
     fn check(&self, rcpt: &Address, auth: Option<&str>) -> RcptDecision {
         if self.shard.config().is_local_domain(&rcpt.domain) {
             let user = rcpt.to_string().to_ascii_lowercase();
-            if self.shard.users().contains(&user) {
-                RcptDecision::Local { user }
-            } else {
+            if !self.shard.users().contains(&user) {
                 RcptDecision::UnknownUser
+            } else if self.shard.over_quota.borrow().contains(&user) {
+                RcptDecision::MailboxFull
+            } else {
+                RcptDecision::Local { user }
             }
         } else if self.relay_permitted || auth.is_some() {
             RcptDecision::Remote { domain: rcpt.domain.clone() }

@@ -142,3 +142,97 @@ impl Shard {
         (String::new(), n)
     }
 }
+
+/// `mailbox list` order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailboxSort {
+    Date,
+    Sender,
+    Size,
+}
+
+impl std::str::FromStr for MailboxSort {
+    type Err = String;
+    fn from_str(s: &str) -> Result<MailboxSort, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "date" => Ok(MailboxSort::Date),
+            "sender" => Ok(MailboxSort::Sender),
+            "size" => Ok(MailboxSort::Size),
+            other => Err(format!("unknown sort {other:?} (date, sender or size)")),
+        }
+    }
+}
+
+impl Shard {
+    /// `mailbox list USER [SORT]` and `mailbox delete USER UID`, from the
+    /// control socket: asks the core owning the mailbox.
+    pub async fn mailbox_admin(self: &Rc<Self>, args: &str) -> String {
+        let words: Vec<&str> = args.split_whitespace().collect();
+        let (verb, user) = match words.as_slice() {
+            [verb, user, ..] => (verb.to_ascii_lowercase(), user.to_ascii_lowercase()),
+            _ => return "error: usage: mailbox list ADDRESS [date|sender|size] | mailbox delete ADDRESS UID\n".into(),
+        };
+        if !self.users().contains(&user) {
+            return format!("error: {user} is not a user\n");
+        }
+        let owner = super::owner::user_owner(&user, self.cores);
+        match (verb.as_str(), words.get(2)) {
+            ("list", sort) => {
+                let sort = match sort.map_or(Ok(MailboxSort::Date), |s| s.parse()) {
+                    Ok(s) => s,
+                    Err(e) => return format!("error: {e}\n"),
+                };
+                match self.call(owner, Request::MailboxList { user: user.clone() }).await {
+                    Ok(Reply::Mailbox(entries)) => self.render_mailbox(&user, entries, sort),
+                    other => format!("error: {other:?}\n"),
+                }
+            }
+            ("delete", Some(uid)) => {
+                match self.call(owner, Request::MailboxDelete { user: user.clone(), uid: uid.to_string() }).await {
+                    Ok(Reply::Done(Ok(()))) => format!("deleted {uid} from {user}\n"),
+                    Ok(Reply::Done(Err(e))) => format!("error: {e}\n"),
+                    other => format!("error: {other:?}\n"),
+                }
+            }
+            _ => "error: usage: mailbox list ADDRESS [date|sender|size] | mailbox delete ADDRESS UID\n".into(),
+        }
+    }
+
+    /// One line per message: uid, date, sender, size, subject.
+    fn render_mailbox(&self, user: &str, mut entries: Vec<crate::mailbox::MailboxEntry>, sort: MailboxSort) -> String {
+        match sort {
+            MailboxSort::Date => entries.sort_by_key(|e| (e.received_at_ms, e.queue_id)),
+            MailboxSort::Sender => {
+                entries.sort_by(|a, b| a.sender.cmp(&b.sender).then(a.received_at_ms.cmp(&b.received_at_ms)))
+            }
+            MailboxSort::Size => entries.sort_by_key(|e| (std::cmp::Reverse(e.size), e.received_at_ms)),
+        }
+        let mut out = String::new();
+        let total: u64 = entries.iter().map(|e| e.size).sum();
+        for e in &entries {
+            let subject = self
+                .maps
+                .borrow_mut()
+                .record(e.at)
+                .ok()
+                .and_then(|v| {
+                    crate::spool::decode_message(v.payload())
+                        .ok()
+                        .and_then(|m| crate::message::header(m.body, "Subject", 200))
+                })
+                .unwrap_or_default();
+            let sender = if e.sender.is_empty() { "<>" } else { &e.sender };
+            let _ = writeln!(
+                out,
+                "{}  {}  {}  {}  {}",
+                e.uid(),
+                crate::admin::format_time(e.received_at_ms),
+                sender,
+                e.size,
+                subject
+            );
+        }
+        let _ = writeln!(out, "-- {user}: {} message(s), {total} bytes", entries.len());
+        out
+    }
+}

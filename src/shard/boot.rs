@@ -331,6 +331,7 @@ async fn core_main(
         )),
         metrics: crate::metrics::CoreMetrics::default(),
         stop: super::Stop::default(),
+        over_quota: RefCell::new(Default::default()),
     });
     for (_, rx) in receivers.streams() {
         let shard = shard.clone();
@@ -344,6 +345,8 @@ async fn core_main(
     let dead = shard.ledger.borrow_mut().set_write_segment(spool::SegmentKey { dir, seq: write_segment });
     shard.reclaim(dead).await;
     glommio::spawn_local(shard.clone().relay_timer()).detach();
+    shard.check_all_quotas();
+    glommio::spawn_local(shard.clone().retention_sweeper()).detach();
     if core == 0 {
         let control = net::control::bind(&config.data_dir).map_err(|e| format!("control socket: {e}"))?;
         glommio::spawn_local(net::control::serve(shard.clone(), control)).detach();

@@ -16,6 +16,7 @@ pub(crate) mod intake;
 mod mesh;
 mod msg;
 mod observe;
+mod retention;
 mod stop;
 pub use observe::{dir_bytes, free_bytes};
 pub use stop::Stop;
@@ -72,6 +73,9 @@ pub struct Shard {
     pub metrics: crate::metrics::CoreMetrics,
     /// Raised when the server is stopping (SIGTERM): drain, then exit.
     pub stop: Stop,
+    /// Local users over their quota (told by their owners); RCPT to them
+    /// gets 452 4.2.2.
+    pub over_quota: RefCell<std::collections::HashSet<String>>,
 }
 
 impl Shard {
@@ -118,7 +122,14 @@ impl Shard {
     /// is spawned.
     pub fn handle(self: &Rc<Self>, msg: ShardMsg) {
         match msg {
-            ShardMsg::Deliver { user, entry } => self.mailboxes.borrow_mut().deliver(&user, entry),
+            ShardMsg::Deliver { user, entry } => self.deliver_owned(user, entry),
+            ShardMsg::Quota { user, over } => {
+                if over {
+                    self.over_quota.borrow_mut().insert(user);
+                } else {
+                    self.over_quota.borrow_mut().remove(&user);
+                }
+            }
             ShardMsg::Enqueue(msg) => {
                 let domain = msg.domain.clone();
                 self.queue.borrow_mut().enqueue(msg);
@@ -153,7 +164,7 @@ impl Shard {
     pub async fn deliver(self: &Rc<Self>, user: String, entry: MailboxEntry) {
         let to = owner::user_owner(&user, self.cores);
         if to == self.id {
-            self.mailboxes.borrow_mut().deliver(&user, entry);
+            self.deliver_owned(user, entry);
         } else if self.mesh.send(to, ShardMsg::Deliver { user, entry }).await.is_err() {
             // The record is durable; recovery will deliver it at next start.
             tracing::warn!(core = self.id, to, "delivery hand-off failed: peer gone");
@@ -186,6 +197,8 @@ impl Shard {
                 Reply::Queue { text, count }
             }
             Request::Metrics => Reply::Metrics(Box::new(self.metrics_snapshot())),
+            Request::MailboxList { user } => Reply::Mailbox(self.mailboxes.borrow().entries(&user).to_vec()),
+            Request::MailboxDelete { user, uid } => Reply::Done(self.delete_by_uid(&user, &uid).await),
         }
     }
 
@@ -211,6 +224,7 @@ impl Shard {
             }
         }
         self.mailboxes.borrow_mut().remove_and_unlock(user, token, &deleted);
+        self.check_quota(user);
         Ok(())
     }
 

@@ -19,6 +19,12 @@ pub enum ShardMsg {
     },
     /// One-way: durable relay work for a domain this core owns.
     Enqueue(QueuedMessage),
+    /// One-way, to every core: `user`'s mailbox went over (or back under)
+    /// its quota; RCPT answers 452 4.2.2 while over.
+    Quota {
+        user: String,
+        over: bool,
+    },
     /// One-way: a spool segment was deleted; drop any map of it.
     SegmentGone {
         dir: u16,
@@ -52,6 +58,11 @@ pub enum Request {
     Queue(super::admin::QueueOp),
     /// This core's metrics, for a scrape or `ringmail status`.
     Metrics,
+    /// `mailbox list`: the entries of a mailbox this core owns.
+    MailboxList { user: String },
+    /// `mailbox delete`: delete one message (by UID) from a mailbox this
+    /// core owns, durably.
+    MailboxDelete { user: String, uid: String },
 }
 
 #[derive(Debug)]
@@ -65,4 +76,5 @@ pub enum Reply {
         count: usize,
     },
     Metrics(Box<crate::metrics::Snapshot>),
+    Mailbox(Vec<MailboxEntry>),
 }

@@ -94,6 +94,11 @@ impl Maildrop {
         self.live_octets = self.messages.iter().map(|m| m.size).sum();
     }
 
+    /// Is the message at 0-based `index` marked deleted?
+    pub(super) fn is_deleted(&self, index: usize) -> bool {
+        self.deleted.get(index).copied().unwrap_or(false)
+    }
+
     /// 0-based indices of the marked messages: ascending and distinct.
     pub(super) fn deleted_indices(&self) -> Vec<usize> {
         self.deleted.iter().enumerate().filter_map(|(index, &deleted)| deleted.then_some(index)).collect()

@@ -153,6 +153,10 @@ pub struct Server {
     tls: bool,
     /// Passwords may be sent now: `config.plaintext_auth_ok`, or TLS is on.
     plaintext_auth_ok: bool,
+    /// Messages sent in full (RETR), in order, and whether QUIT deletes
+    /// them too (the user's `retention.delete_after_retrieve`).
+    retrieved: Vec<usize>,
+    delete_retrieved: bool,
 }
 
 impl Server {
@@ -162,7 +166,22 @@ impl Server {
         reply::greeting(&mut output, &config.hostname);
         let plaintext_auth_ok = config.plaintext_auth_ok;
         let state = State::Authorization { user: None, failures: 0 };
-        Server { config, state, action: None, output, tls: false, plaintext_auth_ok }
+        Server {
+            config,
+            state,
+            action: None,
+            output,
+            tls: false,
+            plaintext_auth_ok,
+            retrieved: Vec::new(),
+            delete_retrieved: false,
+        }
+    }
+
+    /// UPDATE (QUIT) also deletes every message retrieved in full with
+    /// RETR, marked or not (a site policy, set by the driver after login).
+    pub fn delete_retrieved_at_quit(&mut self, on: bool) {
+        self.delete_retrieved = on;
     }
 
     /// Consumes complete command lines from the front of `input`, answering
@@ -365,6 +384,9 @@ impl Server {
                 match transaction::handle(command, &mut maildrop, &mut self.output) {
                     Step::Continue => State::Transaction { user, maildrop },
                     Step::Send { index, top_lines } => {
+                        if top_lines.is_none() && !self.retrieved.contains(&index) {
+                            self.retrieved.push(index);
+                        }
                         self.action = Some(Action::SendMessage { index, top_lines });
                         State::Sending { user, maildrop }
                     }
@@ -471,7 +493,11 @@ impl Server {
 
     /// QUIT in TRANSACTION: UPDATE if anything is marked, else goodbye.
     fn quit(&mut self, user: String, maildrop: &Maildrop) -> State {
-        let deleted = maildrop.deleted_indices();
+        let mut deleted = maildrop.deleted_indices();
+        if self.delete_retrieved {
+            deleted.extend(self.retrieved.iter().filter(|i| !maildrop.is_deleted(**i)));
+            deleted.sort_unstable();
+        }
         if deleted.is_empty() {
             reply::signing_off(&mut self.output, &self.config.hostname);
             return State::Closed { user: Some(user) };

@@ -16,6 +16,9 @@ pub enum RcptDecision {
     UnknownUser,
     /// Refuse with 554 5.7.1: not a domain we take mail for or relay to.
     RelayDenied,
+    /// Refuse for now with 452 4.2.2: a local user over their quota
+    /// (`retention.max_mailbox_size`).
+    MailboxFull,
 }
 
 /// The answer of [`RecipientPolicy::check_sender`] for one MAIL.

@@ -203,6 +203,8 @@ pub const TOO_MANY_RECIPIENTS: Reply = Reply::new(452, "4.5.3", "Error: too many
 /// The policy does not know the local user; `{}` is the address.
 pub const UNKNOWN_USER: Reply = Reply::new(550, "5.1.1", "<{}>: Recipient address rejected: User unknown");
 /// The policy will not relay to that domain; `{}` is the address.
+/// The recipient's mailbox is over its quota; `{}` is the address.
+pub const MAILBOX_FULL: Reply = Reply::new(452, "4.2.2", "<{}>: Recipient address rejected: Mailbox full");
 pub const RELAY_DENIED: Reply = Reply::new(554, "5.7.1", "<{}>: Relay access denied");
 
 // --- Sequence errors -----------------------------------------------------------
@@ -355,6 +357,7 @@ mod tests {
         MESSAGE_TOO_BIG,
         TOO_MANY_RECIPIENTS,
         UNKNOWN_USER,
+        MAILBOX_FULL,
         RELAY_DENIED,
         NEED_HELO,
         NESTED_MAIL,

@@ -489,6 +489,9 @@ impl Server {
             }
             RcptDecision::UnknownUser => &reply::UNKNOWN_USER,
             RcptDecision::RelayDenied => &reply::RELAY_DENIED,
+            // Temporary and the client's fault only in a full mailbox: not
+            // counted as a bad command.
+            RcptDecision::MailboxFull => return reply::MAILBOX_FULL.write_with(&mut self.output, &address.to_string()),
         };
         txn.rejected = true;
         self.reject_with(refusal, &address.to_string());

@@ -78,6 +78,19 @@ fn data_after_only_rejected_recipients_gets_554() {
 }
 
 #[test]
+fn a_full_mailbox_gets_452_and_is_not_a_client_error() {
+    let mut s = Session::in_state("mail");
+    for _ in 0..30 {
+        assert_eq!(
+            s.rcpt_to("full@example.test", "452"),
+            "452 4.2.2 <full@example.test>: Recipient address rejected: Mailbox full\r\n"
+        );
+    }
+    // Not counted towards max_errors: the session is still open.
+    s.rcpt_to("jane@example.test", "250 2.1.5");
+}
+
+#[test]
 fn nested_mail_gets_503() {
     let mut s = Session::in_state("mail");
     assert_eq!(s.mail_from("b@relay.test", "503"), "503 5.5.1 Error: nested MAIL command\r\n");

@@ -36,6 +36,7 @@ impl RecipientPolicy for TestPolicy {
         match rcpt.domain.as_str() {
             "example.test" | "mx.example.test" => match rcpt.local.as_str() {
                 "jane" | "john" | "postmaster" => RcptDecision::Local { user: rcpt.local.clone() },
+                "full" => RcptDecision::MailboxFull,
                 _ => RcptDecision::UnknownUser,
             },
             "relay.test" => RcptDecision::Remote { domain: rcpt.domain.clone() },

@@ -193,6 +193,26 @@ fn quit_without_deletions_closes_without_commit() {
 }
 
 #[test]
+fn delete_retrieved_at_quit_adds_retrieved_messages_but_not_top() {
+    let mut session = Session::logged_in();
+    session.server.delete_retrieved_at_quit(true);
+    session.send("RETR 3");
+    session.send("TOP 2 0");
+    session.send("DELE 1");
+    session.send("RETR 3");
+    session.expect("QUIT", "+OK pop.example.test signing off\r\n");
+    assert_eq!(session.actions.last(), Some(&Action::Commit { deleted: vec![0, 2] }));
+}
+
+#[test]
+fn retrieved_messages_stay_without_the_policy() {
+    let mut session = Session::logged_in();
+    session.send("RETR 1");
+    session.expect("QUIT", "+OK pop.example.test signing off\r\n");
+    assert!(!session.actions.iter().any(|a| matches!(a, Action::Commit { .. })));
+}
+
+#[test]
 fn quit_with_deletions_commits_ascending_indices() {
     let mut session = Session::logged_in();
     session.send("DELE 3");
