@@ -2,6 +2,7 @@
 //! be running; they never write the spool): `ringmail trace`, backup and
 //! restore, Maildir/mbox export and import helpers.
 
+pub mod backup;
 pub mod trace;
 
 /// A time in ms since the Unix epoch as RFC 3339 UTC, seconds precision.

@@ -4,7 +4,7 @@
 //! so only the operator can reach it.
 
 use crate::shard::admin::QueueOp;
-use crate::shard::Shard;
+use crate::shard::{Reply, Request, Shard};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -68,6 +68,33 @@ async fn handle(shard: Rc<Shard>, mut stream: UnixStream) {
         "mailbox" => {
             tracing::info!(command = %text, "control command");
             shard.mailbox_admin(text.trim_start_matches("mailbox")).await
+        }
+        "backup" if text == "backup begin" => {
+            tracing::info!("backup: spool pinned");
+            let mut answer = String::new();
+            let mut pinned = Vec::new();
+            for core in 0..shard.cores {
+                match shard.call(core, Request::Pin(true)).await {
+                    Ok(Reply::Pinned { dir, segment, offset }) => {
+                        pinned.push(core);
+                        answer.push_str(&format!("tail {dir} {segment} {offset}\n"));
+                    }
+                    other => answer.push_str(&format!("error: core {core}: {other:?}\n")),
+                }
+            }
+            answer.push_str("ready\n");
+            // Hold the pin while the client copies; it hangs up when done
+            // (or dies: the read ends either way).
+            if stream.write_all(answer.as_bytes()).await.is_ok() {
+                let mut sink = [0u8; 64];
+                while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+            }
+            for core in pinned {
+                let _ = shard.call(core, Request::Pin(false)).await;
+            }
+            tracing::info!("backup: spool released");
+            let _ = stream.close().await;
+            return;
         }
         "status" => crate::metrics::status_text(&shard.gather_metrics().await),
         other => format!("error: unknown command {other:?}\n"),

@@ -332,6 +332,8 @@ async fn core_main(
         metrics: crate::metrics::CoreMetrics::default(),
         stop: super::Stop::default(),
         over_quota: RefCell::new(Default::default()),
+        backup_pins: Cell::new(0),
+        held_reclaim: RefCell::new(Vec::new()),
     });
     for (_, rx) in receivers.streams() {
         let shard = shard.clone();

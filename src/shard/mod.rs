@@ -73,6 +73,10 @@ pub struct Shard {
     pub metrics: crate::metrics::CoreMetrics,
     /// Raised when the server is stopping (SIGTERM): drain, then exit.
     pub stop: Stop,
+    /// Open backups pinning the spool: while > 0, dead segments are kept
+    /// (in `held_reclaim`) instead of deleted.
+    backup_pins: Cell<u32>,
+    held_reclaim: RefCell<Vec<SegmentKey>>,
     /// Local users over their quota (told by their owners); RCPT to them
     /// gets 452 4.2.2.
     pub over_quota: RefCell<std::collections::HashSet<String>>,
@@ -197,6 +201,25 @@ impl Shard {
                 Reply::Queue { text, count }
             }
             Request::Metrics => Reply::Metrics(Box::new(self.metrics_snapshot())),
+            Request::Pin(true) => {
+                self.backup_pins.set(self.backup_pins.get() + 1);
+                let end = self.spool.write_position();
+                if let Err(e) = self.spool.flush().await {
+                    tracing::warn!(core = self.id, error = %e, "spool flush for a backup failed");
+                }
+                Reply::Pinned { dir: end.dir, segment: end.segment, offset: end.offset }
+            }
+            Request::Pin(false) => {
+                self.backup_pins.set(self.backup_pins.get().saturating_sub(1));
+                if self.backup_pins.get() == 0 {
+                    let held = self.held_reclaim.take();
+                    if !held.is_empty() {
+                        let me = self.clone();
+                        glommio::spawn_local(async move { me.reclaim(held).await }).detach();
+                    }
+                }
+                Reply::Done(Ok(()))
+            }
             Request::MailboxList { user } => Reply::Mailbox(self.mailboxes.borrow().entries(&user).to_vec()),
             Request::MailboxDelete { user, uid } => Reply::Done(self.delete_by_uid(&user, &uid).await),
         }
@@ -282,6 +305,11 @@ impl Shard {
 
     /// Delete dead segments, and tell every core to drop its maps of them.
     async fn reclaim(self: &Rc<Self>, mut dead: Vec<SegmentKey>) {
+        if self.backup_pins.get() > 0 {
+            // A backup is copying the spool as it was: keep everything.
+            self.held_reclaim.borrow_mut().append(&mut dead);
+            return;
+        }
         while let Some(key) = dead.pop() {
             let removed = if key.dir == self.spool.dir() {
                 self.spool.remove_segment(key.seq).await.map_err(|e| e.to_string())

@@ -58,6 +58,10 @@ pub enum Request {
     Queue(super::admin::QueueOp),
     /// This core's metrics, for a scrape or `ringmail status`.
     Metrics,
+    /// `backup begin` (true): make everything appended durable, report where
+    /// this core's spool log ends, and keep every segment until the
+    /// matching unpin (false).
+    Pin(bool),
     /// `mailbox list`: the entries of a mailbox this core owns.
     MailboxList { user: String },
     /// `mailbox delete`: delete one message (by UID) from a mailbox this
@@ -77,4 +81,10 @@ pub enum Reply {
     },
     Metrics(Box<crate::metrics::Snapshot>),
     Mailbox(Vec<MailboxEntry>),
+    /// This core's spool dir and where its log ends (segment, offset).
+    Pinned {
+        dir: u16,
+        segment: u32,
+        offset: u32,
+    },
 }
