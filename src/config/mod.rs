@@ -385,11 +385,26 @@ pub struct SpoolConfig {
     /// record must fit in one segment.
     #[serde(default = "default_segment_size")]
     pub segment_size: u64,
+    /// Cap on the bytes of all spool segments; at or over it new mail gets
+    /// 452 4.3.1 until deliveries and deletions free segments. None: no cap.
+    #[serde(default)]
+    pub max_size: Option<u64>,
+    /// Free disk to keep: below it new mail gets 452 4.3.1. Default: one
+    /// segment (a core must be able to start its next segment).
+    #[serde(default)]
+    pub min_free: Option<u64>,
 }
 
 impl Default for SpoolConfig {
     fn default() -> SpoolConfig {
-        SpoolConfig { segment_size: default_segment_size() }
+        SpoolConfig { segment_size: default_segment_size(), max_size: None, min_free: None }
+    }
+}
+
+impl SpoolConfig {
+    /// Free bytes below which the spool counts as full.
+    pub fn min_free(&self) -> u64 {
+        self.min_free.unwrap_or(self.segment_size)
     }
 }
 

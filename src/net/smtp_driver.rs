@@ -73,6 +73,9 @@ impl RecipientPolicy for SessionPolicy {
     /// their own address (no aliases exist yet). The null sender stays
     /// allowed (a user's own mail program may send bounces/receipts).
     fn check_sender(&self, sender: &ReversePath, auth: Option<&str>) -> SenderDecision {
+        if self.shard.spool_full.get() {
+            return SenderDecision::SpoolFull;
+        }
         let limits = &self.shard.config().limits;
         let now = crate::relay::now_ms();
         let mut limiter = self.shard.limits.borrow_mut();

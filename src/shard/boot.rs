@@ -333,6 +333,7 @@ async fn core_main(
         stop: super::Stop::default(),
         over_quota: RefCell::new(Default::default()),
         backup_pins: Cell::new(0),
+        spool_full: Cell::new(false),
         held_reclaim: RefCell::new(Vec::new()),
     });
     for (_, rx) in receivers.streams() {
@@ -349,6 +350,8 @@ async fn core_main(
     glommio::spawn_local(shard.clone().relay_timer()).detach();
     shard.check_all_quotas();
     glommio::spawn_local(shard.clone().retention_sweeper()).detach();
+    shard.check_spool_room();
+    glommio::spawn_local(shard.clone().spool_watch()).detach();
     if core == 0 {
         let control = net::control::bind(&config.data_dir).map_err(|e| format!("control socket: {e}"))?;
         glommio::spawn_local(net::control::serve(shard.clone(), control)).detach();

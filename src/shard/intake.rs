@@ -84,6 +84,14 @@ impl Shard {
                 tracing::error!(core = self.id, queue_id = %queue_id, error = %e, "message not stored");
                 match e {
                     StoreError::Spool(SpoolError::RecordTooLarge { .. }) => StoreOutcome::SpoolFull,
+                    StoreError::Spool(e) if e.is_out_of_space() => {
+                        // Refuse from MAIL on until the watcher sees room.
+                        self.spool_full.set(true);
+                        StoreOutcome::SpoolFull
+                    }
+                    StoreError::Spool(SpoolError::SegmentAbandoned { .. }) if self.spool_full.get() => {
+                        StoreOutcome::SpoolFull
+                    }
                     StoreError::Spool(_) | StoreError::Envelope(_) => StoreOutcome::TempFailure,
                 }
             }

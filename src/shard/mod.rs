@@ -73,6 +73,9 @@ pub struct Shard {
     pub metrics: crate::metrics::CoreMetrics,
     /// Raised when the server is stopping (SIGTERM): drain, then exit.
     pub stop: Stop,
+    /// The spool has no room (disk below `spool.min_free`, or over
+    /// `spool.max_size`): MAIL gets 452 4.3.1. Kept by `spool_watch`.
+    pub spool_full: Cell<bool>,
     /// Open backups pinning the spool: while > 0, dead segments are kept
     /// (in `held_reclaim`) instead of deleted.
     backup_pins: Cell<u32>,

@@ -25,9 +25,49 @@ impl Shard {
             spool_bytes_written: stats.bytes,
             spool_failed_batches: stats.failed_batches,
             spool_free_bytes: free_bytes(&self.config().spool_root()),
-            spool_full: false,
+            spool_full: self.spool_full.get(),
         };
         self.metrics.snapshot(self.id, gauges)
+    }
+
+    /// Re-evaluate whether the spool has room; log transitions.
+    pub fn check_spool_room(&self) {
+        let config = self.config();
+        let root = config.spool_root();
+        let free = free_bytes(&root);
+        let min_free = config.spool.min_free();
+        let used = config
+            .spool
+            .max_size
+            .map(|_| std::fs::read_dir(&root).map_or(0, |rd| rd.flatten().map(|d| dir_bytes(&d.path())).sum::<u64>()));
+        let reason = if free < min_free {
+            Some(format!("{free} bytes free on the spool's disk, below spool.min_free = {min_free}"))
+        } else {
+            match (used, config.spool.max_size) {
+                (Some(used), Some(max)) if used >= max => {
+                    Some(format!("{used} bytes of segments, spool.max_size = {max}"))
+                }
+                _ => None,
+            }
+        };
+        let full = reason.is_some();
+        if full != self.spool_full.replace(full) {
+            match reason {
+                Some(why) => {
+                    tracing::error!(core = self.id, reason = %why, "spool full: new mail refused with 452 4.3.1")
+                }
+                None => tracing::info!(core = self.id, free, "spool has room again: taking mail"),
+            }
+        }
+    }
+
+    /// Runs until the core stops: check the spool's room every 250 ms.
+    pub async fn spool_watch(self: Rc<Self>) {
+        while !self.stop.is_set() {
+            futures_lite::future::or(glommio::timer::sleep(std::time::Duration::from_millis(250)), self.stop.wait())
+                .await;
+            self.check_spool_room();
+        }
     }
 
     /// Every core's snapshot, in core order (a core that does not answer

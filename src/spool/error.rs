@@ -106,3 +106,18 @@ pub enum SpoolError {
         source: DecodeError,
     },
 }
+
+impl SpoolError {
+    /// The disk (or a quota) is full: ENOSPC/EDQUOT while creating or
+    /// writing a segment.
+    pub fn is_out_of_space(&self) -> bool {
+        let source = match self {
+            SpoolError::PrepareSegment { source, .. }
+            | SpoolError::WriteFailed { source, .. }
+            | SpoolError::SyncFailed { source, .. } => source,
+            _ => return false,
+        };
+        source.kind() == io::ErrorKind::StorageFull
+            || matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+    }
+}

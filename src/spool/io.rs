@@ -117,17 +117,29 @@ impl SegmentStore for DirStore {
         }
         let mut temp = path.clone().into_os_string();
         temp.push(TEMP_SUFFIX);
-        let mut file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(true).buffered_open(&temp).await?;
-        let segment = BufferedSegment { file };
-        let mut pos = 0u64;
-        while pos < size {
-            let len = (size - pos).min(ZERO_CHUNK as u64) as usize;
-            segment.write_at(vec![0u8; len], pos).await?;
-            pos += len as u64;
+        let made = async {
+            let file =
+                OpenOptions::new().read(true).write(true).create(true).truncate(true).buffered_open(&temp).await?;
+            let segment = BufferedSegment { file };
+            let mut pos = 0u64;
+            while pos < size {
+                let len = (size - pos).min(ZERO_CHUNK as u64) as usize;
+                segment.write_at(vec![0u8; len], pos).await?;
+                pos += len as u64;
+            }
+            segment.sync_data().await?;
+            Ok::<_, io::Error>(segment.file)
         }
-        segment.sync_data().await?;
-        file = segment.file;
+        .await;
+        let mut file = match made {
+            Ok(f) => f,
+            Err(e) => {
+                // Out of space, typically: give the half-filled file back
+                // (recovery would also delete it, but only at next start).
+                let _ = glommio::io::remove(&temp).await;
+                return Err(e);
+            }
+        };
         file.rename(&path).await?;
         self.sync_dir().await?;
         Ok(BufferedSegment { file })

@@ -42,6 +42,8 @@ pub struct Options {
     /// Lines inside `[auth]`.
     pub auth: String,
     pub segment_size: u64,
+    /// Lines inside `[spool]`.
+    pub spool: String,
 }
 
 impl Default for Options {
@@ -54,6 +56,7 @@ impl Default for Options {
             limits: String::new(),
             auth: String::new(),
             segment_size: 1 << 20,
+            spool: String::new(),
         }
     }
 }
@@ -68,6 +71,14 @@ impl Server {
     }
 
     pub fn start_with(opts: Options) -> Server {
+        let mut s = Server::configure(opts);
+        s.spawn();
+        s
+    }
+
+    /// Config, users file and data dir path, but not started yet (for
+    /// tests that prepare the data dir first; then `spawn`).
+    pub fn configure(opts: Options) -> Server {
         let dir = tempfile::Builder::new().prefix("ringmail-test").tempdir_in(test_tmp()).unwrap();
         let smtp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let pop3: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -98,6 +109,7 @@ permit_relay_from = {relay}
 
 [spool]
 segment_size = {seg}
+{spool}
 
 [limits]
 max_recipients = 50
@@ -114,6 +126,7 @@ io_memory = 1048576
             cores = opts.cores,
             relay = opts.permit_relay_from,
             seg = opts.segment_size,
+            spool = opts.spool,
             extra = opts.extra,
             relay_extra = opts.relay,
             auth = opts.auth,
@@ -127,9 +140,7 @@ io_memory = 1048576
         for u in USERS {
             add_user(&config, u, PASSWORD);
         }
-        let mut s = Server { dir, config, smtp, pop3, submission, smtps, pop3s, metrics, child: None };
-        s.spawn();
-        s
+        Server { dir, config, smtp, pop3, submission, smtps, pop3s, metrics, child: None }
     }
 
     pub fn data_dir(&self) -> PathBuf {

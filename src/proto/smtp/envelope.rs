@@ -32,6 +32,9 @@ pub enum SenderDecision {
     /// Refuse for now with 450 4.7.1: the client's or user's message rate
     /// is exhausted (not counted as a client error).
     RateLimited,
+    /// Refuse for now with 452 4.3.1: the spool is full (disk or its
+    /// configured cap); new mail is taken again once there is room.
+    SpoolFull,
 }
 
 /// Decides senders and recipients for a session.

@@ -449,6 +449,7 @@ impl Server {
                 return self.reject_with(&reply::SENDER_NOT_OWNED, &user);
             }
             SenderDecision::RateLimited => return reply::TOO_MUCH_MAIL.write(&mut self.output),
+            SenderDecision::SpoolFull => return reply::INSUFFICIENT_STORAGE.write(&mut self.output),
         }
         self.state = match self.take_state() {
             State::Greeted(greeting) => {

@@ -1,0 +1,136 @@
+//! A full disk: new mail gets 452 4.3.1, nothing acknowledged is lost, and
+//! mail is taken again once there is room. The data dir is a small tmpfs
+//! (the tests run as root, as CI does).
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// A tmpfs mounted for the test; lazily unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs needs root (CI runs as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn free_bytes(p: &Path) -> u64 {
+    let out = Command::new("df").args(["-B1", "--output=avail"]).arg(p).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn a_full_disk_refuses_with_452_loses_nothing_and_recovers() {
+    let mut server = Server::configure(Options { cores: 1, ..Options::default() });
+    let _mount = Tmpfs::mount(&server.data_dir(), "6m");
+    server.spawn();
+    // Leave about 1.6 MiB: room for one more 1 MiB segment, then none.
+    let filler = server.data_dir().join("filler");
+    let take = free_bytes(&server.data_dir()).saturating_sub(1_600_000);
+    std::fs::write(&filler, vec![1u8; take as usize]).unwrap();
+
+    let body = |i: usize| format!("Subject: m{i}\r\n\r\n{}\r\n", "f".repeat(40_000));
+    let mut acked = Vec::new();
+    let mut refusal = None;
+    let mut c = server.smtp();
+    c.expect("EHLO full.test", "250");
+    for i in 0..200 {
+        let mail = c.cmd("MAIL FROM:<x@localhost>");
+        if mail.starts_with("452") {
+            refusal = Some(mail);
+            break;
+        }
+        assert!(mail.starts_with("250"), "{mail}");
+        c.expect("RCPT TO:<alice@localhost>", "250");
+        c.expect("DATA", "354");
+        c.send(&dot_stuff(body(i).as_bytes()));
+        c.send(b".\r\n");
+        let r = c.reply();
+        if r.starts_with("250") {
+            acked.push(i);
+        } else {
+            assert!(r.starts_with("452 4.3.1"), "{r}");
+            refusal = Some(r);
+            break;
+        }
+    }
+    let refusal = refusal.expect("the disk filled up within 200 messages of 40 KB");
+    assert!(refusal.starts_with("452 4.3.1"), "{refusal}");
+    assert!(acked.len() >= 3, "some mail fitted before the disk was full: {acked:?}");
+    // Still refusing, on a new session too.
+    let mut c2 = server.smtp();
+    c2.expect("EHLO full.test", "250");
+    c2.expect("MAIL FROM:<x@localhost>", "452");
+    assert!(server.log().contains("spool full"), "{}", server.log());
+
+    // Room again: mail is taken within a moment.
+    std::fs::remove_file(&filler).unwrap();
+    eventually(Duration::from_secs(10), || {
+        let mut c = server.smtp();
+        c.expect("EHLO full.test", "250");
+        c.cmd("MAIL FROM:<x@localhost>").starts_with("250").then_some(())
+    });
+    let mut c3 = server.smtp();
+    c3.expect("EHLO full.test", "250");
+    let r = c3.send_mail("x@localhost", &["alice@localhost"], b"Subject: after\r\n\r\nroom again\r\n");
+    assert!(r.starts_with("250"), "{r}");
+    assert!(server.log().contains("spool has room again"));
+
+    // Nothing acknowledged was lost, across a kill -9 too.
+    server.restart();
+    let got = fetch_all(&server, "alice@localhost");
+    let subjects: Vec<String> = got
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).lines().find_map(|l| l.strip_prefix("Subject: ")).unwrap().to_string())
+        .collect();
+    for i in &acked {
+        assert!(subjects.contains(&format!("m{i}")), "acknowledged m{i} was lost");
+    }
+    assert!(subjects.contains(&"after".to_string()));
+    assert_eq!(subjects.len(), acked.len() + 1, "{subjects:?}");
+    server.kill9();
+}
+
+#[test]
+fn the_configured_cap_refuses_new_mail_and_counts_in_metrics() {
+    // Each core's first segment is 1 MiB: two of them are over the cap.
+    let server = Server::start_with(Options { spool: "max_size = 1500000\n".into(), ..Options::default() });
+    let refused = eventually(Duration::from_secs(20), || {
+        let mut c = server.smtp();
+        c.expect("EHLO cap.test", "250");
+        let r = c.cmd("MAIL FROM:<x@localhost>");
+        if r.starts_with("452") {
+            return Some(r);
+        }
+        c.expect("RCPT TO:<alice@localhost>", "250");
+        c.expect("DATA", "354");
+        c.send(b"Subject: fill\r\n\r\nx\r\n.\r\n");
+        let stored = c.reply();
+        assert!(stored.starts_with("250") || stored.starts_with("452 4.3.1"), "{stored}");
+        None
+    });
+    assert!(refused.starts_with("452 4.3.1"), "{refused}");
+    assert!(server.metric("ringmail_spool_full", &[]) >= 1.0);
+    assert!(server.log().contains("spool.max_size = 1500000"));
+}
