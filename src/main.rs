@@ -53,6 +53,28 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Write a user's mailbox into a Maildir (new/), e.g. to move to Dovecot.
+    ExportMaildir {
+        address: String,
+        dir: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Import a Maildir (new/ and cur/) into a user's mailbox (the server
+    /// must be running).
+    ImportMaildir {
+        address: String,
+        dir: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Import an mbox file into a user's mailbox (the server must be running).
+    ImportMbox {
+        address: String,
+        file: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// The running server at a glance: cores, sessions, queue, spool.
     Status {
         #[arg(long)]
@@ -163,6 +185,26 @@ fn run() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::ExportMaildir { address, dir, config } => {
+            let cfg = Config::load(config.as_deref())?;
+            let users = ringmail::auth::UserDb::load(cfg.users_path())?;
+            if !users.contains(&address.to_ascii_lowercase()) {
+                bail!("{address} is not a user in {}", cfg.users_path().display());
+            }
+            let n = ringmail::admin::maildir::export_maildir(&cfg.spool_root(), &address, &dir, &cfg.hostname)?;
+            println!("exported {n} message(s) of {address} to {}", dir.display());
+            Ok(())
+        }
+        Command::ImportMaildir { address, dir, config } => {
+            let cfg = Config::load(config.as_deref())?;
+            let messages = ringmail::admin::maildir::read_maildir(&dir)?;
+            import(&cfg, &address, &messages, &dir)
+        }
+        Command::ImportMbox { address, file, config } => {
+            let cfg = Config::load(config.as_deref())?;
+            let messages = ringmail::admin::maildir::read_mbox(&file)?;
+            import(&cfg, &address, &messages, &file)
+        }
         Command::Status { config } => {
             let cfg = Config::load(config.as_deref())?;
             print!("{}", control(&cfg, "status")?);
@@ -248,6 +290,18 @@ fn backup(cfg: &Config, dest: &std::path::Path) -> anyhow::Result<()> {
     let s = ringmail::admin::backup::backup(&cfg.data_dir, cfg.users_path(), tails.as_ref(), dest)?;
     drop(held); // releases the pin
     println!("backup {}: {} files, {} messages, {} bytes", dest.display(), s.files, s.messages, s.bytes);
+    Ok(())
+}
+
+fn import(
+    cfg: &Config,
+    address: &str,
+    messages: &[ringmail::admin::maildir::Incoming],
+    from: &std::path::Path,
+) -> anyhow::Result<()> {
+    let socket = ringmail::net::control::socket_path(&cfg.data_dir);
+    let ids = ringmail::admin::maildir::import(&socket, address, messages)?;
+    println!("imported {} message(s) from {} into {address}", ids.len(), from.display());
     Ok(())
 }
 

@@ -165,7 +165,7 @@ fn hex(bytes: &[u8]) -> String {
 pub fn backup(data_dir: &Path, users: &Path, tails: Option<&Tails>, dest: &Path) -> Result<Summary, BackupError> {
     let root = data_dir.join("spool");
     let mut manifest = Manifest { created: super::format_time(crate::relay::now_ms()), ..Manifest::default() };
-    let mut contents: Vec<(String, Box<dyn AsRef<[u8]>>, usize)> = Vec::new();
+    let mut contents: Vec<ArchiveFile> = Vec::new();
     if users.exists() {
         let bytes = std::fs::read(users).map_err(io_err(users))?;
         manifest.files.push(FileEntry {
@@ -222,6 +222,10 @@ pub fn backup(data_dir: &Path, users: &Path, tails: Option<&Tails>, dest: &Path)
     sync_parent(dest)?;
     Ok(summary)
 }
+
+/// A file going into the archive: its name, its bytes (owned or mapped)
+/// and how many of them.
+type ArchiveFile = (String, Box<dyn AsRef<[u8]>>, usize);
 
 fn segment_name(key: SegmentKey) -> String {
     format!("spool/core-{}/{}", key.dir, layout::segment_file_name(key.seq))

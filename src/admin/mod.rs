@@ -3,6 +3,7 @@
 //! restore, Maildir/mbox export and import helpers.
 
 pub mod backup;
+pub mod maildir;
 pub mod trace;
 
 /// A time in ms since the Unix epoch as RFC 3339 UTC, seconds precision.

@@ -55,8 +55,14 @@ async fn handle(shard: Rc<Shard>, mut stream: UnixStream) {
             Ok(n) => line.extend_from_slice(&buf[..n]),
         }
     }
-    let text = String::from_utf8_lossy(&line);
+    let text = String::from_utf8_lossy(&line).into_owned();
     let text = text.lines().next().unwrap_or("").trim();
+    if let Some(user) = text.strip_prefix("import ") {
+        let first_len = line.iter().position(|&b| b == b'\n').map_or(line.len(), |i| i + 1);
+        let rest = line[first_len..].to_vec();
+        import(&shard, user.trim(), Conversation { stream, buf: rest }).await;
+        return;
+    }
     let answer = match text.split_once(' ').map_or(text, |(verb, _)| verb) {
         "queue" => match QueueOp::parse(text.trim_start_matches("queue").trim()) {
             Ok(op) => {
@@ -101,4 +107,93 @@ async fn handle(shard: Rc<Shard>, mut stream: UnixStream) {
     };
     let _ = stream.write_all(answer.as_bytes()).await;
     let _ = stream.close().await;
+}
+
+/// A control connection with bytes read ahead.
+struct Conversation {
+    stream: UnixStream,
+    buf: Vec<u8>,
+}
+
+impl Conversation {
+    /// Read until `buf` holds at least `n` bytes; false at EOF first.
+    async fn fill_to(&mut self, n: usize) -> bool {
+        let mut chunk = vec![0u8; 64 * 1024];
+        while self.buf.len() < n {
+            match self.stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return false,
+                Ok(k) => self.buf.extend_from_slice(&chunk[..k]),
+            }
+        }
+        true
+    }
+
+    /// The next line (without its LF), at most 1 KiB; None at EOF.
+    async fn line(&mut self) -> Option<String> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                return Some(String::from_utf8_lossy(&line).trim().to_string());
+            }
+            if self.buf.len() > 1024 || !self.fill_to(self.buf.len() + 1).await {
+                return None;
+            }
+        }
+    }
+
+    async fn say(&mut self, text: &str) -> bool {
+        self.stream.write_all(text.as_bytes()).await.is_ok()
+    }
+}
+
+/// `import USER`, then `message LEN RECEIVED_MS` + LEN bytes (CRLF line
+/// ends) per message, each answered `stored QUEUE_ID` once durable, until
+/// `end`. See `admin::maildir::import`.
+async fn import(shard: &Rc<Shard>, user: &str, mut conv: Conversation) {
+    let user = user.to_ascii_lowercase();
+    if !shard.users().contains(&user) {
+        conv.say(&format!("error: {user} is not a user\n")).await;
+        return;
+    }
+    // A record must fit a segment with its envelope; leave 64 KiB for that.
+    let max = (shard.config().spool.segment_size as usize).saturating_sub(64 * 1024);
+    let mut count = 0usize;
+    while let Some(line) = conv.line().await {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (len, received_ms) = match words.as_slice() {
+            ["end"] => break,
+            ["message", len, ms] => match (len.parse::<usize>(), ms.parse::<u64>()) {
+                (Ok(len), Ok(ms)) if len <= max => (len, ms),
+                (Ok(len), Ok(_)) => {
+                    conv.say(&format!("error: message of {len} bytes is larger than a spool segment allows ({max})\n"))
+                        .await;
+                    return;
+                }
+                _ => {
+                    conv.say(&format!("error: bad message line {line:?}\n")).await;
+                    return;
+                }
+            },
+            _ => {
+                conv.say(&format!("error: unexpected {line:?}\n")).await;
+                return;
+            }
+        };
+        if !conv.fill_to(len).await {
+            return; // the client went away mid-message: nothing stored
+        }
+        let body: Vec<u8> = conv.buf.drain(..len).collect();
+        let answer = match shard.import_message(&user, &body, received_ms).await {
+            Ok(id) => {
+                count += 1;
+                format!("stored {id}\n")
+            }
+            Err(e) => format!("error: {e}\n"),
+        };
+        if !conv.say(&answer).await || answer.starts_with("error") {
+            return;
+        }
+    }
+    tracing::info!(user = %user, messages = count, "import finished");
+    let _ = conv.stream.close().await;
 }

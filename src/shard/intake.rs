@@ -98,6 +98,35 @@ impl Shard {
         }
     }
 
+    /// Store a message moved in from another server (`import-maildir`,
+    /// `import-mbox`) into `user`'s mailbox, keeping its original arrival
+    /// time. The sender is its Return-Path, if it has one.
+    pub async fn import_message(
+        self: &Rc<Self>,
+        user: &str,
+        body: &[u8],
+        received_ms: u64,
+    ) -> Result<QueueId, StoreError> {
+        let (queue_id, _) = self.new_queue_id();
+        let sender = crate::message::header(body, "Return-Path", 320)
+            .map(|s| s.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+            .unwrap_or_default();
+        let msg = NewMessage {
+            queue_id,
+            received_at: Duration::from_millis(received_ms),
+            client: "import".into(),
+            helo: String::new(),
+            sender,
+            recipients: vec![RecipientEntry {
+                address: user.to_string(),
+                route: Route::Local { user: user.to_string() },
+            }],
+            body: &[body],
+        };
+        self.store_and_route(msg).await?;
+        Ok(queue_id)
+    }
+
     /// Append the message, wait for its sync, then hand each recipient to
     /// its owner: local users to their mailbox, remote domains (one share
     /// per domain, all its recipients in one transaction) to their queue.
