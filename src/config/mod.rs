@@ -885,7 +885,7 @@ mod tests {
     #[test]
     fn retention_levels_override_key_by_key() {
         let cfg = parse(
-            "[retention]\nmax_age = \"30d\"\nmax_mailbox_size = 1000\n\
+            "[listen]\nsmtp = \"127.0.0.1:25\"\n[retention]\nmax_age = \"30d\"\nmax_mailbox_size = 1000\n\
              [retention.domains.\"Big.Test\"]\nmax_mailbox_size = 5000\n\
              [retention.users.\"Ann@big.test\"]\ndelete_after_retrieve = true\nmax_age = \"1d\"\n",
         )
