@@ -1,8 +1,11 @@
 //! Operations: metrics, status, graceful shutdown, reloads.
 
 mod common;
+#[path = "common/sink.rs"]
+mod sink;
 
 use common::*;
+use sink::{Script, Sink};
 use std::time::Duration;
 
 #[test]
@@ -230,4 +233,53 @@ fn one_queue_id_ties_the_log_and_trace_tells_the_whole_history() {
     let missing = server.cli(&["trace", "0000000000000001"]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no message with queue id 0000000000000001"));
+}
+
+#[test]
+fn relay_outcomes_and_delivery_latency_are_counted() {
+    // Recipients "later*" get 451 once; "never*" get 550; others 250.
+    let seen_later = std::sync::atomic::AtomicBool::new(false);
+    let seen_later = std::sync::Arc::new(seen_later);
+    let flag = seen_later.clone();
+    let sink = Sink::start(
+        "127.0.0.1",
+        0,
+        Script {
+            rcpt: Box::new(move |rcpt| {
+                if rcpt.contains("never") {
+                    "550 5.1.1 no such user".into()
+                } else if rcpt.contains("later") && !flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    "451 4.3.0 try again".into()
+                } else {
+                    "250 2.1.5 Ok".into()
+                }
+            }),
+            ..Script::default()
+        },
+    );
+    let server = Server::start_with(Options {
+        relay: format!("routes = {{ \"remote.test\" = \"{}\" }}\nretry = [\"1s\"]\n", sink.addr),
+        ..Options::default()
+    });
+    let mut c = server.smtp();
+    c.expect("EHLO relay.test", "250");
+    for to in ["a@remote.test", "later@remote.test", "never@remote.test"] {
+        let r = c.send_mail("bob@localhost", &[to], b"Subject: r\r\n\r\nx\r\n");
+        assert!(r.starts_with("250"), "{r}");
+    }
+    eventually(Duration::from_secs(20), || (server.metric("ringmail_relay_delivered_total", &[]) == 2.0).then_some(()));
+    assert!(seen_later.load(std::sync::atomic::Ordering::SeqCst));
+    let (_, body) = server.http("GET /metrics HTTP/1.1");
+    assert_eq!(sum_metric(&body, "ringmail_relay_deferred_total", &[]), 1.0, "{body}");
+    assert_eq!(sum_metric(&body, "ringmail_relay_bounced_total", &[]), 1.0);
+    assert_eq!(sum_metric(&body, "ringmail_relay_replies_total", &[("class", "2xx")]), 2.0);
+    assert_eq!(sum_metric(&body, "ringmail_relay_replies_total", &[("class", "4xx")]), 1.0);
+    assert_eq!(sum_metric(&body, "ringmail_relay_replies_total", &[("class", "5xx")]), 1.0);
+    assert_eq!(sum_metric(&body, "ringmail_relay_delivery_seconds_count", &[]), 2.0);
+    // The deferred one waited about a second for its retry.
+    assert!(sum_metric(&body, "ringmail_relay_delivery_seconds", &[("quantile", "0.999")]) >= 0.5, "{body}");
+    // Three accepted from the client plus the bounce (DSN) to bob.
+    eventually(Duration::from_secs(5), || (mailbox_count(&server, "bob@localhost") == 1).then_some(()));
+    assert_eq!(server.metric("ringmail_smtp_messages_received_total", &[]), 3.0);
+    assert_eq!(server.metric("ringmail_queue_messages", &[]), 0.0);
 }
