@@ -114,6 +114,8 @@ struct Destination {
     ready: VecDeque<Key>,
     /// Connections open or being opened to this domain.
     connections: usize,
+    /// Messages queued for this domain, in any state.
+    queued: usize,
 }
 
 /// The queue shard of one core.
@@ -133,6 +135,7 @@ impl QueueShard {
         let key = Key(self.next_key);
         self.next_key += 1;
         let dest = self.destinations.entry(msg.domain.clone()).or_default();
+        dest.queued += 1;
         match msg.next_attempt_ms {
             Some(due) => self.deferred.push(Reverse((due, key))),
             None if !msg.held => dest.ready.push_back(key),
@@ -193,7 +196,7 @@ impl QueueShard {
             }
             msg.next_attempt_ms = None;
             if now_ms.saturating_sub(msg.arrived_ms) >= policy.max_lifetime_ms {
-                if let Some(m) = self.messages.remove(&key) {
+                if let Some(m) = self.take(key) {
                     out.expired.push(m);
                 }
                 continue;
@@ -240,7 +243,9 @@ impl QueueShard {
     pub fn close_connection(&mut self, domain: &str) {
         if let Some(d) = self.destinations.get_mut(domain) {
             d.connections = d.connections.saturating_sub(1);
-            if d.connections == 0 && d.ready.is_empty() && !self.messages.values().any(|m| m.domain == domain) {
+            // O(1): a scan of every queued message here made each closing
+            // connection cost O(queue) with a large backlog.
+            if d.connections == 0 && d.ready.is_empty() && d.queued == 0 {
                 self.destinations.remove(domain);
             }
         }
@@ -272,7 +277,7 @@ impl QueueShard {
 
     /// The attempt ended with every recipient final: forget the message.
     pub fn finish(&mut self, key: Key) -> Option<QueuedMessage> {
-        self.messages.remove(&key)
+        self.take(key)
     }
 
     /// The attempt left `remaining` recipients not final: try again at
@@ -360,7 +365,16 @@ impl QueueShard {
 
     /// `queue delete`: drop it (the caller tombstones its recipients).
     pub fn remove(&mut self, key: Key) -> Option<QueuedMessage> {
-        self.messages.remove(&key)
+        self.take(key)
+    }
+
+    /// Forget a message, keeping its destination's count.
+    fn take(&mut self, key: Key) -> Option<QueuedMessage> {
+        let m = self.messages.remove(&key)?;
+        if let Some(d) = self.destinations.get_mut(&m.domain) {
+            d.queued = d.queued.saturating_sub(1);
+        }
+        Some(m)
     }
 }
 
