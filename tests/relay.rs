@@ -144,6 +144,23 @@ fn a_bounce_is_never_bounced() {
 }
 
 #[test]
+fn a_trickle_of_mail_reuses_the_idle_connection() {
+    let sink = Sink::start("127.0.0.1", 0, Script::default());
+    let server = Server::start_with(relay_to(&sink, "connection_idle = \"3s\""));
+    let mut c = server.smtp();
+    c.expect("EHLO client.test", "250");
+    for i in 0..8 {
+        let r = c.send_mail("bob@localhost", &["x@remote.test"], format!("Subject: t{i}\r\n\r\nx\r\n").as_bytes());
+        assert!(r.starts_with("250"), "{r}");
+        // Each is relayed before the next arrives: the queue is empty in
+        // between, and the connection waits instead of QUIT.
+        eventually(Duration::from_secs(10), || (sink.count() == i + 1).then_some(()));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(sink.connections.load(std::sync::atomic::Ordering::SeqCst), 1, "one connection carried all");
+}
+
+#[test]
 fn connections_per_domain_stay_under_the_limit() {
     let sink = Sink::start("127.0.0.1", 0, Script { delay: Duration::from_millis(30), ..Script::default() });
     let server = Server::start_with(relay_to(&sink, "max_connections_per_domain = 2\nmax_messages_per_connection = 5"));

@@ -279,6 +279,10 @@ pub struct Relay {
     /// Messages sent over one connection before it is closed.
     #[serde(default = "default_max_messages_per_connection")]
     pub max_messages_per_connection: usize,
+    /// How long an idle relay connection waits for more mail to its
+    /// destination before QUIT (Postfix's connection cache time: 2s).
+    #[serde(default = "default_connection_idle")]
+    pub connection_idle: Span,
     /// Port of MX hosts found in DNS. Always 25 in production; tests on
     /// loopback use another.
     #[serde(default = "default_mx_port")]
@@ -353,6 +357,9 @@ fn default_delay_warning() -> Span {
 fn default_max_connections_per_domain() -> usize {
     20
 }
+fn default_connection_idle() -> Span {
+    Span::secs(2)
+}
 fn default_max_messages_per_connection() -> usize {
     100
 }
@@ -372,6 +379,7 @@ impl Default for Relay {
             tls: RelayTlsPolicy::default(),
             max_connections_per_domain: default_max_connections_per_domain(),
             max_messages_per_connection: default_max_messages_per_connection(),
+            connection_idle: default_connection_idle(),
             mx_port: default_mx_port(),
             timeouts: RelayTimeouts::default(),
         }

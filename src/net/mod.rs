@@ -141,9 +141,12 @@ async fn session(shard: Rc<Shard>, mut conn: conn::Conn, proto: Protocol) {
         }
     }
     let _open = shard.metrics.session(proto.index());
+    let peer = conn.peer;
+    tracing::info!(core = shard.id, client = %peer, proto = proto.name(), "connect");
     match proto {
         Protocol::Smtp | Protocol::Submission | Protocol::Smtps => smtp_driver::run(shard.clone(), conn, proto).await,
         Protocol::Pop3 | Protocol::Pop3s => pop3_driver::run(shard.clone(), conn).await,
     }
+    tracing::info!(core = shard.id, client = %peer, proto = proto.name(), "disconnect");
     shard.limits.borrow_mut().release(ip);
 }

@@ -117,7 +117,6 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
         SessionPolicy { shard: shard.clone(), client, relay_permitted: relay_permitted(&shard.config(), client) };
     let mut server = smtp::Server::new(cfg, Box::new(policy));
     conn.set_idle_timeout(shard.config().limits.smtp_idle_timeout.get());
-    tracing::info!(core = shard.id, client = %conn.peer, proto = proto.name(), "connect");
     'session: loop {
         // Feed everything buffered, performing actions as the machine asks.
         loop {
@@ -173,7 +172,6 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
             break;
         }
     }
-    tracing::info!(core = shard.id, client = %conn.peer, proto = proto.name(), "disconnect");
     conn.close().await;
 }
 

@@ -99,6 +99,11 @@ impl Shard {
         if self.stop.is_set() {
             return; // stopping: the queue is rebuilt from the spool at start
         }
+        // Idle connections to it take the mail first.
+        let idle = self.relay_idle.borrow_mut().remove(domain);
+        for waker in idle.into_iter().flatten() {
+            waker.wake();
+        }
         let max = self.config().relay.max_connections_per_domain;
         while self.queue.borrow_mut().open_connection(domain, max) {
             glommio::spawn_local(self.clone().connection_task(domain.to_string())).detach();
@@ -154,10 +159,9 @@ impl Shard {
                     Some(mut c) => {
                         let max = relay.max_messages_per_connection;
                         for _ in 0..max {
-                            if self.stop.is_set() {
+                            let Some((key, msg)) = self.next_for(&domain, relay.connection_idle.get()).await else {
                                 break;
-                            }
-                            let Some((key, msg)) = self.queue.borrow_mut().next_ready(&domain) else { break };
+                            };
                             if let After::Gone = self.deliver_one(&mut c, key, msg).await {
                                 break;
                             }
@@ -169,6 +173,28 @@ impl Shard {
         }
         self.queue.borrow_mut().close_connection(&domain);
         self.kick(&domain);
+    }
+
+    /// The next ready message for `domain`, waiting up to `idle` for one
+    /// (the connection stays open meanwhile, so a steady stream of mail is
+    /// not one connection per message). None when stopping or idle too long.
+    async fn next_for(self: &Rc<Self>, domain: &str, idle: Duration) -> Option<(Key, QueuedMessage)> {
+        let deadline = std::time::Instant::now() + idle;
+        loop {
+            if self.stop.is_set() {
+                return None;
+            }
+            if let Some(next) = self.queue.borrow_mut().next_ready(domain) {
+                return Some(next);
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let woken = IdleWait { shard: self, domain, waker: None };
+            futures_lite::future::or(futures_lite::future::or(woken, glommio::timer::sleep(left)), self.stop.wait())
+                .await;
+        }
     }
 
     fn defer_all_ready(self: &Rc<Self>, domain: &str, error: &str) {
@@ -340,4 +366,39 @@ fn status_of(reply: &Reply) -> String {
 fn header_section(body: &[u8]) -> Vec<u8> {
     let end = body.windows(4).position(|w| w == b"\r\n\r\n").map_or(body.len(), |p| p + 4);
     body[..end.min(64 * 1024)].to_vec()
+}
+
+/// Resolves when `kick` wakes the connections idle on `domain` (or on any
+/// later poll: the caller re-checks the queue, so an early wake-up costs
+/// one look). Deregisters itself when dropped, so a connection that gave
+/// up leaves nothing behind.
+struct IdleWait<'a> {
+    shard: &'a Shard,
+    domain: &'a str,
+    waker: Option<std::task::Waker>,
+}
+
+impl std::future::Future for IdleWait<'_> {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.waker.is_some() {
+            return std::task::Poll::Ready(());
+        }
+        self.shard.relay_idle.borrow_mut().entry(self.domain.to_string()).or_default().push(cx.waker().clone());
+        self.waker = Some(cx.waker().clone());
+        std::task::Poll::Pending
+    }
+}
+
+impl Drop for IdleWait<'_> {
+    fn drop(&mut self) {
+        let Some(mine) = &self.waker else { return };
+        let mut idle = self.shard.relay_idle.borrow_mut();
+        if let Some(waiters) = idle.get_mut(self.domain) {
+            waiters.retain(|w| !w.will_wake(mine));
+            if waiters.is_empty() {
+                idle.remove(self.domain);
+            }
+        }
+    }
 }

@@ -321,6 +321,7 @@ async fn core_main(
         next_session: Cell::new(0),
         resolver: crate::delivery::dns::Resolver::new(dns_server, Duration::from_secs(5)),
         relay_tls: crate::relay::tls::RelayTls::new(),
+        relay_idle: RefCell::new(Default::default()),
         tls: RefCell::new(tls),
         tls_updates: updates.tls,
         limits: RefCell::new(super::limits::Limiter::new(

@@ -64,6 +64,9 @@ pub struct Shard {
     pub resolver: crate::delivery::dns::Resolver,
     /// Client TLS configs for relaying.
     pub relay_tls: crate::relay::tls::RelayTls,
+    /// Relay connections idle between messages, by destination: woken by
+    /// `kick` when mail for it is ready.
+    pub relay_idle: RefCell<std::collections::HashMap<String, Vec<std::task::Waker>>>,
     /// Server TLS (STARTTLS, STLS, implicit TLS); replaced on SIGHUP.
     tls: RefCell<Arc<rustls::ServerConfig>>,
     tls_updates: crossbeam_channel::Receiver<Arc<rustls::ServerConfig>>,
