@@ -283,3 +283,43 @@ fn relay_outcomes_and_delivery_latency_are_counted() {
     assert_eq!(server.metric("ringmail_smtp_messages_received_total", &[]), 3.0);
     assert_eq!(server.metric("ringmail_queue_messages", &[]), 0.0);
 }
+
+#[test]
+fn sigterm_during_relay_then_restart_delivers_each_message_exactly_once() {
+    let sink = Sink::start("127.0.0.1", 0, Script { delay: Duration::from_millis(150), ..Script::default() });
+    let mut server = Server::start_with(Options {
+        relay: format!(
+            "routes = {{ \"remote.test\" = \"{}\" }}\nretry = [\"1s\"]\nmax_connections_per_domain = 2\n",
+            sink.addr
+        ),
+        ..Options::default()
+    });
+    let mut c = server.smtp();
+    c.expect("EHLO relay.test", "250");
+    for i in 0..12 {
+        let r = c.send_mail("bob@localhost", &["x@remote.test"], format!("Subject: once {i}\r\n\r\nx\r\n").as_bytes());
+        assert!(r.starts_with("250"), "{r}");
+    }
+    drop(c);
+    // Stop while deliveries are in flight (each takes 150 ms at the sink).
+    eventually(Duration::from_secs(10), || (sink.count() >= 2).then_some(()));
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status}\n{}", server.log());
+    assert!(sink.count() < 12, "stopped before the queue was empty");
+    server.spawn();
+    eventually(Duration::from_secs(20), || (sink.count() >= 12).then_some(()));
+    std::thread::sleep(Duration::from_millis(500)); // a duplicate would show up now
+    let mut subjects: Vec<String> = sink
+        .received()
+        .iter()
+        .map(|m| {
+            String::from_utf8_lossy(&m.data).lines().find_map(|l| l.strip_prefix("Subject: ")).unwrap().to_string()
+        })
+        .collect();
+    subjects.sort();
+    let before = subjects.len();
+    subjects.dedup();
+    assert_eq!(before, subjects.len(), "a message finished before the stop was sent again");
+    assert_eq!(subjects.len(), 12);
+}

@@ -26,7 +26,9 @@ impl Shard {
         action: Action,
     ) {
         let me = self.clone();
+        let busy = crate::shard::Background::new(self);
         glommio::spawn_local(async move {
+            let _busy = busy;
             let settle: Vec<_> = failed.iter().map(|(r, _, _)| (msg.at, r.index, Outcome::Bounced)).collect();
             me.send_dsn(&msg, &failed, ctx, action).await;
             if action == Action::Failed {
@@ -39,7 +41,12 @@ impl Shard {
     /// One delay notice (RFC 3464 Action: delayed); the message stays queued.
     pub(crate) fn delay_notice(self: &Rc<Self>, msg: QueuedMessage, failed: Vec<Failure>) {
         let me = self.clone();
-        glommio::spawn_local(async move { me.send_dsn(&msg, &failed, None, Action::Delayed).await }).detach();
+        let busy = crate::shard::Background::new(self);
+        glommio::spawn_local(async move {
+            let _busy = busy;
+            me.send_dsn(&msg, &failed, None, Action::Delayed).await
+        })
+        .detach();
     }
 
     async fn send_dsn(

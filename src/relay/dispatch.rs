@@ -304,7 +304,9 @@ impl Shard {
     /// deliveries).
     pub(crate) fn settle_later(self: &Rc<Self>, items: Vec<(crate::spool::SpoolRef, u16, Outcome)>) {
         let me = self.clone();
+        let busy = crate::shard::Background::new(self);
         glommio::spawn_local(async move {
+            let _busy = busy;
             let Some(first) = items.first() else { return };
             let to = owner::dir_owner(first.0.dir, me.cores);
             if let Err(e) = me.call(to, Request::Settle { items }).await {

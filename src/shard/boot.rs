@@ -332,6 +332,7 @@ async fn core_main(
         )),
         metrics: crate::metrics::CoreMetrics::default(),
         stop: super::Stop::default(),
+        background: Cell::new(0),
         over_quota: RefCell::new(Default::default()),
         backup_pins: Cell::new(0),
         spool_full: Cell::new(false),
@@ -387,7 +388,8 @@ async fn watch_for_stop(shard: &Shard, stopping: &AtomicBool) {
 async fn drain(shard: &Rc<Shard>, lifecycle: &Lifecycle) {
     let timeout = shard.config().runtime.drain_timeout.get();
     let deadline = std::time::Instant::now() + timeout;
-    let busy = || shard.metrics.sessions_open() as usize + shard.queue.borrow().open_connections();
+    let busy =
+        || shard.metrics.sessions_open() as usize + shard.queue.borrow().open_connections() + shard.background.get();
     while busy() > 0 && std::time::Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(20)).await;
     }

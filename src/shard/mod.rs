@@ -19,7 +19,7 @@ mod observe;
 mod retention;
 mod stop;
 pub use observe::{dir_bytes, free_bytes};
-pub use stop::Stop;
+pub use stop::{Background, Stop};
 pub mod owner;
 
 pub use boot::{run, BootError};
@@ -76,6 +76,8 @@ pub struct Shard {
     pub metrics: crate::metrics::CoreMetrics,
     /// Raised when the server is stopping (SIGTERM): drain, then exit.
     pub stop: Stop,
+    /// Background tasks the drain waits for (see [`Background`]).
+    pub background: Cell<usize>,
     /// The spool has no room (disk below `spool.min_free`, or over
     /// `spool.max_size`): MAIL gets 452 4.3.1. Kept by `spool_watch`.
     pub spool_full: Cell<bool>,
@@ -149,7 +151,9 @@ impl Shard {
             ShardMsg::Reply { id, reply } => self.mesh.complete(id, reply),
             ShardMsg::Request { from, id, req } => {
                 let me = self.clone();
+                let busy = Background::new(self);
                 glommio::spawn_local(async move {
+                    let _busy = busy;
                     let reply = me.serve(req).await;
                     if me.mesh.send(from, ShardMsg::Reply { id, reply }).await.is_err() {
                         tracing::warn!(core = me.id, to = from, "reply dropped: peer gone");

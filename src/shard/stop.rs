@@ -12,6 +12,27 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
+/// Counts a background task (a settle, a bounce, a request served for a
+/// peer) while it lives, so the drain waits for it: its tombstones or its
+/// DSN must be durable before the core exits.
+pub struct Background {
+    shard: std::rc::Rc<super::Shard>,
+}
+
+impl Background {
+    pub fn new(shard: &std::rc::Rc<super::Shard>) -> Background {
+        shard.background.set(shard.background.get() + 1);
+        Background { shard: shard.clone() }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let n = &self.shard.background;
+        n.set(n.get().saturating_sub(1));
+    }
+}
+
 /// One core's stop latch. Never reset.
 #[derive(Default)]
 pub struct Stop {
