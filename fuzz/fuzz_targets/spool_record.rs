@@ -27,7 +27,8 @@
 use libfuzzer_sys::fuzz_target;
 use ringmail::spool::record::encode_into;
 use ringmail::spool::{
-    decode_message, decode_recipient_state, decode_tombstone, encode_message, encode_recipient_state, encode_tombstone,
+    decode_message, decode_moved, decode_recipient_state, decode_tombstone, encode_message, encode_moved_head,
+    encode_recipient_state, encode_tombstone,
     recover_images, scan_segment, MessageRecord, Outcome, QueueId, RecipientEntry, RecipientState, RecordKind, Route,
     ScanEnd, SegmentImage, SegmentKey, SpoolRef, Tombstone,
 };
@@ -92,6 +93,11 @@ fn check_decoders(payload: &[u8]) {
     }
     if let Ok(s) = decode_recipient_state(payload) {
         assert_eq!(encode_recipient_state(&s).expect("decoded fields fit"), payload);
+    }
+    if let Ok(m) = decode_moved(payload) {
+        let mut again = encode_moved_head(m.old, &m.done);
+        again.extend_from_slice(&encode_message(&m.message).expect("decoded fields fit"));
+        assert_eq!(again, payload);
     }
 }
 
@@ -208,19 +214,45 @@ fn built(c: &mut Cursor<'_>) {
                     assert_eq!(decode_recipient_state(&payload).as_ref(), Ok(&s));
                     (RecordKind::RecipientState, payload)
                 }
-                4 => {
+                4 if c.byte() % 2 == 0 => {
                     let len = usize::from(c.byte() % 32);
                     (RecordKind::Checkpoint, c.bytes(len))
                 }
+                4 => {
+                    // Compaction's copy of a message: supersedes `old`.
+                    let old = target(c);
+                    let done: Vec<u16> = (0..c.byte() % 3).map(|_| u16::from(c.byte() % 4)).collect();
+                    let recipients = (0..1 + c.byte() % 3)
+                        .map(|_| RecipientEntry { address: c.string(), route: Route::Remote { domain: c.string() } })
+                        .collect();
+                    let body = c.bytes(usize::from(c.byte() % 16));
+                    let m = MessageRecord {
+                        queue_id: QueueId(u64::from(c.byte())),
+                        received_at_ms: 1,
+                        client: String::new(),
+                        helo: String::new(),
+                        sender: String::new(),
+                        recipients,
+                        body: &body,
+                    };
+                    let mut payload = encode_moved_head(old, &done);
+                    payload.extend_from_slice(&encode_message(&m).expect("small fields"));
+                    let back = decode_moved(&payload).expect("what we encoded decodes");
+                    assert_eq!((back.old, &back.done, &back.message), (old, &done, &m));
+                    messages.push(at);
+                    (RecordKind::Moved, payload)
+                }
                 _ => {
                     // Payload bytes as they come, under any kind.
-                    let kind = [RecordKind::Message, RecordKind::Tombstone, RecordKind::RecipientState]
-                        [usize::from(c.byte() % 3)];
+                    let kind =
+                        [RecordKind::Message, RecordKind::Tombstone, RecordKind::RecipientState, RecordKind::Moved]
+                            [usize::from(c.byte() % 4)];
                     let len = usize::from(c.byte() % 48);
                     let payload = c.bytes(len);
                     let decodes = match kind {
                         RecordKind::Message => decode_message(&payload).is_ok(),
                         RecordKind::Tombstone => decode_tombstone(&payload).is_ok(),
+                        RecordKind::Moved => decode_moved(&payload).is_ok(),
                         _ => decode_recipient_state(&payload).is_ok(),
                     };
                     must_succeed &= decodes;

@@ -20,7 +20,7 @@
 //! reads the restored spool back and checks every message against the
 //! manifest before moving it into place.
 
-use crate::spool::{layout, record::scan_segment, walk, QueueId, RecordKind, SegmentKey, SpoolError, SpoolRef};
+use crate::spool::{layout, record::scan_segment, walk, QueueId, SegmentKey, SpoolError, SpoolRef};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -190,9 +190,9 @@ pub fn backup(data_dir: &Path, users: &Path, tails: Option<&Tails>, dest: &Path)
             Some(&(seg, off)) if key.seq == seg => off.min(scan.tail()),
             _ => scan.tail(),
         } as usize;
-        for rec in scan.records.iter().filter(|r| r.payload.end <= len && r.kind == RecordKind::Message) {
+        for rec in scan.records.iter().filter(|r| r.payload.end <= len) {
             let payload = &map[rec.payload.clone()];
-            if let Ok(m) = crate::spool::decode_message(payload) {
+            if let Some(m) = crate::spool::decode_any_message(rec.kind, payload) {
                 let at = SpoolRef { dir: key.dir, segment: key.seq, offset: rec.offset };
                 manifest.messages.insert(at, (m.queue_id, crc32c::crc32c(payload)));
             }
@@ -362,10 +362,8 @@ fn unpack_and_verify(archive: &Path, staging: &Path) -> Result<(Manifest, Summar
     // its checksum, and no other.
     let mut found: BTreeMap<SpoolRef, (QueueId, u32)> = BTreeMap::new();
     walk::for_each_record(&staging.join("spool"), |at, kind, payload| {
-        if kind == RecordKind::Message {
-            if let Ok(m) = crate::spool::decode_message(payload) {
-                found.insert(at, (m.queue_id, crc32c::crc32c(payload)));
-            }
+        if let Some(m) = crate::spool::decode_any_message(kind, payload) {
+            found.insert(at, (m.queue_id, crc32c::crc32c(payload)));
         }
     })?;
     for (at, want) in &manifest.messages {

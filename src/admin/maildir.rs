@@ -13,7 +13,7 @@
 //! original date, before the next is sent.
 
 use super::format_time;
-use crate::spool::{decode_message, decode_tombstone, walk, RecordKind, Route, SpoolError, SpoolRef};
+use crate::spool::{decode_any_message, decode_moved, decode_tombstone, walk, RecordKind, Route, SpoolError, SpoolRef};
 use std::collections::HashSet;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -188,8 +188,17 @@ pub fn export_maildir(spool_root: &Path, user: &str, dir: &Path, hostname: &str)
     let mut mine: Vec<(SpoolRef, u16)> = Vec::new();
     let mut gone: HashSet<(SpoolRef, u16)> = HashSet::new();
     walk::for_each_record(spool_root, |at, kind, payload| match kind {
-        RecordKind::Message => {
-            if let Ok(m) = decode_message(payload) {
+        RecordKind::Message | RecordKind::Moved => {
+            if let Some(moved) = (kind == RecordKind::Moved).then(|| decode_moved(payload).ok()).flatten() {
+                // The old copy is superseded; recipients final before the move stay final.
+                for r in 0..moved.message.recipients.len() as u16 {
+                    gone.insert((moved.old, r));
+                }
+                for d in moved.done {
+                    gone.insert((at, d));
+                }
+            }
+            if let Some(m) = decode_any_message(kind, payload) {
                 for (i, r) in m.recipients.iter().enumerate() {
                     if matches!(&r.route, Route::Local { user: u } if u.eq_ignore_ascii_case(&user)) {
                         mine.push((at, i as u16));
@@ -214,10 +223,10 @@ pub fn export_maildir(spool_root: &Path, user: &str, dir: &Path, hostname: &str)
     let mut written = 0;
     let mut failure = None;
     walk::for_each_record(spool_root, |at, kind, payload| {
-        if kind != RecordKind::Message || !wanted.contains(&at) || failure.is_some() {
+        if !wanted.contains(&at) || failure.is_some() {
             return;
         }
-        let Ok(m) = decode_message(payload) else { return };
+        let Some(m) = decode_any_message(kind, payload) else { return };
         for &(_, recipient) in mine.iter().filter(|(a, _)| *a == at) {
             let lf = to_lf(m.body);
             let name = format!(

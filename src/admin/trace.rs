@@ -7,8 +7,8 @@
 
 use super::format_time;
 use crate::spool::{
-    decode_message, decode_recipient_state, decode_tombstone, walk, Outcome, QueueId, RecipientState, RecordKind,
-    Route, SpoolError, SpoolRef,
+    decode_any_message, decode_moved, decode_recipient_state, decode_tombstone, walk, Outcome, QueueId, RecipientState,
+    RecordKind, Route, SpoolError, SpoolRef,
 };
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -45,8 +45,11 @@ struct Found {
     recipients: Vec<(String, Route)>,
     /// recipient index -> states in seq order.
     states: BTreeMap<u16, Vec<RecipientState>>,
-    /// recipient index -> how it ended.
-    outcomes: BTreeMap<u16, Outcome>,
+    /// Where compaction copied it from (older places, oldest first).
+    moved_from: Vec<SpoolRef>,
+    /// recipient index -> how it ended (None: final before a compaction
+    /// copied the message, the original record is gone).
+    outcomes: BTreeMap<u16, Option<Outcome>>,
     /// Bounces and delay notices about it: (queue id, to, subject).
     notices: Vec<(QueueId, String, String)>,
 }
@@ -57,11 +60,14 @@ pub fn trace(spool_root: &Path, needle: &Needle) -> Result<String, TraceError> {
     let mut found: Vec<Found> = Vec::new();
     let mut notices: Vec<(String, QueueId, String, String)> = Vec::new();
     // Pass 1: the messages themselves, and notices naming a queue id.
+    let mut moves: Vec<(SpoolRef, SpoolRef)> = Vec::new(); // (new, old)
     walk::for_each_record(spool_root, |at, kind, payload| {
-        if kind != RecordKind::Message {
-            return;
+        if kind == RecordKind::Moved {
+            if let Ok(m) = decode_moved(payload) {
+                moves.push((at, m.old));
+            }
         }
-        let Ok(m) = decode_message(payload) else { return };
+        let Some(m) = decode_any_message(kind, payload) else { return };
         let message_id = crate::message::message_id(m.body);
         let hit = match needle {
             Needle::QueueId(q) => m.queue_id == *q,
@@ -86,11 +92,27 @@ pub fn trace(spool_root: &Path, needle: &Needle) -> Result<String, TraceError> {
                 message_id,
                 recipients: m.recipients.into_iter().map(|r| (r.address, r.route)).collect(),
                 states: BTreeMap::new(),
+                moved_from: Vec::new(),
                 outcomes: BTreeMap::new(),
                 notices: Vec::new(),
             });
         }
     })?;
+    // A copy that compaction superseded is the same message: follow each
+    // message's moves back, and drop the older copies as separate finds.
+    let old_of: std::collections::HashMap<SpoolRef, SpoolRef> = moves.iter().copied().collect();
+    for f in &mut found {
+        let mut at = f.at;
+        while let Some(&old) = old_of.get(&at) {
+            if f.moved_from.contains(&old) || f.moved_from.len() >= 64 {
+                break;
+            }
+            f.moved_from.insert(0, old);
+            at = old;
+        }
+    }
+    let older: std::collections::HashSet<SpoolRef> = found.iter().flat_map(|f| f.moved_from.iter().copied()).collect();
+    found.retain(|f| !older.contains(&f.at));
     if found.is_empty() {
         return Err(TraceError::NotFound(match needle {
             Needle::QueueId(q) => format!("queue id {q}"),
@@ -98,18 +120,28 @@ pub fn trace(spool_root: &Path, needle: &Needle) -> Result<String, TraceError> {
         }));
     }
     // Pass 2: the states and outcomes recorded for them.
-    walk::for_each_record(spool_root, |_, kind, payload| match kind {
+    let is = |f: &Found, at: SpoolRef| f.at == at || f.moved_from.contains(&at);
+    walk::for_each_record(spool_root, |at, kind, payload| match kind {
         RecordKind::Tombstone => {
             if let Ok(t) = decode_tombstone(payload) {
-                if let Some(f) = found.iter_mut().find(|f| f.at == t.target) {
-                    f.outcomes.insert(t.recipient, t.outcome);
+                if let Some(f) = found.iter_mut().find(|f| is(f, t.target)) {
+                    f.outcomes.insert(t.recipient, Some(t.outcome));
                 }
             }
         }
         RecordKind::RecipientState => {
             if let Ok(s) = decode_recipient_state(payload) {
-                if let Some(f) = found.iter_mut().find(|f| f.at == s.target) {
+                if let Some(f) = found.iter_mut().find(|f| is(f, s.target)) {
                     f.states.entry(s.recipient).or_default().push(s);
+                }
+            }
+        }
+        RecordKind::Moved => {
+            if let Ok(m) = decode_moved(payload) {
+                if let Some(f) = found.iter_mut().find(|f| is(f, at)) {
+                    for d in m.done {
+                        f.outcomes.entry(d).or_insert(None);
+                    }
                 }
             }
         }
@@ -140,6 +172,10 @@ fn render(f: &Found) -> String {
         f.size,
         f.at
     );
+    if !f.moved_from.is_empty() {
+        let from: Vec<String> = f.moved_from.iter().map(ToString::to_string).collect();
+        let _ = writeln!(out, "  moved by spool compaction from {}", from.join(", "));
+    }
     for (i, (address, route)) in f.recipients.iter().enumerate() {
         let i = i as u16;
         let route = match route {
@@ -164,11 +200,12 @@ fn render(f: &Found) -> String {
             let _ = writeln!(out, "{line}");
         }
         let end = match (f.outcomes.get(&i), route.starts_with("local")) {
-            (Some(Outcome::Delivered), _) => "delivered",
-            (Some(Outcome::Bounced), _) => "bounced (sender notified)",
-            (Some(Outcome::Expired), _) => "expired in the queue (sender notified)",
-            (Some(Outcome::Deleted), true) => "delivered; since deleted from the mailbox",
-            (Some(Outcome::Deleted), false) => "deleted from the queue by the operator",
+            (Some(Some(Outcome::Delivered)), _) => "delivered",
+            (Some(Some(Outcome::Bounced)), _) => "bounced (sender notified)",
+            (Some(Some(Outcome::Expired)), _) => "expired in the queue (sender notified)",
+            (Some(Some(Outcome::Deleted)), true) => "delivered; since deleted from the mailbox",
+            (Some(Some(Outcome::Deleted)), false) => "deleted from the queue by the operator",
+            (Some(None), _) => "final (recorded before a spool compaction)",
             (None, true) => "delivered; in the mailbox",
             (None, false) => "queued (not final yet)",
         };

@@ -401,11 +401,32 @@ pub struct SpoolConfig {
     /// segment (a core must be able to start its next segment).
     #[serde(default)]
     pub min_free: Option<u64>,
+    /// Compact a segment (copy its live records forward, then delete it)
+    /// when its live records fill less than this percentage of it; 0
+    /// turns compaction off.
+    #[serde(default = "default_compact_below")]
+    pub compact_below: u8,
+    /// How often each core looks for a segment to compact.
+    #[serde(default = "default_compact_interval")]
+    pub compact_interval: Span,
+}
+
+fn default_compact_below() -> u8 {
+    25
+}
+fn default_compact_interval() -> Span {
+    Span::secs(60)
 }
 
 impl Default for SpoolConfig {
     fn default() -> SpoolConfig {
-        SpoolConfig { segment_size: default_segment_size(), max_size: None, min_free: None }
+        SpoolConfig {
+            segment_size: default_segment_size(),
+            max_size: None,
+            min_free: None,
+            compact_below: default_compact_below(),
+            compact_interval: default_compact_interval(),
+        }
     }
 }
 

@@ -154,6 +154,17 @@ impl MailboxIndex {
         out
     }
 
+    /// Compaction moved records: point entries at their new places.
+    pub fn relocate(&mut self, moves: &HashMap<SpoolRef, SpoolRef>) {
+        for mb in self.boxes.values_mut() {
+            for e in &mut mb.entries {
+                if let Some(new) = moves.get(&e.at) {
+                    e.at = *new;
+                }
+            }
+        }
+    }
+
     /// Messages in all mailboxes of this core.
     pub fn total(&self) -> usize {
         self.boxes.values().map(|mb| mb.entries.len()).sum()

@@ -8,7 +8,6 @@ use crate::config::Config;
 use crate::mailbox::{LockToken, MailboxEntry, MailboxError};
 use crate::proto::pop3::{self, Action, AuthOutcome, CommitOutcome, MessageInfo};
 use crate::shard::{owner, Login, Reply, Request, Shard};
-use crate::spool::decode_message;
 use std::rc::Rc;
 
 /// RFC 2449: command lines are at most 255 octets.
@@ -139,8 +138,8 @@ async fn login(shard: &Rc<Shard>, user: &str, password: &str, conn: &Conn) -> (A
 
 /// Write the wire form of `entry`'s body (dot-stuffed, terminated).
 fn read_into(shard: &Shard, entry: &MailboxEntry, top_lines: Option<u32>, out: &mut Vec<u8>) -> Result<(), String> {
-    let view = shard.maps.borrow_mut().record(entry.at).map_err(|e| e.to_string())?;
-    let record = decode_message(view.payload()).map_err(|e| e.to_string())?;
+    let view = shard.maps.borrow_mut().record(shard.resolve(entry.at)).map_err(|e| e.to_string())?;
+    let record = view.message().map_err(|e| e.to_string())?;
     pop3::write_message(record.body, top_lines, out);
     Ok(())
 }

@@ -251,6 +251,15 @@ impl QueueShard {
         }
     }
 
+    /// Compaction moved records: point queued messages at their new places.
+    pub fn relocate(&mut self, moves: &HashMap<SpoolRef, SpoolRef>) {
+        for m in self.messages.values_mut() {
+            if let Some(new) = moves.get(&m.at) {
+                m.at = *new;
+            }
+        }
+    }
+
     /// Relay connections open (or being opened) to any domain.
     pub fn open_connections(&self) -> usize {
         self.destinations.values().map(|d| d.connections).sum()

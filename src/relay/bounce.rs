@@ -7,7 +7,7 @@ use crate::delivery::dsn::{build_dsn, Action, DsnInput, FailedRecipient};
 use crate::queue::{PendingRecipient, QueuedMessage};
 use crate::shard::intake::NewMessage;
 use crate::shard::Shard;
-use crate::spool::{decode_message, Outcome, RecipientEntry, Route};
+use crate::spool::{Outcome, RecipientEntry, Route};
 use std::rc::Rc;
 
 /// A failed recipient: who, RFC 3463 status, diagnostic text.
@@ -128,8 +128,8 @@ impl Shard {
     }
 
     fn header_section_of(&self, msg: &QueuedMessage) -> Vec<u8> {
-        let Ok(view) = self.maps.borrow_mut().record(msg.at) else { return Vec::new() };
-        match decode_message(view.payload()) {
+        let Ok(view) = self.maps.borrow_mut().record(self.resolve(msg.at)) else { return Vec::new() };
+        match view.message() {
             Ok(r) => {
                 let body = r.body;
                 let end = body.windows(4).position(|w| w == b"\r\n\r\n").map_or(body.len(), |p| p + 4);

@@ -8,7 +8,7 @@ use crate::metrics::RelayResult;
 use crate::proto::smtp_client::{MessageOutcome, OutgoingMessage, RecipientOutcome, Reply, TlsPolicy};
 use crate::queue::{retry_delay, Key, PendingRecipient, QueuedMessage, RetryPolicy};
 use crate::shard::{owner, Request, Shard};
-use crate::spool::{decode_message, encode_recipient_state, Outcome, RecipientState, RecordKind};
+use crate::spool::{encode_recipient_state, Outcome, RecipientState, RecordKind};
 use rand::Rng;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -207,7 +207,7 @@ impl Shard {
 
     /// Send one queued message over `conn` and apply what happened.
     async fn deliver_one(self: &Rc<Self>, conn: &mut RelayConnection, key: Key, msg: QueuedMessage) -> After {
-        let view = match self.maps.borrow_mut().record(msg.at) {
+        let view = match self.maps.borrow_mut().record(self.resolve(msg.at)) {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(queue_id = %msg.queue_id, error = %e, "cannot read queued message from the spool");
@@ -216,7 +216,7 @@ impl Shard {
                 return After::Ready;
             }
         };
-        let body = match decode_message(view.payload()) {
+        let body = match view.message() {
             Ok(r) => r.body,
             Err(e) => {
                 tracing::error!(queue_id = %msg.queue_id, error = %e, "queued message record is undecodable");

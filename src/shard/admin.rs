@@ -213,13 +213,9 @@ impl Shard {
             let subject = self
                 .maps
                 .borrow_mut()
-                .record(e.at)
+                .record(self.resolve(e.at))
                 .ok()
-                .and_then(|v| {
-                    crate::spool::decode_message(v.payload())
-                        .ok()
-                        .and_then(|m| crate::message::header(m.body, "Subject", 200))
-                })
+                .and_then(|v| v.message().ok().and_then(|m| crate::message::header(m.body, "Subject", 200)))
                 .unwrap_or_default();
             let sender = if e.sender.is_empty() { "<>" } else { &e.sender };
             let _ = writeln!(

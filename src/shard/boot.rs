@@ -335,6 +335,8 @@ async fn core_main(
         background: Cell::new(0),
         over_quota: RefCell::new(Default::default()),
         backup_pins: Cell::new(0),
+        forward: RefCell::new(Default::default()),
+        finalizing: RefCell::new(Vec::new()),
         spool_full: Cell::new(false),
         held_reclaim: RefCell::new(Vec::new()),
     });
@@ -354,6 +356,7 @@ async fn core_main(
     glommio::spawn_local(shard.clone().retention_sweeper()).detach();
     shard.check_spool_room();
     glommio::spawn_local(shard.clone().spool_watch()).detach();
+    glommio::spawn_local(shard.clone().compactor()).detach();
     if core == 0 {
         let control = net::control::bind(&config.data_dir).map_err(|e| format!("control socket: {e}"))?;
         glommio::spawn_local(net::control::serve(shard.clone(), control)).detach();

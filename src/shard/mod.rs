@@ -12,6 +12,7 @@ mod boot;
 pub mod limits;
 mod login;
 pub use login::Login;
+mod compact;
 pub(crate) mod intake;
 mod mesh;
 mod msg;
@@ -81,6 +82,11 @@ pub struct Shard {
     /// The spool has no room (disk below `spool.min_free`, or over
     /// `spool.max_size`): MAIL gets 452 4.3.1. Kept by `spool_watch`.
     pub spool_full: Cell<bool>,
+    /// Where compaction moved records: old place -> new place.
+    forward: RefCell<compact::Forward>,
+    /// Tombstones appended but not yet durable (so not in the ledger yet):
+    /// compaction counts their recipients final too.
+    finalizing: RefCell<Vec<(SpoolRef, u16)>>,
     /// Open backups pinning the spool: while > 0, dead segments are kept
     /// (in `held_reclaim`) instead of deleted.
     backup_pins: Cell<u32>,
@@ -230,6 +236,10 @@ impl Shard {
                 }
                 Reply::Done(Ok(()))
             }
+            Request::Relocate(moves) => {
+                self.apply_relocation(&moves);
+                Reply::Done(Ok(()))
+            }
             Request::MailboxList { user } => Reply::Mailbox(self.mailboxes.borrow().entries(&user).to_vec()),
             Request::MailboxDelete { user, uid } => Reply::Done(self.delete_by_uid(&user, &uid).await),
         }
@@ -244,6 +254,8 @@ impl Shard {
         deleted: Vec<(SpoolRef, u16)>,
     ) -> Result<(), String> {
         self.mailboxes.borrow().check_lock(user, token).map_err(|e: MailboxError| e.to_string())?;
+        // A session's listing may predate a compaction that moved messages.
+        let deleted: Vec<(SpoolRef, u16)> = deleted.into_iter().map(|(at, r)| (self.resolve(at), r)).collect();
         let mut by_owner: Vec<Vec<(SpoolRef, u16, Outcome)>> = vec![Vec::new(); self.cores];
         for &(at, rcpt) in &deleted {
             by_owner[owner::dir_owner(at.dir, self.cores)].push((at, rcpt, Outcome::Deleted));
@@ -267,23 +279,36 @@ impl Shard {
         let mut written = Vec::with_capacity(items.len());
         let mut last = None;
         for (target, recipient, outcome) in items {
+            // A message compaction moved is tombstoned at its new place.
+            let target = self.resolve_for_tombstone(target);
             let t = spool::Tombstone { target, recipient, outcome };
             let appended = self
                 .append(spool::RecordKind::Tombstone, &[&spool::encode_tombstone(&t)])
                 .map_err(|e| e.to_string())?;
+            // Final from now on for compaction, though the ledger hears of
+            // it only once durable.
+            self.finalizing.borrow_mut().push((target, recipient));
             written.push((appended.at, target, recipient));
             last = Some(appended.ticket);
         }
-        if let Some(ticket) = last {
-            self.spool.durable(&ticket).await.map_err(|e| e.to_string())?;
-        }
+        let synced = match last {
+            Some(ticket) => self.spool.durable(&ticket).await.map_err(|e| e.to_string()),
+            None => Ok(()),
+        };
         let mut dead = Vec::new();
         {
             let mut ledger = self.ledger.borrow_mut();
-            for (at, target, recipient) in written {
-                dead.extend(ledger.tombstone_written(at, target, recipient));
+            let mut finalizing = self.finalizing.borrow_mut();
+            for &(at, target, recipient) in &written {
+                if let Some(i) = finalizing.iter().position(|f| *f == (target, recipient)) {
+                    finalizing.swap_remove(i);
+                }
+                if synced.is_ok() {
+                    dead.extend(ledger.tombstone_written(at, target, recipient));
+                }
             }
         }
+        synced?;
         self.reclaim(dead).await;
         Ok(())
     }

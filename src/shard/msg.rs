@@ -62,6 +62,10 @@ pub enum Request {
     /// this core's spool log ends, and keep every segment until the
     /// matching unpin (false).
     Pin(bool),
+    /// Compaction moved these records (old place, new place): update every
+    /// reference this core holds, and read and tombstone them at the new
+    /// place from now on.
+    Relocate(Vec<(SpoolRef, SpoolRef)>),
     /// `mailbox list`: the entries of a mailbox this core owns.
     MailboxList { user: String },
     /// `mailbox delete`: delete one message (by UID) from a mailbox this

@@ -171,6 +171,35 @@ impl Ledger {
         recipient >= msg.count || msg.finals[word] & (1u64 << (recipient % 64)) != 0
     }
 
+    /// The final recipients of a live message (empty if not tracked).
+    pub fn finals(&self, at: SpoolRef) -> Vec<u16> {
+        self.messages.get(&at).map_or(Vec::new(), |m| (0..m.count).filter(|&r| self.is_final(at, r)).collect())
+    }
+
+    /// The segments `holder`'s tombstones keep alive (other than itself).
+    pub fn pinned_by_holder(&self, holder: SegmentKey) -> Vec<SegmentKey> {
+        self.pinned_by.iter().filter(|(_, hs)| hs.contains(&holder)).map(|(t, _)| *t).collect()
+    }
+
+    /// `holder`'s tombstones were all written again elsewhere (compaction):
+    /// it no longer keeps any segment alive. Returns segments this made
+    /// deletable (`holder` itself, if nothing else keeps it).
+    pub fn release_pins(&mut self, holder: SegmentKey) -> Vec<SegmentKey> {
+        for holders in self.pinned_by.values_mut() {
+            holders.remove(&holder);
+        }
+        self.pinned_by.retain(|_, hs| !hs.is_empty());
+        if let Some(h) = self.segments.get_mut(&holder) {
+            h.pins = 0;
+        }
+        self.deletable_now(holder).into_iter().collect()
+    }
+
+    /// Live messages in `key`.
+    pub fn live_in(&self, key: SegmentKey) -> u32 {
+        self.segments.get(&key).map_or(0, |s| s.live)
+    }
+
     /// Whether the message at `at` is live.
     pub fn is_live(&self, at: SpoolRef) -> bool {
         self.messages.contains_key(&at)

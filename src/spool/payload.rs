@@ -320,6 +320,54 @@ pub fn decode_message(payload: &[u8]) -> Result<MessageRecord<'_>, DecodeError> 
     Ok(MessageRecord { queue_id, received_at_ms, client, helo, sender, recipients, body: r.rest })
 }
 
+/// A message copied forward by compaction (`RecordKind::Moved`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Moved<'a> {
+    /// The copy this one replaces: every recipient of it is final now.
+    pub old: SpoolRef,
+    /// Recipients that were final already when it moved (final here too).
+    pub done: Vec<u16>,
+    /// The message, as its old record held it (same queue id, recipients,
+    /// body).
+    pub message: MessageRecord<'a>,
+}
+
+/// The head of a `Moved` payload; the old record's message payload
+/// follows it verbatim.
+pub fn encode_moved_head(old: SpoolRef, done: &[u16]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(12 + 2 * done.len());
+    out.extend_from_slice(&old.dir.to_le_bytes());
+    out.extend_from_slice(&old.segment.to_le_bytes());
+    out.extend_from_slice(&old.offset.to_le_bytes());
+    out.extend_from_slice(&(done.len() as u16).to_le_bytes());
+    for d in done {
+        out.extend_from_slice(&d.to_le_bytes());
+    }
+    out
+}
+
+/// Decodes a `Moved` payload; the message borrows from `payload`.
+pub fn decode_moved(payload: &[u8]) -> Result<Moved<'_>, DecodeError> {
+    let mut r = Reader { rest: payload };
+    let old = SpoolRef { dir: r.u16("old dir")?, segment: r.u32("old segment")?, offset: r.u32("old offset")? };
+    let n = r.u16("done count")?;
+    let mut done = Vec::with_capacity(usize::from(n).min(r.rest.len() / 2));
+    for _ in 0..n {
+        done.push(r.u16("done recipient")?);
+    }
+    let message = decode_message(r.rest)?;
+    Ok(Moved { old, done, message })
+}
+
+/// The message in a `Message` or `Moved` record's payload.
+pub fn decode_any_message(kind: super::RecordKind, payload: &[u8]) -> Option<MessageRecord<'_>> {
+    match kind {
+        super::RecordKind::Message => decode_message(payload).ok(),
+        super::RecordKind::Moved => decode_moved(payload).ok().map(|m| m.message),
+        _ => None,
+    }
+}
+
 /// Encodes a tombstone payload.
 pub fn encode_tombstone(t: &Tombstone) -> [u8; TOMBSTONE_LEN] {
     let mut out = [0u8; TOMBSTONE_LEN];

@@ -45,6 +45,14 @@ impl RecordView {
     pub fn payload(&self) -> &[u8] {
         &self.map[self.payload.clone()]
     }
+
+    /// The message a `Message` or `Moved` record holds.
+    pub fn message(&self) -> Result<super::MessageRecord<'_>, super::DecodeError> {
+        match self.kind {
+            RecordKind::Moved => super::decode_moved(self.payload()).map(|m| m.message),
+            _ => super::decode_message(self.payload()),
+        }
+    }
 }
 
 /// Mappings of segments under one spool root, opened on first use.

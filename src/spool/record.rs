@@ -53,6 +53,11 @@ pub enum RecordKind {
     RecipientState,
     /// Reserved: a checkpoint bounding how much recovery must scan.
     Checkpoint,
+    /// A live message copied forward by compaction: the message at its
+    /// new place, and, in the same record (so one checksum makes both
+    /// true or neither), every recipient of the old copy made final (see
+    /// `payload::encode_moved`).
+    Moved,
 }
 
 impl RecordKind {
@@ -63,6 +68,7 @@ impl RecordKind {
             RecordKind::Tombstone => 2,
             RecordKind::RecipientState => 3,
             RecordKind::Checkpoint => 4,
+            RecordKind::Moved => 5,
         }
     }
 
@@ -73,6 +79,7 @@ impl RecordKind {
             2 => Some(RecordKind::Tombstone),
             3 => Some(RecordKind::RecipientState),
             4 => Some(RecordKind::Checkpoint),
+            5 => Some(RecordKind::Moved),
             _ => None,
         }
     }

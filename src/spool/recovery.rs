@@ -19,6 +19,7 @@
 //! not decode is still an error, like an undecodable message: it means the
 //! writer and this reader disagree about the format.
 
+use super::payload::Outcome;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
@@ -33,7 +34,7 @@ use super::ids::{QueueId, SegmentKey, SpoolRef};
 use super::layout::{parse_dir_name, parse_segment_name, SegmentName};
 use super::ledger::Ledger;
 use super::payload::{
-    decode_message, decode_recipient_state, decode_tombstone, RecipientEntry, RecipientState, Tombstone,
+    decode_message, decode_moved, decode_recipient_state, decode_tombstone, RecipientEntry, RecipientState, Tombstone,
 };
 use super::record::{end_of_nonzero, scan_segment, BadRecord, RecordKind, ScanEnd};
 use super::writer::Tail;
@@ -185,6 +186,29 @@ pub fn recover_images<'a>(images: impl IntoIterator<Item = SegmentImage<'a>>) ->
                 RecordKind::RecipientState => {
                     let s = decode_recipient_state(payload).map_err(undecodable)?;
                     keep_latest(&mut states, at, s);
+                }
+                RecordKind::Moved => {
+                    let moved = decode_moved(payload).map_err(undecodable)?;
+                    let m = moved.message;
+                    let last = out.last_queue_ids.entry(key.dir).or_insert(m.queue_id);
+                    *last = (*last).max(m.queue_id);
+                    // The old copy: every recipient final, held here.
+                    for r in 0..m.recipients.len() as u16 {
+                        tombstones.push((at, Tombstone { target: moved.old, recipient: r, outcome: Outcome::Deleted }));
+                    }
+                    for &r in &moved.done {
+                        tombstones.push((at, Tombstone { target: at, recipient: r, outcome: Outcome::Delivered }));
+                    }
+                    found.push(FoundMessage {
+                        at,
+                        queue_id: m.queue_id,
+                        received_at_ms: m.received_at_ms,
+                        sender: m.sender,
+                        client: m.client,
+                        helo: m.helo,
+                        body_len: m.body.len() as u64,
+                        recipients: m.recipients,
+                    });
                 }
                 // A known kind without a payload codec yet: nothing to apply.
                 RecordKind::Checkpoint => {}

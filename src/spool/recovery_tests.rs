@@ -321,3 +321,48 @@ fn undecodable_recipient_state_with_good_crc_is_an_error() {
     let at = d.put(seg(0, 0), RecordKind::RecipientState, &extra);
     assert!(matches!(recover(&d.finish()), Err(SpoolError::Undecodable { at: e, .. }) if e == at));
 }
+
+fn moved(old: SpoolRef, done: &[u16], id: u64, rcpts: usize) -> Vec<u8> {
+    let mut p = super::payload::encode_moved_head(old, done);
+    p.extend_from_slice(&message(id, rcpts));
+    p
+}
+
+#[test]
+fn a_moved_message_supersedes_its_old_copy_and_keeps_final_recipients_final() {
+    let mut d = Disk::default();
+    // Recipient 0 of a 3-recipient message was delivered before the move.
+    let old = d.put(seg(0, 0), RecordKind::Message, &message(7, 3));
+    d.put(seg(0, 1), RecordKind::Tombstone, &tombstone(old, 0));
+    let new = d.put(seg(0, 2), RecordKind::Moved, &moved(old, &[0], 7, 3));
+    // Recipient 1 delivered after the move (tombstoned at the new place).
+    d.put(seg(0, 2), RecordKind::Tombstone, &tombstone(new, 1));
+    let images = d.finish();
+    let r = recover(&images).unwrap();
+    assert_eq!(r.messages.len(), 1, "the old copy is dead: {:?}", r.messages);
+    assert_eq!(r.messages[0].at, new);
+    assert_eq!(r.messages[0].queue_id, QueueId(7));
+    assert_eq!(r.messages[0].recipients.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [2]);
+    // The old segment holds nothing live and nothing pins it but the
+    // Moved record's segment (which is the write segment): reclaimable.
+    assert!(r.reclaimable.contains(&seg(0, 0)), "{:?}", r.reclaimable);
+
+    // With the old segment gone (compacted), the same holds.
+    let mut without_old = images.clone();
+    without_old.remove(&seg(0, 0));
+    let r = recover(&without_old).unwrap();
+    assert_eq!(r.messages.iter().map(|m| m.at).collect::<Vec<_>>(), [new]);
+    assert_eq!(r.messages[0].recipients.len(), 1);
+}
+
+#[test]
+fn a_moved_record_torn_off_leaves_the_old_copy_whole() {
+    let mut d = Disk::default();
+    let old = d.put(seg(0, 0), RecordKind::Message, &message(3, 2));
+    let new = d.put(seg(0, 1), RecordKind::Moved, &moved(old, &[], 3, 2));
+    let mut images = d.finish();
+    images.get_mut(&seg(0, 1)).unwrap()[new.offset as usize + 40] ^= 0xff;
+    let r = recover(&images).unwrap();
+    assert_eq!(r.messages.iter().map(|m| m.at).collect::<Vec<_>>(), [old]);
+    assert_eq!(r.messages[0].recipients.len(), 2);
+}

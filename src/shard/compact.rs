@@ -1,0 +1,322 @@
+//! Spool compaction: a segment kept alive by a few live records is copied
+//! forward and deleted, without stopping service.
+//!
+//! A segment is deleted only when nothing in it matters any more (see
+//! `spool::ledger`). One old mailbox message nobody retrieves, or one
+//! tombstone whose target still exists, keeps a whole segment on disk.
+//! When the live messages of a segment fill less than
+//! `spool.compact_below` percent of it, the core owning its directory:
+//!
+//! 1. appends, for each live message, one `Moved` record: the message
+//!    payload verbatim, the old place, and the recipients already final.
+//!    One record (one checksum) makes both facts true at once: the message
+//!    is here now, and every recipient of the old copy is final. A crash
+//!    finds either the old copy alone or the new one alone;
+//! 2. appends again, as plain tombstones, every tombstone of the segment
+//!    whose target lies in another segment that still exists (and the old
+//!    places named by `Moved` records in it), so that deleting the segment
+//!    cannot bring their targets back;
+//! 3. from the moment of those appends, tombstones for an old place are
+//!    written for its new place (`forward`), so a POP3 DELE or a relay
+//!    delivery racing the move is never lost;
+//! 4. once the records are durable, every core updates its mailbox and
+//!    queue references (`Request::Relocate`, answered before going on),
+//!    and keeps translating old places it may still be handed (a POP3
+//!    listing taken before the move) for `FORWARD_KEEP`;
+//! 5. the segment is then dead to the ledger and reclaimed as usual.
+//!
+//! Recipient-state records (deferrals) are not copied: they are advisory,
+//! and a moved message is retried at once after a restart.
+
+use super::{owner, Reply, Request, Shard};
+use crate::spool::{
+    decode_moved, decode_tombstone, encode_moved_head, encode_tombstone, record::scan_segment, walk, Outcome,
+    RecordKind, SegmentKey, SpoolRef, Tombstone,
+};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// How long a core keeps translating a moved record's old place. Longer
+/// than any POP3 session holds a listing in practice (idle timeout 10 min).
+const FORWARD_KEEP: Duration = Duration::from_secs(6 * 3600);
+
+/// Old place -> new place of moved records, forgotten after
+/// [`FORWARD_KEEP`].
+#[derive(Debug, Default)]
+pub struct Forward {
+    map: HashMap<SpoolRef, SpoolRef>,
+    order: VecDeque<(Instant, SpoolRef)>,
+    /// Moves appended but not durable yet: tombstones already go to the
+    /// new place, reads still to the old one (the new bytes may not be
+    /// on disk).
+    pending: HashMap<SpoolRef, SpoolRef>,
+}
+
+impl Forward {
+    fn insert_pending(&mut self, old: SpoolRef, new: SpoolRef) {
+        self.pending.insert(old, new);
+    }
+
+    /// The move is durable (or abandoned, `keep` false).
+    fn settle_pending(&mut self, old: SpoolRef, keep: bool, now: Instant) {
+        if let Some(new) = self.pending.remove(&old) {
+            if keep {
+                self.insert(old, new, now);
+            }
+        }
+    }
+
+    /// Where a tombstone for `at` must go: its newest place, durable or not.
+    fn resolve_for_tombstone(&self, mut at: SpoolRef) -> SpoolRef {
+        for _ in 0..64 {
+            match self.map.get(&at).or_else(|| self.pending.get(&at)) {
+                Some(next) => at = *next,
+                None => break,
+            }
+        }
+        at
+    }
+
+    fn insert(&mut self, old: SpoolRef, new: SpoolRef, now: Instant) {
+        self.map.insert(old, new);
+        self.order.push_back((now, old));
+        while self.order.front().is_some_and(|(t, _)| now.duration_since(*t) > FORWARD_KEEP) {
+            if let Some((_, gone)) = self.order.pop_front() {
+                self.map.remove(&gone);
+            }
+        }
+    }
+
+    /// Follow moves (a record may move more than once).
+    fn resolve(&self, mut at: SpoolRef) -> SpoolRef {
+        for _ in 0..64 {
+            match self.map.get(&at) {
+                Some(next) => at = *next,
+                None => break,
+            }
+        }
+        at
+    }
+}
+
+/// What one compaction wrote, for the ledger once durable.
+struct Written {
+    /// (old place, new place, recipients).
+    moves: Vec<(SpoolRef, SpoolRef, u16)>,
+    /// (where, target, recipient) of re-appended tombstones.
+    tombstones: Vec<(SpoolRef, SpoolRef, u16)>,
+}
+
+impl Shard {
+    /// Where the record once at `at` is now (itself unless compaction
+    /// moved it), for reading and for mailbox and queue references.
+    pub fn resolve(&self, at: SpoolRef) -> SpoolRef {
+        self.forward.borrow().resolve(at)
+    }
+
+    /// Where a tombstone for the record once at `at` must be written.
+    pub(super) fn resolve_for_tombstone(&self, at: SpoolRef) -> SpoolRef {
+        self.forward.borrow().resolve_for_tombstone(at)
+    }
+
+    /// Another core moved records: point mailbox and queue entries at the
+    /// new places and translate the old ones from now on.
+    pub(super) fn apply_relocation(&self, moves: &[(SpoolRef, SpoolRef)]) {
+        let now = Instant::now();
+        let mut forward = self.forward.borrow_mut();
+        for &(old, new) in moves {
+            forward.insert(old, new, now);
+        }
+        drop(forward);
+        let map: HashMap<SpoolRef, SpoolRef> = moves.iter().copied().collect();
+        self.mailboxes.borrow_mut().relocate(&map);
+        self.queue.borrow_mut().relocate(&map);
+    }
+
+    /// Runs until the core stops: every `spool.compact_interval`, compact
+    /// the emptiest eligible segment of the directories this core owns.
+    pub async fn compactor(self: Rc<Self>) {
+        loop {
+            let interval = self.config().spool.compact_interval.get().max(Duration::from_millis(50));
+            futures_lite::future::or(glommio::timer::sleep(interval), self.stop.wait()).await;
+            if self.stop.is_set() {
+                return;
+            }
+            if self.backup_pins.get() > 0 || self.config().spool.compact_below == 0 {
+                continue;
+            }
+            let Some(key) = self.compaction_candidate() else { continue };
+            match self.compact(key).await {
+                Ok(moved) => tracing::info!(core = self.id, segment = %key, moved, "spool segment compacted"),
+                Err(e) => {
+                    tracing::warn!(core = self.id, segment = %key, error = %e, "spool compaction failed; will retry")
+                }
+            }
+        }
+    }
+
+    /// The segment (not a write segment) whose live messages fill the
+    /// smallest share of it, if under `spool.compact_below` percent.
+    fn compaction_candidate(&self) -> Option<SegmentKey> {
+        let config = self.config();
+        let root = config.spool_root();
+        let threshold = config.spool.segment_size * u64::from(config.spool.compact_below) / 100;
+        let write = self.spool.write_position().segment_key();
+        let mut best: Option<(u64, SegmentKey)> = None;
+        for key in walk::segments(&root).ok()? {
+            if owner::dir_owner(key.dir, self.cores) != self.id
+                || key == write
+                || key.dir == write.dir && key.seq > write.seq
+            {
+                continue;
+            }
+            let ledger = self.ledger.borrow();
+            if ledger.live_in(key) == 0 && ledger.pinned_by_holder(key).is_empty() {
+                continue; // nothing keeps it: reclaim's job, not ours
+            }
+            drop(ledger);
+            let Ok(Some(map)) = walk::map_segment(&root, key) else { continue };
+            let ledger = self.ledger.borrow();
+            let live: u64 = scan_segment(&map, key)
+                .records
+                .iter()
+                .filter(|r| matches!(r.kind, RecordKind::Message | RecordKind::Moved))
+                .filter(|r| ledger.is_live(SpoolRef { dir: key.dir, segment: key.seq, offset: r.offset }))
+                .map(|r| r.payload.len() as u64)
+                .sum();
+            if live < threshold && best.is_none_or(|(b, _)| live < b) {
+                best = Some((live, key));
+            }
+        }
+        best.map(|(_, k)| k)
+    }
+
+    /// Copy `key`'s live records forward, relocate every reference, and
+    /// let the segment go. Returns how many messages moved.
+    async fn compact(self: &Rc<Self>, key: SegmentKey) -> Result<usize, String> {
+        let root = self.config().spool_root();
+        let map = walk::map_segment(&root, key).map_err(|e| e.to_string())?.ok_or("segment gone")?;
+        let scan = scan_segment(&map, key);
+        let mut written = Written { moves: Vec::new(), tombstones: Vec::new() };
+        let mut last = None;
+        // Steps 1 to 3 without an await: no tombstone can slip in between.
+        for rec in &scan.records {
+            let at = SpoolRef { dir: key.dir, segment: key.seq, offset: rec.offset };
+            let payload = &map[rec.payload.clone()];
+            let message_bytes = match rec.kind {
+                RecordKind::Message => payload,
+                RecordKind::Moved => {
+                    let m = decode_moved(payload).map_err(|e| format!("{at}: {e}"))?;
+                    // Its old place must stay superseded once this segment goes.
+                    for r in 0..m.message.recipients.len() as u16 {
+                        self.copy_tombstone(key, m.old, r, Outcome::Deleted, &mut written, &mut last)?;
+                    }
+                    &payload[12 + 2 * m.done.len()..]
+                }
+                RecordKind::Tombstone => {
+                    let t = decode_tombstone(payload).map_err(|e| format!("{at}: {e}"))?;
+                    self.copy_tombstone(key, t.target, t.recipient, t.outcome, &mut written, &mut last)?;
+                    continue;
+                }
+                RecordKind::RecipientState | RecordKind::Checkpoint => continue,
+            };
+            if !self.ledger.borrow().is_live(at) {
+                continue;
+            }
+            let count =
+                crate::spool::decode_message(message_bytes).map_err(|e| format!("{at}: {e}"))?.recipients.len() as u16;
+            let mut done = self.ledger.borrow().finals(at);
+            for &(target, r) in self.finalizing.borrow().iter() {
+                if target == at && !done.contains(&r) {
+                    done.push(r);
+                }
+            }
+            done.sort_unstable();
+            let head = encode_moved_head(at, &done);
+            let appended = self.append(RecordKind::Moved, &[&head, message_bytes]).map_err(|e| e.to_string())?;
+            let new = appended.at;
+            {
+                let mut ledger = self.ledger.borrow_mut();
+                ledger.message_written(new, count);
+                for &d in &done {
+                    ledger.tombstone_written(new, new, d);
+                }
+            }
+            self.forward.borrow_mut().insert_pending(at, new);
+            written.moves.push((at, new, count));
+            last = Some(appended.ticket);
+        }
+        let synced = match &last {
+            Some(ticket) => self.spool.durable(ticket).await.map_err(|e| e.to_string()),
+            None => Ok(()),
+        };
+        {
+            let now = Instant::now();
+            let mut forward = self.forward.borrow_mut();
+            for &(old, _, _) in &written.moves {
+                forward.settle_pending(old, synced.is_ok(), now);
+            }
+        }
+        // A failed sync: the old copies stay the truth (the ledger still
+        // counts the new ones live, which only keeps a segment longer).
+        synced?;
+        // Step 4: every core points at the new places before the old
+        // segment can go.
+        let moves: Vec<(SpoolRef, SpoolRef)> = written.moves.iter().map(|&(o, n, _)| (o, n)).collect();
+        if !moves.is_empty() {
+            let map: HashMap<SpoolRef, SpoolRef> = moves.iter().copied().collect();
+            self.mailboxes.borrow_mut().relocate(&map);
+            self.queue.borrow_mut().relocate(&map);
+            for core in (0..self.cores).filter(|&c| c != self.id) {
+                match self.call(core, Request::Relocate(moves.clone())).await {
+                    Ok(Reply::Done(Ok(()))) => {}
+                    other => return Err(format!("core {core} did not take the relocation: {other:?}")),
+                }
+            }
+        }
+        // Step 5: the old copies and the segment's tombstones are
+        // superseded; the ledger may let the segment go.
+        let mut dead = Vec::new();
+        {
+            let mut ledger = self.ledger.borrow_mut();
+            for &(old, new, count) in &written.moves {
+                for r in 0..count {
+                    dead.extend(ledger.tombstone_written(new, old, r));
+                }
+            }
+            for &(at, target, r) in &written.tombstones {
+                dead.extend(ledger.tombstone_written(at, target, r));
+            }
+            dead.extend(ledger.release_pins(key));
+        }
+        self.reclaim(dead).await;
+        Ok(written.moves.len())
+    }
+
+    /// Re-append the effect "recipient `r` of `target` is final", held by
+    /// segment `key`, if `target` lies in another segment still on disk.
+    fn copy_tombstone(
+        self: &Rc<Self>,
+        key: SegmentKey,
+        target: SpoolRef,
+        r: u16,
+        outcome: Outcome,
+        written: &mut Written,
+        last: &mut Option<crate::spool::CommitTicket>,
+    ) -> Result<(), String> {
+        let target_seg = target.segment_key();
+        if target_seg == key || !self.segment_exists(target_seg) {
+            return Ok(());
+        }
+        let t = Tombstone { target, recipient: r, outcome };
+        let appended = self.append(RecordKind::Tombstone, &[&encode_tombstone(&t)]).map_err(|e| e.to_string())?;
+        written.tombstones.push((appended.at, target, r));
+        *last = Some(appended.ticket);
+        Ok(())
+    }
+
+    fn segment_exists(&self, key: SegmentKey) -> bool {
+        crate::spool::layout::segment_path(&self.config().spool_root(), key).exists()
+    }
+}
