@@ -225,7 +225,8 @@ fn built(c: &mut Cursor<'_>) {
                     let recipients = (0..1 + c.byte() % 3)
                         .map(|_| RecipientEntry { address: c.string(), route: Route::Remote { domain: c.string() } })
                         .collect();
-                    let body = c.bytes(usize::from(c.byte() % 16));
+                    let body_len = usize::from(c.byte() % 16);
+                    let body = c.bytes(body_len);
                     let m = MessageRecord {
                         queue_id: QueueId(u64::from(c.byte())),
                         received_at_ms: 1,

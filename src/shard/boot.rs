@@ -336,7 +336,7 @@ async fn core_main(
         over_quota: RefCell::new(Default::default()),
         backup_pins: Cell::new(0),
         forward: RefCell::new(Default::default()),
-        finalizing: RefCell::new(Vec::new()),
+        finalizing: RefCell::new(Default::default()),
         spool_full: Cell::new(false),
         held_reclaim: RefCell::new(Vec::new()),
     });

@@ -157,25 +157,31 @@ impl Shard {
     }
 
     /// The segment (not a write segment) whose live messages fill the
-    /// smallest share of it, if under `spool.compact_below` percent.
+    /// smallest share of it, if under `spool.compact_below` percent. Only
+    /// the `SCAN_PER_RUN` segments with the fewest live messages are
+    /// scanned, so a large spool costs no more per run than a small one.
+    /// Segments without live messages are left alone: what keeps them is
+    /// tombstones whose targets still exist, and they go when those do.
     fn compaction_candidate(&self) -> Option<SegmentKey> {
+        const SCAN_PER_RUN: usize = 8;
         let config = self.config();
         let root = config.spool_root();
         let threshold = config.spool.segment_size * u64::from(config.spool.compact_below) / 100;
         let write = self.spool.write_position().segment_key();
-        let mut best: Option<(u64, SegmentKey)> = None;
-        for key in walk::segments(&root).ok()? {
-            if owner::dir_owner(key.dir, self.cores) != self.id
-                || key == write
-                || key.dir == write.dir && key.seq > write.seq
-            {
-                continue;
-            }
+        let mut fewest: Vec<(u32, SegmentKey)> = {
             let ledger = self.ledger.borrow();
-            if ledger.live_in(key) == 0 && ledger.pinned_by_holder(key).is_empty() {
-                continue; // nothing keeps it: reclaim's job, not ours
-            }
-            drop(ledger);
+            walk::segments(&root)
+                .ok()?
+                .into_iter()
+                .filter(|k| owner::dir_owner(k.dir, self.cores) == self.id)
+                .filter(|k| !(k.dir == write.dir && k.seq >= write.seq))
+                .map(|k| (ledger.live_in(k), k))
+                .filter(|(live, _)| *live > 0)
+                .collect()
+        };
+        fewest.sort_unstable();
+        let mut best: Option<(u64, SegmentKey)> = None;
+        for (_, key) in fewest.into_iter().take(SCAN_PER_RUN) {
             let Ok(Some(map)) = walk::map_segment(&root, key) else { continue };
             let ledger = self.ledger.borrow();
             let live: u64 = scan_segment(&map, key)
@@ -195,6 +201,7 @@ impl Shard {
     /// Copy `key`'s live records forward, relocate every reference, and
     /// let the segment go. Returns how many messages moved.
     async fn compact(self: &Rc<Self>, key: SegmentKey) -> Result<usize, String> {
+        let _busy = super::Background::new(self); // the drain waits for it
         let root = self.config().spool_root();
         let map = walk::map_segment(&root, key).map_err(|e| e.to_string())?.ok_or("segment gone")?;
         let scan = scan_segment(&map, key);
@@ -227,7 +234,7 @@ impl Shard {
             let count =
                 crate::spool::decode_message(message_bytes).map_err(|e| format!("{at}: {e}"))?.recipients.len() as u16;
             let mut done = self.ledger.borrow().finals(at);
-            for &(target, r) in self.finalizing.borrow().iter() {
+            for &(target, r) in self.finalizing.borrow().keys() {
                 if target == at && !done.contains(&r) {
                     done.push(r);
                 }
@@ -264,6 +271,7 @@ impl Shard {
         // Step 4: every core points at the new places before the old
         // segment can go.
         let moves: Vec<(SpoolRef, SpoolRef)> = written.moves.iter().map(|&(o, n, _)| (o, n)).collect();
+        let mut relocated = Ok(());
         if !moves.is_empty() {
             let map: HashMap<SpoolRef, SpoolRef> = moves.iter().copied().collect();
             self.mailboxes.borrow_mut().relocate(&map);
@@ -271,12 +279,14 @@ impl Shard {
             for core in (0..self.cores).filter(|&c| c != self.id) {
                 match self.call(core, Request::Relocate(moves.clone())).await {
                     Ok(Reply::Done(Ok(()))) => {}
-                    other => return Err(format!("core {core} did not take the relocation: {other:?}")),
+                    other => relocated = Err(format!("core {core} did not take the relocation: {other:?}")),
                 }
             }
         }
         // Step 5: the old copies and the segment's tombstones are
-        // superseded; the ledger may let the segment go.
+        // superseded on disk. Tell the ledger even if a core missed the
+        // relocation (else a later run would move the old copy again), but
+        // then keep the segment for that core's readers.
         let mut dead = Vec::new();
         {
             let mut ledger = self.ledger.borrow_mut();
@@ -290,6 +300,7 @@ impl Shard {
             }
             dead.extend(ledger.release_pins(key));
         }
+        relocated?;
         self.reclaim(dead).await;
         Ok(written.moves.len())
     }

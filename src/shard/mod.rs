@@ -86,7 +86,7 @@ pub struct Shard {
     forward: RefCell<compact::Forward>,
     /// Tombstones appended but not yet durable (so not in the ledger yet):
     /// compaction counts their recipients final too.
-    finalizing: RefCell<Vec<(SpoolRef, u16)>>,
+    finalizing: RefCell<std::collections::HashMap<(SpoolRef, u16), u32>>,
     /// Open backups pinning the spool: while > 0, dead segments are kept
     /// (in `held_reclaim`) instead of deleted.
     backup_pins: Cell<u32>,
@@ -287,7 +287,7 @@ impl Shard {
                 .map_err(|e| e.to_string())?;
             // Final from now on for compaction, though the ledger hears of
             // it only once durable.
-            self.finalizing.borrow_mut().push((target, recipient));
+            *self.finalizing.borrow_mut().entry((target, recipient)).or_insert(0) += 1;
             written.push((appended.at, target, recipient));
             last = Some(appended.ticket);
         }
@@ -300,8 +300,11 @@ impl Shard {
             let mut ledger = self.ledger.borrow_mut();
             let mut finalizing = self.finalizing.borrow_mut();
             for &(at, target, recipient) in &written {
-                if let Some(i) = finalizing.iter().position(|f| *f == (target, recipient)) {
-                    finalizing.swap_remove(i);
+                if let std::collections::hash_map::Entry::Occupied(mut e) = finalizing.entry((target, recipient)) {
+                    *e.get_mut() -= 1;
+                    if *e.get() == 0 {
+                        e.remove();
+                    }
                 }
                 if synced.is_ok() {
                     dead.extend(ledger.tombstone_written(at, target, recipient));

@@ -176,11 +176,6 @@ impl Ledger {
         self.messages.get(&at).map_or(Vec::new(), |m| (0..m.count).filter(|&r| self.is_final(at, r)).collect())
     }
 
-    /// The segments `holder`'s tombstones keep alive (other than itself).
-    pub fn pinned_by_holder(&self, holder: SegmentKey) -> Vec<SegmentKey> {
-        self.pinned_by.iter().filter(|(_, hs)| hs.contains(&holder)).map(|(t, _)| *t).collect()
-    }
-
     /// `holder`'s tombstones were all written again elsewhere (compaction):
     /// it no longer keeps any segment alive. Returns segments this made
     /// deletable (`holder` itself, if nothing else keeps it).
