@@ -123,3 +123,112 @@ fn kill_9_loses_no_acknowledged_message() {
     }
     eprintln!("kill -9 test: {total} acknowledged messages over 3 kills, all recovered exactly once");
 }
+
+/// POP3: delete everything in `user`'s mailbox, over and over, until
+/// `stop` or the server dies (any error ends a pass quietly). Returns the
+/// UIDs whose deletion the server confirmed (+OK to QUIT).
+fn deleter(addr: SocketAddr, user: &str, stop: Arc<AtomicBool>) -> Vec<String> {
+    let once = || -> Option<Vec<String>> {
+        let mut s = TcpStream::connect(addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        let mut r = BufReader::new(s.try_clone().ok()?);
+        let mut line = |r: &mut BufReader<TcpStream>| -> Option<String> {
+            let mut l = String::new();
+            (r.read_line(&mut l).ok()? > 0).then_some(l)
+        };
+        let mut cmd = |s: &mut TcpStream, r: &mut BufReader<TcpStream>, c: &str| -> Option<String> {
+            if !c.is_empty() {
+                s.write_all(format!("{c}\r\n").as_bytes()).ok()?;
+            }
+            line(r).filter(|l| l.starts_with("+OK"))
+        };
+        cmd(&mut s, &mut r, "")?;
+        cmd(&mut s, &mut r, &format!("USER {user}"))?;
+        cmd(&mut s, &mut r, &format!("PASS {PASSWORD}"))?;
+        cmd(&mut s, &mut r, "UIDL")?;
+        let mut uids = Vec::new();
+        loop {
+            let l = line(&mut r)?;
+            if l.trim_end() == "." {
+                break;
+            }
+            let mut w = l.split_whitespace();
+            uids.push((w.next()?.to_string(), w.next()?.to_string()));
+        }
+        for (n, _) in &uids {
+            cmd(&mut s, &mut r, &format!("DELE {n}"))?;
+        }
+        cmd(&mut s, &mut r, "QUIT")?;
+        Some(uids.into_iter().map(|(_, u)| u).collect())
+    };
+    let mut deleted = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        match once() {
+            Some(uids) => deleted.extend(uids),
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    deleted
+}
+
+#[test]
+fn kill_9_during_compaction_loses_and_resurrects_nothing() {
+    // Small segments, compaction as eager as it gets: bob's mail is deleted
+    // as it arrives, so segments fill with dead records and the live ones
+    // (alice's, carol's) are moved again and again while the kills come.
+    let mut server = Server::start_with(Options {
+        segment_size: 192 * 1024,
+        spool: "compact_below = 90\ncompact_interval = \"50ms\"\n".into(),
+        ..Options::default()
+    });
+    let mut rng = rand::thread_rng();
+    let senders = ["alice@localhost", "bob@localhost", "bob@localhost", "carol@example.test"];
+    let mut owed: HashMap<&str, Vec<Vec<u8>>> = HashMap::new();
+    let mut deleted: Vec<String> = Vec::new();
+    // At least 3 kills, and more (up to 8) until compaction has run.
+    for round in 0..8 {
+        if round >= 3 && server.log().contains("spool segment compacted") {
+            break;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut handles: Vec<_> = (0..senders.len())
+            .map(|c| {
+                let (addr, stop, rcpt) = (server.smtp, stop.clone(), senders[c]);
+                std::thread::spawn(move || (rcpt, sender(addr, round * 100 + c, rcpt, stop)))
+            })
+            .collect();
+        let (pop, stop2) = (server.pop3, stop.clone());
+        let del = std::thread::spawn(move || deleter(pop, "bob@localhost", stop2));
+        std::thread::sleep(Duration::from_millis(rng.gen_range(1000..2000)));
+        server.kill9();
+        stop.store(true, Ordering::Relaxed);
+        for h in handles.drain(..) {
+            let (rcpt, acked) = h.join().unwrap();
+            owed.entry(rcpt).or_default().extend(acked);
+        }
+        deleted.extend(del.join().unwrap());
+        server.spawn();
+    }
+    assert!(server.log().contains("spool segment compacted"), "compaction never ran:\n{}", server.log());
+    for user in ["alice@localhost", "carol@example.test"] {
+        let sent = &owed[user];
+        assert!(sent.len() > 20, "{user}: too few acknowledged ({})", sent.len());
+        let got = fetch_all(&server, user);
+        let mut counts: HashMap<&[u8], usize> = HashMap::new();
+        for m in &got {
+            *counts.entry(m.as_slice()).or_default() += 1;
+        }
+        for body in sent {
+            let seq = String::from_utf8_lossy(&body[..40.min(body.len())]).into_owned();
+            assert_eq!(counts.get(body.as_slice()).copied(), Some(1), "{user}: {seq:?} missing or duplicated");
+        }
+        assert!(got.len() <= sent.len() + 4 * 2, "{user}: more messages than were sent");
+    }
+    // bob's confirmed deletions stay deleted.
+    assert!(deleted.len() > 20, "the deleter did too little to mean anything ({})", deleted.len());
+    let mut p = server.pop3();
+    assert!(p.login("bob@localhost", PASSWORD).starts_with("+OK"));
+    let back: Vec<String> = p.uidl().into_iter().map(|(_, u)| u).filter(|u| deleted.contains(u)).collect();
+    assert!(back.is_empty(), "{} deleted messages came back: {:?}", back.len(), &back[..back.len().min(5)]);
+}
