@@ -132,11 +132,11 @@ fn deleter(addr: SocketAddr, user: &str, stop: Arc<AtomicBool>) -> Vec<String> {
         let mut s = TcpStream::connect(addr).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
         let mut r = BufReader::new(s.try_clone().ok()?);
-        let mut line = |r: &mut BufReader<TcpStream>| -> Option<String> {
+        let line = |r: &mut BufReader<TcpStream>| -> Option<String> {
             let mut l = String::new();
             (r.read_line(&mut l).ok()? > 0).then_some(l)
         };
-        let mut cmd = |s: &mut TcpStream, r: &mut BufReader<TcpStream>, c: &str| -> Option<String> {
+        let cmd = |s: &mut TcpStream, r: &mut BufReader<TcpStream>, c: &str| -> Option<String> {
             if !c.is_empty() {
                 s.write_all(format!("{c}\r\n").as_bytes()).ok()?;
             }
