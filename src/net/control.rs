@@ -60,7 +60,7 @@ async fn handle(shard: Rc<Shard>, mut stream: UnixStream) {
     if let Some(user) = text.strip_prefix("import ") {
         let first_len = line.iter().position(|&b| b == b'\n').map_or(line.len(), |i| i + 1);
         let rest = line[first_len..].to_vec();
-        import(&shard, user.trim(), Conversation { stream, buf: rest }).await;
+        import(&shard, user.trim(), Conversation { stream, buf: rest, chunk: vec![0; 64 * 1024] }).await;
         return;
     }
     let answer = match text.split_once(' ').map_or(text, |(verb, _)| verb) {
@@ -113,16 +113,17 @@ async fn handle(shard: Rc<Shard>, mut stream: UnixStream) {
 struct Conversation {
     stream: UnixStream,
     buf: Vec<u8>,
+    /// Read buffer, allocated once.
+    chunk: Vec<u8>,
 }
 
 impl Conversation {
     /// Read until `buf` holds at least `n` bytes; false at EOF first.
     async fn fill_to(&mut self, n: usize) -> bool {
-        let mut chunk = vec![0u8; 64 * 1024];
         while self.buf.len() < n {
-            match self.stream.read(&mut chunk).await {
+            match self.stream.read(&mut self.chunk).await {
                 Ok(0) | Err(_) => return false,
-                Ok(k) => self.buf.extend_from_slice(&chunk[..k]),
+                Ok(k) => self.buf.extend_from_slice(&self.chunk[..k]),
             }
         }
         true

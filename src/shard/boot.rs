@@ -306,7 +306,7 @@ async fn core_main(
     let shard = Rc::new(Shard {
         id: core,
         cores,
-        config: RefCell::new(config.clone()),
+        config: RefCell::new(Arc::new(Config::clone(&config))),
         config_updates: updates.config,
         users: RefCell::new(users),
         users_updates: updates.users,
@@ -338,6 +338,7 @@ async fn core_main(
         forward: RefCell::new(Default::default()),
         finalizing: RefCell::new(Default::default()),
         spool_full: Cell::new(false),
+        spool_measure: Cell::new(Default::default()),
         held_reclaim: RefCell::new(Vec::new()),
     });
     for (_, rx) in receivers.streams() {

@@ -146,7 +146,7 @@ impl Shard {
             if self.backup_pins.get() > 0 || self.config().spool.compact_below == 0 {
                 continue;
             }
-            let Some(key) = self.compaction_candidate() else { continue };
+            let Some(key) = self.compaction_candidate().await else { continue };
             match self.compact(key).await {
                 Ok(moved) => tracing::info!(core = self.id, segment = %key, moved, "spool segment compacted"),
                 Err(e) => {
@@ -162,7 +162,7 @@ impl Shard {
     /// scanned, so a large spool costs no more per run than a small one.
     /// Segments without live messages are left alone: what keeps them is
     /// tombstones whose targets still exist, and they go when those do.
-    fn compaction_candidate(&self) -> Option<SegmentKey> {
+    async fn compaction_candidate(&self) -> Option<SegmentKey> {
         const SCAN_PER_RUN: usize = 8;
         let config = self.config();
         let root = config.spool_root();
@@ -182,9 +182,9 @@ impl Shard {
         fewest.sort_unstable();
         let mut best: Option<(u64, SegmentKey)> = None;
         for (_, key) in fewest.into_iter().take(SCAN_PER_RUN) {
-            let Ok(Some(map)) = walk::map_segment(&root, key) else { continue };
+            let Ok(Some((_map, scan))) = map_and_scan(&root, key).await else { continue };
             let ledger = self.ledger.borrow();
-            let live: u64 = scan_segment(&map, key)
+            let live: u64 = scan
                 .records
                 .iter()
                 .filter(|r| matches!(r.kind, RecordKind::Message | RecordKind::Moved))
@@ -203,8 +203,7 @@ impl Shard {
     async fn compact(self: &Rc<Self>, key: SegmentKey) -> Result<usize, String> {
         let _busy = super::Background::new(self); // the drain waits for it
         let root = self.config().spool_root();
-        let map = walk::map_segment(&root, key).map_err(|e| e.to_string())?.ok_or("segment gone")?;
-        let scan = scan_segment(&map, key);
+        let (map, scan) = map_and_scan(&root, key).await.map_err(|e| e.to_string())?.ok_or("segment gone")?;
         let mut written = Written { moves: Vec::new(), tombstones: Vec::new() };
         let mut last = None;
         // Steps 1 to 3 without an await: no tombstone can slip in between.
@@ -330,4 +329,21 @@ impl Shard {
     fn segment_exists(&self, key: SegmentKey) -> bool {
         crate::spool::layout::segment_path(&self.config().spool_root(), key).exists()
     }
+}
+
+/// Map and scan a segment on a blocking thread: the scan reads (and checks
+/// the checksum of) every record, which page-faults the whole segment in
+/// from disk; the executor then works on resident pages.
+async fn map_and_scan(
+    root: &std::path::Path,
+    key: SegmentKey,
+) -> Result<Option<(memmap2::Mmap, crate::spool::SegmentScan)>, crate::spool::SpoolError> {
+    let root = root.to_path_buf();
+    glommio::executor()
+        .spawn_blocking(move || {
+            let Some(map) = walk::map_segment(&root, key)? else { return Ok(None) };
+            let scan = scan_segment(&map, key);
+            Ok(Some((map, scan)))
+        })
+        .await
 }

@@ -152,7 +152,12 @@ impl Shard {
         let queue_id = msg.queue_id;
         self.message_written(at, record.recipients.len() as u16);
         let to: Vec<&str> = record.recipients.iter().map(|r| r.address.as_str()).collect();
-        let message_id = msg.body.iter().find_map(|part| crate::message::message_id(part)).unwrap_or_default();
+        // Scanning the header costs; only when the line will be written.
+        let message_id = if tracing::enabled!(tracing::Level::INFO) {
+            msg.body.iter().find_map(|part| crate::message::message_id(part)).unwrap_or_default()
+        } else {
+            String::new()
+        };
         tracing::info!(
             queue_id = %queue_id, message_id = %message_id, from = %record.sender, to = %to.join(","), size,
             client = %record.client, "message accepted"

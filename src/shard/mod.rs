@@ -19,7 +19,6 @@ mod msg;
 mod observe;
 mod retention;
 mod stop;
-pub use observe::{dir_bytes, free_bytes};
 pub use stop::{Background, Stop};
 pub mod owner;
 
@@ -41,7 +40,9 @@ pub struct Shard {
     /// This executor's index (also the spool dir it writes).
     pub id: usize,
     pub cores: usize,
-    /// The config as last loaded; replaced when SIGHUP reloads it.
+    /// The config as last loaded; replaced when SIGHUP reloads it. This
+    /// core's own copy: the reference count that every `config()` call
+    /// touches is not shared with other cores.
     config: RefCell<Arc<Config>>,
     config_updates: crossbeam_channel::Receiver<Arc<Config>>,
     /// The users file as last loaded; replaced when the watcher thread sends
@@ -82,6 +83,8 @@ pub struct Shard {
     /// The spool has no room (disk below `spool.min_free`, or over
     /// `spool.max_size`): MAIL gets 452 4.3.1. Kept by `spool_watch`.
     pub spool_full: Cell<bool>,
+    /// The spool's use, last measured (for `spool_full` and metrics).
+    spool_measure: Cell<observe::SpoolMeasure>,
     /// Where compaction moved records: old place -> new place.
     forward: RefCell<compact::Forward>,
     /// Tombstones appended but not yet durable (so not in the ledger yet):
@@ -108,7 +111,7 @@ impl Shard {
                 newest.auth.max_auth_failures,
                 newest.auth.failure_window.get().as_millis() as u64,
             );
-            *self.config.borrow_mut() = newest;
+            *self.config.borrow_mut() = Arc::new(Config::clone(&newest));
         }
         self.config.borrow().clone()
     }

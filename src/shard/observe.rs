@@ -19,27 +19,30 @@ impl Shard {
             queue_inflight: depth.inflight,
             queue_oldest_age_s: depth.oldest_arrived_ms.map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0),
             mailbox_messages: self.mailboxes.borrow().total() as u64,
-            spool_used_bytes: dir_bytes(&crate::spool::layout::dir_path(&self.config().spool_root(), self.id as u16)),
+            spool_used_bytes: self.spool_measure.get().own_used,
             spool_syncs: stats.syncs,
             spool_records: stats.records,
             spool_bytes_written: stats.bytes,
             spool_failed_batches: stats.failed_batches,
-            spool_free_bytes: free_bytes(&self.config().spool_root()),
+            spool_free_bytes: self.spool_measure.get().free,
             spool_full: self.spool_full.get(),
         };
         self.metrics.snapshot(self.id, gauges)
     }
 
-    /// Re-evaluate whether the spool has room; log transitions.
+    /// Re-evaluate whether the spool has room from a fresh measurement;
+    /// log transitions. The measurement is file-system calls: at start-up
+    /// it is taken here, afterwards `spool_watch` takes it off the executor.
     pub fn check_spool_room(&self) {
         let config = self.config();
-        let root = config.spool_root();
-        let free = free_bytes(&root);
+        self.apply_spool_room(measure_spool(&config.spool_root(), self.id as u16, config.spool.max_size.is_some()));
+    }
+
+    fn apply_spool_room(&self, m: SpoolMeasure) {
+        self.spool_measure.set(m);
+        let config = self.config();
+        let SpoolMeasure { free, total_used: used, .. } = m;
         let min_free = config.spool.min_free();
-        let used = config
-            .spool
-            .max_size
-            .map(|_| std::fs::read_dir(&root).map_or(0, |rd| rd.flatten().map(|d| dir_bytes(&d.path())).sum::<u64>()));
         let reason = if free < min_free {
             Some(format!("{free} bytes free on the spool's disk, below spool.min_free = {min_free}"))
         } else {
@@ -61,12 +64,16 @@ impl Shard {
         }
     }
 
-    /// Runs until the core stops: check the spool's room every 250 ms.
+    /// Runs until the core stops: measure the spool's room every 250 ms
+    /// on a blocking thread.
     pub async fn spool_watch(self: Rc<Self>) {
         while !self.stop.is_set() {
             futures_lite::future::or(glommio::timer::sleep(std::time::Duration::from_millis(250)), self.stop.wait())
                 .await;
-            self.check_spool_room();
+            let config = self.config();
+            let (root, dir, total) = (config.spool_root(), self.id as u16, config.spool.max_size.is_some());
+            let m = glommio::executor().spawn_blocking(move || measure_spool(&root, dir, total)).await;
+            self.apply_spool_room(m);
         }
     }
 
@@ -85,15 +92,36 @@ impl Shard {
     }
 }
 
+/// The spool's use, as `spool_watch` last measured it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SpoolMeasure {
+    /// Free bytes on the spool's file system.
+    pub free: u64,
+    /// Bytes of this core's spool dir.
+    pub own_used: u64,
+    /// Bytes of all spool dirs, when `spool.max_size` needs it.
+    pub total_used: Option<u64>,
+}
+
+/// Measure the spool under `root` (blocking file-system calls).
+fn measure_spool(root: &std::path::Path, dir: u16, total: bool) -> SpoolMeasure {
+    SpoolMeasure {
+        free: free_bytes(root),
+        own_used: dir_bytes(&crate::spool::layout::dir_path(root, dir)),
+        total_used: total
+            .then(|| std::fs::read_dir(root).map_or(0, |rd| rd.flatten().map(|d| dir_bytes(&d.path())).sum::<u64>())),
+    }
+}
+
 /// Total size of the files in `dir` (a spool dir holds only segments).
-pub fn dir_bytes(dir: &std::path::Path) -> u64 {
+fn dir_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum())
         .unwrap_or(0)
 }
 
 /// Bytes available to us on the file system holding `path`.
-pub fn free_bytes(path: &std::path::Path) -> u64 {
+fn free_bytes(path: &std::path::Path) -> u64 {
     use std::os::unix::ffi::OsStrExt;
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return 0 };
     // SAFETY: statvfs writes into the zeroed struct we own.

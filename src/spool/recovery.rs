@@ -34,7 +34,8 @@ use super::ids::{QueueId, SegmentKey, SpoolRef};
 use super::layout::{parse_dir_name, parse_segment_name, SegmentName};
 use super::ledger::Ledger;
 use super::payload::{
-    decode_message, decode_moved, decode_recipient_state, decode_tombstone, RecipientEntry, RecipientState, Tombstone,
+    decode_message, decode_moved, decode_recipient_state, decode_tombstone, MessageRecord, RecipientEntry,
+    RecipientState, Tombstone,
 };
 use super::record::{end_of_nonzero, scan_segment, BadRecord, RecordKind, ScanEnd};
 use super::writer::Tail;
@@ -132,6 +133,25 @@ struct FoundMessage {
     recipients: Vec<RecipientEntry>,
 }
 
+impl FoundMessage {
+    /// The message found at `at`, noting its queue id as the highest of
+    /// its directory if it is.
+    fn new(at: SpoolRef, m: MessageRecord<'_>, last_queue_ids: &mut BTreeMap<u16, QueueId>) -> FoundMessage {
+        let last = last_queue_ids.entry(at.dir).or_insert(m.queue_id);
+        *last = (*last).max(m.queue_id);
+        FoundMessage {
+            at,
+            queue_id: m.queue_id,
+            received_at_ms: m.received_at_ms,
+            sender: m.sender,
+            client: m.client,
+            helo: m.helo,
+            body_len: m.body.len() as u64,
+            recipients: m.recipients,
+        }
+    }
+}
+
 /// The pure core of recovery. Images may come in any order; a key given
 /// twice counts once (the last one).
 pub fn recover_images<'a>(images: impl IntoIterator<Item = SegmentImage<'a>>) -> Result<Recovered, SpoolError> {
@@ -167,18 +187,7 @@ pub fn recover_images<'a>(images: impl IntoIterator<Item = SegmentImage<'a>>) ->
             match rec.kind {
                 RecordKind::Message => {
                     let m = decode_message(payload).map_err(undecodable)?;
-                    let last = out.last_queue_ids.entry(key.dir).or_insert(m.queue_id);
-                    *last = (*last).max(m.queue_id);
-                    found.push(FoundMessage {
-                        at,
-                        queue_id: m.queue_id,
-                        received_at_ms: m.received_at_ms,
-                        sender: m.sender,
-                        client: m.client,
-                        helo: m.helo,
-                        body_len: m.body.len() as u64,
-                        recipients: m.recipients,
-                    });
+                    found.push(FoundMessage::new(at, m, &mut out.last_queue_ids));
                 }
                 RecordKind::Tombstone => {
                     tombstones.push((at, decode_tombstone(payload).map_err(undecodable)?));
@@ -189,26 +198,14 @@ pub fn recover_images<'a>(images: impl IntoIterator<Item = SegmentImage<'a>>) ->
                 }
                 RecordKind::Moved => {
                     let moved = decode_moved(payload).map_err(undecodable)?;
-                    let m = moved.message;
-                    let last = out.last_queue_ids.entry(key.dir).or_insert(m.queue_id);
-                    *last = (*last).max(m.queue_id);
                     // The old copy: every recipient final, held here.
-                    for r in 0..m.recipients.len() as u16 {
+                    for r in 0..moved.message.recipients.len() as u16 {
                         tombstones.push((at, Tombstone { target: moved.old, recipient: r, outcome: Outcome::Deleted }));
                     }
                     for &r in &moved.done {
                         tombstones.push((at, Tombstone { target: at, recipient: r, outcome: Outcome::Delivered }));
                     }
-                    found.push(FoundMessage {
-                        at,
-                        queue_id: m.queue_id,
-                        received_at_ms: m.received_at_ms,
-                        sender: m.sender,
-                        client: m.client,
-                        helo: m.helo,
-                        body_len: m.body.len() as u64,
-                        recipients: m.recipients,
-                    });
+                    found.push(FoundMessage::new(at, moved.message, &mut out.last_queue_ids));
                 }
                 // A known kind without a payload codec yet: nothing to apply.
                 RecordKind::Checkpoint => {}
