@@ -273,6 +273,12 @@ pub fn import(socket: &Path, user: &str, messages: &[Incoming]) -> Result<Vec<St
     })?;
     let mut reader = std::io::BufReader::new(stream.try_clone().map_err(io_err(socket))?);
     writeln!(stream, "import {user}").map_err(io_err(socket))?;
+    let mut greeting = String::new();
+    reader.read_line(&mut greeting).map_err(io_err(socket))?;
+    if greeting.trim() != "ready" {
+        let why = if greeting.is_empty() { "connection closed" } else { greeting.trim() };
+        return Err(MoveError::Server(why.trim_start_matches("error: ").to_string()));
+    }
     let mut ids = Vec::new();
     for m in messages {
         let body = to_crlf(&m.bytes);

@@ -147,13 +147,19 @@ impl Conversation {
     }
 }
 
-/// `import USER`, then `message LEN RECEIVED_MS` + LEN bytes (CRLF line
+/// `import USER`, answered `ready` (or `error: ...`), then
+/// `message LEN RECEIVED_MS` + LEN bytes (CRLF line
 /// ends) per message, each answered `stored QUEUE_ID` once durable, until
 /// `end`. See `admin::maildir::import`.
 async fn import(shard: &Rc<Shard>, user: &str, mut conv: Conversation) {
     let user = user.to_ascii_lowercase();
     if !shard.users().contains(&user) {
         conv.say(&format!("error: {user} is not a user\n")).await;
+        return;
+    }
+    // The client sends nothing before this, so a refusal above is read,
+    // not lost to a broken pipe.
+    if !conv.say("ready\n").await {
         return;
     }
     // A record must fit a segment with its envelope; leave 64 KiB for that.
