@@ -18,12 +18,14 @@
 //! - [`net`]: the glommio drivers.
 //! - [`mailbox`], [`queue`]: per-core indexes owned by hash.
 //! - [`auth`]: the users file and Argon2id.
+//! - [`logging`]: log lines batched per executor.
 //! - [`metrics`]: per-core counters and histograms, Prometheus text.
 
 pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod delivery;
+pub mod logging;
 pub mod mailbox;
 pub mod message;
 pub mod metrics;

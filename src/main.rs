@@ -333,7 +333,8 @@ fn init_logging(log: &ringmail::config::Log) {
     use tracing_subscriber::EnvFilter;
     let level = log.level.as_deref().unwrap_or("info");
     let filter = EnvFilter::try_from_env("RINGMAIL_LOG").unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(ringmail::logging::Writer).with_target(false);
     match log.format {
         ringmail::config::LogFormat::Text => {
             builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();

@@ -217,6 +217,9 @@ pub struct SinkArgs {
     /// Host name in the greeting.
     #[arg(long, default_value = "sink.loadgen.test")]
     pub hostname: String,
+    /// Do not offer CHUNKING (BDAT): clients must use DATA.
+    #[arg(long)]
+    pub no_chunking: bool,
     /// Announced SIZE limit; bigger messages get 552.
     #[arg(long, default_value = "64m", value_parser = spec::parse_size)]
     pub max_size: usize,

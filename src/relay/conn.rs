@@ -54,6 +54,9 @@ impl Timeouts {
     }
 }
 
+/// The write buffer a connection keeps between messages, at most.
+const OUTBUF_KEEP: usize = 1 << 20;
+
 /// Why a connection could not be used; `temporary` says whether another
 /// host or a later attempt may work.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -106,6 +109,8 @@ pub struct RelayConnection {
     stream: Stream,
     client: Client,
     inbuf: Vec<u8>,
+    /// What goes out next, reused from write to write.
+    outbuf: Vec<u8>,
     timeouts: Timeouts,
     policy: TlsPolicy,
     pub target: Target,
@@ -143,6 +148,7 @@ impl RelayConnection {
             stream: Stream::Plain(tcp),
             client,
             inbuf: Vec::with_capacity(4096),
+            outbuf: Vec::new(),
             timeouts,
             policy,
             target: target.clone(),
@@ -192,21 +198,37 @@ impl RelayConnection {
     /// reads happen here; `body` is written when the client asks for it.
     async fn drive(&mut self, body: Option<&[u8]>, tls: &RelayTls) -> Event {
         loop {
+            // Everything the client has to say goes out in one write:
+            // with BDAT that is MAIL, the RCPTs, BDAT and the body.
+            let mut wire = std::mem::take(&mut self.outbuf);
+            let mut body_written = false;
             while let Some(t) = self.client.poll_transmit() {
-                let r = match t {
-                    Transmit::Command(bytes) => self.write(&bytes).await,
+                match t {
+                    Transmit::Command(bytes) => wire.extend_from_slice(&bytes),
                     Transmit::Body => {
-                        let mut wire = Vec::with_capacity(body.map_or(0, |b| b.len() + b.len() / 32 + 8));
                         dot_stuff(body.unwrap_or(&[]), &mut wire);
-                        let r = self.write(&wire).await;
-                        self.client.body_sent();
-                        r
+                        body_written = true;
                     }
-                };
+                    Transmit::Chunk => {
+                        wire.extend_from_slice(body.unwrap_or(&[]));
+                        body_written = true;
+                    }
+                }
+            }
+            if !wire.is_empty() {
+                let r = self.write(&wire).await;
+                if body_written {
+                    self.client.body_sent();
+                }
                 if r.is_err() {
                     self.client.connection_lost();
                 }
+                wire.clear();
+                if wire.capacity() > OUTBUF_KEEP {
+                    wire = Vec::new(); // a big message does not pin its size
+                }
             }
+            self.outbuf = wire;
             if let Some(ev) = self.client.poll_event() {
                 match ev {
                     Event::StartTls => {

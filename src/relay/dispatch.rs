@@ -299,16 +299,35 @@ impl Shard {
         }
     }
 
-    /// Append tombstones on the core that owns the message's spool dir,
+    /// Append tombstones on the core that owns each message's spool dir,
     /// in the background (a crash before their sync re-sends at most these
-    /// deliveries).
+    /// deliveries). Outcomes settled in the same turn of this executor go
+    /// to each owner as one `Settle`: one cross-core request (and one
+    /// wake-up of the owner) per batch instead of per message.
     pub(crate) fn settle_later(self: &Rc<Self>, items: Vec<(crate::spool::SpoolRef, u16, Outcome)>) {
+        for item in items {
+            let to = owner::dir_owner(item.0.dir, self.cores);
+            let first = {
+                let mut settling = self.settling.borrow_mut();
+                settling[to].push(item);
+                settling[to].len() == 1
+            };
+            if first {
+                self.settle_batch(to);
+            }
+        }
+    }
+
+    /// Settle what has gathered for core `to` once this turn is over.
+    fn settle_batch(self: &Rc<Self>, to: usize) {
         let me = self.clone();
         let busy = crate::shard::Background::new(self);
         glommio::spawn_local(async move {
             let _busy = busy;
-            let Some(first) = items.first() else { return };
-            let to = owner::dir_owner(first.0.dir, me.cores);
+            // The tasks woken with this one (other deliveries finishing)
+            // run first and add to the batch.
+            futures_lite::future::yield_now().await;
+            let items = std::mem::take(&mut me.settling.borrow_mut()[to]);
             if let Err(e) = me.call(to, Request::Settle { items }).await {
                 tracing::error!(error = %e, "settling delivery outcomes failed");
             }

@@ -150,11 +150,14 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
             .name(&format!("ringmail-core-{core}"))
             .io_memory(config.runtime.io_memory)
             .spawn(move || async move {
+                crate::logging::buffer_this_thread();
+                glommio::spawn_local(crate::logging::flusher()).detach();
                 let start =
                     CoreStart { core, cores, config, users, tls, updates, init, listeners, dns_server, lifecycle };
                 if let Err(reason) = core_main(start, mesh, ready.clone()).await {
                     let _ = ready.send(Err(format!("core {core}: {reason}")));
                 }
+                crate::logging::flush();
             })
             .map_err(|e| BootError::Core { core, reason: e.to_string() })?;
         handles.push(handle);
@@ -340,6 +343,7 @@ async fn core_main(
         spool_full: Cell::new(false),
         spool_measure: Cell::new(Default::default()),
         held_reclaim: RefCell::new(Vec::new()),
+        settling: RefCell::new(vec![Vec::new(); cores]),
     });
     for (_, rx) in receivers.streams() {
         let shard = shard.clone();

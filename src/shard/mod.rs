@@ -94,6 +94,10 @@ pub struct Shard {
     /// (in `held_reclaim`) instead of deleted.
     backup_pins: Cell<u32>,
     held_reclaim: RefCell<Vec<SegmentKey>>,
+    /// Delivery outcomes waiting to be settled, per owning core: the
+    /// deliveries that finish in one turn of the executor go in one
+    /// `Settle` (see `settle_later`).
+    pub(crate) settling: RefCell<Vec<Vec<(SpoolRef, u16, spool::Outcome)>>>,
     /// Local users over their quota (told by their owners); RCPT to them
     /// gets 452 4.2.2.
     pub over_quota: RefCell<std::collections::HashSet<String>>,

@@ -155,6 +155,20 @@ io_memory = 1048576
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// The log once it has every one of `needles` (waiting up to 10 s):
+    /// each core writes its lines in batches (`ringmail::logging`), so a
+    /// line can trail the event it reports by a few milliseconds.
+    pub fn log_containing(&self, needles: &[&str]) -> String {
+        let wait = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if needles.iter().all(|n| log.contains(n)) || std::time::Instant::now() > wait {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Start the binary and wait until both listeners greet.
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "already running");

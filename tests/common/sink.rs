@@ -16,6 +16,8 @@ pub struct Received {
     pub to: Vec<String>,
     /// Un-dot-stuffed, CRLF line ends, without the final dot.
     pub data: Vec<u8>,
+    /// Came in BDAT chunks, not after DATA.
+    pub bdat: bool,
 }
 
 /// How the sink answers. `n` counts DATA ends seen so far (0-based).
@@ -26,6 +28,8 @@ pub struct Script {
     pub drop_in_data: bool,
     /// Wait before answering the end of DATA.
     pub delay: Duration,
+    /// Offer CHUNKING and take BDAT (RFC 3030).
+    pub chunking: bool,
 }
 
 impl Default for Script {
@@ -35,6 +39,7 @@ impl Default for Script {
             data_end: Box::new(|_| "250 2.0.0 Ok: queued".into()),
             drop_in_data: false,
             delay: Duration::ZERO,
+            chunking: false,
         }
     }
 }
@@ -102,6 +107,7 @@ fn serve(s: TcpStream, script: &Script, out: &Mutex<Vec<Received>>, ends: &Atomi
     let mut r = BufReader::new(s);
     w.write_all(b"220 sink.test ESMTP test sink\r\n")?;
     let (mut from, mut to) = (String::new(), Vec::new());
+    let mut chunks = Vec::new();
     loop {
         let mut line = String::new();
         if r.read_line(&mut line)? == 0 {
@@ -110,12 +116,36 @@ fn serve(s: TcpStream, script: &Script, out: &Mutex<Vec<Received>>, ends: &Atomi
         let cmd = line.trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();
         let reply = if upper.starts_with("EHLO") {
-            "250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 100000000".to_string()
+            let chunking = if script.chunking { "250-CHUNKING\r\n" } else { "" };
+            format!("250-sink.test\r\n250-PIPELINING\r\n{chunking}250-8BITMIME\r\n250 SIZE 100000000")
+        } else if upper.starts_with("BDAT ") && script.chunking {
+            let mut args = upper[5..].split_whitespace();
+            let size: usize = args.next().and_then(|n| n.parse().ok()).expect("BDAT size");
+            let last = args.next() == Some("LAST");
+            let mut chunk = vec![0; size];
+            r.read_exact(&mut chunk)?;
+            chunks.extend_from_slice(&chunk);
+            if !last {
+                "250 2.0.0 chunk received".into()
+            } else if to.is_empty() {
+                chunks.clear();
+                "554 5.5.1 no valid recipients".into()
+            } else {
+                std::thread::sleep(script.delay);
+                let n = ends.fetch_add(1, Ordering::SeqCst);
+                let reply = (script.data_end)(n);
+                let data = std::mem::take(&mut chunks);
+                if reply.starts_with('2') {
+                    out.lock().unwrap().push(Received { from: from.clone(), to: to.clone(), data, bdat: true });
+                }
+                reply
+            }
         } else if upper.starts_with("HELO") || upper.starts_with("NOOP") {
             "250 Ok".into()
         } else if upper.starts_with("MAIL FROM:") {
             from = addr_of(&cmd[10..]);
             to.clear();
+            chunks.clear();
             "250 2.1.0 Ok".into()
         } else if upper.starts_with("RCPT TO:") {
             let a = addr_of(&cmd[8..]);
@@ -150,13 +180,14 @@ fn serve(s: TcpStream, script: &Script, out: &Mutex<Vec<Received>>, ends: &Atomi
                 let n = ends.fetch_add(1, Ordering::SeqCst);
                 let reply = (script.data_end)(n);
                 if reply.starts_with('2') {
-                    out.lock().unwrap().push(Received { from: from.clone(), to: to.clone(), data });
+                    out.lock().unwrap().push(Received { from: from.clone(), to: to.clone(), data, bdat: false });
                 }
                 reply
             }
         } else if upper == "RSET" {
             from.clear();
             to.clear();
+            chunks.clear();
             "250 Ok".into()
         } else if upper == "QUIT" {
             w.write_all(b"221 Bye\r\n")?;

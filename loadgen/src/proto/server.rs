@@ -3,7 +3,8 @@
 //! something (reply to a completed message, start TLS, close).
 //!
 //! It accepts everything a load test sends (EHLO with PIPELINING, 8BITMIME,
-//! SIZE; STARTTLS and AUTH PLAIN when configured) and never decides a
+//! SIZE, CHUNKING (BDAT, RFC 3030) unless turned off; STARTTLS and AUTH
+//! PLAIN when configured) and never decides a
 //! message's fate itself: the driver picks the reply (`--reply` mix,
 //! `--delay`). It does not read sockets or clocks.
 
@@ -30,6 +31,8 @@ pub struct ServerConfig {
     pub max_size: u64,
     /// Keep the whole content for `--save` (otherwise only the head).
     pub keep_content: bool,
+    /// Offer CHUNKING and take BDAT (real MX hosts mostly do).
+    pub chunking: bool,
 }
 
 /// A message whose DATA is complete; the driver must answer it with
@@ -70,6 +73,15 @@ enum State {
         head: Vec<u8>,
         content: Option<Vec<u8>>,
     },
+    /// Inside a BDAT chunk: `left` bytes of it still to come. `refusal`
+    /// is the reply owed once they are read when the chunk is not wanted
+    /// (no MAIL, no recipient, DATA mixed in); RFC 3030 §2 says to read
+    /// it all the same.
+    Chunk {
+        left: u64,
+        last: bool,
+        refusal: Option<&'static str>,
+    },
     /// A message or STARTTLS is being handled by the driver.
     Waiting,
     Closed,
@@ -86,6 +98,16 @@ pub struct ServerSession {
     authed: bool,
     mail_from: Option<String>,
     rcpts: Vec<String>,
+    /// The BDAT chunks of the current message so far.
+    chunks: Option<Chunks>,
+}
+
+/// What the BDAT chunks of one message have brought so far.
+#[derive(Debug, Default)]
+struct Chunks {
+    head: Vec<u8>,
+    content: Option<Vec<u8>>,
+    size: u64,
 }
 
 impl ServerSession {
@@ -100,6 +122,7 @@ impl ServerSession {
             authed: false,
             mail_from: None,
             rcpts: Vec::new(),
+            chunks: None,
         };
         let greeting = format!("220 {} ESMTP ringmail-loadgen sink", s.cfg.hostname);
         s.reply(&greeting);
@@ -121,32 +144,40 @@ impl ServerSession {
     pub fn handle_input(&mut self, input: &[u8]) -> (usize, Option<Action>) {
         match &mut self.state {
             State::Waiting | State::Closed => (0, None),
+            State::Chunk { left, last, refusal } => {
+                let take = (*left).min(input.len() as u64) as usize;
+                *left -= take as u64;
+                let (done, last, refusal) = (*left == 0, *last, *refusal);
+                if refusal.is_none() {
+                    let chunks = self.chunks.get_or_insert_with(Chunks::default);
+                    keep(&mut chunks.head, &mut chunks.content, &input[..take]);
+                    chunks.size += take as u64;
+                }
+                if !done {
+                    return (take, None);
+                }
+                self.state = State::Command;
+                if let Some(reply) = refusal {
+                    self.reply(reply);
+                    return (take, None);
+                }
+                if !last {
+                    let size = self.chunks.as_ref().map_or(0, |c| c.size);
+                    self.reply(&format!("250 2.0.0 {size} octets received"));
+                    return (take, None);
+                }
+                let Chunks { head, content, size } = self.chunks.take().unwrap_or_default();
+                (take, Some(self.received(&head, content, size)))
+            }
             State::Data { reader, head, content } => {
-                let fed = reader.feed(input, |b| {
-                    if head.len() < HEAD_CAP {
-                        let take = (HEAD_CAP - head.len()).min(b.len());
-                        head.extend_from_slice(&b[..take]);
-                    }
-                    if let Some(c) = content.as_mut() {
-                        c.extend_from_slice(b);
-                    }
-                });
+                let fed = reader.feed(input, |b| keep(head, content, b));
                 if !fed.done {
                     return (fed.consumed, None);
                 }
                 let size = reader.content_len();
-                let message_id = find_message_id(head);
+                let head = std::mem::take(head);
                 let content = content.take();
-                self.state = State::Waiting;
-                let received = Received {
-                    mail_from: self.mail_from.take().unwrap_or_default(),
-                    rcpts: std::mem::take(&mut self.rcpts),
-                    message_id,
-                    size,
-                    oversize: self.cfg.max_size > 0 && size > self.cfg.max_size,
-                    content,
-                };
-                (fed.consumed, Some(Action::Message(Box::new(received))))
+                (fed.consumed, Some(self.received(&head, content, size)))
             }
             State::Command | State::AuthResponse => {
                 let Some(nl) = memchr::memchr(b'\n', input) else {
@@ -172,6 +203,21 @@ impl ServerSession {
                 (nl + 1, action)
             }
         }
+    }
+
+    /// The message is complete: hand it to the driver and wait for its
+    /// reply.
+    fn received(&mut self, head: &[u8], content: Option<Vec<u8>>, size: u64) -> Action {
+        self.state = State::Waiting;
+        let received = Received {
+            mail_from: self.mail_from.take().unwrap_or_default(),
+            rcpts: std::mem::take(&mut self.rcpts),
+            message_id: find_message_id(head),
+            size,
+            oversize: self.cfg.max_size > 0 && size > self.cfg.max_size,
+            content,
+        };
+        Action::Message(Box::new(received))
     }
 
     /// Answers the message returned in [`Action::Message`].
@@ -204,6 +250,9 @@ impl ServerSession {
                     "250-8BITMIME".to_string(),
                     format!("250-SIZE {}", self.cfg.max_size),
                 ];
+                if self.cfg.chunking {
+                    lines.push("250-CHUNKING".to_string());
+                }
                 if self.cfg.starttls && !self.tls_active {
                     lines.push("250-STARTTLS".to_string());
                 }
@@ -223,8 +272,11 @@ impl ServerSession {
             }
             "MAIL" => self.mail(arg),
             "RCPT" => self.rcpt(arg),
+            "BDAT" => return self.bdat(arg),
             "DATA" => {
-                if self.mail_from.is_none() {
+                if self.chunks.is_some() {
+                    self.reply("503 5.5.1 DATA after BDAT");
+                } else if self.mail_from.is_none() {
                     self.reply("503 5.5.1 MAIL first");
                 } else if self.rcpts.is_empty() {
                     self.reply("554 5.5.1 No valid recipients");
@@ -259,6 +311,46 @@ impl ServerSession {
             }
             "AUTH" => self.auth(arg),
             _ => self.reply("502 5.5.2 Command not recognized"),
+        }
+        None
+    }
+
+    /// `BDAT size [LAST]` (RFC 3030 §2): the chunk follows at once.
+    fn bdat(&mut self, arg: &str) -> Option<Action> {
+        let mut words = arg.split_ascii_whitespace();
+        let size = words.next().and_then(|n| n.parse::<u64>().ok());
+        let last = match words.next() {
+            None => Some(false),
+            Some(w) if w.eq_ignore_ascii_case("LAST") => Some(true),
+            Some(_) => None,
+        };
+        let (Some(size), Some(last), None) = (size, last, words.next()) else {
+            // Without a size the chunk cannot be skipped: the rest of the
+            // input would be read as commands.
+            self.reply("501 5.5.4 Syntax: BDAT size [LAST]");
+            self.state = State::Closed;
+            return Some(Action::Close);
+        };
+        let refusal = if !self.cfg.chunking {
+            Some("502 5.5.1 CHUNKING not offered")
+        } else if self.mail_from.is_none() {
+            Some("503 5.5.1 MAIL first")
+        } else if self.rcpts.is_empty() {
+            Some("554 5.5.1 No valid recipients")
+        } else {
+            None
+        };
+        if refusal.is_none() && self.chunks.is_none() {
+            self.chunks = Some(Chunks { content: self.cfg.keep_content.then(Vec::new), ..Chunks::default() });
+        }
+        if refusal.is_some() {
+            // RFC 3030 §2: a refused chunk ends the transaction.
+            self.reset();
+        }
+        self.state = State::Chunk { left: size, last, refusal };
+        if size == 0 {
+            // Nothing to read: finish the chunk now.
+            return self.handle_input(&[]).1;
         }
         None
     }
@@ -340,11 +432,24 @@ impl ServerSession {
     fn reset(&mut self) {
         self.mail_from = None;
         self.rcpts.clear();
+        self.chunks = None;
     }
 
     fn reply(&mut self, line: &str) {
         self.out.extend_from_slice(line.as_bytes());
         self.out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Keeps the first [`HEAD_CAP`] bytes of a message (for the Message-ID)
+/// and, with `--save`, all of it.
+fn keep(head: &mut Vec<u8>, content: &mut Option<Vec<u8>>, b: &[u8]) {
+    if head.len() < HEAD_CAP {
+        let take = (HEAD_CAP - head.len()).min(b.len());
+        head.extend_from_slice(&b[..take]);
+    }
+    if let Some(c) = content.as_mut() {
+        c.extend_from_slice(b);
     }
 }
 

@@ -11,6 +11,7 @@ fn cfg() -> Rc<ServerConfig> {
         auth: None,
         max_size: 1000,
         keep_content: true,
+        chunking: true,
     })
 }
 
@@ -164,4 +165,54 @@ fn starttls_is_offered_only_when_configured_and_resets_state() {
 fn message_id_is_found_case_insensitively_in_headers_only() {
     assert_eq!(find_message_id(b"message-id:   <a@b> \r\n\r\n").as_deref(), Some("<a@b>"));
     assert_eq!(find_message_id(b"Subject: x\r\n\r\nMessage-ID: <a@b>\r\n"), None);
+}
+
+/// BDAT in two chunks (one holding a line that DATA would have to stuff),
+/// then BDAT 0 LAST, then a message refused at RCPT whose chunk is read
+/// and refused: same result at every chunk size.
+const BDAT_SESSION: &[u8] = b"EHLO gen.test\r\nMAIL FROM:<a@gen.test>\r\nRCPT TO:<x@a.test>\r\nBDAT 25 \r\n\
+Message-ID: <b.1@gen>\r\n\r\nBDAT 8 LAST\r\n.\r\nend\r\n\
+MAIL FROM:<a@gen.test>\r\nRCPT TO:<y@a.test>\r\nBDAT 0 LAST\r\n\
+MAIL FROM:<a@gen.test>\r\nBDAT 5 LAST\r\nhello\
+RSET\r\nQUIT\r\n";
+
+#[test]
+fn bdat_chunks_make_one_message_and_refused_chunks_are_skipped() {
+    let (want_out, want_msgs) = run(cfg(), BDAT_SESSION, BDAT_SESSION.len());
+    assert!(want_out.contains("250-CHUNKING\r\n"), "{want_out}");
+    assert!(want_out.contains("250 2.0.0 25 octets received\r\n"), "{want_out}");
+    assert!(want_out.contains("554 5.5.1 No valid recipients\r\n250 2.0.0 Ok\r\n221"), "{want_out}");
+    assert_eq!(want_msgs.len(), 2);
+    assert_eq!(want_msgs[0].content.as_deref(), Some(&b"Message-ID: <b.1@gen>\r\n\r\n.\r\nend\r\n"[..]));
+    assert_eq!(want_msgs[0].size, 33);
+    assert_eq!(want_msgs[0].message_id.as_deref(), Some("<b.1@gen>"));
+    assert_eq!(want_msgs[1].size, 0);
+    assert_eq!(want_msgs[1].rcpts, ["y@a.test"]);
+    for size in [1, 2, 3, 7, 16, 64] {
+        let (out, msgs) = run(cfg(), BDAT_SESSION, size);
+        assert_eq!(out, want_out, "chunk size {size}");
+        assert_eq!(msgs, want_msgs, "chunk size {size}");
+    }
+}
+
+#[test]
+fn without_chunking_bdat_is_refused_but_its_chunk_still_read() {
+    let c = Rc::new(ServerConfig { chunking: false, ..(*cfg()).clone() });
+    let (out, msgs) = run(
+        c,
+        b"EHLO gen.test\r\nMAIL FROM:<a@gen.test>\r\nRCPT TO:<x@a.test>\r\nBDAT 4 LAST\r\nQUITNOOP\r\nQUIT\r\n",
+        64,
+    );
+    assert!(!out.contains("250-CHUNKING"), "{out}");
+    assert!(out.contains("502 5.5.1 CHUNKING not offered\r\n250 2.0.0 Ok\r\n221"), "{out}");
+    assert!(msgs.is_empty());
+}
+
+#[test]
+fn bdat_without_a_size_closes_and_data_after_bdat_is_refused() {
+    let (out, _) = run(cfg(), b"EHLO g\r\nMAIL FROM:<a@g>\r\nRCPT TO:<x@a>\r\nBDAT lots\r\nQUIT\r\n", 64);
+    assert!(out.ends_with("501 5.5.4 Syntax: BDAT size [LAST]\r\n"), "{out}");
+    let (out, msgs) = run(cfg(), b"EHLO g\r\nMAIL FROM:<a@g>\r\nRCPT TO:<x@a>\r\nBDAT 2\r\nabDATA\r\nQUIT\r\n", 64);
+    assert!(out.contains("250 2.0.0 2 octets received\r\n503 5.5.1 DATA after BDAT\r\n221"), "{out}");
+    assert!(msgs.is_empty());
 }

@@ -89,6 +89,7 @@ async fn core(
             auth: args.auth.clone(),
             max_size: args.max_size as u64,
             keep_content: args.save.is_some(),
+            chunking: !args.no_chunking,
         }),
         implicit_tls: args.implicit_tls && tls.is_some(),
         tls,

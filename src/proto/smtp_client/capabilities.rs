@@ -3,7 +3,7 @@
 //! Parsed from the lines of a 2xx EHLO reply (RFC 5321 §4.1.1.1: the first
 //! line is the server's name, each further line one keyword with optional
 //! parameters). Keywords are case-insensitive; the ones this client has no
-//! use for (AUTH, CHUNKING, DSN, ...) are ignored. After STARTTLS everything
+//! use for (AUTH, DSN, ...) are ignored. After STARTTLS everything
 //! is forgotten and read again (RFC 3207 §4.2).
 
 /// The extensions the server advertised, as far as this client uses them.
@@ -17,6 +17,9 @@ pub struct Capabilities {
     /// RFC 1870 `SIZE n`: `None` when not advertised; `Some(0)` when
     /// advertised without a fixed limit (§4); else the limit in bytes.
     pub size: Option<u64>,
+    /// RFC 3030: the body may go as a `BDAT` chunk of known length
+    /// instead of DATA (no 354 round trip, no dot-stuffing).
+    pub chunking: bool,
     /// RFC 6152: `BODY=8BITMIME` may be declared.
     pub eight_bit_mime: bool,
     /// RFC 3207: the server offers STARTTLS.
@@ -40,6 +43,7 @@ impl Capabilities {
                 // A limit we cannot read is treated as "no fixed limit":
                 // the server still checks, and says 552 if it must.
                 "SIZE" => caps.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
+                "CHUNKING" => caps.chunking = true,
                 "8BITMIME" => caps.eight_bit_mime = true,
                 "STARTTLS" => caps.starttls = true,
                 "ENHANCEDSTATUSCODES" => caps.enhanced_status_codes = true,
@@ -73,6 +77,7 @@ mod tests {
             "8BITMIME",
             "STARTTLS",
             "ENHANCEDSTATUSCODES",
+            "chunking",
             "AUTH PLAIN LOGIN",
         ]);
         assert_eq!(
@@ -81,6 +86,7 @@ mod tests {
                 esmtp: true,
                 pipelining: true,
                 size: Some(10_240_000),
+                chunking: true,
                 eight_bit_mime: true,
                 starttls: true,
                 enhanced_status_codes: true,

@@ -159,8 +159,12 @@ impl Client {
         let mut out = Vec::new();
         match Transaction::start(message, &self.caps, &mut out) {
             Ok(txn) => {
+                let chunked = txn.chunked();
                 self.state = State::Transaction(Box::new(txn));
                 self.push_command(out);
+                if chunked {
+                    self.transmits.push_back(Transmit::Chunk);
+                }
             }
             Err(outcome) => {
                 self.events.push_back(Event::Outcome(outcome));
@@ -170,7 +174,8 @@ impl Client {
         Ok(())
     }
 
-    /// The driver wrote the whole body after [`Transmit::Body`]: the wait
+    /// The driver wrote the whole body after [`Transmit::Body`] or
+    /// [`Transmit::Chunk`]: the wait
     /// for the final reply (phase DataTermination) begins.
     pub fn body_sent(&mut self) {
         if let State::Transaction(txn) = &mut self.state {
@@ -416,7 +421,7 @@ impl Client {
         }
         match self.transmits.back_mut() {
             Some(Transmit::Command(pending)) => pending.extend_from_slice(&bytes),
-            Some(Transmit::Body) | None => self.transmits.push_back(Transmit::Command(bytes)),
+            Some(Transmit::Body | Transmit::Chunk) | None => self.transmits.push_back(Transmit::Command(bytes)),
         }
     }
 }

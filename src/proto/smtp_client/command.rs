@@ -27,6 +27,12 @@ pub fn rcpt_to(out: &mut Vec<u8>, recipient: &str) {
     line(out, &["RCPT TO:<", recipient, ">"]);
 }
 
+/// Appends `BDAT size LAST`: the whole body follows as one chunk of
+/// exactly `size` bytes (RFC 3030 §2).
+pub fn bdat_last(out: &mut Vec<u8>, size: u64) {
+    line(out, &["BDAT ", &size.to_string(), " LAST"]);
+}
+
 pub const STARTTLS: &[u8] = b"STARTTLS\r\n";
 pub const DATA: &[u8] = b"DATA\r\n";
 pub const RSET: &[u8] = b"RSET\r\n";

@@ -18,6 +18,10 @@ pub enum Transmit {
     /// ends and the final `.\r\n` (what `proto::smtp::dot_stuff` makes of
     /// it), then call `Client::body_sent`.
     Body,
+    /// Write the body of the message in flight exactly as stored (no
+    /// dot-stuffing, no final dot): the `BDAT` chunk the command before it
+    /// announced. Then call `Client::body_sent`.
+    Chunk,
 }
 
 /// Something that happened, for the driver (and through it the queue).

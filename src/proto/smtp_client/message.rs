@@ -10,7 +10,9 @@ pub struct OutgoingMessage {
     pub sender: String,
     /// Forward-paths without brackets, in the order outcomes are reported.
     pub recipients: Vec<String>,
-    /// Body size in bytes, for `SIZE=` and the advertised-limit check.
+    /// Body size in bytes, for `SIZE=` and the advertised-limit check;
+    /// exact (the length of the body the driver writes), since a `BDAT`
+    /// chunk announces it.
     pub size: u64,
     /// The body has 8-bit bytes: declared as `BODY=8BITMIME` when the
     /// server offers 8BITMIME. When it does not, the body is sent anyway

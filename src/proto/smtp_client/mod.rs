@@ -1,20 +1,23 @@
 //! The SMTP client side, sans-I/O: RFC 5321 as the relay speaks it to a
-//! remote MX, with PIPELINING (RFC 2920), SIZE (RFC 1870), STARTTLS
-//! (RFC 3207), 8BITMIME (RFC 6152) and enhanced status codes (RFC 2034).
+//! remote MX, with PIPELINING (RFC 2920), CHUNKING (RFC 3030), SIZE
+//! (RFC 1870), STARTTLS (RFC 3207), 8BITMIME (RFC 6152) and enhanced
+//! status codes (RFC 2034).
 //!
 //! This module owns the conversation: which command goes next, what each
 //! reply means for each recipient, when the connection is done for. It must
 //! not do I/O: no sockets, no TLS, no files, no clock. A driver (in `net/`)
 //! owns the socket and the TLS session and writes the body straight from
-//! the spool map when told to ([`Transmit::Body`]); it feeds replies to
-//! [`Client::handle_input`], writes [`Client::poll_transmit`], acts on
-//! [`Client::poll_event`] and runs the RFC 5321 §4.5.3.2 timers by
-//! [`Client::phase`], calling [`Client::handle_timeout`] when one expires.
+//! the spool map when told to ([`Transmit::Body`], or [`Transmit::Chunk`]
+//! for BDAT); it feeds replies to [`Client::handle_input`], writes
+//! [`Client::poll_transmit`], acts on [`Client::poll_event`] and runs the
+//! RFC 5321 §4.5.3.2 timers by [`Client::phase`], calling
+//! [`Client::handle_timeout`] when one expires.
 //!
 //! The session, from the driver's side:
 //! ```text
 //! connect ─► handle_input(greeting) ─► EHLO ─► [StartTls ─► handshake ─► tls_established ─► EHLO]
 //!         ─► Ready ─► send_message ─► MAIL/RCPT/DATA ─► Body ─► body_sent ─► Outcome ─► Ready ...
+//!                                  (or MAIL/RCPT/BDAT ─► Chunk ─► body_sent ─► Outcome)
 //!         ─► quit ─► QUIT ─► Closed          (or at any point: Outcome of the message in flight, Failed)
 //! ```
 //!

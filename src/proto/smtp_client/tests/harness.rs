@@ -4,6 +4,7 @@
 //! S: 220 mx.test ESMTP        the server sends this line (CRLF added)
 //! C: EHLO client.test         the client must have written exactly this
 //! C: <BODY>                   the client asked the driver for the body
+//! C: <CHUNK>                  ... for the body as a BDAT chunk
 //! T: timeout                  the driver's timer fires
 //! X: lost                     the connection drops
 //! ```
@@ -144,6 +145,11 @@ impl Harness {
                         self.writes.push("<BODY>".into());
                         self.client.body_sent();
                     }
+                    Transmit::Chunk => {
+                        self.lines.push_back("<CHUNK>".into());
+                        self.writes.push("<CHUNK>".into());
+                        self.client.body_sent();
+                    }
                 }
             }
             let Some(event) = self.client.poll_event() else {
@@ -227,6 +233,16 @@ pub const GREET_PIPELINING: &str = "
     S: 250-mx.test
     S: 250-PIPELINING
     S: 250-8BITMIME
+    S: 250 ENHANCEDSTATUSCODES
+";
+
+/// The greeting and an EHLO with PIPELINING and CHUNKING (BDAT).
+pub const GREET_CHUNKING: &str = "
+    S: 220 mx.test ESMTP
+    C: EHLO client.test
+    S: 250-mx.test
+    S: 250-PIPELINING
+    S: 250-CHUNKING
     S: 250 ENHANCEDSTATUSCODES
 ";
 

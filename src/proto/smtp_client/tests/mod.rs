@@ -1,5 +1,6 @@
 //! Client tests: transcripts against a scripted server (see `harness`).
 
+mod bdat;
 mod chunking;
 mod failures;
 mod harness;

@@ -42,6 +42,7 @@ fn multi_line_ehlo_reply_sets_capabilities_then_ready_then_quit() {
             esmtp: true,
             pipelining: true,
             size: Some(5000),
+            chunking: false,
             eight_bit_mime: true,
             starttls: false,
             enhanced_status_codes: true,
