@@ -142,3 +142,40 @@ fn a_queued_message_moved_by_compaction_is_relayed_exactly_once() {
     let list = server.cli(&["queue", "list"]);
     assert!(String::from_utf8_lossy(&list.stdout).contains("-- 0 queued"), "{}", String::from_utf8_lossy(&list.stdout));
 }
+
+#[test]
+fn a_deferred_message_moved_by_compaction_keeps_its_retry_schedule() {
+    let port = free_port(); // nothing listens yet: the first attempt is deferred
+    let mut server = Server::start_with(Options {
+        cores: 1,
+        segment_size: 256 * 1024,
+        spool: "compact_below = 50\ncompact_interval = \"200ms\"\n".into(),
+        relay: format!("routes = {{ \"remote.test\" = \"127.0.0.1:{port}\" }}\nretry = [\"1h\"]\n"),
+        ..Options::default()
+    });
+    let mut c = server.smtp();
+    c.expect("EHLO compact.test", "250");
+    assert!(c.send_mail("x@localhost", &["far@remote.test"], b"Subject: later\r\n\r\nin an hour\r\n").starts_with("250"));
+    server.log_containing(&["will retry"]);
+    let filler = format!("Subject: filler\r\n\r\n{}\r\n", "f".repeat(20_000));
+    for _ in 0..30 {
+        assert!(c.send_mail("x@localhost", &["bob@localhost"], filler.as_bytes()).starts_with("250"));
+    }
+    let mut bob = server.pop3();
+    assert!(bob.login("bob@localhost", PASSWORD).starts_with("+OK"));
+    for i in 1..=bob.stat().0 {
+        bob.cmd(&format!("DELE {i}"));
+    }
+    assert!(bob.cmd("QUIT").starts_with("+OK"));
+    let log = server.log_containing(&["spool segment compacted", "moved=1"]);
+    assert!(log.contains("moved=1"), "the deferred message was the one moved: {log}");
+    std::thread::sleep(Duration::from_millis(300)); // the re-recorded state reaches the disk
+
+    // After a restart its MX is up, but the retry is an hour away.
+    server.restart();
+    let sink = sink::Sink::start("127.0.0.1", port, sink::Script::default());
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(sink.connections.load(std::sync::atomic::Ordering::SeqCst), 0, "retried before its time");
+    let list = String::from_utf8_lossy(&server.cli(&["queue", "list"]).stdout).into_owned();
+    assert!(list.contains("far@remote.test") && list.contains("-- 1 queued"), "{list}");
+}

@@ -252,12 +252,21 @@ impl QueueShard {
     }
 
     /// Compaction moved records: point queued messages at their new places.
-    pub fn relocate(&mut self, moves: &HashMap<SpoolRef, SpoolRef>) {
-        for m in self.messages.values_mut() {
+    ///
+    /// Returns the moved messages that carry queue state (attempts, a
+    /// scheduled retry, a hold, a delay notice sent): their state records
+    /// name the old place, so the caller records them again at the new one.
+    pub fn relocate(&mut self, moves: &HashMap<SpoolRef, SpoolRef>) -> Vec<Key> {
+        let mut stateful = Vec::new();
+        for (&key, m) in self.messages.iter_mut() {
             if let Some(new) = moves.get(&m.at) {
                 m.at = *new;
+                if m.attempts > 0 || m.next_attempt_ms.is_some() || m.held || m.warned {
+                    stateful.push(key);
+                }
             }
         }
+        stateful
     }
 
     /// Relay connections open (or being opened) to any domain.

@@ -151,3 +151,21 @@ fn depth_counts_each_state_once() {
     assert_eq!(q.depth().inflight, 0);
     assert_eq!(q.depth().oldest_arrived_ms, Some(101));
 }
+
+#[test]
+fn relocation_repoints_messages_and_names_those_with_state() {
+    let mut q = QueueShard::default();
+    let fresh = q.enqueue(msg(1, "a.test"));
+    let deferred = q.enqueue(msg(2, "a.test"));
+    let untouched = q.enqueue(msg(3, "a.test"));
+    q.next_ready("a.test").unwrap();
+    q.next_ready("a.test").unwrap();
+    q.defer(deferred, vec![PendingRecipient { index: 0, address: "u2@a.test".into() }], "451 later".into(), 5_000);
+    let new = |n: u32| SpoolRef { dir: 0, segment: 9, offset: n };
+    let moves: HashMap<SpoolRef, SpoolRef> =
+        [(msg(1, "a.test").at, new(100)), (msg(2, "a.test").at, new(200))].into_iter().collect();
+    assert_eq!(q.relocate(&moves), vec![deferred], "only the deferred one has state to record again");
+    assert_eq!(q.get(fresh).unwrap().at, new(100));
+    assert_eq!(q.get(deferred).unwrap().at, new(200));
+    assert_eq!(q.get(untouched).unwrap().at, msg(3, "a.test").at);
+}

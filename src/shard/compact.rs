@@ -122,7 +122,7 @@ impl Shard {
 
     /// Another core moved records: point mailbox and queue entries at the
     /// new places and translate the old ones from now on.
-    pub(super) fn apply_relocation(&self, moves: &[(SpoolRef, SpoolRef)]) {
+    pub(super) fn apply_relocation(self: &Rc<Self>, moves: &[(SpoolRef, SpoolRef)]) {
         let now = Instant::now();
         let mut forward = self.forward.borrow_mut();
         for &(old, new) in moves {
@@ -131,7 +131,12 @@ impl Shard {
         drop(forward);
         let map: HashMap<SpoolRef, SpoolRef> = moves.iter().copied().collect();
         self.mailboxes.borrow_mut().relocate(&map);
-        self.queue.borrow_mut().relocate(&map);
+        let stateful = self.queue.borrow_mut().relocate(&map);
+        // A deferred message keeps its retry schedule across a restart:
+        // its state records named the old place, which is about to go.
+        for key in stateful {
+            self.record_deferral(key);
+        }
     }
 
     /// Runs until the core stops: every `spool.compact_interval`, compact
