@@ -130,10 +130,16 @@ impl Shard {
         }
         drop(forward);
         let map: HashMap<SpoolRef, SpoolRef> = moves.iter().copied().collect();
-        self.mailboxes.borrow_mut().relocate(&map);
-        let stateful = self.queue.borrow_mut().relocate(&map);
-        // A deferred message keeps its retry schedule across a restart:
-        // its state records named the old place, which is about to go.
+        self.relocate_references(&map);
+    }
+
+    /// Point this core's mailbox entries and queued messages at the new
+    /// places. A queued message with state (a deferral, a hold) has it
+    /// recorded again at its new place: the old records name the old place,
+    /// and without them a restart would retry it at once.
+    fn relocate_references(self: &Rc<Self>, map: &HashMap<SpoolRef, SpoolRef>) {
+        self.mailboxes.borrow_mut().relocate(map);
+        let stateful = self.queue.borrow_mut().relocate(map);
         for key in stateful {
             self.record_deferral(key);
         }
@@ -278,8 +284,7 @@ impl Shard {
         let mut relocated = Ok(());
         if !moves.is_empty() {
             let map: HashMap<SpoolRef, SpoolRef> = moves.iter().copied().collect();
-            self.mailboxes.borrow_mut().relocate(&map);
-            self.queue.borrow_mut().relocate(&map);
+            self.relocate_references(&map);
             for core in (0..self.cores).filter(|&c| c != self.id) {
                 match self.call(core, Request::Relocate(moves.clone())).await {
                     Ok(Reply::Done(Ok(()))) => {}
