@@ -155,6 +155,9 @@ fn deleter(addr: SocketAddr, user: &str, stop: Arc<AtomicBool>) -> Vec<String> {
             let mut w = l.split_whitespace();
             uids.push((w.next()?.to_string(), w.next()?.to_string()));
         }
+        // A few at a time, so that a session ends (and its deletions are
+        // confirmed) within a round however fast bob's mail comes in.
+        uids.truncate(100);
         for (n, _) in &uids {
             cmd(&mut s, &mut r, &format!("DELE {n}"))?;
         }

@@ -356,6 +356,11 @@ impl Shard {
             return;
         }
         while let Some(key) = dead.pop() {
+            // The same segment can be offered twice (compaction's last
+            // tombstone and its released pins both free it).
+            if !self.ledger.borrow().tracks(key) || dead.contains(&key) {
+                continue;
+            }
             let removed = if key.dir == self.spool.dir() {
                 self.spool.remove_segment(key.seq).await.map_err(|e| e.to_string())
             } else {

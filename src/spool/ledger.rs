@@ -190,6 +190,11 @@ impl Ledger {
         self.deletable_now(holder).into_iter().collect()
     }
 
+    /// Whether `key` is a segment the ledger knows (not yet removed).
+    pub fn tracks(&self, key: SegmentKey) -> bool {
+        self.segments.contains_key(&key)
+    }
+
     /// Live messages in `key`.
     pub fn live_in(&self, key: SegmentKey) -> u32 {
         self.segments.get(&key).map_or(0, |s| s.live)
