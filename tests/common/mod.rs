@@ -61,8 +61,19 @@ impl Default for Options {
     }
 }
 
+/// A loopback port nobody listens on, never the same one twice in this
+/// test process: the kernel may hand a just-closed port out again, which
+/// once gave a server's metrics listener the port of its own SMTP one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 impl Server {
