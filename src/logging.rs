@@ -13,8 +13,8 @@
 //! The price, stated: a `kill -9` loses at most the last [`FLUSH_EVERY`]
 //! of an executor's log lines (never mail: the spool is the record, and
 //! `ringmail trace` reads it), and lines of different cores interleave in
-//! batches, so timestamps across cores are not in file order. A clean
-//! stop, a panic and a thread exit flush what is buffered.
+//! batches, so timestamps across cores are not in file order. The buffer
+//! is written when its thread ends, cleanly or by a panic.
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, Write};
@@ -61,15 +61,9 @@ pub fn flush() {
 }
 
 /// Runs on an executor until the executor ends: flushes every
-/// [`FLUSH_EVERY`]. A dropped task (the executor ending) flushes once more.
+/// [`FLUSH_EVERY`]. What is left when the thread ends is written by the
+/// buffer's `Drop`.
 pub async fn flusher() {
-    struct FlushOnDrop;
-    impl Drop for FlushOnDrop {
-        fn drop(&mut self) {
-            flush();
-        }
-    }
-    let _last = FlushOnDrop;
     loop {
         glommio::timer::sleep(FLUSH_EVERY).await;
         flush();

@@ -100,20 +100,22 @@ fn a_mostly_dead_segment_is_compacted_and_nothing_is_lost_or_resurrected() {
 #[path = "common/sink.rs"]
 mod sink;
 
-#[test]
-fn a_queued_message_moved_by_compaction_is_relayed_exactly_once() {
-    let port = free_port();
-    let mut server = Server::start_with(Options {
+/// One core, 256 KiB segments, eager compaction, and remote.test routed to
+/// `127.0.0.1:port` with one retry wait of `retry`.
+fn compacting_relay(port: u16, retry: &str) -> Server {
+    Server::start_with(Options {
         cores: 1,
         segment_size: 256 * 1024,
         spool: "compact_below = 50\ncompact_interval = \"200ms\"\n".into(),
-        relay: format!("routes = {{ \"remote.test\" = \"127.0.0.1:{port}\" }}\nretry = [\"1s\"]\n"),
+        relay: format!("routes = {{ \"remote.test\" = \"127.0.0.1:{port}\" }}\nretry = [\"{retry}\"]\n"),
         ..Options::default()
-    });
-    let mut c = server.smtp();
-    c.expect("EHLO compact.test", "250");
-    let body = b"Subject: queued\r\n\r\nwaiting for its MX\r\n";
-    assert!(c.send_mail("x@localhost", &["far@remote.test"], body).starts_with("250"));
+    })
+}
+
+/// 30 messages of 20 KB to bob over `c`, then bob deletes them all: what
+/// was queued before them is the only live message of the first segment,
+/// which compaction then moves.
+fn bury_under_deleted_mail(server: &Server, c: &mut Smtp) {
     let filler = format!("Subject: filler\r\n\r\n{}\r\n", "f".repeat(20_000));
     for _ in 0..30 {
         assert!(c.send_mail("x@localhost", &["bob@localhost"], filler.as_bytes()).starts_with("250"));
@@ -124,6 +126,17 @@ fn a_queued_message_moved_by_compaction_is_relayed_exactly_once() {
         bob.cmd(&format!("DELE {i}"));
     }
     assert!(bob.cmd("QUIT").starts_with("+OK"));
+}
+
+#[test]
+fn a_queued_message_moved_by_compaction_is_relayed_exactly_once() {
+    let port = free_port();
+    let mut server = compacting_relay(port, "1s");
+    let mut c = server.smtp();
+    c.expect("EHLO compact.test", "250");
+    let body = b"Subject: queued\r\n\r\nwaiting for its MX\r\n";
+    assert!(c.send_mail("x@localhost", &["far@remote.test"], body).starts_with("250"));
+    bury_under_deleted_mail(&server, &mut c);
     eventually(Duration::from_secs(20), || server.log().contains("spool segment compacted").then_some(()));
     assert!(
         server.log_containing(&["moved=1"]).contains("moved=1"),
@@ -146,29 +159,13 @@ fn a_queued_message_moved_by_compaction_is_relayed_exactly_once() {
 #[test]
 fn a_deferred_message_moved_by_compaction_keeps_its_retry_schedule() {
     let port = free_port(); // nothing listens yet: the first attempt is deferred
-    let mut server = Server::start_with(Options {
-        cores: 1,
-        segment_size: 256 * 1024,
-        spool: "compact_below = 50\ncompact_interval = \"200ms\"\n".into(),
-        relay: format!("routes = {{ \"remote.test\" = \"127.0.0.1:{port}\" }}\nretry = [\"1h\"]\n"),
-        ..Options::default()
-    });
+    let mut server = compacting_relay(port, "1h");
     let mut c = server.smtp();
     c.expect("EHLO compact.test", "250");
-    assert!(c
-        .send_mail("x@localhost", &["far@remote.test"], b"Subject: later\r\n\r\nin an hour\r\n")
-        .starts_with("250"));
+    let body = b"Subject: later\r\n\r\nin an hour\r\n";
+    assert!(c.send_mail("x@localhost", &["far@remote.test"], body).starts_with("250"));
     server.log_containing(&["will retry"]);
-    let filler = format!("Subject: filler\r\n\r\n{}\r\n", "f".repeat(20_000));
-    for _ in 0..30 {
-        assert!(c.send_mail("x@localhost", &["bob@localhost"], filler.as_bytes()).starts_with("250"));
-    }
-    let mut bob = server.pop3();
-    assert!(bob.login("bob@localhost", PASSWORD).starts_with("+OK"));
-    for i in 1..=bob.stat().0 {
-        bob.cmd(&format!("DELE {i}"));
-    }
-    assert!(bob.cmd("QUIT").starts_with("+OK"));
+    bury_under_deleted_mail(&server, &mut c);
     let log = server.log_containing(&["spool segment compacted", "moved=1"]);
     assert!(log.contains("moved=1"), "the deferred message was the one moved: {log}");
     std::thread::sleep(Duration::from_millis(300)); // the re-recorded state reaches the disk

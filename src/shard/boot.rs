@@ -157,7 +157,6 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
                 if let Err(reason) = core_main(start, mesh, ready.clone()).await {
                     let _ = ready.send(Err(format!("core {core}: {reason}")));
                 }
-                crate::logging::flush();
             })
             .map_err(|e| BootError::Core { core, reason: e.to_string() })?;
         handles.push(handle);

@@ -150,8 +150,7 @@ impl Shard {
     pub async fn compactor(self: Rc<Self>) {
         loop {
             let interval = self.config().spool.compact_interval.get().max(Duration::from_millis(50));
-            futures_lite::future::or(glommio::timer::sleep(interval), self.stop.wait()).await;
-            if self.stop.is_set() {
+            if !self.stop.sleep(interval).await {
                 return;
             }
             if self.backup_pins.get() > 0 || self.config().spool.compact_below == 0 {

@@ -67,9 +67,7 @@ impl Shard {
     /// Runs until the core stops: measure the spool's room every 250 ms
     /// on a blocking thread.
     pub async fn spool_watch(self: Rc<Self>) {
-        while !self.stop.is_set() {
-            futures_lite::future::or(glommio::timer::sleep(std::time::Duration::from_millis(250)), self.stop.wait())
-                .await;
+        while self.stop.sleep(std::time::Duration::from_millis(250)).await {
             let config = self.config();
             let (root, dir, total) = (config.spool_root(), self.id as u16, config.spool.max_size.is_some());
             let m = glommio::executor().spawn_blocking(move || measure_spool(&root, dir, total)).await;

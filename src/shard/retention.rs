@@ -56,8 +56,7 @@ impl Shard {
     pub async fn retention_sweeper(self: Rc<Self>) {
         loop {
             let interval = self.config().retention.check_interval.get().max(Duration::from_millis(100));
-            futures_lite::future::or(glommio::timer::sleep(interval), self.stop.wait()).await;
-            if self.stop.is_set() {
+            if !self.stop.sleep(interval).await {
                 return;
             }
             let config = self.config();

@@ -58,6 +58,13 @@ impl Stop {
     pub fn wait(&self) -> Wait<'_> {
         Wait { stop: self }
     }
+
+    /// Sleeps for `d`, or less if the latch is raised meanwhile. False once
+    /// it is raised: the loop of a periodic task ends there.
+    pub async fn sleep(&self, d: std::time::Duration) -> bool {
+        futures_lite::future::or(glommio::timer::sleep(d), self.wait()).await;
+        !self.is_set()
+    }
 }
 
 pub struct Wait<'a> {
