@@ -37,6 +37,11 @@ pub enum UsersError {
 #[derive(Debug, Default)]
 pub struct UserDb {
     users: HashMap<String, String>,
+    /// A hash made, on first need, with the costliest parameters in the
+    /// file: unknown users are checked against it, so that they take as
+    /// long as the slowest known user (hashes made by other tools, e.g.
+    /// `doveadm pw`, may be costlier than ringmail's own).
+    dummy: std::sync::OnceLock<String>,
 }
 
 impl UserDb {
@@ -73,7 +78,7 @@ impl UserDb {
                 return Err(bad(format!("duplicate user {address}")));
             }
         }
-        Ok(UserDb { users })
+        Ok(UserDb { users, dummy: Default::default() })
     }
 
     /// Is there a user with this (case-insensitive) address?
@@ -92,6 +97,38 @@ impl UserDb {
     /// The stored hash for `address`, for `verify` off the I/O path.
     pub fn hash_of(&self, address: &str) -> Option<String> {
         self.users.get(&address.to_ascii_lowercase()).cloned()
+    }
+
+    /// Check `address`'s password. CPU-heavy (call off the I/O path); an
+    /// unknown user costs as much as the costliest known one and never
+    /// logs in.
+    pub fn check(&self, address: &str, password: &str) -> bool {
+        match self.users.get(&address.to_ascii_lowercase()) {
+            Some(hash) => verify(Some(hash), password),
+            None => {
+                let dummy = self.dummy.get_or_init(|| self.costliest_dummy());
+                // Spend the time; the answer is no whatever it says.
+                let _ = verify(Some(dummy), password);
+                false
+            }
+        }
+    }
+
+    fn costliest_dummy(&self) -> String {
+        let params = self
+            .users
+            .values()
+            .filter_map(|h| PasswordHash::new(h).ok().and_then(|h| argon2::Params::try_from(&h).ok()))
+            .max_by_key(|p| (u64::from(p.m_cost()) * u64::from(p.t_cost()), p.p_cost()));
+        let argon = match params {
+            Some(p) => Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p),
+            None => Argon2::default(),
+        };
+        let salt = SaltString::generate(&mut OsRng);
+        match argon.hash_password(b"ringmail-dummy-password", &salt) {
+            Ok(h) => h.to_string(),
+            Err(_) => dummy_hash().to_string(),
+        }
     }
 }
 
@@ -178,6 +215,26 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hash_with(m: u32, t: u32, password: &str) -> String {
+        let params = argon2::Params::new(m, t, 1, None).unwrap();
+        let argon = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        argon.hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng)).unwrap().to_string()
+    }
+
+    #[test]
+    fn unknown_users_are_checked_against_the_costliest_parameters_in_the_file() {
+        let cheap = hash_with(8, 1, "a");
+        let costly = hash_with(64, 3, "b");
+        let text = format!("a@x:{{ARGON2ID}}{cheap}\nb@x:{{ARGON2ID}}{costly}\n");
+        let db = UserDb::parse(&text, Path::new("users")).unwrap();
+        assert!(db.check("a@x", "a") && db.check("B@X", "b"));
+        assert!(!db.check("a@x", "b"));
+        assert!(!db.check("nobody@x", "ringmail-dummy-password"), "unknown users never log in");
+        let dummy = PasswordHash::new(db.dummy.get().expect("made by the unknown user's check")).unwrap();
+        let p = argon2::Params::try_from(&dummy).unwrap();
+        assert_eq!((p.m_cost(), p.t_cost()), (64, 3));
+    }
 
     #[test]
     fn parses_lines_comments_and_extra_fields() {

@@ -1,4 +1,6 @@
-//! Where log lines go: stderr, written in batches from the executors.
+//! Where log lines go: stderr, written in batches from the executors; and
+//! how text-format fields are written ([`Logfmt`]: quoted and escaped so that
+//! no value from the network can forge a field or a line).
 //!
 //! Every mail event is a log line (`message accepted`, `delivered`, ...),
 //! so at full load a core logs tens of thousands of lines a second. One
@@ -15,6 +17,9 @@
 //! `ringmail trace` reads it), and lines of different cores interleave in
 //! batches, so timestamps across cores are not in file order. The buffer
 //! is written when its thread ends, cleanly or by a panic.
+
+mod fields;
+pub use fields::Logfmt;
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, Write};

@@ -337,7 +337,10 @@ fn init_logging(log: &ringmail::config::Log) {
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(ringmail::logging::Writer).with_target(false);
     match log.format {
         ringmail::config::LogFormat::Text => {
-            builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+            builder
+                .fmt_fields(ringmail::logging::Logfmt)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init();
         }
         ringmail::config::LogFormat::Json => {
             builder.json().flatten_event(true).with_current_span(false).with_span_list(false).init();

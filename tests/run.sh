@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the whole ringmail test suite on a fresh Debian machine: install the
 # real peers the tests talk to (Python, curl, swaks, Postfix's smtp-sink and
-# smtp-source), then `cargo test` every package in the workspace.
+# smtp-source, fail2ban's fail2ban-regex), then `cargo test` every package in the workspace.
 # Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,7 @@ command -v curl >/dev/null || missing+=(curl)
 command -v swaks >/dev/null || missing+=(swaks)
 command -v openssl >/dev/null || missing+=(openssl)
 [ -x /usr/sbin/smtp-sink ] || missing+=(postfix)
+command -v fail2ban-regex >/dev/null || missing+=(fail2ban)
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then

@@ -514,10 +514,17 @@ pub struct AuthConfig {
     /// An authenticated user may send only as their own address.
     #[serde(default = "default_true")]
     pub sender_must_match: bool,
-    /// Failed logins from one client IP within `failure_window` before
-    /// further attempts from it are refused (454 4.7.0 / -ERR [AUTH]).
+    /// Failed logins from one client IP within `failure_window`, on the
+    /// whole server, before further attempts from it are refused (454
+    /// 4.7.0 / -ERR [AUTH]).
     #[serde(default = "default_max_auth_failures")]
     pub max_auth_failures: u32,
+    /// Failed logins for one user within `failure_window`, from any
+    /// address, before further attempts at that user are refused: slows a
+    /// guesser spread over many addresses. Higher than the per-address
+    /// limit, because the real user is locked out too while it holds.
+    #[serde(default = "default_max_auth_failures_per_user")]
+    pub max_auth_failures_per_user: u32,
     #[serde(default = "default_failure_window")]
     pub failure_window: Span,
 }
@@ -530,6 +537,7 @@ impl Default for AuthConfig {
             plaintext_on_loopback: true,
             sender_must_match: true,
             max_auth_failures: default_max_auth_failures(),
+            max_auth_failures_per_user: default_max_auth_failures_per_user(),
             failure_window: default_failure_window(),
         }
     }
@@ -576,6 +584,9 @@ fn default_max_failures_per_connection() -> u32 {
 }
 fn default_true() -> bool {
     true
+}
+fn default_max_auth_failures_per_user() -> u32 {
+    50
 }
 fn default_max_auth_failures() -> u32 {
     10

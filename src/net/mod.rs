@@ -112,34 +112,23 @@ pub(crate) async fn accept_or_stop(
 /// implicit TLS handshake, then the protocol's driver.
 async fn session(shard: Rc<Shard>, mut conn: conn::Conn, proto: Protocol) {
     let ip = conn.peer.ip();
-    // Not `if let ... = borrow_mut()`: that borrow would live across the
-    // awaits below.
-    let admitted = shard.limits.borrow_mut().admit(ip);
-    if let Err(refusal) = admitted {
-        // fail2ban: `ringmail... refused client=IP reason="..."`
-        tracing::warn!(client = %ip, proto = proto.name(), reason = refusal.reason(), "refused");
-        if !proto.implicit_tls() {
-            let line = if proto.is_smtp() {
-                format!("421 4.7.0 {} Error: {}\r\n", shard.config().hostname, refusal.reason())
-            } else {
-                format!("-ERR [SYS/TEMP] {}\r\n", refusal.reason())
-            };
-            let _ = conn.write_all(line.as_bytes()).await;
-        }
-        conn.close().await;
-        return;
-    }
+    let config = shard.config();
+    let settings = crate::shard::limits::Settings::of(&config);
+    // Held until the session ends: its drop gives the slot back.
+    let _admission = match shard.limits.admit(ip, &settings, crate::relay::now_ms()) {
+        Ok(a) => a,
+        Err(refusal) => return refuse(&shard, conn, proto, refusal).await,
+    };
     if proto.implicit_tls() {
-        let tls = shard.tls_config();
-        let handshake = conn.start_tls(tls, shard.config().limits.tls_handshake_timeout.get()).await;
+        let handshake = conn.start_tls(shard.tls_config(), config.limits.tls_handshake_timeout.get()).await;
         shard.metrics.tls_handshake(handshake.is_ok());
         if let Err(e) = handshake {
-            tracing::info!(client = %ip, proto = proto.name(), error = %e, "TLS handshake failed");
-            shard.limits.borrow_mut().release(ip);
+            tracing::info!(core = shard.id, client = %ip, proto = proto.name(), error = %e, "TLS handshake failed");
             conn.close().await;
             return;
         }
     }
+    drop(config);
     let _open = shard.metrics.session(proto.index());
     let peer = conn.peer;
     tracing::info!(core = shard.id, client = %peer, proto = proto.name(), "connect");
@@ -148,5 +137,20 @@ async fn session(shard: Rc<Shard>, mut conn: conn::Conn, proto: Protocol) {
         Protocol::Pop3 | Protocol::Pop3s => pop3_driver::run(shard.clone(), conn).await,
     }
     tracing::info!(core = shard.id, client = %peer, proto = proto.name(), "disconnect");
-    shard.limits.borrow_mut().release(ip);
+}
+
+/// Turn a connection away: one line saying why (none on implicit TLS, where
+/// no handshake has happened), and one log line for fail2ban.
+async fn refuse(shard: &Shard, mut conn: conn::Conn, proto: Protocol, refusal: crate::shard::limits::Refusal) {
+    // fail2ban: `WARN refused core=N client=IP ...` (README, Security)
+    tracing::warn!(core = shard.id, client = %conn.peer.ip(), proto = proto.name(), reason = refusal.reason(), "refused");
+    if !proto.implicit_tls() {
+        let line = if proto.is_smtp() {
+            format!("421 4.7.0 {} Error: {}\r\n", shard.config().hostname, refusal.reason())
+        } else {
+            format!("-ERR [SYS/TEMP] {}\r\n", refusal.reason())
+        };
+        let _ = conn.write_all(line.as_bytes()).await;
+    }
+    conn.close().await;
 }

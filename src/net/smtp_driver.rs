@@ -78,12 +78,11 @@ impl RecipientPolicy for SessionPolicy {
         }
         let limits = &self.shard.config().limits;
         let now = crate::relay::now_ms();
-        let mut limiter = self.shard.limits.borrow_mut();
-        let ip_ok = limiter.allow_message(RateKey::Ip(self.client), limits.max_messages_per_minute_per_ip, now);
+        let limiter = &self.shard.limits;
+        let ip_ok = limiter.allow_message(&RateKey::Ip(self.client), limits.max_messages_per_minute_per_ip, now);
         let user_ok = auth.is_none_or(|u| {
-            limiter.allow_message(RateKey::User(u.to_ascii_lowercase()), limits.max_messages_per_minute_per_user, now)
+            limiter.allow_message(&RateKey::User(u.to_ascii_lowercase()), limits.max_messages_per_minute_per_user, now)
         });
-        drop(limiter);
         if !ip_ok || !user_ok {
             tracing::warn!(core = self.shard.id, client = %self.client, user = auth.unwrap_or(""), reason = "message rate exceeded", "refused");
             return SenderDecision::RateLimited;

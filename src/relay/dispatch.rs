@@ -266,15 +266,15 @@ impl Shard {
             let relay = relay.unwrap_or("none");
             match o {
                 RecipientOutcome::Delivered { reply } => {
-                    tracing::info!(queue_id = %msg.queue_id, to = %r.address, relay, delay = delay_s, status = "sent", reply = %reply, "delivered");
+                    tracing::info!(queue_id = %msg.queue_id, to = %r.address, relay, delay = delay_s, status = "sent", dsn = %reply.dsn(), reply = %reply, "delivered");
                     settled.push((msg.at, r.index, Outcome::Delivered));
                 }
                 RecipientOutcome::Bounced { reply } => {
-                    tracing::info!(queue_id = %msg.queue_id, to = %r.address, relay, delay = delay_s, status = "bounced", reply = %reply, "refused");
-                    bounced.push((r.clone(), status_of(&reply), format!("smtp; {reply}")));
+                    tracing::info!(queue_id = %msg.queue_id, to = %r.address, relay, delay = delay_s, status = "bounced", dsn = %reply.dsn(), reply = %reply, "refused");
+                    bounced.push((r.clone(), reply.dsn().to_string(), format!("smtp; {reply}")));
                 }
                 RecipientOutcome::Deferred { reply } => {
-                    tracing::info!(queue_id = %msg.queue_id, to = %r.address, relay, delay = delay_s, status = "deferred", reply = %reply, "will retry");
+                    tracing::info!(queue_id = %msg.queue_id, to = %r.address, relay, delay = delay_s, status = "deferred", dsn = %reply.dsn(), reply = %reply, "will retry");
                     last_deferral = reply.to_string();
                     deferred.push(r.clone());
                 }
@@ -371,14 +371,6 @@ impl Shard {
             })
             .detach();
         }
-    }
-}
-
-/// "5.1.1" from a reply's enhanced code, or its class.
-fn status_of(reply: &Reply) -> String {
-    match reply.enhanced {
-        Some((c, s, d)) => format!("{c}.{s}.{d}"),
-        None => format!("{}.0.0", reply.code / 100),
     }
 }
 

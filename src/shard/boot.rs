@@ -122,6 +122,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
     let config = Arc::new(config);
     let mut feeds = Feeds { users: Vec::new(), tls: Vec::new(), config: Vec::new() };
     let lifecycle = Lifecycle::default();
+    let limits = Arc::new(super::limits::Limits::default());
     let mesh = MeshBuilder::full(cores, 1024);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
     let mut handles = Vec::new();
@@ -142,6 +143,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
             listeners.clone(),
             lifecycle.clone(),
         );
+        let limits = limits.clone();
         let placement = match cpus.get(core % cpus.len().max(1)) {
             Some(&cpu) if config.cores == 0 || cores <= cpus.len() => Placement::Fixed(cpu),
             _ => Placement::Unbound,
@@ -152,8 +154,19 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
             .spawn(move || async move {
                 crate::logging::buffer_this_thread();
                 glommio::spawn_local(crate::logging::flusher()).detach();
-                let start =
-                    CoreStart { core, cores, config, users, tls, updates, init, listeners, dns_server, lifecycle };
+                let start = CoreStart {
+                    core,
+                    cores,
+                    config,
+                    users,
+                    tls,
+                    updates,
+                    init,
+                    listeners,
+                    dns_server,
+                    lifecycle,
+                    limits,
+                };
                 if let Err(reason) = core_main(start, mesh, ready.clone()).await {
                     let _ = ready.send(Err(format!("core {core}: {reason}")));
                 }
@@ -282,6 +295,8 @@ struct CoreStart {
     listeners: Vec<(Protocol, SocketAddr)>,
     dns_server: SocketAddr,
     lifecycle: Lifecycle,
+    /// The server-wide abuse limits, one table for every core.
+    limits: Arc<super::limits::Limits>,
 }
 
 async fn core_main(
@@ -289,7 +304,7 @@ async fn core_main(
     mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
     ready: mpsc::Sender<Result<usize, String>>,
 ) -> Result<(), String> {
-    let CoreStart { core, cores, config, users, tls, updates, init, listeners, dns_server, lifecycle } = start;
+    let CoreStart { core, cores, config, users, tls, updates, init, listeners, dns_server, lifecycle, limits } = start;
     let (senders, mut receivers) = mesh.join().await.map_err(|_| "joining the core mesh failed".to_string())?;
     let dir = core as u16;
     let store = DirStore::open(&config.spool_root(), dir).map_err(|e| e.to_string())?;
@@ -326,12 +341,7 @@ async fn core_main(
         relay_idle: RefCell::new(Default::default()),
         tls: RefCell::new(tls),
         tls_updates: updates.tls,
-        limits: RefCell::new(super::limits::Limiter::new(
-            config.limits.max_connections,
-            config.limits.max_connections_per_ip,
-            config.auth.max_auth_failures,
-            config.auth.failure_window.get().as_millis() as u64,
-        )),
+        limits,
         metrics: crate::metrics::CoreMetrics::default(),
         stop: super::Stop::default(),
         background: Cell::new(0),

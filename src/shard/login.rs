@@ -1,13 +1,13 @@
-//! Password checks for SMTP AUTH and POP3, shared: the per-IP lockout,
-//! Argon2id off the I/O path, the uniform failure delay, and one log line
-//! per failure in a form fail2ban can match
-//! (`authentication failed ... client=IP`).
+//! Password checks for SMTP AUTH and POP3, shared: the server-wide lockout
+//! per client IP and per user (see [`limits`](super::limits)), Argon2id off
+//! the I/O path, the fixed answer time for failures, and one log line per
+//! failure in a form fail2ban can match (README, Security).
 
+use super::limits::{Locked, Settings};
 use super::Shard;
-use crate::auth;
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::Instant;
 
 /// What a login attempt came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,35 +15,45 @@ pub enum Login {
     Ok,
     /// Wrong user or password (indistinguishable on purpose).
     Failed,
-    /// Too many failures from this address: refused without checking.
+    /// Too many failures from this address or for this user: refused
+    /// without checking.
     Locked,
 }
 
 impl Shard {
     /// Check `user`/`password` for a client at `ip` over `proto`.
+    ///
+    /// The attempt is counted as a failure before the password is hashed
+    /// (so parallel guesses cannot pass the limit), and every failure is
+    /// answered at one deadline, `auth.failure_delay` after the attempt
+    /// began, whether the user exists or not: together with unknown users
+    /// being hashed at the file's costliest parameters, the answer time
+    /// says nothing about which users exist.
     pub async fn check_login(self: &Rc<Self>, ip: IpAddr, proto: &str, user: &str, password: &str) -> Login {
-        let now = crate::relay::now_ms();
-        let locked = self.limits.borrow().auth_locked(ip, now);
-        if let Some(excess) = locked {
-            // A growing delay (capped) makes guessing from this address slow.
-            let delay = self.config().auth.failure_delay.get() * (excess + 1).min(10);
-            glommio::timer::sleep(delay).await;
-            self.limits.borrow_mut().auth_failed(ip, crate::relay::now_ms());
-            self.metrics.auth(false);
-            tracing::warn!(core = self.id, client = %ip, proto, user = %user, reason = "too many authentication failures", "refused");
-            return Login::Locked;
-        }
+        let started = Instant::now();
+        let config = self.config();
         let user = user.to_ascii_lowercase();
-        let hash = self.users().hash_of(&user);
-        let pw = password.to_string();
-        let ok = glommio::executor().spawn_blocking(move || auth::verify(hash.as_deref(), &pw)).await;
+        let attempt = match self.limits.begin_login(ip, &user, &Settings::of(&config), crate::relay::now_ms()) {
+            Ok(attempt) => attempt,
+            Err(Locked { excess }) => {
+                // A growing delay (capped) makes guessing from this address slow.
+                glommio::timer::sleep(config.auth.failure_delay.get() * (excess + 1).min(10)).await;
+                self.metrics.auth(false);
+                tracing::warn!(core = self.id, client = %ip, proto, user = %user, reason = "too many authentication failures", "refused");
+                return Login::Locked;
+            }
+        };
+        let users = self.users();
+        let (checked, pw) = (user.clone(), password.to_string());
+        let ok = glommio::executor().spawn_blocking(move || users.check(&checked, &pw)).await;
         if ok {
-            self.limits.borrow_mut().auth_succeeded(ip);
+            attempt.succeeded();
             self.metrics.auth(true);
             return Login::Ok;
         }
-        glommio::timer::sleep(self.config().auth.failure_delay.get().max(Duration::ZERO)).await;
-        self.limits.borrow_mut().auth_failed(ip, crate::relay::now_ms());
+        let deadline = started + config.auth.failure_delay.get();
+        glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+        attempt.failed();
         self.metrics.auth(false);
         tracing::warn!(core = self.id, client = %ip, proto, user = %user, "authentication failed");
         Login::Failed

@@ -72,8 +72,9 @@ pub struct Shard {
     /// Server TLS (STARTTLS, STLS, implicit TLS); replaced on SIGHUP.
     tls: RefCell<Arc<rustls::ServerConfig>>,
     tls_updates: crossbeam_channel::Receiver<Arc<rustls::ServerConfig>>,
-    /// Connection and login-failure limits of this core.
-    pub limits: RefCell<limits::Limiter>,
+    /// Connection, message-rate and login-failure limits of the whole
+    /// server (the same table on every core).
+    pub limits: Arc<limits::Limits>,
     /// This core's counters and histograms.
     pub metrics: crate::metrics::CoreMetrics,
     /// Raised when the server is stopping (SIGTERM): drain, then exit.
@@ -109,12 +110,6 @@ impl Shard {
     /// the new ones.
     pub fn config(&self) -> Arc<Config> {
         if let Some(newest) = self.config_updates.try_iter().last() {
-            self.limits.borrow_mut().set_limits(
-                newest.limits.max_connections,
-                newest.limits.max_connections_per_ip,
-                newest.auth.max_auth_failures,
-                newest.auth.failure_window.get().as_millis() as u64,
-            );
             *self.config.borrow_mut() = Arc::new(Config::clone(&newest));
         }
         self.config.borrow().clone()

@@ -353,7 +353,12 @@ pub struct Smtp {
 
 impl Smtp {
     pub fn connect(addr: SocketAddr) -> Smtp {
-        let stream = TcpStream::connect(addr).unwrap();
+        Smtp::from_stream(TcpStream::connect(addr).unwrap())
+    }
+
+    /// Over a connected stream (e.g. one from [`socket_from`]); reads the
+    /// greeting.
+    pub fn from_stream(stream: TcpStream) -> Smtp {
         stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
         let reader = BufReader::new(stream.try_clone().unwrap());
         let mut s = Smtp { stream, reader };

@@ -47,6 +47,14 @@ impl Reply {
         Reply { code, enhanced: Some(enhanced), text: text.into() }
     }
 
+    /// The RFC 3463 status this reply stands for: its own enhanced code,
+    /// or `X.0.0` from the reply code's class when it gave none (as
+    /// Postfix's `dsn=` does).
+    pub fn dsn(&self) -> Dsn {
+        let (c, s, d) = self.enhanced.unwrap_or(((self.code / 100) as u8, 0, 0));
+        Dsn(c, s, d)
+    }
+
     /// [`classify`] of this reply's code.
     pub fn class(&self) -> Class {
         classify(self.code)
@@ -55,6 +63,16 @@ impl Reply {
     /// A 2xx reply.
     pub fn is_positive(&self) -> bool {
         self.class() == Class::Positive
+    }
+}
+
+/// An RFC 3463 status code, `class.subject.detail`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dsn(pub u8, pub u16, pub u16);
+
+impl fmt::Display for Dsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
     }
 }
 
