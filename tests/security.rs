@@ -40,7 +40,6 @@ fn every_open_relay_trick_is_refused_outside_permit_relay_from() {
 
 #[test]
 fn too_many_connections_from_one_address_get_421_and_a_log_line() {
-    // One core: the limits are per core.
     let server = Server::start_with(Options { cores: 1, ..limits("max_connections_per_ip = 3\n") });
     let held: Vec<_> = (0..3).map(|_| server.smtp()).collect();
     let s = std::net::TcpStream::connect(server.smtp).unwrap();
