@@ -476,6 +476,18 @@ pub struct Limits {
     /// limit.
     #[serde(default)]
     pub max_messages_per_minute_per_user: u32,
+    /// A whole command line (SMTP or POP3) must arrive within this of its
+    /// first byte, however often bytes trickle in (RFC 5321 §4.5.3.2's
+    /// 5 minutes per command).
+    #[serde(default = "default_command_deadline")]
+    pub command_deadline: Span,
+    /// Bytes per second a client must average over DATA, after a 10 s
+    /// grace; slower gets 421 4.4.2. 0 = no minimum.
+    #[serde(default = "default_min_data_rate")]
+    pub min_data_rate: u64,
+    /// Longest SMTP or POP3 session, busy or not.
+    #[serde(default = "default_max_session_time")]
+    pub max_session_time: Span,
 }
 
 impl Default for Limits {
@@ -492,6 +504,9 @@ impl Default for Limits {
             max_messages_per_connection: default_max_messages_per_session(),
             max_messages_per_minute_per_ip: 0,
             max_messages_per_minute_per_user: 0,
+            command_deadline: default_command_deadline(),
+            min_data_rate: default_min_data_rate(),
+            max_session_time: default_max_session_time(),
         }
     }
 }
@@ -584,6 +599,15 @@ fn default_max_failures_per_connection() -> u32 {
 }
 fn default_true() -> bool {
     true
+}
+fn default_command_deadline() -> Span {
+    Span::secs(300)
+}
+fn default_min_data_rate() -> u64 {
+    1024
+}
+fn default_max_session_time() -> Span {
+    Span::secs(3600)
 }
 fn default_max_auth_failures_per_user() -> u32 {
     50
@@ -767,6 +791,17 @@ impl Config {
         }
         if self.limits.max_recipients == 0 {
             p.push("limits.max_recipients: must be at least 1".to_string());
+        }
+        for (key, span) in [
+            ("limits.command_deadline", self.limits.command_deadline),
+            ("limits.max_session_time", self.limits.max_session_time),
+        ] {
+            if span.get().is_zero() {
+                p.push(format!("{key} = \"0s\": must be longer than zero"));
+            }
+        }
+        if self.auth.max_auth_failures_per_user == 0 {
+            p.push("auth.max_auth_failures_per_user: must be at least 1".to_string());
         }
         p
     }

@@ -1,5 +1,6 @@
 //! A client connection: the socket plus the bytes read but not yet
-//! consumed by the protocol machine.
+//! consumed by the protocol machine, and the clock of how fast the client
+//! must be ([`Pace`]: the slow-loris defence).
 
 use crate::shard::Stop;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -8,7 +9,108 @@ use glommio::net::TcpStream;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long a client may take, fixed for a session. An idle timer alone
+/// restarts on every byte, so one byte every few seconds kept a session
+/// for ever; these bound whole units instead.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// Longest wait for any byte.
+    pub idle: Duration,
+    /// A whole command line must arrive within this of its first byte.
+    pub command: Duration,
+    /// Bytes per second averaged over a message's DATA after [`DATA_GRACE`]
+    /// (0: no minimum).
+    pub min_data_rate: u64,
+    /// The session ends this long after it began.
+    pub session: Duration,
+}
+
+/// DATA may start slowly (a client assembling the message); the rate is
+/// enforced from this long after the 354 on.
+pub const DATA_GRACE: Duration = Duration::from_secs(10);
+
+/// Which limit of [`Pace`] ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    Idle,
+    Command,
+    DataRate,
+    Session,
+}
+
+impl Expiry {
+    /// For the log line.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Expiry::Idle => "idle timeout",
+            Expiry::Command => "command deadline passed",
+            Expiry::DataRate => "data rate below limits.min_data_rate",
+            Expiry::Session => "session time limit",
+        }
+    }
+}
+
+/// Where the client is in its input, for [`Pace::deadline`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    /// The session began.
+    pub started: Option<Instant>,
+    /// The first byte of a command line not yet complete arrived.
+    pub line_started: Option<Instant>,
+    /// Inside DATA: when it began and the bytes received since.
+    pub data: Option<(Instant, u64)>,
+}
+
+impl Pace {
+    /// How fast an SMTP client must be.
+    pub fn smtp(limits: &crate::config::Limits) -> Pace {
+        Pace::with_idle(limits, limits.smtp_idle_timeout.get())
+    }
+
+    /// How fast a POP3 client must be.
+    pub fn pop3(limits: &crate::config::Limits) -> Pace {
+        Pace::with_idle(limits, limits.pop3_idle_timeout.get())
+    }
+
+    fn with_idle(limits: &crate::config::Limits, idle: Duration) -> Pace {
+        Pace {
+            idle,
+            command: limits.command_deadline.get(),
+            min_data_rate: limits.min_data_rate,
+            session: limits.max_session_time.get(),
+        }
+    }
+
+    /// The earliest moment the client is too slow if nothing more
+    /// arrives, and which limit that is. Pure: `now` is passed in.
+    pub fn deadline(&self, p: &Progress, now: Instant) -> (Instant, Expiry) {
+        let mut next = (now + self.idle, Expiry::Idle);
+        let mut consider = |at: Instant, why: Expiry| {
+            if at < next.0 {
+                next = (at, why);
+            }
+        };
+        if let Some(started) = p.started {
+            consider(started + self.session, Expiry::Session);
+        }
+        match p.data {
+            Some((since, bytes)) if self.min_data_rate > 0 => {
+                // Behind once bytes < rate × (t − since − grace).
+                let earned = Duration::from_secs_f64(bytes as f64 / self.min_data_rate as f64);
+                consider(since + DATA_GRACE + earned, Expiry::DataRate);
+            }
+            Some(_) => {}
+            None => {
+                if let Some(line) = p.line_started {
+                    consider(line + self.command, Expiry::Command);
+                }
+            }
+        }
+        next
+    }
+}
 
 /// Bytes asked for per read: small while the client trickles commands (an
 /// idle session then holds only this much), growing while reads come back
@@ -33,6 +135,9 @@ pub struct Conn {
     pub inbuf: Vec<u8>,
     /// Size of the next read (between SMALL_READ and LARGE_READ).
     chunk: usize,
+    /// The limits on the client's speed, and how far it has come.
+    pace: Option<Pace>,
+    progress: Progress,
 }
 
 /// How a read ended when it brought no data.
@@ -44,7 +149,14 @@ pub enum ReadEnd {
 
 impl Conn {
     pub fn new(stream: TcpStream, peer: SocketAddr) -> Conn {
-        Conn { stream: Stream::Plain(stream), peer, inbuf: Vec::new(), chunk: SMALL_READ }
+        Conn {
+            stream: Stream::Plain(stream),
+            peer,
+            inbuf: Vec::new(),
+            chunk: SMALL_READ,
+            pace: None,
+            progress: Progress { started: Some(Instant::now()), ..Progress::default() },
+        }
     }
 
     fn tcp(&self) -> Option<&TcpStream> {
@@ -55,9 +167,16 @@ impl Conn {
         }
     }
 
-    pub fn set_idle_timeout(&self, d: Duration) {
+    /// The client's speed limits from now on (see [`Pace`]); the session
+    /// time counts from the connection's start.
+    pub fn set_pace(&mut self, pace: Pace) {
+        self.pace = Some(pace);
+    }
+
+    fn set_read_timeout(&self, d: Duration) {
         if let Some(t) = self.tcp() {
-            let _ = t.set_read_timeout(Some(d));
+            // A zero timeout is refused by the socket layer; 1 ms is "now".
+            let _ = t.set_read_timeout(Some(d.max(Duration::from_millis(1))));
         }
     }
 
@@ -96,6 +215,12 @@ impl Conn {
             }
             Ok(n) => {
                 self.inbuf.truncate(start + n);
+                if start == 0 {
+                    self.progress.line_started = Some(Instant::now());
+                }
+                if let Some((_, bytes)) = &mut self.progress.data {
+                    *bytes += n as u64;
+                }
                 self.chunk = if n == self.chunk { (n * 2).min(LARGE_READ) } else { SMALL_READ.max(self.chunk / 2) };
                 Ok(n)
             }
@@ -114,6 +239,8 @@ impl Conn {
     pub fn consume(&mut self, n: usize) {
         if n > 0 {
             self.inbuf.drain(..n);
+            // What is left began arriving with the last read.
+            self.progress.line_started = (!self.inbuf.is_empty()).then(Instant::now);
         }
         // After a burst (DATA), give the big buffer back: idle sessions
         // should cost a few KiB, not the largest read they ever did.
@@ -156,6 +283,9 @@ pub trait Machine {
     fn handle_timeout(&mut self);
     fn handle_eof(&mut self);
     fn is_idle(&self) -> bool;
+    /// Receiving a message body (the data rate applies, not the command
+    /// deadline).
+    fn in_data(&self) -> bool;
     fn shutdown(&mut self) -> bool;
 }
 
@@ -176,6 +306,9 @@ macro_rules! impl_machine {
             }
             fn is_idle(&self) -> bool {
                 <$t>::is_idle(self)
+            }
+            fn in_data(&self) -> bool {
+                <$t>::in_data(self)
             }
             fn shutdown(&mut self) -> bool {
                 <$t>::shutdown(self)
@@ -203,6 +336,18 @@ impl Conn {
     /// (421 / -ERR); a machine inside DATA keeps reading until it is idle.
     /// Returns false when the session is over.
     pub async fn read_more(&mut self, m: &mut impl Machine, stop: &Stop, core: usize, proto: &str) -> bool {
+        let now = Instant::now();
+        match (m.in_data(), self.progress.data) {
+            (true, None) => self.progress.data = Some((now, 0)),
+            (false, Some(_)) => self.progress.data = None,
+            _ => {}
+        }
+        let expiry = self.pace.map(|pace| {
+            let (at, why) = pace.deadline(&self.progress, now);
+            self.set_read_timeout(at.saturating_duration_since(now));
+            why
+        });
+        let expiry = expiry.unwrap_or(Expiry::Idle);
         if m.is_idle() {
             if stop.is_set() && m.shutdown() {
                 let _ = self.flush(m).await;
@@ -218,7 +363,7 @@ impl Conn {
             })
             .await;
             return match read {
-                Some(r) => self.after_fill(r, m, core, proto).await,
+                Some(r) => self.after_fill(r, m, core, proto, expiry).await,
                 None => {
                     self.inbuf.truncate(start);
                     m.shutdown();
@@ -228,16 +373,24 @@ impl Conn {
             };
         }
         let r = self.fill().await;
-        self.after_fill(r, m, core, proto).await
+        self.after_fill(r, m, core, proto, expiry).await
     }
 
-    async fn after_fill(&mut self, r: Result<usize, ReadEnd>, m: &mut impl Machine, core: usize, proto: &str) -> bool {
+    async fn after_fill(
+        &mut self,
+        r: Result<usize, ReadEnd>,
+        m: &mut impl Machine,
+        core: usize,
+        proto: &str,
+        expiry: Expiry,
+    ) -> bool {
         match r {
             Ok(_) => true,
             Err(ReadEnd::Timeout) => {
                 m.handle_timeout();
                 let _ = self.flush(m).await;
-                tracing::info!(core, client = %self.peer, proto, "idle timeout");
+                // fail2ban may match these too (README, Security).
+                tracing::info!(core, client = %self.peer, proto, reason = expiry.reason(), "timeout");
                 false
             }
             Err(ReadEnd::Eof) => {
@@ -250,5 +403,55 @@ impl Conn {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PACE: Pace = Pace {
+        idle: Duration::from_secs(30),
+        command: Duration::from_secs(300),
+        min_data_rate: 1000,
+        session: Duration::from_secs(3600),
+    };
+
+    #[test]
+    fn an_idle_client_meets_the_idle_timeout() {
+        let t0 = Instant::now();
+        let p = Progress { started: Some(t0), ..Progress::default() };
+        assert_eq!(PACE.deadline(&p, t0), (t0 + PACE.idle, Expiry::Idle));
+    }
+
+    #[test]
+    fn a_trickled_line_meets_the_command_deadline_however_recent_its_last_byte() {
+        let t0 = Instant::now();
+        let p = Progress { started: Some(t0), line_started: Some(t0), data: None };
+        // A byte arrived just now, 299 s into the line: 1 s is left, not 30.
+        let now = t0 + Duration::from_secs(299);
+        assert_eq!(PACE.deadline(&p, now), (t0 + PACE.command, Expiry::Command));
+    }
+
+    #[test]
+    fn data_must_keep_up_the_rate_after_the_grace() {
+        let t0 = Instant::now();
+        let slow = Progress { started: Some(t0), line_started: None, data: Some((t0, 5_000)) };
+        // 5,000 bytes at 1,000/s buy 5 s beyond the grace.
+        let now = t0 + Duration::from_secs(12);
+        assert_eq!(PACE.deadline(&slow, now), (t0 + DATA_GRACE + Duration::from_secs(5), Expiry::DataRate));
+        let no_minimum = Pace { min_data_rate: 0, ..PACE };
+        assert_eq!(no_minimum.deadline(&slow, now).1, Expiry::Idle);
+        // Inside DATA a partial line is not a command.
+        let data_line = Progress { line_started: Some(t0), ..slow };
+        assert_eq!(no_minimum.deadline(&data_line, now).1, Expiry::Idle);
+    }
+
+    #[test]
+    fn the_session_ends_at_its_time_limit() {
+        let t0 = Instant::now();
+        let p = Progress { started: Some(t0), ..Progress::default() };
+        let now = t0 + Duration::from_secs(3590);
+        assert_eq!(PACE.deadline(&p, now), (t0 + PACE.session, Expiry::Session));
     }
 }

@@ -1,9 +1,13 @@
 //! The metrics endpoint: a deliberately tiny HTTP/1.x server on
 //! `[listen] metrics`. GET /metrics answers the Prometheus text of every
 //! core; anything else is 404 (400 for what is not HTTP). One request per
-//! connection, a bounded head and a timeout, so a scraper (or an attacker)
-//! cannot hold a core's mail traffic up: each request is its own task, and
-//! gathering the other cores' snapshots travels the mesh like any request.
+//! connection, a bounded head that must arrive whole within [`TIMEOUT`]
+//! (not per read: a byte every few seconds does not keep it open), and the
+//! connection counts against `limits.max_connections` and
+//! `max_connections_per_ip` like a mail session, so a scraper (or an
+//! attacker) cannot hold a core's mail traffic up or its sockets open: each
+//! request is its own task, and gathering the other cores' snapshots
+//! travels the mesh like any request.
 
 use crate::shard::Shard;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -46,7 +50,22 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     while let Some(accepted) = super::accept_or_stop(&shard, &listener).await {
         match accepted {
             Ok(stream) => {
-                glommio::spawn_local(serve(shard.clone(), stream)).detach();
+                let Ok(peer) = stream.peer_addr() else { continue };
+                let settings = crate::shard::limits::Settings::of(&shard.config());
+                match shard.limits.admit(peer.ip(), &settings, crate::relay::now_ms()) {
+                    Ok(admission) => {
+                        let shard = shard.clone();
+                        glommio::spawn_local(async move {
+                            serve(shard, stream).await;
+                            drop(admission);
+                        })
+                        .detach();
+                    }
+                    Err(refusal) => {
+                        tracing::warn!(core = shard.id, client = %peer.ip(), proto = "metrics", reason = refusal.reason(), "refused");
+                        drop(stream);
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!(core = shard.id, error = %e, "metrics accept failed");
@@ -57,7 +76,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
 }
 
 async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
-    let _ = stream.set_read_timeout(Some(TIMEOUT));
+    let deadline = std::time::Instant::now() + TIMEOUT;
     let _ = stream.set_write_timeout(Some(TIMEOUT));
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
@@ -66,6 +85,10 @@ async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             break true;
         }
         if head.len() > MAX_HEAD {
+            break false;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
             break false;
         }
         match stream.read(&mut buf).await {

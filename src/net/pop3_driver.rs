@@ -40,7 +40,7 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn) {
     let cfg = Rc::new(server_config(&shard.config(), conn.is_tls(), conn.peer.ip()));
     let mut server = pop3::Server::new(cfg);
     let mut locked: Option<Locked> = None;
-    conn.set_idle_timeout(shard.config().limits.pop3_idle_timeout.get());
+    conn.set_pace(super::conn::Pace::pop3(&shard.config().limits));
     'session: loop {
         loop {
             let n = server.handle_input(&conn.inbuf);
@@ -91,7 +91,6 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn) {
                         tracing::info!(core = shard.id, client = %conn.peer.ip(), error = %e, "STLS handshake failed");
                         break 'session;
                     }
-                    conn.set_idle_timeout(shard.config().limits.pop3_idle_timeout.get());
                     server.stls_done();
                 }
             }

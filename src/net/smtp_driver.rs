@@ -115,7 +115,7 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
     let policy =
         SessionPolicy { shard: shard.clone(), client, relay_permitted: relay_permitted(&shard.config(), client) };
     let mut server = smtp::Server::new(cfg, Box::new(policy));
-    conn.set_idle_timeout(shard.config().limits.smtp_idle_timeout.get());
+    conn.set_pace(super::conn::Pace::smtp(&shard.config().limits));
     'session: loop {
         // Feed everything buffered, performing actions as the machine asks.
         loop {
@@ -144,7 +144,6 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
                         tracing::info!(core = shard.id, client = %client, error = %e, "STARTTLS handshake failed");
                         break 'session;
                     }
-                    conn.set_idle_timeout(shard.config().limits.smtp_idle_timeout.get());
                     server.starttls_done();
                 }
                 Some(Action::Authenticate { user, password, .. }) => {

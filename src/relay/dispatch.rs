@@ -5,7 +5,7 @@ use super::conn::{deferred_all, After, RelayConnection, Timeouts};
 use crate::delivery::dsn::Action as DsnAction;
 use crate::delivery::mx;
 use crate::metrics::RelayResult;
-use crate::proto::smtp_client::{MessageOutcome, OutgoingMessage, RecipientOutcome, Reply, TlsPolicy};
+use crate::proto::smtp_client::{MessageOutcome, OutgoingMessage, RecipientOutcome, TlsPolicy};
 use crate::queue::{retry_delay, Key, PendingRecipient, QueuedMessage, RetryPolicy};
 use crate::shard::{owner, Request, Shard};
 use crate::spool::{encode_recipient_state, Outcome, RecipientState, RecordKind};

@@ -348,6 +348,11 @@ impl Server {
             && matches!(self.state, State::Authorization { .. } | State::Sasl { .. } | State::Transaction { .. })
     }
 
+    /// Never: a POP3 client sends only command lines.
+    pub fn in_data(&self) -> bool {
+        false
+    }
+
     /// The server is stopping: an idle session is told so and closed
     /// without UPDATE (marked messages stay, as when the client vanishes).
     /// Returns whether it closed; a busy session finishes its step first.

@@ -287,6 +287,11 @@ impl Server {
             && matches!(self.state, State::Fresh | State::Greeted(_) | State::Mail(..) | State::Auth(..))
     }
 
+    /// Receiving a message's body (after 354, before its end).
+    pub fn in_data(&self) -> bool {
+        matches!(self.state, State::Data { .. })
+    }
+
     /// The server is stopping: an idle session gets 421 4.3.2 and is
     /// closed; one inside DATA, a store or a login check finishes that
     /// first. Returns whether it closed.
