@@ -42,6 +42,20 @@ fn relays_over_a_route_with_exact_bytes_in_one_transaction() {
 }
 
 #[test]
+fn a_bare_cr_is_relayed_as_a_line_end_never_as_is() {
+    // `CR . CR` must not reach a next hop that ends lines on a bare CR:
+    // intake stores each bare CR as CRLF, and the dot line goes out stuffed.
+    let sink = Sink::start("127.0.0.1", 0, Script::default());
+    let server = Server::start_with(relay_to(&sink, ""));
+    let body = b"Subject: smuggle\r\n\r\nx\r.\rMAIL FROM:<evil@example.org>\r\n";
+    submit(&server, "bob@localhost", &["x@remote.test"], body);
+    eventually(Duration::from_secs(10), || (sink.count() == 1).then_some(()));
+    let got = strip_received(&sink.received()[0].data);
+    assert_eq!(got, b"Subject: smuggle\r\n\r\nx\r\n.\r\nMAIL FROM:<evil@example.org>\r\n".to_vec());
+    assert!(!got.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n'));
+}
+
+#[test]
 fn bdat_carries_the_exact_bytes_when_the_mx_offers_chunking() {
     let sink = Sink::start(
         "127.0.0.1",

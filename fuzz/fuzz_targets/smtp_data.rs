@@ -13,11 +13,11 @@
 //!   complete exactly when not `is_oversized`, and `size` counts it all.
 //! - The end point is right after a CRLF "." CRLF (or a "." CRLF at the
 //!   very start), and the stored body then ends in CRLF (or is empty) and
-//!   has no bare LF (LF is normalised to CRLF).
+//!   has no bare LF and no bare CR (each is normalised to CRLF).
 //! - Round trips: a stored body, dot-stuffed and scanned again, comes back
 //!   byte for byte and ends exactly at the end of the stuffed form; and any
 //!   input, dot-stuffed and scanned, comes back as the scanner's
-//!   normalisation of it (bare LF -> CRLF, a final CRLF added).
+//!   normalisation of it (bare LF or CR -> CRLF, a final CRLF added).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -65,8 +65,8 @@ fn scan(chunks: &[&[u8]], limit: usize) -> Scan {
 }
 
 /// What the scanner stores for a dot-stuffed `body` (see the unit test
-/// `dot_stuff_round_trips_through_the_scanner`): each bare LF as CRLF, and
-/// a CRLF added to a non-empty body that does not end in one.
+/// `dot_stuff_round_trips_through_the_scanner`): each bare LF and each bare
+/// CR as CRLF, and a CRLF added to a non-empty body that does not end in one.
 fn normalised(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 2);
     for (i, &b) in body.iter().enumerate() {
@@ -74,6 +74,9 @@ fn normalised(body: &[u8]) -> Vec<u8> {
             out.push(b'\r');
         }
         out.push(b);
+        if b == b'\r' && body.get(i + 1) != Some(&b'\n') {
+            out.push(b'\n');
+        }
     }
     if !out.is_empty() && !out.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
@@ -124,6 +127,7 @@ fuzz_target!(|data: &[u8]| {
         let body = &unlimited.body;
         assert!(body.is_empty() || body.ends_with(b"\r\n"));
         assert!(body.windows(2).all(|w| w[1] != b'\n' || w[0] == b'\r') && body.first() != Some(&b'\n'));
+        assert!(body.windows(2).all(|w| w[0] != b'\r' || w[1] == b'\n') && body.last() != Some(&b'\r'));
         assert_eq!(&stuff_and_scan(body), body, "a stored body did not survive dot_stuff and a rescan");
     }
 

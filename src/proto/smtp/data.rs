@@ -7,9 +7,12 @@
 //!   a line start. `LF . LF`, `LF . CRLF`, `CR . CR`, `CR . CRLF` never end it.
 //! - A "real" line start is the DATA start or a byte after CRLF. Only there
 //!   is a leading dot removed (dot-unstuffing).
-//! - A bare LF (not after CR) is stored as CRLF (Postfix 3.9
-//!   `smtpd_forbid_bare_newline = normalize`) but does not start a real
-//!   line. A bare CR is stored as is.
+//! - A bare LF (not after CR) and a bare CR (not before LF) are each stored
+//!   as CRLF (Postfix 3.9 `smtpd_forbid_bare_newline = normalize`, extended
+//!   to CR) but do not start a real line. So a stored body has no bare CR:
+//!   relaying `\r.\r` unchanged would hand a next hop that ends lines on CR
+//!   an end of data (the outbound half of SMTP smuggling). BINARYMIME
+//!   bodies, when they come, must bypass this.
 //! - The stored body ends with the CRLF before the final dot (an empty
 //!   message is an empty body), so every stored line ends in CRLF.
 //!
@@ -34,7 +37,8 @@ enum ScanState {
     LineStart,
     /// Inside a line, the previous byte not a CR.
     Text,
-    /// Inside a line, the previous byte a CR (already stored).
+    /// Inside a line, the previous byte a CR (its CR already stored; an
+    /// LF is added if the next byte is not one).
     Cr,
     /// A real line start then ".": the dot is held back.
     Dot,
@@ -136,10 +140,12 @@ impl DataScanner {
         }
     }
 
-    /// A byte after a stored CR: LF completes a CRLF (a real line start).
+    /// A byte after a stored CR: LF completes a CRLF (a real line start);
+    /// anything else makes the CR a bare one, stored as CRLF but not a real
+    /// line start.
     fn after_cr(&mut self, b: u8, body: &mut Vec<u8>) -> ScanState {
+        self.store(b"\n", body);
         if b == b'\n' {
-            self.store(b"\n", body);
             ScanState::LineStart
         } else {
             self.byte(b, body)
@@ -182,8 +188,9 @@ impl DataScanner {
 }
 
 /// Appends the wire form of `body` to `out`: a dot added to every line that
-/// starts with one, bare LFs sent as CRLF, a CRLF added if the body does not
-/// end with one, then ".\r\n". Bare CRs are sent as they are.
+/// starts with one, bare LFs and bare CRs sent as CRLF (each a line end), a
+/// CRLF added if the body does not end with one, then ".\r\n". So no bare
+/// CR leaves ringmail, even from a body stored before intake normalised it.
 ///
 /// For a body the scanner stored, scanning the result gives the body back.
 pub fn dot_stuff(body: &[u8], out: &mut Vec<u8>) {
@@ -193,15 +200,12 @@ pub fn dot_stuff(body: &[u8], out: &mut Vec<u8>) {
         if rest[0] == b'.' {
             out.push(b'.');
         }
-        match rest.iter().position(|&b| b == b'\n') {
-            Some(lf) => {
-                let line = &rest[..lf];
-                out.extend_from_slice(line);
-                if !line.ends_with(b"\r") {
-                    out.push(b'\r');
-                }
-                out.push(b'\n');
-                rest = &rest[lf + 1..];
+        match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+            Some(end) => {
+                out.extend_from_slice(&rest[..end]);
+                out.extend_from_slice(b"\r\n");
+                let crlf = rest[end] == b'\r' && rest.get(end + 1) == Some(&b'\n');
+                rest = &rest[end + if crlf { 2 } else { 1 }..];
             }
             None => {
                 out.extend_from_slice(rest);
@@ -279,14 +283,14 @@ mod tests {
     fn cr_dot_cr_does_not_end_data() {
         let (body, end) = scan(b"a\r.\rb\r\n");
         assert_eq!(end, None);
-        assert_eq!(body, b"a\r.\rb\r\n");
+        assert_eq!(body, b"a\r\n.\r\nb\r\n");
     }
 
     #[test]
     fn cr_dot_crlf_does_not_end_data() {
         let (body, end) = scan(b"a\r.\r\nb\r\n");
         assert_eq!(end, None);
-        assert_eq!(body, b"a\r.\r\nb\r\n");
+        assert_eq!(body, b"a\r\n.\r\nb\r\n");
     }
 
     #[test]
@@ -297,10 +301,10 @@ mod tests {
     }
 
     #[test]
-    fn crlf_dot_cr_x_keeps_the_cr() {
+    fn crlf_dot_cr_x_unstuffs_the_dot_and_ends_the_bare_cr() {
         let input = b"a\r\n.\rb\r\n.\r\r\n.\r\n";
         let (body, end) = scan(input);
-        assert_eq!(body, b"a\r\n\rb\r\n\r\r\n");
+        assert_eq!(body, b"a\r\n\r\nb\r\n\r\n\r\n");
         assert_eq!(end, Some(input.len()));
     }
 
@@ -319,9 +323,29 @@ mod tests {
     }
 
     #[test]
-    fn bare_lf_becomes_crlf_and_bare_cr_stays() {
+    fn bare_lf_and_bare_cr_become_crlf() {
         let (body, _) = scan(b"a\nb\rc\r\r\n.\r\n");
-        assert_eq!(body, b"a\r\nb\rc\r\r\n");
+        assert_eq!(body, b"a\r\nb\r\nc\r\n\r\n");
+    }
+
+    #[test]
+    fn cr_dot_cr_is_stored_as_a_dot_line_that_relays_stuffed() {
+        // The outbound half of SMTP smuggling: a next hop that ends lines
+        // on a bare CR must not see `CR . CR` as the end of data.
+        let (body, end) = scan(b"x\r.\rMAIL FROM:<evil@example.org>\r\n.\r\n");
+        assert_eq!(end, Some(37));
+        assert_eq!(body, b"x\r\n.\r\nMAIL FROM:<evil@example.org>\r\n");
+        let mut wire = Vec::new();
+        dot_stuff(&body, &mut wire);
+        assert_eq!(wire, b"x\r\n..\r\nMAIL FROM:<evil@example.org>\r\n.\r\n");
+        assert!(!wire.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n'), "no bare CR on the wire");
+    }
+
+    #[test]
+    fn dot_stuff_sends_a_bare_cr_of_an_old_stored_body_as_a_line_end() {
+        let mut wire = Vec::new();
+        dot_stuff(b"a\r.\rb\r\n", &mut wire);
+        assert_eq!(wire, b"a\r\n..\r\nb\r\n.\r\n");
     }
 
     #[test]
@@ -392,13 +416,17 @@ mod tests {
     #[test]
     fn dot_stuff_round_trips_through_the_scanner() {
         for body in tricky_bodies() {
-            // What the scanner would store: bare LF as CRLF, ending in CRLF.
+            // What the scanner would store: bare LF and bare CR as CRLF,
+            // ending in CRLF.
             let mut expected = Vec::new();
             for (i, &b) in body.iter().enumerate() {
                 if b == b'\n' && (i == 0 || body[i - 1] != b'\r') {
                     expected.push(b'\r');
                 }
                 expected.push(b);
+                if b == b'\r' && body.get(i + 1) != Some(&b'\n') {
+                    expected.push(b'\n');
+                }
             }
             if !expected.is_empty() && !expected.ends_with(b"\r\n") {
                 expected.extend_from_slice(b"\r\n");

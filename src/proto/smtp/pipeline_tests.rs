@@ -106,7 +106,7 @@ fn replies_and_bodies_do_not_depend_on_chunk_sizes() {
     assert_eq!(
         stored[0].1,
         b"Subject: one\r\n.stuffed\r\na\r\n.\r\nMAIL FROM:<evil@relay.test>\r\n\
-          b\r.\r\nc\r\n.\r\nd\r\n\rx\r\ncaf\xc3\xa9\r\n"
+          b\r\n.\r\nc\r\n.\r\nd\r\n\r\nx\r\ncaf\xc3\xa9\r\n"
     );
     assert!(stored[0].0.body_8bit);
     assert_eq!(stored[1].1, b"");
