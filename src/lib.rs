@@ -25,6 +25,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod delivery;
+pub mod files;
 pub mod logging;
 pub mod mailbox;
 pub mod message;

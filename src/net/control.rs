@@ -162,8 +162,10 @@ async fn import(shard: &Rc<Shard>, user: &str, mut conv: Conversation) {
     if !conv.say("ready\n").await {
         return;
     }
-    // A record must fit a segment with its envelope; leave 64 KiB for that.
-    let max = (shard.config().spool.segment_size as usize).saturating_sub(64 * 1024);
+    // The same limit as SMTP: an import is no way around max_message_size.
+    // (A record must also fit a segment with its envelope; config
+    // validation keeps 64 KiB of room for that above max_message_size.)
+    let max = usize::try_from(shard.config().max_message_size).unwrap_or(usize::MAX);
     let mut count = 0usize;
     while let Some(line) = conv.line().await {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -172,8 +174,7 @@ async fn import(shard: &Rc<Shard>, user: &str, mut conv: Conversation) {
             ["message", len, ms] => match (len.parse::<usize>(), ms.parse::<u64>()) {
                 (Ok(len), Ok(ms)) if len <= max => (len, ms),
                 (Ok(len), Ok(_)) => {
-                    conv.say(&format!("error: message of {len} bytes is larger than a spool segment allows ({max})\n"))
-                        .await;
+                    conv.say(&format!("error: message of {len} bytes is larger than max_message_size ({max})\n")).await;
                     return;
                 }
                 _ => {
