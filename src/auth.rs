@@ -312,7 +312,10 @@ mod tests {
         assert!(verify(db.hash_of("bob@x").as_deref(), "new"));
         assert!(verify(db.hash_of("alice@x").as_deref(), "old"));
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.starts_with(&format!("# staff\nalice@x:{{ARGON2ID}}{h}\n\nbob@x:{{ARGON2ID}}$argon2id$")), "{text}");
+        assert!(
+            text.starts_with(&format!("# staff\nalice@x:{{ARGON2ID}}{h}\n\nbob@x:{{ARGON2ID}}$argon2id$")),
+            "{text}"
+        );
         assert!(text.contains(":1000:1000::\n"), "Dovecot's extra fields are kept: {text}");
         delete_user(&path, dir.path(), "ALICE@x").unwrap();
         assert_eq!(list_users(&path).unwrap(), ["bob@x", "carol@x"]);

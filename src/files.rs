@@ -154,7 +154,8 @@ mod tests {
         assert_eq!(mode(&path), 0o640);
         replace(&path, Ownership::Private, |f| io::Write::write_all(f, b"three\n")).unwrap();
         assert_eq!(mode(&path), 0o600);
-        let names: Vec<_> = std::fs::read_dir(dir.path().join("sub")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> =
+            std::fs::read_dir(dir.path().join("sub")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("users")], "no temporary file left");
     }
 

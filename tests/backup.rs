@@ -166,7 +166,8 @@ fn default_layout_backup() -> (Server, std::path::PathBuf) {
     let mut c = source.smtp();
     c.expect("EHLO b.test", "250");
     for i in 0..3 {
-        let r = c.send_mail("x@localhost", &["alice@localhost"], format!("Subject: d{i}\r\n\r\nbody {i}\r\n").as_bytes());
+        let r =
+            c.send_mail("x@localhost", &["alice@localhost"], format!("Subject: d{i}\r\n\r\nbody {i}\r\n").as_bytes());
         assert!(r.starts_with("250"), "{r}");
     }
     let archive = source.dir.path().join("default.tar");

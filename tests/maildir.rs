@@ -80,7 +80,11 @@ fn imports_refuse_a_message_over_max_message_size_and_import_nothing() {
     let work = server.dir.path();
     let big = format!("Subject: big\n\n{}\n", "x".repeat(100)).repeat(1000); // ~115 KB
     let mbox = work.join("big.mbox");
-    std::fs::write(&mbox, format!("From a@x Thu Nov 26 10:00:00 2026\nSubject: small\n\nhi\n\nFrom b@y Fri Nov 27 11:30:00 2026\n{big}")).unwrap();
+    std::fs::write(
+        &mbox,
+        format!("From a@x Thu Nov 26 10:00:00 2026\nSubject: small\n\nhi\n\nFrom b@y Fri Nov 27 11:30:00 2026\n{big}"),
+    )
+    .unwrap();
     let out = server.cli(&["import-mbox", "alice@localhost", mbox.to_str().unwrap()]);
     assert!(!out.status.success());
     let t = text(&out);
