@@ -178,3 +178,19 @@ fn user_list_passwd_and_delete_reach_a_running_server() {
     assert!(!out.status.success() && out_text(&out).contains("no password on stdin"), "{}", out_text(&out));
     assert_eq!(std::fs::read_to_string(server.dir.path().join("users")).unwrap(), before);
 }
+
+#[test]
+fn a_new_users_file_gets_the_owner_of_data_dir_and_mode_0600() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir_in(test_tmp()).unwrap();
+    let cfg = dir.path().join("r.toml");
+    // The default layout: the users file is <data_dir>/users.
+    std::fs::write(&cfg, "data_dir = \"d\"\n[listen]\nsmtp = \"127.0.0.1:2525\"\n").unwrap();
+    let data = dir.path().join("d");
+    std::fs::create_dir(&data).unwrap();
+    std::os::unix::fs::chown(&data, Some(65534), Some(65534)).unwrap();
+    let out = user_cli(&cfg, &["add", "erin@localhost"], "erin's password\n");
+    assert!(out.status.success(), "{}", out_text(&out));
+    let m = std::fs::metadata(data.join("users")).unwrap();
+    assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (65534, 65534, 0o600));
+}

@@ -244,3 +244,31 @@ fn backup_archive_is_private() {
     assert_eq!(std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(names(server.dir.path()).iter().filter(|n| n.starts_with("b.tar")).count(), 1, "no temporary left");
 }
+
+#[test]
+fn restore_as_root_gives_the_spool_to_the_owner_of_data_dir() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (_source, archive) = default_layout_backup();
+    let target = Server::configure(Options::default());
+    // The service user's (empty) data_dir; `sudo ringmail restore` into it.
+    let data = target.data_dir();
+    std::fs::create_dir(&data).unwrap();
+    std::os::unix::fs::chown(&data, Some(65534), Some(65534)).unwrap();
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test runs as root");
+    let out = target.cli(&["restore", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut todo = vec![data.join("spool")];
+    let mut files = 0;
+    while let Some(p) = todo.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        assert_eq!((m.uid(), m.gid()), (65534, 65534), "{}", p.display());
+        if m.is_dir() {
+            assert_eq!(m.permissions().mode() & 0o7777, 0o700, "{}", p.display());
+            todo.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            assert_eq!(m.permissions().mode() & 0o7777, 0o600, "{}", p.display());
+            files += 1;
+        }
+    }
+    assert!(files > 0);
+}

@@ -150,7 +150,8 @@ impl Conversation {
 /// `import USER`, answered `ready` (or `error: ...`), then
 /// `message LEN RECEIVED_MS` + LEN bytes (CRLF line
 /// ends) per message, each answered `stored QUEUE_ID` once durable, until
-/// `end`. See `admin::maildir::import`.
+/// `end`. A LEN over `max_message_size` is answered `error: ...` before its
+/// body is read, and ends the import. See `admin::maildir::import`.
 async fn import(shard: &Rc<Shard>, user: &str, mut conv: Conversation) {
     let user = user.to_ascii_lowercase();
     if !shard.users().contains(&user) {
