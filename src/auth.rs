@@ -1,7 +1,9 @@
 //! The users file and password checks.
 //!
 //! Owns: parsing `address:{SCHEME}hash` lines (Dovecot passwd-file style),
-//! Argon2id hashing for `ringmail user add`, and verification. Verification is
+//! Argon2id hashing for `ringmail user add`/`passwd`, the user
+//! file edits (add, delete, passwd, list; rewritten through
+//! `files::replace`), and verification. Verification is
 //! CPU-heavy by design (tens of milliseconds), so callers run it off the I/O
 //! path (`glommio::executor().spawn_blocking`); nothing here blocks on I/O.
 //! No plain-text password is ever stored or logged: `{PLAIN}` is refused.
@@ -24,6 +26,8 @@ pub enum UsersError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("{path}: user {address} already exists")]
     Exists { path: PathBuf, address: String },
+    #[error("{path}: no user {address}")]
+    NoSuchUser { path: PathBuf, address: String },
     #[error("invalid address {0:?}: expected local@domain")]
     BadAddress(String),
     #[error("password must not be empty")]
@@ -169,18 +173,15 @@ fn dummy_hash() -> &'static str {
     DUMMY.get_or_init(|| hash_password("ringmail-dummy-password").expect("hashing a constant"))
 }
 
-/// Add a user to the users file, atomically (write a temp file, fsync,
-/// rename), so a running server's watcher never sees half a line.
-pub fn add_user(path: &Path, address: &str, password: &str) -> Result<(), UsersError> {
+/// Add a user to the users file, atomically (`files::replace`: a running
+/// server's watcher never sees half a line), keeping the file's owner,
+/// group and mode; a new file gets the owner and group of `data_dir`.
+pub fn add_user(path: &Path, data_dir: &Path, address: &str, password: &str) -> Result<(), UsersError> {
     let address = normalize_address(address).ok_or_else(|| UsersError::BadAddress(address.to_string()))?;
     if password.is_empty() {
         return Err(UsersError::EmptyPassword);
     }
-    let existing = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(source) => return Err(UsersError::Read { path: path.to_path_buf(), source }),
-    };
+    let existing = read_existing(path)?;
     let db = UserDb::parse(&existing, path)?;
     if db.contains(&address) {
         return Err(UsersError::Exists { path: path.to_path_buf(), address });
@@ -190,26 +191,87 @@ pub fn add_user(path: &Path, address: &str, password: &str) -> Result<(), UsersE
         text.push('\n');
     }
     text.push_str(&format!("{address}:{ARGON2ID}{}\n", hash_password(password)?));
-    write_atomically(path, text.as_bytes()).map_err(|source| UsersError::Write { path: path.to_path_buf(), source })
+    rewrite(path, data_dir, &text)
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+/// Remove a user's line from the users file (comments and other lines
+/// stay as they are), atomically and keeping owner, group and mode.
+pub fn delete_user(path: &Path, data_dir: &Path, address: &str) -> Result<(), UsersError> {
+    edit_line(path, data_dir, address, |_| None)
+}
+
+/// Give a user a new password (a fresh Argon2id hash; Dovecot's extra
+/// fields after it are kept), atomically and keeping owner, group and mode.
+pub fn set_password(path: &Path, data_dir: &Path, address: &str, password: &str) -> Result<(), UsersError> {
+    if password.is_empty() {
+        return Err(UsersError::EmptyPassword);
     }
-    let tmp = path.with_extension("tmp-ringmail");
-    {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+    let hash = hash_password(password)?;
+    edit_line(path, data_dir, address, |rest| {
+        let extra = rest.split_once(':').map(|(_, extra)| format!(":{extra}")).unwrap_or_default();
+        Some(format!("{ARGON2ID}{hash}{extra}"))
+    })
+}
+
+/// Every user's address, in the order of the file.
+pub fn list_users(path: &Path) -> Result<Vec<String>, UsersError> {
+    let text = read_existing(path)?;
+    UserDb::parse(&text, path)?; // the same errors as the server would give
+    Ok(text.lines().filter_map(|l| user_line(l).map(|(address, _)| address)).collect())
+}
+
+/// The address and what follows its colon, for a line naming a user.
+fn user_line(line: &str) -> Option<(String, &str)> {
+    let l = line.trim();
+    if l.is_empty() || l.starts_with('#') {
+        return None;
     }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)?.sync_all()?;
+    let (address, rest) = l.split_once(':')?;
+    Some((normalize_address(address)?, rest))
+}
+
+/// Rewrite the line of `address`: `change` gets what follows the address's
+/// colon and returns its replacement, or None to drop the line.
+fn edit_line(
+    path: &Path,
+    data_dir: &Path,
+    address: &str,
+    change: impl FnOnce(&str) -> Option<String>,
+) -> Result<(), UsersError> {
+    let address = normalize_address(address).ok_or_else(|| UsersError::BadAddress(address.to_string()))?;
+    let existing = read_existing(path)?;
+    UserDb::parse(&existing, path)?; // never rewrite a file the server would refuse
+    let mut change = Some(change);
+    let mut text = String::with_capacity(existing.len());
+    for line in existing.split_inclusive('\n') {
+        match user_line(line) {
+            Some((a, rest)) if a == address => {
+                let Some(change) = change.take() else { continue };
+                if let Some(new) = change(rest) {
+                    text.push_str(&format!("{address}:{new}\n"));
+                }
+            }
+            _ => text.push_str(line),
+        }
     }
-    Ok(())
+    if change.is_some() {
+        return Err(UsersError::NoSuchUser { path: path.to_path_buf(), address });
+    }
+    rewrite(path, data_dir, &text)
+}
+
+fn read_existing(path: &Path) -> Result<String, UsersError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(source) => Err(UsersError::Read { path: path.to_path_buf(), source }),
+    }
+}
+
+fn rewrite(path: &Path, data_dir: &Path, text: &str) -> Result<(), UsersError> {
+    let ownership = crate::files::Ownership::Keep { new_like: Some(data_dir) };
+    crate::files::replace(path, ownership, |f| std::io::Write::write_all(f, text.as_bytes()))
+        .map_err(|source| UsersError::Write { path: path.to_path_buf(), source })
 }
 
 #[cfg(test)]
@@ -280,15 +342,44 @@ mod tests {
     fn add_user_appends_a_hash_never_the_password() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users");
-        add_user(&path, "Alice@Example.org", "s3cret").unwrap();
-        add_user(&path, "bob@example.org", "hunter2").unwrap();
+        add_user(&path, dir.path(), "Alice@Example.org", "s3cret").unwrap();
+        add_user(&path, dir.path(), "bob@example.org", "hunter2").unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("s3cret") && !text.contains("hunter2"));
         assert!(text.contains("alice@example.org:{ARGON2ID}$argon2id$"));
         let db = UserDb::load(&path).unwrap();
         assert!(verify(db.hash_of("alice@example.org").as_deref(), "s3cret"));
-        let e = add_user(&path, "alice@example.org", "x").unwrap_err();
+        let e = add_user(&path, dir.path(), "alice@example.org", "x").unwrap_err();
         assert!(matches!(e, UsersError::Exists { .. }));
-        assert!(matches!(add_user(&path, "carol", "x"), Err(UsersError::BadAddress(_))));
+        assert!(matches!(add_user(&path, dir.path(), "carol", "x"), Err(UsersError::BadAddress(_))));
+    }
+
+    #[test]
+    fn delete_and_passwd_touch_only_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        let h = hash_password("old").unwrap();
+        std::fs::write(
+            &path,
+            format!("# staff\nalice@x:{{ARGON2ID}}{h}\n\nBob@X:{{ARGON2ID}}{h}:1000:1000::\ncarol@x:{{ARGON2ID}}{h}"),
+        )
+        .unwrap();
+        set_password(&path, dir.path(), "bob@x", "new").unwrap();
+        let db = UserDb::load(&path).unwrap();
+        assert!(verify(db.hash_of("bob@x").as_deref(), "new"));
+        assert!(verify(db.hash_of("alice@x").as_deref(), "old"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with(&format!("# staff\nalice@x:{{ARGON2ID}}{h}\n\nbob@x:{{ARGON2ID}}$argon2id$")),
+            "{text}"
+        );
+        assert!(text.contains(":1000:1000::\n"), "Dovecot's extra fields are kept: {text}");
+        delete_user(&path, dir.path(), "ALICE@x").unwrap();
+        assert_eq!(list_users(&path).unwrap(), ["bob@x", "carol@x"]);
+        assert!(std::fs::read_to_string(&path).unwrap().starts_with("# staff\n\nbob@x:"));
+        let e = delete_user(&path, dir.path(), "alice@x").unwrap_err().to_string();
+        assert!(e.contains("no user alice@x"), "{e}");
+        assert!(matches!(set_password(&path, dir.path(), "dave@x", "p"), Err(UsersError::NoSuchUser { .. })));
+        assert!(matches!(set_password(&path, dir.path(), "bob@x", ""), Err(UsersError::EmptyPassword)));
     }
 }

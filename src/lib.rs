@@ -18,6 +18,8 @@
 //! - [`net`]: the glommio drivers.
 //! - [`mailbox`], [`queue`]: per-core indexes owned by hash.
 //! - [`auth`]: the users file and Argon2id.
+//! - [`files`]: modes of what ringmail creates (0700/0600) and the one
+//!   atomic rewrite that keeps a file's owner, group and mode.
 //! - [`logging`]: log lines batched per executor.
 //! - [`metrics`]: per-core counters and histograms, Prometheus text.
 
@@ -25,6 +27,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod delivery;
+pub mod files;
 pub mod logging;
 pub mod mailbox;
 pub mod message;

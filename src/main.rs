@@ -130,6 +130,23 @@ enum UserCommand {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Remove a user (what is in their mailbox stays in the spool).
+    Delete {
+        address: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Set a user's password; the new one is read from the first line of stdin.
+    Passwd {
+        address: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print every user's address, one per line.
+    List {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() {
@@ -140,6 +157,10 @@ fn main() {
 }
 
 fn run() -> anyhow::Result<()> {
+    // Everything ringmail creates (spool, users file, backups, keys) is
+    // the operator's alone; explicit modes say so too, this catches the rest.
+    // SAFETY: umask(2) only sets this process's file creation mask.
+    unsafe { libc::umask(0o077) };
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => {
@@ -229,25 +250,60 @@ fn run() -> anyhow::Result<()> {
             };
             answer(control(&cfg, &line)?)
         }
-        Command::User { command: UserCommand::Add { address, config } } => {
-            let cfg = Config::load(config.as_deref())?;
-            let mut line = String::new();
-            std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
-            let password = line.trim_end_matches(['\r', '\n']);
-            if password.is_empty() {
-                bail!("no password on stdin (usage: echo 'secret' | ringmail user add ADDRESS --config FILE)");
-            }
+        Command::User { command } => user(command),
+    }
+}
+
+/// `ringmail user ...`: edits of the users file, which a running server
+/// reloads by itself.
+fn user(command: UserCommand) -> anyhow::Result<()> {
+    let config = match &command {
+        UserCommand::Add { config, .. }
+        | UserCommand::Delete { config, .. }
+        | UserCommand::Passwd { config, .. }
+        | UserCommand::List { config } => config.clone(),
+    };
+    let cfg = Config::load(config.as_deref())?;
+    let (path, data_dir) = (cfg.users_path(), cfg.data_dir.as_path());
+    match command {
+        UserCommand::Add { address, .. } => {
+            let password = password_from_stdin("add")?;
             let domain = address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
             if !cfg.is_local_domain(&domain) {
                 eprintln!(
                     "ringmail: warning: {domain:?} is not in local_domains; mail for this user will not be accepted"
                 );
             }
-            ringmail::auth::add_user(cfg.users_path(), &address, password)?;
-            println!("added {address} to {}", cfg.users_path().display());
-            Ok(())
+            ringmail::auth::add_user(path, data_dir, &address, &password)?;
+            println!("added {address} to {}", path.display());
+        }
+        UserCommand::Delete { address, .. } => {
+            ringmail::auth::delete_user(path, data_dir, &address)?;
+            println!("deleted {address} from {}", path.display());
+        }
+        UserCommand::Passwd { address, .. } => {
+            let password = password_from_stdin("passwd")?;
+            ringmail::auth::set_password(path, data_dir, &address, &password)?;
+            println!("changed the password of {address} in {}", path.display());
+        }
+        UserCommand::List { .. } => {
+            for address in ringmail::auth::list_users(path)? {
+                println!("{address}");
+            }
         }
     }
+    Ok(())
+}
+
+/// The first line of stdin, without its line end; never empty.
+fn password_from_stdin(verb: &str) -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        bail!("no password on stdin (usage: echo 'secret' | ringmail user {verb} ADDRESS --config FILE)");
+    }
+    Ok(password.to_string())
 }
 
 /// Pin the running server's spool (if it runs) for the time of the copy,
@@ -300,7 +356,7 @@ fn import(
     from: &std::path::Path,
 ) -> anyhow::Result<()> {
     let socket = ringmail::net::control::socket_path(&cfg.data_dir);
-    let ids = ringmail::admin::maildir::import(&socket, address, messages)?;
+    let ids = ringmail::admin::maildir::import(&socket, address, messages, cfg.max_message_size)?;
     println!("imported {} message(s) from {} into {address}", ids.len(), from.display());
     Ok(())
 }

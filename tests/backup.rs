@@ -106,7 +106,8 @@ fn damaged_archives_and_non_empty_targets_are_refused() {
     let out = server.cli(&["restore", cut.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(text(&out).contains("truncated"), "{}", text(&out));
-    assert!(!data.exists() || std::fs::read_dir(&data).unwrap().next().is_none());
+    assert!(!data.exists(), "a failed restore left data_dir behind");
+    assert!(!names(server.dir.path()).iter().any(|n| n.contains("restoring")), "{:?}", names(server.dir.path()));
 
     // One byte changed in a message body: refused, naming the file.
     let needle = b"body 3";
@@ -130,4 +131,144 @@ fn damaged_archives_and_non_empty_targets_are_refused() {
     assert!(out.status.success(), "{}", text(&out));
     server.spawn();
     eventually(Duration::from_secs(5), || (mailbox_count(&server, "alice@localhost") == 5).then_some(()));
+}
+
+/// Turn a configured (not started) server into the default layout: no
+/// `users_file` in the config, so the users file is `<data_dir>/users`.
+/// With `keep_users`, the users file moves there; otherwise it is gone.
+fn default_layout(server: &Server, keep_users: bool) {
+    let config = std::fs::read_to_string(&server.config).unwrap();
+    let without = config.replace("users_file = \"users\"\n", "");
+    assert_ne!(config, without, "the test config names its users file");
+    std::fs::write(&server.config, without).unwrap();
+    let outside = server.dir.path().join("users");
+    if keep_users {
+        std::fs::create_dir_all(server.data_dir()).unwrap();
+        std::fs::rename(&outside, server.data_dir().join("users")).unwrap();
+    } else {
+        std::fs::remove_file(&outside).unwrap();
+    }
+}
+
+/// Names in `dir`, sorted.
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+/// A source in the default layout with three messages for alice, backed up.
+fn default_layout_backup() -> (Server, std::path::PathBuf) {
+    let mut source = Server::configure(Options::default());
+    default_layout(&source, true);
+    source.spawn();
+    let mut c = source.smtp();
+    c.expect("EHLO b.test", "250");
+    for i in 0..3 {
+        let r =
+            c.send_mail("x@localhost", &["alice@localhost"], format!("Subject: d{i}\r\n\r\nbody {i}\r\n").as_bytes());
+        assert!(r.starts_with("250"), "{r}");
+    }
+    let archive = source.dir.path().join("default.tar");
+    let out = source.cli(&["backup", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    (source, archive)
+}
+
+#[test]
+fn restore_with_the_users_file_inside_data_dir_fails_cleanly_then_succeeds() {
+    let (_source, archive) = default_layout_backup();
+    let mut target = Server::configure(Options::default());
+    default_layout(&target, false);
+    let data = target.data_dir();
+    assert!(!data.exists());
+
+    // A truncated archive: refused, and nothing left behind (no data_dir,
+    // no staging directory next to or inside it).
+    let bytes = std::fs::read(&archive).unwrap();
+    let cut = target.dir.path().join("cut.tar");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let out = target.cli(&["restore", cut.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("truncated"), "{}", text(&out));
+    assert!(!data.exists(), "a failed restore left {:?}", names(&data));
+    assert!(!names(target.dir.path()).iter().any(|n| n.contains("restoring")), "{:?}", names(target.dir.path()));
+
+    // The retry succeeds at once: the users file lands inside data_dir.
+    let out = target.cli(&["restore", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(names(&data), ["spool", "users"]);
+    target.spawn();
+    assert_eq!(mailbox_count(&target, "alice@localhost"), 3);
+    assert!(target.pop3().login("bob@localhost", PASSWORD).starts_with("+OK"), "the restored users file is in use");
+}
+
+#[test]
+fn restore_keeps_a_users_file_already_inside_data_dir() {
+    let (_source, archive) = default_layout_backup();
+    let mut target = Server::configure(Options::default());
+    default_layout(&target, true);
+    let users = target.data_dir().join("users");
+    std::fs::remove_file(&users).unwrap();
+    add_user(&target.config, "dave@localhost", "dave's password");
+    let mine = std::fs::read_to_string(&users).unwrap();
+
+    // A data_dir holding anything else is refused; the users file alone is
+    // an empty one.
+    std::fs::write(target.data_dir().join("stray"), "x").unwrap();
+    let out = target.cli(&["restore", archive.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("needs an empty"), "{}", text(&out));
+    std::fs::remove_file(target.data_dir().join("stray")).unwrap();
+
+    let out = target.cli(&["restore", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(names(&target.data_dir()), ["spool", "users", "users.restored"]);
+    assert_eq!(std::fs::read_to_string(&users).unwrap(), mine, "the operator's users file is left alone");
+    assert!(std::fs::read_to_string(target.data_dir().join("users.restored")).unwrap().contains("alice@localhost:"));
+    target.spawn();
+    assert!(!target.pop3().login("alice@localhost", PASSWORD).starts_with("+OK"), "dave's file is the one in use");
+}
+
+#[test]
+fn backup_archive_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::start();
+    let dest = server.dir.path().join("b.tar");
+    // Even over an archive someone left world-readable.
+    std::fs::write(&dest, "old").unwrap();
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = server.cli(&["backup", dest.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(names(server.dir.path()).iter().filter(|n| n.starts_with("b.tar")).count(), 1, "no temporary left");
+}
+
+#[test]
+fn restore_as_root_gives_the_spool_to_the_owner_of_data_dir() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (_source, archive) = default_layout_backup();
+    let target = Server::configure(Options::default());
+    // The service user's (empty) data_dir; `sudo ringmail restore` into it.
+    let data = target.data_dir();
+    std::fs::create_dir(&data).unwrap();
+    std::os::unix::fs::chown(&data, Some(65534), Some(65534)).unwrap();
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test runs as root");
+    let out = target.cli(&["restore", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut todo = vec![data.join("spool")];
+    let mut files = 0;
+    while let Some(p) = todo.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        assert_eq!((m.uid(), m.gid()), (65534, 65534), "{}", p.display());
+        if m.is_dir() {
+            assert_eq!(m.permissions().mode() & 0o7777, 0o700, "{}", p.display());
+            todo.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            assert_eq!(m.permissions().mode() & 0o7777, 0o600, "{}", p.display());
+            files += 1;
+        }
+    }
+    assert!(files > 0);
 }

@@ -72,3 +72,46 @@ fn maildir_and_mbox_import_then_pop3_and_export_round_trip() {
     let out = server.cli(&["import-mbox", "nobody@localhost", mbox.to_str().unwrap()]);
     assert!(!out.status.success() && text(&out).contains("not a user"), "{}", text(&out));
 }
+
+#[test]
+fn imports_refuse_a_message_over_max_message_size_and_import_nothing() {
+    // The test server's max_message_size is 64 KiB.
+    let server = Server::start();
+    let work = server.dir.path();
+    let big = format!("Subject: big\n\n{}\n", "x".repeat(100)).repeat(1000); // ~115 KB
+    let mbox = work.join("big.mbox");
+    std::fs::write(
+        &mbox,
+        format!("From a@x Thu Nov 26 10:00:00 2026\nSubject: small\n\nhi\n\nFrom b@y Fri Nov 27 11:30:00 2026\n{big}"),
+    )
+    .unwrap();
+    let out = server.cli(&["import-mbox", "alice@localhost", mbox.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(t.contains(&format!("{}:6", mbox.display())) && t.contains("max_message_size"), "{t}");
+
+    let maildir = work.join("Big");
+    std::fs::create_dir_all(maildir.join("new")).unwrap();
+    std::fs::write(maildir.join("new/1.small.host"), "Subject: small\n\nhi\n").unwrap();
+    std::fs::write(maildir.join("new/2.big.host"), &big).unwrap();
+    let out = server.cli(&["import-maildir", "alice@localhost", maildir.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(t.contains("2.big.host") && t.contains("max_message_size"), "{t}");
+    assert_eq!(mailbox_count(&server, "alice@localhost"), 0, "nothing imported, not even the small ones");
+
+    // The server enforces it too, for a client that does not check.
+    use std::io::{BufRead, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(server.data_dir().join("control.sock")).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    s.write_all(b"import alice@localhost\n").unwrap();
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    s.write_all(format!("message {} 0\n", 65537).as_bytes()).unwrap();
+    line.clear();
+    r.read_line(&mut line).expect("an answer before the body is sent");
+    assert!(line.starts_with("error:") && line.contains("max_message_size (65536)"), "{line}");
+    assert_eq!(mailbox_count(&server, "alice@localhost"), 0);
+}

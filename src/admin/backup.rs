@@ -15,11 +15,16 @@
 //!
 //! The manifest lists every file with its size and SHA-256 and every
 //! message record with its queue id and CRC-32C, and ends with the SHA-256
-//! of everything above that line. Restore refuses a data_dir that is not
-//! empty, checks each file against the manifest as it is unpacked, then
+//! of everything above that line. Restore refuses a data_dir that holds
+//! anything but the users file, unpacks into a staging directory inside
+//! data_dir, checks each file against the manifest as it is unpacked, then
 //! reads the restored spool back and checks every message against the
-//! manifest before moving it into place.
+//! manifest before moving it into place by one rename.
+//!
+//! Files: the archive is 0600 (it holds every password hash); restored
+//! files are 0600 in 0700 directories, owned like data_dir.
 
+use crate::files;
 use crate::spool::{layout, record::scan_segment, walk, QueueId, SegmentKey, SpoolError, SpoolRef};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -159,8 +164,8 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// Write a backup of `data_dir` to `dest` (atomically: a temporary file
-/// renamed into place). `tails` come from the running server's pin; None
+/// Write a backup of `data_dir` to `dest`, mode 0600 (atomically: a
+/// temporary file renamed into place, `files::replace`). `tails` come from the running server's pin; None
 /// for an offline backup.
 pub fn backup(data_dir: &Path, users: &Path, tails: Option<&Tails>, dest: &Path) -> Result<Summary, BackupError> {
     let root = data_dir.join("spool");
@@ -206,20 +211,23 @@ pub fn backup(data_dir: &Path, users: &Path, tails: Option<&Tails>, dest: &Path)
         });
         contents.push((name, Box::new(map), len));
     }
-    let tmp = dest.with_extension("partial");
-    let file = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
-    let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
     let text = manifest.render();
-    append(&mut tar, MANIFEST, text.as_bytes(), &tmp)?;
-    let mut summary = Summary { files: manifest.files.len(), messages: manifest.messages.len(), bytes: 0 };
-    for (name, bytes, len) in &contents {
-        append(&mut tar, name, &(**bytes).as_ref()[..*len], &tmp)?;
-        summary.bytes += *len as u64;
-    }
-    let file = tar.into_inner().map_err(io_err(&tmp))?.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
-    file.sync_all().map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, dest).map_err(io_err(dest))?;
-    sync_parent(dest)?;
+    let summary = Summary {
+        files: manifest.files.len(),
+        messages: manifest.messages.len(),
+        bytes: contents.iter().map(|(_, _, len)| *len as u64).sum(),
+    };
+    // 0600 whatever was there: the archive holds every password hash and
+    // every message.
+    crate::files::replace(dest, crate::files::Ownership::Private, |file| {
+        let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
+        append(&mut tar, MANIFEST, text.as_bytes())?;
+        for (name, bytes, len) in &contents {
+            append(&mut tar, name, &(**bytes).as_ref()[..*len])?;
+        }
+        tar.into_inner()?.flush()
+    })
+    .map_err(io_err(dest))?;
     Ok(summary)
 }
 
@@ -231,64 +239,139 @@ fn segment_name(key: SegmentKey) -> String {
     format!("spool/core-{}/{}", key.dir, layout::segment_file_name(key.seq))
 }
 
-fn append<W: Write>(tar: &mut tar::Builder<W>, name: &str, bytes: &[u8], path: &Path) -> Result<(), BackupError> {
+fn append<W: Write>(tar: &mut tar::Builder<W>, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let mut header = tar::Header::new_gnu();
     header.set_size(bytes.len() as u64);
     header.set_mode(0o600);
     header.set_mtime(crate::relay::now_ms() / 1000);
     header.set_cksum();
-    tar.append_data(&mut header, name, bytes).map_err(io_err(path))
+    tar.append_data(&mut header, name, bytes)
 }
 
-fn sync_parent(p: &Path) -> Result<(), BackupError> {
-    let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
-}
+/// Where restore unpacks, inside data_dir: the same filesystem, so the spool
+/// lands by one rename (even when data_dir is a mount point), and a failed
+/// restore's leftovers are where the retry looks for them.
+const STAGING: &str = ".restoring";
 
-/// Restore `archive` into `data_dir`, which must be empty or missing. The
-/// users file goes to `users` unless one is there already (then it is
-/// left alone and the backup's copy is written beside it as
-/// `users.restored`). Nothing lands in `data_dir` unless every check
-/// passed.
+/// Restore `archive` into `data_dir`, which must be missing or empty: it
+/// may hold the users file (the default `users_file` is `<data_dir>/users`)
+/// and the staging directory of a failed restore, nothing else.
+///
+/// The users file goes to `users` unless one is there already (then it is
+/// left alone and the backup's copy, if different, is written beside it as
+/// `users.restored`), owned like `data_dir` (`files::replace`). The spool is
+/// unpacked into `<data_dir>/.restoring/`, checked, and moved into place by
+/// one rename, after the users file. On any error nothing is left behind:
+/// the staging directory is removed, a users file this restore put in place
+/// is removed again, and a data_dir it created is removed, so the restore
+/// can be retried at once.
 pub fn restore(archive: &Path, data_dir: &Path, users: &Path) -> Result<Summary, BackupError> {
-    if std::fs::read_dir(data_dir).is_ok_and(|mut d| d.next().is_some()) {
+    let created = !data_dir.exists();
+    if !only_users_file(data_dir, Path::new(""), users.strip_prefix(data_dir).ok())? {
         return Err(BackupError::NotEmpty(data_dir.to_path_buf()));
     }
-    let staging = data_dir.with_file_name(format!(
-        ".{}.restoring",
-        data_dir.file_name().map_or("data".into(), |n| n.to_string_lossy().into_owned())
-    ));
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).map_err(io_err(&staging))?;
-    let result = unpack_and_verify(archive, &staging);
-    let (manifest, summary) = match result {
-        Ok(x) => x,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e);
-        }
-    };
-    // Move into place: the users file, then the spool (data_dir last, so a
-    // data_dir with a spool is always a complete one).
-    let staged_users = staging.join(USERS);
-    if manifest.files.iter().any(|f| f.name == USERS) {
-        if users.exists() {
-            let beside = users.with_file_name("users.restored");
-            std::fs::rename(&staged_users, &beside).map_err(io_err(&beside))?;
-        } else {
-            if let Some(dir) = users.parent() {
-                std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-            }
-            std::fs::rename(&staged_users, users).map_err(io_err(users))?;
-            sync_parent(users)?;
-        }
+    files::create_private_dir_all(data_dir).map_err(io_err(data_dir))?;
+    let staging = data_dir.join(STAGING);
+    let result = remove_tree(&staging)
+        .and_then(|()| files::create_private_dir_all(&staging.join("spool")).map_err(io_err(&staging)))
+        .and_then(|()| unpack_and_verify(archive, &staging))
+        .and_then(|(manifest, summary)| {
+            give_to_owner_of(&staging, data_dir)?;
+            land(&staging, data_dir, users, &manifest)?;
+            Ok(summary)
+        });
+    let cleaned = remove_tree(&staging);
+    if result.is_err() && created {
+        let _ = std::fs::remove_dir(data_dir); // only if empty: never anyone else's files
     }
-    if data_dir.exists() {
-        std::fs::remove_dir(data_dir).map_err(io_err(data_dir))?; // empty, checked above
-    }
-    std::fs::rename(&staging, data_dir).map_err(io_err(data_dir))?;
-    sync_parent(data_dir)?;
+    let _ = files::sync_dir(files::parent(data_dir));
+    let summary = result?;
+    cleaned?;
+    files::sync_dir(data_dir).map_err(io_err(data_dir))?;
     Ok(summary)
+}
+
+/// Does `dir` (at `at` below data_dir) hold nothing but the users file
+/// (`users`, relative to data_dir, when it lives inside), the directories
+/// leading to it and restore's own staging directory? A missing one does.
+fn only_users_file(dir: &Path, at: &Path, users: Option<&Path>) -> Result<bool, BackupError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir))?;
+        let rel = at.join(entry.file_name());
+        if rel == Path::new(STAGING) || users == Some(rel.as_path()) {
+            continue;
+        }
+        let on_the_way = users.is_some_and(|u| u.starts_with(&rel)) && entry.file_type().is_ok_and(|t| t.is_dir());
+        if !on_the_way || !only_users_file(&entry.path(), &rel, users)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn remove_tree(dir: &Path) -> Result<(), BackupError> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(dir)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// `sudo ringmail restore` into a data_dir the service user owns must not
+/// leave a spool that user cannot open: the staged tree gets data_dir's
+/// owner and group (a no-op unless we are root and they differ).
+fn give_to_owner_of(tree: &Path, data_dir: &Path) -> Result<(), BackupError> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(data_dir).map_err(io_err(data_dir))?;
+    let mine = std::fs::metadata(tree).map_err(io_err(tree))?;
+    if (owner.uid(), owner.gid()) == (mine.uid(), mine.gid()) {
+        return Ok(());
+    }
+    let mut todo = vec![tree.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        std::os::unix::fs::lchown(&path, Some(owner.uid()), Some(owner.gid())).map_err(io_err(&path))?;
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).map_err(io_err(&path))? {
+                todo.push(entry.map_err(io_err(&path))?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Put the checked restore in place: the users file first, then the spool
+/// by one rename (so a data_dir with a spool is always a complete one). If
+/// the rename fails, a users file placed here is taken back.
+fn land(staging: &Path, data_dir: &Path, users: &Path, manifest: &Manifest) -> Result<(), BackupError> {
+    let mut placed = None;
+    if manifest.files.iter().any(|f| f.name == USERS) {
+        let staged = staging.join(USERS);
+        let bytes = std::fs::read(&staged).map_err(io_err(&staged))?;
+        let dest = match std::fs::read(users) {
+            // A retry after a crash between the two steps finds its own copy.
+            Ok(there) if there == bytes => None,
+            Ok(_) => Some(users.with_file_name("users.restored")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(users.to_path_buf()),
+            Err(e) => return Err(io_err(users)(e)),
+        };
+        if let Some(dest) = dest {
+            let ownership = files::Ownership::Keep { new_like: Some(data_dir) };
+            files::replace(&dest, ownership, |f| f.write_all(&bytes)).map_err(io_err(&dest))?;
+            placed = (dest == users).then_some(dest);
+        }
+    }
+    let spool = data_dir.join("spool");
+    if let Err(e) = std::fs::rename(staging.join("spool"), &spool) {
+        if let Some(p) = placed {
+            let _ = std::fs::remove_file(&p);
+        }
+        return Err(io_err(&spool)(e));
+    }
+    Ok(())
 }
 
 fn unpack_and_verify(archive: &Path, staging: &Path) -> Result<(Manifest, Summary), BackupError> {
@@ -324,9 +407,9 @@ fn unpack_and_verify(archive: &Path, staging: &Path) -> Result<(Manifest, Summar
         }
         let dest = staging.join(&want.name);
         if let Some(dir) = dest.parent() {
-            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+            files::create_private_dir_all(dir).map_err(io_err(dir))?;
         }
-        let mut out = std::fs::File::create(&dest).map_err(io_err(&dest))?;
+        let mut out = files::create_private(&dest).map_err(io_err(&dest))?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];
         let mut len = 0u64;
@@ -378,11 +461,13 @@ fn unpack_and_verify(archive: &Path, staging: &Path) -> Result<(Manifest, Summar
     if let Some((at, (qid, _))) = found.iter().find(|(at, _)| !manifest.messages.contains_key(at)) {
         return Err(altered(format!("message {qid} at {at} is not in the manifest")));
     }
-    for dir in ["spool"].iter().map(|d| staging.join(d)).filter(|d| d.exists()) {
-        for sub in std::fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
-            std::fs::File::open(sub.path()).and_then(|d| d.sync_all()).map_err(io_err(&sub.path()))?;
-        }
+    // Every new entry durable before the rename publishes them.
+    let spool = staging.join("spool");
+    for sub in std::fs::read_dir(&spool).map_err(io_err(&spool))? {
+        let sub = sub.map_err(io_err(&spool))?.path();
+        files::sync_dir(&sub).map_err(io_err(&sub))?;
     }
+    files::sync_dir(&spool).map_err(io_err(&spool))?;
     summary.messages = found.len();
     Ok((manifest, summary))
 }

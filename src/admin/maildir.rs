@@ -30,6 +30,8 @@ pub enum MoveError {
     Mbox { path: PathBuf, line: usize, reason: String },
     #[error("server: {0}")]
     Server(String),
+    #[error("{origin}: message of {size} bytes is larger than max_message_size ({max}); nothing imported")]
+    TooLarge { origin: String, size: usize, max: u64 },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> MoveError + '_ {
@@ -216,7 +218,7 @@ pub fn export_maildir(spool_root: &Path, user: &str, dir: &Path, hostname: &str)
     mine.retain(|k| !gone.contains(k));
     for sub in ["tmp", "new", "cur"] {
         let d = dir.join(sub);
-        std::fs::create_dir_all(&d).map_err(io_err(&d))?;
+        crate::files::create_private_dir_all(&d).map_err(io_err(&d))?;
     }
     // Pass 2: the bodies.
     let wanted: HashSet<SpoolRef> = mine.iter().map(|(at, _)| *at).collect();
@@ -253,7 +255,7 @@ pub fn export_maildir(spool_root: &Path, user: &str, dir: &Path, hostname: &str)
 fn write_maildir_file(dir: &Path, name: &str, bytes: &[u8], received_ms: u64) -> Result<(), MoveError> {
     let tmp = dir.join("tmp").join(name);
     let dest = dir.join("new").join(name);
-    let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+    let mut f = crate::files::create_private(&tmp).map_err(io_err(&tmp))?;
     f.write_all(bytes).map_err(io_err(&tmp))?;
     f.sync_all().map_err(io_err(&tmp))?;
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(received_ms);
@@ -263,8 +265,16 @@ fn write_maildir_file(dir: &Path, name: &str, bytes: &[u8], received_ms: u64) ->
 }
 
 /// Send messages to the running server's control socket for `user`; each
-/// is stored durably before the next goes. Returns the queue ids.
-pub fn import(socket: &Path, user: &str, messages: &[Incoming]) -> Result<Vec<String>, MoveError> {
+/// is stored durably before the next goes. Returns the queue ids. A
+/// message over `max_size` (max_message_size, counted with CRLF line ends
+/// as SMTP counts it) refuses the whole import before anything is sent;
+/// the server checks again.
+pub fn import(socket: &Path, user: &str, messages: &[Incoming], max_size: u64) -> Result<Vec<String>, MoveError> {
+    if let Some((m, size)) =
+        messages.iter().map(|m| (m, to_crlf(&m.bytes).len())).find(|&(_, size)| size as u64 > max_size)
+    {
+        return Err(MoveError::TooLarge { origin: m.origin.clone(), size, max: max_size });
+    }
     let mut stream = std::os::unix::net::UnixStream::connect(socket).map_err(|e| {
         MoveError::Server(format!(
             "cannot reach the running server at {} ({e}); import needs it running",

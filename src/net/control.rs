@@ -150,7 +150,8 @@ impl Conversation {
 /// `import USER`, answered `ready` (or `error: ...`), then
 /// `message LEN RECEIVED_MS` + LEN bytes (CRLF line
 /// ends) per message, each answered `stored QUEUE_ID` once durable, until
-/// `end`. See `admin::maildir::import`.
+/// `end`. A LEN over `max_message_size` is answered `error: ...` before its
+/// body is read, and ends the import. See `admin::maildir::import`.
 async fn import(shard: &Rc<Shard>, user: &str, mut conv: Conversation) {
     let user = user.to_ascii_lowercase();
     if !shard.users().contains(&user) {
@@ -162,8 +163,10 @@ async fn import(shard: &Rc<Shard>, user: &str, mut conv: Conversation) {
     if !conv.say("ready\n").await {
         return;
     }
-    // A record must fit a segment with its envelope; leave 64 KiB for that.
-    let max = (shard.config().spool.segment_size as usize).saturating_sub(64 * 1024);
+    // The same limit as SMTP: an import is no way around max_message_size.
+    // (A record must also fit a segment with its envelope; config
+    // validation keeps 64 KiB of room for that above max_message_size.)
+    let max = usize::try_from(shard.config().max_message_size).unwrap_or(usize::MAX);
     let mut count = 0usize;
     while let Some(line) = conv.line().await {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -172,8 +175,7 @@ async fn import(shard: &Rc<Shard>, user: &str, mut conv: Conversation) {
             ["message", len, ms] => match (len.parse::<usize>(), ms.parse::<u64>()) {
                 (Ok(len), Ok(ms)) if len <= max => (len, ms),
                 (Ok(len), Ok(_)) => {
-                    conv.say(&format!("error: message of {len} bytes is larger than a spool segment allows ({max})\n"))
-                        .await;
+                    conv.say(&format!("error: message of {len} bytes is larger than max_message_size ({max})\n")).await;
                     return;
                 }
                 _ => {

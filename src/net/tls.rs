@@ -183,20 +183,16 @@ fn make_self_signed(hostname: &str, files: &TlsFiles) -> Result<(), TlsError> {
     let params = rcgen::CertificateParams::new(vec![hostname.to_string()]).map_err(|e| bad(e.to_string()))?;
     let cert = params.self_signed(&key).map_err(|e| bad(e.to_string()))?;
     if let Some(dir) = files.cert.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| TlsError::Write { path: dir.to_path_buf(), source })?;
+        crate::files::create_private_dir_all(dir)
+            .map_err(|source| TlsError::Write { path: dir.to_path_buf(), source })?;
     }
     write_private(&files.key, key.serialize_pem().as_bytes())?;
     write_private(&files.cert, cert.pem().as_bytes())
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let err = |source| TlsError::Write { path: path.to_path_buf(), source };
-    let mut f =
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(err)?;
-    f.write_all(bytes).map_err(err)?;
-    f.sync_all().map_err(err)
+    crate::files::replace(path, crate::files::Ownership::Private, |f| std::io::Write::write_all(f, bytes))
+        .map_err(|source| TlsError::Write { path: path.to_path_buf(), source })
 }
 
 #[cfg(test)]

@@ -100,7 +100,8 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
         check_port_free(addr).map_err(|source| BootError::PortBusy { proto: "metrics", addr, source })?;
     }
     let root = config.spool_root();
-    std::fs::create_dir_all(&root).map_err(|source| BootError::DataDir { path: root.clone(), source })?;
+    crate::files::create_private_dir_all(&root).map_err(|source| BootError::DataDir { path: root.clone(), source })?;
+    warn_if_readable_by_others(&config.data_dir);
     // Stamp before loading, so a change made while we start is not missed.
     let users_stamp = file_stamp(config.users_path());
     let users = Arc::new(UserDb::load(config.users_path())?);
@@ -192,6 +193,23 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
     }
     tracing::info!("ringmail stopped");
     Ok(())
+}
+
+/// One warning when the data dir (mail, password hashes) is open to the
+/// group or everyone: ringmail makes it 0700, but an operator's mkdir or a
+/// package may not have.
+fn warn_if_readable_by_others(data_dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(data_dir) {
+        let mode = m.permissions().mode() & 0o7777;
+        if crate::files::readable_by_others(mode) {
+            tracing::warn!(
+                dir = %data_dir.display(),
+                mode = %format!("{mode:04o}"),
+                "data_dir is readable by group or others (it holds mail and password hashes): chmod 700 it"
+            );
+        }
+    }
 }
 
 /// Delete segments that died before the restart (all their mail final),

@@ -69,7 +69,7 @@ impl DirStore {
         let err = |source: io::Error| SpoolError::Directory { path: path.clone(), source: Arc::new(source) };
         if !path.is_dir() {
             let root_existed = root.is_dir();
-            std::fs::create_dir_all(&path).map_err(err)?;
+            crate::files::create_private_dir_all(&path).map_err(err)?;
             // Make the new entries durable: core-<dir> in root, and root in
             // its parent if it was created too.
             let mut parents = vec![root];
@@ -118,8 +118,14 @@ impl SegmentStore for DirStore {
         let mut temp = path.clone().into_os_string();
         temp.push(TEMP_SUFFIX);
         let made = async {
-            let file =
-                OpenOptions::new().read(true).write(true).create(true).truncate(true).buffered_open(&temp).await?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(crate::files::PRIVATE_FILE)
+                .buffered_open(&temp)
+                .await?;
             let segment = BufferedSegment { file };
             let mut pos = 0u64;
             while pos < size {
