@@ -113,6 +113,71 @@ fn a_full_disk_refuses_with_452_loses_nothing_and_recovers() {
 }
 
 #[test]
+fn deleting_works_on_a_full_disk_and_frees_it_without_a_restart() {
+    let mut server = Server::configure(Options { cores: 1, ..Options::default() });
+    let _mount = Tmpfs::mount(&server.data_dir(), "6m");
+    server.spawn();
+    let mut c = server.smtp();
+    c.expect("EHLO full.test", "250");
+    let r = c.send_mail("x@localhost", &["bob@localhost"], b"Subject: for bob\r\n\r\nhi\r\n");
+    assert!(r.starts_with("250"), "{r}");
+    let filler = server.data_dir().join("filler");
+    let take = free_bytes(&server.data_dir()).saturating_sub(1_600_000);
+    std::fs::write(&filler, vec![1u8; take as usize]).unwrap();
+
+    // Fill the disk: the refusal comes at MAIL (452 4.3.1), never as a
+    // failure after DATA.
+    let body = format!("Subject: m\r\n\r\n{}\r\n", "f".repeat(40_000));
+    let mut acked = 0;
+    let refusal = loop {
+        assert!(acked < 200, "the disk never filled");
+        let mail = c.cmd("MAIL FROM:<x@localhost>");
+        if !mail.starts_with("250") {
+            break mail;
+        }
+        c.expect("RCPT TO:<alice@localhost>", "250");
+        c.expect("DATA", "354");
+        c.send(&dot_stuff(body.as_bytes()));
+        c.send(b".\r\n");
+        let r = c.reply();
+        assert!(r.starts_with("250"), "refused after DATA, not at MAIL: {r}");
+        acked += 1;
+    };
+    assert!(refusal.starts_with("452 4.3.1"), "{refusal}");
+
+    // The way out: delete. POP3 QUIT commits its deletions ...
+    let mut p = server.pop3();
+    p.login("alice@localhost", PASSWORD);
+    let (n, _) = p.stat();
+    assert_eq!(n, acked);
+    for i in 1..=n {
+        let r = p.cmd(&format!("DELE {i}"));
+        assert!(r.starts_with("+OK"), "{r}");
+    }
+    let quit = p.cmd("QUIT");
+    assert!(quit.starts_with("+OK"), "{quit}");
+    // ... and so does the operator's delete.
+    let listing = server.cli(&["mailbox", "list", "bob@localhost"]);
+    let uid =
+        String::from_utf8_lossy(&listing.stdout).lines().next().and_then(|l| l.split("  ").next().map(str::to_string));
+    let uid = uid.unwrap_or_else(|| panic!("no uid in {:?}", String::from_utf8_lossy(&listing.stdout)));
+    let out = server.cli(&["mailbox", "delete", "bob@localhost", &uid]);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+
+    // The dead segments are reclaimed: mail is taken again with the filler
+    // still there, no restart.
+    eventually(Duration::from_secs(10), || {
+        let mut c = server.smtp();
+        c.expect("EHLO full.test", "250");
+        c.cmd("MAIL FROM:<x@localhost>").starts_with("250").then_some(())
+    });
+    assert!(filler.exists());
+    server.restart();
+    assert_eq!(mailbox_count(&server, "alice@localhost"), 0, "deletions are durable");
+    assert_eq!(mailbox_count(&server, "bob@localhost"), 0);
+}
+
+#[test]
 fn the_configured_cap_refuses_new_mail_and_counts_in_metrics() {
     // Each core's first segment is 1 MiB: two of them are over the cap.
     let server = Server::start_with(Options { spool: "max_size = 1500000\n".into(), ..Options::default() });

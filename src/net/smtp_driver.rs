@@ -73,7 +73,9 @@ impl RecipientPolicy for SessionPolicy {
     /// their own address (no aliases exist yet). The null sender stays
     /// allowed (a user's own mail program may send bounces/receipts).
     fn check_sender(&self, sender: &ReversePath, auth: Option<&str>) -> SenderDecision {
-        if self.shard.spool_full.get() {
+        // `has_spare` is the writer's own word, checked now: the disk may
+        // have filled since `spool_watch` last measured it.
+        if self.shard.spool_full.get() || !self.shard.spool.has_spare() {
             return SenderDecision::SpoolFull;
         }
         let limits = &self.shard.config().limits;

@@ -45,6 +45,8 @@ impl Shard {
         let min_free = config.spool.min_free();
         let reason = if free < min_free {
             Some(format!("{free} bytes free on the spool's disk, below spool.min_free = {min_free}"))
+        } else if !self.spool.has_spare() {
+            Some("no room to make the next spool segment (kept for deletions)".to_string())
         } else {
             match (used, config.spool.max_size) {
                 (Some(used), Some(max)) if used >= max => {
@@ -71,6 +73,11 @@ impl Shard {
             let config = self.config();
             let (root, dir, total) = (config.spool_root(), self.id as u16, config.spool.max_size.is_some());
             let m = glommio::executor().spawn_blocking(move || measure_spool(&root, dir, total)).await;
+            // Retry the spare only when it could fit: each attempt writes
+            // zeros until the disk is full.
+            if !self.spool.has_spare() && m.free >= config.spool.segment_size {
+                self.spool.ensure_spare();
+            }
             self.apply_spool_room(m);
         }
     }

@@ -3,6 +3,13 @@
 //! group-commit rounds (one `write_at` + one `sync_data` per segment touched),
 //! and prepares segments ahead of need in background tasks.
 //!
+//! The segment after the write segment is always made as soon as the write
+//! segment is (the *spare*): its disk space is then taken, so that on a
+//! full disk there is still a whole segment for tombstones. Deleting is the
+//! way out of a full disk and must not need room that is not there. While
+//! the spare cannot be made, [`Spool::has_spare`] is false and new mail is
+//! refused at MAIL (452 4.3.1) rather than after DATA.
+//!
 //! The durability contract it implements is written in `spool/mod.rs`. This
 //! module must never write a byte after bytes that failed to write or sync in
 //! the same segment, and never start a write while another is in flight.
@@ -110,6 +117,9 @@ struct Shared<S: SegmentStore> {
     preparing: RefCell<BTreeMap<u32, PrepCell<S::File>>>,
     /// The recovered tail segment, to be opened rather than created.
     resume_seq: Cell<Option<u32>>,
+    /// The last segment preparation failed (typically: no room on the
+    /// disk). Appends stop re-trying at once; [`Spool::ensure_spare`] does.
+    prepare_failed: Cell<bool>,
     stats: Cell<SpoolStats>,
 }
 
@@ -151,6 +161,7 @@ impl<S: SegmentStore + 'static> Spool<S> {
             file: RefCell::new(None),
             preparing: RefCell::new(BTreeMap::new()),
             resume_seq: Cell::new(resume.map(|t| t.segment)),
+            prepare_failed: Cell::new(false),
             stats: Cell::new(SpoolStats::default()),
         };
         Ok(Spool { shared: Rc::new(shared) })
@@ -172,6 +183,19 @@ impl<S: SegmentStore + 'static> Spool<S> {
         self.shared.stats.get()
     }
 
+    /// The spare segment exists or is being made, and the last attempt to
+    /// make a segment did not fail: there is room for new mail and, beyond
+    /// it, a whole segment for deletions.
+    pub fn has_spare(&self) -> bool {
+        !self.shared.prepare_failed.get()
+    }
+
+    /// Make the write segment and the spare if either is missing (after a
+    /// failed attempt: this is the retry). Called periodically.
+    pub fn ensure_spare(&self) {
+        self.shared.prepare_now();
+    }
+
     /// Places a record made of `parts` (concatenated: the payload) and copies
     /// it into the current write batch. Returns at once; the record is durable
     /// only once [`Spool::durable`] on its ticket returned Ok.
@@ -185,7 +209,9 @@ impl<S: SegmentStore + 'static> Spool<S> {
         stats.records += 1;
         stats.bytes += len as u64;
         sh.stats.set(stats);
-        sh.prepare_ahead();
+        if !sh.prepare_failed.get() {
+            sh.prepare_now();
+        }
         Ok(Appended { at, ticket: CommitTicket { commit } })
     }
 
@@ -267,20 +293,15 @@ async fn wait_prep<F>(prep: &PrepCell<F>) -> Result<Rc<F>, SpoolError> {
 
 impl<S: SegmentStore + 'static> Shared<S> {
     /// Starts preparing the write segment if it has no file yet, and the
-    /// next one once the write segment is half full, so that rollover does
-    /// not wait for zero-filling.
-    fn prepare_ahead(self: &Rc<Self>) {
-        let (pos, capacity) = {
-            let st = self.state.borrow();
-            (st.position(), st.capacity())
-        };
+    /// spare after it (see the module doc), so that rollover never waits
+    /// for zero-filling and a full disk still has room for tombstones.
+    fn prepare_now(self: &Rc<Self>) {
+        let pos = self.state.borrow().position();
         let has_file = self.file.borrow().as_ref().is_some_and(|(s, _)| *s == pos.segment);
         if !has_file {
             self.prepare(pos.segment);
         }
-        if u64::from(pos.offset) * 2 >= u64::from(capacity) {
-            self.prepare(pos.segment + 1);
-        }
+        self.prepare(pos.segment + 1);
     }
 
     /// The preparation of segment `seq`, started if it is not under way.
@@ -299,6 +320,7 @@ impl<S: SegmentStore + 'static> Shared<S> {
             } else {
                 shared.store.create(seq, shared.segment_size.into()).await
             };
+            shared.prepare_failed.set(result.is_err());
             let next = match result {
                 Ok(file) => {
                     if open {
