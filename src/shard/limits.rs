@@ -33,7 +33,7 @@ pub const STRIPES: usize = 64;
 /// Most keys a stripe tracks for rates and failures; past this, expired
 /// windows are dropped, then all windows (open connections are always
 /// kept), so memory stays bounded under a flood of addresses or names.
-const MAX_KEYS_PER_STRIPE: usize = 4096;
+const MAX_KEYS_PER_STRIPE: usize = 1024;
 
 const RATE_WINDOW_MS: u64 = 60_000;
 
@@ -190,7 +190,11 @@ pub struct Limits {
     /// not about logins.
     failure_window_ms: AtomicU64,
     ips: Table<IpAddr>,
-    users: Table<String>,
+    /// Keyed by a keyed hash of the (lower-cased) user name, not the name:
+    /// names come from clients, and an entry must stay small whatever
+    /// they send.
+    users: Table<u64>,
+    user_keys: RandomState,
 }
 
 impl Default for Limits {
@@ -200,6 +204,7 @@ impl Default for Limits {
             failure_window_ms: AtomicU64::new(u64::MAX),
             ips: Table::new(),
             users: Table::new(),
+            user_keys: RandomState::new(),
         }
     }
 }
@@ -230,7 +235,7 @@ impl Drop for Admission {
 pub struct LoginAttempt {
     limits: Arc<Limits>,
     ip: IpAddr,
-    user: String,
+    user: u64,
 }
 
 impl LoginAttempt {
@@ -295,7 +300,7 @@ impl Limits {
     ) -> Result<LoginAttempt, Locked> {
         let window = s.failure_window_ms;
         self.failure_window_ms.store(window, Ordering::Relaxed);
-        let user_key = user.to_string();
+        let user_key = self.user_keys.hash_one(user);
         let user_failures = self.users.peek(&user_key, |e| e.map_or(0, |e| e.failures.get(now_ms, window)));
         let ip_gate = self.ips.with(&ip, Some((now_ms, window)), |e| {
             let n = e.failures.get(now_ms, window);
@@ -333,7 +338,7 @@ impl Limits {
         let clock = Some((now_ms, self.failure_window_ms.load(Ordering::Relaxed)));
         match key {
             RateKey::Ip(ip) => self.ips.with(ip, clock, count),
-            RateKey::User(u) => self.users.with(u, clock, count),
+            RateKey::User(u) => self.users.with(&self.user_keys.hash_one(u), clock, count),
         }
     }
 }
