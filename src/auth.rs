@@ -16,12 +16,12 @@ const ARGON2ID: &str = "{ARGON2ID}";
 /// A users-file problem, naming file, line and reason.
 #[derive(Debug, thiserror::Error)]
 pub enum UsersError {
-    #[error("{path}: cannot read: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot read: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("{path}:{line}: {reason}")]
     Line { path: PathBuf, line: usize, reason: String },
-    #[error("{path}: cannot write: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot write: {error}")]
+    Write { path: PathBuf, error: std::io::Error },
     #[error("{path}: user {address} already exists")]
     Exists { path: PathBuf, address: String },
     #[error("invalid address {0:?}: expected local@domain")]
@@ -46,7 +46,7 @@ impl UserDb {
         match std::fs::read_to_string(path) {
             Ok(text) => UserDb::parse(&text, path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(UserDb::default()),
-            Err(source) => Err(UsersError::Read { path: path.to_path_buf(), source }),
+            Err(error) => Err(UsersError::Read { path: path.to_path_buf(), error }),
         }
     }
 
@@ -142,7 +142,7 @@ pub fn add_user(path: &Path, address: &str, password: &str) -> Result<(), UsersE
     let existing = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(source) => return Err(UsersError::Read { path: path.to_path_buf(), source }),
+        Err(error) => return Err(UsersError::Read { path: path.to_path_buf(), error }),
     };
     let db = UserDb::parse(&existing, path)?;
     if db.contains(&address) {
@@ -153,7 +153,7 @@ pub fn add_user(path: &Path, address: &str, password: &str) -> Result<(), UsersE
         text.push('\n');
     }
     text.push_str(&format!("{address}:{ARGON2ID}{}\n", hash_password(password)?));
-    write_atomically(path, text.as_bytes()).map_err(|source| UsersError::Write { path: path.to_path_buf(), source })
+    write_atomically(path, text.as_bytes()).map_err(|error| UsersError::Write { path: path.to_path_buf(), error })
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -20,6 +20,8 @@
 //! - [`auth`]: the users file and Argon2id.
 //! - [`logging`]: log lines batched per executor.
 //! - [`metrics`]: per-core counters and histograms, Prometheus text.
+//! - [`startup`]: checks shared by `serve` and `check-config`, port probe,
+//!   privilege drop.
 
 pub mod admin;
 pub mod auth;
@@ -35,3 +37,4 @@ pub mod queue;
 pub mod relay;
 pub mod shard;
 pub mod spool;
+pub mod startup;
