@@ -121,8 +121,11 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
         // Root's locked-memory exemption goes with the drop; the rings are
         // made before it, but leave room for what glommio maps later.
         let rings = cores as u64 * 3 * config.runtime.io_memory as u64;
-        crate::startup::run_as::raise_memlock(rings + (64 << 20))
-            .map_err(|error| BootError::Core { core: 0, reason: format!("raising RLIMIT_MEMLOCK: {error}") })?;
+        match crate::startup::run_as::raise_memlock(rings) {
+            Ok(limit) if limit >= rings => {}
+            Ok(limit) => tracing::warn!(limit, wanted = rings, "RLIMIT_MEMLOCK cannot be raised (no CAP_SYS_RESOURCE); the rings are locked as root, but after the drop nothing more can be (see tuning/README.md, LimitMEMLOCK)"),
+            Err(error) => tracing::warn!(%error, "cannot raise RLIMIT_MEMLOCK"),
+        }
         // Files made from here on belong to the user (threads inherit it).
         crate::startup::run_as::assume_files(id).map_err(|error| crate::startup::run_as::RunAsError::Drop {
             name: id.name.clone(),

@@ -143,24 +143,28 @@ fn set_thread_groups(groups: &[u32]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Let the process lock at least `bytes` of memory (io_uring rings and
-/// buffers), while it still may raise the limit: after the drop the
-/// executors' rings stay accounted to root, but anything glommio maps later
-/// is charged against this limit.
-pub fn raise_memlock(bytes: u64) -> std::io::Result<()> {
+/// Let the process lock up to `bytes` of memory (io_uring rings and
+/// buffers) while it still may raise the limit: after the drop the
+/// executors' rings stay accounted to root, but anything glommio locks
+/// later is charged against this limit. Without CAP_SYS_RESOURCE only the
+/// soft limit can rise (to the hard one). Returns the limit now in force.
+pub fn raise_memlock(bytes: u64) -> std::io::Result<u64> {
     let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
     if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut cur) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    if cur.rlim_cur != libc::RLIM_INFINITY && cur.rlim_cur < bytes {
-        let max = if cur.rlim_max == libc::RLIM_INFINITY { cur.rlim_max } else { cur.rlim_max.max(bytes) };
-        let new = libc::rlimit { rlim_cur: bytes, rlim_max: max };
-        if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &new) } != 0 {
-            return Err(std::io::Error::last_os_error());
+    if cur.rlim_cur >= bytes {
+        return Ok(cur.rlim_cur);
+    }
+    let wanted = libc::rlimit { rlim_cur: bytes, rlim_max: cur.rlim_max.max(bytes) };
+    let capped = libc::rlimit { rlim_cur: cur.rlim_max.min(bytes), rlim_max: cur.rlim_max };
+    for new in [wanted, capped] {
+        if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &new) } == 0 {
+            return Ok(new.rlim_cur);
         }
     }
-    Ok(())
+    Err(std::io::Error::last_os_error())
 }
 
 /// Become `id` for good, in every thread: groups, then gid, then uid
