@@ -200,11 +200,7 @@ fn run() -> anyhow::Result<()> {
                 bail!("{name}: serve would not start:\n  {}", problems.join("\n  "));
             }
             let users = ringmail::auth::UserDb::load(cfg.users_path())?;
-            println!(
-                "{name}: OK ({} users in {})",
-                users.len(),
-                cfg.users_path().display()
-            );
+            println!("{name}: OK ({} users in {})", users.len(), cfg.users_path().display());
             Ok(())
         }
         Command::Trace { id, config } => {

@@ -98,7 +98,8 @@ fn more_cores_than_the_affinity_mask_allows_are_refused_saying_how_many() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains(&format!("cores = {}", n + 1)) && err.contains(&format!("may use {n} CPU")), "{err}");
-    let (_dir, path) = config(&format!("cores = {n}\ndata_dir = \"d\"\n[listen]\nsmtp = \"127.0.0.1:{}\"\n", free_port()));
+    let (_dir, path) =
+        config(&format!("cores = {n}\ndata_dir = \"d\"\n[listen]\nsmtp = \"127.0.0.1:{}\"\n", free_port()));
     assert!(check(&path).status.success());
 }
 
@@ -155,7 +156,8 @@ fn check_config_fails_where_serve_would_and_says_each_os_error_once() {
 
 #[test]
 fn without_dash_dash_config_the_default_file_is_used_else_a_notice_names_the_embedded_one() {
-    let (dir, path) = config("data_dir = \"d\"\nlocal_domains = [\"localhost\"]\n[listen]\nsmtp = \"127.0.0.1:2525\"\n");
+    let (dir, path) =
+        config("data_dir = \"d\"\nlocal_domains = [\"localhost\"]\n[listen]\nsmtp = \"127.0.0.1:2525\"\n");
     let elsewhere = tempfile::tempdir_in(test_tmp()).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringmail"))
         .args(["user", "add", "dora@localhost"])
@@ -242,8 +244,7 @@ fn a_privileged_port_without_root_says_permission_denied() {
 #[test]
 fn check_config_refuses_an_unknown_run_as_user_and_a_data_dir_it_cannot_write() {
     let port = free_port();
-    let (_dir, path) =
-        config(&format!("run_as = \"no-such-ringmail-user\"\n[listen]\nsmtp = \"127.0.0.1:{port}\"\n"));
+    let (_dir, path) = config(&format!("run_as = \"no-such-ringmail-user\"\n[listen]\nsmtp = \"127.0.0.1:{port}\"\n"));
     let out = check(&path);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("run_as = \"no-such-ringmail-user\": no such user"), "{}", stderr(&out));
@@ -251,7 +252,8 @@ fn check_config_refuses_an_unknown_run_as_user_and_a_data_dir_it_cannot_write() 
         eprintln!("skipped the data_dir part: needs root to check as another user");
         return;
     }
-    let (dir, path) = config(&format!("run_as = \"nobody\"\ndata_dir = \"d\"\n[listen]\nsmtp = \"127.0.0.1:{port}\"\n"));
+    let (dir, path) =
+        config(&format!("run_as = \"nobody\"\ndata_dir = \"d\"\n[listen]\nsmtp = \"127.0.0.1:{port}\"\n"));
     chmod(dir.path(), 0o755);
     let data = dir.path().join("d");
     std::fs::create_dir(&data).unwrap(); // root's, 0755
@@ -284,7 +286,9 @@ fn started_as_root_with_run_as_every_thread_becomes_the_user_and_mail_still_flow
     assert!(tasks.len() > 2, "executors are threads");
     for task in tasks {
         let status = std::fs::read_to_string(task.path().join("status")).unwrap();
-        let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).unwrap().split_whitespace().collect::<Vec<_>>();
+        let field = |name: &str| {
+            status.lines().find_map(|l| l.strip_prefix(name)).unwrap().split_whitespace().collect::<Vec<_>>()
+        };
         assert_eq!(field("Uid:"), ["65534"; 4], "{status}");
         assert_eq!(field("Gid:"), ["65534"; 4], "{status}");
         assert_eq!(field("CapEff:"), ["0000000000000000"], "{status}");

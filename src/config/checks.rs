@@ -65,10 +65,7 @@ fn clash(a: SocketAddr, b: SocketAddr) -> bool {
     }
     let v6_any = |x: SocketAddr| x.is_ipv6() && x.ip().is_unspecified();
     let v4_any = |x: SocketAddr| x.is_ipv4() && x.ip().is_unspecified();
-    a.ip() == b.ip()
-        || v6_any(a)
-        || v6_any(b)
-        || (a.is_ipv4() && b.is_ipv4() && (v4_any(a) || v4_any(b)))
+    a.ip() == b.ip() || v6_any(a) || v6_any(b) || (a.is_ipv4() && b.is_ipv4() && (v4_any(a) || v4_any(b)))
 }
 
 fn zero_counts(cfg: &Config, p: &mut Vec<String>) {
@@ -98,7 +95,10 @@ fn zero_counts(cfg: &Config, p: &mut Vec<String>) {
         }
     }
     if cfg.spool.compact_below > 100 {
-        p.push(format!("spool.compact_below = {}: a percentage, at most 100 (0 = no compaction)", cfg.spool.compact_below));
+        p.push(format!(
+            "spool.compact_below = {}: a percentage, at most 100 (0 = no compaction)",
+            cfg.spool.compact_below
+        ));
     }
 }
 

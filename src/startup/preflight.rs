@@ -48,8 +48,10 @@ fn file_problems(cfg: &Config, config_path: Option<&Path>, id: Option<&Identity>
         // it must be readable.
         None => {
             let dir = cfg.data_dir.join("tls");
-            let files =
-                crate::net::tls::TlsFiles { cert: dir.join("self-signed-cert.pem"), key: dir.join("self-signed-key.pem") };
+            let files = crate::net::tls::TlsFiles {
+                cert: dir.join("self-signed-cert.pem"),
+                key: dir.join("self-signed-key.pem"),
+            };
             (files.cert.exists() || files.key.exists()).then_some(files)
         }
     };

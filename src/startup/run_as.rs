@@ -60,8 +60,7 @@ pub fn lookup(name: &str) -> Result<Identity, RunAsError> {
     let mut buf = vec![0u8; 16 * 1024];
     let mut result: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: every pointer is valid for the length given.
-    let rc =
-        unsafe { libc::getpwnam_r(c_name.as_ptr(), &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut result) };
+    let rc = unsafe { libc::getpwnam_r(c_name.as_ptr(), &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut result) };
     if rc != 0 {
         return Err(RunAsError::Lookup { name: name.to_string(), error: std::io::Error::from_raw_os_error(rc) });
     }
@@ -197,8 +196,11 @@ pub fn drop_to(id: &Identity) -> Result<(), RunAsError> {
 
 /// Every thread's ids are the user's and its effective capabilities empty.
 fn verify_tasks(tasks: &Path, id: &Identity) -> Result<(), RunAsError> {
-    let entries = std::fs::read_dir(tasks)
-        .map_err(|error| RunAsError::Drop { name: id.name.clone(), step: "reading /proc/self/task", error })?;
+    let entries = std::fs::read_dir(tasks).map_err(|error| RunAsError::Drop {
+        name: id.name.clone(),
+        step: "reading /proc/self/task",
+        error,
+    })?;
     for task in entries.flatten() {
         let Ok(status) = std::fs::read_to_string(task.path().join("status")) else { continue };
         if let Some(what) = privileged_in(&status, id) {
