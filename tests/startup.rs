@@ -264,6 +264,14 @@ fn check_config_refuses_an_unknown_run_as_user_and_a_data_dir_it_cannot_write() 
     chown(&data, NOBODY);
     let out = check(&path);
     assert!(out.status.success(), "{}", stderr(&out));
+    // Files re-read at SIGHUP must be readable by the user too.
+    let users = data.join("users");
+    std::fs::write(&users, "# nobody may read this\n").unwrap();
+    chmod(&users, 0o600);
+    let out = check(&path);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(&format!("{}: cannot read", users.display())) && err.contains("nobody"), "{err}");
 }
 
 #[test]

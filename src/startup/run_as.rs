@@ -88,6 +88,8 @@ pub fn resolve(run_as: Option<&str>) -> Result<Option<Identity>, RunAsError> {
     let Some(name) = run_as else { return Ok(None) };
     let id = lookup(name)?;
     match euid() {
+        // `run_as = "root"` asks for nothing to change.
+        0 if id.uid == 0 => Ok(None),
         0 => Ok(Some(id)),
         uid if uid == id.uid => Ok(None),
         uid => Err(RunAsError::NotRoot { name: name.to_string(), uid }),
