@@ -118,8 +118,9 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
         crate::startup::ports::check_free("metrics", addr)?;
     }
     if let Some(id) = &run_as {
-        // Root's locked-memory exemption goes with the drop; the rings are
-        // made before it, but leave room for what glommio maps later.
+        // Root's locked-memory exemption goes with the drop: the rings are
+        // made before it, but whatever is locked after it counts against
+        // the limit.
         let rings = cores as u64 * 3 * config.runtime.io_memory as u64;
         match crate::startup::run_as::raise_memlock(rings) {
             Ok(limit) if limit >= rings => {}
