@@ -18,12 +18,12 @@ const ARGON2ID: &str = "{ARGON2ID}";
 /// A users-file problem, naming file, line and reason.
 #[derive(Debug, thiserror::Error)]
 pub enum UsersError {
-    #[error("{path}: cannot read: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot read: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("{path}:{line}: {reason}")]
     Line { path: PathBuf, line: usize, reason: String },
-    #[error("{path}: cannot write: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot write: {error}")]
+    Write { path: PathBuf, error: std::io::Error },
     #[error("{path}: user {address} already exists")]
     Exists { path: PathBuf, address: String },
     #[error("{path}: no user {address}")]
@@ -55,7 +55,7 @@ impl UserDb {
         match std::fs::read_to_string(path) {
             Ok(text) => UserDb::parse(&text, path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(UserDb::default()),
-            Err(source) => Err(UsersError::Read { path: path.to_path_buf(), source }),
+            Err(error) => Err(UsersError::Read { path: path.to_path_buf(), error }),
         }
     }
 
@@ -264,14 +264,14 @@ fn read_existing(path: &Path) -> Result<String, UsersError> {
     match std::fs::read_to_string(path) {
         Ok(t) => Ok(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(source) => Err(UsersError::Read { path: path.to_path_buf(), source }),
+        Err(error) => Err(UsersError::Read { path: path.to_path_buf(), error }),
     }
 }
 
 fn rewrite(path: &Path, data_dir: &Path, text: &str) -> Result<(), UsersError> {
     let ownership = crate::files::Ownership::Keep { new_like: Some(data_dir) };
     crate::files::replace(path, ownership, |f| std::io::Write::write_all(f, text.as_bytes()))
-        .map_err(|source| UsersError::Write { path: path.to_path_buf(), source })
+        .map_err(|error| UsersError::Write { path: path.to_path_buf(), error })
 }
 
 #[cfg(test)]

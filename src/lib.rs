@@ -22,6 +22,8 @@
 //!   atomic rewrite that keeps a file's owner, group and mode.
 //! - [`logging`]: log lines batched per executor.
 //! - [`metrics`]: per-core counters and histograms, Prometheus text.
+//! - [`startup`]: checks shared by `serve` and `check-config`, port probe,
+//!   privilege drop.
 
 pub mod admin;
 pub mod auth;
@@ -38,3 +40,4 @@ pub mod queue;
 pub mod relay;
 pub mod shard;
 pub mod spool;
+pub mod startup;

@@ -18,15 +18,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server (on the embedded loopback default without --config).
+    /// Run the server. Every subcommand without --config uses
+    /// /etc/ringmail/ringmail.toml, or the embedded loopback default when
+    /// that does not exist.
     Serve {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Validate a config file and its users file, then exit.
+    /// Validate a config file and run every check `serve` runs before it
+    /// binds (certificate, users file, data_dir, run_as), then exit.
     CheckConfig {
-        /// The config file to check (the embedded default if omitted).
+        /// The config file to check (same as --config).
         file: Option<PathBuf>,
+        #[arg(long, conflicts_with = "file")]
+        config: Option<PathBuf>,
     },
     /// Manage users in the config's users file.
     User {
@@ -151,9 +156,48 @@ enum UserCommand {
 
 fn main() {
     if let Err(e) = run() {
-        eprintln!("ringmail: {e:#}");
+        eprintln!("ringmail: {}", each_cause_once(&e));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes, each once: `{:#}` would repeat a cause whose
+/// text the message before it already carries (an OS error twice).
+fn each_cause_once(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// The config file to use: `--config`, else the default file, else None
+/// for the embedded default, which a notice on stderr then names.
+fn config_file(given: Option<PathBuf>) -> Option<PathBuf> {
+    if given.is_some() {
+        return given;
+    }
+    let found = ringmail::config::default_file();
+    if found.is_none() {
+        eprintln!(
+            "ringmail: no --config and no {}: using the embedded default config (loopback only, data in ./ringmail-data)",
+            ringmail::config::default_path().display()
+        );
+    }
+    found
+}
+
+/// Load the config a subcommand was pointed at (see [`config_file`]).
+fn load(given: Option<PathBuf>) -> anyhow::Result<(Config, Option<PathBuf>)> {
+    let path = config_file(given);
+    Ok((Config::load(path.as_deref())?, path))
 }
 
 fn run() -> anyhow::Result<()> {
@@ -164,37 +208,34 @@ fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => {
-            let cfg = Config::load(config.as_deref())?;
+            let (cfg, path) = load(config)?;
             init_logging(&cfg.log);
-            if config.is_none() {
-                tracing::info!("no --config given: serving the embedded default (loopback only)");
-            }
-            ringmail::shard::run(cfg, config)?;
+            ringmail::shard::run(cfg, path)?;
             Ok(())
         }
-        Command::CheckConfig { file } => {
-            let cfg = Config::load(file.as_deref())?;
+        Command::CheckConfig { file, config } => {
+            let (cfg, path) = load(file.or(config))?;
+            let name = path.as_deref().map_or("<embedded default>".into(), |p| p.display().to_string());
+            let problems = ringmail::startup::preflight::problems(&cfg, path.as_deref());
+            if !problems.is_empty() {
+                bail!("{name}: serve would not start:\n  {}", problems.join("\n  "));
+            }
             let users = ringmail::auth::UserDb::load(cfg.users_path())?;
-            println!(
-                "{}: OK ({} users in {})",
-                file.as_deref().map_or("<embedded default>".into(), |p| p.display().to_string()),
-                users.len(),
-                cfg.users_path().display()
-            );
+            println!("{name}: OK ({} users in {})", users.len(), cfg.users_path().display());
             Ok(())
         }
         Command::Trace { id, config } => {
-            let cfg = Config::load(config.as_deref())?;
+            let (cfg, _) = load(config)?;
             let needle = ringmail::admin::trace::Needle::parse(&id);
             print!("{}", ringmail::admin::trace::trace(&cfg.spool_root(), &needle)?);
             Ok(())
         }
         Command::Backup { dest, config } => {
-            let cfg = Config::load(config.as_deref())?;
+            let (cfg, _) = load(config)?;
             backup(&cfg, &dest)
         }
         Command::Restore { src, config } => {
-            let cfg = Config::load(config.as_deref())?;
+            let (cfg, _) = load(config)?;
             let s = ringmail::admin::backup::restore(&src, &cfg.data_dir, cfg.users_path())?;
             println!(
                 "restored {} into {}: {} files, {} messages, {} bytes, every checksum verified",
@@ -207,7 +248,7 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::ExportMaildir { address, dir, config } => {
-            let cfg = Config::load(config.as_deref())?;
+            let (cfg, _) = load(config)?;
             let users = ringmail::auth::UserDb::load(cfg.users_path())?;
             if !users.contains(&address.to_ascii_lowercase()) {
                 bail!("{address} is not a user in {}", cfg.users_path().display());
@@ -217,22 +258,22 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::ImportMaildir { address, dir, config } => {
-            let cfg = Config::load(config.as_deref())?;
+            let (cfg, _) = load(config)?;
             let messages = ringmail::admin::maildir::read_maildir(&dir)?;
             import(&cfg, &address, &messages, &dir)
         }
         Command::ImportMbox { address, file, config } => {
-            let cfg = Config::load(config.as_deref())?;
+            let (cfg, _) = load(config)?;
             let messages = ringmail::admin::maildir::read_mbox(&file)?;
             import(&cfg, &address, &messages, &file)
         }
         Command::Status { config } => {
-            let cfg = Config::load(config.as_deref())?;
+            let (cfg, _) = load(config)?;
             print!("{}", control(&cfg, "status")?);
             Ok(())
         }
         Command::Mailbox { command, config } => {
-            let cfg = Config::load(config.as_deref())?;
+            let (cfg, _) = load(config)?;
             let line = match command {
                 MailboxCommand::List { address, sort } => format!("mailbox list {address} {sort}"),
                 MailboxCommand::Delete { address, uid } => format!("mailbox delete {address} {uid}"),
@@ -240,7 +281,7 @@ fn run() -> anyhow::Result<()> {
             answer(control(&cfg, &line)?)
         }
         Command::Queue { command, config } => {
-            let cfg = Config::load(config.as_deref())?;
+            let (cfg, _) = load(config)?;
             let line = match command {
                 QueueCommand::List => "queue list".to_string(),
                 QueueCommand::Flush => "queue flush".to_string(),
@@ -263,7 +304,7 @@ fn user(command: UserCommand) -> anyhow::Result<()> {
         | UserCommand::Passwd { config, .. }
         | UserCommand::List { config } => config.clone(),
     };
-    let cfg = Config::load(config.as_deref())?;
+    let (cfg, _) = load(config)?;
     let (path, data_dir) = (cfg.users_path(), cfg.data_dir.as_path());
     match command {
         UserCommand::Add { address, .. } => {

@@ -6,6 +6,7 @@
 //! files; it only says what the operator asked for, or every reason the
 //! request is wrong.
 
+mod checks;
 mod units;
 
 pub use units::Span;
@@ -16,8 +17,28 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-/// The config used when `ringmail serve` is given no `--config`: loopback
-/// only, data under `./ringmail-data`, local domain `localhost`.
+/// Where every subcommand looks for its config when given no `--config`.
+pub const DEFAULT_PATH: &str = "/etc/ringmail/ringmail.toml";
+
+/// Overrides [`DEFAULT_PATH`] (for tests, which must not depend on /etc).
+pub const DEFAULT_PATH_ENV: &str = "RINGMAIL_DEFAULT_CONFIG";
+
+/// The config file to use when none was given: [`DEFAULT_PATH`] (or the
+/// file named by `$RINGMAIL_DEFAULT_CONFIG`) when it exists, else None for
+/// the embedded default.
+pub fn default_file() -> Option<PathBuf> {
+    let path = default_path();
+    path.exists().then_some(path)
+}
+
+/// [`DEFAULT_PATH`], or `$RINGMAIL_DEFAULT_CONFIG` when set.
+pub fn default_path() -> PathBuf {
+    std::env::var_os(DEFAULT_PATH_ENV).map_or_else(|| PathBuf::from(DEFAULT_PATH), PathBuf::from)
+}
+
+/// The config used when no `--config` is given and no default file
+/// exists: loopback only, data under `./ringmail-data`, local domain
+/// `localhost`.
 pub const EMBEDDED_DEFAULT: &str = r#"# ringmail embedded default: loopback only, for trying it out.
 hostname = "localhost"
 data_dir = "ringmail-data"
@@ -47,6 +68,12 @@ pub struct Config {
     /// process may use.
     #[serde(default)]
     pub cores: usize,
+    /// The user to become after binding the listeners and starting the
+    /// executors when started as root (its primary group and groups too;
+    /// every capability is dropped). None: keep running as started (a
+    /// warning when that is root).
+    #[serde(default)]
+    pub run_as: Option<String>,
     /// Domains whose recipients are delivered to local mailboxes.
     #[serde(default)]
     pub local_domains: Vec<String>,
@@ -649,8 +676,8 @@ fn system_hostname() -> Option<String> {
 /// Why a config could not be used. The message always names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot read: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     /// Syntax errors and unknown keys; toml's message carries line and column.
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -681,7 +708,7 @@ impl Config {
         match path {
             Some(p) => {
                 let text =
-                    std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?;
+                    std::fs::read_to_string(p).map_err(|error| ConfigError::Read { path: p.to_path_buf(), error })?;
                 Config::parse(&text, Source::File(p.to_path_buf()))
             }
             None => Config::parse(EMBEDDED_DEFAULT, Source::Embedded),
@@ -760,10 +787,6 @@ impl Config {
         if l.smtp.is_none() && l.submission.is_none() && l.smtps.is_none() && l.pop3.is_none() && l.pop3s.is_none() {
             p.push("[listen]: no listener configured (set at least smtp or pop3)".to_string());
         }
-        let mail = [l.smtp, l.submission, l.smtps, l.pop3, l.pop3s];
-        if let Some(m) = l.metrics.filter(|m| mail.contains(&Some(*m))) {
-            p.push(format!("listen.metrics: {m} is also a mail listener; give metrics its own port"));
-        }
         if self.limits.max_connections == 0 || self.limits.max_connections_per_ip == 0 {
             p.push("limits.max_connections and limits.max_connections_per_ip: must be at least 1".to_string());
         }
@@ -792,14 +815,7 @@ impl Config {
         if self.limits.max_recipients == 0 {
             p.push("limits.max_recipients: must be at least 1".to_string());
         }
-        for (key, span) in [
-            ("limits.command_deadline", self.limits.command_deadline),
-            ("limits.max_session_time", self.limits.max_session_time),
-        ] {
-            if span.get().is_zero() {
-                p.push(format!("{key} = \"0s\": must be longer than zero"));
-            }
-        }
+        checks::problems(self, crate::startup::cpus::allowed().len(), &mut p);
         if self.auth.max_auth_failures_per_user == 0 {
             p.push("auth.max_auth_failures_per_user: must be at least 1".to_string());
         }
@@ -818,6 +834,7 @@ impl Config {
         };
         check("data_dir", self.data_dir == new.data_dir);
         check("cores", self.cores == new.cores);
+        check("run_as", self.run_as == new.run_as);
         check("users_file", self.users_path() == new.users_path());
         let l = (&self.listen, &new.listen);
         check(
@@ -839,6 +856,7 @@ impl Config {
     pub fn with_reloadable(&self, mut new: Config) -> Config {
         new.data_dir = self.data_dir.clone();
         new.cores = self.cores;
+        new.run_as = self.run_as.clone();
         new.users_file = self.users_file.clone();
         new.listen = self.listen.clone();
         new.tls = self.tls.clone();

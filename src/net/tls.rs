@@ -11,12 +11,12 @@ use std::sync::Arc;
 /// Why the certificate could not be used; names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{path}: cannot read: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot read: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("{path}: {reason}")]
     Bad { path: PathBuf, reason: String },
-    #[error("{path}: cannot write the self-signed certificate: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot write the self-signed certificate: {error}")]
+    Write { path: PathBuf, error: std::io::Error },
 }
 
 /// Where the certificate and key come from.
@@ -65,7 +65,7 @@ impl TlsFiles {
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_path_buf(), source })?;
+    let pem = std::fs::read(path).map_err(|error| TlsError::Read { path: path.to_path_buf(), error })?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<_, _>>()
         .map_err(|e| TlsError::Bad { path: path.to_path_buf(), reason: format!("bad PEM: {e}") })?;
@@ -77,7 +77,7 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let pem = std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_path_buf(), source })?;
+    let pem = std::fs::read(path).map_err(|error| TlsError::Read { path: path.to_path_buf(), error })?;
     rustls_pemfile::private_key(&mut pem.as_slice())
         .map_err(|e| TlsError::Bad { path: path.to_path_buf(), reason: format!("bad PEM: {e}") })?
         .ok_or_else(|| TlsError::Bad { path: path.to_path_buf(), reason: "no PRIVATE KEY block found".into() })
@@ -184,7 +184,7 @@ fn make_self_signed(hostname: &str, files: &TlsFiles) -> Result<(), TlsError> {
     let cert = params.self_signed(&key).map_err(|e| bad(e.to_string()))?;
     if let Some(dir) = files.cert.parent() {
         crate::files::create_private_dir_all(dir)
-            .map_err(|source| TlsError::Write { path: dir.to_path_buf(), source })?;
+            .map_err(|error| TlsError::Write { path: dir.to_path_buf(), error })?;
     }
     write_private(&files.key, key.serialize_pem().as_bytes())?;
     write_private(&files.cert, cert.pem().as_bytes())
@@ -192,7 +192,7 @@ fn make_self_signed(hostname: &str, files: &TlsFiles) -> Result<(), TlsError> {
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
     crate::files::replace(path, crate::files::Ownership::Private, |f| std::io::Write::write_all(f, bytes))
-        .map_err(|source| TlsError::Write { path: path.to_path_buf(), source })
+        .map_err(|error| TlsError::Write { path: path.to_path_buf(), error })
 }
 
 #[cfg(test)]

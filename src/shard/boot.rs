@@ -1,6 +1,7 @@
-//! Start-up: check the platform, recover the spool, hand every live record
-//! to its owning core, start one pinned executor per core, and bind the
-//! listeners on each (SO_REUSEPORT spreads connections).
+//! Start-up: check the platform, the files and the ports, recover the
+//! spool, hand every live record to its owning core, start one pinned
+//! executor per core and bind the listeners on each (SO_REUSEPORT spreads
+//! connections), then drop root (`run_as`) before any client is served.
 
 use super::{owner, Mesh, Shard, ShardMsg};
 use crate::auth::{UserDb, UsersError};
@@ -24,16 +25,22 @@ use std::time::{Duration, SystemTime};
 pub enum BootError {
     #[error("io_uring is not available ({0}); ringmail needs Linux 5.8+ with io_uring allowed (a container's seccomp profile or kernel.io_uring_disabled can block it)")]
     NoIoUring(std::io::Error),
-    #[error("cannot listen on {addr} ({proto}): {source}; is another server (or a stale ringmail) using it?")]
-    PortBusy { proto: &'static str, addr: SocketAddr, source: std::io::Error },
-    #[error("{path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Port(#[from] crate::startup::ports::PortError),
+    #[error("cannot start:\n  {}", problems.join("\n  "))]
+    Preflight { problems: Vec<String> },
+    #[error(transparent)]
+    RunAs(#[from] crate::startup::run_as::RunAsError),
+    #[error("{path}: {error}")]
+    DataDir { path: PathBuf, error: std::io::Error },
     #[error(transparent)]
     Users(#[from] UsersError),
     #[error(transparent)]
     Tls(#[from] crate::net::tls::TlsError),
+    /// Not `#[from]`: the message carries the cause, which must not be
+    /// printed a second time as its source.
     #[error("spool recovery failed: {0}")]
-    Recovery(#[from] spool::SpoolError),
+    Recovery(spool::SpoolError),
     #[error("core {core}: {reason}")]
     Core { core: usize, reason: String },
 }
@@ -75,6 +82,9 @@ struct Lifecycle {
     /// Cores that have drained their sessions; each waits for all before
     /// exiting, so no core's peer vanishes under a finishing session.
     drained: Arc<AtomicUsize>,
+    /// Raised once privileges are dropped: until then cores have bound
+    /// their listeners but accept nothing and start no work.
+    serving: Arc<AtomicBool>,
 }
 
 /// Run the server until SIGTERM/SIGINT drains it (then returns Ok) or a
@@ -82,8 +92,16 @@ struct Lifecycle {
 /// default, which never changes).
 pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError> {
     probe_io_uring().map_err(BootError::NoIoUring)?;
-    let cpus = allowed_cpus();
+    let cpus = crate::startup::cpus::allowed();
     let cores = if config.cores == 0 { cpus.len().max(1) } else { config.cores };
+    let run_as = crate::startup::run_as::resolve(config.run_as.as_deref())?;
+    if config.run_as.is_none() && crate::startup::run_as::euid() == 0 {
+        tracing::warn!("running as root without run_as: ringmail keeps every privilege while serving; set run_as = \"ringmail\" (see README, Security)");
+    }
+    let problems = crate::startup::preflight::problems(&config, config_path.as_deref());
+    if !problems.is_empty() {
+        return Err(BootError::Preflight { problems });
+    }
     let listeners = net::listeners(&config);
     let dns_server = match crate::delivery::dns::server_from_config(config.relay.dns_server.as_deref()) {
         Ok(s) => s,
@@ -94,13 +112,30 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
         }
     };
     for &(proto, addr) in &listeners {
-        check_port_free(addr).map_err(|source| BootError::PortBusy { proto: proto.name(), addr, source })?;
+        crate::startup::ports::check_free(proto.name(), addr)?;
     }
     if let Some(addr) = config.listen.metrics {
-        check_port_free(addr).map_err(|source| BootError::PortBusy { proto: "metrics", addr, source })?;
+        crate::startup::ports::check_free("metrics", addr)?;
+    }
+    if let Some(id) = &run_as {
+        // Root's locked-memory exemption goes with the drop: the rings are
+        // made before it, but whatever is locked after it counts against
+        // the limit.
+        let rings = cores as u64 * 3 * config.runtime.io_memory as u64;
+        match crate::startup::run_as::raise_memlock(rings) {
+            Ok(limit) if limit >= rings => {}
+            Ok(limit) => tracing::warn!(limit, wanted = rings, "RLIMIT_MEMLOCK cannot be raised (no CAP_SYS_RESOURCE); the rings are locked as root, but after the drop nothing more can be (see tuning/README.md, LimitMEMLOCK)"),
+            Err(error) => tracing::warn!(%error, "cannot raise RLIMIT_MEMLOCK"),
+        }
+        // Files made from here on belong to the user (threads inherit it).
+        crate::startup::run_as::assume_files(id).map_err(|error| crate::startup::run_as::RunAsError::Drop {
+            name: id.name.clone(),
+            step: "setfsuid",
+            error,
+        })?;
     }
     let root = config.spool_root();
-    crate::files::create_private_dir_all(&root).map_err(|source| BootError::DataDir { path: root.clone(), source })?;
+    crate::files::create_private_dir_all(&root).map_err(|error| BootError::DataDir { path: root.clone(), error })?;
     warn_if_readable_by_others(&config.data_dir);
     // Stamp before loading, so a change made while we start is not missed.
     let users_stamp = file_stamp(config.users_path());
@@ -110,7 +145,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
     let tls_files = crate::net::tls::TlsFiles::resolve(&config)?;
     let tls = tls_files.load()?;
     let started = std::time::Instant::now();
-    let mut recovered = spool::recover(&root)?;
+    let mut recovered = spool::recover(&root).map_err(BootError::Recovery)?;
     for t in &recovered.torn {
         tracing::warn!(dir = t.dir, segment = t.segment, offset = t.offset, reason = %t.reason, "cut torn spool tail (never acknowledged)");
     }
@@ -183,6 +218,11 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
             Err(_) => return Err(BootError::Core { core: 0, reason: "executor exited during start-up".into() }),
         }
     }
+    if let Some(id) = &run_as {
+        crate::startup::run_as::drop_to(id)?;
+        tracing::info!(user = %id.name, uid = id.uid, gid = id.gid, "dropped root: every thread runs as run_as, without capabilities");
+    }
+    lifecycle.serving.store(true, Ordering::Release);
     let mut addrs: Vec<String> = listeners.iter().map(|(p, a)| format!("{}={a}", p.name())).collect();
     addrs.extend(config.listen.metrics.map(|a| format!("metrics={a}")));
     tracing::info!(cores, listen = %addrs.join(" "), "ringmail ready");
@@ -381,6 +421,24 @@ async fn core_main(
         })
         .detach();
     }
+    // Bind everything while still privileged (ports below 1024); serve
+    // nothing and start no work until the main thread has dropped root.
+    let control = match core {
+        0 => Some(net::control::bind(&config.data_dir).map_err(|e| format!("control socket: {e}"))?),
+        _ => None,
+    };
+    let mut bound = Vec::new();
+    for (proto, addr) in listeners {
+        bound.push((proto, glommio::net::TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?));
+    }
+    let metrics = match config.listen.metrics {
+        Some(addr) => Some(glommio::net::TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?),
+        None => None,
+    };
+    let _ = ready.send(Ok(core));
+    while !lifecycle.serving.load(Ordering::Acquire) {
+        glommio::timer::sleep(Duration::from_millis(2)).await;
+    }
     let dead = shard.ledger.borrow_mut().set_write_segment(spool::SegmentKey { dir, seq: write_segment });
     shard.reclaim(dead).await;
     glommio::spawn_local(shard.clone().relay_timer()).detach();
@@ -389,19 +447,15 @@ async fn core_main(
     shard.check_spool_room();
     glommio::spawn_local(shard.clone().spool_watch()).detach();
     glommio::spawn_local(shard.clone().compactor()).detach();
-    if core == 0 {
-        let control = net::control::bind(&config.data_dir).map_err(|e| format!("control socket: {e}"))?;
+    if let Some(control) = control {
         glommio::spawn_local(net::control::serve(shard.clone(), control)).detach();
     }
-    for (proto, addr) in listeners {
-        let listener = glommio::net::TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
+    for (proto, listener) in bound {
         glommio::spawn_local(net::accept_loop(shard.clone(), listener, proto)).detach();
     }
-    if let Some(addr) = config.listen.metrics {
-        let listener = glommio::net::TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
+    if let Some(listener) = metrics {
         glommio::spawn_local(net::metrics_accept_loop(shard.clone(), listener)).detach();
     }
-    let _ = ready.send(Ok(core));
     // Sessions and mesh loops run as tasks until the stop.
     watch_for_stop(&shard, &lifecycle.stopping).await;
     drain(&shard, &lifecycle).await;
@@ -573,17 +627,6 @@ fn file_stamp(p: &std::path::Path) -> Option<FileStamp> {
     Some((m.modified().ok()?, m.len(), m.ino()))
 }
 
-/// CPUs this process may run on (respects taskset/cgroups).
-fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity fills it.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
-    if rc != 0 {
-        return (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
-    }
-    (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect()
-}
-
 /// glommio has no epoll fallback and, when io_uring is blocked, panics
 /// with a misleading "kernel too old"; ask the kernel directly first.
 fn probe_io_uring() -> Result<(), std::io::Error> {
@@ -596,34 +639,4 @@ fn probe_io_uring() -> Result<(), std::io::Error> {
     }
     unsafe { libc::close(fd as i32) };
     Ok(())
-}
-
-/// glommio binds with SO_REUSEPORT, which would silently share the port
-/// with a stale process, so first make sure nothing listens there. A plain
-/// bind also fails while connections of a killed predecessor linger in
-/// FIN-WAIT (they do not take new connections, so they are harmless); then
-/// a connect tells whether anyone actually listens. A process that just
-/// died may hold its listener a moment longer (io_uring tears its rings
-/// down asynchronously), so a listening port is re-checked for a few seconds.
-fn check_port_free(addr: SocketAddr) -> std::io::Result<()> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let err = match std::net::TcpListener::bind(addr) {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => e,
-            Err(e) => return Err(e),
-        };
-        let probe = match addr.ip() {
-            ip if ip.is_unspecified() && addr.is_ipv4() => SocketAddr::from(([127, 0, 0, 1], addr.port())),
-            ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
-            _ => addr,
-        };
-        if std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(500)).is_err() {
-            return Ok(()); // bound by lingering connections only
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(err);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }

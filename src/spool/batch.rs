@@ -120,11 +120,6 @@ impl WriteState {
         SpoolRef { dir: self.dir, segment: self.seq, offset: self.offset }
     }
 
-    /// Size of the segment receiving appends.
-    pub(crate) fn capacity(&self) -> u32 {
-        self.capacity
-    }
-
     /// Places one record and copies it into the open batch. Returns where it
     /// starts and the commit its durability depends on.
     pub(crate) fn reserve(

@@ -205,6 +205,11 @@ io_memory = 1048576
         }
     }
 
+    /// The running server's PID.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// SIGKILL the server (our own child, by PID) and reap it.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
