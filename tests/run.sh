@@ -10,6 +10,8 @@ missing=()
 command -v python3 >/dev/null || missing+=(python3)
 command -v curl >/dev/null || missing+=(curl)
 command -v swaks >/dev/null || missing+=(swaks)
+# swaks only recommends its TLS modules; the STARTTLS tests need them.
+perl -MNet::SSLeay -MIO::Socket::SSL -e1 2>/dev/null || missing+=(libnet-ssleay-perl libio-socket-ssl-perl)
 command -v openssl >/dev/null || missing+=(openssl)
 [ -x /usr/sbin/smtp-sink ] || missing+=(postfix)
 command -v fail2ban-regex >/dev/null || missing+=(fail2ban)
