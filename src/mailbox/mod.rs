@@ -43,7 +43,7 @@ pub struct LockToken {
     pub session: u64,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum MailboxError {
     #[error("mailbox {0} is locked by another session")]
     InUse(String),

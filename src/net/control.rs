@@ -4,7 +4,7 @@
 //! so only the operator can reach it.
 
 use crate::shard::admin::QueueOp;
-use crate::shard::{Reply, Request, Shard};
+use crate::shard::{Request, Shard};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -80,12 +80,12 @@ async fn handle(shard: Rc<Shard>, mut stream: UnixStream) {
             let mut answer = String::new();
             let mut pinned = Vec::new();
             for core in 0..shard.cores {
-                match shard.call(core, Request::Pin(true)).await {
-                    Ok(Reply::Pinned { dir, segment, offset }) => {
+                match shard.ask(core, |answer| Request::Pin { answer }).await {
+                    Ok(end) => {
                         pinned.push(core);
-                        answer.push_str(&format!("tail {dir} {segment} {offset}\n"));
+                        answer.push_str(&format!("tail {} {} {}\n", end.dir, end.segment, end.offset));
                     }
-                    other => answer.push_str(&format!("error: core {core}: {other:?}\n")),
+                    Err(e) => answer.push_str(&format!("error: core {core}: {e}\n")),
                 }
             }
             answer.push_str("ready\n");
@@ -96,7 +96,7 @@ async fn handle(shard: Rc<Shard>, mut stream: UnixStream) {
                 while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
             }
             for core in pinned {
-                let _ = shard.call(core, Request::Pin(false)).await;
+                let _ = shard.ask(core, |answer| Request::Unpin { answer }).await;
             }
             tracing::info!("backup: spool released");
             let _ = stream.close().await;

@@ -7,7 +7,7 @@ use super::conn::Conn;
 use crate::config::Config;
 use crate::mailbox::{LockToken, MailboxEntry, MailboxError};
 use crate::proto::pop3::{self, Action, AuthOutcome, CommitOutcome, MessageInfo};
-use crate::shard::{owner, Login, Reply, Request, Shard};
+use crate::shard::{owner, Login, Request, Shard};
 use std::rc::Rc;
 
 /// RFC 2449: command lines are at most 255 octets.
@@ -104,7 +104,8 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn) {
     }
     // Gone without QUIT: release the lock, delete nothing (RFC 1939 §6).
     if let Some(l) = locked {
-        let _ = shard.call(l.owner, Request::Unlock { user: l.user, token: l.token }).await;
+        let (user, token) = (l.user, l.token);
+        let _ = shard.ask(l.owner, |answer| Request::Unlock { user, token, answer }).await;
     }
     conn.close().await;
 }
@@ -121,15 +122,20 @@ async fn login(shard: &Rc<Shard>, user: &str, password: &str, conn: &Conn) -> (A
     }
     let token = shard.new_lock_token();
     let owner = owner::user_owner(&user, shard.cores);
-    match shard.call(owner, Request::Lock { user: user.clone(), token }).await {
-        Ok(Reply::Locked(Ok(entries))) => {
+    let locked = shard.ask(owner, |answer| Request::Lock { user: user.clone(), token, answer }).await;
+    match locked {
+        Ok(Ok(entries)) => {
             tracing::info!(core = shard.id, client = %conn.peer.ip(), user = %user, messages = entries.len(), "pop3 login");
             let infos = entries.iter().map(|e| MessageInfo { uid: e.uid(), size: e.size }).collect();
             (AuthOutcome::LoggedIn(infos), Some(Locked { user, token, owner, entries }))
         }
-        Ok(Reply::Locked(Err(MailboxError::InUse(_)))) => (AuthOutcome::InUse, None),
-        other => {
-            tracing::error!(core = shard.id, user = %user, reply = ?other, "mailbox lock failed");
+        Ok(Err(MailboxError::InUse(_))) => (AuthOutcome::InUse, None),
+        Ok(Err(e @ MailboxError::NotLocked(_))) => {
+            tracing::error!(core = shard.id, user = %user, error = %e, "mailbox lock failed");
+            (AuthOutcome::TempFailure, None)
+        }
+        Err(e) => {
+            tracing::error!(core = shard.id, user = %user, error = %e, "mailbox lock failed");
             (AuthOutcome::TempFailure, None)
         }
     }
@@ -147,14 +153,16 @@ fn read_into(shard: &Shard, entry: &MailboxEntry, top_lines: Option<u32>, out: &
 async fn commit(shard: &Rc<Shard>, l: Locked, deleted: &[usize]) -> CommitOutcome {
     let gone: Vec<_> = deleted.iter().filter_map(|&i| l.entries.get(i)).map(|e| (e.at, e.recipient)).collect();
     let n = gone.len();
-    match shard.call(l.owner, Request::Commit { user: l.user.clone(), token: l.token, deleted: gone }).await {
-        Ok(Reply::Done(Ok(()))) => {
+    let (user, token) = (l.user.clone(), l.token);
+    match shard.ask_result(l.owner, |answer| Request::Commit { user, token, deleted: gone, answer }).await {
+        Ok(()) => {
             tracing::info!(core = shard.id, user = %l.user, deleted = n, "pop3 deletions committed");
             CommitOutcome::Done
         }
-        other => {
-            tracing::error!(core = shard.id, user = %l.user, reply = ?other, "pop3 deletions not committed");
-            let _ = shard.call(l.owner, Request::Unlock { user: l.user, token: l.token }).await;
+        Err(e) => {
+            tracing::error!(core = shard.id, user = %l.user, error = %e, "pop3 deletions not committed");
+            let (user, token) = (l.user, l.token);
+            let _ = shard.ask(l.owner, |answer| Request::Unlock { user, token, answer }).await;
             CommitOutcome::Failed
         }
     }

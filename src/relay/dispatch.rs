@@ -328,7 +328,7 @@ impl Shard {
             // run first and add to the batch.
             futures_lite::future::yield_now().await;
             let items = std::mem::take(&mut me.settling.borrow_mut()[to]);
-            if let Err(e) = me.call(to, Request::Settle { items }).await {
+            if let Err(e) = me.ask_result(to, |answer| Request::Settle { items, answer }).await {
                 tracing::error!(error = %e, "settling delivery outcomes failed");
             }
         })

@@ -2,7 +2,7 @@
 //! runs on its own queue shard, merged by the core serving the control
 //! socket.
 
-use super::{Reply, Request, Shard};
+use super::{Request, Shard};
 use crate::queue::Key;
 use crate::spool::{Outcome, QueueId};
 use std::fmt::Write;
@@ -50,12 +50,12 @@ impl Shard {
         let mut out = String::new();
         let mut count = 0usize;
         for core in 0..self.cores {
-            match self.call(core, Request::Queue(op.clone())).await {
-                Ok(Reply::Queue { text, count: n }) => {
+            let op = op.clone();
+            match self.ask(core, |answer| Request::Queue { op, answer }).await {
+                Ok((text, n)) => {
                     out.push_str(&text);
                     count += n;
                 }
-                Ok(other) => out.push_str(&format!("core {core}: unexpected reply {other:?}\n")),
                 Err(e) => out.push_str(&format!("core {core}: {e}\n")),
             }
         }
@@ -182,16 +182,17 @@ impl Shard {
                     Ok(s) => s,
                     Err(e) => return format!("error: {e}\n"),
                 };
-                match self.call(owner, Request::MailboxList { user: user.clone() }).await {
-                    Ok(Reply::Mailbox(entries)) => self.render_mailbox(&user, entries, sort),
-                    other => format!("error: {other:?}\n"),
+                let listed = self.ask(owner, |answer| Request::MailboxList { user: user.clone(), answer }).await;
+                match listed {
+                    Ok(entries) => self.render_mailbox(&user, entries, sort),
+                    Err(e) => format!("error: {e}\n"),
                 }
             }
             ("delete", Some(uid)) => {
-                match self.call(owner, Request::MailboxDelete { user: user.clone(), uid: uid.to_string() }).await {
-                    Ok(Reply::Done(Ok(()))) => format!("deleted {uid} from {user}\n"),
-                    Ok(Reply::Done(Err(e))) => format!("error: {e}\n"),
-                    other => format!("error: {other:?}\n"),
+                let (u, id) = (user.clone(), uid.to_string());
+                match self.ask_result(owner, |answer| Request::MailboxDelete { user: u, uid: id, answer }).await {
+                    Ok(()) => format!("deleted {uid} from {user}\n"),
+                    Err(e) => format!("error: {e}\n"),
                 }
             }
             _ => "error: usage: mailbox list ADDRESS [date|sender|size] | mailbox delete ADDRESS UID\n".into(),

@@ -28,7 +28,7 @@
 //! Recipient-state records (deferrals) are not copied: they are advisory,
 //! and a moved message is retried at once after a restart.
 
-use super::{owner, Reply, Request, Shard};
+use super::{owner, Request, Shard};
 use crate::spool::{
     decode_moved, decode_tombstone, encode_moved_head, encode_tombstone, record::scan_segment, walk, Outcome,
     RecordKind, SegmentKey, SpoolRef, Tombstone,
@@ -285,9 +285,9 @@ impl Shard {
             let map: HashMap<SpoolRef, SpoolRef> = moves.iter().copied().collect();
             self.relocate_references(&map);
             for core in (0..self.cores).filter(|&c| c != self.id) {
-                match self.call(core, Request::Relocate(moves.clone())).await {
-                    Ok(Reply::Done(Ok(()))) => {}
-                    other => relocated = Err(format!("core {core} did not take the relocation: {other:?}")),
+                let moves = moves.clone();
+                if let Err(e) = self.ask(core, |answer| Request::Relocate { moves, answer }).await {
+                    relocated = Err(format!("core {core} did not take the relocation: {e}"));
                 }
             }
         }

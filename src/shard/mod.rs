@@ -23,12 +23,14 @@ pub use stop::{Background, Stop};
 pub mod owner;
 
 pub use boot::{run, BootError};
+mod error;
+pub use error::ShardError;
 pub use mesh::{Mesh, PeerGone};
-pub use msg::{Reply, Request, ShardMsg};
+pub use msg::{Answer, Request, ShardMsg};
 
 use crate::auth::UserDb;
 use crate::config::Config;
-use crate::mailbox::{LockToken, MailboxEntry, MailboxError, MailboxIndex};
+use crate::mailbox::{LockToken, MailboxEntry, MailboxIndex};
 use crate::queue::{QueueShard, QueuedMessage};
 use crate::spool::{self, DirStore, Ledger, Outcome, QueueIdGen, SegmentKey, SegmentMaps, Spool, SpoolRef};
 use std::cell::{Cell, RefCell};
@@ -156,30 +158,44 @@ impl Shard {
                 self.kick(&domain);
             }
             ShardMsg::SegmentGone { dir, segment } => self.maps.borrow_mut().forget(dir, segment),
-            ShardMsg::Reply { id, reply } => self.mesh.complete(id, reply),
-            ShardMsg::Request { from, id, req } => {
+            ShardMsg::Request(req) => {
                 let me = self.clone();
                 let busy = Background::new(self);
                 glommio::spawn_local(async move {
                     let _busy = busy;
-                    let reply = me.serve(req).await;
-                    if me.mesh.send(from, ShardMsg::Reply { id, reply }).await.is_err() {
-                        tracing::warn!(core = me.id, to = from, "reply dropped: peer gone");
-                    }
+                    me.serve(req).await;
                 })
                 .detach();
             }
         }
     }
 
-    /// Run `req` on core `to`: directly when that is this core.
-    pub async fn call(self: &Rc<Self>, to: usize, req: Request) -> Result<Reply, PeerGone> {
+    /// Have core `to` do the request `make` builds around an answer
+    /// channel, and wait for the answer: directly when `to` is this core.
+    ///
+    /// ```ignore
+    /// let entries = shard.ask(owner, |answer| Request::MailboxList { user, answer }).await?;
+    /// ```
+    pub async fn ask<T>(self: &Rc<Self>, to: usize, make: impl FnOnce(Answer<T>) -> Request) -> Result<T, PeerGone> {
+        let (answer, answered) = futures_channel::oneshot::channel();
+        let req = make(answer);
         if to == self.id {
-            // Boxed: serve(Commit) calls back into call(Settle).
-            Ok(Box::pin(self.serve(req)).await)
+            // Boxed: serve(Commit) asks back into serve(Settle).
+            Box::pin(self.serve(req)).await;
         } else {
-            self.mesh.call(to, req).await
+            self.mesh.send(to, ShardMsg::Request(req)).await?;
         }
+        answered.await.map_err(|_| PeerGone { to })
+    }
+
+    /// [`ask`](Shard::ask) for a request whose answer is itself a result:
+    /// a peer gone and a failure on the peer come back as one error.
+    pub async fn ask_result<T>(
+        self: &Rc<Self>,
+        to: usize,
+        make: impl FnOnce(Answer<Result<T, ShardError>>) -> Request,
+    ) -> Result<T, ShardError> {
+        self.ask(to, make).await?
     }
 
     /// Hand a mailbox delivery to its owner.
@@ -205,29 +221,38 @@ impl Shard {
         }
     }
 
-    async fn serve(self: &Rc<Self>, req: Request) -> Reply {
+    /// Do `req` and send its answer. (A send fails only when the asker
+    /// is gone; there is no one left to tell.)
+    async fn serve(self: &Rc<Self>, req: Request) {
         match req {
-            Request::Lock { user, token } => Reply::Locked(self.mailboxes.borrow_mut().lock(&user, token)),
-            Request::Unlock { user, token } => {
+            Request::Lock { user, token, answer } => {
+                let _ = answer.send(self.mailboxes.borrow_mut().lock(&user, token));
+            }
+            Request::Unlock { user, token, answer } => {
                 self.mailboxes.borrow_mut().unlock(&user, token);
-                Reply::Done(Ok(()))
+                let _ = answer.send(());
             }
-            Request::Commit { user, token, deleted } => Reply::Done(self.commit(&user, token, deleted).await),
-            Request::Settle { items } => Reply::Done(self.settle(items).await),
-            Request::Queue(op) => {
-                let (text, count) = self.queue_op_local(op);
-                Reply::Queue { text, count }
+            Request::Commit { user, token, deleted, answer } => {
+                let _ = answer.send(self.commit(&user, token, deleted).await);
             }
-            Request::Metrics => Reply::Metrics(Box::new(self.metrics_snapshot())),
-            Request::Pin(true) => {
+            Request::Settle { items, answer } => {
+                let _ = answer.send(self.settle(items).await);
+            }
+            Request::Queue { op, answer } => {
+                let _ = answer.send(self.queue_op_local(op));
+            }
+            Request::Metrics { answer } => {
+                let _ = answer.send(Box::new(self.metrics_snapshot()));
+            }
+            Request::Pin { answer } => {
                 self.backup_pins.set(self.backup_pins.get() + 1);
                 let end = self.spool.write_position();
                 if let Err(e) = self.spool.flush().await {
                     tracing::warn!(core = self.id, error = %e, "spool flush for a backup failed");
                 }
-                Reply::Pinned { dir: end.dir, segment: end.segment, offset: end.offset }
+                let _ = answer.send(end);
             }
-            Request::Pin(false) => {
+            Request::Unpin { answer } => {
                 self.backup_pins.set(self.backup_pins.get().saturating_sub(1));
                 if self.backup_pins.get() == 0 {
                     let held = self.held_reclaim.take();
@@ -236,14 +261,18 @@ impl Shard {
                         glommio::spawn_local(async move { me.reclaim(held).await }).detach();
                     }
                 }
-                Reply::Done(Ok(()))
+                let _ = answer.send(());
             }
-            Request::Relocate(moves) => {
+            Request::Relocate { moves, answer } => {
                 self.apply_relocation(&moves);
-                Reply::Done(Ok(()))
+                let _ = answer.send(());
             }
-            Request::MailboxList { user } => Reply::Mailbox(self.mailboxes.borrow().entries(&user).to_vec()),
-            Request::MailboxDelete { user, uid } => Reply::Done(self.delete_by_uid(&user, &uid).await),
+            Request::MailboxList { user, answer } => {
+                let _ = answer.send(self.mailboxes.borrow().entries(&user).to_vec());
+            }
+            Request::MailboxDelete { user, uid, answer } => {
+                let _ = answer.send(self.delete_by_uid(&user, &uid).await);
+            }
         }
     }
 
@@ -254,8 +283,8 @@ impl Shard {
         user: &str,
         token: LockToken,
         deleted: Vec<(SpoolRef, u16)>,
-    ) -> Result<(), String> {
-        self.mailboxes.borrow().check_lock(user, token).map_err(|e: MailboxError| e.to_string())?;
+    ) -> Result<(), ShardError> {
+        self.mailboxes.borrow().check_lock(user, token)?;
         // A session's listing may predate a compaction that moved messages.
         let deleted: Vec<(SpoolRef, u16)> = deleted.into_iter().map(|(at, r)| (self.resolve(at), r)).collect();
         let mut by_owner: Vec<Vec<(SpoolRef, u16, Outcome)>> = vec![Vec::new(); self.cores];
@@ -263,12 +292,7 @@ impl Shard {
             by_owner[owner::dir_owner(at.dir, self.cores)].push((at, rcpt, Outcome::Deleted));
         }
         for (to, items) in by_owner.into_iter().enumerate().filter(|(_, v)| !v.is_empty()) {
-            match self.call(to, Request::Settle { items }).await {
-                Ok(Reply::Done(Ok(()))) => {}
-                Ok(Reply::Done(Err(e))) => return Err(e),
-                Ok(other) => return Err(format!("unexpected reply {other:?}")),
-                Err(e) => return Err(e.to_string()),
-            }
+            self.ask_result(to, |answer| Request::Settle { items, answer }).await?;
         }
         self.mailboxes.borrow_mut().remove_and_unlock(user, token, &deleted);
         self.check_quota(user);
@@ -277,16 +301,14 @@ impl Shard {
 
     /// Append tombstones for records in dirs this core owns, wait for their
     /// sync, then reclaim any segment that died.
-    async fn settle(self: &Rc<Self>, items: Vec<(SpoolRef, u16, Outcome)>) -> Result<(), String> {
+    async fn settle(self: &Rc<Self>, items: Vec<(SpoolRef, u16, Outcome)>) -> Result<(), ShardError> {
         let mut written = Vec::with_capacity(items.len());
         let mut last = None;
         for (target, recipient, outcome) in items {
             // A message compaction moved is tombstoned at its new place.
             let target = self.resolve_for_tombstone(target);
             let t = spool::Tombstone { target, recipient, outcome };
-            let appended = self
-                .append(spool::RecordKind::Tombstone, &[&spool::encode_tombstone(&t)])
-                .map_err(|e| e.to_string())?;
+            let appended = self.append(spool::RecordKind::Tombstone, &[&spool::encode_tombstone(&t)])?;
             // Final from now on for compaction, though the ledger hears of
             // it only once durable.
             *self.finalizing.borrow_mut().entry((target, recipient)).or_insert(0) += 1;
@@ -294,7 +316,7 @@ impl Shard {
             last = Some(appended.ticket);
         }
         let synced = match last {
-            Some(ticket) => self.spool.durable(&ticket).await.map_err(|e| e.to_string()),
+            Some(ticket) => self.spool.durable(&ticket).await,
             None => Ok(()),
         };
         let mut dead = Vec::new();

@@ -1,94 +1,69 @@
 //! The typed messages cores send each other.
 //!
 //! Everything that crosses a core boundary is one of these: deliveries to a
-//! mailbox owner, relay work for a domain owner, and request/reply pairs
-//! (lock a mailbox, commit deletions, write tombstones). They carry
-//! [`SpoolRef`]s, never message bodies.
+//! mailbox owner, relay work for a domain owner, and requests (lock a
+//! mailbox, commit deletions, write tombstones) that carry the typed
+//! channel for their answer. They carry [`SpoolRef`]s, never message
+//! bodies.
 
+use super::ShardError;
 use crate::mailbox::{LockToken, MailboxEntry, MailboxError};
 use crate::queue::QueuedMessage;
 use crate::spool::{Outcome, SpoolRef};
+use futures_channel::oneshot;
+
+/// Where the answer to one [`Request`] goes. The serving core sends
+/// exactly one value; if it drops the sender unsent (it is stopping), the
+/// asker gets [`PeerGone`](super::PeerGone). Each request names its own
+/// answer type, so a caller never meets an answer meant for another
+/// request.
+pub type Answer<T> = oneshot::Sender<T>;
 
 /// A message on the shard mesh.
 #[derive(Debug)]
 pub enum ShardMsg {
     /// One-way: a durable message for a user this core owns.
-    Deliver {
-        user: String,
-        entry: MailboxEntry,
-    },
+    Deliver { user: String, entry: MailboxEntry },
     /// One-way: durable relay work for a domain this core owns.
     Enqueue(QueuedMessage),
     /// One-way, to every core: `user`'s mailbox went over (or back under)
     /// its quota; RCPT answers 452 4.2.2 while over.
-    Quota {
-        user: String,
-        over: bool,
-    },
+    Quota { user: String, over: bool },
     /// One-way: a spool segment was deleted; drop any map of it.
-    SegmentGone {
-        dir: u16,
-        segment: u32,
-    },
-    /// A request; the receiver answers with `Reply { id, .. }` to `from`.
-    Request {
-        from: usize,
-        id: u64,
-        req: Request,
-    },
-    Reply {
-        id: u64,
-        reply: Reply,
-    },
+    SegmentGone { dir: u16, segment: u32 },
+    /// Work for this core; it answers through the request's [`Answer`].
+    Request(Request),
 }
 
-/// Work a core asks its owner to do.
+/// Work a core asks its owner to do, each with the channel for its answer.
 #[derive(Debug)]
 pub enum Request {
     /// Lock a mailbox for a POP3 session and return its listing.
-    Lock { user: String, token: LockToken },
+    Lock { user: String, token: LockToken, answer: Answer<Result<Vec<MailboxEntry>, MailboxError>> },
     /// Release a mailbox lock without deleting anything.
-    Unlock { user: String, token: LockToken },
+    Unlock { user: String, token: LockToken, answer: Answer<()> },
     /// POP3 QUIT: delete these messages durably, then unlock.
-    Commit { user: String, token: LockToken, deleted: Vec<(SpoolRef, u16)> },
+    Commit { user: String, token: LockToken, deleted: Vec<(SpoolRef, u16)>, answer: Answer<Result<(), ShardError>> },
     /// Append tombstones for records in a spool dir this core owns and wait
     /// for their sync.
-    Settle { items: Vec<(SpoolRef, u16, Outcome)> },
-    /// An operator's queue command, for this core's shard.
-    Queue(super::admin::QueueOp),
+    Settle { items: Vec<(SpoolRef, u16, Outcome)>, answer: Answer<Result<(), ShardError>> },
+    /// An operator's queue command, for this core's shard: its text and
+    /// how many message shares it touched.
+    Queue { op: super::admin::QueueOp, answer: Answer<(String, usize)> },
     /// This core's metrics, for a scrape or `ringmail status`.
-    Metrics,
-    /// `backup begin` (true): make everything appended durable, report where
-    /// this core's spool log ends, and keep every segment until the
-    /// matching unpin (false).
-    Pin(bool),
+    Metrics { answer: Answer<Box<crate::metrics::Snapshot>> },
+    /// `backup begin`: make everything appended durable, answer where this
+    /// core's spool log ends, and keep every segment until [`Request::Unpin`].
+    Pin { answer: Answer<SpoolRef> },
+    /// `backup end`: segments may be reclaimed again.
+    Unpin { answer: Answer<()> },
     /// Compaction moved these records (old place, new place): update every
     /// reference this core holds, and read and tombstone them at the new
     /// place from now on.
-    Relocate(Vec<(SpoolRef, SpoolRef)>),
+    Relocate { moves: Vec<(SpoolRef, SpoolRef)>, answer: Answer<()> },
     /// `mailbox list`: the entries of a mailbox this core owns.
-    MailboxList { user: String },
+    MailboxList { user: String, answer: Answer<Vec<MailboxEntry>> },
     /// `mailbox delete`: delete one message (by UID) from a mailbox this
     /// core owns, durably.
-    MailboxDelete { user: String, uid: String },
-}
-
-#[derive(Debug)]
-pub enum Reply {
-    Locked(Result<Vec<MailboxEntry>, MailboxError>),
-    /// Done, or why not (a spool error, a lost lock), as text for the log.
-    Done(Result<(), String>),
-    /// This core's part of a queue command.
-    Queue {
-        text: String,
-        count: usize,
-    },
-    Metrics(Box<crate::metrics::Snapshot>),
-    Mailbox(Vec<MailboxEntry>),
-    /// This core's spool dir and where its log ends (segment, offset).
-    Pinned {
-        dir: u16,
-        segment: u32,
-        offset: u32,
-    },
+    MailboxDelete { user: String, uid: String, answer: Answer<Result<(), ShardError>> },
 }

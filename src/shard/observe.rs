@@ -2,7 +2,7 @@
 //! from the queue, mailboxes and spool at the moment of the scrape), and
 //! the scrape that gathers every core's.
 
-use super::{Reply, Request, Shard};
+use super::{Request, Shard};
 use crate::metrics::{Gauges, Snapshot};
 use std::rc::Rc;
 
@@ -87,9 +87,8 @@ impl Shard {
     pub async fn gather_metrics(self: &Rc<Self>) -> Vec<Snapshot> {
         let mut out = Vec::with_capacity(self.cores);
         for core in 0..self.cores {
-            match self.call(core, Request::Metrics).await {
-                Ok(Reply::Metrics(s)) => out.push(*s),
-                Ok(other) => tracing::warn!(core, reply = ?other, "unexpected reply to a metrics request"),
+            match self.ask(core, |answer| Request::Metrics { answer }).await {
+                Ok(s) => out.push(*s),
                 Err(e) => tracing::warn!(core, error = %e, "metrics request failed"),
             }
         }

@@ -3,7 +3,7 @@
 //! `max_age`, the over-quota state every core consults at RCPT, and the
 //! operator's `mailbox delete`.
 
-use super::{Shard, ShardMsg};
+use super::{Shard, ShardError, ShardMsg};
 use crate::mailbox::LockToken;
 use crate::mailbox::MailboxEntry;
 use std::rc::Rc;
@@ -86,9 +86,11 @@ impl Shard {
     }
 
     /// `mailbox delete USER UID` on the owning core.
-    pub(super) async fn delete_by_uid(self: &Rc<Self>, user: &str, uid: &str) -> Result<(), String> {
+    pub(super) async fn delete_by_uid(self: &Rc<Self>, user: &str, uid: &str) -> Result<(), ShardError> {
         let entry = self.mailboxes.borrow().entries(user).iter().find(|e| e.uid() == uid).cloned();
-        let Some(entry) = entry else { return Err(format!("no message {uid} in the mailbox of {user}")) };
+        let Some(entry) = entry else {
+            return Err(ShardError::NoSuchMessage { user: user.to_string(), uid: uid.to_string() });
+        };
         self.delete_entries(user, std::slice::from_ref(&entry)).await?;
         tracing::info!(core = self.id, user = %user, uid, queue_id = %entry.queue_id, "deleted by the operator");
         Ok(())
@@ -96,9 +98,9 @@ impl Shard {
 
     /// Delete messages of an unlocked mailbox durably: lock it (a POP3
     /// session holding it wins), tombstone, drop from the index, unlock.
-    async fn delete_entries(self: &Rc<Self>, user: &str, entries: &[MailboxEntry]) -> Result<(), String> {
+    async fn delete_entries(self: &Rc<Self>, user: &str, entries: &[MailboxEntry]) -> Result<(), ShardError> {
         let token: LockToken = self.new_lock_token();
-        self.mailboxes.borrow_mut().lock(user, token).map_err(|e| e.to_string())?;
+        self.mailboxes.borrow_mut().lock(user, token)?;
         let gone = entries.iter().map(|e| (e.at, e.recipient)).collect();
         let result = self.commit(user, token, gone).await;
         if result.is_err() {

@@ -1,0 +1,23 @@
+//! What can go wrong in the shard layer's cross-core work, as one type
+//! that names the fact (the answers of [`Request`](super::Request)s carry
+//! it between cores, so it is `Send` and cheap to clone).
+
+use super::PeerGone;
+use crate::mailbox::MailboxError;
+use crate::spool::SpoolError;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ShardError {
+    /// Appending or syncing a record failed.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// The mailbox is locked by someone else, or the lock was lost.
+    #[error(transparent)]
+    Mailbox(#[from] MailboxError),
+    /// The core that owns the work is stopping.
+    #[error(transparent)]
+    PeerGone(#[from] PeerGone),
+    /// `mailbox delete` named a UID the mailbox does not hold.
+    #[error("no message {uid} in the mailbox of {user}")]
+    NoSuchMessage { user: String, uid: String },
+}
