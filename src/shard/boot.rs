@@ -357,17 +357,30 @@ struct CoreStart {
     limits: Arc<super::limits::Limits>,
 }
 
+/// Why one core could not start (sent to the main thread as text).
+#[derive(Debug, thiserror::Error)]
+enum CoreError {
+    #[error("joining the core mesh failed")]
+    Mesh,
+    #[error(transparent)]
+    Spool(#[from] spool::SpoolError),
+    #[error("control socket: {0}")]
+    Control(std::io::Error),
+    #[error("bind {addr}: {error}")]
+    Bind { addr: SocketAddr, error: String },
+}
+
 async fn core_main(
     start: CoreStart,
     mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
     ready: mpsc::Sender<Result<usize, String>>,
-) -> Result<(), String> {
+) -> Result<(), CoreError> {
     let CoreStart { core, cores, config, users, tls, updates, init, listeners, dns_server, lifecycle, limits } = start;
-    let (senders, mut receivers) = mesh.join().await.map_err(|_| "joining the core mesh failed".to_string())?;
+    let (senders, mut receivers) = mesh.join().await.map_err(|_| CoreError::Mesh)?;
     let dir = core as u16;
-    let store = DirStore::open(&config.spool_root(), dir).map_err(|e| e.to_string())?;
+    let store = DirStore::open(&config.spool_root(), dir)?;
     let segment_size = config.spool.segment_size as u32; // validated < 4 GiB
-    let spool = Spool::new(store, dir, SpoolConfig { segment_size }, init.tail).map_err(|e| e.to_string())?;
+    let spool = Spool::new(store, dir, SpoolConfig { segment_size }, init.tail)?;
     let write_segment = spool.write_position().segment;
     let mut mailboxes = MailboxIndex::default();
     for (user, entry) in init.mailboxes {
@@ -424,15 +437,18 @@ async fn core_main(
     // Bind everything while still privileged (ports below 1024); serve
     // nothing and start no work until the main thread has dropped root.
     let control = match core {
-        0 => Some(net::control::bind(&config.data_dir).map_err(|e| format!("control socket: {e}"))?),
+        0 => Some(net::control::bind(&config.data_dir).map_err(CoreError::Control)?),
         _ => None,
+    };
+    let bind = |addr: SocketAddr| {
+        glommio::net::TcpListener::bind(addr).map_err(|e| CoreError::Bind { addr, error: e.to_string() })
     };
     let mut bound = Vec::new();
     for (proto, addr) in listeners {
-        bound.push((proto, glommio::net::TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?));
+        bound.push((proto, bind(addr)?));
     }
     let metrics = match config.listen.metrics {
-        Some(addr) => Some(glommio::net::TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?),
+        Some(addr) => Some(bind(addr)?),
         None => None,
     };
     let _ = ready.send(Ok(core));

@@ -210,10 +210,11 @@ impl Shard {
 
     /// Copy `key`'s live records forward, relocate every reference, and
     /// let the segment go. Returns how many messages moved.
-    async fn compact(self: &Rc<Self>, key: SegmentKey) -> Result<usize, String> {
+    async fn compact(self: &Rc<Self>, key: SegmentKey) -> Result<usize, CompactError> {
         let _busy = super::Background::new(self); // the drain waits for it
         let root = self.config().spool_root();
-        let (map, scan) = map_and_scan(&root, key).await.map_err(|e| e.to_string())?.ok_or("segment gone")?;
+        let (map, scan) = map_and_scan(&root, key).await?.ok_or(CompactError::Gone(key))?;
+        let undecodable = |at: SpoolRef| move |error| CompactError::Undecodable { at, error };
         let mut written = Written { moves: Vec::new(), tombstones: Vec::new() };
         let mut last = None;
         // Steps 1 to 3 without an await: no tombstone can slip in between.
@@ -223,7 +224,7 @@ impl Shard {
             let message_bytes = match rec.kind {
                 RecordKind::Message => payload,
                 RecordKind::Moved => {
-                    let m = decode_moved(payload).map_err(|e| format!("{at}: {e}"))?;
+                    let m = decode_moved(payload).map_err(undecodable(at))?;
                     // Its old place must stay superseded once this segment goes.
                     for r in 0..m.message.recipients.len() as u16 {
                         self.copy_tombstone(key, m.old, r, Outcome::Deleted, &mut written, &mut last)?;
@@ -231,7 +232,7 @@ impl Shard {
                     &payload[12 + 2 * m.done.len()..]
                 }
                 RecordKind::Tombstone => {
-                    let t = decode_tombstone(payload).map_err(|e| format!("{at}: {e}"))?;
+                    let t = decode_tombstone(payload).map_err(undecodable(at))?;
                     self.copy_tombstone(key, t.target, t.recipient, t.outcome, &mut written, &mut last)?;
                     continue;
                 }
@@ -240,8 +241,7 @@ impl Shard {
             if !self.ledger.borrow().is_live(at) {
                 continue;
             }
-            let count =
-                crate::spool::decode_message(message_bytes).map_err(|e| format!("{at}: {e}"))?.recipients.len() as u16;
+            let count = crate::spool::decode_message(message_bytes).map_err(undecodable(at))?.recipients.len() as u16;
             let mut done = self.ledger.borrow().finals(at);
             for &(target, r) in self.finalizing.borrow().keys() {
                 if target == at && !done.contains(&r) {
@@ -250,7 +250,7 @@ impl Shard {
             }
             done.sort_unstable();
             let head = encode_moved_head(at, &done);
-            let appended = self.append(RecordKind::Moved, &[&head, message_bytes]).map_err(|e| e.to_string())?;
+            let appended = self.append(RecordKind::Moved, &[&head, message_bytes])?;
             let new = appended.at;
             {
                 let mut ledger = self.ledger.borrow_mut();
@@ -264,7 +264,7 @@ impl Shard {
             last = Some(appended.ticket);
         }
         let synced = match &last {
-            Some(ticket) => self.spool.durable(ticket).await.map_err(|e| e.to_string()),
+            Some(ticket) => self.spool.durable(ticket).await,
             None => Ok(()),
         };
         {
@@ -287,7 +287,7 @@ impl Shard {
             for core in (0..self.cores).filter(|&c| c != self.id) {
                 let moves = moves.clone();
                 if let Err(e) = self.ask(core, |answer| Request::Relocate { moves, answer }).await {
-                    relocated = Err(format!("core {core} did not take the relocation: {e}"));
+                    relocated = Err(CompactError::Relocation(e));
                 }
             }
         }
@@ -323,13 +323,13 @@ impl Shard {
         outcome: Outcome,
         written: &mut Written,
         last: &mut Option<crate::spool::CommitTicket>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CompactError> {
         let target_seg = target.segment_key();
         if target_seg == key || !self.segment_exists(target_seg) {
             return Ok(());
         }
         let t = Tombstone { target, recipient: r, outcome };
-        let appended = self.append(RecordKind::Tombstone, &[&encode_tombstone(&t)]).map_err(|e| e.to_string())?;
+        let appended = self.append(RecordKind::Tombstone, &[&encode_tombstone(&t)])?;
         written.tombstones.push((appended.at, target, r));
         *last = Some(appended.ticket);
         Ok(())
@@ -338,6 +338,20 @@ impl Shard {
     fn segment_exists(&self, key: SegmentKey) -> bool {
         crate::spool::layout::segment_path(&self.config().spool_root(), key).exists()
     }
+}
+
+/// Why a compaction run stopped (it is retried at the next interval).
+#[derive(Debug, thiserror::Error)]
+pub enum CompactError {
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
+    #[error("segment {0} is gone")]
+    Gone(SegmentKey),
+    #[error("{at}: {error}")]
+    Undecodable { at: SpoolRef, error: crate::spool::DecodeError },
+    /// A core missed the relocation: the segment is kept for its readers.
+    #[error("a core did not take the relocation: {0}")]
+    Relocation(super::PeerGone),
 }
 
 /// Map and scan a segment on a blocking thread: the scan reads (and checks

@@ -1,6 +1,7 @@
-//! What can go wrong in the shard layer's cross-core work, as one type
-//! that names the fact (the answers of [`Request`](super::Request)s carry
-//! it between cores, so it is `Send` and cheap to clone).
+//! What can go wrong in the shard layer's work, as one type that names the
+//! fact (the answers of [`Request`](super::Request)s carry it between
+//! cores, so it is `Send` and cheap to clone). Start-up has its own
+//! (`BootError`, `CoreError`), compaction too (`CompactError`).
 
 use super::PeerGone;
 use crate::mailbox::MailboxError;
@@ -17,6 +18,10 @@ pub enum ShardError {
     /// The core that owns the work is stopping.
     #[error(transparent)]
     PeerGone(#[from] PeerGone),
+    /// A dead segment of a spool dir adopted from a run with more cores
+    /// could not be deleted.
+    #[error("{path}: {error}")]
+    Remove { path: std::path::PathBuf, error: std::sync::Arc<std::io::Error> },
     /// `mailbox delete` named a UID the mailbox does not hold.
     #[error("no message {uid} in the mailbox of {user}")]
     NoSuchMessage { user: String, uid: String },

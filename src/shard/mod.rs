@@ -379,7 +379,7 @@ impl Shard {
                 continue;
             }
             let removed = if key.dir == self.spool.dir() {
-                self.spool.remove_segment(key.seq).await.map_err(|e| e.to_string())
+                self.spool.remove_segment(key.seq).await.map_err(ShardError::from)
             } else {
                 // A dir adopted from a run with more cores: nobody writes it.
                 remove_adopted_segment(&self.config().spool_root(), key)
@@ -400,11 +400,15 @@ impl Shard {
 
 /// Delete a segment of a spool dir no executor writes (left by a run with
 /// more cores), durably.
-fn remove_adopted_segment(root: &std::path::Path, key: SegmentKey) -> Result<(), String> {
+fn remove_adopted_segment(root: &std::path::Path, key: SegmentKey) -> Result<(), ShardError> {
     let path = spool::layout::segment_path(root, key);
-    std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let failed = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |error| ShardError::Remove { path, error: std::sync::Arc::new(error) }
+    };
+    std::fs::remove_file(&path).map_err(failed(&path))?;
     if let Some(dir) = path.parent() {
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(failed(dir))?;
     }
     Ok(())
 }
