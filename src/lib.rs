@@ -18,6 +18,7 @@
 //! - [`net`]: the glommio drivers.
 //! - [`mailbox`], [`queue`]: per-core indexes owned by hash.
 //! - [`auth`]: the users file and Argon2id.
+//! - [`clock`]: the wall clock (`now_ms`), read in one place.
 //! - [`files`]: modes of what ringmail creates (0700/0600) and the one
 //!   atomic rewrite that keeps a file's owner, group and mode.
 //! - [`logging`]: log lines batched per executor.
@@ -27,6 +28,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod files;

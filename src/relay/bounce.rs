@@ -64,7 +64,7 @@ impl Shard {
             Some((relay, headers)) => (relay, headers),
             None => (None, self.header_section_of(msg)),
         };
-        let now = super::now_ms();
+        let now = crate::clock::now_ms();
         let recipients: Vec<FailedRecipient> = failed
             .iter()
             .map(|(r, status, diagnostic)| FailedRecipient {

@@ -2,6 +2,7 @@
 //! domain, and outcome handling.
 
 use super::conn::{deferred_all, After, RelayConnection, Timeouts};
+use crate::clock::now_ms;
 use crate::delivery::dsn::Action as DsnAction;
 use crate::delivery::mx;
 use crate::metrics::RelayResult;
@@ -11,12 +12,7 @@ use crate::shard::{owner, Request, Shard};
 use crate::spool::{encode_recipient_state, Outcome, RecipientState, RecordKind};
 use rand::Rng;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Milliseconds since the Unix epoch: the queue's clock.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
+use std::time::Duration;
 
 impl Shard {
     /// The retry schedule from `[relay]`.

@@ -15,4 +15,3 @@ mod dispatch;
 pub mod tls;
 
 pub use conn::{ConnectError, RelayConnection, Timeouts};
-pub use dispatch::now_ms;
