@@ -63,9 +63,9 @@ pub struct Shard {
     pub mesh: Mesh,
     next_session: Cell<u64>,
     /// DNS for MX lookups, with this core's cache.
-    pub resolver: crate::delivery::dns::Resolver,
+    pub resolver: crate::outbound::dns::Resolver,
     /// Client TLS configs for relaying.
-    pub relay_tls: crate::relay::tls::RelayTls,
+    pub relay_tls: crate::outbound::tls::RelayTls,
     /// Relay connections idle between messages, by destination: woken by
     /// `kick` when mail for it is ready.
     pub relay_idle: RefCell<std::collections::HashMap<String, Vec<std::task::Waker>>>,

@@ -3,9 +3,9 @@
 
 use super::conn::{deferred_all, After, RelayConnection, Timeouts};
 use crate::clock::now_ms;
-use crate::delivery::dsn::Action as DsnAction;
-use crate::delivery::mx;
 use crate::metrics::RelayResult;
+use crate::outbound::dsn::Action as DsnAction;
+use crate::outbound::mx;
 use crate::proto::smtp_client::{MessageOutcome, OutgoingMessage, RecipientOutcome, TlsPolicy};
 use crate::queue::{retry_delay, Key, PendingRecipient, QueuedMessage, RetryPolicy};
 use crate::shard::{owner, Request, Shard};
