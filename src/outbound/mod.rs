@@ -14,7 +14,8 @@
 //! - [`tls`]: the client TLS configs (`relay.tls`);
 //! - [`dsn`] and `bounce`: the bytes of a DSN, and sending it back through
 //!   the spool with the null sender (a bounce is never bounced);
-//! - [`testdns`]: a loopback DNS server for tests (test tooling only).
+//! - `testdns`: a loopback DNS server for tests, compiled only for this
+//!   crate's tests and with the `test-support` feature (never shipped).
 //!
 //! It must not accept mail, write the spool except through the shard's one
 //! writer (bounces enter like any other message), or touch the queue of a
@@ -29,6 +30,7 @@ mod dispatch;
 pub mod dns;
 pub mod dsn;
 pub mod mx;
+#[cfg(any(test, feature = "test-support"))]
 pub mod testdns;
 pub mod tls;
 
