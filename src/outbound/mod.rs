@@ -23,15 +23,59 @@
 //! this stage is the glue that waits on sockets, DNS and the clock. Every
 //! outcome is classified by the SMTP client's single exhaustive match; here
 //! each class has one handler.
+//!
+//! ## Who holds what
+//! [`Outbound`] is the stage's own state, one per core, held by the shard
+//! as `shard.outbound`: the resolver and its cache, the client TLS configs,
+//! and the connections idle between messages. Its methods need nothing
+//! else. The dispatcher, the outcome handlers and the bounces are still
+//! `impl Shard` blocks in this folder taking `self: &Rc<Shard>`, on purpose:
+//! they read and write the queue shard, append to the spool through the
+//! shard's one writer, count in the core's metrics, watch the stop flag and
+//! send `Settle` over the mesh, all of which the shard owns and shares with
+//! the SMTP path. Passing those one by one would widen every call without
+//! making the ownership any clearer; they move when the queue does.
 
 mod bounce;
 mod conn;
 mod dispatch;
 pub mod dns;
 pub mod dsn;
+mod idle;
 pub mod mx;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testdns;
 pub mod tls;
 
 pub use conn::{ConnectError, RelayConnection, Timeouts};
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How long one DNS try waits for its answer.
+const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The outbound stage's own state on one core (see the module doc for what
+/// stays on the shard and why). Created once per executor; never shared
+/// with another core.
+pub struct Outbound {
+    /// DNS for MX lookups, with this core's cache.
+    pub resolver: dns::Resolver,
+    /// Client TLS configs for relaying.
+    pub tls: tls::RelayTls,
+    /// Relay connections idle between messages, by destination: woken when
+    /// mail for it is ready.
+    idle: idle::IdleConnections,
+}
+
+impl Outbound {
+    /// The stage for one core, asking `dns_server` for MX and address
+    /// records.
+    pub fn new(dns_server: SocketAddr) -> Outbound {
+        Outbound {
+            resolver: dns::Resolver::new(dns_server, DNS_TIMEOUT),
+            tls: tls::RelayTls::new(),
+            idle: idle::IdleConnections::default(),
+        }
+    }
+}
