@@ -2,6 +2,7 @@
 //! domain, and outcome handling.
 
 use super::conn::{deferred_all, After, RelayConnection, Timeouts};
+use super::slot::ConnectionSlot;
 use crate::clock::now_ms;
 use crate::metrics::RelayResult;
 use crate::outbound::dsn::Action as DsnAction;
@@ -68,12 +69,15 @@ impl Shard {
         // Idle connections to it take the mail first.
         self.outbound.wake_idle(domain);
         let max = self.config().relay.max_connections_per_domain;
-        while self.queue.borrow_mut().open_connection(domain, max) {
-            glommio::spawn_local(self.clone().connection_task(domain.to_string())).detach();
+        while let Some(slot) = ConnectionSlot::take(self, domain, max) {
+            glommio::spawn_local(self.clone().connection_task(slot)).detach();
         }
     }
 
-    async fn connection_task(self: Rc<Self>, domain: String) {
+    /// One connection to `slot`'s destination, carrying its ready mail;
+    /// the slot goes back to the queue when this ends or is dropped.
+    async fn connection_task(self: Rc<Self>, slot: ConnectionSlot) {
+        let domain = slot.domain().to_string();
         let relay = &self.config().relay;
         let targets = {
             let mut rng = rand::thread_rng();
@@ -134,7 +138,8 @@ impl Shard {
                 }
             }
         }
-        self.queue.borrow_mut().close_connection(&domain);
+        // The slot goes back before the kick, so the kick may reuse it.
+        drop(slot);
         self.kick(&domain);
     }
 

@@ -7,6 +7,7 @@
 //!   destination (at most `relay.max_connections_per_domain`), and the
 //!   handler of every outcome — delivered (tombstone), deferred (retry
 //!   schedule), bounced (a DSN to the sender, then a tombstone);
+//! - `slot`: a connection slot per destination, returned by `Drop`;
 //! - `conn`: one outbound SMTP connection, the glommio/rustls driver
 //!   around the sans-I/O [`crate::proto::smtp_client::Client`];
 //! - [`mx`]: where mail for a domain goes (routes, MX plan, null MX);
@@ -43,6 +44,7 @@ pub mod dns;
 pub mod dsn;
 mod idle;
 pub mod mx;
+mod slot;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testdns;
 pub mod tls;
