@@ -6,6 +6,7 @@
 //! client -> net (listener, per-core, SO_REUSEPORT) -> proto::smtp (sans-I/O)
 //!        -> shard::intake -> spool (append + group commit) -> 250
 //!        -> mailbox owner core (local users)  |  queue owner core (remote domains)
+//!                                                 -> outbound (MX, SMTP client) -> 2xx / 4xx retry / 5xx DSN
 //! POP3 client -> net -> proto::pop3 (sans-I/O) -> mailbox owner (lock, listing)
 //!             -> bodies straight from the spool maps -> QUIT: tombstones, synced
 //! ```
@@ -17,7 +18,10 @@
 //! - [`shard`]: one executor's world, the cross-core mesh, start-up.
 //! - [`net`]: the glommio drivers.
 //! - [`mailbox`], [`queue`]: per-core indexes owned by hash.
+//! - [`outbound`]: the relay stage of one core: dispatcher, connections,
+//!   MX plan, DNS, client TLS, DSNs and bounces.
 //! - [`auth`]: the users file and Argon2id.
+//! - [`clock`]: the wall clock (`now_ms`), read in one place.
 //! - [`files`]: modes of what ringmail creates (0700/0600) and the one
 //!   atomic rewrite that keeps a file's owner, group and mode.
 //! - [`logging`]: log lines batched per executor.
@@ -27,17 +31,17 @@
 
 pub mod admin;
 pub mod auth;
+pub mod clock;
 pub mod config;
-pub mod delivery;
 pub mod files;
 pub mod logging;
 pub mod mailbox;
 pub mod message;
 pub mod metrics;
 pub mod net;
+pub mod outbound;
 pub mod proto;
 pub mod queue;
-pub mod relay;
 pub mod shard;
 pub mod spool;
 pub mod startup;

@@ -7,7 +7,7 @@ mod common;
 mod sink;
 
 use common::*;
-use ringmail::delivery::testdns::{TestDns, Zone};
+use ringmail::outbound::testdns::{TestDns, Zone};
 use sink::{Script, Sink};
 use std::time::Duration;
 

@@ -169,7 +169,7 @@ fn hex(bytes: &[u8]) -> String {
 /// for an offline backup.
 pub fn backup(data_dir: &Path, users: &Path, tails: Option<&Tails>, dest: &Path) -> Result<Summary, BackupError> {
     let root = data_dir.join("spool");
-    let mut manifest = Manifest { created: super::format_time(crate::relay::now_ms()), ..Manifest::default() };
+    let mut manifest = Manifest { created: super::format_time(crate::clock::now_ms()), ..Manifest::default() };
     let mut contents: Vec<ArchiveFile> = Vec::new();
     if users.exists() {
         let bytes = std::fs::read(users).map_err(io_err(users))?;
@@ -243,7 +243,7 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, name: &str, bytes: &[u8]) -> std:
     let mut header = tar::Header::new_gnu();
     header.set_size(bytes.len() as u64);
     header.set_mode(0o600);
-    header.set_mtime(crate::relay::now_ms() / 1000);
+    header.set_mtime(crate::clock::now_ms() / 1000);
     header.set_cksum();
     tar.append_data(&mut header, name, bytes)
 }

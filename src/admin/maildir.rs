@@ -101,7 +101,7 @@ pub fn read_maildir(dir: &Path) -> Result<Vec<Incoming>, MoveError> {
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or_else(crate::relay::now_ms, |d| d.as_millis() as u64);
+                .map_or_else(crate::clock::now_ms, |d| d.as_millis() as u64);
             out.push(Incoming { bytes, received_ms, origin: path.display().to_string() });
         }
     }
@@ -134,7 +134,7 @@ pub fn read_mbox(path: &Path) -> Result<Vec<Incoming>, MoveError> {
                 }
                 out.push(m);
             }
-            let received_ms = parse_from_line_date(&line).unwrap_or_else(crate::relay::now_ms);
+            let received_ms = parse_from_line_date(&line).unwrap_or_else(crate::clock::now_ms);
             current = Some(Incoming { bytes: Vec::new(), received_ms, origin: format!("{}:{n}", path.display()) });
             prev_blank = false;
             continue;

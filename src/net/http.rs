@@ -52,7 +52,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
             Ok(stream) => {
                 let Ok(peer) = stream.peer_addr() else { continue };
                 let settings = crate::shard::limits::Settings::of(&shard.config());
-                match shard.limits.admit(peer.ip(), &settings, crate::relay::now_ms()) {
+                match shard.limits.admit(peer.ip(), &settings, crate::clock::now_ms()) {
                     Ok(admission) => {
                         let shard = shard.clone();
                         glommio::spawn_local(async move {

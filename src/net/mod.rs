@@ -115,7 +115,7 @@ async fn session(shard: Rc<Shard>, mut conn: conn::Conn, proto: Protocol) {
     let config = shard.config();
     let settings = crate::shard::limits::Settings::of(&config);
     // Held until the session ends: its drop gives the slot back.
-    let _admission = match shard.limits.admit(ip, &settings, crate::relay::now_ms()) {
+    let _admission = match shard.limits.admit(ip, &settings, crate::clock::now_ms()) {
         Ok(a) => a,
         Err(refusal) => return refuse(&shard, conn, proto, refusal).await,
     };

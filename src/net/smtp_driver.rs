@@ -79,7 +79,7 @@ impl RecipientPolicy for SessionPolicy {
             return SenderDecision::SpoolFull;
         }
         let limits = &self.shard.config().limits;
-        let now = crate::relay::now_ms();
+        let now = crate::clock::now_ms();
         let limiter = &self.shard.limits;
         let ip_ok = limiter.allow_message(&RateKey::Ip(self.client), limits.max_messages_per_minute_per_ip, now);
         let user_ok = auth.is_none_or(|u| {

@@ -74,7 +74,7 @@ impl Shard {
 
     /// This core's part of `op`: (text, how many shares it touched).
     pub(super) fn queue_op_local(self: &Rc<Self>, op: QueueOp) -> (String, usize) {
-        let now = crate::relay::now_ms();
+        let now = crate::clock::now_ms();
         match op {
             QueueOp::List => {
                 let q = self.queue.borrow();

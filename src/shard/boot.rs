@@ -103,7 +103,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
         return Err(BootError::Preflight { problems });
     }
     let listeners = net::listeners(&config);
-    let dns_server = match crate::delivery::dns::server_from_config(config.relay.dns_server.as_deref()) {
+    let dns_server = match crate::outbound::dns::server_from_config(config.relay.dns_server.as_deref()) {
         Ok(s) => s,
         Err(e) => {
             // Only MX lookups need it; routes may cover every domain.
@@ -407,9 +407,7 @@ async fn core_main(
         queue: RefCell::new(queue),
         mesh: Mesh::new(core, senders),
         next_session: Cell::new(0),
-        resolver: crate::delivery::dns::Resolver::new(dns_server, Duration::from_secs(5)),
-        relay_tls: crate::relay::tls::RelayTls::new(),
-        relay_idle: RefCell::new(Default::default()),
+        outbound: crate::outbound::Outbound::new(dns_server),
         tls: RefCell::new(tls),
         tls_updates: updates.tls,
         limits,

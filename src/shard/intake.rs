@@ -202,6 +202,6 @@ fn received_header(hostname: &str, client: IpAddr, envelope: &Envelope, queue_id
     let helo: String = envelope.helo.chars().filter(|c| c.is_ascii_graphic()).take(255).collect();
     format!(
         "Received: from {helo} ([{client}]) by {hostname} (ringmail) with {proto} id {queue_id}; {}\r\n",
-        crate::delivery::dsn::format_date(now.as_millis() as u64)
+        crate::outbound::dsn::format_date(now.as_millis() as u64)
     )
 }

@@ -33,7 +33,7 @@ impl Shard {
         let started = Instant::now();
         let config = self.config();
         let user = user.to_ascii_lowercase();
-        let attempt = match self.limits.begin_login(ip, &user, &Settings::of(&config), crate::relay::now_ms()) {
+        let attempt = match self.limits.begin_login(ip, &user, &Settings::of(&config), crate::clock::now_ms()) {
             Ok(attempt) => attempt,
             Err(Locked { excess }) => {
                 // A growing delay (capped) makes guessing from this address slow.

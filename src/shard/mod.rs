@@ -64,13 +64,9 @@ pub struct Shard {
     pub queue: RefCell<QueueShard>,
     pub mesh: Mesh,
     next_session: Cell<u64>,
-    /// DNS for MX lookups, with this core's cache.
-    pub resolver: crate::delivery::dns::Resolver,
-    /// Client TLS configs for relaying.
-    pub relay_tls: crate::relay::tls::RelayTls,
-    /// Relay connections idle between messages, by destination: woken by
-    /// `kick` when mail for it is ready.
-    pub relay_idle: RefCell<std::collections::HashMap<String, Vec<std::task::Waker>>>,
+    /// The outbound stage's own state: resolver, client TLS, idle
+    /// connections (see [`crate::outbound`]).
+    pub outbound: crate::outbound::Outbound,
     /// Server TLS (STARTTLS, STLS, implicit TLS); replaced on SIGHUP.
     tls: RefCell<Arc<rustls::ServerConfig>>,
     tls_updates: crossbeam_channel::Receiver<Arc<rustls::ServerConfig>>,

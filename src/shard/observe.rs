@@ -9,7 +9,7 @@ use std::rc::Rc;
 impl Shard {
     /// This core's counters plus gauges read now.
     pub fn metrics_snapshot(&self) -> Snapshot {
-        let now = crate::relay::now_ms();
+        let now = crate::clock::now_ms();
         let depth = self.queue.borrow().depth();
         let stats = self.spool.stats();
         let gauges = Gauges {

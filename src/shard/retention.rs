@@ -63,7 +63,7 @@ impl Shard {
             if !config.retention.any(|p| p.max_age.is_some()) {
                 continue;
             }
-            let now = crate::relay::now_ms();
+            let now = crate::clock::now_ms();
             let expired = self.mailboxes.borrow().expired(|user, e| {
                 config
                     .retention

@@ -3,7 +3,7 @@
 //! the mailbox), with the null sender. A bounce is never bounced: when the
 //! failed message itself had the null sender, the DSN is dropped and logged.
 
-use crate::delivery::dsn::{build_dsn, Action, DsnInput, FailedRecipient};
+use crate::outbound::dsn::{build_dsn, Action, DsnInput, FailedRecipient};
 use crate::queue::{PendingRecipient, QueuedMessage};
 use crate::shard::intake::NewMessage;
 use crate::shard::Shard;
@@ -64,7 +64,7 @@ impl Shard {
             Some((relay, headers)) => (relay, headers),
             None => (None, self.header_section_of(msg)),
         };
-        let now = super::now_ms();
+        let now = crate::clock::now_ms();
         let recipients: Vec<FailedRecipient> = failed
             .iter()
             .map(|(r, status, diagnostic)| FailedRecipient {
@@ -95,7 +95,7 @@ impl Shard {
         let trace = format!(
             "Received: by {} (ringmail) id {dsn_id}; {}\r\n",
             self.config().hostname,
-            crate::delivery::dsn::format_date(received_at.as_millis() as u64)
+            crate::outbound::dsn::format_date(received_at.as_millis() as u64)
         );
         let new = NewMessage {
             queue_id: dsn_id,

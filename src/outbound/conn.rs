@@ -4,7 +4,7 @@
 //! do the STARTTLS handshake when asked.
 
 use super::tls::RelayTls;
-use crate::delivery::mx::Target;
+use crate::outbound::mx::Target;
 use crate::proto::smtp::dot_stuff;
 use crate::proto::smtp_client::{
     Client, ClientConfig, ConnectionFailure, Event, MessageOutcome, OutgoingMessage, Phase, TlsPolicy, Transmit,

@@ -12,7 +12,7 @@
 //! beyond loopback.
 //!
 //! ```no_run
-//! use ringmail::delivery::testdns::{TestDns, Zone};
+//! use ringmail::outbound::testdns::{TestDns, Zone};
 //! let dns = TestDns::start(
 //!     Zone::new()
 //!         .mx("example.test", 10, "mx1.example.test")
@@ -382,11 +382,11 @@ fn serve_tcp_conn(mut stream: TcpStream, zone: &Zone, queries: &AtomicUsize) {
 
 #[cfg(test)]
 mod tests {
-    //! The core's resolver ([`crate::delivery::dns`]) against this server,
+    //! The core's resolver ([`crate::outbound::dns`]) against this server,
     //! over real loopback sockets inside a glommio executor.
     use super::*;
-    use crate::delivery::dns::{Failure, Resolver};
-    use crate::delivery::mx::{MxAnswer, MxHost};
+    use crate::outbound::dns::{Failure, Resolver};
+    use crate::outbound::mx::{MxAnswer, MxHost};
     use std::net::IpAddr;
     use std::time::Instant;
 

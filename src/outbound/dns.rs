@@ -4,7 +4,7 @@
 //! caches negative answers (RFC 2308).
 //!
 //! It owns the wire exchange (hickory-proto for the format only) and the
-//! cache. It does not decide routing; that is [`crate::delivery::mx`].
+//! cache. It does not decide routing; that is [`crate::outbound::mx`].
 //!
 //! Two glommio 0.9 traps shape the transport (DESIGN.md, platform facts):
 //! `glommio::net::UdpSocket::bind` sets SO_REUSEPORT, so concurrent lookups
@@ -31,7 +31,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 
-use crate::delivery::mx::{normalize, MxAnswer, MxHost};
+use crate::outbound::mx::{normalize, MxAnswer, MxHost};
 
 /// The DNS port.
 pub const DNS_PORT: u16 = 53;

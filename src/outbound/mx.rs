@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::delivery::dns::{DnsError, Resolver};
+use crate::outbound::dns::{DnsError, Resolver};
 
 /// The well-known port for server-to-server SMTP; MX hosts listen here.
 pub const SMTP_PORT: u16 = 25;
@@ -309,7 +309,7 @@ fn parse_host_port(value: &str) -> Option<(String, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::testdns::{TestDns, Zone};
+    use crate::outbound::testdns::{TestDns, Zone};
     use rand::rngs::StdRng;
     use rand::SeedableRng;
     use std::time::Duration;

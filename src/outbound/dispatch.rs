@@ -2,57 +2,24 @@
 //! domain, and outcome handling.
 
 use super::conn::{deferred_all, After, RelayConnection, Timeouts};
-use crate::delivery::dsn::Action as DsnAction;
-use crate::delivery::mx;
+use super::slot::ConnectionSlot;
+use crate::clock::now_ms;
 use crate::metrics::RelayResult;
+use crate::outbound::dsn::Action as DsnAction;
+use crate::outbound::mx;
 use crate::proto::smtp_client::{MessageOutcome, OutgoingMessage, RecipientOutcome, TlsPolicy};
 use crate::queue::{retry_delay, Key, PendingRecipient, QueuedMessage, RetryPolicy};
 use crate::shard::{owner, Request, Shard};
 use crate::spool::{encode_recipient_state, Outcome, RecipientState, RecordKind};
 use rand::Rng;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Milliseconds since the Unix epoch: the queue's clock.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
+use std::time::Duration;
 
 impl Shard {
-    /// The retry schedule from `[relay]`.
-    pub fn retry_policy(&self) -> RetryPolicy {
-        let r = &self.config().relay;
-        RetryPolicy {
-            waits_ms: r.retry.iter().map(|s| s.get().as_millis() as u64).collect(),
-            max_lifetime_ms: r.max_queue_lifetime.get().as_millis() as u64,
-            delay_warning_ms: r.delay_warning.get().as_millis() as u64,
-        }
-    }
-
-    fn client_timeouts(&self) -> Timeouts {
-        let t = &self.config().relay.timeouts;
-        Timeouts {
-            connect: t.connect.get(),
-            greeting: t.greeting.get(),
-            command: t.command.get(),
-            data_init: t.data_init.get(),
-            data_block: t.data_block.get(),
-            data_done: t.data_done.get(),
-        }
-    }
-
-    fn tls_policy(&self) -> TlsPolicy {
-        match self.config().relay.tls {
-            crate::config::RelayTlsPolicy::Opportunistic => TlsPolicy::Opportunistic,
-            crate::config::RelayTlsPolicy::Required => TlsPolicy::Required,
-            crate::config::RelayTlsPolicy::Verify => TlsPolicy::Verify,
-        }
-    }
-
     /// Runs until the core stops: promote due mail, bounce expired mail,
     /// send delay notices, open connections.
     pub async fn relay_timer(self: Rc<Self>) {
-        let policy = self.retry_policy();
+        let policy = retry_policy(&self.config().relay);
         let recovered = self.queue.borrow().domains_wanting_connections(usize::MAX);
         for domain in recovered {
             self.kick(&domain);
@@ -100,21 +67,21 @@ impl Shard {
             return; // stopping: the queue is rebuilt from the spool at start
         }
         // Idle connections to it take the mail first.
-        let idle = self.relay_idle.borrow_mut().remove(domain);
-        for waker in idle.into_iter().flatten() {
-            waker.wake();
-        }
+        self.outbound.wake_idle(domain);
         let max = self.config().relay.max_connections_per_domain;
-        while self.queue.borrow_mut().open_connection(domain, max) {
-            glommio::spawn_local(self.clone().connection_task(domain.to_string())).detach();
+        while let Some(slot) = ConnectionSlot::take(self, domain, max) {
+            glommio::spawn_local(self.clone().connection_task(slot)).detach();
         }
     }
 
-    async fn connection_task(self: Rc<Self>, domain: String) {
+    /// One connection to `slot`'s destination, carrying its ready mail;
+    /// the slot goes back to the queue when this ends or is dropped.
+    async fn connection_task(self: Rc<Self>, slot: ConnectionSlot) {
+        let domain = slot.domain().to_string();
         let relay = &self.config().relay;
         let targets = {
             let mut rng = rand::thread_rng();
-            mx::plan_with_port(&self.resolver, &relay.routes, &domain, relay.mx_port, &mut rng).await
+            mx::plan_with_port(&self.outbound.resolver, &relay.routes, &domain, relay.mx_port, &mut rng).await
         };
         match targets {
             Err(e) if e.is_permanent() => {
@@ -138,9 +105,9 @@ impl Shard {
                     match RelayConnection::open(
                         t,
                         &self.config().hostname,
-                        self.tls_policy(),
-                        &self.relay_tls,
-                        self.client_timeouts(),
+                        tls_policy(&self.config().relay),
+                        &self.outbound.tls,
+                        client_timeouts(&self.config().relay),
                     )
                     .await
                     {
@@ -166,12 +133,13 @@ impl Shard {
                                 break;
                             }
                         }
-                        c.quit(&self.relay_tls).await;
+                        c.quit(&self.outbound.tls).await;
                     }
                 }
             }
         }
-        self.queue.borrow_mut().close_connection(&domain);
+        // The slot goes back before the kick, so the kick may reuse it.
+        drop(slot);
         self.kick(&domain);
     }
 
@@ -191,7 +159,7 @@ impl Shard {
             if left.is_zero() {
                 return None;
             }
-            let woken = IdleWait { shard: self, domain, waker: None };
+            let woken = self.outbound.idle_wait(domain);
             futures_lite::future::or(futures_lite::future::or(woken, glommio::timer::sleep(left)), self.stop.wait())
                 .await;
         }
@@ -230,7 +198,7 @@ impl Shard {
             body_8bit: body.iter().any(|&b| b >= 0x80),
         };
         let started = std::time::Instant::now();
-        let (outcome, after) = conn.send(out, body, &self.relay_tls).await;
+        let (outcome, after) = conn.send(out, body, &self.outbound.tls).await;
         let relay = format!("{}[{}]", conn.target.host, conn.target.addr);
         tracing::debug!(queue_id = %msg.queue_id, relay = %relay, elapsed_ms = started.elapsed().as_millis() as u64, "attempt done");
         self.apply_outcome(key, msg, outcome, Some(&relay), body);
@@ -286,7 +254,7 @@ impl Shard {
         if deferred.is_empty() {
             self.queue.borrow_mut().finish(key);
         } else {
-            let policy = self.retry_policy();
+            let policy = retry_policy(&self.config().relay);
             let jitter: f64 = rand::thread_rng().gen();
             let due = now + retry_delay(&policy, msg.attempts + 1, jitter);
             self.queue.borrow_mut().defer(key, deferred, last_deferral, due);
@@ -381,37 +349,33 @@ fn header_section(body: &[u8]) -> Vec<u8> {
     body[..end.min(64 * 1024)].to_vec()
 }
 
-/// Resolves when `kick` wakes the connections idle on `domain` (or on any
-/// later poll: the caller re-checks the queue, so an early wake-up costs
-/// one look). Deregisters itself when dropped, so a connection that gave
-/// up leaves nothing behind.
-struct IdleWait<'a> {
-    shard: &'a Shard,
-    domain: &'a str,
-    waker: Option<std::task::Waker>,
-}
-
-impl std::future::Future for IdleWait<'_> {
-    type Output = ();
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        if self.waker.is_some() {
-            return std::task::Poll::Ready(());
-        }
-        self.shard.relay_idle.borrow_mut().entry(self.domain.to_string()).or_default().push(cx.waker().clone());
-        self.waker = Some(cx.waker().clone());
-        std::task::Poll::Pending
+/// The retry schedule from `[relay]`.
+fn retry_policy(r: &crate::config::Relay) -> RetryPolicy {
+    RetryPolicy {
+        waits_ms: r.retry.iter().map(|s| s.get().as_millis() as u64).collect(),
+        max_lifetime_ms: r.max_queue_lifetime.get().as_millis() as u64,
+        delay_warning_ms: r.delay_warning.get().as_millis() as u64,
     }
 }
 
-impl Drop for IdleWait<'_> {
-    fn drop(&mut self) {
-        let Some(mine) = &self.waker else { return };
-        let mut idle = self.shard.relay_idle.borrow_mut();
-        if let Some(waiters) = idle.get_mut(self.domain) {
-            waiters.retain(|w| !w.will_wake(mine));
-            if waiters.is_empty() {
-                idle.remove(self.domain);
-            }
-        }
+/// The client timeouts from `[relay.timeouts]`.
+fn client_timeouts(r: &crate::config::Relay) -> Timeouts {
+    let t = &r.timeouts;
+    Timeouts {
+        connect: t.connect.get(),
+        greeting: t.greeting.get(),
+        command: t.command.get(),
+        data_init: t.data_init.get(),
+        data_block: t.data_block.get(),
+        data_done: t.data_done.get(),
+    }
+}
+
+/// The client TLS policy from `relay.tls`.
+fn tls_policy(r: &crate::config::Relay) -> TlsPolicy {
+    match r.tls {
+        crate::config::RelayTlsPolicy::Opportunistic => TlsPolicy::Opportunistic,
+        crate::config::RelayTlsPolicy::Required => TlsPolicy::Required,
+        crate::config::RelayTlsPolicy::Verify => TlsPolicy::Verify,
     }
 }

@@ -1,0 +1,68 @@
+//! Connections idle between messages: a connection task with nothing to
+//! send parks here per destination, and is woken when mail for that
+//! destination becomes ready (instead of opening a new connection).
+//!
+//! Owns only the wakers; it must not decide whether a connection may be
+//! opened or kept (the queue's per-destination count does that).
+
+use super::Outbound;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+/// The wakers of idle connections, by destination domain.
+#[derive(Default)]
+pub(super) struct IdleConnections(RefCell<HashMap<String, Vec<Waker>>>);
+
+impl Outbound {
+    /// Wake every connection idle on `domain` (they take the ready mail
+    /// before any new connection is opened).
+    pub(crate) fn wake_idle(&self, domain: &str) {
+        let idle = self.idle.0.borrow_mut().remove(domain);
+        for waker in idle.into_iter().flatten() {
+            waker.wake();
+        }
+    }
+
+    /// Resolves when [`Outbound::wake_idle`] is called for `domain` (or on
+    /// any later poll: the caller re-checks the queue, so an early wake-up
+    /// costs one look). Deregisters itself when dropped, so a connection
+    /// that gave up leaves nothing behind.
+    pub(crate) fn idle_wait<'a>(&'a self, domain: &'a str) -> IdleWait<'a> {
+        IdleWait { idle: &self.idle, domain, waker: None }
+    }
+}
+
+/// See [`Outbound::idle_wait`].
+pub(crate) struct IdleWait<'a> {
+    idle: &'a IdleConnections,
+    domain: &'a str,
+    waker: Option<Waker>,
+}
+
+impl Future for IdleWait<'_> {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.waker.is_some() {
+            return Poll::Ready(());
+        }
+        self.idle.0.borrow_mut().entry(self.domain.to_string()).or_default().push(cx.waker().clone());
+        self.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for IdleWait<'_> {
+    fn drop(&mut self) {
+        let Some(mine) = &self.waker else { return };
+        let mut idle = self.idle.0.borrow_mut();
+        if let Some(waiters) = idle.get_mut(self.domain) {
+            waiters.retain(|w| !w.will_wake(mine));
+            if waiters.is_empty() {
+                idle.remove(self.domain);
+            }
+        }
+    }
+}

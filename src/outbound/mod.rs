@@ -1,0 +1,83 @@
+//! The outbound stage of one core: everything between a message waiting in
+//! this core's queue shard and its fate at the destination.
+//!
+//! It owns, for the destination domains this core owns (by hash, see
+//! [`crate::shard::owner`]):
+//! - `dispatch`: the timer that promotes due mail, one connection task per
+//!   destination (at most `relay.max_connections_per_domain`), and the
+//!   handler of every outcome — delivered (tombstone), deferred (retry
+//!   schedule), bounced (a DSN to the sender, then a tombstone);
+//! - `slot`: a connection slot per destination, returned by `Drop`;
+//! - `conn`: one outbound SMTP connection, the glommio/rustls driver
+//!   around the sans-I/O [`crate::proto::smtp_client::Client`];
+//! - [`mx`]: where mail for a domain goes (routes, MX plan, null MX);
+//! - [`dns`]: the core's stub resolver and its TTL cache;
+//! - [`tls`]: the client TLS configs (`relay.tls`);
+//! - [`dsn`] and `bounce`: the bytes of a DSN, and sending it back through
+//!   the spool with the null sender (a bounce is never bounced);
+//! - `testdns`: a loopback DNS server for tests, compiled only for this
+//!   crate's tests and with the `test-support` feature (never shipped).
+//!
+//! It must not accept mail, write the spool except through the shard's one
+//! writer (bounces enter like any other message), or touch the queue of a
+//! domain another core owns. The queue itself ([`crate::queue`]) is pure;
+//! this stage is the glue that waits on sockets, DNS and the clock. Every
+//! outcome is classified by the SMTP client's single exhaustive match; here
+//! each class has one handler.
+//!
+//! ## Who holds what
+//! [`Outbound`] is the stage's own state, one per core, held by the shard
+//! as `shard.outbound`: the resolver and its cache, the client TLS configs,
+//! and the connections idle between messages. Its methods need nothing
+//! else. The dispatcher, the outcome handlers and the bounces are still
+//! `impl Shard` blocks in this folder taking `self: &Rc<Shard>`, on purpose:
+//! they read and write the queue shard, append to the spool through the
+//! shard's one writer, count in the core's metrics, watch the stop flag and
+//! send `Settle` over the mesh, all of which the shard owns and shares with
+//! the SMTP path. Passing those one by one would widen every call without
+//! making the ownership any clearer; they move when the queue does.
+
+mod bounce;
+mod conn;
+mod dispatch;
+pub mod dns;
+pub mod dsn;
+mod idle;
+pub mod mx;
+mod slot;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testdns;
+pub mod tls;
+
+pub use conn::{ConnectError, RelayConnection, Timeouts};
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How long one DNS try waits for its answer.
+const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The outbound stage's own state on one core (see the module doc for what
+/// stays on the shard and why). Created once per executor; never shared
+/// with another core.
+pub struct Outbound {
+    /// DNS for MX lookups, with this core's cache.
+    pub resolver: dns::Resolver,
+    /// Client TLS configs for relaying.
+    pub tls: tls::RelayTls,
+    /// Relay connections idle between messages, by destination: woken when
+    /// mail for it is ready.
+    idle: idle::IdleConnections,
+}
+
+impl Outbound {
+    /// The stage for one core, asking `dns_server` for MX and address
+    /// records.
+    pub fn new(dns_server: SocketAddr) -> Outbound {
+        Outbound {
+            resolver: dns::Resolver::new(dns_server, DNS_TIMEOUT),
+            tls: tls::RelayTls::new(),
+            idle: idle::IdleConnections::default(),
+        }
+    }
+}
