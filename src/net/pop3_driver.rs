@@ -142,11 +142,20 @@ async fn login(shard: &Rc<Shard>, user: &str, password: &str, conn: &Conn) -> (A
 }
 
 /// Write the wire form of `entry`'s body (dot-stuffed, terminated).
-fn read_into(shard: &Shard, entry: &MailboxEntry, top_lines: Option<u32>, out: &mut Vec<u8>) -> Result<(), String> {
-    let view = shard.maps.borrow_mut().record(shard.resolve(entry.at)).map_err(|e| e.to_string())?;
-    let record = view.message().map_err(|e| e.to_string())?;
+fn read_into(shard: &Shard, entry: &MailboxEntry, top_lines: Option<u32>, out: &mut Vec<u8>) -> Result<(), ReadError> {
+    let view = shard.maps.borrow_mut().record(shard.resolve(entry.at))?;
+    let record = view.message()?;
     pop3::write_message(record.body, top_lines, out);
     Ok(())
+}
+
+/// Why a listed message could not be read back for RETR/TOP.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
+    #[error("undecodable message record: {0}")]
+    Undecodable(#[from] crate::spool::DecodeError),
 }
 
 /// QUIT: the owner tombstones the deleted messages durably, then unlocks.

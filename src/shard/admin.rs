@@ -23,14 +23,28 @@ pub enum QueueOp {
     Release(QueueId),
 }
 
+/// A control-socket line the admin commands do not understand, told to
+/// the operator as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminParseError {
+    #[error("unknown queue command {0:?}")]
+    UnknownQueueCommand(String),
+    #[error("{verb} needs a queue id")]
+    MissingQueueId { verb: String },
+    #[error("bad queue id {id:?}: {error}")]
+    BadQueueId { id: String, error: crate::spool::ParseIdError },
+    #[error("unknown sort {0:?} (date, sender or size)")]
+    UnknownSort(String),
+}
+
 impl QueueOp {
     /// Parse a control-socket command line.
-    pub fn parse(line: &str) -> Result<QueueOp, String> {
+    pub fn parse(line: &str) -> Result<QueueOp, AdminParseError> {
         let mut words = line.split_whitespace();
         let verb = words.next().unwrap_or("").to_ascii_lowercase();
-        let id = |w: Option<&str>| -> Result<QueueId, String> {
-            let w = w.ok_or_else(|| format!("{verb} needs a queue id"))?;
-            w.parse().map_err(|e| format!("bad queue id {w:?}: {e}"))
+        let id = |w: Option<&str>| -> Result<QueueId, AdminParseError> {
+            let w = w.ok_or_else(|| AdminParseError::MissingQueueId { verb: verb.clone() })?;
+            w.parse().map_err(|error| AdminParseError::BadQueueId { id: w.to_string(), error })
         };
         match verb.as_str() {
             "list" => Ok(QueueOp::List),
@@ -38,7 +52,7 @@ impl QueueOp {
             "delete" => Ok(QueueOp::Delete(id(words.next())?)),
             "hold" => Ok(QueueOp::Hold(id(words.next())?)),
             "release" => Ok(QueueOp::Release(id(words.next())?)),
-            other => Err(format!("unknown queue command {other:?}")),
+            other => Err(AdminParseError::UnknownQueueCommand(other.to_string())),
         }
     }
 }
@@ -152,13 +166,13 @@ pub enum MailboxSort {
 }
 
 impl std::str::FromStr for MailboxSort {
-    type Err = String;
-    fn from_str(s: &str) -> Result<MailboxSort, String> {
+    type Err = AdminParseError;
+    fn from_str(s: &str) -> Result<MailboxSort, AdminParseError> {
         match s.to_ascii_lowercase().as_str() {
             "date" => Ok(MailboxSort::Date),
             "sender" => Ok(MailboxSort::Sender),
             "size" => Ok(MailboxSort::Size),
-            other => Err(format!("unknown sort {other:?} (date, sender or size)")),
+            other => Err(AdminParseError::UnknownSort(other.to_string())),
         }
     }
 }
