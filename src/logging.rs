@@ -19,7 +19,9 @@
 //! is written when its thread ends, cleanly or by a panic.
 
 mod fields;
+mod journald;
 pub use fields::Logfmt;
+pub use journald::{under_journald, SyslogPriority};
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, Write};

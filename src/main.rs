@@ -433,6 +433,15 @@ fn init_logging(log: &ringmail::config::Log) {
     let builder =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(ringmail::logging::Writer).with_target(false);
     match log.format {
+        ringmail::config::LogFormat::Text if ringmail::logging::under_journald() => {
+            // journald stamps each entry itself and reads the priority.
+            let format = tracing_subscriber::fmt::format().with_target(false).without_time().with_ansi(false);
+            builder
+                .with_ansi(false)
+                .fmt_fields(ringmail::logging::Logfmt)
+                .event_format(ringmail::logging::SyslogPriority(format))
+                .init();
+        }
         ringmail::config::LogFormat::Text => {
             builder
                 .fmt_fields(ringmail::logging::Logfmt)

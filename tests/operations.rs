@@ -323,3 +323,43 @@ fn sigterm_during_relay_then_restart_delivers_each_message_exactly_once() {
     assert_eq!(before, subjects.len(), "a message finished before the stop was sent again");
     assert_eq!(subjects.len(), 12);
 }
+
+#[test]
+fn under_journald_each_line_starts_with_its_syslog_priority() {
+    let server = Server::start_with(Options {
+        env: vec![("JOURNAL_STREAM".into(), "8:4242".into())],
+        ..Options::default()
+    });
+    let mut p = server.pop3();
+    assert!(p.cmd("USER alice@localhost").starts_with("+OK"));
+    assert!(p.cmd("PASS wrong").starts_with("-ERR"));
+    let log = server.log_containing(&["authentication failed"]);
+    let lines: Vec<&str> = log.lines().filter(|l| !l.starts_with("ringmail: ")).collect();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        let ok = ["<3>ERROR ", "<4> WARN ", "<6> INFO ", "<7>DEBUG "].iter().any(|p| line.starts_with(p));
+        assert!(ok, "no priority prefix (or a timestamp journald adds itself): {line:?}\n{log}");
+    }
+    assert!(lines.iter().any(|l| l.starts_with("<6> INFO ringmail ready")), "{log}");
+    assert!(lines.iter().any(|l| l.starts_with("<4> WARN authentication failed core=")), "{log}");
+}
+
+#[test]
+fn head_metrics_answers_the_headers_of_get_without_a_body() {
+    use std::io::{Read, Write};
+    let server = Server::start();
+    let mut s = std::net::TcpStream::connect(server.metrics).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.write_all(b"HEAD /metrics HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a Content-Length");
+    assert!(length > 0, "the length GET's body would have");
+    assert!(body.is_empty(), "HEAD has no body: {body:?}");
+}

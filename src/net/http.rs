@@ -23,6 +23,8 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {
     Metrics,
+    /// HEAD /metrics: the headers of GET, no body.
+    MetricsHead,
     NotFound,
     BadRequest,
 }
@@ -39,10 +41,10 @@ pub fn route(head: &[u8]) -> Route {
         return Route::BadRequest;
     }
     let path = target.split('?').next().unwrap_or_default();
-    if method == "GET" && path == "/metrics" {
-        Route::Metrics
-    } else {
-        Route::NotFound
+    match (method, path) {
+        ("GET", "/metrics") => Route::Metrics,
+        ("HEAD", "/metrics") => Route::MetricsHead,
+        _ => Route::NotFound,
     }
 }
 
@@ -96,20 +98,26 @@ async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     };
-    let (status, body) = match (complete, route(&head)) {
+    let asked = route(&head);
+    let (status, body) = match (complete, &asked) {
         (false, _) | (_, Route::BadRequest) => ("400 Bad Request", "bad request\n".to_string()),
         (true, Route::NotFound) => ("404 Not Found", "not found; metrics are at GET /metrics\n".to_string()),
-        (true, Route::Metrics) => ("200 OK", crate::metrics::render(&shard.gather_metrics().await)),
+        (true, Route::Metrics | Route::MetricsHead) => {
+            ("200 OK", crate::metrics::render(&shard.gather_metrics().await))
+        }
     };
     let content_type = if status.starts_with("200") {
         "text/plain; version=0.0.4; charset=utf-8"
     } else {
         "text/plain; charset=utf-8"
     };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    let mut response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
+    if !(complete && asked == Route::MetricsHead) {
+        response.push_str(&body);
+    }
     let _ = stream.write_all(response.as_bytes()).await;
     let _ = stream.close().await;
 }
@@ -124,6 +132,7 @@ mod tests {
         assert_eq!(route(b"GET /metrics?x=1 HTTP/1.0\r\n\r\n"), Route::Metrics);
         assert_eq!(route(b"GET / HTTP/1.1\r\n\r\n"), Route::NotFound);
         assert_eq!(route(b"POST /metrics HTTP/1.1\r\n\r\n"), Route::NotFound);
+        assert_eq!(route(b"HEAD /metrics HTTP/1.1\r\n\r\n"), Route::MetricsHead);
         assert_eq!(route(b"GET /metrics/x HTTP/1.1\r\n\r\n"), Route::NotFound);
         assert_eq!(route(b"EHLO example.com\r\n"), Route::BadRequest);
         assert_eq!(route(b"GET /metrics SMTP/1.0\r\n\r\n"), Route::BadRequest);

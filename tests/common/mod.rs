@@ -28,6 +28,7 @@ pub struct Server {
     /// GET /metrics.
     pub metrics: SocketAddr,
     child: Option<Child>,
+    env: Vec<(String, String)>,
 }
 
 /// Knobs a test may turn; `extra` is appended to the config verbatim.
@@ -44,6 +45,8 @@ pub struct Options {
     pub segment_size: u64,
     /// Lines inside `[spool]`.
     pub spool: String,
+    /// Extra environment for the server process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -57,6 +60,7 @@ impl Default for Options {
             auth: String::new(),
             segment_size: 1 << 20,
             spool: String::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -151,7 +155,7 @@ io_memory = 1048576
         for u in USERS {
             add_user(&config, u, PASSWORD);
         }
-        Server { dir, config, smtp, pop3, submission, smtps, pop3s, metrics, child: None }
+        Server { dir, config, smtp, pop3, submission, smtps, pop3s, metrics, child: None, env: opts.env }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -189,6 +193,7 @@ io_memory = 1048576
             .args(["serve", "--config"])
             .arg(&self.config)
             .env("RINGMAIL_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
