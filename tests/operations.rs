@@ -326,10 +326,8 @@ fn sigterm_during_relay_then_restart_delivers_each_message_exactly_once() {
 
 #[test]
 fn under_journald_each_line_starts_with_its_syslog_priority() {
-    let server = Server::start_with(Options {
-        env: vec![("JOURNAL_STREAM".into(), "8:4242".into())],
-        ..Options::default()
-    });
+    let server =
+        Server::start_with(Options { env: vec![("JOURNAL_STREAM".into(), "8:4242".into())], ..Options::default() });
     let mut p = server.pop3();
     assert!(p.cmd("USER alice@localhost").starts_with("+OK"));
     assert!(p.cmd("PASS wrong").starts_with("-ERR"));
