@@ -53,10 +53,10 @@ impl Expiry {
 }
 
 /// Where the client is in its input, for [`Pace::deadline`].
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Progress {
     /// The session began.
-    pub started: Option<Instant>,
+    pub started: Instant,
     /// The first byte of a command line not yet complete arrived.
     pub line_started: Option<Instant>,
     /// Inside DATA: when it began and the bytes received since.
@@ -92,9 +92,7 @@ impl Pace {
                 next = (at, why);
             }
         };
-        if let Some(started) = p.started {
-            consider(started + self.session, Expiry::Session);
-        }
+        consider(p.started + self.session, Expiry::Session);
         match p.data {
             Some((since, bytes)) if self.min_data_rate > 0 => {
                 // Behind once bytes < rate × (t − since − grace).
@@ -155,7 +153,7 @@ impl Conn {
             inbuf: Vec::new(),
             chunk: SMALL_READ,
             pace: None,
-            progress: Progress { started: Some(Instant::now()), ..Progress::default() },
+            progress: Progress { started: Instant::now(), line_started: None, data: None },
         }
     }
 
@@ -420,14 +418,14 @@ mod tests {
     #[test]
     fn an_idle_client_meets_the_idle_timeout() {
         let t0 = Instant::now();
-        let p = Progress { started: Some(t0), ..Progress::default() };
+        let p = Progress { started: t0, line_started: None, data: None };
         assert_eq!(PACE.deadline(&p, t0), (t0 + PACE.idle, Expiry::Idle));
     }
 
     #[test]
     fn a_trickled_line_meets_the_command_deadline_however_recent_its_last_byte() {
         let t0 = Instant::now();
-        let p = Progress { started: Some(t0), line_started: Some(t0), data: None };
+        let p = Progress { started: t0, line_started: Some(t0), data: None };
         // A byte arrived just now, 299 s into the line: 1 s is left, not 30.
         let now = t0 + Duration::from_secs(299);
         assert_eq!(PACE.deadline(&p, now), (t0 + PACE.command, Expiry::Command));
@@ -436,7 +434,7 @@ mod tests {
     #[test]
     fn data_must_keep_up_the_rate_after_the_grace() {
         let t0 = Instant::now();
-        let slow = Progress { started: Some(t0), line_started: None, data: Some((t0, 5_000)) };
+        let slow = Progress { started: t0, line_started: None, data: Some((t0, 5_000)) };
         // 5,000 bytes at 1,000/s buy 5 s beyond the grace.
         let now = t0 + Duration::from_secs(12);
         assert_eq!(PACE.deadline(&slow, now), (t0 + DATA_GRACE + Duration::from_secs(5), Expiry::DataRate));
@@ -450,7 +448,7 @@ mod tests {
     #[test]
     fn the_session_ends_at_its_time_limit() {
         let t0 = Instant::now();
-        let p = Progress { started: Some(t0), ..Progress::default() };
+        let p = Progress { started: t0, line_started: None, data: None };
         let now = t0 + Duration::from_secs(3590);
         assert_eq!(PACE.deadline(&p, now), (t0 + PACE.session, Expiry::Session));
     }

@@ -53,8 +53,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
         match accepted {
             Ok(stream) => {
                 let Ok(peer) = stream.peer_addr() else { continue };
-                let settings = crate::shard::limits::Settings::of(&shard.config());
-                match shard.limits.admit(peer.ip(), &settings, crate::clock::now_ms()) {
+                match shard.admit(peer.ip()) {
                     Ok(admission) => {
                         let shard = shard.clone();
                         glommio::spawn_local(async move {

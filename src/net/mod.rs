@@ -113,9 +113,8 @@ pub(crate) async fn accept_or_stop(
 async fn session(shard: Rc<Shard>, mut conn: conn::Conn, proto: Protocol) {
     let ip = conn.peer.ip();
     let config = shard.config();
-    let settings = crate::shard::limits::Settings::of(&config);
     // Held until the session ends: its drop gives the slot back.
-    let _admission = match shard.limits.admit(ip, &settings, crate::clock::now_ms()) {
+    let _admission = match shard.admit(ip) {
         Ok(a) => a,
         Err(refusal) => return refuse(&shard, conn, proto, refusal).await,
     };

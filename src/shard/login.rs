@@ -3,7 +3,7 @@
 //! the I/O path, the fixed answer time for failures, and one log line per
 //! failure in a form fail2ban can match (README, Security).
 
-use super::limits::{Locked, Settings};
+use super::limits::{Admission, Locked, Refusal, Settings};
 use super::Shard;
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -21,6 +21,12 @@ pub enum Login {
 }
 
 impl Shard {
+    /// Admit a new connection (mail or metrics) from `ip` under the
+    /// server-wide limits; the slot is held until the [`Admission`] drops.
+    pub fn admit(&self, ip: IpAddr) -> Result<Admission, Refusal> {
+        self.limits.admit(ip, &Settings::of(&self.config()), crate::clock::now_ms())
+    }
+
     /// Check `user`/`password` for a client at `ip` over `proto`.
     ///
     /// The attempt is counted as a failure before the password is hashed

@@ -404,7 +404,7 @@ fn remove_adopted_segment(root: &std::path::Path, key: SegmentKey) -> Result<(),
     };
     std::fs::remove_file(&path).map_err(failed(&path))?;
     if let Some(dir) = path.parent() {
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(failed(dir))?;
+        crate::files::sync_dir(dir).map_err(failed(dir))?;
     }
     Ok(())
 }
