@@ -43,5 +43,6 @@ pub mod outbound;
 pub mod proto;
 pub mod queue;
 pub mod shard;
+pub mod sender_auth;
 pub mod spool;
 pub mod startup;

@@ -99,6 +99,25 @@ enum Command {
         #[arg(long, global = true)]
         config: Option<PathBuf>,
     },
+    /// DKIM signing keys.
+    Dkim {
+        #[command(subcommand)]
+        command: DkimCommand,
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DkimCommand {
+    /// Make a key in dkim/DOMAIN.SELECTOR.pem beside the config file (mode
+    /// 0600, never overwriting one) and print its DNS TXT record.
+    Keygen {
+        domain: String,
+        selector: String,
+        #[arg(long, default_value = "rsa2048", value_parser = ["rsa2048", "ed25519"])]
+        algorithm: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -292,7 +311,30 @@ fn run() -> anyhow::Result<()> {
             answer(control(&cfg, &line)?)
         }
         Command::User { command } => user(command),
+        Command::Dkim { command: DkimCommand::Keygen { domain, selector, algorithm }, config } => {
+            dkim_keygen(config, &domain, &selector, &algorithm)
+        }
     }
+}
+
+/// `ringmail dkim keygen`: the key file beside the config (the working
+/// directory for the embedded default), the zone-file line on stdout.
+fn dkim_keygen(config: Option<PathBuf>, domain: &str, selector: &str, algorithm: &str) -> anyhow::Result<()> {
+    use ringmail::sender_auth::keys;
+    let (cfg, path) = load(config)?;
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    if !label_ok(&domain) || !domain.contains('.') || !label_ok(selector) {
+        bail!("{domain:?} / {selector:?}: expected a domain name and a selector made of letters, digits, '-' and '.'");
+    }
+    let base = path.as_deref().map(ringmail::files::parent).unwrap_or(std::path::Path::new("."));
+    let file = base.join("dkim").join(format!("{domain}.{selector}.pem"));
+    let generated = keys::generate(algorithm.parse().map_err(anyhow::Error::msg)?)?;
+    keys::write_new(&file, &generated.pem, Some(&cfg.data_dir))?;
+    eprintln!("ringmail: wrote {}; add to the config:", file.display());
+    eprintln!("  [[dkim.sign]]\n  domain = \"{domain}\"\n  selector = \"{selector}\"\n  key = \"dkim/{domain}.{selector}.pem\"");
+    println!("{}", keys::txt_record(&domain, selector, generated.kind, &generated.public));
+    Ok(())
 }
 
 /// `ringmail user ...`: edits of the users file, which a running server

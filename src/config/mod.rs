@@ -8,7 +8,9 @@
 
 mod checks;
 mod units;
+mod sender_auth;
 
+pub use sender_auth::{parse_canonicalization, Dkim, DkimSign, DmarcPolicy, Verify, DEFAULT_HEADERS};
 pub use units::Span;
 
 use ipnet::IpNet;
@@ -101,6 +103,10 @@ pub struct Config {
     pub log: Log,
     #[serde(default)]
     pub retention: Retention,
+    #[serde(default)]
+    pub dkim: Dkim,
+    #[serde(default)]
+    pub verify: Verify,
 }
 
 /// `[retention]`: how long mail stays in local mailboxes and how much of
@@ -750,6 +756,7 @@ impl Config {
             tls.key = abs(&tls.key);
         }
         self.local_domains = self.local_domains.iter().map(|d| d.trim_end_matches('.').to_ascii_lowercase()).collect();
+        self.dkim.resolve(abs);
     }
 
     /// Every semantic problem, each naming the key.
@@ -816,6 +823,7 @@ impl Config {
             p.push("limits.max_recipients: must be at least 1".to_string());
         }
         checks::problems(self, crate::startup::cpus::allowed().len(), &mut p);
+        self.dkim.problems(&mut p);
         if self.auth.max_auth_failures_per_user == 0 {
             p.push("auth.max_auth_failures_per_user: must be at least 1".to_string());
         }

@@ -6,6 +6,8 @@ use super::Protocol;
 use crate::config::Config;
 use crate::proto::smtp::{self, Action, Address, RcptDecision, RecipientPolicy, ReversePath, SenderDecision};
 use crate::shard::limits::RateKey;
+use crate::proto::smtp::StoreOutcome;
+use crate::shard::checks::Checked;
 use crate::shard::{Login, Shard};
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -114,8 +116,8 @@ fn relay_permitted(config: &Config, ip: IpAddr) -> bool {
 pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
     let client = conn.peer.ip();
     let cfg = Rc::new(server_config(&shard.config(), proto, conn.is_tls(), client));
-    let policy =
-        SessionPolicy { shard: shard.clone(), client, relay_permitted: relay_permitted(&shard.config(), client) };
+    let permitted = relay_permitted(&shard.config(), client);
+    let policy = SessionPolicy { shard: shard.clone(), client, relay_permitted: permitted };
     let mut server = smtp::Server::new(cfg, Box::new(policy));
     conn.set_pace(super::conn::Pace::smtp(&shard.config().limits));
     'session: loop {
@@ -130,7 +132,19 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
                     if send(&shard, &mut conn, &mut server).await.is_err() {
                         break 'session;
                     }
-                    let outcome = shard.accept_message(client, envelope, body).await;
+                    let outcome = match shard.check_inbound(client, permitted, &envelope, body).await {
+                        Checked::Store { body, auth_results, summary } => {
+                            let outcome = shard.accept_message(client, envelope, body, auth_results.as_deref()).await;
+                            if let (StoreOutcome::Stored { queue_id }, Some(summary)) = (&outcome, summary) {
+                                tracing::info!(queue_id = %queue_id, client = %client, auth = %summary, "sender authentication");
+                            }
+                            outcome
+                        }
+                        Checked::Refuse { text, summary } => {
+                            tracing::info!(core = shard.id, client = %client, from = %envelope.sender, auth = %summary, "message refused by DMARC policy");
+                            StoreOutcome::PolicyRejected { text }
+                        }
+                    };
                     server.store_done(outcome);
                 }
                 Some(Action::StartTls) => {

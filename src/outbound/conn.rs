@@ -5,7 +5,7 @@
 
 use super::tls::RelayTls;
 use crate::outbound::mx::Target;
-use crate::proto::smtp::dot_stuff;
+use crate::proto::smtp::{dot_stuff, dot_stuff_lines};
 use crate::proto::smtp_client::{
     Client, ClientConfig, ConnectionFailure, Event, MessageOutcome, OutgoingMessage, Phase, TlsPolicy, Transmit,
 };
@@ -161,15 +161,23 @@ impl RelayConnection {
         }
     }
 
-    /// Send one message; the body is the stored (unstuffed) form.
-    pub async fn send(&mut self, msg: OutgoingMessage, body: &[u8], tls: &RelayTls) -> (MessageOutcome, After) {
+    /// Send one message: `head` (fields put in front, such as DKIM
+    /// signatures; empty or CRLF-terminated), then `body`, the stored
+    /// (unstuffed) form. `msg.size` is their sum.
+    pub async fn send(
+        &mut self,
+        msg: OutgoingMessage,
+        head: &[u8],
+        body: &[u8],
+        tls: &RelayTls,
+    ) -> (MessageOutcome, After) {
         let n = msg.recipients.len();
         if let Err(e) = self.client.send_message(msg) {
             let reason = format!("client not ready: {e}");
             return (deferred_all(n, (4, 4, 2), &reason), After::Gone);
         }
         let outcome = loop {
-            match self.drive(Some(body), tls).await {
+            match self.drive(Some((head, body)), tls).await {
                 Event::Outcome(o) => break o,
                 Event::Failed(f) => return (deferred_all(n, (4, 4, 2), &f.to_string()), After::Gone),
                 Event::Closed => return (deferred_all(n, (4, 4, 2), "connection closed"), After::Gone),
@@ -196,7 +204,8 @@ impl RelayConnection {
 
     /// Run the client until it reports an event. Writes, STARTTLS and
     /// reads happen here; `body` is written when the client asks for it.
-    async fn drive(&mut self, body: Option<&[u8]>, tls: &RelayTls) -> Event {
+    async fn drive(&mut self, message: Option<(&[u8], &[u8])>, tls: &RelayTls) -> Event {
+        let (head, body) = message.unwrap_or_default();
         loop {
             // Everything the client has to say goes out in one write:
             // with BDAT that is MAIL, the RCPTs, BDAT and the body.
@@ -206,11 +215,13 @@ impl RelayConnection {
                 match t {
                     Transmit::Command(bytes) => wire.extend_from_slice(&bytes),
                     Transmit::Body => {
-                        dot_stuff(body.unwrap_or(&[]), &mut wire);
+                        dot_stuff_lines(head, &mut wire);
+                        dot_stuff(body, &mut wire);
                         body_written = true;
                     }
                     Transmit::Chunk => {
-                        wire.extend_from_slice(body.unwrap_or(&[]));
+                        wire.extend_from_slice(head);
+                        wire.extend_from_slice(body);
                         body_written = true;
                     }
                 }

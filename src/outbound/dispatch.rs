@@ -191,14 +191,15 @@ impl Shard {
                 return After::Ready;
             }
         };
+        let head = self.outbound.dkim_fields(&msg, body);
         let out = OutgoingMessage {
             sender: msg.sender.clone(),
             recipients: msg.recipients.iter().map(|r| r.address.clone()).collect(),
-            size: body.len() as u64,
+            size: (head.len() + body.len()) as u64,
             body_8bit: body.iter().any(|&b| b >= 0x80),
         };
         let started = std::time::Instant::now();
-        let (outcome, after) = conn.send(out, body, &self.outbound.tls).await;
+        let (outcome, after) = conn.send(out, &head, body, &self.outbound.tls).await;
         let relay = format!("{}[{}]", conn.target.host, conn.target.addr);
         tracing::debug!(queue_id = %msg.queue_id, relay = %relay, elapsed_ms = started.elapsed().as_millis() as u64, "attempt done");
         self.apply_outcome(key, msg, outcome, Some(&relay), body);

@@ -51,7 +51,10 @@ pub mod tls;
 
 pub use conn::{ConnectError, RelayConnection, Timeouts};
 
+use crate::sender_auth::Signers;
+use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long one DNS try waits for its answer.
@@ -68,16 +71,60 @@ pub struct Outbound {
     /// Relay connections idle between messages, by destination: woken when
     /// mail for it is ready.
     idle: idle::IdleConnections,
+    /// DKIM keys as last loaded; replaced when SIGHUP reloads them.
+    signers: RefCell<Arc<Signers>>,
+    signer_updates: crossbeam_channel::Receiver<Arc<Signers>>,
 }
 
 impl Outbound {
     /// The stage for one core, asking `dns_server` for MX and address
     /// records.
-    pub fn new(dns_server: SocketAddr) -> Outbound {
+    pub fn new(
+        dns_server: SocketAddr,
+        signers: Arc<Signers>,
+        signer_updates: crossbeam_channel::Receiver<Arc<Signers>>,
+    ) -> Outbound {
         Outbound {
             resolver: dns::Resolver::new(dns_server, DNS_TIMEOUT),
             tls: tls::RelayTls::new(),
             idle: idle::IdleConnections::default(),
+            signers: RefCell::new(signers),
+            signer_updates,
+        }
+    }
+
+    /// The DKIM keys now in force (picks up a SIGHUP reload).
+    pub fn signers(&self) -> Arc<Signers> {
+        if let Some(newest) = self.signer_updates.try_iter().last() {
+            *self.signers.borrow_mut() = newest;
+        }
+        self.signers.borrow().clone()
+    }
+
+    /// The DKIM-Signature fields to send in front of `body` (the stored
+    /// message of `msg`), signed as of its arrival; empty when it is not
+    /// signed. Recomputed at each attempt: the same bytes every time.
+    pub fn dkim_fields(&self, msg: &crate::queue::QueuedMessage, body: &[u8]) -> Vec<u8> {
+        let signers = self.signers();
+        if signers.is_empty() {
+            return Vec::new();
+        }
+        match signers.sign(body, msg.arrived_ms / 1000) {
+            Ok(signed) => {
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    let by: Vec<String> = signed.by.iter().map(|(d, s)| format!("{d}/{s}")).collect();
+                    tracing::debug!(queue_id = %msg.queue_id, dkim = "signed", by = %by.join(","), "signed");
+                }
+                signed.fields
+            }
+            Err(crate::sender_auth::NotSigned::NoKey(domain)) => {
+                tracing::debug!(queue_id = %msg.queue_id, dkim = "none", from_domain = %domain, "no DKIM key for the From domain");
+                Vec::new()
+            }
+            Err(reason) => {
+                tracing::info!(queue_id = %msg.queue_id, dkim = "none", reason = %reason, "relayed unsigned");
+                Vec::new()
+            }
         }
     }
 }

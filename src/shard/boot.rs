@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::mailbox::{MailboxEntry, MailboxIndex};
 use crate::net::{self, Protocol};
 use crate::queue::{PendingRecipient, QueueShard, QueuedMessage};
+use crate::sender_auth::{Signers, Verifier};
 use crate::spool::{self, DirStore, Ledger, QueueIdGen, Route, SegmentMaps, Spool, SpoolConfig};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -37,6 +38,10 @@ pub enum BootError {
     Users(#[from] UsersError),
     #[error(transparent)]
     Tls(#[from] crate::net::tls::TlsError),
+    #[error(transparent)]
+    DkimKey(#[from] crate::sender_auth::keys::KeyError),
+    #[error("cannot start the sender authentication thread: {0}")]
+    Verifier(std::io::Error),
     /// Not `#[from]`: the message carries the cause, which must not be
     /// printed a second time as its source.
     #[error("spool recovery failed: {0}")]
@@ -65,6 +70,7 @@ struct Feeds {
     users: Vec<crossbeam_channel::Sender<Arc<UserDb>>>,
     tls: Vec<crossbeam_channel::Sender<Arc<rustls::ServerConfig>>>,
     config: Vec<crossbeam_channel::Sender<Arc<Config>>>,
+    dkim: Vec<crossbeam_channel::Sender<Arc<Signers>>>,
 }
 
 /// The receiving ends, moved into one core.
@@ -72,6 +78,7 @@ struct Updates {
     users: crossbeam_channel::Receiver<Arc<UserDb>>,
     tls: crossbeam_channel::Receiver<Arc<rustls::ServerConfig>>,
     config: crossbeam_channel::Receiver<Arc<Config>>,
+    dkim: crossbeam_channel::Receiver<Arc<Signers>>,
 }
 
 /// Shared by the signal thread and every core for a graceful stop.
@@ -144,6 +151,11 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
 
     let tls_files = crate::net::tls::TlsFiles::resolve(&config)?;
     let tls = tls_files.load()?;
+    let signers = Arc::new(Signers::load(&config.dkim)?);
+    if !signers.is_empty() {
+        tracing::info!(keys = config.dkim.sign.len(), "DKIM signing keys loaded");
+    }
+    let verifier = Verifier::start(dns_server).map_err(BootError::Verifier)?;
     let started = std::time::Instant::now();
     let mut recovered = spool::recover(&root).map_err(BootError::Recovery)?;
     for t in &recovered.torn {
@@ -156,7 +168,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
     tracing::info!(messages = live, cores, elapsed_ms = started.elapsed().as_millis() as u64, "spool recovered");
 
     let config = Arc::new(config);
-    let mut feeds = Feeds { users: Vec::new(), tls: Vec::new(), config: Vec::new() };
+    let mut feeds = Feeds { users: Vec::new(), tls: Vec::new(), config: Vec::new(), dkim: Vec::new() };
     let lifecycle = Lifecycle::default();
     let limits = Arc::new(super::limits::Limits::default());
     let mesh = MeshBuilder::full(cores, 1024);
@@ -169,7 +181,10 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
         feeds.tls.push(ttx);
         let (ctx, config_rx) = crossbeam_channel::unbounded();
         feeds.config.push(ctx);
-        let updates = Updates { users: users_rx, tls: tls_rx, config: config_rx };
+        let (dtx, dkim_rx) = crossbeam_channel::unbounded();
+        feeds.dkim.push(dtx);
+        let updates = Updates { users: users_rx, tls: tls_rx, config: config_rx, dkim: dkim_rx };
+        let (signers, verifier) = (signers.clone(), verifier.clone());
         let (config, users, tls, mesh, ready, listeners, lifecycle) = (
             config.clone(),
             users.clone(),
@@ -202,6 +217,8 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
                     dns_server,
                     lifecycle,
                     limits,
+                    signers,
+                    verifier,
                 };
                 if let Err(reason) = core_main(start, mesh, ready.clone()).await {
                     let _ = ready.send(Err(format!("core {core}: {reason}")));
@@ -355,6 +372,9 @@ struct CoreStart {
     lifecycle: Lifecycle,
     /// The server-wide abuse limits, one table for every core.
     limits: Arc<super::limits::Limits>,
+    /// DKIM keys (replaced on SIGHUP) and the inbound checks' thread.
+    signers: Arc<Signers>,
+    verifier: Verifier,
 }
 
 /// Why one core could not start (sent to the main thread as text).
@@ -375,7 +395,21 @@ async fn core_main(
     mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
     ready: mpsc::Sender<Result<usize, String>>,
 ) -> Result<(), CoreError> {
-    let CoreStart { core, cores, config, users, tls, updates, init, listeners, dns_server, lifecycle, limits } = start;
+    let CoreStart {
+        core,
+        cores,
+        config,
+        users,
+        tls,
+        updates,
+        init,
+        listeners,
+        dns_server,
+        lifecycle,
+        limits,
+        signers,
+        verifier,
+    } = start;
     let (senders, mut receivers) = mesh.join().await.map_err(|_| CoreError::Mesh)?;
     let dir = core as u16;
     let store = DirStore::open(&config.spool_root(), dir)?;
@@ -407,7 +441,8 @@ async fn core_main(
         queue: RefCell::new(queue),
         mesh: Mesh::new(core, senders),
         next_session: Cell::new(0),
-        outbound: crate::outbound::Outbound::new(dns_server),
+        outbound: crate::outbound::Outbound::new(dns_server, signers, updates.dkim),
+        verifier,
         tls: RefCell::new(tls),
         tls_updates: updates.tls,
         limits,
@@ -569,6 +604,17 @@ impl Reload {
                             setting = what,
                             "SIGHUP: this setting changes only at restart; keeping the running value"
                         );
+                    }
+                    match Signers::load(&new.dkim) {
+                        Ok(signers) => {
+                            let signers = Arc::new(signers);
+                            for tx in &feeds.dkim {
+                                let _ = tx.send(signers.clone());
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "SIGHUP: DKIM keys not reloaded; keeping the previous ones")
+                        }
                     }
                     let new = Arc::new(self.config.with_reloadable(new));
                     for tx in &feeds.config {

@@ -43,9 +43,17 @@ impl Shard {
         (self.queue_ids.borrow_mut().next(now.as_micros() as u64), now)
     }
 
-    /// Store a message received from `client` and route its recipients.
-    /// Returns what the SMTP session should answer.
-    pub async fn accept_message(self: &Rc<Self>, client: IpAddr, envelope: Envelope, body: Vec<u8>) -> StoreOutcome {
+    /// Store a message received from `client` and route its recipients,
+    /// with `auth_results` (an Authentication-Results field with its CRLF)
+    /// on top, above our Received field. Returns what the SMTP session
+    /// should answer.
+    pub async fn accept_message(
+        self: &Rc<Self>,
+        client: IpAddr,
+        envelope: Envelope,
+        body: Vec<u8>,
+        auth_results: Option<&str>,
+    ) -> StoreOutcome {
         let data_end = std::time::Instant::now();
         let (queue_id, now) = self.new_queue_id();
         let trace = received_header(&self.config().hostname, client, &envelope, queue_id, now);
@@ -73,7 +81,7 @@ impl Shard {
             helo: envelope.helo.clone(),
             sender,
             recipients,
-            body: &[trace.as_bytes(), &body],
+            body: &[auth_results.unwrap_or_default().as_bytes(), trace.as_bytes(), &body],
         };
         match self.store_and_route(msg).await {
             Ok(()) => {

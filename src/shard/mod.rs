@@ -9,6 +9,7 @@
 
 pub mod admin;
 mod boot;
+pub mod checks;
 pub mod limits;
 mod login;
 pub use login::Login;
@@ -67,6 +68,9 @@ pub struct Shard {
     /// The outbound stage's own state: resolver, client TLS, idle
     /// connections (see [`crate::outbound`]).
     pub outbound: crate::outbound::Outbound,
+    /// The SPF/DKIM/DMARC/ARC checks of mail for local mailboxes (one
+    /// thread for the server; see [`crate::sender_auth::verify`]).
+    pub verifier: crate::sender_auth::Verifier,
     /// Server TLS (STARTTLS, STLS, implicit TLS); replaced on SIGHUP.
     tls: RefCell<Arc<rustls::ServerConfig>>,
     tls_updates: crossbeam_channel::Receiver<Arc<rustls::ServerConfig>>,

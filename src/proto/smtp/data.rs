@@ -194,6 +194,13 @@ impl DataScanner {
 ///
 /// For a body the scanner stored, scanning the result gives the body back.
 pub fn dot_stuff(body: &[u8], out: &mut Vec<u8>) {
+    dot_stuff_lines(body, out);
+    out.extend_from_slice(b".\r\n");
+}
+
+/// [`dot_stuff`] without the final ".\r\n": for a message sent in parts
+/// (fields put in front of a stored body), each part ending with CRLF.
+pub fn dot_stuff_lines(body: &[u8], out: &mut Vec<u8>) {
     out.reserve(body.len() + body.len() / 64 + 5);
     let mut rest = body;
     while !rest.is_empty() {
@@ -214,7 +221,6 @@ pub fn dot_stuff(body: &[u8], out: &mut Vec<u8>) {
             }
         }
     }
-    out.extend_from_slice(b".\r\n");
 }
 
 #[cfg(test)]

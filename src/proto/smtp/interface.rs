@@ -106,6 +106,10 @@ pub enum StoreOutcome {
     TempFailure,
     /// No room: 452 4.3.1.
     SpoolFull,
+    /// Refused by policy after the data was read (a DMARC `p=reject` fail
+    /// under `verify.dmarc_policy = "enforce"`): 550 5.7.1 with this text
+    /// (one line, no CR/LF); nothing was stored.
+    PolicyRejected { text: String },
 }
 
 /// How [`Action::Authenticate`] went.

@@ -54,7 +54,7 @@ pub use address::{
     parse_forward_path, parse_mailbox, parse_reverse_path, Address, AddressError, ForwardPath, ReversePath,
 };
 pub use command::{parse_command, BodyType, Command, CommandError, MailFrom, RcptTo, Verb};
-pub use data::{dot_stuff, DataProgress, DataScanner};
+pub use data::{dot_stuff, dot_stuff_lines, DataProgress, DataScanner};
 pub use envelope::{AcceptedRecipient, Envelope, RcptDecision, RecipientPolicy, SenderDecision};
 pub use interface::{Action, AuthMode, AuthOutcome, ServerConfig, StoreOutcome};
 pub use line::{next_line, LineStatus};

@@ -191,6 +191,8 @@ pub const SENDER_NOT_OWNED: Reply = Reply::new(553, "5.7.1", "Sender address rej
 
 // --- Storage (after DATA) -----------------------------------------------------
 /// The spool write failed; the client retries later.
+/// The message was refused after its data (sender authentication policy).
+pub const POLICY_REJECTED: Reply = Reply::new(550, "5.7.1", "{}");
 pub const QUEUE_WRITE_ERROR: Reply = Reply::new(451, "4.3.0", "Error: queue file write error");
 /// The spool is full; the client retries later.
 pub const INSUFFICIENT_STORAGE: Reply = Reply::new(452, "4.3.1", "Insufficient system storage");
@@ -352,6 +354,7 @@ mod tests {
         ALREADY_AUTHENTICATED,
         AUTH_NOT_ENABLED,
         SENDER_NOT_OWNED,
+        POLICY_REJECTED,
         QUEUE_WRITE_ERROR,
         INSUFFICIENT_STORAGE,
         MESSAGE_TOO_BIG,

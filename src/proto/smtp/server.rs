@@ -203,6 +203,10 @@ impl Server {
             }
             StoreOutcome::TempFailure => reply::QUEUE_WRITE_ERROR.write(&mut self.output),
             StoreOutcome::SpoolFull => reply::INSUFFICIENT_STORAGE.write(&mut self.output),
+            StoreOutcome::PolicyRejected { text } => {
+                let text: String = text.chars().filter(|c| !c.is_control()).collect();
+                reply::POLICY_REJECTED.write_with(&mut self.output, &text);
+            }
         }
         self.action = None;
         self.state = State::Greeted(greeting);

@@ -1,0 +1,128 @@
+//! DKIM signing of relayed mail (RFC 6376, RFC 8463 for Ed25519).
+//!
+//! Every `[[dkim.sign]]` entry becomes one ready signer at load. A message
+//! is signed by every entry of the most specific domain matching its From
+//! domain (an exact entry beats a parent with `subdomains = true`); two
+//! entries for one domain give two signatures (RSA and Ed25519 side by
+//! side). `t=` is the message's arrival time in the spool and the
+//! algorithms are deterministic, so the signature is recomputed at each
+//! attempt and a retry, even after a restart, sends the same bytes.
+
+use super::headers::{from_domain, FromProblem};
+use super::keys::{self, DkimKey, KeyError};
+use crate::config::{self, DkimSign};
+use mail_auth::common::headers::HeaderWriter;
+use mail_auth::dkim::{Canonicalization, DkimSigner, Done};
+
+/// One ready signer.
+struct Entry {
+    domain: String,
+    subdomains: bool,
+    selector: String,
+    signer: DkimSigner<mail_auth::common::crypto::DkimKey, Done>,
+}
+
+/// The signing keys of `[dkim]`, loaded.
+#[derive(Default)]
+pub struct Signers {
+    entries: Vec<Entry>,
+}
+
+/// A message's signatures: the DKIM-Signature fields to put in front of
+/// it, and who signed, for the log.
+#[derive(Debug)]
+pub struct Signed {
+    pub fields: Vec<u8>,
+    /// `d=` and `s=` of each signature.
+    pub by: Vec<(String, String)>,
+}
+
+/// Why a message goes out unsigned.
+#[derive(Debug, thiserror::Error)]
+pub enum NotSigned {
+    /// No From, two From, or a From without a domain.
+    #[error("{0}")]
+    From(#[from] FromProblem),
+    /// No entry for its From domain (the normal case for other senders).
+    #[error("no key for {0}")]
+    NoKey(String),
+    #[error("signing failed: {0}")]
+    Failed(String),
+}
+
+impl Signers {
+    /// Load every entry's key; the first that cannot be used is the error
+    /// (naming its file).
+    pub fn load(cfg: &config::Dkim) -> Result<Signers, KeyError> {
+        let mut entries = Vec::with_capacity(cfg.sign.len());
+        for s in &cfg.sign {
+            let key = match keys::load(&s.key)? {
+                DkimKey::Rsa { key, .. } => mail_auth::common::crypto::DkimKey::Rsa(key),
+                DkimKey::Ed25519(key) => mail_auth::common::crypto::DkimKey::Ed25519(key),
+            };
+            entries.push(Entry {
+                domain: s.domain.clone(),
+                subdomains: s.subdomains,
+                selector: s.selector.clone(),
+                signer: signer(s, key),
+            });
+        }
+        Ok(Signers { entries })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Sign `msg` (the stored form: CRLF lines) for its From domain, at
+    /// `arrival_secs` (seconds since the epoch, `t=`).
+    pub fn sign(&self, msg: &[u8], arrival_secs: u64) -> Result<Signed, NotSigned> {
+        let from = from_domain(msg)?;
+        let best = self.matching(&from).map(|e| e.domain.len()).max().ok_or_else(|| NotSigned::NoKey(from.clone()))?;
+        let mut signed = Signed { fields: Vec::new(), by: Vec::new() };
+        for e in self.matching(&from).filter(|e| e.domain.len() == best) {
+            let signature =
+                e.signer.sign_chained_at([msg], arrival_secs).map_err(|err| NotSigned::Failed(err.to_string()))?;
+            signature.write_header(&mut signed.fields);
+            signed.by.push((e.domain.clone(), e.selector.clone()));
+        }
+        Ok(signed)
+    }
+
+    fn matching<'a>(&'a self, from: &'a str) -> impl Iterator<Item = &'a Entry> + 'a {
+        self.entries.iter().filter(move |e| {
+            from == e.domain
+                || (e.subdomains && from.len() > e.domain.len() && from.ends_with(&e.domain) && {
+                    from.as_bytes()[from.len() - e.domain.len() - 1] == b'.'
+                })
+        })
+    }
+}
+
+/// The ready signer of one entry: `h=` is the header list with each
+/// over-signed name once more (mail-auth lists a name it cannot find as an
+/// empty, "null" header, which is how over-signing is expressed).
+fn signer(s: &DkimSign, key: mail_auth::common::crypto::DkimKey) -> DkimSigner<mail_auth::common::crypto::DkimKey, Done> {
+    let mut headers: Vec<String> = match &s.headers {
+        Some(h) => h.clone(),
+        None => config::DEFAULT_HEADERS.iter().map(|h| h.to_string()).collect(),
+    };
+    let over: Vec<String> = s.over_sign.clone().unwrap_or_else(|| vec!["from".to_string()]);
+    for o in over {
+        let name = headers.iter().find(|h| h.eq_ignore_ascii_case(&o)).cloned().unwrap_or(o);
+        headers.push(name);
+    }
+    let (header_relaxed, body_relaxed) =
+        s.canonicalization.as_deref().and_then(config::parse_canonicalization).unwrap_or((true, true));
+    let c = |relaxed: bool| if relaxed { Canonicalization::Relaxed } else { Canonicalization::Simple };
+    let mut signer = DkimSigner::from_key(key)
+        .domain(s.domain.clone())
+        .selector(s.selector.clone())
+        .headers(headers)
+        .header_canonicalization(c(header_relaxed))
+        .body_canonicalization(c(body_relaxed));
+    if let Some(expire) = s.expire {
+        signer = signer.expiration(expire.get().as_secs());
+    }
+    signer
+}
