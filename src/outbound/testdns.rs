@@ -32,7 +32,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, MX, SOA};
+use hickory_proto::rr::rdata::{A, AAAA, MX, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 /// How often the server threads look at the stop flag.
@@ -58,6 +58,8 @@ struct Entry {
     mx: Vec<(u16, Name)>,
     a: Vec<Ipv4Addr>,
     aaaa: Vec<Ipv6Addr>,
+    /// TXT records, each one value (split into 255-byte strings on the wire).
+    txt: Vec<String>,
 }
 
 /// The names a [`TestDns`] serves. Names are case-insensitive and may be
@@ -105,6 +107,13 @@ impl Zone {
     pub fn aaaa(mut self, host: &str, ip: &str) -> Zone {
         let ip = ip.parse().expect("Zone::aaaa wants an IPv6 address");
         self.entry(host).aaaa.push(ip);
+        self
+    }
+
+    /// A TXT record (SPF, DKIM key, DMARC policy); a value longer than 255
+    /// bytes goes as several character-strings of one record, as DNS needs.
+    pub fn txt(mut self, name: &str, value: &str) -> Zone {
+        self.entry(name).txt.push(value.to_string());
         self
     }
 
@@ -194,6 +203,14 @@ impl Zone {
             }
             RecordType::A => entry.a.iter().map(|ip| RData::A(A(*ip))).collect(),
             RecordType::AAAA => entry.aaaa.iter().map(|ip| RData::AAAA(AAAA(*ip))).collect(),
+            RecordType::TXT => entry
+                .txt
+                .iter()
+                .map(|value| {
+                    let strings = value.as_bytes().chunks(255).map(|c| String::from_utf8_lossy(c).into_owned());
+                    RData::TXT(TXT::new(strings.collect()))
+                })
+                .collect(),
             _ => Vec::new(),
         };
         if data.is_empty() {
