@@ -256,6 +256,20 @@ impl TestDns {
     /// Panics if no such port can be bound.
     pub fn start(zone: Zone) -> TestDns {
         let (udp, tcp) = bind_pair();
+        TestDns::serve(udp, tcp, zone)
+    }
+
+    /// Starts serving `zone` on `addr` (UDP and TCP), which must be on
+    /// loopback: for peers that only ask port 53 of their resolv.conf
+    /// (libresolv), e.g. at 127.0.53.1:53. Panics if it cannot be bound.
+    pub fn start_at(addr: SocketAddr, zone: Zone) -> TestDns {
+        assert!(addr.ip().is_loopback(), "the test DNS listens on loopback only");
+        let udp = UdpSocket::bind(addr).expect("bind test DNS UDP socket");
+        let tcp = TcpListener::bind(addr).expect("bind test DNS TCP socket");
+        TestDns::serve(udp, tcp, zone)
+    }
+
+    fn serve(udp: UdpSocket, tcp: TcpListener, zone: Zone) -> TestDns {
         let addr = udp.local_addr().expect("local_addr of a bound socket");
         let zone = Arc::new(zone);
         let queries = Arc::new(AtomicUsize::new(0));

@@ -151,11 +151,22 @@ fn strip_comments(mailbox: &[u8]) -> &[u8] {
 }
 
 /// The authserv-id of an Authentication-Results value (RFC 8601 §2.2: the
-/// first token, before an optional version and the first `;`).
-pub fn authserv_id(value: &[u8]) -> &[u8] {
+/// first token, before an optional version and the first `;`; comments
+/// anywhere are skipped), lowercased.
+pub fn authserv_id(value: &[u8]) -> Vec<u8> {
     let head = value.split(|&b| b == b';').next().unwrap_or_default();
-    let head = strip_comments(head).trim_ascii();
-    head.split(|b| b.is_ascii_whitespace()).next().unwrap_or_default()
+    let mut plain = Vec::with_capacity(head.len());
+    let mut depth = 0u32;
+    for &b in head {
+        match b {
+            b'(' => depth += 1,
+            b')' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => plain.push(b),
+            _ => {}
+        }
+    }
+    let token = plain.split(|b| b.is_ascii_whitespace()).find(|t| !t.is_empty()).unwrap_or_default();
+    token.to_ascii_lowercase()
 }
 
 /// `msg` without the Authentication-Results fields whose authserv-id is
@@ -165,7 +176,7 @@ pub fn without_forged_results(msg: &[u8], hostname: &str) -> Option<Vec<u8>> {
     let forged: Vec<(usize, usize)> = fields(msg)
         .filter(|f| {
             f.name.eq_ignore_ascii_case(b"authentication-results")
-                && authserv_id(f.value).eq_ignore_ascii_case(hostname.as_bytes())
+                && authserv_id(f.value).eq_ignore_ascii_case(hostname.trim_end_matches('.').as_bytes())
         })
         .map(|f| (f.start, f.end))
         .collect();

@@ -46,7 +46,11 @@ impl Default for Script {
 
 pub struct Sink {
     pub addr: SocketAddr,
+    /// What was accepted (2xx at the end of the data).
     pub messages: Arc<Mutex<Vec<Received>>>,
+    /// Every message whose data came in, whatever the answer (a deferred
+    /// first attempt included), in order.
+    pub attempts: Arc<Mutex<Vec<Received>>>,
     pub connections: Arc<AtomicUsize>,
     pub max_concurrent: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
@@ -59,13 +63,19 @@ impl Sink {
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let messages = Arc::new(Mutex::new(Vec::new()));
+        let attempts = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
         let max_concurrent = Arc::new(AtomicUsize::new(0));
         let active = Arc::new(AtomicUsize::new(0));
         let ends = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let script = Arc::new(script);
-        let (m, c, mc, st) = (messages.clone(), connections.clone(), max_concurrent.clone(), stop.clone());
+        let (m, c, mc, st) = (
+            (messages.clone(), attempts.clone()),
+            connections.clone(),
+            max_concurrent.clone(),
+            stop.clone(),
+        );
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
@@ -83,7 +93,7 @@ impl Sink {
                 }
             }
         });
-        Sink { addr, messages, connections, max_concurrent, stop }
+        Sink { addr, messages, attempts, connections, max_concurrent, stop }
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -101,7 +111,9 @@ impl Drop for Sink {
     }
 }
 
-fn serve(s: TcpStream, script: &Script, out: &Mutex<Vec<Received>>, ends: &AtomicUsize) -> std::io::Result<()> {
+type Kept = (Arc<Mutex<Vec<Received>>>, Arc<Mutex<Vec<Received>>>);
+
+fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -> std::io::Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut w = s.try_clone()?;
     let mut r = BufReader::new(s);
@@ -135,8 +147,10 @@ fn serve(s: TcpStream, script: &Script, out: &Mutex<Vec<Received>>, ends: &Atomi
                 let n = ends.fetch_add(1, Ordering::SeqCst);
                 let reply = (script.data_end)(n);
                 let data = std::mem::take(&mut chunks);
+                let got = Received { from: from.clone(), to: to.clone(), data, bdat: true };
+                all.lock().unwrap().push(got.clone());
                 if reply.starts_with('2') {
-                    out.lock().unwrap().push(Received { from: from.clone(), to: to.clone(), data, bdat: true });
+                    out.lock().unwrap().push(got);
                 }
                 reply
             }
@@ -179,8 +193,10 @@ fn serve(s: TcpStream, script: &Script, out: &Mutex<Vec<Received>>, ends: &Atomi
                 std::thread::sleep(script.delay);
                 let n = ends.fetch_add(1, Ordering::SeqCst);
                 let reply = (script.data_end)(n);
+                let got = Received { from: from.clone(), to: to.clone(), data, bdat: false };
+                all.lock().unwrap().push(got.clone());
                 if reply.starts_with('2') {
-                    out.lock().unwrap().push(Received { from: from.clone(), to: to.clone(), data, bdat: false });
+                    out.lock().unwrap().push(got);
                 }
                 reply
             }

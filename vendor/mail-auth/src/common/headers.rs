@@ -579,11 +579,14 @@ pub(crate) fn write_wrapped(
             .min(rest.len());
         let (head, tail) = rest.split_at(take);
         writer.write_len(head, bytes_written);
-        if *bytes_written >= MAX_HEADER_LINE_LEN {
+        rest = tail;
+        // ringmail patch: fold only before more of the value. A fold after
+        // the last byte would end `b=` with FWS that the signer never hashed
+        // (it hashes `b=;`), and verifiers that keep it see `b= ;`.
+        if *bytes_written >= MAX_HEADER_LINE_LEN && !rest.is_empty() {
             writer.write(new_line);
             *bytes_written = 1;
         }
-        rest = tail;
     }
 }
 
