@@ -234,8 +234,12 @@ async fn evaluate(auth: Option<&MessageAuthenticator>, job: &Job) -> Verdict {
 
     let mut header = format!("Authentication-Results: {}", job.hostname);
     let mut summary = Vec::new();
-    let part = |f: &dyn Fn(AuthenticationResults<'static>) -> AuthenticationResults<'static>| {
-        f(AuthenticationResults::new("")).to_string()
+    // mail-auth writes the SPF part (with its explanation comment); the rest
+    // is ours, to say the results the way RFC 8601 and our contract do.
+    let host = job.hostname.as_str();
+    let part = |f: &dyn Fn(AuthenticationResults<'_>) -> AuthenticationResults<'_>| {
+        let text = f(AuthenticationResults::new(host)).to_string();
+        text.get(host.len()..).unwrap_or_default().to_string()
     };
     if let Some(spf) = &spf {
         header.push_str(&part(&|a| a.with_spf_mailfrom_result(spf, job.client, &job.mail_from, helo)));
@@ -243,7 +247,11 @@ async fn evaluate(auth: Option<&MessageAuthenticator>, job: &Job) -> Verdict {
     }
     if c.dkim {
         match dkim.as_deref() {
-            Some(results) if !results.is_empty() => header.push_str(&part(&|a| a.with_dkim_results(results, ""))),
+            Some(results) if !results.is_empty() => {
+                for r in results {
+                    dkim_part(&mut header, r);
+                }
+            }
             Some(_) => header.push_str(";\r\n\tdkim=none"),
             None => header.push_str(";\r\n\tdkim=permerror (message not parsable)"),
         }
@@ -251,15 +259,30 @@ async fn evaluate(auth: Option<&MessageAuthenticator>, job: &Job) -> Verdict {
     }
     let mut reject = None;
     if let Some(dmarc) = &dmarc {
-        header.push_str(&part(&|a| a.with_dmarc_result(dmarc)));
-        let result = word(&header, "dmarc=");
+        let result = dmarc_result(dmarc);
+        header.push_str(&format!(";\r\n\tdmarc={result}"));
+        if !dmarc.domain().is_empty() {
+            header.push_str(&format!(" header.from={}", pvalue(dmarc.domain())));
+        }
+        if dmarc.dmarc_record().is_some() {
+            header.push_str(match dmarc.policy() {
+                Policy::Reject => " policy.dmarc=reject",
+                Policy::Quarantine => " policy.dmarc=quarantine",
+                Policy::None | Policy::Unspecified => " policy.dmarc=none",
+            });
+        }
         summary.push(format!("dmarc={result}"));
         if c.enforce && result == "fail" && dmarc.policy() == Policy::Reject {
-            reject = Some(format!("message refused: DMARC policy of {} is reject and the message failed it", dmarc.domain()));
+            reject = Some(format!(
+                "message refused: it fails the DMARC policy of {} (p=reject)",
+                pvalue(dmarc.domain())
+            ));
         }
     }
     if let Some(arc) = &arc {
-        header.push_str(&part(&|a| a.with_arc_result(arc, job.client)));
+        header.push_str(";\r\n\tarc=");
+        result_and_reason(&mut header, arc.result());
+        header.push_str(&format!(" smtp.remote-ip={}", job.client));
         summary.push(format!("arc={}", word(&header, "arc=")));
     }
     if summary.is_empty() {
@@ -267,6 +290,82 @@ async fn evaluate(auth: Option<&MessageAuthenticator>, job: &Job) -> Verdict {
     }
     header.push_str("\r\n");
     Verdict { header, reject, summary: summary.join(" ") }
+}
+
+/// One signature's result: `dkim=RESULT header.d=D header.s=S header.b=B`
+/// (RFC 8601 §2.7.1; `header.b` is the first 8 characters of `b=`, to tell
+/// two signatures of one domain apart).
+fn dkim_part(header: &mut String, r: &DkimOutput) {
+    header.push_str(";\r\n\tdkim=");
+    result_and_reason(header, r.result());
+    if let Some(sig) = r.signature() {
+        header.push_str(&format!(" header.d={} header.s={}", pvalue(&sig.d), pvalue(&sig.s)));
+        use base64::Engine;
+        let b = base64::engine::general_purpose::STANDARD.encode(sig.b.get(..6).unwrap_or(&sig.b));
+        header.push_str(&format!(" header.b={}", pvalue(&b)));
+    }
+}
+
+/// A DKIM or ARC result word and its reason as a comment. A body hash that
+/// does not match is `fail` (RFC 6376 §6.1.3: PERMFAIL, "body hash did not
+/// verify"; RFC 8617 §5.2), where mail-auth says neutral.
+fn result_and_reason(header: &mut String, result: &DkimResult) {
+    let body_hash = |e: &mail_auth::Error| {
+        matches!(
+            e,
+            mail_auth::Error::Dkim(mail_auth::dkim::DkimError::FailedBodyHashMatch)
+                | mail_auth::Error::Arc(mail_auth::arc::ArcError::FailedBodyHashMatch)
+        )
+    };
+    let (word, reason) = match result {
+        DkimResult::Pass => ("pass", None),
+        DkimResult::Neutral(e) if body_hash(e) => ("fail", Some(e)),
+        DkimResult::Neutral(e) => ("neutral", Some(e)),
+        DkimResult::Fail(e) => ("fail", Some(e)),
+        DkimResult::PermError(e) => ("permerror", Some(e)),
+        DkimResult::TempError(e) => ("temperror", Some(e)),
+        DkimResult::None => ("none", None),
+    };
+    header.push_str(word);
+    if let Some(e) = reason {
+        header.push_str(&format!(" ({})", comment(&e.to_string())));
+    }
+}
+
+/// The DMARC result (RFC 7489 §11.2): with a policy record, pass when SPF
+/// or DKIM passed aligned and fail otherwise; without one, none (or the
+/// error that kept the record from being found).
+fn dmarc_result(d: &DmarcOutput) -> &'static str {
+    let (spf, dkim) = (d.spf_result(), d.dkim_result());
+    let any = |f: fn(&DmarcResult) -> bool| f(spf) || f(dkim);
+    if any(|r| matches!(r, DmarcResult::Pass)) {
+        "pass"
+    } else if any(|r| matches!(r, DmarcResult::TempError(_))) {
+        "temperror"
+    } else if any(|r| matches!(r, DmarcResult::PermError(_))) {
+        "permerror"
+    } else if d.dmarc_record().is_some() {
+        "fail"
+    } else {
+        "none"
+    }
+}
+
+/// A value as an RFC 8601 pvalue: a token stays as is, anything else is
+/// quoted (and what cannot be in a quoted-string is dropped).
+fn pvalue(v: &str) -> String {
+    let token = !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic() && !b"()<>,;:\\\"/[]?=".contains(&b) || b == b'@' || b == b'.');
+    if token {
+        v.to_string()
+    } else {
+        let inner: String = v.chars().filter(|c| !c.is_control() && *c != '"' && *c != '\\').collect();
+        format!("\"{inner}\"")
+    }
+}
+
+/// Text for a `( … )` comment: no parentheses, backslashes or controls.
+fn comment(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control() && !matches!(c, '(' | ')' | '\\')).take(120).collect()
 }
 
 /// The result word after the last `key` in `header` (what was just added).
