@@ -20,6 +20,8 @@
 //! - [`mailbox`], [`queue`]: per-core indexes owned by hash.
 //! - [`outbound`]: the relay stage of one core: dispatcher, connections,
 //!   MX plan, DNS, client TLS, DSNs and bounces.
+//! - [`sender_auth`]: DKIM signing of relayed mail; SPF, DKIM, DMARC and ARC
+//!   checks of inbound mail on a thread of their own.
 //! - [`auth`]: the users file and Argon2id.
 //! - [`clock`]: the wall clock (`now_ms`), read in one place.
 //! - [`files`]: modes of what ringmail creates (0700/0600) and the one

@@ -62,7 +62,9 @@ struct World {
 /// The zone: example.com passes everything (SPF for 127.0.0.1, a DKIM key
 /// at sel._domainkey, DMARC p=reject); softfail.example and fail.example
 /// have SPF ~all / -all for another address and DMARC p=reject;
-/// nospf.example has no TXT at all; slow.example never answers.
+/// nospf.example has no TXT at all; slow.example never answers;
+/// loop.example includes itself; void3.example needs three lookups of
+/// names that do not exist (void2.example two).
 fn world(verify: &str) -> World {
     let keys = tempfile::tempdir_in(test_tmp()).unwrap();
     let (key, public) = rsa_key(keys.path(), "sel");
@@ -78,6 +80,9 @@ fn world(verify: &str) -> World {
             .txt("_dmarc.fail.example", "v=DMARC1; p=reject")
             .a("nospf.example", "192.0.2.7")
             .silent("slow.example")
+            .txt("loop.example", "v=spf1 include:loop.example -all")
+            .txt("void3.example", "v=spf1 a:n1.void.example a:n2.void.example a:n3.void.example -all")
+            .txt("void2.example", "v=spf1 a:n1.void.example a:n2.void.example -all")
             .txt("arc._domainkey.forwarder.example", &format!("v=DKIM1; k=rsa; p={arc_public}")),
     );
     let server = Server::start_with(Options {
@@ -164,6 +169,14 @@ fn dkim_spf_and_dmarc_pass_fail_and_errors_are_recorded_in_one_header() {
     assert!(ar.contains("spf=fail") && ar.contains("dmarc=fail"), "p=reject under \"tag\" is stored, marked: {ar}");
     let ar = check("x@nospf.example", from_domain("nospf.example").as_bytes());
     assert!(ar.contains("spf=none"), "{ar}");
+    // SPF's limits: an include loop (10 lookups), three void lookups; two
+    // void lookups are still allowed (the record then simply fails).
+    let ar = check("x@loop.example", from_domain("loop.example").as_bytes());
+    assert!(ar.contains("spf=permerror"), "{ar}");
+    let ar = check("x@void3.example", from_domain("void3.example").as_bytes());
+    assert!(ar.contains("spf=permerror"), "{ar}");
+    let ar = check("x@void2.example", from_domain("void2.example").as_bytes());
+    assert!(ar.contains("spf=fail"), "{ar}");
     let started = std::time::Instant::now();
     let ar = check("x@slow.example", from_domain("slow.example").as_bytes());
     assert!(ar.contains("spf=temperror"), "{ar}");

@@ -379,15 +379,32 @@ fn spool_record(dir: &Path) {
     }
 }
 
+fn mail_headers(dir: &Path) {
+    write(dir, "plain", b"From: Joe <joe@example.org>\r\nSubject: hi\r\n\r\nbody\r\n");
+    write(dir, "folded-and-two-from", b"From: a@x.example,\r\n b@x.example\r\nFrom: c@y.example\r\n\r\n");
+    write(
+        dir,
+        "quoted-comments",
+        b"From: \"a@evil, \\\"x\" (c (nested) @) <joe@Example.ORG.>\r\nTo: x\r\n\r\nFrom: body@z.example\r\n",
+    );
+    write(
+        dir,
+        "forged-results",
+        b"Authentication-Results: (c) MX.TEST 1; dkim=pass\r\n x=y\r\nAuthentication-Results: other; spf=pass\r\nSubject: s\r\n\r\n",
+    );
+    write(dir, "bare-lf-and-junk", b"From:\xff@\xfe.\x80\nX: \x00\n \n\nbody");
+}
+
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus");
     type Writer = fn(&Path);
-    let targets: [(&str, Writer); 5] = [
+    let targets: [(&str, Writer); 6] = [
         ("smtp_command", smtp_command),
         ("smtp_data", smtp_data),
         ("pop3_command", pop3_command),
         ("config", config),
         ("spool_record", spool_record),
+        ("mail_headers", mail_headers),
     ];
     for (name, make) in targets {
         let dir = root.join(name);

@@ -2,8 +2,8 @@
 //! runs too, so that a config `check-config` passes does not fail at start:
 //! the certificate and key readable and matching, the users file readable
 //! and well-formed, the data dir creatable and writable, the config file
-//! readable (it is re-read at SIGHUP), and with `run_as` all of that as
-//! that user.
+//! readable (it is re-read at SIGHUP), the DKIM keys loadable, and with
+//! `run_as` all of that as that user.
 //!
 //! Creates nothing that stays: a writability probe is removed at once.
 
@@ -40,6 +40,9 @@ fn file_problems(cfg: &Config, config_path: Option<&Path>, id: Option<&Identity>
     }
     out.extend(dir_problems(&cfg.data_dir, "data_dir").into_iter().map(who));
     if let Err(e) = crate::auth::UserDb::load(cfg.users_path()) {
+        out.push(who(e.to_string()));
+    }
+    if let Err(e) = crate::sender_auth::Signers::load(&cfg.dkim) {
         out.push(who(e.to_string()));
     }
     let tls = match &cfg.tls {

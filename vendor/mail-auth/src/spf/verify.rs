@@ -110,6 +110,9 @@ impl MessageAuthenticator {
         vars.set_helo_domain(helo_domain.as_bytes());
 
         let mut lookup_limit = LookupLimit::new();
+        // ringmail patch: RFC 7208 §4.6.4, more than two "void" lookups
+        // (no records, or NXDOMAIN) are a permerror.
+        let mut void_lookups = 0u32;
         let mut spf_record = match self.txt_lookup::<Spf>(domain, params.cache_txt).await {
             Ok(spf_record) => spf_record,
             Err(err) => return output.with_result(err.into()),
@@ -166,7 +169,16 @@ impl MessageAuthenticator {
                             .await
                         {
                             Ok(true) => true,
-                            Ok(false) | Err(Error::Dns(DnsError::RecordNotFound(_))) => false,
+                            Ok(false) => false,
+                            Err(Error::Dns(DnsError::RecordNotFound(_))) => {
+                                void_lookups += 1;
+                                if void_lookups > 2 {
+                                    return output
+                                        .with_result(SpfResult::PermError)
+                                        .with_report(&spf_record);
+                                }
+                                false
+                            }
                             Err(_) => {
                                 return output
                                     .with_result(SpfResult::TempError)
@@ -228,7 +240,14 @@ impl MessageAuthenticator {
                                     }
                                 }
                             }
-                            Err(Error::Dns(DnsError::RecordNotFound(_))) => (),
+                            Err(Error::Dns(DnsError::RecordNotFound(_))) => {
+                                void_lookups += 1;
+                                if void_lookups > 2 {
+                                    return output
+                                        .with_result(SpfResult::PermError)
+                                        .with_report(&spf_record);
+                                }
+                            }
                             Err(_) => {
                                 return output
                                     .with_result(SpfResult::TempError)
@@ -332,6 +351,14 @@ impl MessageAuthenticator {
                             )
                             .await
                         {
+                            if !result {
+                                void_lookups += 1;
+                                if void_lookups > 2 {
+                                    return output
+                                        .with_result(SpfResult::PermError)
+                                        .with_report(&spf_record);
+                                }
+                            }
                             result
                         } else {
                             return output
