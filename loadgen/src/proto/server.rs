@@ -43,6 +43,10 @@ pub struct Received {
     pub rcpts: Vec<String>,
     /// The Message-ID header value, if present.
     pub message_id: Option<String>,
+    /// A DKIM-Signature field is in the header (within the first
+    /// `HEAD_CAP` bytes), so a benchmark of a signing relay can tell that
+    /// every message it measured was really signed.
+    pub dkim_signed: bool,
     /// Unstuffed content size in bytes.
     pub size: u64,
     /// Larger than the announced SIZE.
@@ -213,6 +217,7 @@ impl ServerSession {
             mail_from: self.mail_from.take().unwrap_or_default(),
             rcpts: std::mem::take(&mut self.rcpts),
             message_id: find_message_id(head),
+            dkim_signed: has_field(head, b"dkim-signature:"),
             size,
             oversize: self.cfg.max_size > 0 && size > self.cfg.max_size,
             content,
@@ -478,6 +483,15 @@ pub fn find_message_id(head: &[u8]) -> Option<String> {
         }
     }
     None
+}
+
+/// Whether the header in the first part of the content has a field
+/// `name` (lowercase, with its colon) at the start of a line.
+pub fn has_field(head: &[u8], name: &[u8]) -> bool {
+    head.split(|b| *b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .take_while(|line| !line.is_empty())
+        .any(|line| line.len() >= name.len() && line[..name.len()].eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]

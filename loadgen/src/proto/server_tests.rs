@@ -216,3 +216,17 @@ fn bdat_without_a_size_closes_and_data_after_bdat_is_refused() {
     assert!(out.contains("250 2.0.0 2 octets received\r\n503 5.5.1 DATA after BDAT\r\n221"), "{out}");
     assert!(msgs.is_empty());
 }
+
+#[test]
+fn dkim_signature_field_is_seen_in_the_header_only() {
+    let session = b"EHLO gen.test\r\nMAIL FROM:<a@gen.test>\r\nRCPT TO:<x@a.test>\r\nDATA\r\n\
+DKIM-Signature: v=1; a=ed25519-sha256; d=gen.test; s=s1;\r\n\tb=abc\r\nFrom: <a@gen.test>\r\n\r\nx\r\n.\r\n\
+MAIL FROM:<a@gen.test>\r\nRCPT TO:<x@a.test>\r\nDATA\r\ndkim-signature: v=1\r\n\r\nx\r\n.\r\n\
+MAIL FROM:<a@gen.test>\r\nRCPT TO:<x@a.test>\r\nDATA\r\nFrom: <a@gen.test>\r\n\r\nDKIM-Signature: in the body\r\n.\r\n\
+QUIT\r\n";
+    for size in [1, 7, session.len()] {
+        let (_, msgs) = run(cfg(), session, size);
+        let signed: Vec<bool> = msgs.iter().map(|m| m.dkim_signed).collect();
+        assert_eq!(signed, [true, true, false], "chunk size {size}");
+    }
+}

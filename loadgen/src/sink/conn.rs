@@ -35,6 +35,8 @@ pub struct SinkStats {
     /// End-of-data replies by code.
     pub replies: Tally,
     pub no_message_id: u64,
+    /// Accepted messages carrying a DKIM-Signature field.
+    pub dkim_signed: u64,
     pub oversize: u64,
     pub connections: u64,
     pub saved: u64,
@@ -89,6 +91,7 @@ impl SinkCtx {
                 }
                 None => s.no_message_id += 1,
             }
+            s.dkim_signed += u64::from(m.dkim_signed);
         }
         s.timeline.add(now - self.start, 1);
         s.first.get_or_insert((now, wall));

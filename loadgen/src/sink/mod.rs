@@ -134,6 +134,7 @@ fn summarize(args: &SinkArgs, addr: &str, results: Vec<SinkStats>, started: Syst
         t.bytes += r.bytes;
         t.replies.merge(&r.replies);
         t.no_message_id += r.no_message_id;
+        t.dkim_signed += r.dkim_signed;
         t.oversize += r.oversize;
         t.connections += r.connections;
         t.saved += r.saved;
@@ -172,6 +173,7 @@ fn summarize(args: &SinkArgs, addr: &str, results: Vec<SinkStats>, started: Syst
     s.count("duplicates", t.dedup.duplicates);
     s.count("dedup_unchecked", t.dedup.unchecked);
     s.count("no_message_id", t.no_message_id);
+    s.count("dkim_signed", t.dkim_signed);
     s.count("oversize", t.oversize);
     s.count("connections", t.connections);
     s.count("saved", t.saved);
