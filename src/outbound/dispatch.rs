@@ -191,12 +191,7 @@ impl Shard {
                 return After::Ready;
             }
         };
-        let head = self.outbound.dkim_fields(&msg, body);
-        if !head.is_empty() {
-            // An RSA signature is a millisecond of CPU: let the core's other
-            // tasks (sessions, timers) run before the next one.
-            glommio::yield_if_needed().await;
-        }
+        let head = self.outbound.dkim_fields(&msg, body).await;
         let out = OutgoingMessage {
             sender: msg.sender.clone(),
             recipients: msg.recipients.iter().map(|r| r.address.clone()).collect(),

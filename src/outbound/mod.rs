@@ -104,12 +104,26 @@ impl Outbound {
     /// The DKIM-Signature fields to send in front of `body` (the stored
     /// message of `msg`), signed as of its arrival; empty when it is not
     /// signed. Recomputed at each attempt: the same bytes every time.
-    pub fn dkim_fields(&self, msg: &crate::queue::QueuedMessage, body: &[u8]) -> Vec<u8> {
+    ///
+    /// With RSA keys the signature (about 1.2 ms of CPU for 2048 bits) is
+    /// made on the executor's blocking thread, which glommio pins to this
+    /// executor's CPU: still on the core that relays the message, but the
+    /// executor goes on serving sessions and other deliveries meanwhile
+    /// instead of stalling a millisecond per message. Ed25519 (25 µs) is
+    /// cheaper than the hand-off and stays inline.
+    pub async fn dkim_fields(&self, msg: &crate::queue::QueuedMessage, body: &[u8]) -> Vec<u8> {
         let signers = self.signers();
         if signers.is_empty() {
             return Vec::new();
         }
-        match signers.sign(body, msg.arrived_ms / 1000) {
+        let arrival = msg.arrived_ms / 1000;
+        let result = if signers.has_rsa() {
+            let body = body.to_vec();
+            glommio::executor().spawn_blocking(move || signers.sign(&body, arrival)).await
+        } else {
+            signers.sign(body, arrival)
+        };
+        match result {
             Ok(signed) => {
                 if tracing::enabled!(tracing::Level::DEBUG) {
                     let by: Vec<String> = signed.by.iter().map(|(d, s)| format!("{d}/{s}")).collect();

@@ -138,10 +138,12 @@ fn mailbox_domain(mailbox: &[u8]) -> Option<String> {
     let at = addr.iter().rposition(|&b| b == b'@')?;
     let domain = addr[at + 1..].trim_ascii();
     let domain = domain.strip_suffix(b".").unwrap_or(domain);
-    let ok = !domain.is_empty()
-        && domain.contains(&b'.')
-        && domain.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b >= 0x80);
-    ok.then(|| String::from_utf8_lossy(domain).to_ascii_lowercase())
+    // UTF-8 (an IDN in U-labels), at least two labels, none empty.
+    let domain = std::str::from_utf8(domain).ok()?;
+    let ok = domain.contains('.')
+        && domain.split('.').all(|label| !label.is_empty())
+        && domain.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || !c.is_ascii());
+    ok.then(|| domain.to_ascii_lowercase())
 }
 
 /// `mailbox` up to its first comment (a bare `a@b (Name)`).
@@ -220,6 +222,11 @@ mod tests {
         assert_eq!(d(b"From: <joe@>\r\n\r\n"), Err(FromProblem::NoDomain));
         assert_eq!(d(b"From: a@x.example, b@y.example\r\n\r\n"), Err(FromProblem::NoDomain));
         assert_eq!(d(b"From: a@x.example, b@x.example\r\n\r\n"), Ok("x.example".into()));
+        // Empty labels and bytes that are not UTF-8 are no domain (found by
+        // the mail_headers fuzz target: "\xfe.." once came out as "\u{fffd}.").
+        assert_eq!(d(b"From:\xff@\xfe..\r\n"), Err(FromProblem::NoDomain));
+        assert_eq!(d(b"From: a@x..example\r\n"), Err(FromProblem::NoDomain));
+        assert_eq!(d(b"From: a@b\xc3\xbccher.example\r\n"), Ok("b\u{fc}cher.example".into()));
         // A From in the body is not a header.
         assert_eq!(d(b"Subject: x\r\n\r\nFrom: a@x.example\r\n"), Err(FromProblem::Missing));
     }
