@@ -45,3 +45,4 @@ pub mod queue;
 pub mod shard;
 pub mod spool;
 pub mod startup;
+pub mod suppression;

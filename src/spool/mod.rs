@@ -18,6 +18,7 @@
 //! - [`reader`]: [`SegmentMaps`], checked zero-copy reads.
 //! - [`recovery`]: rebuilding state at start-up (pure core + loader).
 //! - [`ledger`]: what may be reclaimed (pure).
+//! - [`suppression`]: the suppression-list record codec (pure).
 //!
 //! # On disk
 //! `<spool_root>/core-<dir>/segment-<seq as 8 hex digits>`. `dir` is a `u16`
@@ -87,6 +88,7 @@ pub mod payload;
 pub mod reader;
 pub mod record;
 pub mod recovery;
+pub mod suppression;
 pub mod walk;
 pub mod writer;
 
@@ -110,5 +112,6 @@ pub use payload::{
 };
 pub use reader::{RecordView, SegmentMaps};
 pub use record::{scan_segment, BadRecord, RecordKind, ScanEnd, ScannedRecord, SegmentScan};
-pub use recovery::{recover, recover_images, LiveMessage, Recovered, Repair, SegmentImage, TornRecord};
+pub use recovery::{recover, recover_images, LiveMessage, LiveSuppression, Recovered, Repair, SegmentImage, TornRecord};
+pub use suppression::{copy_replacing, decode_suppression, encode_suppression, SuppressionRecord};
 pub use writer::{Appended, CommitTicket, Spool, SpoolConfig, SpoolStats, Tail};

@@ -495,6 +495,10 @@ impl Server {
             }
             RcptDecision::UnknownUser => &reply::UNKNOWN_USER,
             RcptDecision::RelayDenied => &reply::RELAY_DENIED,
+            RcptDecision::Suppressed { since } => {
+                txn.rejected = true;
+                return self.reject_with(&reply::RECIPIENT_SUPPRESSED, &since);
+            }
             // Temporary and the client's fault only in a full mailbox: not
             // counted as a bad command.
             RcptDecision::MailboxFull => return reply::MAILBOX_FULL.write_with(&mut self.output, &address.to_string()),
