@@ -79,7 +79,9 @@ pub fn trace(spool_root: &Path, needle: &Needle) -> Result<String, TraceError> {
             Needle::MessageId(id) => message_id.as_deref() == Some(id.as_str()),
         };
         if m.sender.is_empty() {
-            if let Some(orig) = crate::message::header(m.body, "X-Ringmail-Queue-ID", 64) {
+            // Our DSNs carry it in the delivery-status part, not the top
+            // header section.
+            if let Some(orig) = crate::message::header(m.body, "X-Ringmail-Queue-ID", 64).or_else(|| dsn_queue_id(m.body)) {
                 let to = m.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>().join(",");
                 let subject = crate::message::header(m.body, "Subject", 200).unwrap_or_default();
                 for (rcpt, class) in bounce_classes(m.body) {
@@ -236,6 +238,13 @@ fn render(f: &Found) -> String {
         let _ = writeln!(out, "  notice {q} to=<{to}>: {subject}");
     }
     out
+}
+
+/// The `X-Ringmail-Queue-ID` field of a DSN's delivery-status part.
+fn dsn_queue_id(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let id = text.lines().find_map(|l| l.strip_prefix("X-Ringmail-Queue-ID:"))?;
+    Some(id.trim().chars().filter(|c| c.is_ascii_alphanumeric()).take(64).collect())
 }
 
 /// (recipient, class) of each per-recipient block of a DSN that carries an
