@@ -11,7 +11,7 @@
 //! side (durability, messages, the CLI) is `shard::suppress`.
 
 use crate::spool::{LiveSuppression, SpoolRef};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 /// One suppressed address.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,10 +42,14 @@ pub enum Update {
     Remove { address: String, since_ms: u64 },
 }
 
-/// The suppression list of one core. Lookups are O(1).
+/// The suppression list of one core. Lookups are O(1); finding what
+/// expired costs O(log n) plus what it returns.
 #[derive(Debug, Default)]
 pub struct Suppressions {
     map: HashMap<String, Entry>,
+    /// (until_ms, address) of every entry in `map`: the sweep reads the
+    /// ended ones from the front instead of scanning the list.
+    by_until: BTreeSet<(u64, String)>,
 }
 
 /// The list key of an address: lowercased, without angle brackets.
@@ -65,6 +69,7 @@ impl Suppressions {
     /// latest `since_ms`; every live record of the address is kept in it.
     pub fn from_recovered(live: Vec<LiveSuppression>) -> Suppressions {
         let mut map: HashMap<String, Entry> = HashMap::new();
+        let mut by_until = BTreeSet::new();
         for s in live {
             let r = s.record;
             let address = key(&r.address);
@@ -90,7 +95,22 @@ impl Suppressions {
                 }
             }
         }
-        Suppressions { map }
+        for e in map.values() {
+            by_until.insert((e.until_ms, e.address.clone()));
+        }
+        Suppressions { map, by_until }
+    }
+
+    fn insert(&mut self, entry: Entry) {
+        self.take(&entry.address);
+        self.by_until.insert((entry.until_ms, entry.address.clone()));
+        self.map.insert(entry.address.clone(), entry);
+    }
+
+    fn take(&mut self, key: &str) -> Option<Entry> {
+        let old = self.map.remove(key)?;
+        self.by_until.remove(&(old.until_ms, old.address.clone()));
+        Some(old)
     }
 
     /// The entry suppressing `address` at `now_ms`, if any (an entry past
@@ -109,12 +129,12 @@ impl Suppressions {
         match update {
             Update::Set(entry) => {
                 if self.map.get(&entry.address).is_none_or(|held| held.since_ms <= entry.since_ms) {
-                    self.map.insert(entry.address.clone(), entry);
+                    self.insert(entry);
                 }
             }
             Update::Remove { address, since_ms } => {
                 if self.map.get(&address).is_some_and(|held| held.since_ms <= since_ms) {
-                    self.map.remove(&address);
+                    self.take(&address);
                 }
             }
         }
@@ -122,7 +142,7 @@ impl Suppressions {
 
     /// Remove and return the entry for `address`.
     pub fn remove(&mut self, address: &str) -> Option<Entry> {
-        self.map.remove(&key(address))
+        self.take(&key(address))
     }
 
     /// Compaction moved records (old place -> new place).
@@ -142,7 +162,13 @@ impl Suppressions {
     /// Addresses whose entry ended by `now_ms` and for which `owned` is
     /// true (the caller's own addresses), at most `max`.
     pub fn expired(&self, now_ms: u64, max: usize, owned: impl Fn(&str) -> bool) -> Vec<String> {
-        self.map.values().filter(|e| e.until_ms <= now_ms && owned(&e.address)).take(max).map(|e| e.address.clone()).collect()
+        self.by_until
+            .iter()
+            .take_while(|(until, _)| *until <= now_ms)
+            .filter(|(_, a)| owned(a))
+            .take(max)
+            .map(|(_, a)| a.clone())
+            .collect()
     }
 
     /// Entries in force at `now_ms`, by address.
@@ -192,6 +218,9 @@ mod tests {
         assert!(s.get("x@remote.test").is_some(), "held until swept");
         assert_eq!(s.expired(100, 10, |_| true), ["x@remote.test"]);
         assert!(s.expired(100, 10, |_| false).is_empty());
+        assert!(s.expired(99, 10, |_| true).is_empty(), "not ended yet");
+        s.remove("x@remote.test");
+        assert!(s.expired(100, 10, |_| true).is_empty(), "the expiry index follows removals");
     }
 
     #[test]

@@ -81,7 +81,9 @@ pub fn trace(spool_root: &Path, needle: &Needle) -> Result<String, TraceError> {
         if m.sender.is_empty() {
             // Our DSNs carry it in the delivery-status part, not the top
             // header section.
-            if let Some(orig) = crate::message::header(m.body, "X-Ringmail-Queue-ID", 64).or_else(|| dsn_queue_id(m.body)) {
+            if let Some(orig) =
+                crate::message::header(m.body, "X-Ringmail-Queue-ID", 64).or_else(|| dsn_queue_id(m.body))
+            {
                 let to = m.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>().join(",");
                 let subject = crate::message::header(m.body, "Subject", 200).unwrap_or_default();
                 for (rcpt, class) in bounce_classes(m.body) {

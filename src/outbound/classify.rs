@@ -124,7 +124,10 @@ const RULES: &[(BounceClass, &str)] = {
             BadDomain,
             r"recipient domain|domain (does not exist|not found|name not found)|host (or domain name )?not found|host unknown|unrouteable|null mx|no mx",
         ),
-        (MailboxFull, r"mailbox (is )?full|over ?quota|quota exceeded|exceeded storage|insufficient storage|out of storage"),
+        (
+            MailboxFull,
+            r"mailbox (is )?full|over ?quota|quota exceeded|exceeded storage|insufficient storage|out of storage",
+        ),
         (
             InvalidRecipient,
             r"user unknown|unknown user|addressee unknown|no such (user|mailbox|recipient)|does(n't| not) exist|doesn't have a .*account|recipient ?not ?found|invalid (recipient|mailbox)|recipient address rejected|mailbox (unavailable|not found)|account (is )?disabled",
@@ -132,10 +135,7 @@ const RULES: &[(BounceClass, &str)] = {
         // Spam verdicts before content: "rejected as spam by Content Filtering"
         // is a spam block, not a broken message.
         (PolicyBlock, r"spam|unsolicited|policy|dmarc|\bspf\b|dkim|unauthenticated|authentication"),
-        (
-            MessageContent,
-            r"content|attachment|virus|malware|too (large|big)|size limit|malformed|rfc ?5322",
-        ),
+        (MessageContent, r"content|attachment|virus|malware|too (large|big)|size limit|malformed|rfc ?5322"),
         (Protocol, r"syntax|protocol|command (not recognized|unrecognized)|bad sequence|pipelin"),
         // --- Fallback by the enhanced code's subject ------------------------
         (InvalidRecipient, r"^\d{3}[ -]5\.1\.\d+"),

@@ -93,8 +93,11 @@ impl Shard {
                 let class = BounceClass::BadDomain;
                 loop {
                     let Some((key, msg)) = self.queue.borrow_mut().next_ready(&domain) else { break };
-                    let failed =
-                        msg.recipients.iter().map(|r| (r.clone(), status.clone(), e.to_string(), Some(class))).collect();
+                    let failed = msg
+                        .recipients
+                        .iter()
+                        .map(|r| (r.clone(), status.clone(), e.to_string(), Some(class)))
+                        .collect();
                     tracing::info!(queue_id = %msg.queue_id, domain = %domain, status = "bounced", class = %class, reason = %e, "no route");
                     for r in &msg.recipients {
                         self.metrics.relay(RelayResult::Bounced, None, 0);

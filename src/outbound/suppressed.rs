@@ -12,7 +12,11 @@ use std::rc::Rc;
 impl Shard {
     /// `msg` without its suppressed recipients, which are bounced; `None`
     /// (and the message finished in the queue) when none is left to send.
-    pub(super) fn without_suppressed(self: &Rc<Self>, key: Key, mut msg: QueuedMessage) -> Option<(Key, QueuedMessage)> {
+    pub(super) fn without_suppressed(
+        self: &Rc<Self>,
+        key: Key,
+        mut msg: QueuedMessage,
+    ) -> Option<(Key, QueuedMessage)> {
         let now = crate::clock::now_ms();
         let (failed, keep): (Vec<_>, Vec<_>) = {
             let list = self.suppressions.borrow();

@@ -30,8 +30,8 @@
 
 use super::{owner, Request, Shard};
 use crate::spool::{
-    copy_replacing, decode_moved, decode_tombstone, encode_moved_head, encode_tombstone, record::scan_segment, walk, Outcome,
-    RecordKind, SegmentKey, SpoolRef, Tombstone,
+    copy_replacing, decode_moved, decode_tombstone, encode_moved_head, encode_tombstone, record::scan_segment, walk,
+    Outcome, RecordKind, SegmentKey, SpoolRef, Tombstone,
 };
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;

@@ -167,9 +167,10 @@ impl Shard {
             }
             let now = now_ms();
             let cores = self.cores;
-            let expired = self.suppressions.borrow().expired(now, SWEEP_BATCH, |a| {
-                owner::domain_owner(domain_of(a), cores) == self.id
-            });
+            let expired = self
+                .suppressions
+                .borrow()
+                .expired(now, SWEEP_BATCH, |a| owner::domain_owner(domain_of(a), cores) == self.id);
             for address in expired {
                 let Some(entry) = self.suppressions.borrow_mut().remove(&address) else { continue };
                 if let Err(e) = self.end_records(&entry.records, Outcome::Expired).await {
@@ -195,7 +196,9 @@ impl Shard {
                     reason: "added by the operator".into(),
                 };
                 match self.suppression_request(op).await {
-                    Ok(Some(e)) => format!("suppressed {} until {}\n", e.address, crate::admin::format_time(e.until_ms)),
+                    Ok(Some(e)) => {
+                        format!("suppressed {} until {}\n", e.address, crate::admin::format_time(e.until_ms))
+                    }
                     Ok(None) => format!("error: {address} was not suppressed\n"),
                     Err(e) => format!("error: {e}\n"),
                 }

@@ -37,8 +37,8 @@ use super::payload::{
     decode_message, decode_moved, decode_recipient_state, decode_tombstone, MessageRecord, RecipientEntry,
     RecipientState, Tombstone,
 };
-use super::suppression::{decode_suppression, SuppressionRecord};
 use super::record::{end_of_nonzero, scan_segment, BadRecord, RecordKind, ScanEnd};
+use super::suppression::{decode_suppression, SuppressionRecord};
 use super::writer::Tail;
 
 /// One segment file's bytes as found on disk.
