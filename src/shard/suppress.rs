@@ -121,7 +121,15 @@ impl Shard {
         // In force here at once: a second bounce in the meantime replaces
         // this entry instead of adding another.
         self.suppressions.borrow_mut().apply(Update::Set(entry.clone()));
-        self.spool.durable(&appended.ticket).await?;
+        if let Err(e) = self.spool.durable(&appended.ticket).await {
+            // Not stored: put back what was in force before.
+            let mut list = self.suppressions.borrow_mut();
+            list.apply(Update::Remove { address: address.clone(), since_ms });
+            if let Some(previous) = previous {
+                list.apply(Update::Set(previous));
+            }
+            return Err(e.into());
+        }
         self.message_written(appended.at, 1);
         if let Some(previous) = previous {
             self.end_records(&previous.records, Outcome::Deleted).await?;
