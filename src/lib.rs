@@ -48,3 +48,4 @@ pub mod shard;
 pub mod sender_auth;
 pub mod spool;
 pub mod startup;
+pub mod suppression;

@@ -106,6 +106,14 @@ enum Command {
         #[arg(long, global = true)]
         config: Option<PathBuf>,
     },
+    /// The suppression list of the running server: recipients that
+    /// hard-bounced are not sent to until their entry expires.
+    Suppression {
+        #[command(subcommand)]
+        command: SuppressionCommand,
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -118,6 +126,16 @@ enum DkimCommand {
         #[arg(long, default_value = "rsa2048", value_parser = ["rsa2048", "ed25519"])]
         algorithm: String,
     },
+}
+
+#[derive(Subcommand)]
+enum SuppressionCommand {
+    /// Every suppressed address: since, until, bounce class, reason.
+    List,
+    /// Suppress an address (for relay.suppression_expiry).
+    Add { address: String },
+    /// Lift an address's suppression.
+    Delete { address: String },
 }
 
 #[derive(Subcommand)]
@@ -307,6 +325,15 @@ fn run() -> anyhow::Result<()> {
                 QueueCommand::Delete { id } => format!("queue delete {id}"),
                 QueueCommand::Hold { id } => format!("queue hold {id}"),
                 QueueCommand::Release { id } => format!("queue release {id}"),
+            };
+            answer(control(&cfg, &line)?)
+        }
+        Command::Suppression { command, config } => {
+            let (cfg, _) = load(config)?;
+            let line = match command {
+                SuppressionCommand::List => "suppression list".to_string(),
+                SuppressionCommand::Add { address } => format!("suppression add {address}"),
+                SuppressionCommand::Delete { address } => format!("suppression delete {address}"),
             };
             answer(control(&cfg, &line)?)
         }

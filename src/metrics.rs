@@ -9,6 +9,7 @@
 //!
 //! The metric names are a contract with `tuning/grafana-dashboard.json`.
 
+use crate::outbound::classify::BounceClass;
 use hdrhistogram::Histogram;
 use std::cell::{Cell, RefCell};
 use std::fmt::Write;
@@ -37,6 +38,8 @@ pub struct CoreMetrics {
     relay_deferred: Cell<u64>,
     relay_bounced: Cell<u64>,
     relay_replies: [Cell<u64>; 4],
+    /// Final failures by [`BounceClass`] (index order of `BounceClass::ALL`).
+    bounces: [Cell<u64>; 9],
     tls_ok: Cell<u64>,
     tls_failed: Cell<u64>,
     auth_ok: Cell<u64>,
@@ -56,6 +59,7 @@ impl Default for CoreMetrics {
             relay_deferred: Cell::new(0),
             relay_bounced: Cell::new(0),
             relay_replies: Default::default(),
+            bounces: Default::default(),
             tls_ok: Cell::new(0),
             tls_failed: Cell::new(0),
             auth_ok: Cell::new(0),
@@ -129,6 +133,11 @@ impl CoreMetrics {
         bump(&self.relay_replies[i], 1);
     }
 
+    /// One recipient failed for good, for the reason `class`.
+    pub fn bounce(&self, class: BounceClass) {
+        bump(&self.bounces[class.index()], 1);
+    }
+
     pub fn tls_handshake(&self, ok: bool) {
         bump(if ok { &self.tls_ok } else { &self.tls_failed }, 1);
     }
@@ -162,6 +171,7 @@ impl CoreMetrics {
             relay_deferred: self.relay_deferred.get(),
             relay_bounced: self.relay_bounced.get(),
             relay_replies: get(&self.relay_replies),
+            bounces: get(&self.bounces),
             tls: [self.tls_ok.get(), self.tls_failed.get()],
             auth: [self.auth_ok.get(), self.auth_failed.get()],
             sessions: get(&self.sessions),
@@ -221,6 +231,8 @@ pub struct Snapshot {
     pub relay_deferred: u64,
     pub relay_bounced: u64,
     pub relay_replies: Vec<u64>,
+    /// Per [`BounceClass::ALL`].
+    pub bounces: Vec<u64>,
     pub tls: [u64; 2],
     pub auth: [u64; 2],
     pub sessions: Vec<u64>,
@@ -303,6 +315,16 @@ pub fn render(snaps: &[Snapshot]) -> String {
         "result",
         &["ok", "failed"],
         &|s, i| s.tls[i],
+    );
+    let bounce_classes: Vec<&str> = BounceClass::ALL.iter().map(|c| c.as_str()).collect();
+    labelled(
+        &mut out,
+        "ringmail_bounces_total",
+        "counter",
+        "Recipients that failed for good (5xx, no route, expired), by bounce class.",
+        "class",
+        &bounce_classes,
+        &|s, i| s.bounces.get(i).copied().unwrap_or(0),
     );
     labelled(
         &mut out,
@@ -483,7 +505,10 @@ mod tests {
         b.relay(RelayResult::Delivered, Some(b'2'), 5_000_000);
         b.relay(RelayResult::Deferred, Some(b'4'), 0);
         b.relay(RelayResult::Deferred, None, 0);
+        b.bounce(BounceClass::InvalidRecipient);
         let text = render(&[snap(0, &a), snap(1, &b)]);
+        assert!(text.contains("ringmail_bounces_total{core=\"1\",class=\"invalid-recipient\"} 1\n"), "{text}");
+        assert!(text.contains("ringmail_bounces_total{core=\"0\",class=\"policy-block\"} 0\n"), "{text}");
         assert!(text.contains("ringmail_smtp_messages_received_total{core=\"0\"} 2\n"), "{text}");
         assert!(text.contains("ringmail_smtp_messages_received_total{core=\"1\"} 1\n"), "{text}");
         assert!(text.contains("ringmail_relay_replies_total{core=\"1\",class=\"none\"} 1\n"));

@@ -27,7 +27,7 @@
 use libfuzzer_sys::fuzz_target;
 use ringmail::spool::record::encode_into;
 use ringmail::spool::{
-    decode_message, decode_moved, decode_recipient_state, decode_tombstone, encode_message, encode_moved_head,
+    decode_message, decode_moved, decode_recipient_state, decode_suppression, decode_tombstone, encode_message, encode_moved_head,
     encode_recipient_state, encode_tombstone, recover_images, scan_segment, MessageRecord, Outcome, QueueId,
     RecipientEntry, RecipientState, RecordKind, Route, ScanEnd, SegmentImage, SegmentKey, SpoolRef, Tombstone,
 };
@@ -244,15 +244,20 @@ fn built(c: &mut Cursor<'_>) {
                 }
                 _ => {
                     // Payload bytes as they come, under any kind.
-                    let kind =
-                        [RecordKind::Message, RecordKind::Tombstone, RecordKind::RecipientState, RecordKind::Moved]
-                            [usize::from(c.byte() % 4)];
+                    let kind = [
+                        RecordKind::Message,
+                        RecordKind::Tombstone,
+                        RecordKind::RecipientState,
+                        RecordKind::Moved,
+                        RecordKind::Suppression,
+                    ][usize::from(c.byte() % 5)];
                     let len = usize::from(c.byte() % 48);
                     let payload = c.bytes(len);
                     let decodes = match kind {
                         RecordKind::Message => decode_message(&payload).is_ok(),
                         RecordKind::Tombstone => decode_tombstone(&payload).is_ok(),
                         RecordKind::Moved => decode_moved(&payload).is_ok(),
+                        RecordKind::Suppression => decode_suppression(&payload).is_ok(),
                         _ => decode_recipient_state(&payload).is_ok(),
                     };
                     must_succeed &= decodes;

@@ -52,6 +52,9 @@ struct Found {
     outcomes: BTreeMap<u16, Option<Outcome>>,
     /// Bounces and delay notices about it: (queue id, to, subject).
     notices: Vec<(QueueId, String, String)>,
+    /// Recipient address -> bounce class, from its bounces'
+    /// `X-Ringmail-Bounce-Class` fields.
+    classes: BTreeMap<String, String>,
 }
 
 /// The history of every message matching `needle`, as text; an error if
@@ -59,6 +62,8 @@ struct Found {
 pub fn trace(spool_root: &Path, needle: &Needle) -> Result<String, TraceError> {
     let mut found: Vec<Found> = Vec::new();
     let mut notices: Vec<(String, QueueId, String, String)> = Vec::new();
+    // (original queue id, recipient, class) from bounces.
+    let mut classes: Vec<(String, String, String)> = Vec::new();
     // Pass 1: the messages themselves, and notices naming a queue id.
     let mut moves: Vec<(SpoolRef, SpoolRef)> = Vec::new(); // (new, old)
     walk::for_each_record(spool_root, |at, kind, payload| {
@@ -74,9 +79,16 @@ pub fn trace(spool_root: &Path, needle: &Needle) -> Result<String, TraceError> {
             Needle::MessageId(id) => message_id.as_deref() == Some(id.as_str()),
         };
         if m.sender.is_empty() {
-            if let Some(orig) = crate::message::header(m.body, "X-Ringmail-Queue-ID", 64) {
+            // Our DSNs carry it in the delivery-status part, not the top
+            // header section.
+            if let Some(orig) =
+                crate::message::header(m.body, "X-Ringmail-Queue-ID", 64).or_else(|| dsn_queue_id(m.body))
+            {
                 let to = m.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>().join(",");
                 let subject = crate::message::header(m.body, "Subject", 200).unwrap_or_default();
+                for (rcpt, class) in bounce_classes(m.body) {
+                    classes.push((orig.clone(), rcpt, class));
+                }
                 notices.push((orig, m.queue_id, to, subject));
             }
         }
@@ -95,6 +107,7 @@ pub fn trace(spool_root: &Path, needle: &Needle) -> Result<String, TraceError> {
                 moved_from: Vec::new(),
                 outcomes: BTreeMap::new(),
                 notices: Vec::new(),
+                classes: BTreeMap::new(),
             });
         }
     })?;
@@ -145,12 +158,17 @@ pub fn trace(spool_root: &Path, needle: &Needle) -> Result<String, TraceError> {
                 }
             }
         }
-        RecordKind::Message | RecordKind::Checkpoint => {}
+        RecordKind::Message | RecordKind::Checkpoint | RecordKind::Suppression => {}
     })?;
     for f in &mut found {
         let id = f.queue_id.to_string();
         f.notices =
             notices.iter().filter(|(orig, ..)| *orig == id).map(|(_, q, to, s)| (*q, to.clone(), s.clone())).collect();
+        f.classes = classes
+            .iter()
+            .filter(|(orig, ..)| *orig == id)
+            .map(|(_, rcpt, class)| (rcpt.to_ascii_lowercase(), class.clone()))
+            .collect();
         for states in f.states.values_mut() {
             states.sort_by_key(|s| s.seq);
         }
@@ -209,10 +227,42 @@ fn render(f: &Found) -> String {
             (None, true) => "delivered; in the mailbox",
             (None, false) => "queued (not final yet)",
         };
-        let _ = writeln!(out, "    status: {end}");
+        match f.classes.get(&address.to_ascii_lowercase()) {
+            Some(class) => {
+                let _ = writeln!(out, "    status: {end} class={class}");
+            }
+            None => {
+                let _ = writeln!(out, "    status: {end}");
+            }
+        }
     }
     for (q, to, subject) in &f.notices {
         let _ = writeln!(out, "  notice {q} to=<{to}>: {subject}");
+    }
+    out
+}
+
+/// The `X-Ringmail-Queue-ID` field of a DSN's delivery-status part.
+fn dsn_queue_id(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let id = text.lines().find_map(|l| l.strip_prefix("X-Ringmail-Queue-ID:"))?;
+    Some(id.trim().chars().filter(|c| c.is_ascii_alphanumeric()).take(64).collect())
+}
+
+/// (recipient, class) of each per-recipient block of a DSN that carries an
+/// `X-Ringmail-Bounce-Class` field.
+fn bounce_classes(body: &[u8]) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(body);
+    let mut out = Vec::new();
+    let mut recipient = None;
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("Final-Recipient:") {
+            recipient = Some(v.rsplit(';').next().unwrap_or("").trim().to_string());
+        } else if let Some(v) = line.strip_prefix("X-Ringmail-Bounce-Class:") {
+            if let Some(r) = recipient.take() {
+                out.push((r, v.trim().to_string()));
+            }
+        }
     }
     out
 }

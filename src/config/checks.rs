@@ -113,6 +113,7 @@ fn zero_durations(cfg: &Config, p: &mut Vec<String>) {
         ("limits.max_session_time".into(), l.max_session_time),
         ("auth.failure_window".into(), cfg.auth.failure_window),
         ("relay.max_queue_lifetime".into(), cfg.relay.max_queue_lifetime),
+        ("relay.suppression_expiry".into(), cfg.relay.suppression_expiry),
         ("relay.timeouts.connect".into(), t.connect),
         ("relay.timeouts.greeting".into(), t.greeting),
         ("relay.timeouts.command".into(), t.command),

@@ -322,6 +322,10 @@ pub struct Relay {
     pub mx_port: u16,
     #[serde(default)]
     pub timeouts: RelayTimeouts,
+    /// How long a recipient that hard-bounced (or that the operator added)
+    /// stays on the suppression list. Applies to entries made from now on.
+    #[serde(default = "default_suppression_expiry")]
+    pub suppression_expiry: Span,
 }
 
 /// `relay.tls`.
@@ -415,8 +419,13 @@ impl Default for Relay {
             connection_idle: default_connection_idle(),
             mx_port: default_mx_port(),
             timeouts: RelayTimeouts::default(),
+            suppression_expiry: default_suppression_expiry(),
         }
     }
+}
+
+fn default_suppression_expiry() -> Span {
+    Span::secs(30 * 86400)
 }
 
 #[derive(Debug, Clone, Deserialize)]

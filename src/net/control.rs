@@ -1,6 +1,6 @@
 //! The control socket (`<data_dir>/control.sock`): one command line in,
 //! the answer out, then close. Served by core 0; the admin CLI
-//! (`ringmail queue ...`) is its client. Local and owner-only (mode 0600),
+//! (`ringmail queue ...`, `ringmail suppression ...`) is its client. Local and owner-only (mode 0600),
 //! so only the operator can reach it.
 
 use crate::shard::admin::QueueOp;
@@ -74,6 +74,10 @@ async fn handle(shard: Rc<Shard>, mut stream: UnixStream) {
         "mailbox" => {
             tracing::info!(command = %text, "control command");
             shard.mailbox_admin(text.trim_start_matches("mailbox")).await
+        }
+        "suppression" => {
+            tracing::info!(command = %text, "control command");
+            shard.suppression_admin(text.trim_start_matches("suppression")).await
         }
         "backup" if text == "backup begin" => {
             tracing::info!("backup: spool pinned");

@@ -65,7 +65,10 @@ impl RecipientPolicy for SessionPolicy {
                 RcptDecision::Local { user }
             }
         } else if self.relay_permitted || auth.is_some() {
-            RcptDecision::Remote { domain: rcpt.domain.clone() }
+            match self.shard.suppressed_since(&rcpt.to_string()) {
+                Some(ms) => RcptDecision::Suppressed { since: crate::admin::format_time(ms) },
+                None => RcptDecision::Remote { domain: rcpt.domain.clone() },
+            }
         } else {
             RcptDecision::RelayDenied
         }

@@ -3,6 +3,7 @@
 //! the mailbox), with the null sender. A bounce is never bounced: when the
 //! failed message itself had the null sender, the DSN is dropped and logged.
 
+use crate::outbound::classify::BounceClass;
 use crate::outbound::dsn::{build_dsn, Action, DsnInput, FailedRecipient};
 use crate::queue::{PendingRecipient, QueuedMessage};
 use crate::shard::intake::NewMessage;
@@ -10,8 +11,9 @@ use crate::shard::Shard;
 use crate::spool::{Outcome, RecipientEntry, Route};
 use std::rc::Rc;
 
-/// A failed recipient: who, RFC 3463 status, diagnostic text.
-pub type Failure = (PendingRecipient, String, String);
+/// A failed recipient: who, RFC 3463 status, diagnostic text, and (for a
+/// bounce) why it failed for good.
+pub type Failure = (PendingRecipient, String, String, Option<BounceClass>);
 
 impl Shard {
     /// Bounce `failed` recipients of `msg`: a DSN to the sender, then
@@ -29,7 +31,7 @@ impl Shard {
         let busy = crate::shard::Background::new(self);
         glommio::spawn_local(async move {
             let _busy = busy;
-            let settle: Vec<_> = failed.iter().map(|(r, _, _)| (msg.at, r.index, Outcome::Bounced)).collect();
+            let settle: Vec<_> = failed.iter().map(|(r, ..)| (msg.at, r.index, Outcome::Bounced)).collect();
             me.send_dsn(&msg, &failed, ctx, action).await;
             if action == Action::Failed {
                 me.settle_later(settle);
@@ -67,13 +69,14 @@ impl Shard {
         let now = crate::clock::now_ms();
         let recipients: Vec<FailedRecipient> = failed
             .iter()
-            .map(|(r, status, diagnostic)| FailedRecipient {
+            .map(|(r, status, diagnostic, class)| FailedRecipient {
                 address: r.address.clone(),
                 status: status.clone(),
                 action,
                 remote_mta: remote_mta.clone(),
                 diagnostic: Some(diagnostic.clone()),
                 last_attempt_ms: Some(now),
+                class: *class,
             })
             .collect();
         let queue_id = msg.queue_id.to_string();

@@ -1,6 +1,7 @@
 //! Dispatch: the timer that promotes due mail, connection tasks per
 //! domain, and outcome handling.
 
+use super::classify::{classify, BounceClass};
 use super::conn::{deferred_all, After, RelayConnection, Timeouts};
 use super::slot::ConnectionSlot;
 use crate::clock::now_ms;
@@ -8,7 +9,7 @@ use crate::metrics::RelayResult;
 use crate::outbound::dsn::Action as DsnAction;
 use crate::outbound::mx;
 use crate::proto::smtp_client::{MessageOutcome, OutgoingMessage, RecipientOutcome, TlsPolicy};
-use crate::queue::{retry_delay, Key, PendingRecipient, QueuedMessage, RetryPolicy};
+use crate::queue::{retry_delay, Key, QueuedMessage, RetryPolicy};
 use crate::shard::{owner, Request, Shard};
 use crate::spool::{encode_recipient_state, Outcome, RecipientState, RecordKind};
 use rand::Rng;
@@ -33,14 +34,16 @@ impl Shard {
                     humantime::format_duration(self.config().relay.max_queue_lifetime.get())
                 );
                 let last = msg.last_error.clone().unwrap_or_default();
-                let failed: Vec<(PendingRecipient, String, String)> = msg
+                let class = BounceClass::TransientExpired;
+                let failed: Vec<super::bounce::Failure> = msg
                     .recipients
                     .iter()
-                    .map(|r| (r.clone(), "4.4.7".to_string(), format!("{reason}; last error: {last}")))
+                    .map(|r| (r.clone(), "4.4.7".to_string(), format!("{reason}; last error: {last}"), Some(class)))
                     .collect();
-                tracing::info!(queue_id = %msg.queue_id, domain = %msg.domain, status = "expired", "{reason}");
+                tracing::info!(queue_id = %msg.queue_id, domain = %msg.domain, status = "expired", class = %class, "{reason}");
                 for _ in &msg.recipients {
                     self.metrics.relay(RelayResult::Bounced, None, 0);
+                    self.metrics.bounce(class);
                 }
                 self.bounce(msg, failed, None, DsnAction::Failed);
             }
@@ -48,7 +51,7 @@ impl Shard {
                 let failed = msg
                     .recipients
                     .iter()
-                    .map(|r| (r.clone(), "4.4.7".to_string(), msg.last_error.clone().unwrap_or_default()))
+                    .map(|r| (r.clone(), "4.4.7".to_string(), msg.last_error.clone().unwrap_or_default(), None))
                     .collect();
                 self.delay_notice(msg, failed);
             }
@@ -86,12 +89,20 @@ impl Shard {
         match targets {
             Err(e) if e.is_permanent() => {
                 let status = e.status().to_string();
+                // No such domain, null MX, no address: the domain is bad.
+                let class = BounceClass::BadDomain;
                 loop {
                     let Some((key, msg)) = self.queue.borrow_mut().next_ready(&domain) else { break };
-                    let failed = msg.recipients.iter().map(|r| (r.clone(), status.clone(), e.to_string())).collect();
-                    tracing::info!(queue_id = %msg.queue_id, domain = %domain, status = "bounced", reason = %e, "no route");
-                    for _ in &msg.recipients {
+                    let failed = msg
+                        .recipients
+                        .iter()
+                        .map(|r| (r.clone(), status.clone(), e.to_string(), Some(class)))
+                        .collect();
+                    tracing::info!(queue_id = %msg.queue_id, domain = %domain, status = "bounced", class = %class, reason = %e, "no route");
+                    for r in &msg.recipients {
                         self.metrics.relay(RelayResult::Bounced, None, 0);
+                        self.metrics.bounce(class);
+                        self.suppress_later(&r.address, class, &e.to_string());
                     }
                     self.queue.borrow_mut().finish(key);
                     self.bounce(msg, failed, None, DsnAction::Failed);
@@ -129,6 +140,7 @@ impl Shard {
                             let Some((key, msg)) = self.next_for(&domain, relay.connection_idle.get()).await else {
                                 break;
                             };
+                            let Some((key, msg)) = self.without_suppressed(key, msg) else { continue };
                             if let After::Gone = self.deliver_one(&mut c, key, msg).await {
                                 break;
                             }
@@ -239,8 +251,14 @@ impl Shard {
                     settled.push((msg.at, r.index, Outcome::Delivered));
                 }
                 RecipientOutcome::Bounced { reply } => {
-                    tracing::info!(queue_id = %msg.queue_id, to = %r.address, relay, delay = delay_s, status = "bounced", dsn = %reply.dsn(), reply = %reply, "refused");
-                    bounced.push((r.clone(), reply.dsn().to_string(), format!("smtp; {reply}")));
+                    let text = reply.to_string();
+                    let class = classify(&text);
+                    tracing::info!(queue_id = %msg.queue_id, to = %r.address, relay, delay = delay_s, status = "bounced", dsn = %reply.dsn(), class = %class, reply = %reply, "refused");
+                    self.metrics.bounce(class);
+                    if class.is_hard() {
+                        self.suppress_later(&r.address, class, &text);
+                    }
+                    bounced.push((r.clone(), reply.dsn().to_string(), format!("smtp; {reply}"), Some(class)));
                 }
                 RecipientOutcome::Deferred { reply } => {
                     tracing::info!(queue_id = %msg.queue_id, to = %r.address, relay, delay = delay_s, status = "deferred", dsn = %reply.dsn(), reply = %reply, "will retry");

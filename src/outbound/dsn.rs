@@ -63,6 +63,10 @@ pub struct FailedRecipient {
     pub diagnostic: Option<String>,
     /// When delivery was last tried, in ms since the Unix epoch.
     pub last_attempt_ms: Option<u64>,
+    /// Why it failed for good (a bounce): written after the
+    /// Diagnostic-Code as the extension field `X-Ringmail-Bounce-Class`
+    /// (RFC 3464 §2.4 allows `X-` fields in a per-recipient block).
+    pub class: Option<crate::outbound::classify::BounceClass>,
 }
 
 /// Everything a notice is built from.
@@ -226,6 +230,9 @@ fn delivery_status(input: &DsnInput, host: &str) -> Vec<u8> {
         }
         if let Some(diagnostic) = &r.diagnostic {
             field(&mut out, "Diagnostic-Code", &typed_diagnostic(diagnostic));
+        }
+        if let Some(class) = r.class {
+            field(&mut out, "X-Ringmail-Bounce-Class", class.as_str());
         }
         if let Some(ms) = r.last_attempt_ms {
             field(&mut out, "Last-Attempt-Date", &format_date(ms));
@@ -419,6 +426,7 @@ mod tests {
             remote_mta: Some("mx.remote.test".into()),
             diagnostic: Some("smtp; 550 5.1.1 <x@remote.test>: user unknown".into()),
             last_attempt_ms: Some(1_700_000_060_000),
+            class: Some(crate::outbound::classify::BounceClass::InvalidRecipient),
         }
     }
 
@@ -495,6 +503,7 @@ mod tests {
         second.remote_mta = None;
         second.diagnostic = None;
         second.last_attempt_ms = None;
+        second.class = None;
         let dsn = build(&[bounced("x@remote.test"), second], ORIGINAL);
         let report = dsn.split("message/delivery-status\r\n").nth(1).unwrap();
         let report = &report[..report.find("\r\n--").unwrap()];
@@ -514,6 +523,7 @@ mod tests {
              Status: 5.1.1\r\n\
              Remote-MTA: dns; mx.remote.test\r\n\
              Diagnostic-Code: smtp; 550 5.1.1 <x@remote.test>: user unknown\r\n\
+             X-Ringmail-Bounce-Class: invalid-recipient\r\n\
              Last-Attempt-Date: Tue, 14 Nov 2023 22:14:20 +0000"
         );
         assert_eq!(blocks[3], "Final-Recipient: rfc822; y@remote.test\r\nAction: failed\r\nStatus: 5.1.1\r\n");

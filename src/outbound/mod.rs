@@ -15,6 +15,9 @@
 //! - [`tls`]: the client TLS configs (`relay.tls`);
 //! - [`dsn`] and `bounce`: the bytes of a DSN, and sending it back through
 //!   the spool with the null sender (a bounce is never bounced);
+//! - [`classify`]: the bounce class of every final failure (one table);
+//! - `suppressed`: queued mail to a suppressed recipient bounces at
+//!   dispatch (the list itself is `shard::suppress`);
 //! - `testdns`: a loopback DNS server for tests, compiled only for this
 //!   crate's tests and with the `test-support` feature (never shipped).
 //!
@@ -38,6 +41,7 @@
 //! making the ownership any clearer; they move when the queue does.
 
 mod bounce;
+pub mod classify;
 mod conn;
 mod dispatch;
 pub mod dns;
@@ -45,6 +49,7 @@ pub mod dsn;
 mod idle;
 pub mod mx;
 mod slot;
+mod suppressed;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testdns;
 pub mod tls;

@@ -61,6 +61,8 @@ struct CoreInit {
     /// Where appends to this core's own dir resume.
     tail: Option<spool::Tail>,
     last_queue_id: Option<spool::QueueId>,
+    /// The live suppression entries (every core holds the whole list).
+    suppressions: Vec<spool::LiveSuppression>,
 }
 
 /// The sending ends the control threads (SIGHUP, the users watcher) hold
@@ -301,6 +303,9 @@ fn distribute(recovered: spool::Recovered, inits: &mut [CoreInit]) {
             inits[dir as usize].tail = Some(tail);
         }
     }
+    for init in inits.iter_mut() {
+        init.suppressions = recovered.suppressions.clone();
+    }
     for (dir, qid) in recovered.last_queue_ids {
         if (dir as usize) < cores {
             inits[dir as usize].last_queue_id = Some(qid);
@@ -450,6 +455,7 @@ async fn core_main(
         stop: super::Stop::default(),
         background: Cell::new(0),
         over_quota: RefCell::new(Default::default()),
+        suppressions: RefCell::new(crate::suppression::Suppressions::from_recovered(init.suppressions)),
         backup_pins: Cell::new(0),
         forward: RefCell::new(Default::default()),
         finalizing: RefCell::new(Default::default()),
@@ -496,6 +502,7 @@ async fn core_main(
     shard.check_spool_room();
     glommio::spawn_local(shard.clone().spool_watch()).detach();
     glommio::spawn_local(shard.clone().compactor()).detach();
+    glommio::spawn_local(shard.clone().suppression_sweeper()).detach();
     if let Some(control) = control {
         glommio::spawn_local(net::control::serve(shard.clone(), control)).detach();
     }

@@ -30,8 +30,8 @@
 
 use super::{owner, Request, Shard};
 use crate::spool::{
-    decode_moved, decode_tombstone, encode_moved_head, encode_tombstone, record::scan_segment, walk, Outcome,
-    RecordKind, SegmentKey, SpoolRef, Tombstone,
+    copy_replacing, decode_moved, decode_tombstone, encode_moved_head, encode_tombstone, record::scan_segment, walk,
+    Outcome, RecordKind, SegmentKey, SpoolRef, Tombstone,
 };
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -139,6 +139,7 @@ impl Shard {
     /// and without them a restart would retry it at once.
     fn relocate_references(self: &Rc<Self>, map: &HashMap<SpoolRef, SpoolRef>) {
         self.mailboxes.borrow_mut().relocate(map);
+        self.suppressions.borrow_mut().relocate(map);
         let stateful = self.queue.borrow_mut().relocate(map);
         for key in stateful {
             self.record_deferral(key);
@@ -197,7 +198,9 @@ impl Shard {
             let live: u64 = scan
                 .records
                 .iter()
-                .filter(|r| matches!(r.kind, RecordKind::Message | RecordKind::Moved))
+                // Live suppression entries count as live bytes: a segment
+                // full of them is not worth copying forward again and again.
+                .filter(|r| matches!(r.kind, RecordKind::Message | RecordKind::Moved | RecordKind::Suppression))
                 .filter(|r| ledger.is_live(SpoolRef { dir: key.dir, segment: key.seq, offset: r.offset }))
                 .map(|r| r.payload.len() as u64)
                 .sum();
@@ -234,6 +237,12 @@ impl Shard {
                 RecordKind::Tombstone => {
                     let t = decode_tombstone(payload).map_err(undecodable(at))?;
                     self.copy_tombstone(key, t.target, t.recipient, t.outcome, &mut written, &mut last)?;
+                    continue;
+                }
+                RecordKind::Suppression => {
+                    if self.ledger.borrow().is_live(at) {
+                        self.copy_suppression(at, payload, &mut written, &mut last)?;
+                    }
                     continue;
                 }
                 RecordKind::RecipientState | RecordKind::Checkpoint => continue,
@@ -331,6 +340,26 @@ impl Shard {
         let t = Tombstone { target, recipient: r, outcome };
         let appended = self.append(RecordKind::Tombstone, &[&encode_tombstone(&t)])?;
         written.tombstones.push((appended.at, target, r));
+        *last = Some(appended.ticket);
+        Ok(())
+    }
+
+    /// Copy the live suppression entry at `at` forward; the copy names
+    /// `at` as the record it replaces, so one checksum makes the copy live
+    /// and the old place final (as a `Moved` record does for a message).
+    /// Every core learns the new place with the message moves.
+    fn copy_suppression(
+        self: &Rc<Self>,
+        at: SpoolRef,
+        payload: &[u8],
+        written: &mut Written,
+        last: &mut Option<crate::spool::CommitTicket>,
+    ) -> Result<(), CompactError> {
+        let bytes = copy_replacing(payload, at).map_err(|error| CompactError::Undecodable { at, error })?;
+        let appended = self.append(RecordKind::Suppression, &[&bytes])?;
+        self.ledger.borrow_mut().message_written(appended.at, 1);
+        self.forward.borrow_mut().insert_pending(at, appended.at);
+        written.moves.push((at, appended.at, 1));
         *last = Some(appended.ticket);
         Ok(())
     }

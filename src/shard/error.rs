@@ -22,6 +22,9 @@ pub enum ShardError {
     /// could not be deleted.
     #[error("{path}: {error}")]
     Remove { path: std::path::PathBuf, error: std::sync::Arc<std::io::Error> },
+    /// A record field is longer than the spool can store.
+    #[error("{what} too long to store")]
+    TooLong { what: &'static str },
     /// `mailbox delete` named a UID the mailbox does not hold.
     #[error("no message {uid} in the mailbox of {user}")]
     NoSuchMessage { user: String, uid: String },

@@ -69,7 +69,10 @@ impl Shard {
                     RcptDecision::Local { user } => Route::Local { user: user.clone() },
                     RcptDecision::Remote { domain } => Route::Remote { domain: domain.clone() },
                     // The session only hands over accepted recipients.
-                    RcptDecision::UnknownUser | RcptDecision::RelayDenied | RcptDecision::MailboxFull => return None,
+                    RcptDecision::UnknownUser
+                    | RcptDecision::RelayDenied
+                    | RcptDecision::MailboxFull
+                    | RcptDecision::Suppressed { .. } => return None,
                 };
                 Some(RecipientEntry { address: r.address.to_string(), route })
             })

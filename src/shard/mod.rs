@@ -20,6 +20,7 @@ mod msg;
 mod observe;
 mod retention;
 mod stop;
+pub mod suppress;
 pub use stop::{Background, Stop};
 pub mod owner;
 
@@ -104,6 +105,8 @@ pub struct Shard {
     /// Local users over their quota (told by their owners); RCPT to them
     /// gets 452 4.2.2.
     pub over_quota: RefCell<std::collections::HashSet<String>>,
+    /// This core's copy of the suppression list (see [`suppress`]).
+    pub suppressions: RefCell<crate::suppression::Suppressions>,
 }
 
 impl Shard {
@@ -157,6 +160,7 @@ impl Shard {
                 self.queue.borrow_mut().enqueue(msg);
                 self.kick(&domain);
             }
+            ShardMsg::Suppression(update) => self.suppressions.borrow_mut().apply(update),
             ShardMsg::SegmentGone { dir, segment } => self.maps.borrow_mut().forget(dir, segment),
             ShardMsg::Request(req) => {
                 let me = self.clone();
@@ -266,6 +270,9 @@ impl Shard {
             Request::Relocate { moves, answer } => {
                 self.apply_relocation(&moves);
                 let _ = answer.send(());
+            }
+            Request::Suppression { op, answer } => {
+                let _ = answer.send(self.suppression_owned(op).await);
             }
             Request::MailboxList { user, answer } => {
                 let _ = answer.send(self.mailboxes.borrow().entries(&user).to_vec());

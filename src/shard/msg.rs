@@ -29,6 +29,9 @@ pub enum ShardMsg {
     /// One-way, to every core: `user`'s mailbox went over (or back under)
     /// its quota; RCPT answers 452 4.2.2 while over.
     Quota { user: String, over: bool },
+    /// One-way, from an address's owner to every other core: a change of
+    /// the suppression list (see `shard::suppress`).
+    Suppression(crate::suppression::Update),
     /// One-way: a spool segment was deleted; drop any map of it.
     SegmentGone { dir: u16, segment: u32 },
     /// Work for this core; it answers through the request's [`Answer`].
@@ -61,6 +64,12 @@ pub enum Request {
     /// reference this core holds, and read and tombstone them at the new
     /// place from now on.
     Relocate { moves: Vec<(SpoolRef, SpoolRef)>, answer: Answer<()> },
+    /// Add or delete a suppression entry of an address whose domain this
+    /// core owns, durably; answers the entry added or deleted.
+    Suppression {
+        op: super::suppress::SuppressOp,
+        answer: Answer<Result<Option<crate::suppression::Entry>, ShardError>>,
+    },
     /// `mailbox list`: the entries of a mailbox this core owns.
     MailboxList { user: String, answer: Answer<Vec<MailboxEntry>> },
     /// `mailbox delete`: delete one message (by UID) from a mailbox this

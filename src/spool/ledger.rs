@@ -7,7 +7,8 @@
 //!
 //! # Rules
 //! - A message is live while any of its recipients is not final (no
-//!   tombstone for it yet).
+//!   tombstone for it yet). A suppression-list record is fed as a message
+//!   with one recipient: live until a tombstone ends the entry.
 //! - A segment may be deleted when it holds no live message, it is not the
 //!   write segment of its directory, and every segment its tombstones point
 //!   into is already gone. Deleting tombstones while their target still

@@ -18,6 +18,7 @@
 //! - [`reader`]: [`SegmentMaps`], checked zero-copy reads.
 //! - [`recovery`]: rebuilding state at start-up (pure core + loader).
 //! - [`ledger`]: what may be reclaimed (pure).
+//! - [`suppression`]: the suppression-list record codec (pure).
 //!
 //! # On disk
 //! `<spool_root>/core-<dir>/segment-<seq as 8 hex digits>`. `dir` is a `u16`
@@ -71,7 +72,8 @@
 //! resumes appending at the tail of each directory's highest segment.
 //!
 //! # Reclaiming
-//! A segment is deleted only when it holds no live message and no tombstone
+//! A segment is deleted only when it holds no live message (a live
+//! suppression-list entry counts as one) and no tombstone
 //! whose target segment still exists (see [`ledger`]); deleting tombstones
 //! first would resurrect mail after a restart. Recipient-state records count
 //! for nothing: losing one only makes a retry come sooner (recovery falls
@@ -87,6 +89,7 @@ pub mod payload;
 pub mod reader;
 pub mod record;
 pub mod recovery;
+pub mod suppression;
 pub mod walk;
 pub mod writer;
 
@@ -110,5 +113,8 @@ pub use payload::{
 };
 pub use reader::{RecordView, SegmentMaps};
 pub use record::{scan_segment, BadRecord, RecordKind, ScanEnd, ScannedRecord, SegmentScan};
-pub use recovery::{recover, recover_images, LiveMessage, Recovered, Repair, SegmentImage, TornRecord};
+pub use recovery::{
+    recover, recover_images, LiveMessage, LiveSuppression, Recovered, Repair, SegmentImage, TornRecord,
+};
+pub use suppression::{copy_replacing, decode_suppression, encode_suppression, SuppressionRecord};
 pub use writer::{Appended, CommitTicket, Spool, SpoolConfig, SpoolStats, Tail};

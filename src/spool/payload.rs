@@ -195,6 +195,9 @@ pub enum DecodeError {
     /// A recipient state's flags byte has bits this version does not know.
     #[error("unknown recipient state flags {flags:#04x}")]
     UnknownStateFlags { flags: u8 },
+    /// A suppression record's flags byte has bits this version does not know.
+    #[error("unknown suppression flags {flags:#04x}")]
+    UnknownSuppressionFlags { flags: u8 },
     /// A payload is longer (or, for a fixed size, shorter) than its fields.
     #[error("payload is {len} bytes, expected {expected}")]
     WrongLength { len: usize, expected: usize },

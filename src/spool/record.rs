@@ -10,7 +10,8 @@
 //! offset size field
 //!  0      4   magic      b"RMSP"
 //!  4      1   version    1
-//!  5      1   kind       1 message, 2 tombstone, 3 recipient-state, 4 checkpoint
+//!  5      1   kind       1 message, 2 tombstone, 3 recipient-state, 4 checkpoint,
+//!                         5 moved, 6 suppression
 //!  6      2   dir        spool directory the record was written to
 //!  8      4   segment    segment sequence number the record was written to
 //! 12      4   length     payload length in bytes
@@ -58,6 +59,10 @@ pub enum RecordKind {
     /// true or neither), every recipient of the old copy made final (see
     /// `payload::encode_moved`).
     Moved,
+    /// A suppression-list entry: an address not to send to until a time
+    /// (see `suppression::encode_suppression`). Live, like a message with
+    /// one recipient, until a tombstone ends it.
+    Suppression,
 }
 
 impl RecordKind {
@@ -69,6 +74,7 @@ impl RecordKind {
             RecordKind::RecipientState => 3,
             RecordKind::Checkpoint => 4,
             RecordKind::Moved => 5,
+            RecordKind::Suppression => 6,
         }
     }
 
@@ -80,6 +86,7 @@ impl RecordKind {
             3 => Some(RecordKind::RecipientState),
             4 => Some(RecordKind::Checkpoint),
             5 => Some(RecordKind::Moved),
+            6 => Some(RecordKind::Suppression),
             _ => None,
         }
     }

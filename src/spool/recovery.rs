@@ -38,6 +38,7 @@ use super::payload::{
     RecipientState, Tombstone,
 };
 use super::record::{end_of_nonzero, scan_segment, BadRecord, RecordKind, ScanEnd};
+use super::suppression::{decode_suppression, SuppressionRecord};
 use super::writer::Tail;
 
 /// One segment file's bytes as found on disk.
@@ -74,6 +75,18 @@ pub struct LiveMessage {
     /// recipient without one was never deferred, or its states were lost:
     /// it is due now.
     pub states: Vec<(u16, RecipientState)>,
+}
+
+/// A suppression entry whose record is live (no tombstone ended it). One
+/// address may have several after a crash between writing a new entry and
+/// ending the old one: the caller keeps the latest `since_ms` and ends the
+/// others with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveSuppression {
+    /// Where the record is.
+    pub at: SpoolRef,
+    /// What it says.
+    pub record: SuppressionRecord,
 }
 
 /// A bad record where a segment was cut (reported, not an error).
@@ -119,6 +132,8 @@ pub struct Recovered {
     pub reclaimable: Vec<SegmentKey>,
     /// Highest queue id found per directory (seed `QueueIdGen` with it).
     pub last_queue_ids: BTreeMap<u16, QueueId>,
+    /// Live suppression entries in (dir, segment, offset) order.
+    pub suppressions: Vec<LiveSuppression>,
 }
 
 /// Decoded message record, kept until tombstones have been applied.
@@ -159,6 +174,7 @@ pub fn recover_images<'a>(images: impl IntoIterator<Item = SegmentImage<'a>>) ->
     let mut out = Recovered::default();
     let mut found = Vec::new();
     let mut tombstones: Vec<(SpoolRef, Tombstone)> = Vec::new();
+    let mut suppressions: Vec<LiveSuppression> = Vec::new();
     // Only the latest state per (target, recipient), with where it is: the
     // older ones, possibly many per recipient, are dropped as they are found.
     let mut states: HashMap<(SpoolRef, u16), (SpoolRef, RecipientState)> = HashMap::new();
@@ -207,6 +223,14 @@ pub fn recover_images<'a>(images: impl IntoIterator<Item = SegmentImage<'a>>) ->
                     }
                     found.push(FoundMessage::new(at, moved.message, &mut out.last_queue_ids));
                 }
+                RecordKind::Suppression => {
+                    let record = decode_suppression(payload).map_err(undecodable)?;
+                    // A compaction copy: its old place is final, held here.
+                    if let Some(old) = record.replaces {
+                        tombstones.push((at, Tombstone { target: old, recipient: 0, outcome: Outcome::Deleted }));
+                    }
+                    suppressions.push(LiveSuppression { at, record });
+                }
                 // A known kind without a payload codec yet: nothing to apply.
                 RecordKind::Checkpoint => {}
             }
@@ -221,6 +245,10 @@ pub fn recover_images<'a>(images: impl IntoIterator<Item = SegmentImage<'a>>) ->
     for m in &found {
         // Decoding guarantees at most u16::MAX recipients.
         out.ledger.message_written(m.at, m.recipients.len() as u16);
+    }
+    // A suppression entry is live like a message with one recipient.
+    for s in &suppressions {
+        out.ledger.message_written(s.at, 1);
     }
     // Tombstones last: one may target a message in any directory, scanned
     // before or after it.
@@ -256,6 +284,7 @@ pub fn recover_images<'a>(images: impl IntoIterator<Item = SegmentImage<'a>>) ->
             states,
         });
     }
+    out.suppressions = suppressions.into_iter().filter(|s| out.ledger.is_live(s.at)).collect();
     out.reclaimable = out.ledger.deletable();
     Ok(out)
 }

@@ -366,3 +366,39 @@ fn a_moved_record_torn_off_leaves_the_old_copy_whole() {
     assert_eq!(r.messages.iter().map(|m| m.at).collect::<Vec<_>>(), [old]);
     assert_eq!(r.messages[0].recipients.len(), 2);
 }
+
+fn suppression(address: &str, since_ms: u64, replaces: Option<SpoolRef>) -> Vec<u8> {
+    super::encode_suppression(&super::SuppressionRecord {
+        address: address.into(),
+        since_ms,
+        until_ms: since_ms + 1000,
+        class: "invalid-recipient".into(),
+        reason: "550 5.1.1 no such user".into(),
+        replaces,
+    })
+    .unwrap()
+}
+
+#[test]
+fn live_suppressions_are_recovered_and_keep_their_segment() {
+    let mut d = Disk::default();
+    let kept = d.put(seg(0, 0), RecordKind::Suppression, &suppression("a@x.test", 1, None));
+    let ended = d.put(seg(0, 0), RecordKind::Suppression, &suppression("b@x.test", 2, None));
+    d.put(seg(0, 1), RecordKind::Tombstone, &tombstone(ended, 0));
+    let r = recover(&d.finish()).unwrap();
+    let live: Vec<_> = r.suppressions.iter().map(|s| (s.at, s.record.address.as_str())).collect();
+    assert_eq!(live, [(kept, "a@x.test")]);
+    assert!(r.messages.is_empty(), "a suppression is not a message");
+    assert!(r.reclaimable.is_empty(), "segment 0 holds a live entry");
+}
+
+#[test]
+fn a_compaction_copy_of_a_suppression_supersedes_its_old_place() {
+    let mut d = Disk::default();
+    let old = d.put(seg(0, 0), RecordKind::Suppression, &suppression("a@x.test", 1, None));
+    let new = d.put(seg(0, 1), RecordKind::Suppression, &suppression("a@x.test", 1, Some(old)));
+    d.put(seg(0, 2), RecordKind::Checkpoint, &[]);
+    let r = recover(&d.finish()).unwrap();
+    assert_eq!(r.suppressions.iter().map(|s| s.at).collect::<Vec<_>>(), [new]);
+    assert_eq!(r.reclaimable, [seg(0, 0)], "the old copy's segment may go");
+}

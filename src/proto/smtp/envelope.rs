@@ -19,6 +19,9 @@ pub enum RcptDecision {
     /// Refuse for now with 452 4.2.2: a local user over their quota
     /// (`retention.max_mailbox_size`).
     MailboxFull,
+    /// Refuse with 550 5.1.1: a remote recipient on the suppression list
+    /// (it hard-bounced); `since` is when, as text for the reply.
+    Suppressed { since: String },
 }
 
 /// The answer of [`RecipientPolicy::check_sender`] for one MAIL.

@@ -208,6 +208,9 @@ pub const UNKNOWN_USER: Reply = Reply::new(550, "5.1.1", "<{}>: Recipient addres
 /// The recipient's mailbox is over its quota; `{}` is the address.
 pub const MAILBOX_FULL: Reply = Reply::new(452, "4.2.2", "<{}>: Recipient address rejected: Mailbox full");
 pub const RELAY_DENIED: Reply = Reply::new(554, "5.7.1", "<{}>: Relay access denied");
+/// A relayed recipient on the suppression list; `{}` is when it was put
+/// there.
+pub const RECIPIENT_SUPPRESSED: Reply = Reply::new(550, "5.1.1", "recipient suppressed (hard bounce on {})");
 
 // --- Sequence errors -----------------------------------------------------------
 /// MAIL before HELO/EHLO.
@@ -362,6 +365,7 @@ mod tests {
         UNKNOWN_USER,
         MAILBOX_FULL,
         RELAY_DENIED,
+        RECIPIENT_SUPPRESSED,
         NEED_HELO,
         NESTED_MAIL,
         NEED_MAIL,

@@ -499,6 +499,13 @@ impl Server {
             }
             RcptDecision::UnknownUser => &reply::UNKNOWN_USER,
             RcptDecision::RelayDenied => &reply::RELAY_DENIED,
+            // Not counted as a bad command either: the address was good
+            // when the sender's list was made, and a bulk sender meeting
+            // a few suppressed addresses must not be cut off for it.
+            RcptDecision::Suppressed { since } => {
+                txn.rejected = true;
+                return reply::RECIPIENT_SUPPRESSED.write_with(&mut self.output, &since);
+            }
             // Temporary and the client's fault only in a full mailbox: not
             // counted as a bad command.
             RcptDecision::MailboxFull => return reply::MAILBOX_FULL.write_with(&mut self.output, &address.to_string()),

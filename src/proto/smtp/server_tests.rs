@@ -112,6 +112,25 @@ fn rejected_recipients_get_policy_replies_with_the_address() {
 }
 
 #[test]
+fn a_suppressed_recipient_gets_550_5_1_1_with_the_date_and_is_not_stored() {
+    // Not a client error: suppressed recipients never use up max_errors.
+    let mut s = Session::with(ServerConfig { max_errors: 1, ..config() });
+    s.ehlo("client.test", "250 ");
+    s.mail_from("sender@relay.test", "250 2.1.0");
+    for _ in 0..3 {
+        assert_eq!(
+            s.rcpt_to("bounced@relay.test", "550"),
+            "550 5.1.1 recipient suppressed (hard bounce on 2026-01-02T03:04:05Z)\r\n"
+        );
+    }
+    s.rcpt_to("someone@relay.test", "250 2.1.5");
+    s.data(b"hi\r\n", "250 2.0.0 Ok: queued as Q1");
+    let recipients = &s.stored[0].0.recipients;
+    assert_eq!(recipients.len(), 1);
+    assert_eq!(recipients[0].address.to_string(), "someone@relay.test");
+}
+
+#[test]
 fn bare_postmaster_is_asked_as_postmaster_at_our_hostname() {
     let mut s = Session::in_state("mail");
     s.cmd("RCPT TO:<Postmaster>", "250 2.1.5");

@@ -39,6 +39,9 @@ impl RecipientPolicy for TestPolicy {
                 "full" => RcptDecision::MailboxFull,
                 _ => RcptDecision::UnknownUser,
             },
+            "relay.test" if rcpt.local == "bounced" => {
+                RcptDecision::Suppressed { since: "2026-01-02T03:04:05Z".into() }
+            }
             "relay.test" => RcptDecision::Remote { domain: rcpt.domain.clone() },
             _ if auth.is_some() => RcptDecision::Remote { domain: rcpt.domain.clone() },
             _ => RcptDecision::RelayDenied,
