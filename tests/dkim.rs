@@ -147,11 +147,8 @@ fn opendkim_testmsg(msg: &[u8], dns_ip: &str, work: &Path) -> (bool, String) {
     std::fs::write(&resolv, format!("nameserver {dns_ip}\noptions attempts:1 timeout:2\n")).unwrap();
     let file = work.join("testmsg.eml");
     std::fs::write(&file, msg).unwrap();
-    let script = format!(
-        "mount --bind {} /etc/resolv.conf && exec opendkim-testmsg -C < {}",
-        resolv.display(),
-        file.display()
-    );
+    let script =
+        format!("mount --bind {} /etc/resolv.conf && exec opendkim-testmsg -C < {}", resolv.display(), file.display());
     let out = Command::new("unshare").args(["-m", "sh", "-c", &script]).output().expect("unshare and opendkim-testmsg");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
@@ -260,13 +257,7 @@ fn bounces_are_signed_by_the_parent_entry_with_subdomains() {
         "127.0.0.1",
         0,
         Script {
-            rcpt: Box::new(|a| {
-                if a.starts_with("nobody") {
-                    "550 5.1.1 no such user".into()
-                } else {
-                    "250 Ok".into()
-                }
-            }),
+            rcpt: Box::new(|a| if a.starts_with("nobody") { "550 5.1.1 no such user".into() } else { "250 Ok".into() }),
             ..Script::default()
         },
     );
@@ -299,11 +290,8 @@ fn an_unusable_key_stops_start_up_and_a_reload_keeps_the_old_keys() {
     std::fs::write(dir.join("example.org.bad.pem"), "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
         .unwrap();
     add_keys(&server, &[("example.org", "bad", false)]);
-    let out = Command::new(env!("CARGO_BIN_EXE_ringmail"))
-        .args(["serve", "--config"])
-        .arg(&server.config)
-        .output()
-        .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_ringmail")).args(["serve", "--config"]).arg(&server.config).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "must not start");
     assert!(err.contains("example.org.bad.pem"), "names the file: {err}");

@@ -138,7 +138,15 @@ fn dkim_spf_and_dmarc_pass_fail_and_errors_are_recorded_in_one_header() {
 
     // Everything passes.
     let ar = check("ann@example.com", &signed);
-    for want in ["spf=pass", "smtp.mailfrom=ann@example.com", "dkim=pass", "header.d=example.com", "header.s=sel", "dmarc=pass", "header.from=example.com"] {
+    for want in [
+        "spf=pass",
+        "smtp.mailfrom=ann@example.com",
+        "dkim=pass",
+        "header.d=example.com",
+        "header.s=sel",
+        "dmarc=pass",
+        "header.from=example.com",
+    ] {
         assert!(ar.contains(want), "{want} in {ar}");
     }
 
@@ -239,7 +247,8 @@ fn an_arc_chain_sealed_by_a_forwarder_validates() {
 #[test]
 fn our_own_clients_are_not_checked() {
     // permit_relay_from covers loopback here: our clients, no header.
-    let dns = TestDns::start(Zone::new().txt("fail.example", "v=spf1 -all").txt("_dmarc.fail.example", "v=DMARC1; p=reject"));
+    let dns =
+        TestDns::start(Zone::new().txt("fail.example", "v=spf1 -all").txt("_dmarc.fail.example", "v=DMARC1; p=reject"));
     let server = Server::start_with(Options {
         relay: format!("dns_server = \"{}\"", dns.addr()),
         extra: "\n[verify]\ndmarc_policy = \"enforce\"\n".into(),

@@ -34,7 +34,11 @@ fuzz_target!(|msg: &[u8]| {
     }
     if let Ok(domain) = from_domain(msg) {
         assert!(domain.contains('.') && !domain.ends_with('.'), "{domain:?}");
-        assert!(domain.bytes().all(|b| b >= 0x80 || b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'));
+        assert!(domain.bytes().all(|b| b >= 0x80
+            || b.is_ascii_lowercase()
+            || b.is_ascii_digit()
+            || b == b'-'
+            || b == b'.'));
     }
     match without_forged_results(msg, HOST) {
         None => assert!(!fields(msg).any(|f| is_ours(f.name, f.value))),

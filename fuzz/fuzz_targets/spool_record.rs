@@ -27,9 +27,9 @@
 use libfuzzer_sys::fuzz_target;
 use ringmail::spool::record::encode_into;
 use ringmail::spool::{
-    decode_message, decode_moved, decode_recipient_state, decode_suppression, decode_tombstone, encode_message, encode_moved_head,
-    encode_recipient_state, encode_tombstone, recover_images, scan_segment, MessageRecord, Outcome, QueueId,
-    RecipientEntry, RecipientState, RecordKind, Route, ScanEnd, SegmentImage, SegmentKey, SpoolRef, Tombstone,
+    decode_message, decode_moved, decode_recipient_state, decode_suppression, decode_tombstone, encode_message,
+    encode_moved_head, encode_recipient_state, encode_tombstone, recover_images, scan_segment, MessageRecord, Outcome,
+    QueueId, RecipientEntry, RecipientState, RecordKind, Route, ScanEnd, SegmentImage, SegmentKey, SpoolRef, Tombstone,
 };
 
 /// Reads the input front to back; zeros once it runs out.

@@ -7,8 +7,8 @@
 //! request is wrong.
 
 mod checks;
-mod units;
 mod sender_auth;
+mod units;
 
 pub use sender_auth::{parse_canonicalization, Dkim, DkimSign, DmarcPolicy, Verify, DEFAULT_HEADERS};
 pub use units::Span;

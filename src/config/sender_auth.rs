@@ -91,7 +91,14 @@ pub struct Verify {
 
 impl Default for Verify {
     fn default() -> Verify {
-        Verify { spf: true, dkim: true, dmarc: true, arc: true, dmarc_policy: DmarcPolicy::Tag, timeout: default_timeout() }
+        Verify {
+            spf: true,
+            dkim: true,
+            dmarc: true,
+            arc: true,
+            dmarc_policy: DmarcPolicy::Tag,
+            timeout: default_timeout(),
+        }
     }
 }
 

@@ -4,10 +4,10 @@
 use super::conn::Conn;
 use super::Protocol;
 use crate::config::Config;
-use crate::proto::smtp::{self, Action, Address, RcptDecision, RecipientPolicy, ReversePath, SenderDecision};
-use crate::shard::limits::RateKey;
 use crate::proto::smtp::StoreOutcome;
+use crate::proto::smtp::{self, Action, Address, RcptDecision, RecipientPolicy, ReversePath, SenderDecision};
 use crate::shard::checks::Checked;
+use crate::shard::limits::RateKey;
 use crate::shard::{Login, Shard};
 use std::net::IpAddr;
 use std::rc::Rc;

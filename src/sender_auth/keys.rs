@@ -88,7 +88,8 @@ fn parse(pem: &[u8]) -> Result<DkimKey, ParseError> {
             rsa(pair, der.clone_key().into())
         }
         Item::Pkcs1Key(der) => {
-            let pair = KeyPair::from_der(der.secret_pkcs1_der()).map_err(|e| rsa_rejected(&e, der.secret_pkcs1_der()))?;
+            let pair =
+                KeyPair::from_der(der.secret_pkcs1_der()).map_err(|e| rsa_rejected(&e, der.secret_pkcs1_der()))?;
             rsa(pair, der.clone_key().into())
         }
         _ => Err(ParseError::NotPem),
@@ -158,8 +159,8 @@ pub fn generate(algorithm: Algorithm) -> Result<Generated, KeyError> {
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     match algorithm {
         Algorithm::Rsa2048 => {
-            let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-                .map_err(|_| KeyError::Generate)?;
+            let pair =
+                aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(|_| KeyError::Generate)?;
             let der: Pkcs8V1Der = pair.as_der().map_err(|_| KeyError::Generate)?;
             let spki: PublicKeyX509Der = pair.public_key().as_der().map_err(|_| KeyError::Generate)?;
             Ok(Generated { pem: pem("PRIVATE KEY", der.as_ref()), kind: "rsa", public: b64(spki.as_ref()) })
@@ -167,7 +168,8 @@ pub fn generate(algorithm: Algorithm) -> Result<Generated, KeyError> {
         Algorithm::Ed25519 => {
             let rng = aws_lc_rs::rand::SystemRandom::new();
             let doc = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| KeyError::Generate)?;
-            let pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(doc.as_ref()).map_err(|_| KeyError::Generate)?;
+            let pair =
+                aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(doc.as_ref()).map_err(|_| KeyError::Generate)?;
             Ok(Generated {
                 pem: pem("PRIVATE KEY", doc.as_ref()),
                 kind: "ed25519",
@@ -218,18 +220,16 @@ pub fn write_new(path: &Path, pem: &str, owner_like: Option<&Path>) -> Result<()
             std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(write_err(dir))?;
         }
     }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(crate::files::PRIVATE_FILE)
-        .open(path)
-        .map_err(|error| {
-            if error.kind() == std::io::ErrorKind::AlreadyExists {
-                KeyError::Exists { path: path.to_path_buf() }
-            } else {
-                KeyError::Write { path: path.to_path_buf(), error }
-            }
-        })?;
+    let mut f =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(crate::files::PRIVATE_FILE).open(path).map_err(
+            |error| {
+                if error.kind() == std::io::ErrorKind::AlreadyExists {
+                    KeyError::Exists { path: path.to_path_buf() }
+                } else {
+                    KeyError::Write { path: path.to_path_buf(), error }
+                }
+            },
+        )?;
     if let Some((uid, gid)) = owner {
         std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(write_err(path))?;
     }

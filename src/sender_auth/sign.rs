@@ -114,7 +114,10 @@ impl Signers {
 /// The ready signer of one entry: `h=` is the header list with each
 /// over-signed name once more (mail-auth lists a name it cannot find as an
 /// empty, "null" header, which is how over-signing is expressed).
-fn signer(s: &DkimSign, key: mail_auth::common::crypto::DkimKey) -> DkimSigner<mail_auth::common::crypto::DkimKey, Done> {
+fn signer(
+    s: &DkimSign,
+    key: mail_auth::common::crypto::DkimKey,
+) -> DkimSigner<mail_auth::common::crypto::DkimKey, Done> {
     let mut headers: Vec<String> = match &s.headers {
         Some(h) => h.clone(),
         None => config::DEFAULT_HEADERS.iter().map(|h| h.to_string()).collect(),
@@ -177,7 +180,10 @@ mod tests {
         );
         let by = |msg: &[u8]| s.sign(msg, 1_800_000_000).map(|x| x.by);
         let names = |v: Vec<(String, String)>| v.into_iter().map(|(d, s)| format!("{d}/{s}")).collect::<Vec<_>>();
-        assert_eq!(names(by(b"From: a@news.example.org\r\n\r\nx\r\n").unwrap()), ["news.example.org/b", "news.example.org/c"]);
+        assert_eq!(
+            names(by(b"From: a@news.example.org\r\n\r\nx\r\n").unwrap()),
+            ["news.example.org/b", "news.example.org/c"]
+        );
         assert_eq!(names(by(b"From: a@deep.sub.example.org\r\n\r\nx\r\n").unwrap()), ["example.org/a"]);
         assert_eq!(names(by(b"From: a@EXAMPLE.org\r\n\r\nx\r\n").unwrap()), ["example.org/a"]);
         assert!(matches!(by(b"From: a@badexample.org\r\n\r\nx\r\n"), Err(NotSigned::NoKey(_))));

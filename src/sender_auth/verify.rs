@@ -15,11 +15,10 @@
 //! is `temperror` (RFC 8601), never a stall of the SMTP session. A full
 //! queue (a flood faster than DNS answers) gives temperror at once too.
 
-use mail_auth::AuthenticationResults;
 use mail_auth::dmarc::Policy;
+use mail_auth::AuthenticationResults;
 use mail_auth::{
-    AuthenticatedMessage, DkimOutput, DkimResult, DmarcOutput, DmarcResult, MessageAuthenticator, SpfOutput,
-    SpfResult,
+    AuthenticatedMessage, DkimOutput, DkimResult, DmarcOutput, DmarcResult, MessageAuthenticator, SpfOutput, SpfResult,
 };
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -127,7 +126,9 @@ impl Verifier {
 /// lookup that the server does not answer is retried once. `None` when
 /// hickory cannot be set up (every check is then temperror).
 fn authenticator(dns: SocketAddr) -> Option<MessageAuthenticator> {
-    use mail_auth::hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
+    use mail_auth::hickory_resolver::config::{
+        ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
+    };
     let mut udp = ConnectionConfig::udp();
     udp.port = dns.port();
     let mut tcp = ConnectionConfig::tcp();
@@ -220,7 +221,8 @@ async fn evaluate(auth: Option<&MessageAuthenticator>, job: &Job) -> Verdict {
                 }
             };
             let dkim_for_dmarc = dkim.as_deref().unwrap_or(&[]);
-            let params = mail_auth::dmarc::verify::DmarcParameters::new(m, dkim_for_dmarc, mail_from_domain, spf_for_dmarc);
+            let params =
+                mail_auth::dmarc::verify::DmarcParameters::new(m, dkim_for_dmarc, mail_from_domain, spf_for_dmarc);
             let out = tokio::time::timeout_at(deadline, auth.verify_dmarc(mail_auth::Parameters::new(params))).await;
             Some(out.unwrap_or_else(|_| {
                 DmarcOutput::new(String::new())
@@ -228,7 +230,9 @@ async fn evaluate(auth: Option<&MessageAuthenticator>, job: &Job) -> Verdict {
                     .with_dkim_result(DmarcResult::TempError(temperror()))
             }))
         }
-        (None, true) => Some(DmarcOutput::new(String::new()).with_spf_result(DmarcResult::PermError(mail_auth::Error::ParseError))),
+        (None, true) => {
+            Some(DmarcOutput::new(String::new()).with_spf_result(DmarcResult::PermError(mail_auth::Error::ParseError)))
+        }
         _ => None,
     };
 
@@ -273,10 +277,8 @@ async fn evaluate(auth: Option<&MessageAuthenticator>, job: &Job) -> Verdict {
         }
         summary.push(format!("dmarc={result}"));
         if c.enforce && result == "fail" && dmarc.policy() == Policy::Reject {
-            reject = Some(format!(
-                "message refused: it fails the DMARC policy of {} (p=reject)",
-                pvalue(dmarc.domain())
-            ));
+            reject =
+                Some(format!("message refused: it fails the DMARC policy of {} (p=reject)", pvalue(dmarc.domain())));
         }
     }
     if let Some(arc) = &arc {
@@ -354,7 +356,8 @@ fn dmarc_result(d: &DmarcOutput) -> &'static str {
 /// A value as an RFC 8601 pvalue: a token stays as is, anything else is
 /// quoted (and what cannot be in a quoted-string is dropped).
 fn pvalue(v: &str) -> String {
-    let token = !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic() && !b"()<>,;:\\\"/[]?=".contains(&b) || b == b'@' || b == b'.');
+    let token = !v.is_empty()
+        && v.bytes().all(|b| b.is_ascii_graphic() && !b"()<>,;:\\\"/[]?=".contains(&b) || b == b'@' || b == b'.');
     if token {
         v.to_string()
     } else {

@@ -70,12 +70,8 @@ impl Sink {
         let ends = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let script = Arc::new(script);
-        let (m, c, mc, st) = (
-            (messages.clone(), attempts.clone()),
-            connections.clone(),
-            max_concurrent.clone(),
-            stop.clone(),
-        );
+        let (m, c, mc, st) =
+            ((messages.clone(), attempts.clone()), connections.clone(), max_concurrent.clone(), stop.clone());
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
