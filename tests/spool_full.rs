@@ -35,6 +35,23 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Wait until core 0's write segment and its spare are both on disk (they
+/// are made in the background after the first message).
+fn write_segment_and_spare_exist(server: &Server) {
+    let core0 = server.data_dir().join("spool/core-0");
+    eventually(Duration::from_secs(10), || {
+        let segments = std::fs::read_dir(&core0)
+            .ok()?
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with("segment-") && !name.ends_with(".tmp")
+            })
+            .count();
+        (segments >= 2).then_some(())
+    });
+}
+
 fn free_bytes(p: &Path) -> u64 {
     let out = Command::new("df").args(["-B1", "--output=avail"]).arg(p).output().unwrap();
     String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap().trim().parse().unwrap()
@@ -45,6 +62,14 @@ fn a_full_disk_refuses_with_452_loses_nothing_and_recovers() {
     let mut server = Server::configure(Options { cores: 1, ..Options::default() });
     let _mount = Tmpfs::mount(&server.data_dir(), "6m");
     server.spawn();
+    // The first message makes the write segment and its spare (in the
+    // background): let both exist before measuring, or the filler could
+    // take the spare's room and refuse mail from the second message on.
+    let mut first = server.smtp();
+    first.expect("EHLO full.test", "250");
+    let r = first.send_mail("x@localhost", &["bob@localhost"], b"Subject: for bob\r\n\r\nhi\r\n");
+    assert!(r.starts_with("250"), "{r}");
+    write_segment_and_spare_exist(&server);
     // Leave about 1.6 MiB: room for one more 1 MiB segment, then none.
     let filler = server.data_dir().join("filler");
     let take = free_bytes(&server.data_dir()).saturating_sub(1_600_000);
@@ -121,6 +146,7 @@ fn deleting_works_on_a_full_disk_and_frees_it_without_a_restart() {
     c.expect("EHLO full.test", "250");
     let r = c.send_mail("x@localhost", &["bob@localhost"], b"Subject: for bob\r\n\r\nhi\r\n");
     assert!(r.starts_with("250"), "{r}");
+    write_segment_and_spare_exist(&server);
     let filler = server.data_dir().join("filler");
     let take = free_bytes(&server.data_dir()).saturating_sub(1_600_000);
     std::fs::write(&filler, vec![1u8; take as usize]).unwrap();

@@ -224,3 +224,21 @@ fn segments(server: &Server) -> Vec<String> {
     out.sort();
     out
 }
+
+#[test]
+fn our_own_dns_verdicts_bounce_but_never_suppress() {
+    // A null MX (RFC 7505) bounces at once as bad-domain; it is ringmail's
+    // resolver speaking, not the receiver, so nobody is suppressed.
+    let dns =
+        ringmail::outbound::testdns::TestDns::start(ringmail::outbound::testdns::Zone::new().null_mx("nomail.test"));
+    let server =
+        Server::start_with(Options { relay: format!("dns_server = \"{}\"", dns.addr()), ..Options::default() });
+    submit(&server, &["x@nomail.test"], "null mx");
+    server.log_containing(&["no route", "class=bad-domain"]);
+    eventually(Duration::from_secs(10), || (mailbox_count(&server, "bob@localhost") == 1).then_some(()));
+    let out = server.cli(&["suppression", "list"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(!list.contains("x@nomail.test"), "suppressed by our own DNS verdict: {list}");
+    assert!(rcpt_reply(&server, "x@nomail.test").starts_with("250"), "RCPT still taken");
+}

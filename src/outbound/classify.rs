@@ -83,9 +83,11 @@ impl BounceClass {
         BounceClass::ALL.iter().position(|&c| c == self).unwrap_or(BounceClass::ALL.len() - 1)
     }
 
-    /// A hard bounce: the address itself is bad, so later mail to it is
-    /// suppressed (see `shard::suppress`). Policy and reputation blocks are
-    /// about the sender, not the address, and never suppress it.
+    /// A hard bounce: the address itself is bad, so when a receiving
+    /// server says so, later mail to it is suppressed (see
+    /// `shard::suppress`; our own DNS verdicts never suppress). Policy and
+    /// reputation blocks are about the sender, not the address, and never
+    /// suppress it.
     pub fn is_hard(self) -> bool {
         matches!(self, BounceClass::InvalidRecipient | BounceClass::BadDomain)
     }

@@ -90,6 +90,10 @@ impl Shard {
             Err(e) if e.is_permanent() => {
                 let status = e.status().to_string();
                 // No such domain, null MX, no address: the domain is bad.
+                // Classified, but not suppressed: the verdict is our own
+                // resolver's, and a broken `relay.dns_server` must not
+                // suppress every address it failed to find. Only what a
+                // receiving server says about an address suppresses it.
                 let class = BounceClass::BadDomain;
                 loop {
                     let Some((key, msg)) = self.queue.borrow_mut().next_ready(&domain) else { break };
@@ -99,10 +103,9 @@ impl Shard {
                         .map(|r| (r.clone(), status.clone(), e.to_string(), Some(class)))
                         .collect();
                     tracing::info!(queue_id = %msg.queue_id, domain = %domain, status = "bounced", class = %class, reason = %e, "no route");
-                    for r in &msg.recipients {
+                    for _ in &msg.recipients {
                         self.metrics.relay(RelayResult::Bounced, None, 0);
                         self.metrics.bounce(class);
-                        self.suppress_later(&r.address, class, &e.to_string());
                     }
                     self.queue.borrow_mut().finish(key);
                     self.bounce(msg, failed, None, DsnAction::Failed);
