@@ -247,19 +247,22 @@ async fn evaluate(auth: Option<&MessageAuthenticator>, job: &Job) -> Verdict {
     };
     if let Some(spf) = &spf {
         header.push_str(&part(&|a| a.with_spf_mailfrom_result(spf, job.client, &job.mail_from, helo)));
-        summary.push(format!("spf={}", word(&header, "spf=")));
+        summary.push(format!("spf={}", spf_word(spf.result())));
     }
     if c.dkim {
-        match dkim.as_deref() {
-            Some(results) if !results.is_empty() => {
-                for r in results {
-                    dkim_part(&mut header, r);
-                }
+        // The log keeps the last signature's word, as the header lists them.
+        let last = match dkim.as_deref() {
+            Some(results) if !results.is_empty() => results.iter().map(|r| dkim_part(&mut header, r)).last(),
+            Some(_) => {
+                header.push_str(";\r\n\tdkim=none");
+                None
             }
-            Some(_) => header.push_str(";\r\n\tdkim=none"),
-            None => header.push_str(";\r\n\tdkim=permerror (message not parsable)"),
-        }
-        summary.push(format!("dkim={}", word(&header, "dkim=")));
+            None => {
+                header.push_str(";\r\n\tdkim=permerror (message not parsable)");
+                Some("permerror")
+            }
+        };
+        summary.push(format!("dkim={}", last.unwrap_or("none")));
     }
     let mut reject = None;
     if let Some(dmarc) = &dmarc {
@@ -283,9 +286,9 @@ async fn evaluate(auth: Option<&MessageAuthenticator>, job: &Job) -> Verdict {
     }
     if let Some(arc) = &arc {
         header.push_str(";\r\n\tarc=");
-        result_and_reason(&mut header, arc.result());
+        let result = result_and_reason(&mut header, arc.result());
         header.push_str(&format!(" smtp.remote-ip={}", job.client));
-        summary.push(format!("arc={}", word(&header, "arc=")));
+        summary.push(format!("arc={result}"));
     }
     if summary.is_empty() {
         header.push_str("; none");
@@ -297,21 +300,23 @@ async fn evaluate(auth: Option<&MessageAuthenticator>, job: &Job) -> Verdict {
 /// One signature's result: `dkim=RESULT header.d=D header.s=S header.b=B`
 /// (RFC 8601 §2.7.1; `header.b` is the first 8 characters of `b=`, to tell
 /// two signatures of one domain apart).
-fn dkim_part(header: &mut String, r: &DkimOutput) {
+fn dkim_part(header: &mut String, r: &DkimOutput) -> &'static str {
     header.push_str(";\r\n\tdkim=");
-    result_and_reason(header, r.result());
+    let result = result_and_reason(header, r.result());
     if let Some(sig) = r.signature() {
         header.push_str(&format!(" header.d={} header.s={}", pvalue(&sig.d), pvalue(&sig.s)));
         use base64::Engine;
         let b = base64::engine::general_purpose::STANDARD.encode(sig.b.get(..6).unwrap_or(&sig.b));
         header.push_str(&format!(" header.b={}", pvalue(&b)));
     }
+    result
 }
 
-/// A DKIM or ARC result word and its reason as a comment. A body hash that
+/// A DKIM or ARC result word and its reason as a comment (the word is
+/// returned, for the log). A body hash that
 /// does not match is `fail` (RFC 6376 §6.1.3: PERMFAIL, "body hash did not
 /// verify"; RFC 8617 §5.2), where mail-auth says neutral.
-fn result_and_reason(header: &mut String, result: &DkimResult) {
+fn result_and_reason(header: &mut String, result: &DkimResult) -> &'static str {
     let body_hash = |e: &mail_auth::Error| {
         matches!(
             e,
@@ -332,6 +337,7 @@ fn result_and_reason(header: &mut String, result: &DkimResult) {
     if let Some(e) = reason {
         header.push_str(&format!(" ({})", comment(&e.to_string())));
     }
+    word
 }
 
 /// The DMARC result (RFC 7489 §11.2): with a policy record, pass when SPF
@@ -371,8 +377,16 @@ fn comment(text: &str) -> String {
     text.chars().filter(|c| !c.is_control() && !matches!(c, '(' | ')' | '\\')).take(120).collect()
 }
 
-/// The result word after the last `key` in `header` (what was just added).
-fn word(header: &str, key: &str) -> String {
-    let at = header.rfind(key).map_or(header.len(), |i| i + key.len());
-    header[at..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect()
+/// SPF's result word (RFC 8601 §2.7.2), as mail-auth writes it in the
+/// header.
+fn spf_word(result: SpfResult) -> &'static str {
+    match result {
+        SpfResult::Pass => "pass",
+        SpfResult::Fail => "fail",
+        SpfResult::SoftFail => "softfail",
+        SpfResult::Neutral => "neutral",
+        SpfResult::TempError => "temperror",
+        SpfResult::PermError => "permerror",
+        SpfResult::None => "none",
+    }
 }
