@@ -326,6 +326,35 @@ pub struct Relay {
     /// stays on the suppression list. Applies to entries made from now on.
     #[serde(default = "default_suppression_expiry")]
     pub suppression_expiry: Span,
+    #[serde(default)]
+    pub pool: Vec<Pool>,
+    #[serde(default)]
+    pub pool_by_sender_domain: BTreeMap<String, String>,
+    #[serde(default)]
+    pub default_pool: Option<String>,
+    #[serde(default)]
+    pub shaping: Option<PathBuf>,
+}
+
+// STUB until merge
+#[derive(Debug, Clone, Deserialize)]
+pub struct Pool {
+    pub name: String,
+    pub sources: Vec<PoolSource>,
+}
+#[derive(Debug, Clone, Deserialize)]
+pub struct PoolSource {
+    pub ip: std::net::IpAddr,
+    pub ehlo: Option<String>,
+    #[serde(default)]
+    pub weight: u32,
+}
+impl Relay {
+    pub fn pool_for_sender(&self, sender: &str) -> Option<usize> {
+        let domain = sender.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
+        let name = self.pool_by_sender_domain.get(&domain).or(self.default_pool.as_ref())?;
+        self.pool.iter().position(|p| &p.name == name)
+    }
 }
 
 /// `relay.tls`.
@@ -420,6 +449,10 @@ impl Default for Relay {
             mx_port: default_mx_port(),
             timeouts: RelayTimeouts::default(),
             suppression_expiry: default_suppression_expiry(),
+            pool: Vec::new(),
+            pool_by_sender_domain: BTreeMap::new(),
+            default_pool: None,
+            shaping: None,
         }
     }
 }
