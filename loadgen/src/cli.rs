@@ -230,6 +230,14 @@ pub struct SinkArgs {
     /// Seed for the reply mix (core i uses seed + i).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Start throttling this long after the sink's first accepted
+    /// connection: every MAIL FROM then gets `421 4.7.0 rate limited, try
+    /// again later` and the connection is closed. Needs --throttle-for.
+    #[arg(long, value_name = "D", value_parser = spec::parse_duration)]
+    pub throttle_after: Option<Duration>,
+    /// How long the throttle lasts. Needs --throttle-after.
+    #[arg(long, value_name = "D", value_parser = spec::parse_duration)]
+    pub throttle_for: Option<Duration>,
     #[command(flatten)]
     pub core: CoreArgs,
 }

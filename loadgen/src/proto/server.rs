@@ -104,6 +104,11 @@ pub struct ServerSession {
     rcpts: Vec<String>,
     /// The BDAT chunks of the current message so far.
     chunks: Option<Chunks>,
+    /// Set by the driver while the sink throttles (`--throttle-after`):
+    /// MAIL gets this reply and the session closes.
+    refuse_mail: Option<&'static str>,
+    /// This session was closed by `refuse_mail`.
+    refused: bool,
 }
 
 /// What the BDAT chunks of one message have brought so far.
@@ -127,6 +132,8 @@ impl ServerSession {
             mail_from: None,
             rcpts: Vec::new(),
             chunks: None,
+            refuse_mail: None,
+            refused: false,
         };
         let greeting = format!("220 {} ESMTP ringmail-loadgen sink", s.cfg.hostname);
         s.reply(&greeting);
@@ -232,6 +239,19 @@ impl ServerSession {
         self.state = State::Command;
     }
 
+    /// From now on, answer MAIL with `reply` (a whole reply line, e.g.
+    /// `421 4.7.0 rate limited`) and close, as a provider that rate-limits
+    /// the client does; `None` accepts MAIL again. A transaction already
+    /// past MAIL is not affected.
+    pub fn refuse_mail(&mut self, reply: Option<&'static str>) {
+        self.refuse_mail = reply;
+    }
+
+    /// True once a MAIL was refused by [`ServerSession::refuse_mail`].
+    pub fn refused(&self) -> bool {
+        self.refused
+    }
+
     /// TLS is up after STARTTLS: forget the EHLO (RFC 3207 §4.2).
     pub fn tls_established(&mut self) {
         self.tls_active = true;
@@ -275,7 +295,7 @@ impl ServerSession {
                 let r = format!("250 {}", self.cfg.hostname);
                 self.reply(&r);
             }
-            "MAIL" => self.mail(arg),
+            "MAIL" => return self.mail(arg),
             "RCPT" => self.rcpt(arg),
             "BDAT" => return self.bdat(arg),
             "DATA" => {
@@ -360,18 +380,28 @@ impl ServerSession {
         None
     }
 
-    fn mail(&mut self, arg: &str) {
+    fn mail(&mut self, arg: &str) -> Option<Action> {
+        if let Some(reply) = self.refuse_mail {
+            self.refused = true;
+            self.reply(reply);
+            self.state = State::Closed;
+            return Some(Action::Close);
+        }
         if !self.greeted {
-            return self.reply("503 5.5.1 EHLO first");
+            self.reply("503 5.5.1 EHLO first");
+            return None;
         }
         if self.mail_from.is_some() {
-            return self.reply("503 5.5.1 Nested MAIL");
+            self.reply("503 5.5.1 Nested MAIL");
+            return None;
         }
         if self.cfg.auth.is_some() && !self.authed {
-            return self.reply("530 5.7.0 Authentication required");
+            self.reply("530 5.7.0 Authentication required");
+            return None;
         }
         let Some(path) = path_arg(arg, "FROM:") else {
-            return self.reply("501 5.5.4 Syntax: MAIL FROM:<address>");
+            self.reply("501 5.5.4 Syntax: MAIL FROM:<address>");
+            return None;
         };
         let declared = arg
             .split_ascii_whitespace()
@@ -379,11 +409,13 @@ impl ServerSession {
             .find_map(|p| p.to_ascii_uppercase().strip_prefix("SIZE=").and_then(|n| n.parse::<u64>().ok()));
         if let Some(n) = declared {
             if self.cfg.max_size > 0 && n > self.cfg.max_size {
-                return self.reply("552 5.3.4 Message size exceeds limit");
+                self.reply("552 5.3.4 Message size exceeds limit");
+                return None;
             }
         }
         self.mail_from = Some(path);
         self.reply("250 2.1.0 Ok");
+        None
     }
 
     fn rcpt(&mut self, arg: &str) {

@@ -230,3 +230,49 @@ QUIT\r\n";
         assert_eq!(signed, [true, true, false], "chunk size {size}");
     }
 }
+
+#[test]
+fn refused_mail_gets_the_reply_and_closes_even_when_pipelined() {
+    let session = b"EHLO gen.test\r\nMAIL FROM:<a@gen.test>\r\nRCPT TO:<x@a.test>\r\nBDAT 1 LAST\r\nxQUIT\r\n";
+    for size in [1, 5, session.len()] {
+        let mut s = ServerSession::new(cfg(), false);
+        s.refuse_mail(Some("421 4.7.0 rate limited, try again later"));
+        let mut out = Vec::new();
+        let mut pending: Vec<u8> = Vec::new();
+        let mut closed = false;
+        'feed: for chunk in session.chunks(size) {
+            pending.extend_from_slice(chunk);
+            loop {
+                let (used, action) = s.handle_input(&pending);
+                pending.drain(..used);
+                match action {
+                    Some(Action::Close) => {
+                        closed = true;
+                        break 'feed;
+                    }
+                    Some(a) => panic!("unexpected {a:?}"),
+                    None if used == 0 => break,
+                    None => {}
+                }
+            }
+        }
+        s.take_output(&mut out);
+        let out = String::from_utf8(out).unwrap();
+        assert!(closed && s.refused(), "chunk size {size}: {out}");
+        assert!(out.ends_with("250 ENHANCEDSTATUSCODES\r\n421 4.7.0 rate limited, try again later\r\n"), "{out}");
+    }
+}
+
+#[test]
+fn mail_is_accepted_again_once_the_refusal_is_lifted() {
+    let mut s = ServerSession::new(cfg(), false);
+    s.refuse_mail(Some("421 4.7.0 rate limited, try again later"));
+    s.refuse_mail(None);
+    let (used, action) = s.handle_input(b"EHLO g\r\n");
+    assert_eq!((used, action), (8, None));
+    let (_, action) = s.handle_input(b"MAIL FROM:<a@g>\r\n");
+    assert_eq!(action, None);
+    let mut out = Vec::new();
+    s.take_output(&mut out);
+    assert!(String::from_utf8(out).unwrap().ends_with("250 2.1.0 Ok\r\n"));
+}

@@ -5,6 +5,7 @@
 //! commands get batched replies).
 
 use super::dedup::Dedup;
+use super::throttle::{Throttle, THROTTLE_REPLY};
 use crate::live::Live;
 use crate::net::stream::{self, ReadBuf, Stream};
 use crate::net::tls;
@@ -40,6 +41,8 @@ pub struct SinkStats {
     pub oversize: u64,
     pub connections: u64,
     pub saved: u64,
+    /// MAIL commands refused by `--throttle-after` (each closed its connection).
+    pub throttled: u64,
     pub errors: Tally,
     pub timeline: Timeline,
     pub first: Option<(Instant, SystemTime)>,
@@ -65,6 +68,8 @@ pub struct SinkCtx {
     pub delay: Duration,
     pub timeout: Duration,
     pub save: Option<PathBuf>,
+    /// `--throttle-after`/`--throttle-for`, shared by all cores.
+    pub throttle: Option<Arc<Throttle>>,
     pub live: Arc<Live>,
     pub idx: usize,
     pub start: Instant,
@@ -116,6 +121,9 @@ impl SinkCtx {
 /// Serves one accepted connection until QUIT, EOF, error or idle timeout.
 pub async fn serve(ctx: Rc<SinkCtx>, tcp: TcpStream) {
     ctx.stats.borrow_mut().connections += 1;
+    if let Some(t) = &ctx.throttle {
+        t.connected(Instant::now());
+    }
     if let Err(kind) = session(&ctx, tcp).await {
         ctx.error(kind);
     }
@@ -135,6 +143,9 @@ async fn session(ctx: &SinkCtx, tcp: TcpStream) -> Result<(), &'static str> {
     let mut unflushed = 0u64;
     loop {
         loop {
+            if let Some(t) = &ctx.throttle {
+                sess.refuse_mail(t.active(Instant::now()).then_some(THROTTLE_REPLY));
+            }
             let (used, action) = sess.handle_input(rbuf.data());
             rbuf.consume(used);
             match action {
@@ -167,6 +178,9 @@ async fn session(ctx: &SinkCtx, tcp: TcpStream) -> Result<(), &'static str> {
                     sess.tls_established();
                 }
                 Some(Action::Close) => {
+                    if sess.refused() {
+                        ctx.stats.borrow_mut().throttled += 1;
+                    }
                     flush(&mut stream, &mut sess, &mut out).await?;
                     ctx.flushed(std::mem::take(&mut unflushed));
                     let _ = futures_lite::io::AsyncWriteExt::close(&mut stream).await;

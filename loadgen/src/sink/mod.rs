@@ -5,6 +5,7 @@
 
 mod conn;
 mod dedup;
+mod throttle;
 
 use crate::cli::SinkArgs;
 use crate::live::{self, Live, Watch};
@@ -23,6 +24,7 @@ use std::os::fd::{FromRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use throttle::{Throttle, Window};
 
 /// Runs the sink until it is told to stop, then prints the summary.
 pub fn run(args: SinkArgs) -> Result<()> {
@@ -37,6 +39,10 @@ pub fn run(args: SinkArgs) -> Result<()> {
             bail!("--save {}: not a directory", dir.display());
         }
     }
+    let throttle = match Window::from_options(args.throttle_after, args.throttle_for) {
+        Ok(w) => w.map(|w| Arc::new(Throttle::new(w))),
+        Err(e) => bail!("{e}"),
+    };
     let (addr, fds) = listen::bind_reuseport(args.listen, cores)?;
     {
         let mut out = std::io::stdout().lock();
@@ -49,8 +55,9 @@ pub fn run(args: SinkArgs) -> Result<()> {
     let running = {
         let args = args.clone();
         let live2 = Arc::clone(&live);
+        let throttle = throttle.clone();
         rt::spawn(cores, !args.core.no_pin, &live, move |i| {
-            core(args.clone(), tls_config.clone(), Arc::clone(&live2), fds[i], i)
+            core(args.clone(), tls_config.clone(), throttle.clone(), Arc::clone(&live2), fds[i], i)
         })?
     };
     let last = std::cell::Cell::new((Duration::ZERO, 0u64));
@@ -65,7 +72,7 @@ pub fn run(args: SinkArgs) -> Result<()> {
         Watch { workers: None, stop_at_done: args.messages, stop_after: args.duration, progress: &progress },
     );
     let results = running.join()?;
-    let mut summary = summarize(&args, &addr.to_string(), results, started);
+    let mut summary = summarize(&args, &addr.to_string(), results, started, throttle.as_deref());
     summary.interrupted = ended == live::Ended::Signal;
     print!("{}", summary.to_text());
     report::write_files(&summary, args.core.json.as_deref(), None, None)
@@ -75,6 +82,7 @@ pub fn run(args: SinkArgs) -> Result<()> {
 async fn core(
     args: SinkArgs,
     tls: Option<Arc<rustls::ServerConfig>>,
+    throttle: Option<Arc<Throttle>>,
     live: Arc<Live>,
     fd: RawFd,
     idx: usize,
@@ -97,6 +105,7 @@ async fn core(
         delay: args.delay,
         timeout: args.core.timeout,
         save: args.save.clone(),
+        throttle,
         live: Arc::clone(&live),
         idx,
         start: Instant::now(),
@@ -125,7 +134,13 @@ async fn core(
     ctx.stats.take()
 }
 
-fn summarize(args: &SinkArgs, addr: &str, results: Vec<SinkStats>, started: SystemTime) -> Summary {
+fn summarize(
+    args: &SinkArgs,
+    addr: &str,
+    results: Vec<SinkStats>,
+    started: SystemTime,
+    throttle: Option<&Throttle>,
+) -> Summary {
     let mut it = results.into_iter();
     let mut t = it.next().unwrap_or_default();
     for r in it {
@@ -138,6 +153,7 @@ fn summarize(args: &SinkArgs, addr: &str, results: Vec<SinkStats>, started: Syst
         t.oversize += r.oversize;
         t.connections += r.connections;
         t.saved += r.saved;
+        t.throttled += r.throttled;
         t.errors.merge(&r.errors);
         t.timeline.merge(&r.timeline);
         t.first = match (t.first, r.first) {
@@ -165,6 +181,8 @@ fn summarize(args: &SinkArgs, addr: &str, results: Vec<SinkStats>, started: Syst
         "implicit_tls": args.implicit_tls,
         "auth": args.auth.is_some(),
         "dedup_cap_per_core": args.dedup_cap,
+        "throttle_after_s": throttle.map(|t| t.window().after.as_secs_f64()),
+        "throttle_for_s": throttle.map(|t| t.window().length.as_secs_f64()),
     });
     let unix_ms = |w: SystemTime| w.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     s.count("messages", t.messages);
@@ -177,6 +195,14 @@ fn summarize(args: &SinkArgs, addr: &str, results: Vec<SinkStats>, started: Syst
     s.count("oversize", t.oversize);
     s.count("connections", t.connections);
     s.count("saved", t.saved);
+    if let Some(th) = throttle {
+        s.count("throttled", t.throttled);
+        // Absent when no connection ever came, so the window never began.
+        if let Some((start, end)) = th.unix_ms() {
+            s.count("throttle_start_unix_ms", start);
+            s.count("throttle_end_unix_ms", end);
+        }
+    }
     if let (Some(f), Some(l)) = (t.first, t.last) {
         s.count("first_message_unix_ms", unix_ms(f.1));
         s.count("last_message_unix_ms", unix_ms(l.1));
