@@ -202,3 +202,25 @@ fn sink_prints_summary_on_sigterm() {
     assert!(stdout.contains("10 messages"), "{stdout}");
     assert_eq!(count(&got, "messages"), 10);
 }
+
+#[test]
+fn throttled_sink_answers_mail_with_421_and_closes() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let sink = Sink::start(&["--throttle-after", "0s", "--throttle-for", "60s"]);
+    let tcp = std::net::TcpStream::connect(&sink.addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut w = tcp.try_clone().unwrap();
+    let mut r = BufReader::new(tcp);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("220 "), "{line}");
+    w.write_all(b"EHLO gen.test\r\nMAIL FROM:<a@gen.test>\r\nRCPT TO:<b@x.test>\r\n").unwrap();
+    let mut rest = String::new();
+    // The sink closes after the 421, so this read ends.
+    r.read_to_string(&mut rest).unwrap();
+    assert!(rest.ends_with("250 ENHANCEDSTATUSCODES\r\n421 4.7.0 rate limited, try again later\r\n"), "{rest}");
+    let (_, got) = sink.terminate();
+    assert_eq!(count(&got, "throttled"), 1);
+    assert_eq!(count(&got, "messages"), 0);
+    assert_eq!(count(&got, "throttle_end_unix_ms") - count(&got, "throttle_start_unix_ms"), 60_000);
+}
