@@ -1,0 +1,190 @@
+# bench/lib.sh — helpers shared by the bench scripts (compare, shaping):
+# ports, a loadgen sink and load run, JSON summaries, and one ringmail
+# instance under WORK. Sourced, not run. The caller sets BENCH_NAME (log
+# prefix), WORK, LOADGEN, RINGMAIL, RINGMAIL_CORES, TOOL_CORES,
+# SINK_CHUNKING, MESSAGES, CONNECTIONS, SIZE, PIPELINING, LOCAL_USERS,
+# DKIM_DOMAIN, RUN_TIMEOUT, and kills everything in PIDS on exit.
+
+log() { echo "${BENCH_NAME:-bench}: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+# Background processes to stop on exit.
+PIDS=()
+
+# A free loopback port (nothing accepts a connection on it).
+free_port() {
+    local p
+    while :; do
+        p=$((20000 + RANDOM % 20000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+    done
+}
+
+# wait_port PORT PID SECONDS: until PORT accepts, PID is alive, within SECONDS.
+wait_port() {
+    local port=$1 pid=$2 deadline=$((SECONDS + $3))
+    while ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+        kill -0 "$pid" 2>/dev/null || return 1
+        [ $SECONDS -lt $deadline ] || return 1
+        sleep 0.1
+    done
+}
+
+# jget FILE PATH...: values from a loadgen JSON summary; a path is keys
+# separated by /, and a name in latency_ms selects that row ("" if absent).
+jget() {
+    python3 - "$@" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+for path in sys.argv[2:]:
+    v = d
+    for k in path.split('/'):
+        if isinstance(v, list):
+            v = next((x for x in v if isinstance(x, dict) and x.get('name') == k), None)
+        elif isinstance(v, dict):
+            v = v.get(k)
+        if v is None:
+            break
+    print('' if v is None else v)
+EOF
+}
+
+# A one-decimal float, or "-".
+fmt() { python3 -c 'import sys; v=sys.argv[1]; print("-" if v in ("", "-") else f"{float(v):.1f}")' "${1:-}"; }
+
+# start_sink PORT MESSAGES SECONDS JSON [ARGS...]: a loadgen sink in the background.
+start_sink() {
+    local chunking=()
+    [ "$SINK_CHUNKING" = 1 ] || chunking=(--no-chunking)
+    "$LOADGEN" sink --listen "127.0.0.1:$1" --messages "$2" --duration "${3}s" --cores "$TOOL_CORES" --no-pin \
+        "${chunking[@]}" --json "$4" "${@:5}" >"$4.out" 2>&1 &
+    SINK_PID=$!
+    PIDS+=("$SINK_PID")
+    wait_port "$1" "$SINK_PID" 10 || die "sink did not start: $(cat "$4.out")"
+}
+
+# load PORT JSON DOMAIN: the measured workload, bounded in count and time.
+load() {
+    local pipe=()
+    [ "$PIPELINING" = 1 ] && pipe=(--pipelining)
+    timeout --signal=TERM "$RUN_TIMEOUT" "$LOADGEN" smtp --target "127.0.0.1:$1" --messages "$MESSAGES" \
+        --connections "$CONNECTIONS" --size "$SIZE" --cores "$TOOL_CORES" --no-pin "${pipe[@]}" \
+        --to-domains "$3" --users-per-domain "$LOCAL_USERS" --from "loadgen@$DKIM_DOMAIN" --timeout 60s \
+        --json "$2" >"$2.out" 2>&1 || {
+        log "load run failed: $(tail -1 "$2.out")"
+        return 1
+    }
+}
+
+RM_REASON=""
+RM_USERS=""
+# ringmail_config DIR SMTP POP3 SINK: writes DIR/ringmail.toml. A caller
+# may set RM_ROUTES (the [relay] routes value; default: everything to SINK),
+# RM_RELAY_EXTRA (more [relay] lines) and RM_METRICS (a port for [listen]
+# metrics).
+ringmail_config() {
+    local d=$1 metrics="" routes="{ \"*\" = \"127.0.0.1:$4\" }"
+    [ -z "${RM_METRICS:-}" ] || metrics="metrics = \"127.0.0.1:$RM_METRICS\""
+    [ -z "${RM_ROUTES:-}" ] || routes=$RM_ROUTES
+    mkdir -p "$d/data"
+    cat >"$d/ringmail.toml" <<EOF
+hostname = "bench.ringmail.test"
+data_dir = "$d/data"
+cores = $RINGMAIL_CORES
+local_domains = ["local.test"]
+users_file = "$d/users"
+
+[listen]
+smtp = "127.0.0.1:$2"
+pop3 = "127.0.0.1:$3"
+$metrics
+
+[relay]
+permit_relay_from = ["127.0.0.0/8"]
+routes = $routes
+${RM_RELAY_EXTRA:-}
+
+# The defaults, stated: 64 MiB segments (a multiple of 4096, more than
+# max_message_size + 64 KiB) and 10 MiB of io_uring memory per executor.
+[spool]
+segment_size = 67108864
+
+[runtime]
+io_memory = 10485760
+EOF
+    if [ "$RM_DKIM" != off ]; then
+        cat >>"$d/ringmail.toml" <<EOF
+
+[[dkim.sign]]
+domain = "$DKIM_DOMAIN"
+selector = "bench-$RM_DKIM"
+key = "$(dkim_key "$RM_DKIM")"
+EOF
+    fi
+}
+
+# The DKIM mode of the ringmail instance started next: off, ed25519 or rsa.
+RM_DKIM=off
+dkim_key() { echo "$WORK/dkim/dkim/$DKIM_DOMAIN.bench-$1.pem"; }
+dkim_record() { echo "$WORK/dkim/bench-$1.txt"; }
+
+# ringmail_users DIR: LOCAL_USERS mailboxes (created once, then copied).
+ringmail_users() {
+    local d=$1
+    if [ -z "$RM_USERS" ]; then
+        RM_USERS=$WORK/rm-users
+        : >"$RM_USERS.pop3"
+        for i in $(seq 0 $((LOCAL_USERS - 1))); do
+            echo "bench-pw-$i" | "$RINGMAIL" user add "user$i@local.test" --config "$d/ringmail.toml" >/dev/null 2>"$d/user.err" || {
+                RM_REASON="ringmail user add failed: $(tail -1 "$d/user.err")"
+                RM_USERS=""
+                return 1
+            }
+            echo "user$i@local.test:bench-pw-$i" >>"$RM_USERS.pop3"
+        done
+        cp "$d/users" "$RM_USERS"
+    else
+        cp "$RM_USERS" "$d/users"
+    fi
+}
+
+# ringmail_start SMTP POP3 SINK: sets RM_DIR/RM_PID, or RM_REASON and fails.
+ringmail_start() {
+    [ -x "$RINGMAIL" ] || { RM_REASON="no binary at $RINGMAIL"; return 1; }
+    RM_DIR=$WORK/rm-$RANDOM
+    ringmail_config "$RM_DIR" "$1" "$2" "$3"
+    ringmail_users "$RM_DIR" || return 1
+    "$RINGMAIL" check-config "$RM_DIR/ringmail.toml" >"$RM_DIR/check.log" 2>&1 || {
+        RM_REASON="ringmail check-config: $(tr '\n' ' ' <"$RM_DIR/check.log")"
+        return 1
+    }
+    "$RINGMAIL" serve --config "$RM_DIR/ringmail.toml" >"$RM_DIR/serve.log" 2>&1 &
+    RM_PID=$!
+    PIDS+=("$RM_PID")
+    wait_port "$1" "$RM_PID" 30 || {
+        RM_REASON="ringmail serve did not listen: $(tail -1 "$RM_DIR/serve.log")"
+        kill "$RM_PID" 2>/dev/null || true
+        return 1
+    }
+}
+
+# ringmail_cpu_s: CPU seconds (user + system, all threads) the running
+# ringmail has used since it started.
+ringmail_cpu_s() {
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$RM_PID/stat" 2>/dev/null || true
+}
+
+ringmail_stop() {
+    kill -TERM "$RM_PID" 2>/dev/null || true
+    local deadline=$((SECONDS + 30))
+    while kill -0 "$RM_PID" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    kill -KILL "$RM_PID" 2>/dev/null || true
+}
+
+# ringmail_mailbox_count POP3_PORT: messages in all bench mailboxes, via POP3.
+ringmail_mailbox_count() {
+    local j=$WORK/pop3-$RANDOM.json
+    timeout "$RUN_TIMEOUT" "$LOADGEN" pop3 --target "127.0.0.1:$1" --users "$RM_USERS.pop3" --connections 4 \
+        --cores "$TOOL_CORES" --json "$j" >"$j.out" 2>&1 || { echo 0; return; }
+    jget "$j" counts/messages
+}
