@@ -7,10 +7,12 @@
 //! request is wrong.
 
 mod checks;
+pub mod pool;
 mod sender_auth;
 mod units;
 
 pub use sender_auth::{parse_canonicalization, Dkim, DkimSign, DmarcPolicy, Verify, DEFAULT_HEADERS};
+pub use pool::Pool;
 pub use units::Span;
 
 use ipnet::IpNet;
@@ -326,7 +328,26 @@ pub struct Relay {
     /// stays on the suppression list. Applies to entries made from now on.
     #[serde(default = "default_suppression_expiry")]
     pub suppression_expiry: Span,
+    /// The shaping rules file (per-site limits and backoff, see
+    /// [`crate::outbound::shaping`]); relative to the config file. The
+    /// path is read at start only; the file is re-read at SIGHUP. None:
+    /// every site gets `max_connections_per_domain` and
+    /// `max_messages_per_connection`.
+    #[serde(default)]
+    pub shaping: Option<PathBuf>,
+    /// Egress pools: source addresses for outbound connections (start-up
+    /// only). Empty: the system picks the source address.
+    #[serde(default)]
+    pub pool: Vec<Pool>,
+    /// Envelope sender domain (compared lower-case) -> pool name.
+    #[serde(default)]
+    pub pool_by_sender_domain: BTreeMap<String, String>,
+    /// The pool for senders not in `pool_by_sender_domain` (and for the
+    /// null sender). None: no binding for them.
+    #[serde(default)]
+    pub default_pool: Option<String>,
 }
+
 
 /// `relay.tls`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -420,6 +441,10 @@ impl Default for Relay {
             mx_port: default_mx_port(),
             timeouts: RelayTimeouts::default(),
             suppression_expiry: default_suppression_expiry(),
+            shaping: None,
+            pool: Vec::new(),
+            pool_by_sender_domain: BTreeMap::new(),
+            default_pool: None,
         }
     }
 }
@@ -742,6 +767,7 @@ impl Config {
         };
         cfg.resolve_paths(&base);
         cfg.retention.normalize();
+        cfg.relay.normalize();
         let problems = cfg.problems();
         if problems.is_empty() {
             Ok(cfg)
@@ -765,6 +791,7 @@ impl Config {
             tls.key = abs(&tls.key);
         }
         self.local_domains = self.local_domains.iter().map(|d| d.trim_end_matches('.').to_ascii_lowercase()).collect();
+        self.relay.shaping = self.relay.shaping.as_deref().map(abs);
         self.dkim.resolve(abs);
     }
 
@@ -864,6 +891,9 @@ impl Config {
         check("spool.segment_size", self.spool.segment_size == new.spool.segment_size);
         check("runtime.io_memory", self.runtime.io_memory == new.runtime.io_memory);
         check("relay.dns_server", self.relay.dns_server == new.relay.dns_server);
+        check("relay.shaping (the path; the file itself is reloaded)", self.relay.shaping == new.relay.shaping);
+        let pools = |c: &Config| (c.relay.pool.clone(), c.relay.default_pool.clone(), c.relay.pool_by_sender_domain.clone());
+        check("relay.pool, relay.default_pool and relay.pool_by_sender_domain", pools(self) == pools(new));
         check("log", self.log == new.log);
         out
     }
@@ -880,6 +910,11 @@ impl Config {
         new.spool.segment_size = self.spool.segment_size;
         new.runtime.io_memory = self.runtime.io_memory;
         new.relay.dns_server = self.relay.dns_server.clone();
+        new.relay.shaping = self.relay.shaping.clone();
+        // The sender map is kept with the pools: its indexes point into them.
+        new.relay.pool = self.relay.pool.clone();
+        new.relay.default_pool = self.relay.default_pool.clone();
+        new.relay.pool_by_sender_domain = self.relay.pool_by_sender_domain.clone();
         new.log = self.log.clone();
         new
     }

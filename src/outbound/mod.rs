@@ -16,6 +16,8 @@
 //! - [`dsn`] and `bounce`: the bytes of a DSN, and sending it back through
 //!   the spool with the null sender (a bounce is never bounced);
 //! - [`classify`]: the bounce class of every final failure (one table);
+//! - [`shaping`]: the rules file (`relay.shaping`) and which per-site limits
+//!   and backoff entries apply to a destination (pure: parsing and matching);
 //! - `suppressed`: queued mail to a suppressed recipient bounces at
 //!   dispatch (the list itself is `shard::suppress`);
 //! - `testdns`: a loopback DNS server for tests, compiled only for this
@@ -49,6 +51,7 @@ pub mod dsn;
 mod idle;
 pub mod mx;
 mod slot;
+pub mod shaping;
 mod suppressed;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testdns;
