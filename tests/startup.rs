@@ -326,8 +326,10 @@ fn a_pool_source_address_that_is_not_on_this_machine_stops_the_start_naming_it()
         assert!(err.contains("relay.pool \"bulk\": source 192.0.2.7 is not an address of this machine"), "{err}");
         assert!(!err.contains("127.0.0.2"), "a loopback address is one of ours:\n{err}");
     }
-    let (_dir, path) =
-        config(&format!("data_dir = \"d\"\n[listen]\nsmtp = \"127.0.0.1:{port}\"\n{}", pools.replace("192.0.2.7", "127.0.0.3")));
+    let (_dir, path) = config(&format!(
+        "data_dir = \"d\"\n[listen]\nsmtp = \"127.0.0.1:{port}\"\n{}",
+        pools.replace("192.0.2.7", "127.0.0.3")
+    ));
     let out = check(&path);
     assert!(out.status.success(), "{}", stderr(&out));
 }
@@ -335,10 +337,12 @@ fn a_pool_source_address_that_is_not_on_this_machine_stops_the_start_naming_it()
 #[test]
 fn a_broken_shaping_file_stops_the_start_naming_its_line() {
     let port = free_port();
-    let (dir, path) =
-        config(&format!("data_dir = \"d\"\n[listen]\nsmtp = \"127.0.0.1:{port}\"\n[relay]\nshaping = \"shaping.toml\"\n"));
+    let (dir, path) = config(&format!(
+        "data_dir = \"d\"\n[listen]\nsmtp = \"127.0.0.1:{port}\"\n[relay]\nshaping = \"shaping.toml\"\n"
+    ));
     let rules = dir.path().join("shaping.toml");
-    std::fs::write(&rules, "[site.\"google.com\"]\nmax_connections = 20\nmax_message_rate = \"5 per minute\"\n").unwrap();
+    std::fs::write(&rules, "[site.\"google.com\"]\nmax_connections = 20\nmax_message_rate = \"5 per minute\"\n")
+        .unwrap();
     let wanted = format!(
         "{}:3: site.\"google.com\".max_message_rate = \"5 per minute\": expected COUNT/UNIT like \"500/min\"",
         rules.display()

@@ -215,7 +215,16 @@ mod tests {
         for ok in ["out1.example.net", "localhost", "a-b.c_d.example.", "x1"] {
             assert!(is_host_name(ok), "{ok}");
         }
-        for bad in ["", "a b.example", "-a.example", "a-.example", "a..example", "caf\u{e9}.example", "[192.0.2.1]", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "a b.example",
+            "-a.example",
+            "a-.example",
+            "a..example",
+            "caf\u{e9}.example",
+            "[192.0.2.1]",
+            &"a".repeat(64),
+        ] {
             assert!(!is_host_name(bad), "{bad:?}");
         }
     }

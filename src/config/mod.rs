@@ -11,8 +11,8 @@ pub mod pool;
 mod sender_auth;
 mod units;
 
-pub use sender_auth::{parse_canonicalization, Dkim, DkimSign, DmarcPolicy, Verify, DEFAULT_HEADERS};
 pub use pool::Pool;
+pub use sender_auth::{parse_canonicalization, Dkim, DkimSign, DmarcPolicy, Verify, DEFAULT_HEADERS};
 pub use units::Span;
 
 use ipnet::IpNet;
@@ -308,10 +308,14 @@ pub struct Relay {
     /// STARTTLS to remote servers.
     #[serde(default)]
     pub tls: RelayTlsPolicy,
-    /// Simultaneous connections to one destination domain.
+    /// Simultaneous connections to one destination domain. The default
+    /// of `max_connections` in the shaping rules' `[site.default]` (a rule
+    /// overrides it).
     #[serde(default = "default_max_connections_per_domain")]
     pub max_connections_per_domain: usize,
-    /// Messages sent over one connection before it is closed.
+    /// Messages sent over one connection before it is closed. The default
+    /// of `max_deliveries_per_connection` in the shaping rules'
+    /// `[site.default]` (a rule overrides it).
     #[serde(default = "default_max_messages_per_connection")]
     pub max_messages_per_connection: usize,
     /// How long an idle relay connection waits for more mail to its
@@ -347,7 +351,6 @@ pub struct Relay {
     #[serde(default)]
     pub default_pool: Option<String>,
 }
-
 
 /// `relay.tls`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -892,7 +895,7 @@ impl Config {
         check("runtime.io_memory", self.runtime.io_memory == new.runtime.io_memory);
         check("relay.dns_server", self.relay.dns_server == new.relay.dns_server);
         check("relay.shaping (the path; the file itself is reloaded)", self.relay.shaping == new.relay.shaping);
-        let pools = |c: &Config| (c.relay.pool.clone(), c.relay.default_pool.clone(), c.relay.pool_by_sender_domain.clone());
+        let pools = |c: &Config| (&c.relay.pool, &c.relay.default_pool, &c.relay.pool_by_sender_domain);
         check("relay.pool, relay.default_pool and relay.pool_by_sender_domain", pools(self) == pools(new));
         check("log", self.log == new.log);
         out

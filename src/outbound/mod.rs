@@ -50,8 +50,8 @@ pub mod dns;
 pub mod dsn;
 mod idle;
 pub mod mx;
-mod slot;
 pub mod shaping;
+mod slot;
 mod suppressed;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testdns;

@@ -239,7 +239,8 @@ impl Shaping {
     /// Parse the text of a rules file; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Shaping, String> {
         let (named, default) = parse::rules(text, origin)?;
-        let mut shaping = Shaping { has_default: default.is_some(), default: default.unwrap_or_default(), ..Shaping::default() };
+        let mut shaping =
+            Shaping { has_default: default.is_some(), default: default.unwrap_or_default(), ..Shaping::default() };
         // `named` is a BTreeMap: the indexes follow NAME order.
         for (i, (name, rule)) in named.into_iter().enumerate() {
             for suffix in &rule.mx_suffix {

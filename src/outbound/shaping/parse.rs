@@ -93,12 +93,20 @@ pub(super) fn rules(text: &str, origin: &str) -> Result<(BTreeMap<String, SiteRu
         let rule = rule(&errors, &key, raw_rule)?;
         if normal == DEFAULT {
             if default.replace(rule).is_some() {
-                return Err(errors.key(&key, name.span().start, "a second default rule (NAMEs are compared lower-case)"));
+                return Err(errors.key(
+                    &key,
+                    name.span().start,
+                    "a second default rule (NAMEs are compared lower-case)",
+                ));
             }
             continue;
         }
         if !is_domain(&normal) {
-            return Err(errors.key(&key, name.span().start, "NAME must be a domain name or suffix like \"google.com\""));
+            return Err(errors.key(
+                &key,
+                name.span().start,
+                "NAME must be a domain name or suffix like \"google.com\"",
+            ));
         }
         if named.insert(normal, rule).is_some() {
             return Err(errors.key(
@@ -116,7 +124,9 @@ fn rule(errors: &Errors<'_>, key: &str, raw: RawRule) -> Result<SiteRule, String
         let Some(v) = v else { return Ok(None) };
         match usize::try_from(*v.get_ref()) {
             Ok(n) if n >= 1 => Ok(Some(n)),
-            _ => Err(errors.value(&format!("{key}.{name}"), v, "must be at least 1 (leave the key out for the default)")),
+            _ => {
+                Err(errors.value(&format!("{key}.{name}"), v, "must be at least 1 (leave the key out for the default)"))
+            }
         }
     };
     let rate = |name: &str, v: &Option<Spanned<String>>| -> Result<Option<Rate>, String> {
@@ -150,7 +160,11 @@ fn rule(errors: &Errors<'_>, key: &str, raw: RawRule) -> Result<SiteRule, String
             let normal = s.get_ref().trim_matches('.').to_ascii_lowercase();
             match is_domain(&normal) {
                 true => Ok(normal),
-                false => Err(errors.value(&format!("{key}.mx_suffix[{i}]"), s, "expected a host name suffix like \"google.com\"")),
+                false => Err(errors.value(
+                    &format!("{key}.mx_suffix[{i}]"),
+                    s,
+                    "expected a host name suffix like \"google.com\"",
+                )),
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -171,12 +185,17 @@ fn backoff(errors: &Errors<'_>, key: &str, raw: &Spanned<RawBackoff>) -> Result<
         .case_insensitive(true)
         .build()
         .map_err(|e| errors.value(&format!("{key}.match"), &b.pattern, &format!("not a valid regex: {e}")))?;
-    let action = BackoffAction::parse(b.action.get_ref()).map_err(|why| errors.value(&format!("{key}.action"), &b.action, &why))?;
+    let action = BackoffAction::parse(b.action.get_ref())
+        .map_err(|why| errors.value(&format!("{key}.action"), &b.action, &why))?;
     let duration = match (&b.duration, action) {
         (Some(d), BackoffAction::Suspend) => duration(errors, &format!("{key}.duration"), d, true)?,
         (Some(d), _) => duration(errors, &format!("{key}.duration"), d, false)?,
         (None, BackoffAction::Suspend) => {
-            return Err(errors.key(key, raw.span().start, "action = \"suspend\" needs a duration (e.g. duration = \"15m\")"));
+            return Err(errors.key(
+                key,
+                raw.span().start,
+                "action = \"suspend\" needs a duration (e.g. duration = \"15m\")",
+            ));
         }
         (None, _) => Duration::ZERO,
     };
@@ -198,7 +217,7 @@ fn duration(errors: &Errors<'_>, key: &str, v: &Spanned<String>, nonzero: bool) 
 fn is_domain(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
-        && name
-            .split('.')
-            .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        && name.split('.').all(|l| {
+            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }

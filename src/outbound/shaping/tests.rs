@@ -183,7 +183,10 @@ fn backoff_matches_the_joined_reply_case_insensitively_in_file_order() {
     );
     let l = via_mx(&s, "g.test", &["mx.g.test"]);
     let hit = l.backoff_for("451 4.3.0 Our system has detected an unusual RATE LIMIT of unsolicited mail").unwrap();
-    assert_eq!((hit.action, hit.duration, hit.source.as_str()), (BackoffAction::Suspend, secs(900), "4\\.7\\.0|rate limit|try again later"));
+    assert_eq!(
+        (hit.action, hit.duration, hit.source.as_str()),
+        (BackoffAction::Suspend, secs(900), "4\\.7\\.0|rate limit|try again later")
+    );
     let joined = "421 4.7.28 Gmail has detected an unusual rate of mail. Please Try Again Later.";
     assert_eq!(l.backoff_for(joined).unwrap().action, BackoffAction::Suspend, "the first entry that matches");
     assert_eq!(l.backoff_for("421 4.4.2 closing").unwrap().action, BackoffAction::HalveRate);
@@ -201,11 +204,27 @@ fn every_bad_value_is_an_error_naming_the_file_line_key_and_reason() {
             "shaping.toml:4: ",
             &["site.\"google.com\".max_message_rate = \"5 per minute\"", "expected COUNT/UNIT like \"500/min\""],
         ),
-        ("[site.default]\nconnection_rate = \"0/s\"\n", "shaping.toml:2: ", &["site.\"default\".connection_rate", "at least 1"]),
-        ("[site.\"a.test\"]\n\nmax_connections = 0\n", "shaping.toml:3: ", &["site.\"a.test\".max_connections = 0", "at least 1"]),
-        ("[site.\"a.test\"]\nmax_deliveries_per_connection = -2\n", "shaping.toml:2: ", &["max_deliveries_per_connection = -2"]),
+        (
+            "[site.default]\nconnection_rate = \"0/s\"\n",
+            "shaping.toml:2: ",
+            &["site.\"default\".connection_rate", "at least 1"],
+        ),
+        (
+            "[site.\"a.test\"]\n\nmax_connections = 0\n",
+            "shaping.toml:3: ",
+            &["site.\"a.test\".max_connections = 0", "at least 1"],
+        ),
+        (
+            "[site.\"a.test\"]\nmax_deliveries_per_connection = -2\n",
+            "shaping.toml:2: ",
+            &["max_deliveries_per_connection = -2"],
+        ),
         ("[site.\"a.test\"]\nretry = []\n", "shaping.toml:2: ", &["site.\"a.test\".retry", "at least one duration"]),
-        ("[site.\"a.test\"]\nretry = [\"5m\",\n \"soon\"]\n", "shaping.toml:3: ", &["site.\"a.test\".retry[1] = \"soon\"", "invalid duration"]),
+        (
+            "[site.\"a.test\"]\nretry = [\"5m\",\n \"soon\"]\n",
+            "shaping.toml:3: ",
+            &["site.\"a.test\".retry[1] = \"soon\"", "invalid duration"],
+        ),
         ("[site.\"a.test\"]\nretry = [\"0s\"]\n", "shaping.toml:2: ", &["retry[0] = \"0s\"", "longer than zero"]),
         (
             "[site.\"a.test\"]\n[[site.\"a.test\".backoff]]\nmatch = \"(unclosed\"\naction = \"defer\"\n",
@@ -222,10 +241,22 @@ fn every_bad_value_is_an_error_naming_the_file_line_key_and_reason() {
             "shaping.toml:4: ",
             &["backoff[0].duration = \"fortnight\"", "invalid duration"],
         ),
-        ("[site.x]\n[[site.x.backoff]]\nmatch = \"x\"\naction = \"suspend\"\n", "shaping.toml:2", &["site.\"x\".backoff[0]", "needs a duration"]),
-        ("[site.\"a.test\"]\nmx_suffix = [\"ok.test\", \"bad host\"]\n", "shaping.toml:2: ", &["mx_suffix[1] = \"bad host\""]),
+        (
+            "[site.x]\n[[site.x.backoff]]\nmatch = \"x\"\naction = \"suspend\"\n",
+            "shaping.toml:2",
+            &["site.\"x\".backoff[0]", "needs a duration"],
+        ),
+        (
+            "[site.\"a.test\"]\nmx_suffix = [\"ok.test\", \"bad host\"]\n",
+            "shaping.toml:2: ",
+            &["mx_suffix[1] = \"bad host\""],
+        ),
         ("\n[site.\"a.test\"]\nmax_conections = 3\n", "shaping.toml:3:1: ", &["unknown field `max_conections`"]),
-        ("[[site.\"a.test\".backoff]]\nmatch = \"x\"\naction = \"defer\"\nfor = \"1m\"\n", "shaping.toml:4:1: ", &["unknown field `for`"]),
+        (
+            "[[site.\"a.test\".backoff]]\nmatch = \"x\"\naction = \"defer\"\nfor = \"1m\"\n",
+            "shaping.toml:4:1: ",
+            &["unknown field `for`"],
+        ),
         ("[sites.\"a.test\"]\nmax_connections = 3\n", "shaping.toml:1:", &["unknown field `sites`"]),
         ("[site.\"a.test\"]\nmax_connections = \"many\"\n", "shaping.toml:2:", &["invalid type"]),
         ("[site.\"a.test\"]\nmax_connections = \n", "shaping.toml:2:", &[]),
@@ -257,7 +288,8 @@ fn load_names_the_file() {
 /// The example under "Shaping rules" in README.md, as printed there.
 fn readme_example() -> String {
     let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
-    let start = readme.find("```toml\n# shaping.toml").expect("README has the shaping.toml example") + "```toml\n".len();
+    let start =
+        readme.find("```toml\n# shaping.toml").expect("README has the shaping.toml example") + "```toml\n".len();
     let len = readme[start..].find("```").expect("the example's block ends");
     readme[start..start + len].to_string()
 }
