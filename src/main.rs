@@ -150,6 +150,9 @@ enum QueueCommand {
     Hold { id: String },
     /// Let a held message go (it is tried at once).
     Release { id: String },
+    /// Per destination site and source address: queued, in flight,
+    /// connections, current rate, suspended until, last reply.
+    Sites,
 }
 
 #[derive(Subcommand)]
@@ -325,6 +328,7 @@ fn run() -> anyhow::Result<()> {
                 QueueCommand::Delete { id } => format!("queue delete {id}"),
                 QueueCommand::Hold { id } => format!("queue hold {id}"),
                 QueueCommand::Release { id } => format!("queue release {id}"),
+                QueueCommand::Sites => "queue sites".to_string(),
             };
             answer(control(&cfg, &line)?)
         }

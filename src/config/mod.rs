@@ -12,6 +12,9 @@ mod sender_auth;
 mod units;
 
 pub use pool::Pool;
+/// The pool source type under the name the outbound stage uses (`Source`
+/// in this module is the config file's origin).
+pub use pool::Source as PoolSource;
 pub use sender_auth::{parse_canonicalization, Dkim, DkimSign, DmarcPolicy, Verify, DEFAULT_HEADERS};
 pub use units::Span;
 
@@ -895,8 +898,11 @@ impl Config {
         check("runtime.io_memory", self.runtime.io_memory == new.runtime.io_memory);
         check("relay.dns_server", self.relay.dns_server == new.relay.dns_server);
         check("relay.shaping (the path; the file itself is reloaded)", self.relay.shaping == new.relay.shaping);
-        let pools = |c: &Config| (&c.relay.pool, &c.relay.default_pool, &c.relay.pool_by_sender_domain);
-        check("relay.pool, relay.default_pool and relay.pool_by_sender_domain", pools(self) == pools(new));
+        let (a, b) = (&self.relay, &new.relay);
+        check(
+            "relay.pool, relay.default_pool and relay.pool_by_sender_domain",
+            a.pool == b.pool && a.default_pool == b.default_pool && a.pool_by_sender_domain == b.pool_by_sender_domain,
+        );
         check("log", self.log == new.log);
         out
     }

@@ -102,7 +102,9 @@ async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
         (false, _) | (_, Route::BadRequest) => ("400 Bad Request", "bad request\n".to_string()),
         (true, Route::NotFound) => ("404 Not Found", "not found; metrics are at GET /metrics\n".to_string()),
         (true, Route::Metrics | Route::MetricsHead) => {
-            ("200 OK", crate::metrics::render(&shard.gather_metrics().await))
+            let mut page = crate::metrics::render(&shard.gather_metrics().await);
+            crate::outbound::sites::render_metrics(&shard.outbound.sites.rows(crate::clock::now_ms()), &mut page);
+            ("200 OK", page)
         }
     };
     let content_type = if status.starts_with("200") {

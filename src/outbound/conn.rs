@@ -127,6 +127,7 @@ impl RelayConnection {
     /// the session is ready for a message.
     pub async fn open(
         target: &Target,
+        source: Option<std::net::IpAddr>,
         helo_name: &str,
         policy: TlsPolicy,
         tls: &RelayTls,
@@ -140,21 +141,29 @@ impl RelayConnection {
         };
         let client = ClientConfig { helo_name: helo_name.to_string(), tls: policy, tls_active_at_start: false };
         let client = Client::new(client).map_err(|e| fail(format!("bad client config: {e}"), false))?;
-        let tcp = TcpStream::connect_timeout(target.addr, timeouts.connect)
+        let tcp = super::source::connect(target.addr, source, timeouts.connect)
             .await
             .map_err(|e| fail(format!("connect failed: {e}"), true))?;
         let _ = tcp.set_nodelay(true);
+        // A bound socket is still connecting: the greeting waits for both.
+        let first = match source {
+            Some(_) => Timeouts { greeting: timeouts.greeting + timeouts.connect, ..timeouts },
+            None => timeouts,
+        };
         let mut conn = RelayConnection {
             stream: Stream::Plain(tcp),
             client,
             inbuf: Vec::with_capacity(4096),
             outbuf: Vec::new(),
-            timeouts,
+            timeouts: first,
             policy,
             target: target.clone(),
         };
         match conn.drive(None, tls).await {
-            Event::Ready => Ok(conn),
+            Event::Ready => {
+                conn.timeouts = timeouts;
+                Ok(conn)
+            }
             Event::Failed(f) => Err(fail(f.to_string(), f.temporary)),
             Event::Closed => Err(fail("closed before ready".into(), true)),
             Event::Outcome(_) | Event::StartTls => Err(fail("unexpected event before ready".into(), true)),

@@ -3,17 +3,21 @@
 
 use super::classify::{classify, BounceClass};
 use super::conn::{deferred_all, After, RelayConnection, Timeouts};
+use super::shaping::{self, BackoffAction, SiteLimits};
+use super::sites::{Permit, Refused, Sent};
 use super::slot::ConnectionSlot;
+use super::source;
 use crate::clock::now_ms;
 use crate::metrics::RelayResult;
 use crate::outbound::dsn::Action as DsnAction;
 use crate::outbound::mx;
 use crate::proto::smtp_client::{MessageOutcome, OutgoingMessage, RecipientOutcome, TlsPolicy};
-use crate::queue::{retry_delay, Key, QueuedMessage, RetryPolicy};
+use crate::queue::{retry_delay, Dest, Key, QueuedMessage, RetryPolicy};
 use crate::shard::{owner, Request, Shard};
 use crate::spool::{encode_recipient_state, Outcome, RecipientState, RecordKind};
 use rand::Rng;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 impl Shard {
@@ -22,8 +26,8 @@ impl Shard {
     pub async fn relay_timer(self: Rc<Self>) {
         let policy = retry_policy(&self.config().relay);
         let recovered = self.queue.borrow().domains_wanting_connections(usize::MAX);
-        for domain in recovered {
-            self.kick(&domain);
+        for dest in recovered {
+            self.kick(&dest);
         }
         while !self.stop.is_set() {
             let now = now_ms();
@@ -55,24 +59,39 @@ impl Shard {
                     .collect();
                 self.delay_notice(msg, failed);
             }
-            for domain in promoted.domains {
-                self.kick(&domain);
+            for dest in promoted.domains {
+                self.kick(&dest);
+            }
+            // Connections to a busy site may have closed on another core.
+            for dest in self.outbound.one_waiting_per_site() {
+                self.kick(&dest);
             }
             let next = self.queue.borrow_mut().poll_timeout();
-            let wait = next.map_or(1000, |due| due.saturating_sub(now_ms())).clamp(5, 1000);
+            let most = if self.outbound.any_waiting() { 100 } else { 1000 };
+            let wait = next.map_or(most, |due| due.saturating_sub(now_ms())).clamp(5, most);
             glommio::timer::sleep(Duration::from_millis(wait)).await;
         }
     }
 
-    /// Open connections to `domain` while it has ready mail and room.
-    pub fn kick(self: &Rc<Self>, domain: &str) {
+    /// Open connections to `dest` while it has ready mail and room, unless
+    /// its site holds it back (see `held`).
+    pub fn kick(self: &Rc<Self>, dest: &Dest) {
         if self.stop.is_set() {
             return; // stopping: the queue is rebuilt from the spool at start
         }
         // Idle connections to it take the mail first.
-        self.outbound.wake_idle(domain);
-        let max = self.config().relay.max_connections_per_domain;
-        while let Some(slot) = ConnectionSlot::take(self, domain, max) {
+        self.outbound.wake_idle(dest);
+        if self.outbound.is_held(dest, now_ms()) {
+            return; // woken when its site has room again
+        }
+        // Before its site is known, [relay]'s default; after, the site's
+        // limit times its sources (the site table has the final word).
+        let relay = &self.config().relay;
+        let max = match self.outbound.limits_of(dest) {
+            Some(l) => l.max_connections.saturating_mul(source::sources(relay, dest.pool).len()),
+            None => relay.max_connections_per_domain,
+        };
+        while let Some(slot) = ConnectionSlot::take(self, dest, max) {
             glommio::spawn_local(self.clone().connection_task(slot)).detach();
         }
     }
@@ -80,7 +99,8 @@ impl Shard {
     /// One connection to `slot`'s destination, carrying its ready mail;
     /// the slot goes back to the queue when this ends or is dropped.
     async fn connection_task(self: Rc<Self>, slot: ConnectionSlot) {
-        let domain = slot.domain().to_string();
+        let dest = slot.dest().clone();
+        let domain = dest.domain.clone();
         let relay = &self.config().relay;
         let targets = {
             let mut rng = rand::thread_rng();
@@ -96,7 +116,7 @@ impl Shard {
                 // receiving server says about an address suppresses it.
                 let class = BounceClass::BadDomain;
                 loop {
-                    let Some((key, msg)) = self.queue.borrow_mut().next_ready(&domain) else { break };
+                    let Some((key, msg)) = self.queue.borrow_mut().next_ready(&dest) else { break };
                     let failed = msg
                         .recipients
                         .iter()
@@ -111,57 +131,165 @@ impl Shard {
                     self.bounce(msg, failed, None, DsnAction::Failed);
                 }
             }
-            Err(e) => self.defer_all_ready(&domain, &e.to_string()),
+            Err(e) => self.defer_all_ready(&dest, &e.to_string(), None),
             Ok(targets) => {
-                let mut conn = None;
-                let mut last_error = String::from("no MX host could be reached");
-                for t in &targets {
-                    match RelayConnection::open(
-                        t,
-                        &self.config().hostname,
-                        tls_policy(&self.config().relay),
-                        &self.outbound.tls,
-                        client_timeouts(&self.config().relay),
-                    )
-                    .await
-                    {
-                        Ok(c) => {
-                            conn = Some(c);
-                            break;
-                        }
-                        Err(e) => {
-                            tracing::info!(domain = %domain, relay = %e.host, addr = %e.addr, error = %e.reason, "connection failed, trying next host");
-                            last_error = e.to_string();
-                        }
-                    }
-                }
-                match conn {
-                    None => self.defer_all_ready(&domain, &last_error),
-                    Some(mut c) => {
-                        let max = relay.max_messages_per_connection;
-                        for _ in 0..max {
-                            let Some((key, msg)) = self.next_for(&domain, relay.connection_idle.get()).await else {
-                                break;
-                            };
-                            let Some((key, msg)) = self.without_suppressed(key, msg) else { continue };
-                            if let After::Gone = self.deliver_one(&mut c, key, msg).await {
-                                break;
-                            }
-                        }
-                        c.quit(&self.outbound.tls).await;
-                    }
-                }
+                let limits = Arc::new(self.site_limits(&domain, &targets));
+                self.outbound.remember_limits(&dest, limits.clone());
+                self.carry(&dest, &targets, &limits).await;
             }
         }
         // The slot goes back before the kick, so the kick may reuse it.
         drop(slot);
-        self.kick(&domain);
+        self.kick(&dest);
+    }
+
+    /// The site of mail to `domain` going to `targets`, and its limits.
+    fn site_limits(&self, domain: &str, targets: &[mx::Target]) -> SiteLimits {
+        let relay = &self.config().relay;
+        let fallback = shaping::Fallback {
+            max_connections: relay.max_connections_per_domain,
+            max_deliveries_per_connection: relay.max_messages_per_connection,
+        };
+        let rules = self.outbound.sites.rules();
+        match mx::route_override(&relay.routes, domain) {
+            Some((host, port)) => {
+                let target = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+                rules.resolve(domain, shaping::Destination::Route(&target), fallback)
+            }
+            None => {
+                let mut hosts: Vec<String> = Vec::with_capacity(targets.len());
+                for t in targets {
+                    if !hosts.contains(&t.host) {
+                        hosts.push(t.host.clone());
+                    }
+                }
+                rules.resolve(domain, shaping::Destination::Mx(&hosts), fallback)
+            }
+        }
+    }
+
+    /// Within `limits`, connect to the first of `targets` that answers and
+    /// carry `dest`'s ready mail over it; or hold `dest` back if its site
+    /// has no room now.
+    async fn carry(self: &Rc<Self>, dest: &Dest, targets: &[mx::Target], limits: &SiteLimits) {
+        let relay = &self.config().relay;
+        let site: Arc<str> = Arc::from(limits.site.as_str());
+        let sources = source::sources(relay, dest.pool);
+        let weights: Vec<_> = sources.iter().map(|s| (s.ip, s.weight)).collect();
+        let pick: f64 = rand::thread_rng().gen();
+        let permit = match self.outbound.sites.connect(limits, &site, &weights, pick, now_ms()) {
+            Ok(p) => p,
+            Err(Refused::Busy) => {
+                self.outbound.wait_for_site(&site, dest.clone());
+                return;
+            }
+            Err(Refused::Suspended { until_ms } | Refused::Paced { until_ms }) => {
+                self.park(dest, until_ms);
+                return;
+            }
+        };
+        let from = &sources[permit.source_index];
+        let config = self.config();
+        let helo = from.ehlo.as_deref().unwrap_or(&config.hostname);
+        let mut conn = None;
+        let mut last_error = String::from("no MX host could be reached");
+        for t in targets {
+            match RelayConnection::open(
+                t,
+                from.ip,
+                helo,
+                tls_policy(relay),
+                &self.outbound.tls,
+                client_timeouts(relay),
+            )
+            .await
+            {
+                Ok(c) => {
+                    conn = Some(c);
+                    break;
+                }
+                Err(e) => {
+                    tracing::info!(domain = %dest.domain, site = %site, source = ?from.ip, relay = %e.host, addr = %e.addr, error = %e.reason, "connection failed, trying next host");
+                    last_error = e.to_string();
+                    // A greeting such as "421 4.7.0 rate limited" is the site
+                    // talking: it may suspend the site or halve its rate.
+                    if let Some((BackoffAction::Suspend, _)) = permit.replied(limits, &e.reason, None, now_ms()) {
+                        break;
+                    }
+                }
+            }
+        }
+        let Some(mut c) = conn else {
+            self.defer_all_ready(dest, &last_error, Some(limits));
+            self.release(permit);
+            return;
+        };
+        let mut sent = 0;
+        while sent < limits.max_deliveries_per_connection {
+            match permit.take_message(limits, now_ms()) {
+                Ok(()) => {}
+                Err(Refused::Paced { until_ms }) => {
+                    let wait = Duration::from_millis(until_ms.saturating_sub(now_ms()).max(1));
+                    futures_lite::future::or(glommio::timer::sleep(wait), self.stop.wait()).await;
+                    if self.stop.is_set() {
+                        break;
+                    }
+                    continue;
+                }
+                Err(Refused::Suspended { .. } | Refused::Busy) => break,
+            }
+            // Others waiting for this site get the connection slot sooner
+            // than an idle wait would give it up.
+            let idle = if self.outbound.site_wanted(&site) { Duration::ZERO } else { relay.connection_idle.get() };
+            let Some((key, msg)) = self.next_for(dest, idle).await else {
+                permit.give_back_message(limits, now_ms());
+                break;
+            };
+            sent += 1;
+            let Some((key, msg)) = self.without_suppressed(key, msg) else { continue };
+            let (after, backoff) = self.deliver_one(&mut c, key, msg, &permit, limits).await;
+            if let After::Gone = after {
+                break;
+            }
+            if let Some(BackoffAction::Suspend) = backoff {
+                break;
+            }
+        }
+        c.quit(&self.outbound.tls).await;
+        self.release(permit);
+    }
+
+    /// Give a site permit back and let the destination that waited longest
+    /// for the site on this core try.
+    fn release(self: &Rc<Self>, permit: Permit) {
+        let site = permit.key().site.clone();
+        drop(permit);
+        if let Some(next) = self.outbound.site_freed(&site) {
+            self.kick(&next);
+        }
+    }
+
+    /// Hold `dest` back until `until_ms` (its site suspended or paced),
+    /// then try it again.
+    fn park(self: &Rc<Self>, dest: &Dest, until_ms: u64) {
+        if !self.outbound.park(dest, until_ms) {
+            return;
+        }
+        let me = self.clone();
+        let dest = dest.clone();
+        glommio::spawn_local(async move {
+            let wait = Duration::from_millis(until_ms.saturating_sub(now_ms()));
+            futures_lite::future::or(glommio::timer::sleep(wait), me.stop.wait()).await;
+            me.outbound.unpark(&dest, until_ms);
+            me.kick(&dest);
+        })
+        .detach();
     }
 
     /// The next ready message for `domain`, waiting up to `idle` for one
     /// (the connection stays open meanwhile, so a steady stream of mail is
     /// not one connection per message). None when stopping or idle too long.
-    async fn next_for(self: &Rc<Self>, domain: &str, idle: Duration) -> Option<(Key, QueuedMessage)> {
+    async fn next_for(self: &Rc<Self>, domain: &Dest, idle: Duration) -> Option<(Key, QueuedMessage)> {
         let deadline = std::time::Instant::now() + idle;
         loop {
             if self.stop.is_set() {
@@ -180,30 +308,40 @@ impl Shard {
         }
     }
 
-    fn defer_all_ready(self: &Rc<Self>, domain: &str, error: &str) {
+    fn defer_all_ready(self: &Rc<Self>, domain: &Dest, error: &str, site: Option<&SiteLimits>) {
         loop {
             let Some((key, msg)) = self.queue.borrow_mut().next_ready(domain) else { break };
             let outcome = deferred_all(msg.recipients.len(), (4, 4, 1), error);
-            self.apply_outcome(key, msg, outcome, None, &[]);
+            self.apply_outcome(key, msg, outcome, None, &[], site);
         }
     }
 
-    /// Send one queued message over `conn` and apply what happened.
-    async fn deliver_one(self: &Rc<Self>, conn: &mut RelayConnection, key: Key, msg: QueuedMessage) -> After {
+    /// Send one queued message over `conn` and apply what happened, after
+    /// the site's backoff rules have seen the reply. Returns whether the
+    /// connection can go on, and the backoff action taken if any.
+    async fn deliver_one(
+        self: &Rc<Self>,
+        conn: &mut RelayConnection,
+        key: Key,
+        msg: QueuedMessage,
+        permit: &Permit,
+        limits: &SiteLimits,
+    ) -> (After, Option<BackoffAction>) {
+        let _flight = permit.flight();
         let view = match self.maps.borrow_mut().record(self.resolve(msg.at)) {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(queue_id = %msg.queue_id, error = %e, "cannot read queued message from the spool");
                 let outcome = deferred_all(msg.recipients.len(), (4, 3, 0), &format!("spool read error: {e}"));
-                self.apply_outcome(key, msg, outcome, None, &[]);
-                return After::Ready;
+                self.apply_outcome(key, msg, outcome, None, &[], Some(limits));
+                return (After::Ready, None);
             }
         };
         let body = match view.message() {
             Ok(r) => r.body,
             Err(e) => {
                 tracing::error!(queue_id = %msg.queue_id, error = %e, "queued message record is undecodable");
-                return After::Ready;
+                return (After::Ready, None);
             }
         };
         let head = self.outbound.dkim_fields(&msg, body).await;
@@ -214,11 +352,12 @@ impl Shard {
             body_8bit: body.iter().any(|&b| b >= 0x80),
         };
         let started = std::time::Instant::now();
-        let (outcome, after) = conn.send(out, &head, body, &self.outbound.tls).await;
+        let (mut outcome, after) = conn.send(out, &head, body, &self.outbound.tls).await;
         let relay = format!("{}[{}]", conn.target.host, conn.target.addr);
         tracing::debug!(queue_id = %msg.queue_id, relay = %relay, elapsed_ms = started.elapsed().as_millis() as u64, "attempt done");
-        self.apply_outcome(key, msg, outcome, Some(&relay), body);
-        after
+        let backoff = backoff(&mut outcome, permit, limits);
+        self.apply_outcome(key, msg, outcome, Some(&relay), body, Some(limits));
+        (after, backoff)
     }
 
     /// One handler per class: delivered -> tombstone; bounced -> DSN then
@@ -230,6 +369,7 @@ impl Shard {
         outcome: MessageOutcome,
         relay: Option<&str>,
         body: &[u8],
+        site: Option<&SiteLimits>,
     ) {
         let now = now_ms();
         let delay_s = now.saturating_sub(msg.arrived_ms) as f64 / 1000.0;
@@ -276,7 +416,10 @@ impl Shard {
         if deferred.is_empty() {
             self.queue.borrow_mut().finish(key);
         } else {
-            let policy = retry_policy(&self.config().relay);
+            let mut policy = retry_policy(&self.config().relay);
+            if let Some(retry) = site.and_then(|s| s.retry.as_ref()) {
+                policy.waits_ms = retry.iter().map(|d| d.as_millis() as u64).collect();
+            }
             let jitter: f64 = rand::thread_rng().gen();
             let due = now + retry_delay(&policy, msg.attempts + 1, jitter);
             self.queue.borrow_mut().defer(key, deferred, last_deferral, due);
@@ -362,6 +505,37 @@ impl Shard {
             .detach();
         }
     }
+}
+
+/// Show the site's backoff rules the replies to one message: the first
+/// reply that matches a rule (else the first reply) is recorded for the
+/// site and may suspend it or halve its rate; recipients whose reply
+/// matched a `bounce` or `defer` rule become bounced or deferred.
+fn backoff(outcome: &mut MessageOutcome, permit: &Permit, limits: &SiteLimits) -> Option<BackoffAction> {
+    let lines: Vec<String> = outcome.per_recipient.iter().map(|o| o.reply().to_string().replace('\n', " ")).collect();
+    let pick = lines.iter().position(|l| limits.backoff_for(l).is_some()).unwrap_or(0);
+    let sent = outcome.per_recipient.get(pick).map(|o| match o {
+        RecipientOutcome::Delivered { .. } => Sent::Delivered,
+        RecipientOutcome::Deferred { .. } => Sent::Deferred,
+        RecipientOutcome::Bounced { .. } => Sent::Bounced,
+    });
+    let (action, _) = permit.replied(limits, lines.get(pick)?, sent, now_ms())?;
+    for (o, line) in outcome.per_recipient.iter_mut().zip(&lines) {
+        if limits.backoff_for(line).is_none() {
+            continue;
+        }
+        *o = match (action, std::mem::replace(o, RecipientOutcome::Delivered { reply: placeholder() })) {
+            (BackoffAction::Bounce, RecipientOutcome::Deferred { reply }) => RecipientOutcome::Bounced { reply },
+            (BackoffAction::Defer, RecipientOutcome::Bounced { reply }) => RecipientOutcome::Deferred { reply },
+            (_, other) => other,
+        };
+    }
+    Some(action)
+}
+
+/// A reply only ever seen for the moment it takes to swap an outcome.
+fn placeholder() -> crate::proto::smtp_client::Reply {
+    crate::proto::smtp_client::Reply { code: 250, enhanced: None, text: String::new() }
 }
 
 /// The header section of a message (up to and including the blank line),

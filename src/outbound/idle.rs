@@ -6,6 +6,7 @@
 //! opened or kept (the queue's per-destination count does that).
 
 use super::Outbound;
+use crate::queue::Dest;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,12 +15,12 @@ use std::task::{Context, Poll, Waker};
 
 /// The wakers of idle connections, by destination domain.
 #[derive(Default)]
-pub(super) struct IdleConnections(RefCell<HashMap<String, Vec<Waker>>>);
+pub(super) struct IdleConnections(RefCell<HashMap<Dest, Vec<Waker>>>);
 
 impl Outbound {
     /// Wake every connection idle on `domain` (they take the ready mail
     /// before any new connection is opened).
-    pub(crate) fn wake_idle(&self, domain: &str) {
+    pub(crate) fn wake_idle(&self, domain: &Dest) {
         let idle = self.idle.0.borrow_mut().remove(domain);
         for waker in idle.into_iter().flatten() {
             waker.wake();
@@ -30,7 +31,7 @@ impl Outbound {
     /// any later poll: the caller re-checks the queue, so an early wake-up
     /// costs one look). Deregisters itself when dropped, so a connection
     /// that gave up leaves nothing behind.
-    pub(crate) fn idle_wait<'a>(&'a self, domain: &'a str) -> IdleWait<'a> {
+    pub(crate) fn idle_wait<'a>(&'a self, domain: &'a Dest) -> IdleWait<'a> {
         IdleWait { idle: &self.idle, domain, waker: None }
     }
 }
@@ -38,7 +39,7 @@ impl Outbound {
 /// See [`Outbound::idle_wait`].
 pub(crate) struct IdleWait<'a> {
     idle: &'a IdleConnections,
-    domain: &'a str,
+    domain: &'a Dest,
     waker: Option<Waker>,
 }
 
@@ -48,7 +49,7 @@ impl Future for IdleWait<'_> {
         if self.waker.is_some() {
             return Poll::Ready(());
         }
-        self.idle.0.borrow_mut().entry(self.domain.to_string()).or_default().push(cx.waker().clone());
+        self.idle.0.borrow_mut().entry(self.domain.clone()).or_default().push(cx.waker().clone());
         self.waker = Some(cx.waker().clone());
         Poll::Pending
     }

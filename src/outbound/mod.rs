@@ -3,10 +3,18 @@
 //!
 //! It owns, for the destination domains this core owns (by hash, see
 //! [`crate::shard::owner`]):
-//! - `dispatch`: the timer that promotes due mail, one connection task per
-//!   destination (at most `relay.max_connections_per_domain`), and the
-//!   handler of every outcome — delivered (tombstone), deferred (retry
-//!   schedule), bounced (a DSN to the sender, then a tombstone);
+//! - `dispatch`: the timer that promotes due mail, connection tasks per
+//!   destination (a recipient domain and egress pool) within the limits of
+//!   its site, and the handler of every outcome — delivered (tombstone),
+//!   deferred (retry schedule), bounced (a DSN to the sender, then a
+//!   tombstone);
+//! - [`shaping`]: the rules file (`relay.shaping`): which site a domain's
+//!   mail goes to and that site's limits and backoff rules (pure: parsing
+//!   and matching);
+//! - [`sites`]: the server-wide state of each (site, source address):
+//!   connections, pace, suspensions, AIMD rate; `held`: destinations
+//!   waiting for their site on this core;
+//! - `source`: the egress pools (`[[relay.pool]]`) and the bound socket;
 //! - `slot`: a connection slot per destination, returned by `Drop`;
 //! - `conn`: one outbound SMTP connection, the glommio/rustls driver
 //!   around the sans-I/O [`crate::proto::smtp_client::Client`];
@@ -16,8 +24,6 @@
 //! - [`dsn`] and `bounce`: the bytes of a DSN, and sending it back through
 //!   the spool with the null sender (a bounce is never bounced);
 //! - [`classify`]: the bounce class of every final failure (one table);
-//! - [`shaping`]: the rules file (`relay.shaping`) and which per-site limits
-//!   and backoff entries apply to a destination (pure: parsing and matching);
 //! - `suppressed`: queued mail to a suppressed recipient bounces at
 //!   dispatch (the list itself is `shard::suppress`);
 //! - `testdns`: a loopback DNS server for tests, compiled only for this
@@ -48,10 +54,13 @@ mod conn;
 mod dispatch;
 pub mod dns;
 pub mod dsn;
+mod held;
 mod idle;
 pub mod mx;
 pub mod shaping;
+pub mod sites;
 mod slot;
+pub mod source;
 mod suppressed;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testdns;
@@ -79,6 +88,11 @@ pub struct Outbound {
     /// Relay connections idle between messages, by destination: woken when
     /// mail for it is ready.
     idle: idle::IdleConnections,
+    /// The server-wide site table: per (site, source address) connection
+    /// counts, rates, suspensions, and the shaping rules in force.
+    pub sites: Arc<sites::Sites>,
+    /// Destinations held back by their site on this core.
+    held: RefCell<held::Held>,
     /// DKIM keys as last loaded; replaced when SIGHUP reloads them.
     signers: RefCell<Arc<Signers>>,
     signer_updates: crossbeam_channel::Receiver<Arc<Signers>>,
@@ -91,11 +105,14 @@ impl Outbound {
         dns_server: SocketAddr,
         signers: Arc<Signers>,
         signer_updates: crossbeam_channel::Receiver<Arc<Signers>>,
+        sites: Arc<sites::Sites>,
     ) -> Outbound {
         Outbound {
             resolver: dns::Resolver::new(dns_server, DNS_TIMEOUT),
             tls: tls::RelayTls::new(),
             idle: idle::IdleConnections::default(),
+            sites,
+            held: RefCell::default(),
             signers: RefCell::new(signers),
             signer_updates,
         }

@@ -8,29 +8,30 @@
 //! open connections or decide how many there may be; the queue decides
 //! (`QueueShard::open_connection`).
 
+use crate::queue::Dest;
 use crate::shard::Shard;
 use std::rc::Rc;
 
 /// One taken connection slot; returned to the queue when dropped.
 pub(super) struct ConnectionSlot {
     shard: Rc<Shard>,
-    domain: String,
+    dest: Dest,
 }
 
 impl ConnectionSlot {
     /// Take a slot for `domain` if the queue has ready mail for it and
     /// fewer than `max` connections; `None` otherwise.
-    pub(super) fn take(shard: &Rc<Shard>, domain: &str, max: usize) -> Option<ConnectionSlot> {
+    pub(super) fn take(shard: &Rc<Shard>, dest: &Dest, max: usize) -> Option<ConnectionSlot> {
         shard
             .queue
             .borrow_mut()
-            .open_connection(domain, max)
-            .then(|| ConnectionSlot { shard: shard.clone(), domain: domain.to_string() })
+            .open_connection(dest, max)
+            .then(|| ConnectionSlot { shard: shard.clone(), dest: dest.clone() })
     }
 
     /// The destination this slot counts against.
-    pub(super) fn domain(&self) -> &str {
-        &self.domain
+    pub(super) fn dest(&self) -> &Dest {
+        &self.dest
     }
 }
 
@@ -40,9 +41,14 @@ impl Drop for ConnectionSlot {
         // in the connection task; a second panic in `drop` would abort, so
         // the slot is reported lost instead.
         match self.shard.queue.try_borrow_mut() {
-            Ok(mut queue) => queue.close_connection(&self.domain),
+            Ok(mut queue) => {
+                queue.close_connection(&self.dest);
+                if !queue.knows(&self.dest) {
+                    self.shard.outbound.forget_dest(&self.dest);
+                }
+            }
             Err(_) => {
-                tracing::error!(domain = %self.domain, "connection slot not returned: queue busy while unwinding")
+                tracing::error!(dest = %self.dest, "connection slot not returned: queue busy while unwinding")
             }
         }
     }

@@ -1,6 +1,6 @@
-//! Relay queue shards: per destination domain, the messages waiting to be
-//! relayed, the connections in flight, and the deferred ones ordered by
-//! their next attempt.
+//! Relay queue shards: per destination (recipient domain and egress pool),
+//! the messages waiting to be relayed, the connections in flight, and the
+//! deferred ones ordered by their next attempt.
 //!
 //! Owns: the in-memory queue for the domains hashed to this core. Pure: no
 //! I/O, no clock (`now_ms` is passed in), no randomness of its own (jitter
@@ -30,6 +30,27 @@ pub struct PendingRecipient {
     pub address: String,
 }
 
+/// Where queued mail goes: the recipient domain, and the egress pool
+/// (index into `relay.pool`) its envelope sender selects. Mail for one
+/// domain from senders in different pools leaves from different source
+/// addresses, so it waits in separate ready lists and travels over
+/// separate connections.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Dest {
+    pub domain: String,
+    /// None: no pools configured, the system's default source address.
+    pub pool: Option<u16>,
+}
+
+impl std::fmt::Display for Dest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.pool {
+            None => f.write_str(&self.domain),
+            Some(p) => write!(f, "{} (pool {p})", self.domain),
+        }
+    }
+}
+
 /// One message's share for one destination domain: all its recipients
 /// there travel in one SMTP transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +58,9 @@ pub struct QueuedMessage {
     pub at: SpoolRef,
     pub queue_id: QueueId,
     pub domain: String,
+    /// The egress pool its sender selects (see [`Dest`]); chosen when it
+    /// is queued, from the config in force (pools change only at restart).
+    pub pool: Option<u16>,
     pub sender: String,
     pub recipients: Vec<PendingRecipient>,
     /// When the message was received (drives lifetime and delay warning).
@@ -70,6 +94,7 @@ impl QueuedMessage {
             at,
             queue_id,
             domain,
+            pool: None,
             sender,
             recipients,
             arrived_ms,
@@ -80,6 +105,17 @@ impl QueuedMessage {
             next_attempt_ms: None,
             state_seq: 0,
         }
+    }
+
+    /// The same share, leaving from egress pool `pool`.
+    pub fn in_pool(mut self, pool: Option<u16>) -> QueuedMessage {
+        self.pool = pool;
+        self
+    }
+
+    /// Its destination: the key of its ready list.
+    pub fn dest(&self) -> Dest {
+        Dest { domain: self.domain.clone(), pool: self.pool }
     }
 }
 
@@ -101,8 +137,8 @@ pub struct Key(u64);
 /// What `promote_due` found.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Promoted {
-    /// Domains that got work.
-    pub domains: Vec<String>,
+    /// Destinations that got work.
+    pub domains: Vec<Dest>,
     /// Messages past `max_queue_lifetime`: the caller bounces them.
     pub expired: Vec<QueuedMessage>,
     /// Messages that crossed `delay_warning` (now marked warned).
@@ -122,7 +158,7 @@ struct Destination {
 #[derive(Debug, Default)]
 pub struct QueueShard {
     messages: HashMap<Key, QueuedMessage>,
-    destinations: HashMap<String, Destination>,
+    destinations: HashMap<Dest, Destination>,
     /// (due, key); stale entries (message gone or rescheduled) are skipped.
     deferred: BinaryHeap<Reverse<(u64, Key)>>,
     next_key: u64,
@@ -134,7 +170,7 @@ impl QueueShard {
     pub fn enqueue(&mut self, msg: QueuedMessage) -> Key {
         let key = Key(self.next_key);
         self.next_key += 1;
-        let dest = self.destinations.entry(msg.domain.clone()).or_default();
+        let dest = self.destinations.entry(msg.dest()).or_default();
         dest.queued += 1;
         match msg.next_attempt_ms {
             Some(due) => self.deferred.push(Reverse((due, key))),
@@ -208,18 +244,18 @@ impl QueueShard {
                 msg.warned = true;
                 out.warn.push(msg.clone());
             }
-            let domain = msg.domain.clone();
-            let dest = self.destinations.entry(domain.clone()).or_default();
+            let to = msg.dest();
+            let dest = self.destinations.entry(to.clone()).or_default();
             dest.ready.push_back(key);
-            if !out.domains.contains(&domain) {
-                out.domains.push(domain);
+            if !out.domains.contains(&to) {
+                out.domains.push(to);
             }
         }
         out
     }
 
-    /// Domains with ready work and room for another connection.
-    pub fn domains_wanting_connections(&self, max_connections: usize) -> Vec<String> {
+    /// Destinations with ready work and room for another connection.
+    pub fn domains_wanting_connections(&self, max_connections: usize) -> Vec<Dest> {
         self.destinations
             .iter()
             .filter(|(_, d)| !d.ready.is_empty() && d.connections < max_connections)
@@ -229,8 +265,8 @@ impl QueueShard {
 
     /// Reserve a connection slot for `domain` if under `max` and there is
     /// more ready mail than connections to carry it.
-    pub fn open_connection(&mut self, domain: &str, max: usize) -> bool {
-        let d = self.destinations.entry(domain.to_string()).or_default();
+    pub fn open_connection(&mut self, domain: &Dest, max: usize) -> bool {
+        let d = self.destinations.entry(domain.clone()).or_default();
         if d.connections < max && d.ready.len() > d.connections {
             d.connections += 1;
             true
@@ -240,7 +276,7 @@ impl QueueShard {
     }
 
     /// Return a connection slot.
-    pub fn close_connection(&mut self, domain: &str) {
+    pub fn close_connection(&mut self, domain: &Dest) {
         if let Some(d) = self.destinations.get_mut(domain) {
             d.connections = d.connections.saturating_sub(1);
             // O(1): a scan of every queued message here made each closing
@@ -274,14 +310,25 @@ impl QueueShard {
         self.destinations.values().map(|d| d.connections).sum()
     }
 
+    /// Does the queue keep anything for `dest` (mail or a connection)?
+    pub fn knows(&self, dest: &Dest) -> bool {
+        self.destinations.contains_key(dest)
+    }
+
+    /// Per destination: message shares queued (any state). One pass over
+    /// the destinations, for `queue sites`.
+    pub fn queued_by_dest(&self) -> impl Iterator<Item = (&Dest, usize)> {
+        self.destinations.iter().map(|(d, v)| (d, v.queued))
+    }
+
     /// Connections open to `domain` now.
-    pub fn connections(&self, domain: &str) -> usize {
+    pub fn connections(&self, domain: &Dest) -> usize {
         self.destinations.get(domain).map_or(0, |d| d.connections)
     }
 
     /// Take the next ready message for `domain` (it stays in the queue,
     /// in flight, until `finish` or `defer`).
-    pub fn next_ready(&mut self, domain: &str) -> Option<(Key, QueuedMessage)> {
+    pub fn next_ready(&mut self, domain: &Dest) -> Option<(Key, QueuedMessage)> {
         let d = self.destinations.get_mut(domain)?;
         while let Some(key) = d.ready.pop_front() {
             if let Some(m) = self.messages.get(&key) {
@@ -389,7 +436,7 @@ impl QueueShard {
     /// Forget a message, keeping its destination's count.
     fn take(&mut self, key: Key) -> Option<QueuedMessage> {
         let m = self.messages.remove(&key)?;
-        if let Some(d) = self.destinations.get_mut(&m.domain) {
+        if let Some(d) = self.destinations.get_mut(&m.dest()) {
             d.queued = d.queued.saturating_sub(1);
         }
         Some(m)

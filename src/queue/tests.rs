@@ -5,6 +5,7 @@ fn msg(n: u32, domain: &str) -> QueuedMessage {
         at: SpoolRef { dir: 0, segment: 0, offset: n * 8 },
         queue_id: QueueId(n as u64),
         domain: domain.into(),
+        pool: None,
         sender: "s@x".into(),
         recipients: vec![PendingRecipient { index: 0, address: format!("u{n}@{domain}") }],
         arrived_ms: 0,
@@ -17,6 +18,10 @@ fn msg(n: u32, domain: &str) -> QueuedMessage {
     }
 }
 
+fn d(domain: &str) -> Dest {
+    Dest { domain: domain.into(), pool: None }
+}
+
 fn policy() -> RetryPolicy {
     RetryPolicy { waits_ms: vec![1000], max_lifetime_ms: 100_000, delay_warning_ms: 50_000 }
 }
@@ -27,22 +32,22 @@ fn fresh_mail_is_ready_in_order() {
     for n in 0..3 {
         q.enqueue(msg(n, "a.test"));
     }
-    let order: Vec<_> = std::iter::from_fn(|| q.next_ready("a.test").map(|(_, m)| m.queue_id.0)).collect();
+    let order: Vec<_> = std::iter::from_fn(|| q.next_ready(&d("a.test")).map(|(_, m)| m.queue_id.0)).collect();
     assert_eq!(order, vec![0, 1, 2]);
-    assert!(q.next_ready("b.test").is_none());
+    assert!(q.next_ready(&d("b.test")).is_none());
 }
 
 #[test]
 fn deferred_mail_waits_until_due_then_is_ready() {
     let mut q = QueueShard::default();
     let k = q.enqueue(msg(1, "a.test"));
-    q.next_ready("a.test").unwrap();
+    q.next_ready(&d("a.test")).unwrap();
     q.defer(k, vec![PendingRecipient { index: 0, address: "u@a.test".into() }], "451 later".into(), 5_000);
     assert_eq!(q.poll_timeout(), Some(5_000));
     assert!(q.promote_due(4_999, &policy()).domains.is_empty());
-    assert!(q.next_ready("a.test").is_none());
-    assert_eq!(q.promote_due(5_000, &policy()).domains, vec!["a.test".to_string()]);
-    let (_, m) = q.next_ready("a.test").unwrap();
+    assert!(q.next_ready(&d("a.test")).is_none());
+    assert_eq!(q.promote_due(5_000, &policy()).domains, vec![d("a.test")]);
+    let (_, m) = q.next_ready(&d("a.test")).unwrap();
     assert_eq!(m.attempts, 1);
     assert_eq!(m.last_error.as_deref(), Some("451 later"));
     assert_eq!(q.poll_timeout(), None);
@@ -52,7 +57,7 @@ fn deferred_mail_waits_until_due_then_is_ready() {
 fn expired_mail_is_handed_back_for_bouncing() {
     let mut q = QueueShard::default();
     let k = q.enqueue(msg(1, "a.test"));
-    q.next_ready("a.test").unwrap();
+    q.next_ready(&d("a.test")).unwrap();
     q.defer(k, vec![], "451".into(), 200_000);
     let p = q.promote_due(200_000, &policy());
     assert_eq!(p.expired.len(), 1);
@@ -63,10 +68,10 @@ fn expired_mail_is_handed_back_for_bouncing() {
 fn delay_warning_is_given_once() {
     let mut q = QueueShard::default();
     let k = q.enqueue(msg(1, "a.test"));
-    q.next_ready("a.test").unwrap();
+    q.next_ready(&d("a.test")).unwrap();
     q.defer(k, vec![], "451".into(), 60_000);
     assert_eq!(q.promote_due(60_000, &policy()).warn.len(), 1);
-    q.next_ready("a.test").unwrap();
+    q.next_ready(&d("a.test")).unwrap();
     q.defer(k, vec![], "451".into(), 70_000);
     assert_eq!(q.promote_due(70_000, &policy()).warn.len(), 0);
 }
@@ -75,16 +80,16 @@ fn delay_warning_is_given_once() {
 fn connection_slots_are_capped_per_domain() {
     let mut q = QueueShard::default();
     q.enqueue(msg(1, "a.test"));
-    assert!(q.open_connection("a.test", 2));
-    assert!(!q.open_connection("a.test", 2), "one ready message needs one connection");
+    assert!(q.open_connection(&d("a.test"), 2));
+    assert!(!q.open_connection(&d("a.test"), 2), "one ready message needs one connection");
     for n in 2..10 {
         q.enqueue(msg(n, "a.test"));
     }
-    assert!(q.open_connection("a.test", 2));
-    assert!(!q.open_connection("a.test", 2), "capped at max");
-    q.close_connection("a.test");
-    assert_eq!(q.connections("a.test"), 1);
-    assert!(q.open_connection("a.test", 2));
+    assert!(q.open_connection(&d("a.test"), 2));
+    assert!(!q.open_connection(&d("a.test"), 2), "capped at max");
+    q.close_connection(&d("a.test"));
+    assert_eq!(q.connections(&d("a.test")), 1);
+    assert!(q.open_connection(&d("a.test"), 2));
 }
 
 #[test]
@@ -92,17 +97,17 @@ fn held_mail_is_not_dispatched_until_released() {
     let mut q = QueueShard::default();
     let k = q.enqueue(msg(1, "a.test"));
     assert!(q.hold(k));
-    assert!(q.next_ready("a.test").is_none());
+    assert!(q.next_ready(&d("a.test")).is_none());
     assert!(q.release(k, 10));
     q.promote_due(10, &policy());
-    assert!(q.next_ready("a.test").is_some());
+    assert!(q.next_ready(&d("a.test")).is_some());
 }
 
 #[test]
 fn flush_makes_everything_deferred_due_now() {
     let mut q = QueueShard::default();
     let k = q.enqueue(msg(1, "a.test"));
-    q.next_ready("a.test").unwrap();
+    q.next_ready(&d("a.test")).unwrap();
     q.defer(k, vec![], "451".into(), 1_000_000);
     assert_eq!(q.flush(5), 1);
     assert_eq!(q.poll_timeout(), Some(5));
@@ -122,9 +127,9 @@ fn a_million_queued_messages_stay_cheap_per_operation() {
     assert_eq!(q.len(), 1_000_000);
     assert_eq!(q.poll_timeout(), Some(1_000));
     let p = q.promote_due(1_000, &policy());
-    assert_eq!(p.domains, vec!["bulk.test".to_string()]);
+    assert_eq!(p.domains, vec![d("bulk.test")]);
     let mut n = 0;
-    while q.next_ready("bulk.test").is_some() {
+    while q.next_ready(&d("bulk.test")).is_some() {
         n += 1;
     }
     assert_eq!(n, 1000);
@@ -139,9 +144,9 @@ fn depth_counts_each_state_once() {
         m.arrived_ms = 100 + n as u64;
         keys.push(q.enqueue(m));
     }
-    let (taken, _) = q.next_ready("a.test").unwrap(); // in flight
+    let (taken, _) = q.next_ready(&d("a.test")).unwrap(); // in flight
     assert_eq!(taken, keys[0]);
-    let (k1, _) = q.next_ready("a.test").unwrap();
+    let (k1, _) = q.next_ready(&d("a.test")).unwrap();
     q.defer(k1, vec![PendingRecipient { index: 0, address: "u1@a.test".into() }], "451".into(), 9_000);
     q.hold(keys[2]);
     let d = q.depth();
@@ -158,8 +163,8 @@ fn relocation_repoints_messages_and_names_those_with_state() {
     let fresh = q.enqueue(msg(1, "a.test"));
     let deferred = q.enqueue(msg(2, "a.test"));
     let untouched = q.enqueue(msg(3, "a.test"));
-    q.next_ready("a.test").unwrap();
-    q.next_ready("a.test").unwrap();
+    q.next_ready(&d("a.test")).unwrap();
+    q.next_ready(&d("a.test")).unwrap();
     q.defer(deferred, vec![PendingRecipient { index: 0, address: "u2@a.test".into() }], "451 later".into(), 5_000);
     let new = |n: u32| SpoolRef { dir: 0, segment: 9, offset: n };
     let moves: HashMap<SpoolRef, SpoolRef> =
@@ -168,4 +173,15 @@ fn relocation_repoints_messages_and_names_those_with_state() {
     assert_eq!(q.get(fresh).unwrap().at, new(100));
     assert_eq!(q.get(deferred).unwrap().at, new(200));
     assert_eq!(q.get(untouched).unwrap().at, msg(3, "a.test").at);
+}
+
+#[test]
+fn pools_of_one_domain_wait_apart() {
+    let mut q = QueueShard::default();
+    q.enqueue(msg(0, "a.test"));
+    q.enqueue(msg(1, "a.test").in_pool(Some(1)));
+    let bulk = Dest { domain: "a.test".into(), pool: Some(1) };
+    assert_eq!(q.next_ready(&bulk).map(|(_, m)| m.queue_id.0), Some(1));
+    assert!(q.next_ready(&bulk).is_none());
+    assert_eq!(q.next_ready(&d("a.test")).map(|(_, m)| m.queue_id.0), Some(0));
 }

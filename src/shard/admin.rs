@@ -8,6 +8,10 @@ use crate::spool::{Outcome, QueueId};
 use std::fmt::Write;
 use std::rc::Rc;
 
+/// The site named in `queue sites` for mail whose destination has not
+/// been resolved since start (its site is known after the first MX lookup).
+pub const NOT_TRIED: &str = "(not tried yet)";
+
 /// A queue operation, run on every core.
 #[derive(Debug, Clone)]
 pub enum QueueOp {
@@ -21,6 +25,9 @@ pub enum QueueOp {
     Hold(QueueId),
     /// Due now.
     Release(QueueId),
+    /// Per site and source: queued, in flight, connections, rate,
+    /// suspension, last reply (`ringmail queue sites`).
+    Sites,
 }
 
 /// A control-socket line the admin commands do not understand, told to
@@ -52,6 +59,7 @@ impl QueueOp {
             "delete" => Ok(QueueOp::Delete(id(words.next())?)),
             "hold" => Ok(QueueOp::Hold(id(words.next())?)),
             "release" => Ok(QueueOp::Release(id(words.next())?)),
+            "sites" => Ok(QueueOp::Sites),
             other => Err(AdminParseError::UnknownQueueCommand(other.to_string())),
         }
     }
@@ -61,6 +69,9 @@ impl Shard {
     /// Run `op` on every core and merge the answers into text for the
     /// operator.
     pub async fn queue_admin(self: &Rc<Self>, op: QueueOp) -> String {
+        if let QueueOp::Sites = op {
+            return self.sites_report().await;
+        }
         let mut out = String::new();
         let mut count = 0usize;
         for core in 0..self.cores {
@@ -74,6 +85,7 @@ impl Shard {
             }
         }
         match op {
+            QueueOp::Sites => {}
             QueueOp::List => out.push_str(&format!("-- {count} queued message share(s)\n")),
             QueueOp::Flush => out.push_str(&format!("flushed {count} deferred message share(s)\n")),
             QueueOp::Delete(id) | QueueOp::Hold(id) | QueueOp::Release(id) if count == 0 => {
@@ -86,10 +98,42 @@ impl Shard {
         out
     }
 
+    /// `queue sites`: the site table, with what every core has queued for
+    /// each site.
+    async fn sites_report(self: &Rc<Self>) -> String {
+        let mut queued: std::collections::HashMap<String, usize> = Default::default();
+        let mut out = String::new();
+        for core in 0..self.cores {
+            match self.ask(core, |answer| Request::SiteQueues { answer }).await {
+                Ok(sites) => {
+                    for (site, n) in sites {
+                        *queued.entry(site).or_default() += n;
+                    }
+                }
+                Err(e) => out.push_str(&format!("core {core}: {e}\n")),
+            }
+        }
+        let now = crate::clock::now_ms();
+        out.push_str(&crate::outbound::sites::report(&self.outbound.sites.rows(now), &queued, now));
+        out
+    }
+
+    /// Message shares queued on this core, by site (destinations not
+    /// tried since start are under the name "(not tried yet)").
+    pub(super) fn site_queues_local(&self) -> Vec<(String, usize)> {
+        let mut by_site: std::collections::HashMap<String, usize> = Default::default();
+        for (dest, n) in self.queue.borrow().queued_by_dest() {
+            let site = self.outbound.limits_of(dest).map_or_else(|| NOT_TRIED.to_string(), |l| l.site.clone());
+            *by_site.entry(site).or_default() += n;
+        }
+        by_site.into_iter().collect()
+    }
+
     /// This core's part of `op`: (text, how many shares it touched).
     pub(super) fn queue_op_local(self: &Rc<Self>, op: QueueOp) -> (String, usize) {
         let now = crate::clock::now_ms();
         match op {
+            QueueOp::Sites => (String::new(), 0),
             QueueOp::List => {
                 let q = self.queue.borrow();
                 let mut text = String::new();

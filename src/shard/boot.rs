@@ -10,6 +10,8 @@ use crate::mailbox::{MailboxEntry, MailboxIndex};
 use crate::net::{self, Protocol};
 use crate::queue::{PendingRecipient, QueueShard, QueuedMessage};
 use crate::sender_auth::{Signers, Verifier};
+use crate::outbound::shaping::Shaping;
+use crate::outbound::sites::Sites;
 use crate::spool::{self, DirStore, Ledger, QueueIdGen, Route, SegmentMaps, Spool, SpoolConfig};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -158,6 +160,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
         tracing::info!(keys = config.dkim.sign.len(), "DKIM signing keys loaded");
     }
     let verifier = Verifier::start(dns_server).map_err(BootError::Verifier)?;
+    let sites = Arc::new(Sites::new(load_shaping(&config).map_err(|e| BootError::Preflight { problems: vec![e] })?));
     let started = std::time::Instant::now();
     let mut recovered = spool::recover(&root).map_err(BootError::Recovery)?;
     for t in &recovered.torn {
@@ -166,7 +169,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
     reclaim_at_start(&root, &mut recovered);
     let mut inits: Vec<CoreInit> = (0..cores).map(|_| CoreInit::default()).collect();
     let live = recovered.messages.len();
-    distribute(recovered, &mut inits);
+    distribute(recovered, &mut inits, &config.relay);
     tracing::info!(messages = live, cores, elapsed_ms = started.elapsed().as_millis() as u64, "spool recovered");
 
     let config = Arc::new(config);
@@ -186,7 +189,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
         let (dtx, dkim_rx) = crossbeam_channel::unbounded();
         feeds.dkim.push(dtx);
         let updates = Updates { users: users_rx, tls: tls_rx, config: config_rx, dkim: dkim_rx };
-        let (signers, verifier) = (signers.clone(), verifier.clone());
+        let (signers, verifier, sites) = (signers.clone(), verifier.clone(), sites.clone());
         let (config, users, tls, mesh, ready, listeners, lifecycle) = (
             config.clone(),
             users.clone(),
@@ -221,6 +224,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
                     limits,
                     signers,
                     verifier,
+                    sites,
                 };
                 if let Err(reason) = core_main(start, mesh, ready.clone()).await {
                     let _ = ready.send(Err(format!("core {core}: {reason}")));
@@ -246,7 +250,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
     addrs.extend(config.listen.metrics.map(|a| format!("metrics={a}")));
     tracing::info!(cores, listen = %addrs.join(" "), "ringmail ready");
     spawn_users_watcher(config.users_path().to_path_buf(), users_stamp, feeds.users.clone());
-    spawn_signal_handler(Reload { config: config.clone(), path: config_path, tls: tls_files }, feeds, lifecycle);
+    spawn_signal_handler(Reload { config: config.clone(), path: config_path, tls: tls_files, sites }, feeds, lifecycle);
     for h in handles {
         let _ = h.join();
     }
@@ -290,8 +294,9 @@ fn reclaim_at_start(root: &std::path::Path, recovered: &mut spool::Recovered) {
     }
 }
 
-/// Route every live recipient to the core that owns it.
-fn distribute(recovered: spool::Recovered, inits: &mut [CoreInit]) {
+/// Route every live recipient to the core that owns it; relayed shares
+/// leave from the egress pool their sender selects under `relay`.
+fn distribute(recovered: spool::Recovered, inits: &mut [CoreInit], relay: &crate::config::Relay) {
     let cores = inits.len();
     // Each core only ever asks the ledger about records in the dirs it
     // owns, so every core may start from the same ledger.
@@ -331,14 +336,17 @@ fn distribute(recovered: spool::Recovered, inits: &mut [CoreInit]) {
                     let q = match remote.iter().position(|q| q.domain == domain) {
                         Some(i) => &mut remote[i],
                         None => {
-                            remote.push(QueuedMessage::new(
-                                m.at,
-                                m.queue_id,
-                                domain,
-                                m.sender.clone(),
-                                vec![],
-                                m.received_at_ms,
-                            ));
+                            remote.push(
+                                QueuedMessage::new(
+                                    m.at,
+                                    m.queue_id,
+                                    domain,
+                                    m.sender.clone(),
+                                    vec![],
+                                    m.received_at_ms,
+                                )
+                                .in_pool(crate::outbound::source::pool_for(relay, &m.sender)),
+                            );
                             remote.last_mut().expect("just pushed")
                         }
                     };
@@ -380,6 +388,8 @@ struct CoreStart {
     /// DKIM keys (replaced on SIGHUP) and the inbound checks' thread.
     signers: Arc<Signers>,
     verifier: Verifier,
+    /// The server-wide site table and shaping rules (replaced on SIGHUP).
+    sites: Arc<Sites>,
 }
 
 /// Why one core could not start (sent to the main thread as text).
@@ -414,6 +424,7 @@ async fn core_main(
         limits,
         signers,
         verifier,
+        sites,
     } = start;
     let (senders, mut receivers) = mesh.join().await.map_err(|_| CoreError::Mesh)?;
     let dir = core as u16;
@@ -446,7 +457,7 @@ async fn core_main(
         queue: RefCell::new(queue),
         mesh: Mesh::new(core, senders),
         next_session: Cell::new(0),
-        outbound: crate::outbound::Outbound::new(dns_server, signers, updates.dkim),
+        outbound: crate::outbound::Outbound::new(dns_server, signers, updates.dkim, sites),
         verifier,
         tls: RefCell::new(tls),
         tls_updates: updates.tls,
@@ -589,6 +600,15 @@ fn spawn_users_watcher(path: PathBuf, loaded: Option<FileStamp>, cores: Vec<cros
         .expect("spawning a thread at start-up");
 }
 
+/// The shaping rules `relay.shaping` names (none: every site on the
+/// `[relay]` defaults).
+fn load_shaping(config: &Config) -> Result<Shaping, String> {
+    match &config.relay.shaping {
+        Some(path) => Shaping::load(path),
+        None => Ok(Shaping::default()),
+    }
+}
+
 /// What SIGHUP re-reads.
 struct Reload {
     /// The config now in force (what a reload is compared with).
@@ -596,6 +616,8 @@ struct Reload {
     /// None: the embedded default, nothing to re-read.
     path: Option<PathBuf>,
     tls: crate::net::tls::TlsFiles,
+    /// Where the shaping rules (`relay.shaping`) are replaced.
+    sites: Arc<Sites>,
 }
 
 impl Reload {
@@ -621,6 +643,15 @@ impl Reload {
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "SIGHUP: DKIM keys not reloaded; keeping the previous ones")
+                        }
+                    }
+                    match load_shaping(&new) {
+                        Ok(rules) => {
+                            tracing::info!(rules = rules.len(), "SIGHUP: shaping rules loaded");
+                            self.sites.set_rules(rules);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "SIGHUP: shaping rules not reloaded; keeping the previous ones")
                         }
                     }
                     let new = Arc::new(self.config.with_reloadable(new));

@@ -188,14 +188,10 @@ impl Shard {
                     let pending = PendingRecipient { index: recipient, address: r.address };
                     match remote.iter_mut().find(|m| m.domain == domain) {
                         Some(m) => m.recipients.push(pending),
-                        None => remote.push(QueuedMessage::new(
-                            at,
-                            queue_id,
-                            domain,
-                            sender.clone(),
-                            vec![pending],
-                            received_at_ms,
-                        )),
+                        None => remote.push(
+                            QueuedMessage::new(at, queue_id, domain, sender.clone(), vec![pending], received_at_ms)
+                                .in_pool(crate::outbound::source::pool_for(&self.config().relay, &sender)),
+                        ),
                     }
                 }
             }

@@ -156,9 +156,9 @@ impl Shard {
                 }
             }
             ShardMsg::Enqueue(msg) => {
-                let domain = msg.domain.clone();
+                let dest = msg.dest();
                 self.queue.borrow_mut().enqueue(msg);
-                self.kick(&domain);
+                self.kick(&dest);
             }
             ShardMsg::Suppression(update) => self.suppressions.borrow_mut().apply(update),
             ShardMsg::SegmentGone { dir, segment } => self.maps.borrow_mut().forget(dir, segment),
@@ -217,9 +217,9 @@ impl Shard {
     pub async fn enqueue(self: &Rc<Self>, msg: QueuedMessage) {
         let to = owner::domain_owner(&msg.domain, self.cores);
         if to == self.id {
-            let domain = msg.domain.clone();
+            let dest = msg.dest();
             self.queue.borrow_mut().enqueue(msg);
-            self.kick(&domain);
+            self.kick(&dest);
         } else if self.mesh.send(to, ShardMsg::Enqueue(msg)).await.is_err() {
             tracing::warn!(core = self.id, to, "queue hand-off failed: peer gone");
         }
@@ -244,6 +244,9 @@ impl Shard {
             }
             Request::Queue { op, answer } => {
                 let _ = answer.send(self.queue_op_local(op));
+            }
+            Request::SiteQueues { answer } => {
+                let _ = answer.send(self.site_queues_local());
             }
             Request::Metrics { answer } => {
                 let _ = answer.send(Box::new(self.metrics_snapshot()));

@@ -53,6 +53,8 @@ pub enum Request {
     /// An operator's queue command, for this core's shard: its text and
     /// how many message shares it touched.
     Queue { op: super::admin::QueueOp, answer: Answer<(String, usize)> },
+    /// Message shares queued on this core, by site (`queue sites`).
+    SiteQueues { answer: Answer<Vec<(String, usize)>> },
     /// This core's metrics, for a scrape or `ringmail status`.
     Metrics { answer: Answer<Box<crate::metrics::Snapshot>> },
     /// `backup begin`: make everything appended durable, answer where this

@@ -1,0 +1,152 @@
+//! The site table for people and for Prometheus: `ringmail queue sites`
+//! and the `ringmail_site_*` metrics.
+//!
+//! Metrics keep their label cardinality bounded: the [`METRIC_SITES`]
+//! sites with the most messages get a series of their own, and the rest
+//! are summed under `site="other"`.
+
+use super::SiteRow;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+
+/// Sites with their own metric series; the rest are `other`.
+pub const METRIC_SITES: usize = 20;
+
+/// `ringmail queue sites`: one line per site (queued, totals), then one
+/// per source address (in flight, connections, rate, suspension, last
+/// reply). `queued` is by site name, summed over the cores.
+pub fn report(rows: &[SiteRow], queued: &HashMap<String, usize>, now_ms: u64) -> String {
+    let mut by_site: BTreeMap<&str, Vec<&SiteRow>> = BTreeMap::new();
+    for r in rows {
+        by_site.entry(r.site.as_str()).or_default().push(r);
+    }
+    let mut out = String::new();
+    for (site, rows) in &by_site {
+        let q = queued.get(*site).copied().unwrap_or(0);
+        let (d, f, b) = rows.iter().fold((0, 0, 0), |t, r| (t.0 + r.delivered, t.1 + r.deferred, t.2 + r.bounced));
+        let _ = writeln!(out, "site {site}  queued={q}  delivered={d}  deferred={f}  bounced={b}");
+        for r in rows {
+            let source = r.source.map_or_else(|| "default".to_string(), |ip| ip.to_string());
+            let rate = match (r.rate, r.max_rate) {
+                (None, _) => "unlimited".to_string(),
+                (Some(now), Some(max)) if (now - max.per_second()).abs() < 1e-9 => format!("{max}"),
+                (Some(now), Some(max)) => format!("{}/min (max {max})", per_minute(now)),
+                (Some(now), None) => format!("{}/min (recovering)", per_minute(now)),
+            };
+            let suspended = if r.suspended_until_ms > 0 {
+                format!(
+                    "{} (in {}s)",
+                    crate::outbound::dsn::format_date(r.suspended_until_ms),
+                    r.suspended_until_ms.saturating_sub(now_ms).div_ceil(1000)
+                )
+            } else {
+                "no".to_string()
+            };
+            let _ = writeln!(
+                out,
+                "  source={source}  in_flight={}  connections={}/{}  rate={rate}  suspended_until={suspended}  last_reply={:?}",
+                r.in_flight, r.connections, r.max_connections, r.last_reply
+            );
+        }
+    }
+    // Mail whose destinations have not been tried yet has no site row.
+    let mut untried: Vec<_> = queued.iter().filter(|(s, _)| !by_site.contains_key(s.as_str())).collect();
+    untried.sort();
+    for (site, q) in untried {
+        let _ = writeln!(out, "site {site}  queued={q}");
+    }
+    let _ = writeln!(out, "-- {} site(s)", by_site.len());
+    out
+}
+
+fn per_minute(per_second: f64) -> String {
+    let m = per_second * 60.0;
+    if m >= 10.0 {
+        format!("{m:.0}")
+    } else {
+        format!("{m:.2}")
+    }
+}
+
+/// Append the `ringmail_site_*` families to a Prometheus text page.
+pub fn render_metrics(rows: &[SiteRow], out: &mut String) {
+    #[derive(Default)]
+    struct Sum {
+        connections: usize,
+        in_flight: usize,
+        suspended: usize,
+        delivered: u64,
+        deferred: u64,
+        bounced: u64,
+    }
+    let mut sites: HashMap<&str, Sum> = HashMap::new();
+    for r in rows {
+        let s = sites.entry(r.site.as_str()).or_default();
+        s.connections += r.connections;
+        s.in_flight += r.in_flight;
+        s.suspended += usize::from(r.suspended_until_ms > 0);
+        s.delivered += r.delivered;
+        s.deferred += r.deferred;
+        s.bounced += r.bounced;
+    }
+    let mut ranked: Vec<(&str, Sum)> = sites.into_iter().collect();
+    ranked.sort_by(|a, b| {
+        let volume = |s: &Sum| s.delivered + s.deferred + s.bounced;
+        volume(&b.1).cmp(&volume(&a.1)).then(a.0.cmp(b.0))
+    });
+    let mut shown: Vec<(String, Sum)> = Vec::new();
+    let mut other = Sum::default();
+    for (i, (name, s)) in ranked.into_iter().enumerate() {
+        if i < METRIC_SITES {
+            shown.push((escape(name), s));
+        } else {
+            other.connections += s.connections;
+            other.in_flight += s.in_flight;
+            other.suspended += s.suspended;
+            other.delivered += s.delivered;
+            other.deferred += s.deferred;
+            other.bounced += s.bounced;
+        }
+    }
+    if shown.len() == METRIC_SITES {
+        shown.push(("other".to_string(), other));
+    }
+    let gauge = |out: &mut String, name: &str, help: &str, value: &dyn Fn(&Sum) -> usize| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (site, s) in &shown {
+            let _ = writeln!(out, "{name}{{site=\"{site}\"}} {}", value(s));
+        }
+    };
+    gauge(out, "ringmail_site_connections", "Relay connections open to the site (all sources).", &|s| s.connections);
+    gauge(out, "ringmail_site_in_flight", "Messages being sent to the site now.", &|s| s.in_flight);
+    gauge(out, "ringmail_site_suspended", "Source addresses the site is suspended for by a backoff rule.", &|s| {
+        s.suspended
+    });
+    let name = "ringmail_site_messages_total";
+    let _ = writeln!(out, "# HELP {name} Message attempts to the site by result.\n# TYPE {name} counter");
+    for (site, s) in &shown {
+        for (result, n) in [("delivered", s.delivered), ("deferred", s.deferred), ("bounced", s.bounced)] {
+            let _ = writeln!(out, "{name}{{site=\"{site}\",result=\"{result}\"}} {n}");
+        }
+    }
+    let name = "ringmail_site_rate_limit";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Messages per second a source may send to the site now (limited sources only).\n# TYPE {name} gauge"
+    );
+    let named: std::collections::HashSet<&str> = shown.iter().map(|(s, _)| s.as_str()).collect();
+    for r in rows {
+        if let Some(rate) = r.rate {
+            let site = escape(&r.site);
+            if named.contains(site.as_str()) {
+                let source = r.source.map_or_else(|| "default".to_string(), |ip| ip.to_string());
+                let _ = writeln!(out, "{name}{{site=\"{site}\",source=\"{source}\"}} {rate}");
+            }
+        }
+    }
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
