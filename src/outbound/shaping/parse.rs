@@ -67,7 +67,8 @@ impl Errors<'_> {
     /// toml's own errors (syntax, unknown keys, wrong types): line and
     /// column when it gives a position.
     fn toml(&self, e: &toml::de::Error) -> String {
-        let message = e.message().trim_end();
+        // Syntax errors put "expected ..." on a line of its own.
+        let message = e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
         match e.span() {
             Some(span) => {
                 let start = span.start.min(self.text.len());
@@ -181,10 +182,9 @@ fn rule(errors: &Errors<'_>, key: &str, raw: RawRule) -> Result<SiteRule, String
 
 fn backoff(errors: &Errors<'_>, key: &str, raw: &Spanned<RawBackoff>) -> Result<Backoff, String> {
     let b = raw.get_ref();
-    let pattern = regex::RegexBuilder::new(b.pattern.get_ref())
-        .case_insensitive(true)
-        .build()
-        .map_err(|e| errors.value(&format!("{key}.match"), &b.pattern, &format!("not a valid regex: {e}")))?;
+    let pattern = regex::RegexBuilder::new(b.pattern.get_ref()).case_insensitive(true).build().map_err(|e| {
+        errors.value(&format!("{key}.match"), &b.pattern, &format!("not a valid regex: {}", regex_reason(&e)))
+    })?;
     let action = BackoffAction::parse(b.action.get_ref())
         .map_err(|why| errors.value(&format!("{key}.action"), &b.action, &why))?;
     let duration = match (&b.duration, action) {
@@ -200,6 +200,21 @@ fn backoff(errors: &Errors<'_>, key: &str, raw: &Spanned<RawBackoff>) -> Result<
         (None, _) => Duration::ZERO,
     };
     Ok(Backoff { pattern, source: b.pattern.get_ref().clone(), action, duration })
+}
+
+/// The regex crate's error on one line: its syntax errors span several
+/// (the pattern, a caret under the fault, the reason), and a config
+/// problem is one line. The pattern itself is already in the message.
+fn regex_reason(e: &regex::Error) -> String {
+    let regex::Error::Syntax(text) = e else { return e.to_string() };
+    let reason = text.lines().rev().find_map(|l| l.strip_prefix("error: ")).unwrap_or(text.trim());
+    // The caret line is indented like the pattern line above it (4 spaces).
+    let at =
+        text.lines().find(|l| l.trim_start().starts_with('^')).and_then(|l| l.find('^')).map(|i| i.saturating_sub(4));
+    match at {
+        Some(at) => format!("{reason} (at character {})", at + 1),
+        None => reason.to_string(),
+    }
 }
 
 /// A duration with a unit, as everywhere in the config; longer than zero
