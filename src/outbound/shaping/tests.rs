@@ -286,27 +286,34 @@ fn load_names_the_file() {
     assert!(Shaping::load(&path).unwrap().is_empty(), "an empty file is no rules");
 }
 
-/// The example under "Shaping rules" in README.md, as printed there.
+/// The rules file example of README.md's "Shaping: sites, rules and egress
+/// pools", as printed there (it sits in a list item: two spaces in).
 fn readme_example() -> String {
     let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
     let start =
-        readme.find("```toml\n# shaping.toml").expect("README has the shaping.toml example") + "```toml\n".len();
-    let len = readme[start..].find("```").expect("the example's block ends");
-    readme[start..start + len].to_string()
+        readme.find("  ```toml\n  [site.default]").expect("README has the rules file example") + "  ```toml\n".len();
+    let len = readme[start..].find("  ```\n").expect("the example's block ends");
+    readme[start..start + len].lines().map(|l| l.strip_prefix("  ").unwrap_or(l).to_string() + "\n").collect()
 }
 
 #[test]
 fn the_readme_example_parses_and_means_what_it_says() {
     let s = parse(&readme_example());
     let gmail = via_mx(&s, "gmail.com", &["gmail-smtp-in.l.google.com", "alt1.gmail-smtp-in.l.google.com"]);
-    assert_eq!(gmail.site, "google.com");
+    assert_eq!((gmail.site.as_str(), gmail.rule.as_deref()), ("google.com", Some("google.com")));
     assert_eq!(gmail.max_message_rate, Some(Rate { count: 500, per: secs(60) }));
-    assert_eq!(gmail.max_connections, 20);
-    assert_eq!(gmail.backoff_for("421 4.7.0 Try again later").map(|b| b.action), Some(BackoffAction::Suspend));
+    assert_eq!(gmail.connection_rate, Some(Rate { count: 60, per: secs(60) }));
+    assert_eq!(gmail.retry, Some(vec![secs(300), secs(900), secs(3600)]));
+    assert_eq!((gmail.max_connections, gmail.max_deliveries_per_connection), (20, 100));
+    let reputation =
+        gmail.backoff_for("421 4.7.28 Our system has detected an unusual rate of unsolicited mail").unwrap();
+    assert_eq!(reputation.action, BackoffAction::HalveRate, "the rule's own entry first");
+    let limited = gmail.backoff_for("421 4.7.0 Try again later, closing connection.").unwrap();
+    assert_eq!((limited.action, limited.duration), (BackoffAction::Suspend, secs(900)), "then the default's");
     let hosted = via_mx(&s, "customer.example", &["aspmx.l.google.com"]);
     assert_eq!(hosted.site, "google.com", "a Google-hosted domain shares the site");
-    let aol = via_mx(&s, "aol.com", &["mx-aol.mail.gm0.yahoodns.net"]);
-    assert_eq!(aol.site, "yahoo.com");
+    let legacy = via_mx(&s, "old.example", &["mx.googlemail.com"]);
+    assert_eq!(legacy.site, "google.com", "by mx_suffix");
     let other = via_mx(&s, "small.example", &["mx.small.example"]);
-    assert_eq!((other.rule, other.max_connections), (None, 10));
+    assert_eq!((other.rule, other.max_message_rate, other.backoff.len()), (None, None, 1));
 }
