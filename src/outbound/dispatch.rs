@@ -195,15 +195,8 @@ impl Shard {
         let mut last_error = String::from("no MX host could be reached");
         let mut suspended = None;
         for t in targets {
-            match RelayConnection::open(
-                t,
-                from.ip,
-                helo,
-                tls_policy(relay),
-                &self.outbound.tls,
-                client_timeouts(relay),
-            )
-            .await
+            match RelayConnection::open(t, from.ip, helo, tls_policy(relay), &self.outbound.tls, client_timeouts(relay))
+                .await
             {
                 Ok(c) => {
                     conn = Some(c);
@@ -214,7 +207,8 @@ impl Shard {
                     last_error = e.to_string();
                     // A greeting such as "421 4.7.0 rate limited" is the site
                     // talking: it may suspend the site or halve its rate.
-                    if let Some((BackoffAction::Suspend, duration)) = permit.replied(limits, &e.reason, None, now_ms()) {
+                    if let Some((BackoffAction::Suspend, duration)) = permit.replied(limits, &e.reason, None, now_ms())
+                    {
                         suspended = Some(now_ms() + duration.as_millis() as u64);
                         break;
                     }
