@@ -272,6 +272,16 @@ impl RelayConnection {
                     other => return other,
                 }
             }
+            // A finished session (failed or closed, its events taken) has
+            // nothing more to say. Reading on would spin: glommio completes
+            // a read of a socket the peer closed at once, without yielding,
+            // so the loop would hold the executor and no timeout around it
+            // could fire. A `421` that closes the connection (what big
+            // providers do when they rate-limit) leaves the session here
+            // when `quit` drives it once more.
+            if self.client.phase() == Phase::Closed {
+                return Event::Closed;
+            }
             let wait = self.timeouts.for_phase(self.client.phase());
             if let Some(tcp) = self.stream.tcp() {
                 let _ = tcp.set_read_timeout(Some(wait));
