@@ -1,12 +1,16 @@
-//! A remote server that answers `421` and closes the connection, as the big
-//! providers do when they rate-limit a sender: the relay defers the message,
-//! stays responsive, and delivers on the next attempt. (A relay connection
-//! whose session had ended once spun on the closed socket and held its core
-//! for good.)
+//! The relay never holds its core: a remote server that answers `421` and
+//! closes the connection (as the big providers do when they rate-limit a
+//! sender), and a site whose connections are all taken while another of its
+//! domains has mail, each once left an executor looping without yielding
+//! (no greeting, no delivery, no log line from that core again). Each test
+//! checks that the core still serves and the mail is delivered.
 
 mod common;
+#[path = "common/sink.rs"]
+mod sink;
 
 use common::*;
+use sink::{Script, Sink};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
@@ -98,4 +102,28 @@ fn a_421_that_closes_the_connection_is_deferred_and_retried() {
     // ... which delivers it.
     let got = delivered.recv_timeout(Duration::from_secs(20)).expect("the retry was delivered");
     assert!(got.contains("bob@localhost"), "{got}");
+}
+
+#[test]
+fn a_second_domain_on_a_full_site_waits_instead_of_holding_the_core() {
+    // Two domains routed to one target are one site; one connection to it
+    // at a time, held for a while by the slow end of DATA.
+    let sink = Sink::start("127.0.0.1", 0, Script { delay: Duration::from_millis(500), ..Script::default() });
+    let server = Server::start_with(Options {
+        cores: 1,
+        relay: format!(
+            "routes = {{ \"a.remote.test\" = \"{0}\", \"b.remote.test\" = \"{0}\" }}\nretry = [\"1s\"]\n\
+             max_connections_per_domain = 1\n",
+            sink.addr
+        ),
+        ..Options::default()
+    });
+    let mut c = server.smtp();
+    c.expect("EHLO client.test", "250");
+    let r = c.send_mail("bob@localhost", &["x@a.remote.test", "y@b.remote.test"], b"Subject: one site\r\n\r\nx\r\n");
+    assert!(r.starts_with("250"), "{r}");
+    let mut c2 = server.smtp();
+    c2.expect("EHLO client.test", "250");
+    eventually(Duration::from_secs(20), || (sink.count() == 2).then_some(()));
+    assert!(sink.max_concurrent.load(std::sync::atomic::Ordering::SeqCst) <= 1, "one connection to the site at a time");
 }
