@@ -11,11 +11,14 @@ die() { log "$*"; exit 1; }
 # Background processes to stop on exit.
 PIDS=()
 
-# A free loopback port (nothing accepts a connection on it).
+# A free loopback port (nothing accepts a connection on it), below the
+# kernel's ephemeral range: a port some client connection is using as its
+# local port cannot be bound, and a relay benchmark opens many of those.
 free_port() {
-    local p
+    local p lo
+    lo=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
     while :; do
-        p=$((20000 + RANDOM % 20000))
+        p=$((10000 + RANDOM % (${lo:-32768} > 20000 ? ${lo:-32768} - 10000 : 10000)))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
     done
 }
