@@ -313,3 +313,73 @@ fn started_as_root_with_run_as_every_thread_becomes_the_user_and_mail_still_flow
     let spool = server.data_dir().join("spool");
     assert_eq!(std::fs::metadata(&spool).unwrap().uid(), NOBODY, "made after the switch of file identity");
 }
+
+/// `serve` with a config it must refuse at start. A server that starts
+/// anyway is killed (it is ours) and the test fails instead of hanging.
+fn serve_refused(path: &Path) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringmail"))
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .env_remove("RINGMAIL_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Preflight runs before anything is bound: a refusal comes in well
+    // under a second; a minute means the server is serving.
+    for _ in 0..600 {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    panic!("serve started instead of refusing the config:\n{}", stderr(&out));
+}
+
+#[test]
+fn a_pool_source_address_that_is_not_on_this_machine_stops_the_start_naming_it() {
+    let port = free_port();
+    let pools = "[relay]\ndefault_pool = \"bulk\"\n[[relay.pool]]\nname = \"bulk\"\n\
+                 sources = [{ ip = \"127.0.0.2\", ehlo = \"out1.example.net\", weight = 2 }, { ip = \"192.0.2.7\" }]\n";
+    let (_dir, path) = config(&format!("data_dir = \"d\"\n[listen]\nsmtp = \"127.0.0.1:{port}\"\n{pools}"));
+    for out in [check(&path), serve_refused(&path)] {
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(err.contains("relay.pool \"bulk\": source 192.0.2.7 is not an address of this machine"), "{err}");
+        assert!(!err.contains("127.0.0.2"), "a loopback address is one of ours:\n{err}");
+    }
+    let (_dir, path) = config(&format!(
+        "data_dir = \"d\"\n[listen]\nsmtp = \"127.0.0.1:{port}\"\n{}",
+        pools.replace("192.0.2.7", "127.0.0.3")
+    ));
+    let out = check(&path);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_broken_shaping_file_stops_the_start_naming_its_line() {
+    let port = free_port();
+    let (dir, path) = config(&format!(
+        "data_dir = \"d\"\n[listen]\nsmtp = \"127.0.0.1:{port}\"\n[relay]\nshaping = \"shaping.toml\"\n"
+    ));
+    let rules = dir.path().join("shaping.toml");
+    std::fs::write(&rules, "[site.\"google.com\"]\nmax_connections = 20\nmax_message_rate = \"5 per minute\"\n")
+        .unwrap();
+    let wanted = format!(
+        "{}:3: site.\"google.com\".max_message_rate = \"5 per minute\": expected COUNT/UNIT like \"500/min\"",
+        rules.display()
+    );
+    for out in [check(&path), serve_refused(&path)] {
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(err.contains(&wanted), "{err}");
+    }
+    std::fs::remove_file(&rules).unwrap();
+    let out = check(&path);
+    assert!(!out.status.success(), "a missing rules file is refused too");
+    assert!(stderr(&out).contains(&format!("{}: cannot read", rules.display())), "{}", stderr(&out));
+    std::fs::write(&rules, "[site.\"google.com\"]\nmax_message_rate = \"500/min\"\n").unwrap();
+    let out = check(&path);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

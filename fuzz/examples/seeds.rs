@@ -395,16 +395,45 @@ fn mail_headers(dir: &Path) {
     write(dir, "bare-lf-and-junk", b"From:\xff@\xfe.\x80\nX: \x00\n \n\nbody");
 }
 
+fn shaping_rules(dir: &Path) {
+    write(
+        dir,
+        "full",
+        br#"[site.default]
+max_connections = 20
+max_deliveries_per_connection = 100
+[[site.default.backoff]]
+match = "4\\.7\\.0|rate limit|try again later"
+action = "suspend"
+duration = "15m"
+
+[site."google.com"]
+mx_suffix = ["googlemail.com"]
+max_connections = 20
+max_message_rate = "500/min"
+connection_rate = "60/min"
+retry = ["5m", "15m", "1h"]
+[[site."google.com".backoff]]
+match = "4\\.7\\.28|reputation"
+action = "halve-rate"
+"#,
+    );
+    write(dir, "bad-rate", b"[site.\"x.test\"]\nmax_message_rate = \"5 per minute\"\n");
+    write(dir, "bad-regex", b"[[site.default.backoff]]\nmatch = \"(\"\naction = \"defer\"\n");
+    write(dir, "tiny-rate", b"[site.default]\nmax_message_rate = \"1/d\"\nconnection_rate = \"4294967295/s\"\n");
+}
+
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus");
     type Writer = fn(&Path);
-    let targets: [(&str, Writer); 6] = [
+    let targets: [(&str, Writer); 7] = [
         ("smtp_command", smtp_command),
         ("smtp_data", smtp_data),
         ("pop3_command", pop3_command),
         ("config", config),
         ("spool_record", spool_record),
         ("mail_headers", mail_headers),
+        ("shaping_rules", shaping_rules),
     ];
     for (name, make) in targets {
         let dir = root.join(name);

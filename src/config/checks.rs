@@ -10,8 +10,14 @@
 //! `relay.connection_idle` ("0s": QUIT as soon as the destination's mail is
 //! sent), `runtime.drain_timeout` ("0s": stop without waiting for sessions),
 //! `auth.failure_delay` ("0s": answer failures at once).
+//!
+//! The egress pools are checked here too (names, sources, weights, EHLO
+//! names, the pool names the sender map uses); whether each source
+//! address belongs to this machine is a start-up check
+//! (`startup::preflight`), since `check-config` may run elsewhere.
 
-use super::{Config, Listen, Span};
+use super::{Config, Listen, Relay, Span};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 
 /// Push every problem found onto `p`, each naming its key.
@@ -25,6 +31,59 @@ pub(super) fn problems(cfg: &Config, allowed_cpus: usize, p: &mut Vec<String>) {
     }
     zero_counts(cfg, p);
     zero_durations(cfg, p);
+    pools(&cfg.relay, p);
+}
+
+/// `[[relay.pool]]`, `relay.default_pool` and `relay.pool_by_sender_domain`.
+fn pools(relay: &Relay, p: &mut Vec<String>) {
+    let mut names = HashSet::new();
+    for pool in &relay.pool {
+        let key = format!("relay.pool {:?}", pool.name);
+        if pool.name.is_empty() {
+            p.push("relay.pool: a pool has an empty name".to_string());
+        } else if !names.insert(pool.name.as_str()) {
+            p.push(format!("{key}: two pools have this name"));
+        }
+        if pool.sources.is_empty() {
+            p.push(format!("{key}: sources is empty; give at least one {{ ip = \"...\" }}"));
+        }
+        let mut ips = HashSet::new();
+        for source in &pool.sources {
+            if !ips.insert(source.ip) {
+                p.push(format!("{key}: source {} is listed twice", source.ip));
+            }
+            if source.weight == 0 {
+                p.push(format!("{key}: source {} has weight = 0: must be at least 1", source.ip));
+            }
+            if let Some(ehlo) = source.ehlo.as_deref().filter(|e| !is_host_name(e)) {
+                p.push(format!("{key}: source {} has ehlo = {ehlo:?}: not a host name", source.ip));
+            }
+        }
+    }
+    if let Some(name) = relay.default_pool.as_ref().filter(|n| !names.contains(n.as_str())) {
+        p.push(format!("relay.default_pool = {name:?}: no [[relay.pool]] has that name"));
+    }
+    for (domain, name) in &relay.pool_by_sender_domain {
+        if !names.contains(name.as_str()) {
+            p.push(format!("relay.pool_by_sender_domain.{domain:?} = {name:?}: no [[relay.pool]] has that name"));
+        }
+    }
+}
+
+/// A DNS host name as EHLO wants it (RFC 5321 §4.1.2 Domain): labels of
+/// letters, digits and `-` (not first or last), 1 to 63 bytes each, at
+/// most 253 in all. `_` is accepted as Postfix does.
+fn is_host_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 /// The `[listen]` keys with their addresses.
@@ -149,5 +208,24 @@ mod tests {
         assert!(!clash(a("127.0.0.1:25"), a("127.0.0.2:25")));
         assert!(!clash(a("0.0.0.0:25"), a("[::1]:25")), "a v4 wildcard leaves IPv6 alone");
         assert!(!clash(a("0.0.0.0:25"), a("0.0.0.0:587")));
+    }
+
+    #[test]
+    fn host_names_for_ehlo() {
+        for ok in ["out1.example.net", "localhost", "a-b.c_d.example.", "x1"] {
+            assert!(is_host_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a b.example",
+            "-a.example",
+            "a-.example",
+            "a..example",
+            "caf\u{e9}.example",
+            "[192.0.2.1]",
+            &"a".repeat(64),
+        ] {
+            assert!(!is_host_name(bad), "{bad:?}");
+        }
     }
 }

@@ -7,9 +7,14 @@
 //! request is wrong.
 
 mod checks;
+pub mod pool;
 mod sender_auth;
 mod units;
 
+pub use pool::Pool;
+/// The pool source type under the name the outbound stage uses (`Source`
+/// in this module is the config file's origin).
+pub use pool::Source as PoolSource;
 pub use sender_auth::{parse_canonicalization, Dkim, DkimSign, DmarcPolicy, Verify, DEFAULT_HEADERS};
 pub use units::Span;
 
@@ -306,10 +311,14 @@ pub struct Relay {
     /// STARTTLS to remote servers.
     #[serde(default)]
     pub tls: RelayTlsPolicy,
-    /// Simultaneous connections to one destination domain.
+    /// Simultaneous connections to one destination domain. The default
+    /// of `max_connections` in the shaping rules' `[site.default]` (a rule
+    /// overrides it).
     #[serde(default = "default_max_connections_per_domain")]
     pub max_connections_per_domain: usize,
-    /// Messages sent over one connection before it is closed.
+    /// Messages sent over one connection before it is closed. The default
+    /// of `max_deliveries_per_connection` in the shaping rules'
+    /// `[site.default]` (a rule overrides it).
     #[serde(default = "default_max_messages_per_connection")]
     pub max_messages_per_connection: usize,
     /// How long an idle relay connection waits for more mail to its
@@ -326,35 +335,24 @@ pub struct Relay {
     /// stays on the suppression list. Applies to entries made from now on.
     #[serde(default = "default_suppression_expiry")]
     pub suppression_expiry: Span,
-    #[serde(default)]
-    pub pool: Vec<Pool>,
-    #[serde(default)]
-    pub pool_by_sender_domain: BTreeMap<String, String>,
-    #[serde(default)]
-    pub default_pool: Option<String>,
+    /// The shaping rules file (per-site limits and backoff, see
+    /// [`crate::outbound::shaping`]); relative to the config file. The
+    /// path is read at start only; the file is re-read at SIGHUP. None:
+    /// every site gets `max_connections_per_domain` and
+    /// `max_messages_per_connection`.
     #[serde(default)]
     pub shaping: Option<PathBuf>,
-}
-
-// STUB until merge
-#[derive(Debug, Clone, Deserialize)]
-pub struct Pool {
-    pub name: String,
-    pub sources: Vec<PoolSource>,
-}
-#[derive(Debug, Clone, Deserialize)]
-pub struct PoolSource {
-    pub ip: std::net::IpAddr,
-    pub ehlo: Option<String>,
+    /// Egress pools: source addresses for outbound connections (start-up
+    /// only). Empty: the system picks the source address.
     #[serde(default)]
-    pub weight: u32,
-}
-impl Relay {
-    pub fn pool_for_sender(&self, sender: &str) -> Option<usize> {
-        let domain = sender.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
-        let name = self.pool_by_sender_domain.get(&domain).or(self.default_pool.as_ref())?;
-        self.pool.iter().position(|p| &p.name == name)
-    }
+    pub pool: Vec<Pool>,
+    /// Envelope sender domain (compared lower-case) -> pool name.
+    #[serde(default)]
+    pub pool_by_sender_domain: BTreeMap<String, String>,
+    /// The pool for senders not in `pool_by_sender_domain` (and for the
+    /// null sender). None: no binding for them.
+    #[serde(default)]
+    pub default_pool: Option<String>,
 }
 
 /// `relay.tls`.
@@ -449,10 +447,10 @@ impl Default for Relay {
             mx_port: default_mx_port(),
             timeouts: RelayTimeouts::default(),
             suppression_expiry: default_suppression_expiry(),
+            shaping: None,
             pool: Vec::new(),
             pool_by_sender_domain: BTreeMap::new(),
             default_pool: None,
-            shaping: None,
         }
     }
 }
@@ -775,6 +773,7 @@ impl Config {
         };
         cfg.resolve_paths(&base);
         cfg.retention.normalize();
+        cfg.relay.normalize();
         let problems = cfg.problems();
         if problems.is_empty() {
             Ok(cfg)
@@ -798,6 +797,7 @@ impl Config {
             tls.key = abs(&tls.key);
         }
         self.local_domains = self.local_domains.iter().map(|d| d.trim_end_matches('.').to_ascii_lowercase()).collect();
+        self.relay.shaping = self.relay.shaping.as_deref().map(abs);
         self.dkim.resolve(abs);
     }
 
@@ -897,6 +897,12 @@ impl Config {
         check("spool.segment_size", self.spool.segment_size == new.spool.segment_size);
         check("runtime.io_memory", self.runtime.io_memory == new.runtime.io_memory);
         check("relay.dns_server", self.relay.dns_server == new.relay.dns_server);
+        check("relay.shaping (the path; the file itself is reloaded)", self.relay.shaping == new.relay.shaping);
+        let (a, b) = (&self.relay, &new.relay);
+        check(
+            "relay.pool, relay.default_pool and relay.pool_by_sender_domain",
+            a.pool == b.pool && a.default_pool == b.default_pool && a.pool_by_sender_domain == b.pool_by_sender_domain,
+        );
         check("log", self.log == new.log);
         out
     }
@@ -913,6 +919,11 @@ impl Config {
         new.spool.segment_size = self.spool.segment_size;
         new.runtime.io_memory = self.runtime.io_memory;
         new.relay.dns_server = self.relay.dns_server.clone();
+        new.relay.shaping = self.relay.shaping.clone();
+        // The sender map is kept with the pools: its indexes point into them.
+        new.relay.pool = self.relay.pool.clone();
+        new.relay.default_pool = self.relay.default_pool.clone();
+        new.relay.pool_by_sender_domain = self.relay.pool_by_sender_domain.clone();
         new.log = self.log.clone();
         new
     }

@@ -193,16 +193,10 @@ impl Shard {
         let helo = from.ehlo.as_deref().unwrap_or(&config.hostname);
         let mut conn = None;
         let mut last_error = String::from("no MX host could be reached");
+        let mut suspended = None;
         for t in targets {
-            match RelayConnection::open(
-                t,
-                from.ip,
-                helo,
-                tls_policy(relay),
-                &self.outbound.tls,
-                client_timeouts(relay),
-            )
-            .await
+            match RelayConnection::open(t, from.ip, helo, tls_policy(relay), &self.outbound.tls, client_timeouts(relay))
+                .await
             {
                 Ok(c) => {
                     conn = Some(c);
@@ -213,14 +207,21 @@ impl Shard {
                     last_error = e.to_string();
                     // A greeting such as "421 4.7.0 rate limited" is the site
                     // talking: it may suspend the site or halve its rate.
-                    if let Some((BackoffAction::Suspend, _)) = permit.replied(limits, &e.reason, None, now_ms()) {
+                    if let Some((BackoffAction::Suspend, duration)) = permit.replied(limits, &e.reason, None, now_ms())
+                    {
+                        suspended = Some(now_ms() + duration.as_millis() as u64);
                         break;
                     }
                 }
             }
         }
         let Some(mut c) = conn else {
-            self.defer_all_ready(dest, &last_error, Some(limits));
+            match suspended {
+                // The mail did nothing wrong: it waits, ready, for the
+                // suspension to end instead of going on the retry schedule.
+                Some(until_ms) => self.park(dest, until_ms),
+                None => self.defer_all_ready(dest, &last_error, Some(limits)),
+            }
             self.release(permit);
             return;
         };

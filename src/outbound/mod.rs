@@ -9,7 +9,8 @@
 //!   deferred (retry schedule), bounced (a DSN to the sender, then a
 //!   tombstone);
 //! - [`shaping`]: the rules file (`relay.shaping`): which site a domain's
-//!   mail goes to and that site's limits and backoff rules;
+//!   mail goes to and that site's limits and backoff rules (pure: parsing
+//!   and matching);
 //! - [`sites`]: the server-wide state of each (site, source address):
 //!   connections, pace, suspensions, AIMD rate; `held`: destinations
 //!   waiting for their site on this core;

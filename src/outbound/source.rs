@@ -34,11 +34,9 @@ pub struct Source {
 /// The sources of egress pool `pool` (`[None]`-like default without one).
 pub fn sources(relay: &Relay, pool: Option<u16>) -> Vec<Source> {
     match pool.and_then(|p| relay.pool.get(p as usize)) {
-        Some(p) if !p.sources.is_empty() => p
-            .sources
-            .iter()
-            .map(|s| Source { ip: Some(s.ip), ehlo: s.ehlo.clone(), weight: s.weight.max(1) })
-            .collect(),
+        Some(p) if !p.sources.is_empty() => {
+            p.sources.iter().map(|s| Source { ip: Some(s.ip), ehlo: s.ehlo.clone(), weight: s.weight.max(1) }).collect()
+        }
         _ => vec![Source { ip: None, ehlo: None, weight: 1 }],
     }
 }

@@ -8,10 +8,10 @@ use crate::auth::{UserDb, UsersError};
 use crate::config::Config;
 use crate::mailbox::{MailboxEntry, MailboxIndex};
 use crate::net::{self, Protocol};
-use crate::queue::{PendingRecipient, QueueShard, QueuedMessage};
-use crate::sender_auth::{Signers, Verifier};
 use crate::outbound::shaping::Shaping;
 use crate::outbound::sites::Sites;
+use crate::queue::{PendingRecipient, QueueShard, QueuedMessage};
+use crate::sender_auth::{Signers, Verifier};
 use crate::spool::{self, DirStore, Ledger, QueueIdGen, Route, SegmentMaps, Spool, SpoolConfig};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -645,7 +645,9 @@ impl Reload {
                             tracing::error!(error = %e, "SIGHUP: DKIM keys not reloaded; keeping the previous ones")
                         }
                     }
-                    match load_shaping(&new) {
+                    // The path is read at start only (a new one is reported as
+                    // needing a restart above); the file itself is re-read.
+                    match load_shaping(&self.config) {
                         Ok(rules) => {
                             tracing::info!(rules = rules.len(), "SIGHUP: shaping rules loaded");
                             self.sites.set_rules(rules);

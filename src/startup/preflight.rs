@@ -2,10 +2,12 @@
 //! runs too, so that a config `check-config` passes does not fail at start:
 //! the certificate and key readable and matching, the users file readable
 //! and well-formed, the data dir creatable and writable, the config file
-//! readable (it is re-read at SIGHUP), the DKIM keys loadable, and with
-//! `run_as` all of that as that user.
+//! readable (it is re-read at SIGHUP), the DKIM keys loadable, the shaping
+//! rules file (`relay.shaping`) valid, and with `run_as` all of that as
+//! that user; and every egress pool source address one of this machine's.
 //!
-//! Creates nothing that stays: a writability probe is removed at once.
+//! Creates nothing that stays: a writability probe is removed at once, and
+//! a source address is tried with a UDP socket closed at once.
 
 use super::run_as::{self, Identity};
 use crate::config::Config;
@@ -18,13 +20,36 @@ pub fn problems(cfg: &Config, config_path: Option<&Path>) -> Vec<String> {
         Ok(id) => id,
         Err(e) => return vec![e.to_string()],
     };
-    match &id {
+    let mut out = match &id {
         Some(id) => match run_as::with_files_as(id, || file_problems(cfg, config_path, Some(id))) {
             Ok(p) => p,
             Err(e) => vec![format!("run_as = {:?}: cannot take the user's file permissions to check: {e}", id.name)],
         },
         None => file_problems(cfg, config_path, None),
+    };
+    out.extend(pool_problems(cfg));
+    out
+}
+
+/// Every `[[relay.pool]]` source must be an address of this machine:
+/// outbound sockets bind to it, and a bind to an address the machine does
+/// not have fails (EADDRNOTAVAIL) on every connection, not once at start.
+fn pool_problems(cfg: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for pool in &cfg.relay.pool {
+        for source in &pool.sources {
+            // Port 0 and UDP: no port is taken, nothing is sent.
+            match std::net::UdpSocket::bind((source.ip, 0)) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => out.push(format!(
+                    "relay.pool {:?}: source {} is not an address of this machine",
+                    pool.name, source.ip
+                )),
+                Err(e) => out.push(format!("relay.pool {:?}: source {} cannot be bound: {e}", pool.name, source.ip)),
+            }
+        }
     }
+    out
 }
 
 fn file_problems(cfg: &Config, config_path: Option<&Path>, id: Option<&Identity>) -> Vec<String> {
@@ -44,6 +69,11 @@ fn file_problems(cfg: &Config, config_path: Option<&Path>, id: Option<&Identity>
     }
     if let Err(e) = crate::sender_auth::Signers::load(&cfg.dkim) {
         out.push(who(e.to_string()));
+    }
+    if let Some(rules) = &cfg.relay.shaping {
+        if let Err(e) = crate::outbound::shaping::Shaping::load(rules) {
+            out.push(who(format!("relay.shaping: {e}")));
+        }
     }
     let tls = match &cfg.tls {
         Some(t) => Some(crate::net::tls::TlsFiles { cert: t.cert.clone(), key: t.key.clone() }),

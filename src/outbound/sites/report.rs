@@ -96,10 +96,12 @@ pub fn render_metrics(rows: &[SiteRow], out: &mut String) {
     });
     let mut shown: Vec<(String, Sum)> = Vec::new();
     let mut other = Sum::default();
+    let mut others = 0;
     for (i, (name, s)) in ranked.into_iter().enumerate() {
         if i < METRIC_SITES {
             shown.push((escape(name), s));
         } else {
+            others += 1;
             other.connections += s.connections;
             other.in_flight += s.in_flight;
             other.suspended += s.suspended;
@@ -108,7 +110,7 @@ pub fn render_metrics(rows: &[SiteRow], out: &mut String) {
             other.bounced += s.bounced;
         }
     }
-    if shown.len() == METRIC_SITES {
+    if others > 0 {
         shown.push(("other".to_string(), other));
     }
     let gauge = |out: &mut String, name: &str, help: &str, value: &dyn Fn(&Sum) -> usize| {
@@ -149,4 +151,61 @@ pub fn render_metrics(rows: &[SiteRow], out: &mut String) {
 /// A Prometheus label value: backslash, quote and newline escaped.
 fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(site: &str, delivered: u64) -> SiteRow {
+        SiteRow {
+            site: site.into(),
+            source: None,
+            connections: 1,
+            in_flight: 0,
+            rate: None,
+            max_rate: None,
+            max_connections: 20,
+            suspended_until_ms: 0,
+            last_reply: String::new(),
+            delivered,
+            deferred: 0,
+            bounced: 0,
+        }
+    }
+
+    #[test]
+    fn metrics_name_the_busiest_sites_and_sum_the_rest() {
+        let rows: Vec<SiteRow> = (0..25).map(|i| row(&format!("s{i:02}"), i)).collect();
+        let mut out = String::new();
+        render_metrics(&rows, &mut out);
+        let series: Vec<&str> = out.lines().filter(|l| l.starts_with("ringmail_site_connections{")).collect();
+        assert_eq!(series.len(), METRIC_SITES + 1);
+        // s05..s24 are the 20 busiest; s00..s04 (5 connections) are "other".
+        assert!(out.contains("ringmail_site_connections{site=\"s24\"} 1"));
+        assert!(!out.contains("site=\"s04\""));
+        assert!(out.contains("ringmail_site_connections{site=\"other\"} 5"));
+        assert!(out.contains("ringmail_site_messages_total{site=\"other\",result=\"delivered\"} 10"));
+    }
+
+    #[test]
+    fn few_sites_have_no_other_and_names_are_escaped() {
+        let mut out = String::new();
+        render_metrics(&[row("a\"b", 1)], &mut out);
+        assert!(out.contains("ringmail_site_connections{site=\"a\\\"b\"} 1"), "{out}");
+        assert!(!out.contains("other"));
+    }
+
+    #[test]
+    fn the_report_shows_queued_and_suspension() {
+        let mut r = row("mx.example", 3);
+        r.suspended_until_ms = 61_000;
+        r.last_reply = "421 4.7.0 rate limited".into();
+        let queued = HashMap::from([("mx.example".to_string(), 7), ("(not tried yet)".to_string(), 2)]);
+        let text = report(&[r], &queued, 1_000);
+        assert!(text.contains("site mx.example  queued=7  delivered=3"), "{text}");
+        assert!(text.contains("(in 60s)"), "{text}");
+        assert!(text.contains("last_reply=\"421 4.7.0 rate limited\""), "{text}");
+        assert!(text.contains("site (not tried yet)  queued=2"), "{text}");
+    }
 }
