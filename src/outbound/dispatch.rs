@@ -93,6 +93,14 @@ impl Shard {
         };
         while let Some(slot) = ConnectionSlot::take(self, dest, max) {
             glommio::spawn_local(self.clone().connection_task(slot)).detach();
+            // glommio may run the task at once, and with its MX plan in
+            // the cache it can end before its first real wait: its site
+            // held the destination back and its slot is free again. Taking
+            // that slot again would spin this core for as long as the site
+            // holds the destination (forever while the site is busy).
+            if self.outbound.is_held(dest, now_ms()) {
+                break;
+            }
         }
     }
 
