@@ -140,10 +140,10 @@ impl Shard {
                 }
             }
             Err(e) => self.defer_all_ready(&dest, &e.to_string(), None),
-            Ok(targets) => {
-                let limits = Arc::new(self.site_limits(&domain, &targets));
+            Ok(plan) => {
+                let limits = Arc::new(self.site_limits(&domain, &plan.hosts));
                 self.outbound.remember_limits(&dest, limits.clone());
-                self.carry(&dest, &targets, &limits).await;
+                self.carry(&dest, &plan.targets, &limits).await;
             }
         }
         // The slot goes back before the kick, so the kick may reuse it.
@@ -151,8 +151,9 @@ impl Shard {
         self.kick(&dest);
     }
 
-    /// The site of mail to `domain` going to `targets`, and its limits.
-    fn site_limits(&self, domain: &str, targets: &[mx::Target]) -> SiteLimits {
+    /// The site of mail to `domain` going to the MX `hosts` (in the order
+    /// tried), and its limits.
+    fn site_limits(&self, domain: &str, hosts: &[String]) -> SiteLimits {
         let relay = &self.config().relay;
         let fallback = shaping::Fallback {
             max_connections: relay.max_connections_per_domain,
@@ -164,15 +165,7 @@ impl Shard {
                 let target = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
                 rules.resolve(domain, shaping::Destination::Route(&target), fallback)
             }
-            None => {
-                let mut hosts: Vec<String> = Vec::with_capacity(targets.len());
-                for t in targets {
-                    if !hosts.contains(&t.host) {
-                        hosts.push(t.host.clone());
-                    }
-                }
-                rules.resolve(domain, shaping::Destination::Mx(&hosts), fallback)
-            }
+            None => rules.resolve(domain, shaping::Destination::Mx(hosts), fallback),
         }
     }
 
