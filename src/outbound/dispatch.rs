@@ -141,9 +141,11 @@ impl Shard {
             }
             Err(e) => self.defer_all_ready(&dest, &e.to_string(), None),
             Ok(plan) => {
-                let limits = Arc::new(self.site_limits(&domain, &plan.hosts));
+                let generation = self.outbound.sites.generation();
+                let rules = self.outbound.sites.rules();
+                let limits = Arc::new(self.site_limits(&rules, &domain, &plan.hosts));
                 self.outbound.remember_limits(&dest, limits.clone());
-                self.carry(&dest, &plan.targets, &limits).await;
+                self.carry(&dest, &plan.targets, &limits, generation).await;
             }
         }
         // The slot goes back before the kick, so the kick may reuse it.
@@ -153,13 +155,12 @@ impl Shard {
 
     /// The site of mail to `domain` going to the MX `hosts` (in the order
     /// tried), and its limits.
-    fn site_limits(&self, domain: &str, hosts: &[String]) -> SiteLimits {
+    fn site_limits(&self, rules: &shaping::Shaping, domain: &str, hosts: &[String]) -> SiteLimits {
         let relay = &self.config().relay;
         let fallback = shaping::Fallback {
             max_connections: relay.max_connections_per_domain,
             max_deliveries_per_connection: relay.max_messages_per_connection,
         };
-        let rules = self.outbound.sites.rules();
         match mx::route_override(&relay.routes, domain) {
             Some((host, port)) => {
                 let target = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
@@ -172,7 +173,17 @@ impl Shard {
     /// Within `limits`, connect to the first of `targets` that answers and
     /// carry `dest`'s ready mail over it; or hold `dest` back if its site
     /// has no room now.
-    async fn carry(self: &Rc<Self>, dest: &Dest, targets: &[mx::Target], limits: &SiteLimits) {
+    /// `limits` were resolved under the rules of `generation`: when SIGHUP
+    /// replaces them, the connection ends before its next message, so that
+    /// the next one opens under the new rules (an idle connection that
+    /// keeps being reused would otherwise keep the old ones for good).
+    async fn carry(
+        self: &Rc<Self>,
+        dest: &Dest,
+        targets: &[mx::Target],
+        limits: &SiteLimits,
+        generation: u64,
+    ) {
         let relay = &self.config().relay;
         let site: Arc<str> = Arc::from(limits.site.as_str());
         let sources = source::sources(relay, dest.pool);
@@ -228,6 +239,9 @@ impl Shard {
         };
         let mut sent = 0;
         while sent < limits.max_deliveries_per_connection {
+            if self.outbound.sites.generation() != generation {
+                break; // reloaded: reconnect under the new rules
+            }
             match permit.take_message(limits, now_ms()) {
                 Ok(()) => {}
                 Err(Refused::Paced { until_ms }) => {
