@@ -266,7 +266,11 @@ impl QueueShard {
     /// Reserve a connection slot for `domain` if under `max` and there is
     /// more ready mail than connections to carry it.
     pub fn open_connection(&mut self, domain: &Dest, max: usize) -> bool {
-        let d = self.destinations.entry(domain.clone()).or_default();
+        // `get_mut`, not `entry`: a destination the queue does not know has
+        // no ready mail, and an entry made here for it would never be
+        // removed (only `close_connection` removes one), so every domain
+        // ever kicked after its last message would stay for good.
+        let Some(d) = self.destinations.get_mut(domain) else { return false };
         if d.connections < max && d.ready.len() > d.connections {
             d.connections += 1;
             true
