@@ -94,10 +94,7 @@ impl SiteReport {
     /// The line of source `source` ("default" or an address).
     fn source(&self, source: &str) -> &str {
         let want = format!("  source={source}  ");
-        self.sources
-            .iter()
-            .find(|l| l.starts_with(&want))
-            .unwrap_or_else(|| panic!("no source {source} in {self:?}"))
+        self.sources.iter().find(|l| l.starts_with(&want)).unwrap_or_else(|| panic!("no source {source} in {self:?}"))
     }
 }
 
@@ -190,7 +187,8 @@ fn domains_with_the_same_mx_hosts_share_one_site_named_by_the_sorted_set() {
     for alone in ["a.test", "b.test", "c.test", "mx1.mx.test", "mx2.mx.test", "mx2.mx.test,mx1.mx.test"] {
         assert!(site(&report, alone).is_none(), "{alone} is not a site of its own:\n{report}");
     }
-    let delivered = |site: &str| server.metric("ringmail_site_messages_total", &[("site", site), ("result", "delivered")]);
+    let delivered =
+        |site: &str| server.metric("ringmail_site_messages_total", &[("site", site), ("result", "delivered")]);
     assert_eq!(delivered("mx1.mx.test,mx2.mx.test"), 2.0);
     assert_eq!(delivered("mx.other.test"), 1.0);
 }
@@ -494,7 +492,8 @@ fn a_slow_site_with_a_backlog_does_not_hold_back_another_site() {
 
 #[test]
 fn queue_sites_lists_every_field_and_a_suspension_date() {
-    let held = Sink::start("127.0.9.1", 0, Script { data_end: once_at(0, "421 4.7.0 rate limited"), ..Script::default() });
+    let held =
+        Sink::start("127.0.9.1", 0, Script { data_end: once_at(0, "421 4.7.0 rate limited"), ..Script::default() });
     let open = Sink::start("127.0.9.2", 0, Script::default());
     let relay = format!(
         "routes = {{ \"held.test\" = \"{}\", \"open.test\" = \"{}\" }}\nretry = [\"1h\"]\n",
@@ -517,7 +516,8 @@ duration = "10m"
     let open_site = open.addr.to_string();
     let report = sites_until(&server, 10, &open_site, |s| s.count("delivered") == 1);
 
-    let head = regex::Regex::new(r"^site (\S+)  queued=(\d+)  delivered=(\d+)  deferred=(\d+)  bounced=(\d+)$").unwrap();
+    let head =
+        regex::Regex::new(r"^site (\S+)  queued=(\d+)  delivered=(\d+)  deferred=(\d+)  bounced=(\d+)$").unwrap();
     let source = regex::Regex::new(
         r#"^  source=(\S+)  in_flight=(\d+)  connections=(\d+)/(\d+)  rate=(.+)  suspended_until=(.+)  last_reply="(.*)"$"#,
     )
@@ -535,7 +535,8 @@ duration = "10m"
     let h = fields("held.test");
     assert_eq!(h[4], "3", "max connections from the rule: {report}");
     assert_eq!(h[5], "100/min", "rate: {report}");
-    let date = regex::Regex::new(r"^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} \+0000 \(in (\d+)s\)$").unwrap();
+    let date = regex::Regex::new(r"^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} \+0000 \(in (\d+)s\)$")
+        .unwrap();
     let left: u64 = date.captures(&h[6]).unwrap_or_else(|| panic!("a date: {:?}", h[6]))[1].parse().unwrap();
     assert!((1..=600).contains(&left), "10 minutes at most: {}", h[6]);
     assert!(h[7].starts_with("421 4.7.0 rate limited"), "{report}");

@@ -177,13 +177,7 @@ impl Shard {
     /// replaces them, the connection ends before its next message, so that
     /// the next one opens under the new rules (an idle connection that
     /// keeps being reused would otherwise keep the old ones for good).
-    async fn carry(
-        self: &Rc<Self>,
-        dest: &Dest,
-        targets: &[mx::Target],
-        limits: &SiteLimits,
-        generation: u64,
-    ) {
+    async fn carry(self: &Rc<Self>, dest: &Dest, targets: &[mx::Target], limits: &SiteLimits, generation: u64) {
         let relay = &self.config().relay;
         let site: Arc<str> = Arc::from(limits.site.as_str());
         let sources = source::sources(relay, dest.pool);
