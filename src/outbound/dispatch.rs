@@ -236,27 +236,23 @@ impl Shard {
             if self.outbound.sites.generation() != generation {
                 break; // reloaded: reconnect under the new rules
             }
-            match permit.take_message(limits, now_ms()) {
-                Ok(()) => {}
-                Err(Refused::Paced { until_ms }) => {
-                    let wait = Duration::from_millis(until_ms.saturating_sub(now_ms()).max(1));
-                    futures_lite::future::or(glommio::timer::sleep(wait), self.stop.wait()).await;
-                    if self.stop.is_set() {
-                        break;
-                    }
-                    continue;
-                }
-                Err(Refused::Suspended { .. } | Refused::Busy) => break,
+            if permit.suspended(now_ms()) {
+                break;
             }
             // Others waiting for this site get the connection slot sooner
             // than an idle wait would give it up.
             let idle = if self.outbound.site_wanted(&site) { Duration::ZERO } else { relay.connection_idle.get() };
-            let Some((key, msg)) = self.next_for(dest, idle).await else {
-                permit.give_back_message(limits, now_ms());
-                break;
-            };
+            let Some((key, msg)) = self.next_for(dest, idle).await else { break };
             sent += 1;
             let Some((key, msg)) = self.without_suppressed(key, msg) else { continue };
+            // The rate slot is taken with the message in hand, just before
+            // it goes: a slot taken before waiting for mail was spent late,
+            // after the slots other connections took meanwhile, and the
+            // site saw a burst above its rate.
+            if !self.pace(&permit, limits).await {
+                self.queue.borrow_mut().put_back(key);
+                break;
+            }
             let (after, backoff) = self.deliver_one(&mut c, key, msg, &permit, limits).await;
             if let After::Gone = after {
                 break;
@@ -267,6 +263,24 @@ impl Shard {
         }
         c.quit(&self.outbound.tls).await;
         self.release(permit);
+    }
+
+    /// Wait for a slot of the site's message rate. False when the site
+    /// was suspended meanwhile or the core is stopping.
+    async fn pace(&self, permit: &Permit, limits: &SiteLimits) -> bool {
+        loop {
+            match permit.take_message(limits, now_ms()) {
+                Ok(()) => return true,
+                Err(Refused::Paced { until_ms }) => {
+                    let wait = Duration::from_millis(until_ms.saturating_sub(now_ms()).max(1));
+                    futures_lite::future::or(glommio::timer::sleep(wait), self.stop.wait()).await;
+                    if self.stop.is_set() {
+                        return false;
+                    }
+                }
+                Err(Refused::Suspended { .. } | Refused::Busy) => return false,
+            }
+        }
     }
 
     /// Give a site permit back and let the destination that waited longest

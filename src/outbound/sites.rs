@@ -89,11 +89,6 @@ impl Pace {
         self.next_ms = now.max(self.next_ms) + 1000.0 / per_second;
         Ok(())
     }
-
-    /// A slot taken but not used: give it back.
-    fn give_back(&mut self, per_second: f64) {
-        self.next_ms -= 1000.0 / per_second;
-    }
 }
 
 /// The state of one (site, source).
@@ -401,13 +396,11 @@ impl Permit {
         })
     }
 
-    /// A slot from [`Permit::take_message`] that no message used.
-    pub fn give_back_message(&self, limits: &SiteLimits, now_ms: u64) {
-        self.sites.with(&self.key, |s| {
-            if let Some(rate) = s.allowed_rate(limits, now_ms) {
-                s.messages.give_back(rate);
-            }
-        })
+    /// Is the site suspended for this source at `now_ms`? Takes nothing:
+    /// asked before waiting for the next message, whose rate slot is
+    /// taken only once it is in hand.
+    pub fn suspended(&self, now_ms: u64) -> bool {
+        self.sites.with(&self.key, |s| s.suspended_until_ms > now_ms)
     }
 
     /// Count a message in flight until the guard drops.

@@ -344,6 +344,15 @@ impl QueueShard {
         None
     }
 
+    /// A message taken by [`QueueShard::next_ready`] and not sent (its site
+    /// was suspended while it waited for a rate slot): ready again, first
+    /// in line for its destination.
+    pub fn put_back(&mut self, key: Key) {
+        if let Some(dest) = self.messages.get(&key).map(QueuedMessage::dest) {
+            self.destinations.entry(dest).or_default().ready.push_front(key);
+        }
+    }
+
     /// The attempt ended with every recipient final: forget the message.
     pub fn finish(&mut self, key: Key) -> Option<QueuedMessage> {
         self.take(key)

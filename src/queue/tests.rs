@@ -110,6 +110,18 @@ fn asking_for_a_connection_to_a_finished_destination_leaves_nothing_behind() {
 }
 
 #[test]
+fn a_message_put_back_is_the_next_ready_one() {
+    let mut q = QueueShard::default();
+    q.enqueue(msg(1, "a.test"));
+    q.enqueue(msg(2, "a.test"));
+    let (first, m) = q.next_ready(&d("a.test")).unwrap();
+    assert_eq!(m.queue_id, QueueId(1));
+    q.put_back(first);
+    assert_eq!(q.next_ready(&d("a.test")).unwrap().1.queue_id, QueueId(1));
+    assert_eq!(q.next_ready(&d("a.test")).unwrap().1.queue_id, QueueId(2));
+}
+
+#[test]
 fn held_mail_is_not_dispatched_until_released() {
     let mut q = QueueShard::default();
     let k = q.enqueue(msg(1, "a.test"));
