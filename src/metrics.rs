@@ -15,8 +15,8 @@ mod latency;
 pub mod process;
 
 use crate::outbound::classify::BounceClass;
-pub use latency::{LatencyCounts, BOUNDS_US};
 use latency::Latency;
+pub use latency::{LatencyCounts, BOUNDS_US};
 use std::cell::Cell;
 use std::fmt::Write;
 
@@ -386,8 +386,9 @@ pub fn render(snaps: &[Snapshot]) -> String {
     });
     let free = snaps.first().map_or(0, |s| s.gauges.spool_free_bytes);
     let _ = writeln!(out, "# HELP ringmail_spool_free_bytes Free bytes on the spool's file system.\n# TYPE ringmail_spool_free_bytes gauge\nringmail_spool_free_bytes {free}");
-    let per_core_latency =
-        |f: &dyn Fn(&Snapshot) -> LatencyCounts| snaps.iter().map(|s| (format!("core=\"{}\"", s.core), f(s))).collect::<Vec<_>>();
+    let per_core_latency = |f: &dyn Fn(&Snapshot) -> LatencyCounts| {
+        snaps.iter().map(|s| (format!("core=\"{}\"", s.core), f(s))).collect::<Vec<_>>()
+    };
     latency::render(
         &mut out,
         "ringmail_smtp_data_ack_seconds",

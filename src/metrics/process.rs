@@ -98,7 +98,12 @@ pub fn render(out: &mut String, p: &ProcessStats, certificate_not_after: Option<
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
         }
     };
-    gauge("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", p.resident_bytes.map(|v| v as f64));
+    gauge(
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory size in bytes.",
+        p.resident_bytes.map(|v| v as f64),
+    );
     gauge("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", p.virtual_bytes.map(|v| v as f64));
     gauge("process_open_fds", "gauge", "Number of open file descriptors.", p.open_fds.map(|v| v as f64));
     gauge("process_max_fds", "gauge", "Maximum number of open file descriptors.", p.max_fds.map(|v| v as f64));
@@ -156,6 +161,9 @@ mod tests {
         assert!(out.contains("process_open_fds 7\n"), "{out}");
         assert!(!out.contains("process_resident_memory_bytes"), "{out}");
         assert!(out.contains("ringmail_tls_certificate_expiry_timestamp_seconds 1800000000\n"), "{out}");
-        assert!(out.contains(&format!("ringmail_build_info{{version=\"{VERSION}\",commit=\"{COMMIT}\"}} 1\n")), "{out}");
+        assert!(
+            out.contains(&format!("ringmail_build_info{{version=\"{VERSION}\",commit=\"{COMMIT}\"}} 1\n")),
+            "{out}"
+        );
     }
 }
