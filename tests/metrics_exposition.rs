@@ -159,3 +159,33 @@ fn promtool_accepts_the_page_and_histograms_count_every_message() {
     assert!(checkend(left - 60), "openssl: still valid a minute before the reported expiry");
     assert!(!checkend(left + 60), "openssl: expired a minute after the reported expiry");
 }
+
+#[test]
+fn certificate_expiry_follows_the_certificate_loaded_not_the_file() {
+    let dir = tempfile::tempdir_in(test_tmp()).unwrap();
+    let short = dir.path().join("short");
+    let long = dir.path().join("long");
+    std::fs::create_dir_all(&short).unwrap();
+    std::fs::create_dir_all(&long).unwrap();
+    let (cert, key) = certificate(&short, 10);
+    let (new_cert, new_key) = certificate(&long, 40);
+    let server = Server::start_with(Options {
+        extra: format!("[tls]\ncert = \"{}\"\nkey = \"{}\"\n", cert.display(), key.display()),
+        ..Options::default()
+    });
+    let days_left = || (server.metric("ringmail_tls_certificate_expiry_timestamp_seconds", &[]) - now()) / 86_400.0;
+    let before = days_left();
+    assert!((9.9..=10.01).contains(&before), "{before} days");
+
+    // Renewed on disk: the server still serves the old one until SIGHUP.
+    std::fs::copy(&new_cert, &cert).unwrap();
+    std::fs::copy(&new_key, &key).unwrap();
+    let unchanged = days_left();
+    assert!((9.9..=10.01).contains(&unchanged), "{unchanged} days before the reload");
+
+    server.signal(libc::SIGHUP);
+    let log = server.log_containing(&["SIGHUP: certificate reloaded"]);
+    assert!(log.contains("SIGHUP: certificate reloaded"), "{log}");
+    let after = days_left();
+    assert!((39.9..=40.01).contains(&after), "{after} days after the reload");
+}
