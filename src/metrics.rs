@@ -1,17 +1,23 @@
 //! Per-core counters and latency histograms, and their Prometheus text.
 //!
-//! Each core owns one [`CoreMetrics`]: plain `Cell` counters and HDR
-//! histograms, bumped on the hot path without locks or atomics. A scrape
-//! (GET /metrics, `ringmail status`) asks every core for a [`Snapshot`] over
-//! the shard mesh and renders them together: counters and gauges per core
-//! (label `core`), latency summaries merged across cores (quantiles of
-//! separate histograms cannot be added afterwards, so they are merged here).
+//! Each core owns one [`CoreMetrics`]: plain `Cell` counters and
+//! fixed-bucket latency histograms, bumped on the hot path without locks or
+//! atomics. A scrape (GET /metrics, `ringmail status`) asks every core for a
+//! [`Snapshot`] over the shard mesh and renders them together, every series
+//! per core (label `core`): counters, gauges and Prometheus histograms,
+//! which add up across cores and servers with `sum by (le)`.
+//! [`process`] adds the process-wide series (`process_*`, build info).
 //!
-//! The metric names are a contract with `tuning/grafana-dashboard.json`.
+//! The metric names are a contract with `tuning/grafana-dashboard.json` and
+//! `tuning/alerts.yml`.
+
+mod latency;
+pub mod process;
 
 use crate::outbound::classify::BounceClass;
-use hdrhistogram::Histogram;
-use std::cell::{Cell, RefCell};
+use latency::Latency;
+pub use latency::{LatencyCounts, BOUNDS_US};
+use std::cell::Cell;
 use std::fmt::Write;
 
 /// Protocols with sessions, in label order (`net::Protocol` maps onto it).
@@ -23,11 +29,6 @@ const SMTP_CLASSES: [&str; 3] = ["2xx", "4xx", "5xx"];
 /// Reply classes of remote servers, per recipient; `none` = no reply (the
 /// connection or the DNS lookup failed).
 pub const RELAY_CLASSES: [&str; 4] = ["2xx", "4xx", "5xx", "none"];
-
-/// Latencies are recorded in microseconds, up to an hour for 250-after-DATA
-/// and up to 30 days for relay delivery (queue waits), 3 significant digits.
-const DATA_ACK_MAX_US: u64 = 3_600_000_000;
-const DELIVERY_MAX_US: u64 = 30 * 86_400_000_000;
 
 /// One core's counters. Only its own executor touches them.
 pub struct CoreMetrics {
@@ -45,8 +46,10 @@ pub struct CoreMetrics {
     auth_ok: Cell<u64>,
     auth_failed: Cell<u64>,
     sessions: [Cell<u64>; 5],
-    data_ack: RefCell<Histogram<u64>>,
-    relay_delivery: RefCell<Histogram<u64>>,
+    /// End of DATA to the 250, microseconds.
+    data_ack: Latency,
+    /// Arrival to the remote 2xx, per recipient, microseconds.
+    relay_delivery: Latency,
 }
 
 impl Default for CoreMetrics {
@@ -65,14 +68,10 @@ impl Default for CoreMetrics {
             auth_ok: Cell::new(0),
             auth_failed: Cell::new(0),
             sessions: Default::default(),
-            data_ack: RefCell::new(histogram(DATA_ACK_MAX_US)),
-            relay_delivery: RefCell::new(histogram(DELIVERY_MAX_US)),
+            data_ack: Latency::default(),
+            relay_delivery: Latency::default(),
         }
     }
-}
-
-fn histogram(max: u64) -> Histogram<u64> {
-    Histogram::new_with_bounds(1, max, 3).expect("static bounds are valid")
 }
 
 fn bump(c: &Cell<u64>, n: u64) {
@@ -91,7 +90,7 @@ impl CoreMetrics {
     /// A message was stored and answered 250, `ack_us` after its DATA ended.
     pub fn message_received(&self, ack_us: u64) {
         bump(&self.received, 1);
-        let _ = self.data_ack.borrow_mut().record(ack_us.clamp(1, DATA_ACK_MAX_US));
+        self.data_ack.record(ack_us);
     }
 
     /// Count the final reply lines (`NNN ` at a line start) in bytes we are
@@ -119,7 +118,7 @@ impl CoreMetrics {
         match result {
             RelayResult::Delivered => {
                 bump(&self.relay_delivered, 1);
-                let _ = self.relay_delivery.borrow_mut().record(delay_us.clamp(1, DELIVERY_MAX_US));
+                self.relay_delivery.record(delay_us);
             }
             RelayResult::Deferred => bump(&self.relay_deferred, 1),
             RelayResult::Bounced => bump(&self.relay_bounced, 1),
@@ -176,8 +175,8 @@ impl CoreMetrics {
             auth: [self.auth_ok.get(), self.auth_failed.get()],
             sessions: get(&self.sessions),
             gauges,
-            data_ack: self.data_ack.borrow().clone(),
-            relay_delivery: self.relay_delivery.borrow().clone(),
+            data_ack: self.data_ack.snapshot(),
+            relay_delivery: self.relay_delivery.snapshot(),
         }
     }
 }
@@ -237,8 +236,8 @@ pub struct Snapshot {
     pub auth: [u64; 2],
     pub sessions: Vec<u64>,
     pub gauges: Gauges,
-    pub data_ack: Histogram<u64>,
-    pub relay_delivery: Histogram<u64>,
+    pub data_ack: LatencyCounts,
+    pub relay_delivery: LatencyCounts,
 }
 
 /// Render every core's snapshot as Prometheus text exposition (0.0.4).
@@ -387,40 +386,22 @@ pub fn render(snaps: &[Snapshot]) -> String {
     });
     let free = snaps.first().map_or(0, |s| s.gauges.spool_free_bytes);
     let _ = writeln!(out, "# HELP ringmail_spool_free_bytes Free bytes on the spool's file system.\n# TYPE ringmail_spool_free_bytes gauge\nringmail_spool_free_bytes {free}");
-    summary(
+    let per_core_latency = |f: &dyn Fn(&Snapshot) -> LatencyCounts| {
+        snaps.iter().map(|s| (format!("core=\"{}\"", s.core), f(s))).collect::<Vec<_>>()
+    };
+    latency::render(
         &mut out,
         "ringmail_smtp_data_ack_seconds",
         "From the end of DATA to the 250 (the group commit covering the message).",
-        snaps.iter().map(|s| &s.data_ack),
+        &per_core_latency(&|s| s.data_ack),
     );
-    summary(
+    latency::render(
         &mut out,
         "ringmail_relay_delivery_seconds",
         "From arrival to the remote server's 2xx, per recipient.",
-        snaps.iter().map(|s| &s.relay_delivery),
+        &per_core_latency(&|s| s.relay_delivery),
     );
     out
-}
-
-/// A Prometheus summary of histograms in microseconds, merged.
-fn summary<'a>(out: &mut String, name: &str, help: &str, hs: impl Iterator<Item = &'a Histogram<u64>>) {
-    let mut merged: Option<Histogram<u64>> = None;
-    for h in hs {
-        match &mut merged {
-            Some(m) => {
-                let _ = m.add(h);
-            }
-            None => merged = Some(h.clone()),
-        }
-    }
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} summary");
-    let Some(h) = merged else { return };
-    for q in [0.5, 0.99, 0.999] {
-        let v = if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1e6 };
-        let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {v}");
-    }
-    let _ = writeln!(out, "{name}_sum {}", h.mean() * h.len() as f64 / 1e6);
-    let _ = writeln!(out, "{name}_count {}", h.len());
 }
 
 /// One-screen summary for `ringmail status`.
@@ -496,7 +477,7 @@ mod tests {
     }
 
     #[test]
-    fn counters_render_per_core_and_summaries_merge() {
+    fn counters_and_histograms_render_per_core() {
         let a = CoreMetrics::default();
         let b = CoreMetrics::default();
         a.message_received(1000);
@@ -514,12 +495,20 @@ mod tests {
         assert!(text.contains("ringmail_relay_replies_total{core=\"1\",class=\"none\"} 1\n"));
         assert!(text.contains("ringmail_relay_replies_total{core=\"1\",class=\"4xx\"} 1\n"));
         assert!(text.contains("ringmail_relay_deferred_total{core=\"1\"} 2\n"));
-        assert!(text.contains("ringmail_smtp_data_ack_seconds_count 3\n"), "{text}");
-        assert!(text.contains("ringmail_relay_delivery_seconds_count 1\n"));
+        assert!(text.contains("ringmail_smtp_data_ack_seconds_count{core=\"0\"} 2\n"), "{text}");
+        assert!(text.contains("ringmail_smtp_data_ack_seconds_count{core=\"1\"} 1\n"), "{text}");
+        assert!(text.contains("ringmail_relay_delivery_seconds_count{core=\"1\"} 1\n"));
         assert!(text.contains("ringmail_queue_messages{core=\"0\",state=\"ready\"} 2\n"));
         assert!(text.contains("ringmail_spool_free_bytes 1000\n"));
-        // Median of 1, 2, 3 ms.
-        assert!(text.contains("ringmail_smtp_data_ack_seconds{quantile=\"0.5\"} 0.002"), "{text}");
+        // 1 and 3 ms on core 0: one in (0.5 ms, 1 ms], one in (2.5 ms, 5 ms].
+        assert!(text.contains("ringmail_smtp_data_ack_seconds_bucket{core=\"0\",le=\"0.001\"} 1\n"), "{text}");
+        assert!(text.contains("ringmail_smtp_data_ack_seconds_bucket{core=\"0\",le=\"0.0025\"} 1\n"), "{text}");
+        assert!(text.contains("ringmail_smtp_data_ack_seconds_bucket{core=\"0\",le=\"0.005\"} 2\n"), "{text}");
+        assert!(text.contains("ringmail_smtp_data_ack_seconds_sum{core=\"0\"} 0.004\n"), "{text}");
+        // The 5 s delivery is in the 5 s bucket, not the 2.5 s one.
+        assert!(text.contains("ringmail_relay_delivery_seconds_bucket{core=\"1\",le=\"2.5\"} 0\n"), "{text}");
+        assert!(text.contains("ringmail_relay_delivery_seconds_bucket{core=\"1\",le=\"5\"} 1\n"), "{text}");
+        assert!(!text.contains("quantile"), "no summaries left: {text}");
         // Every sample line is `name{labels} value` or `name value`.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, value) = line.rsplit_once(' ').expect(line);

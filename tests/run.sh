@@ -2,7 +2,8 @@
 # Run the whole ringmail test suite on a fresh Debian machine: install the
 # real peers the tests talk to (Python, curl, swaks, Postfix's smtp-sink and
 # smtp-source, fail2ban's fail2ban-regex, dkimpy and opendkim-tools for DKIM,
-# SPF, DMARC and ARC), then `cargo test` every package in the workspace.
+# SPF, DMARC and ARC, Prometheus' promtool), then `cargo test` every package
+# in the workspace.
 # Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,8 @@ command -v fail2ban-regex >/dev/null || missing+=(fail2ban)
 /usr/bin/python3 -c 'import dkim, nacl, authres' 2>/dev/null || missing+=(python3-dkim python3-nacl python3-authres)
 command -v opendkim-testmsg >/dev/null || missing+=(opendkim-tools)
 command -v unshare >/dev/null || missing+=(util-linux)
+# promtool checks the /metrics page and the alert rules (tuning/alerts.yml).
+command -v promtool >/dev/null || missing+=(prometheus)
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
@@ -33,8 +36,21 @@ if [ ${#missing[@]} -gt 0 ]; then
     # Postfix is only needed for its smtp-sink/smtp-source tools and the
     # benchmark; keep its installer from configuring a system mailer.
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
+    # Only the tools are wanted: where systemd runs, keep the packages'
+    # services (a Prometheus server on :9090, fail2ban, Postfix) from being
+    # started by the install (invoke-rc.d(8): 101 = action forbidden).
+    policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
+        trap 'rm -f "$policy"' EXIT
+    fi
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Removed here too: the exec below would skip the EXIT trap.
+    if [ "$(trap -p EXIT)" ]; then
+        rm -f "$policy"
+        trap - EXIT
+    fi
 fi
 
 exec cargo test --workspace --locked --no-fail-fast "$@"

@@ -103,6 +103,8 @@ async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
         (true, Route::NotFound) => ("404 Not Found", "not found; metrics are at GET /metrics\n".to_string()),
         (true, Route::Metrics | Route::MetricsHead) => {
             let mut page = crate::metrics::render(&shard.gather_metrics().await);
+            let process = crate::metrics::process::ProcessStats::read();
+            crate::metrics::process::render(&mut page, &process, crate::net::tls::loaded_certificate_expiry());
             crate::outbound::sites::render_metrics(&shard.outbound.sites.rows(crate::clock::now_ms()), &mut page);
             ("200 OK", page)
         }

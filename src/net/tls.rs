@@ -6,7 +6,27 @@
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+
+/// notAfter (Unix seconds) of the leaf certificate most recently loaded by
+/// [`TlsFiles::load`]; `i64::MIN` before the first load.
+//
+// Process-wide on purpose, the one exception to "no statics": there is one
+// server certificate per process, loaded at start-up and by SIGHUP on
+// threads of their own and handed to the cores as a rustls `ServerConfig`,
+// which has no way to give its certificate back. Keeping the expiry here
+// lets a scrape report the certificate actually loaded (not whatever the
+// file says now) without widening the TLS feed. Off the hot path: written
+// per load, read per scrape.
+static LOADED_NOT_AFTER: AtomicI64 = AtomicI64::new(i64::MIN);
+
+/// When the certificate this process loaded last expires (notAfter, Unix
+/// seconds); None before any load.
+pub fn loaded_certificate_expiry() -> Option<i64> {
+    let v = LOADED_NOT_AFTER.load(Ordering::Relaxed);
+    (v != i64::MIN).then_some(v)
+}
 
 /// Why the certificate could not be used; names the file.
 #[derive(Debug, thiserror::Error)]
@@ -47,8 +67,9 @@ impl TlsFiles {
     }
 
     /// Load and check the pair: a usable chain, a key that matches it.
+    /// On success [`loaded_certificate_expiry`] reports this leaf's notAfter.
     pub fn load(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        let certs = read_certs(&self.cert)?;
+        let (certs, not_after) = read_certs(&self.cert)?;
         let key = read_key(&self.key)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = ServerConfig::builder_with_provider(provider)
@@ -60,11 +81,13 @@ impl TlsFiles {
                 path: self.key.clone(),
                 reason: format!("key does not fit the certificate chain in {}: {e}", self.cert.display()),
             })?;
+        LOADED_NOT_AFTER.store(not_after, Ordering::Relaxed);
         Ok(Arc::new(config))
     }
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+/// The chain in the file and its leaf's notAfter (Unix seconds).
+fn read_certs(path: &Path) -> Result<(Vec<CertificateDer<'static>>, i64), TlsError> {
     let pem = std::fs::read(path).map_err(|error| TlsError::Read { path: path.to_path_buf(), error })?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<_, _>>()
@@ -72,8 +95,8 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     if certs.is_empty() {
         return Err(TlsError::Bad { path: path.to_path_buf(), reason: "no CERTIFICATE block found".into() });
     }
-    check_validity(path, &certs[0])?;
-    Ok(certs)
+    let not_after = check_validity(path, &certs[0])?;
+    Ok((certs, not_after))
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
@@ -84,8 +107,9 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 }
 
 /// Refuse a leaf certificate that is expired or not yet valid: clients
-/// would fail every handshake, so say so at start-up instead.
-fn check_validity(path: &Path, leaf: &CertificateDer<'_>) -> Result<(), TlsError> {
+/// would fail every handshake, so say so at start-up instead. Returns its
+/// notAfter.
+fn check_validity(path: &Path, leaf: &CertificateDer<'_>) -> Result<i64, TlsError> {
     let (not_before, not_after) = validity(leaf.as_ref()).ok_or_else(|| TlsError::Bad {
         path: path.to_path_buf(),
         reason: "cannot read the certificate's validity".into(),
@@ -97,7 +121,7 @@ fn check_validity(path: &Path, leaf: &CertificateDer<'_>) -> Result<(), TlsError
     if now < not_before {
         return Err(TlsError::Bad { path: path.to_path_buf(), reason: "the certificate is not valid yet".into() });
     }
-    Ok(())
+    Ok(not_after)
 }
 
 /// (notBefore, notAfter) in Unix seconds from a DER certificate: a minimal
@@ -205,9 +229,13 @@ mod tests {
         let files = TlsFiles { cert: dir.path().join("c.pem"), key: dir.path().join("k.pem") };
         make_self_signed("mx.test", &files).unwrap();
         assert!(files.load().is_ok());
-        let certs = read_certs(&files.cert).unwrap();
+        let (certs, not_after) = read_certs(&files.cert).unwrap();
         let (nb, na) = validity(certs[0].as_ref()).unwrap();
         assert!(nb < na);
+        assert_eq!(not_after, na);
+        // Tests in this binary load only self-signed pairs made the same way.
+        let loaded = loaded_certificate_expiry().expect("a load records the expiry");
+        assert!(loaded > nb, "{loaded} vs {nb}");
     }
 
     #[test]

@@ -99,6 +99,14 @@ impl Shard {
         while !self.outbound.is_held(dest, now_ms()) {
             let Some(slot) = ConnectionSlot::take(self, dest, max) else { break };
             glommio::spawn_local(self.clone().connection_task(slot)).detach();
+            // glommio may run the task at once, and with its MX plan in
+            // the cache it can end before its first real wait: its site
+            // held the destination back and its slot is free again. Taking
+            // that slot again would spin this core for as long as the site
+            // holds the destination (forever while the site is busy).
+            if self.outbound.is_held(dest, now_ms()) {
+                break;
+            }
         }
     }
 
@@ -138,10 +146,12 @@ impl Shard {
                 }
             }
             Err(e) => self.defer_all_ready(&dest, &e.to_string(), None),
-            Ok(targets) => {
-                let limits = Arc::new(self.site_limits(&domain, &targets));
+            Ok(plan) => {
+                let generation = self.outbound.sites.generation();
+                let rules = self.outbound.sites.rules();
+                let limits = Arc::new(self.site_limits(&rules, &domain, &plan.hosts));
                 self.outbound.remember_limits(&dest, limits.clone());
-                self.carry(&dest, &targets, &limits).await;
+                self.carry(&dest, &plan.targets, &limits, generation).await;
             }
         }
         // The slot goes back before the kick, so the kick may reuse it.
@@ -149,35 +159,31 @@ impl Shard {
         self.kick(&dest);
     }
 
-    /// The site of mail to `domain` going to `targets`, and its limits.
-    fn site_limits(&self, domain: &str, targets: &[mx::Target]) -> SiteLimits {
+    /// The site of mail to `domain` going to the MX `hosts` (in the order
+    /// tried), and its limits.
+    fn site_limits(&self, rules: &shaping::Shaping, domain: &str, hosts: &[String]) -> SiteLimits {
         let relay = &self.config().relay;
         let fallback = shaping::Fallback {
             max_connections: relay.max_connections_per_domain,
             max_deliveries_per_connection: relay.max_messages_per_connection,
         };
-        let rules = self.outbound.sites.rules();
         match mx::route_override(&relay.routes, domain) {
             Some((host, port)) => {
                 let target = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
                 rules.resolve(domain, shaping::Destination::Route(&target), fallback)
             }
-            None => {
-                let mut hosts: Vec<String> = Vec::with_capacity(targets.len());
-                for t in targets {
-                    if !hosts.contains(&t.host) {
-                        hosts.push(t.host.clone());
-                    }
-                }
-                rules.resolve(domain, shaping::Destination::Mx(&hosts), fallback)
-            }
+            None => rules.resolve(domain, shaping::Destination::Mx(hosts), fallback),
         }
     }
 
     /// Within `limits`, connect to the first of `targets` that answers and
     /// carry `dest`'s ready mail over it; or hold `dest` back if its site
     /// has no room now.
-    async fn carry(self: &Rc<Self>, dest: &Dest, targets: &[mx::Target], limits: &SiteLimits) {
+    /// `limits` were resolved under the rules of `generation`: when SIGHUP
+    /// replaces them, the connection ends before its next message, so that
+    /// the next one opens under the new rules (an idle connection that
+    /// keeps being reused would otherwise keep the old ones for good).
+    async fn carry(self: &Rc<Self>, dest: &Dest, targets: &[mx::Target], limits: &SiteLimits, generation: u64) {
         let relay = &self.config().relay;
         let site: Arc<str> = Arc::from(limits.site.as_str());
         let sources = source::sources(relay, dest.pool);
@@ -233,27 +239,26 @@ impl Shard {
         };
         let mut sent = 0;
         while sent < limits.max_deliveries_per_connection {
-            match permit.take_message(limits, now_ms()) {
-                Ok(()) => {}
-                Err(Refused::Paced { until_ms }) => {
-                    let wait = Duration::from_millis(until_ms.saturating_sub(now_ms()).max(1));
-                    futures_lite::future::or(glommio::timer::sleep(wait), self.stop.wait()).await;
-                    if self.stop.is_set() {
-                        break;
-                    }
-                    continue;
-                }
-                Err(Refused::Suspended { .. } | Refused::Busy) => break,
+            if self.outbound.sites.generation() != generation {
+                break; // reloaded: reconnect under the new rules
+            }
+            if permit.suspended(now_ms()) {
+                break;
             }
             // Others waiting for this site get the connection slot sooner
             // than an idle wait would give it up.
             let idle = if self.outbound.site_wanted(&site) { Duration::ZERO } else { relay.connection_idle.get() };
-            let Some((key, msg)) = self.next_for(dest, idle).await else {
-                permit.give_back_message(limits, now_ms());
-                break;
-            };
+            let Some((key, msg)) = self.next_for(dest, idle).await else { break };
             sent += 1;
             let Some((key, msg)) = self.without_suppressed(key, msg) else { continue };
+            // The rate slot is taken with the message in hand, just before
+            // it goes: a slot taken before waiting for mail was spent late,
+            // after the slots other connections took meanwhile, and the
+            // site saw a burst above its rate.
+            if !self.pace(&permit, limits).await {
+                self.queue.borrow_mut().put_back(key);
+                break;
+            }
             let (after, backoff) = self.deliver_one(&mut c, key, msg, &permit, limits).await;
             if let After::Gone = after {
                 break;
@@ -264,6 +269,24 @@ impl Shard {
         }
         c.quit(&self.outbound.tls).await;
         self.release(permit);
+    }
+
+    /// Wait for a slot of the site's message rate. False when the site
+    /// was suspended meanwhile or the core is stopping.
+    async fn pace(&self, permit: &Permit, limits: &SiteLimits) -> bool {
+        loop {
+            match permit.take_message(limits, now_ms()) {
+                Ok(()) => return true,
+                Err(Refused::Paced { until_ms }) => {
+                    let wait = Duration::from_millis(until_ms.saturating_sub(now_ms()).max(1));
+                    futures_lite::future::or(glommio::timer::sleep(wait), self.stop.wait()).await;
+                    if self.stop.is_set() {
+                        return false;
+                    }
+                }
+                Err(Refused::Suspended { .. } | Refused::Busy) => return false,
+            }
+        }
     }
 
     /// Give a site permit back and let the destination that waited longest

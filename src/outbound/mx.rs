@@ -77,6 +77,20 @@ pub struct Target {
     pub addr: SocketAddr,
 }
 
+/// Where mail for one domain goes: the [`Target`]s to try, and the MX
+/// host names they came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// In the order to try them; never empty, no repeated address.
+    pub targets: Vec<Target>,
+    /// Every MX host of the domain in the order they are tried, whether
+    /// its addresses resolved or repeated another's (the implicit MX or an
+    /// address literal: the domain; an override: its host). The site is
+    /// named from this set: two MX names for one address are still two
+    /// hosts, and `targets` keeps only the first of them.
+    pub hosts: Vec<String>,
+}
+
 /// Why a domain cannot be routed. [`RouteError::is_permanent`] separates the
 /// bounces from the deferrals; [`RouteError::status`] is the RFC 3463 code
 /// for the DSN, and `Display` is the human-readable diagnostic.
@@ -216,27 +230,31 @@ pub async fn plan(
     domain: &str,
     rng: &mut impl Rng,
 ) -> Result<Vec<Target>, RouteError> {
-    plan_with_port(resolver, routes, domain, SMTP_PORT, rng).await
+    plan_with_port(resolver, routes, domain, SMTP_PORT, rng).await.map(|p| p.targets)
 }
 
 /// [`plan`] with MX hosts reached on `mx_port` instead of 25, so tests on
-/// loopback need not take port 25 (overrides keep their own ports).
+/// loopback need not take port 25 (overrides keep their own ports), and
+/// with the host names the targets came from.
 pub async fn plan_with_port(
     resolver: &Resolver,
     routes: &BTreeMap<String, String>,
     domain: &str,
     mx_port: u16,
     rng: &mut impl Rng,
-) -> Result<Vec<Target>, RouteError> {
+) -> Result<Plan, RouteError> {
     if let Some((host, port)) = route_override(routes, domain) {
         return match resolver.addresses(&host).await {
-            Ok(addrs) if !addrs.is_empty() => Ok(targets(&[(host, addrs)], port)),
+            Ok(addrs) if !addrs.is_empty() => {
+                Ok(Plan { targets: targets(&[(host.clone(), addrs)], port), hosts: vec![host] })
+            }
             Ok(_) => Err(temporary(domain, format!("relay.routes host {host} has no address"))),
             Err(e) => Err(temporary(domain, format!("relay.routes host {host}: {e}"))),
         };
     }
     if let Some(ip) = ip_literal(domain) {
-        return Ok(vec![Target { host: domain.to_string(), addr: SocketAddr::new(ip, mx_port) }]);
+        let targets = vec![Target { host: domain.to_string(), addr: SocketAddr::new(ip, mx_port) }];
+        return Ok(Plan { targets, hosts: vec![domain.to_string()] });
     }
     let answer = match resolver.mx(domain).await {
         Ok(answer) => answer,
@@ -250,6 +268,7 @@ pub async fn plan_with_port(
         Route::NullMx => return Err(RouteError::NullMx { domain: domain.to_string() }),
         Route::NoSuchDomain => return Err(RouteError::NoSuchDomain { domain: domain.to_string() }),
     };
+    let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
     let mut resolved = Vec::with_capacity(hosts.len());
     let mut first_failure: Option<DnsError> = None;
     for host in hosts {
@@ -264,7 +283,7 @@ pub async fn plan_with_port(
     }
     let out = targets(&resolved, mx_port);
     match (out.is_empty(), first_failure) {
-        (false, _) => Ok(out),
+        (false, _) => Ok(Plan { targets: out, hosts: names }),
         (true, Some(e)) => Err(temporary(domain, e.to_string())),
         (true, None) => Err(RouteError::NoAddress { domain: domain.to_string() }),
     }
@@ -494,6 +513,26 @@ mod tests {
                 target("mx2.example.test", "127.0.0.3:25"),
             ]
         );
+    }
+
+    #[test]
+    fn plan_names_every_mx_host_even_when_two_share_an_address() {
+        // The site is named from `hosts`: it must not depend on which of
+        // two names for one server kept the address.
+        let dns = TestDns::start(
+            Zone::new()
+                .mx("example.test", 10, "mx1.example.test")
+                .mx("example.test", 20, "mx2.example.test")
+                .a("mx1.example.test", "127.0.0.2")
+                .a("mx2.example.test", "127.0.0.2"),
+        );
+        let resolver = Resolver::new(dns.addr(), Duration::from_millis(300));
+        let got = run(async {
+            plan_with_port(&resolver, &BTreeMap::new(), "example.test", 25, &mut StdRng::seed_from_u64(7)).await
+        })
+        .unwrap();
+        assert_eq!(got.targets, [target("mx1.example.test", "127.0.0.2:25")]);
+        assert_eq!(got.hosts, ["mx1.example.test", "mx2.example.test"]);
     }
 
     #[test]

@@ -35,6 +35,7 @@ use super::shaping::{BackoffAction, Rate, Shaping, SiteLimits};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -87,11 +88,6 @@ impl Pace {
         }
         self.next_ms = now.max(self.next_ms) + 1000.0 / per_second;
         Ok(())
-    }
-
-    /// A slot taken but not used: give it back.
-    fn give_back(&mut self, per_second: f64) {
-        self.next_ms -= 1000.0 / per_second;
     }
 }
 
@@ -202,6 +198,9 @@ pub struct Sites {
     /// The shaping rules in force; SIGHUP replaces them whole. Read once
     /// per connection.
     rules: Mutex<Arc<Shaping>>,
+    /// Bumped after each [`Sites::set_rules`]: an open connection compares
+    /// it before each message (an atomic load, not the mutex).
+    generation: AtomicU64,
 }
 
 impl Default for Sites {
@@ -225,7 +224,11 @@ pub struct Flight<'a>(&'a Permit);
 impl Sites {
     /// A table with no site seen yet, under `rules`.
     pub fn new(rules: Shaping) -> Sites {
-        Sites { stripes: (0..STRIPES).map(|_| Mutex::default()).collect(), rules: Mutex::new(Arc::new(rules)) }
+        Sites {
+            stripes: (0..STRIPES).map(|_| Mutex::default()).collect(),
+            rules: Mutex::new(Arc::new(rules)),
+            generation: AtomicU64::new(0),
+        }
     }
 
     /// The rules in force.
@@ -233,10 +236,19 @@ impl Sites {
         self.rules.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Put `rules` in force for connections opened from now on (those
-    /// open keep the limits they started with until they close).
+    /// Put `rules` in force for connections opened from now on; those
+    /// open keep the limits they started with, and the dispatcher closes
+    /// them before their next message (see [`Sites::generation`]).
     pub fn set_rules(&self, rules: Shaping) {
         *self.rules.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Changes after every [`Sites::set_rules`]. Read it before
+    /// [`Sites::rules`]: a reload in between then shows as a change (one
+    /// needless reconnect) rather than going unseen.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     fn stripe(&self, key: &SiteKey) -> MutexGuard<'_, HashMap<SiteKey, SiteState>> {
@@ -384,13 +396,11 @@ impl Permit {
         })
     }
 
-    /// A slot from [`Permit::take_message`] that no message used.
-    pub fn give_back_message(&self, limits: &SiteLimits, now_ms: u64) {
-        self.sites.with(&self.key, |s| {
-            if let Some(rate) = s.allowed_rate(limits, now_ms) {
-                s.messages.give_back(rate);
-            }
-        })
+    /// Is the site suspended for this source at `now_ms`? Takes nothing:
+    /// asked before waiting for the next message, whose rate slot is
+    /// taken only once it is in hand.
+    pub fn suspended(&self, now_ms: u64) -> bool {
+        self.sites.with(&self.key, |s| s.suspended_until_ms > now_ms)
     }
 
     /// Count a message in flight until the guard drops.

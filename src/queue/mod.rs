@@ -266,7 +266,11 @@ impl QueueShard {
     /// Reserve a connection slot for `domain` if under `max` and there is
     /// more ready mail than connections to carry it.
     pub fn open_connection(&mut self, domain: &Dest, max: usize) -> bool {
-        let d = self.destinations.entry(domain.clone()).or_default();
+        // `get_mut`, not `entry`: a destination the queue does not know has
+        // no ready mail, and an entry made here for it would never be
+        // removed (only `close_connection` removes one), so every domain
+        // ever kicked after its last message would stay for good.
+        let Some(d) = self.destinations.get_mut(domain) else { return false };
         if d.connections < max && d.ready.len() > d.connections {
             d.connections += 1;
             true
@@ -338,6 +342,15 @@ impl QueueShard {
             }
         }
         None
+    }
+
+    /// A message taken by [`QueueShard::next_ready`] and not sent (its site
+    /// was suspended while it waited for a rate slot): ready again, first
+    /// in line for its destination.
+    pub fn put_back(&mut self, key: Key) {
+        if let Some(dest) = self.messages.get(&key).map(QueuedMessage::dest) {
+            self.destinations.entry(dest).or_default().ready.push_front(key);
+        }
     }
 
     /// The attempt ended with every recipient final: forget the message.

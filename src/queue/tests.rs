@@ -93,6 +93,35 @@ fn connection_slots_are_capped_per_domain() {
 }
 
 #[test]
+fn asking_for_a_connection_to_a_finished_destination_leaves_nothing_behind() {
+    let mut q = QueueShard::default();
+    q.enqueue(msg(1, "a.test"));
+    assert!(q.open_connection(&d("a.test"), 2));
+    let (key, _) = q.next_ready(&d("a.test")).unwrap();
+    q.finish(key);
+    q.close_connection(&d("a.test"));
+    assert!(!q.knows(&d("a.test")), "nothing queued, no connection");
+    // The dispatcher kicks the destination once more after its last
+    // connection ends.
+    assert!(!q.open_connection(&d("a.test"), 2));
+    assert!(!q.knows(&d("a.test")), "the refused request left an empty destination behind");
+    assert!(!q.open_connection(&d("never.test"), 2));
+    assert_eq!(q.queued_by_dest().count(), 0);
+}
+
+#[test]
+fn a_message_put_back_is_the_next_ready_one() {
+    let mut q = QueueShard::default();
+    q.enqueue(msg(1, "a.test"));
+    q.enqueue(msg(2, "a.test"));
+    let (first, m) = q.next_ready(&d("a.test")).unwrap();
+    assert_eq!(m.queue_id, QueueId(1));
+    q.put_back(first);
+    assert_eq!(q.next_ready(&d("a.test")).unwrap().1.queue_id, QueueId(1));
+    assert_eq!(q.next_ready(&d("a.test")).unwrap().1.queue_id, QueueId(2));
+}
+
+#[test]
 fn held_mail_is_not_dispatched_until_released() {
     let mut q = QueueShard::default();
     let k = q.enqueue(msg(1, "a.test"));

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One message as the sink received it.
 #[derive(Debug, Clone)]
@@ -18,6 +18,12 @@ pub struct Received {
     pub data: Vec<u8>,
     /// Came in BDAT chunks, not after DATA.
     pub bdat: bool,
+    /// The address the connection came from (the relay's source address).
+    pub peer: std::net::IpAddr,
+    /// The name the client gave in EHLO/HELO on this connection.
+    pub ehlo: String,
+    /// When MAIL FROM of this transaction was read.
+    pub mail_at: Instant,
 }
 
 /// How the sink answers. `n` counts DATA ends seen so far (0-based).
@@ -30,6 +36,12 @@ pub struct Script {
     pub delay: Duration,
     /// Offer CHUNKING and take BDAT (RFC 3030).
     pub chunking: bool,
+}
+
+/// A `Script::data_end` that answers `reply` to the DATA end number `at`
+/// (0-based) and 250 to every other one.
+pub fn once_at(at: usize, reply: &'static str) -> Box<dyn Fn(usize) -> String + Send + Sync> {
+    Box::new(move |n| if n == at { reply.to_string() } else { "250 2.0.0 Ok: queued".to_string() })
 }
 
 impl Default for Script {
@@ -53,6 +65,8 @@ pub struct Sink {
     pub attempts: Arc<Mutex<Vec<Received>>>,
     pub connections: Arc<AtomicUsize>,
     pub max_concurrent: Arc<AtomicUsize>,
+    /// Connections open now.
+    pub active: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -72,14 +86,15 @@ impl Sink {
         let script = Arc::new(script);
         let (m, c, mc, st) =
             ((messages.clone(), attempts.clone()), connections.clone(), max_concurrent.clone(), stop.clone());
+        let act = active.clone();
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((s, _)) => {
                         c.fetch_add(1, Ordering::SeqCst);
-                        let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+                        let now = act.fetch_add(1, Ordering::SeqCst) + 1;
                         mc.fetch_max(now, Ordering::SeqCst);
-                        let (m, script, active, ends) = (m.clone(), script.clone(), active.clone(), ends.clone());
+                        let (m, script, active, ends) = (m.clone(), script.clone(), act.clone(), ends.clone());
                         std::thread::spawn(move || {
                             let _ = serve(s, &script, &m, &ends);
                             active.fetch_sub(1, Ordering::SeqCst);
@@ -89,7 +104,7 @@ impl Sink {
                 }
             }
         });
-        Sink { addr, messages, attempts, connections, max_concurrent, stop }
+        Sink { addr, messages, attempts, connections, max_concurrent, active, stop }
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -98,6 +113,15 @@ impl Sink {
 
     pub fn count(&self) -> usize {
         self.messages.lock().unwrap().len()
+    }
+
+    /// Every message whose data came in, whatever the answer.
+    pub fn tried(&self) -> Vec<Received> {
+        self.attempts.lock().unwrap().clone()
+    }
+
+    pub fn attempt_count(&self) -> usize {
+        self.attempts.lock().unwrap().len()
     }
 }
 
@@ -111,10 +135,12 @@ type Kept = (Arc<Mutex<Vec<Received>>>, Arc<Mutex<Vec<Received>>>);
 
 fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -> std::io::Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let peer = s.peer_addr()?.ip();
     let mut w = s.try_clone()?;
     let mut r = BufReader::new(s);
     w.write_all(b"220 sink.test ESMTP test sink\r\n")?;
     let (mut from, mut to) = (String::new(), Vec::new());
+    let (mut ehlo, mut mail_at) = (String::new(), Instant::now());
     let mut chunks = Vec::new();
     loop {
         let mut line = String::new();
@@ -123,6 +149,9 @@ fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -
         }
         let cmd = line.trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();
+        if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+            ehlo = cmd.get(5..).unwrap_or("").trim().to_string();
+        }
         let reply = if upper.starts_with("EHLO") {
             let chunking = if script.chunking { "250-CHUNKING\r\n" } else { "" };
             format!("250-sink.test\r\n250-PIPELINING\r\n{chunking}250-8BITMIME\r\n250 SIZE 100000000")
@@ -143,7 +172,15 @@ fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -
                 let n = ends.fetch_add(1, Ordering::SeqCst);
                 let reply = (script.data_end)(n);
                 let data = std::mem::take(&mut chunks);
-                let got = Received { from: from.clone(), to: to.clone(), data, bdat: true };
+                let got = Received {
+                    from: from.clone(),
+                    to: to.clone(),
+                    data,
+                    bdat: true,
+                    peer,
+                    ehlo: ehlo.clone(),
+                    mail_at,
+                };
                 all.lock().unwrap().push(got.clone());
                 if reply.starts_with('2') {
                     out.lock().unwrap().push(got);
@@ -154,6 +191,7 @@ fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -
             "250 Ok".into()
         } else if upper.starts_with("MAIL FROM:") {
             from = addr_of(&cmd[10..]);
+            mail_at = Instant::now();
             to.clear();
             chunks.clear();
             "250 2.1.0 Ok".into()
@@ -189,7 +227,15 @@ fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -
                 std::thread::sleep(script.delay);
                 let n = ends.fetch_add(1, Ordering::SeqCst);
                 let reply = (script.data_end)(n);
-                let got = Received { from: from.clone(), to: to.clone(), data, bdat: false };
+                let got = Received {
+                    from: from.clone(),
+                    to: to.clone(),
+                    data,
+                    bdat: false,
+                    peer,
+                    ehlo: ehlo.clone(),
+                    mail_at,
+                };
                 all.lock().unwrap().push(got.clone());
                 if reply.starts_with('2') {
                     out.lock().unwrap().push(got);
