@@ -91,13 +91,7 @@ impl Shard {
             Some(l) => l.max_connections.saturating_mul(source::sources(relay, dest.pool).len()),
             None => relay.max_connections_per_domain,
         };
-        // glommio runs a spawned task at once until it first waits, so a
-        // task that found its site busy (or suspended) has already held
-        // `dest` back and given its slot back when `spawn_local` returns:
-        // stop then, or this loop takes that slot again for ever and holds
-        // the core (two domains on one full site were enough).
-        while !self.outbound.is_held(dest, now_ms()) {
-            let Some(slot) = ConnectionSlot::take(self, dest, max) else { break };
+        while let Some(slot) = ConnectionSlot::take(self, dest, max) {
             glommio::spawn_local(self.clone().connection_task(slot)).detach();
             // glommio may run the task at once, and with its MX plan in
             // the cache it can end before its first real wait: its site
