@@ -536,30 +536,34 @@ impl Shard {
 /// site and may suspend it or halve its rate; recipients whose reply
 /// matched a `bounce` or `defer` rule become bounced or deferred.
 fn backoff(outcome: &mut MessageOutcome, permit: &Permit, limits: &SiteLimits) -> Option<BackoffAction> {
-    let lines: Vec<String> = outcome.per_recipient.iter().map(|o| o.reply().to_string().replace('\n', " ")).collect();
-    let pick = lines.iter().position(|l| limits.backoff_for(l).is_some()).unwrap_or(0);
-    let sent = outcome.per_recipient.get(pick).map(|o| match o {
+    let line = |o: &RecipientOutcome| o.reply().to_string().replace('\n', " ");
+    // Each reply is matched once, and only when the site has rules.
+    let matched: Vec<bool> = if limits.backoff.is_empty() {
+        Vec::new()
+    } else {
+        outcome.per_recipient.iter().map(|o| limits.backoff_for(&line(o)).is_some()).collect()
+    };
+    let pick = matched.iter().position(|&m| m).unwrap_or(0);
+    let first = outcome.per_recipient.get(pick)?;
+    let sent = match first {
         RecipientOutcome::Delivered { .. } => Sent::Delivered,
         RecipientOutcome::Deferred { .. } => Sent::Deferred,
         RecipientOutcome::Bounced { .. } => Sent::Bounced,
-    });
-    let (action, _) = permit.replied(limits, lines.get(pick)?, sent, now_ms())?;
-    for (o, line) in outcome.per_recipient.iter_mut().zip(&lines) {
-        if limits.backoff_for(line).is_none() {
-            continue;
-        }
-        *o = match (action, std::mem::replace(o, RecipientOutcome::Delivered { reply: placeholder() })) {
-            (BackoffAction::Bounce, RecipientOutcome::Deferred { reply }) => RecipientOutcome::Bounced { reply },
-            (BackoffAction::Defer, RecipientOutcome::Bounced { reply }) => RecipientOutcome::Deferred { reply },
-            (_, other) => other,
+    };
+    let (action, _) = permit.replied(limits, &line(first), Some(sent), now_ms())?;
+    for (o, _) in outcome.per_recipient.iter_mut().zip(&matched).filter(|(_, &m)| m) {
+        let flipped = match (action, &*o) {
+            (BackoffAction::Bounce, RecipientOutcome::Deferred { reply }) => {
+                RecipientOutcome::Bounced { reply: reply.clone() }
+            }
+            (BackoffAction::Defer, RecipientOutcome::Bounced { reply }) => {
+                RecipientOutcome::Deferred { reply: reply.clone() }
+            }
+            _ => continue,
         };
+        *o = flipped;
     }
     Some(action)
-}
-
-/// A reply only ever seen for the moment it takes to swap an outcome.
-fn placeholder() -> crate::proto::smtp_client::Reply {
-    crate::proto::smtp_client::Reply { code: 250, enhanced: None, text: String::new() }
 }
 
 /// The header section of a message (up to and including the blank line),

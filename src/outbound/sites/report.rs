@@ -79,15 +79,26 @@ pub fn render_metrics(rows: &[SiteRow], out: &mut String) {
         deferred: u64,
         bounced: u64,
     }
+    impl Sum {
+        fn add(&mut self, o: &Sum) {
+            self.connections += o.connections;
+            self.in_flight += o.in_flight;
+            self.suspended += o.suspended;
+            self.delivered += o.delivered;
+            self.deferred += o.deferred;
+            self.bounced += o.bounced;
+        }
+    }
     let mut sites: HashMap<&str, Sum> = HashMap::new();
     for r in rows {
-        let s = sites.entry(r.site.as_str()).or_default();
-        s.connections += r.connections;
-        s.in_flight += r.in_flight;
-        s.suspended += usize::from(r.suspended_until_ms > 0);
-        s.delivered += r.delivered;
-        s.deferred += r.deferred;
-        s.bounced += r.bounced;
+        sites.entry(r.site.as_str()).or_default().add(&Sum {
+            connections: r.connections,
+            in_flight: r.in_flight,
+            suspended: usize::from(r.suspended_until_ms > 0),
+            delivered: r.delivered,
+            deferred: r.deferred,
+            bounced: r.bounced,
+        });
     }
     let mut ranked: Vec<(&str, Sum)> = sites.into_iter().collect();
     ranked.sort_by(|a, b| {
@@ -102,12 +113,7 @@ pub fn render_metrics(rows: &[SiteRow], out: &mut String) {
             shown.push((escape(name), s));
         } else {
             others += 1;
-            other.connections += s.connections;
-            other.in_flight += s.in_flight;
-            other.suspended += s.suspended;
-            other.delivered += s.delivered;
-            other.deferred += s.deferred;
-            other.bounced += s.bounced;
+            other.add(&s);
         }
     }
     if others > 0 {
