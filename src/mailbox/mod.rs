@@ -49,6 +49,9 @@ pub enum MailboxError {
     InUse(String),
     #[error("mailbox {0} is not locked by this session")]
     NotLocked(String),
+    /// The owner core has not rebuilt its mailbox indexes yet (restart).
+    #[error("mailbox {0} is still being recovered")]
+    Recovering(String),
 }
 
 #[derive(Debug, Default)]

@@ -79,6 +79,9 @@ impl Shard {
         if self.stop.is_set() {
             return; // stopping: the queue is rebuilt from the spool at start
         }
+        if !self.recovery.queue_ready() {
+            return; // the relay timer kicks every destination on adoption
+        }
         // Idle connections to it take the mail first.
         self.outbound.wake_idle(dest);
         if self.outbound.is_held(dest, now_ms()) {

@@ -25,6 +25,15 @@
 //! - Recipient-state records are not fed to the ledger: they keep no segment
 //!   alive and pin none. Losing one is harmless (a retry comes sooner), and
 //!   letting them pin would keep every segment a deferral touched.
+//!
+//! # Behind recovery
+//! A core serves before its spool's older records are recovered (see
+//! `spool::phased`). Its ledger then starts [`Ledger::behind`]: every change
+//! is journaled in order and none is applied, so it answers nothing and
+//! offers no segment for deletion; [`Ledger::catch_up`] later replays the
+//! journal onto the recovered ledger, which gives exactly the ledger that
+//! feeding every record in order would have built. Nothing may be reclaimed
+//! or compacted while a ledger is behind.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -48,6 +57,17 @@ struct MessageState {
     finals: Vec<u64>,
 }
 
+/// One change to a ledger, journaled while it is [behind](Ledger::behind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    SegmentAdded(SegmentKey),
+    WriteSegment(SegmentKey),
+    Message { at: SpoolRef, recipients: u16 },
+    Tombstone { at: SpoolRef, target: SpoolRef, recipient: u16 },
+    SegmentRemoved(SegmentKey),
+    ReleasePins(SegmentKey),
+}
+
 /// See the module docs. Operations are O(log n) (plus the size of the
 /// returned list).
 #[derive(Debug, Default, Clone)]
@@ -57,6 +77,8 @@ pub struct Ledger {
     write_segments: BTreeMap<u16, u32>,
     /// target segment → segments holding tombstones that point into it.
     pinned_by: BTreeMap<SegmentKey, BTreeSet<SegmentKey>>,
+    /// Some while behind recovery: the changes to replay on catching up.
+    journal: Option<Vec<Change>>,
 }
 
 impl Ledger {
@@ -65,14 +87,75 @@ impl Ledger {
         Ledger::default()
     }
 
+    /// A ledger for a spool whose older records are still being recovered:
+    /// it journals every change until [`catch_up`](Ledger::catch_up), and
+    /// until then answers as an empty ledger and offers nothing for
+    /// deletion.
+    pub fn behind() -> Ledger {
+        Ledger { journal: Some(Vec::new()), ..Ledger::default() }
+    }
+
+    /// Whether changes are still being journaled (see [`behind`](Ledger::behind)).
+    pub fn is_behind(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    /// Become `recovered` (the ledger of every record written before this
+    /// one started) with the journaled changes applied in order. Returns
+    /// every segment that may be deleted now. On a ledger that is not
+    /// behind, `recovered` replaces it.
+    pub fn catch_up(&mut self, recovered: Ledger) -> Vec<SegmentKey> {
+        let journal = self.journal.take().unwrap_or_default();
+        *self = recovered;
+        self.journal = None;
+        for change in journal {
+            self.apply(change);
+        }
+        self.deletable()
+    }
+
+    /// Journal `change` if behind (true), else leave it to the caller.
+    fn journaled(&mut self, change: Change) -> bool {
+        match &mut self.journal {
+            Some(journal) => {
+                journal.push(change);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn apply(&mut self, change: Change) -> Vec<SegmentKey> {
+        match change {
+            Change::SegmentAdded(key) => {
+                self.segment_added(key);
+                Vec::new()
+            }
+            Change::WriteSegment(key) => self.set_write_segment(key),
+            Change::Message { at, recipients } => {
+                self.message_written(at, recipients);
+                Vec::new()
+            }
+            Change::Tombstone { at, target, recipient } => self.tombstone_written(at, target, recipient),
+            Change::SegmentRemoved(key) => self.segment_removed(key),
+            Change::ReleasePins(key) => self.release_pins(key),
+        }
+    }
+
     /// A segment exists on disk (created, or found by recovery).
     pub fn segment_added(&mut self, key: SegmentKey) {
+        if self.journaled(Change::SegmentAdded(key)) {
+            return;
+        }
         self.segments.entry(key).or_default();
     }
 
     /// Appends to `key.dir` now go to `key` (which exists). Returns the
     /// previous write segment if that made it deletable.
     pub fn set_write_segment(&mut self, key: SegmentKey) -> Vec<SegmentKey> {
+        if self.journaled(Change::WriteSegment(key)) {
+            return Vec::new();
+        }
         self.segment_added(key);
         let old = self.write_segments.insert(key.dir, key.seq);
         match old {
@@ -86,6 +169,9 @@ impl Ledger {
 
     /// A message with `recipients` recipients was written at `at`.
     pub fn message_written(&mut self, at: SpoolRef, recipients: u16) {
+        if self.journaled(Change::Message { at, recipients }) {
+            return;
+        }
         let seg = self.segments.entry(at.segment_key()).or_default();
         if recipients == 0 || self.messages.contains_key(&at) {
             return;
@@ -104,6 +190,9 @@ impl Ledger {
     /// A tombstone written at `at` made recipient `recipient` of the message
     /// at `target` final. Returns segments this made deletable.
     pub fn tombstone_written(&mut self, at: SpoolRef, target: SpoolRef, recipient: u16) -> Vec<SegmentKey> {
+        if self.journaled(Change::Tombstone { at, target, recipient }) {
+            return Vec::new();
+        }
         let holder = at.segment_key();
         self.segments.entry(holder).or_default();
         let target_seg = target.segment_key();
@@ -140,6 +229,9 @@ impl Ledger {
     /// deletable. May be called for segments of other directories, to
     /// release pins on them.
     pub fn segment_removed(&mut self, key: SegmentKey) -> Vec<SegmentKey> {
+        if self.journaled(Change::SegmentRemoved(key)) {
+            return Vec::new();
+        }
         if let Some(state) = self.segments.remove(&key) {
             // Only on misuse (deleting a segment the ledger did not offer):
             // drop what it still tracked, so the counts stay consistent.
@@ -181,6 +273,9 @@ impl Ledger {
     /// it no longer keeps any segment alive. Returns segments this made
     /// deletable (`holder` itself, if nothing else keeps it).
     pub fn release_pins(&mut self, holder: SegmentKey) -> Vec<SegmentKey> {
+        if self.journaled(Change::ReleasePins(holder)) {
+            return Vec::new();
+        }
         for holders in self.pinned_by.values_mut() {
             holders.remove(&holder);
         }
@@ -356,5 +451,51 @@ mod tests {
         assert!(l.is_live(at(0, 0, 0)), "index 130 is not a recipient");
         l.tombstone_written(at(0, 0, 8), at(0, 0, 0), 129);
         assert!(!l.is_live(at(0, 0, 0)));
+    }
+
+    /// The same history fed to one ledger directly and, split at a
+    /// boundary, to a recovered ledger plus a journal, ends in the same
+    /// state: catching up is replay, not approximation.
+    #[test]
+    fn catching_up_equals_feeding_everything_in_order() {
+        let before = |l: &mut Ledger| {
+            l.set_write_segment(seg(0, 0));
+            l.message_written(at(0, 0, 0), 2);
+            l.message_written(at(0, 0, 64), 1);
+            l.set_write_segment(seg(0, 1));
+            l.message_written(at(0, 1, 0), 1);
+            l.tombstone_written(at(0, 1, 64), at(0, 0, 0), 0);
+        };
+        let after = |l: &mut Ledger| -> Vec<SegmentKey> {
+            let mut dead = Vec::new();
+            dead.extend(l.set_write_segment(seg(0, 1)));
+            l.message_written(at(0, 1, 128), 1);
+            dead.extend(l.tombstone_written(at(0, 1, 192), at(0, 0, 0), 1));
+            dead.extend(l.tombstone_written(at(0, 1, 200), at(0, 0, 64), 0));
+            dead.extend(l.set_write_segment(seg(0, 2)));
+            dead.extend(l.tombstone_written(at(0, 2, 0), at(0, 1, 128), 0));
+            dead
+        };
+        let mut direct = Ledger::new();
+        before(&mut direct);
+        let direct_dead = after(&mut direct);
+        assert_eq!(direct_dead, [seg(0, 0)], "seg 0 dies once its three recipients are final");
+
+        let mut recovered = Ledger::new();
+        before(&mut recovered);
+        let mut live = Ledger::behind();
+        assert!(after(&mut live).is_empty(), "a ledger behind recovery offers nothing");
+        assert!(live.is_behind());
+        assert!(!live.is_live(at(0, 1, 128)), "nor answers before catching up");
+        let dead = live.catch_up(recovered);
+        assert!(!live.is_behind());
+        assert_eq!(dead, direct.deletable());
+        assert_eq!(dead, [seg(0, 0)]);
+        for a in [at(0, 0, 0), at(0, 0, 64), at(0, 1, 0), at(0, 1, 128)] {
+            assert_eq!(live.is_live(a), direct.is_live(a), "{a:?}");
+        }
+        assert_eq!(live.live_messages(), direct.live_messages());
+        // Both go on identically: seg 1 pins seg 0 in each.
+        assert_eq!(live.segment_removed(seg(0, 0)), direct.segment_removed(seg(0, 0)));
     }
 }
