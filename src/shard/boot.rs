@@ -305,6 +305,8 @@ fn spawn_recovery(job: RecoverBehind) -> Arc<Mutex<Option<spool::SpoolError>>> {
                     let live = recovered.messages.len();
                     let parts = distribute(recovered, job.adoptions.len(), &job.relay);
                     tracing::info!(messages = live, elapsed_ms = started.elapsed().as_millis() as u64, "spool recovered");
+                    #[cfg(debug_assertions)]
+                    hold_for_tests();
                     for (tx, part) in job.adoptions.iter().zip(parts) {
                         let _ = tx.send(part);
                     }
@@ -335,6 +337,19 @@ fn warn_if_readable_by_others(data_dir: &std::path::Path) {
                 mode = %format!("{mode:04o}"),
                 "data_dir is readable by group or others (it holds mail and password hashes): chmod 700 it"
             );
+        }
+    }
+}
+
+/// Debug builds only: while the file `RINGMAIL_TEST_HOLD_RECOVERY` names
+/// exists, keep the recovered spool from the cores, so that tests can
+/// exercise a server serving behind a recovery that lasts.
+#[cfg(debug_assertions)]
+fn hold_for_tests() {
+    if let Some(path) = std::env::var_os("RINGMAIL_TEST_HOLD_RECOVERY").filter(|p| std::path::Path::new(p).exists()) {
+        tracing::info!(file = ?path, "holding the recovered spool while this file exists (test hook)");
+        while std::path::Path::new(&path).exists() {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
