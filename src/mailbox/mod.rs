@@ -77,6 +77,19 @@ impl MailboxIndex {
         mb.entries.push(entry);
     }
 
+    /// Give back the memory of deleted mail: the tables shrink when less
+    /// than a quarter of them is used.
+    pub fn shrink(&mut self) {
+        if self.boxes.capacity() > 4 * self.boxes.len() + 1024 {
+            self.boxes.shrink_to_fit();
+        }
+        for mb in self.boxes.values_mut() {
+            if mb.entries.capacity() > 4 * mb.entries.len() + 64 {
+                mb.entries.shrink_to_fit();
+            }
+        }
+    }
+
     /// After recovery the entries arrive in spool order per core; put each
     /// mailbox into arrival order once.
     pub fn sort_by_arrival(&mut self) {

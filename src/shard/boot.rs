@@ -14,7 +14,6 @@ use crate::outbound::sites::Sites;
 use crate::queue::{PendingRecipient, QueueShard, QueuedMessage};
 use crate::sender_auth::{Signers, Verifier};
 use crate::spool::{self, DirStore, Ledger, QueueIdGen, Route, SegmentMaps, Spool, SpoolConfig};
-use std::sync::Mutex;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
 use std::cell::{Cell, RefCell};
@@ -22,6 +21,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, SystemTime};
 
@@ -165,7 +165,11 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
     for t in &opened.torn {
         tracing::warn!(dir = t.dir, segment = t.segment, offset = t.offset, reason = %t.reason, "cut torn spool tail (never acknowledged)");
     }
-    tracing::info!(cores, elapsed_ms = started.elapsed().as_millis() as u64, "spool tails open; recovering the rest behind");
+    tracing::info!(
+        cores,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "spool tails open; recovering the rest behind"
+    );
     let recovery = Arc::new(super::recovery::Shared::default());
     let (adoptions, inits): (Vec<_>, Vec<_>) = (0..cores as u16)
         .map(|dir| {
@@ -378,12 +382,13 @@ fn reclaim_at_start(root: &std::path::Path, recovered: &mut spool::Recovered) {
 /// leave from the egress pool their sender selects under `relay`.
 fn distribute(recovered: spool::Recovered, cores: usize, relay: &crate::config::Relay) -> Vec<Adoption> {
     // Each core only ever asks the ledger about records in the dirs it
-    // owns, so every core may start from the same ledger.
+    // owns: each copy keeps only those messages (segments stay whole, for
+    // the pins between dirs).
     let mut inits: Vec<Adoption> = (0..cores)
-        .map(|_| Adoption {
-            ledger: recovered.ledger.clone(),
-            suppressions: recovered.suppressions.clone(),
-            ..Adoption::default()
+        .map(|core| {
+            let mut ledger = recovered.ledger.clone();
+            ledger.keep_messages_of(|dir| owner::dir_owner(dir, cores) == core);
+            Adoption { ledger, suppressions: recovered.suppressions.clone(), ..Adoption::default() }
         })
         .collect();
     for m in recovered.messages {

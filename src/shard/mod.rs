@@ -297,7 +297,11 @@ impl Shard {
                 let _ = answer.send(self.mailboxes.borrow().entries(&user).to_vec());
             }
             Request::MailboxDelete { user, uid, answer } => {
-                let _ = answer.send(self.delete_by_uid(&user, &uid).await);
+                let deleted = match self.recovery.mailboxes_ready() {
+                    true => self.delete_by_uid(&user, &uid).await,
+                    false => Err(ShardError::Recovering),
+                };
+                let _ = answer.send(deleted);
             }
         }
     }
@@ -384,6 +388,15 @@ impl Shard {
             }
         }
         Ok(appended)
+    }
+
+    /// Shrink the tables a drained backlog left mostly empty (queue,
+    /// mailboxes, ledger); a no-op when they are in use. Run every few
+    /// seconds by the relay timer.
+    pub fn give_back_memory(&self) {
+        self.queue.borrow_mut().shrink();
+        self.mailboxes.borrow_mut().shrink();
+        self.ledger.borrow_mut().shrink();
     }
 
     /// Note a durable message record in the ledger.

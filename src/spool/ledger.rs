@@ -53,8 +53,27 @@ struct MessageState {
     count: u16,
     /// Recipients not yet final.
     remaining: u16,
-    /// Bit per recipient: final already (tombstones may repeat).
-    finals: Vec<u64>,
+    /// Bit per recipient: final already (tombstones may repeat). The first
+    /// 64 inline, so the common message costs no allocation here.
+    first: u64,
+    /// Recipients 64 and up (empty, unallocated, for most messages).
+    more: Box<[u64]>,
+}
+
+impl MessageState {
+    fn word(&self, i: usize) -> u64 {
+        match i {
+            0 => self.first,
+            _ => self.more.get(i - 1).copied().unwrap_or(0),
+        }
+    }
+
+    fn word_mut(&mut self, i: usize) -> Option<&mut u64> {
+        match i {
+            0 => Some(&mut self.first),
+            _ => self.more.get_mut(i - 1),
+        }
+    }
 }
 
 /// One change to a ledger, journaled while it is [behind](Ledger::behind).
@@ -182,7 +201,8 @@ impl Ledger {
             MessageState {
                 count: recipients,
                 remaining: recipients,
-                finals: vec![0; usize::from(recipients).div_ceil(64)],
+                first: 0,
+                more: vec![0; usize::from(recipients).div_ceil(64) - 1].into_boxed_slice(),
             },
         );
     }
@@ -207,7 +227,8 @@ impl Ledger {
             return Vec::new();
         };
         let (word, bit) = (usize::from(recipient) / 64, 1u64 << (recipient % 64));
-        let Some(w) = msg.finals.get_mut(word).filter(|_| recipient < msg.count) else {
+        let count = msg.count;
+        let Some(w) = msg.word_mut(word).filter(|_| recipient < count) else {
             return Vec::new();
         };
         if *w & bit != 0 {
@@ -261,7 +282,7 @@ impl Ledger {
             return true;
         };
         let word = usize::from(recipient) / 64;
-        recipient >= msg.count || msg.finals[word] & (1u64 << (recipient % 64)) != 0
+        recipient >= msg.count || msg.word(word) & (1u64 << (recipient % 64)) != 0
     }
 
     /// The final recipients of a live message (empty if not tracked).
@@ -284,6 +305,26 @@ impl Ledger {
             h.pins = 0;
         }
         self.deletable_now(holder).into_iter().collect()
+    }
+
+    /// Forget the messages of directories `owned` rejects, keeping every
+    /// segment's counts and pins. For a core that asks only about records
+    /// in the dirs it owns (every core gets a copy of the recovered
+    /// ledger): the other dirs' messages would otherwise sit in every copy
+    /// for good. Afterwards answers about those messages are wrong, and
+    /// their segments are never offered for deletion here (their owner's
+    /// copy does that).
+    pub fn keep_messages_of(&mut self, owned: impl Fn(u16) -> bool) {
+        self.messages.retain(|at, _| owned(at.dir));
+        self.messages.shrink_to_fit();
+    }
+
+    /// Give back the memory of a drained backlog: the message table shrinks
+    /// when it is less than a quarter full.
+    pub fn shrink(&mut self) {
+        if self.messages.capacity() > 4 * self.messages.len() + 1024 {
+            self.messages.shrink_to_fit();
+        }
     }
 
     /// Whether `key` is a segment the ledger knows (not yet removed).
@@ -435,6 +476,22 @@ mod tests {
         l.message_written(at(0, 0, 0), 0);
         assert!(!l.is_live(at(0, 0, 0)));
         assert_eq!(l.set_write_segment(seg(0, 1)), [seg(0, 0)]);
+    }
+
+    #[test]
+    fn a_copy_keeping_one_dirs_messages_still_answers_for_that_dir() {
+        let mut l = Ledger::new();
+        l.set_write_segment(seg(0, 0));
+        l.set_write_segment(seg(1, 0));
+        l.message_written(at(0, 0, 0), 1);
+        l.message_written(at(1, 0, 0), 1);
+        l.keep_messages_of(|dir| dir == 0);
+        assert_eq!(l.live_messages(), 1);
+        assert!(l.is_live(at(0, 0, 0)));
+        l.set_write_segment(seg(1, 1));
+        assert!(l.deletable().is_empty(), "dir 1's segment is its owner's to offer");
+        l.set_write_segment(seg(0, 1));
+        assert_eq!(l.tombstone_written(at(0, 1, 0), at(0, 0, 0), 0), [seg(0, 0)]);
     }
 
     #[test]
