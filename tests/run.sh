@@ -2,7 +2,7 @@
 # Run the whole ringmail test suite on a fresh Debian machine: install the
 # real peers the tests talk to (Python, curl, swaks, Postfix's smtp-sink and
 # smtp-source, fail2ban's fail2ban-regex, dkimpy and opendkim-tools for DKIM,
-# SPF, DMARC and ARC, Prometheus' promtool), then `cargo test` every package
+# SPF, DMARC and ARC, Prometheus' promtool, HAProxy), then `cargo test` every package
 # in the workspace.
 # Extra arguments go to `cargo test`.
 set -euo pipefail
@@ -26,6 +26,8 @@ command -v opendkim-testmsg >/dev/null || missing+=(opendkim-tools)
 command -v unshare >/dev/null || missing+=(util-linux)
 # promtool checks the /metrics page and the alert rules (tuning/alerts.yml).
 command -v promtool >/dev/null || missing+=(prometheus)
+# HAProxy sends PROXY protocol headers (tests/proxy_protocol.rs).
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
