@@ -18,12 +18,14 @@ struct Haproxy {
     smtp_v1: SocketAddr,
     smtp_v2: SocketAddr,
     pop3_v2: SocketAddr,
+    /// To the implicit-TLS POP3 listener: the header, then the handshake.
+    pop3s_v2: SocketAddr,
 }
 
 impl Haproxy {
     fn start(server: &Server) -> Haproxy {
         let port = || -> SocketAddr { format!("127.0.0.1:{}", free_port()).parse().unwrap() };
-        let (smtp_v1, smtp_v2, pop3_v2) = (port(), port(), port());
+        let (smtp_v1, smtp_v2, pop3_v2, pop3s_v2) = (port(), port(), port(), port());
         let config = server.data_dir().parent().unwrap().join("haproxy.cfg");
         let frontend = |name: &str, bind: SocketAddr, to: SocketAddr, send: &str| {
             format!(
@@ -31,10 +33,11 @@ impl Haproxy {
             )
         };
         let text = format!(
-            "global\n  maxconn 200\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n{}{}{}",
+            "global\n  maxconn 200\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n{}{}{}{}",
             frontend("smtp_v1", smtp_v1, server.smtp, "send-proxy"),
             frontend("smtp_v2", smtp_v2, server.smtp, "send-proxy-v2"),
             frontend("pop3_v2", pop3_v2, server.pop3, "send-proxy-v2"),
+            frontend("pop3s_v2", pop3s_v2, server.pop3s, "send-proxy-v2"),
         );
         std::fs::write(&config, text).unwrap();
         let bin = if std::path::Path::new("/usr/sbin/haproxy").exists() { "/usr/sbin/haproxy" } else { "haproxy" };
@@ -47,9 +50,9 @@ impl Haproxy {
             .stderr(Stdio::null())
             .spawn()
             .expect("haproxy (Debian package haproxy; tests/run.sh installs it)");
-        let h = Haproxy { child, smtp_v1, smtp_v2, pop3_v2 };
+        let h = Haproxy { child, smtp_v1, smtp_v2, pop3_v2, pop3s_v2 };
         let deadline = Instant::now() + Duration::from_secs(10);
-        for addr in [smtp_v1, smtp_v2, pop3_v2] {
+        for addr in [smtp_v1, smtp_v2, pop3_v2, pop3s_v2] {
             // Probes come from 127.0.0.5, so the tests can tell them apart.
             while try_socket_from("127.0.0.5", addr).is_err() {
                 assert!(Instant::now() < deadline, "haproxy did not listen on {addr}");
@@ -155,4 +158,23 @@ fn headers_from_the_wrong_peers_and_missing_headers_are_cut() {
     assert_eq!(n, 0, "no greeting without a header, then closed: {reply:?}");
     let log = server.log_containing(&["PROXY header refused"]);
     assert!(log.contains("PROXY header refused"), "{log}");
+}
+
+#[test]
+fn implicit_tls_works_after_the_header() {
+    let server = proxied_server("");
+    let haproxy = Haproxy::start(&server);
+    // Python's ssl client (tests/fixtures/tls_client.py) through HAProxy:
+    // ringmail must consume exactly the header, leaving the ClientHello.
+    let out = std::process::Command::new("python3")
+        .arg(format!("{}/tests/fixtures/tls_client.py", env!("CARGO_MANIFEST_DIR")))
+        .args(["pop3s", &haproxy.pop3s_v2.port().to_string(), "alice@localhost", PASSWORD])
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}\n{}", server.log());
+    // (HAProxy's readiness probes from 127.0.0.5 close without a handshake.)
+    let log = server.log_containing(&["client=127.0.0.1", "proto=\"pop3s\""]);
+    assert!(log.lines().any(|l| l.contains(" connect ") && l.contains("client=127.0.0.1:")), "{log}");
+    assert!(!log.lines().any(|l| l.contains("TLS handshake failed") && l.contains("client=127.0.0.1 ")), "{log}");
 }
