@@ -8,6 +8,8 @@
 
 mod checks;
 pub mod pool;
+mod routes;
+pub use routes::RouteTargets;
 mod sender_auth;
 mod units;
 
@@ -297,9 +299,15 @@ pub struct Relay {
     /// Clients in these networks may relay to any domain without AUTH.
     #[serde(default = "default_permit_relay_from")]
     pub permit_relay_from: Vec<IpNet>,
-    /// Domain -> "host:port" overrides of DNS; "*" is a smarthost for all.
+    /// Domain -> "host:port" (or a failover list of them) overriding DNS;
+    /// "*" is a smarthost for all (see [`RouteTargets`]).
     #[serde(default)]
-    pub routes: BTreeMap<String, String>,
+    pub routes: BTreeMap<String, RouteTargets>,
+    /// Relays tried, in order, after every MX host of a domain failed to
+    /// take a connection (Postfix's `smtp_fallback_relay`); not used for
+    /// `routes` destinations.
+    #[serde(default)]
+    pub fallback_relay: Vec<String>,
     /// DNS resolver "ip" or "ip:port"; default: first nameserver in
     /// /etc/resolv.conf.
     #[serde(default)]
@@ -441,6 +449,7 @@ impl Default for Relay {
         Relay {
             permit_relay_from: default_permit_relay_from(),
             routes: BTreeMap::new(),
+            fallback_relay: Vec::new(),
             dns_server: None,
             retry: default_retry(),
             max_queue_lifetime: default_max_queue_lifetime(),
@@ -844,9 +853,19 @@ impl Config {
         if self.limits.max_connections == 0 || self.limits.max_connections_per_ip == 0 {
             p.push("limits.max_connections and limits.max_connections_per_ip: must be at least 1".to_string());
         }
-        for (domain, target) in &self.relay.routes {
+        for (domain, route) in &self.relay.routes {
+            if route.targets().is_empty() {
+                p.push(format!("relay.routes.{domain:?}: an empty list (give at least one \"host:port\")"));
+            }
+            for target in route.targets() {
+                if let Err(e) = parse_host_port(target) {
+                    p.push(format!("relay.routes.{domain:?} = {target:?}: {e}"));
+                }
+            }
+        }
+        for target in &self.relay.fallback_relay {
             if let Err(e) = parse_host_port(target) {
-                p.push(format!("relay.routes.{domain:?} = {target:?}: {e}"));
+                p.push(format!("relay.fallback_relay {target:?}: {e}"));
             }
         }
         if let Some(dns) = &self.relay.dns_server {

@@ -48,6 +48,12 @@ pub fn parse(bytes: &[u8]) -> Parsed {
         };
     }
     match result {
+        // ppp takes a line ending in a bare LF at the end of the input;
+        // the protocol says CRLF, and what is accepted must not depend on
+        // where a read happened to end.
+        HeaderResult::V1(Ok(h)) if !h.header.ends_with("\r\n") => {
+            Parsed::Invalid("PROXY v1: the header must end in CRLF".to_string())
+        }
         HeaderResult::V1(Ok(h)) => {
             let client = match h.addresses {
                 V1::Tcp4(a) => Some(SocketAddr::new(IpAddr::V4(a.source_address), a.source_port)),
@@ -179,6 +185,16 @@ mod tests {
                 let _ = parse(&s[..n]);
             }
         }
+    }
+
+    #[test]
+    fn a_v1_line_must_end_in_crlf_wherever_the_input_ends() {
+        // Found by fuzzing: ppp takes a bare LF at the very end of its input.
+        let h = b"PROXY TCP6 2001:dbC8::7 2001:db4::1 400 25 \n";
+        assert!(matches!(parse(h), Parsed::Invalid(_)), "{:?}", parse(h));
+        let mut more = h.to_vec();
+        more.extend_from_slice(b"EHLO x\r\n");
+        assert!(matches!(parse(&more), Parsed::Invalid(_)));
     }
 
     #[test]

@@ -120,7 +120,15 @@ impl Shard {
         let relay = &self.config().relay;
         let targets = {
             let mut rng = rand::thread_rng();
-            mx::plan_with_port(&self.outbound.resolver, &relay.routes, &domain, relay.mx_port, &mut rng).await
+            mx::plan_with_port(
+                &self.outbound.resolver,
+                &relay.routes,
+                &relay.fallback_relay,
+                &domain,
+                relay.mx_port,
+                &mut rng,
+            )
+            .await
         };
         match targets {
             Err(e) if e.is_permanent() => {
@@ -169,12 +177,13 @@ impl Shard {
             max_connections: relay.max_connections_per_domain,
             max_deliveries_per_connection: relay.max_messages_per_connection,
         };
-        match mx::route_override(&relay.routes, domain) {
-            Some((host, port)) => {
-                let target = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
-                rules.resolve(domain, shaping::Destination::Route(&target), fallback)
+        // A route's site is its first target (the smarthost a failover
+        // list prefers).
+        match mx::route_override(&relay.routes, domain).as_deref() {
+            Some([(host, port), ..]) => {
+                rules.resolve(domain, shaping::Destination::Route(&mx::target_name(host, *port)), fallback)
             }
-            None => rules.resolve(domain, shaping::Destination::Mx(hosts), fallback),
+            _ => rules.resolve(domain, shaping::Destination::Mx(hosts), fallback),
         }
     }
 

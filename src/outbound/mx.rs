@@ -16,6 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
+use crate::config::RouteTargets;
 use crate::outbound::dns::{DnsError, Resolver};
 
 /// The well-known port for server-to-server SMTP; MX hosts listen here.
@@ -152,15 +153,27 @@ impl RouteError {
 
 /// The `relay.routes` entry for `domain`, if any: the exact domain first
 /// (case and a trailing dot ignored), then `"*"`, the smarthost for all.
-/// Values are `"host:port"` with IPv6 hosts in brackets (`"[::1]:25"`);
-/// config validation has already rejected malformed values, and one that
-/// slips through is treated as absent.
-pub fn route_override(routes: &BTreeMap<String, String>, domain: &str) -> Option<(String, u16)> {
+/// Its targets in the order tried; config validation has already rejected
+/// malformed values, and one that slips through is left out.
+pub fn route_override(routes: &BTreeMap<String, RouteTargets>, domain: &str) -> Option<Vec<(String, u16)>> {
     let domain = normalize(domain);
     let exact = routes.get(&domain).or_else(|| {
         routes.iter().find(|(key, _)| key.as_str() != "*" && normalize(key) == domain).map(|(_, value)| value)
     });
-    exact.and_then(|value| parse_host_port(value)).or_else(|| routes.get("*").and_then(|value| parse_host_port(value)))
+    let parsed = |route: &RouteTargets| -> Option<Vec<(String, u16)>> {
+        let targets: Vec<_> = route.targets().iter().filter_map(|t| parse_host_port(t)).collect();
+        (!targets.is_empty()).then_some(targets)
+    };
+    exact.and_then(parsed).or_else(|| routes.get("*").and_then(parsed))
+}
+
+/// `(host, port)` as a route target is written: `host:port`, `[v6]:port`.
+pub fn target_name(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// The address of an RFC 5321 §4.1.3 address literal: `[192.0.2.1]` or
@@ -226,30 +239,43 @@ pub fn route(domain: &str, answer: MxAnswer, rng: &mut impl Rng) -> Route {
 /// [`MAX_TARGETS`] entries.
 pub async fn plan(
     resolver: &Resolver,
-    routes: &BTreeMap<String, String>,
+    routes: &BTreeMap<String, RouteTargets>,
     domain: &str,
     rng: &mut impl Rng,
 ) -> Result<Vec<Target>, RouteError> {
-    plan_with_port(resolver, routes, domain, SMTP_PORT, rng).await.map(|p| p.targets)
+    plan_with_port(resolver, routes, &[], domain, SMTP_PORT, rng).await.map(|p| p.targets)
 }
 
 /// [`plan`] with MX hosts reached on `mx_port` instead of 25, so tests on
-/// loopback need not take port 25 (overrides keep their own ports), and
-/// with the host names the targets came from.
+/// loopback need not take port 25 (overrides keep their own ports), with
+/// the host names the targets came from, and with `fallback` relays
+/// (`relay.fallback_relay`, `"host:port"`) tried after every MX address.
 pub async fn plan_with_port(
     resolver: &Resolver,
-    routes: &BTreeMap<String, String>,
+    routes: &BTreeMap<String, RouteTargets>,
+    fallback: &[String],
     domain: &str,
     mx_port: u16,
     rng: &mut impl Rng,
 ) -> Result<Plan, RouteError> {
-    if let Some((host, port)) = route_override(routes, domain) {
-        return match resolver.addresses(&host).await {
-            Ok(addrs) if !addrs.is_empty() => {
-                Ok(Plan { targets: targets(&[(host.clone(), addrs)], port), hosts: vec![host] })
+    if let Some(route) = route_override(routes, domain) {
+        let mut resolved = Vec::with_capacity(route.len());
+        let mut first_failure = None;
+        for (host, port) in &route {
+            match resolver.addresses(host).await {
+                Ok(addrs) if !addrs.is_empty() => resolved.extend(targets(&[(host.clone(), addrs)], *port)),
+                Ok(_) => {
+                    first_failure.get_or_insert_with(|| format!("relay.routes host {host} has no address"));
+                }
+                Err(e) => {
+                    first_failure.get_or_insert_with(|| format!("relay.routes host {host}: {e}"));
+                }
             }
-            Ok(_) => Err(temporary(domain, format!("relay.routes host {host} has no address"))),
-            Err(e) => Err(temporary(domain, format!("relay.routes host {host}: {e}"))),
+        }
+        let hosts = route.iter().map(|(h, _)| h.clone()).collect();
+        return match (resolved.is_empty(), first_failure) {
+            (false, _) => Ok(Plan { targets: resolved, hosts }),
+            (true, reason) => Err(temporary(domain, reason.unwrap_or_default())),
         };
     }
     if let Some(ip) = ip_literal(domain) {
@@ -281,12 +307,39 @@ pub async fn plan_with_port(
             }
         }
     }
-    let out = targets(&resolved, mx_port);
+    let mut out = targets(&resolved, mx_port);
     match (out.is_empty(), first_failure) {
-        (false, _) => Ok(Plan { targets: out, hosts: names }),
-        (true, Some(e)) => Err(temporary(domain, e.to_string())),
+        (false, _) => {
+            out.extend(fallback_targets(resolver, fallback, &out).await);
+            Ok(Plan { targets: out, hosts: names })
+        }
+        // The MX hosts are known but unreachable by name for now: the
+        // fallback relays can still take the mail.
+        (true, Some(e)) => {
+            let out = fallback_targets(resolver, fallback, &[]).await;
+            match out.is_empty() {
+                true => Err(temporary(domain, e.to_string())),
+                false => Ok(Plan { targets: out, hosts: names }),
+            }
+        }
         (true, None) => Err(RouteError::NoAddress { domain: domain.to_string() }),
     }
+}
+
+/// The addresses of the `fallback` relays not already in `planned` (a
+/// relay that does not resolve is left out: the MX hosts come first).
+async fn fallback_targets(resolver: &Resolver, fallback: &[String], planned: &[Target]) -> Vec<Target> {
+    let mut out: Vec<Target> = Vec::new();
+    for (host, port) in fallback.iter().filter_map(|f| parse_host_port(f)) {
+        if let Ok(addrs) = resolver.addresses(&host).await {
+            for t in targets(&[(host.clone(), addrs)], port) {
+                if !planned.iter().chain(&out).any(|p| p.addr == t.addr) {
+                    out.push(t);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Flattens hosts and their addresses in order, dropping repeated
@@ -337,8 +390,8 @@ mod tests {
         MxHost { name: name.to_string(), pref }
     }
 
-    fn routes(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    fn routes(pairs: &[(&str, &str)]) -> BTreeMap<String, RouteTargets> {
+        pairs.iter().map(|(k, v)| (k.to_string(), RouteTargets::from(*v))).collect()
     }
 
     fn hosts(route: Route) -> Vec<(String, u16)> {
@@ -434,15 +487,15 @@ mod tests {
     #[test]
     fn exact_override_wins_over_smarthost() {
         let r = routes(&[("example.net", "127.0.0.1:2600"), ("*", "smart.test:587")]);
-        assert_eq!(route_override(&r, "example.net"), Some(("127.0.0.1".into(), 2600)));
-        assert_eq!(route_override(&r, "EXAMPLE.net."), Some(("127.0.0.1".into(), 2600)));
-        assert_eq!(route_override(&r, "other.net"), Some(("smart.test".into(), 587)));
+        assert_eq!(route_override(&r, "example.net"), Some(vec![("127.0.0.1".into(), 2600)]));
+        assert_eq!(route_override(&r, "EXAMPLE.net."), Some(vec![("127.0.0.1".into(), 2600)]));
+        assert_eq!(route_override(&r, "other.net"), Some(vec![("smart.test".into(), 587)]));
     }
 
     #[test]
     fn override_keys_match_case_insensitively() {
         let r = routes(&[("Example.NET", "[::1]:25")]);
-        assert_eq!(route_override(&r, "example.net"), Some(("::1".into(), 25)));
+        assert_eq!(route_override(&r, "example.net"), Some(vec![("::1".into(), 25)]));
     }
 
     #[test]
@@ -485,7 +538,7 @@ mod tests {
             .run(f)
     }
 
-    fn plan_for(dns: &TestDns, r: &BTreeMap<String, String>, domain: &str) -> Result<Vec<Target>, RouteError> {
+    fn plan_for(dns: &TestDns, r: &BTreeMap<String, RouteTargets>, domain: &str) -> Result<Vec<Target>, RouteError> {
         let resolver = Resolver::new(dns.addr(), Duration::from_millis(300));
         run(async { plan(&resolver, r, domain, &mut StdRng::seed_from_u64(7)).await })
     }
@@ -528,11 +581,44 @@ mod tests {
         );
         let resolver = Resolver::new(dns.addr(), Duration::from_millis(300));
         let got = run(async {
-            plan_with_port(&resolver, &BTreeMap::new(), "example.test", 25, &mut StdRng::seed_from_u64(7)).await
+            plan_with_port(&resolver, &BTreeMap::new(), &[], "example.test", 25, &mut StdRng::seed_from_u64(7)).await
         })
         .unwrap();
         assert_eq!(got.targets, [target("mx1.example.test", "127.0.0.2:25")]);
         assert_eq!(got.hosts, ["mx1.example.test", "mx2.example.test"]);
+    }
+
+    #[test]
+    fn a_route_list_keeps_its_order_and_drops_malformed_entries() {
+        let mut r = BTreeMap::new();
+        let list = vec!["127.0.0.9:2500".to_string(), "bad".to_string(), "[::1]:26".to_string()];
+        r.insert("x.test".to_string(), RouteTargets::new(list));
+        assert_eq!(route_override(&r, "x.test"), Some(vec![("127.0.0.9".into(), 2500), ("::1".into(), 26)]));
+        let dns = TestDns::start(Zone::new());
+        let got = plan_for(&dns, &r, "x.test").unwrap();
+        assert_eq!(got, [target("127.0.0.9", "127.0.0.9:2500"), target("::1", "[::1]:26")]);
+    }
+
+    #[test]
+    fn fallback_relays_come_after_every_mx_address_and_only_for_mx_routes() {
+        let dns =
+            TestDns::start(Zone::new().mx("example.test", 10, "mx1.example.test").a("mx1.example.test", "127.0.0.2"));
+        let resolver = Resolver::new(dns.addr(), Duration::from_millis(300));
+        let fallback = ["127.0.0.7:2525".to_string(), "127.0.0.2:25".to_string()];
+        let mut routes = BTreeMap::new();
+        routes.insert("routed.test".to_string(), RouteTargets::from("127.0.0.8:25"));
+        let (mx, routed) = run(async {
+            let mut rng = StdRng::seed_from_u64(7);
+            let mx = plan_with_port(&resolver, &routes, &fallback, "example.test", 25, &mut rng).await;
+            let routed = plan_with_port(&resolver, &routes, &fallback, "routed.test", 25, &mut rng).await;
+            (mx, routed)
+        });
+        assert_eq!(
+            mx.unwrap().targets,
+            [target("mx1.example.test", "127.0.0.2:25"), target("127.0.0.7", "127.0.0.7:2525")],
+            "after the MX, and an address already planned is not tried twice"
+        );
+        assert_eq!(routed.unwrap().targets, [target("127.0.0.8", "127.0.0.8:25")]);
     }
 
     #[test]
