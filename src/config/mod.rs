@@ -615,6 +615,18 @@ pub struct AuthConfig {
     pub max_auth_failures_per_user: u32,
     #[serde(default = "default_failure_window")]
     pub failure_window: Span,
+    /// How long a right password is remembered (Dovecot's `auth_cache_ttl`),
+    /// so that polling clients skip Argon2id; see [`crate::auth_cache`].
+    /// A changed or deleted user is forgotten at once, whatever this says.
+    #[serde(default = "default_cache_ttl")]
+    pub cache_ttl: Span,
+    /// How long a wrong password is remembered. A remembered refusal still
+    /// counts as a failure and still waits `failure_delay`.
+    #[serde(default = "default_cache_negative_ttl")]
+    pub cache_negative_ttl: Span,
+    /// Entries in the login cache, per core; 0 turns it off.
+    #[serde(default = "default_cache_size")]
+    pub cache_size: usize,
 }
 
 impl Default for AuthConfig {
@@ -627,6 +639,9 @@ impl Default for AuthConfig {
             max_auth_failures: default_max_auth_failures(),
             max_auth_failures_per_user: default_max_auth_failures_per_user(),
             failure_window: default_failure_window(),
+            cache_ttl: default_cache_ttl(),
+            cache_negative_ttl: default_cache_negative_ttl(),
+            cache_size: default_cache_size(),
         }
     }
 }
@@ -690,6 +705,15 @@ fn default_max_auth_failures() -> u32 {
 }
 fn default_failure_window() -> Span {
     Span::secs(600)
+}
+fn default_cache_ttl() -> Span {
+    Span::secs(3600)
+}
+fn default_cache_negative_ttl() -> Span {
+    Span::secs(30)
+}
+fn default_cache_size() -> usize {
+    10_000
 }
 fn default_max_connections() -> usize {
     10_000
