@@ -74,8 +74,7 @@ fn a_changed_password_or_a_deleted_user_is_refused_at_once_though_cached() {
 
 #[test]
 fn a_wrong_password_after_a_cached_success_is_refused_counted_and_locks_out() {
-    let server =
-        Server::start_with(Options { cores: 1, auth: "max_auth_failures = 3\n".into(), ..Options::default() });
+    let server = Server::start_with(Options { cores: 1, auth: "max_auth_failures = 3\n".into(), ..Options::default() });
     for _ in 0..2 {
         assert!(login_from(&server, "127.0.0.5", "alice@localhost", PASSWORD).starts_with("+OK"));
     }

@@ -121,10 +121,11 @@ fn run(control: u8, chunks: &[&[u8]], past_tls: bool, at_tls: &mut Option<Transc
                         let mut wire = Vec::new();
                         write_message(MESSAGES[index], top_lines, &mut wire);
                         check_wire(&wire);
+                        let before = server.output().len();
+                        server.message_body(MESSAGES[index]);
+                        assert_eq!(&server.output()[before..], &wire[..], "the body goes behind the status line");
                         t.output.extend_from_slice(server.output());
                         server.clear_output();
-                        t.output.extend_from_slice(&wire);
-                        server.message_sent();
                     }
                     Action::Commit { deleted } => {
                         assert!(!deleted.is_empty());

@@ -1,7 +1,13 @@
 //! Drives one POP3 session over the sans-I/O
 //! [`pop3::Server`](crate::proto::pop3::Server): checks passwords off the
-//! I/O path, locks the mailbox on its owner core, streams bodies from the
+//! I/O path, locks the mailbox on its owner core, copies bodies from the
 //! spool maps, and commits deletions through the owner at QUIT.
+//!
+//! Writes: everything the commands of one read ask for leaves in one write
+//! (status lines, message bodies, listings), so a client reading a RETR
+//! finds the whole reply in one read, and a pipelining client gets one
+//! write per batch. Only a slow action (a password check, QUIT's commit,
+//! STLS) or [`FLUSH_AT`] bytes of pending replies write earlier.
 
 use super::conn::Conn;
 use crate::config::Config;
@@ -9,6 +15,10 @@ use crate::mailbox::{LockToken, MailboxEntry, MailboxError};
 use crate::proto::pop3::{self, Action, AuthOutcome, CommitOutcome, MessageInfo};
 use crate::shard::{owner, Login, Request, Shard};
 use std::rc::Rc;
+
+/// Pending replies past this are written before the next command is
+/// answered: pipelined RETRs of large messages must not pile up in memory.
+const FLUSH_AT: usize = 256 * 1024;
 
 /// RFC 2449: command lines are at most 255 octets.
 const MAX_COMMAND_LINE: usize = 255;
@@ -46,10 +56,28 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn) {
             let n = server.handle_input(&conn.inbuf);
             conn.consume(n);
             let Some(action) = server.poll_action() else { break };
-            if conn.flush(&mut server).await.is_err() {
+            // A password check, a durable commit or a TLS handshake waits:
+            // the client gets the replies before it first.
+            let waits = !matches!(action, Action::SendMessage { .. });
+            if waits && conn.flush(&mut server).await.is_err() {
                 break 'session;
             }
             match action {
+                Action::SendMessage { index, .. } => {
+                    let Some(entry) = locked.as_ref().and_then(|l| l.entries.get(index)) else {
+                        tracing::error!(core = shard.id, index, "pop3 machine asked for a message outside the listing");
+                        break 'session;
+                    };
+                    if let Err(e) = send_body(&shard, entry, &mut server) {
+                        // The status line is pending without its body; the
+                        // only honest thing left is to drop the connection.
+                        tracing::error!(core = shard.id, queue_id = %entry.queue_id, error = %e, "cannot read message from spool");
+                        break 'session;
+                    }
+                    if server.output().len() >= FLUSH_AT && conn.flush(&mut server).await.is_err() {
+                        break 'session;
+                    }
+                }
                 Action::Authenticate { user, password } => {
                     let (outcome, lock) = login(&shard, &user, &password, &conn).await;
                     if let Some(l) = &lock {
@@ -58,23 +86,6 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn) {
                     }
                     locked = lock;
                     server.auth_done(outcome);
-                }
-                Action::SendMessage { index, top_lines } => {
-                    let Some(entry) = locked.as_ref().and_then(|l| l.entries.get(index)) else {
-                        tracing::error!(core = shard.id, index, "pop3 machine asked for a message outside the listing");
-                        break 'session;
-                    };
-                    let mut wire = Vec::with_capacity(entry.size as usize + 64);
-                    if let Err(e) = read_into(&shard, entry, top_lines, &mut wire) {
-                        // The status line already went out; the only honest
-                        // thing left is to drop the connection.
-                        tracing::error!(core = shard.id, queue_id = %entry.queue_id, error = %e, "cannot read message from spool");
-                        break 'session;
-                    }
-                    if conn.write_all(&wire).await.is_err() {
-                        break 'session;
-                    }
-                    server.message_sent();
                 }
                 Action::Commit { deleted } => {
                     let outcome = match locked.take() {
@@ -141,11 +152,12 @@ async fn login(shard: &Rc<Shard>, user: &str, password: &str, conn: &Conn) -> (A
     }
 }
 
-/// Write the wire form of `entry`'s body (dot-stuffed, terminated).
-fn read_into(shard: &Shard, entry: &MailboxEntry, top_lines: Option<u32>, out: &mut Vec<u8>) -> Result<(), ReadError> {
+/// Hand `entry`'s stored body, straight from the spool map, to the
+/// machine, which puts its wire form behind the status line.
+fn send_body(shard: &Shard, entry: &MailboxEntry, server: &mut pop3::Server) -> Result<(), ReadError> {
     let view = shard.maps.borrow_mut().record(shard.resolve(entry.at))?;
     let record = view.message()?;
-    pop3::write_message(record.body, top_lines, out);
+    server.message_body(record.body);
     Ok(())
 }
 

@@ -5,8 +5,8 @@
 //! fail2ban can match (README, Security).
 
 use super::limits::{Admission, Locked, Refusal, Settings};
-use crate::auth_cache::CacheSettings;
 use super::Shard;
+use crate::auth_cache::CacheSettings;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Instant;

@@ -19,6 +19,10 @@ use super::reply;
 use super::transaction::{self, Step};
 use crate::proto::smtp::sasl::{self, Exchange, Mechanism, SaslError};
 
+/// Output buffer kept between replies; a larger one (a message went out) is
+/// freed once written.
+const KEEP_OUTPUT_CAPACITY: usize = 4 * 1024;
+
 /// Settings shared by every session of one listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pop3Config {
@@ -56,9 +60,9 @@ pub enum Action {
     /// calls [`Server::auth_done`].
     Authenticate { user: String, password: String },
     /// RETR/TOP accepted: the `+OK ...` status line is already in output.
-    /// The driver flushes output, writes the body with
-    /// [`super::write_message`] (which adds the terminating `.\r\n`), then
-    /// calls [`Server::message_sent`].
+    /// The driver hands the stored message to [`Server::message_body`],
+    /// which puts its wire form right behind the status line, so that both
+    /// (and the replies to commands pipelined after it) leave in one write.
     SendMessage {
         /// 0-based index into the login snapshot.
         index: usize,
@@ -127,8 +131,9 @@ enum State {
     StartingTls { failures: u32 },
     /// Logged in, reading commands.
     Transaction { user: String, maildrop: Maildrop },
-    /// Logged in, waiting for [`Server::message_sent`].
-    Sending { user: String, maildrop: Maildrop },
+    /// Logged in, waiting for [`Server::message_body`]; `top_lines` as in
+    /// [`Action::SendMessage`].
+    Sending { user: String, maildrop: Maildrop, top_lines: Option<u32> },
     /// QUIT seen (UPDATE), waiting for [`Server::commit_done`].
     Committing { user: String },
     /// Nothing more is read or answered. `user` is kept when the session
@@ -256,11 +261,16 @@ impl Server {
         };
     }
 
-    /// Reports that the body of [`Action::SendMessage`] was written. Ignored
-    /// unless that action is outstanding.
-    pub fn message_sent(&mut self) {
+    /// Reports the stored bytes of the message [`Action::SendMessage`]
+    /// asked for. Its wire form ([`super::write_message`]: dot-stuffed, cut
+    /// for TOP, ending in `.\r\n`) goes into output behind the status
+    /// line. Ignored unless that action is outstanding.
+    pub fn message_body(&mut self, stored: &[u8]) {
         self.state = match self.take_state() {
-            State::Sending { user, maildrop } => State::Transaction { user, maildrop },
+            State::Sending { user, maildrop, top_lines } => {
+                super::write_message(stored, top_lines, &mut self.output);
+                State::Transaction { user, maildrop }
+            }
             other => other,
         };
     }
@@ -306,7 +316,13 @@ impl Server {
 
     /// Forgets the output after the driver has written it.
     pub fn clear_output(&mut self) {
-        self.output.clear();
+        if self.output.capacity() > KEEP_OUTPUT_CAPACITY {
+            // After a message went out, give its buffer back: an idle
+            // session should hold a few KiB, not the largest reply it sent.
+            self.output = Vec::new();
+        } else {
+            self.output.clear();
+        }
     }
 
     /// Nothing more will be read or answered: flush output, then close.
@@ -393,7 +409,7 @@ impl Server {
                             self.retrieved.push(index);
                         }
                         self.action = Some(Action::SendMessage { index, top_lines });
-                        State::Sending { user, maildrop }
+                        State::Sending { user, maildrop, top_lines }
                     }
                     Step::Quit => self.quit(user, &maildrop),
                 }

@@ -14,7 +14,7 @@ mod transaction;
 
 use std::rc::Rc;
 
-use super::{write_message, Action, AuthOutcome, CommitOutcome, MessageInfo, Pop3Config, Server};
+use super::{Action, AuthOutcome, CommitOutcome, MessageInfo, Pop3Config, Server};
 
 /// The one account the scripted driver knows.
 const USER: &str = "alice";
@@ -108,11 +108,7 @@ impl Session {
                     });
                     self.server.auth_done(outcome);
                 }
-                Action::SendMessage { index, top_lines } => {
-                    self.flush();
-                    write_message(MESSAGES[index].1, top_lines, &mut self.transcript);
-                    self.server.message_sent();
-                }
+                Action::SendMessage { index, .. } => self.server.message_body(MESSAGES[index].1),
                 Action::Commit { .. } => self.server.commit_done(self.commit),
                 Action::StartTls => self.server.stls_done(),
             }
