@@ -28,7 +28,7 @@ use std::rc::Rc;
 
 use libfuzzer_sys::fuzz_target;
 use ringmail::proto::pop3::{
-    command, write_message, Action, AuthOutcome, CommitOutcome, MessageInfo, Pop3Config, Server,
+    command, write_message, Action, Policy, AuthOutcome, CommitOutcome, MessageInfo, Pop3Config, Server,
 };
 use ringmail::proto::smtp::{sasl, DataProgress, DataScanner};
 use ringmail_fuzz::{split_control, ChunkPlan};
@@ -46,6 +46,7 @@ fn config(control: u8) -> Pop3Config {
         max_line_len: 64,
         max_auth_failures: 3,
         plaintext_auth_ok: control & 0x08 == 0,
+        policy: Policy { expire_days: (control & 0x10 != 0).then_some(30), ..Policy::default() },
     }
 }
 

@@ -125,6 +125,7 @@ pub struct Retention {
     pub delete_after_retrieve: Option<bool>,
     pub max_age: Option<Span>,
     pub max_mailbox_size: Option<u64>,
+    pub login_delay: Option<Span>,
     /// How often each core sweeps its mailboxes for expired mail.
     #[serde(default = "default_retention_interval")]
     pub check_interval: Span,
@@ -140,6 +141,7 @@ impl Default for Retention {
             delete_after_retrieve: None,
             max_age: None,
             max_mailbox_size: None,
+            login_delay: None,
             check_interval: default_retention_interval(),
             domains: BTreeMap::new(),
             users: BTreeMap::new(),
@@ -163,6 +165,10 @@ pub struct RetentionPolicy {
     pub max_age: Option<Span>,
     /// Octets a mailbox may hold; while over it, RCPT gets 452 4.2.2.
     pub max_mailbox_size: Option<u64>,
+    /// The least time POP3 clients should leave between logins, announced
+    /// as LOGIN-DELAY in CAPA (RFC 2449 §6.5). Announced only: logins
+    /// sooner are not refused (the login cache makes them cheap).
+    pub login_delay: Option<Span>,
 }
 
 /// The settings in force for one user.
@@ -171,6 +177,7 @@ pub struct EffectiveRetention {
     pub delete_after_retrieve: bool,
     pub max_age: Option<std::time::Duration>,
     pub max_mailbox_size: Option<u64>,
+    pub login_delay: Option<std::time::Duration>,
 }
 
 impl Retention {
@@ -186,7 +193,25 @@ impl Retention {
                 .unwrap_or(false),
             max_age: pick(&|p| p.max_age.is_some()).and_then(|p| p.max_age).map(Span::get),
             max_mailbox_size: pick(&|p| p.max_mailbox_size.is_some()).and_then(|p| p.max_mailbox_size),
+            login_delay: pick(&|p| p.login_delay.is_some()).and_then(|p| p.login_delay).map(Span::get),
         }
+    }
+
+    /// The top level alone: what applies to a user no level names.
+    pub fn site(&self) -> EffectiveRetention {
+        let g = self.global();
+        EffectiveRetention {
+            delete_after_retrieve: g.delete_after_retrieve.unwrap_or(false),
+            max_age: g.max_age.map(Span::get),
+            max_mailbox_size: g.max_mailbox_size,
+            login_delay: g.login_delay.map(Span::get),
+        }
+    }
+
+    /// Whether a domain or user level sets something `f` looks for (so a
+    /// user's policy may differ from the site's).
+    pub fn varies(&self, f: impl Fn(&RetentionPolicy) -> bool) -> bool {
+        self.domains.values().chain(self.users.values()).any(f)
     }
 
     fn global(&self) -> RetentionPolicy {
@@ -194,6 +219,7 @@ impl Retention {
             delete_after_retrieve: self.delete_after_retrieve,
             max_age: self.max_age,
             max_mailbox_size: self.max_mailbox_size,
+            login_delay: self.login_delay,
         }
     }
 
@@ -1077,6 +1103,8 @@ mod tests {
         assert!(!bob.delete_after_retrieve);
         assert_eq!(bob.max_age, Some(std::time::Duration::from_secs(30 * 86400)), "global");
         assert_eq!(r.for_user("eve@other.test").max_mailbox_size, Some(1000));
+        assert_eq!(r.site().max_age, Some(std::time::Duration::from_secs(30 * 86400)));
+        assert!(r.varies(|p| p.max_age.is_some()) && !r.varies(|p| p.login_delay.is_some()));
         assert!(parse("[retention]\nmax_age = 30\n").is_err(), "a bare number is not a duration");
         assert!(parse("[retention.users.\"a@b\"]\nquota = 1\n").is_err(), "unknown key");
     }

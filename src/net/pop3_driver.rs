@@ -10,9 +10,9 @@
 //! STLS) or [`FLUSH_AT`] bytes of pending replies write earlier.
 
 use super::conn::Conn;
-use crate::config::Config;
+use crate::config::{Config, EffectiveRetention};
 use crate::mailbox::{LockToken, MailboxEntry, MailboxError};
-use crate::proto::pop3::{self, Action, AuthOutcome, CommitOutcome, MessageInfo};
+use crate::proto::pop3::{self, Action, AuthOutcome, CommitOutcome, MessageInfo, Policy};
 use crate::shard::{owner, Login, Request, Shard};
 use std::rc::Rc;
 
@@ -35,7 +35,23 @@ fn server_config(config: &Config, tls_active: bool, peer: std::net::IpAddr) -> p
         max_line_len: MAX_COMMAND_LINE,
         max_auth_failures: config.auth.max_failures_per_connection,
         plaintext_auth_ok: tls_active || (loopback && config.auth.plaintext_on_loopback),
+        policy: Policy {
+            expire_varies: config.retention.varies(|p| p.max_age.is_some() || p.delete_after_retrieve.is_some()),
+            login_delay_varies: config.retention.varies(|p| p.login_delay.is_some()),
+            ..policy(&config.retention.site())
+        },
     }
+}
+
+/// What CAPA announces of a retention policy (RFC 2449 §6.5, §6.7).
+fn policy(r: &EffectiveRetention) -> Policy {
+    let expire_days = match (r.delete_after_retrieve, r.max_age) {
+        (true, _) => Some(0),
+        // Whole days, a part day dropped: at least this long.
+        (false, Some(age)) => Some(age.as_secs() / 86_400),
+        (false, None) => None,
+    };
+    Policy { expire_days, login_delay_secs: r.login_delay.map(|d| d.as_secs()), ..Policy::default() }
 }
 
 /// A mailbox this session holds locked, and the listing it works on.
@@ -81,8 +97,9 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn) {
                 Action::Authenticate { user, password } => {
                     let (outcome, lock) = login(&shard, &user, &password, &conn).await;
                     if let Some(l) = &lock {
-                        server
-                            .delete_retrieved_at_quit(shard.config().retention.for_user(&l.user).delete_after_retrieve);
+                        let retention = shard.config().retention.for_user(&l.user);
+                        server.delete_retrieved_at_quit(retention.delete_after_retrieve);
+                        server.set_user_policy(policy(&retention));
                     }
                     locked = lock;
                     server.auth_done(outcome);

@@ -15,6 +15,7 @@ use std::rc::Rc;
 use super::command::{self, Command};
 use super::line::{self, Line};
 use super::maildrop::{Maildrop, MessageInfo};
+use super::policy::Policy;
 use super::reply;
 use super::transaction::{self, Step};
 use crate::proto::smtp::sasl::{self, Exchange, Mechanism, SaslError};
@@ -49,6 +50,9 @@ pub struct Pop3Config {
     /// works, and [`Server::stls_done`] makes it hold for the rest of the
     /// session.
     pub plaintext_auth_ok: bool,
+    /// The site's EXPIRE and LOGIN-DELAY, for CAPA before login (after it,
+    /// the user's: [`Server::set_user_policy`]).
+    pub policy: Policy,
 }
 
 /// Work the driver must do before the session can go on. At most one is
@@ -162,6 +166,8 @@ pub struct Server {
     /// them too (the user's `retention.delete_after_retrieve`).
     retrieved: Vec<usize>,
     delete_retrieved: bool,
+    /// What CAPA announces: the site's, then the user's once logged in.
+    policy: Policy,
 }
 
 impl Server {
@@ -169,7 +175,7 @@ impl Server {
     pub fn new(config: Rc<Pop3Config>) -> Server {
         let mut output = Vec::new();
         reply::greeting(&mut output, &config.hostname);
-        let plaintext_auth_ok = config.plaintext_auth_ok;
+        let (plaintext_auth_ok, policy) = (config.plaintext_auth_ok, config.policy);
         let state = State::Authorization { user: None, failures: 0 };
         Server {
             config,
@@ -180,7 +186,14 @@ impl Server {
             plaintext_auth_ok,
             retrieved: Vec::new(),
             delete_retrieved: false,
+            policy,
         }
+    }
+
+    /// The logged-in user's EXPIRE and LOGIN-DELAY, for CAPA from now on
+    /// (set by the driver with the login; `USER` suffixes are dropped).
+    pub fn set_user_policy(&mut self, policy: Policy) {
+        self.policy = policy.for_user();
     }
 
     /// UPDATE (QUIT) also deletes every message retrieved in full with
@@ -402,7 +415,7 @@ impl Server {
         self.state = match self.take_state() {
             State::Authorization { user, failures } => self.authorization(command, user, failures),
             State::Transaction { user, mut maildrop } => {
-                match transaction::handle(command, &mut maildrop, &mut self.output) {
+                match transaction::handle(command, &mut maildrop, &self.policy, &mut self.output) {
                     Step::Continue => State::Transaction { user, maildrop },
                     Step::Send { index, top_lines } => {
                         if top_lines.is_none() && !self.retrieved.contains(&index) {
@@ -451,7 +464,8 @@ impl Server {
                 return State::Closed { user: None };
             }
             Command::Capa => {
-                reply::capabilities(&mut self.output, self.config.stls && !self.tls, self.plaintext_auth_ok);
+                let stls = self.config.stls && !self.tls;
+                reply::capabilities(&mut self.output, stls, self.plaintext_auth_ok, &self.policy);
                 return State::Authorization { user, failures };
             }
             Command::Stls if !self.config.stls => reply::ERR_STLS_UNAVAILABLE,

@@ -14,7 +14,7 @@ mod transaction;
 
 use std::rc::Rc;
 
-use super::{Action, AuthOutcome, CommitOutcome, MessageInfo, Pop3Config, Server};
+use super::{Action, AuthOutcome, Policy, CommitOutcome, MessageInfo, Pop3Config, Server};
 
 /// The one account the scripted driver knows.
 const USER: &str = "alice";
@@ -34,6 +34,7 @@ fn config() -> Pop3Config {
         max_line_len: 255,
         max_auth_failures: 3,
         plaintext_auth_ok: true,
+        policy: Policy::default(),
     }
 }
 
