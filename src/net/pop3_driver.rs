@@ -123,7 +123,17 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn) {
                 }
             }
         }
-        if conn.flush(&mut server).await.is_err() || server.is_closed() {
+        if server.is_closed() {
+            // Unlock before the goodbye goes out: a client that logs in
+            // again the moment it has it (pollers do) must not find its
+            // own mailbox [IN-USE].
+            if let Some(l) = locked.take() {
+                unlock(&shard, l).await;
+            }
+            let _ = conn.flush(&mut server).await;
+            break;
+        }
+        if conn.flush(&mut server).await.is_err() {
             break;
         }
         if !conn.read_more(&mut server, &shard.stop, shard.id, "pop3").await {
@@ -132,10 +142,15 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn) {
     }
     // Gone without QUIT: release the lock, delete nothing (RFC 1939 §6).
     if let Some(l) = locked {
-        let (user, token) = (l.user, l.token);
-        let _ = shard.ask(l.owner, |answer| Request::Unlock { user, token, answer }).await;
+        unlock(&shard, l).await;
     }
     conn.close().await;
+}
+
+/// Release the mailbox lock on its owner core.
+async fn unlock(shard: &Rc<Shard>, l: Locked) {
+    let (user, token) = (l.user, l.token);
+    let _ = shard.ask(l.owner, |answer| Request::Unlock { user, token, answer }).await;
 }
 
 /// Check the password off the core, then lock the mailbox on its owner.
