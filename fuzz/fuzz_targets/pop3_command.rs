@@ -28,7 +28,7 @@ use std::rc::Rc;
 
 use libfuzzer_sys::fuzz_target;
 use ringmail::proto::pop3::{
-    command, write_message, Action, Policy, AuthOutcome, CommitOutcome, MessageInfo, Pop3Config, Server,
+    command, write_message, Action, AuthOutcome, CommitOutcome, MessageInfo, Policy, Pop3Config, Server,
 };
 use ringmail::proto::smtp::{sasl, DataProgress, DataScanner};
 use ringmail_fuzz::{split_control, ChunkPlan};

@@ -67,7 +67,12 @@ mod tests {
 
     #[test]
     fn values_and_user_suffixes() {
-        let site = Policy { expire_days: Some(30), login_delay_secs: Some(900), expire_varies: true, login_delay_varies: false };
+        let site = Policy {
+            expire_days: Some(30),
+            login_delay_secs: Some(900),
+            expire_varies: true,
+            login_delay_varies: false,
+        };
         assert_eq!(capa(site), "EXPIRE 30 USER\r\nLOGIN-DELAY 900\r\n");
         assert_eq!(capa(site.for_user()), "EXPIRE 30\r\nLOGIN-DELAY 900\r\n");
         let some_users = Policy { login_delay_varies: true, expire_varies: true, ..Policy::default() };

@@ -14,7 +14,7 @@ mod transaction;
 
 use std::rc::Rc;
 
-use super::{Action, AuthOutcome, Policy, CommitOutcome, MessageInfo, Pop3Config, Server};
+use super::{Action, AuthOutcome, CommitOutcome, MessageInfo, Policy, Pop3Config, Server};
 
 /// The one account the scripted driver knows.
 const USER: &str = "alice";
