@@ -98,6 +98,12 @@ impl UserDb {
         self.users.is_empty()
     }
 
+    /// The stored hash of `address`, already lower-case (no copy: for the
+    /// login cache, which checks an outcome still matches it).
+    pub fn stored_hash(&self, address: &str) -> Option<&str> {
+        self.users.get(address).map(String::as_str)
+    }
+
     /// The stored hash for `address`, for `verify` off the I/O path.
     pub fn hash_of(&self, address: &str) -> Option<String> {
         self.users.get(&address.to_ascii_lowercase()).cloned()

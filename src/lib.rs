@@ -33,6 +33,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod auth_cache;
 pub mod clock;
 pub mod config;
 pub mod files;

@@ -246,6 +246,9 @@ fn run() -> anyhow::Result<()> {
     // SAFETY: umask(2) only sets this process's file creation mask.
     unsafe { libc::umask(0o077) };
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        ringmail::startup::quiet_pipe::install();
+    }
     match cli.command {
         Command::Serve { config } => {
             let (cfg, path) = load(config)?;

@@ -45,6 +45,8 @@ pub struct CoreMetrics {
     tls_failed: Cell<u64>,
     auth_ok: Cell<u64>,
     auth_failed: Cell<u64>,
+    /// Password checks answered from the login cache / by Argon2id.
+    auth_cache: [Cell<u64>; 2],
     sessions: [Cell<u64>; 5],
     /// End of DATA to the 250, microseconds.
     data_ack: Latency,
@@ -67,6 +69,7 @@ impl Default for CoreMetrics {
             tls_failed: Cell::new(0),
             auth_ok: Cell::new(0),
             auth_failed: Cell::new(0),
+            auth_cache: Default::default(),
             sessions: Default::default(),
             data_ack: Latency::default(),
             relay_delivery: Latency::default(),
@@ -145,6 +148,12 @@ impl CoreMetrics {
         bump(if ok { &self.auth_ok } else { &self.auth_failed }, 1);
     }
 
+    /// A password check was answered from the login cache (`hit`) or
+    /// needed Argon2id.
+    pub fn auth_cache(&self, hit: bool) {
+        bump(&self.auth_cache[usize::from(!hit)], 1);
+    }
+
     /// A session of protocol `proto` (index into [`PROTOCOLS`]) opened; the
     /// guard closes it when dropped.
     pub fn session(&self, proto: usize) -> SessionGuard<'_> {
@@ -173,6 +182,7 @@ impl CoreMetrics {
             bounces: get(&self.bounces),
             tls: [self.tls_ok.get(), self.tls_failed.get()],
             auth: [self.auth_ok.get(), self.auth_failed.get()],
+            auth_cache: [self.auth_cache[0].get(), self.auth_cache[1].get()],
             sessions: get(&self.sessions),
             gauges,
             data_ack: self.data_ack.snapshot(),
@@ -239,6 +249,8 @@ pub struct Snapshot {
     pub bounces: Vec<u64>,
     pub tls: [u64; 2],
     pub auth: [u64; 2],
+    /// Password checks from the login cache, and by Argon2id.
+    pub auth_cache: [u64; 2],
     pub sessions: Vec<u64>,
     pub gauges: Gauges,
     pub data_ack: LatencyCounts,
@@ -338,6 +350,15 @@ pub fn render(snaps: &[Snapshot]) -> String {
         "result",
         &["success", "failure"],
         &|s, i| s.auth[i],
+    );
+    labelled(
+        &mut out,
+        "ringmail_auth_cache_total",
+        "counter",
+        "Password checks answered from the login cache (hit) or by Argon2id (miss).",
+        "result",
+        &["hit", "miss"],
+        &|s, i| s.auth_cache[i],
     );
     per_core(&mut out, "ringmail_spool_syncs_total", "counter", "Group commits (fdatasync) of the spool.", &|s| {
         s.gauges.spool_syncs as f64

@@ -100,3 +100,18 @@ fn ten_wrong_passwords_each_get_the_same_err() {
     let mut other = Pop3::from_stream(socket_from("127.0.0.2", server.pop3));
     assert!(other.login("alice@localhost", PASSWORD).starts_with("+OK"));
 }
+
+#[test]
+fn a_client_logging_in_again_right_after_quit_never_finds_its_mailbox_in_use() {
+    // Pollers reconnect at once; with the login cache the second login is
+    // fast enough to beat an unlock sent after the goodbye (issue 14's
+    // logins benchmark saw a few [IN-USE] per thousand before the fix).
+    let server = Server::start();
+    deliver(&server, "carol@example.test", 1);
+    for i in 0..200 {
+        let mut p = server.pop3();
+        let r = p.login("carol@example.test", PASSWORD);
+        assert!(r.starts_with("+OK"), "login {i}: {r}");
+        assert!(p.cmd("QUIT").starts_with("+OK"));
+    }
+}

@@ -28,7 +28,7 @@ use std::rc::Rc;
 
 use libfuzzer_sys::fuzz_target;
 use ringmail::proto::pop3::{
-    command, write_message, Action, AuthOutcome, CommitOutcome, MessageInfo, Pop3Config, Server,
+    command, write_message, Action, AuthOutcome, CommitOutcome, MessageInfo, Policy, Pop3Config, Server,
 };
 use ringmail::proto::smtp::{sasl, DataProgress, DataScanner};
 use ringmail_fuzz::{split_control, ChunkPlan};
@@ -46,6 +46,7 @@ fn config(control: u8) -> Pop3Config {
         max_line_len: 64,
         max_auth_failures: 3,
         plaintext_auth_ok: control & 0x08 == 0,
+        policy: Policy { expire_days: (control & 0x10 != 0).then_some(30), ..Policy::default() },
     }
 }
 
@@ -121,10 +122,11 @@ fn run(control: u8, chunks: &[&[u8]], past_tls: bool, at_tls: &mut Option<Transc
                         let mut wire = Vec::new();
                         write_message(MESSAGES[index], top_lines, &mut wire);
                         check_wire(&wire);
+                        let before = server.output().len();
+                        server.message_body(MESSAGES[index]);
+                        assert_eq!(&server.output()[before..], &wire[..], "the body goes behind the status line");
                         t.output.extend_from_slice(server.output());
                         server.clear_output();
-                        t.output.extend_from_slice(&wire);
-                        server.message_sent();
                     }
                     Action::Commit { deleted } => {
                         assert!(!deleted.is_empty());

@@ -170,6 +170,13 @@ pub struct Pop3Args {
     /// DELE every retrieved message (made durable at QUIT).
     #[arg(long)]
     pub delete: bool,
+    /// RETR/DELE commands sent ahead without waiting for their replies
+    /// (RFC 2449 PIPELINING); 1 is one at a time.
+    #[arg(long, default_value_t = 1)]
+    pub pipeline: usize,
+    /// Logins only: connect, USER/PASS, STAT, QUIT (reports logins/s).
+    #[arg(long)]
+    pub logins: bool,
     /// Keep cycling through the users for this long (default: one pass).
     #[arg(long, short = 'd', value_parser = spec::parse_duration)]
     pub duration: Option<Duration>,

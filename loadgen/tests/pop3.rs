@@ -68,6 +68,11 @@ fn serve(mut s: std::net::TcpStream, boxes: Boxes) {
                 }
                 out.extend_from_slice(b".\r\n");
             }
+            "STAT" if authed => {
+                let b = boxes.lock().unwrap();
+                let octets: usize = b[&user].iter().map(Vec::len).sum();
+                out.extend_from_slice(format!("+OK {} {octets}\r\n", b[&user].len()).as_bytes());
+            }
             "DELE" if authed => {
                 deleted.push(arg.parse::<usize>().unwrap());
                 out.extend_from_slice(b"+OK\r\n");
@@ -158,4 +163,33 @@ fn malformed_users_file_is_reported() {
     std::fs::write(&p, "no-colon-here\n").unwrap();
     let out = loadgen(&["pop3", "--target", "127.0.0.1:110", "--users", p.to_str().unwrap()]);
     assert_one_line_failure(&out, "expected address:password");
+}
+
+#[test]
+fn pipelined_retrieval_deletes_everything_and_logins_mode_only_logs_in() {
+    let boxes: Boxes = Arc::default();
+    for u in ["a@l.test", "b@l.test"] {
+        let msgs = (0..5).map(|i| format!("Subject: {i}\r\n\r\n.dotted\r\nbody\r\n").into_bytes()).collect();
+        boxes.lock().unwrap().insert(u.to_string(), msgs);
+    }
+    let addr = pop3_server(Arc::clone(&boxes));
+    let dir = tempfile::tempdir().unwrap();
+    let users = users_file(dir.path(), &[("a@l.test", "pw"), ("b@l.test", "pw")]);
+    let json = dir.path().join("logins.json");
+    let out = loadgen(&["pop3", "--target", &addr, "--users", &users, "--logins", "--json", json.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = read_json(&json);
+    assert_eq!((count(&s, "sessions"), count(&s, "messages")), (2, 0));
+    assert!(s["headline"].as_str().unwrap().contains("logins/s"), "{}", s["headline"]);
+    assert!(boxes.lock().unwrap().values().all(|m| m.len() == 5), "logins touch nothing");
+
+    let json = dir.path().join("pipelined.json");
+    let args = ["pop3", "--target", &addr, "--users", &users, "--pipeline", "4", "--delete"];
+    let out = loadgen(&[&args[..], &["--json", json.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = read_json(&json);
+    assert_eq!((count(&s, "messages"), count(&s, "deleted")), (10, 10));
+    assert!(count(&s, "retrieval_reads") >= 1);
+    assert!(s["headline"].as_str().unwrap().contains("reads/msg"), "{}", s["headline"]);
+    assert!(boxes.lock().unwrap().values().all(|m| m.is_empty()));
 }

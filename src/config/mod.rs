@@ -127,6 +127,7 @@ pub struct Retention {
     pub delete_after_retrieve: Option<bool>,
     pub max_age: Option<Span>,
     pub max_mailbox_size: Option<u64>,
+    pub login_delay: Option<Span>,
     /// How often each core sweeps its mailboxes for expired mail.
     #[serde(default = "default_retention_interval")]
     pub check_interval: Span,
@@ -142,6 +143,7 @@ impl Default for Retention {
             delete_after_retrieve: None,
             max_age: None,
             max_mailbox_size: None,
+            login_delay: None,
             check_interval: default_retention_interval(),
             domains: BTreeMap::new(),
             users: BTreeMap::new(),
@@ -165,6 +167,10 @@ pub struct RetentionPolicy {
     pub max_age: Option<Span>,
     /// Octets a mailbox may hold; while over it, RCPT gets 452 4.2.2.
     pub max_mailbox_size: Option<u64>,
+    /// The least time POP3 clients should leave between logins, announced
+    /// as LOGIN-DELAY in CAPA (RFC 2449 §6.5). Announced only: logins
+    /// sooner are not refused (the login cache makes them cheap).
+    pub login_delay: Option<Span>,
 }
 
 /// The settings in force for one user.
@@ -173,6 +179,7 @@ pub struct EffectiveRetention {
     pub delete_after_retrieve: bool,
     pub max_age: Option<std::time::Duration>,
     pub max_mailbox_size: Option<u64>,
+    pub login_delay: Option<std::time::Duration>,
 }
 
 impl Retention {
@@ -188,7 +195,25 @@ impl Retention {
                 .unwrap_or(false),
             max_age: pick(&|p| p.max_age.is_some()).and_then(|p| p.max_age).map(Span::get),
             max_mailbox_size: pick(&|p| p.max_mailbox_size.is_some()).and_then(|p| p.max_mailbox_size),
+            login_delay: pick(&|p| p.login_delay.is_some()).and_then(|p| p.login_delay).map(Span::get),
         }
+    }
+
+    /// The top level alone: what applies to a user no level names.
+    pub fn site(&self) -> EffectiveRetention {
+        let g = self.global();
+        EffectiveRetention {
+            delete_after_retrieve: g.delete_after_retrieve.unwrap_or(false),
+            max_age: g.max_age.map(Span::get),
+            max_mailbox_size: g.max_mailbox_size,
+            login_delay: g.login_delay.map(Span::get),
+        }
+    }
+
+    /// Whether a domain or user level sets something `f` looks for (so a
+    /// user's policy may differ from the site's).
+    pub fn varies(&self, f: impl Fn(&RetentionPolicy) -> bool) -> bool {
+        self.domains.values().chain(self.users.values()).any(f)
     }
 
     fn global(&self) -> RetentionPolicy {
@@ -196,6 +221,7 @@ impl Retention {
             delete_after_retrieve: self.delete_after_retrieve,
             max_age: self.max_age,
             max_mailbox_size: self.max_mailbox_size,
+            login_delay: self.login_delay,
         }
     }
 
@@ -629,6 +655,18 @@ pub struct AuthConfig {
     pub max_auth_failures_per_user: u32,
     #[serde(default = "default_failure_window")]
     pub failure_window: Span,
+    /// How long a right password is remembered (Dovecot's `auth_cache_ttl`),
+    /// so that polling clients skip Argon2id; see [`crate::auth_cache`].
+    /// A changed or deleted user is forgotten at once, whatever this says.
+    #[serde(default = "default_cache_ttl")]
+    pub cache_ttl: Span,
+    /// How long a wrong password is remembered. A remembered refusal still
+    /// counts as a failure and still waits `failure_delay`.
+    #[serde(default = "default_cache_negative_ttl")]
+    pub cache_negative_ttl: Span,
+    /// Entries in the login cache, per core; 0 turns it off.
+    #[serde(default = "default_cache_size")]
+    pub cache_size: usize,
 }
 
 impl Default for AuthConfig {
@@ -641,6 +679,9 @@ impl Default for AuthConfig {
             max_auth_failures: default_max_auth_failures(),
             max_auth_failures_per_user: default_max_auth_failures_per_user(),
             failure_window: default_failure_window(),
+            cache_ttl: default_cache_ttl(),
+            cache_negative_ttl: default_cache_negative_ttl(),
+            cache_size: default_cache_size(),
         }
     }
 }
@@ -704,6 +745,15 @@ fn default_max_auth_failures() -> u32 {
 }
 fn default_failure_window() -> Span {
     Span::secs(600)
+}
+fn default_cache_ttl() -> Span {
+    Span::secs(3600)
+}
+fn default_cache_negative_ttl() -> Span {
+    Span::secs(30)
+}
+fn default_cache_size() -> usize {
+    10_000
 }
 fn default_max_connections() -> usize {
     10_000
@@ -1079,6 +1129,8 @@ mod tests {
         assert!(!bob.delete_after_retrieve);
         assert_eq!(bob.max_age, Some(std::time::Duration::from_secs(30 * 86400)), "global");
         assert_eq!(r.for_user("eve@other.test").max_mailbox_size, Some(1000));
+        assert_eq!(r.site().max_age, Some(std::time::Duration::from_secs(30 * 86400)));
+        assert!(r.varies(|p| p.max_age.is_some()) && !r.varies(|p| p.login_delay.is_some()));
         assert!(parse("[retention]\nmax_age = 30\n").is_err(), "a bare number is not a duration");
         assert!(parse("[retention.users.\"a@b\"]\nquota = 1\n").is_err(), "unknown key");
     }

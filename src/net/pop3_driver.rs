@@ -1,15 +1,25 @@
 //! Drives one POP3 session over the sans-I/O
 //! [`pop3::Server`](crate::proto::pop3::Server): checks passwords off the
-//! I/O path, locks the mailbox on its owner core, streams bodies from the
+//! I/O path, locks the mailbox on its owner core, copies bodies from the
 //! spool maps, and commits deletions through the owner at QUIT.
+//!
+//! Writes: everything the commands of one read ask for leaves in one write
+//! (status lines, message bodies, listings), so a client reading a RETR
+//! finds the whole reply in one read, and a pipelining client gets one
+//! write per batch. Only a slow action (a password check, QUIT's commit,
+//! STLS) or [`FLUSH_AT`] bytes of pending replies write earlier.
 
 use super::conn::Conn;
-use crate::config::Config;
+use crate::config::{Config, EffectiveRetention};
 use crate::mailbox::{LockToken, MailboxEntry, MailboxError};
-use crate::proto::pop3::{self, Action, AuthOutcome, CommitOutcome, MessageInfo};
+use crate::proto::pop3::{self, Action, AuthOutcome, CommitOutcome, MessageInfo, Policy};
 use crate::shard::recovery::LOGIN_WAIT;
 use crate::shard::{owner, Login, Request, Shard};
 use std::rc::Rc;
+
+/// Pending replies past this are written before the next command is
+/// answered: pipelined RETRs of large messages must not pile up in memory.
+const FLUSH_AT: usize = 256 * 1024;
 
 /// RFC 2449: command lines are at most 255 octets.
 const MAX_COMMAND_LINE: usize = 255;
@@ -26,7 +36,23 @@ fn server_config(config: &Config, tls_active: bool, peer: std::net::IpAddr) -> p
         max_line_len: MAX_COMMAND_LINE,
         max_auth_failures: config.auth.max_failures_per_connection,
         plaintext_auth_ok: tls_active || (loopback && config.auth.plaintext_on_loopback),
+        policy: Policy {
+            expire_varies: config.retention.varies(|p| p.max_age.is_some() || p.delete_after_retrieve.is_some()),
+            login_delay_varies: config.retention.varies(|p| p.login_delay.is_some()),
+            ..policy(&config.retention.site())
+        },
     }
+}
+
+/// What CAPA announces of a retention policy (RFC 2449 §6.5, §6.7).
+fn policy(r: &EffectiveRetention) -> Policy {
+    let expire_days = match (r.delete_after_retrieve, r.max_age) {
+        (true, _) => Some(0),
+        // Whole days, a part day dropped: at least this long.
+        (false, Some(age)) => Some(age.as_secs() / 86_400),
+        (false, None) => None,
+    };
+    Policy { expire_days, login_delay_secs: r.login_delay.map(|d| d.as_secs()), ..Policy::default() }
 }
 
 /// A mailbox this session holds locked, and the listing it works on.
@@ -47,35 +73,37 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn) {
             let n = server.handle_input(&conn.inbuf);
             conn.consume(n);
             let Some(action) = server.poll_action() else { break };
-            if conn.flush(&mut server).await.is_err() {
+            // A password check, a durable commit or a TLS handshake waits:
+            // the client gets the replies before it first.
+            let waits = !matches!(action, Action::SendMessage { .. });
+            if waits && conn.flush(&mut server).await.is_err() {
                 break 'session;
             }
             match action {
-                Action::Authenticate { user, password } => {
-                    let (outcome, lock) = login(&shard, &user, &password, &conn).await;
-                    if let Some(l) = &lock {
-                        server
-                            .delete_retrieved_at_quit(shard.config().retention.for_user(&l.user).delete_after_retrieve);
-                    }
-                    locked = lock;
-                    server.auth_done(outcome);
-                }
-                Action::SendMessage { index, top_lines } => {
+                Action::SendMessage { index, .. } => {
                     let Some(entry) = locked.as_ref().and_then(|l| l.entries.get(index)) else {
                         tracing::error!(core = shard.id, index, "pop3 machine asked for a message outside the listing");
                         break 'session;
                     };
-                    let mut wire = Vec::with_capacity(entry.size as usize + 64);
-                    if let Err(e) = read_into(&shard, entry, top_lines, &mut wire) {
-                        // The status line already went out; the only honest
-                        // thing left is to drop the connection.
+                    if let Err(e) = send_body(&shard, entry, &mut server) {
+                        // The status line is pending without its body; the
+                        // only honest thing left is to drop the connection.
                         tracing::error!(core = shard.id, queue_id = %entry.queue_id, error = %e, "cannot read message from spool");
                         break 'session;
                     }
-                    if conn.write_all(&wire).await.is_err() {
+                    if server.output().len() >= FLUSH_AT && conn.flush(&mut server).await.is_err() {
                         break 'session;
                     }
-                    server.message_sent();
+                }
+                Action::Authenticate { user, password } => {
+                    let (outcome, lock) = login(&shard, &user, &password, &conn).await;
+                    if let Some(l) = &lock {
+                        let retention = shard.config().retention.for_user(&l.user);
+                        server.delete_retrieved_at_quit(retention.delete_after_retrieve);
+                        server.set_user_policy(policy(&retention));
+                    }
+                    locked = lock;
+                    server.auth_done(outcome);
                 }
                 Action::Commit { deleted } => {
                     let outcome = match locked.take() {
@@ -96,7 +124,17 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn) {
                 }
             }
         }
-        if conn.flush(&mut server).await.is_err() || server.is_closed() {
+        if server.is_closed() {
+            // Unlock before the goodbye goes out: a client that logs in
+            // again the moment it has it (pollers do) must not find its
+            // own mailbox [IN-USE].
+            if let Some(l) = locked.take() {
+                unlock(&shard, l).await;
+            }
+            let _ = conn.flush(&mut server).await;
+            break;
+        }
+        if conn.flush(&mut server).await.is_err() {
             break;
         }
         if !conn.read_more(&mut server, &shard.stop, shard.id, "pop3").await {
@@ -105,10 +143,15 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn) {
     }
     // Gone without QUIT: release the lock, delete nothing (RFC 1939 §6).
     if let Some(l) = locked {
-        let (user, token) = (l.user, l.token);
-        let _ = shard.ask(l.owner, |answer| Request::Unlock { user, token, answer }).await;
+        unlock(&shard, l).await;
     }
     conn.close().await;
+}
+
+/// Release the mailbox lock on its owner core.
+async fn unlock(shard: &Rc<Shard>, l: Locked) {
+    let (user, token) = (l.user, l.token);
+    let _ = shard.ask(l.owner, |answer| Request::Unlock { user, token, answer }).await;
 }
 
 /// Check the password off the core, then lock the mailbox on its owner.
@@ -156,11 +199,12 @@ async fn login(shard: &Rc<Shard>, user: &str, password: &str, conn: &Conn) -> (A
     }
 }
 
-/// Write the wire form of `entry`'s body (dot-stuffed, terminated).
-fn read_into(shard: &Shard, entry: &MailboxEntry, top_lines: Option<u32>, out: &mut Vec<u8>) -> Result<(), ReadError> {
+/// Hand `entry`'s stored body, straight from the spool map, to the
+/// machine, which puts its wire form behind the status line.
+fn send_body(shard: &Shard, entry: &MailboxEntry, server: &mut pop3::Server) -> Result<(), ReadError> {
     let view = shard.maps.borrow_mut().record(shard.resolve(entry.at))?;
     let record = view.message()?;
-    pop3::write_message(record.body, top_lines, out);
+    server.message_body(record.body);
     Ok(())
 }
 

@@ -518,6 +518,7 @@ async fn core_main(
         config_updates: updates.config,
         users: RefCell::new(users),
         users_updates: updates.users,
+        auth_cache: Default::default(),
         spool,
         write_segment: Cell::new(write_segment),
         maps: RefCell::new(SegmentMaps::new(config.spool_root())),
@@ -656,11 +657,13 @@ fn spawn_users_watcher(path: PathBuf, loaded: Option<FileStamp>, cores: Vec<cros
                 last = now;
                 match UserDb::load(&path) {
                     Ok(db) => {
-                        tracing::info!(users = db.len(), file = %path.display(), "users file reloaded");
-                        let db = Arc::new(db);
+                        let (users, db) = (db.len(), Arc::new(db));
                         for tx in &cores {
                             let _ = tx.send(db.clone());
                         }
+                        // Logged once every core can see it: a login after
+                        // this line meets the new file (tests wait for it).
+                        tracing::info!(users, file = %path.display(), "users file reloaded");
                     }
                     Err(e) => tracing::error!(error = %e, "users file not reloaded; keeping the previous one"),
                 }

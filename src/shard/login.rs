@@ -1,10 +1,12 @@
 //! Password checks for SMTP AUTH and POP3, shared: the server-wide lockout
-//! per client IP and per user (see [`limits`](super::limits)), Argon2id off
-//! the I/O path, the fixed answer time for failures, and one log line per
-//! failure in a form fail2ban can match (README, Security).
+//! per client IP and per user (see [`limits`](super::limits)), this core's
+//! login cache ([`crate::auth_cache`]), Argon2id off the I/O path, the fixed
+//! answer time for failures, and one log line per failure in a form
+//! fail2ban can match (README, Security).
 
 use super::limits::{Admission, Locked, Refusal, Settings};
 use super::Shard;
+use crate::auth_cache::CacheSettings;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Instant;
@@ -35,6 +37,10 @@ impl Shard {
     /// began, whether the user exists or not: together with unknown users
     /// being hashed at the file's costliest parameters, the answer time
     /// says nothing about which users exist.
+    ///
+    /// The login cache is asked only once the attempt is reserved: a
+    /// remembered wrong password is a failure like any other (counted,
+    /// answered at the deadline); it only saves the Argon2id run.
     pub async fn check_login(self: &Rc<Self>, ip: IpAddr, proto: &str, user: &str, password: &str) -> Login {
         let started = Instant::now();
         let config = self.config();
@@ -50,8 +56,22 @@ impl Shard {
             }
         };
         let users = self.users();
-        let (checked, pw) = (user.clone(), password.to_string());
-        let ok = glommio::executor().spawn_blocking(move || users.check(&checked, &pw)).await;
+        let cache = CacheSettings::of(&config.auth);
+        let tag = self.auth_cache.borrow().tag(&user, password);
+        let remembered = self.auth_cache.borrow_mut().lookup(&tag, users.stored_hash(&user), crate::clock::now_ms());
+        self.metrics.auth_cache(remembered.is_some());
+        let ok = match remembered {
+            Some(ok) => ok,
+            None => {
+                let (db, checked, pw) = (users.clone(), user.clone(), password.to_string());
+                let ok = glommio::executor().spawn_blocking(move || db.check(&checked, &pw)).await;
+                // Remembered against the users file it was checked with: if
+                // a reload came meanwhile, the next lookup sees the change.
+                let stored = users.stored_hash(&user);
+                self.auth_cache.borrow_mut().remember(tag, stored, ok, crate::clock::now_ms(), cache);
+                ok
+            }
+        };
         if ok {
             attempt.succeeded();
             self.metrics.auth(true);

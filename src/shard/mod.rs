@@ -54,6 +54,9 @@ pub struct Shard {
     /// a newer one.
     users: RefCell<Arc<UserDb>>,
     users_updates: crossbeam_channel::Receiver<Arc<UserDb>>,
+    /// Password-check outcomes remembered on this core (see
+    /// [`crate::auth_cache`]; used by `check_login` only).
+    auth_cache: RefCell<crate::auth_cache::AuthCache>,
     /// Appends to `spool/core-<id>`.
     pub spool: Spool<DirStore>,
     /// The segment the spool wrote last, to tell the ledger of rollovers.

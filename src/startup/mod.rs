@@ -10,4 +10,5 @@
 pub mod cpus;
 pub mod ports;
 pub mod preflight;
+pub mod quiet_pipe;
 pub mod run_as;

@@ -23,7 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Latency metrics of the POP3 mode, in report order.
-pub const METRICS: &[&str] = &["connect", "tls", "greeting", "login", "list", "retr", "dele", "quit", "session"];
+pub const METRICS: &[&str] =
+    &["connect", "tls", "greeting", "login", "list", "retr", "dele", "quit", "session", "stat"];
 const CONNECT: usize = 0;
 const TLS: usize = 1;
 const GREETING: usize = 2;
@@ -33,6 +34,7 @@ const RETR: usize = 5;
 const DELE: usize = 6;
 const QUIT: usize = 7;
 const SESSION: usize = 8;
+const STAT: usize = 9;
 
 /// TLS for POP3 sessions.
 #[derive(Debug, Clone)]
@@ -52,6 +54,10 @@ pub struct Pop3Plan {
     pub workers: usize,
     pub tls: Option<Pop3Tls>,
     pub delete: bool,
+    /// RETR/DELE commands in flight per session (1: lock-step).
+    pub pipeline: usize,
+    /// Sessions only log in, STAT and QUIT.
+    pub logins_only: bool,
     pub timeout: Duration,
     pub deadline: Option<Instant>,
 }
@@ -65,6 +71,10 @@ pub struct Pop3Stats {
     pub messages: u64,
     pub bytes: u64,
     pub deleted: u64,
+    /// Socket reads that brought RETR/DELE replies (after LIST, before
+    /// QUIT): per message, how the server's writes arrive (1.0 is one
+    /// read per message; below 1 when pipelined replies share reads).
+    pub retrieval_reads: u64,
     pub errors: Tally,
     pub timeline: Timeline,
     pub start: Instant,
@@ -102,6 +112,10 @@ impl Pop3Core {
 
     fn deleted(&self) {
         self.stats.borrow_mut().deleted += 1;
+    }
+
+    fn retrieval_read(&self) {
+        self.stats.borrow_mut().retrieval_reads += 1;
     }
 
     fn session_done(&self, d: Duration) {
@@ -151,6 +165,12 @@ pub fn run(args: Pop3Args) -> Result<()> {
     if args.connections == 0 {
         bail!("--connections must be at least 1");
     }
+    if args.pipeline == 0 {
+        bail!("--pipeline must be at least 1");
+    }
+    if args.logins && args.delete {
+        bail!("--logins retrieves nothing, so it cannot --delete");
+    }
     let tls = match args.tls.tls {
         TlsMode::None => None,
         mode => Some(Pop3Tls {
@@ -167,6 +187,8 @@ pub fn run(args: Pop3Args) -> Result<()> {
         workers,
         tls,
         delete: args.delete,
+        pipeline: args.pipeline,
+        logins_only: args.logins,
         timeout: args.core.timeout,
         deadline: args.duration.map(|d| Instant::now() + d),
     };
@@ -177,7 +199,7 @@ pub fn run(args: Pop3Args) -> Result<()> {
         let plan = plan.clone();
         rt::spawn(cores, !args.core.no_pin, &live, move |i| run_core(plan.clone(), Arc::clone(&live2), i, cores))?
     };
-    let progress = live::progress_line("retrieved");
+    let progress = live::progress_line(if args.logins { "logins" } else { "retrieved" });
     let ended = live::monitor(
         &live,
         Watch { workers: Some(workers), stop_at_done: None, stop_after: None, progress: &progress },
@@ -203,6 +225,7 @@ async fn run_core(plan: Pop3Plan, live: Arc<Live>, idx: usize, cores: usize) -> 
             messages: 0,
             bytes: 0,
             deleted: 0,
+            retrieval_reads: 0,
             errors: Tally::default(),
             timeline: Timeline::default(),
             start: Instant::now(),
@@ -246,6 +269,7 @@ fn summarize(args: &Pop3Args, plan: &Pop3Plan, results: Vec<Pop3Stats>, started:
         t.messages += r.messages;
         t.bytes += r.bytes;
         t.deleted += r.deleted;
+        t.retrieval_reads += r.retrieval_reads;
         t.errors.merge(&r.errors);
         t.timeline.merge(&r.timeline);
         start = start.min(r.start);
@@ -257,6 +281,8 @@ fn summarize(args: &Pop3Args, plan: &Pop3Plan, results: Vec<Pop3Stats>, started:
         "connections": plan.workers,
         "users": plan.users.len(),
         "delete": plan.delete,
+        "pipeline": plan.pipeline,
+        "logins_only": plan.logins_only,
         "tls": format!("{:?}", args.tls.tls).to_lowercase(),
         "duration_s": args.duration.map(|d| d.as_secs_f64()),
         "timeout": humanize(plan.timeout),
@@ -269,17 +295,36 @@ fn summarize(args: &Pop3Args, plan: &Pop3Plan, results: Vec<Pop3Stats>, started:
     s.rate("messages_per_s", t.messages);
     s.rate("bytes_per_s", t.bytes);
     s.rate("sessions_per_s", t.sessions);
-    s.headline = format!(
-        "{} sessions ({} failed), {} messages, {} bytes in {:.2} s = {:.0} msg/s",
-        t.sessions,
-        t.failed_sessions,
-        t.messages,
-        t.bytes,
-        elapsed.as_secs_f64(),
-        s.throughput["messages_per_s"]
-    );
+    s.count("retrieval_reads", t.retrieval_reads);
+    let reads_per_message = if t.messages == 0 { 0.0 } else { t.retrieval_reads as f64 / t.messages as f64 };
+    if !plan.logins_only {
+        s.notes.push(format!(
+            "reads per message: {reads_per_message:.2} ({} socket reads brought RETR/DELE replies for {} messages)",
+            t.retrieval_reads, t.messages
+        ));
+    }
+    s.headline = if plan.logins_only {
+        format!(
+            "{} logins ({} failed) in {:.2} s = {:.0} logins/s",
+            t.sessions,
+            t.failed_sessions,
+            elapsed.as_secs_f64(),
+            s.throughput["sessions_per_s"]
+        )
+    } else {
+        format!(
+            "{} sessions ({} failed), {} messages, {} bytes in {:.2} s = {:.0} msg/s, {:.2} reads/msg",
+            t.sessions,
+            t.failed_sessions,
+            t.messages,
+            t.bytes,
+            elapsed.as_secs_f64(),
+            s.throughput["messages_per_s"],
+            reads_per_message
+        )
+    };
     s.tallies.insert("errors".into(), t.errors.map().clone());
-    s.set_latencies(&t.lat, RETR);
+    s.set_latencies(&t.lat, if plan.logins_only { LOGIN } else { RETR });
     s.timeline = t.timeline.buckets().to_vec();
     s
 }

@@ -1,7 +1,7 @@
 //! The glommio driver of one POP3 session slot: for each of its users,
 //! connect, run the [`Pop3Client`] machine to the end, time each step.
 
-use super::{Pop3Core, CONNECT, DELE, GREETING, LIST, LOGIN, QUIT, TLS};
+use super::{Pop3Core, CONNECT, DELE, GREETING, LIST, LOGIN, QUIT, STAT, TLS};
 use crate::net::stream::{self, ReadBuf, Stream};
 use crate::net::tls;
 use crate::proto::pop3::{Pop3Client, Pop3Error, Pop3Next, Pop3Settings, Pop3Step};
@@ -132,6 +132,8 @@ async fn session(core: &Pop3Core, user: &str, pass: &str) -> Result<(), Pop3Fail
         pass: pass.to_string(),
         starttls: plan.tls.as_ref().is_some_and(|t| !t.implicit),
         delete: plan.delete,
+        pipeline: plan.pipeline,
+        logins_only: plan.logins_only,
     };
     let mut client = Pop3Client::new(settings, implicit);
     let mut rbuf = ReadBuf::new(64 * 1024);
@@ -150,6 +152,7 @@ async fn session(core: &Pop3Core, user: &str, pass: &str) -> Result<(), Pop3Fail
                     core.record(LOGIN, now - login_at);
                 }
                 Pop3Step::List => core.record(LIST, now - sent_at),
+                Pop3Step::Stat => core.record(STAT, now - sent_at),
                 Pop3Step::Retr if p.ok => core.retrieved(now - sent_at, p.bytes),
                 Pop3Step::Retr => core.error("retr refused"),
                 Pop3Step::Dele if p.ok => {
@@ -192,7 +195,11 @@ async fn session(core: &Pop3Core, user: &str, pass: &str) -> Result<(), Pop3Fail
         }
         match rbuf.fill(&mut stream).await {
             Ok(0) => return Err(Pop3Failure::Closed(client.awaiting())),
-            Ok(_) => {}
+            Ok(_) => {
+                if matches!(client.awaiting(), Some(Pop3Step::Retr | Pop3Step::Dele)) {
+                    core.retrieval_read();
+                }
+            }
             Err(e) => return Err(Pop3Failure::io(client.awaiting(), e)),
         }
     }

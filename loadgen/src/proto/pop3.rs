@@ -1,12 +1,14 @@
 //! The POP3 client session (RFC 1939, STLS from RFC 2595) as a sans-I/O
 //! state machine: greeting, optional STLS, USER/PASS, LIST, RETR of every
-//! message, optional DELE, QUIT.
+//! message, optional DELE, QUIT; or, in logins mode, USER/PASS, STAT, QUIT.
 //!
-//! Lock-step (one command at a time). Bytes in via
+//! Lock-step up to LIST; then up to `pipeline` RETR/DELE commands are
+//! outstanding at once (RFC 2449 PIPELINING; 1 is lock-step). Bytes in via
 //! [`Pop3Client::handle_input`], commands out via
 //! [`Pop3Client::take_output`]; no sockets, no clock.
 
 use super::dotdata::DotReader;
+use std::collections::VecDeque;
 use std::fmt;
 
 const MAX_LINE: usize = 4096;
@@ -19,6 +21,7 @@ pub enum Pop3Step {
     User,
     Pass,
     List,
+    Stat,
     Retr,
     Dele,
     Quit,
@@ -33,6 +36,7 @@ impl Pop3Step {
             Pop3Step::User => "user",
             Pop3Step::Pass => "pass",
             Pop3Step::List => "list",
+            Pop3Step::Stat => "stat",
             Pop3Step::Retr => "retr",
             Pop3Step::Dele => "dele",
             Pop3Step::Quit => "quit",
@@ -67,7 +71,7 @@ pub enum Pop3Next {
 /// Why the session cannot go on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pop3Error {
-    /// `-ERR` to the greeting, STLS, USER, PASS or LIST.
+    /// `-ERR` to the greeting, STLS, USER, PASS, LIST or STAT.
     Refused { step: Pop3Step, line: String },
     /// A response that is neither `+OK` nor `-ERR`, or an overlong line.
     Malformed(String),
@@ -100,6 +104,10 @@ pub struct Pop3Settings {
     pub pass: String,
     pub starttls: bool,
     pub delete: bool,
+    /// RETR/DELE commands outstanding at once (at least 1).
+    pub pipeline: usize,
+    /// Log in, STAT, QUIT: no LIST, no RETR.
+    pub logins_only: bool,
 }
 
 /// One POP3 client session.
@@ -111,8 +119,11 @@ pub struct Pop3Client {
     tls_active: bool,
     /// Message numbers from LIST, in order.
     listing: Vec<u32>,
-    /// Index in `listing` of the message being retrieved or deleted.
-    current: usize,
+    /// The next RETR/DELE to send, counting both (see [`Pop3Client::nth`]).
+    next_command: usize,
+    /// RETR/DELE sent and not yet answered, oldest first (the state waits
+    /// for the front one).
+    outstanding: VecDeque<Pop3Step>,
 }
 
 impl Pop3Client {
@@ -124,7 +135,8 @@ impl Pop3Client {
             out: Vec::with_capacity(128),
             tls_active,
             listing: Vec::new(),
-            current: 0,
+            next_command: 0,
+            outstanding: VecDeque::new(),
         }
     }
 
@@ -160,7 +172,7 @@ impl Pop3Client {
                     return Ok((fed.consumed, None));
                 }
                 let bytes = reader.content_len();
-                self.after_retr();
+                self.answered();
                 Ok((fed.consumed, Some(self.progress(Pop3Step::Retr, true, bytes))))
             }
             State::ListBody => {
@@ -168,7 +180,7 @@ impl Pop3Client {
                     return Ok((0, None));
                 };
                 if line == "." {
-                    self.next_message();
+                    self.send_more();
                     return Ok((used, Some(self.progress(Pop3Step::List, true, 0))));
                 }
                 let n = line.split_ascii_whitespace().next().and_then(|n| n.parse().ok());
@@ -196,8 +208,10 @@ impl Pop3Client {
     }
 
     fn status(&mut self, step: Pop3Step, ok: bool, line: String) -> Result<Option<Pop3Progress>, Pop3Error> {
-        let fatal =
-            matches!(step, Pop3Step::Greeting | Pop3Step::Stls | Pop3Step::User | Pop3Step::Pass | Pop3Step::List);
+        let fatal = matches!(
+            step,
+            Pop3Step::Greeting | Pop3Step::Stls | Pop3Step::User | Pop3Step::Pass | Pop3Step::List | Pop3Step::Stat
+        );
         if !ok && fatal {
             return Err(Pop3Error::Refused { step, line });
         }
@@ -218,18 +232,20 @@ impl Pop3Client {
                 let cmd = format!("PASS {}", self.settings.pass);
                 self.command(Pop3Step::Pass, &cmd);
             }
+            Pop3Step::Pass if self.settings.logins_only => self.command(Pop3Step::Stat, "STAT"),
             Pop3Step::Pass => self.command(Pop3Step::List, "LIST"),
+            Pop3Step::Stat => self.command(Pop3Step::Quit, "QUIT"),
             Pop3Step::List => self.state = State::ListBody,
             Pop3Step::Retr if ok => self.state = State::RetrBody(DotReader::new()),
             Pop3Step::Retr => {
-                // -ERR to RETR (message gone?): skip it.
-                self.current += 1;
-                self.next_message();
+                // -ERR to RETR (message gone?): skip it, and its DELE if
+                // that is not sent yet.
+                if self.settings.delete && self.outstanding.len() == 1 && self.next_command % 2 == 1 {
+                    self.next_command += 1;
+                }
+                self.answered();
             }
-            Pop3Step::Dele => {
-                self.current += 1;
-                self.next_message();
-            }
+            Pop3Step::Dele => self.answered(),
             Pop3Step::Quit => {
                 self.state = State::Closed;
                 next = Pop3Next::Closed;
@@ -242,23 +258,33 @@ impl Pop3Client {
         Ok(Some(Pop3Progress { step, ok, bytes: 0, next }))
     }
 
-    fn after_retr(&mut self) {
-        if self.settings.delete {
-            let n = self.listing[self.current];
-            self.command(Pop3Step::Dele, &format!("DELE {n}"));
-        } else {
-            self.current += 1;
-            self.next_message();
-        }
+    /// The `i`th RETR/DELE of the session: each listed message's RETR,
+    /// followed by its DELE when deleting.
+    fn nth(&self, i: usize) -> Option<(Pop3Step, u32)> {
+        let per = if self.settings.delete { 2 } else { 1 };
+        let n = *self.listing.get(i / per)?;
+        Some((if i % per == 1 { Pop3Step::Dele } else { Pop3Step::Retr }, n))
     }
 
-    /// RETR the next listed message, or QUIT when none is left.
-    fn next_message(&mut self) {
-        match self.listing.get(self.current) {
-            Some(n) => {
-                let cmd = format!("RETR {n}");
-                self.command(Pop3Step::Retr, &cmd);
-            }
+    /// The front outstanding command was answered: send more, wait for
+    /// the next answer, or QUIT once every message is done.
+    fn answered(&mut self) {
+        self.outstanding.pop_front();
+        self.send_more();
+    }
+
+    /// Fill the window with RETR/DELE commands; wait for the oldest
+    /// outstanding one, or QUIT when none is left.
+    fn send_more(&mut self) {
+        while self.outstanding.len() < self.settings.pipeline.max(1) {
+            let Some((step, n)) = self.nth(self.next_command) else { break };
+            let verb = if step == Pop3Step::Dele { "DELE" } else { "RETR" };
+            self.out.extend_from_slice(format!("{verb} {n}\r\n").as_bytes());
+            self.outstanding.push_back(step);
+            self.next_command += 1;
+        }
+        match self.outstanding.front() {
+            Some(&step) => self.state = State::Status(step),
             None => self.command(Pop3Step::Quit, "QUIT"),
         }
     }

@@ -26,13 +26,15 @@
 //! `smtp::sasl::MAX_RESPONSE_LINE` (12288 octets, as in RFC 4954).
 //!
 //! Layout: [`command`] parses one line, [`reply`] holds every reply text,
-//! `maildrop` is the snapshot a session works on, `transaction` answers the
+//! `maildrop` is the snapshot a session works on, `policy` is what CAPA says
+//! of EXPIRE and LOGIN-DELAY, `transaction` answers the
 //! TRANSACTION-state commands, `server` is the state machine, `stuff` writes
 //! message bodies and `line` finds line ends.
 
 pub mod command;
 mod line;
 mod maildrop;
+mod policy;
 pub mod reply;
 mod server;
 mod stuff;
@@ -42,5 +44,6 @@ mod transaction;
 mod tests;
 
 pub use maildrop::MessageInfo;
+pub use policy::Policy;
 pub use server::{Action, AuthOutcome, CommitOutcome, Pop3Config, Server};
 pub use stuff::write_message;

@@ -15,6 +15,7 @@ use std::io::Write as _;
 
 use super::command::{MessageNumber, ParseError};
 use super::maildrop::MessageInfo;
+use super::policy::Policy;
 
 /// Ends every multi-line response (RFC 1939 §3).
 pub const END_OF_MULTILINE: &str = ".\r\n";
@@ -145,8 +146,9 @@ pub fn signing_off(out: &mut Vec<u8>, hostname: &str) {
 
 /// CAPA's multi-line list; `login` adds USER and `SASL PLAIN` (only when
 /// passwords may be sent on the connection), `stls` adds STLS (only before
-/// login, only when the listener offers it and TLS is not already on).
-pub fn capabilities(out: &mut Vec<u8>, stls: bool, login: bool) {
+/// login, only when the listener offers it and TLS is not already on);
+/// `policy` gives EXPIRE and LOGIN-DELAY.
+pub fn capabilities(out: &mut Vec<u8>, stls: bool, login: bool, policy: &Policy) {
     out.extend_from_slice(OK_CAPA.as_bytes());
     for capability in CAPABILITIES.0 {
         put(out, format_args!("{capability}\r\n"));
@@ -157,6 +159,7 @@ pub fn capabilities(out: &mut Vec<u8>, stls: bool, login: bool) {
     for capability in CAPABILITIES.1 {
         put(out, format_args!("{capability}\r\n"));
     }
+    policy.write_capabilities(out);
     if stls {
         out.extend_from_slice(b"STLS\r\n");
     }

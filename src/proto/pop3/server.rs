@@ -15,9 +15,14 @@ use std::rc::Rc;
 use super::command::{self, Command};
 use super::line::{self, Line};
 use super::maildrop::{Maildrop, MessageInfo};
+use super::policy::Policy;
 use super::reply;
 use super::transaction::{self, Step};
 use crate::proto::smtp::sasl::{self, Exchange, Mechanism, SaslError};
+
+/// Output buffer kept between replies; a larger one (a message went out) is
+/// freed once written.
+const KEEP_OUTPUT_CAPACITY: usize = 4 * 1024;
 
 /// Settings shared by every session of one listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +50,9 @@ pub struct Pop3Config {
     /// works, and [`Server::stls_done`] makes it hold for the rest of the
     /// session.
     pub plaintext_auth_ok: bool,
+    /// The site's EXPIRE and LOGIN-DELAY, for CAPA before login (after it,
+    /// the user's: [`Server::set_user_policy`]).
+    pub policy: Policy,
 }
 
 /// Work the driver must do before the session can go on. At most one is
@@ -56,9 +64,9 @@ pub enum Action {
     /// calls [`Server::auth_done`].
     Authenticate { user: String, password: String },
     /// RETR/TOP accepted: the `+OK ...` status line is already in output.
-    /// The driver flushes output, writes the body with
-    /// [`super::write_message`] (which adds the terminating `.\r\n`), then
-    /// calls [`Server::message_sent`].
+    /// The driver hands the stored message to [`Server::message_body`],
+    /// which puts its wire form right behind the status line, so that both
+    /// (and the replies to commands pipelined after it) leave in one write.
     SendMessage {
         /// 0-based index into the login snapshot.
         index: usize,
@@ -129,8 +137,9 @@ enum State {
     StartingTls { failures: u32 },
     /// Logged in, reading commands.
     Transaction { user: String, maildrop: Maildrop },
-    /// Logged in, waiting for [`Server::message_sent`].
-    Sending { user: String, maildrop: Maildrop },
+    /// Logged in, waiting for [`Server::message_body`]; `top_lines` as in
+    /// [`Action::SendMessage`].
+    Sending { user: String, maildrop: Maildrop, top_lines: Option<u32> },
     /// QUIT seen (UPDATE), waiting for [`Server::commit_done`].
     Committing { user: String },
     /// Nothing more is read or answered. `user` is kept when the session
@@ -159,6 +168,8 @@ pub struct Server {
     /// them too (the user's `retention.delete_after_retrieve`).
     retrieved: Vec<usize>,
     delete_retrieved: bool,
+    /// What CAPA announces: the site's, then the user's once logged in.
+    policy: Policy,
 }
 
 impl Server {
@@ -166,7 +177,7 @@ impl Server {
     pub fn new(config: Rc<Pop3Config>) -> Server {
         let mut output = Vec::new();
         reply::greeting(&mut output, &config.hostname);
-        let plaintext_auth_ok = config.plaintext_auth_ok;
+        let (plaintext_auth_ok, policy) = (config.plaintext_auth_ok, config.policy);
         let state = State::Authorization { user: None, failures: 0 };
         Server {
             config,
@@ -177,7 +188,14 @@ impl Server {
             plaintext_auth_ok,
             retrieved: Vec::new(),
             delete_retrieved: false,
+            policy,
         }
+    }
+
+    /// The logged-in user's EXPIRE and LOGIN-DELAY, for CAPA from now on
+    /// (set by the driver with the login; `USER` suffixes are dropped).
+    pub fn set_user_policy(&mut self, policy: Policy) {
+        self.policy = policy.for_user();
     }
 
     /// UPDATE (QUIT) also deletes every message retrieved in full with
@@ -262,11 +280,16 @@ impl Server {
         };
     }
 
-    /// Reports that the body of [`Action::SendMessage`] was written. Ignored
-    /// unless that action is outstanding.
-    pub fn message_sent(&mut self) {
+    /// Reports the stored bytes of the message [`Action::SendMessage`]
+    /// asked for. Its wire form ([`super::write_message`]: dot-stuffed, cut
+    /// for TOP, ending in `.\r\n`) goes into output behind the status
+    /// line. Ignored unless that action is outstanding.
+    pub fn message_body(&mut self, stored: &[u8]) {
         self.state = match self.take_state() {
-            State::Sending { user, maildrop } => State::Transaction { user, maildrop },
+            State::Sending { user, maildrop, top_lines } => {
+                super::write_message(stored, top_lines, &mut self.output);
+                State::Transaction { user, maildrop }
+            }
             other => other,
         };
     }
@@ -312,7 +335,13 @@ impl Server {
 
     /// Forgets the output after the driver has written it.
     pub fn clear_output(&mut self) {
-        self.output.clear();
+        if self.output.capacity() > KEEP_OUTPUT_CAPACITY {
+            // After a message went out, give its buffer back: an idle
+            // session should hold a few KiB, not the largest reply it sent.
+            self.output = Vec::new();
+        } else {
+            self.output.clear();
+        }
     }
 
     /// Nothing more will be read or answered: flush output, then close.
@@ -392,14 +421,14 @@ impl Server {
         self.state = match self.take_state() {
             State::Authorization { user, failures } => self.authorization(command, user, failures),
             State::Transaction { user, mut maildrop } => {
-                match transaction::handle(command, &mut maildrop, &mut self.output) {
+                match transaction::handle(command, &mut maildrop, &self.policy, &mut self.output) {
                     Step::Continue => State::Transaction { user, maildrop },
                     Step::Send { index, top_lines } => {
                         if top_lines.is_none() && !self.retrieved.contains(&index) {
                             self.retrieved.push(index);
                         }
                         self.action = Some(Action::SendMessage { index, top_lines });
-                        State::Sending { user, maildrop }
+                        State::Sending { user, maildrop, top_lines }
                     }
                     Step::Quit => self.quit(user, &maildrop),
                 }
@@ -441,7 +470,8 @@ impl Server {
                 return State::Closed { user: None };
             }
             Command::Capa => {
-                reply::capabilities(&mut self.output, self.config.stls && !self.tls, self.plaintext_auth_ok);
+                let stls = self.config.stls && !self.tls;
+                reply::capabilities(&mut self.output, stls, self.plaintext_auth_ok, &self.policy);
                 return State::Authorization { user, failures };
             }
             Command::Stls if !self.config.stls => reply::ERR_STLS_UNAVAILABLE,

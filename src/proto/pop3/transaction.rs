@@ -6,6 +6,7 @@
 
 use super::command::Command;
 use super::maildrop::{Deletion, Maildrop};
+use super::policy::Policy;
 use super::reply;
 
 /// What the state machine does after a TRANSACTION command was answered.
@@ -20,8 +21,9 @@ pub(super) enum Step {
     Quit,
 }
 
-/// Answers one command given in the TRANSACTION state.
-pub(super) fn handle(command: Command, maildrop: &mut Maildrop, out: &mut Vec<u8>) -> Step {
+/// Answers one command given in the TRANSACTION state; `policy` is the
+/// user's, for CAPA.
+pub(super) fn handle(command: Command, maildrop: &mut Maildrop, policy: &Policy, out: &mut Vec<u8>) -> Step {
     match command {
         Command::Stat => {
             let (count, octets) = maildrop.stat();
@@ -76,7 +78,7 @@ pub(super) fn handle(command: Command, maildrop: &mut Maildrop, out: &mut Vec<u8
         Command::Noop => put(out, reply::OK),
         // STLS is only for the AUTHORIZATION state (RFC 2595 §4).
         // Logging in proved passwords may be sent on this connection.
-        Command::Capa => reply::capabilities(out, false, true),
+        Command::Capa => reply::capabilities(out, false, true, policy),
         Command::Quit => return Step::Quit,
         Command::User(_) | Command::Pass(_) | Command::Stls | Command::Auth { .. } => {
             put(out, reply::ERR_ALREADY_LOGGED_IN);

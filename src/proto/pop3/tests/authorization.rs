@@ -5,9 +5,9 @@ use std::rc::Rc;
 use super::{config, listing, Action, AuthOutcome, Pop3Config, Server, Session, PASSWORD, USER};
 
 const CAPA_WITH_STLS: &str = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\nSASL PLAIN\r\n\
-    RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nIMPLEMENTATION ringmail\r\nSTLS\r\n.\r\n";
+    RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nIMPLEMENTATION ringmail\r\nEXPIRE NEVER\r\nSTLS\r\n.\r\n";
 const CAPA_WITHOUT_STLS: &str = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\nSASL PLAIN\r\n\
-    RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nIMPLEMENTATION ringmail\r\n.\r\n";
+    RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nIMPLEMENTATION ringmail\r\nEXPIRE NEVER\r\n.\r\n";
 
 #[test]
 fn greeting_names_the_host() {

@@ -96,7 +96,7 @@ fn timeout_withdraws_an_action_not_yet_polled() {
 }
 
 #[test]
-fn message_sent_and_commit_done_after_timeout_are_ignored() {
+fn message_body_and_commit_done_after_timeout_are_ignored() {
     let mut server = Server::new(Rc::new(config()));
     server.handle_input(format!("USER {USER}\r\nPASS {PASSWORD}\r\n").as_bytes());
     server.poll_action();
@@ -105,7 +105,7 @@ fn message_sent_and_commit_done_after_timeout_are_ignored() {
     assert!(server.poll_action().is_some());
     server.handle_timeout();
     server.clear_output();
-    server.message_sent();
+    server.message_body(b"Subject: late\r\n\r\nbody\r\n");
     server.commit_done(CommitOutcome::Done);
     server.stls_done();
     assert!(server.is_closed());
@@ -117,7 +117,7 @@ fn message_sent_and_commit_done_after_timeout_are_ignored() {
 fn driver_calls_without_their_action_change_nothing() {
     let mut session = Session::logged_in();
     session.server.auth_done(AuthOutcome::BadCredentials);
-    session.server.message_sent();
+    session.server.message_body(b"Subject: stray\r\n\r\nbody\r\n");
     session.server.commit_done(CommitOutcome::Failed);
     session.server.stls_done();
     session.flush();

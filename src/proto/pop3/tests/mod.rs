@@ -14,7 +14,7 @@ mod transaction;
 
 use std::rc::Rc;
 
-use super::{write_message, Action, AuthOutcome, CommitOutcome, MessageInfo, Pop3Config, Server};
+use super::{Action, AuthOutcome, CommitOutcome, MessageInfo, Policy, Pop3Config, Server};
 
 /// The one account the scripted driver knows.
 const USER: &str = "alice";
@@ -34,6 +34,7 @@ fn config() -> Pop3Config {
         max_line_len: 255,
         max_auth_failures: 3,
         plaintext_auth_ok: true,
+        policy: Policy::default(),
     }
 }
 
@@ -108,11 +109,7 @@ impl Session {
                     });
                     self.server.auth_done(outcome);
                 }
-                Action::SendMessage { index, top_lines } => {
-                    self.flush();
-                    write_message(MESSAGES[index].1, top_lines, &mut self.transcript);
-                    self.server.message_sent();
-                }
+                Action::SendMessage { index, .. } => self.server.message_body(MESSAGES[index].1),
                 Action::Commit { .. } => self.server.commit_done(self.commit),
                 Action::StartTls => self.server.stls_done(),
             }

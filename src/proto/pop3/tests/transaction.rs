@@ -162,7 +162,7 @@ fn capa_after_login_omits_stls() {
     session.expect(
         "CAPA",
         "+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\nSASL PLAIN\r\nRESP-CODES\r\n\
-         AUTH-RESP-CODE\r\nPIPELINING\r\nIMPLEMENTATION ringmail\r\n.\r\n",
+         AUTH-RESP-CODE\r\nPIPELINING\r\nIMPLEMENTATION ringmail\r\nEXPIRE NEVER\r\n.\r\n",
     );
 }
 
@@ -244,10 +244,9 @@ fn input_waits_while_a_message_is_sent() {
     assert_eq!(server.output(), b"+OK 28 octets\r\n");
     assert_eq!(server.poll_action(), Some(Action::SendMessage { index: 0, top_lines: None }));
     assert_eq!(server.handle_input(b"NOOP\r\n"), 0);
-    server.clear_output();
-    server.message_sent();
+    server.message_body(b"a\r\n");
     assert_eq!(server.handle_input(b"NOOP\r\n"), 6);
-    assert_eq!(server.output(), b"+OK\r\n");
+    assert_eq!(server.output(), b"+OK 28 octets\r\na\r\n.\r\n+OK\r\n", "one buffer, in order");
 }
 
 #[test]
@@ -296,4 +295,37 @@ fn overlong_line_after_login_closes_and_keeps_the_user() {
     assert_eq!(session.received(), "-ERR line too long\r\n");
     assert!(session.server.is_closed());
     assert_eq!(session.server.logged_in_user(), Some(USER));
+}
+
+#[test]
+fn pipelined_retr_top_list_and_uidl_are_answered_in_one_buffer() {
+    use super::super::write_message;
+    use super::MESSAGES;
+    let mut server = Server::new(Rc::new(config()));
+    server.handle_input(format!("USER {USER}\r\nPASS {PASSWORD}\r\n").as_bytes());
+    assert!(server.poll_action().is_some());
+    server.auth_done(AuthOutcome::LoggedIn(listing()));
+    server.clear_output();
+    // A driver's loop over one read: feed, hand over bodies, feed the rest;
+    // nothing is written until the batch is answered.
+    let input = b"RETR 1\r\nTOP 2 0\r\nLIST\r\nUIDL 3\r\nRETR 3\r\n";
+    let mut consumed = 0;
+    loop {
+        consumed += server.handle_input(&input[consumed..]);
+        match server.poll_action() {
+            Some(Action::SendMessage { index, .. }) => server.message_body(MESSAGES[index].1),
+            Some(other) => panic!("{other:?}"),
+            None => break,
+        }
+    }
+    assert_eq!(consumed, input.len());
+    let mut expected = b"+OK 28 octets\r\n".to_vec();
+    write_message(MESSAGES[0].1, None, &mut expected);
+    expected.extend_from_slice(b"+OK top of message follows\r\n");
+    write_message(MESSAGES[1].1, Some(0), &mut expected);
+    expected.extend_from_slice(b"+OK 3 messages (104 octets)\r\n1 28\r\n2 45\r\n3 31\r\n.\r\n");
+    expected.extend_from_slice(format!("+OK 3 {}\r\n", MESSAGES[2].0).as_bytes());
+    expected.extend_from_slice(b"+OK 31 octets\r\n");
+    write_message(MESSAGES[2].1, None, &mut expected);
+    assert_eq!(String::from_utf8_lossy(server.output()), String::from_utf8_lossy(&expected));
 }
