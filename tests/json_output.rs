@@ -73,21 +73,21 @@ fn queue_list_json_shows_deferred_mail_and_the_filters_select_it() {
     assert!(entry.get("pool").is_some_and(Value::is_null), "no pools configured: {entry}");
 
     let all = json(&server, &["queue", "list", "--json"]);
-    assert_eq!(ids(&all), [first.clone(), second.clone()], "oldest first: {all}");
+    assert_eq!(ids(&all), [first.as_str(), second.as_str()], "oldest first: {all}");
     assert_eq!((all["count"].as_u64(), all["matched"].as_u64()), (Some(2), Some(2)));
     assert_eq!(all["messages"][1]["state"], "held");
 
     let by = |args: &[&str]| ids(&json(&server, &[&["queue", "list", "--json"], args].concat()));
-    assert_eq!(by(&["--domain", "remote.test"]), [first.clone()]);
-    assert_eq!(by(&["--domain", "OTHER.test"]), [second.clone()]);
+    assert_eq!(by(&["--domain", "remote.test"]), [first.as_str()]);
+    assert_eq!(by(&["--domain", "OTHER.test"]), [second.as_str()]);
     assert_eq!(by(&["--domain", "nowhere.test"]), Vec::<String>::new());
-    assert_eq!(by(&["--state", "deferred"]), [first.clone()]);
-    assert_eq!(by(&["--state", "held"]), [second.clone()]);
+    assert_eq!(by(&["--state", "deferred"]), [first.as_str()]);
+    assert_eq!(by(&["--state", "held"]), [second.as_str()]);
     assert_eq!(by(&["--state", "active"]), Vec::<String>::new());
     assert_eq!(by(&["--older-than", "1h"]), Vec::<String>::new());
-    assert_eq!(by(&["--older-than", "1ms", "--domain", "other.test"]), [second.clone()]);
+    assert_eq!(by(&["--older-than", "1ms", "--domain", "other.test"]), [second.as_str()]);
     let limited = json(&server, &["queue", "list", "--json", "--limit", "1"]);
-    assert_eq!(ids(&limited), [first.clone()], "the limit keeps the oldest");
+    assert_eq!(ids(&limited), [first.as_str()], "the limit keeps the oldest");
     assert_eq!((limited["count"].as_u64(), limited["matched"].as_u64()), (Some(1), Some(2)));
 
     // The text form renders the same list.
