@@ -219,6 +219,11 @@ pub struct Gauges {
     pub spool_free_bytes: u64,
     /// The spool refuses new mail (disk or `spool.max_size` full).
     pub spool_full: bool,
+    /// This core has not yet adopted the spool recovered behind it.
+    pub recovering: bool,
+    /// Segments the recovery thread has read, of how many (the same on
+    /// every core).
+    pub recovery_segments: (u64, u64),
 }
 
 /// One core's metrics at a scrape. Sent across cores.
@@ -386,6 +391,13 @@ pub fn render(snaps: &[Snapshot]) -> String {
     per_core(&mut out, "ringmail_spool_full", "gauge", "1 while the spool refuses new mail (452 4.3.1).", &|s| {
         u8::from(s.gauges.spool_full) as f64
     });
+    per_core(
+        &mut out,
+        "ringmail_recovering",
+        "gauge",
+        "1 until this core has adopted the spool recovered behind it after a start.",
+        &|s| u8::from(s.gauges.recovering) as f64,
+    );
     let free = snaps.first().map_or(0, |s| s.gauges.spool_free_bytes);
     let _ = writeln!(out, "# HELP ringmail_spool_free_bytes Free bytes on the spool's file system.\n# TYPE ringmail_spool_free_bytes gauge\nringmail_spool_free_bytes {free}");
     let per_core_latency = |f: &dyn Fn(&Snapshot) -> LatencyCounts| {

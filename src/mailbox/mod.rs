@@ -49,6 +49,9 @@ pub enum MailboxError {
     InUse(String),
     #[error("mailbox {0} is not locked by this session")]
     NotLocked(String),
+    /// The owner core has not rebuilt its mailbox indexes yet (restart).
+    #[error("mailbox {0} is still being recovered")]
+    Recovering(String),
 }
 
 #[derive(Debug, Default)]
@@ -72,6 +75,19 @@ impl MailboxIndex {
         let mb = self.boxes.entry(user.to_ascii_lowercase()).or_default();
         mb.bytes += entry.size;
         mb.entries.push(entry);
+    }
+
+    /// Give back the memory of deleted mail: the tables shrink when less
+    /// than a quarter of them is used.
+    pub fn shrink(&mut self) {
+        if self.boxes.capacity() > 4 * self.boxes.len() + 1024 {
+            self.boxes.shrink_to_fit();
+        }
+        for mb in self.boxes.values_mut() {
+            if mb.entries.capacity() > 4 * mb.entries.len() + 64 {
+                mb.entries.shrink_to_fit();
+            }
+        }
     }
 
     /// After recovery the entries arrive in spool order per core; put each

@@ -17,6 +17,7 @@ pub struct Status {
     /// Messages in local mailboxes.
     pub mailbox_messages: u64,
     pub spool: SpoolStatus,
+    pub recovery: RecoveryStatus,
     pub since_start: SinceStart,
 }
 
@@ -47,6 +48,18 @@ pub struct SpoolStatus {
     pub free_bytes: u64,
     /// New mail is refused (452 4.3.1) while true.
     pub full: bool,
+}
+
+/// The spool read behind serving after a start (see README, "Serving while
+/// the spool is recovered").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecoveryStatus {
+    /// Every core serves its whole spool.
+    pub complete: bool,
+    pub segments_read: u64,
+    pub segments_total: u64,
+    /// Cores that have adopted their part (all of them once complete).
+    pub cores_recovered: usize,
 }
 
 /// Counters since the server started.
@@ -84,6 +97,16 @@ impl Status {
                 free_bytes: snaps.first().map_or(0, |s| s.gauges.spool_free_bytes),
                 full: snaps.iter().any(|s| s.gauges.spool_full),
             },
+            recovery: {
+                let (read, total) = snaps.first().map_or((0, 0), |s| s.gauges.recovery_segments);
+                let recovering = snaps.iter().filter(|s| s.gauges.recovering).count();
+                RecoveryStatus {
+                    complete: recovering == 0,
+                    segments_read: read,
+                    segments_total: total,
+                    cores_recovered: snaps.len() - recovering,
+                }
+            },
             since_start: SinceStart {
                 received: sum(&|s| s.received),
                 delivered_local: sum(&|s| s.delivered_local),
@@ -118,6 +141,16 @@ impl Report for Status {
             human_bytes(self.spool.free_bytes),
             if self.spool.full { ", FULL: new mail refused (452 4.3.1)" } else { "" }
         );
+        let r = &self.recovery;
+        let _ = if r.complete {
+            writeln!(out, "recovery: complete ({} segments read)", r.segments_total)
+        } else {
+            writeln!(
+                out,
+                "recovery: in progress: {}/{} segments read, {} of {} cores serving their whole spool (new mail is accepted meanwhile)",
+                r.segments_read, r.segments_total, r.cores_recovered, self.cores
+            )
+        };
         let s = &self.since_start;
         let _ = writeln!(
             out,

@@ -7,6 +7,7 @@ use super::conn::Conn;
 use crate::config::Config;
 use crate::mailbox::{LockToken, MailboxEntry, MailboxError};
 use crate::proto::pop3::{self, Action, AuthOutcome, CommitOutcome, MessageInfo};
+use crate::shard::recovery::LOGIN_WAIT;
 use crate::shard::{owner, Login, Request, Shard};
 use std::rc::Rc;
 
@@ -122,7 +123,17 @@ async fn login(shard: &Rc<Shard>, user: &str, password: &str, conn: &Conn) -> (A
     }
     let token = shard.new_lock_token();
     let owner = owner::user_owner(&user, shard.cores);
-    let locked = shard.ask(owner, |answer| Request::Lock { user: user.clone(), token, answer }).await;
+    // After a restart the owner may still be adopting its mailboxes: wait
+    // for it, up to LOGIN_WAIT.
+    let waiting_since = std::time::Instant::now();
+    let locked = loop {
+        match shard.ask(owner, |answer| Request::Lock { user: user.clone(), token, answer }).await {
+            Ok(Err(MailboxError::Recovering(_))) if waiting_since.elapsed() < LOGIN_WAIT => {
+                glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            other => break other,
+        }
+    };
     match locked {
         Ok(Ok(entries)) => {
             tracing::info!(core = shard.id, client = %conn.peer.ip(), user = %user, messages = entries.len(), "pop3 login");
@@ -130,6 +141,10 @@ async fn login(shard: &Rc<Shard>, user: &str, password: &str, conn: &Conn) -> (A
             (AuthOutcome::LoggedIn(infos), Some(Locked { user, token, owner, entries }))
         }
         Ok(Err(MailboxError::InUse(_))) => (AuthOutcome::InUse, None),
+        Ok(Err(MailboxError::Recovering(_))) => {
+            tracing::warn!(core = shard.id, user = %user, waited_ms = waiting_since.elapsed().as_millis() as u64, "pop3 login: mailbox still being recovered");
+            (AuthOutcome::Recovering, None)
+        }
         Ok(Err(e @ MailboxError::NotLocked(_))) => {
             tracing::error!(core = shard.id, user = %user, error = %e, "mailbox lock failed");
             (AuthOutcome::TempFailure, None)

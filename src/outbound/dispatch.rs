@@ -29,8 +29,13 @@ impl Shard {
         for dest in recovered {
             self.kick(&dest);
         }
+        let mut shrunk_ms = now_ms();
         while !self.stop.is_set() {
             let now = now_ms();
+            if now.saturating_sub(shrunk_ms) >= 5_000 {
+                shrunk_ms = now;
+                self.give_back_memory();
+            }
             let promoted = self.queue.borrow_mut().promote_due(now, &policy);
             for msg in promoted.expired {
                 let reason = format!(
@@ -78,6 +83,9 @@ impl Shard {
     pub fn kick(self: &Rc<Self>, dest: &Dest) {
         if self.stop.is_set() {
             return; // stopping: the queue is rebuilt from the spool at start
+        }
+        if !self.recovery.queue_ready() {
+            return; // the relay timer kicks every destination on adoption
         }
         // Idle connections to it take the mail first.
         self.outbound.wake_idle(dest);

@@ -446,6 +446,30 @@ impl QueueShard {
         self.take(key)
     }
 
+    /// Give back the memory of a drained backlog: each table shrinks when
+    /// less than a quarter of it is used (maps never shrink by themselves,
+    /// so a million messages relayed would otherwise keep their room).
+    /// Cheap when nothing is to be done; the caller runs it now and then.
+    pub fn shrink(&mut self) {
+        fn sparse(capacity: usize, len: usize) -> bool {
+            capacity > 4 * len + 1024
+        }
+        if sparse(self.messages.capacity(), self.messages.len()) {
+            self.messages.shrink_to_fit();
+        }
+        if sparse(self.deferred.capacity(), self.deferred.len()) {
+            self.deferred.shrink_to_fit();
+        }
+        if sparse(self.destinations.capacity(), self.destinations.len()) {
+            self.destinations.shrink_to_fit();
+        }
+        for d in self.destinations.values_mut() {
+            if sparse(d.ready.capacity(), d.ready.len()) {
+                d.ready.shrink_to_fit();
+            }
+        }
+    }
+
     /// Forget a message, keeping its destination's count.
     fn take(&mut self, key: Key) -> Option<QueuedMessage> {
         let m = self.messages.remove(&key)?;

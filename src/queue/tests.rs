@@ -214,3 +214,23 @@ fn pools_of_one_domain_wait_apart() {
     assert!(q.next_ready(&bulk).is_none());
     assert_eq!(q.next_ready(&d("a.test")).map(|(_, m)| m.queue_id.0), Some(0));
 }
+
+#[test]
+fn a_drained_backlog_gives_its_tables_back() {
+    let mut q = QueueShard::default();
+    for i in 0..100_000 {
+        q.enqueue(msg(i, "a.test"));
+    }
+    let full = q.messages.capacity();
+    assert!(full >= 100_000);
+    q.shrink();
+    assert_eq!(q.messages.capacity(), full, "a full table is left alone");
+    while let Some((key, _)) = q.next_ready(&d("a.test")) {
+        q.finish(key);
+    }
+    q.enqueue(msg(7, "b.test"));
+    q.shrink();
+    assert!(q.messages.capacity() < 2048, "{}", q.messages.capacity());
+    assert!(q.destinations[&d("a.test")].ready.capacity() < 1024);
+    assert_eq!(q.next_ready(&d("b.test")).map(|(_, m)| m.queue_id.0), Some(7), "still a working queue");
+}

@@ -3,6 +3,7 @@
 //! executor per core and bind the listeners on each (SO_REUSEPORT spreads
 //! connections), then drop root (`run_as`) before any client is served.
 
+use super::recovery::{Adoption, Recovery};
 use super::{owner, Mesh, Shard, ShardMsg};
 use crate::auth::{UserDb, UsersError};
 use crate::config::Config;
@@ -20,6 +21,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, SystemTime};
 
@@ -52,19 +54,14 @@ pub enum BootError {
     Core { core: usize, reason: String },
 }
 
-/// Everything one core starts with, built on the main thread from the
-/// recovered spool.
-#[derive(Default)]
+/// Everything one core starts with: where its writer resumes (phase 1 of
+/// recovery), and where the rest of its spool will come from.
 struct CoreInit {
-    /// Liveness of the records in the dirs this core owns.
-    ledger: Ledger,
-    mailboxes: Vec<(String, MailboxEntry)>,
-    queue: Vec<QueuedMessage>,
     /// Where appends to this core's own dir resume.
     tail: Option<spool::Tail>,
     last_queue_id: Option<spool::QueueId>,
-    /// The live suppression entries (every core holds the whole list).
-    suppressions: Vec<spool::LiveSuppression>,
+    /// This core's part of the spool, recovered behind it.
+    adoption: crossbeam_channel::Receiver<Adoption>,
 }
 
 /// The sending ends the control threads (SIGHUP, the users watcher) hold
@@ -161,20 +158,38 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
     }
     let verifier = Verifier::start(dns_server).map_err(BootError::Verifier)?;
     let sites = Arc::new(Sites::new(load_shaping(&config).map_err(|e| BootError::Preflight { problems: vec![e] })?));
+    // Phase 1: only where each core's appends resume; the rest of the
+    // spool is recovered behind the serving cores (see `spool::phased`).
     let started = std::time::Instant::now();
-    let mut recovered = spool::recover(&root).map_err(BootError::Recovery)?;
-    for t in &recovered.torn {
+    let opened = spool::phased::open_tails(&root, 0..cores as u16).map_err(BootError::Recovery)?;
+    for t in &opened.torn {
         tracing::warn!(dir = t.dir, segment = t.segment, offset = t.offset, reason = %t.reason, "cut torn spool tail (never acknowledged)");
     }
-    reclaim_at_start(&root, &mut recovered);
-    let mut inits: Vec<CoreInit> = (0..cores).map(|_| CoreInit::default()).collect();
-    let live = recovered.messages.len();
-    distribute(recovered, &mut inits, &config.relay);
-    tracing::info!(messages = live, cores, elapsed_ms = started.elapsed().as_millis() as u64, "spool recovered");
+    tracing::info!(
+        cores,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "spool tails open; recovering the rest behind"
+    );
+    let recovery = Arc::new(super::recovery::Shared::default());
+    let (adoptions, inits): (Vec<_>, Vec<_>) = (0..cores as u16)
+        .map(|dir| {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let tail = opened.tails.get(&dir).copied().flatten();
+            (tx, CoreInit { tail, last_queue_id: opened.last_queue_ids.get(&dir).copied(), adoption: rx })
+        })
+        .unzip();
 
     let config = Arc::new(config);
     let mut feeds = Feeds { users: Vec::new(), tls: Vec::new(), config: Vec::new(), dkim: Vec::new() };
     let lifecycle = Lifecycle::default();
+    let recovery_failed = spawn_recovery(RecoverBehind {
+        root: root.clone(),
+        boundaries: opened.tails,
+        relay: config.relay.clone(),
+        shared: recovery.clone(),
+        adoptions,
+        stopping: lifecycle.stopping.clone(),
+    });
     let limits = Arc::new(super::limits::Limits::default());
     let mesh = MeshBuilder::full(cores, 1024);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
@@ -189,7 +204,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
         let (dtx, dkim_rx) = crossbeam_channel::unbounded();
         feeds.dkim.push(dtx);
         let updates = Updates { users: users_rx, tls: tls_rx, config: config_rx, dkim: dkim_rx };
-        let (signers, verifier, sites) = (signers.clone(), verifier.clone(), sites.clone());
+        let (signers, verifier, sites, recovery) = (signers.clone(), verifier.clone(), sites.clone(), recovery.clone());
         let (config, users, tls, mesh, ready, listeners, lifecycle) = (
             config.clone(),
             users.clone(),
@@ -225,6 +240,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
                     signers,
                     verifier,
                     sites,
+                    recovery,
                 };
                 if let Err(reason) = core_main(start, mesh, ready.clone()).await {
                     let _ = ready.send(Err(format!("core {core}: {reason}")));
@@ -257,8 +273,62 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
     for h in handles {
         let _ = h.join();
     }
+    if let Some(e) = recovery_failed.lock().ok().and_then(|mut f| f.take()) {
+        return Err(BootError::Recovery(e));
+    }
     tracing::info!("ringmail stopped");
     Ok(())
+}
+
+/// What the recovery thread needs.
+struct RecoverBehind {
+    root: PathBuf,
+    boundaries: spool::phased::Boundaries,
+    relay: crate::config::Relay,
+    shared: Arc<super::recovery::Shared>,
+    /// One per core, in core order.
+    adoptions: Vec<crossbeam_channel::Sender<Adoption>>,
+    stopping: Arc<AtomicBool>,
+}
+
+/// Phase 2 of recovery on its own thread: read the spool behind the
+/// serving cores, delete what died before the restart, and hand each core
+/// its part. On failure (a record this version cannot read) the server
+/// stops, and [`run`] returns the error: cutting data it cannot read would
+/// destroy mail. The returned slot holds that error.
+fn spawn_recovery(job: RecoverBehind) -> Arc<Mutex<Option<spool::SpoolError>>> {
+    let failed = Arc::new(Mutex::new(None));
+    let slot = failed.clone();
+    std::thread::Builder::new()
+        .name("ringmail-recovery".into())
+        .spawn(move || {
+            let started = std::time::Instant::now();
+            match spool::phased::recover_behind(&job.root, &job.boundaries, &job.shared.progress) {
+                Ok(mut recovered) => {
+                    for t in &recovered.torn {
+                        tracing::warn!(dir = t.dir, segment = t.segment, offset = t.offset, reason = %t.reason, "cut torn spool tail (never acknowledged)");
+                    }
+                    reclaim_at_start(&job.root, &mut recovered);
+                    let live = recovered.messages.len();
+                    let parts = distribute(recovered, job.adoptions.len(), &job.relay);
+                    tracing::info!(messages = live, elapsed_ms = started.elapsed().as_millis() as u64, "spool recovered");
+                    #[cfg(debug_assertions)]
+                    hold_for_tests();
+                    for (tx, part) in job.adoptions.iter().zip(parts) {
+                        let _ = tx.send(part);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "spool recovery failed: stopping (mail acknowledged since the start is in the spool)");
+                    if let Ok(mut f) = slot.lock() {
+                        *f = Some(e);
+                    }
+                    job.stopping.store(true, Ordering::Release);
+                }
+            }
+        })
+        .expect("spawning a thread at start-up");
+    failed
 }
 
 /// One warning when the data dir (mail, password hashes) is open to the
@@ -278,8 +348,22 @@ fn warn_if_readable_by_others(data_dir: &std::path::Path) {
     }
 }
 
+/// Debug builds only: while the file `RINGMAIL_TEST_HOLD_RECOVERY` names
+/// exists, keep the recovered spool from the cores, so that tests can
+/// exercise a server serving behind a recovery that lasts.
+#[cfg(debug_assertions)]
+fn hold_for_tests() {
+    if let Some(path) = std::env::var_os("RINGMAIL_TEST_HOLD_RECOVERY").filter(|p| std::path::Path::new(p).exists()) {
+        tracing::info!(file = ?path, "holding the recovered spool while this file exists (test hook)");
+        while std::path::Path::new(&path).exists() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 /// Delete segments that died before the restart (all their mail final),
-/// before any executor maps them.
+/// before any core adopts the ledger (so none of them is ever mapped: a
+/// dead segment holds nothing to read, and no writer appends to it).
 fn reclaim_at_start(root: &std::path::Path, recovered: &mut spool::Recovered) {
     let mut dead = std::mem::take(&mut recovered.reclaimable);
     while let Some(key) = dead.pop() {
@@ -299,26 +383,17 @@ fn reclaim_at_start(root: &std::path::Path, recovered: &mut spool::Recovered) {
 
 /// Route every live recipient to the core that owns it; relayed shares
 /// leave from the egress pool their sender selects under `relay`.
-fn distribute(recovered: spool::Recovered, inits: &mut [CoreInit], relay: &crate::config::Relay) {
-    let cores = inits.len();
+fn distribute(recovered: spool::Recovered, cores: usize, relay: &crate::config::Relay) -> Vec<Adoption> {
     // Each core only ever asks the ledger about records in the dirs it
-    // owns, so every core may start from the same ledger.
-    for init in inits.iter_mut() {
-        init.ledger = recovered.ledger.clone();
-    }
-    for (dir, tail) in recovered.tails {
-        if (dir as usize) < cores {
-            inits[dir as usize].tail = Some(tail);
-        }
-    }
-    for init in inits.iter_mut() {
-        init.suppressions = recovered.suppressions.clone();
-    }
-    for (dir, qid) in recovered.last_queue_ids {
-        if (dir as usize) < cores {
-            inits[dir as usize].last_queue_id = Some(qid);
-        }
-    }
+    // owns: each copy keeps only those messages (segments stay whole, for
+    // the pins between dirs).
+    let mut inits: Vec<Adoption> = (0..cores)
+        .map(|core| {
+            let mut ledger = recovered.ledger.clone();
+            ledger.keep_messages_of(|dir| owner::dir_owner(dir, cores) == core);
+            Adoption { ledger, suppressions: recovered.suppressions.clone(), ..Adoption::default() }
+        })
+        .collect();
     for m in recovered.messages {
         let mut remote: Vec<QueuedMessage> = Vec::new();
         for (recipient, r) in m.recipients {
@@ -372,6 +447,7 @@ fn distribute(recovered: spool::Recovered, inits: &mut [CoreInit], relay: &crate
             inits[owner::domain_owner(&q.domain, cores)].queue.push(q);
         }
     }
+    inits
 }
 
 /// Everything one executor starts from.
@@ -393,6 +469,8 @@ struct CoreStart {
     verifier: Verifier,
     /// The server-wide site table and shaping rules (replaced on SIGHUP).
     sites: Arc<Sites>,
+    /// Recovery progress, shared by every core.
+    recovery: Arc<super::recovery::Shared>,
 }
 
 /// Why one core could not start (sent to the main thread as text).
@@ -428,6 +506,7 @@ async fn core_main(
         signers,
         verifier,
         sites,
+        recovery,
     } = start;
     let (senders, mut receivers) = mesh.join().await.map_err(|_| CoreError::Mesh)?;
     let dir = core as u16;
@@ -435,15 +514,6 @@ async fn core_main(
     let segment_size = config.spool.segment_size as u32; // validated < 4 GiB
     let spool = Spool::new(store, dir, SpoolConfig { segment_size }, init.tail)?;
     let write_segment = spool.write_position().segment;
-    let mut mailboxes = MailboxIndex::default();
-    for (user, entry) in init.mailboxes {
-        mailboxes.deliver(&user, entry);
-    }
-    mailboxes.sort_by_arrival();
-    let mut queue = QueueShard::default();
-    for msg in init.queue {
-        queue.enqueue(msg);
-    }
     let shard = Rc::new(Shard {
         id: core,
         cores,
@@ -454,10 +524,10 @@ async fn core_main(
         spool,
         write_segment: Cell::new(write_segment),
         maps: RefCell::new(SegmentMaps::new(config.spool_root())),
-        ledger: RefCell::new(init.ledger),
+        ledger: RefCell::new(Ledger::behind()),
         queue_ids: RefCell::new(QueueIdGen::new(core as u16, init.last_queue_id)),
-        mailboxes: RefCell::new(mailboxes),
-        queue: RefCell::new(queue),
+        mailboxes: RefCell::new(MailboxIndex::default()),
+        queue: RefCell::new(QueueShard::default()),
         mesh: Mesh::new(core, senders),
         next_session: Cell::new(0),
         outbound: crate::outbound::Outbound::new(dns_server, signers, updates.dkim, sites),
@@ -469,7 +539,8 @@ async fn core_main(
         stop: super::Stop::default(),
         background: Cell::new(0),
         over_quota: RefCell::new(Default::default()),
-        suppressions: RefCell::new(crate::suppression::Suppressions::from_recovered(init.suppressions)),
+        suppressions: RefCell::new(Default::default()),
+        recovery: Recovery::pending(recovery),
         backup_pins: Cell::new(0),
         forward: RefCell::new(Default::default()),
         finalizing: RefCell::new(Default::default()),
@@ -510,13 +581,11 @@ async fn core_main(
     }
     let dead = shard.ledger.borrow_mut().set_write_segment(spool::SegmentKey { dir, seq: write_segment });
     shard.reclaim(dead).await;
-    glommio::spawn_local(shard.clone().relay_timer()).detach();
-    shard.check_all_quotas();
-    glommio::spawn_local(shard.clone().retention_sweeper()).detach();
+    // The relay, sweepers and compaction start once the recovered part is
+    // adopted (see `recovery`).
+    glommio::spawn_local(shard.clone().adopt(init.adoption)).detach();
     shard.check_spool_room();
     glommio::spawn_local(shard.clone().spool_watch()).detach();
-    glommio::spawn_local(shard.clone().compactor()).detach();
-    glommio::spawn_local(shard.clone().suppression_sweeper()).detach();
     if let Some(control) = control {
         glommio::spawn_local(net::control::serve(shard.clone(), control)).detach();
     }

@@ -154,7 +154,11 @@ impl Shard {
             if !self.stop.sleep(interval).await {
                 return;
             }
-            if self.backup_pins.get() > 0 || self.config().spool.compact_below == 0 {
+            // Every core must have adopted its recovered part first: a move
+            // tells the others where their entries went, and an entry not
+            // yet adopted would miss the news.
+            let adopted = self.recovery.shared.adopted.load(std::sync::atomic::Ordering::Acquire);
+            if self.backup_pins.get() > 0 || self.config().spool.compact_below == 0 || adopted < self.cores {
                 continue;
             }
             let Some(key) = self.compaction_candidate().await else { continue };

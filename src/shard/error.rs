@@ -25,6 +25,9 @@ pub enum ShardError {
     /// A record field is longer than the spool can store.
     #[error("{what} too long to store")]
     TooLong { what: &'static str },
+    /// The owning core has not adopted its recovered spool yet (restart).
+    #[error("the server is still recovering its spool after a restart; try again shortly")]
+    Recovering,
     /// `mailbox delete` named a UID the mailbox does not hold.
     #[error("no message {uid} in the mailbox of {user}")]
     NoSuchMessage { user: String, uid: String },

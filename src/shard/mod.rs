@@ -18,6 +18,7 @@ pub(crate) mod intake;
 mod mesh;
 mod msg;
 mod observe;
+pub mod recovery;
 mod retention;
 mod stop;
 pub mod suppress;
@@ -107,6 +108,8 @@ pub struct Shard {
     pub over_quota: RefCell<std::collections::HashSet<String>>,
     /// This core's copy of the suppression list (see [`suppress`]).
     pub suppressions: RefCell<crate::suppression::Suppressions>,
+    /// How far this core has adopted the spool recovered behind it.
+    pub recovery: recovery::Recovery,
 }
 
 impl Shard {
@@ -160,7 +163,12 @@ impl Shard {
                 self.queue.borrow_mut().enqueue(msg);
                 self.kick(&dest);
             }
-            ShardMsg::Suppression(update) => self.suppressions.borrow_mut().apply(update),
+            ShardMsg::Suppression(update) => {
+                // Applied now for RCPT checks, and again over the
+                // recovered list when it arrives.
+                self.recovery.hold_suppression_update(&update);
+                self.suppressions.borrow_mut().apply(update);
+            }
             ShardMsg::SegmentGone { dir, segment } => self.maps.borrow_mut().forget(dir, segment),
             ShardMsg::Request(req) => {
                 let me = self.clone();
@@ -230,7 +238,11 @@ impl Shard {
     async fn serve(self: &Rc<Self>, req: Request) {
         match req {
             Request::Lock { user, token, answer } => {
-                let _ = answer.send(self.mailboxes.borrow_mut().lock(&user, token));
+                let locked = match self.recovery.mailboxes_ready() {
+                    true => self.mailboxes.borrow_mut().lock(&user, token),
+                    false => Err(crate::mailbox::MailboxError::Recovering(user)),
+                };
+                let _ = answer.send(locked);
             }
             Request::Unlock { user, token, answer } => {
                 self.mailboxes.borrow_mut().unlock(&user, token);
@@ -275,13 +287,21 @@ impl Shard {
                 let _ = answer.send(());
             }
             Request::Suppression { op, answer } => {
-                let _ = answer.send(self.suppression_owned(op).await);
+                let done = match self.recovery.is_done() {
+                    true => self.suppression_owned(op).await,
+                    false => Err(ShardError::Recovering),
+                };
+                let _ = answer.send(done);
             }
             Request::MailboxList { user, answer } => {
                 let _ = answer.send(self.mailboxes.borrow().entries(&user).to_vec());
             }
             Request::MailboxDelete { user, uid, answer } => {
-                let _ = answer.send(self.delete_by_uid(&user, &uid).await);
+                let deleted = match self.recovery.mailboxes_ready() {
+                    true => self.delete_by_uid(&user, &uid).await,
+                    false => Err(ShardError::Recovering),
+                };
+                let _ = answer.send(deleted);
             }
         }
     }
@@ -370,6 +390,15 @@ impl Shard {
         Ok(appended)
     }
 
+    /// Shrink the tables a drained backlog left mostly empty (queue,
+    /// mailboxes, ledger); a no-op when they are in use. Run every few
+    /// seconds by the relay timer.
+    pub fn give_back_memory(&self) {
+        self.queue.borrow_mut().shrink();
+        self.mailboxes.borrow_mut().shrink();
+        self.ledger.borrow_mut().shrink();
+    }
+
     /// Note a durable message record in the ledger.
     pub fn message_written(&self, at: SpoolRef, recipients: u16) {
         self.ledger.borrow_mut().message_written(at, recipients);
@@ -377,8 +406,9 @@ impl Shard {
 
     /// Delete dead segments, and tell every core to drop its maps of them.
     async fn reclaim(self: &Rc<Self>, mut dead: Vec<SegmentKey>) {
-        if self.backup_pins.get() > 0 {
-            // A backup is copying the spool as it was: keep everything.
+        if self.backup_pins.get() > 0 || !self.recovery.is_done() {
+            // A backup is copying the spool as it was, or recovery is still
+            // reading it: keep everything (adoption releases what waited).
             self.held_reclaim.borrow_mut().append(&mut dead);
             return;
         }

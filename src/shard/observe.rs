@@ -26,6 +26,8 @@ impl Shard {
             spool_failed_batches: stats.failed_batches,
             spool_free_bytes: self.spool_measure.get().free,
             spool_full: self.spool_full.get(),
+            recovering: !self.recovery.is_done(),
+            recovery_segments: self.recovery.shared.progress.segments(),
         };
         self.metrics.snapshot(self.id, gauges)
     }

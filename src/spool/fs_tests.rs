@@ -190,3 +190,73 @@ fn reclaimed_segment_is_removed_but_mapped_views_stay_readable() {
         spool.flush().await.unwrap();
     });
 }
+
+/// Phase 1 finds the tail and the last queue id from the highest segment
+/// alone (zeroing stale bytes there); phase 2, run while a writer appends
+/// behind the boundary, returns exactly the records before it; a full
+/// recovery afterwards finds both.
+#[test]
+fn phased_recovery_reads_up_to_the_boundary_while_the_writer_appends() {
+    use super::phased::{open_tails, recover_behind, Progress};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    run(async {
+        let spool = Spool::new(DirStore::open(&root, 0).unwrap(), 0, CONFIG, None).unwrap();
+        let mut before = Vec::new();
+        for id in 1..=40u64 {
+            before.push((store_message(&spool, id).await, id));
+        }
+        // Another directory nobody writes (left by a run with more cores).
+        let adopted = Spool::new(DirStore::open(&root, 5).unwrap(), 5, CONFIG, None).unwrap();
+        let other = store_message(&adopted, 500).await;
+        adopted.flush().await.unwrap();
+        drop(adopted);
+        assert!(spool.write_position().segment > 0, "40 x 10 KiB roll over 256 KiB");
+        spool.flush().await.unwrap();
+        drop(spool);
+        // Where a whole-spool recovery resumes (the prepared spare segment,
+        // if the writer made one).
+        let tail = recover(&root).unwrap().tails[&0];
+        let path = segment_path(&root, SegmentKey { dir: 0, seq: tail.segment });
+        let file = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        file.write_all_at(b"stale", u64::from(tail.offset) + 100).unwrap();
+
+        let opened = open_tails(&root, [0u16, 1]).unwrap();
+        let t = opened.tails[&0].expect("dir 0 has segments");
+        assert_eq!((t.segment, t.offset), (tail.segment, tail.offset));
+        assert_eq!(opened.tails[&1], None, "dir 1 has no segment yet");
+        assert_eq!(opened.last_queue_ids[&0], QueueId(40));
+        let mut buf = [1u8; 5];
+        file.read_exact_at(&mut buf, u64::from(tail.offset) + 100).unwrap();
+        assert_eq!(buf, [0; 5], "phase 1 zeroed what followed the tail");
+
+        // The writer resumes, and rolls over into new segments.
+        let spool = Spool::new(DirStore::open(&root, 0).unwrap(), 0, CONFIG, Some(t)).unwrap();
+        let mut after = Vec::new();
+        for id in 1001..=1030u64 {
+            after.push((store_message(&spool, id).await, id));
+        }
+        let writer1 = Spool::new(DirStore::open(&root, 1).unwrap(), 1, CONFIG, None).unwrap();
+        after.push((store_message(&writer1, 2000).await, 2000));
+        assert!(after.iter().any(|(at, _)| at.segment > t.segment));
+
+        let progress = Progress::default();
+        let behind = recover_behind(&root, &opened.tails, &progress).unwrap();
+        let mut found: Vec<_> = behind.messages.iter().map(|m| (m.at, m.queue_id.0)).collect();
+        found.sort();
+        let mut want = before.clone();
+        want.push((other, 500));
+        want.sort();
+        assert_eq!(found, want, "exactly the records before the boundary, and the unwritten dir whole");
+        let (read, total) = progress.segments();
+        assert_eq!(read, total);
+        let dir5 = std::fs::read_dir(root.join("core-5")).unwrap().count() as u64;
+        assert_eq!(total, u64::from(t.segment) + 1 + dir5, "dir 0 up to the boundary, and dir 5 whole");
+
+        spool.flush().await.unwrap();
+        writer1.flush().await.unwrap();
+        drop((spool, writer1));
+        let all = recover(&root).unwrap();
+        assert_eq!(all.messages.len(), want.len() + after.len());
+    });
+}

@@ -25,6 +25,15 @@
 //! - Recipient-state records are not fed to the ledger: they keep no segment
 //!   alive and pin none. Losing one is harmless (a retry comes sooner), and
 //!   letting them pin would keep every segment a deferral touched.
+//!
+//! # Behind recovery
+//! A core serves before its spool's older records are recovered (see
+//! `spool::phased`). Its ledger then starts [`Ledger::behind`]: every change
+//! is journaled in order and none is applied, so it answers nothing and
+//! offers no segment for deletion; [`Ledger::catch_up`] later replays the
+//! journal onto the recovered ledger, which gives exactly the ledger that
+//! feeding every record in order would have built. Nothing may be reclaimed
+//! or compacted while a ledger is behind.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -44,8 +53,38 @@ struct MessageState {
     count: u16,
     /// Recipients not yet final.
     remaining: u16,
-    /// Bit per recipient: final already (tombstones may repeat).
-    finals: Vec<u64>,
+    /// Bit per recipient: final already (tombstones may repeat). The first
+    /// 64 inline, so the common message costs no allocation here.
+    first: u64,
+    /// Recipients 64 and up (empty, unallocated, for most messages).
+    more: Box<[u64]>,
+}
+
+impl MessageState {
+    fn word(&self, i: usize) -> u64 {
+        match i {
+            0 => self.first,
+            _ => self.more.get(i - 1).copied().unwrap_or(0),
+        }
+    }
+
+    fn word_mut(&mut self, i: usize) -> Option<&mut u64> {
+        match i {
+            0 => Some(&mut self.first),
+            _ => self.more.get_mut(i - 1),
+        }
+    }
+}
+
+/// One change to a ledger, journaled while it is [behind](Ledger::behind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    SegmentAdded(SegmentKey),
+    WriteSegment(SegmentKey),
+    Message { at: SpoolRef, recipients: u16 },
+    Tombstone { at: SpoolRef, target: SpoolRef, recipient: u16 },
+    SegmentRemoved(SegmentKey),
+    ReleasePins(SegmentKey),
 }
 
 /// See the module docs. Operations are O(log n) (plus the size of the
@@ -57,6 +96,8 @@ pub struct Ledger {
     write_segments: BTreeMap<u16, u32>,
     /// target segment → segments holding tombstones that point into it.
     pinned_by: BTreeMap<SegmentKey, BTreeSet<SegmentKey>>,
+    /// Some while behind recovery: the changes to replay on catching up.
+    journal: Option<Vec<Change>>,
 }
 
 impl Ledger {
@@ -65,14 +106,75 @@ impl Ledger {
         Ledger::default()
     }
 
+    /// A ledger for a spool whose older records are still being recovered:
+    /// it journals every change until [`catch_up`](Ledger::catch_up), and
+    /// until then answers as an empty ledger and offers nothing for
+    /// deletion.
+    pub fn behind() -> Ledger {
+        Ledger { journal: Some(Vec::new()), ..Ledger::default() }
+    }
+
+    /// Whether changes are still being journaled (see [`behind`](Ledger::behind)).
+    pub fn is_behind(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    /// Become `recovered` (the ledger of every record written before this
+    /// one started) with the journaled changes applied in order. Returns
+    /// every segment that may be deleted now. On a ledger that is not
+    /// behind, `recovered` replaces it.
+    pub fn catch_up(&mut self, recovered: Ledger) -> Vec<SegmentKey> {
+        let journal = self.journal.take().unwrap_or_default();
+        *self = recovered;
+        self.journal = None;
+        for change in journal {
+            self.apply(change);
+        }
+        self.deletable()
+    }
+
+    /// Journal `change` if behind (true), else leave it to the caller.
+    fn journaled(&mut self, change: Change) -> bool {
+        match &mut self.journal {
+            Some(journal) => {
+                journal.push(change);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn apply(&mut self, change: Change) -> Vec<SegmentKey> {
+        match change {
+            Change::SegmentAdded(key) => {
+                self.segment_added(key);
+                Vec::new()
+            }
+            Change::WriteSegment(key) => self.set_write_segment(key),
+            Change::Message { at, recipients } => {
+                self.message_written(at, recipients);
+                Vec::new()
+            }
+            Change::Tombstone { at, target, recipient } => self.tombstone_written(at, target, recipient),
+            Change::SegmentRemoved(key) => self.segment_removed(key),
+            Change::ReleasePins(key) => self.release_pins(key),
+        }
+    }
+
     /// A segment exists on disk (created, or found by recovery).
     pub fn segment_added(&mut self, key: SegmentKey) {
+        if self.journaled(Change::SegmentAdded(key)) {
+            return;
+        }
         self.segments.entry(key).or_default();
     }
 
     /// Appends to `key.dir` now go to `key` (which exists). Returns the
     /// previous write segment if that made it deletable.
     pub fn set_write_segment(&mut self, key: SegmentKey) -> Vec<SegmentKey> {
+        if self.journaled(Change::WriteSegment(key)) {
+            return Vec::new();
+        }
         self.segment_added(key);
         let old = self.write_segments.insert(key.dir, key.seq);
         match old {
@@ -86,6 +188,9 @@ impl Ledger {
 
     /// A message with `recipients` recipients was written at `at`.
     pub fn message_written(&mut self, at: SpoolRef, recipients: u16) {
+        if self.journaled(Change::Message { at, recipients }) {
+            return;
+        }
         let seg = self.segments.entry(at.segment_key()).or_default();
         if recipients == 0 || self.messages.contains_key(&at) {
             return;
@@ -96,7 +201,8 @@ impl Ledger {
             MessageState {
                 count: recipients,
                 remaining: recipients,
-                finals: vec![0; usize::from(recipients).div_ceil(64)],
+                first: 0,
+                more: vec![0; usize::from(recipients).div_ceil(64) - 1].into_boxed_slice(),
             },
         );
     }
@@ -104,6 +210,9 @@ impl Ledger {
     /// A tombstone written at `at` made recipient `recipient` of the message
     /// at `target` final. Returns segments this made deletable.
     pub fn tombstone_written(&mut self, at: SpoolRef, target: SpoolRef, recipient: u16) -> Vec<SegmentKey> {
+        if self.journaled(Change::Tombstone { at, target, recipient }) {
+            return Vec::new();
+        }
         let holder = at.segment_key();
         self.segments.entry(holder).or_default();
         let target_seg = target.segment_key();
@@ -118,7 +227,8 @@ impl Ledger {
             return Vec::new();
         };
         let (word, bit) = (usize::from(recipient) / 64, 1u64 << (recipient % 64));
-        let Some(w) = msg.finals.get_mut(word).filter(|_| recipient < msg.count) else {
+        let count = msg.count;
+        let Some(w) = msg.word_mut(word).filter(|_| recipient < count) else {
             return Vec::new();
         };
         if *w & bit != 0 {
@@ -140,6 +250,9 @@ impl Ledger {
     /// deletable. May be called for segments of other directories, to
     /// release pins on them.
     pub fn segment_removed(&mut self, key: SegmentKey) -> Vec<SegmentKey> {
+        if self.journaled(Change::SegmentRemoved(key)) {
+            return Vec::new();
+        }
         if let Some(state) = self.segments.remove(&key) {
             // Only on misuse (deleting a segment the ledger did not offer):
             // drop what it still tracked, so the counts stay consistent.
@@ -169,7 +282,7 @@ impl Ledger {
             return true;
         };
         let word = usize::from(recipient) / 64;
-        recipient >= msg.count || msg.finals[word] & (1u64 << (recipient % 64)) != 0
+        recipient >= msg.count || msg.word(word) & (1u64 << (recipient % 64)) != 0
     }
 
     /// The final recipients of a live message (empty if not tracked).
@@ -181,6 +294,9 @@ impl Ledger {
     /// it no longer keeps any segment alive. Returns segments this made
     /// deletable (`holder` itself, if nothing else keeps it).
     pub fn release_pins(&mut self, holder: SegmentKey) -> Vec<SegmentKey> {
+        if self.journaled(Change::ReleasePins(holder)) {
+            return Vec::new();
+        }
         for holders in self.pinned_by.values_mut() {
             holders.remove(&holder);
         }
@@ -189,6 +305,26 @@ impl Ledger {
             h.pins = 0;
         }
         self.deletable_now(holder).into_iter().collect()
+    }
+
+    /// Forget the messages of directories `owned` rejects, keeping every
+    /// segment's counts and pins. For a core that asks only about records
+    /// in the dirs it owns (every core gets a copy of the recovered
+    /// ledger): the other dirs' messages would otherwise sit in every copy
+    /// for good. Afterwards answers about those messages are wrong, and
+    /// their segments are never offered for deletion here (their owner's
+    /// copy does that).
+    pub fn keep_messages_of(&mut self, owned: impl Fn(u16) -> bool) {
+        self.messages.retain(|at, _| owned(at.dir));
+        self.messages.shrink_to_fit();
+    }
+
+    /// Give back the memory of a drained backlog: the message table shrinks
+    /// when it is less than a quarter full.
+    pub fn shrink(&mut self) {
+        if self.messages.capacity() > 4 * self.messages.len() + 1024 {
+            self.messages.shrink_to_fit();
+        }
     }
 
     /// Whether `key` is a segment the ledger knows (not yet removed).
@@ -343,6 +479,22 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_keeping_one_dirs_messages_still_answers_for_that_dir() {
+        let mut l = Ledger::new();
+        l.set_write_segment(seg(0, 0));
+        l.set_write_segment(seg(1, 0));
+        l.message_written(at(0, 0, 0), 1);
+        l.message_written(at(1, 0, 0), 1);
+        l.keep_messages_of(|dir| dir == 0);
+        assert_eq!(l.live_messages(), 1);
+        assert!(l.is_live(at(0, 0, 0)));
+        l.set_write_segment(seg(1, 1));
+        assert!(l.deletable().is_empty(), "dir 1's segment is its owner's to offer");
+        l.set_write_segment(seg(0, 1));
+        assert_eq!(l.tombstone_written(at(0, 1, 0), at(0, 0, 0), 0), [seg(0, 0)]);
+    }
+
+    #[test]
     fn many_recipients_use_several_bitset_words() {
         let mut l = Ledger::new();
         l.set_write_segment(seg(0, 0));
@@ -356,5 +508,51 @@ mod tests {
         assert!(l.is_live(at(0, 0, 0)), "index 130 is not a recipient");
         l.tombstone_written(at(0, 0, 8), at(0, 0, 0), 129);
         assert!(!l.is_live(at(0, 0, 0)));
+    }
+
+    /// The same history fed to one ledger directly and, split at a
+    /// boundary, to a recovered ledger plus a journal, ends in the same
+    /// state: catching up is replay, not approximation.
+    #[test]
+    fn catching_up_equals_feeding_everything_in_order() {
+        let before = |l: &mut Ledger| {
+            l.set_write_segment(seg(0, 0));
+            l.message_written(at(0, 0, 0), 2);
+            l.message_written(at(0, 0, 64), 1);
+            l.set_write_segment(seg(0, 1));
+            l.message_written(at(0, 1, 0), 1);
+            l.tombstone_written(at(0, 1, 64), at(0, 0, 0), 0);
+        };
+        let after = |l: &mut Ledger| -> Vec<SegmentKey> {
+            let mut dead = Vec::new();
+            dead.extend(l.set_write_segment(seg(0, 1)));
+            l.message_written(at(0, 1, 128), 1);
+            dead.extend(l.tombstone_written(at(0, 1, 192), at(0, 0, 0), 1));
+            dead.extend(l.tombstone_written(at(0, 1, 200), at(0, 0, 64), 0));
+            dead.extend(l.set_write_segment(seg(0, 2)));
+            dead.extend(l.tombstone_written(at(0, 2, 0), at(0, 1, 128), 0));
+            dead
+        };
+        let mut direct = Ledger::new();
+        before(&mut direct);
+        let direct_dead = after(&mut direct);
+        assert_eq!(direct_dead, [seg(0, 0)], "seg 0 dies once its three recipients are final");
+
+        let mut recovered = Ledger::new();
+        before(&mut recovered);
+        let mut live = Ledger::behind();
+        assert!(after(&mut live).is_empty(), "a ledger behind recovery offers nothing");
+        assert!(live.is_behind());
+        assert!(!live.is_live(at(0, 1, 128)), "nor answers before catching up");
+        let dead = live.catch_up(recovered);
+        assert!(!live.is_behind());
+        assert_eq!(dead, direct.deletable());
+        assert_eq!(dead, [seg(0, 0)]);
+        for a in [at(0, 0, 0), at(0, 0, 64), at(0, 1, 0), at(0, 1, 128)] {
+            assert_eq!(live.is_live(a), direct.is_live(a), "{a:?}");
+        }
+        assert_eq!(live.live_messages(), direct.live_messages());
+        // Both go on identically: seg 1 pins seg 0 in each.
+        assert_eq!(live.segment_removed(seg(0, 0)), direct.segment_removed(seg(0, 0)));
     }
 }

@@ -17,6 +17,7 @@
 //! - [`io`]: the [`SegmentStore`]/[`SegmentFile`] seam and the glommio store.
 //! - [`reader`]: [`SegmentMaps`], checked zero-copy reads.
 //! - [`recovery`]: rebuilding state at start-up (pure core + loader).
+//! - [`phased`]: the same in two phases, so a restart serves at once.
 //! - [`ledger`]: what may be reclaimed (pure).
 //! - [`suppression`]: the suppression-list record codec (pure).
 //!
@@ -86,6 +87,7 @@ pub mod io;
 pub mod layout;
 pub mod ledger;
 pub mod payload;
+pub mod phased;
 pub mod reader;
 pub mod record;
 pub mod recovery;
@@ -114,7 +116,8 @@ pub use payload::{
 pub use reader::{RecordView, SegmentMaps};
 pub use record::{scan_segment, BadRecord, RecordKind, ScanEnd, ScannedRecord, SegmentScan};
 pub use recovery::{
-    recover, recover_images, LiveMessage, LiveSuppression, Recovered, Repair, SegmentImage, TornRecord,
+    recover, recover_images, recover_images_observed, LiveMessage, LiveSuppression, Recovered, Repair, SegmentImage,
+    TornRecord,
 };
 pub use suppression::{copy_replacing, decode_suppression, encode_suppression, SuppressionRecord};
 pub use writer::{Appended, CommitTicket, Spool, SpoolConfig, SpoolStats, Tail};

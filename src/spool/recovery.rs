@@ -24,7 +24,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use memmap2::Mmap;
@@ -170,6 +170,15 @@ impl FoundMessage {
 /// The pure core of recovery. Images may come in any order; a key given
 /// twice counts once (the last one).
 pub fn recover_images<'a>(images: impl IntoIterator<Item = SegmentImage<'a>>) -> Result<Recovered, SpoolError> {
+    recover_images_observed(images, &mut |_| {})
+}
+
+/// [`recover_images`], calling `scanned` after each segment is scanned (to
+/// report progress).
+pub fn recover_images_observed<'a>(
+    images: impl IntoIterator<Item = SegmentImage<'a>>,
+    scanned: &mut dyn FnMut(SegmentImage<'_>),
+) -> Result<Recovered, SpoolError> {
     let images: BTreeMap<SegmentKey, &[u8]> = images.into_iter().map(|i| (i.key, i.bytes)).collect();
     let mut out = Recovered::default();
     let mut found = Vec::new();
@@ -235,6 +244,7 @@ pub fn recover_images<'a>(images: impl IntoIterator<Item = SegmentImage<'a>>) ->
                 RecordKind::Checkpoint => {}
             }
         }
+        scanned(SegmentImage { key, bytes });
     }
     for &key in images.keys() {
         out.ledger.segment_added(key);
@@ -311,16 +321,32 @@ fn keep_latest(states: &mut HashMap<(SpoolRef, u16), (SpoolRef, RecipientState)>
 /// deletes unfinished `.tmp` segments, maps every segment, runs
 /// [`recover_images`], and zeroes and syncs the repair regions before
 /// returning. Blocking; run at start-up, before any `Spool` appends. A
-/// missing root is an empty spool.
+/// missing root is an empty spool. (A server recovers in two phases
+/// instead, so that it serves at once: see [`super::phased`].)
 pub fn recover(root: &Path) -> Result<Recovered, SpoolError> {
+    let files = list_segments(root, true)?
+        .into_iter()
+        .map(|(key, path)| Ok((key, map_segment(key, &path)?)))
+        .collect::<Result<BTreeMap<_, _>, SpoolError>>()?;
+    let recovered = recover_images(
+        files.iter().map(|(&key, (_, map))| SegmentImage { key, bytes: map.as_deref().unwrap_or(&[]) }),
+    )?;
+    apply_repairs(&files, &recovered.repairs)?;
+    Ok(recovered)
+}
+
+/// Every segment file under `root` by key. With `remove_temp`, unfinished
+/// `segment-<seq>.tmp` files are deleted (durably) on the way: only safe
+/// while no writer is preparing a segment. A missing root has none.
+pub(super) fn list_segments(root: &Path, remove_temp: bool) -> Result<BTreeMap<SegmentKey, PathBuf>, SpoolError> {
     let dir_err = |path: &Path| {
         let path = path.to_path_buf();
         move |e| SpoolError::Directory { path, source: Arc::new(e) }
     };
+    let mut out = BTreeMap::new();
     if !root.exists() {
-        return Ok(Recovered::default());
+        return Ok(out);
     }
-    let mut files: BTreeMap<SegmentKey, (File, Option<Mmap>)> = BTreeMap::new();
     for entry in std::fs::read_dir(root).map_err(dir_err(root))? {
         let entry = entry.map_err(dir_err(root))?;
         let Some(dir) = entry.file_name().to_str().and_then(parse_dir_name) else {
@@ -331,31 +357,40 @@ pub fn recover(root: &Path) -> Result<Recovered, SpoolError> {
         for seg in std::fs::read_dir(&dir_path).map_err(dir_err(&dir_path))? {
             let seg = seg.map_err(dir_err(&dir_path))?;
             match seg.file_name().to_str().and_then(parse_segment_name) {
-                Some(SegmentName::Temp(_)) => {
+                Some(SegmentName::Temp(_)) if remove_temp => {
                     std::fs::remove_file(seg.path()).map_err(dir_err(&seg.path()))?;
                     removed_temp = true;
                 }
                 Some(SegmentName::Segment(seq)) => {
-                    let key = SegmentKey { dir, seq };
-                    let open_err = |e| SpoolError::OpenSegment { key, source: Arc::new(e) };
-                    let file = OpenOptions::new().read(true).write(true).open(seg.path()).map_err(open_err)?;
-                    let len = file.metadata().map_err(open_err)?.len();
-                    // SAFETY: nothing truncates spool segments (see reader.rs);
-                    // this map is dropped before recover returns.
-                    let map = (len > 0).then(|| unsafe { Mmap::map(&file) }).transpose().map_err(open_err)?;
-                    files.insert(key, (file, map));
+                    out.insert(SegmentKey { dir, seq }, seg.path());
                 }
-                None => {}
+                Some(SegmentName::Temp(_)) | None => {}
             }
         }
         if removed_temp {
             File::open(&dir_path).and_then(|d| d.sync_all()).map_err(dir_err(&dir_path))?;
         }
     }
-    let recovered = recover_images(
-        files.iter().map(|(&key, (_, map))| SegmentImage { key, bytes: map.as_deref().unwrap_or(&[]) }),
-    )?;
-    for r in &recovered.repairs {
+    Ok(out)
+}
+
+/// Opens segment `key` at `path` for repair and maps it (None when empty).
+pub(super) fn map_segment(key: SegmentKey, path: &Path) -> Result<(File, Option<Mmap>), SpoolError> {
+    let open_err = |e| SpoolError::OpenSegment { key, source: Arc::new(e) };
+    let file = OpenOptions::new().read(true).write(true).open(path).map_err(open_err)?;
+    let len = file.metadata().map_err(open_err)?.len();
+    // SAFETY: nothing truncates spool segments (see reader.rs); the map is
+    // dropped by the recovery that made it.
+    let map = (len > 0).then(|| unsafe { Mmap::map(&file) }).transpose().map_err(open_err)?;
+    Ok((file, map))
+}
+
+/// Zero and sync each repair region of the segments in `files`.
+pub(super) fn apply_repairs(
+    files: &BTreeMap<SegmentKey, (File, Option<Mmap>)>,
+    repairs: &[Repair],
+) -> Result<(), SpoolError> {
+    for r in repairs {
         let Some((file, _)) = files.get(&r.key) else {
             continue;
         };
@@ -366,7 +401,7 @@ pub fn recover(root: &Path) -> Result<Recovered, SpoolError> {
             source: Arc::new(e),
         })?;
     }
-    Ok(recovered)
+    Ok(())
 }
 
 fn zero_range(file: &File, from: u32, to: u32) -> std::io::Result<()> {

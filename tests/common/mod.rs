@@ -184,8 +184,25 @@ io_memory = 1048576
         }
     }
 
-    /// Start the binary and wait until both listeners greet.
+    /// Start the binary and wait until it serves and every core has
+    /// adopted the spool recovered behind it (so queues and mailboxes are
+    /// whole).
     pub fn spawn(&mut self) {
+        let recovered_before = self.log().matches(RECOVERY_COMPLETE).count();
+        self.spawn_serving();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.log().matches(RECOVERY_COMPLETE).count() == recovered_before {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("ringmail exited during recovery ({status}):\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "recovery not complete after 60s:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Start the binary and wait only until it serves ("ringmail ready"):
+    /// the spool may still be being recovered behind it.
+    pub fn spawn_serving(&mut self) {
         assert!(self.child.is_none(), "already running");
         let starts_before = self.log().matches("ringmail ready").count();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
@@ -285,6 +302,9 @@ io_memory = 1048576
         Pop3::connect(self.pop3)
     }
 }
+
+/// The line logged once every core has adopted its recovered spool.
+pub const RECOVERY_COMPLETE: &str = "recovery complete: every core serves its whole spool";
 
 impl Drop for Server {
     fn drop(&mut self) {

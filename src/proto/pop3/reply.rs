@@ -33,6 +33,9 @@ pub const ERR_TOO_MANY_FAILURES: &str = "-ERR [AUTH] too many failures\r\n";
 /// `[IN-USE]` (RFC 2449): another session holds the maildrop lock.
 pub const ERR_IN_USE: &str = "-ERR [IN-USE] Mailbox is locked by another session\r\n";
 /// `[SYS/TEMP]` (RFC 3206): the credentials could not be checked just now.
+/// The mailbox index is still being rebuilt after a restart (RFC 3206).
+pub const ERR_RECOVERING: &str = "-ERR [SYS/TEMP] recovering: the mailbox is not ready yet, try again shortly\r\n";
+
 pub const ERR_AUTH_TEMP_FAILURE: &str = "-ERR [SYS/TEMP] Temporary authentication failure, try again later\r\n";
 /// PASS with no USER before it.
 pub const ERR_PASS_WITHOUT_USER: &str = "-ERR USER first\r\n";

@@ -103,6 +103,8 @@ pub enum AuthOutcome {
     InUse,
     /// The check could not be made (user store or owner core unavailable).
     TempFailure,
+    /// The maildrop is still being recovered after a restart.
+    Recovering,
 }
 
 /// The driver's answer to [`Action::Commit`]. The session closes either way.
@@ -251,6 +253,10 @@ impl Server {
             }
             AuthOutcome::TempFailure => {
                 self.reply(reply::ERR_AUTH_TEMP_FAILURE);
+                State::Authorization { user: None, failures }
+            }
+            AuthOutcome::Recovering => {
+                self.reply(reply::ERR_RECOVERING);
                 State::Authorization { user: None, failures }
             }
         };

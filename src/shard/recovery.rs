@@ -1,0 +1,188 @@
+//! Serving before the spool is recovered: how a core adopts what recovery
+//! found behind it (see `spool::phased` and `boot`).
+//!
+//! A core starts with its writer open (phase 1) and everything else empty,
+//! and serves at once: SMTP accepts and acknowledges new mail as always
+//! (durably), and new mail is delivered to mailboxes and queued. What
+//! waits for the recovered part:
+//! - POP3 logins to this core's mailboxes (`Request::Lock` answers
+//!   `Recovering`; the session retries for up to [`LOGIN_WAIT`]);
+//! - relay from this core's queue (`kick` does nothing; the relay timer
+//!   starts on adoption), so the suppression list is complete before any
+//!   mail is relayed from here;
+//! - suppression changes owned by this core (answered `Recovering`);
+//! - everything that deletes or rewrites: reclaim (held), compaction,
+//!   retention and the suppression sweep (started on adoption).
+//!
+//! Adoption ([`Shard::adopt`]) applies the recovered part in steps, each
+//! opening its gate: the ledger catches up on its journal, the suppression
+//! list is rebuilt and the changes received meanwhile re-applied, mailbox
+//! entries are added (yielding every [`CHUNK`]), then queue entries.
+
+use super::Shard;
+use crate::mailbox::MailboxEntry;
+use crate::queue::QueuedMessage;
+use crate::spool::{self, phased::Progress};
+use crate::suppression::{Suppressions, Update};
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a POP3 login waits for its mailbox to be recovered before
+/// `-ERR [SYS/TEMP]`.
+pub const LOGIN_WAIT: Duration = Duration::from_secs(10);
+
+/// Entries added between yields while adopting, so sessions keep being
+/// served during a large adoption.
+const CHUNK: usize = 4096;
+
+/// What recovery found for one core: the records of the dirs it owns and
+/// the mailboxes and destinations it owns.
+#[derive(Default)]
+pub struct Adoption {
+    /// Liveness of every recovered record (each core asks only about the
+    /// dirs it owns).
+    pub ledger: spool::Ledger,
+    pub mailboxes: Vec<(String, MailboxEntry)>,
+    pub queue: Vec<QueuedMessage>,
+    /// The live suppression entries (every core holds the whole list).
+    pub suppressions: Vec<spool::LiveSuppression>,
+}
+
+/// Shared by the recovery thread and every core, for `status` and for the
+/// one line that says the whole server has caught up.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Segments read so far.
+    pub progress: Progress,
+    /// Cores that have adopted their part.
+    pub adopted: AtomicUsize,
+}
+
+/// One core's recovery state (see the module docs).
+pub struct Recovery {
+    mailboxes: Cell<bool>,
+    queue: Cell<bool>,
+    done: Cell<bool>,
+    /// Suppression changes received before the recovered list arrived.
+    suppression_updates: RefCell<Vec<Update>>,
+    pub shared: Arc<Shared>,
+}
+
+impl Recovery {
+    /// A core whose recovered part is still to come.
+    pub fn pending(shared: Arc<Shared>) -> Recovery {
+        Recovery {
+            mailboxes: Cell::new(false),
+            queue: Cell::new(false),
+            done: Cell::new(false),
+            suppression_updates: RefCell::new(Vec::new()),
+            shared,
+        }
+    }
+
+    /// Whether this core's mailbox indexes are complete.
+    pub fn mailboxes_ready(&self) -> bool {
+        self.mailboxes.get()
+    }
+
+    /// Whether this core's relay queue is complete.
+    pub fn queue_ready(&self) -> bool {
+        self.queue.get()
+    }
+
+    /// Whether everything is adopted.
+    pub fn is_done(&self) -> bool {
+        self.done.get()
+    }
+
+    /// Keep a suppression change to re-apply on adoption (true), or let
+    /// the caller apply it alone (false: the list is complete).
+    pub fn hold_suppression_update(&self, update: &Update) -> bool {
+        if self.done.get() {
+            return false;
+        }
+        self.suppression_updates.borrow_mut().push(update.clone());
+        true
+    }
+}
+
+impl Shard {
+    /// Wait for this core's part of the recovered spool and adopt it, then
+    /// start what waited for it. Returns early if the server stops or the
+    /// recovery thread ended without an answer (it failed: the server is
+    /// being stopped).
+    pub async fn adopt(self: Rc<Self>, from: crossbeam_channel::Receiver<Adoption>) {
+        let started = Instant::now();
+        let part = loop {
+            match from.try_recv() {
+                Ok(part) => break part,
+                Err(crossbeam_channel::TryRecvError::Empty) => {
+                    if !self.stop.sleep(Duration::from_millis(5)).await {
+                        return;
+                    }
+                }
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return,
+            }
+        };
+        let Adoption { ledger, mailboxes, queue, suppressions } = part;
+        let (boxes, queued) = (mailboxes.len(), queue.len());
+        let dead = self.ledger.borrow_mut().catch_up(ledger);
+        let mut list = Suppressions::from_recovered(suppressions);
+        for update in self.recovery.suppression_updates.take() {
+            list.apply(update);
+        }
+        *self.suppressions.borrow_mut() = list;
+
+        in_chunks(mailboxes, |(user, entry)| self.mailboxes.borrow_mut().deliver(&user, entry)).await;
+        self.mailboxes.borrow_mut().sort_by_arrival();
+        self.recovery.mailboxes.set(true);
+        self.check_all_quotas();
+
+        in_chunks(queue, |msg| {
+            self.queue.borrow_mut().enqueue(msg);
+        })
+        .await;
+        self.recovery.queue.set(true);
+        glommio::spawn_local(self.clone().relay_timer()).detach();
+
+        self.recovery.done.set(true);
+        let mut held = self.held_reclaim.take();
+        // The ledger knows every dir; this core deletes only its own.
+        held.extend(dead.into_iter().filter(|k| super::owner::dir_owner(k.dir, self.cores) == self.id));
+        self.reclaim(held).await;
+        glommio::spawn_local(self.clone().retention_sweeper()).detach();
+        glommio::spawn_local(self.clone().compactor()).detach();
+        glommio::spawn_local(self.clone().suppression_sweeper()).detach();
+        tracing::info!(
+            core = self.id,
+            mailbox_messages = boxes,
+            queued = queued,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "recovered spool adopted"
+        );
+        let adopted = self.recovery.shared.adopted.fetch_add(1, Ordering::AcqRel) + 1;
+        if adopted == self.cores {
+            tracing::info!(cores = self.cores, "recovery complete: every core serves its whole spool");
+        }
+    }
+}
+
+/// `each` on every item, letting other tasks run between chunks of
+/// [`CHUNK`] (each call's borrows end before a yield).
+async fn in_chunks<T>(items: Vec<T>, mut each: impl FnMut(T)) {
+    let mut items = items.into_iter();
+    loop {
+        let mut n = 0;
+        for item in items.by_ref().take(CHUNK) {
+            each(item);
+            n += 1;
+        }
+        if n < CHUNK {
+            return;
+        }
+        glommio::yield_if_needed().await;
+    }
+}
