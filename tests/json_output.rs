@@ -104,6 +104,8 @@ fn queue_list_json_shows_deferred_mail_and_the_filters_select_it() {
     assert_eq!(status["since_start"]["received"], 2, "{status}");
     assert!(status["spool"]["used_bytes"].as_u64().unwrap() > 0, "{status}");
     assert_eq!(status["spool"]["full"], false);
+    assert!(status["recovery"]["complete"].is_boolean(), "{status}");
+    assert!(status["sessions"]["by_protocol"]["smtp"].is_u64(), "{status}");
 
     let sites = json(&server, &["queue", "sites", "--json"]);
     let sites = sites["sites"].as_array().unwrap();
