@@ -275,6 +275,11 @@ pub struct Listen {
     pub pop3: Option<SocketAddr>,
     pub pop3s: Option<SocketAddr>,
     pub metrics: Option<SocketAddr>,
+    /// Load balancers whose connections start with a PROXY protocol
+    /// header (v1 or v2) naming the real client; reloaded on SIGHUP. A
+    /// listed peer without one, or an unlisted peer sending one, is cut.
+    #[serde(default)]
+    pub proxy_from: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -914,7 +919,9 @@ impl Config {
         new.cores = self.cores;
         new.run_as = self.run_as.clone();
         new.users_file = self.users_file.clone();
+        let proxy_from = std::mem::take(&mut new.listen.proxy_from);
         new.listen = self.listen.clone();
+        new.listen.proxy_from = proxy_from;
         new.tls = self.tls.clone();
         new.spool.segment_size = self.spool.segment_size;
         new.runtime.io_memory = self.runtime.io_memory;

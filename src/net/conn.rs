@@ -136,11 +136,17 @@ pub struct Conn {
     /// The limits on the client's speed, and how far it has come.
     pace: Option<Pace>,
     progress: Progress,
+    /// The first read is still to come and must not be a PROXY header
+    /// (the peer is not a listed proxy).
+    refuse_proxy_header: bool,
 }
 
 /// How a read ended when it brought no data.
 pub enum ReadEnd {
     Eof,
+    /// The client's first bytes were a PROXY protocol header, but it is
+    /// not a proxy in `listen.proxy_from`.
+    UnlistedProxy,
     Timeout,
     Error(io::Error),
 }
@@ -154,7 +160,19 @@ impl Conn {
             chunk: SMALL_READ,
             pace: None,
             progress: Progress { started: Instant::now(), line_started: None, data: None },
+            refuse_proxy_header: false,
         }
+    }
+
+    /// Cut the connection if its first bytes are a PROXY header (for a
+    /// peer that is not a listed proxy).
+    pub fn refuse_proxy_header(&mut self) {
+        self.refuse_proxy_header = true;
+    }
+
+    /// The real client, as a listed proxy's header named it.
+    pub fn set_peer(&mut self, peer: SocketAddr) {
+        self.peer = peer;
     }
 
     fn tcp(&self) -> Option<&TcpStream> {
@@ -197,6 +215,30 @@ impl Conn {
         Ok(())
     }
 
+    /// Look at (without consuming) the bytes waiting on a plain connection,
+    /// waiting up to `timeout` for the first: how many were copied to `buf`
+    /// (0: closed).
+    pub async fn peek_plain(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+        let Stream::Plain(tcp) = &self.stream else {
+            return Err(io::Error::other("not a plain connection"));
+        };
+        futures_lite::future::or(async { tcp.peek(buf).await.map_err(io::Error::from) }, async {
+            glommio::timer::sleep(timeout).await;
+            Err(io::ErrorKind::TimedOut.into())
+        })
+        .await
+    }
+
+    /// Consume exactly `n` bytes of a plain connection (ones
+    /// [`peek_plain`](Conn::peek_plain) saw), bypassing `inbuf`.
+    pub async fn discard_plain(&mut self, n: usize) -> io::Result<()> {
+        let Stream::Plain(tcp) = &mut self.stream else {
+            return Err(io::Error::other("not a plain connection"));
+        };
+        let mut scratch = vec![0u8; n];
+        tcp.read_exact(&mut scratch).await
+    }
+
     /// Read more bytes onto `inbuf`.
     pub async fn fill(&mut self) -> Result<usize, ReadEnd> {
         let start = self.inbuf.len();
@@ -213,6 +255,9 @@ impl Conn {
             }
             Ok(n) => {
                 self.inbuf.truncate(start + n);
+                if std::mem::take(&mut self.refuse_proxy_header) && super::proxy::looks_like_header(&self.inbuf) {
+                    return Err(ReadEnd::UnlistedProxy);
+                }
                 if start == 0 {
                     self.progress.line_started = Some(Instant::now());
                 }
@@ -392,6 +437,11 @@ impl Conn {
                 false
             }
             Err(ReadEnd::Eof) => {
+                m.handle_eof();
+                false
+            }
+            Err(ReadEnd::UnlistedProxy) => {
+                tracing::warn!(core, client = %self.peer, proto, reason = "PROXY header from a peer not in listen.proxy_from", "refused");
                 m.handle_eof();
                 false
             }

@@ -7,6 +7,7 @@ pub mod control;
 mod http;
 pub use http::accept_loop as metrics_accept_loop;
 mod pop3_driver;
+pub mod proxy;
 mod smtp_driver;
 pub mod tls;
 
@@ -111,8 +112,23 @@ pub(crate) async fn accept_or_stop(
 /// One client connection from accept to close: connection limits, the
 /// implicit TLS handshake, then the protocol's driver.
 async fn session(shard: Rc<Shard>, mut conn: conn::Conn, proto: Protocol) {
-    let ip = conn.peer.ip();
     let config = shard.config();
+    if config.listen.proxy_from.iter().any(|net| net.contains(&conn.peer.ip())) {
+        let proxy = conn.peer;
+        match proxy::read_header(&mut conn, config.limits.tls_handshake_timeout.get()).await {
+            Ok(Some(client)) => conn.set_peer(client),
+            Ok(None) => {} // a health check, or no address: the proxy's own stands
+            Err(e) => {
+                tracing::warn!(core = shard.id, client = %proxy.ip(), proto = proto.name(), reason = %e, "PROXY header refused");
+                conn.close().await;
+                return;
+            }
+        }
+        tracing::debug!(core = shard.id, proxy = %proxy, client = %conn.peer, "PROXY header");
+    } else {
+        conn.refuse_proxy_header();
+    }
+    let ip = conn.peer.ip();
     // Held until the session ends: its drop gives the slot back.
     let _admission = match shard.admit(ip) {
         Ok(a) => a,

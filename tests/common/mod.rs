@@ -317,11 +317,16 @@ impl Drop for Server {
 
 /// A TCP connection to `to` from the loopback address `from`.
 pub fn socket_from(from: &str, to: std::net::SocketAddr) -> std::net::TcpStream {
+    try_socket_from(from, to).unwrap_or_else(|e| panic!("connect {from} -> {to}: {e}"))
+}
+
+/// [`socket_from`], or why the connection failed (e.g. nothing listens).
+pub fn try_socket_from(from: &str, to: std::net::SocketAddr) -> std::io::Result<std::net::TcpStream> {
     // std has no bind-before-connect; python would do, but libc is simpler.
     use std::os::fd::FromRawFd;
     let local: std::net::SocketAddrV4 = format!("{from}:0").parse().unwrap();
     let std::net::SocketAddr::V4(remote) = to else { panic!("ipv4 only") };
-    // SAFETY: plain socket syscalls on a fresh fd we own.
+    // SAFETY: plain socket syscalls on a fresh fd we own (closed on error).
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
         assert!(fd >= 0);
@@ -335,8 +340,12 @@ pub fn socket_from(from: &str, to: std::net::SocketAddr) -> std::net::TcpStream 
         let r = sa(remote);
         let len = std::mem::size_of::<libc::sockaddr_in>() as u32;
         assert_eq!(libc::bind(fd, &l as *const _ as *const libc::sockaddr, len), 0);
-        assert_eq!(libc::connect(fd, &r as *const _ as *const libc::sockaddr, len), 0);
-        std::net::TcpStream::from_raw_fd(fd)
+        if libc::connect(fd, &r as *const _ as *const libc::sockaddr, len) != 0 {
+            let e = std::io::Error::last_os_error();
+            libc::close(fd);
+            return Err(e);
+        }
+        Ok(std::net::TcpStream::from_raw_fd(fd))
     }
 }
 
