@@ -41,6 +41,9 @@ enum Command {
     /// A message's whole history from the spool, by queue id or Message-ID.
     Trace {
         id: String,
+        /// Print JSON (see README, "JSON output").
+        #[arg(long)]
+        json: bool,
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -82,6 +85,9 @@ enum Command {
     },
     /// The running server at a glance: cores, sessions, queue, spool.
     Status {
+        /// Print JSON (see README, "JSON output").
+        #[arg(long)]
+        json: bool,
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -131,7 +137,11 @@ enum DkimCommand {
 #[derive(Subcommand)]
 enum SuppressionCommand {
     /// Every suppressed address: since, until, bounce class, reason.
-    List,
+    List {
+        /// Print JSON (see README, "JSON output").
+        #[arg(long)]
+        json: bool,
+    },
     /// Suppress an address (for relay.suppression_expiry).
     Add { address: String },
     /// Lift an address's suppression.
@@ -140,8 +150,27 @@ enum SuppressionCommand {
 
 #[derive(Subcommand)]
 enum QueueCommand {
-    /// Every queued message: id, sender, recipients, state, next attempt, last error.
-    List,
+    /// Queued messages (one entry per message and destination domain),
+    /// oldest first: id, sender, recipients, state, next attempt, last
+    /// error. The filters run on the server.
+    List {
+        /// Only mail for this recipient domain.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Only mail in this state.
+        #[arg(long, value_parser = ["active", "deferred", "held"])]
+        state: Option<String>,
+        /// Only mail that arrived at least this long ago ("30m", "4h", "2d",
+        /// as in the config).
+        #[arg(long, value_parser = parse_age)]
+        older_than: Option<u64>,
+        /// At most N messages (the oldest).
+        #[arg(long, value_parser = parse_limit)]
+        limit: Option<usize>,
+        /// Print JSON (see README, "JSON output").
+        #[arg(long)]
+        json: bool,
+    },
     /// Retry every deferred message now.
     Flush,
     /// Remove a message from the queue (no bounce is sent).
@@ -152,7 +181,11 @@ enum QueueCommand {
     Release { id: String },
     /// Per destination site and source address: queued, in flight,
     /// connections, current rate, suspended until, last reply.
-    Sites,
+    Sites {
+        /// Print JSON (see README, "JSON output").
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -162,6 +195,9 @@ enum MailboxCommand {
         address: String,
         #[arg(long, default_value = "date", value_parser = ["date", "sender", "size"])]
         sort: String,
+        /// Print JSON (see README, "JSON output").
+        #[arg(long)]
+        json: bool,
     },
     /// Delete one message (its uid from `mailbox list`) durably.
     Delete { address: String, uid: String },
@@ -267,10 +303,11 @@ fn run() -> anyhow::Result<()> {
             println!("{name}: OK ({} users in {})", users.len(), cfg.users_path().display());
             Ok(())
         }
-        Command::Trace { id, config } => {
+        Command::Trace { id, json, config } => {
             let (cfg, _) = load(config)?;
             let needle = ringmail::admin::trace::Needle::parse(&id);
-            print!("{}", ringmail::admin::trace::trace(&cfg.spool_root(), &needle)?);
+            let trace = ringmail::admin::trace::trace(&cfg.spool_root(), &needle)?;
+            print!("{}", ringmail::admin::report::emit(&trace, format(json)));
             Ok(())
         }
         Command::Backup { dest, config } => {
@@ -310,15 +347,16 @@ fn run() -> anyhow::Result<()> {
             let messages = ringmail::admin::maildir::read_mbox(&file)?;
             import(&cfg, &address, &messages, &file)
         }
-        Command::Status { config } => {
+        Command::Status { json, config } => {
             let (cfg, _) = load(config)?;
-            print!("{}", control(&cfg, "status")?);
-            Ok(())
+            answer(control(&cfg, &request(json, "status"))?)
         }
         Command::Mailbox { command, config } => {
             let (cfg, _) = load(config)?;
             let line = match command {
-                MailboxCommand::List { address, sort } => format!("mailbox list {address} {sort}"),
+                MailboxCommand::List { address, sort, json } => {
+                    request(json, &format!("mailbox list {address} {sort}"))
+                }
                 MailboxCommand::Delete { address, uid } => format!("mailbox delete {address} {uid}"),
             };
             answer(control(&cfg, &line)?)
@@ -326,19 +364,27 @@ fn run() -> anyhow::Result<()> {
         Command::Queue { command, config } => {
             let (cfg, _) = load(config)?;
             let line = match command {
-                QueueCommand::List => "queue list".to_string(),
+                QueueCommand::List { domain, state, older_than, limit, json } => {
+                    let filter = ringmail::admin::queue_list::ListFilter {
+                        domain,
+                        state: state.map(|s| s.parse()).transpose()?,
+                        older_than_ms: older_than,
+                        limit,
+                    };
+                    request(json, &format!("queue list{}", filter.to_words()))
+                }
                 QueueCommand::Flush => "queue flush".to_string(),
                 QueueCommand::Delete { id } => format!("queue delete {id}"),
                 QueueCommand::Hold { id } => format!("queue hold {id}"),
                 QueueCommand::Release { id } => format!("queue release {id}"),
-                QueueCommand::Sites => "queue sites".to_string(),
+                QueueCommand::Sites { json } => request(json, "queue sites"),
             };
             answer(control(&cfg, &line)?)
         }
         Command::Suppression { command, config } => {
             let (cfg, _) = load(config)?;
             let line = match command {
-                SuppressionCommand::List => "suppression list".to_string(),
+                SuppressionCommand::List { json } => request(json, "suppression list"),
                 SuppressionCommand::Add { address } => format!("suppression add {address}"),
                 SuppressionCommand::Delete { address } => format!("suppression delete {address}"),
             };
@@ -478,13 +524,45 @@ fn import(
     Ok(())
 }
 
-/// Print the server's answer; exit 1 if it reports an error.
+/// Print the server's answer on stdout; a refusal (`error: ...`, the
+/// whole answer) goes to stderr instead, with exit status 1.
 fn answer(text: String) -> anyhow::Result<()> {
-    print!("{text}");
-    if text.lines().any(|l| l.starts_with("error:")) {
-        std::process::exit(1);
+    if let Some(error) = text.strip_prefix("error: ") {
+        bail!("{}", error.trim_end());
     }
+    if text.is_empty() {
+        bail!("the server closed the control connection without an answer");
+    }
+    print!("{text}");
     Ok(())
+}
+
+/// The output format `--json` asks for.
+fn format(json: bool) -> ringmail::admin::report::Format {
+    if json {
+        ringmail::admin::report::Format::Json
+    } else {
+        ringmail::admin::report::Format::Text
+    }
+}
+
+/// A control-socket command line, asking for JSON with `--json`.
+fn request(json: bool, command: &str) -> String {
+    if json {
+        format!("json {command}")
+    } else {
+        command.to_string()
+    }
+}
+
+/// `--older-than`, in ms (the config's duration syntax).
+fn parse_age(text: &str) -> Result<u64, String> {
+    ringmail::admin::queue_list::parse_age(text).map_err(|e| e.to_string())
+}
+
+/// `--limit`: a positive count.
+fn parse_limit(text: &str) -> Result<usize, String> {
+    ringmail::admin::queue_list::parse_limit(text).map_err(|e| e.to_string())
 }
 
 /// Send one command line to the running server's control socket.

@@ -13,10 +13,12 @@
 
 mod latency;
 pub mod process;
+mod status;
 
 use crate::outbound::classify::BounceClass;
 use latency::Latency;
 pub use latency::{LatencyCounts, BOUNDS_US};
+pub use status::Status;
 use std::cell::Cell;
 use std::fmt::Write;
 
@@ -437,81 +439,6 @@ pub fn render(snaps: &[Snapshot]) -> String {
     out
 }
 
-/// One-screen summary for `ringmail status`.
-pub fn status_text(snaps: &[Snapshot]) -> String {
-    let sum = |f: &dyn Fn(&Snapshot) -> u64| snaps.iter().map(f).sum::<u64>();
-    let mut out = String::new();
-    let _ = writeln!(out, "cores: {}", snaps.len());
-    let _ = writeln!(
-        out,
-        "sessions: {} ({})",
-        sum(&|s| s.sessions.iter().sum()),
-        PROTOCOLS
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("{p} {}", sum(&|s| s.sessions[i])))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let g = |f: &dyn Fn(&Gauges) -> u64| sum(&|s| f(&s.gauges));
-    let oldest = snaps.iter().map(|s| s.gauges.queue_oldest_age_s).fold(0.0, f64::max);
-    let _ = writeln!(
-        out,
-        "queue: {} (ready {}, deferred {}, held {}, in flight {}); oldest {}s",
-        g(&|g| g.queue_ready + g.queue_deferred + g.queue_held + g.queue_inflight),
-        g(&|g| g.queue_ready),
-        g(&|g| g.queue_deferred),
-        g(&|g| g.queue_held),
-        g(&|g| g.queue_inflight),
-        oldest.round()
-    );
-    let _ = writeln!(out, "mailboxes: {} messages", g(&|g| g.mailbox_messages));
-    let full = snaps.iter().any(|s| s.gauges.spool_full);
-    let _ = writeln!(
-        out,
-        "spool: {} used, {} free{}",
-        human_bytes(g(&|g| g.spool_used_bytes)),
-        human_bytes(snaps.first().map_or(0, |s| s.gauges.spool_free_bytes)),
-        if full { ", FULL: new mail refused (452 4.3.1)" } else { "" }
-    );
-    let recovering = snaps.iter().filter(|s| s.gauges.recovering).count();
-    let (read, total) = snaps.first().map_or((0, 0), |s| s.gauges.recovery_segments);
-    let _ = match recovering {
-        0 => writeln!(out, "recovery: complete ({total} segments read)"),
-        n => writeln!(
-            out,
-            "recovery: in progress: {read}/{total} segments read, {} of {} cores serving their whole spool (new mail is accepted meanwhile)",
-            snaps.len() - n,
-            snaps.len()
-        ),
-    };
-    let _ = writeln!(
-        out,
-        "since start: {} received, {} delivered locally, {} relayed, {} deferred, {} bounced",
-        sum(&|s| s.received),
-        sum(&|s| s.delivered_local),
-        sum(&|s| s.relay_delivered),
-        sum(&|s| s.relay_deferred),
-        sum(&|s| s.relay_bounced)
-    );
-    out
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -585,7 +512,7 @@ mod tests {
         let a = CoreMetrics::default();
         a.message_received(10);
         let _s = a.session(1);
-        let text = status_text(&[snap(0, &a), snap(1, &a)]);
+        let text = crate::admin::report::Report::text(&Status::from_snapshots(&[snap(0, &a), snap(1, &a)]));
         assert!(text.contains("cores: 2"), "{text}");
         assert!(text.contains("sessions: 2 (smtp 0, submission 2"), "{text}");
         assert!(text.contains("queue: 4 (ready 4"), "{text}");

@@ -2,8 +2,8 @@
 # Run the whole ringmail test suite on a fresh Debian machine: install the
 # real peers the tests talk to (Python, curl, swaks, Postfix's smtp-sink and
 # smtp-source, fail2ban's fail2ban-regex, dkimpy and opendkim-tools for DKIM,
-# SPF, DMARC and ARC, Prometheus' promtool, HAProxy), then `cargo test` every package
-# in the workspace.
+# SPF, DMARC and ARC, Prometheus' promtool, HAProxy, systemd-analyze),
+# then `cargo test` every package in the workspace.
 # Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +26,9 @@ command -v opendkim-testmsg >/dev/null || missing+=(opendkim-tools)
 command -v unshare >/dev/null || missing+=(util-linux)
 # promtool checks the /metrics page and the alert rules (tuning/alerts.yml).
 command -v promtool >/dev/null || missing+=(prometheus)
+# systemd-analyze rates the shipped unit (tests/systemd.rs); the package's
+# services do not start (policy-rc.d below).
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 # HAProxy sends PROXY protocol headers (tests/proxy_protocol.rs).
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 

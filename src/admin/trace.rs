@@ -6,10 +6,12 @@
 //! id on every line for the live view; the spool is the durable record.
 
 use super::format_time;
+use super::report::Report;
 use crate::spool::{
     decode_any_message, decode_moved, decode_recipient_state, decode_tombstone, walk, Outcome, QueueId, RecipientState,
     RecordKind, Route, SpoolError, SpoolRef,
 };
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
@@ -57,9 +59,9 @@ struct Found {
     classes: BTreeMap<String, String>,
 }
 
-/// The history of every message matching `needle`, as text; an error if
-/// none is in the spool.
-pub fn trace(spool_root: &Path, needle: &Needle) -> Result<String, TraceError> {
+/// The history of every message matching `needle`; an error if none is
+/// in the spool.
+pub fn trace(spool_root: &Path, needle: &Needle) -> Result<Trace, TraceError> {
     let mut found: Vec<Found> = Vec::new();
     let mut notices: Vec<(String, QueueId, String, String)> = Vec::new();
     // (original queue id, recipient, class) from bounces.
@@ -173,71 +175,226 @@ pub fn trace(spool_root: &Path, needle: &Needle) -> Result<String, TraceError> {
             states.sort_by_key(|s| s.seq);
         }
     }
-    Ok(found.iter().map(render).collect::<Vec<_>>().join("\n"))
+    Ok(Trace { messages: found.iter().map(traced).collect() })
 }
 
-fn render(f: &Found) -> String {
+/// `ringmail trace`'s answer (text and `--json`, see `admin::report`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Trace {
+    /// Every message found (one Message-ID can name several).
+    pub messages: Vec<TracedMessage>,
+}
+
+/// One message's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TracedMessage {
+    pub queue_id: String,
+    /// Without angle brackets; null when it has none.
+    pub message_id: Option<String>,
+    pub received_ms: u64,
+    /// The client's address and its HELO name.
+    pub client: String,
+    pub helo: String,
+    /// The envelope sender; "" for the null sender.
+    pub sender: String,
+    pub size: usize,
+    /// Where its record is (`DIR:SEGMENT:OFFSET`, the last two in hex).
+    pub spool: String,
+    /// Older places compaction copied it from, oldest first.
+    pub moved_from: Vec<String>,
+    pub recipients: Vec<TracedRecipient>,
+    /// Bounces and delay notices about it.
+    pub notices: Vec<Notice>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TracedRecipient {
+    pub address: String,
+    /// "local" (a mailbox here) or "relay".
+    pub route: &'static str,
+    /// The user (local) or the domain (relay).
+    pub destination: String,
+    /// Every recorded delivery state, oldest first.
+    pub states: Vec<TracedState>,
+    pub status: TraceStatus,
+    /// The bounce class its bounce gave, if it bounced.
+    pub bounce_class: Option<String>,
+}
+
+/// One recorded delivery state of a recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TracedState {
+    /// When it was recorded.
+    pub at_ms: u64,
+    pub attempts: u32,
+    pub held: bool,
+    /// The next attempt; null when none was scheduled.
+    pub next_attempt_ms: Option<u64>,
+    /// A delay notice was sent.
+    pub warned: bool,
+    pub last_reply: Option<String>,
+}
+
+/// How a recipient ended, or that it has not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TraceStatus {
+    Delivered,
+    Bounced,
+    Expired,
+    /// Delivered to the mailbox, since deleted from it.
+    DeletedFromMailbox,
+    /// Deleted from the queue by the operator.
+    DeletedFromQueue,
+    /// Final, recorded before a spool compaction copied the message.
+    Final,
+    /// Delivered and still in the mailbox.
+    InMailbox,
+    /// Still queued.
+    Queued,
+}
+
+impl TraceStatus {
+    fn text(self) -> &'static str {
+        match self {
+            TraceStatus::Delivered => "delivered",
+            TraceStatus::Bounced => "bounced (sender notified)",
+            TraceStatus::Expired => "expired in the queue (sender notified)",
+            TraceStatus::DeletedFromMailbox => "delivered; since deleted from the mailbox",
+            TraceStatus::DeletedFromQueue => "deleted from the queue by the operator",
+            TraceStatus::Final => "final (recorded before a spool compaction)",
+            TraceStatus::InMailbox => "delivered; in the mailbox",
+            TraceStatus::Queued => "queued (not final yet)",
+        }
+    }
+}
+
+/// A bounce or delay notice the message caused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notice {
+    pub queue_id: String,
+    pub to: String,
+    pub subject: String,
+}
+
+fn traced(f: &Found) -> TracedMessage {
+    let recipients = f
+        .recipients
+        .iter()
+        .enumerate()
+        .map(|(i, (address, route))| {
+            let i = i as u16;
+            let (route, destination, local) = match route {
+                Route::Local { user } => ("local", user.clone(), true),
+                Route::Remote { domain } => ("relay", domain.clone(), false),
+            };
+            let status = match (f.outcomes.get(&i), local) {
+                (Some(Some(Outcome::Delivered)), _) => TraceStatus::Delivered,
+                (Some(Some(Outcome::Bounced)), _) => TraceStatus::Bounced,
+                (Some(Some(Outcome::Expired)), _) => TraceStatus::Expired,
+                (Some(Some(Outcome::Deleted)), true) => TraceStatus::DeletedFromMailbox,
+                (Some(Some(Outcome::Deleted)), false) => TraceStatus::DeletedFromQueue,
+                (Some(None), _) => TraceStatus::Final,
+                (None, true) => TraceStatus::InMailbox,
+                (None, false) => TraceStatus::Queued,
+            };
+            TracedRecipient {
+                address: address.clone(),
+                route,
+                destination,
+                states: f
+                    .states
+                    .get(&i)
+                    .into_iter()
+                    .flatten()
+                    .map(|s| TracedState {
+                        // seq is at least the time of writing in microseconds.
+                        at_ms: s.seq / 1000,
+                        attempts: s.attempts,
+                        held: s.held,
+                        next_attempt_ms: (s.next_attempt_ms > 0).then_some(s.next_attempt_ms),
+                        warned: s.warned,
+                        last_reply: (!s.last_error.is_empty()).then(|| s.last_error.clone()),
+                    })
+                    .collect(),
+                status,
+                bounce_class: f.classes.get(&address.to_ascii_lowercase()).cloned(),
+            }
+        })
+        .collect();
+    TracedMessage {
+        queue_id: f.queue_id.to_string(),
+        message_id: f.message_id.clone(),
+        received_ms: f.received_at_ms,
+        client: f.client.clone(),
+        helo: f.helo.clone(),
+        sender: f.sender.clone(),
+        size: f.size,
+        spool: f.at.to_string(),
+        moved_from: f.moved_from.iter().map(ToString::to_string).collect(),
+        recipients,
+        notices: f
+            .notices
+            .iter()
+            .map(|(q, to, subject)| Notice { queue_id: q.to_string(), to: to.clone(), subject: subject.clone() })
+            .collect(),
+    }
+}
+
+impl Report for Trace {
+    fn text(&self) -> String {
+        self.messages.iter().map(render).collect::<Vec<_>>().join("\n")
+    }
+}
+
+fn render(f: &TracedMessage) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "queue id {}  message-id <{}>", f.queue_id, f.message_id.as_deref().unwrap_or(""));
-    let sender = if f.sender.is_empty() { "<>" } else { &f.sender };
     let _ = writeln!(
         out,
         "  {}  received from {} (helo {}) from=<{}> size={} spool={}",
-        format_time(f.received_at_ms),
+        format_time(f.received_ms),
         f.client,
         f.helo,
-        sender.trim_matches(['<', '>']),
+        f.sender.trim_matches(['<', '>']),
         f.size,
-        f.at
+        f.spool
     );
     if !f.moved_from.is_empty() {
-        let from: Vec<String> = f.moved_from.iter().map(ToString::to_string).collect();
-        let _ = writeln!(out, "  moved by spool compaction from {}", from.join(", "));
+        let _ = writeln!(out, "  moved by spool compaction from {}", f.moved_from.join(", "));
     }
-    for (i, (address, route)) in f.recipients.iter().enumerate() {
-        let i = i as u16;
-        let route = match route {
-            Route::Local { user } => format!("local mailbox {user}"),
-            Route::Remote { domain } => format!("relay to {domain}"),
+    for r in &f.recipients {
+        let route = match r.route {
+            "local" => format!("local mailbox {}", r.destination),
+            _ => format!("relay to {}", r.destination),
         };
-        let _ = writeln!(out, "  to=<{address}> ({route})");
-        for s in f.states.get(&i).into_iter().flatten() {
-            // seq is at least the time of writing in microseconds.
-            let mut line = format!("    {}  attempts={}", format_time(s.seq / 1000), s.attempts);
+        let _ = writeln!(out, "  to=<{}> ({route})", r.address);
+        for s in &r.states {
+            let mut line = format!("    {}  attempts={}", format_time(s.at_ms), s.attempts);
             if s.held {
                 line.push_str(" held by the operator");
-            } else if s.next_attempt_ms > 0 {
-                let _ = write!(line, " deferred until {}", format_time(s.next_attempt_ms));
+            } else if let Some(next) = s.next_attempt_ms {
+                let _ = write!(line, " deferred until {}", format_time(next));
             }
             if s.warned {
                 line.push_str(" (delay notice sent)");
             }
-            if !s.last_error.is_empty() {
-                let _ = write!(line, " last error: {}", s.last_error);
+            if let Some(e) = &s.last_reply {
+                let _ = write!(line, " last error: {e}");
             }
             let _ = writeln!(out, "{line}");
         }
-        let end = match (f.outcomes.get(&i), route.starts_with("local")) {
-            (Some(Some(Outcome::Delivered)), _) => "delivered",
-            (Some(Some(Outcome::Bounced)), _) => "bounced (sender notified)",
-            (Some(Some(Outcome::Expired)), _) => "expired in the queue (sender notified)",
-            (Some(Some(Outcome::Deleted)), true) => "delivered; since deleted from the mailbox",
-            (Some(Some(Outcome::Deleted)), false) => "deleted from the queue by the operator",
-            (Some(None), _) => "final (recorded before a spool compaction)",
-            (None, true) => "delivered; in the mailbox",
-            (None, false) => "queued (not final yet)",
-        };
-        match f.classes.get(&address.to_ascii_lowercase()) {
+        match &r.bounce_class {
             Some(class) => {
-                let _ = writeln!(out, "    status: {end} class={class}");
+                let _ = writeln!(out, "    status: {} class={class}", r.status.text());
             }
             None => {
-                let _ = writeln!(out, "    status: {end}");
+                let _ = writeln!(out, "    status: {}", r.status.text());
             }
         }
     }
-    for (q, to, subject) in &f.notices {
-        let _ = writeln!(out, "  notice {q} to=<{to}>: {subject}");
+    for n in &f.notices {
+        let _ = writeln!(out, "  notice {} to=<{}>: {}", n.queue_id, n.to, n.subject);
     }
     out
 }

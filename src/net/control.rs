@@ -1,9 +1,13 @@
 //! The control socket (`<data_dir>/control.sock`): one command line in,
-//! the answer out, then close. Served by core 0; the admin CLI
+//! the answer out, then close. A line starting `json ` asks for the JSON
+//! form of a report; an answer starting `error: ` is a refusal, and is the
+//! whole answer. Served by core 0; the admin CLI
 //! (`ringmail queue ...`, `ringmail suppression ...`) is its client. Local and owner-only (mode 0600),
 //! so only the operator can reach it.
 
-use crate::shard::admin::QueueOp;
+use crate::admin::report::{emit, Format};
+use crate::metrics::Status;
+use crate::shard::admin::{AdminError, QueueOp};
 use crate::shard::{Request, Shard};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{UnixListener, UnixStream};
@@ -63,53 +67,74 @@ async fn handle(shard: Rc<Shard>, mut stream: UnixStream) {
         import(&shard, user.trim(), Conversation { stream, buf: rest, chunk: vec![0; 64 * 1024] }).await;
         return;
     }
-    let answer = match text.split_once(' ').map_or(text, |(verb, _)| verb) {
-        "queue" => match QueueOp::parse(text.trim_start_matches("queue").trim()) {
-            Ok(op) => {
-                tracing::info!(command = %text, "control command");
-                shard.queue_admin(op).await
-            }
-            Err(e) => format!("error: {e}\n"),
-        },
+    // `json COMMAND ...` asks for the JSON form of a report.
+    let (format, text) = match text.strip_prefix("json ") {
+        Some(rest) => (Format::Json, rest.trim()),
+        None => (Format::Text, text),
+    };
+    if text == "backup begin" {
+        backup(&shard, stream).await;
+        return;
+    }
+    let answer = match command(&shard, text, format).await {
+        Ok(answer) => answer,
+        // The whole answer is the one error line: the client prints it on
+        // stderr and exits non-zero, and nothing partial looks complete.
+        Err(e) => format!("error: {e}\n"),
+    };
+    let _ = stream.write_all(answer.as_bytes()).await;
+    let _ = stream.close().await;
+}
+
+/// One admin command line (without the `json` prefix): its answer, or
+/// why it was refused.
+async fn command(shard: &Rc<Shard>, text: &str, format: Format) -> Result<String, AdminError> {
+    match text.split_once(' ').map_or(text, |(verb, _)| verb) {
+        "queue" => {
+            let op = QueueOp::parse(text.trim_start_matches("queue").trim())?;
+            tracing::info!(command = %text, "control command");
+            shard.queue_admin(op, format).await
+        }
         "mailbox" => {
             tracing::info!(command = %text, "control command");
-            shard.mailbox_admin(text.trim_start_matches("mailbox")).await
+            shard.mailbox_admin(text.trim_start_matches("mailbox"), format).await
         }
         "suppression" => {
             tracing::info!(command = %text, "control command");
-            shard.suppression_admin(text.trim_start_matches("suppression")).await
+            shard.suppression_admin(text.trim_start_matches("suppression"), format).await
         }
-        "backup" if text == "backup begin" => {
-            tracing::info!("backup: spool pinned");
-            let mut answer = String::new();
-            let mut pinned = Vec::new();
-            for core in 0..shard.cores {
-                match shard.ask(core, |answer| Request::Pin { answer }).await {
-                    Ok(end) => {
-                        pinned.push(core);
-                        answer.push_str(&format!("tail {} {} {}\n", end.dir, end.segment, end.offset));
-                    }
-                    Err(e) => answer.push_str(&format!("error: core {core}: {e}\n")),
-                }
+        "status" => Ok(emit(&Status::from_snapshots(&shard.gather_metrics().await), format)),
+        other => Err(AdminError::UnknownCommand(other.to_string())),
+    }
+}
+
+/// `backup begin`: pin every core's spool, answer where each ends (`tail
+/// DIR SEGMENT OFFSET` lines, then `ready`), and hold the pin until the
+/// client hangs up.
+async fn backup(shard: &Rc<Shard>, mut stream: UnixStream) {
+    tracing::info!("backup: spool pinned");
+    let mut answer = String::new();
+    let mut pinned = Vec::new();
+    for core in 0..shard.cores {
+        match shard.ask(core, |answer| Request::Pin { answer }).await {
+            Ok(end) => {
+                pinned.push(core);
+                answer.push_str(&format!("tail {} {} {}\n", end.dir, end.segment, end.offset));
             }
-            answer.push_str("ready\n");
-            // Hold the pin while the client copies; it hangs up when done
-            // (or dies: the read ends either way).
-            if stream.write_all(answer.as_bytes()).await.is_ok() {
-                let mut sink = [0u8; 64];
-                while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
-            }
-            for core in pinned {
-                let _ = shard.ask(core, |answer| Request::Unpin { answer }).await;
-            }
-            tracing::info!("backup: spool released");
-            let _ = stream.close().await;
-            return;
+            Err(e) => answer.push_str(&format!("error: core {core}: {e}\n")),
         }
-        "status" => crate::metrics::status_text(&shard.gather_metrics().await),
-        other => format!("error: unknown command {other:?}\n"),
-    };
-    let _ = stream.write_all(answer.as_bytes()).await;
+    }
+    answer.push_str("ready\n");
+    // Hold the pin while the client copies; it hangs up when done
+    // (or dies: the read ends either way).
+    if stream.write_all(answer.as_bytes()).await.is_ok() {
+        let mut sink = [0u8; 64];
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    }
+    for core in pinned {
+        let _ = shard.ask(core, |answer| Request::Unpin { answer }).await;
+    }
+    tracing::info!("backup: spool released");
     let _ = stream.close().await;
 }
 

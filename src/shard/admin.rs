@@ -1,11 +1,14 @@
-//! Queue administration (`ringmail queue ...`): operations every core
-//! runs on its own queue shard, merged by the core serving the control
-//! socket.
+//! Queue and mailbox administration (`ringmail queue ...`, `ringmail
+//! mailbox ...`): operations every core runs on its own queue shard (or
+//! the owner core on its mailbox), merged by the core serving the control
+//! socket into a [`Report`](crate::admin::report::Report) or an error.
 
-use super::{Request, Shard};
+use super::{PeerGone, Request, Shard, ShardError};
+use crate::admin::listing::{MailboxListing, MailboxMessage};
+use crate::admin::queue_list::{ListFilter, ListParseError, QueueEntry, QueueList, QueueState, QueuedRecipient};
+use crate::admin::report::{emit, Format};
 use crate::queue::Key;
 use crate::spool::{Outcome, QueueId};
-use std::fmt::Write;
 use std::rc::Rc;
 
 /// The site named in `queue sites` for mail whose destination has not
@@ -15,8 +18,8 @@ pub const NOT_TRIED: &str = "(not tried yet)";
 /// A queue operation, run on every core.
 #[derive(Debug, Clone)]
 pub enum QueueOp {
-    /// One block per queued message share.
-    List,
+    /// The queued message shares the filter admits.
+    List(ListFilter),
     /// Everything deferred is due now.
     Flush,
     /// Drop the message (its queued recipients are tombstoned, no bounce).
@@ -42,6 +45,32 @@ pub enum AdminParseError {
     BadQueueId { id: String, error: crate::spool::ParseIdError },
     #[error("unknown sort {0:?} (date, sender or size)")]
     UnknownSort(String),
+    #[error(transparent)]
+    List(#[from] ListParseError),
+}
+
+/// Why an admin command was refused or failed; the control socket answers
+/// it as `error: ...` and the CLI prints it on stderr and exits non-zero.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Parse(#[from] AdminParseError),
+    /// A core did not answer (it is stopping): a partial answer would
+    /// look complete, so there is none.
+    #[error(transparent)]
+    PeerGone(#[from] PeerGone),
+    #[error("no queued message {0}")]
+    NoQueuedMessage(QueueId),
+    #[error("{0} is not a user")]
+    NotUser(String),
+    #[error("{0} is not suppressed")]
+    NotSuppressed(String),
+    #[error(transparent)]
+    Shard(#[from] ShardError),
+    #[error("usage: {0}")]
+    Usage(&'static str),
+    #[error("unknown command {0:?}")]
+    UnknownCommand(String),
 }
 
 impl QueueOp {
@@ -54,7 +83,7 @@ impl QueueOp {
             w.parse().map_err(|error| AdminParseError::BadQueueId { id: w.to_string(), error })
         };
         match verb.as_str() {
-            "list" => Ok(QueueOp::List),
+            "list" => Ok(QueueOp::List(ListFilter::parse(words)?)),
             "flush" => Ok(QueueOp::Flush),
             "delete" => Ok(QueueOp::Delete(id(words.next())?)),
             "hold" => Ok(QueueOp::Hold(id(words.next())?)),
@@ -66,56 +95,42 @@ impl QueueOp {
 }
 
 impl Shard {
-    /// Run `op` on every core and merge the answers into text for the
-    /// operator.
-    pub async fn queue_admin(self: &Rc<Self>, op: QueueOp) -> String {
+    /// Run `op` on every core and merge the answers: the report for
+    /// `list` and `sites` in `format`, one line of text for the actions.
+    pub async fn queue_admin(self: &Rc<Self>, op: QueueOp, format: Format) -> Result<String, AdminError> {
         if let QueueOp::Sites = op {
-            return self.sites_report().await;
+            return Ok(emit(&self.sites_report().await?, format));
         }
-        let mut out = String::new();
-        let mut count = 0usize;
+        let mut parts = Vec::with_capacity(self.cores);
         for core in 0..self.cores {
             let op = op.clone();
-            match self.ask(core, |answer| Request::Queue { op, answer }).await {
-                Ok((text, n)) => {
-                    out.push_str(&text);
-                    count += n;
-                }
-                Err(e) => out.push_str(&format!("core {core}: {e}\n")),
-            }
+            parts.push(self.ask(core, |answer| Request::Queue { op, answer }).await?);
         }
-        match op {
-            QueueOp::Sites => {}
-            QueueOp::List => out.push_str(&format!("-- {count} queued message share(s)\n")),
-            QueueOp::Flush => out.push_str(&format!("flushed {count} deferred message share(s)\n")),
+        let count: usize = parts.iter().map(|(_, n)| n).sum();
+        Ok(match op {
+            QueueOp::Sites => String::new(),
+            QueueOp::List(filter) => emit(&QueueList::merge(parts, filter.limit), format),
+            QueueOp::Flush => format!("flushed {count} deferred message share(s)\n"),
             QueueOp::Delete(id) | QueueOp::Hold(id) | QueueOp::Release(id) if count == 0 => {
-                out.push_str(&format!("error: no queued message {id}\n"));
+                return Err(AdminError::NoQueuedMessage(id));
             }
-            QueueOp::Delete(id) => out.push_str(&format!("deleted {id} ({count} share(s))\n")),
-            QueueOp::Hold(id) => out.push_str(&format!("held {id} ({count} share(s))\n")),
-            QueueOp::Release(id) => out.push_str(&format!("released {id} ({count} share(s))\n")),
-        }
-        out
+            QueueOp::Delete(id) => format!("deleted {id} ({count} share(s))\n"),
+            QueueOp::Hold(id) => format!("held {id} ({count} share(s))\n"),
+            QueueOp::Release(id) => format!("released {id} ({count} share(s))\n"),
+        })
     }
 
     /// `queue sites`: the site table, with what every core has queued for
     /// each site.
-    async fn sites_report(self: &Rc<Self>) -> String {
+    async fn sites_report(self: &Rc<Self>) -> Result<crate::outbound::sites::SitesReport, AdminError> {
         let mut queued: std::collections::HashMap<String, usize> = Default::default();
-        let mut out = String::new();
         for core in 0..self.cores {
-            match self.ask(core, |answer| Request::SiteQueues { answer }).await {
-                Ok(sites) => {
-                    for (site, n) in sites {
-                        *queued.entry(site).or_default() += n;
-                    }
-                }
-                Err(e) => out.push_str(&format!("core {core}: {e}\n")),
+            for (site, n) in self.ask(core, |answer| Request::SiteQueues { answer }).await? {
+                *queued.entry(site).or_default() += n;
             }
         }
         let now = crate::clock::now_ms();
-        out.push_str(&crate::outbound::sites::report(&self.outbound.sites.rows(now), &queued, now));
-        out
+        Ok(crate::outbound::sites::report(&self.outbound.sites.rows(now), &queued))
     }
 
     /// Message shares queued on this core, by site (destinations not
@@ -129,46 +144,22 @@ impl Shard {
         by_site.into_iter().collect()
     }
 
-    /// This core's part of `op`: (text, how many shares it touched).
-    pub(super) fn queue_op_local(self: &Rc<Self>, op: QueueOp) -> (String, usize) {
+    /// This core's part of `op`: the entries `list` shows (at most its
+    /// limit, the oldest) and how many shares it matched or touched.
+    pub(super) fn queue_op_local(self: &Rc<Self>, op: QueueOp) -> (Vec<QueueEntry>, usize) {
         let now = crate::clock::now_ms();
         match op {
-            QueueOp::Sites => (String::new(), 0),
-            QueueOp::List => {
-                let q = self.queue.borrow();
-                let mut text = String::new();
-                let mut items: Vec<_> = q.iter().collect();
-                items.sort_by_key(|(_, m)| (m.arrived_ms, m.queue_id));
-                for (_, m) in &items {
-                    let state = if m.held {
-                        "held".to_string()
-                    } else {
-                        match m.next_attempt_ms {
-                            Some(t) => format!("deferred, next attempt in {}s", t.saturating_sub(now) / 1000),
-                            None => "ready".to_string(),
-                        }
-                    };
-                    let sender = if m.sender.is_empty() { "<>" } else { &m.sender };
-                    let _ = writeln!(
-                        text,
-                        "{}  from={}  domain={}  age={}s  attempts={}  {}",
-                        m.queue_id,
-                        sender,
-                        m.domain,
-                        now.saturating_sub(m.arrived_ms) / 1000,
-                        m.attempts,
-                        state
-                    );
-                    for r in &m.recipients {
-                        let _ = writeln!(text, "    to={}", r.address);
-                    }
-                    if let Some(e) = &m.last_error {
-                        let _ = writeln!(text, "    last error: {e}");
-                    }
+            QueueOp::Sites => (Vec::new(), 0),
+            QueueOp::List(filter) => {
+                let mut entries = self.queue_entries(&filter, now);
+                let matched = entries.len();
+                crate::admin::queue_list::sort_oldest_first(&mut entries);
+                if let Some(limit) = filter.limit {
+                    entries.truncate(limit);
                 }
-                (text, items.len())
+                (entries, matched)
             }
-            QueueOp::Flush => (String::new(), self.queue.borrow_mut().flush(now)),
+            QueueOp::Flush => (Vec::new(), self.queue.borrow_mut().flush(now)),
             QueueOp::Delete(id) => {
                 let keys = self.queue.borrow().find(id);
                 for key in &keys {
@@ -177,18 +168,56 @@ impl Shard {
                         self.settle_later(m.recipients.iter().map(|r| (m.at, r.index, Outcome::Deleted)).collect());
                     }
                 }
-                (String::new(), keys.len())
+                (Vec::new(), keys.len())
             }
             QueueOp::Hold(id) => self.update_each(id, |q, k| q.hold(k)),
             QueueOp::Release(id) => self.update_each(id, |q, k| q.release(k, now)),
         }
     }
 
+    /// The shares on this core that `filter` admits (limit not applied).
+    fn queue_entries(&self, filter: &ListFilter, now: u64) -> Vec<QueueEntry> {
+        let config = self.config();
+        let q = self.queue.borrow();
+        let mut entries = Vec::new();
+        for (_, m) in q.iter() {
+            let state = if m.held {
+                QueueState::Held
+            } else if m.next_attempt_ms.is_some() {
+                QueueState::Deferred
+            } else {
+                QueueState::Active
+            };
+            if !filter.admits(&m.domain, state, m.arrived_ms, now) {
+                continue;
+            }
+            entries.push(QueueEntry {
+                queue_id: m.queue_id.to_string(),
+                sender: m.sender.clone(),
+                domain: m.domain.clone(),
+                pool: m.pool.and_then(|p| config.relay.pool.get(usize::from(p))).map(|p| p.name.clone()),
+                site: self.outbound.limits_of(&m.dest()).map(|l| l.site.clone()),
+                state,
+                arrived_ms: m.arrived_ms,
+                age_s: now.saturating_sub(m.arrived_ms) / 1000,
+                attempts: m.attempts,
+                next_attempt_ms: if state == QueueState::Deferred { m.next_attempt_ms } else { None },
+                last_reply: m.last_error.clone(),
+                recipients: m
+                    .recipients
+                    .iter()
+                    .map(|r| QueuedRecipient { address: r.address.clone(), state })
+                    .collect(),
+            });
+        }
+        entries
+    }
+
     fn update_each(
         self: &Rc<Self>,
         id: QueueId,
         f: impl Fn(&mut crate::queue::QueueShard, Key) -> bool,
-    ) -> (String, usize) {
+    ) -> (Vec<QueueEntry>, usize) {
         let keys = self.queue.borrow().find(id);
         let mut n = 0;
         for key in keys {
@@ -197,7 +226,7 @@ impl Shard {
                 n += 1;
             }
         }
-        (String::new(), n)
+        (Vec::new(), n)
     }
 }
 
@@ -221,44 +250,44 @@ impl std::str::FromStr for MailboxSort {
     }
 }
 
+/// What `mailbox` takes.
+const MAILBOX_USAGE: &str = "mailbox list ADDRESS [date|sender|size] | mailbox delete ADDRESS UID";
+
 impl Shard {
     /// `mailbox list USER [SORT]` and `mailbox delete USER UID`, from the
     /// control socket: asks the core owning the mailbox.
-    pub async fn mailbox_admin(self: &Rc<Self>, args: &str) -> String {
+    pub async fn mailbox_admin(self: &Rc<Self>, args: &str, format: Format) -> Result<String, AdminError> {
         let words: Vec<&str> = args.split_whitespace().collect();
         let (verb, user) = match words.as_slice() {
             [verb, user, ..] => (verb.to_ascii_lowercase(), user.to_ascii_lowercase()),
-            _ => return "error: usage: mailbox list ADDRESS [date|sender|size] | mailbox delete ADDRESS UID\n".into(),
+            _ => return Err(AdminError::Usage(MAILBOX_USAGE)),
         };
         if !self.users().contains(&user) {
-            return format!("error: {user} is not a user\n");
+            return Err(AdminError::NotUser(user));
         }
         let owner = super::owner::user_owner(&user, self.cores);
         match (verb.as_str(), words.get(2)) {
             ("list", sort) => {
-                let sort = match sort.map_or(Ok(MailboxSort::Date), |s| s.parse()) {
-                    Ok(s) => s,
-                    Err(e) => return format!("error: {e}\n"),
-                };
-                let listed = self.ask(owner, |answer| Request::MailboxList { user: user.clone(), answer }).await;
-                match listed {
-                    Ok(entries) => self.render_mailbox(&user, entries, sort),
-                    Err(e) => format!("error: {e}\n"),
-                }
+                let sort = sort.map_or(Ok(MailboxSort::Date), |s| s.parse())?;
+                let entries = self.ask(owner, |answer| Request::MailboxList { user: user.clone(), answer }).await?;
+                Ok(emit(&self.mailbox_listing(&user, entries, sort), format))
             }
             ("delete", Some(uid)) => {
                 let (u, id) = (user.clone(), uid.to_string());
-                match self.ask_result(owner, |answer| Request::MailboxDelete { user: u, uid: id, answer }).await {
-                    Ok(()) => format!("deleted {uid} from {user}\n"),
-                    Err(e) => format!("error: {e}\n"),
-                }
+                self.ask_result(owner, |answer| Request::MailboxDelete { user: u, uid: id, answer }).await?;
+                Ok(format!("deleted {uid} from {user}\n"))
             }
-            _ => "error: usage: mailbox list ADDRESS [date|sender|size] | mailbox delete ADDRESS UID\n".into(),
+            _ => Err(AdminError::Usage(MAILBOX_USAGE)),
         }
     }
 
-    /// One line per message: uid, date, sender, size, subject.
-    fn render_mailbox(&self, user: &str, mut entries: Vec<crate::mailbox::MailboxEntry>, sort: MailboxSort) -> String {
+    /// The mailbox in `sort` order, with each message's subject.
+    fn mailbox_listing(
+        &self,
+        user: &str,
+        mut entries: Vec<crate::mailbox::MailboxEntry>,
+        sort: MailboxSort,
+    ) -> MailboxListing {
         match sort {
             MailboxSort::Date => entries.sort_by_key(|e| (e.received_at_ms, e.queue_id)),
             MailboxSort::Sender => {
@@ -266,28 +295,28 @@ impl Shard {
             }
             MailboxSort::Size => entries.sort_by_key(|e| (std::cmp::Reverse(e.size), e.received_at_ms)),
         }
-        let mut out = String::new();
-        let total: u64 = entries.iter().map(|e| e.size).sum();
-        for e in &entries {
-            let subject = self
-                .maps
-                .borrow_mut()
-                .record(self.resolve(e.at))
-                .ok()
-                .and_then(|v| v.message().ok().and_then(|m| crate::message::header(m.body, "Subject", 200)))
-                .unwrap_or_default();
-            let sender = if e.sender.is_empty() { "<>" } else { &e.sender };
-            let _ = writeln!(
-                out,
-                "{}  {}  {}  {}  {}",
-                e.uid(),
-                crate::admin::format_time(e.received_at_ms),
-                sender,
-                e.size,
-                subject
-            );
+        let messages: Vec<MailboxMessage> = entries
+            .iter()
+            .map(|e| MailboxMessage {
+                uid: e.uid(),
+                queue_id: e.queue_id.to_string(),
+                received_ms: e.received_at_ms,
+                sender: e.sender.clone(),
+                size: e.size,
+                subject: self
+                    .maps
+                    .borrow_mut()
+                    .record(self.resolve(e.at))
+                    .ok()
+                    .and_then(|v| v.message().ok().and_then(|m| crate::message::header(m.body, "Subject", 200)))
+                    .unwrap_or_default(),
+            })
+            .collect();
+        MailboxListing {
+            user: user.to_string(),
+            count: messages.len(),
+            bytes: entries.iter().map(|e| e.size).sum(),
+            messages,
         }
-        let _ = writeln!(out, "-- {user}: {} message(s), {total} bytes", entries.len());
-        out
     }
 }

@@ -267,6 +267,9 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
     tracing::info!(cores, listen = %addrs.join(" "), "ringmail ready");
     spawn_users_watcher(config.users_path().to_path_buf(), users_stamp, feeds.users.clone());
     spawn_signal_handler(Reload { config: config.clone(), path: config_path, tls: tls_files, sites }, feeds, lifecycle);
+    // After the signal handler: a SIGHUP that systemd sends once it reads
+    // READY would otherwise end the process.
+    crate::startup::notify::ready();
     for h in handles {
         let _ = h.join();
     }
@@ -776,13 +779,16 @@ fn spawn_signal_handler(mut reload: Reload, feeds: Feeds, lifecycle: Lifecycle) 
         .spawn(move || {
             for signal in signals.forever() {
                 if signal == SIGHUP {
+                    crate::startup::notify::reloading();
                     reload.run(&feeds);
+                    crate::startup::notify::reloaded();
                 } else if lifecycle.stopping.swap(true, Ordering::AcqRel) {
                     tracing::warn!(signal, "second stop signal: exiting without waiting for sessions");
                     std::process::exit(1);
                 } else {
                     let drain = reload.config.runtime.drain_timeout;
                     tracing::info!(signal, drain_timeout = ?drain, "stopping: no new connections; draining sessions");
+                    crate::startup::notify::stopping();
                 }
             }
         })

@@ -50,9 +50,9 @@ pub enum Request {
     /// Append tombstones for records in a spool dir this core owns and wait
     /// for their sync.
     Settle { items: Vec<(SpoolRef, u16, Outcome)>, answer: Answer<Result<(), ShardError>> },
-    /// An operator's queue command, for this core's shard: its text and
-    /// how many message shares it touched.
-    Queue { op: super::admin::QueueOp, answer: Answer<(String, usize)> },
+    /// An operator's queue command, for this core's shard: the entries
+    /// `queue list` shows and how many message shares it matched or touched.
+    Queue { op: super::admin::QueueOp, answer: Answer<(Vec<crate::admin::queue_list::QueueEntry>, usize)> },
     /// Message shares queued on this core, by site (`queue sites`).
     SiteQueues { answer: Answer<Vec<(String, usize)>> },
     /// This core's metrics, for a scrape or `ringmail status`.

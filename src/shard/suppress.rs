@@ -192,52 +192,53 @@ impl Shard {
 
     /// `suppression list|add ADDRESS|delete ADDRESS`, from the control
     /// socket.
-    pub async fn suppression_admin(self: &Rc<Self>, args: &str) -> String {
-        const USAGE: &str = "error: usage: suppression list | suppression add ADDRESS | suppression delete ADDRESS\n";
+    pub async fn suppression_admin(
+        self: &Rc<Self>,
+        args: &str,
+        format: crate::admin::report::Format,
+    ) -> Result<String, super::admin::AdminError> {
+        use super::admin::AdminError;
+        const USAGE: &str = "suppression list | suppression add ADDRESS | suppression delete ADDRESS";
         let words: Vec<&str> = args.split_whitespace().collect();
         match words.as_slice() {
-            ["list"] => self.render_suppressions(),
+            ["list"] => Ok(crate::admin::report::emit(&self.suppression_listing(), format)),
             ["add", address] if address.contains('@') => {
                 let op = SuppressOp::Add {
                     address: key(address),
                     class: "manual".into(),
                     reason: "added by the operator".into(),
                 };
-                match self.suppression_request(op).await {
-                    Ok(Some(e)) => {
-                        format!("suppressed {} until {}\n", e.address, crate::admin::format_time(e.until_ms))
+                match self.suppression_request(op).await? {
+                    Some(e) => {
+                        Ok(format!("suppressed {} until {}\n", e.address, crate::admin::format_time(e.until_ms)))
                     }
-                    Ok(None) => format!("error: {address} was not suppressed\n"),
-                    Err(e) => format!("error: {e}\n"),
+                    None => Err(AdminError::NotSuppressed(key(address))),
                 }
             }
-            ["delete", address] => match self.suppression_request(SuppressOp::Delete { address: key(address) }).await {
-                Ok(Some(e)) => format!("deleted {}\n", e.address),
-                Ok(None) => format!("error: {} is not suppressed\n", key(address)),
-                Err(e) => format!("error: {e}\n"),
-            },
-            _ => USAGE.into(),
+            ["delete", address] => {
+                match self.suppression_request(SuppressOp::Delete { address: key(address) }).await? {
+                    Some(e) => Ok(format!("deleted {}\n", e.address)),
+                    None => Err(AdminError::NotSuppressed(key(address))),
+                }
+            }
+            _ => Err(AdminError::Usage(USAGE)),
         }
     }
 
-    /// One line per entry in force: address, since, until, class, reason.
-    fn render_suppressions(&self) -> String {
-        use std::fmt::Write;
+    /// The entries in force, by address.
+    fn suppression_listing(&self) -> crate::admin::listing::SuppressionListing {
         let list = self.suppressions.borrow();
-        let entries = list.list(now_ms());
-        let mut out = String::new();
-        for e in &entries {
-            let _ = writeln!(
-                out,
-                "{}  since={}  until={}  class={}  reason={}",
-                e.address,
-                crate::admin::format_time(e.since_ms),
-                crate::admin::format_time(e.until_ms),
-                e.class,
-                e.reason
-            );
-        }
-        let _ = writeln!(out, "-- {} suppressed", entries.len());
-        out
+        let entries: Vec<_> = list
+            .list(now_ms())
+            .into_iter()
+            .map(|e| crate::admin::listing::SuppressionEntry {
+                address: e.address.clone(),
+                since_ms: e.since_ms,
+                until_ms: e.until_ms,
+                class: e.class.clone(),
+                reason: e.reason.clone(),
+            })
+            .collect();
+        crate::admin::listing::SuppressionListing { count: entries.len(), entries }
     }
 }

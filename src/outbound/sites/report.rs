@@ -6,57 +6,146 @@
 //! are summed under `site="other"`.
 
 use super::SiteRow;
+use crate::admin::report::Report;
+use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
 /// Sites with their own metric series; the rest are `other`.
 pub const METRIC_SITES: usize = 20;
 
-/// `ringmail queue sites`: one line per site (queued, totals), then one
-/// per source address (in flight, connections, rate, suspension, last
-/// reply). `queued` is by site name, summed over the cores.
-pub fn report(rows: &[SiteRow], queued: &HashMap<String, usize>, now_ms: u64) -> String {
+/// `ringmail queue sites`, as data: every site with a row (sorted by
+/// name), then the sites only queued for (not tried since start).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SitesReport {
+    pub sites: Vec<SiteSummary>,
+}
+
+/// One destination site: what is queued for it on every core and what it
+/// did since start, with one entry per source address.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SiteSummary {
+    pub site: String,
+    /// Message shares queued for it, summed over the cores.
+    pub queued: usize,
+    pub delivered: u64,
+    pub deferred: u64,
+    pub bounced: u64,
+    /// Empty for a site not tried since start.
+    pub sources: Vec<SourceSummary>,
+}
+
+/// One source address's dealings with a site.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceSummary {
+    /// The source IP address, or "default" (the system's choice).
+    pub source: String,
+    pub in_flight: usize,
+    pub connections: usize,
+    pub max_connections: usize,
+    /// Messages per second allowed now; null: unlimited.
+    pub rate_per_second: Option<f64>,
+    /// The configured maximum ("500/min"); null: none.
+    pub max_rate: Option<String>,
+    pub max_rate_per_second: Option<f64>,
+    /// Suspended by a backoff rule until then; null: not suspended.
+    pub suspended_until_ms: Option<u64>,
+    pub last_reply: String,
+}
+
+/// Build the report from the site rows and what is queued by site name
+/// (summed over the cores).
+pub fn report(rows: &[SiteRow], queued: &HashMap<String, usize>) -> SitesReport {
     let mut by_site: BTreeMap<&str, Vec<&SiteRow>> = BTreeMap::new();
     for r in rows {
         by_site.entry(r.site.as_str()).or_default().push(r);
     }
-    let mut out = String::new();
+    let mut sites = Vec::new();
     for (site, rows) in &by_site {
-        let q = queued.get(*site).copied().unwrap_or(0);
         let (d, f, b) = rows.iter().fold((0, 0, 0), |t, r| (t.0 + r.delivered, t.1 + r.deferred, t.2 + r.bounced));
-        let _ = writeln!(out, "site {site}  queued={q}  delivered={d}  deferred={f}  bounced={b}");
-        for r in rows {
-            let source = r.source.map_or_else(|| "default".to_string(), |ip| ip.to_string());
-            let rate = match (r.rate, r.max_rate) {
-                (None, _) => "unlimited".to_string(),
-                (Some(now), Some(max)) if (now - max.per_second()).abs() < 1e-9 => format!("{max}"),
-                (Some(now), Some(max)) => format!("{}/min (max {max})", per_minute(now)),
-                (Some(now), None) => format!("{}/min (recovering)", per_minute(now)),
-            };
-            let suspended = if r.suspended_until_ms > 0 {
-                format!(
-                    "{} (in {}s)",
-                    crate::outbound::dsn::format_date(r.suspended_until_ms),
-                    r.suspended_until_ms.saturating_sub(now_ms).div_ceil(1000)
-                )
-            } else {
-                "no".to_string()
-            };
-            let _ = writeln!(
-                out,
-                "  source={source}  in_flight={}  connections={}/{}  rate={rate}  suspended_until={suspended}  last_reply={:?}",
-                r.in_flight, r.connections, r.max_connections, r.last_reply
-            );
-        }
+        sites.push(SiteSummary {
+            site: site.to_string(),
+            queued: queued.get(*site).copied().unwrap_or(0),
+            delivered: d,
+            deferred: f,
+            bounced: b,
+            sources: rows
+                .iter()
+                .map(|r| SourceSummary {
+                    source: r.source.map_or_else(|| "default".to_string(), |ip| ip.to_string()),
+                    in_flight: r.in_flight,
+                    connections: r.connections,
+                    max_connections: r.max_connections,
+                    rate_per_second: r.rate,
+                    max_rate: r.max_rate.map(|m| m.to_string()),
+                    max_rate_per_second: r.max_rate.map(|m| m.per_second()),
+                    suspended_until_ms: (r.suspended_until_ms > 0).then_some(r.suspended_until_ms),
+                    last_reply: r.last_reply.clone(),
+                })
+                .collect(),
+        });
     }
     // Mail whose destinations have not been tried yet has no site row.
     let mut untried: Vec<_> = queued.iter().filter(|(s, _)| !by_site.contains_key(s.as_str())).collect();
     untried.sort();
     for (site, q) in untried {
-        let _ = writeln!(out, "site {site}  queued={q}");
+        sites.push(SiteSummary {
+            site: site.clone(),
+            queued: *q,
+            delivered: 0,
+            deferred: 0,
+            bounced: 0,
+            sources: Vec::new(),
+        });
     }
-    let _ = writeln!(out, "-- {} site(s)", by_site.len());
-    out
+    SitesReport { sites }
+}
+
+impl Report for SitesReport {
+    /// One line per site (queued, totals), then one per source address (in
+    /// flight, connections, rate, suspension, last reply).
+    fn text(&self) -> String {
+        let now_ms = crate::clock::now_ms();
+        let mut out = String::new();
+        let mut tried = 0;
+        for s in &self.sites {
+            if s.sources.is_empty() {
+                continue;
+            }
+            tried += 1;
+            let _ = writeln!(
+                out,
+                "site {}  queued={}  delivered={}  deferred={}  bounced={}",
+                s.site, s.queued, s.delivered, s.deferred, s.bounced
+            );
+            for r in &s.sources {
+                let rate = match (r.rate_per_second, &r.max_rate, r.max_rate_per_second) {
+                    (None, _, _) => "unlimited".to_string(),
+                    (Some(now), Some(max), Some(per_s)) if (now - per_s).abs() < 1e-9 => max.clone(),
+                    (Some(now), Some(max), _) => format!("{}/min (max {max})", per_minute(now)),
+                    (Some(now), None, _) => format!("{}/min (recovering)", per_minute(now)),
+                };
+                let suspended = match r.suspended_until_ms {
+                    Some(until) => format!(
+                        "{} (in {}s)",
+                        crate::outbound::dsn::format_date(until),
+                        until.saturating_sub(now_ms).div_ceil(1000)
+                    ),
+                    None => "no".to_string(),
+                };
+                let _ = writeln!(
+                    out,
+                    "  source={}  in_flight={}  connections={}/{}  rate={rate}  suspended_until={suspended}  last_reply={:?}",
+                    r.source, r.in_flight, r.connections, r.max_connections, r.last_reply
+                );
+            }
+        }
+        for s in self.sites.iter().filter(|s| s.sources.is_empty()) {
+            let _ = writeln!(out, "site {}  queued={}", s.site, s.queued);
+        }
+        let _ = writeln!(out, "-- {tried} site(s)");
+        out
+    }
 }
 
 fn per_minute(per_second: f64) -> String {
@@ -205,10 +294,10 @@ mod tests {
     #[test]
     fn the_report_shows_queued_and_suspension() {
         let mut r = row("mx.example", 3);
-        r.suspended_until_ms = 61_000;
         r.last_reply = "421 4.7.0 rate limited".into();
         let queued = HashMap::from([("mx.example".to_string(), 7), ("(not tried yet)".to_string(), 2)]);
-        let text = report(&[r], &queued, 1_000);
+        r.suspended_until_ms = crate::clock::now_ms() + 60_000;
+        let text = report(&[r], &queued).text();
         assert!(text.contains("site mx.example  queued=7  delivered=3"), "{text}");
         assert!(text.contains("(in 60s)"), "{text}");
         assert!(text.contains("last_reply=\"421 4.7.0 rate limited\""), "{text}");
