@@ -4,24 +4,11 @@
 
 mod common;
 use common::*;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// Run `ringmail user ARGS --config CONFIG` with `stdin` on its standard input.
-fn user_cli(config: &std::path::Path, args: &[&str], stdin: &str) {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringmail"))
-        .arg("user")
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+/// `ringmail user ARGS` with `stdin`, which must succeed.
+fn user_ok(config: &std::path::Path, args: &[&str], stdin: &str) {
+    let out = user_cli(config, args, stdin);
     assert!(out.status.success(), "user {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -55,13 +42,13 @@ fn a_changed_password_or_a_deleted_user_is_refused_at_once_though_cached() {
     }
     assert_eq!((cache(&server, "miss"), cache(&server, "hit")), (2.0, 2.0), "the second logins came from the cache");
 
-    user_cli(&server.config, &["passwd", "alice@localhost"], "a new password\n");
+    user_ok(&server.config, &["passwd", "alice@localhost"], "a new password\n");
     reloads(&server, 1);
     let r = login_from(&server, "127.0.0.1", "alice@localhost", PASSWORD);
     assert!(r.starts_with("-ERR [AUTH]"), "the old password, cached a moment ago, is refused: {r}");
     assert!(login_from(&server, "127.0.0.1", "alice@localhost", "a new password").starts_with("+OK"));
 
-    user_cli(&server.config, &["delete", "bob@localhost"], "");
+    user_ok(&server.config, &["delete", "bob@localhost"], "");
     reloads(&server, 2);
     let r = login_from(&server, "127.0.0.1", "bob@localhost", PASSWORD);
     assert!(r.starts_with("-ERR [AUTH]"), "a deleted user cannot log in from the cache: {r}");

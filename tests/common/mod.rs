@@ -349,6 +349,23 @@ pub fn try_socket_from(from: &str, to: std::net::SocketAddr) -> std::io::Result<
     }
 }
 
+/// Run `ringmail user ARGS --config CONFIG` with `stdin` on its standard
+/// input (passwords are read from there).
+pub fn user_cli(config: &Path, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringmail"))
+        .arg("user")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// Sum the samples of `name` whose labels include all of `labels`.
 pub fn sum_metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
