@@ -77,16 +77,13 @@ impl MailboxIndex {
         mb.entries.push(entry);
     }
 
-    /// Give back the memory of deleted mail: the tables shrink when less
-    /// than a quarter of them is used.
+    /// Give back the memory of a table of mailboxes mostly gone (less than
+    /// a quarter used). Each mailbox's own list shrinks where mail leaves
+    /// it ([`remove_and_unlock`](MailboxIndex::remove_and_unlock)), so this
+    /// stays O(1) however many mailboxes there are.
     pub fn shrink(&mut self) {
         if self.boxes.capacity() > 4 * self.boxes.len() + 1024 {
             self.boxes.shrink_to_fit();
-        }
-        for mb in self.boxes.values_mut() {
-            if mb.entries.capacity() > 4 * mb.entries.len() + 64 {
-                mb.entries.shrink_to_fit();
-            }
         }
     }
 
@@ -132,6 +129,9 @@ impl MailboxIndex {
     pub fn remove_and_unlock(&mut self, user: &str, token: LockToken, gone: &[(SpoolRef, u16)]) {
         if let Some(mb) = self.boxes.get_mut(&user.to_ascii_lowercase()) {
             mb.entries.retain(|e| !gone.contains(&(e.at, e.recipient)));
+            if mb.entries.capacity() > 4 * mb.entries.len() + 64 {
+                mb.entries.shrink_to_fit();
+            }
             mb.bytes = mb.entries.iter().map(|e| e.size).sum();
             if mb.lock == Some(token) {
                 mb.lock = None;

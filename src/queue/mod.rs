@@ -341,6 +341,10 @@ impl QueueShard {
                 }
             }
         }
+        // Drained: a backlog's worth of room goes back now.
+        if d.ready.capacity() > 1024 {
+            d.ready = VecDeque::new();
+        }
         None
     }
 
@@ -449,7 +453,9 @@ impl QueueShard {
     /// Give back the memory of a drained backlog: each table shrinks when
     /// less than a quarter of it is used (maps never shrink by themselves,
     /// so a million messages relayed would otherwise keep their room).
-    /// Cheap when nothing is to be done; the caller runs it now and then.
+    /// O(1) when nothing is to be done; the caller runs it now and then.
+    /// (A destination's ready list gives its room back where it empties,
+    /// in `next_ready`.)
     pub fn shrink(&mut self) {
         fn sparse(capacity: usize, len: usize) -> bool {
             capacity > 4 * len + 1024
@@ -462,11 +468,6 @@ impl QueueShard {
         }
         if sparse(self.destinations.capacity(), self.destinations.len()) {
             self.destinations.shrink_to_fit();
-        }
-        for d in self.destinations.values_mut() {
-            if sparse(d.ready.capacity(), d.ready.len()) {
-                d.ready.shrink_to_fit();
-            }
         }
     }
 

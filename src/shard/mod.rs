@@ -241,9 +241,10 @@ impl Shard {
     async fn serve(self: &Rc<Self>, req: Request) {
         match req {
             Request::Lock { user, token, answer } => {
-                let locked = match self.recovery.mailboxes_ready() {
-                    true => self.mailboxes.borrow_mut().lock(&user, token),
-                    false => Err(crate::mailbox::MailboxError::Recovering(user)),
+                let locked = if self.recovery.mailboxes_ready() {
+                    self.mailboxes.borrow_mut().lock(&user, token)
+                } else {
+                    Err(crate::mailbox::MailboxError::Recovering(user))
                 };
                 let _ = answer.send(locked);
             }
@@ -290,9 +291,10 @@ impl Shard {
                 let _ = answer.send(());
             }
             Request::Suppression { op, answer } => {
-                let done = match self.recovery.is_done() {
-                    true => self.suppression_owned(op).await,
-                    false => Err(ShardError::Recovering),
+                let done = if self.recovery.is_done() {
+                    self.suppression_owned(op).await
+                } else {
+                    Err(ShardError::Recovering)
                 };
                 let _ = answer.send(done);
             }
@@ -300,9 +302,10 @@ impl Shard {
                 let _ = answer.send(self.mailboxes.borrow().entries(&user).to_vec());
             }
             Request::MailboxDelete { user, uid, answer } => {
-                let deleted = match self.recovery.mailboxes_ready() {
-                    true => self.delete_by_uid(&user, &uid).await,
-                    false => Err(ShardError::Recovering),
+                let deleted = if self.recovery.mailboxes_ready() {
+                    self.delete_by_uid(&user, &uid).await
+                } else {
+                    Err(ShardError::Recovering)
                 };
                 let _ = answer.send(deleted);
             }

@@ -98,14 +98,12 @@ impl Recovery {
         self.done.get()
     }
 
-    /// Keep a suppression change to re-apply on adoption (true), or let
-    /// the caller apply it alone (false: the list is complete).
-    pub fn hold_suppression_update(&self, update: &Update) -> bool {
-        if self.done.get() {
-            return false;
+    /// Keep a suppression change (which the caller applies now as well) to
+    /// re-apply over the recovered list, until that list has arrived.
+    pub fn hold_suppression_update(&self, update: &Update) {
+        if !self.done.get() {
+            self.suppression_updates.borrow_mut().push(update.clone());
         }
-        self.suppression_updates.borrow_mut().push(update.clone());
-        true
     }
 }
 
