@@ -306,9 +306,10 @@ fn segment(key: SegmentKey, room: usize) -> Vec<u8> {
         helo: "client.example.org".into(),
         sender: "bob@example.org".into(),
         recipients: vec![
-            RecipientEntry { address: "jane@example.test".into(), route: Route::Local { user: "jane".into() } },
-            RecipientEntry { address: "x@remote.test".into(), route: Route::Remote { domain: "remote.test".into() } },
+            RecipientEntry::new("jane@example.test", Route::Local { user: "jane".into() }),
+            RecipientEntry::new("x@remote.test", Route::Remote { domain: "remote.test".into() }),
         ],
+        ext: Default::default(),
         body,
     };
     let mut bytes = Vec::new();

@@ -28,8 +28,9 @@ use libfuzzer_sys::fuzz_target;
 use ringmail::spool::record::encode_into;
 use ringmail::spool::{
     decode_message, decode_moved, decode_recipient_state, decode_suppression, decode_tombstone, encode_message,
-    encode_moved_head, encode_recipient_state, encode_tombstone, recover_images, scan_segment, MessageRecord, Outcome,
-    QueueId, RecipientEntry, RecipientState, RecordKind, Route, ScanEnd, SegmentImage, SegmentKey, SpoolRef, Tombstone,
+    encode_moved_head, encode_recipient_state, encode_tombstone, recover_images, scan_segment, BodyKind, DsnRet,
+    MessageRecord, Notify, Outcome, QueueId, RecipientEntry, RecipientState, RecordKind, Route, ScanEnd, SegmentImage,
+    SegmentKey, SpoolRef, Tombstone,
 };
 
 /// Reads the input front to back; zeros once it runs out.
@@ -169,21 +170,41 @@ fn built(c: &mut Cursor<'_>) {
             let (kind, payload) = match op % 6 {
                 0 | 1 => {
                     let recipients = (0..c.byte() % 4)
-                        .map(|_| RecipientEntry {
-                            address: c.string(),
-                            route: if c.byte().is_multiple_of(2) {
+                        .map(|_| {
+                            let address = c.string();
+                            let route = if c.byte().is_multiple_of(2) {
                                 Route::Local { user: c.string() }
                             } else {
                                 Route::Remote { domain: c.string() }
-                            },
+                            };
+                            RecipientEntry::new(address, route)
                         })
                         .collect();
                     let (client, helo, sender) = (c.string(), c.string(), c.string());
                     let queue_id = QueueId(u64::from(c.byte()));
                     let body_len = usize::from(c.byte());
                     let body = c.bytes(body_len);
-                    let m =
-                        MessageRecord { queue_id, received_at_ms: 1, client, helo, sender, recipients, body: &body };
+                    let mut m = MessageRecord {
+                        queue_id,
+                        received_at_ms: 1,
+                        client,
+                        helo,
+                        sender,
+                        recipients,
+                        ext: Default::default(),
+                        body: &body,
+                    };
+                    // Every third message carries extensions: the block between recipients and body.
+                    if c.byte() % 3 == 0 {
+                        m.ext.smtputf8 = true;
+                        m.ext.body = BodyKind::BinaryMime;
+                        m.ext.ret = Some(DsnRet::Headers);
+                        m.ext.envid = Some(c.string());
+                        if let Some(r) = m.recipients.last_mut() {
+                            r.dsn.notify = Notify { success: true, ..Notify::default() };
+                            r.dsn.orcpt = Some(c.string());
+                        }
+                    }
                     let payload = encode_message(&m).expect("small fields");
                     assert_eq!(decode_message(&payload).as_ref(), Ok(&m));
                     messages.push(at);
@@ -222,7 +243,10 @@ fn built(c: &mut Cursor<'_>) {
                     let old = target(c);
                     let done: Vec<u16> = (0..c.byte() % 3).map(|_| u16::from(c.byte() % 4)).collect();
                     let recipients = (0..1 + c.byte() % 3)
-                        .map(|_| RecipientEntry { address: c.string(), route: Route::Remote { domain: c.string() } })
+                        .map(|_| {
+                            let address = c.string();
+                            RecipientEntry::new(address, Route::Remote { domain: c.string() })
+                        })
                         .collect();
                     let body_len = usize::from(c.byte() % 16);
                     let body = c.bytes(body_len);
@@ -233,6 +257,7 @@ fn built(c: &mut Cursor<'_>) {
                         helo: String::new(),
                         sender: String::new(),
                         recipients,
+                        ext: Default::default(),
                         body: &body,
                     };
                     let mut payload = encode_moved_head(old, &done);

@@ -935,8 +935,12 @@ impl Config {
         if self.runtime.io_memory < 64 * 1024 {
             p.push(format!("runtime.io_memory = {}: must be at least 65536", self.runtime.io_memory));
         }
-        if self.limits.max_recipients == 0 {
-            p.push("limits.max_recipients: must be at least 1".to_string());
+        if self.limits.max_recipients == 0 || self.limits.max_recipients > crate::spool::MAX_RECIPIENTS {
+            p.push(format!(
+                "limits.max_recipients = {}: must be between 1 and {} (what one spool record can hold)",
+                self.limits.max_recipients,
+                crate::spool::MAX_RECIPIENTS
+            ));
         }
         checks::problems(self, crate::startup::cpus::allowed().len(), &mut p);
         self.dkim.problems(&mut p);

@@ -106,7 +106,8 @@ impl Shard {
             client: "127.0.0.1".into(),
             helo: self.config().hostname.clone(),
             sender: String::new(),
-            recipients: vec![RecipientEntry { address: msg.sender.clone(), route }],
+            recipients: vec![RecipientEntry::new(msg.sender.clone(), route)],
+            ext: crate::spool::MessageExt::default(),
             body: &[trace.as_bytes(), &dsn],
         };
         match self.store_and_route(new).await {

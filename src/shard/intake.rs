@@ -9,7 +9,10 @@ use super::Shard;
 use crate::mailbox::MailboxEntry;
 use crate::proto::smtp::{Envelope, RcptDecision, ReversePath, StoreOutcome};
 use crate::queue::{PendingRecipient, QueuedMessage};
-use crate::spool::{encode_message_envelope, MessageRecord, QueueId, RecipientEntry, RecordKind, Route, SpoolError};
+use crate::spool::{
+    encode_message_envelope, BodyKind, MessageExt, MessageRecord, QueueId, RecipientEntry, RecordKind, Route,
+    SpoolError,
+};
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,6 +36,8 @@ pub struct NewMessage<'a> {
     /// `""` is the null sender (bounces).
     pub sender: String,
     pub recipients: Vec<RecipientEntry>,
+    /// ESMTP parameters that travel with the message.
+    pub ext: MessageExt,
     pub body: &'a [&'a [u8]],
 }
 
@@ -74,7 +79,7 @@ impl Shard {
                     | RcptDecision::MailboxFull
                     | RcptDecision::Suppressed { .. } => return None,
                 };
-                Some(RecipientEntry { address: r.address.to_string(), route })
+                Some(RecipientEntry::new(r.address.to_string(), route))
             })
             .collect();
         let msg = NewMessage {
@@ -84,6 +89,10 @@ impl Shard {
             helo: envelope.helo.clone(),
             sender,
             recipients,
+            ext: MessageExt {
+                body: if envelope.body_8bit { BodyKind::EightBitMime } else { BodyKind::SevenBit },
+                ..MessageExt::default()
+            },
             body: &[auth_results.unwrap_or_default().as_bytes(), trace.as_bytes(), &body],
         };
         match self.store_and_route(msg).await {
@@ -128,10 +137,8 @@ impl Shard {
             client: "import".into(),
             helo: String::new(),
             sender,
-            recipients: vec![RecipientEntry {
-                address: user.to_string(),
-                route: Route::Local { user: user.to_string() },
-            }],
+            recipients: vec![RecipientEntry::new(user, Route::Local { user: user.to_string() })],
+            ext: MessageExt::default(),
             body: &[body],
         };
         self.store_and_route(msg).await?;
@@ -150,6 +157,7 @@ impl Shard {
             helo: msg.helo,
             sender: msg.sender,
             recipients: msg.recipients,
+            ext: msg.ext,
             body: &[],
         };
         let head = encode_message_envelope(&record)?;

@@ -43,10 +43,8 @@ async fn store_message(spool: &Spool<DirStore>, id: u64) -> SpoolRef {
         client: "198.51.100.4".into(),
         helo: "client.test".into(),
         sender: "s@client.test".into(),
-        recipients: vec![RecipientEntry {
-            address: "jane@example.test".into(),
-            route: Route::Local { user: "jane".into() },
-        }],
+        recipients: vec![RecipientEntry::new("jane@example.test", Route::Local { user: "jane".into() })],
+        ext: Default::default(),
         body: &body,
     };
     let envelope = encode_message_envelope(&msg).unwrap();

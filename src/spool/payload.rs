@@ -11,8 +11,31 @@
 //! ```text
 //! queue_id u64 | received_at_ms u64 | client str | helo str | sender str
 //! | recipient count u16 | per recipient: address str, route tag u8 (0 local,
-//! 1 remote), user-or-domain str | body: every remaining byte
+//! 1 remote), user-or-domain str | [extensions] | body: every remaining byte
 //! ```
+//!
+//! Bit 15 of the recipient count ([`EXT_FLAG`]) says an extension block
+//! follows the recipients (so at most 32767 recipients, and every message
+//! written before extensions existed still decodes as it was):
+//!
+//! ```text
+//! block length u32 | entries: tag u8 | length u16 | value
+//! ```
+//!
+//! | tag | value | meaning |
+//! |-----|-------|---------|
+//! | 1 | empty | `SMTPUTF8` was given (RFC 6531) |
+//! | 2 | empty | `REQUIRETLS` was given (RFC 8689) |
+//! | 3 | u8: 1 8BITMIME, 2 BINARYMIME | `BODY=` (absent: 7BIT) |
+//! | 4 | u8: 1 FULL, 2 HDRS | DSN `RET=` (RFC 3461) |
+//! | 5 | UTF-8 | DSN `ENVID=`, xtext-decoded |
+//! | 16 | recipient u16, notify u8 | DSN `NOTIFY=` (bits: 1 never, 2 success, 4 failure, 8 delay) |
+//! | 17 | recipient u16, UTF-8 | DSN `ORCPT=` as `addr-type;address`, xtext-decoded |
+//!
+//! An unknown tag is refused, as an unknown record kind is: a spool written
+//! by a newer version is not half-read by an older one. Each tag appears at
+//! most once (per recipient for 16 and 17); the encoder writes them in tag
+//! order and omits defaults, so a message without extensions has no block.
 //!
 //! # Tombstone payload (13 bytes)
 //!
@@ -49,7 +72,118 @@ pub struct RecipientEntry {
     pub address: String,
     /// The routing decision taken when the message was accepted.
     pub route: Route,
+    /// The DSN parameters of its `RCPT TO` (RFC 3461); default when none.
+    pub dsn: RecipientDsn,
 }
+
+impl RecipientEntry {
+    /// A recipient without DSN parameters.
+    pub fn new(address: impl Into<String>, route: Route) -> RecipientEntry {
+        RecipientEntry { address: address.into(), route, dsn: RecipientDsn::default() }
+    }
+}
+
+/// DSN `NOTIFY=` of one recipient (RFC 3461 §4.1). All false: not given,
+/// which means failure and delay notices, as if `NOTIFY=FAILURE,DELAY`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Notify {
+    /// `NEVER`: no notice at all (excludes the others).
+    pub never: bool,
+    pub success: bool,
+    pub failure: bool,
+    pub delay: bool,
+}
+
+impl Notify {
+    const NEVER: u8 = 1;
+    const SUCCESS: u8 = 2;
+    const FAILURE: u8 = 4;
+    const DELAY: u8 = 8;
+
+    /// True when `NOTIFY=` was given.
+    pub fn is_given(self) -> bool {
+        self != Notify::default()
+    }
+
+    /// Whether a failure notice is wanted (also when `NOTIFY` was not given).
+    pub fn wants_failure(self) -> bool {
+        !self.is_given() || self.failure
+    }
+
+    /// Whether a delay notice is wanted (also when `NOTIFY` was not given).
+    pub fn wants_delay(self) -> bool {
+        !self.is_given() || self.delay
+    }
+
+    fn to_byte(self) -> u8 {
+        u8::from(self.never) * Self::NEVER
+            | u8::from(self.success) * Self::SUCCESS
+            | u8::from(self.failure) * Self::FAILURE
+            | u8::from(self.delay) * Self::DELAY
+    }
+
+    fn from_byte(b: u8) -> Option<Notify> {
+        if b == 0 || b & !0x0f != 0 {
+            return None;
+        }
+        Some(Notify {
+            never: b & Self::NEVER != 0,
+            success: b & Self::SUCCESS != 0,
+            failure: b & Self::FAILURE != 0,
+            delay: b & Self::DELAY != 0,
+        })
+    }
+}
+
+/// The DSN parameters of one recipient (RFC 3461 §4).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RecipientDsn {
+    pub notify: Notify,
+    /// `ORCPT=` as `addr-type;address`, xtext-decoded.
+    pub orcpt: Option<String>,
+}
+
+/// `BODY=` of a message (RFC 6152, RFC 3030).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum BodyKind {
+    #[default]
+    SevenBit,
+    EightBitMime,
+    BinaryMime,
+}
+
+/// DSN `RET=` (RFC 3461 §4.3): what a failure notice returns of the message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DsnRet {
+    Full,
+    Headers,
+}
+
+/// Message-wide ESMTP parameters that travel with a message in the spool.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MessageExt {
+    /// `SMTPUTF8` was given: addresses or headers may be UTF-8.
+    pub smtputf8: bool,
+    /// `REQUIRETLS` was given: deliver only over verified TLS.
+    pub requiretls: bool,
+    pub body: BodyKind,
+    pub ret: Option<DsnRet>,
+    /// `ENVID=`, xtext-decoded.
+    pub envid: Option<String>,
+}
+
+/// Bit 15 of the stored recipient count: an extension block follows.
+pub const EXT_FLAG: u16 = 0x8000;
+/// Most recipients a message can store (the count's low 15 bits).
+pub const MAX_RECIPIENTS: usize = 0x7fff;
+
+const TAG_SMTPUTF8: u8 = 1;
+const TAG_REQUIRETLS: u8 = 2;
+const TAG_BODY: u8 = 3;
+const TAG_RET: u8 = 4;
+const TAG_ENVID: u8 = 5;
+const TAG_NOTIFY: u8 = 16;
+const TAG_ORCPT: u8 = 17;
 
 /// A message as stored: envelope and body.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +200,8 @@ pub struct MessageRecord<'a> {
     pub sender: String,
     /// The recipients, indexed by position (tombstones name the index).
     pub recipients: Vec<RecipientEntry>,
+    /// ESMTP parameters of the transaction (SMTPUTF8, BODY, DSN …).
+    pub ext: MessageExt,
     /// The message content, borrowed from the record.
     pub body: &'a [u8],
 }
@@ -172,8 +308,8 @@ pub enum EncodeError {
     /// A string field is longer than its u16 length prefix allows.
     #[error("{field} is {len} bytes, at most 65535 can be stored")]
     FieldTooLong { field: &'static str, len: usize },
-    /// More recipients than a u16 index can name.
-    #[error("{count} recipients, at most 65535 can be stored")]
+    /// More recipients than the stored count can name.
+    #[error("{count} recipients, at most 32767 can be stored")]
     TooManyRecipients { count: usize },
 }
 
@@ -198,6 +334,12 @@ pub enum DecodeError {
     /// A suppression record's flags byte has bits this version does not know.
     #[error("unknown suppression flags {flags:#04x}")]
     UnknownSuppressionFlags { flags: u8 },
+    /// An extension tag this version does not know, or one given twice.
+    #[error("unknown or repeated extension tag {tag}")]
+    UnknownExtension { tag: u8 },
+    /// An extension's value does not fit its tag.
+    #[error("extension {tag} has a bad value")]
+    BadExtension { tag: u8 },
     /// A payload is longer (or, for a fixed size, shorter) than its fields.
     #[error("payload is {len} bytes, expected {expected}")]
     WrongLength { len: usize, expected: usize },
@@ -214,8 +356,11 @@ fn put_str(out: &mut Vec<u8>, field: &'static str, s: &str) -> Result<(), Encode
 /// by `msg.body`, passed as a second part:
 /// `spool.append(RecordKind::Message, &[&envelope, msg.body])`.
 pub fn encode_message_envelope(msg: &MessageRecord<'_>) -> Result<Vec<u8>, EncodeError> {
-    let count = u16::try_from(msg.recipients.len())
-        .map_err(|_| EncodeError::TooManyRecipients { count: msg.recipients.len() })?;
+    if msg.recipients.len() > MAX_RECIPIENTS {
+        return Err(EncodeError::TooManyRecipients { count: msg.recipients.len() });
+    }
+    let ext = encode_ext(msg)?;
+    let count = msg.recipients.len() as u16 | if ext.is_empty() { 0 } else { EXT_FLAG };
     let strings: usize = msg.client.len()
         + msg.helo.len()
         + msg.sender.len()
@@ -246,7 +391,107 @@ pub fn encode_message_envelope(msg: &MessageRecord<'_>) -> Result<Vec<u8>, Encod
         out.push(tag);
         put_str(&mut out, "recipient route", name)?;
     }
+    if !ext.is_empty() {
+        out.extend_from_slice(&(ext.len() as u32).to_le_bytes());
+        out.extend_from_slice(&ext);
+    }
     Ok(out)
+}
+
+/// The extension entries of `msg`, in tag order; empty when every field
+/// has its default.
+fn encode_ext(msg: &MessageRecord<'_>) -> Result<Vec<u8>, EncodeError> {
+    fn entry(out: &mut Vec<u8>, tag: u8, value: &[&[u8]]) -> Result<(), EncodeError> {
+        let len: usize = value.iter().map(|v| v.len()).sum();
+        let len16 = u16::try_from(len).map_err(|_| EncodeError::FieldTooLong { field: "extension", len })?;
+        out.push(tag);
+        out.extend_from_slice(&len16.to_le_bytes());
+        for v in value {
+            out.extend_from_slice(v);
+        }
+        Ok(())
+    }
+    let e = &msg.ext;
+    let mut out = Vec::new();
+    if e.smtputf8 {
+        entry(&mut out, TAG_SMTPUTF8, &[])?;
+    }
+    if e.requiretls {
+        entry(&mut out, TAG_REQUIRETLS, &[])?;
+    }
+    match e.body {
+        BodyKind::SevenBit => {}
+        BodyKind::EightBitMime => entry(&mut out, TAG_BODY, &[&[1]])?,
+        BodyKind::BinaryMime => entry(&mut out, TAG_BODY, &[&[2]])?,
+    }
+    match e.ret {
+        None => {}
+        Some(DsnRet::Full) => entry(&mut out, TAG_RET, &[&[1]])?,
+        Some(DsnRet::Headers) => entry(&mut out, TAG_RET, &[&[2]])?,
+    }
+    if let Some(envid) = &e.envid {
+        entry(&mut out, TAG_ENVID, &[envid.as_bytes()])?;
+    }
+    for (i, r) in msg.recipients.iter().enumerate() {
+        let index = (i as u16).to_le_bytes();
+        if r.dsn.notify.is_given() {
+            entry(&mut out, TAG_NOTIFY, &[&index, &[r.dsn.notify.to_byte()]])?;
+        }
+        if let Some(orcpt) = &r.dsn.orcpt {
+            entry(&mut out, TAG_ORCPT, &[&index, orcpt.as_bytes()])?;
+        }
+    }
+    Ok(out)
+}
+
+/// Applies the extension block `block` to `ext` and `recipients`.
+fn decode_ext(block: &[u8], ext: &mut MessageExt, recipients: &mut [RecipientEntry]) -> Result<(), DecodeError> {
+    let mut r = Reader { rest: block };
+    // Tags seen: bit per message tag; per-recipient tags are checked on the entry.
+    let mut seen = 0u32;
+    while !r.rest.is_empty() {
+        let tag = r.u8("extension tag")?;
+        let len = r.u16("extension length")?;
+        let value = r.take(usize::from(len), "extension value")?;
+        let bad = DecodeError::BadExtension { tag };
+        match tag {
+            TAG_SMTPUTF8 | TAG_REQUIRETLS | TAG_BODY | TAG_RET | TAG_ENVID => {
+                if seen & (1 << tag) != 0 {
+                    return Err(DecodeError::UnknownExtension { tag });
+                }
+                seen |= 1 << tag;
+                match (tag, value) {
+                    (TAG_SMTPUTF8, []) => ext.smtputf8 = true,
+                    (TAG_REQUIRETLS, []) => ext.requiretls = true,
+                    (TAG_BODY, [1]) => ext.body = BodyKind::EightBitMime,
+                    (TAG_BODY, [2]) => ext.body = BodyKind::BinaryMime,
+                    (TAG_RET, [1]) => ext.ret = Some(DsnRet::Full),
+                    (TAG_RET, [2]) => ext.ret = Some(DsnRet::Headers),
+                    (TAG_ENVID, v) => {
+                        ext.envid = Some(std::str::from_utf8(v).map_err(|_| bad)?.to_owned());
+                    }
+                    _ => return Err(bad),
+                }
+            }
+            TAG_NOTIFY | TAG_ORCPT => {
+                let [lo, hi, rest @ ..] = value else { return Err(bad) };
+                let recipient = recipients.get_mut(usize::from(u16::from_le_bytes([*lo, *hi]))).ok_or(bad.clone())?;
+                let dsn = &mut recipient.dsn;
+                match tag {
+                    TAG_NOTIFY if !dsn.notify.is_given() => {
+                        let [b] = rest else { return Err(bad) };
+                        dsn.notify = Notify::from_byte(*b).ok_or(bad)?;
+                    }
+                    TAG_ORCPT if dsn.orcpt.is_none() => {
+                        dsn.orcpt = Some(std::str::from_utf8(rest).map_err(|_| bad)?.to_owned());
+                    }
+                    _ => return Err(DecodeError::UnknownExtension { tag }),
+                }
+            }
+            _ => return Err(DecodeError::UnknownExtension { tag }),
+        }
+    }
+    Ok(())
 }
 
 /// Encodes a whole message payload into one buffer (tests, tools; the write
@@ -308,7 +553,8 @@ pub fn decode_message(payload: &[u8]) -> Result<MessageRecord<'_>, DecodeError> 
     let client = r.string("client")?;
     let helo = r.string("helo")?;
     let sender = r.string("sender")?;
-    let count = r.u16("recipient count")?;
+    let stored_count = r.u16("recipient count")?;
+    let count = stored_count & !EXT_FLAG;
     // Each recipient takes at least 5 bytes: bound the allocation by the input.
     let mut recipients = Vec::with_capacity(usize::from(count).min(r.rest.len() / 5));
     for _ in 0..count {
@@ -318,9 +564,15 @@ pub fn decode_message(payload: &[u8]) -> Result<MessageRecord<'_>, DecodeError> 
             1 => Route::Remote { domain: r.string("recipient route")? },
             tag => return Err(DecodeError::UnknownRoute { tag }),
         };
-        recipients.push(RecipientEntry { address, route });
+        recipients.push(RecipientEntry::new(address, route));
     }
-    Ok(MessageRecord { queue_id, received_at_ms, client, helo, sender, recipients, body: r.rest })
+    let mut ext = MessageExt::default();
+    if stored_count & EXT_FLAG != 0 {
+        let len = r.u32("extension block length")?;
+        let block = r.take(len as usize, "extension block")?;
+        decode_ext(block, &mut ext, &mut recipients)?;
+    }
+    Ok(MessageRecord { queue_id, received_at_ms, client, helo, sender, recipients, ext, body: r.rest })
 }
 
 /// A message copied forward by compaction (`RecordKind::Moved`).

@@ -11,12 +11,10 @@ fn sample(body: &[u8]) -> MessageRecord<'_> {
         helo: "mx.example.test".into(),
         sender: String::new(),
         recipients: vec![
-            RecipientEntry { address: "jane@example.test".into(), route: Route::Local { user: "jane".into() } },
-            RecipientEntry {
-                address: "bob@elsewhere.test".into(),
-                route: Route::Remote { domain: "elsewhere.test".into() },
-            },
+            RecipientEntry::new("jane@example.test", Route::Local { user: "jane".into() }),
+            RecipientEntry::new("bob@elsewhere.test", Route::Remote { domain: "elsewhere.test".into() }),
         ],
+        ext: Default::default(),
         body,
     }
 }
@@ -63,6 +61,83 @@ fn bad_route_tag_and_bad_utf8_are_named() {
     let mut bytes = encode_message(&msg).unwrap();
     bytes[18] = 0xff;
     assert_eq!(decode_message(&bytes), Err(DecodeError::InvalidUtf8 { field: "client" }));
+}
+
+/// A sample whose every extension field differs from its default.
+fn extended(body: &[u8]) -> MessageRecord<'_> {
+    let mut msg = sample(body);
+    msg.ext = MessageExt {
+        smtputf8: true,
+        requiretls: true,
+        body: BodyKind::BinaryMime,
+        ret: Some(DsnRet::Headers),
+        envid: Some("QQ314159".into()),
+    };
+    msg.recipients[1].dsn = RecipientDsn {
+        notify: Notify { success: true, failure: true, ..Notify::default() },
+        orcpt: Some("rfc822;bob@elsewhere.test".into()),
+    };
+    msg
+}
+
+#[test]
+fn extensions_round_trip_and_keep_the_body_whole() {
+    let msg = extended(b"\x00binary\r\n");
+    let bytes = encode_message(&msg).unwrap();
+    assert_eq!(decode_message(&bytes).unwrap(), msg);
+    // The body still starts right after the envelope.
+    let envelope = encode_message_envelope(&msg).unwrap();
+    assert_eq!(&bytes[envelope.len()..], msg.body);
+    for cut in 0..envelope.len() {
+        assert!(decode_message(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
+}
+
+#[test]
+fn a_message_without_extensions_has_no_block() {
+    let plain = encode_message(&sample(b"")).unwrap();
+    let count_at = 16 + (2 + 9) + (2 + 15) + 2;
+    assert_eq!(u16::from_le_bytes([plain[count_at], plain[count_at + 1]]), 2, "no flag bit");
+    let mut msg = sample(b"");
+    msg.recipients[0].dsn.notify = Notify { never: true, ..Notify::default() };
+    let flagged = encode_message(&msg).unwrap();
+    assert_eq!(u16::from_le_bytes([flagged[count_at], flagged[count_at + 1]]), 2 | EXT_FLAG);
+    assert_eq!(decode_message(&flagged).unwrap().recipients[0].dsn.notify, msg.recipients[0].dsn.notify);
+}
+
+#[test]
+fn unknown_repeated_or_misplaced_extensions_are_refused() {
+    let msg = sample(b"");
+    let base = encode_message_envelope(&msg).unwrap();
+    let count_at = 16 + (2 + 9) + (2 + 15) + 2;
+    let with_block = |block: &[u8]| {
+        let mut b = base.clone();
+        b[count_at + 1] |= 0x80;
+        b.extend_from_slice(&(block.len() as u32).to_le_bytes());
+        b.extend_from_slice(block);
+        b
+    };
+    assert_eq!(decode_message(&with_block(&[99, 0, 0])), Err(DecodeError::UnknownExtension { tag: 99 }));
+    assert_eq!(decode_message(&with_block(&[1, 0, 0, 1, 0, 0])), Err(DecodeError::UnknownExtension { tag: 1 }));
+    assert_eq!(decode_message(&with_block(&[1, 1, 0, 7])), Err(DecodeError::BadExtension { tag: 1 }));
+    // NOTIFY for recipient 5 of 2, and a NOTIFY byte with no bit set.
+    assert_eq!(decode_message(&with_block(&[16, 3, 0, 5, 0, 2])), Err(DecodeError::BadExtension { tag: 16 }));
+    assert_eq!(decode_message(&with_block(&[16, 3, 0, 1, 0, 0])), Err(DecodeError::BadExtension { tag: 16 }));
+    assert_eq!(
+        decode_message(&with_block(&[16, 3, 0, 1, 0, 2, 16, 3, 0, 1, 0, 4])),
+        Err(DecodeError::UnknownExtension { tag: 16 })
+    );
+    let bytes = with_block(&[16, 3, 0, 1, 0, 2]);
+    let ok = decode_message(&bytes).unwrap();
+    assert!(ok.recipients[1].dsn.notify.success && !ok.recipients[1].dsn.notify.failure);
+}
+
+#[test]
+fn more_recipients_than_the_count_can_flag_are_refused() {
+    let mut msg = sample(b"");
+    let r = msg.recipients[0].clone();
+    msg.recipients = vec![r; MAX_RECIPIENTS + 1];
+    assert_eq!(encode_message_envelope(&msg), Err(EncodeError::TooManyRecipients { count: MAX_RECIPIENTS + 1 }));
 }
 
 #[test]

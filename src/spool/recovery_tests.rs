@@ -22,11 +22,9 @@ fn message(id: u64, rcpts: usize) -> Vec<u8> {
         helo: "me".into(),
         sender: "a@example.test".into(),
         recipients: (0..rcpts)
-            .map(|i| RecipientEntry {
-                address: format!("r{i}@example.test"),
-                route: Route::Remote { domain: "example.test".into() },
-            })
+            .map(|i| RecipientEntry::new(format!("r{i}@example.test"), Route::Remote { domain: "example.test".into() }))
             .collect(),
+        ext: Default::default(),
         body: b"hello\r\n",
     })
     .unwrap()

@@ -234,11 +234,9 @@ async fn appender(spool: Spool<SimStore>, world: Rc<RefCell<World>>, seed: u64, 
             helo: format!("client{seed}"),
             sender: String::new(),
             recipients: (0..rcpts)
-                .map(|r| RecipientEntry {
-                    address: format!("u{r}@example.test"),
-                    route: Route::Local { user: format!("u{r}") },
-                })
+                .map(|r| RecipientEntry::new(format!("u{r}@example.test"), Route::Local { user: format!("u{r}") }))
                 .collect(),
+            ext: Default::default(),
             body: &body,
         };
         let envelope = encode_message_envelope(&msg).unwrap();
