@@ -201,6 +201,11 @@ impl RelayConnection {
         (outcome, after)
     }
 
+    /// Whether the server offered DSN (RFC 3461) in its last EHLO reply.
+    pub fn offers_dsn(&self) -> bool {
+        self.client.capabilities().dsn
+    }
+
     /// QUIT politely (bounded by the command timeout) and close.
     pub async fn quit(mut self, tls: &RelayTls) {
         self.client.quit();

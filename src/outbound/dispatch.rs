@@ -9,12 +9,13 @@ use super::slot::ConnectionSlot;
 use super::source;
 use crate::clock::now_ms;
 use crate::metrics::RelayResult;
+use crate::outbound::bounce::About;
 use crate::outbound::dsn::Action as DsnAction;
 use crate::outbound::mx;
-use crate::proto::smtp_client::{MessageOutcome, OutgoingMessage, RecipientOutcome, TlsPolicy};
+use crate::proto::smtp_client::{DsnParams, MessageOutcome, OutgoingMessage, RecipientOutcome, TlsPolicy};
 use crate::queue::{retry_delay, Dest, Key, QueuedMessage, RetryPolicy};
 use crate::shard::{owner, Request, Shard};
-use crate::spool::{encode_recipient_state, Outcome, RecipientState, RecordKind};
+use crate::spool::{encode_recipient_state, MessageRecord, Outcome, RecipientState, RecordKind};
 use rand::Rng;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -353,7 +354,7 @@ impl Shard {
         loop {
             let Some((key, msg)) = self.queue.borrow_mut().next_ready(domain) else { break };
             let outcome = deferred_all(msg.recipients.len(), (4, 4, 1), error);
-            self.apply_outcome(key, msg, outcome, None, &[], site);
+            self.apply_outcome(key, msg, outcome, None, false, site);
         }
     }
 
@@ -374,44 +375,53 @@ impl Shard {
             Err(e) => {
                 tracing::error!(queue_id = %msg.queue_id, error = %e, "cannot read queued message from the spool");
                 let outcome = deferred_all(msg.recipients.len(), (4, 3, 0), &format!("spool read error: {e}"));
-                self.apply_outcome(key, msg, outcome, None, &[], Some(limits));
+                self.apply_outcome(key, msg, outcome, None, false, Some(limits));
                 return (After::Ready, None);
             }
         };
-        let body = match view.message() {
-            Ok(r) => r.body,
+        let record = match view.message() {
+            Ok(r) => r,
             Err(e) => {
                 tracing::error!(queue_id = %msg.queue_id, error = %e, "queued message record is undecodable");
                 return (After::Ready, None);
             }
         };
+        let body = record.body;
         let head = self.outbound.dkim_fields(&msg, body).await;
+        let dsn = dsn_params(&record, &msg);
+        let success_wanted = dsn.recipients.iter().any(|d| d.notify.success);
         let out = OutgoingMessage {
             sender: msg.sender.clone(),
             recipients: msg.recipients.iter().map(|r| r.address.clone()).collect(),
             size: (head.len() + body.len()) as u64,
             body_8bit: body.iter().any(|&b| b >= 0x80),
+            dsn,
         };
         let started = std::time::Instant::now();
         let (mut outcome, after) = conn.send(out, &head, body, &self.outbound.tls).await;
         let relay = format!("{}[{}]", conn.target.host, conn.target.addr);
         tracing::debug!(queue_id = %msg.queue_id, relay = %relay, elapsed_ms = started.elapsed().as_millis() as u64, "attempt done");
         let backoff = backoff(&mut outcome, permit, limits);
-        self.apply_outcome(key, msg, outcome, Some(&relay), body, Some(limits));
+        // NOTIFY=SUCCESS could not be passed on: say "relayed" ourselves.
+        let relayed_notice = success_wanted && !conn.offers_dsn();
+        self.apply_outcome(key, msg, outcome, Some(&relay), relayed_notice, Some(limits));
         (after, backoff)
     }
 
-    /// One handler per class: delivered -> tombstone; bounced -> DSN then
-    /// tombstone; deferred -> back on the schedule.
+    /// One handler per class: delivered -> tombstone (and a `relayed`
+    /// notice when `relayed_notice`: the next hop could not take
+    /// NOTIFY=SUCCESS); bounced -> DSN then tombstone; deferred -> back on
+    /// the schedule.
     fn apply_outcome(
         self: &Rc<Self>,
         key: Key,
         msg: QueuedMessage,
         outcome: MessageOutcome,
         relay: Option<&str>,
-        body: &[u8],
+        relayed_notice: bool,
         site: Option<&SiteLimits>,
     ) {
+        let mut relayed = Vec::new();
         let now = now_ms();
         let delay_s = now.saturating_sub(msg.arrived_ms) as f64 / 1000.0;
         let mut settled = Vec::new();
@@ -433,6 +443,9 @@ impl Shard {
                 RecipientOutcome::Delivered { reply } => {
                     tracing::info!(queue_id = %msg.queue_id, to = %r.address, relay, delay = delay_s, status = "sent", dsn = %reply.dsn(), reply = %reply, "delivered");
                     settled.push((msg.at, r.index, Outcome::Delivered));
+                    if relayed_notice {
+                        relayed.push(r.clone());
+                    }
                 }
                 RecipientOutcome::Bounced { reply } => {
                     let text = reply.to_string();
@@ -454,6 +467,9 @@ impl Shard {
         if !settled.is_empty() {
             self.settle_later(settled);
         }
+        if !relayed.is_empty() {
+            self.success_notice(About::from(&msg), relayed, relay.map(str::to_string), DsnAction::Relayed);
+        }
         if deferred.is_empty() {
             self.queue.borrow_mut().finish(key);
         } else {
@@ -469,7 +485,7 @@ impl Shard {
         if !bounced.is_empty() {
             let mut m = msg;
             m.last_error = None;
-            self.bounce(m, bounced, Some((relay.map(str::to_string), header_section(body))), DsnAction::Failed);
+            self.bounce(m, bounced, relay.map(str::to_string), DsnAction::Failed);
         }
     }
 
@@ -585,9 +601,20 @@ fn backoff(outcome: &mut MessageOutcome, permit: &Permit, limits: &SiteLimits) -
 
 /// The header section of a message (up to and including the blank line),
 /// at most 64 KiB: what a DSN returns.
-fn header_section(body: &[u8]) -> Vec<u8> {
-    let end = body.windows(4).position(|w| w == b"\r\n\r\n").map_or(body.len(), |p| p + 4);
-    body[..end.min(64 * 1024)].to_vec()
+/// The DSN parameters of `msg`'s recipients (a queued share of `record`),
+/// to pass on to a next hop that offers DSN.
+fn dsn_params(record: &MessageRecord<'_>, msg: &QueuedMessage) -> DsnParams {
+    let recipients: Vec<_> = msg
+        .recipients
+        .iter()
+        .map(|r| record.recipients.get(usize::from(r.index)).map(|e| e.dsn.clone()).unwrap_or_default())
+        .collect();
+    let any = recipients.iter().any(|d| d.notify.is_given() || d.orcpt.is_some());
+    DsnParams {
+        ret: record.ext.ret,
+        envid: record.ext.envid.clone(),
+        recipients: if any { recipients } else { Vec::new() },
+    }
 }
 
 /// The retry schedule from `[relay]`.

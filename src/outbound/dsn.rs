@@ -4,7 +4,10 @@
 //! This file owns the bytes of a DSN: headers, the human-readable part (in
 //! Postfix's words, so operators and users meet familiar text), the
 //! `message/delivery-status` report and the returned headers as
-//! `text/rfc822-headers` (RFC 6522: multipart/report). It is pure: time,
+//! `text/rfc822-headers`, or the whole message as `message/rfc822` when the
+//! sender asked with `RET=FULL` (RFC 6522: multipart/report; RFC 3461).
+//! Success notices (`delivered`, `relayed`) are built here too, for
+//! recipients that asked with `NOTIFY=SUCCESS`. It is pure: time,
 //! names and the boundary seed come in, bytes go out. It must not decide
 //! *whether* to send one (the queue does, using [`is_bounce`] for the
 //! never-bounce-a-bounce rule) nor send it (it goes through the spool
@@ -22,6 +25,11 @@ use std::time::{Duration, UNIX_EPOCH};
 /// At most this much of the original header section is returned.
 pub const MAX_RETURNED_HEADERS: usize = 64 * 1024;
 
+/// `RET=FULL` returns a message up to this size whole; a larger one gets
+/// its headers only (as Postfix's `bounce_size_limit` does), so a bounce
+/// never carries a second copy of a huge message back.
+pub const MAX_RETURNED_MESSAGE: usize = 1024 * 1024;
+
 /// RFC 5322 §2.1.1: no line longer than this, CRLF excluded.
 const MAX_LINE: usize = 998;
 
@@ -35,6 +43,11 @@ pub enum Action {
     Failed,
     /// Still being retried: this is a delay warning.
     Delayed,
+    /// Put into a mailbox here (NOTIFY=SUCCESS).
+    Delivered,
+    /// Handed to a next hop that does not offer DSN, so no further
+    /// notice will come (NOTIFY=SUCCESS, RFC 3461 §6.2.3.3).
+    Relayed,
 }
 
 impl Action {
@@ -42,13 +55,36 @@ impl Action {
         match self {
             Action::Failed => "failed",
             Action::Delayed => "delayed",
+            Action::Delivered => "delivered",
+            Action::Relayed => "relayed",
+        }
+    }
+}
+
+/// Which notice a set of recipients makes: a bounce when any failed, else
+/// a delay warning when any is delayed, else a success report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Bounce,
+    Delay,
+    Success,
+}
+
+impl Kind {
+    fn of(recipients: &[NoticeRecipient]) -> Kind {
+        if recipients.iter().any(|r| r.action == Action::Failed) {
+            Kind::Bounce
+        } else if recipients.iter().any(|r| r.action == Action::Delayed) {
+            Kind::Delay
+        } else {
+            Kind::Success
         }
     }
 }
 
 /// One recipient the notice is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailedRecipient {
+pub struct NoticeRecipient {
     /// The recipient address, without brackets.
     pub address: String,
     /// RFC 3463 status, `"5.1.1"`; its class should match `action`
@@ -67,6 +103,9 @@ pub struct FailedRecipient {
     /// Diagnostic-Code as the extension field `X-Ringmail-Bounce-Class`
     /// (RFC 3464 §2.4 allows `X-` fields in a per-recipient block).
     pub class: Option<crate::outbound::classify::BounceClass>,
+    /// The sender's `ORCPT` (`type;address`), echoed as
+    /// `Original-Recipient` (RFC 3464 §2.3.1).
+    pub original_recipient: Option<String>,
 }
 
 /// Everything a notice is built from.
@@ -85,9 +124,14 @@ pub struct DsnInput<'a> {
     /// Now, ms since the epoch: Date, and the delay in a warning.
     pub now_ms: u64,
     /// At least one; the order is kept.
-    pub recipients: &'a [FailedRecipient],
-    /// The original message; only its header section is returned.
+    pub recipients: &'a [NoticeRecipient],
+    /// The original message; its header section is returned, or all of
+    /// it when `return_full`.
     pub original_message: &'a [u8],
+    /// `RET=FULL`: return the whole message (`message/rfc822`).
+    pub return_full: bool,
+    /// The sender's `ENVID`, echoed as `Original-Envelope-Id`.
+    pub envid: Option<&'a str>,
     /// Varies the MIME boundary and Message-ID (the caller's randomness).
     pub boundary_seed: u64,
 }
@@ -113,21 +157,26 @@ pub fn format_date(ms: u64) -> String {
 
 /// Builds the notice: a complete message with CRLF line ends, to be sent
 /// from the null sender to `original_sender`. A bounce when any recipient
-/// is [`Action::Failed`], else a delay warning.
+/// is [`Action::Failed`], else a delay warning when any is
+/// [`Action::Delayed`], else a success report.
 pub fn build_dsn(input: &DsnInput) -> Vec<u8> {
     let host = hostname(input.reporting_mta);
-    let bounce = input.recipients.iter().any(|r| r.action == Action::Failed);
-    let notice = notice_text(input, &host, bounce);
+    let kind = Kind::of(input.recipients);
+    let notice = notice_text(input, &host, kind);
     let report = delivery_status(input, &host);
-    let headers = returned_headers(input.original_message);
+    let headers = match input.return_full {
+        true => crlf_message(input.original_message),
+        false => returned_headers(input.original_message),
+    };
     let boundary = pick_boundary(input, &host, &[&notice, &report, &headers]);
     let encoding = match headers.iter().any(|&b| b >= 0x80) {
         true => "8bit",
         false => "7bit",
     };
-    let subject = match bounce {
-        true => "Undelivered Mail Returned to Sender",
-        false => "Delayed Mail (still being retried)",
+    let subject = match kind {
+        Kind::Bounce => "Undelivered Mail Returned to Sender",
+        Kind::Delay => "Delayed Mail (still being retried)",
+        Kind::Success => "Successful Mail Delivery Report",
     };
     let to = match is_bounce(input.original_sender) {
         true => "undisclosed-recipients:;".to_owned(),
@@ -149,14 +198,22 @@ pub fn build_dsn(input: &DsnInput) -> Vec<u8> {
     field(&mut out, "Content-Transfer-Encoding", encoding);
     out.extend_from_slice(b"\r\nThis is a MIME-encapsulated message.\r\n");
 
-    let description = match bounce {
-        true => "Undelivered Message Headers",
-        false => "Delayed Message Headers",
+    let description = match (kind, input.return_full) {
+        (Kind::Bounce, false) => "Undelivered Message Headers",
+        (Kind::Delay, false) => "Delayed Message Headers",
+        (Kind::Success, false) => "Message Headers",
+        (Kind::Bounce, true) => "Undelivered Message",
+        (Kind::Delay, true) => "Delayed Message",
+        (Kind::Success, true) => "Message",
+    };
+    let returned_type = match input.return_full {
+        true => "message/rfc822",
+        false => "text/rfc822-headers",
     };
     let parts = [
         ("Notification", "text/plain; charset=us-ascii", "7bit", &notice),
         ("Delivery report", "message/delivery-status", "7bit", &report),
-        (description, "text/rfc822-headers", encoding, &headers),
+        (description, returned_type, encoding, &headers),
     ];
     for (description, content_type, encoding, body) in parts {
         out.extend_from_slice(format!("\r\n--{boundary}\r\n").as_bytes());
@@ -171,16 +228,23 @@ pub fn build_dsn(input: &DsnInput) -> Vec<u8> {
 }
 
 /// The human-readable part, Postfix's wording, ending in CRLF.
-fn notice_text(input: &DsnInput, host: &str, bounce: bool) -> Vec<u8> {
+fn notice_text(input: &DsnInput, host: &str, kind: Kind) -> Vec<u8> {
+    let bounce = kind == Kind::Bounce;
     let mut text = format!("This is the mail system at host {host}.\n\n");
-    match bounce {
-        true => text.push_str(
+    match kind {
+        Kind::Success => text.push_str(
+            "Your message was successfully delivered to the destination(s)\n\
+             listed below. If the message was delivered to mailbox you will\n\
+             receive no further notifications. Otherwise you may still receive\n\
+             notifications of mail delivery errors from other systems.\n\n",
+        ),
+        Kind::Bounce => text.push_str(
             "I'm sorry to have to inform you that your message could not\n\
              be delivered to one or more recipients. Its headers are attached below.\n\n\
              For further assistance, please send mail to postmaster.\n\n\
              If you do so, please include this problem report.\n\n",
         ),
-        false => {
+        Kind::Delay => {
             text.push_str(
                 "####################################################################\n\
                  # THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\n\
@@ -217,11 +281,17 @@ fn notice_text(input: &DsnInput, host: &str, bounce: bool) -> Vec<u8> {
 fn delivery_status(input: &DsnInput, host: &str) -> Vec<u8> {
     let mut out = Vec::new();
     field(&mut out, "Reporting-MTA", &format!("dns; {host}"));
+    if let Some(envid) = input.envid {
+        field(&mut out, "Original-Envelope-Id", &printable(envid, 100));
+    }
     field(&mut out, "X-Ringmail-Queue-ID", &printable(input.original_queue_id, 64));
     field(&mut out, "X-Ringmail-Sender", &format!("rfc822; {}", address(input.original_sender)));
     field(&mut out, "Arrival-Date", &format_date(input.arrival_ms));
     for r in input.recipients {
         out.extend_from_slice(b"\r\n");
+        if let Some((kind, original)) = r.original_recipient.as_deref().and_then(|o| o.split_once(';')) {
+            field(&mut out, "Original-Recipient", &format!("{}; {}", alphanumeric(kind), address(original)));
+        }
         field(&mut out, "Final-Recipient", &format!("rfc822; {}", address(&r.address)));
         field(&mut out, "Action", r.action.as_str());
         field(&mut out, "Status", &status(r));
@@ -261,6 +331,25 @@ fn returned_headers(message: &[u8]) -> Vec<u8> {
             if pieces.peek().is_some() {
                 out.push(b' ');
             }
+        }
+    }
+    out
+}
+
+/// The whole message for `message/rfc822`: CRLF line ends, lines over
+/// 998 bytes folded at a space-less cut (as [`returned_headers`] does).
+fn crlf_message(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 64);
+    let body = message.strip_suffix(b"\n").unwrap_or(message);
+    for line in body.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let mut pieces = line.chunks(MAX_LINE).peekable();
+        if pieces.peek().is_none() {
+            out.extend_from_slice(b"\r\n");
+        }
+        while let Some(piece) = pieces.next() {
+            out.extend_from_slice(piece);
+            out.extend_from_slice(b"\r\n");
         }
     }
     out
@@ -336,7 +425,7 @@ fn crlf(text: &[u8]) -> Vec<u8> {
 }
 
 /// The recipient's status when well-formed, else the action's default.
-fn status(r: &FailedRecipient) -> String {
+fn status(r: &NoticeRecipient) -> String {
     let parts: Vec<&str> = r.status.split('.').collect();
     let digits = |s: &str, max: usize| !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit());
     match parts.as_slice() {
@@ -344,6 +433,7 @@ fn status(r: &FailedRecipient) -> String {
         _ => match r.action {
             Action::Failed => "5.0.0".to_owned(),
             Action::Delayed => "4.0.0".to_owned(),
+            Action::Delivered | Action::Relayed => "2.0.0".to_owned(),
         },
     }
 }
@@ -418,8 +508,8 @@ mod tests {
     const ORIGINAL: &[u8] = b"Received: from client.test\r\n\tby mx.test\r\n\
         From: Jane <jane@example.test>\r\nSubject: hello\r\n\r\nsecret body\r\n";
 
-    fn bounced(address: &str) -> FailedRecipient {
-        FailedRecipient {
+    fn bounced(address: &str) -> NoticeRecipient {
+        NoticeRecipient {
             address: address.into(),
             status: "5.1.1".into(),
             action: Action::Failed,
@@ -427,10 +517,15 @@ mod tests {
             diagnostic: Some("smtp; 550 5.1.1 <x@remote.test>: user unknown".into()),
             last_attempt_ms: Some(1_700_000_060_000),
             class: Some(crate::outbound::classify::BounceClass::InvalidRecipient),
+            original_recipient: None,
         }
     }
 
-    fn build(recipients: &[FailedRecipient], original: &[u8]) -> String {
+    fn build(recipients: &[NoticeRecipient], original: &[u8]) -> String {
+        build_with(recipients, original, false, None)
+    }
+
+    fn build_with(recipients: &[NoticeRecipient], original: &[u8], full: bool, envid: Option<&str>) -> String {
         let input = DsnInput {
             reporting_mta: "relay.example.test",
             original_queue_id: "Q123",
@@ -439,6 +534,8 @@ mod tests {
             now_ms: 1_700_000_120_000,
             recipients,
             original_message: original,
+            return_full: full,
+            envid,
             boundary_seed: 0xfeed,
         };
         String::from_utf8(build_dsn(&input)).expect("ASCII for ASCII input")
@@ -462,6 +559,37 @@ mod tests {
             assert!(line.len() <= MAX_LINE + 1, "line of {} bytes", line.len());
         }
         assert!(dsn.ends_with(b"\r\n"));
+    }
+
+    #[test]
+    fn ret_full_returns_the_whole_message_and_envid_and_orcpt_are_echoed() {
+        let mut r = bounced("x@remote.test");
+        r.original_recipient = Some("rfc822;X@Remote.test".into());
+        let dsn = build_with(&[r], ORIGINAL, true, Some("QQ314159"));
+        let sections: Vec<&str> = dsn.split(&format!("--{}", boundary(&dsn))).collect();
+        assert!(sections[2].contains("Original-Envelope-Id: QQ314159\r\n"), "{}", sections[2]);
+        assert!(sections[2].contains("Original-Recipient: rfc822; X@Remote.test\r\nFinal-Recipient:"));
+        assert!(sections[3].contains("Content-Type: message/rfc822\r\n"));
+        assert!(sections[3].contains("\r\n\r\nsecret body\r\n"), "the body is returned: {}", sections[3]);
+        let headers_only = build(&[bounced("x@remote.test")], ORIGINAL);
+        assert!(!headers_only.contains("secret body") && !headers_only.contains("Original-Envelope-Id"));
+    }
+
+    #[test]
+    fn success_notice_says_delivered_or_relayed_with_status_2() {
+        let mut delivered = bounced("x@example.test");
+        delivered.action = Action::Delivered;
+        delivered.status = "2.0.0".into();
+        (delivered.remote_mta, delivered.diagnostic, delivered.class) = (None, None, None);
+        let mut relayed = bounced("y@remote.test");
+        relayed.action = Action::Relayed;
+        relayed.status = "garbage".into();
+        relayed.class = None;
+        let dsn = build(&[delivered, relayed], ORIGINAL);
+        assert!(header_lines(&dsn).contains(&"Subject: Successful Mail Delivery Report"));
+        assert!(dsn.contains("Action: delivered\r\nStatus: 2.0.0\r\n"));
+        assert!(dsn.contains("Action: relayed\r\nStatus: 2.0.0\r\n"), "a bad status falls back to 2.0.0");
+        assert!(dsn.contains("successfully delivered"));
     }
 
     #[test]
@@ -570,6 +698,8 @@ mod tests {
             now_ms: 0,
             recipients: &[bounced("x@y.test")],
             original_message: "Subject: caf\u{e9}\r\n\r\n".as_bytes(),
+            return_full: false,
+            envid: None,
             boundary_seed: 1,
         });
         let text = String::from_utf8_lossy(&dsn);

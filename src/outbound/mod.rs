@@ -48,7 +48,7 @@
 //! the SMTP path. Passing those one by one would widen every call without
 //! making the ownership any clearer; they move when the queue does.
 
-mod bounce;
+pub(crate) mod bounce;
 pub mod classify;
 mod conn;
 mod dispatch;

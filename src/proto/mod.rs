@@ -4,3 +4,4 @@
 pub mod pop3;
 pub mod smtp;
 pub mod smtp_client;
+pub mod xtext;

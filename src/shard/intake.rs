@@ -7,6 +7,7 @@
 
 use super::Shard;
 use crate::mailbox::MailboxEntry;
+use crate::outbound::bounce::About;
 use crate::proto::smtp::{Envelope, RcptDecision, ReversePath, StoreOutcome};
 use crate::queue::{PendingRecipient, QueuedMessage};
 use crate::spool::{
@@ -79,7 +80,7 @@ impl Shard {
                     | RcptDecision::MailboxFull
                     | RcptDecision::Suppressed { .. } => return None,
                 };
-                Some(RecipientEntry::new(r.address.to_string(), route))
+                Some(RecipientEntry { address: r.address.to_string(), route, dsn: r.dsn.clone() })
             })
             .collect();
         let msg = NewMessage {
@@ -91,6 +92,8 @@ impl Shard {
             recipients,
             ext: MessageExt {
                 body: if envelope.body_8bit { BodyKind::EightBitMime } else { BodyKind::SevenBit },
+                ret: envelope.ret,
+                envid: envelope.envid.clone(),
                 ..MessageExt::default()
             },
             body: &[auth_results.unwrap_or_default().as_bytes(), trace.as_bytes(), &body],
@@ -183,6 +186,7 @@ impl Shard {
         );
         let sender = record.sender;
         let mut remote: Vec<QueuedMessage> = Vec::new();
+        let mut delivered_notice = Vec::new();
         for (index, r) in record.recipients.into_iter().enumerate() {
             let recipient = index as u16;
             match r.route {
@@ -191,6 +195,9 @@ impl Shard {
                     tracing::info!(queue_id = %queue_id, to = %r.address, status = "delivered", "stored in mailbox");
                     self.metrics.delivered_local(1);
                     self.deliver(user, entry).await;
+                    if r.dsn.notify.success {
+                        delivered_notice.push(PendingRecipient { index: recipient, address: r.address });
+                    }
                 }
                 Route::Remote { domain } => {
                     let pending = PendingRecipient { index: recipient, address: r.address };
@@ -206,6 +213,10 @@ impl Shard {
         }
         for m in remote {
             self.enqueue(m).await;
+        }
+        if !delivered_notice.is_empty() {
+            let about = About { at, queue_id, sender, arrived_ms: received_at_ms };
+            self.success_notice(about, delivered_notice, None, crate::outbound::dsn::Action::Delivered);
         }
         Ok(())
     }

@@ -20,6 +20,8 @@ use std::fmt;
 
 use super::address::{parse_forward_path, parse_reverse_path, AddressError, ForwardPath, ReversePath};
 use super::sasl::InitialResponse;
+use crate::proto::xtext;
+use crate::spool::{DsnRet, Notify, RecipientDsn};
 
 /// The verbs this server knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,16 +87,27 @@ pub struct MailFrom {
     pub size: Option<u64>,
     /// `BODY=7BIT|8BITMIME`.
     pub body: Option<BodyType>,
+    /// DSN `RET=FULL|HDRS` (RFC 3461 §4.3).
+    pub ret: Option<DsnRet>,
+    /// DSN `ENVID=` (RFC 3461 §4.4), xtext-decoded.
+    pub envid: Option<String>,
     // `AUTH=` (RFC 4954 §5) is accepted and not kept: nobody is trusted to
     // vouch for a submitter, which RFC 4954 §5 allows ("treat all clients
     // as being insufficiently trusted").
 }
 
-/// RCPT TO (no parameters are supported).
+/// RCPT TO and its parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RcptTo {
     pub recipient: ForwardPath,
+    /// DSN `NOTIFY=` and `ORCPT=` (RFC 3461 §4.1, §4.2).
+    pub dsn: RecipientDsn,
 }
+
+/// Longest `ENVID` (RFC 3461 §4.4: 100 characters).
+const MAX_ENVID: usize = 100;
+/// Longest `ORCPT` (RFC 3461 §4.2: the parameter is at most 500 characters).
+const MAX_ORCPT: usize = 500;
 
 /// One parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,7 +262,7 @@ fn after_keyword<'a>(args: &'a [u8], keyword: &[u8]) -> Option<&'a [u8]> {
 fn mail(args: &[u8]) -> Result<MailFrom, CommandError> {
     let path = after_keyword(args, b"FROM:").ok_or(CommandError::Syntax(Verb::Mail))?;
     let (sender, rest) = parse_reverse_path(path).map_err(CommandError::BadSender)?;
-    let mut from = MailFrom { sender, size: None, body: None };
+    let mut from = MailFrom { sender, size: None, body: None, ret: None, envid: None };
     let mut auth_seen = false;
     for Param { keyword, value } in params(rest, Verb::Mail)? {
         let bad = CommandError::BadParameter(Verb::Mail);
@@ -267,6 +280,20 @@ fn mail(args: &[u8]) -> Result<MailFrom, CommandError> {
                 _ => return Err(bad),
             };
             if from.body.replace(body).is_some() {
+                return Err(bad);
+            }
+        } else if keyword.eq_ignore_ascii_case(b"RET") {
+            let ret = match value {
+                Some(v) if v.eq_ignore_ascii_case(b"FULL") => DsnRet::Full,
+                Some(v) if v.eq_ignore_ascii_case(b"HDRS") => DsnRet::Headers,
+                _ => return Err(bad),
+            };
+            if from.ret.replace(ret).is_some() {
+                return Err(bad);
+            }
+        } else if keyword.eq_ignore_ascii_case(b"ENVID") {
+            let envid = value.and_then(xtext::decode).filter(|e| e.len() <= MAX_ENVID).ok_or(bad.clone())?;
+            if from.envid.replace(envid).is_some() {
                 return Err(bad);
             }
         } else if keyword.eq_ignore_ascii_case(b"AUTH") {
@@ -298,10 +325,55 @@ fn auth(args: &[u8]) -> Result<Command, CommandError> {
 fn rcpt(args: &[u8]) -> Result<RcptTo, CommandError> {
     let path = after_keyword(args, b"TO:").ok_or(CommandError::Syntax(Verb::Rcpt))?;
     let (recipient, rest) = parse_forward_path(path).map_err(CommandError::BadRecipient)?;
-    if let Some(param) = params(rest, Verb::Rcpt)?.first() {
-        return Err(unsupported(Verb::Rcpt, param.keyword));
+    let mut dsn = RecipientDsn::default();
+    for Param { keyword, value } in params(rest, Verb::Rcpt)? {
+        let bad = CommandError::BadParameter(Verb::Rcpt);
+        if keyword.eq_ignore_ascii_case(b"NOTIFY") {
+            let notify = value.and_then(notify).ok_or(bad.clone())?;
+            if dsn.notify.is_given() {
+                return Err(bad);
+            }
+            dsn.notify = notify;
+        } else if keyword.eq_ignore_ascii_case(b"ORCPT") {
+            let orcpt = value.filter(|v| v.len() <= MAX_ORCPT).and_then(orcpt).ok_or(bad.clone())?;
+            if dsn.orcpt.replace(orcpt).is_some() {
+                return Err(bad);
+            }
+        } else {
+            return Err(unsupported(Verb::Rcpt, keyword));
+        }
     }
-    Ok(RcptTo { recipient })
+    Ok(RcptTo { recipient, dsn })
+}
+
+/// `NEVER`, or a comma list of `SUCCESS`, `FAILURE`, `DELAY` (RFC 3461
+/// §4.1), any case, each once.
+fn notify(value: &[u8]) -> Option<Notify> {
+    let mut notify = Notify::default();
+    for word in value.split(|&b| b == b',') {
+        let flag = match word.to_ascii_uppercase().as_slice() {
+            b"NEVER" => &mut notify.never,
+            b"SUCCESS" => &mut notify.success,
+            b"FAILURE" => &mut notify.failure,
+            b"DELAY" => &mut notify.delay,
+            _ => return None,
+        };
+        if std::mem::replace(flag, true) {
+            return None;
+        }
+    }
+    let others = notify.success || notify.failure || notify.delay;
+    (!(notify.never && others)).then_some(notify)
+}
+
+/// `addr-type ";" xtext` (RFC 3461 §4.2), decoded, the type lowercased:
+/// `rfc822;bob@example.test`.
+fn orcpt(value: &[u8]) -> Option<String> {
+    let semi = value.iter().position(|&b| b == b';')?;
+    let (kind, address) = (&value[..semi], &value[semi + 1..]);
+    let atom = !kind.is_empty() && kind.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-');
+    let address = xtext::decode(address).filter(|a| !a.is_empty())?;
+    atom.then(|| format!("{};{address}", String::from_utf8_lossy(kind).to_ascii_lowercase()))
 }
 
 fn unsupported(verb: Verb, keyword: &[u8]) -> CommandError {
@@ -391,11 +463,13 @@ mod tests {
                 sender: ReversePath::Mailbox(jane()),
                 size: Some(100),
                 body: Some(BodyType::EightBitMime),
+                ret: None,
+                envid: None,
             }))
         );
         assert_eq!(
             parse("mail from:<>"),
-            Ok(Command::Mail(MailFrom { sender: ReversePath::Null, size: None, body: None }))
+            Ok(Command::Mail(MailFrom { sender: ReversePath::Null, size: None, body: None, ret: None, envid: None }))
         );
     }
 
@@ -439,13 +513,62 @@ mod tests {
     #[test]
     fn unknown_parameters_are_unsupported() {
         assert_eq!(
-            parse("MAIL FROM:<> RET=FULL"),
-            Err(CommandError::UnsupportedParameter { verb: Verb::Mail, keyword: "RET".into() })
+            parse("MAIL FROM:<> MT-PRIORITY=3"),
+            Err(CommandError::UnsupportedParameter { verb: Verb::Mail, keyword: "MT-PRIORITY".into() })
         );
         assert_eq!(
-            parse("RCPT TO:<jane@example.test> notify=never"),
-            Err(CommandError::UnsupportedParameter { verb: Verb::Rcpt, keyword: "NOTIFY".into() })
+            parse("RCPT TO:<jane@example.test> conperm=x"),
+            Err(CommandError::UnsupportedParameter { verb: Verb::Rcpt, keyword: "CONPERM".into() })
         );
+    }
+
+    #[test]
+    fn dsn_mail_parameters_are_kept_decoded() {
+        let Ok(Command::Mail(from)) = parse("MAIL FROM:<jane@example.test> ret=hdrs ENVID=QQ+2B1+3D2") else {
+            panic!("MAIL did not parse")
+        };
+        assert_eq!((from.ret, from.envid.as_deref()), (Some(DsnRet::Headers), Some("QQ+1=2")));
+        let Ok(Command::Mail(from)) = parse("MAIL FROM:<> RET=FULL") else { panic!("MAIL did not parse") };
+        assert_eq!(from.ret, Some(DsnRet::Full));
+        for line in [
+            "MAIL FROM:<> RET=ALL",
+            "MAIL FROM:<> RET",
+            "MAIL FROM:<> RET=FULL RET=HDRS",
+            "MAIL FROM:<> ENVID=a+2",
+            "MAIL FROM:<> ENVID=x ENVID=y",
+        ] {
+            assert_eq!(parse(line), Err(CommandError::BadParameter(Verb::Mail)), "{line}");
+        }
+        let long = format!("MAIL FROM:<> ENVID={}", "e".repeat(MAX_ENVID + 1));
+        assert_eq!(parse(&long), Err(CommandError::BadParameter(Verb::Mail)));
+    }
+
+    #[test]
+    fn dsn_rcpt_parameters_are_kept_decoded() {
+        let Ok(Command::Rcpt(to)) =
+            parse("RCPT TO:<jane@example.test> NOTIFY=success,Delay ORCPT=RFC822;jane+2Bx@example.test")
+        else {
+            panic!("RCPT did not parse")
+        };
+        assert_eq!(to.dsn.notify, Notify { success: true, delay: true, ..Notify::default() });
+        assert_eq!(to.dsn.orcpt.as_deref(), Some("rfc822;jane+x@example.test"));
+        let Ok(Command::Rcpt(to)) = parse("RCPT TO:<jane@example.test> NOTIFY=NEVER") else { panic!() };
+        assert!(to.dsn.notify.never && !to.dsn.notify.wants_failure() && !to.dsn.notify.wants_delay());
+        let Ok(Command::Rcpt(plain)) = parse("RCPT TO:<jane@example.test>") else { panic!() };
+        assert!(plain.dsn.notify.wants_failure() && plain.dsn.notify.wants_delay() && !plain.dsn.notify.success);
+        for line in [
+            "RCPT TO:<jane@example.test> NOTIFY=NEVER,SUCCESS",
+            "RCPT TO:<jane@example.test> NOTIFY=FAILURE,FAILURE",
+            "RCPT TO:<jane@example.test> NOTIFY=SOMETIMES",
+            "RCPT TO:<jane@example.test> NOTIFY=",
+            "RCPT TO:<jane@example.test> NOTIFY=DELAY NOTIFY=FAILURE",
+            "RCPT TO:<jane@example.test> ORCPT=jane@example.test",
+            "RCPT TO:<jane@example.test> ORCPT=rfc822;",
+            "RCPT TO:<jane@example.test> ORCPT=rfc822;a+0Ab",
+            "RCPT TO:<jane@example.test> ORCPT=rfc822;a ORCPT=rfc822;b",
+        ] {
+            assert_eq!(parse(line), Err(CommandError::BadParameter(Verb::Rcpt)), "{line}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! This file holds plain data and one trait; it must not parse or reply.
 
 use super::address::{Address, ReversePath};
+use crate::spool::{DsnRet, RecipientDsn};
 
 /// The answer of a [`RecipientPolicy`] for one RCPT.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -67,6 +68,8 @@ pub struct AcceptedRecipient {
     pub address: Address,
     /// Only [`RcptDecision::Local`] or [`RcptDecision::Remote`].
     pub decision: RcptDecision,
+    /// Its DSN parameters (`NOTIFY=`, `ORCPT=`).
+    pub dsn: RecipientDsn,
 }
 
 /// The envelope of one accepted message.
@@ -84,4 +87,8 @@ pub struct Envelope {
     /// The user the session authenticated as (SMTP AUTH), if any: for the
     /// Received header and the logs.
     pub auth_user: Option<String>,
+    /// DSN `RET=` (RFC 3461 §4.3).
+    pub ret: Option<DsnRet>,
+    /// DSN `ENVID=`, xtext-decoded.
+    pub envid: Option<String>,
 }

@@ -115,7 +115,7 @@ fn replies_and_bodies_do_not_depend_on_chunk_sizes() {
     assert_eq!(
         codes,
         [
-            "250", "250", "250", "250", "250", "250", // EHLO (6 lines)
+            "250", "250", "250", "250", "250", "250", "250", // EHLO (7 lines)
             "250", "250", "550", "250", "354", "250", // first message
             "250", "250", "250", "354", "552", // NOOP, oversized message
             "250", "550", "250", "354", "250", // third transaction, empty message

@@ -104,6 +104,8 @@ pub const EHLO_AUTH: &str = "AUTH PLAIN LOGIN";
 pub const EHLO_ENHANCEDSTATUSCODES: &str = "ENHANCEDSTATUSCODES";
 /// Always advertised.
 pub const EHLO_8BITMIME: &str = "8BITMIME";
+/// Always advertised: NOTIFY, ORCPT, RET and ENVID (RFC 3461).
+pub const EHLO_DSN: &str = "DSN";
 
 /// Which of the optional EHLO keywords to advertise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +115,7 @@ pub struct EhloOffer {
 }
 
 /// Appends the multi-line EHLO reply: hostname, PIPELINING, `SIZE n`,
-/// STARTTLS and AUTH (as `offer` says), ENHANCEDSTATUSCODES, 8BITMIME.
+/// STARTTLS and AUTH (as `offer` says), ENHANCEDSTATUSCODES, DSN, 8BITMIME.
 pub fn write_ehlo(out: &mut Vec<u8>, hostname: &str, max_size: usize, offer: EhloOffer) {
     let size = format!("SIZE {max_size}");
     let mut lines = vec![hostname, EHLO_PIPELINING, size.as_str()];
@@ -123,7 +125,7 @@ pub fn write_ehlo(out: &mut Vec<u8>, hostname: &str, max_size: usize, offer: Ehl
     if offer.auth {
         lines.push(EHLO_AUTH);
     }
-    lines.extend([EHLO_ENHANCEDSTATUSCODES, EHLO_8BITMIME]);
+    lines.extend([EHLO_ENHANCEDSTATUSCODES, EHLO_DSN, EHLO_8BITMIME]);
     let last = lines.len() - 1;
     for (i, line) in lines.iter().enumerate() {
         write_code(out, 250, if i == last { b' ' } else { b'-' });
@@ -429,7 +431,7 @@ mod tests {
         assert_eq!(
             out,
             b"250-mx.example.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-STARTTLS\r\n\
-              250-AUTH PLAIN LOGIN\r\n250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n"
+              250-AUTH PLAIN LOGIN\r\n250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250 8BITMIME\r\n"
         );
         out.clear();
         write_ehlo(&mut out, "mx.example.test", 1000, EhloOffer { starttls: false, auth: false });

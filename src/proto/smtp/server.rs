@@ -29,6 +29,7 @@ use super::interface::{Action, AuthMode, AuthOutcome, ServerConfig, StoreOutcome
 use super::line::{next_line, LineStatus};
 use super::reply::{self, EhloOffer, Reply};
 use super::sasl::{self, Exchange, Mechanism, Step};
+use crate::spool::DsnRet;
 
 /// What HELO/EHLO established; kept across transactions.
 #[derive(Debug, Clone)]
@@ -44,6 +45,9 @@ struct Transaction {
     recipients: Vec<AcceptedRecipient>,
     /// `BODY=8BITMIME` was declared.
     body_8bit: bool,
+    /// DSN `RET=` and `ENVID=` of MAIL.
+    ret: Option<DsnRet>,
+    envid: Option<String>,
     /// Some RCPT was refused by policy: DATA without recipients then says
     /// "no valid recipients" rather than "need RCPT".
     rejected: bool,
@@ -467,6 +471,8 @@ impl Server {
                     sender: from.sender,
                     recipients: Vec::new(),
                     body_8bit: from.body == Some(BodyType::EightBitMime),
+                    ret: from.ret,
+                    envid: from.envid,
                     rejected: false,
                 };
                 State::Mail(greeting, txn)
@@ -494,7 +500,7 @@ impl Server {
         }
         let refusal = match self.policy.check(&address, self.authenticated.as_deref()) {
             decision @ (RcptDecision::Local { .. } | RcptDecision::Remote { .. }) => {
-                txn.recipients.push(AcceptedRecipient { address, decision });
+                txn.recipients.push(AcceptedRecipient { address, decision, dsn: to.dsn });
                 return reply::RECIPIENT_OK.write(&mut self.output);
             }
             RcptDecision::UnknownUser => &reply::UNKNOWN_USER,
@@ -540,6 +546,8 @@ impl Server {
                     recipients: txn.recipients,
                     body_8bit: txn.body_8bit || scanner.saw_8bit(),
                     auth_user: self.authenticated.clone(),
+                    ret: txn.ret,
+                    envid: txn.envid,
                 };
                 self.action = Some(Action::Store { envelope, body });
                 State::Storing(greeting)

@@ -44,7 +44,7 @@ fn ehlo_lists_the_extensions_and_helo_gives_a_plain_250() {
     assert_eq!(
         reply,
         "250-mx.example.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-STARTTLS\r\n\
-         250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n"
+         250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250 8BITMIME\r\n"
     );
     assert_eq!(s.cmd("HELO client.test", "250"), "250 mx.example.test\r\n");
 }
@@ -180,10 +180,11 @@ fn parameters_are_checked() {
     s.ehlo("client.test", "250 ");
     s.cmd("MAIL FROM:<a@relay.test> SIZE=x", "501 5.5.4");
     s.cmd("MAIL FROM:<a@relay.test> BODY=BINARYMIME", "501 5.5.4");
-    s.cmd("MAIL FROM:<a@relay.test> RET=HDRS", "555 5.5.4");
+    s.cmd("MAIL FROM:<a@relay.test> MT-PRIORITY=1", "555 5.5.4");
     s.cmd("MAIL FROM:<a@relay.test> SIZE=1001", "552 5.3.4");
     s.cmd("MAIL FROM:<a@relay.test> SIZE=1000 BODY=7BIT", "250 2.1.0");
-    s.cmd("RCPT TO:<jane@example.test> NOTIFY=NEVER", "555 5.5.4");
+    s.cmd("RCPT TO:<jane@example.test> CONPERM=x", "555 5.5.4");
+    s.cmd("RCPT TO:<jane@example.test> NOTIFY=NEVER,SUCCESS", "501 5.5.4");
     assert!(s.checked.borrow().is_empty());
 }
 

@@ -3,7 +3,7 @@
 //! Parsed from the lines of a 2xx EHLO reply (RFC 5321 §4.1.1.1: the first
 //! line is the server's name, each further line one keyword with optional
 //! parameters). Keywords are case-insensitive; the ones this client has no
-//! use for (AUTH, DSN, ...) are ignored. After STARTTLS everything
+//! use for (AUTH, ...) are ignored. After STARTTLS everything
 //! is forgotten and read again (RFC 3207 §4.2).
 
 /// The extensions the server advertised, as far as this client uses them.
@@ -22,6 +22,8 @@ pub struct Capabilities {
     pub chunking: bool,
     /// RFC 6152: `BODY=8BITMIME` may be declared.
     pub eight_bit_mime: bool,
+    /// RFC 3461: NOTIFY, ORCPT, RET and ENVID may be passed on.
+    pub dsn: bool,
     /// RFC 3207: the server offers STARTTLS.
     pub starttls: bool,
     /// RFC 2034: replies carry RFC 3463 codes. (The reply reader takes
@@ -45,6 +47,7 @@ impl Capabilities {
                 "SIZE" => caps.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
                 "CHUNKING" => caps.chunking = true,
                 "8BITMIME" => caps.eight_bit_mime = true,
+                "DSN" => caps.dsn = true,
                 "STARTTLS" => caps.starttls = true,
                 "ENHANCEDSTATUSCODES" => caps.enhanced_status_codes = true,
                 _ => {}
@@ -78,6 +81,7 @@ mod tests {
             "STARTTLS",
             "ENHANCEDSTATUSCODES",
             "chunking",
+            "dsn",
             "AUTH PLAIN LOGIN",
         ]);
         assert_eq!(
@@ -88,6 +92,7 @@ mod tests {
                 size: Some(10_240_000),
                 chunking: true,
                 eight_bit_mime: true,
+                dsn: true,
                 starttls: true,
                 enhanced_status_codes: true,
             }

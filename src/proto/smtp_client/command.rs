@@ -14,17 +14,18 @@ pub fn helo(out: &mut Vec<u8>, name: &str) {
     line(out, &["HELO ", name]);
 }
 
-/// Appends `MAIL FROM:<sender>` with ` SIZE=n` when `size` is given and
-/// ` BODY=8BITMIME` when `eight_bit`.
-pub fn mail_from(out: &mut Vec<u8>, sender: &str, size: Option<u64>, eight_bit: bool) {
+/// Appends `MAIL FROM:<sender>` with ` SIZE=n` when `size` is given,
+/// ` BODY=8BITMIME` when `eight_bit`, then `extra` (further parameters,
+/// each with its leading space, already encoded).
+pub fn mail_from(out: &mut Vec<u8>, sender: &str, size: Option<u64>, eight_bit: bool, extra: &str) {
     let size = size.map(|n| format!(" SIZE={n}")).unwrap_or_default();
     let body = if eight_bit { " BODY=8BITMIME" } else { "" };
-    line(out, &["MAIL FROM:<", sender, ">", &size, body]);
+    line(out, &["MAIL FROM:<", sender, ">", &size, body, extra]);
 }
 
-/// Appends `RCPT TO:<recipient>`.
-pub fn rcpt_to(out: &mut Vec<u8>, recipient: &str) {
-    line(out, &["RCPT TO:<", recipient, ">"]);
+/// Appends `RCPT TO:<recipient>` and `extra` (parameters, as for MAIL).
+pub fn rcpt_to(out: &mut Vec<u8>, recipient: &str, extra: &str) {
+    line(out, &["RCPT TO:<", recipient, ">", extra]);
 }
 
 /// Appends `BDAT size LAST`: the whole body follows as one chunk of
@@ -72,13 +73,14 @@ mod tests {
 
     #[test]
     fn mail_from_carries_size_and_body_only_when_asked() {
-        assert_eq!(text(|o| mail_from(o, "a@b", None, false)), "MAIL FROM:<a@b>\r\n");
-        assert_eq!(text(|o| mail_from(o, "", Some(12), true)), "MAIL FROM:<> SIZE=12 BODY=8BITMIME\r\n");
+        assert_eq!(text(|o| mail_from(o, "a@b", None, false, "")), "MAIL FROM:<a@b>\r\n");
+        assert_eq!(text(|o| mail_from(o, "", Some(12), true, "")), "MAIL FROM:<> SIZE=12 BODY=8BITMIME\r\n");
+        assert_eq!(text(|o| mail_from(o, "", None, false, " RET=HDRS")), "MAIL FROM:<> RET=HDRS\r\n");
     }
 
     #[test]
     fn every_command_ends_in_crlf() {
-        let all = [text(|o| ehlo(o, "me")), text(|o| helo(o, "me")), text(|o| rcpt_to(o, "x@y"))];
+        let all = [text(|o| ehlo(o, "me")), text(|o| helo(o, "me")), text(|o| rcpt_to(o, "x@y", ""))];
         for cmd in all.iter().map(|s| s.as_bytes()).chain([STARTTLS, DATA, RSET, QUIT, LONE_DOT]) {
             assert!(cmd.ends_with(b"\r\n"), "{cmd:?}");
             assert_eq!(cmd.iter().filter(|&&b| b == b'\n').count(), 1);

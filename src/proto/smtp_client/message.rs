@@ -2,6 +2,8 @@
 //! the spool) and what became of each of its recipients.
 
 use super::reply::{Class, Reply};
+use crate::proto::xtext;
+use crate::spool::{DsnRet, RecipientDsn};
 
 /// One message for one destination, handed to `Client::send_message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +21,57 @@ pub struct OutgoingMessage {
     /// (Postfix's default): converting to 7 bit would need a MIME rewriter,
     /// and refusing would bounce mail almost every server accepts.
     pub body_8bit: bool,
+    /// DSN parameters to pass on when the server offers DSN (RFC 3461).
+    pub dsn: DsnParams,
+}
+
+/// The DSN parameters of a message, as its sender gave them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DsnParams {
+    /// `RET=`.
+    pub ret: Option<DsnRet>,
+    /// `ENVID=`, decoded (xtext-encoded again on the wire).
+    pub envid: Option<String>,
+    /// `NOTIFY=` and `ORCPT=` per recipient, same order as
+    /// `OutgoingMessage::recipients`; empty when none has any.
+    pub recipients: Vec<RecipientDsn>,
+}
+
+impl DsnParams {
+    /// ` RET=… ENVID=…` for MAIL FROM, empty when neither was given.
+    pub fn mail_params(&self) -> String {
+        let mut out = String::new();
+        match self.ret {
+            Some(DsnRet::Full) => out.push_str(" RET=FULL"),
+            Some(DsnRet::Headers) => out.push_str(" RET=HDRS"),
+            None => {}
+        }
+        if let Some(envid) = &self.envid {
+            out.push_str(" ENVID=");
+            out.push_str(&xtext::encode(envid));
+        }
+        out
+    }
+
+    /// ` NOTIFY=… ORCPT=…` for the RCPT of recipient `i`.
+    pub fn rcpt_params(&self, i: usize) -> String {
+        let Some(dsn) = self.recipients.get(i) else { return String::new() };
+        let mut out = String::new();
+        let n = dsn.notify;
+        if n.is_given() {
+            let words: Vec<&str> =
+                [(n.never, "NEVER"), (n.success, "SUCCESS"), (n.failure, "FAILURE"), (n.delay, "DELAY")]
+                    .into_iter()
+                    .filter_map(|(on, word)| on.then_some(word))
+                    .collect();
+            out.push_str(" NOTIFY=");
+            out.push_str(&words.join(","));
+        }
+        if let Some((kind, address)) = dsn.orcpt.as_deref().and_then(|o| o.split_once(';')) {
+            out.push_str(&format!(" ORCPT={kind};{}", xtext::encode(address)));
+        }
+        out
+    }
 }
 
 /// What became of one message, recipient by recipient.

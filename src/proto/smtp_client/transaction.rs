@@ -86,6 +86,8 @@ pub struct Transaction {
     next_rcpt: usize,
     /// The driver wrote the body (phase DataTermination, not DataBlock).
     body_sent: bool,
+    /// The server offers DSN: RCPTs carry NOTIFY and ORCPT.
+    dsn: bool,
 }
 
 impl Transaction {
@@ -120,7 +122,11 @@ impl Transaction {
         }
         let size = caps.size.map(|_| msg.size);
         let eight_bit = msg.body_8bit && caps.eight_bit_mime;
-        command::mail_from(out, &msg.sender, size, eight_bit);
+        // DSN parameters only to a server that offers DSN (RFC 3461 §5.2:
+        // otherwise they are dropped here, and a NOTIFY=SUCCESS recipient
+        // gets a `relayed` notice from our side).
+        let dsn = if caps.dsn { msg.dsn.mail_params() } else { String::new() };
+        command::mail_from(out, &msg.sender, size, eight_bit, &dsn);
         let mut txn = Transaction {
             msg,
             mail: None,
@@ -129,6 +135,7 @@ impl Transaction {
             expect: VecDeque::from([Step::Mail]),
             pipelined: caps.pipelining,
             chunked: caps.pipelining && caps.chunking,
+            dsn: caps.dsn,
             next_rcpt: 0,
             body_sent: false,
         };
@@ -225,7 +232,8 @@ impl Transaction {
             let i = self.next_rcpt;
             self.next_rcpt += 1;
             if *slot == Rcpt::Awaiting {
-                command::rcpt_to(out, &self.msg.recipients[i]);
+                let params = if self.dsn { self.msg.dsn.rcpt_params(i) } else { String::new() };
+                command::rcpt_to(out, &self.msg.recipients[i], &params);
                 self.expect.push_back(Step::Rcpt(i));
                 return true;
             }

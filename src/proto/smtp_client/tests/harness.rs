@@ -33,6 +33,7 @@ pub fn msg(recipients: &[&str]) -> OutgoingMessage {
         recipients: recipients.iter().map(|r| r.to_string()).collect(),
         size: 100,
         body_8bit: false,
+        dsn: Default::default(),
     }
 }
 

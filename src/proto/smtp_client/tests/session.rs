@@ -44,6 +44,7 @@ fn multi_line_ehlo_reply_sets_capabilities_then_ready_then_quit() {
             size: Some(5000),
             chunking: false,
             eight_bit_mime: true,
+            dsn: false,
             starttls: false,
             enhanced_status_codes: true,
         }
