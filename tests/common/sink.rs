@@ -24,6 +24,10 @@ pub struct Received {
     pub ehlo: String,
     /// When MAIL FROM of this transaction was read.
     pub mail_at: Instant,
+    /// The MAIL FROM and accepted RCPT TO command lines, as sent
+    /// (parameters included).
+    pub mail_line: String,
+    pub rcpt_lines: Vec<String>,
 }
 
 /// How the sink answers. `n` counts DATA ends seen so far (0-based).
@@ -36,6 +40,8 @@ pub struct Script {
     pub delay: Duration,
     /// Offer CHUNKING and take BDAT (RFC 3030).
     pub chunking: bool,
+    /// Offer DSN (RFC 3461); the sink only records the parameters.
+    pub dsn: bool,
 }
 
 /// A `Script::data_end` that answers `reply` to the DATA end number `at`
@@ -52,6 +58,7 @@ impl Default for Script {
             drop_in_data: false,
             delay: Duration::ZERO,
             chunking: false,
+            dsn: false,
         }
     }
 }
@@ -140,6 +147,7 @@ fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -
     let mut r = BufReader::new(s);
     w.write_all(b"220 sink.test ESMTP test sink\r\n")?;
     let (mut from, mut to) = (String::new(), Vec::new());
+    let (mut mail_line, mut rcpt_lines) = (String::new(), Vec::new());
     let (mut ehlo, mut mail_at) = (String::new(), Instant::now());
     let mut chunks = Vec::new();
     loop {
@@ -154,7 +162,8 @@ fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -
         }
         let reply = if upper.starts_with("EHLO") {
             let chunking = if script.chunking { "250-CHUNKING\r\n" } else { "" };
-            format!("250-sink.test\r\n250-PIPELINING\r\n{chunking}250-8BITMIME\r\n250 SIZE 100000000")
+            let dsn = if script.dsn { "250-DSN\r\n" } else { "" };
+            format!("250-sink.test\r\n250-PIPELINING\r\n{chunking}{dsn}250-8BITMIME\r\n250 SIZE 100000000")
         } else if upper.starts_with("BDAT ") && script.chunking {
             let mut args = upper[5..].split_whitespace();
             let size: usize = args.next().and_then(|n| n.parse().ok()).expect("BDAT size");
@@ -180,6 +189,8 @@ fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -
                     peer,
                     ehlo: ehlo.clone(),
                     mail_at,
+                    mail_line: mail_line.clone(),
+                    rcpt_lines: rcpt_lines.clone(),
                 };
                 all.lock().unwrap().push(got.clone());
                 if reply.starts_with('2') {
@@ -192,6 +203,8 @@ fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -
         } else if upper.starts_with("MAIL FROM:") {
             from = addr_of(&cmd[10..]);
             mail_at = Instant::now();
+            mail_line = cmd.clone();
+            rcpt_lines.clear();
             to.clear();
             chunks.clear();
             "250 2.1.0 Ok".into()
@@ -200,6 +213,7 @@ fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -
             let reply = (script.rcpt)(&a);
             if reply.starts_with('2') {
                 to.push(a);
+                rcpt_lines.push(cmd.clone());
             }
             reply
         } else if upper == "DATA" {
@@ -235,6 +249,8 @@ fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -
                     peer,
                     ehlo: ehlo.clone(),
                     mail_at,
+                    mail_line: mail_line.clone(),
+                    rcpt_lines: rcpt_lines.clone(),
                 };
                 all.lock().unwrap().push(got.clone());
                 if reply.starts_with('2') {
