@@ -4,6 +4,8 @@
 //! passed on.
 
 mod common;
+#[path = "common/postfix.rs"]
+mod postfix;
 #[path = "common/sink.rs"]
 mod sink;
 
@@ -19,8 +21,15 @@ fn relay_to(sink: &Sink) -> Options {
     }
 }
 
-/// Sends one message with Python's smtplib, with MAIL and RCPT options.
-fn send_with_smtplib(server: &Server, from: &str, to: &[&str], mail_opts: &[&str], rcpt_opts: &[&str], body: &str) {
+/// Sends one message to `at` with Python's smtplib, with MAIL and RCPT options.
+fn send_with_smtplib(
+    at: std::net::SocketAddr,
+    from: &str,
+    to: &[&str],
+    mail_opts: &[&str],
+    rcpt_opts: &[&str],
+    body: &str,
+) {
     let script = r#"
 import json, smtplib, sys
 addr, port, sender, rcpts, mopts, ropts, body = json.loads(sys.argv[1])
@@ -30,8 +39,7 @@ with smtplib.SMTP(addr, port, timeout=30) as s:
     refused = s.sendmail(sender, rcpts, body.encode(), mail_options=mopts, rcpt_options=ropts)
     assert not refused, refused
 "#;
-    let args =
-        serde_json::json!([server.smtp.ip().to_string(), server.smtp.port(), from, to, mail_opts, rcpt_opts, body]);
+    let args = serde_json::json!([at.ip().to_string(), at.port(), from, to, mail_opts, rcpt_opts, body]);
     let out = Command::new("python3").args(["-c", script, &args.to_string()]).output().unwrap();
     assert!(
         out.status.success(),
@@ -70,7 +78,7 @@ const BODY: &str = "Subject: dsn test\r\nFrom: bob@localhost\r\n\r\nthe secret b
 fn notify_success_on_local_delivery_sends_a_delivered_notice_echoing_envid_and_orcpt() {
     let server = Server::start();
     send_with_smtplib(
-        &server,
+        server.smtp,
         "bob@localhost",
         &["alice@localhost", "carol@example.test"],
         &["RET=HDRS", "ENVID=QQ+2B314159"],
@@ -98,11 +106,11 @@ fn notify_success_on_local_delivery_sends_a_delivered_notice_echoing_envid_and_o
 #[test]
 fn without_notify_success_no_delivered_notice_is_sent() {
     let server = Server::start();
-    send_with_smtplib(&server, "bob@localhost", &["alice@localhost"], &[], &["NOTIFY=FAILURE"], BODY);
+    send_with_smtplib(server.smtp, "bob@localhost", &["alice@localhost"], &[], &["NOTIFY=FAILURE"], BODY);
     eventually(Duration::from_secs(10), || (mailbox_count(&server, "alice@localhost") == 1).then_some(()));
     // A second message asking for success proves notices flow at all; the
     // first one must not have produced one before it.
-    send_with_smtplib(&server, "bob@localhost", &["alice@localhost"], &["ENVID=second"], &["NOTIFY=SUCCESS"], BODY);
+    send_with_smtplib(server.smtp, "bob@localhost", &["alice@localhost"], &["ENVID=second"], &["NOTIFY=SUCCESS"], BODY);
     let notice = one_notice(&server, "bob@localhost");
     assert_eq!(notice["per_message"]["Original-Envelope-Id"], "second");
 }
@@ -129,7 +137,7 @@ fn refusing_sink(dsn: bool) -> Sink {
 fn notify_never_suppresses_the_bounce_and_ret_full_returns_the_whole_message() {
     let sink = refusing_sink(false);
     let server = Server::start_with(relay_to(&sink));
-    send_with_smtplib(&server, "bob@localhost", &["nobody@remote.test"], &[], &["NOTIFY=NEVER"], BODY);
+    send_with_smtplib(server.smtp, "bob@localhost", &["nobody@remote.test"], &[], &["NOTIFY=NEVER"], BODY);
     server.log_containing(&["to=nobody@remote.test", "no notice: NOTIFY declines it"]);
     // The refused recipient is final: nothing stays queued for it.
     eventually(Duration::from_secs(10), || {
@@ -139,7 +147,7 @@ fn notify_never_suppresses_the_bounce_and_ret_full_returns_the_whole_message() {
     assert_eq!(mailbox_count(&server, "bob@localhost"), 0, "NOTIFY=NEVER: no bounce");
 
     // Another address: the first one is on the suppression list now.
-    send_with_smtplib(&server, "bob@localhost", &["nobody2@remote.test"], &["RET=FULL", "ENVID=full-1"], &[], BODY);
+    send_with_smtplib(server.smtp, "bob@localhost", &["nobody2@remote.test"], &["RET=FULL", "ENVID=full-1"], &[], BODY);
     let notice = one_notice(&server, "bob@localhost");
     assert_eq!(notice["subject"], "Undelivered Mail Returned to Sender");
     assert_eq!(notice["per_message"]["Original-Envelope-Id"], "full-1");
@@ -154,7 +162,7 @@ fn dsn_parameters_pass_to_a_next_hop_that_offers_dsn_and_nobody_else_notifies() 
     let sink = refusing_sink(true);
     let server = Server::start_with(relay_to(&sink));
     send_with_smtplib(
-        &server,
+        server.smtp,
         "bob@localhost",
         &["ok@remote.test"],
         &["RET=HDRS", "ENVID=a+2Bb"],
@@ -167,7 +175,7 @@ fn dsn_parameters_pass_to_a_next_hop_that_offers_dsn_and_nobody_else_notifies() 
     assert_eq!(got.rcpt_lines, ["RCPT TO:<ok@remote.test> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;Ok+2Btag@remote.test"]);
     // The next hop owns the success notice now; a second message without
     // DSN parameters shows the queue moved on without one from us.
-    send_with_smtplib(&server, "bob@localhost", &["ok@remote.test"], &[], &[], BODY);
+    send_with_smtplib(server.smtp, "bob@localhost", &["ok@remote.test"], &[], &[], BODY);
     eventually(Duration::from_secs(10), || (sink.count() == 2).then_some(()));
     assert_eq!(sink.received()[1].rcpt_lines, ["RCPT TO:<ok@remote.test>"]);
     assert!(!server.log().contains("sender notified"), "no notice from ringmail");
@@ -177,7 +185,7 @@ fn dsn_parameters_pass_to_a_next_hop_that_offers_dsn_and_nobody_else_notifies() 
 fn a_next_hop_without_dsn_gets_no_parameters_and_the_sender_a_relayed_notice() {
     let sink = refusing_sink(false);
     let server = Server::start_with(relay_to(&sink));
-    send_with_smtplib(&server, "bob@localhost", &["ok@remote.test"], &["ENVID=rel"], &["NOTIFY=SUCCESS"], BODY);
+    send_with_smtplib(server.smtp, "bob@localhost", &["ok@remote.test"], &["ENVID=rel"], &["NOTIFY=SUCCESS"], BODY);
     eventually(Duration::from_secs(10), || (sink.count() == 1).then_some(()));
     let got = &sink.received()[0];
     assert!(!got.mail_line.contains("ENVID") && !got.rcpt_lines[0].contains("NOTIFY"), "{got:?}");
@@ -198,4 +206,52 @@ fn malformed_dsn_parameters_get_501_and_unknown_ones_555() {
     c.expect("RCPT TO:<alice@localhost> ORCPT=alice@localhost", "501 5.5.4");
     c.expect("RCPT TO:<alice@localhost> XFORWARD=1", "555 5.5.4");
     c.expect("RCPT TO:<alice@localhost> NOTIFY=DELAY ORCPT=rfc822;alice@localhost", "250");
+}
+
+/// Both ways through a real Postfix: smtplib → ringmail → Postfix → sink,
+/// and smtplib → Postfix → ringmail → sink. The sink (offering DSN) sees
+/// the sender's NOTIFY, ORCPT, RET and ENVID each time.
+#[test]
+fn dsn_parameters_pass_through_postfix_both_ways() {
+    let sink = refusing_sink(true);
+    let pf_port = free_port();
+    let server = Server::start_with(Options {
+        relay: format!(
+            "routes = {{ \"final.test\" = \"127.0.0.1:{pf_port}\", \"remote.test\" = \"{}\" }}\nretry = [\"1s\"]\n",
+            sink.addr
+        ),
+        ..Options::default()
+    });
+    let postfix = postfix::Postfix::start(pf_port, &[("final.test", sink.addr), ("remote.test", server.smtp)], "");
+
+    // ringmail → Postfix → sink.
+    send_with_smtplib(
+        server.smtp,
+        "bob@localhost",
+        &["x@final.test"],
+        &["RET=HDRS", "ENVID=via-ringmail"],
+        &["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;X+2Bold@final.test"],
+        BODY,
+    );
+    eventually(Duration::from_secs(20), || (sink.count() == 1).then_some(()));
+    let got = &sink.received()[0];
+    assert!(got.mail_line.contains(" RET=HDRS") && got.mail_line.contains(" ENVID=via-ringmail"), "{}", got.mail_line);
+    assert!(got.rcpt_lines[0].contains(" NOTIFY=SUCCESS,FAILURE"), "{:?}", got.rcpt_lines);
+    assert!(got.rcpt_lines[0].contains(" ORCPT=rfc822;X+2Bold@final.test"), "{:?}", got.rcpt_lines);
+
+    // Postfix → ringmail → sink.
+    send_with_smtplib(
+        postfix.smtp,
+        "someone@postfix.test",
+        &["y@remote.test"],
+        &["RET=FULL", "ENVID=via-postfix"],
+        &["NOTIFY=DELAY", "ORCPT=rfc822;Y@remote.test"],
+        BODY,
+    );
+    eventually(Duration::from_secs(20), || (sink.count() == 2).then_some(()));
+    let got = &sink.received()[1];
+    assert!(got.mail_line.contains(" RET=FULL") && got.mail_line.contains(" ENVID=via-postfix"), "{}", got.mail_line);
+    assert!(got.rcpt_lines[0].contains(" NOTIFY=DELAY"), "{:?}", got.rcpt_lines);
+    assert!(got.rcpt_lines[0].contains(" ORCPT=rfc822;Y@remote.test"), "{:?}", got.rcpt_lines);
+    assert!(server.log().contains("from=someone@postfix.test"), "it went through ringmail");
 }
