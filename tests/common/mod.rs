@@ -603,11 +603,19 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// Message count in `user`'s mailbox.
+/// Message count in `user`'s mailbox. A login that meets the mailbox
+/// locked (`[IN-USE]`: the retention sweep or another session holds it for
+/// a moment) is tried again, for up to 5 s.
 pub fn mailbox_count(server: &Server, user: &str) -> usize {
-    let mut p = server.pop3();
-    let r = p.login(user, PASSWORD);
-    assert!(r.starts_with("+OK"), "{r}");
+    let mut p = eventually(Duration::from_secs(5), || {
+        let mut p = server.pop3();
+        let r = p.login(user, PASSWORD);
+        if r.starts_with("-ERR [IN-USE]") {
+            return None;
+        }
+        assert!(r.starts_with("+OK"), "{r}");
+        Some(p)
+    });
     let (n, _) = p.stat();
     p.cmd("QUIT");
     n
