@@ -9,7 +9,7 @@
 mod checks;
 pub mod pool;
 mod routes;
-pub use routes::RouteTargets;
+pub use routes::{LmtpAddr, RouteTarget, RouteTargets, TargetError};
 mod sender_auth;
 mod units;
 
@@ -904,14 +904,8 @@ impl Config {
             p.push("limits.max_connections and limits.max_connections_per_ip: must be at least 1".to_string());
         }
         for (domain, route) in &self.relay.routes {
-            if route.targets().is_empty() {
-                p.push(format!("relay.routes.{domain:?}: an empty list (give at least one \"host:port\")"));
-            }
-            for target in route.targets() {
-                if let Err(e) = parse_host_port(target) {
-                    p.push(format!("relay.routes.{domain:?} = {target:?}: {e}"));
-                }
-            }
+            let local = self.is_local_domain(&domain.trim_end_matches('.').to_ascii_lowercase());
+            p.extend(route.problems(domain, local));
         }
         for target in &self.relay.fallback_relay {
             if let Err(e) = parse_host_port(target) {
@@ -1016,6 +1010,18 @@ impl Config {
     /// Is `domain` (lowercase, no trailing dot) one of ours?
     pub fn is_local_domain(&self, domain: &str) -> bool {
         self.local_domains.iter().any(|d| d == domain)
+    }
+
+    /// Is `domain` delivered to an LMTP server (its `relay.routes` entry is
+    /// LMTP; see `config::routes`)? Such a domain is a final destination:
+    /// RCPT for it is accepted from any client. `"*"` never counts (config
+    /// validation refuses an LMTP route for it).
+    pub fn is_lmtp_domain(&self, domain: &str) -> bool {
+        let domain = domain.trim_end_matches('.');
+        self.relay
+            .routes
+            .iter()
+            .any(|(key, route)| key != "*" && key.trim_end_matches('.').eq_ignore_ascii_case(domain) && route.is_lmtp())
     }
 }
 

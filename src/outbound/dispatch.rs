@@ -178,12 +178,10 @@ impl Shard {
             max_deliveries_per_connection: relay.max_messages_per_connection,
         };
         // A route's site is its first target (the smarthost a failover
-        // list prefers).
-        match mx::route_override(&relay.routes, domain).as_deref() {
-            Some([(host, port), ..]) => {
-                rules.resolve(domain, shaping::Destination::Route(&mx::target_name(host, *port)), fallback)
-            }
-            _ => rules.resolve(domain, shaping::Destination::Mx(hosts), fallback),
+        // list prefers, or the LMTP store), named as the grammar writes it.
+        match mx::route_override(&relay.routes, domain) {
+            Some([first, ..]) => rules.resolve(domain, shaping::Destination::Route(&first.to_string()), fallback),
+            Some([]) | None => rules.resolve(domain, shaping::Destination::Mx(hosts), fallback),
         }
     }
 
@@ -394,7 +392,7 @@ impl Shard {
         };
         let started = std::time::Instant::now();
         let (mut outcome, after) = conn.send(out, &head, body, &self.outbound.tls).await;
-        let relay = format!("{}[{}]", conn.target.host, conn.target.addr);
+        let relay = conn.target.relay_name();
         tracing::debug!(queue_id = %msg.queue_id, relay = %relay, elapsed_ms = started.elapsed().as_millis() as u64, "attempt done");
         let backoff = backoff(&mut outcome, permit, limits);
         self.apply_outcome(key, msg, outcome, Some(&relay), body, Some(limits));
