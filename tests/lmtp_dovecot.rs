@@ -219,6 +219,9 @@ fn an_unknown_recipient_bounces_alone_and_the_queue_ends_empty() {
     assert!(bounce.contains("Final-Recipient: rfc822; nobody@example.org"), "{bounce}");
     assert!(bounce.contains("Status: 5.1.1"), "{bounce}");
     assert!(!bounce.contains("Final-Recipient: rfc822; alice@example.org"), "{bounce}");
+    assert!(bounce.contains("User doesn't exist"), "Dovecot's own reply is quoted: {bounce}");
+    // A Unix socket has no DNS name to give as Remote-MTA.
+    assert!(!bounce.contains("Remote-MTA:"), "{bounce}");
     assert_eq!(dovecot.mail_count("alice"), 1);
     assert_eq!(dovecot.mail_count("nobody"), 0);
     eventually(Duration::from_secs(10), || {

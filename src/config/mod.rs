@@ -1091,6 +1091,26 @@ mod tests {
     }
 
     #[test]
+    fn lmtp_routes_are_checked_at_load_and_make_final_destinations() {
+        let listen = "[listen]\nsmtp = \"127.0.0.1:25\"\n";
+        let bad = format!(
+            "local_domains = [\"example.net\"]\n{listen}[relay]\nroutes = {{ \"*\" = \"lmtp:unix:/run/lmtp\", \"example.net\" = \"lmtp:127.0.0.1:24\", \"x.test\" = \"lmtp:unix:run/lmtp\" }}\n"
+        );
+        let ConfigError::Invalid { problems, .. } = parse(&bad).unwrap_err() else { panic!("not Invalid") };
+        let all = problems.join("\n");
+        assert!(all.contains("relay.routes.\"*\"") && all.contains("open relay"), "{all}");
+        assert!(all.contains("relay.routes.\"example.net\"") && all.contains("local_domains"), "{all}");
+        assert!(all.contains("relay.routes.\"x.test\" = \"lmtp:unix:run/lmtp\"") && all.contains("absolute"), "{all}");
+        let good = format!(
+            "{listen}[relay]\nroutes = {{ \"Example.ORG\" = \"lmtp:unix:/run/dovecot/lmtp\", \"smart.test\" = \"10.0.0.1:25\" }}\n"
+        );
+        let c = parse(&good).unwrap();
+        assert!(c.is_lmtp_domain("example.org"));
+        assert!(!c.is_lmtp_domain("smart.test"), "an SMTP route is not a final destination");
+        assert!(!c.is_lmtp_domain("other.test"));
+    }
+
+    #[test]
     fn every_semantic_problem_is_reported_at_once() {
         let e = parse(
             "max_message_size = 10\nlocal_domains = [\"a b\"]\n[relay]\nroutes = { \"x.test\" = \"nohostport\" }\n",

@@ -392,10 +392,10 @@ impl Shard {
         };
         let started = std::time::Instant::now();
         let (mut outcome, after) = conn.send(out, &head, body, &self.outbound.tls).await;
-        let relay = conn.target.relay_name();
-        tracing::debug!(queue_id = %msg.queue_id, relay = %relay, elapsed_ms = started.elapsed().as_millis() as u64, "attempt done");
+        tracing::debug!(queue_id = %msg.queue_id, relay = %conn.target.relay_name(), elapsed_ms = started.elapsed().as_millis() as u64, "attempt done");
         let backoff = backoff(&mut outcome, permit, limits);
-        self.apply_outcome(key, msg, outcome, Some(&relay), body, Some(limits));
+        let target = conn.target.clone();
+        self.apply_outcome(key, msg, outcome, Some(&target), body, Some(limits));
         (after, backoff)
     }
 
@@ -406,7 +406,7 @@ impl Shard {
         key: Key,
         msg: QueuedMessage,
         outcome: MessageOutcome,
-        relay: Option<&str>,
+        target: Option<&mx::Target>,
         body: &[u8],
         site: Option<&SiteLimits>,
     ) {
@@ -417,6 +417,8 @@ impl Shard {
         let mut deferred = Vec::new();
         let mut last_deferral = String::new();
         let delay_us = now.saturating_sub(msg.arrived_ms) * 1000;
+        let relay_name = target.map(mx::Target::relay_name);
+        let relay = relay_name.as_deref();
         for (r, o) in msg.recipients.iter().zip(outcome.per_recipient) {
             let (result, reply) = match &o {
                 RecipientOutcome::Delivered { reply } => (RelayResult::Delivered, reply),
@@ -467,7 +469,8 @@ impl Shard {
         if !bounced.is_empty() {
             let mut m = msg;
             m.last_error = None;
-            self.bounce(m, bounced, Some((relay.map(str::to_string), header_section(body))), DsnAction::Failed);
+            let remote_mta = target.and_then(mx::Target::remote_mta);
+            self.bounce(m, bounced, Some((remote_mta, header_section(body))), DsnAction::Failed);
         }
     }
 

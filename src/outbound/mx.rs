@@ -92,6 +92,16 @@ impl Target {
             Endpoint::LmtpUnix(_) => self.host.clone(),
         }
     }
+
+    /// The DSN's `Remote-MTA` (RFC 3464 §2.3.5, a host name): the
+    /// relay name over TCP; none for a Unix socket, which is on this host
+    /// and has no name in DNS (the diagnostic still quotes its reply).
+    pub fn remote_mta(&self) -> Option<String> {
+        match &self.addr {
+            Endpoint::Smtp(_) | Endpoint::LmtpTcp(_) => Some(self.relay_name()),
+            Endpoint::LmtpUnix(_) => None,
+        }
+    }
 }
 
 /// Where a [`Target`] is reached, and in which protocol.
