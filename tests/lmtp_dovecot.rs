@@ -113,7 +113,12 @@ service lmtp {{
         let mut found = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(20);
         while found.len() < count {
-            assert!(Instant::now() < deadline, "{count} message(s) for {user} not in {}: {}", new.display(), self.log());
+            assert!(
+                Instant::now() < deadline,
+                "{count} message(s) for {user} not in {}: {}",
+                new.display(),
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
             found = std::fs::read_dir(&new)
                 .map(|dir| dir.flatten().filter_map(|e| std::fs::read_to_string(e.path()).ok()).collect())

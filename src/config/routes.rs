@@ -177,14 +177,15 @@ impl RouteTargets {
     /// line per problem naming the key.
     pub fn problems(&self, domain: &str, local: bool) -> Vec<String> {
         let key = format!("relay.routes.{domain:?}");
-        let mut p: Vec<String> =
-            self.invalid.iter().map(|(written, e)| format!("{key} = {written:?}: {e}")).collect();
+        let mut p: Vec<String> = self.invalid.iter().map(|(written, e)| format!("{key} = {written:?}: {e}")).collect();
         if self.targets.is_empty() && self.invalid.is_empty() {
             p.push(format!("{key}: an empty list (give at least one \"host:port\")"));
         }
         let lmtp = self.targets.iter().any(RouteTarget::is_lmtp);
         if lmtp && self.targets.iter().any(|t| !t.is_lmtp()) {
-            p.push(format!("{key}: mixes LMTP and SMTP targets (a route hands mail to its store or relays it, not both)"));
+            p.push(format!(
+                "{key}: mixes LMTP and SMTP targets (a route hands mail to its store or relays it, not both)"
+            ));
         }
         if lmtp && domain == "*" {
             p.push(format!(
@@ -249,7 +250,10 @@ mod tests {
             ("lmtp:unix:/run/dovecot/lmtp", RouteTarget::Lmtp(LmtpAddr::Unix("/run/dovecot/lmtp".into()))),
             ("lmtp:127.0.0.1:24", RouteTarget::Lmtp(LmtpAddr::Tcp { host: "127.0.0.1".into(), port: 24 })),
             ("lmtp:[::1]:24", RouteTarget::Lmtp(LmtpAddr::Tcp { host: "::1".into(), port: 24 })),
-            ("lmtp:store.internal:2424", RouteTarget::Lmtp(LmtpAddr::Tcp { host: "store.internal".into(), port: 2424 })),
+            (
+                "lmtp:store.internal:2424",
+                RouteTarget::Lmtp(LmtpAddr::Tcp { host: "store.internal".into(), port: 2424 }),
+            ),
         ];
         for (written, want) in cases {
             assert_eq!(RouteTarget::parse(written), Ok(want.clone()), "{written}");

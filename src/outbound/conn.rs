@@ -172,8 +172,15 @@ impl RelayConnection {
             }
             // An egress pool's address is for the Internet's view of us,
             // not for a store on our own network.
-            Endpoint::LmtpTcp(addr) => (super::source::connect(*addr, None, timeouts.connect).await.map(Stream::Plain), None),
-            Endpoint::LmtpUnix(path) => (bounded(timeouts.connect, async { UnixStream::connect(path).await.map_err(io::Error::from) }).await.map(Stream::Unix), None),
+            Endpoint::LmtpTcp(addr) => {
+                (super::source::connect(*addr, None, timeouts.connect).await.map(Stream::Plain), None)
+            }
+            Endpoint::LmtpUnix(path) => (
+                bounded(timeouts.connect, async { UnixStream::connect(path).await.map_err(io::Error::from) })
+                    .await
+                    .map(Stream::Unix),
+                None,
+            ),
         };
         let stream = stream.map_err(connected)?;
         if let Some(tcp) = stream.tcp() {
@@ -362,11 +369,12 @@ impl RelayConnection {
         };
         let name = match self.target.host.parse::<std::net::IpAddr>() {
             Ok(ip) => ServerName::IpAddress(ip.into()),
-            Err(_) => ServerName::try_from(self.target.host.clone())
-                .or_else(|_| match self.target.addr.socket_addr() {
+            Err(_) => {
+                ServerName::try_from(self.target.host.clone()).or_else(|_| match self.target.addr.socket_addr() {
                     Some(addr) => Ok(ServerName::IpAddress(addr.ip().into())),
                     None => Err(io::Error::other("STARTTLS over a Unix socket")),
-                })?,
+                })?
+            }
         };
         let _ = tcp.set_read_timeout(Some(self.timeouts.command));
         let stream = TlsConnector::from(config).connect(name, tcp).await?;

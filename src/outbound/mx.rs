@@ -319,7 +319,9 @@ pub async fn plan_with_port(
                 Ok(addrs) if !addrs.is_empty() => {
                     let found = targets(&[(host.clone(), addrs)], port);
                     resolved.extend(found.into_iter().map(|t| match (lmtp, t.addr) {
-                        (true, Endpoint::Smtp(addr)) => Target { host: target.to_string(), addr: Endpoint::LmtpTcp(addr) },
+                        (true, Endpoint::Smtp(addr)) => {
+                            Target { host: target.to_string(), addr: Endpoint::LmtpTcp(addr) }
+                        }
                         (_, addr) => Target { host: t.host, addr },
                     }));
                 }
@@ -757,11 +759,13 @@ mod tests {
         let dns = TestDns::start(Zone::new());
         let r = routes(&[("unix.test", "lmtp:unix:/run/dovecot/lmtp"), ("tcp.test", "lmtp:127.0.0.1:24")]);
         let unix = plan_for(&dns, &r, "unix.test").unwrap();
-        let want = Target { host: "lmtp:unix:/run/dovecot/lmtp".into(), addr: Endpoint::LmtpUnix("/run/dovecot/lmtp".into()) };
+        let want =
+            Target { host: "lmtp:unix:/run/dovecot/lmtp".into(), addr: Endpoint::LmtpUnix("/run/dovecot/lmtp".into()) };
         assert_eq!(unix, [want]);
         assert_eq!(unix[0].relay_name(), "lmtp:unix:/run/dovecot/lmtp");
         let tcp = plan_for(&dns, &r, "tcp.test").unwrap();
-        let want = Target { host: "lmtp:127.0.0.1:24".into(), addr: Endpoint::LmtpTcp("127.0.0.1:24".parse().unwrap()) };
+        let want =
+            Target { host: "lmtp:127.0.0.1:24".into(), addr: Endpoint::LmtpTcp("127.0.0.1:24".parse().unwrap()) };
         assert_eq!(tcp, [want]);
         assert_eq!(tcp[0].relay_name(), "lmtp:127.0.0.1:24[127.0.0.1:24]");
         assert_eq!(dns.queries(), 0);

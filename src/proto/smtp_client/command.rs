@@ -83,7 +83,8 @@ mod tests {
 
     #[test]
     fn every_command_ends_in_crlf() {
-        let all = [text(|o| ehlo(o, "me")), text(|o| lhlo(o, "me")), text(|o| helo(o, "me")), text(|o| rcpt_to(o, "x@y"))];
+        let all =
+            [text(|o| ehlo(o, "me")), text(|o| lhlo(o, "me")), text(|o| helo(o, "me")), text(|o| rcpt_to(o, "x@y"))];
         for cmd in all.iter().map(|s| s.as_bytes()).chain([STARTTLS, DATA, RSET, QUIT, LONE_DOT]) {
             assert!(cmd.ends_with(b"\r\n"), "{cmd:?}");
             assert_eq!(cmd.iter().filter(|&&b| b == b'\n').count(), 1);

@@ -294,8 +294,7 @@ impl Transaction {
 
     /// MAIL and at least one RCPT got a 2xx.
     fn anyone_accepted(&self) -> bool {
-        self.mail.as_ref().is_some_and(Reply::is_positive)
-            && self.rcpts.iter().any(Rcpt::accepted)
+        self.mail.as_ref().is_some_and(Reply::is_positive) && self.rcpts.iter().any(Rcpt::accepted)
     }
 
     /// The driver wrote the body.
