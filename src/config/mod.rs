@@ -325,8 +325,9 @@ pub struct Relay {
     /// Clients in these networks may relay to any domain without AUTH.
     #[serde(default = "default_permit_relay_from")]
     pub permit_relay_from: Vec<IpNet>,
-    /// Domain -> "host:port" (or a failover list of them) overriding DNS;
-    /// "*" is a smarthost for all (see [`RouteTargets`]).
+    /// Domain -> "host:port", "lmtp:unix:/path" or "lmtp:host:port" (or a
+    /// failover list of them) overriding DNS; "*" is a smarthost for all.
+    /// The grammar and its rules: the module docs of `config::routes`.
     #[serde(default)]
     pub routes: BTreeMap<String, RouteTargets>,
     /// Relays tried, in order, after every MX host of a domain failed to

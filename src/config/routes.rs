@@ -100,7 +100,9 @@ impl RouteTarget {
 /// `lmtp:unix:/path`, `lmtp:host:port`): what logs and shaping rules name.
 impl fmt::Display for RouteTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let host_port = |f: &mut fmt::Formatter<'_>, host: &str, port: u16| match host.contains(':') {
+        // A host named `lmtp` is bracketed too, or `lmtp:25` would read
+        // back as an LMTP target.
+        let host_port = |f: &mut fmt::Formatter<'_>, host: &str, port: u16| match host.contains(':') || host == "lmtp" {
             true => write!(f, "[{host}]:{port}"),
             false => write!(f, "{host}:{port}"),
         };
@@ -247,6 +249,7 @@ mod tests {
             ("127.0.0.1:2525", smtp("127.0.0.1", 2525)),
             ("[::1]:26", smtp("::1", 26)),
             (" mx.test:25 ", smtp("mx.test", 25)),
+            ("[lmtp]:25", smtp("lmtp", 25)),
             ("lmtp:unix:/run/dovecot/lmtp", RouteTarget::Lmtp(LmtpAddr::Unix("/run/dovecot/lmtp".into()))),
             ("lmtp:127.0.0.1:24", RouteTarget::Lmtp(LmtpAddr::Tcp { host: "127.0.0.1".into(), port: 24 })),
             ("lmtp:[::1]:24", RouteTarget::Lmtp(LmtpAddr::Tcp { host: "::1".into(), port: 24 })),
