@@ -234,3 +234,74 @@ fn an_unknown_recipient_bounces_alone_and_the_queue_ends_empty() {
         list.contains("-- 0 queued").then_some(())
     });
 }
+
+/// A scripted LMTP server on a Unix socket (for what Dovecot will not do
+/// on demand): after the body it answers `452 4.2.2` for a recipient whose
+/// address starts with `full`, `250` for the others; the messages it took.
+fn scripted_lmtp(path: &Path) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut out = stream.try_clone().unwrap();
+            let mut lines = BufReader::new(stream);
+            let _ = out.write_all(b"220 scripted LMTP\r\n");
+            let mut rcpts = Vec::new();
+            let mut line = String::new();
+            while lines.read_line(&mut line).is_ok_and(|n| n > 0) {
+                let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                let reply = match verb.as_str() {
+                    "LHLO" => "250-scripted\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES\r\n".to_string(),
+                    "MAIL" => "250 2.1.0 OK\r\n".to_string(),
+                    "RCPT" => {
+                        rcpts.push(line.trim_end().trim_start_matches("RCPT TO:").to_string());
+                        "250 2.1.5 OK\r\n".to_string()
+                    }
+                    "DATA" => {
+                        let _ = out.write_all(b"354 OK\r\n");
+                        let mut body = String::new();
+                        let mut l = String::new();
+                        while lines.read_line(&mut l).is_ok_and(|n| n > 0) && l != ".\r\n" {
+                            body.push_str(&l);
+                            l.clear();
+                        }
+                        let _ = tx.send(body);
+                        std::mem::take(&mut rcpts)
+                            .iter()
+                            .map(|r| match r.starts_with("<full") {
+                                true => format!("452 4.2.2 {r} Quota exceeded\r\n"),
+                                false => format!("250 2.0.0 {r} Saved\r\n"),
+                            })
+                            .collect()
+                    }
+                    "QUIT" => {
+                        let _ = out.write_all(b"221 2.0.0 Bye\r\n");
+                        break;
+                    }
+                    _ => "250 2.0.0 OK\r\n".to_string(),
+                };
+                let _ = out.write_all(reply.as_bytes());
+                line.clear();
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn a_recipient_deferred_after_the_body_stays_queued_alone() {
+    let dir = tempfile::Builder::new().prefix("lmtp").tempdir_in(test_tmp()).unwrap();
+    let socket = dir.path().join("lmtp");
+    let taken = scripted_lmtp(&socket);
+    let server = server_routing(&format!("lmtp:unix:{}", socket.display()));
+    send(&server, "sender@elsewhere.test", &["ok@example.org", "full@example.org"], "one saved, one over quota");
+    let body = taken.recv_timeout(Duration::from_secs(20)).expect("the LMTP server got the message");
+    assert!(body.contains("Subject: one saved, one over quota"), "{body}");
+    let log = server.log_containing(&["status=\"sent\"", "status=\"deferred\""]);
+    assert!(log.lines().any(|l| l.contains("status=\"sent\"") && l.contains("to=ok@example.org")), "{log}");
+    assert!(log.lines().any(|l| l.contains("status=\"deferred\"") && l.contains("to=full@example.org")), "{log}");
+    let list = String::from_utf8_lossy(&server.cli(&["queue", "list"]).stdout).into_owned();
+    assert!(list.contains("-- 1 queued") && list.contains("full@example.org"), "{list}");
+    assert!(!list.contains("ok@example.org"), "the delivered recipient is not kept: {list}");
+}
