@@ -2,7 +2,8 @@
 //! domain routed with `relay.routes."example.org" = "lmtp:unix:PATH"` or
 //! `"lmtp:127.0.0.1:PORT"` is a final destination. Mail for it is accepted
 //! from any client and lands in Dovecot's Maildir; a recipient Dovecot
-//! does not know bounces alone, and the queue ends empty.
+//! does not know bounces alone, and the queue ends empty; one deferred
+//! after the body (a scripted server) stays queued alone.
 
 mod common;
 

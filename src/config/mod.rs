@@ -905,7 +905,7 @@ impl Config {
             p.push("limits.max_connections and limits.max_connections_per_ip: must be at least 1".to_string());
         }
         for (domain, route) in &self.relay.routes {
-            let local = self.is_local_domain(&domain.trim_end_matches('.').to_ascii_lowercase());
+            let local = self.is_local_domain(domain);
             p.extend(route.problems(domain, local));
         }
         for target in &self.relay.fallback_relay {
@@ -1017,12 +1017,10 @@ impl Config {
     /// LMTP; see `config::routes`)? Such a domain is a final destination:
     /// RCPT for it is accepted from any client. `"*"` never counts (config
     /// validation refuses an LMTP route for it).
+    /// `domain` as an RCPT carries it: lowercase, no trailing dot (route
+    /// keys are normalised so at load).
     pub fn is_lmtp_domain(&self, domain: &str) -> bool {
-        let domain = domain.trim_end_matches('.');
-        self.relay
-            .routes
-            .iter()
-            .any(|(key, route)| key != "*" && key.trim_end_matches('.').eq_ignore_ascii_case(domain) && route.is_lmtp())
+        domain != "*" && self.relay.routes.get(domain).is_some_and(RouteTargets::is_lmtp)
     }
 }
 
