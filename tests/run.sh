@@ -2,7 +2,8 @@
 # Run the whole ringmail test suite on a fresh Debian machine: install the
 # real peers the tests talk to (Python, curl, swaks, Postfix's smtp-sink and
 # smtp-source, fail2ban's fail2ban-regex, dkimpy and opendkim-tools for DKIM,
-# SPF, DMARC and ARC, Prometheus' promtool, HAProxy, systemd-analyze),
+# SPF, DMARC and ARC, Prometheus' promtool, HAProxy, Dovecot's LMTP server,
+# systemd-analyze),
 # then `cargo test` every package in the workspace.
 # Extra arguments go to `cargo test`.
 set -euo pipefail
@@ -31,6 +32,9 @@ command -v promtool >/dev/null || missing+=(prometheus)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 # HAProxy sends PROXY protocol headers (tests/proxy_protocol.rs).
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+# Dovecot's LMTP server takes mail ringmail hands it (tests/lmtp_dovecot.rs).
+[ -x /usr/sbin/dovecot ] || missing+=(dovecot-core)
+[ -x /usr/lib/dovecot/lmtp ] || missing+=(dovecot-lmtpd)
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then

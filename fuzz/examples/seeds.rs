@@ -245,7 +245,7 @@ pop3 = "[::1]:110"
 
 [relay]
 permit_relay_from = ["127.0.0.0/8", "::1/128"]
-routes = { "example.org" = "127.0.0.1:2600", "*" = "[2001:db8::1]:25" }
+routes = { "example.org" = "127.0.0.1:2600", "*" = "[2001:db8::1]:25", "mail.example.com" = "lmtp:unix:/run/dovecot/lmtp", "store.example.com" = ["lmtp:127.0.0.1:24", "lmtp:[::1]:24"] }
 dns_server = "127.0.0.53"
 retry = ["1m", "5m", "15m", "30m", "1h", "2h", "4h"]
 max_queue_lifetime = "5d"

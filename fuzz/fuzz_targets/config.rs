@@ -4,7 +4,9 @@
 //! editor would show them).
 //!
 //! Properties: `Config::parse` (from a file and as the embedded source),
-//! `UserDb::parse`, `parse_host_port` and the duration parser never panic;
+//! `UserDb::parse`, `parse_host_port`, `RouteTarget::parse` and the
+//! duration parser never panic; a route target reads back the same from
+//! what it displays (logs and shaping rules name it so);
 //! an accepted config answers its accessors (`users_path` is always set,
 //! local domains are lower case without a trailing dot); an accepted users
 //! file finds each of its users again.
@@ -14,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use libfuzzer_sys::fuzz_target;
 use ringmail::auth::UserDb;
-use ringmail::config::{parse_host_port, Config, Source, Span};
+use ringmail::config::{parse_host_port, Config, RouteTarget, Source, Span};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -26,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
             for domain in &config.local_domains {
                 assert!(!domain.ends_with('.') && *domain == domain.to_ascii_lowercase(), "{domain:?}");
                 assert!(config.is_local_domain(domain));
+                assert!(!config.is_lmtp_domain(domain), "a local domain is never an LMTP destination");
             }
             assert!(config.max_message_size >= 1024);
             assert!(config.spool.segment_size >= config.max_message_size + 64 * 1024);
@@ -44,5 +47,8 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let _ = parse_host_port(&text);
+    if let Ok(target) = RouteTarget::parse(&text) {
+        assert_eq!(RouteTarget::parse(&target.to_string()), Ok(target.clone()), "{text:?} shown as {target}");
+    }
     let _ = text.parse::<Span>();
 });

@@ -9,7 +9,7 @@
 mod checks;
 pub mod pool;
 mod routes;
-pub use routes::RouteTargets;
+pub use routes::{LmtpAddr, RouteTarget, RouteTargets, TargetError};
 mod sender_auth;
 mod units;
 
@@ -325,8 +325,9 @@ pub struct Relay {
     /// Clients in these networks may relay to any domain without AUTH.
     #[serde(default = "default_permit_relay_from")]
     pub permit_relay_from: Vec<IpNet>,
-    /// Domain -> "host:port" (or a failover list of them) overriding DNS;
-    /// "*" is a smarthost for all (see [`RouteTargets`]).
+    /// Domain -> "host:port", "lmtp:unix:/path" or "lmtp:host:port" (or a
+    /// failover list of them) overriding DNS; "*" is a smarthost for all.
+    /// The grammar and its rules: the module docs of `config::routes`.
     #[serde(default)]
     pub routes: BTreeMap<String, RouteTargets>,
     /// Relays tried, in order, after every MX host of a domain failed to
@@ -904,14 +905,8 @@ impl Config {
             p.push("limits.max_connections and limits.max_connections_per_ip: must be at least 1".to_string());
         }
         for (domain, route) in &self.relay.routes {
-            if route.targets().is_empty() {
-                p.push(format!("relay.routes.{domain:?}: an empty list (give at least one \"host:port\")"));
-            }
-            for target in route.targets() {
-                if let Err(e) = parse_host_port(target) {
-                    p.push(format!("relay.routes.{domain:?} = {target:?}: {e}"));
-                }
-            }
+            let local = self.is_local_domain(domain);
+            p.extend(route.problems(domain, local));
         }
         for target in &self.relay.fallback_relay {
             if let Err(e) = parse_host_port(target) {
@@ -1021,6 +1016,16 @@ impl Config {
     pub fn is_local_domain(&self, domain: &str) -> bool {
         self.local_domains.iter().any(|d| d == domain)
     }
+
+    /// Is `domain` delivered to an LMTP server (its `relay.routes` entry is
+    /// LMTP; see `config::routes`)? Such a domain is a final destination:
+    /// RCPT for it is accepted from any client. `"*"` never counts (config
+    /// validation refuses an LMTP route for it).
+    /// `domain` as an RCPT carries it: lowercase, no trailing dot (route
+    /// keys are normalised so at load).
+    pub fn is_lmtp_domain(&self, domain: &str) -> bool {
+        domain != "*" && self.relay.routes.get(domain).is_some_and(RouteTargets::is_lmtp)
+    }
 }
 
 /// Check a "host:port" route target; the host may be a name or an IP
@@ -1086,6 +1091,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn lmtp_routes_are_checked_at_load_and_make_final_destinations() {
+        let listen = "[listen]\nsmtp = \"127.0.0.1:25\"\n";
+        let bad = format!(
+            "local_domains = [\"example.net\"]\n{listen}[relay]\nroutes = {{ \"*\" = \"lmtp:unix:/run/lmtp\", \"example.net\" = \"lmtp:127.0.0.1:24\", \"x.test\" = \"lmtp:unix:run/lmtp\" }}\n"
+        );
+        let ConfigError::Invalid { problems, .. } = parse(&bad).unwrap_err() else { panic!("not Invalid") };
+        let all = problems.join("\n");
+        assert!(all.contains("relay.routes.\"*\"") && all.contains("open relay"), "{all}");
+        assert!(all.contains("relay.routes.\"example.net\"") && all.contains("local_domains"), "{all}");
+        assert!(all.contains("relay.routes.\"x.test\" = \"lmtp:unix:run/lmtp\"") && all.contains("absolute"), "{all}");
+        let good = format!(
+            "{listen}[relay]\nroutes = {{ \"Example.ORG\" = \"lmtp:unix:/run/dovecot/lmtp\", \"smart.test\" = \"10.0.0.1:25\" }}\n"
+        );
+        let c = parse(&good).unwrap();
+        assert!(c.is_lmtp_domain("example.org"));
+        assert!(!c.is_lmtp_domain("smart.test"), "an SMTP route is not a final destination");
+        assert!(!c.is_lmtp_domain("other.test"));
     }
 
     #[test]

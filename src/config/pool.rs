@@ -64,8 +64,14 @@ impl Relay {
     }
 
     /// Keys are domains: compare them lower-case, without a trailing dot.
+    /// (`relay.routes` keys too, so an RCPT's domain finds its route with
+    /// one lookup; of two keys that differ only in case, one is kept.)
     pub(super) fn normalize(&mut self) {
         self.pool_by_sender_domain = std::mem::take(&mut self.pool_by_sender_domain)
+            .into_iter()
+            .map(|(k, v)| (k.trim_end_matches('.').to_ascii_lowercase(), v))
+            .collect();
+        self.routes = std::mem::take(&mut self.routes)
             .into_iter()
             .map(|(k, v)| (k.trim_end_matches('.').to_ascii_lowercase(), v))
             .collect();

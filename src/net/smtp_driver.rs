@@ -45,8 +45,10 @@ pub fn is_loopback(ip: IpAddr) -> bool {
     }
 }
 
-/// Who may receive mail through this session: local users, and any domain
-/// when the client is in `relay.permit_relay_from` or has authenticated.
+/// Who may receive mail through this session: local users, domains routed
+/// to an LMTP store (final destinations, see `config::routes`), and any
+/// domain when the client is in `relay.permit_relay_from` or has
+/// authenticated.
 struct SessionPolicy {
     shard: Rc<Shard>,
     client: IpAddr,
@@ -64,7 +66,7 @@ impl RecipientPolicy for SessionPolicy {
             } else {
                 RcptDecision::Local { user }
             }
-        } else if self.relay_permitted || auth.is_some() {
+        } else if self.relay_permitted || auth.is_some() || self.shard.config().is_lmtp_domain(&rcpt.domain) {
             match self.shard.suppressed_since(&rcpt.to_string()) {
                 Some(ms) => RcptDecision::Suppressed { since: crate::admin::format_time(ms) },
                 None => RcptDecision::Remote { domain: rcpt.domain.clone() },

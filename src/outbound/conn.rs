@@ -1,10 +1,12 @@
-//! One outbound SMTP connection: the glommio/rustls driver around the
-//! sans-I/O [`Client`]. Boring on purpose: write what the client says,
+//! One outbound SMTP or LMTP connection: the glommio/rustls driver around
+//! the sans-I/O [`Client`]. Boring on purpose: write what the client says,
 //! read replies under the RFC 5321 §4.5.3.2 timeout of the current phase,
-//! do the STARTTLS handshake when asked.
+//! do the STARTTLS handshake when asked. An LMTP target is reached over
+//! TCP or a Unix stream socket ([`Endpoint`]), from no particular source
+//! address, and never with TLS.
 
 use super::tls::RelayTls;
-use crate::outbound::mx::Target;
+use crate::outbound::mx::{Endpoint, Target};
 use crate::proto::smtp::{dot_stuff, dot_stuff_lines};
 use crate::proto::smtp_client::{
     Client, ClientConfig, ConnectionFailure, Event, MessageOutcome, OutgoingMessage, Phase, TlsPolicy, Transmit,
@@ -12,7 +14,7 @@ use crate::proto::smtp_client::{
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use futures_rustls::client::TlsStream;
 use futures_rustls::TlsConnector;
-use glommio::net::TcpStream;
+use glommio::net::{TcpStream, UnixStream};
 use rustls::pki_types::ServerName;
 use std::io;
 use std::time::Duration;
@@ -63,7 +65,7 @@ const OUTBUF_KEEP: usize = 1 << 20;
 #[error("{host}[{addr}]: {reason}")]
 pub struct ConnectError {
     pub host: String,
-    pub addr: std::net::SocketAddr,
+    pub addr: Endpoint,
     pub reason: String,
     pub temporary: bool,
 }
@@ -71,6 +73,10 @@ pub struct ConnectError {
 enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// LMTP over a Unix socket: no socket timeouts there, so reads and
+    /// writes are bounded by a timer instead (a timeout fails the session,
+    /// so what a cancelled read might lose no longer matters).
+    Unix(UnixStream),
     /// Between taking the plain stream and getting the TLS one back.
     Gone,
 }
@@ -80,27 +86,40 @@ impl Stream {
         match self {
             Stream::Plain(s) => Some(s),
             Stream::Tls(t) => Some(t.get_ref().0),
-            Stream::Gone => None,
+            Stream::Unix(_) | Stream::Gone => None,
         }
     }
 
-    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Reads; `wait` bounds a Unix socket's read (TCP has its own timeout).
+    async fn read(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<usize> {
         match self {
             Stream::Plain(s) => s.read(buf).await,
             Stream::Tls(t) => t.read(buf).await,
+            Stream::Unix(u) => bounded(wait, u.read(buf)).await,
             Stream::Gone => Err(io::ErrorKind::NotConnected.into()),
         }
     }
 
-    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+    /// Writes all; `wait` bounds a Unix socket's write.
+    async fn write_all(&mut self, buf: &[u8], wait: Duration) -> io::Result<()> {
         match self {
             Stream::Plain(s) => s.write_all(buf).await,
             Stream::Tls(t) => {
                 t.write_all(buf).await?;
                 t.flush().await
             }
+            Stream::Unix(u) => bounded(wait, u.write_all(buf)).await,
             Stream::Gone => Err(io::ErrorKind::NotConnected.into()),
         }
+    }
+}
+
+/// `io` within `wait`, else a `TimedOut` error.
+async fn bounded<T>(wait: Duration, io: impl std::future::Future<Output = io::Result<T>>) -> io::Result<T> {
+    match glommio::timer::timeout(wait, async { io.await.map_err(glommio::GlommioError::from) }).await {
+        Ok(v) => Ok(v),
+        Err(glommio::GlommioError::TimedOut(_)) => Err(io::ErrorKind::TimedOut.into()),
+        Err(e) => Err(io::Error::from(e)),
     }
 }
 
@@ -124,7 +143,8 @@ pub enum After {
 
 impl RelayConnection {
     /// Connect, read the greeting, EHLO, STARTTLS as the policy says, until
-    /// the session is ready for a message.
+    /// the session is ready for a message. For an LMTP target: LHLO, and
+    /// `source` and `policy` are not used.
     pub async fn open(
         target: &Target,
         source: Option<std::net::IpAddr>,
@@ -135,23 +155,44 @@ impl RelayConnection {
     ) -> Result<RelayConnection, ConnectError> {
         let fail = |reason: String, temporary: bool| ConnectError {
             host: target.host.clone(),
-            addr: target.addr,
+            addr: target.addr.clone(),
             reason,
             temporary,
         };
-        let client = ClientConfig { helo_name: helo_name.to_string(), tls: policy, tls_active_at_start: false };
-        let client = Client::new(client).map_err(|e| fail(format!("bad client config: {e}"), false))?;
-        let tcp = super::source::connect(target.addr, source, timeouts.connect)
-            .await
-            .map_err(|e| fail(format!("connect failed: {e}"), true))?;
-        let _ = tcp.set_nodelay(true);
+        let config = ClientConfig { helo_name: helo_name.to_string(), tls: policy, tls_active_at_start: false };
+        let client = match target.addr {
+            Endpoint::Smtp(_) => Client::new(config),
+            Endpoint::LmtpTcp(_) | Endpoint::LmtpUnix(_) => Client::lmtp(config),
+        };
+        let client = client.map_err(|e| fail(format!("bad client config: {e}"), false))?;
+        let connected = |e: io::Error| fail(format!("connect failed: {e}"), true);
+        let (stream, source) = match &target.addr {
+            Endpoint::Smtp(addr) => {
+                (super::source::connect(*addr, source, timeouts.connect).await.map(Stream::Plain), source)
+            }
+            // An egress pool's address is for the Internet's view of us,
+            // not for a store on our own network.
+            Endpoint::LmtpTcp(addr) => {
+                (super::source::connect(*addr, None, timeouts.connect).await.map(Stream::Plain), None)
+            }
+            Endpoint::LmtpUnix(path) => (
+                bounded(timeouts.connect, async { UnixStream::connect(path).await.map_err(io::Error::from) })
+                    .await
+                    .map(Stream::Unix),
+                None,
+            ),
+        };
+        let stream = stream.map_err(connected)?;
+        if let Some(tcp) = stream.tcp() {
+            let _ = tcp.set_nodelay(true);
+        }
         // A bound socket is still connecting: the greeting waits for both.
         let first = match source {
             Some(_) => Timeouts { greeting: timeouts.greeting + timeouts.connect, ..timeouts },
             None => timeouts,
         };
         let mut conn = RelayConnection {
-            stream: Stream::Plain(tcp),
+            stream,
             client,
             inbuf: Vec::with_capacity(4096),
             outbuf: Vec::new(),
@@ -293,7 +334,7 @@ impl RelayConnection {
             }
             let start = self.inbuf.len();
             self.inbuf.resize(start + 8192, 0);
-            let r = self.stream.read(&mut self.inbuf[start..]).await;
+            let r = self.stream.read(&mut self.inbuf[start..], wait).await;
             match r {
                 Ok(0) => {
                     self.inbuf.truncate(start);
@@ -320,7 +361,7 @@ impl RelayConnection {
         if let Some(tcp) = self.stream.tcp() {
             let _ = tcp.set_write_timeout(Some(self.timeouts.data_block));
         }
-        self.stream.write_all(bytes).await
+        self.stream.write_all(bytes, self.timeouts.data_block).await
     }
 
     async fn start_tls(&mut self, tls: &RelayTls) -> io::Result<()> {
@@ -333,8 +374,12 @@ impl RelayConnection {
         };
         let name = match self.target.host.parse::<std::net::IpAddr>() {
             Ok(ip) => ServerName::IpAddress(ip.into()),
-            Err(_) => ServerName::try_from(self.target.host.clone())
-                .unwrap_or_else(|_| ServerName::IpAddress(self.target.addr.ip().into())),
+            Err(_) => {
+                ServerName::try_from(self.target.host.clone()).or_else(|_| match self.target.addr.socket_addr() {
+                    Some(addr) => Ok(ServerName::IpAddress(addr.ip().into())),
+                    None => Err(io::Error::other("STARTTLS over a Unix socket")),
+                })?
+            }
         };
         let _ = tcp.set_read_timeout(Some(self.timeouts.command));
         let stream = TlsConnector::from(config).connect(name, tcp).await?;

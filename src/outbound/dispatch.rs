@@ -179,12 +179,10 @@ impl Shard {
             max_deliveries_per_connection: relay.max_messages_per_connection,
         };
         // A route's site is its first target (the smarthost a failover
-        // list prefers).
-        match mx::route_override(&relay.routes, domain).as_deref() {
-            Some([(host, port), ..]) => {
-                rules.resolve(domain, shaping::Destination::Route(&mx::target_name(host, *port)), fallback)
-            }
-            _ => rules.resolve(domain, shaping::Destination::Mx(hosts), fallback),
+        // list prefers, or the LMTP store), named as the grammar writes it.
+        match mx::route_override(&relay.routes, domain) {
+            Some([first, ..]) => rules.resolve(domain, shaping::Destination::Route(&first.to_string()), fallback),
+            Some([]) | None => rules.resolve(domain, shaping::Destination::Mx(hosts), fallback),
         }
     }
 
@@ -399,12 +397,12 @@ impl Shard {
         };
         let started = std::time::Instant::now();
         let (mut outcome, after) = conn.send(out, &head, body, &self.outbound.tls).await;
-        let relay = format!("{}[{}]", conn.target.host, conn.target.addr);
-        tracing::debug!(queue_id = %msg.queue_id, relay = %relay, elapsed_ms = started.elapsed().as_millis() as u64, "attempt done");
+        tracing::debug!(queue_id = %msg.queue_id, relay = %conn.target.relay_name(), elapsed_ms = started.elapsed().as_millis() as u64, "attempt done");
         let backoff = backoff(&mut outcome, permit, limits);
         // NOTIFY=SUCCESS could not be passed on: say "relayed" ourselves.
         let relayed_notice = success_wanted && !conn.offers_dsn();
-        self.apply_outcome(key, msg, outcome, Some(&relay), relayed_notice, Some(limits));
+        let target = conn.target.clone();
+        self.apply_outcome(key, msg, outcome, Some(&target), relayed_notice, Some(limits));
         (after, backoff)
     }
 
@@ -417,7 +415,7 @@ impl Shard {
         key: Key,
         msg: QueuedMessage,
         outcome: MessageOutcome,
-        relay: Option<&str>,
+        target: Option<&mx::Target>,
         relayed_notice: bool,
         site: Option<&SiteLimits>,
     ) {
@@ -429,6 +427,8 @@ impl Shard {
         let mut deferred = Vec::new();
         let mut last_deferral = String::new();
         let delay_us = now.saturating_sub(msg.arrived_ms) * 1000;
+        let relay_name = target.map(mx::Target::relay_name);
+        let relay = relay_name.as_deref();
         for (r, o) in msg.recipients.iter().zip(outcome.per_recipient) {
             let (result, reply) = match &o {
                 RecipientOutcome::Delivered { reply } => (RelayResult::Delivered, reply),
@@ -468,7 +468,12 @@ impl Shard {
             self.settle_later(settled);
         }
         if !relayed.is_empty() {
-            self.success_notice(About::from(&msg), relayed, relay.map(str::to_string), DsnAction::Relayed);
+            self.success_notice(
+                About::from(&msg),
+                relayed,
+                target.and_then(mx::Target::remote_mta),
+                DsnAction::Relayed,
+            );
         }
         if deferred.is_empty() {
             self.queue.borrow_mut().finish(key);
@@ -485,7 +490,8 @@ impl Shard {
         if !bounced.is_empty() {
             let mut m = msg;
             m.last_error = None;
-            self.bounce(m, bounced, relay.map(str::to_string), DsnAction::Failed);
+            let remote_mta = target.and_then(mx::Target::remote_mta);
+            self.bounce(m, bounced, remote_mta, DsnAction::Failed);
         }
     }
 

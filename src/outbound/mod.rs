@@ -16,9 +16,11 @@
 //!   waiting for their site on this core;
 //! - `source`: the egress pools (`[[relay.pool]]`) and the bound socket;
 //! - `slot`: a connection slot per destination, returned by `Drop`;
-//! - `conn`: one outbound SMTP connection, the glommio/rustls driver
-//!   around the sans-I/O [`crate::proto::smtp_client::Client`];
-//! - [`mx`]: where mail for a domain goes (routes, MX plan, null MX);
+//! - `conn`: one outbound SMTP or LMTP connection (TCP, or a Unix socket
+//!   for LMTP), the glommio/rustls driver around the sans-I/O
+//!   [`crate::proto::smtp_client::Client`];
+//! - [`mx`]: where mail for a domain goes (routes, MX plan, null MX), and
+//!   over which protocol ([`mx::Endpoint`]);
 //! - [`dns`]: the core's stub resolver and its TTL cache;
 //! - [`tls`]: the client TLS configs (`relay.tls`);
 //! - [`dsn`] and `bounce`: the bytes of a DSN, and sending it back through

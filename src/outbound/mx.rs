@@ -1,5 +1,6 @@
 //! Where mail for a domain goes: RFC 5321 §5.1 routing, RFC 7505 null MX,
-//! address literals, and the operator's `relay.routes` overrides.
+//! address literals, and the operator's `relay.routes` overrides (SMTP
+//! smarthosts and LMTP stores; the grammar is in `config::routes`).
 //!
 //! This module owns the *decision*. [`route_override`], [`ip_literal`] and
 //! [`route`] are pure: no I/O, no clock, and randomness only from the `rng`
@@ -11,12 +12,14 @@
 //! what a failed *delivery* means; that is the dispatcher's job.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::config::RouteTargets;
+use crate::config::{LmtpAddr, RouteTarget, RouteTargets};
 use crate::outbound::dns::{DnsError, Resolver};
 
 /// The well-known port for server-to-server SMTP; MX hosts listen here.
@@ -69,13 +72,67 @@ pub enum Route {
 }
 
 /// One place to try: the host name (for logs, TLS name checks and the DSN)
-/// and the address to connect to.
+/// and where to connect, in which protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// MX host, override host or the address literal as written.
+    /// MX host, override host or the address literal as written; for an
+    /// LMTP route, the route target as the grammar writes it
+    /// (`lmtp:127.0.0.1:24`, `lmtp:unix:/run/dovecot/lmtp`).
     pub host: String,
-    /// Address and port to connect to.
-    pub addr: SocketAddr,
+    /// Where to connect, and whether to speak SMTP or LMTP there.
+    pub addr: Endpoint,
+}
+
+impl Target {
+    /// How logs (`relay=`) and DSNs name the server that answered:
+    /// `host[addr]` over TCP, the route target for a Unix socket.
+    pub fn relay_name(&self) -> String {
+        match &self.addr {
+            Endpoint::Smtp(addr) | Endpoint::LmtpTcp(addr) => format!("{}[{addr}]", self.host),
+            Endpoint::LmtpUnix(_) => self.host.clone(),
+        }
+    }
+
+    /// The DSN's `Remote-MTA` (RFC 3464 §2.3.5, a host name): the
+    /// relay name over TCP; none for a Unix socket, which is on this host
+    /// and has no name in DNS (the diagnostic still quotes its reply).
+    pub fn remote_mta(&self) -> Option<String> {
+        match &self.addr {
+            Endpoint::Smtp(_) | Endpoint::LmtpTcp(_) => Some(self.relay_name()),
+            Endpoint::LmtpUnix(_) => None,
+        }
+    }
+}
+
+/// Where a [`Target`] is reached, and in which protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// SMTP over TCP (an MX host, a smarthost).
+    Smtp(SocketAddr),
+    /// LMTP (RFC 2033) over TCP.
+    LmtpTcp(SocketAddr),
+    /// LMTP over a Unix stream socket.
+    LmtpUnix(PathBuf),
+}
+
+impl Endpoint {
+    /// The TCP address, when the endpoint is one.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Endpoint::Smtp(addr) | Endpoint::LmtpTcp(addr) => Some(*addr),
+            Endpoint::LmtpUnix(_) => None,
+        }
+    }
+}
+
+/// `127.0.0.1:25` over TCP, `unix:/path` for a socket.
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Smtp(addr) | Endpoint::LmtpTcp(addr) => write!(f, "{addr}"),
+            Endpoint::LmtpUnix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
 }
 
 /// Where mail for one domain goes: the [`Target`]s to try, and the MX
@@ -153,27 +210,15 @@ impl RouteError {
 
 /// The `relay.routes` entry for `domain`, if any: the exact domain first
 /// (case and a trailing dot ignored), then `"*"`, the smarthost for all.
-/// Its targets in the order tried; config validation has already rejected
-/// malformed values, and one that slips through is left out.
-pub fn route_override(routes: &BTreeMap<String, RouteTargets>, domain: &str) -> Option<Vec<(String, u16)>> {
+/// Its valid targets in the order tried (config validation has already
+/// reported the malformed ones, which are never tried); never empty.
+pub fn route_override<'a>(routes: &'a BTreeMap<String, RouteTargets>, domain: &str) -> Option<&'a [RouteTarget]> {
     let domain = normalize(domain);
     let exact = routes.get(&domain).or_else(|| {
         routes.iter().find(|(key, _)| key.as_str() != "*" && normalize(key) == domain).map(|(_, value)| value)
     });
-    let parsed = |route: &RouteTargets| -> Option<Vec<(String, u16)>> {
-        let targets: Vec<_> = route.targets().iter().filter_map(|t| parse_host_port(t)).collect();
-        (!targets.is_empty()).then_some(targets)
-    };
-    exact.and_then(parsed).or_else(|| routes.get("*").and_then(parsed))
-}
-
-/// `(host, port)` as a route target is written: `host:port`, `[v6]:port`.
-pub fn target_name(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
+    let valid = |route: &'a RouteTargets| Some(route.targets()).filter(|t| !t.is_empty());
+    exact.and_then(valid).or_else(|| routes.get("*").and_then(valid))
 }
 
 /// The address of an RFC 5321 §4.1.3 address literal: `[192.0.2.1]` or
@@ -259,11 +304,27 @@ pub async fn plan_with_port(
     rng: &mut impl Rng,
 ) -> Result<Plan, RouteError> {
     if let Some(route) = route_override(routes, domain) {
-        let mut resolved = Vec::with_capacity(route.len());
+        let mut resolved: Vec<Target> = Vec::with_capacity(route.len());
         let mut first_failure = None;
-        for (host, port) in &route {
+        for target in route {
+            let (host, port, lmtp) = match target {
+                RouteTarget::Smtp { host, port } => (host, *port, false),
+                RouteTarget::Lmtp(LmtpAddr::Tcp { host, port }) => (host, *port, true),
+                RouteTarget::Lmtp(LmtpAddr::Unix(path)) => {
+                    resolved.push(Target { host: target.to_string(), addr: Endpoint::LmtpUnix(path.clone()) });
+                    continue;
+                }
+            };
             match resolver.addresses(host).await {
-                Ok(addrs) if !addrs.is_empty() => resolved.extend(targets(&[(host.clone(), addrs)], *port)),
+                Ok(addrs) if !addrs.is_empty() => {
+                    let found = targets(&[(host.clone(), addrs)], port);
+                    resolved.extend(found.into_iter().map(|t| match (lmtp, t.addr) {
+                        (true, Endpoint::Smtp(addr)) => {
+                            Target { host: target.to_string(), addr: Endpoint::LmtpTcp(addr) }
+                        }
+                        (_, addr) => Target { host: t.host, addr },
+                    }));
+                }
                 Ok(_) => {
                     first_failure.get_or_insert_with(|| format!("relay.routes host {host} has no address"));
                 }
@@ -272,14 +333,20 @@ pub async fn plan_with_port(
                 }
             }
         }
-        let hosts = route.iter().map(|(h, _)| h.clone()).collect();
+        let hosts = route
+            .iter()
+            .map(|t| match t {
+                RouteTarget::Smtp { host, .. } => host.clone(),
+                RouteTarget::Lmtp(_) => t.to_string(),
+            })
+            .collect();
         return match (resolved.is_empty(), first_failure) {
             (false, _) => Ok(Plan { targets: resolved, hosts }),
             (true, reason) => Err(temporary(domain, reason.unwrap_or_default())),
         };
     }
     if let Some(ip) = ip_literal(domain) {
-        let targets = vec![Target { host: domain.to_string(), addr: SocketAddr::new(ip, mx_port) }];
+        let targets = vec![Target { host: domain.to_string(), addr: Endpoint::Smtp(SocketAddr::new(ip, mx_port)) }];
         return Ok(Plan { targets, hosts: vec![domain.to_string()] });
     }
     let answer = match resolver.mx(domain).await {
@@ -348,7 +415,7 @@ fn targets(hosts: &[(String, Vec<IpAddr>)], port: u16) -> Vec<Target> {
     let mut out: Vec<Target> = Vec::new();
     for (host, addrs) in hosts {
         for ip in addrs {
-            let addr = SocketAddr::new(*ip, port);
+            let addr = Endpoint::Smtp(SocketAddr::new(*ip, port));
             if out.len() < MAX_TARGETS && !out.iter().any(|t| t.addr == addr) {
                 out.push(Target { host: host.clone(), addr });
             }
@@ -388,6 +455,10 @@ mod tests {
 
     fn mx(name: &str, pref: u16) -> MxHost {
         MxHost { name: name.to_string(), pref }
+    }
+
+    fn smtp(host: &str, port: u16) -> RouteTarget {
+        RouteTarget::Smtp { host: host.to_string(), port }
     }
 
     fn routes(pairs: &[(&str, &str)]) -> BTreeMap<String, RouteTargets> {
@@ -487,15 +558,15 @@ mod tests {
     #[test]
     fn exact_override_wins_over_smarthost() {
         let r = routes(&[("example.net", "127.0.0.1:2600"), ("*", "smart.test:587")]);
-        assert_eq!(route_override(&r, "example.net"), Some(vec![("127.0.0.1".into(), 2600)]));
-        assert_eq!(route_override(&r, "EXAMPLE.net."), Some(vec![("127.0.0.1".into(), 2600)]));
-        assert_eq!(route_override(&r, "other.net"), Some(vec![("smart.test".into(), 587)]));
+        assert_eq!(route_override(&r, "example.net"), Some(&[smtp("127.0.0.1", 2600)][..]));
+        assert_eq!(route_override(&r, "EXAMPLE.net."), Some(&[smtp("127.0.0.1", 2600)][..]));
+        assert_eq!(route_override(&r, "other.net"), Some(&[smtp("smart.test", 587)][..]));
     }
 
     #[test]
     fn override_keys_match_case_insensitively() {
         let r = routes(&[("Example.NET", "[::1]:25")]);
-        assert_eq!(route_override(&r, "example.net"), Some(vec![("::1".into(), 25)]));
+        assert_eq!(route_override(&r, "example.net"), Some(&[smtp("::1", 25)][..]));
     }
 
     #[test]
@@ -544,7 +615,7 @@ mod tests {
     }
 
     fn target(host: &str, addr: &str) -> Target {
-        Target { host: host.to_string(), addr: addr.parse().unwrap() }
+        Target { host: host.to_string(), addr: Endpoint::Smtp(addr.parse().unwrap()) }
     }
 
     #[test]
@@ -593,7 +664,7 @@ mod tests {
         let mut r = BTreeMap::new();
         let list = vec!["127.0.0.9:2500".to_string(), "bad".to_string(), "[::1]:26".to_string()];
         r.insert("x.test".to_string(), RouteTargets::new(list));
-        assert_eq!(route_override(&r, "x.test"), Some(vec![("127.0.0.9".into(), 2500), ("::1".into(), 26)]));
+        assert_eq!(route_override(&r, "x.test"), Some(&[smtp("127.0.0.9", 2500), smtp("::1", 26)][..]));
         let dns = TestDns::start(Zone::new());
         let got = plan_for(&dns, &r, "x.test").unwrap();
         assert_eq!(got, [target("127.0.0.9", "127.0.0.9:2500"), target("::1", "[::1]:26")]);
@@ -681,5 +752,22 @@ mod tests {
         let r = routes(&[("*", "missing.test:25")]);
         let err = plan_for(&dns, &r, "anything.test").unwrap_err();
         assert!(!err.is_permanent(), "{err}");
+    }
+
+    #[test]
+    fn lmtp_routes_plan_unix_sockets_and_tcp_ports_without_dns() {
+        let dns = TestDns::start(Zone::new());
+        let r = routes(&[("unix.test", "lmtp:unix:/run/dovecot/lmtp"), ("tcp.test", "lmtp:127.0.0.1:24")]);
+        let unix = plan_for(&dns, &r, "unix.test").unwrap();
+        let want =
+            Target { host: "lmtp:unix:/run/dovecot/lmtp".into(), addr: Endpoint::LmtpUnix("/run/dovecot/lmtp".into()) };
+        assert_eq!(unix, [want]);
+        assert_eq!(unix[0].relay_name(), "lmtp:unix:/run/dovecot/lmtp");
+        let tcp = plan_for(&dns, &r, "tcp.test").unwrap();
+        let want =
+            Target { host: "lmtp:127.0.0.1:24".into(), addr: Endpoint::LmtpTcp("127.0.0.1:24".parse().unwrap()) };
+        assert_eq!(tcp, [want]);
+        assert_eq!(tcp[0].relay_name(), "lmtp:127.0.0.1:24[127.0.0.1:24]");
+        assert_eq!(dns.queries(), 0);
     }
 }

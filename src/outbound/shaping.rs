@@ -208,7 +208,8 @@ pub enum Destination<'a> {
     /// MX hosts in preference order (primary first), lower-case, no trailing dot. The implicit MX (no MX records)
     /// passes `&[domain]`.
     Mx(&'a [String]),
-    /// A `relay.routes` override; the string is the route target as written ("host:port").
+    /// A `relay.routes` override; the string is the route target as the grammar writes it
+    /// ("host:port", "lmtp:unix:/path"; see `config::routes`).
     Route(&'a str),
 }
 

@@ -1,5 +1,8 @@
 //! The client session: greeting, EHLO/HELO, STARTTLS, transactions, RSET
-//! and QUIT, as one state machine over one connection.
+//! and QUIT, as one state machine over one connection. The same machine
+//! speaks LMTP (RFC 2033, [`Client::lmtp`]): LHLO instead of EHLO, no HELO
+//! fallback, no STARTTLS, DATA rather than BDAT, and one reply per
+//! accepted recipient after the body (see `transaction`).
 //!
 //! [`Client`] decides every byte the driver writes and reads every reply;
 //! the driver owns the socket, the TLS and the clock. It must not do I/O,
@@ -21,14 +24,14 @@ use super::config::{ClientConfig, ConfigError, TlsPolicy};
 use super::event::{ConnectionFailure, Event, FailureCause, Phase, SendError, Transmit};
 use super::message::OutgoingMessage;
 use super::reply::{Assembled, Class, Reply, ReplyReader};
-use super::transaction::{Next, Transaction};
+use super::transaction::{Dialect, Next, Transaction};
 
 /// Where the session is. Data lives in the state it is valid in.
 #[derive(Debug)]
 enum State {
     /// Waiting for the greeting.
     Greeting,
-    /// EHLO (`ehlo`) or HELO sent.
+    /// EHLO (`ehlo`; LHLO over LMTP) or HELO sent.
     Hello { ehlo: bool },
     /// STARTTLS sent.
     StartTls,
@@ -62,14 +65,29 @@ pub struct Client {
     events: VecDeque<Event>,
     /// `quit` was called while busy: QUIT instead of the next Ready.
     quit_requested: bool,
+    /// SMTP or LMTP, for the session's whole life.
+    dialect: Dialect,
 }
 
 impl Client {
     /// A session on a fresh connection; it sends nothing before the
     /// server's greeting.
     pub fn new(config: ClientConfig) -> Result<Client, ConfigError> {
+        Client::with_dialect(config, Dialect::Smtp)
+    }
+
+    /// An LMTP (RFC 2033) session on a fresh connection: LHLO, and after
+    /// the body one reply per accepted recipient, each deciding its own
+    /// recipient in [`Event::Outcome`]. The TLS settings of `config` are
+    /// not used: LMTP goes to a local store and never sends STARTTLS.
+    pub fn lmtp(config: ClientConfig) -> Result<Client, ConfigError> {
+        Client::with_dialect(config, Dialect::Lmtp)
+    }
+
+    fn with_dialect(config: ClientConfig, dialect: Dialect) -> Result<Client, ConfigError> {
         config.validate()?;
         Ok(Client {
+            dialect,
             tls_active: config.tls_active_at_start,
             config,
             state: State::Greeting,
@@ -157,7 +175,7 @@ impl Client {
             return Err(SendError::NoRecipients { message });
         }
         let mut out = Vec::new();
-        match Transaction::start(message, &self.caps, &mut out) {
+        match Transaction::start(message, &self.caps, self.dialect, &mut out) {
             Ok(txn) => {
                 let chunked = txn.chunked();
                 self.state = State::Transaction(Box::new(txn));
@@ -315,6 +333,10 @@ impl Client {
                 self.caps = Capabilities::default();
                 self.after_hello();
             }
+            // LMTP has no HELO to fall back to (RFC 2033 §4.1).
+            (Class::Permanent, true) if self.dialect == Dialect::Lmtp => {
+                self.fail(FailureCause::HelloRefused(reply), false, true)
+            }
             // 500/502/504/550 to EHLO: an old server; try HELO.
             (Class::Permanent, true) => self.send_hello(false),
             (Class::Transient, _) => self.fail(FailureCause::HelloRefused(reply), true, true),
@@ -324,6 +346,9 @@ impl Client {
 
     /// After a 2xx to EHLO/HELO: STARTTLS, Ready, or no TLS no mail.
     fn after_hello(&mut self) {
+        if self.dialect == Dialect::Lmtp {
+            return self.ready();
+        }
         match (self.tls_active, self.caps.starttls, self.config.tls) {
             (true, _, _) | (false, false, TlsPolicy::Opportunistic) => self.ready(),
             (false, true, _) => {
@@ -369,9 +394,10 @@ impl Client {
 
     fn send_hello(&mut self, ehlo: bool) {
         let mut out = Vec::new();
-        match ehlo {
-            true => command::ehlo(&mut out, &self.config.helo_name),
-            false => command::helo(&mut out, &self.config.helo_name),
+        match (ehlo, self.dialect) {
+            (true, Dialect::Smtp) => command::ehlo(&mut out, &self.config.helo_name),
+            (true, Dialect::Lmtp) => command::lhlo(&mut out, &self.config.helo_name),
+            (false, _) => command::helo(&mut out, &self.config.helo_name),
         }
         self.push_command(out);
         self.state = State::Hello { ehlo };

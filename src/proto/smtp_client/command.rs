@@ -9,6 +9,11 @@ pub fn ehlo(out: &mut Vec<u8>, name: &str) {
     line(out, &["EHLO ", name]);
 }
 
+/// Appends `LHLO name` (LMTP, RFC 2033 §4.1).
+pub fn lhlo(out: &mut Vec<u8>, name: &str) {
+    line(out, &["LHLO ", name]);
+}
+
 /// Appends `HELO name`.
 pub fn helo(out: &mut Vec<u8>, name: &str) {
     line(out, &["HELO ", name]);
@@ -80,7 +85,12 @@ mod tests {
 
     #[test]
     fn every_command_ends_in_crlf() {
-        let all = [text(|o| ehlo(o, "me")), text(|o| helo(o, "me")), text(|o| rcpt_to(o, "x@y", ""))];
+        let all = [
+            text(|o| ehlo(o, "me")),
+            text(|o| lhlo(o, "me")),
+            text(|o| helo(o, "me")),
+            text(|o| rcpt_to(o, "x@y", "")),
+        ];
         for cmd in all.iter().map(|s| s.as_bytes()).chain([STARTTLS, DATA, RSET, QUIT, LONE_DOT]) {
             assert!(cmd.ends_with(b"\r\n"), "{cmd:?}");
             assert_eq!(cmd.iter().filter(|&&b| b == b'\n').count(), 1);

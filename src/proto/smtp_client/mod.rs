@@ -1,7 +1,8 @@
 //! The SMTP client side, sans-I/O: RFC 5321 as the relay speaks it to a
 //! remote MX, with PIPELINING (RFC 2920), CHUNKING (RFC 3030), SIZE
 //! (RFC 1870), STARTTLS (RFC 3207), 8BITMIME (RFC 6152) and enhanced
-//! status codes (RFC 2034).
+//! status codes (RFC 2034); and LMTP (RFC 2033) to a local store, with its
+//! per-recipient replies after the body ([`Client::lmtp`]).
 //!
 //! This module owns the conversation: which command goes next, what each
 //! reply means for each recipient, when the connection is done for. It must

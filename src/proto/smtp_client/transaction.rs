@@ -8,6 +8,11 @@
 //! is sent even when every RCPT is refused (the replies are not back yet);
 //! the server then refuses the BDAT too, and nobody is delivered.
 //!
+//! Over LMTP (RFC 2033, [`Dialect::Lmtp`]) the end of data is answered
+//! once per accepted recipient, in RCPT order (§4.2), and each of those
+//! replies decides its own recipient: some may be delivered while others
+//! are deferred or bounced. The body always goes with DATA there (no BDAT).
+//!
 //! This file decides which command comes next and what each reply means
 //! for each recipient. It does not frame replies (`reply`), does not handle
 //! what ends a connection (421, timeouts: `client` calls [`Transaction::resolve`]
@@ -27,6 +32,15 @@ use super::event::Phase;
 use super::message::{MessageOutcome, OutgoingMessage, RecipientOutcome};
 use super::reply::Reply;
 
+/// Which protocol the transaction speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// RFC 5321: one reply after the body decides every accepted recipient.
+    Smtp,
+    /// RFC 2033: one reply after the body per accepted recipient.
+    Lmtp,
+}
+
 /// A reply the transaction is owed, in the order the commands were sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
@@ -40,6 +54,8 @@ enum Step {
     LoneDot,
     /// The reply to `BDAT n LAST` and its chunk.
     Bdat,
+    /// LMTP: the reply after the body for `recipients[i]`.
+    RcptEnd(usize),
 }
 
 /// What the client does after a reply.
@@ -65,6 +81,20 @@ enum Rcpt {
     Awaiting,
     /// The server's reply to its RCPT.
     Replied(Reply),
+    /// LMTP: accepted at RCPT, then this reply after the body decided it.
+    Ended(Reply),
+}
+
+impl Rcpt {
+    /// A 2xx to its RCPT (and, over LMTP, no verdict after the body yet).
+    fn accepted(&self) -> bool {
+        matches!(self, Rcpt::Replied(reply) if reply.is_positive())
+    }
+
+    /// LMTP: the reply after the body refused it.
+    fn ended_badly(&self) -> bool {
+        matches!(self, Rcpt::Ended(reply) if !reply.is_positive())
+    }
 }
 
 /// One message in flight.
@@ -80,6 +110,7 @@ pub struct Transaction {
     /// Replies owed, oldest first.
     expect: VecDeque<Step>,
     pipelined: bool,
+    dialect: Dialect,
     /// The body goes as a BDAT chunk (see the module doc).
     chunked: bool,
     /// Lock-step: index of the next recipient to consider for RCPT.
@@ -94,7 +125,12 @@ impl Transaction {
     /// Starts a transaction, appending its first command(s) to `out`. A
     /// message decided without talking to the server (over the advertised
     /// SIZE, or no valid address) comes back as `Err` with its outcome.
-    pub fn start(msg: OutgoingMessage, caps: &Capabilities, out: &mut Vec<u8>) -> Result<Transaction, MessageOutcome> {
+    pub fn start(
+        msg: OutgoingMessage,
+        caps: &Capabilities,
+        dialect: Dialect,
+        out: &mut Vec<u8>,
+    ) -> Result<Transaction, MessageOutcome> {
         let all = |reply: Reply| MessageOutcome {
             per_recipient: vec![RecipientOutcome::Bounced { reply }; msg.recipients.len()],
         };
@@ -115,7 +151,7 @@ impl Transaction {
             .collect();
         if !rcpts.contains(&Rcpt::Awaiting) {
             let per_recipient = rcpts.into_iter().filter_map(|r| match r {
-                Rcpt::Refused(reply) | Rcpt::Replied(reply) => Some(reply),
+                Rcpt::Refused(reply) | Rcpt::Replied(reply) | Rcpt::Ended(reply) => Some(reply),
                 Rcpt::Awaiting => None,
             });
             return Err(MessageOutcome { per_recipient: per_recipient.map(RecipientOutcome::from_reply).collect() });
@@ -134,7 +170,10 @@ impl Transaction {
             end: None,
             expect: VecDeque::from([Step::Mail]),
             pipelined: caps.pipelining,
-            chunked: caps.pipelining && caps.chunking,
+            dialect,
+            // LMTP keeps DATA: per-recipient replies after a BDAT chunk
+            // are allowed (RFC 2033 §4.3) but buy nothing on a local hop.
+            chunked: caps.pipelining && caps.chunking && dialect == Dialect::Smtp,
             dsn: caps.dsn,
             next_rcpt: 0,
             body_sent: false,
@@ -185,9 +224,19 @@ impl Transaction {
             }
             Step::Data => match reply.code {
                 300..=399 if self.anyone_accepted() => {
-                    self.expect.push_back(Step::EndOfData);
+                    match self.dialect {
+                        Dialect::Smtp => self.expect.push_back(Step::EndOfData),
+                        Dialect::Lmtp => {
+                            let accepted = self.rcpts.iter().enumerate().filter(|(_, r)| r.accepted());
+                            self.expect.extend(accepted.map(|(i, _)| Step::RcptEnd(i)).collect::<Vec<_>>());
+                        }
+                    }
                     Next::Body
                 }
+                // RFC 2033 §4.2: DATA must be refused when nobody was
+                // accepted; a lone dot would then owe zero replies, and a
+                // server that sent one anyway would desynchronise us.
+                300..=399 if self.dialect == Dialect::Lmtp => Next::Violation(reply),
                 // RFC 2920 §3.1: DATA accepted though nobody is: end it empty.
                 300..=399 => {
                     out.extend_from_slice(command::LONE_DOT);
@@ -206,6 +255,16 @@ impl Transaction {
                 Next::Done { reset }
             }
             Step::LoneDot => Next::Done { reset: true },
+            Step::RcptEnd(i) => {
+                if let Some(slot) = self.rcpts.get_mut(i) {
+                    *slot = Rcpt::Ended(reply);
+                }
+                match self.expect.is_empty() {
+                    false => Next::Wait,
+                    // RSET after a refusal, as after SMTP's end of data.
+                    true => Next::Done { reset: self.rcpts.iter().any(Rcpt::ended_badly) },
+                }
+            }
         }
     }
 
@@ -243,8 +302,7 @@ impl Transaction {
 
     /// MAIL and at least one RCPT got a 2xx.
     fn anyone_accepted(&self) -> bool {
-        self.mail.as_ref().is_some_and(Reply::is_positive)
-            && self.rcpts.iter().any(|r| matches!(r, Rcpt::Replied(reply) if reply.is_positive()))
+        self.mail.as_ref().is_some_and(Reply::is_positive) && self.rcpts.iter().any(Rcpt::accepted)
     }
 
     /// The driver wrote the body.
@@ -258,8 +316,8 @@ impl Transaction {
             Some(Step::Mail) => Phase::Mail,
             Some(Step::Rcpt(_)) => Phase::Rcpt,
             Some(Step::Data) => Phase::DataInit,
-            Some(Step::EndOfData | Step::Bdat) if !self.body_sent => Phase::DataBlock,
-            Some(Step::EndOfData | Step::LoneDot | Step::Bdat) => Phase::DataTermination,
+            Some(Step::EndOfData | Step::Bdat | Step::RcptEnd(_)) if !self.body_sent => Phase::DataBlock,
+            Some(Step::EndOfData | Step::LoneDot | Step::Bdat | Step::RcptEnd(_)) => Phase::DataTermination,
             // A live transaction always awaits a reply; after Done it is
             // resolved at once and never asked.
             None => Phase::DataTermination,
@@ -278,10 +336,15 @@ impl Transaction {
             .map(|rcpt| {
                 let deciding = match (rcpt, mail) {
                     (Rcpt::Refused(local), _) => Some(local),
-                    (Rcpt::Awaiting | Rcpt::Replied(_), None) => None,
-                    (Rcpt::Awaiting | Rcpt::Replied(_), Some(mail)) if !mail.is_positive() => Some(mail),
+                    (Rcpt::Awaiting | Rcpt::Replied(_) | Rcpt::Ended(_), None) => None,
+                    (Rcpt::Awaiting | Rcpt::Replied(_) | Rcpt::Ended(_), Some(mail)) if !mail.is_positive() => {
+                        Some(mail)
+                    }
                     (Rcpt::Awaiting, Some(_)) => None,
                     (Rcpt::Replied(rcpt), Some(_)) if !rcpt.is_positive() => Some(rcpt),
+                    // LMTP: this recipient's own reply after the body; a
+                    // recipient still owed one is deferred (`missing`).
+                    (Rcpt::Ended(end), Some(_)) => Some(end),
                     (Rcpt::Replied(_), Some(_)) => end,
                 };
                 RecipientOutcome::from_reply(deciding.unwrap_or(missing).clone())

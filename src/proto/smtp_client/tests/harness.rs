@@ -72,6 +72,13 @@ impl Harness {
         }
     }
 
+    /// The same harness around an LMTP client (`Client::lmtp`).
+    pub fn lmtp(config: ClientConfig) -> Harness {
+        let mut h = Harness::new(config.clone());
+        h.client = Client::lmtp(config).expect("valid config");
+        h
+    }
+
     pub fn chunk(mut self, chunk: usize) -> Harness {
         self.chunk = chunk;
         self

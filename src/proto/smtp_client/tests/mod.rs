@@ -4,5 +4,6 @@ mod bdat;
 mod chunking;
 mod failures;
 mod harness;
+mod lmtp;
 mod session;
 mod transaction;
