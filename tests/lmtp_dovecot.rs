@@ -306,3 +306,27 @@ fn a_recipient_deferred_after_the_body_stays_queued_alone() {
     assert!(list.contains("-- 1 queued") && list.contains("full@example.org"), "{list}");
     assert!(!list.contains("ok@example.org"), "the delivered recipient is not kept: {list}");
 }
+
+/// Dovecot's LMTP does not offer DSN, and it is the mailbox itself: a
+/// recipient that asked for NOTIFY=SUCCESS gets a `delivered` notice from
+/// ringmail (not `relayed`, which would mean more hops follow).
+#[test]
+fn notify_success_over_lmtp_gets_a_delivered_notice() {
+    let dovecot = Dovecot::start();
+    let server = server_routing(&format!("lmtp:unix:{}", dovecot.socket.display()));
+    let mut c = server.smtp();
+    c.expect("EHLO client.test", "250");
+    c.expect("MAIL FROM:<bob@localhost> ENVID=lmtp-1", "250");
+    c.expect("RCPT TO:<alice@example.org> NOTIFY=SUCCESS", "250");
+    c.expect("DATA", "354");
+    let reply = c.cmd("Subject: success please\r\n\r\nbody\r\n.");
+    assert!(reply.starts_with("250"), "{reply}");
+    dovecot.wait_for_mail("alice", 1);
+    let notice = eventually(Duration::from_secs(20), || {
+        let all = fetch_all(&server, "bob@localhost");
+        all.into_iter().next().map(|m| String::from_utf8_lossy(&m).into_owned())
+    });
+    assert!(notice.contains("Action: delivered"), "{notice}");
+    assert!(notice.contains("Original-Envelope-Id: lmtp-1"), "{notice}");
+    assert!(!dovecot.log().contains("NOTIFY"), "no DSN parameters to a server without DSN");
+}

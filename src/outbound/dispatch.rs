@@ -352,7 +352,7 @@ impl Shard {
         loop {
             let Some((key, msg)) = self.queue.borrow_mut().next_ready(domain) else { break };
             let outcome = deferred_all(msg.recipients.len(), (4, 4, 1), error);
-            self.apply_outcome(key, msg, outcome, None, false, site);
+            self.apply_outcome(key, msg, outcome, None, None, site);
         }
     }
 
@@ -373,7 +373,7 @@ impl Shard {
             Err(e) => {
                 tracing::error!(queue_id = %msg.queue_id, error = %e, "cannot read queued message from the spool");
                 let outcome = deferred_all(msg.recipients.len(), (4, 3, 0), &format!("spool read error: {e}"));
-                self.apply_outcome(key, msg, outcome, None, false, Some(limits));
+                self.apply_outcome(key, msg, outcome, None, None, Some(limits));
                 return (After::Ready, None);
             }
         };
@@ -399,15 +399,19 @@ impl Shard {
         let (mut outcome, after) = conn.send(out, &head, body, &self.outbound.tls).await;
         tracing::debug!(queue_id = %msg.queue_id, relay = %conn.target.relay_name(), elapsed_ms = started.elapsed().as_millis() as u64, "attempt done");
         let backoff = backoff(&mut outcome, permit, limits);
-        // NOTIFY=SUCCESS could not be passed on: say "relayed" ourselves.
-        let relayed_notice = success_wanted && !conn.offers_dsn();
+        // NOTIFY=SUCCESS could not be passed on: the notice is ours. An
+        // LMTP server is the mailbox itself (RFC 2033 §1), so "delivered".
+        let success_notice = (success_wanted && !conn.offers_dsn()).then(|| match conn.target.addr {
+            mx::Endpoint::Smtp(_) => DsnAction::Relayed,
+            mx::Endpoint::LmtpTcp(_) | mx::Endpoint::LmtpUnix(_) => DsnAction::Delivered,
+        });
         let target = conn.target.clone();
-        self.apply_outcome(key, msg, outcome, Some(&target), relayed_notice, Some(limits));
+        self.apply_outcome(key, msg, outcome, Some(&target), success_notice, Some(limits));
         (after, backoff)
     }
 
-    /// One handler per class: delivered -> tombstone (and a `relayed`
-    /// notice when `relayed_notice`: the next hop could not take
+    /// One handler per class: delivered -> tombstone (and a success notice
+    /// of kind `success_notice`, when given: the next hop could not take
     /// NOTIFY=SUCCESS); bounced -> DSN then tombstone; deferred -> back on
     /// the schedule.
     fn apply_outcome(
@@ -416,10 +420,10 @@ impl Shard {
         msg: QueuedMessage,
         outcome: MessageOutcome,
         target: Option<&mx::Target>,
-        relayed_notice: bool,
+        success_notice: Option<DsnAction>,
         site: Option<&SiteLimits>,
     ) {
-        let mut relayed = Vec::new();
+        let mut notify_success = Vec::new();
         let now = now_ms();
         let delay_s = now.saturating_sub(msg.arrived_ms) as f64 / 1000.0;
         let mut settled = Vec::new();
@@ -443,8 +447,8 @@ impl Shard {
                 RecipientOutcome::Delivered { reply } => {
                     tracing::info!(queue_id = %msg.queue_id, to = %r.address, relay, delay = delay_s, status = "sent", dsn = %reply.dsn(), reply = %reply, "delivered");
                     settled.push((msg.at, r.index, Outcome::Delivered));
-                    if relayed_notice {
-                        relayed.push(r.clone());
+                    if success_notice.is_some() {
+                        notify_success.push(r.clone());
                     }
                 }
                 RecipientOutcome::Bounced { reply } => {
@@ -467,13 +471,8 @@ impl Shard {
         if !settled.is_empty() {
             self.settle_later(settled);
         }
-        if !relayed.is_empty() {
-            self.success_notice(
-                About::from(&msg),
-                relayed,
-                target.and_then(mx::Target::remote_mta),
-                DsnAction::Relayed,
-            );
+        if let (Some(action), false) = (success_notice, notify_success.is_empty()) {
+            self.success_notice(About::from(&msg), notify_success, target.and_then(mx::Target::remote_mta), action);
         }
         if deferred.is_empty() {
             self.queue.borrow_mut().finish(key);
