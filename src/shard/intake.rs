@@ -90,7 +90,14 @@ impl Shard {
             sender,
             recipients,
             ext: MessageExt {
-                body: if envelope.body_8bit { BodyKind::EightBitMime } else { BodyKind::SevenBit },
+                body: if envelope.binarymime {
+                    BodyKind::BinaryMime
+                } else if envelope.body_8bit {
+                    BodyKind::EightBitMime
+                } else {
+                    BodyKind::SevenBit
+                },
+                smtputf8: envelope.smtputf8,
                 ..MessageExt::default()
             },
             body: &[auth_results.unwrap_or_default().as_bytes(), trace.as_bytes(), &body],
