@@ -11,10 +11,10 @@ use crate::clock::now_ms;
 use crate::metrics::RelayResult;
 use crate::outbound::dsn::Action as DsnAction;
 use crate::outbound::mx;
-use crate::proto::smtp_client::{MessageOutcome, OutgoingMessage, RecipientOutcome, TlsPolicy};
+use crate::proto::smtp_client::{needs_smtputf8, MessageOutcome, OutgoingMessage, RecipientOutcome, TlsPolicy};
 use crate::queue::{retry_delay, Dest, Key, QueuedMessage, RetryPolicy};
 use crate::shard::{owner, Request, Shard};
-use crate::spool::{encode_recipient_state, Outcome, RecipientState, RecordKind};
+use crate::spool::{encode_recipient_state, BodyKind, Outcome, RecipientState, RecordKind};
 use rand::Rng;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -378,19 +378,22 @@ impl Shard {
                 return (After::Ready, None);
             }
         };
-        let body = match view.message() {
-            Ok(r) => r.body,
+        let (body, ext) = match view.message() {
+            Ok(r) => (r.body, r.ext),
             Err(e) => {
                 tracing::error!(queue_id = %msg.queue_id, error = %e, "queued message record is undecodable");
                 return (After::Ready, None);
             }
         };
         let head = self.outbound.dkim_fields(&msg, body).await;
+        let recipients: Vec<String> = msg.recipients.iter().map(|r| r.address.clone()).collect();
         let out = OutgoingMessage {
             sender: msg.sender.clone(),
-            recipients: msg.recipients.iter().map(|r| r.address.clone()).collect(),
+            smtputf8: needs_smtputf8(ext.smtputf8, &msg.sender, &recipients, body),
+            recipients,
             size: (head.len() + body.len()) as u64,
             body_8bit: body.iter().any(|&b| b >= 0x80),
+            binarymime: ext.body == BodyKind::BinaryMime,
         };
         let started = std::time::Instant::now();
         let (mut outcome, after) = conn.send(out, &head, body, &self.outbound.tls).await;

@@ -22,6 +22,10 @@ pub struct Capabilities {
     pub chunking: bool,
     /// RFC 6152: `BODY=8BITMIME` may be declared.
     pub eight_bit_mime: bool,
+    /// RFC 3030 §3: `BODY=BINARYMIME` may be declared (with BDAT).
+    pub binarymime: bool,
+    /// RFC 6531: `SMTPUTF8` may be declared; UTF-8 addresses may be sent.
+    pub smtputf8: bool,
     /// RFC 3207: the server offers STARTTLS.
     pub starttls: bool,
     /// RFC 2034: replies carry RFC 3463 codes. (The reply reader takes
@@ -45,6 +49,8 @@ impl Capabilities {
                 "SIZE" => caps.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
                 "CHUNKING" => caps.chunking = true,
                 "8BITMIME" => caps.eight_bit_mime = true,
+                "BINARYMIME" => caps.binarymime = true,
+                "SMTPUTF8" => caps.smtputf8 = true,
                 "STARTTLS" => caps.starttls = true,
                 "ENHANCEDSTATUSCODES" => caps.enhanced_status_codes = true,
                 _ => {}
@@ -79,6 +85,8 @@ mod tests {
             "ENHANCEDSTATUSCODES",
             "chunking",
             "AUTH PLAIN LOGIN",
+            "BinaryMIME",
+            "smtputf8",
         ]);
         assert_eq!(
             caps,
@@ -88,6 +96,8 @@ mod tests {
                 size: Some(10_240_000),
                 chunking: true,
                 eight_bit_mime: true,
+                binarymime: true,
+                smtputf8: true,
                 starttls: true,
                 enhanced_status_codes: true,
             }

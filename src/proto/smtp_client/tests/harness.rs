@@ -33,6 +33,8 @@ pub fn msg(recipients: &[&str]) -> OutgoingMessage {
         recipients: recipients.iter().map(|r| r.to_string()).collect(),
         size: 100,
         body_8bit: false,
+        binarymime: false,
+        smtputf8: false,
     }
 }
 

@@ -44,6 +44,8 @@ fn multi_line_ehlo_reply_sets_capabilities_then_ready_then_quit() {
             size: Some(5000),
             chunking: false,
             eight_bit_mime: true,
+            binarymime: false,
+            smtputf8: false,
             starttls: false,
             enhanced_status_codes: true,
         }
