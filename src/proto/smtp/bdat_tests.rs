@@ -62,7 +62,7 @@ fn first_chunk_reply_names_its_size() {
     let mut s = Session::in_state("rcpt");
     assert_eq!(s.send(b"BDAT 5\r\nhello"), "250 2.0.0 5 octets received\r\n");
     assert_eq!(s.send(b"BDAT 7 LAST\r\n, world"), "250 2.0.0 Ok: queued as Q1\r\n");
-    assert_eq!(s.stored[0].1, b"hello, world");
+    assert_eq!(s.stored[0].1, b"hello, world\r\n");
 }
 
 #[test]
@@ -78,7 +78,8 @@ fn text_bodies_by_bdat_get_bare_line_ends_normalised_and_no_unstuffing() {
     s.send(b"BDAT 8\r\n..a\rb\nc\r");
     s.send(b"BDAT 4 LAST\r\n\nd\ne");
     // The CR ending one chunk and the LF starting the next are one CRLF.
-    assert_eq!(s.stored[0].1, b"..a\r\nb\r\nc\r\nd\r\ne");
+    // ... and a last line without a line end gets CRLF, as through DATA.
+    assert_eq!(s.stored[0].1, b"..a\r\nb\r\nc\r\nd\r\ne\r\n");
     assert!(!s.stored[0].0.binarymime);
 }
 
@@ -159,7 +160,7 @@ fn data_and_rcpt_after_a_chunk_get_503() {
     assert_eq!(s.cmd("DATA", "503"), "503 5.5.1 Error: BDAT transfer in progress\r\n");
     s.rcpt_to("john@example.test", "503 5.5.1");
     assert_eq!(s.send(b"BDAT 1 LAST\r\ny"), "250 2.0.0 Ok: queued as Q1\r\n");
-    assert_eq!(s.stored[0].1, b"xy");
+    assert_eq!(s.stored[0].1, b"xy\r\n");
 }
 
 #[test]

@@ -128,11 +128,16 @@ impl ChunkBody {
     }
 
     /// The LAST chunk was read: the complete body, or `None` if it is over
-    /// the limit (a final lone CR becomes CRLF first, which may pass it).
+    /// the limit. A non-binary body ends with CRLF like a DATA body (a final
+    /// lone CR gets its LF, a last line without a line end gets CRLF),
+    /// which may take it past the limit.
     pub fn finish(mut self) -> Option<Vec<u8>> {
         if self.pending_cr {
             self.pending_cr = false;
             self.store(b"\n");
+        }
+        if !self.binary && !self.body.is_empty() && !self.body.ends_with(b"\r\n") {
+            self.store(b"\r\n");
         }
         (!self.oversized).then_some(self.body)
     }
@@ -168,6 +173,8 @@ mod tests {
         for piece in [1, 2, 3, 7, 64] {
             assert_eq!(assemble(input, piece, false, 100).as_deref(), Some(&b"a\r\nb\r\nc\r\nd\r\n"[..]), "{piece}");
         }
+        assert_eq!(assemble(b"no line end", 3, false, 100).as_deref(), Some(&b"no line end\r\n"[..]));
+        assert_eq!(assemble(b"", 3, false, 100).as_deref(), Some(&b""[..]));
     }
 
     #[test]
