@@ -1,11 +1,16 @@
 //! SMTPUTF8 (RFC 6531), CHUNKING/BINARYMIME (RFC 3030) and POP3 UTF8
-//! (RFC 6856) over real sockets: raw BDAT streams, and Python's smtplib
-//! and poplib as real clients.
+//! (RFC 6856) over real sockets: raw BDAT streams, Python's smtplib and
+//! poplib as real clients, and relaying to a sink that does or does not
+//! offer SMTPUTF8 and BINARYMIME.
 
 mod common;
+#[path = "common/sink.rs"]
+mod sink;
 
 use common::*;
+use sink::{Script, Sink};
 use std::process::Command;
+use std::time::Duration;
 
 /// A local user with a UTF-8 local part.
 const UTF8_USER: &str = "\u{7528}\u{6237}@example.test";
@@ -115,4 +120,67 @@ fn python_smtplib_with_smtputf8_delivers_to_a_utf8_user_and_poplib_fetches_after
     assert!(out.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("utf8: +OK"), "{stdout}");
     assert!(stdout.trim_end().ends_with("ok"), "{stdout}");
+}
+
+fn relay_to(sink: &Sink) -> Options {
+    Options { relay: format!("routes = {{ \"remote.test\" = \"{}\" }}\nretry = [\"1s\"]\n", sink.addr), ..Options::default() }
+}
+
+/// Sends one message with `mail_params` on MAIL, by BDAT in two chunks.
+fn submit_bdat(server: &Server, from: &str, to: &str, mail_params: &str, body: &[u8]) {
+    let mut c = server.smtp();
+    c.expect("EHLO client.test", "250");
+    c.expect(&format!("MAIL FROM:<{from}>{mail_params}"), "250");
+    c.expect(&format!("RCPT TO:<{to}>"), "250");
+    let (a, b) = body.split_at(body.len() / 2);
+    c.send(format!("BDAT {}\r\n", a.len()).as_bytes());
+    c.send(a);
+    assert!(c.reply().starts_with("250 2.0.0"));
+    c.send(format!("BDAT {} LAST\r\n", b.len()).as_bytes());
+    c.send(b);
+    let r = c.reply();
+    assert!(r.starts_with("250 2.0.0 Ok: queued"), "{r}");
+    c.expect("QUIT", "221");
+}
+
+#[test]
+fn smtputf8_mail_is_relayed_with_the_parameter_to_a_next_hop_offering_it() {
+    let sink = Sink::start("127.0.0.1", 0, Script { chunking: true, extensions: &["SMTPUTF8"], ..Script::default() });
+    let server = Server::start_with(relay_to(&sink));
+    let to = "j\u{e4}ne@remote.test";
+    submit_bdat(&server, "bob@localhost", to, " SMTPUTF8", "Subject: caf\u{e9}\r\n\r\nhi\r\n".as_bytes());
+    let got = eventually(Duration::from_secs(10), || sink.received().pop());
+    assert_eq!(got.to, [to]);
+    assert!(got.mail.ends_with(" SMTPUTF8"), "{}", got.mail);
+}
+
+#[test]
+fn smtputf8_mail_to_a_next_hop_without_it_bounces_5_6_7_to_the_sender() {
+    let sink = Sink::start("127.0.0.1", 0, Script { chunking: true, ..Script::default() });
+    let server = Server::start_with(relay_to(&sink));
+    submit_bdat(&server, "bob@localhost", "j\u{e4}ne@remote.test", " SMTPUTF8", b"Subject: x\r\n\r\nhi\r\n");
+    eventually(Duration::from_secs(10), || (mailbox_count(&server, "bob@localhost") == 1).then_some(()));
+    let dsn = String::from_utf8_lossy(&fetch_all(&server, "bob@localhost").remove(0)).into_owned();
+    assert!(dsn.contains("5.6.7"), "{dsn}");
+    assert_eq!(sink.received().len(), 0, "nothing was sent");
+}
+
+#[test]
+fn binarymime_mail_is_relayed_as_sent_to_a_next_hop_offering_it_and_bounced_5_6_3_otherwise() {
+    let body = b"Subject: bin\r\n\r\nbare\rcr and bare\nlf\r\n.\r\n\0\xff".to_vec();
+    let sink = Sink::start("127.0.0.1", 0, Script { chunking: true, extensions: &["BINARYMIME"], ..Script::default() });
+    let server = Server::start_with(relay_to(&sink));
+    submit_bdat(&server, "bob@localhost", "x@remote.test", " BODY=BINARYMIME", &body);
+    let got = eventually(Duration::from_secs(10), || sink.received().pop());
+    assert!(got.bdat);
+    assert!(got.mail.contains(" BODY=BINARYMIME"), "{}", got.mail);
+    assert!(got.data.ends_with(&body), "the body arrives byte for byte after our trace header");
+
+    let plain = Sink::start("127.0.0.1", 0, Script { chunking: true, ..Script::default() });
+    let server = Server::start_with(relay_to(&plain));
+    submit_bdat(&server, "bob@localhost", "x@remote.test", " BODY=BINARYMIME", &body);
+    eventually(Duration::from_secs(10), || (mailbox_count(&server, "bob@localhost") == 1).then_some(()));
+    let dsn = String::from_utf8_lossy(&fetch_all(&server, "bob@localhost").remove(0)).into_owned();
+    assert!(dsn.contains("5.6.3"), "{dsn}");
+    assert_eq!(plain.received().len(), 0);
 }

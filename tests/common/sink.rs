@@ -24,6 +24,8 @@ pub struct Received {
     pub ehlo: String,
     /// When MAIL FROM of this transaction was read.
     pub mail_at: Instant,
+    /// The MAIL FROM line as sent (parameters included).
+    pub mail: String,
 }
 
 /// How the sink answers. `n` counts DATA ends seen so far (0-based).
@@ -36,6 +38,9 @@ pub struct Script {
     pub delay: Duration,
     /// Offer CHUNKING and take BDAT (RFC 3030).
     pub chunking: bool,
+    /// Further EHLO keywords offered (e.g. `["SMTPUTF8"]`); the sink does
+    /// nothing more for them than accept their MAIL parameters.
+    pub extensions: &'static [&'static str],
 }
 
 /// A `Script::data_end` that answers `reply` to the DATA end number `at`
@@ -52,6 +57,7 @@ impl Default for Script {
             drop_in_data: false,
             delay: Duration::ZERO,
             chunking: false,
+            extensions: &[],
         }
     }
 }
@@ -141,6 +147,7 @@ fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -
     w.write_all(b"220 sink.test ESMTP test sink\r\n")?;
     let (mut from, mut to) = (String::new(), Vec::new());
     let (mut ehlo, mut mail_at) = (String::new(), Instant::now());
+    let mut mail = String::new();
     let mut chunks = Vec::new();
     loop {
         let mut line = String::new();
@@ -154,7 +161,8 @@ fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -
         }
         let reply = if upper.starts_with("EHLO") {
             let chunking = if script.chunking { "250-CHUNKING\r\n" } else { "" };
-            format!("250-sink.test\r\n250-PIPELINING\r\n{chunking}250-8BITMIME\r\n250 SIZE 100000000")
+            let extensions: String = script.extensions.iter().map(|e| format!("250-{e}\r\n")).collect();
+            format!("250-sink.test\r\n250-PIPELINING\r\n{chunking}{extensions}250-8BITMIME\r\n250 SIZE 100000000")
         } else if upper.starts_with("BDAT ") && script.chunking {
             let mut args = upper[5..].split_whitespace();
             let size: usize = args.next().and_then(|n| n.parse().ok()).expect("BDAT size");
@@ -180,6 +188,7 @@ fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -
                     peer,
                     ehlo: ehlo.clone(),
                     mail_at,
+                    mail: mail.clone(),
                 };
                 all.lock().unwrap().push(got.clone());
                 if reply.starts_with('2') {
@@ -191,6 +200,7 @@ fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -
             "250 Ok".into()
         } else if upper.starts_with("MAIL FROM:") {
             from = addr_of(&cmd[10..]);
+            mail = cmd.clone();
             mail_at = Instant::now();
             to.clear();
             chunks.clear();
@@ -235,6 +245,7 @@ fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -
                     peer,
                     ehlo: ehlo.clone(),
                     mail_at,
+                    mail: mail.clone(),
                 };
                 all.lock().unwrap().push(got.clone());
                 if reply.starts_with('2') {
