@@ -296,7 +296,10 @@ mod tests {
 
     #[test]
     fn addresses_are_keyed_with_a_label_domains_and_utf8_local_parts_kept() {
-        assert_eq!(normalize_address("\u{7528}\u{6237}@\u{4f8b}\u{5b50}.TEST").as_deref(), Some("\u{7528}\u{6237}@xn--fsqu00a.test"));
+        assert_eq!(
+            normalize_address("\u{7528}\u{6237}@\u{4f8b}\u{5b50}.TEST").as_deref(),
+            Some("\u{7528}\u{6237}@xn--fsqu00a.test")
+        );
         assert_eq!(normalize_address("Jane@Example.Test").as_deref(), Some("jane@example.test"));
         assert_eq!(normalize_address("jane@exa mple.test"), None);
     }

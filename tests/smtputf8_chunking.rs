@@ -123,7 +123,10 @@ fn python_smtplib_with_smtputf8_delivers_to_a_utf8_user_and_poplib_fetches_after
 }
 
 fn relay_to(sink: &Sink) -> Options {
-    Options { relay: format!("routes = {{ \"remote.test\" = \"{}\" }}\nretry = [\"1s\"]\n", sink.addr), ..Options::default() }
+    Options {
+        relay: format!("routes = {{ \"remote.test\" = \"{}\" }}\nretry = [\"1s\"]\n", sink.addr),
+        ..Options::default()
+    }
 }
 
 /// Sends one message with `mail_params` on MAIL, by BDAT in two chunks.

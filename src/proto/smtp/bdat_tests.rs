@@ -35,8 +35,8 @@ fn big() -> ServerConfig {
 fn binarymime_body_is_stored_byte_identical_at_every_chunk_size_and_read_split() {
     let body = binary_body();
     for size in [1, 2, 3, 7, 64, 4096] {
-        let mut wire = b"EHLO client.test\r\nMAIL FROM:<a@relay.test> BODY=BINARYMIME\r\nRCPT TO:<jane@example.test>\r\n"
-            .to_vec();
+        let mut wire =
+            b"EHLO client.test\r\nMAIL FROM:<a@relay.test> BODY=BINARYMIME\r\nRCPT TO:<jane@example.test>\r\n".to_vec();
         wire.extend_from_slice(&chunked(&body, size));
         wire.extend_from_slice(b"QUIT\r\n");
         for split in [1, 2, 3, 7, 64, usize::MAX] {

@@ -530,8 +530,14 @@ mod tests {
         };
         assert!(m.smtputf8);
         assert_eq!(m.sender.to_string(), "<用户@xn--fsqu00a.test>");
-        assert_eq!(parse("MAIL FROM:<ja\u{85}ne@example.test> SMTPUTF8").map(|_| ()), Err(CommandError::BadSender(AddressError::BadUtf8)));
-        assert_eq!(parse_command(b"MAIL FROM:<ja\xffne@example.test> SMTPUTF8"), Err(CommandError::BadSender(AddressError::BadUtf8)));
+        assert_eq!(
+            parse("MAIL FROM:<ja\u{85}ne@example.test> SMTPUTF8").map(|_| ()),
+            Err(CommandError::BadSender(AddressError::BadUtf8))
+        );
+        assert_eq!(
+            parse_command(b"MAIL FROM:<ja\xffne@example.test> SMTPUTF8"),
+            Err(CommandError::BadSender(AddressError::BadUtf8))
+        );
     }
 
     #[test]
@@ -539,7 +545,10 @@ mod tests {
         let Ok(Command::Rcpt(r)) = parse("RCPT TO:<jäne@Exämple.test>") else {
             panic!("should parse");
         };
-        assert_eq!(r.recipient, ForwardPath::Mailbox(Address { local: "jäne".into(), domain: "xn--exmple-cua.test".into() }));
+        assert_eq!(
+            r.recipient,
+            ForwardPath::Mailbox(Address { local: "jäne".into(), domain: "xn--exmple-cua.test".into() })
+        );
     }
 
     #[test]
