@@ -44,14 +44,6 @@ pub struct Address {
     pub domain: String,
 }
 
-impl Address {
-    /// True when the address needs no SMTPUTF8 (its local part is ASCII;
-    /// the domain always is, see the module doc).
-    pub fn is_ascii(&self) -> bool {
-        self.local.is_ascii() && self.domain.is_ascii()
-    }
-}
-
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@{}", self.local, self.domain)
@@ -65,16 +57,6 @@ pub enum ReversePath {
     Null,
     /// A sender mailbox.
     Mailbox(Address),
-}
-
-impl ReversePath {
-    /// True for `<>` and ASCII mailboxes.
-    pub fn is_ascii(&self) -> bool {
-        match self {
-            ReversePath::Null => true,
-            ReversePath::Mailbox(a) => a.is_ascii(),
-        }
-    }
 }
 
 impl fmt::Display for ReversePath {

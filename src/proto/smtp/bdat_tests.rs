@@ -176,8 +176,10 @@ fn non_ascii_recipient_without_smtputf8_gets_553_5_6_7() {
     let reply = s.rcpt_to("jäne@relay.test", "553 5.6.7");
     assert!(reply.contains("SMTPUTF8"), "{reply}");
     assert!(s.checked.borrow().is_empty(), "policy not asked");
+    s.rcpt_to("jane@rel\u{e4}y.test", "553 5.6.7");
     s.cmd("RSET", "250");
     s.cmd("MAIL FROM:<jäne@relay.test>", "553 5.6.7");
+    s.cmd("MAIL FROM:<jane@rel\u{e4}y.test>", "553 5.6.7");
 }
 
 #[test]

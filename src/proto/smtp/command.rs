@@ -103,6 +103,10 @@ pub struct MailFrom {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RcptTo {
     pub recipient: ForwardPath,
+    /// The path was written with non-ASCII bytes (a UTF-8 local part or a
+    /// U-label domain, which `recipient` holds as its A-label): allowed
+    /// only in a transaction whose MAIL had SMTPUTF8.
+    pub utf8: bool,
 }
 
 /// One parsed command.
@@ -301,7 +305,8 @@ fn mail(args: &[u8]) -> Result<MailFrom, CommandError> {
             return Err(unsupported(Verb::Mail, keyword));
         }
     }
-    if !from.smtputf8 && !from.sender.is_ascii() {
+    // The path as written: a U-label domain is ASCII once parsed.
+    if !from.smtputf8 && !path.is_ascii() {
         return Err(CommandError::BadSender(AddressError::NonAscii));
     }
     Ok(from)
@@ -348,7 +353,8 @@ fn rcpt(args: &[u8]) -> Result<RcptTo, CommandError> {
     if let Some(param) = params(rest, Verb::Rcpt)?.first() {
         return Err(unsupported(Verb::Rcpt, param.keyword));
     }
-    Ok(RcptTo { recipient })
+    // Parameters are ASCII (params() checks), so this is about the path.
+    Ok(RcptTo { recipient, utf8: !path.is_ascii() })
 }
 
 fn unsupported(verb: Verb, keyword: &[u8]) -> CommandError {
@@ -465,6 +471,7 @@ mod tests {
         assert_eq!(parse("MAIL FROM:jane@example.test"), Err(CommandError::BadSender(AddressError::MissingBrackets)));
         assert_eq!(parse("RCPT TO:<>"), Err(CommandError::BadRecipient(AddressError::NullNotAllowed)));
         assert_eq!(parse("MAIL FROM:<jäne@example.test>"), Err(CommandError::BadSender(AddressError::NonAscii)));
+        assert_eq!(parse("MAIL FROM:<jane@exämple.test>"), Err(CommandError::BadSender(AddressError::NonAscii)));
     }
 
     #[test]
@@ -549,6 +556,11 @@ mod tests {
             r.recipient,
             ForwardPath::Mailbox(Address { local: "jäne".into(), domain: "xn--exmple-cua.test".into() })
         );
+        assert!(r.utf8);
+        let Ok(Command::Rcpt(r)) = parse("RCPT TO:<jane@xn--exmple-cua.test>") else {
+            panic!("should parse");
+        };
+        assert!(!r.utf8, "an A-label is ASCII");
     }
 
     #[test]

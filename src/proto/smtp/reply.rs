@@ -158,7 +158,7 @@ pub const CANNOT_VRFY: Reply =
     Reply::new(252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery");
 /// HELP.
 pub const HELP: Reply =
-    Reply::new(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
+    Reply::new(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
 /// STARTTLS accepted; the TLS handshake follows.
 pub const READY_TO_START_TLS: Reply = Reply::new(220, "2.0.0", "Ready to start TLS");
 

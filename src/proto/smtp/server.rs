@@ -531,6 +531,7 @@ impl Server {
     }
 
     fn rcpt(&mut self, to: RcptTo) {
+        let utf8 = to.utf8;
         let address = match to.recipient {
             ForwardPath::Mailbox(address) => address,
             ForwardPath::Postmaster => {
@@ -540,7 +541,7 @@ impl Server {
         let State::Mail(_, txn) = &mut self.state else {
             return; // excluded by sequence_error
         };
-        if !txn.smtputf8 && !address.is_ascii() {
+        if !txn.smtputf8 && utf8 {
             // RFC 6531 §3.5: UTF-8 only in a transaction that declared it.
             return self.reject(&reply::NON_ASCII_ADDRESS);
         }
