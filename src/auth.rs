@@ -87,7 +87,7 @@ impl UserDb {
 
     /// Is there a user with this (case-insensitive) address?
     pub fn contains(&self, address: &str) -> bool {
-        self.users.contains_key(&address.to_ascii_lowercase())
+        self.users.contains_key(&user_key(address))
     }
 
     pub fn len(&self) -> usize {
@@ -106,14 +106,14 @@ impl UserDb {
 
     /// The stored hash for `address`, for `verify` off the I/O path.
     pub fn hash_of(&self, address: &str) -> Option<String> {
-        self.users.get(&address.to_ascii_lowercase()).cloned()
+        self.users.get(&user_key(address)).cloned()
     }
 
     /// Check `address`'s password. CPU-heavy (call off the I/O path); an
     /// unknown user costs as much as the costliest known one and never
     /// logs in.
     pub fn check(&self, address: &str, password: &str) -> bool {
-        match self.users.get(&address.to_ascii_lowercase()) {
+        match self.users.get(&user_key(address)) {
             Some(hash) => verify(Some(hash), password),
             None => {
                 let dummy = self.dummy.get_or_init(|| self.costliest_dummy());
@@ -142,14 +142,24 @@ impl UserDb {
     }
 }
 
-/// Lower-case `local@domain`, or None if it is not one.
+/// `local@domain` as users are keyed: ASCII letters lower-cased, the
+/// domain as its A-label (so `用户@例子.test` and `用户@xn--fsqu00a.test`,
+/// the form an SMTPUTF8 RCPT arrives in, are one user); None if it is not
+/// an address. A UTF-8 local part is kept as written.
 pub fn normalize_address(address: &str) -> Option<String> {
     let a = address.trim();
     let (local, domain) = a.rsplit_once('@')?;
     if local.is_empty() || domain.is_empty() || a.contains(|c: char| c.is_whitespace() || c == ':' || c.is_control()) {
         return None;
     }
-    Some(a.to_ascii_lowercase())
+    let domain = crate::proto::smtp::ascii_domain(domain).ok()?;
+    Some(format!("{}@{domain}", local.to_ascii_lowercase()))
+}
+
+/// The key `address` is looked up by: [`normalize_address`], or the
+/// address lower-cased when it is not one (it then matches no user).
+fn user_key(address: &str) -> String {
+    normalize_address(address).unwrap_or_else(|| address.to_ascii_lowercase())
 }
 
 /// Hash a password as Argon2id with a fresh random salt (PHC string).
@@ -283,6 +293,16 @@ fn rewrite(path: &Path, data_dir: &Path, text: &str) -> Result<(), UsersError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_keyed_with_a_label_domains_and_utf8_local_parts_kept() {
+        assert_eq!(
+            normalize_address("\u{7528}\u{6237}@\u{4f8b}\u{5b50}.TEST").as_deref(),
+            Some("\u{7528}\u{6237}@xn--fsqu00a.test")
+        );
+        assert_eq!(normalize_address("Jane@Example.Test").as_deref(), Some("jane@example.test"));
+        assert_eq!(normalize_address("jane@exa mple.test"), None);
+    }
 
     fn hash_with(m: u32, t: u32, password: &str) -> String {
         let params = argon2::Params::new(m, t, 1, None).unwrap();

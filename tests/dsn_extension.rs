@@ -127,7 +127,7 @@ fn refusing_sink(dsn: bool) -> Sink {
                     "250 2.1.5 Ok".into()
                 }
             }),
-            dsn,
+            extensions: if dsn { &["DSN"] } else { &[] },
             ..Script::default()
         },
     )

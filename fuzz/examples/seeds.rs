@@ -158,6 +158,25 @@ AUTH LOGIN YWxpY2U=\r\nc2VjcmV0\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nMAIL FROM:
     write(dir, "oversized-message", &stream(b'6', &big));
 }
 
+fn smtp_bdat(dir: &Path) {
+    // Control bytes: bits 0-2 the read splitting, bit 3 BODY=BINARYMIME,
+    // bits 4-5 the limit (see the target). '0' = 0x30: reads of 1, text,
+    // limit 4096; '8' = 0x38: reads of 1, BINARYMIME, limit 4096; '*' = 0x2a:
+    // reads <= 3, BINARYMIME, limit 200; '\x17': whole, text, limit 16.
+    let cases: &[(&str, u8, &[u8])] = &[
+        ("chunks-then-last", b'0', b"BDAT 5\r\nhelloBDAT 7 LAST\r\n, world\r\nQUIT\r\n"),
+        ("zero-last", b'0', b"BDAT 0 LAST\r\nQUIT\r\n"),
+        ("binary-end-of-data", b'8', b"BDAT 12\r\na\r\n.\r\n\rb\n\0\xffBDAT 0 LAST\r\n"),
+        ("pipelined-rset", b'*', b"BDAT 4\r\nRSETRSET\r\nMAIL FROM:<b@relay.test>\r\nRCPT TO:<x@example.test>\r\nBDAT 6 LAST\r\nQUIT\r\n"),
+        ("over-limit", 0x17, b"BDAT 10\r\n0123456789BDAT 10 LAST\r\nQUIT\r\nNOOPBDAT 3\r\nabcNOOP\r\n"),
+        ("data-after-bdat", b'0', b"BDAT 1\r\nxDATA\r\nBDAT 1 LAST\r\ny"),
+        ("bad-bdat", b'0', b"BDAT x LAST\r\nNOOP\r\n"),
+    ];
+    for (name, control, text) in cases {
+        write(dir, name, &stream(*control, text));
+    }
+}
+
 fn smtp_data(dir: &Path) {
     // Control bytes: bits 0-2 the chunking, bits 3-5 the limit (see the target):
     // '7' = 0x37: whole input, limit 1000; 'x' = 0x78: chunks of 1, limit 1 MiB;
@@ -427,8 +446,9 @@ action = "halve-rate"
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus");
     type Writer = fn(&Path);
-    let targets: [(&str, Writer); 7] = [
+    let targets: [(&str, Writer); 8] = [
         ("smtp_command", smtp_command),
+        ("smtp_bdat", smtp_bdat),
         ("smtp_data", smtp_data),
         ("pop3_command", pop3_command),
         ("config", config),

@@ -28,7 +28,7 @@ use std::rc::Rc;
 
 use libfuzzer_sys::fuzz_target;
 use ringmail::proto::smtp::{
-    parse_command, parse_forward_path, parse_mailbox, sasl, Action, Address, AuthMode, AuthOutcome, Command, Envelope,
+    parse_command, parse_forward_path_utf8, parse_mailbox_utf8, sasl, Action, Address, AuthMode, AuthOutcome, Command, Envelope,
     ForwardPath, RcptDecision, RecipientPolicy, ReversePath, SenderDecision, Server, ServerConfig, StoreOutcome,
 };
 use ringmail_fuzz::{split_control, ChunkPlan};
@@ -86,9 +86,10 @@ struct Transcript {
 /// Checks a canonical mailbox parses back to itself.
 fn check_canonical(address: &Address) {
     let text = address.to_string();
-    assert_eq!(parse_mailbox(text.as_bytes()).as_ref(), Ok(address), "{text:?}");
+    // UTF-8 parsers: an SMTPUTF8 transaction may hold UTF-8 local parts.
+    assert_eq!(parse_mailbox_utf8(text.as_bytes()).as_ref(), Ok(address), "{text:?}");
     let path = format!("<{text}>");
-    match parse_forward_path(path.as_bytes()) {
+    match parse_forward_path_utf8(path.as_bytes()) {
         Ok((ForwardPath::Mailbox(again), rest)) => {
             assert_eq!(&again, address, "{path:?}");
             assert!(rest.is_empty());
@@ -141,7 +142,8 @@ fn run(control: u8, chunks: &[&[u8]], past_tls: bool, stop_at_tls: &mut Option<T
                 match action {
                     Action::Store { envelope, body } => {
                         assert!(body.len() <= config.max_message_size);
-                        assert!(body.is_empty() || body.ends_with(b"\r\n"));
+                        // BINARYMIME bodies (BDAT) are stored as sent.
+                        assert!(envelope.binarymime || body.is_empty() || body.ends_with(b"\r\n"));
                         let n = envelope.recipients.len();
                         assert!(n >= 1 && n <= config.max_recipients);
                         assert_eq!(envelope.auth_user.as_deref(), server.authenticated_user());

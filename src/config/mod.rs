@@ -861,7 +861,16 @@ impl Config {
             tls.cert = abs(&tls.cert);
             tls.key = abs(&tls.key);
         }
-        self.local_domains = self.local_domains.iter().map(|d| d.trim_end_matches('.').to_ascii_lowercase()).collect();
+        // The spelling parsed addresses have (A-labels): `例子.test` in the
+        // config matches `<用户@例子.test>` and `<用户@xn--fsqu00a.test>`.
+        self.local_domains = self
+            .local_domains
+            .iter()
+            .map(|d| {
+                let d = d.trim_end_matches('.');
+                crate::proto::smtp::ascii_domain(d).unwrap_or_else(|_| d.to_ascii_lowercase())
+            })
+            .collect();
         self.relay.shaping = self.relay.shaping.as_deref().map(abs);
         self.dkim.resolve(abs);
     }
@@ -1139,6 +1148,12 @@ mod tests {
     fn local_domains_are_lowercased_without_trailing_dot() {
         let c = parse("local_domains = [\"Example.ORG.\"]\n[listen]\nsmtp = \"127.0.0.1:25\"\n").unwrap();
         assert!(c.is_local_domain("example.org"));
+    }
+
+    #[test]
+    fn local_domains_are_held_as_a_labels() {
+        let c = parse("local_domains = [\"\u{4f8b}\u{5b50}.Test\"]\n[listen]\nsmtp = \"127.0.0.1:25\"\n").unwrap();
+        assert!(c.is_local_domain("xn--fsqu00a.test"));
     }
 
     #[test]

@@ -158,7 +158,9 @@ async fn unlock(shard: &Rc<Shard>, l: Locked) {
 /// Every failure takes `auth.failure_delay` and says nothing about whether
 /// the user exists.
 async fn login(shard: &Rc<Shard>, user: &str, password: &str, conn: &Conn) -> (AuthOutcome, Option<Locked>) {
-    let user = user.to_ascii_lowercase();
+    // The users file's key (A-label domain): a login with a U-label domain
+    // after UTF8 (RFC 6856) is the same user as its SMTPUTF8 recipient.
+    let user = crate::auth::normalize_address(user).unwrap_or_else(|| user.to_ascii_lowercase());
     match shard.check_login(conn.peer.ip(), "pop3", &user, password).await {
         Login::Ok => {}
         // Locked out or wrong: the same -ERR [AUTH], no hint which.

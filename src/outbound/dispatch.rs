@@ -12,10 +12,12 @@ use crate::metrics::RelayResult;
 use crate::outbound::bounce::About;
 use crate::outbound::dsn::Action as DsnAction;
 use crate::outbound::mx;
-use crate::proto::smtp_client::{DsnParams, MessageOutcome, OutgoingMessage, RecipientOutcome, TlsPolicy};
+use crate::proto::smtp_client::{
+    needs_smtputf8, DsnParams, MessageOutcome, OutgoingMessage, RecipientOutcome, TlsPolicy,
+};
 use crate::queue::{retry_delay, Dest, Key, QueuedMessage, RetryPolicy};
 use crate::shard::{owner, Request, Shard};
-use crate::spool::{encode_recipient_state, MessageRecord, Outcome, RecipientState, RecordKind};
+use crate::spool::{encode_recipient_state, BodyKind, MessageRecord, Outcome, RecipientState, RecordKind};
 use rand::Rng;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -388,12 +390,15 @@ impl Shard {
         let head = self.outbound.dkim_fields(&msg, body).await;
         let dsn = dsn_params(&record, &msg);
         let success_wanted = dsn.recipients.iter().any(|d| d.notify.success);
+        let recipients: Vec<String> = msg.recipients.iter().map(|r| r.address.clone()).collect();
         let out = OutgoingMessage {
             sender: msg.sender.clone(),
-            recipients: msg.recipients.iter().map(|r| r.address.clone()).collect(),
+            smtputf8: needs_smtputf8(record.ext.smtputf8, &msg.sender, &recipients, body),
+            recipients,
             size: (head.len() + body.len()) as u64,
             body_8bit: body.iter().any(|&b| b >= 0x80),
             dsn,
+            binarymime: record.ext.body == BodyKind::BinaryMime,
         };
         let started = std::time::Instant::now();
         let (mut outcome, after) = conn.send(out, &head, body, &self.outbound.tls).await;

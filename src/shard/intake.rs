@@ -91,7 +91,14 @@ impl Shard {
             sender,
             recipients,
             ext: MessageExt {
-                body: if envelope.body_8bit { BodyKind::EightBitMime } else { BodyKind::SevenBit },
+                body: if envelope.binarymime {
+                    BodyKind::BinaryMime
+                } else if envelope.body_8bit {
+                    BodyKind::EightBitMime
+                } else {
+                    BodyKind::SevenBit
+                },
+                smtputf8: envelope.smtputf8,
                 ret: envelope.ret,
                 envid: envelope.envid.clone(),
                 ..MessageExt::default()

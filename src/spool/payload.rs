@@ -116,10 +116,10 @@ impl Notify {
     }
 
     fn to_byte(self) -> u8 {
-        u8::from(self.never) * Self::NEVER
-            | u8::from(self.success) * Self::SUCCESS
-            | u8::from(self.failure) * Self::FAILURE
-            | u8::from(self.delay) * Self::DELAY
+        (u8::from(self.never) * Self::NEVER)
+            | (u8::from(self.success) * Self::SUCCESS)
+            | (u8::from(self.failure) * Self::FAILURE)
+            | (u8::from(self.delay) * Self::DELAY)
     }
 
     fn from_byte(b: u8) -> Option<Notify> {

@@ -40,8 +40,9 @@ pub struct Script {
     pub delay: Duration,
     /// Offer CHUNKING and take BDAT (RFC 3030).
     pub chunking: bool,
-    /// Offer DSN (RFC 3461); the sink only records the parameters.
-    pub dsn: bool,
+    /// Further EHLO keywords offered (e.g. `["SMTPUTF8"]`); the sink does
+    /// nothing more for them than accept their MAIL parameters.
+    pub extensions: &'static [&'static str],
 }
 
 /// A `Script::data_end` that answers `reply` to the DATA end number `at`
@@ -58,7 +59,7 @@ impl Default for Script {
             drop_in_data: false,
             delay: Duration::ZERO,
             chunking: false,
-            dsn: false,
+            extensions: &[],
         }
     }
 }
@@ -162,8 +163,8 @@ fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -
         }
         let reply = if upper.starts_with("EHLO") {
             let chunking = if script.chunking { "250-CHUNKING\r\n" } else { "" };
-            let dsn = if script.dsn { "250-DSN\r\n" } else { "" };
-            format!("250-sink.test\r\n250-PIPELINING\r\n{chunking}{dsn}250-8BITMIME\r\n250 SIZE 100000000")
+            let extensions: String = script.extensions.iter().map(|e| format!("250-{e}\r\n")).collect();
+            format!("250-sink.test\r\n250-PIPELINING\r\n{chunking}{extensions}250-8BITMIME\r\n250 SIZE 100000000")
         } else if upper.starts_with("BDAT ") && script.chunking {
             let mut args = upper[5..].split_whitespace();
             let size: usize = args.next().and_then(|n| n.parse().ok()).expect("BDAT size");

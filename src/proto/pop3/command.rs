@@ -50,6 +50,9 @@ pub enum Command {
     Capa,
     /// `STLS` (RFC 2595).
     Stls,
+    /// `UTF8` (RFC 6856 §2): the client takes UTF-8 messages and may send
+    /// UTF-8 user names and passwords.
+    Utf8,
     /// `STAT`.
     Stat,
     /// `LIST` or `LIST n`.
@@ -84,6 +87,7 @@ impl fmt::Debug for Command {
             Command::Quit => f.write_str("Quit"),
             Command::Capa => f.write_str("Capa"),
             Command::Stls => f.write_str("Stls"),
+            Command::Utf8 => f.write_str("Utf8"),
             Command::Stat => f.write_str("Stat"),
             Command::List(n) => f.debug_tuple("List").field(n).finish(),
             Command::Retr(n) => f.debug_tuple("Retr").field(n).finish(),
@@ -155,6 +159,7 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         "QUIT" => no_args("QUIT", &mut args, Command::Quit)?,
         "CAPA" => no_args("CAPA", &mut args, Command::Capa)?,
         "STLS" => no_args("STLS", &mut args, Command::Stls)?,
+        "UTF8" => no_args("UTF8", &mut args, Command::Utf8)?,
         "STAT" => no_args("STAT", &mut args, Command::Stat)?,
         "NOOP" => no_args("NOOP", &mut args, Command::Noop)?,
         "RSET" => no_args("RSET", &mut args, Command::Rset)?,
@@ -259,6 +264,7 @@ mod tests {
         assert_eq!(parse(b"QUIT"), Ok(Command::Quit));
         assert_eq!(parse(b"CAPA"), Ok(Command::Capa));
         assert_eq!(parse(b"STLS"), Ok(Command::Stls));
+        assert_eq!(parse(b"utf8"), Ok(Command::Utf8));
         assert_eq!(parse(b"STAT"), Ok(Command::Stat));
         assert_eq!(parse(b"LIST"), Ok(Command::List(None)));
         assert_eq!(parse(b"LIST 3"), Ok(Command::List(Some(n(3)))));

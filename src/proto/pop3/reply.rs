@@ -107,13 +107,15 @@ pub const ERR_TOO_MANY_ARGUMENTS: &str = "-ERR too many arguments\r\n";
 pub const ERR_INVALID_MESSAGE_NUMBER: &str = "-ERR invalid message number\r\n";
 /// A TOP line count with anything but decimal digits.
 pub const ERR_INVALID_LINE_COUNT: &str = "-ERR invalid line count\r\n";
+/// UTF8 (RFC 6856 §2) in AUTHORIZATION.
+pub const OK_UTF8: &str = "+OK UTF8 enabled\r\n";
 /// Precedes the capability list.
 pub const OK_CAPA: &str = "+OK Capability list follows\r\n";
 
 /// Capabilities offered in every state (RFC 2449 §6), one per line; the
 /// login ones (USER, SASL) go between the two lists.
 const CAPABILITIES: (&[&str], &[&str]) =
-    (&["TOP", "UIDL"], &["RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "IMPLEMENTATION ringmail"]);
+    (&["TOP", "UIDL"], &["RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "UTF8 USER", "IMPLEMENTATION ringmail"]);
 
 /// The reply to a line that does not parse.
 pub fn for_parse_error(error: &ParseError) -> &'static str {

@@ -474,6 +474,9 @@ impl Server {
                 reply::capabilities(&mut self.output, stls, self.plaintext_auth_ok, &self.policy);
                 return State::Authorization { user, failures };
             }
+            // RFC 6856 §2. Nothing changes: user names and passwords are
+            // taken as UTF-8 anyway, and messages are sent as stored.
+            Command::Utf8 => reply::OK_UTF8,
             Command::Stls if !self.config.stls => reply::ERR_STLS_UNAVAILABLE,
             Command::Stls if self.tls => reply::ERR_TLS_ACTIVE,
             Command::Stls => {

@@ -80,7 +80,8 @@ pub(super) fn handle(command: Command, maildrop: &mut Maildrop, policy: &Policy,
         // Logging in proved passwords may be sent on this connection.
         Command::Capa => reply::capabilities(out, false, true, policy),
         Command::Quit => return Step::Quit,
-        Command::User(_) | Command::Pass(_) | Command::Stls | Command::Auth { .. } => {
+        // RFC 6856 §2: UTF8 is an AUTHORIZATION-state command.
+        Command::User(_) | Command::Pass(_) | Command::Stls | Command::Utf8 | Command::Auth { .. } => {
             put(out, reply::ERR_ALREADY_LOGGED_IN);
         }
         Command::Unknown(_) => put(out, reply::ERR_UNKNOWN_COMMAND),

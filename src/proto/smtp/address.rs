@@ -17,8 +17,17 @@
 //! - A source route `<@a,@b:user@dom>` is checked and dropped (RFC 5321 §C).
 //! - `<postmaster>` (any case) is a [`ForwardPath::Postmaster`], which RFC
 //!   5321 §4.5.1 says every server must accept.
-//! - Angle brackets are required; spaces outside a quoted string, and any
-//!   byte >= 0x80 (no SMTPUTF8), are refused.
+//! - Angle brackets are required; spaces outside a quoted string are
+//!   refused. Any byte >= 0x80 is refused by the plain parsers
+//!   ([`AddressError::NonAscii`]); the `_utf8` ones (for a MAIL with
+//!   SMTPUTF8, RFC 6531 §3.3) accept valid UTF-8 without control or
+//!   space characters in local parts, and U-label domains.
+//! - Every domain is held as its lowercase A-label ([`ascii_domain`], IDNA
+//!   UTS #46): `用户@例子.test` is `用户@xn--fsqu00a.test`. So every domain
+//!   comparison (local domains, routes, MX lookups, suppression keys) sees
+//!   one spelling, and the U-label/A-label equivalence of RFC 6531 §3.2
+//!   holds without any comparer knowing about IDNA. The local part keeps
+//!   its UTF-8 as sent; it is never converted (there is no ASCII form).
 //!
 //! This file must not know about commands or replies.
 
@@ -78,6 +87,10 @@ pub enum AddressError {
     /// A byte >= 0x80: an internationalised address, which needs SMTPUTF8.
     #[error("non-ASCII character in address")]
     NonAscii,
+    /// With SMTPUTF8: invalid UTF-8, or a control or non-ASCII space
+    /// character.
+    #[error("malformed UTF-8 in address")]
+    BadUtf8,
     /// `<>` where a mailbox is required (RCPT TO).
     #[error("the null path <> is not allowed here")]
     NullNotAllowed,
@@ -105,40 +118,89 @@ pub enum AddressError {
 /// spaces). Returns the path and the rest of the input (the parameters,
 /// starting with a space, or empty).
 pub fn parse_reverse_path(input: &[u8]) -> Result<(ReversePath, &[u8]), AddressError> {
-    let (inner, rest) = split_path(input)?;
+    reverse_path(input, false)
+}
+
+/// [`parse_reverse_path`] for a MAIL with SMTPUTF8: UTF-8 local parts and
+/// U-label domains are accepted.
+pub fn parse_reverse_path_utf8(input: &[u8]) -> Result<(ReversePath, &[u8]), AddressError> {
+    reverse_path(input, true)
+}
+
+fn reverse_path(input: &[u8], utf8: bool) -> Result<(ReversePath, &[u8]), AddressError> {
+    let (inner, rest) = split_path(input, utf8)?;
     if inner.is_empty() {
         return Ok((ReversePath::Null, rest));
     }
-    Ok((ReversePath::Mailbox(parse_routed_mailbox(inner)?), rest))
+    Ok((ReversePath::Mailbox(parse_routed_mailbox(inner, utf8)?), rest))
 }
 
 /// Parses the forward-path at the front of `input` (after `TO:` and any
 /// spaces). Returns the path and the rest of the input, as
 /// [`parse_reverse_path`]; `<>` is [`AddressError::NullNotAllowed`].
 pub fn parse_forward_path(input: &[u8]) -> Result<(ForwardPath, &[u8]), AddressError> {
-    let (inner, rest) = split_path(input)?;
+    forward_path(input, false)
+}
+
+/// [`parse_forward_path`] accepting UTF-8 as [`parse_reverse_path_utf8`].
+pub fn parse_forward_path_utf8(input: &[u8]) -> Result<(ForwardPath, &[u8]), AddressError> {
+    forward_path(input, true)
+}
+
+fn forward_path(input: &[u8], utf8: bool) -> Result<(ForwardPath, &[u8]), AddressError> {
+    let (inner, rest) = split_path(input, utf8)?;
     if inner.is_empty() {
         return Err(AddressError::NullNotAllowed);
     }
     if inner.eq_ignore_ascii_case(b"postmaster") {
         return Ok((ForwardPath::Postmaster, rest));
     }
-    Ok((ForwardPath::Mailbox(parse_routed_mailbox(inner)?), rest))
+    Ok((ForwardPath::Mailbox(parse_routed_mailbox(inner, utf8)?), rest))
 }
 
 /// Parses a bare mailbox `local@domain` (no brackets, no route), as found in
 /// configuration or a user's login name.
 pub fn parse_mailbox(input: &[u8]) -> Result<Address, AddressError> {
-    if !input.is_ascii() {
+    mailbox(input, false)
+}
+
+/// [`parse_mailbox`] accepting UTF-8 local parts and U-label domains (a
+/// users file entry, a POP3 login after `UTF8`).
+pub fn parse_mailbox_utf8(input: &[u8]) -> Result<Address, AddressError> {
+    check_utf8(input)?;
+    mailbox(input, true)
+}
+
+fn mailbox(input: &[u8], utf8: bool) -> Result<Address, AddressError> {
+    if !utf8 && !input.is_ascii() {
         return Err(AddressError::NonAscii);
     }
-    let (local, rest) = local_part(input)?;
+    let (local, rest) = local_part(input, utf8)?;
     let domain = rest.strip_prefix(b"@").ok_or(AddressError::MissingDomain)?;
-    Ok(Address { local, domain: domain_or_literal(domain)? })
+    Ok(Address { local, domain: domain_or_literal(domain, utf8)? })
+}
+
+/// The one spelling of a domain name every comparison uses: lowercase,
+/// no trailing dot, U-labels as A-labels (IDNA UTS #46). Address literals
+/// (`[...]`) are canonicalised too. For names from configuration and from
+/// anywhere else that did not come through this parser.
+pub fn ascii_domain(domain: &str) -> Result<String, AddressError> {
+    check_utf8(domain.as_bytes())?;
+    domain_or_literal(domain.as_bytes(), true)
+}
+
+/// Valid UTF-8 without control characters (C0, DEL, C1) or non-ASCII
+/// spaces, which would make an address ambiguous in logs and headers.
+fn check_utf8(bytes: &[u8]) -> Result<(), AddressError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| AddressError::BadUtf8)?;
+    if text.chars().any(|c| c.is_control() || (!c.is_ascii() && c.is_whitespace())) {
+        return Err(AddressError::BadUtf8);
+    }
+    Ok(())
 }
 
 /// Splits `<inner>rest`, finding the `>` that is not inside a quoted string.
-fn split_path(input: &[u8]) -> Result<(&[u8], &[u8]), AddressError> {
+fn split_path(input: &[u8], utf8: bool) -> Result<(&[u8], &[u8]), AddressError> {
     let body = input.strip_prefix(b"<").ok_or_else(|| non_ascii_or(input, AddressError::MissingBrackets))?;
     let mut quoted = false;
     let mut escaped = false;
@@ -157,7 +219,10 @@ fn split_path(input: &[u8]) -> Result<(&[u8], &[u8]), AddressError> {
     let close = close.ok_or_else(|| non_ascii_or(body, AddressError::MissingBrackets))?;
     let (inner, rest) = (&body[..close], &body[close + 1..]);
     if !inner.is_ascii() {
-        return Err(AddressError::NonAscii);
+        if !utf8 {
+            return Err(AddressError::NonAscii);
+        }
+        check_utf8(inner)?;
     }
     if !rest.is_empty() && rest[0] != b' ' {
         return Err(AddressError::TrailingGarbage);
@@ -174,19 +239,19 @@ fn non_ascii_or(input: &[u8], otherwise: AddressError) -> AddressError {
 }
 
 /// `[@a,@b:]local@domain`, with the route checked and dropped.
-fn parse_routed_mailbox(inner: &[u8]) -> Result<Address, AddressError> {
+fn parse_routed_mailbox(inner: &[u8], utf8: bool) -> Result<Address, AddressError> {
     let mailbox = match inner.first() {
         Some(b'@') => {
             let colon = inner.iter().position(|&b| b == b':').ok_or(AddressError::BadRoute)?;
             for hop in inner[..colon].split(|&b| b == b',') {
                 let domain = hop.strip_prefix(b"@").ok_or(AddressError::BadRoute)?;
-                domain_name(domain).map_err(|_| AddressError::BadRoute)?;
+                domain_name(domain, utf8).map_err(|_| AddressError::BadRoute)?;
             }
             &inner[colon + 1..]
         }
         _ => inner,
     };
-    parse_mailbox(mailbox)
+    self::mailbox(mailbox, utf8)
 }
 
 /// RFC 5321 atext: the bytes of a dot-string atom.
@@ -194,20 +259,23 @@ fn is_atext(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b)
 }
 
-fn is_dot_string(s: &[u8]) -> bool {
-    !s.is_empty() && s.split(|&b| b == b'.').all(|atom| !atom.is_empty() && atom.iter().all(|&b| is_atext(b)))
+/// A dot-string; with `utf8`, atoms may hold UTF-8 (RFC 6531 §3.3 `atext
+/// =/ UTF8-non-ascii`; the caller checked the bytes are valid UTF-8).
+fn is_dot_string(s: &[u8], utf8: bool) -> bool {
+    let ok = |b: u8| is_atext(b) || (utf8 && b >= 0x80);
+    !s.is_empty() && s.split(|&b| b == b'.').all(|atom| !atom.is_empty() && atom.iter().all(|&b| ok(b)))
 }
 
 /// Parses the local part at the front of `input`; returns it canonically
 /// and the rest (which should start with `@`).
-fn local_part(input: &[u8]) -> Result<(String, &[u8]), AddressError> {
+fn local_part(input: &[u8], utf8: bool) -> Result<(String, &[u8]), AddressError> {
     if input.first() != Some(&b'"') {
         let end = input.iter().position(|&b| b == b'@').unwrap_or(input.len());
         let local = &input[..end];
-        if !is_dot_string(local) {
+        if !is_dot_string(local, utf8) {
             return Err(AddressError::BadLocalPart);
         }
-        return Ok((ascii_string(local), &input[end..]));
+        return Ok((text(local)?, &input[end..]));
     }
     // Quoted string: qtextSMTP is %d32-33 / %d35-91 / %d93-126,
     // quoted-pairSMTP is "\" %d32-126.
@@ -223,7 +291,7 @@ fn local_part(input: &[u8]) -> Result<(String, &[u8]), AddressError> {
                 }
                 _ => return Err(AddressError::BadLocalPart),
             },
-            Some(&c) if (32..=126).contains(&c) => {
+            Some(&c) if (32..=126).contains(&c) || (utf8 && c >= 0x80) => {
                 content.push(c);
                 i += 1;
             }
@@ -231,26 +299,27 @@ fn local_part(input: &[u8]) -> Result<(String, &[u8]), AddressError> {
         }
     }
     let rest = &input[i + 1..];
-    if is_dot_string(&content) {
-        return Ok((ascii_string(&content), rest));
+    let content_text = text(&content)?;
+    if is_dot_string(&content, utf8) {
+        return Ok((content_text, rest));
     }
     let mut quoted = String::with_capacity(content.len() + 2);
     quoted.push('"');
-    for &c in &content {
-        if c == b'"' || c == b'\\' {
+    for c in content_text.chars() {
+        if c == '"' || c == '\\' {
             quoted.push('\\');
         }
-        quoted.push(c as char);
+        quoted.push(c);
     }
     quoted.push('"');
     Ok((quoted, rest))
 }
 
 /// A domain name or an address literal, canonical.
-fn domain_or_literal(input: &[u8]) -> Result<String, AddressError> {
+fn domain_or_literal(input: &[u8], utf8: bool) -> Result<String, AddressError> {
     match input.strip_prefix(b"[") {
         Some(literal) => address_literal(literal),
-        None => domain_name(input),
+        None => domain_name(input, utf8),
     }
 }
 
@@ -265,8 +334,20 @@ fn address_literal(input: &[u8]) -> Result<String, AddressError> {
     Ok(format!("[{ip}]"))
 }
 
-fn domain_name(input: &[u8]) -> Result<String, AddressError> {
+fn domain_name(input: &[u8], utf8: bool) -> Result<String, AddressError> {
     let name = input.strip_suffix(b".").unwrap_or(input);
+    if !name.is_ascii() {
+        if !utf8 {
+            return Err(AddressError::NonAscii);
+        }
+        // UTS #46 maps (case, width, NFC) and converts U-labels to
+        // A-labels; the result then has to pass the ASCII rules below.
+        let ascii = idna::domain_to_ascii_cow(name, idna::AsciiDenyList::URL).map_err(|_| AddressError::BadDomain)?;
+        if !ascii.is_ascii() || ascii.ends_with('.') {
+            return Err(AddressError::BadDomain);
+        }
+        return domain_name(ascii.as_bytes(), false);
+    }
     let label_ok = |label: &[u8]| {
         (1..=63).contains(&label.len())
             && label.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -276,12 +357,12 @@ fn domain_name(input: &[u8]) -> Result<String, AddressError> {
     if name.is_empty() || name.len() > 255 || !name.split(|&b| b == b'.').all(label_ok) {
         return Err(AddressError::BadDomain);
     }
-    Ok(ascii_string(name).to_ascii_lowercase())
+    Ok(text(name)?.to_ascii_lowercase())
 }
 
-/// Bytes already checked to be ASCII, as a String.
-fn ascii_string(bytes: &[u8]) -> String {
-    bytes.iter().map(|&b| b as char).collect()
+/// Bytes already checked to be ASCII or valid UTF-8, as a String.
+fn text(bytes: &[u8]) -> Result<String, AddressError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| AddressError::BadUtf8)
 }
 
 #[cfg(test)]

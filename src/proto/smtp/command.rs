@@ -18,7 +18,7 @@
 
 use std::fmt;
 
-use super::address::{parse_forward_path, parse_reverse_path, AddressError, ForwardPath, ReversePath};
+use super::address::{parse_forward_path_utf8, parse_reverse_path_utf8, AddressError, ForwardPath, ReversePath};
 use super::sasl::InitialResponse;
 use crate::proto::xtext;
 use crate::spool::{DsnRet, Notify, RecipientDsn};
@@ -38,10 +38,11 @@ pub enum Verb {
     Help,
     StartTls,
     Auth,
+    Bdat,
 }
 
 impl Verb {
-    const ALL: [(Verb, &'static str); 12] = [
+    const ALL: [(Verb, &'static str); 13] = [
         (Verb::Ehlo, "EHLO"),
         (Verb::Helo, "HELO"),
         (Verb::Mail, "MAIL"),
@@ -54,6 +55,7 @@ impl Verb {
         (Verb::Help, "HELP"),
         (Verb::StartTls, "STARTTLS"),
         (Verb::Auth, "AUTH"),
+        (Verb::Bdat, "BDAT"),
     ];
 
     fn from_bytes(verb: &[u8]) -> Option<Verb> {
@@ -77,6 +79,8 @@ impl fmt::Display for Verb {
 pub enum BodyType {
     SevenBit,
     EightBitMime,
+    /// RFC 3030 §3: binary content, to be sent with BDAT only.
+    BinaryMime,
 }
 
 /// MAIL FROM and its parameters.
@@ -85,12 +89,17 @@ pub struct MailFrom {
     pub sender: ReversePath,
     /// `SIZE=n` (RFC 1870); a value too large for u64 saturates.
     pub size: Option<u64>,
-    /// `BODY=7BIT|8BITMIME`.
+    /// `BODY=7BIT|8BITMIME|BINARYMIME`.
     pub body: Option<BodyType>,
     /// DSN `RET=FULL|HDRS` (RFC 3461 §4.3).
     pub ret: Option<DsnRet>,
     /// DSN `ENVID=` (RFC 3461 §4.4), xtext-decoded.
     pub envid: Option<String>,
+    /// `SMTPUTF8` (RFC 6531 §3.4): UTF-8 addresses and headers. Without
+    /// it a non-ASCII sender is [`AddressError::NonAscii`]; RCPT paths are
+    /// parsed UTF-8-capable and the session refuses a non-ASCII one in a
+    /// transaction without it.
+    pub smtputf8: bool,
     // `AUTH=` (RFC 4954 §5) is accepted and not kept: nobody is trusted to
     // vouch for a submitter, which RFC 4954 §5 allows ("treat all clients
     // as being insufficiently trusted").
@@ -102,6 +111,10 @@ pub struct RcptTo {
     pub recipient: ForwardPath,
     /// DSN `NOTIFY=` and `ORCPT=` (RFC 3461 §4.1, §4.2).
     pub dsn: RecipientDsn,
+    /// The path was written with non-ASCII bytes (a UTF-8 local part or a
+    /// U-label domain, which `recipient` holds as its A-label): allowed
+    /// only in a transaction whose MAIL had SMTPUTF8.
+    pub utf8: bool,
 }
 
 /// Longest `ENVID` (RFC 3461 §4.4: 100 characters).
@@ -136,6 +149,12 @@ pub enum Command {
         mechanism: String,
         initial_response: Option<InitialResponse>,
     },
+    /// `BDAT size [LAST]` (RFC 3030 §2): exactly `size` octets of message
+    /// follow the line, whatever they contain.
+    Bdat {
+        size: u64,
+        last: bool,
+    },
     /// A verb this server does not know, as sent (lossy UTF-8), for logging.
     Unknown(String),
 }
@@ -156,6 +175,7 @@ impl Command {
             Command::Help => Verb::Help,
             Command::StartTls => Verb::StartTls,
             Command::Auth { .. } => Verb::Auth,
+            Command::Bdat { .. } => Verb::Bdat,
             Command::Unknown(_) => return None,
         })
     }
@@ -237,6 +257,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
         Verb::Vrfy if args.is_empty() => Err(CommandError::Syntax(verb)),
         Verb::Vrfy => Ok(Command::Vrfy),
         Verb::Auth => auth(args),
+        Verb::Bdat => bdat(args),
     }
 }
 
@@ -261,8 +282,8 @@ fn after_keyword<'a>(args: &'a [u8], keyword: &[u8]) -> Option<&'a [u8]> {
 
 fn mail(args: &[u8]) -> Result<MailFrom, CommandError> {
     let path = after_keyword(args, b"FROM:").ok_or(CommandError::Syntax(Verb::Mail))?;
-    let (sender, rest) = parse_reverse_path(path).map_err(CommandError::BadSender)?;
-    let mut from = MailFrom { sender, size: None, body: None, ret: None, envid: None };
+    let (sender, rest) = parse_reverse_path_utf8(path).map_err(CommandError::BadSender)?;
+    let mut from = MailFrom { sender, size: None, body: None, smtputf8: false, ret: None, envid: None };
     let mut auth_seen = false;
     for Param { keyword, value } in params(rest, Verb::Mail)? {
         let bad = CommandError::BadParameter(Verb::Mail);
@@ -277,6 +298,7 @@ fn mail(args: &[u8]) -> Result<MailFrom, CommandError> {
             let body = match value {
                 Some(v) if v.eq_ignore_ascii_case(b"7BIT") => BodyType::SevenBit,
                 Some(v) if v.eq_ignore_ascii_case(b"8BITMIME") => BodyType::EightBitMime,
+                Some(v) if v.eq_ignore_ascii_case(b"BINARYMIME") => BodyType::BinaryMime,
                 _ => return Err(bad),
             };
             if from.body.replace(body).is_some() {
@@ -301,11 +323,39 @@ fn mail(args: &[u8]) -> Result<MailFrom, CommandError> {
             if value.is_none() || std::mem::replace(&mut auth_seen, true) {
                 return Err(bad);
             }
+        } else if keyword.eq_ignore_ascii_case(b"SMTPUTF8") {
+            // RFC 6531 §3.4: no value.
+            if value.is_some() || std::mem::replace(&mut from.smtputf8, true) {
+                return Err(bad);
+            }
         } else {
             return Err(unsupported(Verb::Mail, keyword));
         }
     }
+    // The path as written: a U-label domain is ASCII once parsed.
+    if !from.smtputf8 && !path.is_ascii() {
+        return Err(CommandError::BadSender(AddressError::NonAscii));
+    }
     Ok(from)
+}
+
+/// `BDAT chunk-size [LAST]` (RFC 3030 §2): at most 20 digits (u64), then
+/// optionally `LAST`, any case.
+fn bdat(args: &[u8]) -> Result<Command, CommandError> {
+    let mut words = args.split(|&b| b == b' ').filter(|w| !w.is_empty());
+    let (Some(digits), last, None) = (words.next(), words.next(), words.next()) else {
+        return Err(CommandError::Syntax(Verb::Bdat));
+    };
+    if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(CommandError::Syntax(Verb::Bdat));
+    }
+    let size = std::str::from_utf8(digits).ok().and_then(|d| d.parse::<u64>().ok());
+    let size = size.ok_or(CommandError::Syntax(Verb::Bdat))?;
+    match last {
+        None => Ok(Command::Bdat { size, last: false }),
+        Some(word) if word.eq_ignore_ascii_case(b"LAST") => Ok(Command::Bdat { size, last: true }),
+        Some(_) => Err(CommandError::Syntax(Verb::Bdat)),
+    }
 }
 
 /// `AUTH mechanism [initial-response]`; both are checked later, by the
@@ -324,7 +374,9 @@ fn auth(args: &[u8]) -> Result<Command, CommandError> {
 
 fn rcpt(args: &[u8]) -> Result<RcptTo, CommandError> {
     let path = after_keyword(args, b"TO:").ok_or(CommandError::Syntax(Verb::Rcpt))?;
-    let (recipient, rest) = parse_forward_path(path).map_err(CommandError::BadRecipient)?;
+    // UTF-8 is parsed here; whether the transaction allows it is the
+    // session's to say (it knows whether MAIL had SMTPUTF8).
+    let (recipient, rest) = parse_forward_path_utf8(path).map_err(CommandError::BadRecipient)?;
     let mut dsn = RecipientDsn::default();
     for Param { keyword, value } in params(rest, Verb::Rcpt)? {
         let bad = CommandError::BadParameter(Verb::Rcpt);
@@ -343,7 +395,8 @@ fn rcpt(args: &[u8]) -> Result<RcptTo, CommandError> {
             return Err(unsupported(Verb::Rcpt, keyword));
         }
     }
-    Ok(RcptTo { recipient, dsn })
+    // Parameters are ASCII (params() checks), so this is about the path.
+    Ok(RcptTo { recipient, utf8: !path.is_ascii(), dsn })
 }
 
 /// `NEVER`, or a comma list of `SUCCESS`, `FAILURE`, `DELAY` (RFC 3461
@@ -465,11 +518,19 @@ mod tests {
                 body: Some(BodyType::EightBitMime),
                 ret: None,
                 envid: None,
+                smtputf8: false,
             }))
         );
         assert_eq!(
             parse("mail from:<>"),
-            Ok(Command::Mail(MailFrom { sender: ReversePath::Null, size: None, body: None, ret: None, envid: None }))
+            Ok(Command::Mail(MailFrom {
+                sender: ReversePath::Null,
+                size: None,
+                body: None,
+                smtputf8: false,
+                ret: None,
+                envid: None
+            }))
         );
     }
 
@@ -490,7 +551,8 @@ mod tests {
     fn bad_addresses_are_reported_per_verb() {
         assert_eq!(parse("MAIL FROM:jane@example.test"), Err(CommandError::BadSender(AddressError::MissingBrackets)));
         assert_eq!(parse("RCPT TO:<>"), Err(CommandError::BadRecipient(AddressError::NullNotAllowed)));
-        assert_eq!(parse("RCPT TO:<jäne@example.test>"), Err(CommandError::BadRecipient(AddressError::NonAscii)));
+        assert_eq!(parse("MAIL FROM:<jäne@example.test>"), Err(CommandError::BadSender(AddressError::NonAscii)));
+        assert_eq!(parse("MAIL FROM:<jane@exämple.test>"), Err(CommandError::BadSender(AddressError::NonAscii)));
     }
 
     #[test]
@@ -500,7 +562,9 @@ mod tests {
             "MAIL FROM:<> SIZE",
             "MAIL FROM:<> SIZE=",
             "MAIL FROM:<> SIZE=1 SIZE=2",
-            "MAIL FROM:<> BODY=BINARYMIME",
+            "MAIL FROM:<> BODY=QUANTUM",
+            "MAIL FROM:<> SMTPUTF8=yes",
+            "MAIL FROM:<> SMTPUTF8 SMTPUTF8",
             "MAIL FROM:<> BODY=7BIT BODY=7BIT",
             "MAIL FROM:<> =x",
             "MAIL FROM:<> SIZE=1=2",
@@ -594,6 +658,49 @@ mod tests {
         assert_eq!(parse("AUTH PLAIN a b"), Err(CommandError::Syntax(Verb::Auth)));
         let shown = format!("{:?}", parse("AUTH PLAIN AGphbmUAc2VjcmV0"));
         assert!(!shown.contains("AGphbmUAc2VjcmV0"), "{shown}");
+    }
+
+    #[test]
+    fn smtputf8_allows_a_utf8_sender_and_idna_domain() {
+        let Ok(Command::Mail(m)) = parse("MAIL FROM:<用户@例子.test> SMTPUTF8 BODY=8BITMIME") else {
+            panic!("should parse");
+        };
+        assert!(m.smtputf8);
+        assert_eq!(m.sender.to_string(), "<用户@xn--fsqu00a.test>");
+        assert_eq!(
+            parse("MAIL FROM:<ja\u{85}ne@example.test> SMTPUTF8").map(|_| ()),
+            Err(CommandError::BadSender(AddressError::BadUtf8))
+        );
+        assert_eq!(
+            parse_command(b"MAIL FROM:<ja\xffne@example.test> SMTPUTF8"),
+            Err(CommandError::BadSender(AddressError::BadUtf8))
+        );
+    }
+
+    #[test]
+    fn rcpt_parses_utf8_for_the_session_to_judge() {
+        let Ok(Command::Rcpt(r)) = parse("RCPT TO:<jäne@Exämple.test>") else {
+            panic!("should parse");
+        };
+        assert_eq!(
+            r.recipient,
+            ForwardPath::Mailbox(Address { local: "jäne".into(), domain: "xn--exmple-cua.test".into() })
+        );
+        assert!(r.utf8);
+        let Ok(Command::Rcpt(r)) = parse("RCPT TO:<jane@xn--exmple-cua.test>") else {
+            panic!("should parse");
+        };
+        assert!(!r.utf8, "an A-label is ASCII");
+    }
+
+    #[test]
+    fn bdat_takes_a_size_and_an_optional_last() {
+        assert_eq!(parse("BDAT 0 LAST"), Ok(Command::Bdat { size: 0, last: true }));
+        assert_eq!(parse("bdat 4096"), Ok(Command::Bdat { size: 4096, last: false }));
+        assert_eq!(parse("BDAT 18446744073709551615 last"), Ok(Command::Bdat { size: u64::MAX, last: true }));
+        for bad in ["BDAT", "BDAT x", "BDAT -1", "BDAT 1 FIRST", "BDAT 1 LAST x", "BDAT 18446744073709551616"] {
+            assert_eq!(parse(bad), Err(CommandError::Syntax(Verb::Bdat)), "{bad}");
+        }
     }
 
     #[test]

@@ -84,6 +84,12 @@ pub struct Envelope {
     pub recipients: Vec<AcceptedRecipient>,
     /// `BODY=8BITMIME` was declared or a byte >= 0x80 was seen in the body.
     pub body_8bit: bool,
+    /// `BODY=BINARYMIME` was declared (RFC 3030): the body came by BDAT and
+    /// is stored as sent (bare CR and LF included); it may only be relayed
+    /// to a next hop offering BINARYMIME and CHUNKING.
+    pub binarymime: bool,
+    /// MAIL had `SMTPUTF8` (RFC 6531): addresses and headers may be UTF-8.
+    pub smtputf8: bool,
     /// The user the session authenticated as (SMTP AUTH), if any: for the
     /// Received header and the logs.
     pub auth_user: Option<String>,

@@ -1,6 +1,6 @@
 //! The SMTP server side, sans-I/O (RFC 5321 with PIPELINING, SIZE, 8BITMIME,
-//! ENHANCEDSTATUSCODES, the STARTTLS advertisement and AUTH PLAIN/LOGIN,
-//! RFC 4954).
+//! ENHANCEDSTATUSCODES, the STARTTLS advertisement, AUTH PLAIN/LOGIN
+//! (RFC 4954), CHUNKING and BINARYMIME (RFC 3030) and SMTPUTF8 (RFC 6531)).
 //!
 //! This module owns the protocol: framing command lines, parsing commands and
 //! addresses, scanning DATA, choosing every reply, and the session state
@@ -19,6 +19,7 @@
 //! - `address`: mailbox and path parsing (`<local@domain>`, `<>`, routes).
 //! - `command`: one command line -> [`Command`] (unknown verbs are a value).
 //! - `data`: the resumable DATA scanner and [`dot_stuff`] for the way out.
+//! - `chunk`: the body of a message sent in BDAT chunks (RFC 3030).
 //! - `sasl`: the AUTH exchange (PLAIN, LOGIN), protocol-neutral.
 //! - `reply`: every reply the server sends, as a named constant.
 //! - `envelope`: what a session hands over (envelope, sender and recipient
@@ -28,6 +29,7 @@
 //! - `server`: the session state machine.
 
 pub mod address;
+pub mod chunk;
 pub mod command;
 pub mod data;
 pub mod envelope;
@@ -42,6 +44,8 @@ mod auth_limits_tests;
 #[cfg(test)]
 mod auth_tests;
 #[cfg(test)]
+mod bdat_tests;
+#[cfg(test)]
 mod limits_tests;
 #[cfg(test)]
 mod pipeline_tests;
@@ -51,7 +55,8 @@ mod server_tests;
 mod testkit;
 
 pub use address::{
-    parse_forward_path, parse_mailbox, parse_reverse_path, Address, AddressError, ForwardPath, ReversePath,
+    ascii_domain, parse_forward_path, parse_forward_path_utf8, parse_mailbox, parse_mailbox_utf8, parse_reverse_path,
+    parse_reverse_path_utf8, Address, AddressError, ForwardPath, ReversePath,
 };
 pub use command::{parse_command, BodyType, Command, CommandError, MailFrom, RcptTo, Verb};
 pub use data::{dot_stuff, dot_stuff_lines, DataProgress, DataScanner};

@@ -106,6 +106,12 @@ pub const EHLO_ENHANCEDSTATUSCODES: &str = "ENHANCEDSTATUSCODES";
 pub const EHLO_8BITMIME: &str = "8BITMIME";
 /// Always advertised: NOTIFY, ORCPT, RET and ENVID (RFC 3461).
 pub const EHLO_DSN: &str = "DSN";
+/// Always advertised (RFC 3030 §3): `BODY=BINARYMIME`, with BDAT only.
+pub const EHLO_BINARYMIME: &str = "BINARYMIME";
+/// Always advertised (RFC 3030 §2): BDAT.
+pub const EHLO_CHUNKING: &str = "CHUNKING";
+/// Always advertised (RFC 6531): the `SMTPUTF8` MAIL parameter.
+pub const EHLO_SMTPUTF8: &str = "SMTPUTF8";
 
 /// Which of the optional EHLO keywords to advertise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +121,8 @@ pub struct EhloOffer {
 }
 
 /// Appends the multi-line EHLO reply: hostname, PIPELINING, `SIZE n`,
-/// STARTTLS and AUTH (as `offer` says), ENHANCEDSTATUSCODES, DSN, 8BITMIME.
+/// STARTTLS and AUTH (as `offer` says), ENHANCEDSTATUSCODES, DSN, 8BITMIME,
+/// BINARYMIME, CHUNKING, SMTPUTF8.
 pub fn write_ehlo(out: &mut Vec<u8>, hostname: &str, max_size: usize, offer: EhloOffer) {
     let size = format!("SIZE {max_size}");
     let mut lines = vec![hostname, EHLO_PIPELINING, size.as_str()];
@@ -125,7 +132,7 @@ pub fn write_ehlo(out: &mut Vec<u8>, hostname: &str, max_size: usize, offer: Ehl
     if offer.auth {
         lines.push(EHLO_AUTH);
     }
-    lines.extend([EHLO_ENHANCEDSTATUSCODES, EHLO_DSN, EHLO_8BITMIME]);
+    lines.extend([EHLO_ENHANCEDSTATUSCODES, EHLO_DSN, EHLO_8BITMIME, EHLO_BINARYMIME, EHLO_CHUNKING, EHLO_SMTPUTF8]);
     let last = lines.len() - 1;
     for (i, line) in lines.iter().enumerate() {
         write_code(out, 250, if i == last { b' ' } else { b'-' });
@@ -141,6 +148,9 @@ pub const OK: Reply = Reply::new(250, "2.0.0", "Ok");
 pub const SENDER_OK: Reply = Reply::new(250, "2.1.0", "Ok");
 /// RCPT accepted.
 pub const RECIPIENT_OK: Reply = Reply::new(250, "2.1.5", "Ok");
+/// A BDAT chunk that is not the last was read (RFC 3030 §2); `{}` is its
+/// size.
+pub const CHUNK_RECEIVED: Reply = Reply::new(250, "2.0.0", "{} octets received");
 /// DATA accepted; send the message.
 pub const START_DATA: Reply = Reply::plain(354, "End data with <CR><LF>.<CR><LF>");
 /// The message is durable; `{}` is the queue id.
@@ -150,7 +160,7 @@ pub const CANNOT_VRFY: Reply =
     Reply::new(252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery");
 /// HELP.
 pub const HELP: Reply =
-    Reply::new(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
+    Reply::new(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
 /// STARTTLS accepted; the TLS handshake follows.
 pub const READY_TO_START_TLS: Reply = Reply::new(220, "2.0.0", "Ready to start TLS");
 
@@ -225,6 +235,11 @@ pub const NEED_MAIL: Reply = Reply::new(503, "5.5.1", "Error: need MAIL command"
 pub const NEED_RCPT: Reply = Reply::new(503, "5.5.1", "Error: need RCPT command");
 /// DATA after RCPTs that were all rejected.
 pub const NO_VALID_RECIPIENTS: Reply = Reply::new(554, "5.5.1", "Error: no valid recipients");
+/// DATA in a transaction with `BODY=BINARYMIME` (RFC 3030 §3).
+pub const BINARYMIME_NEEDS_BDAT: Reply = Reply::new(503, "5.5.1", "Error: BODY=BINARYMIME requires BDAT");
+/// DATA or RCPT after a BDAT chunk of the same transaction (RFC 3030 §2
+/// forbids mixing); RSET ends the transaction.
+pub const BDAT_IN_PROGRESS: Reply = Reply::new(503, "5.5.1", "Error: BDAT transfer in progress");
 /// STARTTLS inside a transaction.
 pub const TRANSACTION_IN_PROGRESS: Reply = Reply::new(503, "5.5.1", "Error: MAIL transaction in progress");
 /// STARTTLS when the listener offers no TLS (RFC 5321: 502, recognised but
@@ -259,6 +274,10 @@ pub const SYNTAX_QUIT: Reply = Reply::new(501, "5.5.4", "Syntax: QUIT");
 pub const SYNTAX_STARTTLS: Reply = Reply::new(501, "5.5.4", "Syntax: STARTTLS");
 /// AUTH without a mechanism, or with more than an initial response.
 pub const SYNTAX_AUTH: Reply = Reply::new(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+/// BDAT without a valid size, or with something other than LAST after
+/// it; then close: where its chunk ends cannot be known, so nothing after
+/// it can be read as a command.
+pub const SYNTAX_BDAT: Reply = Reply::new(501, "5.5.4", "Syntax: BDAT count [LAST]");
 /// VRFY without an argument.
 pub const SYNTAX_VRFY: Reply = Reply::new(501, "5.5.4", "Syntax: VRFY address");
 /// A MAIL parameter with a bad value (`SIZE=x`, `BODY=x`), or given twice.
@@ -269,9 +288,10 @@ pub const UNSUPPORTED_PARAMETER: Reply = Reply::new(555, "5.5.4", "Error: unsupp
 pub const BAD_SENDER: Reply = Reply::new(501, "5.1.7", "Bad sender address syntax");
 /// A forward-path that does not parse (or is `<>`).
 pub const BAD_RECIPIENT: Reply = Reply::new(501, "5.1.3", "Bad recipient address syntax");
-/// A non-ASCII address: SMTPUTF8 is not offered.
+/// A non-ASCII address in a transaction whose MAIL had no SMTPUTF8
+/// (RFC 6531 §3.5).
 pub const NON_ASCII_ADDRESS: Reply =
-    Reply::new(553, "5.6.7", "Error: non-ASCII address needs SMTPUTF8, which is not supported");
+    Reply::new(553, "5.6.7", "Error: non-ASCII address needs the SMTPUTF8 parameter on MAIL");
 
 /// The reply for a command line that did not parse.
 pub fn for_command_error(error: &CommandError) -> &'static Reply {
@@ -288,6 +308,7 @@ pub fn for_command_error(error: &CommandError) -> &'static Reply {
             Verb::StartTls => &SYNTAX_STARTTLS,
             Verb::Vrfy => &SYNTAX_VRFY,
             Verb::Auth => &SYNTAX_AUTH,
+            Verb::Bdat => &SYNTAX_BDAT,
             // NOOP and HELP take any argument; never a syntax error.
             Verb::Noop | Verb::Help => &BAD_SYNTAX,
         },
@@ -394,6 +415,10 @@ mod tests {
         BAD_SENDER,
         BAD_RECIPIENT,
         NON_ASCII_ADDRESS,
+        CHUNK_RECEIVED,
+        BINARYMIME_NEEDS_BDAT,
+        BDAT_IN_PROGRESS,
+        SYNTAX_BDAT,
     ];
 
     #[test]
@@ -431,13 +456,14 @@ mod tests {
         assert_eq!(
             out,
             b"250-mx.example.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-STARTTLS\r\n\
-              250-AUTH PLAIN LOGIN\r\n250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250 8BITMIME\r\n"
+              250-AUTH PLAIN LOGIN\r\n250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250-8BITMIME\r\n250-BINARYMIME\r\n\
+              250-CHUNKING\r\n250 SMTPUTF8\r\n"
         );
         out.clear();
         write_ehlo(&mut out, "mx.example.test", 1000, EhloOffer { starttls: false, auth: false });
         assert!(!out.windows(8).any(|w| w == b"STARTTLS"));
         assert!(!out.windows(4).any(|w| w == b"AUTH"));
-        assert!(out.ends_with(b"250 8BITMIME\r\n"));
+        assert!(out.ends_with(b"250 SMTPUTF8\r\n"));
     }
 
     #[test]

@@ -3,7 +3,10 @@
 //! [`Server`] owns one connection's protocol state. It frames command lines
 //! (`line`), parses them (`command`), checks the sequence, asks the
 //! [`RecipientPolicy`], scans DATA (`data`) and writes replies (`reply`).
-//! Whatever needs the outside world, it asks for as an [`Action`] and waits:
+//! Messages come by DATA or in BDAT chunks (RFC 3030, `chunk`): a BDAT's
+//! octets are read as message bytes whatever they contain, also when the
+//! BDAT itself is refused (503, 552), so the session stays in step with a
+//! pipelining client. Whatever needs the outside world, it asks for as an [`Action`] and waits:
 //! storing a message (the 250 goes out only after the driver reports the
 //! spool write durable), the TLS handshake, and checking a password (AUTH,
 //! RFC 4954; the exchange itself is `sasl`'s).
@@ -22,6 +25,7 @@
 use std::rc::Rc;
 
 use super::address::{Address, ForwardPath, ReversePath};
+use super::chunk::ChunkBody;
 use super::command::{parse_command, BodyType, Command, MailFrom, RcptTo, Verb};
 use super::data::{DataProgress, DataScanner};
 use super::envelope::{AcceptedRecipient, Envelope, RcptDecision, RecipientPolicy, SenderDecision};
@@ -48,6 +52,13 @@ struct Transaction {
     /// DSN `RET=` and `ENVID=` of MAIL.
     ret: Option<DsnRet>,
     envid: Option<String>,
+    /// `BODY=BINARYMIME` was declared: BDAT only, stored as sent.
+    binarymime: bool,
+    /// `SMTPUTF8` was given: UTF-8 recipients are accepted.
+    smtputf8: bool,
+    /// The body so far, once a BDAT was accepted; from then on RCPT and
+    /// DATA are refused (RFC 3030 §2).
+    chunks: Option<ChunkBody>,
     /// Some RCPT was refused by policy: DATA without recipients then says
     /// "no valid recipients" rather than "need RCPT".
     rejected: bool,
@@ -64,6 +75,8 @@ enum State {
     Mail(Greeting, Transaction),
     /// Receiving the message.
     Data { greeting: Greeting, txn: Transaction, scanner: DataScanner, body: Vec<u8> },
+    /// Reading the octets of an accepted BDAT into `txn.chunks`.
+    Bdat { greeting: Greeting, txn: Transaction, remaining: u64, size: u64, last: bool },
     /// The message is complete; waiting for [`Server::store_done`].
     Storing(Greeting),
     /// AUTH sent a 334 challenge; the next line is the client's response.
@@ -88,6 +101,9 @@ pub struct Server {
     output: Vec<u8>,
     /// The action waiting for [`Server::poll_action`].
     action: Option<Action>,
+    /// Octets of a refused BDAT still to be read and thrown away before
+    /// anything else (RFC 3030 §2: the chunk is read even when refused).
+    discard: u64,
     /// Counted errors since the last stored message.
     errors: u32,
     /// Command lines seen (for `max_commands`).
@@ -115,6 +131,7 @@ impl Server {
             state: State::Fresh,
             output,
             action: None,
+            discard: 0,
             errors: 0,
             commands: 0,
             messages: 0,
@@ -144,9 +161,26 @@ impl Server {
     pub fn handle_input(&mut self, input: &[u8]) -> usize {
         let mut pos = 0;
         while pos < input.len() {
+            if self.discard > 0 && !self.is_closed() {
+                let take = chunk_len(self.discard, input.len() - pos);
+                self.discard -= take as u64;
+                pos += take;
+                continue;
+            }
             match &mut self.state {
                 State::Closed | State::StartingTls => return input.len(),
                 State::Storing(_) | State::Authenticating(..) => break,
+                State::Bdat { txn, remaining, .. } => {
+                    let take = chunk_len(*remaining, input.len() - pos);
+                    if let Some(chunks) = txn.chunks.as_mut() {
+                        chunks.feed(&input[pos..pos + take]);
+                    }
+                    *remaining -= take as u64;
+                    pos += take;
+                    if *remaining == 0 {
+                        self.end_of_chunk();
+                    }
+                }
                 State::Data { scanner, body, .. } => match scanner.feed(&input[pos..], body) {
                     DataProgress::NeedMore => return input.len(),
                     DataProgress::Ended { consumed } => {
@@ -292,12 +326,14 @@ impl Server {
     /// is under way (a transaction may be open; nothing of it is accepted).
     pub fn is_idle(&self) -> bool {
         self.action.is_none()
+            && self.discard == 0
             && matches!(self.state, State::Fresh | State::Greeted(_) | State::Mail(..) | State::Auth(..))
     }
 
-    /// Receiving a message's body (after 354, before its end).
+    /// Receiving a message's body (after 354, before its end), or the
+    /// octets of a BDAT chunk (accepted or being thrown away).
     pub fn in_data(&self) -> bool {
-        matches!(self.state, State::Data { .. })
+        self.discard > 0 || matches!(self.state, State::Data { .. } | State::Bdat { .. })
     }
 
     /// The server is stopping: an idle session gets 421 4.3.2 and is
@@ -325,6 +361,18 @@ impl Server {
             return self.close_with(&reply::TOO_MANY_COMMANDS, &config.hostname);
         }
         let parsed = parse_command(line);
+        match &parsed {
+            // Where a malformed BDAT's octets end cannot be known: nothing
+            // after it can be trusted to be a command.
+            Err(error) if error.verb() == Some(Verb::Bdat) => return self.close_with(&reply::SYNTAX_BDAT, ""),
+            Ok(Command::Bdat { size, .. }) => {
+                if let Some(sequence_error) = self.sequence_error(Verb::Bdat) {
+                    self.discard = *size;
+                    return self.reject(sequence_error);
+                }
+            }
+            _ => {}
+        }
         let verb = match &parsed {
             Ok(command) => command.verb(),
             Err(error) => error.verb(),
@@ -348,9 +396,12 @@ impl Server {
                 Some(&reply::AUTH_REQUIRED)
             }
             (Verb::Rcpt | Verb::Data, State::Fresh | State::Greeted(_)) => Some(&reply::NEED_MAIL),
-            (Verb::Data, State::Mail(_, txn)) if txn.recipients.is_empty() => {
+            (Verb::Bdat, State::Fresh | State::Greeted(_)) => Some(&reply::NEED_MAIL),
+            (Verb::Data | Verb::Bdat, State::Mail(_, txn)) if txn.recipients.is_empty() => {
                 Some(if txn.rejected { &reply::NO_VALID_RECIPIENTS } else { &reply::NEED_RCPT })
             }
+            (Verb::Rcpt | Verb::Data, State::Mail(_, txn)) if txn.chunks.is_some() => Some(&reply::BDAT_IN_PROGRESS),
+            (Verb::Data, State::Mail(_, txn)) if txn.binarymime => Some(&reply::BINARYMIME_NEEDS_BDAT),
             (Verb::StartTls, _) if !self.config.starttls => Some(&reply::TLS_NOT_AVAILABLE),
             (Verb::StartTls, _) if self.tls_active => Some(&reply::TLS_ALREADY_ACTIVE),
             (Verb::StartTls, State::Mail(..)) => Some(&reply::TRANSACTION_IN_PROGRESS),
@@ -409,6 +460,7 @@ impl Server {
                     other => self.state = other, // excluded by sequence_error
                 }
             }
+            Command::Bdat { size, last } => self.bdat(size, last),
             Command::Unknown(_) => self.reject(&reply::UNKNOWN_COMMAND),
         }
     }
@@ -473,6 +525,9 @@ impl Server {
                     body_8bit: from.body == Some(BodyType::EightBitMime),
                     ret: from.ret,
                     envid: from.envid,
+                    binarymime: from.body == Some(BodyType::BinaryMime),
+                    smtputf8: from.smtputf8,
+                    chunks: None,
                     rejected: false,
                 };
                 State::Mail(greeting, txn)
@@ -482,6 +537,7 @@ impl Server {
     }
 
     fn rcpt(&mut self, to: RcptTo) {
+        let utf8 = to.utf8;
         let address = match to.recipient {
             ForwardPath::Mailbox(address) => address,
             ForwardPath::Postmaster => {
@@ -491,6 +547,10 @@ impl Server {
         let State::Mail(_, txn) = &mut self.state else {
             return; // excluded by sequence_error
         };
+        if !txn.smtputf8 && utf8 {
+            // RFC 6531 §3.5: UTF-8 only in a transaction that declared it.
+            return self.reject(&reply::NON_ASCII_ADDRESS);
+        }
         if txn.recipients.iter().any(|r| r.address == address) {
             // Already accepted: say yes again, deliver once.
             return reply::RECIPIENT_OK.write(&mut self.output);
@@ -539,21 +599,81 @@ impl Server {
                 State::Greeted(greeting)
             }
             State::Data { greeting, txn, scanner, body } => {
-                let envelope = Envelope {
-                    helo: greeting.helo.clone(),
-                    esmtp: greeting.esmtp,
-                    sender: txn.sender,
-                    recipients: txn.recipients,
-                    body_8bit: txn.body_8bit || scanner.saw_8bit(),
-                    auth_user: self.authenticated.clone(),
-                    ret: txn.ret,
-                    envid: txn.envid,
-                };
-                self.action = Some(Action::Store { envelope, body });
-                State::Storing(greeting)
+                let eight_bit = scanner.saw_8bit();
+                self.store(greeting, txn, body, eight_bit)
             }
             other => other, // only called from the Data state
         };
+    }
+
+    /// BDAT in a transaction with recipients (sequence_error checked):
+    /// refuse at once if the total would pass the limit, else read the
+    /// chunk. `BDAT 0` ends here and now.
+    fn bdat(&mut self, size: u64, last: bool) {
+        self.state = match self.take_state() {
+            State::Mail(greeting, mut txn) => {
+                let max = self.config.max_message_size;
+                let chunks = txn.chunks.get_or_insert_with(|| ChunkBody::new(max, txn.binarymime));
+                if !chunks.announce(size) {
+                    // Not a client error; the transaction is over (RFC 3030
+                    // §2: later chunks get 503), its octets are read.
+                    reply::MESSAGE_TOO_BIG.write(&mut self.output);
+                    self.discard = size;
+                    self.state = State::Greeted(greeting);
+                    return;
+                }
+                State::Bdat { greeting, txn, remaining: size, size, last }
+            }
+            other => other, // excluded by sequence_error
+        };
+        if size == 0 {
+            self.end_of_chunk();
+        }
+    }
+
+    /// A BDAT's octets are all in: 250 for a chunk, a store for the last,
+    /// or 552 if normalising took the body past the limit.
+    fn end_of_chunk(&mut self) {
+        self.state = match self.take_state() {
+            State::Bdat { greeting, txn, .. } if txn.chunks.as_ref().is_some_and(ChunkBody::is_oversized) => {
+                reply::MESSAGE_TOO_BIG.write(&mut self.output);
+                State::Greeted(greeting)
+            }
+            State::Bdat { greeting, txn, size, last: false, .. } => {
+                reply::CHUNK_RECEIVED.write_with(&mut self.output, &size.to_string());
+                State::Mail(greeting, txn)
+            }
+            State::Bdat { greeting, mut txn, last: true, .. } => {
+                let chunks = txn.chunks.take().unwrap_or_else(|| ChunkBody::new(0, true));
+                let eight_bit = chunks.saw_8bit();
+                match chunks.finish() {
+                    Some(body) => self.store(greeting, txn, body, eight_bit),
+                    None => {
+                        reply::MESSAGE_TOO_BIG.write(&mut self.output);
+                        State::Greeted(greeting)
+                    }
+                }
+            }
+            other => other, // only called from the Bdat state
+        };
+    }
+
+    /// A complete message: ask the driver to store it (DATA and BDAT alike).
+    fn store(&mut self, greeting: Greeting, txn: Transaction, body: Vec<u8>, saw_8bit: bool) -> State {
+        let envelope = Envelope {
+            helo: greeting.helo.clone(),
+            esmtp: greeting.esmtp,
+            sender: txn.sender,
+            recipients: txn.recipients,
+            body_8bit: txn.body_8bit || saw_8bit,
+            binarymime: txn.binarymime,
+            smtputf8: txn.smtputf8,
+            auth_user: self.authenticated.clone(),
+            ret: txn.ret,
+            envid: txn.envid,
+        };
+        self.action = Some(Action::Store { envelope, body });
+        State::Storing(greeting)
     }
 
     fn take_state(&mut self) -> State {
@@ -582,4 +702,10 @@ impl Server {
         self.state = State::Closed;
         self.action = None;
     }
+}
+
+/// How many of `available` input bytes belong to a chunk with `remaining`
+/// octets left.
+fn chunk_len(remaining: u64, available: usize) -> usize {
+    usize::try_from(remaining).map_or(available, |r| r.min(available))
 }

@@ -40,11 +40,11 @@ fn every_command_in_every_state_gets_the_right_code() {
 #[test]
 fn ehlo_lists_the_extensions_and_helo_gives_a_plain_250() {
     let mut s = Session::new();
-    let reply = s.ehlo("client.test", "250 8BITMIME");
+    let reply = s.ehlo("client.test", "250 SMTPUTF8");
     assert_eq!(
         reply,
         "250-mx.example.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-STARTTLS\r\n\
-         250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250 8BITMIME\r\n"
+         250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250-8BITMIME\r\n250-BINARYMIME\r\n250-CHUNKING\r\n250 SMTPUTF8\r\n"
     );
     assert_eq!(s.cmd("HELO client.test", "250"), "250 mx.example.test\r\n");
 }
@@ -179,7 +179,7 @@ fn parameters_are_checked() {
     let mut s = Session::with(ServerConfig { max_errors: 100, ..config() });
     s.ehlo("client.test", "250 ");
     s.cmd("MAIL FROM:<a@relay.test> SIZE=x", "501 5.5.4");
-    s.cmd("MAIL FROM:<a@relay.test> BODY=BINARYMIME", "501 5.5.4");
+    s.cmd("MAIL FROM:<a@relay.test> BODY=BINARY", "501 5.5.4");
     s.cmd("MAIL FROM:<a@relay.test> MT-PRIORITY=1", "555 5.5.4");
     s.cmd("MAIL FROM:<a@relay.test> SIZE=1001", "552 5.3.4");
     s.cmd("MAIL FROM:<a@relay.test> SIZE=1000 BODY=7BIT", "250 2.1.0");

@@ -24,6 +24,10 @@ pub struct Capabilities {
     pub eight_bit_mime: bool,
     /// RFC 3461: NOTIFY, ORCPT, RET and ENVID may be passed on.
     pub dsn: bool,
+    /// RFC 3030 §3: `BODY=BINARYMIME` may be declared (with BDAT).
+    pub binarymime: bool,
+    /// RFC 6531: `SMTPUTF8` may be declared; UTF-8 addresses may be sent.
+    pub smtputf8: bool,
     /// RFC 3207: the server offers STARTTLS.
     pub starttls: bool,
     /// RFC 2034: replies carry RFC 3463 codes. (The reply reader takes
@@ -48,6 +52,8 @@ impl Capabilities {
                 "CHUNKING" => caps.chunking = true,
                 "8BITMIME" => caps.eight_bit_mime = true,
                 "DSN" => caps.dsn = true,
+                "BINARYMIME" => caps.binarymime = true,
+                "SMTPUTF8" => caps.smtputf8 = true,
                 "STARTTLS" => caps.starttls = true,
                 "ENHANCEDSTATUSCODES" => caps.enhanced_status_codes = true,
                 _ => {}
@@ -83,6 +89,8 @@ mod tests {
             "chunking",
             "dsn",
             "AUTH PLAIN LOGIN",
+            "BinaryMIME",
+            "smtputf8",
         ]);
         assert_eq!(
             caps,
@@ -93,6 +101,8 @@ mod tests {
                 chunking: true,
                 eight_bit_mime: true,
                 dsn: true,
+                binarymime: true,
+                smtputf8: true,
                 starttls: true,
                 enhanced_status_codes: true,
             }

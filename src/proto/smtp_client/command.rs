@@ -20,12 +20,26 @@ pub fn helo(out: &mut Vec<u8>, name: &str) {
 }
 
 /// Appends `MAIL FROM:<sender>` with ` SIZE=n` when `size` is given,
-/// ` BODY=8BITMIME` when `eight_bit`, then `extra` (further parameters,
-/// each with its leading space, already encoded).
-pub fn mail_from(out: &mut Vec<u8>, sender: &str, size: Option<u64>, eight_bit: bool, extra: &str) {
+/// ` BODY=8BITMIME` when `eight_bit`, ` BODY=BINARYMIME` instead when
+/// `binary`, ` SMTPUTF8` when `smtputf8`, then `extra` (further
+/// parameters, each with its leading space, already encoded).
+pub fn mail_from(
+    out: &mut Vec<u8>,
+    sender: &str,
+    size: Option<u64>,
+    eight_bit: bool,
+    binary: bool,
+    smtputf8: bool,
+    extra: &str,
+) {
     let size = size.map(|n| format!(" SIZE={n}")).unwrap_or_default();
-    let body = if eight_bit { " BODY=8BITMIME" } else { "" };
-    line(out, &["MAIL FROM:<", sender, ">", &size, body, extra]);
+    let body = match (binary, eight_bit) {
+        (true, _) => " BODY=BINARYMIME",
+        (false, true) => " BODY=8BITMIME",
+        (false, false) => "",
+    };
+    let utf8 = if smtputf8 { " SMTPUTF8" } else { "" };
+    line(out, &["MAIL FROM:<", sender, ">", &size, body, utf8, extra]);
 }
 
 /// Appends `RCPT TO:<recipient>` and `extra` (parameters, as for MAIL).
@@ -55,15 +69,21 @@ fn line(out: &mut Vec<u8>, parts: &[&str]) {
 }
 
 /// Whether `address` can go between `<` and `>` as it is: printable ASCII
-/// without spaces or angle brackets, at most 512 bytes. An empty address
-/// is valid only as a sender (the null reverse-path). Quoted local parts
-/// with spaces and non-ASCII (SMTPUTF8) addresses are refused rather than
-/// sent: neither can reach ringmail's own queue through its SMTP server.
-pub fn valid_address(address: &str, is_sender: bool) -> bool {
+/// without spaces or angle brackets, at most 512 bytes; with `utf8` (the
+/// message goes with SMTPUTF8) also non-ASCII characters other than
+/// controls (C1 included) and spaces: still nothing that could end the
+/// line or the path. An empty address is valid only as a sender (the null
+/// reverse-path). Quoted local parts with spaces are refused rather than
+/// sent: none can reach ringmail's own queue through its SMTP server.
+pub fn valid_address(address: &str, is_sender: bool, utf8: bool) -> bool {
     if address.is_empty() {
         return is_sender;
     }
-    address.len() <= 512 && address.bytes().all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
+    let ok = |c: char| match c.is_ascii() {
+        true => c.is_ascii_graphic() && c != '<' && c != '>',
+        false => utf8 && !c.is_control() && !c.is_whitespace(),
+    };
+    address.len() <= 512 && address.chars().all(ok)
 }
 
 #[cfg(test)]
@@ -78,9 +98,15 @@ mod tests {
 
     #[test]
     fn mail_from_carries_size_and_body_only_when_asked() {
-        assert_eq!(text(|o| mail_from(o, "a@b", None, false, "")), "MAIL FROM:<a@b>\r\n");
-        assert_eq!(text(|o| mail_from(o, "", Some(12), true, "")), "MAIL FROM:<> SIZE=12 BODY=8BITMIME\r\n");
-        assert_eq!(text(|o| mail_from(o, "", None, false, " RET=HDRS")), "MAIL FROM:<> RET=HDRS\r\n");
+        assert_eq!(text(|o| mail_from(o, "a@b", None, false, false, false, "")), "MAIL FROM:<a@b>\r\n");
+        assert_eq!(
+            text(|o| mail_from(o, "", Some(12), true, false, false, "")),
+            "MAIL FROM:<> SIZE=12 BODY=8BITMIME\r\n"
+        );
+        assert_eq!(
+            text(|o| mail_from(o, "j\u{e4}@b", Some(3), true, true, true, " RET=HDRS")),
+            "MAIL FROM:<j\u{e4}@b> SIZE=3 BODY=BINARYMIME SMTPUTF8 RET=HDRS\r\n"
+        );
     }
 
     #[test]
@@ -100,9 +126,13 @@ mod tests {
     #[test]
     fn addresses_that_could_inject_commands_are_invalid() {
         for bad in ["a@b>\r\nRSET", "a@b\n", "<a@b>", "a b@c", "j\u{f6}@b", ""] {
-            assert!(!valid_address(bad, false), "{bad:?}");
+            assert!(!valid_address(bad, false, false), "{bad:?}");
         }
-        assert!(valid_address("", true));
-        assert!(valid_address("first.last+tag@sub.example.test", false));
+        assert!(valid_address("", true, false));
+        assert!(valid_address("j\u{f6}@b", false, true));
+        for bad in ["a@b>\r\nRSET", "a\u{85}@b", "a\u{a0}b@c", "a\u{2028}@b", "a b@c", "<a@b>"] {
+            assert!(!valid_address(bad, false, true), "{bad:?}");
+        }
+        assert!(valid_address("first.last+tag@sub.example.test", false, false));
     }
 }

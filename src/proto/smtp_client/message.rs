@@ -21,6 +21,15 @@ pub struct OutgoingMessage {
     /// (Postfix's default): converting to 7 bit would need a MIME rewriter,
     /// and refusing would bounce mail almost every server accepts.
     pub body_8bit: bool,
+    /// Came with `BODY=BINARYMIME` (RFC 3030): goes only to a server
+    /// offering BINARYMIME, CHUNKING and PIPELINING (this client's BDAT
+    /// path), declared as such; otherwise it is bounced with 5.6.3 (there
+    /// is no conversion: the body may have bare CR and LF, NULs, long lines).
+    pub binarymime: bool,
+    /// Needs SMTPUTF8 ([`needs_smtputf8`]): goes only to a server offering
+    /// it, with `SMTPUTF8` on MAIL; otherwise bounced with 5.6.7 (no
+    /// downgrade, RFC 6531 §3.2).
+    pub smtputf8: bool,
     /// DSN parameters to pass on when the server offers DSN (RFC 3461).
     pub dsn: DsnParams,
 }
@@ -74,6 +83,21 @@ impl DsnParams {
     }
 }
 
+/// Whether a message that came in with `SMTPUTF8` needs it on the way out:
+/// the sender or a recipient of this delivery is not ASCII (domains are
+/// held as A-labels, so only UTF-8 local parts count), or the header
+/// section (up to the first empty line) has a byte >= 0x80 (RFC 6532 UTF-8
+/// headers). Otherwise the message is plain RFC 5322 and may go to any
+/// server, without the parameter (as Postfix's `smtputf8_autodetect_classes`
+/// does for mail whose envelope and headers turn out to be ASCII).
+pub fn needs_smtputf8(declared: bool, sender: &str, recipients: &[String], body: &[u8]) -> bool {
+    if !declared {
+        return false;
+    }
+    let head_end = body.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(body.len());
+    !sender.is_ascii() || recipients.iter().any(|r| !r.is_ascii()) || !body[..head_end].is_ascii()
+}
+
 /// What became of one message, recipient by recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageOutcome {
@@ -112,5 +136,21 @@ impl RecipientOutcome {
             | RecipientOutcome::Deferred { reply }
             | RecipientOutcome::Bounced { reply } => reply,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::needs_smtputf8;
+
+    #[test]
+    fn smtputf8_is_needed_only_when_declared_and_something_is_not_ascii() {
+        let ascii = ["b@y.test".to_string()];
+        let body = "Subject: caf\u{e9}\r\n\r\nbody".as_bytes();
+        assert!(!needs_smtputf8(false, "j\u{e4}@x.test", &ascii, body));
+        assert!(!needs_smtputf8(true, "a@x.test", &ascii, b"Subject: hi\r\n\r\ncaf\xc3\xa9"));
+        assert!(needs_smtputf8(true, "j\u{e4}@x.test", &ascii, b""));
+        assert!(needs_smtputf8(true, "", &["\u{7528}@y.test".to_string()], b""));
+        assert!(needs_smtputf8(true, "a@x.test", &ascii, body));
     }
 }

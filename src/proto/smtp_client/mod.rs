@@ -48,5 +48,5 @@ pub use capabilities::Capabilities;
 pub use client::Client;
 pub use config::{ClientConfig, ConfigError, TlsPolicy};
 pub use event::{ConnectionFailure, Event, FailureCause, Phase, SendError, Transmit};
-pub use message::{DsnParams, MessageOutcome, OutgoingMessage, RecipientOutcome};
+pub use message::{needs_smtputf8, DsnParams, MessageOutcome, OutgoingMessage, RecipientOutcome};
 pub use reply::{classify, Class, Reply, ReplyError, MAX_LINES, MAX_LINE_LEN};

@@ -134,7 +134,17 @@ impl Transaction {
         let all = |reply: Reply| MessageOutcome {
             per_recipient: vec![RecipientOutcome::Bounced { reply }; msg.recipients.len()],
         };
-        if !command::valid_address(&msg.sender, true) {
+        if msg.binarymime && !(caps.binarymime && caps.chunking && caps.pipelining) {
+            let text = "conversion required but not supported: BINARYMIME not offered by the next hop";
+            return Err(all(Reply::local(554, (5, 6, 3), text)));
+        }
+        if msg.smtputf8 && !caps.smtputf8 {
+            // RFC 6531 §3.2: no downgrade.
+            let text = "SMTPUTF8 is required, but was not offered by the next hop";
+            return Err(all(Reply::local(553, (5, 6, 7), text)));
+        }
+        let utf8 = msg.smtputf8;
+        if !command::valid_address(&msg.sender, true, utf8) {
             return Err(all(Reply::local(553, (5, 1, 7), "invalid sender address syntax")));
         }
         if let Some(max) = caps.size_limit().filter(|&max| msg.size > max) {
@@ -144,7 +154,7 @@ impl Transaction {
         let rcpts: Vec<Rcpt> = msg
             .recipients
             .iter()
-            .map(|r| match command::valid_address(r, false) {
+            .map(|r| match command::valid_address(r, false, utf8) {
                 true => Rcpt::Awaiting,
                 false => Rcpt::Refused(Reply::local(553, (5, 1, 3), "invalid recipient address syntax")),
             })
@@ -162,7 +172,7 @@ impl Transaction {
         // otherwise they are dropped here, and a NOTIFY=SUCCESS recipient
         // gets a `relayed` notice from our side).
         let dsn = if caps.dsn { msg.dsn.mail_params() } else { String::new() };
-        command::mail_from(out, &msg.sender, size, eight_bit, &dsn);
+        command::mail_from(out, &msg.sender, size, eight_bit, msg.binarymime, msg.smtputf8, &dsn);
         let mut txn = Transaction {
             msg,
             mail: None,

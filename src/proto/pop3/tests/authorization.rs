@@ -5,9 +5,9 @@ use std::rc::Rc;
 use super::{config, listing, Action, AuthOutcome, Pop3Config, Server, Session, PASSWORD, USER};
 
 const CAPA_WITH_STLS: &str = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\nSASL PLAIN\r\n\
-    RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nIMPLEMENTATION ringmail\r\nEXPIRE NEVER\r\nSTLS\r\n.\r\n";
+    RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nUTF8 USER\r\nIMPLEMENTATION ringmail\r\nEXPIRE NEVER\r\nSTLS\r\n.\r\n";
 const CAPA_WITHOUT_STLS: &str = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\nSASL PLAIN\r\n\
-    RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nIMPLEMENTATION ringmail\r\nEXPIRE NEVER\r\n.\r\n";
+    RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nUTF8 USER\r\nIMPLEMENTATION ringmail\r\nEXPIRE NEVER\r\n.\r\n";
 
 #[test]
 fn greeting_names_the_host() {
@@ -320,4 +320,23 @@ fn eof_before_login_closes_silently() {
     session.flush();
     assert_eq!(session.received(), "");
     assert!(session.server.is_closed());
+}
+
+#[test]
+fn utf8_is_accepted_before_login_and_then_utf8_names_reach_the_driver() {
+    let mut session = Session::new();
+    session.received();
+    session.expect("UTF8", "+OK UTF8 enabled\r\n");
+    session.expect("USER j\u{e4}ne@b\u{fc}cher.example", "+OK send PASS\r\n");
+    session.expect("PASS s\u{e9}cret", "-ERR [AUTH] Authentication failed.\r\n");
+    assert_eq!(
+        session.actions,
+        [Action::Authenticate { user: "j\u{e4}ne@b\u{fc}cher.example".into(), password: "s\u{e9}cret".into() }]
+    );
+}
+
+#[test]
+fn utf8_after_login_is_refused() {
+    let mut session = Session::logged_in();
+    assert!(session.send("UTF8").starts_with("-ERR"));
 }

@@ -41,7 +41,7 @@ fn insecure_capa_lists_neither_user_nor_sasl_but_stls() {
     session.expect(
         "CAPA",
         "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n\
-         PIPELINING\r\nIMPLEMENTATION ringmail\r\nEXPIRE NEVER\r\nSTLS\r\n.\r\n",
+         PIPELINING\r\nUTF8 USER\r\nIMPLEMENTATION ringmail\r\nEXPIRE NEVER\r\nSTLS\r\n.\r\n",
     );
 }
 
@@ -64,7 +64,7 @@ fn stls_allows_passwords() {
     session.expect(
         "CAPA",
         "+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\nSASL PLAIN\r\nRESP-CODES\r\n\
-         AUTH-RESP-CODE\r\nPIPELINING\r\nIMPLEMENTATION ringmail\r\nEXPIRE NEVER\r\n.\r\n",
+         AUTH-RESP-CODE\r\nPIPELINING\r\nUTF8 USER\r\nIMPLEMENTATION ringmail\r\nEXPIRE NEVER\r\n.\r\n",
     );
     session.expect(&format!("AUTH PLAIN {}", plain(USER, PASSWORD)), LOGGED_IN);
 }

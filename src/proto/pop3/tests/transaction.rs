@@ -162,7 +162,7 @@ fn capa_after_login_omits_stls() {
     session.expect(
         "CAPA",
         "+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\nSASL PLAIN\r\nRESP-CODES\r\n\
-         AUTH-RESP-CODE\r\nPIPELINING\r\nIMPLEMENTATION ringmail\r\nEXPIRE NEVER\r\n.\r\n",
+         AUTH-RESP-CODE\r\nPIPELINING\r\nUTF8 USER\r\nIMPLEMENTATION ringmail\r\nEXPIRE NEVER\r\n.\r\n",
     );
 }
 

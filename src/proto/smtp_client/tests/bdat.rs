@@ -151,3 +151,74 @@ fn chunking_without_pipelining_keeps_to_data_in_lock_step() {
     );
     assert_eq!(h.outcomes(), [[("delivered", 250)]]);
 }
+
+#[test]
+fn binarymime_message_goes_declared_to_a_next_hop_offering_it() {
+    let binary = crate::proto::smtp_client::OutgoingMessage { binarymime: true, ..msg(&["x@y.test"]) };
+    let mut h = Harness::new(config()).send([binary]);
+    h.play(
+        "S: 220 mx.test ESMTP
+         C: EHLO client.test
+         S: 250-mx.test
+         S: 250-PIPELINING
+         S: 250-CHUNKING
+         S: 250 BINARYMIME
+         C: MAIL FROM:<a@example.test> BODY=BINARYMIME
+         C: RCPT TO:<x@y.test>
+         C: BDAT 100 LAST
+         C: <CHUNK>
+         S: 250 2.1.0 Ok
+         S: 250 2.1.5 Ok
+         S: 250 2.0.0 queued
+         C: QUIT
+         S: 221 2.0.0 Bye",
+    );
+    assert_eq!(h.outcomes(), [[("delivered", 250)]]);
+}
+
+#[test]
+fn binarymime_message_to_a_next_hop_without_binarymime_bounces_with_5_6_3_unsent() {
+    let binary = crate::proto::smtp_client::OutgoingMessage { binarymime: true, ..msg(&["x@y.test", "z@y.test"]) };
+    let mut h = Harness::new(config()).send([binary]);
+    h.play(&format!(
+        "{GREET_CHUNKING}
+         C: QUIT
+         S: 221 2.0.0 Bye"
+    ));
+    assert_eq!(h.outcomes(), [[("bounced", 554), ("bounced", 554)]]);
+    assert_eq!(h.recipient_outcomes()[0].reply().enhanced, Some((5, 6, 3)));
+}
+
+#[test]
+fn smtputf8_message_goes_with_the_parameter_when_offered_and_bounces_5_6_7_when_not() {
+    use crate::proto::smtp_client::OutgoingMessage;
+    let utf8 = OutgoingMessage { smtputf8: true, sender: "j\u{e4}ne@example.test".into(), ..msg(&["\u{7528}@y.test"]) };
+    let mut h = Harness::new(config()).send([utf8.clone()]);
+    h.play(
+        "S: 220 mx.test ESMTP
+         C: EHLO client.test
+         S: 250-mx.test
+         S: 250-PIPELINING
+         S: 250-CHUNKING
+         S: 250 SMTPUTF8
+         C: MAIL FROM:<j\u{e4}ne@example.test> SMTPUTF8
+         C: RCPT TO:<\u{7528}@y.test>
+         C: BDAT 100 LAST
+         C: <CHUNK>
+         S: 250 2.1.0 Ok
+         S: 250 2.1.5 Ok
+         S: 250 2.0.0 queued
+         C: QUIT
+         S: 221 2.0.0 Bye",
+    );
+    assert_eq!(h.outcomes(), [[("delivered", 250)]]);
+
+    let mut h = Harness::new(config()).send([utf8]);
+    h.play(&format!(
+        "{GREET_CHUNKING}
+         C: QUIT
+         S: 221 2.0.0 Bye"
+    ));
+    assert_eq!(h.outcomes(), [[("bounced", 553)]]);
+    assert_eq!(h.recipient_outcomes()[0].reply().enhanced, Some((5, 6, 7)));
+}

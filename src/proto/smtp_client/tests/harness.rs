@@ -34,6 +34,8 @@ pub fn msg(recipients: &[&str]) -> OutgoingMessage {
         size: 100,
         body_8bit: false,
         dsn: Default::default(),
+        binarymime: false,
+        smtputf8: false,
     }
 }
 

@@ -45,6 +45,8 @@ fn multi_line_ehlo_reply_sets_capabilities_then_ready_then_quit() {
             chunking: false,
             eight_bit_mime: true,
             dsn: false,
+            binarymime: false,
+            smtputf8: false,
             starttls: false,
             enhanced_status_codes: true,
         }
