@@ -31,6 +31,7 @@
 //! - [`startup`]: checks shared by `serve` and `check-config`, port probe,
 //!   privilege drop.
 
+pub mod address_map;
 pub mod admin;
 pub mod auth;
 pub mod auth_cache;
