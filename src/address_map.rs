@@ -94,8 +94,10 @@ pub struct AddressMap {
 
 impl AddressMap {
     pub fn new(s: AddressSettings) -> AddressMap {
-        let postmaster =
-            s.postmaster.map(|p| p.to_ascii_lowercase()).or_else(|| s.local_domains.first().map(|d| format!("postmaster@{d}")));
+        let postmaster = s
+            .postmaster
+            .map(|p| p.to_ascii_lowercase())
+            .or_else(|| s.local_domains.first().map(|d| format!("postmaster@{d}")));
         let mut aliases: HashMap<String, Vec<String>> = HashMap::new();
         for (key, targets) in s.aliases {
             aliases.entry(key.to_ascii_lowercase()).or_default().extend(targets);
@@ -125,6 +127,18 @@ impl AddressMap {
     /// The address `postmaster@`/`abuse@` mail goes to, if any.
     pub fn postmaster(&self) -> Option<&str> {
         self.postmaster.as_deref()
+    }
+
+    /// Why mail to `postmaster@` would be refused with these users, if it
+    /// would (RFC 5321 §4.5.1 requires taking it): for start-up and
+    /// `check-config` to warn about.
+    pub fn postmaster_problem(&self, is_user: &dyn Fn(&str) -> bool) -> Option<String> {
+        let domain = self.domains.iter().min().map_or(self.hostname.as_str(), String::as_str);
+        match self.resolve(&format!("postmaster@{domain}"), is_user) {
+            Resolution::Targets(_) | Resolution::NotLocal => None,
+            Resolution::Unknown => Some(format!("postmaster@{domain} has no mailbox")),
+            Resolution::Failed(e) => Some(format!("postmaster@{domain} is refused: {e}")),
+        }
     }
 
     /// Resolve one RCPT address. `is_user` says whether a (lowercase)
@@ -305,7 +319,10 @@ mod tests {
     #[test]
     fn a_user_resolves_to_its_own_mailbox() {
         let m = map(&[], "", None);
-        assert_eq!(m.resolve("Bob@Example.NET", &is_user), Resolution::Targets(vec![local("bob@example.net", "bob@example.net")]));
+        assert_eq!(
+            m.resolve("Bob@Example.NET", &is_user),
+            Resolution::Targets(vec![local("bob@example.net", "bob@example.net")])
+        );
     }
 
     #[test]
@@ -334,13 +351,19 @@ mod tests {
     #[test]
     fn nested_aliases_expand_and_duplicates_are_kept_once() {
         let m = map(
-            &[("team@example.net", &["sales@example.net", "alice@example.net"]), ("sales@example.net", &["alice@example.net", "bob@example.net"])],
+            &[
+                ("team@example.net", &["sales@example.net", "alice@example.net"]),
+                ("sales@example.net", &["alice@example.net", "bob@example.net"]),
+            ],
             "",
             None,
         );
         assert_eq!(
             m.resolve("team@example.net", &is_user),
-            Resolution::Targets(vec![local("alice@example.net", "alice@example.net"), local("bob@example.net", "bob@example.net")])
+            Resolution::Targets(vec![
+                local("alice@example.net", "alice@example.net"),
+                local("bob@example.net", "bob@example.net")
+            ])
         );
     }
 
@@ -360,7 +383,10 @@ mod tests {
         let m = map(&[("bob@example.net", &["bob@example.net", "bob@partner.org"])], "", None);
         assert_eq!(
             m.resolve("bob@example.net", &is_user),
-            Resolution::Targets(vec![local("bob@example.net", "bob@example.net"), remote("bob@partner.org", "partner.org")])
+            Resolution::Targets(vec![
+                local("bob@example.net", "bob@example.net"),
+                remote("bob@partner.org", "partner.org")
+            ])
         );
     }
 
@@ -374,7 +400,10 @@ mod tests {
             aliases: pairs,
             ..AddressSettings::default()
         });
-        assert!(matches!(m.resolve("l0@example.net", &|a| a == names.last().unwrap()), Resolution::Failed(ExpansionError::TooDeep { .. })));
+        assert!(matches!(
+            m.resolve("l0@example.net", &|a| a == names.last().unwrap()),
+            Resolution::Failed(ExpansionError::TooDeep { .. })
+        ));
     }
 
     #[test]
@@ -400,7 +429,10 @@ mod tests {
     #[test]
     fn extension_is_stripped_for_the_user_but_kept_as_the_address() {
         let m = map(&[], "+", None);
-        assert_eq!(m.resolve("bob+news@example.net", &is_user), Resolution::Targets(vec![local("bob+news@example.net", "bob@example.net")]));
+        assert_eq!(
+            m.resolve("bob+news@example.net", &is_user),
+            Resolution::Targets(vec![local("bob+news@example.net", "bob@example.net")])
+        );
         // Without a delimiter, bob+news is just an unknown address.
         assert_eq!(map(&[], "", None).resolve("bob+news@example.net", &is_user), Resolution::Unknown);
     }
@@ -408,21 +440,36 @@ mod tests {
     #[test]
     fn exact_match_comes_before_the_stripped_one() {
         let m = map(&[("bob+list@example.net", &["alice@example.net"])], "+", None);
-        assert_eq!(m.resolve("bob+list@example.net", &is_user), Resolution::Targets(vec![local("alice@example.net", "alice@example.net")]));
-        assert_eq!(m.resolve("bob+other@example.net", &is_user), Resolution::Targets(vec![local("bob+other@example.net", "bob@example.net")]));
+        assert_eq!(
+            m.resolve("bob+list@example.net", &is_user),
+            Resolution::Targets(vec![local("alice@example.net", "alice@example.net")])
+        );
+        assert_eq!(
+            m.resolve("bob+other@example.net", &is_user),
+            Resolution::Targets(vec![local("bob+other@example.net", "bob@example.net")])
+        );
     }
 
     #[test]
     fn aliases_are_looked_up_without_the_extension_too() {
         let m = map(&[("sales@example.net", &["alice@example.net"])], "+", None);
-        assert_eq!(m.resolve("sales+q3@example.net", &is_user), Resolution::Targets(vec![local("alice@example.net", "alice@example.net")]));
+        assert_eq!(
+            m.resolve("sales+q3@example.net", &is_user),
+            Resolution::Targets(vec![local("alice@example.net", "alice@example.net")])
+        );
     }
 
     #[test]
     fn catch_all_takes_what_nothing_else_matches_in_its_domain() {
         let m = map(&[("@example.net", &["alice@example.net"])], "", None);
-        assert_eq!(m.resolve("whoever@example.net", &is_user), Resolution::Targets(vec![local("alice@example.net", "alice@example.net")]));
-        assert_eq!(m.resolve("bob@example.net", &is_user), Resolution::Targets(vec![local("bob@example.net", "bob@example.net")]));
+        assert_eq!(
+            m.resolve("whoever@example.net", &is_user),
+            Resolution::Targets(vec![local("alice@example.net", "alice@example.net")])
+        );
+        assert_eq!(
+            m.resolve("bob@example.net", &is_user),
+            Resolution::Targets(vec![local("bob@example.net", "bob@example.net")])
+        );
         assert_eq!(m.resolve("whoever@other.test", &is_user), Resolution::Unknown);
     }
 
@@ -446,9 +493,19 @@ mod tests {
 
     #[test]
     fn role_address_comes_before_the_catch_all_but_after_an_explicit_alias() {
-        let m = map(&[("@example.net", &["bob@example.net"]), ("abuse@other.test", &["carol@other.test"])], "", Some("alice@example.net"));
-        assert_eq!(m.resolve("postmaster@example.net", &is_user), Resolution::Targets(vec![local("alice@example.net", "alice@example.net")]));
-        assert_eq!(m.resolve("abuse@other.test", &is_user), Resolution::Targets(vec![local("carol@other.test", "carol@other.test")]));
+        let m = map(
+            &[("@example.net", &["bob@example.net"]), ("abuse@other.test", &["carol@other.test"])],
+            "",
+            Some("alice@example.net"),
+        );
+        assert_eq!(
+            m.resolve("postmaster@example.net", &is_user),
+            Resolution::Targets(vec![local("alice@example.net", "alice@example.net")])
+        );
+        assert_eq!(
+            m.resolve("abuse@other.test", &is_user),
+            Resolution::Targets(vec![local("carol@other.test", "carol@other.test")])
+        );
     }
 
     #[test]
@@ -461,12 +518,18 @@ mod tests {
             Resolution::Targets(vec![local("postmaster@example.net", "postmaster@example.net")])
         );
         // And when that user does not exist, the RCPT is refused, not looped.
-        assert!(matches!(m.resolve("abuse@other.test", &is_user), Resolution::Failed(ExpansionError::NoPostmaster { .. })));
+        assert!(matches!(
+            m.resolve("abuse@other.test", &is_user),
+            Resolution::Failed(ExpansionError::NoPostmaster { .. })
+        ));
     }
 
     #[test]
     fn remote_postmaster_is_forwarded() {
         let m = map(&[], "", Some("hostmaster@partner.org"));
-        assert_eq!(m.resolve("postmaster@example.net", &is_user), Resolution::Targets(vec![remote("hostmaster@partner.org", "partner.org")]));
+        assert_eq!(
+            m.resolve("postmaster@example.net", &is_user),
+            Resolution::Targets(vec![remote("hostmaster@partner.org", "partner.org")])
+        );
     }
 }

@@ -300,6 +300,11 @@ fn run() -> anyhow::Result<()> {
                 bail!("{name}: serve would not start:\n  {}", problems.join("\n  "));
             }
             let users = ringmail::auth::UserDb::load(cfg.users_path())?;
+            if let Some(problem) = cfg.address_map.postmaster_problem(&|a| users.contains(a)) {
+                eprintln!(
+                    "{name}: warning: {problem}: mail to postmaster@ and abuse@ will be refused; set `postmaster`"
+                );
+            }
             println!("{name}: OK ({} users in {})", users.len(), cfg.users_path().display());
             Ok(())
         }

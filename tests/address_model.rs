@@ -120,7 +120,11 @@ fn aliases_catch_all_sub_addressing_and_role_addresses_deliver_where_configured(
     let alias = with_subject(&alice, "alias");
     assert_eq!(alias.len(), 1);
     // On top of the stored message (Authentication-Results, Received, ...).
-    assert!(alias[0].starts_with("Return-Path: <sender@elsewhere.test>\r\nDelivered-To: alice@localhost\r\n"), "{}", alias[0]);
+    assert!(
+        alias[0].starts_with("Return-Path: <sender@elsewhere.test>\r\nDelivered-To: alice@localhost\r\n"),
+        "{}",
+        alias[0]
+    );
     assert_eq!(with_subject(&alice, "twice").len(), 1, "one copy for two RCPTs reaching alice");
     let catch_all = with_subject(&alice, "catch-all");
     assert_eq!(catch_all.len(), 1);
@@ -143,7 +147,8 @@ fn aliases_catch_all_sub_addressing_and_role_addresses_deliver_where_configured(
 fn sighup_with_changed_aliases_takes_effect_and_the_default_aliases_file_is_read() {
     let mut server = configure(Options::default(), "", "[aliases]\n\"team@localhost\" = \"alice@localhost\"\n");
     std::fs::create_dir_all(server.data_dir()).unwrap();
-    std::fs::write(server.data_dir().join("aliases"), "# default layout\n\"filed@localhost\" = [\"bob@localhost\"]\n").unwrap();
+    std::fs::write(server.data_dir().join("aliases"), "# default layout\n\"filed@localhost\" = [\"bob@localhost\"]\n")
+        .unwrap();
     server.spawn();
     send(&server, &["team@localhost"], "before");
     send(&server, &["filed@localhost"], "from the file");
@@ -151,10 +156,16 @@ fn sighup_with_changed_aliases_takes_effect_and_the_default_aliases_file_is_read
     eventually(Duration::from_secs(10), || (mailbox_count(&server, "bob@localhost") == 1).then_some(()));
 
     let text = std::fs::read_to_string(&server.config).unwrap();
-    std::fs::write(&server.config, text.replace("\"team@localhost\" = \"alice@localhost\"", "\"team@localhost\" = \"bob@localhost\"")).unwrap();
+    std::fs::write(
+        &server.config,
+        text.replace("\"team@localhost\" = \"alice@localhost\"", "\"team@localhost\" = \"bob@localhost\""),
+    )
+    .unwrap();
     let reloads = server.log().matches("SIGHUP: config reloaded").count();
     server.signal(libc::SIGHUP);
-    eventually(Duration::from_secs(10), || (server.log().matches("SIGHUP: config reloaded").count() > reloads).then_some(()));
+    eventually(Duration::from_secs(10), || {
+        (server.log().matches("SIGHUP: config reloaded").count() > reloads).then_some(())
+    });
     send(&server, &["team@localhost"], "after");
     eventually(Duration::from_secs(10), || (mailbox_count(&server, "bob@localhost") == 2).then_some(()));
     assert_eq!(mailbox_count(&server, "alice@localhost"), 1);
@@ -165,10 +176,16 @@ fn sighup_with_changed_aliases_takes_effect_and_the_default_aliases_file_is_read
 fn a_broken_aliases_file_is_named_with_its_line_by_check_config_start_up_and_sighup() {
     let mut server = configure(Options::default(), "aliases_file = \"aliases.toml\"", "");
     let file = server.dir.path().join("aliases.toml");
-    std::fs::write(&file, "\"a@localhost\" = \"alice@localhost\"\n\n\"b@localhost\" = [\"alice@localhost\", \"not-an-address\"]\n").unwrap();
+    std::fs::write(
+        &file,
+        "\"a@localhost\" = \"alice@localhost\"\n\n\"b@localhost\" = [\"alice@localhost\", \"not-an-address\"]\n",
+    )
+    .unwrap();
     let expect_named = |text: &str| {
         assert!(
-            text.contains(&file.display().to_string()) && text.contains("line 3") && text.contains("\"not-an-address\" is not an address"),
+            text.contains(&file.display().to_string())
+                && text.contains("line 3")
+                && text.contains("\"not-an-address\" is not an address"),
             "{text}"
         );
     };
@@ -176,11 +193,8 @@ fn a_broken_aliases_file_is_named_with_its_line_by_check_config_start_up_and_sig
     assert!(!out.status.success());
     expect_named(&String::from_utf8_lossy(&out.stderr));
 
-    let out = Command::new(env!("CARGO_BIN_EXE_ringmail"))
-        .args(["serve", "--config"])
-        .arg(&server.config)
-        .output()
-        .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_ringmail")).args(["serve", "--config"]).arg(&server.config).output().unwrap();
     assert!(!out.status.success(), "serve must refuse the config");
     expect_named(&format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
 
@@ -215,7 +229,12 @@ fn received_names_tls_and_auth_and_poplib_sizes_include_the_trace_fields() {
             .args(["alice@localhost", PASSWORD])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{mode}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{mode}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     eventually(Duration::from_secs(10), || (mailbox_count(&server, "bob@localhost") == 5).then_some(()));
     let bob = messages(&server, "bob@localhost");
@@ -279,7 +298,10 @@ fn submission_adds_message_id_and_date_only_when_missing_and_port_25_never() {
 
     let complete = header("complete submission");
     assert_eq!((count(&complete, "message-id:"), count(&complete, "date:")), (1, 1), "{complete}");
-    assert!(complete.contains("Message-ID: <mine@client.test>") && complete.contains("Date: Sun, 06 Dec 2026 10:00:00 +0000"));
+    assert!(
+        complete.contains("Message-ID: <mine@client.test>")
+            && complete.contains("Date: Sun, 06 Dec 2026 10:00:00 +0000")
+    );
 
     let relay = header("bare relay");
     assert_eq!((count(&relay, "message-id:"), count(&relay, "date:")), (0, 0), "port 25 adds nothing: {relay}");

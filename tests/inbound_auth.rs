@@ -112,7 +112,10 @@ fn newest_header(server: &Server, count: usize) -> String {
     p.cmd("QUIT");
     // The stored message: below the Return-Path and Delivered-To that
     // POP3 puts on top.
-    let stored = msg.split_once("\r\nDelivered-To: ").and_then(|(_, rest)| rest.split_once("\r\n")).map_or(msg.as_str(), |(_, m)| m);
+    let stored = msg
+        .split_once("\r\nDelivered-To: ")
+        .and_then(|(_, rest)| rest.split_once("\r\n"))
+        .map_or(msg.as_str(), |(_, m)| m);
     let head = stored.split("\r\n\r\n").next().unwrap_or_default().to_string();
     head.replace("\r\n\t", " ").replace("\r\n ", " ")
 }

@@ -111,7 +111,10 @@ mod tests {
 
     #[test]
     fn aliases_file_takes_strings_and_lists_in_file_order() {
-        let p = write("ok", "\"z@example.net\" = \"a@example.net\"\n\"@example.net\" = [\"b@example.net\", \"c@partner.org\"]\n");
+        let p = write(
+            "ok",
+            "\"z@example.net\" = \"a@example.net\"\n\"@example.net\" = [\"b@example.net\", \"c@partner.org\"]\n",
+        );
         let got = load_aliases_file(&p, true).unwrap();
         assert_eq!(
             got,
@@ -126,7 +129,10 @@ mod tests {
     fn bad_target_names_file_line_and_reason() {
         let p = write("bad", "# aliases\n\"a@example.net\" = \"b@example.net\"\n\"c@example.net\" = [\"nope\"]\n");
         let e = load_aliases_file(&p, true).unwrap_err();
-        assert!(e.contains(&p.display().to_string()) && e.contains("line 3") && e.contains("\"nope\" is not an address"), "{e}");
+        assert!(
+            e.contains(&p.display().to_string()) && e.contains("line 3") && e.contains("\"nope\" is not an address"),
+            "{e}"
+        );
     }
 
     #[test]

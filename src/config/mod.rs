@@ -1084,13 +1084,14 @@ impl Config {
                 Err(e) => p.push(e),
             }
         }
-        self.address_map = std::sync::Arc::new(crate::address_map::AddressMap::new(crate::address_map::AddressSettings {
-            hostname: self.hostname.clone(),
-            local_domains: domains,
-            delimiter,
-            postmaster: self.postmaster.clone(),
-            aliases: table,
-        }));
+        self.address_map =
+            std::sync::Arc::new(crate::address_map::AddressMap::new(crate::address_map::AddressSettings {
+                hostname: self.hostname.clone(),
+                local_domains: domains,
+                delimiter,
+                postmaster: self.postmaster.clone(),
+                aliases: table,
+            }));
     }
 }
 

@@ -149,6 +149,9 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
     let users_stamp = file_stamp(config.users_path());
     let users = Arc::new(UserDb::load(config.users_path())?);
     tracing::info!(users = users.len(), file = %config.users_path().display(), "users loaded");
+    if let Some(problem) = config.address_map.postmaster_problem(&|a| users.contains(a)) {
+        tracing::warn!(problem = %problem, "mail to postmaster@ and abuse@ will be refused; set `postmaster` to a user or an alias");
+    }
 
     let tls_files = crate::net::tls::TlsFiles::resolve(&config)?;
     let tls = tls_files.load()?;

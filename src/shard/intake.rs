@@ -71,7 +71,8 @@ impl Shard {
         let (queue_id, now) = self.new_queue_id();
         let hostname = self.config().hostname.clone();
         let trace = received_header(&hostname, client, &envelope, session.tls, queue_id, now);
-        let added = if session.submission { missing_submission_fields(&body, &hostname, queue_id, now) } else { String::new() };
+        let added =
+            if session.submission { missing_submission_fields(&body, &hostname, queue_id, now) } else { String::new() };
         let sender = match &envelope.sender {
             ReversePath::Null => String::new(),
             ReversePath::Mailbox(a) => a.to_string(),
@@ -320,7 +321,12 @@ mod tests {
         let now = Duration::from_secs(1_800_000_000);
         let both = missing_submission_fields(b"Subject: x\r\n\r\nbody\r\n", "mx.test", id, now);
         assert!(both.starts_with("Message-ID: <") && both.contains("@mx.test>\r\nDate: "), "{both}");
-        let none = missing_submission_fields(b"Date: Mon, 1 Jan 2029 00:00:00 +0000\r\nmessage-id: <a@b>\r\n\r\nx\r\n", "mx.test", id, now);
+        let none = missing_submission_fields(
+            b"Date: Mon, 1 Jan 2029 00:00:00 +0000\r\nmessage-id: <a@b>\r\n\r\nx\r\n",
+            "mx.test",
+            id,
+            now,
+        );
         assert_eq!(none, "");
         // A Message-ID line in the body is not a header.
         let body_only = missing_submission_fields(b"Date: x\r\n\r\nMessage-ID: <a@b>\r\n", "mx.test", id, now);
