@@ -213,7 +213,7 @@ fn a_broken_aliases_file_is_named_with_its_line_by_check_config_start_up_and_sig
 
 #[test]
 fn received_names_tls_and_auth_and_poplib_sizes_include_the_trace_fields() {
-    let server = Server::start();
+    let mut server = Server::start();
     let msg = server.dir.path().join("msg.eml");
     for (mode, port) in [
         ("helo", server.smtp.port()),
@@ -247,16 +247,28 @@ fn received_names_tls_and_auth_and_poplib_sizes_include_the_trace_fields() {
         assert!(received.contains(&format!(" with {with} id ")), "{mode}: {received}");
     }
 
-    let out = Command::new("python3")
-        .args([&fixture("poplib_sizes.py"), "127.0.0.1", &server.pop3.port().to_string(), "bob@localhost", PASSWORD])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(text.lines().count(), 5, "{text}");
-    for line in text.lines() {
-        assert_eq!(line, "Return-Path: <alice@localhost> | Delivered-To: bob@localhost");
-    }
+    let poplib_sizes = |server: &Server| {
+        let out = Command::new("python3")
+            .args([
+                &fixture("poplib_sizes.py"),
+                "127.0.0.1",
+                &server.pop3.port().to_string(),
+                "bob@localhost",
+                PASSWORD,
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(text.lines().count(), 5, "{text}");
+        for line in text.lines() {
+            assert_eq!(line, "Return-Path: <alice@localhost> | Delivered-To: bob@localhost");
+        }
+    };
+    poplib_sizes(&server);
+    // The same after a restart, with the mailboxes rebuilt from the spool.
+    server.restart();
+    poplib_sizes(&server);
 }
 
 #[test]

@@ -26,8 +26,10 @@ pub struct MailboxEntry {
     pub size: u64,
     pub sender: String,
     /// The recipient address this copy was delivered for (with its
-    /// extension, or the alias target): the Delivered-To field.
-    pub delivered_to: String,
+    /// extension, or the alias target): the Delivered-To field. None for a
+    /// message imported from another server (`import-maildir`), which
+    /// keeps the trace fields it came with and is served as stored.
+    pub delivered_to: Option<String>,
 }
 
 impl MailboxEntry {
@@ -43,7 +45,10 @@ impl MailboxEntry {
     /// time because one stored body is shared by every local recipient.
     pub fn trace_fields(&self) -> String {
         // Both come from parsed SMTP addresses (no CR/LF) or the spool.
-        format!("Return-Path: <{}>\r\nDelivered-To: {}\r\n", self.sender, self.delivered_to)
+        match &self.delivered_to {
+            Some(to) => format!("Return-Path: <{}>\r\nDelivered-To: {to}\r\n", self.sender),
+            None => String::new(),
+        }
     }
 
     /// Octets of the message as served: the trace fields plus the stored
@@ -223,7 +228,7 @@ mod tests {
             received_at_ms: t,
             size: 100,
             sender: "a@b".into(),
-            delivered_to: "x@y".into(),
+            delivered_to: Some("x@y".into()),
         }
     }
     const T1: LockToken = LockToken { core: 0, session: 1 };

@@ -409,7 +409,7 @@ fn distribute(recovered: spool::Recovered, cores: usize, relay: &crate::config::
                         received_at_ms: m.received_at_ms,
                         size: m.body_len,
                         sender: m.sender.clone(),
-                        delivered_to: r.address.clone(),
+                        delivered_to: (m.client != super::intake::IMPORT_CLIENT).then(|| r.address.clone()),
                     };
                     inits[owner::user_owner(&user, cores)].mailboxes.push((user, entry));
                 }

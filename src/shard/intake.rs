@@ -24,6 +24,10 @@ pub enum StoreError {
     Envelope(#[from] crate::spool::EncodeError),
 }
 
+/// The `client` of messages moved in by `import-maildir`/`import-mbox`:
+/// they keep their own trace fields (no Return-Path/Delivered-To added).
+pub(crate) const IMPORT_CLIENT: &str = "import";
+
 /// What the driver knows about a session that its envelope does not say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Arrival {
@@ -126,7 +130,7 @@ impl Shard {
         let msg = NewMessage {
             queue_id,
             received_at: Duration::from_millis(received_ms),
-            client: "import".into(),
+            client: IMPORT_CLIENT.into(),
             helo: String::new(),
             sender,
             recipients: vec![RecipientEntry {
@@ -174,6 +178,7 @@ impl Shard {
             queue_id = %queue_id, message_id = %message_id, from = %record.sender, to = %to.join(","), size,
             client = %record.client, "message accepted"
         );
+        let imported = record.client == IMPORT_CLIENT;
         let sender = record.sender;
         let mut remote: Vec<QueuedMessage> = Vec::new();
         for (index, r) in record.recipients.into_iter().enumerate() {
@@ -187,7 +192,7 @@ impl Shard {
                         received_at_ms,
                         size,
                         sender: sender.clone(),
-                        delivered_to: r.address.clone(),
+                        delivered_to: (!imported).then(|| r.address.clone()),
                     };
                     tracing::info!(queue_id = %queue_id, to = %r.address, status = "delivered", "stored in mailbox");
                     self.metrics.delivered_local(1);
