@@ -133,7 +133,13 @@ impl AddressMap {
     /// would (RFC 5321 §4.5.1 requires taking it): for start-up and
     /// `check-config` to warn about.
     pub fn postmaster_problem(&self, is_user: &dyn Fn(&str) -> bool) -> Option<String> {
-        let domain = self.domains.iter().min().map_or(self.hostname.as_str(), String::as_str);
+        // The default postmaster's domain, else any of ours: all role
+        // addresses go to the same place.
+        let default_domain = self.postmaster.as_deref().and_then(|p| p.rsplit_once('@')).map(|(_, d)| d);
+        let domain = match default_domain {
+            Some(d) if self.is_local_domain(d) => d,
+            _ => self.domains.iter().min().map_or(self.hostname.as_str(), String::as_str),
+        };
         match self.resolve(&format!("postmaster@{domain}"), is_user) {
             Resolution::Targets(_) | Resolution::NotLocal => None,
             Resolution::Unknown => Some(format!("postmaster@{domain} has no mailbox")),

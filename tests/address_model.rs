@@ -144,6 +144,19 @@ fn aliases_catch_all_sub_addressing_and_role_addresses_deliver_where_configured(
 }
 
 #[test]
+fn check_config_warns_when_postmaster_has_no_mailbox() {
+    // The test users are alice, bob and carol: no postmaster@localhost.
+    let server = configure(Options::default(), "", "");
+    let out = server.cli(&["check-config"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "a warning, not an error: {err}");
+    assert!(err.contains("warning: postmaster@localhost") && err.contains("set `postmaster`"), "{err}");
+    let fixed = configure(Options::default(), "postmaster = \"alice@localhost\"", "");
+    let out = fixed.cli(&["check-config"]);
+    assert!(out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("warning"), "{out:?}");
+}
+
+#[test]
 fn sighup_with_changed_aliases_takes_effect_and_the_default_aliases_file_is_read() {
     let mut server = configure(Options::default(), "", "[aliases]\n\"team@localhost\" = \"alice@localhost\"\n");
     std::fs::create_dir_all(server.data_dir()).unwrap();

@@ -149,7 +149,9 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
     let users_stamp = file_stamp(config.users_path());
     let users = Arc::new(UserDb::load(config.users_path())?);
     tracing::info!(users = users.len(), file = %config.users_path().display(), "users loaded");
-    if let Some(problem) = config.address_map.postmaster_problem(&|a| users.contains(a)) {
+    // A fresh install without users has nowhere to deliver anything yet.
+    let problem = if users.is_empty() { None } else { config.address_map.postmaster_problem(&|a| users.contains(a)) };
+    if let Some(problem) = problem {
         tracing::warn!(problem = %problem, "mail to postmaster@ and abuse@ will be refused; set `postmaster` to a user or an alias");
     }
 
