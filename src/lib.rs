@@ -12,6 +12,9 @@
 //! ```
 //!
 //! - [`config`]: the TOML contract and its validation.
+//! - [`address_map`]: the address model (aliases, catch-all,
+//!   sub-addressing, postmaster): one RCPT address to its mailboxes and
+//!   remote targets; pure, built per config load.
 //! - [`proto`]: protocol state machines; no I/O, no clock.
 //! - [`spool`]: the append-only, memory-mapped, group-committed store and
 //!   its durability contract.
@@ -31,6 +34,7 @@
 //! - [`startup`]: checks shared by `serve` and `check-config`, port probe,
 //!   privilege drop.
 
+pub mod address_map;
 pub mod admin;
 pub mod auth;
 pub mod auth_cache;

@@ -300,6 +300,14 @@ fn run() -> anyhow::Result<()> {
                 bail!("{name}: serve would not start:\n  {}", problems.join("\n  "));
             }
             let users = ringmail::auth::UserDb::load(cfg.users_path())?;
+            // A fresh install without users has nowhere to deliver anything yet.
+            let problem =
+                if users.is_empty() { None } else { cfg.address_map.postmaster_problem(&|a| users.contains(a)) };
+            if let Some(problem) = problem {
+                eprintln!(
+                    "{name}: warning: {problem}: mail to postmaster@ and abuse@ will be refused; set `postmaster`"
+                );
+            }
             println!("{name}: OK ({} users in {})", users.len(), cfg.users_path().display());
             Ok(())
         }

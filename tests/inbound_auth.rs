@@ -110,7 +110,13 @@ fn newest_header(server: &Server, count: usize) -> String {
     let (n, _) = p.stat();
     let msg = String::from_utf8_lossy(&p.retr(n)).into_owned();
     p.cmd("QUIT");
-    let head = msg.split("\r\n\r\n").next().unwrap_or_default().to_string();
+    // The stored message: below the Return-Path and Delivered-To that
+    // POP3 puts on top.
+    let stored = msg
+        .split_once("\r\nDelivered-To: ")
+        .and_then(|(_, rest)| rest.split_once("\r\n"))
+        .map_or(msg.as_str(), |(_, m)| m);
+    let head = stored.split("\r\n\r\n").next().unwrap_or_default().to_string();
     head.replace("\r\n\t", " ").replace("\r\n ", " ")
 }
 

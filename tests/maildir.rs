@@ -48,6 +48,8 @@ fn maildir_and_mbox_import_then_pop3_and_export_round_trip() {
     }
     assert_eq!(all.matches("\r\nFrom here on, quoting matters\r\n").count(), 5, "{all}");
     assert!(!all.contains(">From here"), "mbox quoting undone: {all}");
+    // Imported mail keeps the trace fields it came with: POP3 adds none.
+    assert!(!all.contains("Delivered-To: "), "{all}");
     assert!(got.iter().all(|m| !m.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r')), "bare LF in a POP3 message");
 
     // Export to a Maildir Python reads; the bodies match what was imported.

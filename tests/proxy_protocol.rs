@@ -106,7 +106,7 @@ fn the_real_client_is_logged_stamped_and_permitted_through_haproxy() {
     assert_eq!(p.stat().0, 2);
     for i in 1..=2 {
         let msg = String::from_utf8_lossy(&p.retr(i)).into_owned();
-        let received = msg.lines().next().unwrap();
+        let received = msg.lines().find(|l| l.starts_with("Received: ")).unwrap();
         assert!(received.contains("127.0.0.2") && !received.contains("127.0.0.1"), "{received}");
     }
     p.cmd("QUIT");

@@ -6,6 +6,7 @@
 //! files; it only says what the operator asked for, or every reason the
 //! request is wrong.
 
+pub mod aliases;
 mod checks;
 pub mod pool;
 mod routes;
@@ -86,9 +87,33 @@ pub struct Config {
     /// Domains whose recipients are delivered to local mailboxes.
     #[serde(default)]
     pub local_domains: Vec<String>,
+    /// More local domains, one per line (`#` comments); read with the
+    /// config (and again at SIGHUP).
+    #[serde(default)]
+    pub local_domains_file: Option<PathBuf>,
     /// `address:{ARGON2ID}hash` lines; default `<data_dir>/users`.
     #[serde(default)]
     pub users_file: Option<PathBuf>,
+    /// Sub-addressing (Postfix's name): with `"+"`, `bob+tag@d` reaches
+    /// `bob@d` when no user or alias `bob+tag@d` exists. Unset or empty: off.
+    #[serde(default)]
+    pub recipient_delimiter: Option<String>,
+    /// Where `postmaster@` and `abuse@` of every local domain (and the bare
+    /// `<postmaster>`) are delivered; unset: `postmaster@<first local domain>`.
+    #[serde(default)]
+    pub postmaster: Option<String>,
+    /// `"user@domain"` or `"@domain"` (catch-all) to a target or a list of
+    /// targets, local or remote.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, aliases::AliasValue>,
+    /// More aliases in the `[aliases]` format (TOML `key = value` lines);
+    /// default `<data_dir>/aliases` when that file exists.
+    #[serde(default)]
+    pub aliases_file: Option<PathBuf>,
+    /// Built from the keys above and both files at load: what RCPT checks
+    /// ask. Shared by every core's copy of the config.
+    #[serde(skip)]
+    pub address_map: std::sync::Arc<crate::address_map::AddressMap>,
     /// Largest message accepted, in bytes (advertised as SIZE).
     #[serde(default = "default_max_message_size")]
     pub max_message_size: u64,
@@ -836,10 +861,12 @@ impl Config {
             Source::File(p) => p.parent().map(Path::to_path_buf).unwrap_or_default(),
             Source::Embedded => PathBuf::new(),
         };
+        let aliases_file_named = cfg.aliases_file.is_some();
         cfg.resolve_paths(&base);
         cfg.retention.normalize();
         cfg.relay.normalize();
-        let problems = cfg.problems();
+        let mut problems = cfg.problems();
+        cfg.build_address_map(aliases_file_named, &mut problems);
         if problems.is_empty() {
             Ok(cfg)
         } else {
@@ -871,6 +898,11 @@ impl Config {
                 crate::proto::smtp::ascii_domain(d).unwrap_or_else(|_| d.to_ascii_lowercase())
             })
             .collect();
+        self.aliases_file = Some(match &self.aliases_file {
+            Some(p) => abs(p),
+            None => self.data_dir.join("aliases"),
+        });
+        self.local_domains_file = self.local_domains_file.as_deref().map(abs);
         self.relay.shaping = self.relay.shaping.as_deref().map(abs);
         self.dkim.resolve(abs);
     }
@@ -1021,9 +1053,53 @@ impl Config {
         self.data_dir.join("spool")
     }
 
-    /// Is `domain` (lowercase, no trailing dot) one of ours?
+    /// Is `domain` (lowercase, no trailing dot) one of ours
+    /// (`local_domains` or `local_domains_file`)?
     pub fn is_local_domain(&self, domain: &str) -> bool {
-        self.local_domains.iter().any(|d| d == domain)
+        self.address_map.is_local_domain(domain)
+    }
+
+    /// Read `local_domains_file` and `aliases_file`, check the address keys
+    /// and build [`Config::address_map`]; every problem goes to `p`.
+    fn build_address_map(&mut self, aliases_file_named: bool, p: &mut Vec<String>) {
+        let mut domains = self.local_domains.clone();
+        if let Some(path) = &self.local_domains_file {
+            match aliases::load_domains_file(path) {
+                Ok(more) => domains.extend(more),
+                Err(e) => p.push(e),
+            }
+        }
+        let delimiter = self.recipient_delimiter.clone().unwrap_or_default();
+        if delimiter.contains(|c: char| c.is_whitespace() || c == '@') {
+            p.push(format!("recipient_delimiter = {delimiter:?}: must not contain spaces or '@'"));
+        }
+        if let Some(pm) = &self.postmaster {
+            if aliases::alias_problem(pm, std::slice::from_ref(pm)).is_some() || pm.starts_with('@') {
+                p.push(format!("postmaster = {pm:?}: must be an address (user@domain)"));
+            }
+        }
+        let mut table = Vec::new();
+        for (key, value) in &self.aliases {
+            let targets = value.targets();
+            match aliases::alias_problem(key, &targets) {
+                Some(reason) => p.push(format!("aliases: {reason}")),
+                None => table.push((key.clone(), targets)),
+            }
+        }
+        if let Some(path) = &self.aliases_file {
+            match aliases::load_aliases_file(path, aliases_file_named) {
+                Ok(more) => table.extend(more),
+                Err(e) => p.push(e),
+            }
+        }
+        self.address_map =
+            std::sync::Arc::new(crate::address_map::AddressMap::new(crate::address_map::AddressSettings {
+                hostname: self.hostname.clone(),
+                local_domains: domains,
+                delimiter,
+                postmaster: self.postmaster.clone(),
+                aliases: table,
+            }));
     }
 
     /// Is `domain` delivered to an LMTP server (its `relay.routes` entry is

@@ -21,9 +21,15 @@ pub struct MailboxEntry {
     pub recipient: u16,
     pub queue_id: QueueId,
     pub received_at_ms: u64,
-    /// Octets as stored (CRLF line ends), which is what POP3 LIST reports.
+    /// Octets as stored (CRLF line ends); quotas count these. POP3
+    /// reports [`MailboxEntry::served_size`].
     pub size: u64,
     pub sender: String,
+    /// The recipient address this copy was delivered for (with its
+    /// extension, or the alias target): the Delivered-To field. None for a
+    /// message imported from another server (`import-maildir`), which
+    /// keeps the trace fields it came with and is served as stored.
+    pub delivered_to: Option<String>,
 }
 
 impl MailboxEntry {
@@ -31,6 +37,24 @@ impl MailboxEntry {
     /// record's queue id and recipient index, both stored in the spool.
     pub fn uid(&self) -> String {
         format!("{}.{}", self.queue_id, self.recipient)
+    }
+
+    /// The trace fields put above the stored message when it is served
+    /// (POP3 RETR/TOP): `Return-Path:` (the envelope sender, `<>` for
+    /// bounces) and `Delivered-To:`, each ending in CRLF. Added at serving
+    /// time because one stored body is shared by every local recipient.
+    pub fn trace_fields(&self) -> String {
+        // Both come from parsed SMTP addresses (no CR/LF) or the spool.
+        match &self.delivered_to {
+            Some(to) => format!("Return-Path: <{}>\r\nDelivered-To: {to}\r\n", self.sender),
+            None => String::new(),
+        }
+    }
+
+    /// Octets of the message as served: the trace fields plus the stored
+    /// body, which is what POP3 LIST and STAT must report (RFC 1939).
+    pub fn served_size(&self) -> u64 {
+        self.size + self.trace_fields().len() as u64
     }
 }
 
@@ -204,6 +228,7 @@ mod tests {
             received_at_ms: t,
             size: 100,
             sender: "a@b".into(),
+            delivered_to: Some("x@y".into()),
         }
     }
     const T1: LockToken = LockToken { core: 0, session: 1 };

@@ -182,7 +182,7 @@ async fn login(shard: &Rc<Shard>, user: &str, password: &str, conn: &Conn) -> (A
     match locked {
         Ok(Ok(entries)) => {
             tracing::info!(core = shard.id, client = %conn.peer.ip(), user = %user, messages = entries.len(), "pop3 login");
-            let infos = entries.iter().map(|e| MessageInfo { uid: e.uid(), size: e.size }).collect();
+            let infos = entries.iter().map(|e| MessageInfo { uid: e.uid(), size: e.served_size() }).collect();
             (AuthOutcome::LoggedIn(infos), Some(Locked { user, token, owner, entries }))
         }
         Ok(Err(MailboxError::InUse(_))) => (AuthOutcome::InUse, None),
@@ -202,11 +202,12 @@ async fn login(shard: &Rc<Shard>, user: &str, password: &str, conn: &Conn) -> (A
 }
 
 /// Hand `entry`'s stored body, straight from the spool map, to the
-/// machine, which puts its wire form behind the status line.
+/// machine, which puts its wire form, under the trace fields, behind the
+/// status line.
 fn send_body(shard: &Shard, entry: &MailboxEntry, server: &mut pop3::Server) -> Result<(), ReadError> {
     let view = shard.maps.borrow_mut().record(shard.resolve(entry.at))?;
     let record = view.message()?;
-    server.message_body(record.body);
+    server.message_body_under(entry.trace_fields().as_bytes(), record.body);
     Ok(())
 }
 

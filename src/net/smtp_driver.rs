@@ -3,10 +3,12 @@
 
 use super::conn::Conn;
 use super::Protocol;
+use crate::address_map::{Resolution, Target};
 use crate::config::Config;
 use crate::proto::smtp::StoreOutcome;
 use crate::proto::smtp::{self, Action, Address, RcptDecision, RecipientPolicy, ReversePath, SenderDecision};
 use crate::shard::checks::Checked;
+use crate::shard::intake::Arrival;
 use crate::shard::limits::RateKey;
 use crate::shard::{Login, Shard};
 use std::net::IpAddr;
@@ -57,22 +59,23 @@ struct SessionPolicy {
 
 impl RecipientPolicy for SessionPolicy {
     fn check(&self, rcpt: &Address, auth: Option<&str>) -> RcptDecision {
-        if self.shard.config().is_local_domain(&rcpt.domain) {
-            let user = rcpt.to_string().to_ascii_lowercase();
-            if !self.shard.users().contains(&user) {
-                RcptDecision::UnknownUser
-            } else if self.shard.over_quota.borrow().contains(&user) {
-                RcptDecision::MailboxFull
-            } else {
-                RcptDecision::Local { user }
+        let config = self.shard.config();
+        let users = self.shard.users();
+        let rcpt_text = rcpt.to_string();
+        match config.address_map.resolve(&rcpt_text, &|a| users.contains(a)) {
+            Resolution::Targets(targets) => self.local_decision(&rcpt_text, targets),
+            Resolution::Unknown => RcptDecision::UnknownUser,
+            Resolution::Failed(e) => {
+                tracing::warn!(core = self.shard.id, client = %self.client, to = %rcpt_text, error = %e, "recipient refused: alias expansion failed");
+                RcptDecision::AliasFailed { reason: e.to_string() }
             }
-        } else if self.relay_permitted || auth.is_some() || self.shard.config().is_lmtp_domain(&rcpt.domain) {
-            match self.shard.suppressed_since(&rcpt.to_string()) {
-                Some(ms) => RcptDecision::Suppressed { since: crate::admin::format_time(ms) },
-                None => RcptDecision::Remote { domain: rcpt.domain.clone() },
+            Resolution::NotLocal if self.relay_permitted || auth.is_some() || config.is_lmtp_domain(&rcpt.domain) => {
+                match self.shard.suppressed_since(&rcpt_text) {
+                    Some(ms) => RcptDecision::Suppressed { since: crate::admin::format_time(ms) },
+                    None => RcptDecision::Remote { domain: rcpt.domain.clone() },
+                }
             }
-        } else {
-            RcptDecision::RelayDenied
+            Resolution::NotLocal => RcptDecision::RelayDenied,
         }
     }
 
@@ -109,6 +112,34 @@ impl RecipientPolicy for SessionPolicy {
     }
 }
 
+impl SessionPolicy {
+    /// The decision for a local address that resolved to `targets`: its
+    /// own mailbox stays a plain `Local` (refused when over quota), and
+    /// anything else (aliases, catch-all, role addresses) is `Expanded`.
+    fn local_decision(&self, rcpt: &str, mut targets: Vec<Target>) -> RcptDecision {
+        match targets.as_slice() {
+            [Target::Local { address, user }] if address.eq_ignore_ascii_case(rcpt) => {
+                if self.shard.over_quota.borrow().contains(user) {
+                    RcptDecision::MailboxFull
+                } else {
+                    RcptDecision::Local { user: user.clone() }
+                }
+            }
+            _ => {
+                // A full mailbox among several targets must not hold up
+                // the others: it is left out (its owner logs the quota).
+                let full = self.shard.over_quota.borrow();
+                targets.retain(|t| !matches!(t, Target::Local { user, .. } if full.contains(user)));
+                if targets.is_empty() {
+                    RcptDecision::MailboxFull
+                } else {
+                    RcptDecision::Expanded { targets }
+                }
+            }
+        }
+    }
+}
+
 fn relay_permitted(config: &Config, ip: IpAddr) -> bool {
     // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
     let ip = match ip {
@@ -139,7 +170,12 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
                     }
                     let outcome = match shard.check_inbound(client, permitted, &envelope, body).await {
                         Checked::Store { body, auth_results, summary } => {
-                            let outcome = shard.accept_message(client, envelope, body, auth_results.as_deref()).await;
+                            let arrival = Arrival {
+                                tls: conn.is_tls(),
+                                submission: matches!(proto, Protocol::Submission | Protocol::Smtps),
+                            };
+                            let outcome =
+                                shard.accept_message(client, arrival, envelope, body, auth_results.as_deref()).await;
                             if let (StoreOutcome::Stored { queue_id }, Some(summary)) = (&outcome, summary) {
                                 tracing::info!(queue_id = %queue_id, client = %client, auth = %summary, "sender authentication");
                             }

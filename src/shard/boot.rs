@@ -149,6 +149,11 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
     let users_stamp = file_stamp(config.users_path());
     let users = Arc::new(UserDb::load(config.users_path())?);
     tracing::info!(users = users.len(), file = %config.users_path().display(), "users loaded");
+    // A fresh install without users has nowhere to deliver anything yet.
+    let problem = if users.is_empty() { None } else { config.address_map.postmaster_problem(&|a| users.contains(a)) };
+    if let Some(problem) = problem {
+        tracing::warn!(problem = %problem, "mail to postmaster@ and abuse@ will be refused; set `postmaster` to a user or an alias");
+    }
 
     let tls_files = crate::net::tls::TlsFiles::resolve(&config)?;
     let tls = tls_files.load()?;
@@ -406,6 +411,7 @@ fn distribute(recovered: spool::Recovered, cores: usize, relay: &crate::config::
                         received_at_ms: m.received_at_ms,
                         size: m.body_len,
                         sender: m.sender.clone(),
+                        delivered_to: (m.client != super::intake::IMPORT_CLIENT).then(|| r.address.clone()),
                     };
                     inits[owner::user_owner(&user, cores)].mailboxes.push((user, entry));
                 }

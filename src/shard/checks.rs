@@ -26,7 +26,13 @@ impl Shard {
     /// forged Authentication-Results fields naming our hostname are removed
     /// from every such message (RFC 8601 §5), checks on or off.
     pub async fn check_inbound(&self, client: IpAddr, exempt: bool, envelope: &Envelope, body: Vec<u8>) -> Checked {
-        let local = envelope.recipients.iter().any(|r| matches!(r.decision, RcptDecision::Local { .. }));
+        let local = envelope.recipients.iter().any(|r| match &r.decision {
+            RcptDecision::Local { .. } => true,
+            RcptDecision::Expanded { targets } => {
+                targets.iter().any(|t| matches!(t, crate::address_map::Target::Local { .. }))
+            }
+            _ => false,
+        });
         if exempt || envelope.auth_user.is_some() || !local {
             return Checked::Store { body, auth_results: None, summary: None };
         }

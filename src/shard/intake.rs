@@ -6,13 +6,14 @@
 //! answer 250.
 
 use super::Shard;
+use crate::address_map::Target;
 use crate::mailbox::MailboxEntry;
 use crate::outbound::bounce::About;
 use crate::proto::smtp::{Envelope, RcptDecision, ReversePath, StoreOutcome};
 use crate::queue::{PendingRecipient, QueuedMessage};
 use crate::spool::{
-    encode_message_envelope, BodyKind, MessageExt, MessageRecord, QueueId, RecipientEntry, RecordKind, Route,
-    SpoolError,
+    encode_message_envelope, BodyKind, MessageExt, MessageRecord, QueueId, RecipientDsn, RecipientEntry, RecordKind,
+    Route, SpoolError,
 };
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -25,6 +26,19 @@ pub enum StoreError {
     Spool(#[from] SpoolError),
     #[error("envelope not encodable: {0}")]
     Envelope(#[from] crate::spool::EncodeError),
+}
+
+/// The `client` of messages moved in by `import-maildir`/`import-mbox`:
+/// they keep their own trace fields (no Return-Path/Delivered-To added).
+pub(crate) const IMPORT_CLIENT: &str = "import";
+
+/// What the driver knows about a session that its envelope does not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    /// The connection was TLS (smtps or after STARTTLS) when DATA ended.
+    pub tls: bool,
+    /// Came in on a submission listener (587/465): RFC 6409 §8 fixes ups.
+    pub submission: bool,
 }
 
 /// A message about to be stored: envelope fields and the body in parts
@@ -51,38 +65,29 @@ impl Shard {
 
     /// Store a message received from `client` and route its recipients,
     /// with `auth_results` (an Authentication-Results field with its CRLF)
-    /// on top, above our Received field. Returns what the SMTP session
-    /// should answer.
+    /// on top, above our Received field. On submission, a missing
+    /// Message-ID and Date are added below the Received field (RFC 6409
+    /// §8), before anything signs the message. Returns what the SMTP
+    /// session should answer.
     pub async fn accept_message(
         self: &Rc<Self>,
         client: IpAddr,
+        session: Arrival,
         envelope: Envelope,
         body: Vec<u8>,
         auth_results: Option<&str>,
     ) -> StoreOutcome {
         let data_end = std::time::Instant::now();
         let (queue_id, now) = self.new_queue_id();
-        let trace = received_header(&self.config().hostname, client, &envelope, queue_id, now);
+        let hostname = self.config().hostname.clone();
+        let trace = received_header(&hostname, client, &envelope, session.tls, queue_id, now);
+        let added =
+            if session.submission { missing_submission_fields(&body, &hostname, queue_id, now) } else { String::new() };
         let sender = match &envelope.sender {
             ReversePath::Null => String::new(),
             ReversePath::Mailbox(a) => a.to_string(),
         };
-        let recipients: Vec<RecipientEntry> = envelope
-            .recipients
-            .iter()
-            .filter_map(|r| {
-                let route = match &r.decision {
-                    RcptDecision::Local { user } => Route::Local { user: user.clone() },
-                    RcptDecision::Remote { domain } => Route::Remote { domain: domain.clone() },
-                    // The session only hands over accepted recipients.
-                    RcptDecision::UnknownUser
-                    | RcptDecision::RelayDenied
-                    | RcptDecision::MailboxFull
-                    | RcptDecision::Suppressed { .. } => return None,
-                };
-                Some(RecipientEntry { address: r.address.to_string(), route, dsn: r.dsn.clone() })
-            })
-            .collect();
+        let recipients = recipient_entries(&envelope);
         let msg = NewMessage {
             queue_id,
             received_at: now,
@@ -103,7 +108,7 @@ impl Shard {
                 envid: envelope.envid.clone(),
                 ..MessageExt::default()
             },
-            body: &[auth_results.unwrap_or_default().as_bytes(), trace.as_bytes(), &body],
+            body: &[auth_results.unwrap_or_default().as_bytes(), trace.as_bytes(), added.as_bytes(), &body],
         };
         match self.store_and_route(msg).await {
             Ok(()) => {
@@ -144,7 +149,7 @@ impl Shard {
         let msg = NewMessage {
             queue_id,
             received_at: Duration::from_millis(received_ms),
-            client: "import".into(),
+            client: IMPORT_CLIENT.into(),
             helo: String::new(),
             sender,
             recipients: vec![RecipientEntry::new(user, Route::Local { user: user.to_string() })],
@@ -191,6 +196,7 @@ impl Shard {
             queue_id = %queue_id, message_id = %message_id, from = %record.sender, to = %to.join(","), size,
             client = %record.client, "message accepted"
         );
+        let imported = record.client == IMPORT_CLIENT;
         let sender = record.sender;
         let mut remote: Vec<QueuedMessage> = Vec::new();
         let mut delivered_notice = Vec::new();
@@ -198,7 +204,15 @@ impl Shard {
             let recipient = index as u16;
             match r.route {
                 Route::Local { user } => {
-                    let entry = MailboxEntry { at, recipient, queue_id, received_at_ms, size, sender: sender.clone() };
+                    let entry = MailboxEntry {
+                        at,
+                        recipient,
+                        queue_id,
+                        received_at_ms,
+                        size,
+                        sender: sender.clone(),
+                        delivered_to: (!imported).then(|| r.address.clone()),
+                    };
                     tracing::info!(queue_id = %queue_id, to = %r.address, status = "delivered", "stored in mailbox");
                     self.metrics.delivered_local(1);
                     self.deliver(user, entry).await;
@@ -229,12 +243,127 @@ impl Shard {
     }
 }
 
+/// One spool entry per target of the accepted recipients, each (address,
+/// route) once: two RCPTs (or two aliases) that reach the same mailbox or
+/// remote address deliver one copy.
+fn recipient_entries(envelope: &Envelope) -> Vec<RecipientEntry> {
+    let mut out: Vec<RecipientEntry> = Vec::with_capacity(envelope.recipients.len());
+    let mut seen: std::collections::HashSet<(String, Route)> = std::collections::HashSet::new();
+    // An alias target keeps the DSN parameters of the RCPT it came from.
+    let mut add = |address: String, route: Route, dsn: &RecipientDsn| {
+        if seen.insert((address.to_ascii_lowercase(), route.clone())) {
+            out.push(RecipientEntry { address, route, dsn: dsn.clone() });
+        }
+    };
+    for r in &envelope.recipients {
+        let dsn = &r.dsn;
+        match &r.decision {
+            RcptDecision::Local { user } => add(r.address.to_string(), Route::Local { user: user.clone() }, dsn),
+            RcptDecision::Remote { domain } => {
+                add(r.address.to_string(), Route::Remote { domain: domain.clone() }, dsn)
+            }
+            RcptDecision::Expanded { targets } => {
+                for t in targets {
+                    match t {
+                        Target::Local { address, user } => {
+                            add(address.clone(), Route::Local { user: user.clone() }, dsn)
+                        }
+                        Target::Remote { address, domain } => {
+                            add(address.clone(), Route::Remote { domain: domain.clone() }, dsn)
+                        }
+                    }
+                }
+            }
+            // The session only hands over accepted recipients.
+            RcptDecision::UnknownUser
+            | RcptDecision::RelayDenied
+            | RcptDecision::MailboxFull
+            | RcptDecision::AliasFailed { .. }
+            | RcptDecision::Suppressed { .. } => {}
+        }
+    }
+    out
+}
+
 /// Our trace header, one line so that a reader can strip it exactly.
-fn received_header(hostname: &str, client: IpAddr, envelope: &Envelope, queue_id: QueueId, now: Duration) -> String {
-    let proto = if envelope.esmtp { "ESMTP" } else { "SMTP" };
+fn received_header(
+    hostname: &str,
+    client: IpAddr,
+    envelope: &Envelope,
+    tls: bool,
+    queue_id: QueueId,
+    now: Duration,
+) -> String {
+    let proto = with_protocol(envelope.esmtp, tls, envelope.auth_user.is_some(), envelope.smtputf8);
     let helo: String = envelope.helo.chars().filter(|c| c.is_ascii_graphic()).take(255).collect();
     format!(
         "Received: from {helo} ([{client}]) by {hostname} (ringmail) with {proto} id {queue_id}; {}\r\n",
         crate::outbound::dsn::format_date(now.as_millis() as u64)
     )
+}
+
+/// The `with` keyword of a Received field (RFC 3848, RFC 6531 §3.7.3):
+/// SMTP after HELO; ESMTP after EHLO, with S for TLS and A for AUTH;
+/// UTF8SMTP… when the transaction used SMTPUTF8 (which needs EHLO).
+pub fn with_protocol(esmtp: bool, tls: bool, auth: bool, utf8: bool) -> &'static str {
+    match (esmtp, utf8, tls, auth) {
+        (false, ..) => "SMTP",
+        (true, false, false, false) => "ESMTP",
+        (true, false, true, false) => "ESMTPS",
+        (true, false, false, true) => "ESMTPA",
+        (true, false, true, true) => "ESMTPSA",
+        (true, true, false, false) => "UTF8SMTP",
+        (true, true, true, false) => "UTF8SMTPS",
+        (true, true, false, true) => "UTF8SMTPA",
+        (true, true, true, true) => "UTF8SMTPSA",
+    }
+}
+
+/// The Message-ID and Date fields a submitted message lacks (RFC 6409
+/// §8.2, §8.3), each with its CRLF; empty when it has both.
+fn missing_submission_fields(body: &[u8], hostname: &str, queue_id: QueueId, now: Duration) -> String {
+    let mut out = String::new();
+    if crate::message::header(body, "Message-ID", 1).is_none() {
+        out.push_str(&format!("Message-ID: <{queue_id}@{hostname}>\r\n"));
+    }
+    if crate::message::header(body, "Date", 1).is_none() {
+        out.push_str(&format!("Date: {}\r\n", crate::outbound::dsn::format_date(now.as_millis() as u64)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_protocol_names_every_combination_as_rfc_3848_and_6531_do() {
+        assert_eq!(with_protocol(false, true, true, false), "SMTP");
+        assert_eq!(with_protocol(true, false, false, false), "ESMTP");
+        assert_eq!(with_protocol(true, true, false, false), "ESMTPS");
+        assert_eq!(with_protocol(true, false, true, false), "ESMTPA");
+        assert_eq!(with_protocol(true, true, true, false), "ESMTPSA");
+        assert_eq!(with_protocol(true, false, false, true), "UTF8SMTP");
+        assert_eq!(with_protocol(true, true, false, true), "UTF8SMTPS");
+        assert_eq!(with_protocol(true, false, true, true), "UTF8SMTPA");
+        assert_eq!(with_protocol(true, true, true, true), "UTF8SMTPSA");
+    }
+
+    #[test]
+    fn submission_fields_are_added_only_when_missing() {
+        let id = QueueId(42);
+        let now = Duration::from_secs(1_800_000_000);
+        let both = missing_submission_fields(b"Subject: x\r\n\r\nbody\r\n", "mx.test", id, now);
+        assert!(both.starts_with("Message-ID: <") && both.contains("@mx.test>\r\nDate: "), "{both}");
+        let none = missing_submission_fields(
+            b"Date: Mon, 1 Jan 2029 00:00:00 +0000\r\nmessage-id: <a@b>\r\n\r\nx\r\n",
+            "mx.test",
+            id,
+            now,
+        );
+        assert_eq!(none, "");
+        // A Message-ID line in the body is not a header.
+        let body_only = missing_submission_fields(b"Date: x\r\n\r\nMessage-ID: <a@b>\r\n", "mx.test", id, now);
+        assert!(body_only.starts_with("Message-ID: <"), "{body_only}");
+    }
 }

@@ -585,7 +585,16 @@ pub fn fetch_all(server: &Server, user: &str) -> Vec<Vec<u8>> {
     msgs
 }
 
+/// `msg` without the trace fields a local delivery puts on top (POP3's
+/// Return-Path and Delivered-To, then our one-line Received).
 pub fn strip_received(msg: &[u8]) -> Vec<u8> {
+    let mut msg = msg;
+    for field in [&b"Return-Path: "[..], b"Delivered-To: "] {
+        if msg.starts_with(field) {
+            let eol = msg.windows(2).position(|w| w == b"\r\n").unwrap();
+            msg = &msg[eol + 2..];
+        }
+    }
     assert!(msg.starts_with(b"Received: "), "no trace header: {:?}", String::from_utf8_lossy(msg));
     let eol = msg.windows(2).position(|w| w == b"\r\n").unwrap();
     msg[eol + 2..].to_vec()

@@ -285,8 +285,16 @@ impl Server {
     /// for TOP, ending in `.\r\n`) goes into output behind the status
     /// line. Ignored unless that action is outstanding.
     pub fn message_body(&mut self, stored: &[u8]) {
+        self.message_body_under(b"", stored);
+    }
+
+    /// As [`Server::message_body`], with `fields` (whole header lines,
+    /// each ending in CRLF, none starting with `.`) sent first, as part of
+    /// the header; the listed size must count them.
+    pub fn message_body_under(&mut self, fields: &[u8], stored: &[u8]) {
         self.state = match self.take_state() {
             State::Sending { user, maildrop, top_lines } => {
+                self.output.extend_from_slice(fields);
                 super::write_message(stored, top_lines, &mut self.output);
                 State::Transaction { user, maildrop }
             }

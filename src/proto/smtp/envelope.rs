@@ -13,6 +13,13 @@ pub enum RcptDecision {
     Local { user: String },
     /// Accept: relay to `domain`.
     Remote { domain: String },
+    /// Accept: an alias, catch-all or role address that stands for these
+    /// targets (at least one); each becomes its own recipient entry.
+    Expanded { targets: Vec<crate::address_map::Target> },
+    /// Refuse for now with 451 4.3.0: the address's aliases are broken
+    /// (a loop, nested too deep, too many targets, a missing target);
+    /// `reason` says which, for the reply.
+    AliasFailed { reason: String },
     /// Refuse with 550 5.1.1: a local domain without that user.
     UnknownUser,
     /// Refuse with 554 5.7.1: not a domain we take mail for or relay to.
@@ -66,7 +73,8 @@ pub trait RecipientPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcceptedRecipient {
     pub address: Address,
-    /// Only [`RcptDecision::Local`] or [`RcptDecision::Remote`].
+    /// Only [`RcptDecision::Local`], [`RcptDecision::Remote`] or
+    /// [`RcptDecision::Expanded`].
     pub decision: RcptDecision,
     /// Its DSN parameters (`NOTIFY=`, `ORCPT=`).
     pub dsn: RecipientDsn,

@@ -219,6 +219,9 @@ pub const UNKNOWN_USER: Reply = Reply::new(550, "5.1.1", "<{}>: Recipient addres
 /// The policy will not relay to that domain; `{}` is the address.
 /// The recipient's mailbox is over its quota; `{}` is the address.
 pub const MAILBOX_FULL: Reply = Reply::new(452, "4.2.2", "<{}>: Recipient address rejected: Mailbox full");
+/// A local address whose aliases cannot be expanded; `{}` is the address
+/// and the reason (loop, depth, limit, missing target).
+pub const ALIAS_FAILED: Reply = Reply::new(451, "4.3.0", "{}; alias expansion failed, try again later");
 pub const RELAY_DENIED: Reply = Reply::new(554, "5.7.1", "<{}>: Relay access denied");
 /// A relayed recipient on the suppression list; `{}` is when it was put
 /// there.

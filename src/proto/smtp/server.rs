@@ -559,11 +559,17 @@ impl Server {
             return reply::TOO_MANY_RECIPIENTS.write(&mut self.output);
         }
         let refusal = match self.policy.check(&address, self.authenticated.as_deref()) {
-            decision @ (RcptDecision::Local { .. } | RcptDecision::Remote { .. }) => {
+            decision @ (RcptDecision::Local { .. } | RcptDecision::Remote { .. } | RcptDecision::Expanded { .. }) => {
                 txn.recipients.push(AcceptedRecipient { address, decision, dsn: to.dsn });
                 return reply::RECIPIENT_OK.write(&mut self.output);
             }
             RcptDecision::UnknownUser => &reply::UNKNOWN_USER,
+            // The operator's mistake, not the client's: temporary, so the
+            // mail comes back once the aliases are fixed; not counted.
+            RcptDecision::AliasFailed { reason } => {
+                txn.rejected = true;
+                return reply::ALIAS_FAILED.write_with(&mut self.output, &format!("<{address}>: {reason}"));
+            }
             RcptDecision::RelayDenied => &reply::RELAY_DENIED,
             // Not counted as a bad command either: the address was good
             // when the sender's list was made, and a bulk sender meeting

@@ -138,6 +138,35 @@ fn bare_postmaster_is_asked_as_postmaster_at_our_hostname() {
 }
 
 #[test]
+fn broken_alias_gets_451_naming_the_reason_and_is_not_a_client_error() {
+    let mut s = Session::with(ServerConfig { max_errors: 1, ..config() });
+    s.transaction();
+    let r = s.rcpt_to("loop@example.test", "451 4.3.0");
+    assert_eq!(
+        r,
+        "451 4.3.0 <loop@example.test>: alias loop: a -> b -> a; alias expansion failed, try again later\r\n"
+    );
+    s.rcpt_to("loop@example.test", "451");
+    s.rcpt_to("jane@example.test", "250");
+}
+
+#[test]
+fn an_expanded_alias_is_handed_over_with_its_targets() {
+    let mut s = Session::new();
+    s.cmd("EHLO client.test", "250");
+    s.mail_from("a@relay.test", "250");
+    s.rcpt_to("list@example.test", "250 2.1.5");
+    s.data(b"Subject: hi\r\n\r\nx\r\n", "250");
+    let (envelope, _) = &s.stored[0];
+    assert_eq!(envelope.recipients[0].address, addr("list", "example.test"));
+    assert!(
+        matches!(&envelope.recipients[0].decision, RcptDecision::Expanded { targets } if targets.len() == 2),
+        "{:?}",
+        envelope.recipients[0].decision
+    );
+}
+
+#[test]
 fn too_many_recipients_get_452_and_do_not_count_as_errors() {
     let mut s = Session::with(ServerConfig { max_errors: 1, ..config() });
     s.transaction();

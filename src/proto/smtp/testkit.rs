@@ -17,12 +17,14 @@ use super::envelope::{Envelope, RcptDecision, RecipientPolicy, SenderDecision};
 use super::interface::{Action, AuthMode, AuthOutcome, ServerConfig, StoreOutcome};
 use super::sasl::Mechanism;
 use super::server::Server;
+use crate::address_map::Target;
 
 /// The one password the simulated driver accepts, for any user.
 pub const PASSWORD: &str = "secret";
 
 /// Local users jane, john and postmaster at example.test and
-/// mx.example.test; relaying to relay.test, and anywhere for an
+/// mx.example.test (`loop@` has broken aliases, `list@` is an alias of
+/// jane and x@relay.test); relaying to relay.test, and anywhere for an
 /// authenticated user; everything else denied. An authenticated user may
 /// send as `<user>@example.test` or `<>`. Records every address it is
 /// asked about.
@@ -37,6 +39,13 @@ impl RecipientPolicy for TestPolicy {
             "example.test" | "mx.example.test" => match rcpt.local.as_str() {
                 "jane" | "john" | "postmaster" => RcptDecision::Local { user: rcpt.local.clone() },
                 "full" => RcptDecision::MailboxFull,
+                "loop" => RcptDecision::AliasFailed { reason: "alias loop: a -> b -> a".into() },
+                "list" => RcptDecision::Expanded {
+                    targets: vec![
+                        Target::Local { address: "jane@example.test".into(), user: "jane".into() },
+                        Target::Remote { address: "x@relay.test".into(), domain: "relay.test".into() },
+                    ],
+                },
                 _ => RcptDecision::UnknownUser,
             },
             "relay.test" if rcpt.local == "bounced" => {
