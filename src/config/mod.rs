@@ -865,8 +865,11 @@ impl Config {
         cfg.resolve_paths(&base);
         cfg.retention.normalize();
         cfg.relay.normalize();
+        // The address map first: the route checks ask it which domains are local.
+        let mut map_problems = Vec::new();
+        cfg.build_address_map(aliases_file_named, &mut map_problems);
         let mut problems = cfg.problems();
-        cfg.build_address_map(aliases_file_named, &mut problems);
+        problems.extend(map_problems);
         if problems.is_empty() {
             Ok(cfg)
         } else {

@@ -63,19 +63,23 @@ impl Relay {
         self.pool.iter().position(|p| &p.name == name)
     }
 
-    /// Keys are domains: compare them lower-case, without a trailing dot.
-    /// (`relay.routes` keys too, so an RCPT's domain finds its route with
-    /// one lookup; of two keys that differ only in case, one is kept.)
+    /// Keys are domains: compare them as parsed addresses hold them,
+    /// lower-case A-labels without a trailing dot (`例子.test` matches
+    /// `xn--fsqu00a.test`). `relay.routes` keys too, so an RCPT's domain
+    /// finds its route with one lookup; of two keys that are the same
+    /// domain spelled differently, one is kept. `"*"` stays as it is.
     pub(super) fn normalize(&mut self) {
-        self.pool_by_sender_domain = std::mem::take(&mut self.pool_by_sender_domain)
-            .into_iter()
-            .map(|(k, v)| (k.trim_end_matches('.').to_ascii_lowercase(), v))
-            .collect();
-        self.routes = std::mem::take(&mut self.routes)
-            .into_iter()
-            .map(|(k, v)| (k.trim_end_matches('.').to_ascii_lowercase(), v))
-            .collect();
+        self.pool_by_sender_domain =
+            std::mem::take(&mut self.pool_by_sender_domain).into_iter().map(|(k, v)| (domain_key(&k), v)).collect();
+        self.routes = std::mem::take(&mut self.routes).into_iter().map(|(k, v)| (domain_key(&k), v)).collect();
     }
+}
+
+/// A domain as a lookup key: its A-label, lower case, no trailing dot; a
+/// key that is not a domain (`"*"`) only lower-cased.
+fn domain_key(key: &str) -> String {
+    let key = key.trim_end_matches('.');
+    crate::proto::smtp::ascii_domain(key).unwrap_or_else(|_| key.to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -111,6 +115,14 @@ mod tests {
         assert_eq!((bulk.sources[0].ehlo.as_deref(), bulk.sources[0].weight), (Some("out1.example.net"), 2));
         assert_eq!((bulk.sources[1].ehlo.as_deref(), bulk.sources[1].weight), (None, 1), "ehlo and weight default");
         assert_eq!(cfg.relay.pool_by_sender_domain.keys().collect::<Vec<_>>(), ["news.example.org"]);
+    }
+
+    #[test]
+    fn route_keys_are_a_labels_so_a_u_label_route_matches_either_spelling() {
+        let cfg =
+            parse("routes = { \"B\u{fc}cher.Example.\" = \"127.0.0.1:2525\", \"*\" = \"127.0.0.1:25\" }").unwrap();
+        let keys: Vec<&String> = cfg.relay.routes.keys().collect();
+        assert_eq!(keys, ["*", "xn--bcher-kva.example"]);
     }
 
     #[test]

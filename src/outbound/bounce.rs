@@ -9,7 +9,7 @@ use crate::outbound::classify::BounceClass;
 use crate::outbound::dsn::{build_dsn, Action, DsnInput, NoticeRecipient, MAX_RETURNED_HEADERS, MAX_RETURNED_MESSAGE};
 use crate::queue::{PendingRecipient, QueuedMessage};
 use crate::shard::intake::NewMessage;
-use crate::shard::Shard;
+use crate::shard::{Settled, Shard};
 use crate::spool::{DsnRet, Outcome, QueueId, RecipientDsn, RecipientEntry, Route, SpoolRef};
 use std::rc::Rc;
 
@@ -32,7 +32,7 @@ impl Shard {
         let busy = crate::shard::Background::new(self);
         glommio::spawn_local(async move {
             let _busy = busy;
-            let settle: Vec<_> = failed.iter().map(|(r, ..)| (msg.at, r.index, Outcome::Bounced)).collect();
+            let settle: Vec<_> = failed.iter().map(|(r, ..)| Settled::new(msg.at, r.index, Outcome::Bounced)).collect();
             me.send_dsn(&About::from(&msg), &failed, remote_mta, action).await;
             if action == Action::Failed {
                 me.settle_later(settle);

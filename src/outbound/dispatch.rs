@@ -16,7 +16,7 @@ use crate::proto::smtp_client::{
     needs_smtputf8, DsnParams, MessageOutcome, OutgoingMessage, RecipientOutcome, TlsPolicy,
 };
 use crate::queue::{retry_delay, Dest, Key, QueuedMessage, RetryPolicy};
-use crate::shard::{owner, Request, Shard};
+use crate::shard::{owner, Request, Settled, Shard};
 use crate::spool::{encode_recipient_state, BodyKind, MessageRecord, Outcome, RecipientState, RecordKind};
 use rand::Rng;
 use std::rc::Rc;
@@ -438,6 +438,8 @@ impl Shard {
         let delay_us = now.saturating_sub(msg.arrived_ms) * 1000;
         let relay_name = target.map(mx::Target::relay_name);
         let relay = relay_name.as_deref();
+        // Kept in the tombstone of each delivered recipient, for `trace`.
+        let via: Option<std::sync::Arc<str>> = relay.map(std::sync::Arc::from);
         for (r, o) in msg.recipients.iter().zip(outcome.per_recipient) {
             let (result, reply) = match &o {
                 RecipientOutcome::Delivered { reply } => (RelayResult::Delivered, reply),
@@ -451,7 +453,12 @@ impl Shard {
             match o {
                 RecipientOutcome::Delivered { reply } => {
                     tracing::info!(queue_id = %msg.queue_id, to = %r.address, relay, delay = delay_s, status = "sent", dsn = %reply.dsn(), reply = %reply, "delivered");
-                    settled.push((msg.at, r.index, Outcome::Delivered));
+                    settled.push(Settled {
+                        at: msg.at,
+                        recipient: r.index,
+                        outcome: Outcome::Delivered,
+                        via: via.clone(),
+                    });
                     if success_notice.is_some() {
                         notify_success.push(r.clone());
                     }
@@ -504,9 +511,9 @@ impl Shard {
     /// deliveries). Outcomes settled in the same turn of this executor go
     /// to each owner as one `Settle`: one cross-core request (and one
     /// wake-up of the owner) per batch instead of per message.
-    pub(crate) fn settle_later(self: &Rc<Self>, items: Vec<(crate::spool::SpoolRef, u16, Outcome)>) {
+    pub(crate) fn settle_later(self: &Rc<Self>, items: Vec<Settled>) {
         for item in items {
-            let to = owner::dir_owner(item.0.dir, self.cores);
+            let to = owner::dir_owner(item.at.dir, self.cores);
             let first = {
                 let mut settling = self.settling.borrow_mut();
                 settling[to].push(item);

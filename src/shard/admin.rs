@@ -3,7 +3,7 @@
 //! the owner core on its mailbox), merged by the core serving the control
 //! socket into a [`Report`](crate::admin::report::Report) or an error.
 
-use super::{PeerGone, Request, Shard, ShardError};
+use super::{PeerGone, Request, Settled, Shard, ShardError};
 use crate::admin::listing::{MailboxListing, MailboxMessage};
 use crate::admin::queue_list::{ListFilter, ListParseError, QueueEntry, QueueList, QueueState, QueuedRecipient};
 use crate::admin::report::{emit, Format};
@@ -165,7 +165,9 @@ impl Shard {
                 for key in &keys {
                     if let Some(m) = self.queue.borrow_mut().remove(*key) {
                         tracing::info!(queue_id = %m.queue_id, domain = %m.domain, "deleted by the operator");
-                        self.settle_later(m.recipients.iter().map(|r| (m.at, r.index, Outcome::Deleted)).collect());
+                        let items =
+                            m.recipients.iter().map(|r| Settled::new(m.at, r.index, Outcome::Deleted)).collect();
+                        self.settle_later(items);
                     }
                 }
                 (Vec::new(), keys.len())

@@ -29,7 +29,7 @@ pub use boot::{run, BootError};
 mod error;
 pub use error::ShardError;
 pub use mesh::{Mesh, PeerGone};
-pub use msg::{Answer, Request, ShardMsg};
+pub use msg::{Answer, Request, Settled, ShardMsg};
 
 use crate::auth::UserDb;
 use crate::config::Config;
@@ -105,7 +105,7 @@ pub struct Shard {
     /// Delivery outcomes waiting to be settled, per owning core: the
     /// deliveries that finish in one turn of the executor go in one
     /// `Settle` (see `settle_later`).
-    pub(crate) settling: RefCell<Vec<Vec<(SpoolRef, u16, spool::Outcome)>>>,
+    pub(crate) settling: RefCell<Vec<Vec<Settled>>>,
     /// Local users over their quota (told by their owners); RCPT to them
     /// gets 452 4.2.2.
     pub over_quota: RefCell<std::collections::HashSet<String>>,
@@ -323,9 +323,9 @@ impl Shard {
         self.mailboxes.borrow().check_lock(user, token)?;
         // A session's listing may predate a compaction that moved messages.
         let deleted: Vec<(SpoolRef, u16)> = deleted.into_iter().map(|(at, r)| (self.resolve(at), r)).collect();
-        let mut by_owner: Vec<Vec<(SpoolRef, u16, Outcome)>> = vec![Vec::new(); self.cores];
+        let mut by_owner: Vec<Vec<Settled>> = vec![Vec::new(); self.cores];
         for &(at, rcpt) in &deleted {
-            by_owner[owner::dir_owner(at.dir, self.cores)].push((at, rcpt, Outcome::Deleted));
+            by_owner[owner::dir_owner(at.dir, self.cores)].push(Settled::new(at, rcpt, Outcome::Deleted));
         }
         for (to, items) in by_owner.into_iter().enumerate().filter(|(_, v)| !v.is_empty()) {
             self.ask_result(to, |answer| Request::Settle { items, answer }).await?;
@@ -337,14 +337,17 @@ impl Shard {
 
     /// Append tombstones for records in dirs this core owns, wait for their
     /// sync, then reclaim any segment that died.
-    async fn settle(self: &Rc<Self>, items: Vec<(SpoolRef, u16, Outcome)>) -> Result<(), ShardError> {
+    async fn settle(self: &Rc<Self>, items: Vec<Settled>) -> Result<(), ShardError> {
         let mut written = Vec::with_capacity(items.len());
         let mut last = None;
-        for (target, recipient, outcome) in items {
+        for Settled { at, recipient, outcome, via } in items {
             // A message compaction moved is tombstoned at its new place.
-            let target = self.resolve_for_tombstone(target);
+            let target = self.resolve_for_tombstone(at);
             let t = spool::Tombstone { target, recipient, outcome };
-            let appended = self.append(spool::RecordKind::Tombstone, &[&spool::encode_tombstone(&t)])?;
+            let appended = match via {
+                Some(via) => self.append(spool::RecordKind::Tombstone, &[&spool::encode_tombstone_via(&t, &via)])?,
+                None => self.append(spool::RecordKind::Tombstone, &[&spool::encode_tombstone(&t)])?,
+            };
             // Final from now on for compaction, though the ledger hears of
             // it only once durable.
             *self.finalizing.borrow_mut().entry((target, recipient)).or_insert(0) += 1;

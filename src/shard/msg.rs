@@ -38,6 +38,24 @@ pub enum ShardMsg {
     Request(Request),
 }
 
+/// One recipient made final: a tombstone to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// The message record (possibly moved since; resolved by the owner).
+    pub at: SpoolRef,
+    pub recipient: u16,
+    pub outcome: Outcome,
+    /// The host that took it (`Delivered` by relay), kept for `trace`.
+    pub via: Option<std::sync::Arc<str>>,
+}
+
+impl Settled {
+    /// A final outcome without a host.
+    pub fn new(at: SpoolRef, recipient: u16, outcome: Outcome) -> Settled {
+        Settled { at, recipient, outcome, via: None }
+    }
+}
+
 /// Work a core asks its owner to do, each with the channel for its answer.
 #[derive(Debug)]
 pub enum Request {
@@ -49,7 +67,7 @@ pub enum Request {
     Commit { user: String, token: LockToken, deleted: Vec<(SpoolRef, u16)>, answer: Answer<Result<(), ShardError>> },
     /// Append tombstones for records in a spool dir this core owns and wait
     /// for their sync.
-    Settle { items: Vec<(SpoolRef, u16, Outcome)>, answer: Answer<Result<(), ShardError>> },
+    Settle { items: Vec<Settled>, answer: Answer<Result<(), ShardError>> },
     /// An operator's queue command, for this core's shard: the entries
     /// `queue list` shows and how many message shares it matched or touched.
     Queue { op: super::admin::QueueOp, answer: Answer<(Vec<crate::admin::queue_list::QueueEntry>, usize)> },

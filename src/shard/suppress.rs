@@ -145,9 +145,9 @@ impl Shard {
     /// Tombstone the records of an entry that ended, on the cores owning
     /// their spool dirs, and wait until that is durable.
     async fn end_records(self: &Rc<Self>, records: &[SpoolRef], outcome: Outcome) -> Result<(), ShardError> {
-        let mut by_owner: Vec<Vec<(SpoolRef, u16, Outcome)>> = vec![Vec::new(); self.cores];
+        let mut by_owner: Vec<Vec<super::msg::Settled>> = vec![Vec::new(); self.cores];
         for &at in records {
-            by_owner[owner::dir_owner(at.dir, self.cores)].push((at, 0, outcome));
+            by_owner[owner::dir_owner(at.dir, self.cores)].push(super::msg::Settled::new(at, 0, outcome));
         }
         for (to, items) in by_owner.into_iter().enumerate().filter(|(_, v)| !v.is_empty()) {
             self.ask_result(to, |answer| Request::Settle { items, answer }).await?;

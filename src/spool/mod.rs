@@ -109,10 +109,10 @@ pub use ids::{ParseIdError, QueueId, QueueIdGen, SegmentKey, SpoolRef};
 pub use io::{BufferedSegment, DirStore, SegmentFile, SegmentStore};
 pub use ledger::Ledger;
 pub use payload::{
-    decode_any_message, decode_message, decode_moved, decode_recipient_state, decode_tombstone, encode_message,
-    encode_message_envelope, encode_moved_head, encode_recipient_state, encode_tombstone, BodyKind, DecodeError,
-    DsnRet, EncodeError, MessageExt, MessageRecord, Moved, Notify, Outcome, RecipientDsn, RecipientEntry,
-    RecipientState, Route, Tombstone, LAST_ERROR_MAX_LEN, MAX_RECIPIENTS,
+    decode_any_message, decode_message, decode_moved, decode_recipient_state, decode_tombstone, decode_tombstone_via,
+    encode_message, encode_message_envelope, encode_moved_head, encode_recipient_state, encode_tombstone,
+    encode_tombstone_via, BodyKind, DecodeError, DsnRet, EncodeError, MessageExt, MessageRecord, Moved, Notify,
+    Outcome, RecipientDsn, RecipientEntry, RecipientState, Route, Tombstone, LAST_ERROR_MAX_LEN, MAX_RECIPIENTS,
 };
 pub use reader::{RecordView, SegmentMaps};
 pub use record::{scan_segment, BadRecord, RecordKind, ScanEnd, ScannedRecord, SegmentScan};

@@ -37,11 +37,16 @@
 //! most once (per recipient for 16 and 17); the encoder writes them in tag
 //! order and omits defaults, so a message without extensions has no block.
 //!
-//! # Tombstone payload (13 bytes)
+//! # Tombstone payload (13 bytes, or more with `via`)
 //!
 //! ```text
 //! target dir u16 | target segment u32 | target offset u32 | recipient u16 | outcome u8
+//! | [via str]
 //! ```
+//!
+//! `via` (optional, only on `Delivered`): the host that took the recipient,
+//! as the logs name it (`mx.example.net[192.0.2.1:25]`,
+//! `lmtp:unix:/run/dovecot/lmtp`), for `ringmail trace`.
 //!
 //! # Recipient state payload (35 bytes + last error)
 //!
@@ -623,6 +628,41 @@ pub fn decode_any_message(kind: super::RecordKind, payload: &[u8]) -> Option<Mes
     }
 }
 
+/// Encodes a tombstone payload that names the host a delivered recipient
+/// went to (see the module docs); `via` is cut to [`MAX_VIA_LEN`] bytes at
+/// a character boundary.
+pub fn encode_tombstone_via(t: &Tombstone, via: &str) -> Vec<u8> {
+    let mut end = via.len().min(MAX_VIA_LEN);
+    while !via.is_char_boundary(end) {
+        end -= 1;
+    }
+    let via = &via[..end];
+    let mut out = Vec::with_capacity(TOMBSTONE_LEN + 2 + via.len());
+    out.extend_from_slice(&encode_tombstone(t));
+    out.extend_from_slice(&(via.len() as u16).to_le_bytes());
+    out.extend_from_slice(via.as_bytes());
+    out
+}
+
+/// Longest `via` a tombstone keeps.
+pub const MAX_VIA_LEN: usize = 512;
+
+/// Decodes a tombstone payload and its `via`, if it has one.
+pub fn decode_tombstone_via(payload: &[u8]) -> Result<(Tombstone, Option<&str>), DecodeError> {
+    if payload.len() <= TOMBSTONE_LEN {
+        return decode_tombstone(payload).map(|t| (t, None));
+    }
+    let t = decode_tombstone(&payload[..TOMBSTONE_LEN])?;
+    let mut r = Reader { rest: &payload[TOMBSTONE_LEN..] };
+    let len = r.u16("via")?;
+    let via = r.take(usize::from(len), "via")?;
+    if !r.rest.is_empty() {
+        return Err(DecodeError::WrongLength { len: payload.len(), expected: TOMBSTONE_LEN + 2 + usize::from(len) });
+    }
+    let via = std::str::from_utf8(via).map_err(|_| DecodeError::InvalidUtf8 { field: "via" })?;
+    Ok((t, Some(via)))
+}
+
 /// Encodes a tombstone payload.
 pub fn encode_tombstone(t: &Tombstone) -> [u8; TOMBSTONE_LEN] {
     let mut out = [0u8; TOMBSTONE_LEN];
@@ -634,8 +674,12 @@ pub fn encode_tombstone(t: &Tombstone) -> [u8; TOMBSTONE_LEN] {
     out
 }
 
-/// Decodes a tombstone payload.
+/// Decodes a tombstone payload (its `via`, if any, is checked and left
+/// out: see [`decode_tombstone_via`]).
 pub fn decode_tombstone(payload: &[u8]) -> Result<Tombstone, DecodeError> {
+    if payload.len() > TOMBSTONE_LEN {
+        return decode_tombstone_via(payload).map(|(t, _)| t);
+    }
     if payload.len() != TOMBSTONE_LEN {
         return Err(DecodeError::WrongLength { len: payload.len(), expected: TOMBSTONE_LEN });
     }

@@ -26,6 +26,10 @@ impl Postfix {
         for sub in ["etc", "queue", "data"] {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
+        // The postfix user must be able to reach its directories.
+        for p in [d, d.parent().unwrap()] {
+            Command::new("chmod").arg("755").arg(p).status().unwrap();
+        }
         let status = Command::new("chown").arg("postfix").arg(d.join("data")).status().unwrap();
         assert!(status.success(), "chown postfix");
         let transport: String =

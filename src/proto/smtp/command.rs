@@ -314,7 +314,9 @@ fn mail(args: &[u8]) -> Result<MailFrom, CommandError> {
                 return Err(bad);
             }
         } else if keyword.eq_ignore_ascii_case(b"ENVID") {
-            let envid = value.and_then(xtext::decode).filter(|e| e.len() <= MAX_ENVID).ok_or(bad.clone())?;
+            // RFC 3461 §4.4: printable ASCII once decoded.
+            let envid =
+                value.and_then(xtext::decode).filter(|e| e.len() <= MAX_ENVID && e.is_ascii()).ok_or(bad.clone())?;
             if from.envid.replace(envid).is_some() {
                 return Err(bad);
             }
@@ -396,7 +398,9 @@ fn rcpt(args: &[u8]) -> Result<RcptTo, CommandError> {
         }
     }
     // Parameters are ASCII (params() checks), so this is about the path.
-    Ok(RcptTo { recipient, utf8: !path.is_ascii(), dsn })
+    // Whether the path itself (not an ORCPT) has UTF-8.
+    let utf8 = !path[..path.len() - rest.len()].is_ascii();
+    Ok(RcptTo { recipient, utf8, dsn })
 }
 
 /// `NEVER`, or a comma list of `SUCCESS`, `FAILURE`, `DELAY` (RFC 3461
@@ -425,8 +429,14 @@ fn orcpt(value: &[u8]) -> Option<String> {
     let semi = value.iter().position(|&b| b == b';')?;
     let (kind, address) = (&value[..semi], &value[semi + 1..]);
     let atom = !kind.is_empty() && kind.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-');
-    let address = xtext::decode(address).filter(|a| !a.is_empty())?;
-    atom.then(|| format!("{};{address}", String::from_utf8_lossy(kind).to_ascii_lowercase()))
+    let kind = String::from_utf8_lossy(kind).to_ascii_lowercase();
+    // `utf-8` addresses (RFC 6533), and raw UTF-8 whatever the type said.
+    let address = match kind == "utf-8" || !address.is_ascii() {
+        true => xtext::decode_utf8(address),
+        false => xtext::decode(address),
+    };
+    let address = address.filter(|a| !a.is_empty())?;
+    atom.then(|| format!("{kind};{address}"))
 }
 
 fn unsupported(verb: Verb, keyword: &[u8]) -> CommandError {
@@ -450,7 +460,14 @@ fn params(rest: &[u8], verb: Verb) -> Result<Vec<Param<'_>>, CommandError> {
         };
         let keyword_ok = keyword.first().is_some_and(u8::is_ascii_alphanumeric)
             && keyword.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-');
-        let value_ok = value.is_none_or(|v| !v.is_empty() && v.iter().all(|&b| (33..=126).contains(&b) && b != b'='));
+        // Values are printable ASCII, or UTF-8 (RFC 6533: `ORCPT=utf-8;…`
+        // from an SMTPUTF8 client such as Postfix); each parameter's own
+        // parser decides what it takes.
+        let value_ok = value.is_none_or(|v| {
+            !v.is_empty()
+                && std::str::from_utf8(v).is_ok_and(|t| t.chars().all(|c| !c.is_control() && !c.is_whitespace()))
+                && v.iter().all(|&b| b >= 0x80 || ((33..=126).contains(&b) && b != b'='))
+        });
         if !keyword_ok || !value_ok {
             return Err(CommandError::BadParameter(verb));
         }
@@ -616,6 +633,19 @@ mod tests {
         };
         assert_eq!(to.dsn.notify, Notify { success: true, delay: true, ..Notify::default() });
         assert_eq!(to.dsn.orcpt.as_deref(), Some("rfc822;jane+x@example.test"));
+        // Postfix's ORCPT for an SMTPUTF8 recipient (found relaying through
+        // it): the UTF-8 bytes xtext-encoded under rfc822.
+        let Ok(Command::Rcpt(to)) = parse("RCPT TO:<用户@example.test> ORCPT=rfc822;+E7+94+A8+E6+88+B7@example.test")
+        else {
+            panic!("Postfix's ORCPT did not parse")
+        };
+        assert_eq!(to.dsn.orcpt.as_deref(), Some("rfc822;用户@example.test"));
+        assert!(to.utf8);
+        // RFC 6533's utf-8 type, raw or escaped; an ASCII path stays ASCII.
+        let Ok(Command::Rcpt(to)) = parse("RCPT TO:<a@b.test> ORCPT=utf-8;用户@b.test") else { panic!() };
+        assert_eq!((to.dsn.orcpt.as_deref(), to.utf8), (Some("utf-8;用户@b.test"), false));
+        let Ok(Command::Rcpt(to)) = parse(r"RCPT TO:<a@b.test> ORCPT=utf-8;\x{7528}@b.test") else { panic!() };
+        assert_eq!(to.dsn.orcpt.as_deref(), Some("utf-8;用@b.test"));
         let Ok(Command::Rcpt(to)) = parse("RCPT TO:<jane@example.test> NOTIFY=NEVER") else { panic!() };
         assert!(to.dsn.notify.never && !to.dsn.notify.wants_failure() && !to.dsn.notify.wants_delay());
         let Ok(Command::Rcpt(plain)) = parse("RCPT TO:<jane@example.test>") else { panic!() };

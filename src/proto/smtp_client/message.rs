@@ -76,8 +76,12 @@ impl DsnParams {
             out.push_str(" NOTIFY=");
             out.push_str(&words.join(","));
         }
-        if let Some((kind, address)) = dsn.orcpt.as_deref().and_then(|o| o.split_once(';')) {
-            out.push_str(&format!(" ORCPT={kind};{}", xtext::encode(address)));
+        match dsn.orcpt.as_deref().and_then(|o| o.split_once(';')) {
+            Some((kind, address)) if kind == "utf-8" || !address.is_ascii() => {
+                out.push_str(&format!(" ORCPT=utf-8;{}", xtext::encode_utf8(address)));
+            }
+            Some((kind, address)) => out.push_str(&format!(" ORCPT={kind};{}", xtext::encode(address))),
+            None => {}
         }
         out
     }
