@@ -39,6 +39,18 @@ fn submit(server: &Server, to: &str, subject: &str) {
     assert!(c.send_mail("bob@localhost", &[to], body.as_bytes()).starts_with("250"));
 }
 
+/// `ringmail trace` of the message in a `status="sent"` log line, once
+/// its delivery is recorded in the spool (tombstones are written just
+/// after the log line).
+fn trace_of_sent(server: &Server, sent: &str) -> String {
+    let qid = sent.split("queue_id=").nth(1).and_then(|r| r.split_whitespace().next()).expect("queue_id in the line");
+    eventually(Duration::from_secs(10), || {
+        let out = server.cli(&["trace", qid]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains("status: delivered").then_some(text)
+    })
+}
+
 #[test]
 fn a_route_list_fails_over_past_a_refused_and_a_busy_smarthost() {
     let closed = free_port();
@@ -57,6 +69,8 @@ fn a_route_list_fails_over_past_a_refused_and_a_busy_smarthost() {
     let log = server.log_containing(&["status=\"sent\""]);
     let sent = log.lines().find(|l| l.contains("status=\"sent\"")).unwrap();
     assert!(sent.contains(&format!("[{}]", sink.addr)), "the log names the host that took it: {sent}");
+    let trace = trace_of_sent(&server, sent);
+    assert!(trace.contains(&format!("status: delivered via {}[{}]", sink.addr.ip(), sink.addr)), "and trace: {trace}");
     let tries: Vec<&str> = log.lines().filter(|l| l.contains("trying next host")).collect();
     assert_eq!(tries.len(), 2, "{log}");
     assert!(tries[0].contains(&closed.to_string()) && tries[1].contains("421"), "{tries:?}");
@@ -91,6 +105,8 @@ fn fallback_relay_takes_mail_when_every_mx_host_is_down() {
     assert!(mx1 < mx2 && mx2 < sent, "every MX first, then the fallback:\n{log}");
     let delivered = log.lines().find(|l| l.contains("status=\"sent\"")).unwrap();
     assert!(delivered.contains(&format!("[{}]", sink.addr)), "the fallback took it: {delivered}");
+    let trace = trace_of_sent(&server, delivered);
+    assert!(trace.contains(&format!("via {}[{}]", sink.addr.ip(), sink.addr)), "trace names the fallback: {trace}");
 }
 
 #[test]

@@ -167,7 +167,11 @@ fn smtp_bdat(dir: &Path) {
         ("chunks-then-last", b'0', b"BDAT 5\r\nhelloBDAT 7 LAST\r\n, world\r\nQUIT\r\n"),
         ("zero-last", b'0', b"BDAT 0 LAST\r\nQUIT\r\n"),
         ("binary-end-of-data", b'8', b"BDAT 12\r\na\r\n.\r\n\rb\n\0\xffBDAT 0 LAST\r\n"),
-        ("pipelined-rset", b'*', b"BDAT 4\r\nRSETRSET\r\nMAIL FROM:<b@relay.test>\r\nRCPT TO:<x@example.test>\r\nBDAT 6 LAST\r\nQUIT\r\n"),
+        (
+            "pipelined-rset",
+            b'*',
+            b"BDAT 4\r\nRSETRSET\r\nMAIL FROM:<b@relay.test>\r\nRCPT TO:<x@example.test>\r\nBDAT 6 LAST\r\nQUIT\r\n",
+        ),
         ("over-limit", 0x17, b"BDAT 10\r\n0123456789BDAT 10 LAST\r\nQUIT\r\nNOOPBDAT 3\r\nabcNOOP\r\n"),
         ("data-after-bdat", b'0', b"BDAT 1\r\nxDATA\r\nBDAT 1 LAST\r\ny"),
         ("bad-bdat", b'0', b"BDAT x LAST\r\nNOOP\r\n"),

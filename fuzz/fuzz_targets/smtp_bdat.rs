@@ -94,7 +94,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let body = if control & 0x08 != 0 { " BODY=BINARYMIME" } else { "" };
-    let mut stream = format!("EHLO c.test\r\nMAIL FROM:<a@relay.test>{body}\r\nRCPT TO:<jane@example.test>\r\n").into_bytes();
+    let mut stream =
+        format!("EHLO c.test\r\nMAIL FROM:<a@relay.test>{body}\r\nRCPT TO:<jane@example.test>\r\n").into_bytes();
     stream.extend_from_slice(input);
     let whole = run(control, &[&stream]);
     let chunks = ChunkPlan::new(control).chunks(&stream);

@@ -28,8 +28,9 @@ use std::rc::Rc;
 
 use libfuzzer_sys::fuzz_target;
 use ringmail::proto::smtp::{
-    parse_command, parse_forward_path_utf8, parse_mailbox_utf8, sasl, Action, Address, AuthMode, AuthOutcome, Command, Envelope,
-    ForwardPath, RcptDecision, RecipientPolicy, ReversePath, SenderDecision, Server, ServerConfig, StoreOutcome,
+    parse_command, parse_forward_path_utf8, parse_mailbox_utf8, sasl, Action, Address, AuthMode, AuthOutcome, Command,
+    Envelope, ForwardPath, RcptDecision, RecipientPolicy, ReversePath, SenderDecision, Server, ServerConfig,
+    StoreOutcome,
 };
 use ringmail_fuzz::{split_control, ChunkPlan};
 

@@ -27,10 +27,10 @@
 use libfuzzer_sys::fuzz_target;
 use ringmail::spool::record::encode_into;
 use ringmail::spool::{
-    decode_message, decode_moved, decode_recipient_state, decode_suppression, decode_tombstone, encode_message,
-    encode_moved_head, encode_recipient_state, encode_tombstone, recover_images, scan_segment, BodyKind, DsnRet,
-    MessageRecord, Notify, Outcome, QueueId, RecipientEntry, RecipientState, RecordKind, Route, ScanEnd, SegmentImage,
-    SegmentKey, SpoolRef, Tombstone,
+    decode_message, decode_moved, decode_recipient_state, decode_suppression, decode_tombstone, decode_tombstone_via,
+    encode_message, encode_moved_head, encode_recipient_state, encode_tombstone, encode_tombstone_via, recover_images,
+    scan_segment, BodyKind, DsnRet, MessageRecord, Notify, Outcome, QueueId, RecipientEntry, RecipientState,
+    RecordKind, Route, ScanEnd, SegmentImage, SegmentKey, SpoolRef, Tombstone,
 };
 
 /// Reads the input front to back; zeros once it runs out.
@@ -214,9 +214,18 @@ fn built(c: &mut Cursor<'_>) {
                     let outcome = [Outcome::Deleted, Outcome::Delivered, Outcome::Bounced, Outcome::Expired]
                         [usize::from(c.byte() % 4)];
                     let t = Tombstone { target: target(c), recipient: u16::from(c.byte() % 4), outcome };
-                    let payload = encode_tombstone(&t);
+                    let payload = match c.byte() % 2 {
+                        0 => encode_tombstone(&t).to_vec(),
+                        _ => {
+                            // A delivered recipient's tombstone names the host.
+                            let via = c.string();
+                            let payload = encode_tombstone_via(&t, &via);
+                            assert_eq!(decode_tombstone_via(&payload), Ok((t, Some(via.as_str()))));
+                            payload
+                        }
+                    };
                     assert_eq!(decode_tombstone(&payload), Ok(t));
-                    (RecordKind::Tombstone, payload.to_vec())
+                    (RecordKind::Tombstone, payload)
                 }
                 3 => {
                     let flags = c.byte();

@@ -8,8 +8,8 @@
 use super::format_time;
 use super::report::Report;
 use crate::spool::{
-    decode_any_message, decode_moved, decode_recipient_state, decode_tombstone, walk, Outcome, QueueId, RecipientState,
-    RecordKind, Route, SpoolError, SpoolRef,
+    decode_any_message, decode_moved, decode_recipient_state, decode_tombstone_via, walk, Outcome, QueueId,
+    RecipientState, RecordKind, Route, SpoolError, SpoolRef,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -52,6 +52,8 @@ struct Found {
     /// recipient index -> how it ended (None: final before a compaction
     /// copied the message, the original record is gone).
     outcomes: BTreeMap<u16, Option<Outcome>>,
+    /// recipient index -> the host that took it (relayed recipients).
+    via: BTreeMap<u16, String>,
     /// Bounces and delay notices about it: (queue id, to, subject).
     notices: Vec<(QueueId, String, String)>,
     /// Recipient address -> bounce class, from its bounces'
@@ -108,6 +110,7 @@ pub fn trace(spool_root: &Path, needle: &Needle) -> Result<Trace, TraceError> {
                 states: BTreeMap::new(),
                 moved_from: Vec::new(),
                 outcomes: BTreeMap::new(),
+                via: BTreeMap::new(),
                 notices: Vec::new(),
                 classes: BTreeMap::new(),
             });
@@ -138,9 +141,12 @@ pub fn trace(spool_root: &Path, needle: &Needle) -> Result<Trace, TraceError> {
     let is = |f: &Found, at: SpoolRef| f.at == at || f.moved_from.contains(&at);
     walk::for_each_record(spool_root, |at, kind, payload| match kind {
         RecordKind::Tombstone => {
-            if let Ok(t) = decode_tombstone(payload) {
+            if let Ok((t, via)) = decode_tombstone_via(payload) {
                 if let Some(f) = found.iter_mut().find(|f| is(f, t.target)) {
                     f.outcomes.insert(t.recipient, Some(t.outcome));
+                    if let Some(via) = via {
+                        f.via.insert(t.recipient, via.to_string());
+                    }
                 }
             }
         }
@@ -219,6 +225,8 @@ pub struct TracedRecipient {
     pub status: TraceStatus,
     /// The bounce class its bounce gave, if it bounced.
     pub bounce_class: Option<String>,
+    /// The host that took it, as the logs name it (relayed and delivered).
+    pub via: Option<String>,
 }
 
 /// One recorded delivery state of a recipient.
@@ -319,6 +327,7 @@ fn traced(f: &Found) -> TracedMessage {
                     .collect(),
                 status,
                 bounce_class: f.classes.get(&address.to_ascii_lowercase()).cloned(),
+                via: f.via.get(&i).cloned(),
             }
         })
         .collect();
@@ -384,14 +393,14 @@ fn render(f: &TracedMessage) -> String {
             }
             let _ = writeln!(out, "{line}");
         }
-        match &r.bounce_class {
-            Some(class) => {
-                let _ = writeln!(out, "    status: {} class={class}", r.status.text());
-            }
-            None => {
-                let _ = writeln!(out, "    status: {}", r.status.text());
-            }
+        let mut status = format!("    status: {}", r.status.text());
+        if let Some(via) = &r.via {
+            let _ = write!(status, " via {via}");
         }
+        if let Some(class) = &r.bounce_class {
+            let _ = write!(status, " class={class}");
+        }
+        let _ = writeln!(out, "{status}");
     }
     for n in &f.notices {
         let _ = writeln!(out, "  notice {} to=<{}>: {}", n.queue_id, n.to, n.subject);
