@@ -406,7 +406,7 @@ impl Shard {
         let backoff = backoff(&mut outcome, permit, limits);
         // NOTIFY=SUCCESS could not be passed on: the notice is ours. An
         // LMTP server is the mailbox itself (RFC 2033 §1), so "delivered".
-        let success_notice = (success_wanted && !conn.offers_dsn()).then(|| match conn.target.addr {
+        let success_notice = (success_wanted && !conn.offers_dsn()).then_some(match conn.target.addr {
             mx::Endpoint::Smtp(_) => DsnAction::Relayed,
             mx::Endpoint::LmtpTcp(_) | mx::Endpoint::LmtpUnix(_) => DsnAction::Delivered,
         });

@@ -343,11 +343,10 @@ fn crlf_message(message: &[u8]) -> Vec<u8> {
     let body = message.strip_suffix(b"\n").unwrap_or(message);
     for line in body.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let mut pieces = line.chunks(MAX_LINE).peekable();
-        if pieces.peek().is_none() {
+        if line.is_empty() {
             out.extend_from_slice(b"\r\n");
         }
-        while let Some(piece) = pieces.next() {
+        for piece in line.chunks(MAX_LINE) {
             out.extend_from_slice(piece);
             out.extend_from_slice(b"\r\n");
         }
