@@ -88,8 +88,13 @@ fn check_decoders(payload: &[u8]) {
     if let Ok(m) = decode_message(payload) {
         assert_eq!(encode_message(&m).expect("decoded fields fit"), payload);
     }
-    if let Ok(t) = decode_tombstone(payload) {
-        assert_eq!(encode_tombstone(&t), payload);
+    if let Ok((t, via)) = decode_tombstone_via(payload) {
+        let again = match via {
+            Some(via) => encode_tombstone_via(&t, via),
+            None => encode_tombstone(&t).to_vec(),
+        };
+        assert_eq!(again, payload);
+        assert_eq!(decode_tombstone(payload), Ok(t));
     }
     if let Ok(s) = decode_recipient_state(payload) {
         assert_eq!(encode_recipient_state(&s).expect("decoded fields fit"), payload);

@@ -33,9 +33,11 @@
 //! | 17 | recipient u16, UTF-8 | DSN `ORCPT=` as `addr-type;address`, xtext-decoded |
 //!
 //! An unknown tag is refused, as an unknown record kind is: a spool written
-//! by a newer version is not half-read by an older one. Each tag appears at
-//! most once (per recipient for 16 and 17); the encoder writes them in tag
-//! order and omits defaults, so a message without extensions has no block.
+//! by a newer version is not half-read by an older one. The encoder writes
+//! the message tags in tag order, then each recipient's (by index, then
+//! tag), and omits defaults, so a message without extensions has no block;
+//! the decoder takes only that form (each entry once, in that order, a
+//! non-empty block), so what decodes encodes back to the same bytes.
 //!
 //! # Tombstone payload (13 bytes, or more with `via`)
 //!
@@ -339,12 +341,18 @@ pub enum DecodeError {
     /// A suppression record's flags byte has bits this version does not know.
     #[error("unknown suppression flags {flags:#04x}")]
     UnknownSuppressionFlags { flags: u8 },
-    /// An extension tag this version does not know, or one given twice.
-    #[error("unknown or repeated extension tag {tag}")]
+    /// An extension tag this version does not know.
+    #[error("unknown extension tag {tag}")]
     UnknownExtension { tag: u8 },
     /// An extension's value does not fit its tag.
     #[error("extension {tag} has a bad value")]
     BadExtension { tag: u8 },
+    /// An extension entry repeated or out of the encoder's order.
+    #[error("extension {tag} repeated or out of order")]
+    ExtensionOrder { tag: u8 },
+    /// The extension flag is set but the block is empty.
+    #[error("empty extension block")]
+    EmptyExtensionBlock,
     /// A payload is longer (or, for a fixed size, shorter) than its fields.
     #[error("payload is {len} bytes, expected {expected}")]
     WrongLength { len: usize, expected: usize },
@@ -451,49 +459,51 @@ fn encode_ext(msg: &MessageRecord<'_>) -> Result<Vec<u8>, EncodeError> {
 
 /// Applies the extension block `block` to `ext` and `recipients`.
 fn decode_ext(block: &[u8], ext: &mut MessageExt, recipients: &mut [RecipientEntry]) -> Result<(), DecodeError> {
+    if block.is_empty() {
+        // The encoder sets the flag only with something to say.
+        return Err(DecodeError::EmptyExtensionBlock);
+    }
     let mut r = Reader { rest: block };
-    // Tags seen: bit per message tag; per-recipient tags are checked on the entry.
-    let mut seen = 0u32;
+    // Entries come in the encoder's order: message tags, then per
+    // recipient (by index) its tags, each key once; anything else would
+    // not encode back to the same bytes.
+    let mut last: Option<(u32, u8)> = None;
     while !r.rest.is_empty() {
         let tag = r.u8("extension tag")?;
         let len = r.u16("extension length")?;
         let value = r.take(usize::from(len), "extension value")?;
         let bad = DecodeError::BadExtension { tag };
-        match tag {
-            TAG_SMTPUTF8 | TAG_REQUIRETLS | TAG_BODY | TAG_RET | TAG_ENVID => {
-                if seen & (1 << tag) != 0 {
-                    return Err(DecodeError::UnknownExtension { tag });
-                }
-                seen |= 1 << tag;
-                match (tag, value) {
-                    (TAG_SMTPUTF8, []) => ext.smtputf8 = true,
-                    (TAG_REQUIRETLS, []) => ext.requiretls = true,
-                    (TAG_BODY, [1]) => ext.body = BodyKind::EightBitMime,
-                    (TAG_BODY, [2]) => ext.body = BodyKind::BinaryMime,
-                    (TAG_RET, [1]) => ext.ret = Some(DsnRet::Full),
-                    (TAG_RET, [2]) => ext.ret = Some(DsnRet::Headers),
-                    (TAG_ENVID, v) => {
-                        ext.envid = Some(std::str::from_utf8(v).map_err(|_| bad)?.to_owned());
+        let slot = match tag {
+            TAG_SMTPUTF8 | TAG_REQUIRETLS | TAG_BODY | TAG_RET | TAG_ENVID => 0,
+            TAG_NOTIFY | TAG_ORCPT => match value {
+                [lo, hi, ..] => 1 + u32::from(u16::from_le_bytes([*lo, *hi])),
+                _ => return Err(bad),
+            },
+            _ => return Err(DecodeError::UnknownExtension { tag }),
+        };
+        if last.is_some_and(|l| l >= (slot, tag)) {
+            return Err(DecodeError::ExtensionOrder { tag });
+        }
+        last = Some((slot, tag));
+        match (tag, value) {
+            (TAG_SMTPUTF8, []) => ext.smtputf8 = true,
+            (TAG_REQUIRETLS, []) => ext.requiretls = true,
+            (TAG_BODY, [1]) => ext.body = BodyKind::EightBitMime,
+            (TAG_BODY, [2]) => ext.body = BodyKind::BinaryMime,
+            (TAG_RET, [1]) => ext.ret = Some(DsnRet::Full),
+            (TAG_RET, [2]) => ext.ret = Some(DsnRet::Headers),
+            (TAG_ENVID, v) => ext.envid = Some(std::str::from_utf8(v).map_err(|_| bad)?.to_owned()),
+            (TAG_NOTIFY | TAG_ORCPT, [_, _, rest @ ..]) => {
+                let recipient = recipients.get_mut((slot - 1) as usize).ok_or(bad.clone())?;
+                match (tag, rest) {
+                    (TAG_NOTIFY, [b]) => recipient.dsn.notify = Notify::from_byte(*b).ok_or(bad)?,
+                    (TAG_ORCPT, text) => {
+                        recipient.dsn.orcpt = Some(std::str::from_utf8(text).map_err(|_| bad)?.to_owned())
                     }
                     _ => return Err(bad),
                 }
             }
-            TAG_NOTIFY | TAG_ORCPT => {
-                let [lo, hi, rest @ ..] = value else { return Err(bad) };
-                let recipient = recipients.get_mut(usize::from(u16::from_le_bytes([*lo, *hi]))).ok_or(bad.clone())?;
-                let dsn = &mut recipient.dsn;
-                match tag {
-                    TAG_NOTIFY if !dsn.notify.is_given() => {
-                        let [b] = rest else { return Err(bad) };
-                        dsn.notify = Notify::from_byte(*b).ok_or(bad)?;
-                    }
-                    TAG_ORCPT if dsn.orcpt.is_none() => {
-                        dsn.orcpt = Some(std::str::from_utf8(rest).map_err(|_| bad)?.to_owned());
-                    }
-                    _ => return Err(DecodeError::UnknownExtension { tag }),
-                }
-            }
-            _ => return Err(DecodeError::UnknownExtension { tag }),
+            _ => return Err(bad),
         }
     }
     Ok(())
@@ -658,6 +668,9 @@ pub fn decode_tombstone_via(payload: &[u8]) -> Result<(Tombstone, Option<&str>),
     let via = r.take(usize::from(len), "via")?;
     if !r.rest.is_empty() {
         return Err(DecodeError::WrongLength { len: payload.len(), expected: TOMBSTONE_LEN + 2 + usize::from(len) });
+    }
+    if via.len() > MAX_VIA_LEN {
+        return Err(DecodeError::WrongLength { len: payload.len(), expected: TOMBSTONE_LEN + 2 + MAX_VIA_LEN });
     }
     let via = std::str::from_utf8(via).map_err(|_| DecodeError::InvalidUtf8 { field: "via" })?;
     Ok((t, Some(via)))

@@ -118,14 +118,21 @@ fn unknown_repeated_or_misplaced_extensions_are_refused() {
         b
     };
     assert_eq!(decode_message(&with_block(&[99, 0, 0])), Err(DecodeError::UnknownExtension { tag: 99 }));
-    assert_eq!(decode_message(&with_block(&[1, 0, 0, 1, 0, 0])), Err(DecodeError::UnknownExtension { tag: 1 }));
+    assert_eq!(decode_message(&with_block(&[1, 0, 0, 1, 0, 0])), Err(DecodeError::ExtensionOrder { tag: 1 }));
+    assert_eq!(decode_message(&with_block(&[2, 0, 0, 1, 0, 0])), Err(DecodeError::ExtensionOrder { tag: 1 }));
+    assert_eq!(decode_message(&with_block(&[])), Err(DecodeError::EmptyExtensionBlock));
+    // Recipient 1's NOTIFY before recipient 0's: out of order.
+    assert_eq!(
+        decode_message(&with_block(&[16, 3, 0, 1, 0, 2, 16, 3, 0, 0, 0, 2])),
+        Err(DecodeError::ExtensionOrder { tag: 16 })
+    );
     assert_eq!(decode_message(&with_block(&[1, 1, 0, 7])), Err(DecodeError::BadExtension { tag: 1 }));
     // NOTIFY for recipient 5 of 2, and a NOTIFY byte with no bit set.
     assert_eq!(decode_message(&with_block(&[16, 3, 0, 5, 0, 2])), Err(DecodeError::BadExtension { tag: 16 }));
     assert_eq!(decode_message(&with_block(&[16, 3, 0, 1, 0, 0])), Err(DecodeError::BadExtension { tag: 16 }));
     assert_eq!(
         decode_message(&with_block(&[16, 3, 0, 1, 0, 2, 16, 3, 0, 1, 0, 4])),
-        Err(DecodeError::UnknownExtension { tag: 16 })
+        Err(DecodeError::ExtensionOrder { tag: 16 })
     );
     let bytes = with_block(&[16, 3, 0, 1, 0, 2]);
     let ok = decode_message(&bytes).unwrap();
