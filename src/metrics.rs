@@ -16,6 +16,7 @@ pub mod process;
 mod status;
 
 use crate::outbound::classify::BounceClass;
+use crate::outbound::tls_policy::TlsResult;
 use latency::Latency;
 pub use latency::{LatencyCounts, BOUNDS_US};
 pub use status::Status;
@@ -41,6 +42,9 @@ pub struct CoreMetrics {
     relay_deferred: Cell<u64>,
     relay_bounced: Cell<u64>,
     relay_replies: [Cell<u64>; 4],
+    /// Recipients relayed, by the TLS of their session (index order of
+    /// `TlsResult::ALL`).
+    relay_tls: [Cell<u64>; 6],
     /// Final failures by [`BounceClass`] (index order of `BounceClass::ALL`).
     bounces: [Cell<u64>; 9],
     tls_ok: Cell<u64>,
@@ -66,6 +70,7 @@ impl Default for CoreMetrics {
             relay_deferred: Cell::new(0),
             relay_bounced: Cell::new(0),
             relay_replies: Default::default(),
+            relay_tls: Default::default(),
             bounces: Default::default(),
             tls_ok: Cell::new(0),
             tls_failed: Cell::new(0),
@@ -137,6 +142,13 @@ impl CoreMetrics {
         bump(&self.relay_replies[i], 1);
     }
 
+    /// One recipient relayed over a session whose TLS was `tls`.
+    pub fn relay_tls(&self, tls: TlsResult) {
+        if let Some(i) = TlsResult::ALL.iter().position(|&t| t == tls) {
+            bump(&self.relay_tls[i], 1);
+        }
+    }
+
     /// One recipient failed for good, for the reason `class`.
     pub fn bounce(&self, class: BounceClass) {
         bump(&self.bounces[class.index()], 1);
@@ -181,6 +193,7 @@ impl CoreMetrics {
             relay_deferred: self.relay_deferred.get(),
             relay_bounced: self.relay_bounced.get(),
             relay_replies: get(&self.relay_replies),
+            relay_tls: get(&self.relay_tls),
             bounces: get(&self.bounces),
             tls: [self.tls_ok.get(), self.tls_failed.get()],
             auth: [self.auth_ok.get(), self.auth_failed.get()],
@@ -247,6 +260,8 @@ pub struct Snapshot {
     pub relay_deferred: u64,
     pub relay_bounced: u64,
     pub relay_replies: Vec<u64>,
+    /// Per [`TlsResult::ALL`].
+    pub relay_tls: Vec<u64>,
     /// Per [`BounceClass::ALL`].
     pub bounces: Vec<u64>,
     pub tls: [u64; 2],
@@ -324,6 +339,16 @@ pub fn render(snaps: &[Snapshot]) -> String {
         "class",
         &RELAY_CLASSES,
         &|s, i| s.relay_replies[i],
+    );
+    let tls_results: Vec<&str> = TlsResult::ALL.iter().map(|t| t.as_str()).collect();
+    labelled(
+        &mut out,
+        "ringmail_relay_tls_total",
+        "counter",
+        "Recipients relayed (remote 2xx), by the TLS of the session (tls= in the logs).",
+        "tls",
+        &tls_results,
+        &|s, i| s.relay_tls.get(i).copied().unwrap_or(0),
     );
     labelled(
         &mut out,

@@ -47,6 +47,7 @@ fn config(control: u8) -> ServerConfig {
         max_commands: 200,
         max_messages: 5,
         starttls: false,
+        tls_at_start: false,
         auth: AuthMode::Off,
         plaintext_auth_ok: false,
     }

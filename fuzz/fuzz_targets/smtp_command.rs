@@ -66,6 +66,7 @@ fn config(control: u8) -> ServerConfig {
         max_commands: 40,
         max_messages: 3,
         starttls: control & 0x80 == 0,
+        tls_at_start: control & 0x04 != 0,
         auth: match (control >> 5) & 3 {
             0 => AuthMode::Off,
             2 => AuthMode::Required,

@@ -227,6 +227,24 @@ pub struct TracedRecipient {
     pub bounce_class: Option<String>,
     /// The host that took it, as the logs name it (relayed and delivered).
     pub via: Option<String>,
+    /// What the session to that host was (`dane-verified`, `sts-enforced`,
+    /// `verified`, `encrypted`, `opportunistic`, `none`), as `tls=` in the
+    /// logs; null when not recorded (delivered before it was).
+    pub tls: Option<String>,
+    /// Why the TLS requirement was what it was, as `tls_basis=`.
+    pub tls_basis: Option<String>,
+}
+
+/// A tombstone's `via` as the relay writes it, `HOST tls=RESULT
+/// tls_basis=WHY`, into its three parts (older tombstones hold the host
+/// only).
+fn split_via(via: &str) -> (String, Option<String>, Option<String>) {
+    let Some(at) = via.rfind(" tls=") else { return (via.to_string(), None, None) };
+    let (host, rest) = (&via[..at], &via[at + " tls=".len()..]);
+    match rest.split_once(" tls_basis=") {
+        Some((tls, basis)) => (host.to_string(), Some(tls.to_string()), Some(basis.to_string())),
+        None => (host.to_string(), Some(rest.to_string()), None),
+    }
 }
 
 /// One recorded delivery state of a recipient.
@@ -306,6 +324,13 @@ fn traced(f: &Found) -> TracedMessage {
                 (None, true) => TraceStatus::InMailbox,
                 (None, false) => TraceStatus::Queued,
             };
+            let (via, tls, tls_basis) = match f.via.get(&i) {
+                Some(v) => {
+                    let (host, tls, basis) = split_via(v);
+                    (Some(host), tls, basis)
+                }
+                None => (None, None, None),
+            };
             TracedRecipient {
                 address: address.clone(),
                 route,
@@ -327,7 +352,9 @@ fn traced(f: &Found) -> TracedMessage {
                     .collect(),
                 status,
                 bounce_class: f.classes.get(&address.to_ascii_lowercase()).cloned(),
-                via: f.via.get(&i).cloned(),
+                via,
+                tls,
+                tls_basis,
             }
         })
         .collect();
@@ -397,6 +424,12 @@ fn render(f: &TracedMessage) -> String {
         if let Some(via) = &r.via {
             let _ = write!(status, " via {via}");
         }
+        if let Some(tls) = &r.tls {
+            let _ = write!(status, " tls={tls}");
+        }
+        if let Some(basis) = &r.tls_basis {
+            let _ = write!(status, " tls_basis={basis}");
+        }
         if let Some(class) = &r.bounce_class {
             let _ = write!(status, " class={class}");
         }
@@ -439,4 +472,16 @@ pub enum TraceError {
     NotFound(String),
     #[error(transparent)]
     Spool(#[from] SpoolError),
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn via_splits_into_host_tls_and_basis() {
+        assert_eq!(super::split_via("mx.test[127.0.0.1:25]"), ("mx.test[127.0.0.1:25]".into(), None, None));
+        assert_eq!(
+            super::split_via("mx.test[127.0.0.1:25] tls=dane-verified tls_basis=dane:3 1 1"),
+            ("mx.test[127.0.0.1:25]".into(), Some("dane-verified".into()), Some("dane:3 1 1".into()))
+        );
+    }
 }

@@ -373,9 +373,15 @@ pub struct Relay {
     /// Send one delay notice after this long ("0s" = never).
     #[serde(default = "default_delay_warning")]
     pub delay_warning: Span,
-    /// STARTTLS to remote servers.
+    /// STARTTLS to remote servers: the default policy, below DANE,
+    /// MTA-STS and `tls_policy` entries (see [`crate::outbound::tls_policy`]).
     #[serde(default)]
     pub tls: RelayTlsPolicy,
+    /// Per-destination TLS policy (Postfix's `smtp_tls_policy_maps`):
+    /// domain (A-label, lower case) -> level. An entry wins over DANE,
+    /// MTA-STS and `tls`.
+    #[serde(default)]
+    pub tls_policy: BTreeMap<String, TlsLevel>,
     /// Simultaneous connections to one destination domain. The default
     /// of `max_connections` in the shaping rules' `[site.default]` (a rule
     /// overrides it).
@@ -431,6 +437,48 @@ pub enum RelayTlsPolicy {
     Required,
     /// STARTTLS with the certificate chain and MX name checked.
     Verify,
+}
+
+/// A `[relay.tls_policy]` level, as Postfix names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsLevel {
+    /// Never STARTTLS, even when offered.
+    None,
+    /// STARTTLS when offered, any certificate (opportunistic).
+    May,
+    /// STARTTLS or no delivery; any certificate.
+    Encrypt,
+    /// STARTTLS with a PKIX-verified chain naming the MX host.
+    Verify,
+    /// Only to MX hosts with usable DNSSEC-validated TLSA records, and
+    /// only with a certificate that matches them.
+    DaneOnly,
+}
+
+impl TlsLevel {
+    /// The word the config and the logs use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsLevel::None => "none",
+            TlsLevel::May => "may",
+            TlsLevel::Encrypt => "encrypt",
+            TlsLevel::Verify => "verify",
+            TlsLevel::DaneOnly => "dane-only",
+        }
+    }
+}
+
+impl From<RelayTlsPolicy> for TlsLevel {
+    /// `relay.tls` as a level: opportunistic = may, required = encrypt,
+    /// verify = verify.
+    fn from(p: RelayTlsPolicy) -> TlsLevel {
+        match p {
+            RelayTlsPolicy::Opportunistic => TlsLevel::May,
+            RelayTlsPolicy::Required => TlsLevel::Encrypt,
+            RelayTlsPolicy::Verify => TlsLevel::Verify,
+        }
+    }
 }
 
 /// RFC 5321 §4.5.3.2 client timeouts (`[relay.timeouts]`).
@@ -507,6 +555,7 @@ impl Default for Relay {
             max_queue_lifetime: default_max_queue_lifetime(),
             delay_warning: default_delay_warning(),
             tls: RelayTlsPolicy::default(),
+            tls_policy: BTreeMap::new(),
             max_connections_per_domain: default_max_connections_per_domain(),
             max_messages_per_connection: default_max_messages_per_connection(),
             connection_idle: default_connection_idle(),

@@ -65,13 +65,14 @@ impl Relay {
 
     /// Keys are domains: compare them as parsed addresses hold them,
     /// lower-case A-labels without a trailing dot (`例子.test` matches
-    /// `xn--fsqu00a.test`). `relay.routes` keys too, so an RCPT's domain
+    /// `xn--fsqu00a.test`). `relay.routes` and `relay.tls_policy` keys too, so an RCPT's domain
     /// finds its route with one lookup; of two keys that are the same
     /// domain spelled differently, one is kept. `"*"` stays as it is.
     pub(super) fn normalize(&mut self) {
         self.pool_by_sender_domain =
             std::mem::take(&mut self.pool_by_sender_domain).into_iter().map(|(k, v)| (domain_key(&k), v)).collect();
         self.routes = std::mem::take(&mut self.routes).into_iter().map(|(k, v)| (domain_key(&k), v)).collect();
+        self.tls_policy = std::mem::take(&mut self.tls_policy).into_iter().map(|(k, v)| (domain_key(&k), v)).collect();
     }
 }
 

@@ -29,6 +29,7 @@ fn server_config(config: &Config, proto: Protocol, tls_active: bool, peer: IpAdd
         max_line_len: MAX_COMMAND_LINE,
         max_errors: config.limits.max_errors,
         starttls: !tls_active,
+        tls_at_start: tls_active,
         max_commands: config.limits.max_commands,
         max_messages: config.limits.max_messages_per_connection,
         auth: match proto {

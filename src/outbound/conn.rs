@@ -6,10 +6,11 @@
 //! address, and never with TLS.
 
 use super::tls::RelayTls;
+use super::tls_policy::{TargetTls, TlsResult};
 use crate::outbound::mx::{Endpoint, Target};
 use crate::proto::smtp::{dot_stuff, dot_stuff_lines};
 use crate::proto::smtp_client::{
-    Client, ClientConfig, ConnectionFailure, Event, MessageOutcome, OutgoingMessage, Phase, TlsPolicy, Transmit,
+    Client, ClientConfig, ConnectionFailure, Event, MessageOutcome, OutgoingMessage, Phase, Transmit,
 };
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use futures_rustls::client::TlsStream;
@@ -131,7 +132,8 @@ pub struct RelayConnection {
     /// What goes out next, reused from write to write.
     outbuf: Vec<u8>,
     timeouts: Timeouts,
-    policy: TlsPolicy,
+    /// What TLS this session must have, and why.
+    policy: TargetTls,
     pub target: Target,
 }
 
@@ -142,14 +144,14 @@ pub enum After {
 }
 
 impl RelayConnection {
-    /// Connect, read the greeting, EHLO, STARTTLS as the policy says, until
+    /// Connect, read the greeting, EHLO, STARTTLS as `policy` says, until
     /// the session is ready for a message. For an LMTP target: LHLO, and
     /// `source` and `policy` are not used.
     pub async fn open(
         target: &Target,
         source: Option<std::net::IpAddr>,
         helo_name: &str,
-        policy: TlsPolicy,
+        policy: TargetTls,
         tls: &RelayTls,
         timeouts: Timeouts,
     ) -> Result<RelayConnection, ConnectError> {
@@ -159,7 +161,8 @@ impl RelayConnection {
             reason,
             temporary,
         };
-        let config = ClientConfig { helo_name: helo_name.to_string(), tls: policy, tls_active_at_start: false };
+        let config =
+            ClientConfig { helo_name: helo_name.to_string(), tls: policy.starttls, tls_active_at_start: false };
         let client = match target.addr {
             Endpoint::Smtp(_) => Client::new(config),
             Endpoint::LmtpTcp(_) | Endpoint::LmtpUnix(_) => Client::lmtp(config),
@@ -240,6 +243,21 @@ impl RelayConnection {
             Event::Failed(_) | Event::Closed | Event::Outcome(_) | Event::StartTls => After::Gone,
         };
         (outcome, after)
+    }
+
+    /// What this session's TLS is (`tls=` in the logs).
+    pub fn tls_result(&self) -> TlsResult {
+        self.policy.result(matches!(self.stream, Stream::Tls(_)))
+    }
+
+    /// Why the session's TLS requirement is what it is (`tls_basis=`).
+    pub fn tls_basis(&self) -> &super::tls_policy::Basis {
+        &self.policy.basis
+    }
+
+    /// Whether the server offered REQUIRETLS (RFC 8689) in its last EHLO.
+    pub fn offers_requiretls(&self) -> bool {
+        self.client.capabilities().requiretls
     }
 
     /// Whether the server offered DSN (RFC 3461) in its last EHLO reply.
@@ -368,10 +386,7 @@ impl RelayConnection {
         let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Gone) else {
             return Err(io::Error::other("STARTTLS on a stream that is not plain"));
         };
-        let config = match self.policy {
-            TlsPolicy::Verify => tls.verified.clone(),
-            TlsPolicy::Opportunistic | TlsPolicy::Required => tls.any.clone(),
-        };
+        let config = self.policy.client_config(tls);
         let name = match self.target.host.parse::<std::net::IpAddr>() {
             Ok(ip) => ServerName::IpAddress(ip.into()),
             Err(_) => {

@@ -12,9 +12,8 @@ use crate::metrics::RelayResult;
 use crate::outbound::bounce::About;
 use crate::outbound::dsn::Action as DsnAction;
 use crate::outbound::mx;
-use crate::proto::smtp_client::{
-    needs_smtputf8, DsnParams, MessageOutcome, OutgoingMessage, RecipientOutcome, TlsPolicy,
-};
+use crate::outbound::tls_policy::{self, TlsResult};
+use crate::proto::smtp_client::{needs_smtputf8, DsnParams, MessageOutcome, OutgoingMessage, RecipientOutcome};
 use crate::queue::{retry_delay, Dest, Key, QueuedMessage, RetryPolicy};
 use crate::shard::{owner, Request, Settled, Shard};
 use crate::spool::{encode_recipient_state, BodyKind, MessageRecord, Outcome, RecipientState, RecordKind};
@@ -218,10 +217,18 @@ impl Shard {
         let mut conn = None;
         let mut last_error = String::from("no MX host could be reached");
         let mut suspended = None;
+        let mut skipped = 0;
         for t in targets {
-            match RelayConnection::open(t, from.ip, helo, tls_policy(relay), &self.outbound.tls, client_timeouts(relay))
-                .await
-            {
+            let policy = match tls_policy::decide(relay, &dest.domain, t) {
+                Ok(p) => p,
+                Err(skip) => {
+                    tracing::info!(domain = %dest.domain, relay = %t.relay_name(), reason = %skip, "host not used: TLS policy");
+                    last_error = format!("{}: {skip}", t.relay_name());
+                    skipped += 1;
+                    continue;
+                }
+            };
+            match RelayConnection::open(t, from.ip, helo, policy, &self.outbound.tls, client_timeouts(relay)).await {
                 Ok(c) => {
                     conn = Some(c);
                     break;
@@ -244,6 +251,11 @@ impl Shard {
                 // The mail did nothing wrong: it waits, ready, for the
                 // suspension to end instead of going on the retry schedule.
                 Some(until_ms) => self.park(dest, until_ms),
+                // No host may be used under its TLS policy: 4.7.5
+                // (RFC 7672 §2.2; never plain text instead).
+                None if skipped == targets.len() => {
+                    self.defer_all_ready_with(dest, (4, 7, 5), &last_error, Some(limits))
+                }
                 None => self.defer_all_ready(dest, &last_error, Some(limits)),
             }
             self.release(permit);
@@ -351,9 +363,20 @@ impl Shard {
     }
 
     fn defer_all_ready(self: &Rc<Self>, domain: &Dest, error: &str, site: Option<&SiteLimits>) {
+        self.defer_all_ready_with(domain, (4, 4, 1), error, site)
+    }
+
+    /// Defer every ready message of `domain` with the status `enhanced`.
+    fn defer_all_ready_with(
+        self: &Rc<Self>,
+        domain: &Dest,
+        enhanced: (u8, u16, u16),
+        error: &str,
+        site: Option<&SiteLimits>,
+    ) {
         loop {
             let Some((key, msg)) = self.queue.borrow_mut().next_ready(domain) else { break };
-            let outcome = deferred_all(msg.recipients.len(), (4, 4, 1), error);
+            let outcome = deferred_all(msg.recipients.len(), enhanced, error);
             self.apply_outcome(key, msg, outcome, None, None, site);
         }
     }
@@ -399,9 +422,21 @@ impl Shard {
             body_8bit: body.iter().any(|&b| b >= 0x80),
             dsn,
             binarymime: record.ext.body == BodyKind::BinaryMime,
+            requiretls: record.ext.requiretls,
         };
+        let tls = conn.tls_result();
         let started = std::time::Instant::now();
-        let (mut outcome, after) = conn.send(out, &head, body, &self.outbound.tls).await;
+        let (mut outcome, after) = if out.requiretls && !tls.is_verified() {
+            // RFC 8689 §4.2.1: only over a session whose certificate was
+            // verified (DANE or PKIX); the next hop's REQUIRETLS support is
+            // the client's to check.
+            let reason = format!("REQUIRETLS: the TLS session to the next hop is not verified (tls={tls})");
+            let reply = crate::proto::smtp_client::Reply::local(550, (5, 7, 10), &reason);
+            let per_recipient = out.recipients.iter().map(|_| RecipientOutcome::Bounced { reply: reply.clone() });
+            (MessageOutcome { per_recipient: per_recipient.collect() }, After::Ready)
+        } else {
+            conn.send(out, &head, body, &self.outbound.tls).await
+        };
         tracing::debug!(queue_id = %msg.queue_id, relay = %conn.target.relay_name(), elapsed_ms = started.elapsed().as_millis() as u64, "attempt done");
         let backoff = backoff(&mut outcome, permit, limits);
         // NOTIFY=SUCCESS could not be passed on: the notice is ours. An
@@ -410,8 +445,8 @@ impl Shard {
             mx::Endpoint::Smtp(_) => DsnAction::Relayed,
             mx::Endpoint::LmtpTcp(_) | mx::Endpoint::LmtpUnix(_) => DsnAction::Delivered,
         });
-        let target = conn.target.clone();
-        self.apply_outcome(key, msg, outcome, Some(&target), success_notice, Some(limits));
+        let hop = Hop { target: conn.target.clone(), tls, tls_basis: conn.tls_basis().to_string() };
+        self.apply_outcome(key, msg, outcome, Some(&hop), success_notice, Some(limits));
         (after, backoff)
     }
 
@@ -424,10 +459,11 @@ impl Shard {
         key: Key,
         msg: QueuedMessage,
         outcome: MessageOutcome,
-        target: Option<&mx::Target>,
+        hop: Option<&Hop>,
         success_notice: Option<DsnAction>,
         site: Option<&SiteLimits>,
     ) {
+        let target = hop.map(|h| &h.target);
         let mut notify_success = Vec::new();
         let now = now_ms();
         let delay_s = now.saturating_sub(msg.arrived_ms) as f64 / 1000.0;
@@ -438,8 +474,13 @@ impl Shard {
         let delay_us = now.saturating_sub(msg.arrived_ms) * 1000;
         let relay_name = target.map(mx::Target::relay_name);
         let relay = relay_name.as_deref();
-        // Kept in the tombstone of each delivered recipient, for `trace`.
-        let via: Option<std::sync::Arc<str>> = relay.map(std::sync::Arc::from);
+        let tls = hop.map_or(TlsResult::None, |h| h.tls);
+        let tls_basis = hop.map_or("", |h| h.tls_basis.as_str());
+        // Kept in the tombstone of each delivered recipient, for `trace`:
+        // the host, then what its session's TLS was and why.
+        let via: Option<std::sync::Arc<str>> = hop.map(|h| {
+            std::sync::Arc::from(format!("{} tls={} tls_basis={}", h.target.relay_name(), h.tls, h.tls_basis))
+        });
         for (r, o) in msg.recipients.iter().zip(outcome.per_recipient) {
             let (result, reply) = match &o {
                 RecipientOutcome::Delivered { reply } => (RelayResult::Delivered, reply),
@@ -452,7 +493,8 @@ impl Shard {
             let relay = relay.unwrap_or("none");
             match o {
                 RecipientOutcome::Delivered { reply } => {
-                    tracing::info!(queue_id = %msg.queue_id, to = %r.address, relay, delay = delay_s, status = "sent", dsn = %reply.dsn(), reply = %reply, "delivered");
+                    tracing::info!(queue_id = %msg.queue_id, to = %r.address, relay, delay = delay_s, status = "sent", tls = %tls, tls_basis, dsn = %reply.dsn(), reply = %reply, "delivered");
+                    self.metrics.relay_tls(tls);
                     settled.push(Settled {
                         at: msg.at,
                         recipient: r.index,
@@ -466,7 +508,7 @@ impl Shard {
                 RecipientOutcome::Bounced { reply } => {
                     let text = reply.to_string();
                     let class = classify(&text);
-                    tracing::info!(queue_id = %msg.queue_id, to = %r.address, relay, delay = delay_s, status = "bounced", dsn = %reply.dsn(), class = %class, reply = %reply, "refused");
+                    tracing::info!(queue_id = %msg.queue_id, to = %r.address, relay, delay = delay_s, status = "bounced", tls = %tls, dsn = %reply.dsn(), class = %class, reply = %reply, "refused");
                     self.metrics.bounce(class);
                     if class.is_hard() {
                         self.suppress_later(&r.address, class, &text);
@@ -474,7 +516,7 @@ impl Shard {
                     bounced.push((r.clone(), reply.dsn().to_string(), format!("smtp; {reply}"), Some(class)));
                 }
                 RecipientOutcome::Deferred { reply } => {
-                    tracing::info!(queue_id = %msg.queue_id, to = %r.address, relay, delay = delay_s, status = "deferred", dsn = %reply.dsn(), reply = %reply, "will retry");
+                    tracing::info!(queue_id = %msg.queue_id, to = %r.address, relay, delay = delay_s, status = "deferred", tls = %tls, dsn = %reply.dsn(), reply = %reply, "will retry");
                     last_deferral = reply.to_string();
                     deferred.push(r.clone());
                 }
@@ -656,11 +698,10 @@ fn client_timeouts(r: &crate::config::Relay) -> Timeouts {
     }
 }
 
-/// The client TLS policy from `relay.tls`.
-fn tls_policy(r: &crate::config::Relay) -> TlsPolicy {
-    match r.tls {
-        crate::config::RelayTlsPolicy::Opportunistic => TlsPolicy::Opportunistic,
-        crate::config::RelayTlsPolicy::Required => TlsPolicy::Required,
-        crate::config::RelayTlsPolicy::Verify => TlsPolicy::Verify,
-    }
+/// The server that answered for a message, and what its session's TLS was.
+struct Hop {
+    target: mx::Target,
+    tls: TlsResult,
+    /// Why the TLS requirement was what it was (`tls_basis=`).
+    tls_basis: String,
 }

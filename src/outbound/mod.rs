@@ -67,6 +67,7 @@ mod suppressed;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testdns;
 pub mod tls;
+pub mod tls_policy;
 
 pub use conn::{ConnectError, RelayConnection, Timeouts};
 

@@ -81,6 +81,20 @@ pub struct Target {
     pub host: String,
     /// Where to connect, and whether to speak SMTP or LMTP there.
     pub addr: Endpoint,
+    /// Where the host came from: DANE and MTA-STS apply only to MX hosts.
+    pub origin: Origin,
+}
+
+/// Where a [`Target`]'s host came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The domain's MX records (or its implicit MX). `secure`: the MX
+    /// answer was DNSSEC-validated (AD bit from a validating resolver),
+    /// which DANE requires of the MX name (RFC 7672 §2.2.1).
+    Mx { secure: bool },
+    /// The operator's choice: a `relay.routes` override, a fallback relay
+    /// or an address literal.
+    Configured,
 }
 
 impl Target {
@@ -311,18 +325,22 @@ pub async fn plan_with_port(
                 RouteTarget::Smtp { host, port } => (host, *port, false),
                 RouteTarget::Lmtp(LmtpAddr::Tcp { host, port }) => (host, *port, true),
                 RouteTarget::Lmtp(LmtpAddr::Unix(path)) => {
-                    resolved.push(Target { host: target.to_string(), addr: Endpoint::LmtpUnix(path.clone()) });
+                    resolved.push(Target {
+                        host: target.to_string(),
+                        addr: Endpoint::LmtpUnix(path.clone()),
+                        origin: Origin::Configured,
+                    });
                     continue;
                 }
             };
             match resolver.addresses(host).await {
                 Ok(addrs) if !addrs.is_empty() => {
-                    let found = targets(&[(host.clone(), addrs)], port);
-                    resolved.extend(found.into_iter().map(|t| match (lmtp, t.addr) {
+                    let found = targets(&[(host.clone(), addrs)], port, Origin::Configured);
+                    resolved.extend(found.into_iter().map(|t| match (lmtp, &t.addr) {
                         (true, Endpoint::Smtp(addr)) => {
-                            Target { host: target.to_string(), addr: Endpoint::LmtpTcp(addr) }
+                            Target { host: target.to_string(), addr: Endpoint::LmtpTcp(*addr), ..t }
                         }
-                        (_, addr) => Target { host: t.host, addr },
+                        (_, _) => t,
                     }));
                 }
                 Ok(_) => {
@@ -346,7 +364,11 @@ pub async fn plan_with_port(
         };
     }
     if let Some(ip) = ip_literal(domain) {
-        let targets = vec![Target { host: domain.to_string(), addr: Endpoint::Smtp(SocketAddr::new(ip, mx_port)) }];
+        let targets = vec![Target {
+            host: domain.to_string(),
+            addr: Endpoint::Smtp(SocketAddr::new(ip, mx_port)),
+            origin: Origin::Configured,
+        }];
         return Ok(Plan { targets, hosts: vec![domain.to_string()] });
     }
     let answer = match resolver.mx(domain).await {
@@ -374,7 +396,7 @@ pub async fn plan_with_port(
             }
         }
     }
-    let mut out = targets(&resolved, mx_port);
+    let mut out = targets(&resolved, mx_port, Origin::Mx { secure: false });
     match (out.is_empty(), first_failure) {
         (false, _) => {
             out.extend(fallback_targets(resolver, fallback, &out).await);
@@ -399,7 +421,7 @@ async fn fallback_targets(resolver: &Resolver, fallback: &[String], planned: &[T
     let mut out: Vec<Target> = Vec::new();
     for (host, port) in fallback.iter().filter_map(|f| parse_host_port(f)) {
         if let Ok(addrs) = resolver.addresses(&host).await {
-            for t in targets(&[(host.clone(), addrs)], port) {
+            for t in targets(&[(host.clone(), addrs)], port, Origin::Configured) {
                 if !planned.iter().chain(&out).any(|p| p.addr == t.addr) {
                     out.push(t);
                 }
@@ -411,13 +433,13 @@ async fn fallback_targets(resolver: &Resolver, fallback: &[String], planned: &[T
 
 /// Flattens hosts and their addresses in order, dropping repeated
 /// addresses (two MX names for one server) and stopping at [`MAX_TARGETS`].
-fn targets(hosts: &[(String, Vec<IpAddr>)], port: u16) -> Vec<Target> {
+fn targets(hosts: &[(String, Vec<IpAddr>)], port: u16, origin: Origin) -> Vec<Target> {
     let mut out: Vec<Target> = Vec::new();
     for (host, addrs) in hosts {
         for ip in addrs {
             let addr = Endpoint::Smtp(SocketAddr::new(*ip, port));
             if out.len() < MAX_TARGETS && !out.iter().any(|t| t.addr == addr) {
-                out.push(Target { host: host.clone(), addr });
+                out.push(Target { host: host.clone(), addr, origin });
             }
         }
     }
@@ -614,8 +636,18 @@ mod tests {
         run(async { plan(&resolver, r, domain, &mut StdRng::seed_from_u64(7)).await })
     }
 
+    /// An MX host's target.
     fn target(host: &str, addr: &str) -> Target {
-        Target { host: host.to_string(), addr: Endpoint::Smtp(addr.parse().unwrap()) }
+        Target {
+            host: host.to_string(),
+            addr: Endpoint::Smtp(addr.parse().unwrap()),
+            origin: Origin::Mx { secure: false },
+        }
+    }
+
+    /// A route's, fallback relay's or address literal's target.
+    fn configured(host: &str, addr: &str) -> Target {
+        Target { origin: Origin::Configured, ..target(host, addr) }
     }
 
     #[test]
@@ -667,7 +699,7 @@ mod tests {
         assert_eq!(route_override(&r, "x.test"), Some(&[smtp("127.0.0.9", 2500), smtp("::1", 26)][..]));
         let dns = TestDns::start(Zone::new());
         let got = plan_for(&dns, &r, "x.test").unwrap();
-        assert_eq!(got, [target("127.0.0.9", "127.0.0.9:2500"), target("::1", "[::1]:26")]);
+        assert_eq!(got, [configured("127.0.0.9", "127.0.0.9:2500"), configured("::1", "[::1]:26")]);
     }
 
     #[test]
@@ -686,10 +718,10 @@ mod tests {
         });
         assert_eq!(
             mx.unwrap().targets,
-            [target("mx1.example.test", "127.0.0.2:25"), target("127.0.0.7", "127.0.0.7:2525")],
+            [target("mx1.example.test", "127.0.0.2:25"), configured("127.0.0.7", "127.0.0.7:2525")],
             "after the MX, and an address already planned is not tried twice"
         );
-        assert_eq!(routed.unwrap().targets, [target("127.0.0.8", "127.0.0.8:25")]);
+        assert_eq!(routed.unwrap().targets, [configured("127.0.0.8", "127.0.0.8:25")]);
     }
 
     #[test]
@@ -733,9 +765,9 @@ mod tests {
     fn plan_override_and_literal_skip_dns() {
         let dns = TestDns::start(Zone::new().mx("example.net", 10, "mx.example.net"));
         let r = routes(&[("example.net", "127.0.0.1:2600")]);
-        assert_eq!(plan_for(&dns, &r, "example.net").unwrap(), [target("127.0.0.1", "127.0.0.1:2600")]);
+        assert_eq!(plan_for(&dns, &r, "example.net").unwrap(), [configured("127.0.0.1", "127.0.0.1:2600")]);
         let literal = plan_for(&dns, &BTreeMap::new(), "[127.0.0.9]").unwrap();
-        assert_eq!(literal, [target("[127.0.0.9]", "127.0.0.9:25")]);
+        assert_eq!(literal, [configured("[127.0.0.9]", "127.0.0.9:25")]);
         assert_eq!(dns.queries(), 0);
     }
 
@@ -743,7 +775,7 @@ mod tests {
     fn plan_smarthost_name_is_resolved() {
         let dns = TestDns::start(Zone::new().a("smart.test", "127.0.0.5"));
         let r = routes(&[("*", "smart.test:2525")]);
-        assert_eq!(plan_for(&dns, &r, "anything.test").unwrap(), [target("smart.test", "127.0.0.5:2525")]);
+        assert_eq!(plan_for(&dns, &r, "anything.test").unwrap(), [configured("smart.test", "127.0.0.5:2525")]);
     }
 
     #[test]
@@ -759,13 +791,19 @@ mod tests {
         let dns = TestDns::start(Zone::new());
         let r = routes(&[("unix.test", "lmtp:unix:/run/dovecot/lmtp"), ("tcp.test", "lmtp:127.0.0.1:24")]);
         let unix = plan_for(&dns, &r, "unix.test").unwrap();
-        let want =
-            Target { host: "lmtp:unix:/run/dovecot/lmtp".into(), addr: Endpoint::LmtpUnix("/run/dovecot/lmtp".into()) };
+        let want = Target {
+            host: "lmtp:unix:/run/dovecot/lmtp".into(),
+            addr: Endpoint::LmtpUnix("/run/dovecot/lmtp".into()),
+            origin: Origin::Configured,
+        };
         assert_eq!(unix, [want]);
         assert_eq!(unix[0].relay_name(), "lmtp:unix:/run/dovecot/lmtp");
         let tcp = plan_for(&dns, &r, "tcp.test").unwrap();
-        let want =
-            Target { host: "lmtp:127.0.0.1:24".into(), addr: Endpoint::LmtpTcp("127.0.0.1:24".parse().unwrap()) };
+        let want = Target {
+            host: "lmtp:127.0.0.1:24".into(),
+            addr: Endpoint::LmtpTcp("127.0.0.1:24".parse().unwrap()),
+            origin: Origin::Configured,
+        };
         assert_eq!(tcp, [want]);
         assert_eq!(tcp[0].relay_name(), "lmtp:127.0.0.1:24[127.0.0.1:24]");
         assert_eq!(dns.queries(), 0);

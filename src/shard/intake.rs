@@ -104,9 +104,9 @@ impl Shard {
                     BodyKind::SevenBit
                 },
                 smtputf8: envelope.smtputf8,
+                requiretls: envelope.requiretls,
                 ret: envelope.ret,
                 envid: envelope.envid.clone(),
-                ..MessageExt::default()
             },
             body: &[auth_results.unwrap_or_default().as_bytes(), trace.as_bytes(), added.as_bytes(), &body],
         };

@@ -100,6 +100,9 @@ pub struct MailFrom {
     /// parsed UTF-8-capable and the session refuses a non-ASCII one in a
     /// transaction without it.
     pub smtputf8: bool,
+    /// `REQUIRETLS` (RFC 8689): every hop must use verified TLS. The
+    /// session accepts it only over TLS (where it is advertised).
+    pub requiretls: bool,
     // `AUTH=` (RFC 4954 §5) is accepted and not kept: nobody is trusted to
     // vouch for a submitter, which RFC 4954 §5 allows ("treat all clients
     // as being insufficiently trusted").
@@ -283,7 +286,8 @@ fn after_keyword<'a>(args: &'a [u8], keyword: &[u8]) -> Option<&'a [u8]> {
 fn mail(args: &[u8]) -> Result<MailFrom, CommandError> {
     let path = after_keyword(args, b"FROM:").ok_or(CommandError::Syntax(Verb::Mail))?;
     let (sender, rest) = parse_reverse_path_utf8(path).map_err(CommandError::BadSender)?;
-    let mut from = MailFrom { sender, size: None, body: None, smtputf8: false, ret: None, envid: None };
+    let mut from =
+        MailFrom { sender, size: None, body: None, smtputf8: false, requiretls: false, ret: None, envid: None };
     let mut auth_seen = false;
     for Param { keyword, value } in params(rest, Verb::Mail)? {
         let bad = CommandError::BadParameter(Verb::Mail);
@@ -328,6 +332,11 @@ fn mail(args: &[u8]) -> Result<MailFrom, CommandError> {
         } else if keyword.eq_ignore_ascii_case(b"SMTPUTF8") {
             // RFC 6531 §3.4: no value.
             if value.is_some() || std::mem::replace(&mut from.smtputf8, true) {
+                return Err(bad);
+            }
+        } else if keyword.eq_ignore_ascii_case(b"REQUIRETLS") {
+            // RFC 8689 §3: no value.
+            if value.is_some() || std::mem::replace(&mut from.requiretls, true) {
                 return Err(bad);
             }
         } else {
@@ -536,6 +545,7 @@ mod tests {
                 ret: None,
                 envid: None,
                 smtputf8: false,
+                requiretls: false,
             }))
         );
         assert_eq!(
@@ -545,6 +555,7 @@ mod tests {
                 size: None,
                 body: None,
                 smtputf8: false,
+                requiretls: false,
                 ret: None,
                 envid: None
             }))

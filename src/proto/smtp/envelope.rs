@@ -98,6 +98,8 @@ pub struct Envelope {
     pub binarymime: bool,
     /// MAIL had `SMTPUTF8` (RFC 6531): addresses and headers may be UTF-8.
     pub smtputf8: bool,
+    /// MAIL had `REQUIRETLS` (RFC 8689): relayed only over verified TLS.
+    pub requiretls: bool,
     /// The user the session authenticated as (SMTP AUTH), if any: for the
     /// Received header and the logs.
     pub auth_user: Option<String>,

@@ -32,6 +32,9 @@ pub struct ServerConfig {
     pub max_errors: u32,
     /// Advertise and accept STARTTLS.
     pub starttls: bool,
+    /// The connection is TLS from its first byte (port 465): what depends
+    /// on TLS (REQUIRETLS) holds from the start.
+    pub tls_at_start: bool,
     /// Whether AUTH (RFC 4954) is offered, and whether MAIL needs it.
     pub auth: AuthMode,
     /// Commands in one session before 421 and close (abuse limit).

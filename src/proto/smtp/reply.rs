@@ -113,16 +113,22 @@ pub const EHLO_CHUNKING: &str = "CHUNKING";
 /// Always advertised (RFC 6531): the `SMTPUTF8` MAIL parameter.
 pub const EHLO_SMTPUTF8: &str = "SMTPUTF8";
 
+/// Advertised only over TLS (RFC 8689 §4.1): the `REQUIRETLS` MAIL
+/// parameter.
+pub const EHLO_REQUIRETLS: &str = "REQUIRETLS";
+
 /// Which of the optional EHLO keywords to advertise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EhloOffer {
     pub starttls: bool,
     pub auth: bool,
+    /// The session is encrypted: REQUIRETLS is offered.
+    pub requiretls: bool,
 }
 
 /// Appends the multi-line EHLO reply: hostname, PIPELINING, `SIZE n`,
 /// STARTTLS and AUTH (as `offer` says), ENHANCEDSTATUSCODES, DSN, 8BITMIME,
-/// BINARYMIME, CHUNKING, SMTPUTF8.
+/// BINARYMIME, CHUNKING, SMTPUTF8, then REQUIRETLS (as `offer` says).
 pub fn write_ehlo(out: &mut Vec<u8>, hostname: &str, max_size: usize, offer: EhloOffer) {
     let size = format!("SIZE {max_size}");
     let mut lines = vec![hostname, EHLO_PIPELINING, size.as_str()];
@@ -133,6 +139,9 @@ pub fn write_ehlo(out: &mut Vec<u8>, hostname: &str, max_size: usize, offer: Ehl
         lines.push(EHLO_AUTH);
     }
     lines.extend([EHLO_ENHANCEDSTATUSCODES, EHLO_DSN, EHLO_8BITMIME, EHLO_BINARYMIME, EHLO_CHUNKING, EHLO_SMTPUTF8]);
+    if offer.requiretls {
+        lines.push(EHLO_REQUIRETLS);
+    }
     let last = lines.len() - 1;
     for (i, line) in lines.iter().enumerate() {
         write_code(out, 250, if i == last { b' ' } else { b'-' });
@@ -455,7 +464,7 @@ mod tests {
     #[test]
     fn ehlo_reply_is_multiline_with_starttls_and_auth_only_when_offered() {
         let mut out = Vec::new();
-        write_ehlo(&mut out, "mx.example.test", 1000, EhloOffer { starttls: true, auth: true });
+        write_ehlo(&mut out, "mx.example.test", 1000, EhloOffer { starttls: true, auth: true, requiretls: false });
         assert_eq!(
             out,
             b"250-mx.example.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-STARTTLS\r\n\
@@ -463,10 +472,13 @@ mod tests {
               250-CHUNKING\r\n250 SMTPUTF8\r\n"
         );
         out.clear();
-        write_ehlo(&mut out, "mx.example.test", 1000, EhloOffer { starttls: false, auth: false });
+        write_ehlo(&mut out, "mx.example.test", 1000, EhloOffer { starttls: false, auth: false, requiretls: false });
         assert!(!out.windows(8).any(|w| w == b"STARTTLS"));
         assert!(!out.windows(4).any(|w| w == b"AUTH"));
         assert!(out.ends_with(b"250 SMTPUTF8\r\n"));
+        out.clear();
+        write_ehlo(&mut out, "mx.example.test", 1000, EhloOffer { starttls: false, auth: false, requiretls: true });
+        assert!(out.ends_with(b"250-SMTPUTF8\r\n250 REQUIRETLS\r\n"));
     }
 
     #[test]

@@ -56,6 +56,8 @@ struct Transaction {
     binarymime: bool,
     /// `SMTPUTF8` was given: UTF-8 recipients are accepted.
     smtputf8: bool,
+    /// `REQUIRETLS` was given (RFC 8689).
+    requiretls: bool,
     /// The body so far, once a BDAT was accepted; from then on RCPT and
     /// DATA are refused (RFC 3030 §2).
     chunks: Option<ChunkBody>,
@@ -125,6 +127,7 @@ impl Server {
         let mut output = Vec::new();
         reply::GREETING.write_with(&mut output, &config.hostname);
         let plaintext_auth_ok = config.plaintext_auth_ok;
+        let tls_active = config.tls_at_start;
         Server {
             config,
             policy,
@@ -135,7 +138,7 @@ impl Server {
             errors: 0,
             commands: 0,
             messages: 0,
-            tls_active: false,
+            tls_active,
             plaintext_auth_ok,
             authenticated: None,
         }
@@ -422,6 +425,7 @@ impl Server {
                 let offer = EhloOffer {
                     starttls: self.config.starttls && !self.tls_active,
                     auth: self.config.auth != AuthMode::Off && self.plaintext_auth_ok,
+                    requiretls: self.tls_active,
                 };
                 let config = &self.config;
                 reply::write_ehlo(&mut self.output, &config.hostname, config.max_message_size, offer);
@@ -502,6 +506,10 @@ impl Server {
             // RFC 1870 §6.1: refused up front; not a client error.
             return reply::MESSAGE_TOO_BIG.write(&mut self.output);
         }
+        if from.requiretls && !self.tls_active {
+            // Not advertised in plain text (RFC 8689 §4.1), so unknown here.
+            return self.reject(&reply::UNSUPPORTED_PARAMETER);
+        }
         if self.messages >= self.config.max_messages {
             let config = Rc::clone(&self.config);
             return self.close_with(&reply::TOO_MANY_MESSAGES, &config.hostname);
@@ -527,6 +535,7 @@ impl Server {
                     envid: from.envid,
                     binarymime: from.body == Some(BodyType::BinaryMime),
                     smtputf8: from.smtputf8,
+                    requiretls: from.requiretls,
                     chunks: None,
                     rejected: false,
                 };
@@ -674,6 +683,7 @@ impl Server {
             body_8bit: txn.body_8bit || saw_8bit,
             binarymime: txn.binarymime,
             smtputf8: txn.smtputf8,
+            requiretls: txn.requiretls,
             auth_user: self.authenticated.clone(),
             ret: txn.ret,
             envid: txn.envid,

@@ -326,3 +326,27 @@ fn store_failures_are_temporary_and_the_session_goes_on() {
     s.rcpt_to("jane@example.test", "250");
     s.data(b"x\r\n", "250 2.0.0 Ok: queued as Q3");
 }
+
+#[test]
+fn requiretls_is_offered_and_taken_only_over_tls() {
+    // Plain text: not advertised, and the parameter is unknown (555).
+    let mut s = Session::new();
+    let ehlo = s.ehlo("client.test", "250 ");
+    assert!(!ehlo.contains("REQUIRETLS"), "{ehlo}");
+    s.cmd("MAIL FROM:<a@relay.test> REQUIRETLS", "555 5.5.4");
+    // After STARTTLS: advertised, and the envelope carries it.
+    s.cmd("STARTTLS", "220");
+    s.server.starttls_done();
+    let ehlo = s.ehlo("client.test", "250 ");
+    assert!(ehlo.contains("250 REQUIRETLS\r\n"), "{ehlo}");
+    s.cmd("MAIL FROM:<a@relay.test> REQUIRETLS", "250 2.1.0");
+    s.rcpt_to("jane@example.test", "250 2.1.5");
+    s.data(b"Subject: x\r\n\r\nhi\r\n", "250 2.0.0");
+    assert!(s.stored[0].0.requiretls);
+    // Implicit TLS (port 465): from the start.
+    let mut s = Session::with(ServerConfig { tls_at_start: true, starttls: false, ..config() });
+    let ehlo = s.ehlo("client.test", "250 ");
+    assert!(ehlo.contains("REQUIRETLS"), "{ehlo}");
+    s.cmd("MAIL FROM:<a@relay.test> REQUIRETLS=yes", "501");
+    s.cmd("MAIL FROM:<a@relay.test> REQUIRETLS", "250 2.1.0");
+}

@@ -78,6 +78,7 @@ pub fn config() -> ServerConfig {
         max_line_len: 512,
         max_errors: 5,
         starttls: true,
+        tls_at_start: false,
         auth: AuthMode::Off,
         max_commands: 10_000,
         max_messages: 1_000,

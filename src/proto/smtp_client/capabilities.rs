@@ -30,6 +30,8 @@ pub struct Capabilities {
     pub smtputf8: bool,
     /// RFC 3207: the server offers STARTTLS.
     pub starttls: bool,
+    /// RFC 8689: `REQUIRETLS` may be declared on MAIL.
+    pub requiretls: bool,
     /// RFC 2034: replies carry RFC 3463 codes. (The reply reader takes
     /// them when present either way; this is for the driver's logs.)
     pub enhanced_status_codes: bool,
@@ -55,6 +57,7 @@ impl Capabilities {
                 "BINARYMIME" => caps.binarymime = true,
                 "SMTPUTF8" => caps.smtputf8 = true,
                 "STARTTLS" => caps.starttls = true,
+                "REQUIRETLS" => caps.requiretls = true,
                 "ENHANCEDSTATUSCODES" => caps.enhanced_status_codes = true,
                 _ => {}
             }
@@ -91,6 +94,7 @@ mod tests {
             "AUTH PLAIN LOGIN",
             "BinaryMIME",
             "smtputf8",
+            "requiretls",
         ]);
         assert_eq!(
             caps,
@@ -104,6 +108,7 @@ mod tests {
                 binarymime: true,
                 smtputf8: true,
                 starttls: true,
+                requiretls: true,
                 enhanced_status_codes: true,
             }
         );

@@ -302,7 +302,7 @@ impl Client {
                 }
                 // RFC 3207 §4.1 leaves it to the client; refusing would
                 // only keep mail in the queue that plain text can carry.
-                (Class::Transient | Class::Permanent, TlsPolicy::Opportunistic) => self.ready(),
+                (Class::Transient | Class::Permanent, TlsPolicy::Opportunistic | TlsPolicy::Disabled) => self.ready(),
                 (Class::Transient | Class::Permanent, TlsPolicy::Required | TlsPolicy::Verify) => {
                     self.fail(FailureCause::TlsRefused(reply), true, true);
                 }
@@ -350,7 +350,7 @@ impl Client {
             return self.ready();
         }
         match (self.tls_active, self.caps.starttls, self.config.tls) {
-            (true, _, _) | (false, false, TlsPolicy::Opportunistic) => self.ready(),
+            (true, _, _) | (false, _, TlsPolicy::Disabled) | (false, false, TlsPolicy::Opportunistic) => self.ready(),
             (false, true, _) => {
                 self.push_command(command::STARTTLS.to_vec());
                 self.state = State::StartTls;

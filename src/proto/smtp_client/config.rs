@@ -10,6 +10,8 @@ use thiserror::Error;
 /// When to use STARTTLS (`relay.tls`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsPolicy {
+    /// Never STARTTLS, even when offered (`tls_policy` level `none`).
+    Disabled,
     /// Use STARTTLS when the server offers it; otherwise, or when the
     /// server refuses it with a 4xx/5xx, carry on in plain text.
     Opportunistic,

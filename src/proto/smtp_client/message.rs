@@ -32,6 +32,11 @@ pub struct OutgoingMessage {
     pub smtputf8: bool,
     /// DSN parameters to pass on when the server offers DSN (RFC 3461).
     pub dsn: DsnParams,
+    /// Came with `REQUIRETLS` (RFC 8689): goes only to a server offering
+    /// it, declared on MAIL; otherwise bounced with 5.7.10. (That the
+    /// session's certificate was verified is the driver's to check: the
+    /// client does not see certificates.)
+    pub requiretls: bool,
 }
 
 /// The DSN parameters of a message, as its sender gave them.

@@ -143,6 +143,12 @@ impl Transaction {
             let text = "SMTPUTF8 is required, but was not offered by the next hop";
             return Err(all(Reply::local(553, (5, 6, 7), text)));
         }
+        if msg.requiretls && !caps.requiretls {
+            // RFC 8689 §4.2.1: a REQUIRETLS message goes only to a server
+            // that promises to keep requiring TLS.
+            let text = "REQUIRETLS support required, but not offered by the next hop";
+            return Err(all(Reply::local(550, (5, 7, 10), text)));
+        }
         let utf8 = msg.smtputf8;
         if !command::valid_address(&msg.sender, true, utf8) {
             return Err(all(Reply::local(553, (5, 1, 7), "invalid sender address syntax")));
@@ -171,8 +177,11 @@ impl Transaction {
         // DSN parameters only to a server that offers DSN (RFC 3461 §5.2:
         // otherwise they are dropped here, and a NOTIFY=SUCCESS recipient
         // gets a `relayed` notice from our side).
-        let dsn = if caps.dsn { msg.dsn.mail_params() } else { String::new() };
-        command::mail_from(out, &msg.sender, size, eight_bit, msg.binarymime, msg.smtputf8, &dsn);
+        let mut extra = if caps.dsn { msg.dsn.mail_params() } else { String::new() };
+        if msg.requiretls {
+            extra.push_str(" REQUIRETLS");
+        }
+        command::mail_from(out, &msg.sender, size, eight_bit, msg.binarymime, msg.smtputf8, &extra);
         let mut txn = Transaction {
             msg,
             mail: None,

@@ -222,3 +222,37 @@ fn smtputf8_message_goes_with_the_parameter_when_offered_and_bounces_5_6_7_when_
     assert_eq!(h.outcomes(), [[("bounced", 553)]]);
     assert_eq!(h.recipient_outcomes()[0].reply().enhanced, Some((5, 6, 7)));
 }
+
+#[test]
+fn requiretls_message_goes_declared_when_offered_and_bounces_5_7_10_when_not() {
+    use crate::proto::smtp_client::OutgoingMessage;
+    let strict = OutgoingMessage { requiretls: true, ..msg(&["x@y.test"]) };
+    let mut h = Harness::new(config()).send([strict.clone()]);
+    h.play(
+        "S: 220 mx.test ESMTP
+         C: EHLO client.test
+         S: 250-mx.test
+         S: 250-PIPELINING
+         S: 250-CHUNKING
+         S: 250 REQUIRETLS
+         C: MAIL FROM:<a@example.test> REQUIRETLS
+         C: RCPT TO:<x@y.test>
+         C: BDAT 100 LAST
+         C: <CHUNK>
+         S: 250 2.1.0 Ok
+         S: 250 2.1.5 Ok
+         S: 250 2.0.0 queued
+         C: QUIT
+         S: 221 2.0.0 Bye",
+    );
+    assert_eq!(h.outcomes(), [[("delivered", 250)]]);
+
+    let mut h = Harness::new(config()).send([strict]);
+    h.play(&format!(
+        "{GREET_CHUNKING}
+         C: QUIT
+         S: 221 2.0.0 Bye"
+    ));
+    assert_eq!(h.outcomes(), [[("bounced", 550)]]);
+    assert_eq!(h.recipient_outcomes()[0].reply().enhanced, Some((5, 7, 10)));
+}

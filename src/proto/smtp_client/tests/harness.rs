@@ -36,6 +36,7 @@ pub fn msg(recipients: &[&str]) -> OutgoingMessage {
         dsn: Default::default(),
         binarymime: false,
         smtputf8: false,
+        requiretls: false,
     }
 }
 

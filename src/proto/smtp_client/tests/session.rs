@@ -48,6 +48,7 @@ fn multi_line_ehlo_reply_sets_capabilities_then_ready_then_quit() {
             binarymime: false,
             smtputf8: false,
             starttls: false,
+            requiretls: false,
             enhanced_status_codes: true,
         }
     );
@@ -146,6 +147,22 @@ fn starttls_offered_is_used_under_every_policy_and_ehlo_repeated() {
         let caps = h.client.capabilities();
         assert!(caps.pipelining && !caps.starttls && caps.size.is_none());
     }
+}
+
+#[test]
+fn starttls_offered_is_not_used_when_disabled() {
+    let mut h = Harness::new(with_tls(TlsPolicy::Disabled));
+    h.play(
+        "S: 220 mx.test ESMTP
+         C: EHLO client.test
+         S: 250-mx.test
+         S: 250 STARTTLS
+         C: QUIT
+         S: 221 bye",
+    );
+    assert_eq!(h.names(), ["Ready", "Closed"]);
+    assert_eq!(h.handshakes, 0);
+    assert!(!h.client.tls_active());
 }
 
 #[test]

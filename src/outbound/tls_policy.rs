@@ -1,0 +1,246 @@
+//! Which TLS a delivery to one host requires, and why; and what a session
+//! that met it is called in the logs (`tls=`).
+//!
+//! The decision is per target (an MX host's address), made before the
+//! connection is opened, in this order (the first that applies wins; README
+//! "Outbound TLS policy" documents it for operators):
+//! 1. a `[relay.tls_policy]` entry for the destination domain;
+//! 2. DANE (RFC 7672): TLSA records of a DNSSEC-secure MX host;
+//! 3. MTA-STS (RFC 8461): the domain's policy in `enforce` mode;
+//! 4. `relay.tls`, the default (opportunistic = may, required = encrypt,
+//!    verify = verify).
+//!
+//! REQUIRETLS (RFC 8689) is per message, not per host: a message that asks
+//! for it goes only over a session whose certificate was verified (DANE or
+//! PKIX) to a server that offers REQUIRETLS (see `dispatch`), whatever
+//! the connection's policy.
+//!
+//! Pure: [`decide`] takes what the lookups found; the lookups themselves
+//! are the resolver's and the policy caches'.
+
+use super::mx::{Endpoint, Origin, Target};
+use super::tls::RelayTls;
+use crate::config::{Relay, TlsLevel};
+use crate::proto::smtp_client::TlsPolicy;
+use rustls::ClientConfig;
+use std::fmt;
+use std::sync::Arc;
+
+/// How the server's certificate is checked once STARTTLS is done.
+#[derive(Clone)]
+pub enum Check {
+    /// Not at all (opportunistic and `encrypt`): a session that refused
+    /// a bad certificate would fall back to plain text or wait, and gain
+    /// nothing against an attacker who can strip STARTTLS.
+    Any,
+    /// A PKIX chain to a trusted root that names the MX host.
+    Pkix,
+}
+
+/// Why a target's TLS requirement is what it is (the log's `tls_basis=`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Basis {
+    /// A `[relay.tls_policy]` entry for the domain.
+    Entry(TlsLevel),
+    /// `relay.tls`.
+    Default(TlsLevel),
+    /// A route, fallback relay or LMTP store: the operator's own hop,
+    /// under `relay.tls` (DANE and MTA-STS name MX hosts only).
+    Configured(TlsLevel),
+}
+
+impl fmt::Display for Basis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Basis::Entry(level) => write!(f, "tls_policy:{}", level.as_str()),
+            Basis::Default(level) => write!(f, "relay.tls:{}", level.as_str()),
+            Basis::Configured(level) => write!(f, "route:{}", level.as_str()),
+        }
+    }
+}
+
+/// What one delivery's session must be.
+#[derive(Clone)]
+pub struct TargetTls {
+    /// What the SMTP client does about STARTTLS.
+    pub starttls: TlsPolicy,
+    /// How the certificate is checked.
+    pub check: Check,
+    /// Why.
+    pub basis: Basis,
+}
+
+/// What a session turned out to be, as logs and metrics name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TlsResult {
+    /// The certificate matched a DNSSEC-validated TLSA record.
+    DaneVerified,
+    /// PKIX-verified, to an MX host an MTA-STS policy in `enforce` mode
+    /// lists.
+    StsEnforced,
+    /// PKIX-verified because a policy (`verify`) said so.
+    Verified,
+    /// TLS was required, the certificate was not checked (`encrypt`).
+    Encrypted,
+    /// TLS because the server offered it; the certificate not checked.
+    Opportunistic,
+    /// Plain text.
+    None,
+}
+
+impl TlsResult {
+    /// Every result, in the order metrics list them.
+    pub const ALL: [TlsResult; 6] = [
+        TlsResult::DaneVerified,
+        TlsResult::StsEnforced,
+        TlsResult::Verified,
+        TlsResult::Encrypted,
+        TlsResult::Opportunistic,
+        TlsResult::None,
+    ];
+
+    /// The `tls=` word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsResult::DaneVerified => "dane-verified",
+            TlsResult::StsEnforced => "sts-enforced",
+            TlsResult::Verified => "verified",
+            TlsResult::Encrypted => "encrypted",
+            TlsResult::Opportunistic => "opportunistic",
+            TlsResult::None => "none",
+        }
+    }
+
+    /// Whether the server's certificate was verified (DANE or PKIX): what
+    /// REQUIRETLS asks of every hop.
+    pub fn is_verified(self) -> bool {
+        matches!(self, TlsResult::DaneVerified | TlsResult::StsEnforced | TlsResult::Verified)
+    }
+}
+
+impl fmt::Display for TlsResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A target that must not be used under the policy that applies (for
+/// example `dane-only` without usable TLSA records): tried no further,
+/// and when no target is left the mail is deferred with 4.7.5.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct Skip {
+    pub reason: String,
+}
+
+impl TargetTls {
+    /// The requirement of a policy level.
+    pub fn from_level(level: TlsLevel, basis: Basis) -> Result<TargetTls, Skip> {
+        let (starttls, check) = match level {
+            TlsLevel::None => (TlsPolicy::Disabled, Check::Any),
+            TlsLevel::May => (TlsPolicy::Opportunistic, Check::Any),
+            TlsLevel::Encrypt => (TlsPolicy::Required, Check::Any),
+            TlsLevel::Verify => (TlsPolicy::Verify, Check::Pkix),
+            TlsLevel::DaneOnly => {
+                return Err(Skip { reason: format!("{basis} and no usable DNSSEC-validated TLSA records") })
+            }
+        };
+        Ok(TargetTls { starttls, check, basis })
+    }
+
+    /// The rustls config that checks the certificate as required.
+    pub fn client_config(&self, tls: &RelayTls) -> Arc<ClientConfig> {
+        match self.check {
+            Check::Any => tls.any.clone(),
+            Check::Pkix => tls.verified.clone(),
+        }
+    }
+
+    /// What a session under this requirement is, given whether it is
+    /// encrypted.
+    pub fn result(&self, encrypted: bool) -> TlsResult {
+        match (encrypted, &self.check, self.starttls) {
+            (false, _, _) => TlsResult::None,
+            (true, Check::Pkix, _) => TlsResult::Verified,
+            (true, Check::Any, TlsPolicy::Required | TlsPolicy::Verify) => TlsResult::Encrypted,
+            (true, Check::Any, TlsPolicy::Opportunistic | TlsPolicy::Disabled) => TlsResult::Opportunistic,
+        }
+    }
+}
+
+/// The TLS requirement for delivering mail for `domain` to `target`, in
+/// the module's order of precedence.
+pub fn decide(relay: &Relay, domain: &str, target: &Target) -> Result<TargetTls, Skip> {
+    let default = TlsLevel::from(relay.tls);
+    if let Endpoint::LmtpTcp(_) | Endpoint::LmtpUnix(_) = target.addr {
+        // LMTP goes to the operator's own store and never uses TLS.
+        return TargetTls::from_level(TlsLevel::None, Basis::Configured(TlsLevel::None));
+    }
+    if let Some(level) = relay.tls_policy.get(&super::mx::normalize(domain)) {
+        return TargetTls::from_level(*level, Basis::Entry(*level));
+    }
+    match target.origin {
+        Origin::Configured => TargetTls::from_level(default, Basis::Configured(default)),
+        Origin::Mx { .. } => TargetTls::from_level(default, Basis::Default(default)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RelayTlsPolicy;
+
+    fn target(origin: Origin) -> Target {
+        Target { host: "mx.example.com".into(), addr: Endpoint::Smtp("127.0.0.1:25".parse().unwrap()), origin }
+    }
+
+    fn relay(entries: &[(&str, TlsLevel)]) -> Relay {
+        let mut r = Relay { tls: RelayTlsPolicy::Opportunistic, ..Relay::default() };
+        r.tls_policy = entries.iter().map(|(d, l)| (d.to_string(), *l)).collect();
+        r
+    }
+
+    #[test]
+    fn an_entry_wins_over_the_default_and_names_itself() {
+        let r = relay(&[("example.com", TlsLevel::Verify)]);
+        let t = decide(&r, "Example.COM.", &target(Origin::Mx { secure: false })).unwrap();
+        assert_eq!(t.starttls, TlsPolicy::Verify);
+        assert!(matches!(t.check, Check::Pkix));
+        assert_eq!(t.basis.to_string(), "tls_policy:verify");
+        let other = decide(&r, "example.net", &target(Origin::Mx { secure: false })).unwrap();
+        assert_eq!(other.starttls, TlsPolicy::Opportunistic);
+        assert_eq!(other.basis.to_string(), "relay.tls:may");
+    }
+
+    #[test]
+    fn none_never_starts_tls_and_dane_only_without_records_skips_the_host() {
+        let r = relay(&[("plain.test", TlsLevel::None), ("dane.test", TlsLevel::DaneOnly)]);
+        let t = decide(&r, "plain.test", &target(Origin::Mx { secure: true })).unwrap();
+        assert_eq!(t.starttls, TlsPolicy::Disabled);
+        assert!(decide(&r, "dane.test", &target(Origin::Mx { secure: true })).is_err());
+    }
+
+    #[test]
+    fn results_name_what_the_session_was() {
+        let may = TargetTls::from_level(TlsLevel::May, Basis::Default(TlsLevel::May)).unwrap();
+        assert_eq!(may.result(true), TlsResult::Opportunistic);
+        assert_eq!(may.result(false), TlsResult::None);
+        let encrypt = TargetTls::from_level(TlsLevel::Encrypt, Basis::Default(TlsLevel::Encrypt)).unwrap();
+        assert_eq!(encrypt.result(true), TlsResult::Encrypted);
+        let verify = TargetTls::from_level(TlsLevel::Verify, Basis::Default(TlsLevel::Verify)).unwrap();
+        assert_eq!(verify.result(true), TlsResult::Verified);
+        assert!(verify.result(true).is_verified());
+        assert!(!encrypt.result(true).is_verified());
+    }
+
+    #[test]
+    fn lmtp_targets_never_use_tls() {
+        let r = relay(&[]);
+        let lmtp = Target {
+            host: "lmtp:127.0.0.1:24".into(),
+            addr: Endpoint::LmtpTcp("127.0.0.1:24".parse().unwrap()),
+            origin: Origin::Configured,
+        };
+        assert_eq!(decide(&r, "example.com", &lmtp).unwrap().starttls, TlsPolicy::Disabled);
+    }
+}
