@@ -112,6 +112,13 @@ enum Command {
         #[arg(long, global = true)]
         config: Option<PathBuf>,
     },
+    /// SMTP TLS reports (RFC 8460) of the running server.
+    TlsReport {
+        #[command(subcommand)]
+        command: TlsReportCommand,
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
     /// The suppression list of the running server: recipients that
     /// hard-bounced are not sent to until their entry expires.
     Suppression {
@@ -119,6 +126,23 @@ enum Command {
         command: SuppressionCommand,
         #[arg(long, global = true)]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TlsReportCommand {
+    /// A domain's session counts of a day (today by default), by policy
+    /// and failure type.
+    Show {
+        domain: String,
+        #[arg(long)]
+        date: Option<String>,
+    },
+    /// Queue the reports of a day (yesterday by default, UTC) for every
+    /// domain that publishes a `_smtp._tls` TXT record with a mailto: rua.
+    Send {
+        #[arg(long)]
+        date: Option<String>,
     },
 }
 
@@ -395,6 +419,15 @@ fn run() -> anyhow::Result<()> {
                 SuppressionCommand::List { json } => request(json, "suppression list"),
                 SuppressionCommand::Add { address } => format!("suppression add {address}"),
                 SuppressionCommand::Delete { address } => format!("suppression delete {address}"),
+            };
+            answer(control(&cfg, &line)?)
+        }
+        Command::TlsReport { command, config } => {
+            let (cfg, _) = load(config)?;
+            let date = |d: Option<String>| d.map(|d| format!(" --date {d}")).unwrap_or_default();
+            let line = match command {
+                TlsReportCommand::Show { domain, date: d } => format!("tls-report show {domain}{}", date(d)),
+                TlsReportCommand::Send { date: d } => format!("tls-report send{}", date(d)),
             };
             answer(control(&cfg, &line)?)
         }

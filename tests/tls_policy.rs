@@ -86,7 +86,7 @@ fn log_line(server: &Server, needles: &[&str]) -> String {
 fn queue_id_of(server: &Server, to: &str) -> String {
     let line = log_line(server, &["delivered", to]);
     let at = line.find("queue_id=").unwrap() + "queue_id=".len();
-    line[at..].split(|c: char| c == ' ' || c == '"').find(|s| !s.is_empty()).unwrap().to_string()
+    line[at..].split([' ', '"']).find(|s| !s.is_empty()).unwrap().to_string()
 }
 
 #[test]

@@ -103,6 +103,7 @@ async fn command(shard: &Rc<Shard>, text: &str, format: Format) -> Result<String
             tracing::info!(command = %text, "control command");
             shard.suppression_admin(text.trim_start_matches("suppression"), format).await
         }
+        "tls-report" => shard.tls_report_admin(text.trim_start_matches("tls-report")).await,
         "status" => Ok(emit(&Status::from_snapshots(&shard.gather_metrics().await), format)),
         other => Err(AdminError::UnknownCommand(other.to_string())),
     }

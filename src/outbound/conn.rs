@@ -134,6 +134,9 @@ pub struct RelayConnection {
     timeouts: Timeouts,
     /// What TLS this session must have, and why.
     policy: TargetTls,
+    /// Why the TLS handshake failed, if it did (the session is lost then;
+    /// this is what the failure says instead of "connection lost").
+    tls_error: Option<String>,
     pub target: Target,
 }
 
@@ -201,12 +204,16 @@ impl RelayConnection {
             outbuf: Vec::new(),
             timeouts: first,
             policy,
+            tls_error: None,
             target: target.clone(),
         };
         match conn.drive(None, tls).await {
             Event::Ready => {
                 conn.timeouts = timeouts;
                 Ok(conn)
+            }
+            Event::Failed(_) | Event::Closed if conn.tls_error.is_some() => {
+                Err(fail(format!("TLS handshake failed: {}", conn.tls_error.unwrap_or_default()), true))
             }
             Event::Failed(f) => Err(fail(f.to_string(), f.temporary)),
             Event::Closed => Err(fail("closed before ready".into(), true)),
@@ -321,6 +328,7 @@ impl RelayConnection {
                             Ok(()) => self.client.tls_established(),
                             Err(e) => {
                                 tracing::debug!(host = %self.target.host, error = %e, "TLS handshake failed");
+                                self.tls_error = Some(e.to_string());
                                 self.client.connection_lost();
                             }
                         }

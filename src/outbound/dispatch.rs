@@ -32,11 +32,17 @@ impl Shard {
             self.kick(&dest);
         }
         let mut shrunk_ms = now_ms();
+        let mut reported_ms = now_ms();
         while !self.stop.is_set() {
             let now = now_ms();
             if now.saturating_sub(shrunk_ms) >= 5_000 {
                 shrunk_ms = now;
                 self.give_back_memory();
+            }
+            if now.saturating_sub(reported_ms) >= crate::shard::TLS_REPORT_FLUSH_MS {
+                reported_ms = now;
+                let me = self.clone();
+                glommio::spawn_local(async move { me.tls_flush().await }).detach();
             }
             let promoted = self.queue.borrow_mut().promote_due(now, &policy);
             for msg in promoted.expired {
@@ -228,12 +234,15 @@ impl Shard {
                     continue;
                 }
             };
+            let basis = policy.basis.clone();
             match RelayConnection::open(t, from.ip, helo, policy, &self.outbound.tls, client_timeouts(relay)).await {
                 Ok(c) => {
+                    self.tls_record(&dest.domain, &basis, t, from.ip, Ok(c.tls_result()));
                     conn = Some(c);
                     break;
                 }
                 Err(e) => {
+                    self.tls_record(&dest.domain, &basis, t, from.ip, Err(&e.reason));
                     tracing::info!(domain = %dest.domain, site = %site, source = ?from.ip, relay = %e.host, addr = %e.addr, error = %e.reason, "connection failed, trying next host");
                     last_error = e.to_string();
                     // A greeting such as "421 4.7.0 rate limited" is the site

@@ -56,6 +56,8 @@ pub enum Qtype {
     A,
     /// IPv6 addresses.
     Aaaa,
+    /// Text records (`_smtp._tls`, `_mta-sts`).
+    Txt,
 }
 
 impl Qtype {
@@ -64,6 +66,7 @@ impl Qtype {
             Qtype::Mx => RecordType::MX,
             Qtype::A => RecordType::A,
             Qtype::Aaaa => RecordType::AAAA,
+            Qtype::Txt => RecordType::TXT,
         }
     }
 }
@@ -74,6 +77,7 @@ impl std::fmt::Display for Qtype {
             Qtype::Mx => "MX",
             Qtype::A => "A",
             Qtype::Aaaa => "AAAA",
+            Qtype::Txt => "TXT",
         })
     }
 }
@@ -308,6 +312,13 @@ fn extract_a(data: &RData) -> Option<IpAddr> {
     }
 }
 
+fn extract_txt(data: &RData) -> Option<String> {
+    match data {
+        RData::TXT(txt) => Some(txt.txt_data().iter().map(|s| String::from_utf8_lossy(s)).collect::<Vec<_>>().concat()),
+        _ => None,
+    }
+}
+
 fn extract_aaaa(data: &RData) -> Option<IpAddr> {
     match data {
         RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
@@ -332,6 +343,7 @@ pub struct Resolver {
     timeout: Duration,
     mx_cache: Rc<RefCell<Cache<Vec<MxHost>>>>,
     ip_cache: Rc<RefCell<Cache<Vec<IpAddr>>>>,
+    txt_cache: Rc<RefCell<Cache<Vec<String>>>>,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -352,6 +364,7 @@ impl Resolver {
             timeout: timeout.max(Duration::from_millis(1)),
             mx_cache: Rc::new(RefCell::new(Cache::new(CACHE_CAPACITY))),
             ip_cache: Rc::new(RefCell::new(Cache::new(CACHE_CAPACITY))),
+            txt_cache: Rc::new(RefCell::new(Cache::new(CACHE_CAPACITY))),
         }
     }
 
@@ -370,6 +383,15 @@ impl Resolver {
             Lookup::Found(records) => MxAnswer::Records(records),
             Lookup::NoData => MxAnswer::NoRecords,
             Lookup::NxDomain => MxAnswer::NxDomain,
+        })
+    }
+
+    /// The TXT records of `name`, each one's strings joined (RFC 7208
+    /// §3.3 style); empty for NODATA or NXDOMAIN.
+    pub async fn txt(&self, name: &str) -> Result<Vec<String>, DnsError> {
+        Ok(match self.lookup(&self.txt_cache, name, Qtype::Txt, extract_txt).await? {
+            Lookup::Found(records) => records,
+            Lookup::NoData | Lookup::NxDomain => Vec::new(),
         })
     }
 

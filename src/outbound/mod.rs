@@ -68,6 +68,7 @@ mod suppressed;
 pub mod testdns;
 pub mod tls;
 pub mod tls_policy;
+pub mod tls_rpt;
 
 pub use conn::{ConnectError, RelayConnection, Timeouts};
 
@@ -99,6 +100,8 @@ pub struct Outbound {
     /// DKIM keys as last loaded; replaced when SIGHUP reloads them.
     signers: RefCell<Arc<Signers>>,
     signer_updates: crossbeam_channel::Receiver<Arc<Signers>>,
+    /// This core's TLS report counts of today (RFC 8460).
+    pub tls_report: RefCell<tls_rpt::Recorder>,
 }
 
 impl Outbound {
@@ -118,6 +121,7 @@ impl Outbound {
             held: RefCell::default(),
             signers: RefCell::new(signers),
             signer_updates,
+            tls_report: RefCell::default(),
         }
     }
 

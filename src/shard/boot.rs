@@ -639,6 +639,7 @@ async fn drain(shard: &Rc<Shard>, lifecycle: &Lifecycle) {
     if let Err(e) = shard.spool.flush().await {
         tracing::error!(core = shard.id, error = %e, "final spool sync failed");
     }
+    shard.tls_flush().await;
     lifecycle.drained.fetch_add(1, Ordering::AcqRel);
     let grace = std::time::Instant::now() + Duration::from_secs(5);
     while lifecycle.drained.load(Ordering::Acquire) < shard.cores && std::time::Instant::now() < grace {

@@ -21,6 +21,8 @@ mod observe;
 pub mod recovery;
 mod retention;
 mod stop;
+mod tls_report;
+pub use tls_report::FLUSH_EVERY_MS as TLS_REPORT_FLUSH_MS;
 pub mod suppress;
 pub use stop::{Background, Stop};
 pub mod owner;
@@ -284,6 +286,10 @@ impl Shard {
                         glommio::spawn_local(async move { me.reclaim(held).await }).detach();
                     }
                 }
+                let _ = answer.send(());
+            }
+            Request::TlsFlush { answer } => {
+                self.tls_flush().await;
                 let _ = answer.send(());
             }
             Request::Relocate { moves, answer } => {

@@ -80,6 +80,8 @@ pub enum Request {
     Pin { answer: Answer<SpoolRef> },
     /// `backup end`: segments may be reclaimed again.
     Unpin { answer: Answer<()> },
+    /// Write this core's TLS report counts of today now (`tls-report`).
+    TlsFlush { answer: Answer<()> },
     /// Compaction moved these records (old place, new place): update every
     /// reference this core holds, and read and tombstone them at the new
     /// place from now on.
