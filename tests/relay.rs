@@ -338,34 +338,11 @@ fn postfix_smtp_sink_receives_relayed_mail() {
     assert!(server.log_containing(&["status=\"sent\""]).contains("status=\"sent\""));
 }
 
-/// A self-signed certificate made with the openssl command line.
-fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=mx.remote.test", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    (cert, key)
-}
-
 #[test]
 fn starttls_is_used_when_offered_and_required_when_configured() {
     let work = tempfile::tempdir_in(test_tmp()).unwrap();
-    let (cert, key) = self_signed(work.path());
-    let port = free_port();
-    let out = work.path().join("received.txt");
-    let mut tls_sink = std::process::Command::new("python3")
-        .arg(format!("{}/tests/fixtures/tls_sink.py", env!("CARGO_MANIFEST_DIR")))
-        .arg(port.to_string())
-        .args([&cert, &key, &out])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    eventually(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()));
+    let tls_sink = common::tls_sink::TlsSink::start(work.path(), &[]);
+    let (port, out) = (tls_sink.port, tls_sink.out.clone());
     // Required TLS: the STARTTLS host gets the mail encrypted; a plain host
     // (no STARTTLS) gets nothing and the mail waits.
     let plain = Sink::start("127.0.0.1", 0, Script::default());
@@ -381,8 +358,7 @@ fn starttls_is_used_when_offered_and_required_when_configured() {
     let text =
         eventually(Duration::from_secs(15), || std::fs::read_to_string(&out).ok().filter(|t| t.contains("--END--")));
     eventually(Duration::from_secs(10), || server.log().contains("TLS required but not offered").then_some(()));
-    let _ = tls_sink.kill();
-    let _ = tls_sink.wait();
+    drop(tls_sink);
     assert!(text.starts_with("TLS TLSv1."), "{text}");
     assert!(text.lines().next().is_some_and(|l| l.contains(" BDAT MAIL FROM:")), "CHUNKING offered after TLS: {text}");
     assert!(text.contains("encrypted-7c1d"));

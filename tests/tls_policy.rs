@@ -7,65 +7,14 @@ mod common;
 #[path = "common/sink.rs"]
 mod sink;
 
+use common::tls_sink::TlsSink;
 use common::*;
 use sink::{Script, Sink};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A self-signed certificate for `mx.remote.test`, made with openssl.
-fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=mx.remote.test", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    (cert, key)
-}
-
-/// The STARTTLS sink on a free loopback port, writing what it receives
-/// to `out`; `extra` EHLO keywords are offered after STARTTLS.
-struct TlsSink {
-    child: Child,
-    port: u16,
-    out: PathBuf,
-}
-
-impl TlsSink {
-    fn start(dir: &Path, extra: &[&str]) -> TlsSink {
-        let (cert, key) = self_signed(dir);
-        let port = free_port();
-        let out = dir.join("received.txt");
-        let child = Command::new("python3")
-            .arg(fixture("tls_sink.py"))
-            .arg(port.to_string())
-            .args([&cert, &key, &out])
-            .args(extra)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        eventually(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()));
-        TlsSink { child, port, out }
-    }
-
-    fn received(&self) -> String {
-        std::fs::read_to_string(&self.out).unwrap_or_default()
-    }
-}
-
-impl Drop for TlsSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn submit(server: &Server, to: &[&str], body: &[u8]) {

@@ -7,50 +7,13 @@ mod common;
 #[path = "common/sink.rs"]
 mod sink;
 
+use common::tls_sink::TlsSink;
 use common::*;
 use ringmail::outbound::testdns::{TestDns, Zone};
 use sink::{Script, Sink};
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-
-/// The STARTTLS sink (tests/fixtures/tls_sink.py) with a self-signed
-/// certificate, on a free port.
-struct TlsSink(Child, u16);
-
-impl TlsSink {
-    fn start(dir: &Path) -> TlsSink {
-        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-        let made = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=mx.remote.test"])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .expect("openssl");
-        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-        let port = free_port();
-        let out: PathBuf = dir.join("received.txt");
-        let child = Command::new("python3")
-            .arg(format!("{}/tests/fixtures/tls_sink.py", env!("CARGO_MANIFEST_DIR")))
-            .arg(port.to_string())
-            .args([&cert, &key, &out])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        eventually(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()));
-        TlsSink(child, port)
-    }
-}
-
-impl Drop for TlsSink {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The decoded `application/tlsrpt+gzip` part of a report message.
 fn report_of(message: &[u8]) -> serde_json::Value {
@@ -68,7 +31,7 @@ fn report_of(message: &[u8]) -> serde_json::Value {
 #[test]
 fn sessions_are_counted_shown_and_reported_to_the_rua_as_rfc_8460_says() {
     let work = tempfile::tempdir_in(test_tmp()).unwrap();
-    let tls = TlsSink::start(work.path());
+    let tls = TlsSink::start(work.path(), &[]);
     let collector = Sink::start("127.0.0.1", 0, Script::default());
     let dns = TestDns::start(
         Zone::new()
@@ -82,7 +45,7 @@ fn sessions_are_counted_shown_and_reported_to_the_rua_as_rfc_8460_says() {
              \"collector.test\" = \"{collector}\" }}\n\
              [relay.tls_policy]\n\"strict.test\" = \"verify\"\n",
             dns.addr(),
-            port = tls.1,
+            port = tls.port,
             collector = collector.addr,
         ),
         ..Options::default()

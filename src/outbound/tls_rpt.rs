@@ -133,15 +133,7 @@ impl DayCounts {
         if !self.domains.contains_key(domain) && self.domains.len() >= MAX_DOMAINS_PER_DAY {
             return false;
         }
-        let policies = self.domains.entry(domain.to_string()).or_default();
-        let i = match policies.iter().position(|(p, _)| p == policy) {
-            Some(i) => i,
-            None => {
-                policies.push((policy.clone(), PolicyCounts::default()));
-                policies.len() - 1
-            }
-        };
-        let counts = &mut policies[i].1;
+        let counts = self.policy_mut(domain, policy);
         if !counts.mx_hosts.iter().any(|h| h == mx_host) && counts.mx_hosts.len() < MAX_FAILURE_ROWS {
             counts.mx_hosts.push(mx_host.to_string());
         }
@@ -159,19 +151,24 @@ impl DayCounts {
         true
     }
 
+    /// The counts of `policy` for `domain`, made empty when new.
+    fn policy_mut(&mut self, domain: &str, policy: &PolicyId) -> &mut PolicyCounts {
+        let policies = self.domains.entry(domain.to_string()).or_default();
+        let i = match policies.iter().position(|(p, _)| p == policy) {
+            Some(i) => i,
+            None => {
+                policies.push((policy.clone(), PolicyCounts::default()));
+                policies.len() - 1
+            }
+        };
+        &mut policies[i].1
+    }
+
     /// Add `other`'s counts (another core's) to these.
     pub fn merge(&mut self, other: &DayCounts) {
         for (domain, policies) in &other.domains {
-            let mine = self.domains.entry(domain.clone()).or_default();
             for (policy, counts) in policies {
-                let i = match mine.iter().position(|(p, _)| p == policy) {
-                    Some(i) => i,
-                    None => {
-                        mine.push((policy.clone(), PolicyCounts::default()));
-                        mine.len() - 1
-                    }
-                };
-                let m = &mut mine[i].1;
+                let m = self.policy_mut(domain, policy);
                 m.successes += counts.successes;
                 m.failures += counts.failures;
                 for h in &counts.mx_hosts {

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod tls_sink;
+
 pub const PASSWORD: &str = "correct horse battery";
 
 /// Users every test server has.

@@ -1,0 +1,65 @@
+//! The STARTTLS sink (tests/fixtures/tls_sink.py) with a self-signed
+//! certificate, for the relay's TLS tests: what it received, and whether
+//! over TLS, goes to a file.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A self-signed certificate for `mx.remote.test` in `dir`, made with the
+/// openssl command line: (cert, key).
+pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=mx.remote.test", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (cert, key)
+}
+
+/// The sink on a free loopback port, writing to `dir/received.txt` (a line
+/// `TLS <version> <cipher> DATA|BDAT <MAIL line>` or `PLAIN ...`, the
+/// message, `--END--`); `extra` EHLO keywords are offered after STARTTLS.
+/// Killed when dropped.
+pub struct TlsSink {
+    child: Child,
+    pub port: u16,
+    pub out: PathBuf,
+}
+
+impl TlsSink {
+    pub fn start(dir: &Path, extra: &[&str]) -> TlsSink {
+        let (cert, key) = self_signed(dir);
+        let port = super::free_port();
+        let out = dir.join("received.txt");
+        let child = Command::new("python3")
+            .arg(format!("{}/tests/fixtures/tls_sink.py", env!("CARGO_MANIFEST_DIR")))
+            .arg(port.to_string())
+            .args([&cert, &key, &out])
+            .args(extra)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        super::eventually(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+        });
+        TlsSink { child, port, out }
+    }
+
+    /// Everything received so far.
+    pub fn received(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+}
+
+impl Drop for TlsSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
