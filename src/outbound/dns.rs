@@ -1,4 +1,4 @@
-//! A small DNS stub resolver for one core: MX, A and AAAA lookups against
+//! A small DNS stub resolver for one core: MX, A, AAAA and TXT lookups against
 //! one recursive server, over the core's own UDP sockets (TCP when an
 //! answer is truncated), with a per-core cache that honours TTLs and
 //! caches negative answers (RFC 2308).
@@ -56,6 +56,8 @@ pub enum Qtype {
     A,
     /// IPv6 addresses.
     Aaaa,
+    /// Text records (MTA-STS's `_mta-sts` record).
+    Txt,
 }
 
 impl Qtype {
@@ -64,6 +66,7 @@ impl Qtype {
             Qtype::Mx => RecordType::MX,
             Qtype::A => RecordType::A,
             Qtype::Aaaa => RecordType::AAAA,
+            Qtype::Txt => RecordType::TXT,
         }
     }
 }
@@ -74,6 +77,7 @@ impl std::fmt::Display for Qtype {
             Qtype::Mx => "MX",
             Qtype::A => "A",
             Qtype::Aaaa => "AAAA",
+            Qtype::Txt => "TXT",
         })
     }
 }
@@ -315,6 +319,16 @@ fn extract_aaaa(data: &RData) -> Option<IpAddr> {
     }
 }
 
+/// A TXT record's character-strings joined into one value (RFC 7208
+/// §3.3 and RFC 8461 §3.1 read them so); bytes that are not UTF-8 are
+/// replaced, which no record these lookups want can contain.
+fn extract_txt(data: &RData) -> Option<String> {
+    match data {
+        RData::TXT(txt) => Some(txt.txt_data().iter().map(|s| String::from_utf8_lossy(s)).collect()),
+        _ => None,
+    }
+}
+
 /// A reply belongs to our query when it is a response with our id and
 /// exactly our question (names compared case-insensitively).
 fn answers_query(reply: &Message, id: u16, name: &Name, qtype: Qtype) -> bool {
@@ -332,6 +346,7 @@ pub struct Resolver {
     timeout: Duration,
     mx_cache: Rc<RefCell<Cache<Vec<MxHost>>>>,
     ip_cache: Rc<RefCell<Cache<Vec<IpAddr>>>>,
+    txt_cache: Rc<RefCell<Cache<Vec<String>>>>,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -352,6 +367,7 @@ impl Resolver {
             timeout: timeout.max(Duration::from_millis(1)),
             mx_cache: Rc::new(RefCell::new(Cache::new(CACHE_CAPACITY))),
             ip_cache: Rc::new(RefCell::new(Cache::new(CACHE_CAPACITY))),
+            txt_cache: Rc::new(RefCell::new(Cache::new(CACHE_CAPACITY))),
         }
     }
 
@@ -402,6 +418,12 @@ impl Resolver {
             (Err(e), _) | (_, Err(e)) if addrs.is_empty() => Err(e),
             _ => Ok(addrs),
         }
+    }
+
+    /// The TXT records of `name` (cached, negative answers included), each
+    /// record's strings joined. Errors are failures to get an answer.
+    pub async fn txt(&self, name: &str) -> Result<Lookup<Vec<String>>, DnsError> {
+        self.lookup(&self.txt_cache, name, Qtype::Txt, extract_txt).await
     }
 
     /// Cache first; on a miss, ask the server and cache the definitive
