@@ -169,10 +169,14 @@ fn zone(id: &str) -> Zone {
         .txt(&format!("_mta-sts.{DOMAIN}"), &format!("v=STSv1; id={id};"))
 }
 
+/// ringmail relaying to the test DNS's MX hosts on `mx_port`. No idle
+/// connections: each message opens its own, under the policy of its time
+/// (a connection kept open would carry the next message under the policy
+/// it was opened with).
 fn server(dns: SocketAddr, mx_port: u16, policy: &PolicyServer, pki: &Pki) -> Server {
     Server::start_with(Options {
         relay: format!(
-            "dns_server = \"{dns}\"\nmx_port = {mx_port}\nmta_sts_port = {}\nca_file = \"{}\"\nretry = [\"1s\"]\n",
+            "dns_server = \"{dns}\"\nmx_port = {mx_port}\nmta_sts_port = {}\nca_file = \"{}\"\nretry = [\"1s\"]\nconnection_idle = \"0s\"\n",
             policy.port,
             pki.ca_file().display()
         ),
@@ -230,6 +234,25 @@ fn enforce_with_an_unlisted_mx_defers_4_7_5_and_sends_nothing() {
     assert!(deferred.contains("4.7.5"), "{deferred}");
     assert!(sent_lines(&server).is_empty(), "{log}");
     assert_eq!(plain.connections.load(std::sync::atomic::Ordering::SeqCst), 0, "no connection to an unlisted MX");
+}
+
+#[test]
+fn enforce_with_a_listed_mx_whose_certificate_is_not_trusted_sends_nothing() {
+    let pki = Pki::new();
+    // The MX's certificate names it but comes from a CA ringmail does not
+    // trust (not in relay.ca_file). The same set-up with the trusted CA
+    // delivers (the first test), so the handshake fails on the certificate.
+    let stranger = Pki::new();
+    let sink = TlsSink::start(&stranger);
+    let https = PolicyServer::start(&pki, &policy("enforce", MX));
+    let dns = TestDns::start(zone("e3"));
+    let server = server(dns.addr(), sink.port, &https, &pki);
+    submit(&server, "x@sts.test", "untrusted-77e0");
+    let log = server.log_containing(&["connection failed", "will retry"]);
+    let failed = log.lines().find(|l| l.contains("connection failed")).unwrap_or_else(|| panic!("{log}"));
+    assert!(failed.contains("mx.sts.test") && failed.contains("TLS handshake"), "{failed}");
+    assert!(sent_lines(&server).is_empty(), "{log}");
+    assert_eq!(sink.count(), 0, "nothing sent over an unverified session");
 }
 
 #[test]
