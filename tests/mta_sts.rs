@@ -194,7 +194,12 @@ fn submit(server: &Server, to: &str, marker: &str) {
 
 /// The log lines of deliveries (`status="sent"`).
 fn sent_lines(server: &Server) -> Vec<String> {
-    server.log().lines().filter(|l| l.contains("status=\"sent\"") || l.contains("status=sent")).map(String::from).collect()
+    server
+        .log()
+        .lines()
+        .filter(|l| l.contains("status=\"sent\"") || l.contains("status=sent"))
+        .map(String::from)
+        .collect()
 }
 
 #[test]
@@ -318,10 +323,8 @@ fn the_policy_cache_survives_a_restart_and_a_new_id_replaces_it() {
 #[test]
 fn an_unreadable_ca_file_stops_start_up_naming_it() {
     let missing = test_tmp().join("no-such-ca-4f1e.pem");
-    let server = Server::configure(Options {
-        relay: format!("ca_file = \"{}\"\n", missing.display()),
-        ..Options::default()
-    });
+    let server =
+        Server::configure(Options { relay: format!("ca_file = \"{}\"\n", missing.display()), ..Options::default() });
     let out = server.cli(&["check-config"]);
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success(), "{text}");

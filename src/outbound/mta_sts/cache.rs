@@ -137,8 +137,8 @@ pub fn store(dir: &Path, domain: &str, p: &StsPolicy) -> Result<(), CacheError> 
     let name = file_name(domain).ok_or_else(|| CacheError::Name { domain: domain.to_string() })?;
     let path = dir.join(name);
     let file = File { domain: domain.to_string(), id: p.id.clone(), fetched_at: p.fetched_at, policy: p.body.clone() };
-    let bytes = serde_json::to_vec(&file)
-        .map_err(|e| CacheError::Format { path: path.clone(), reason: e.to_string() })?;
+    let bytes =
+        serde_json::to_vec(&file).map_err(|e| CacheError::Format { path: path.clone(), reason: e.to_string() })?;
     crate::files::replace(&path, crate::files::Ownership::Private, |f| f.write_all(&bytes))
         .map_err(|source| CacheError::Io { path, source })
 }
@@ -244,9 +244,13 @@ mod tests {
         let c = cached("id1", 1234, 86400);
         store(&sts, "example.test", &c).unwrap();
         std::fs::write(sts.join("junk.test"), b"{not json").unwrap();
-        std::fs::write(sts.join("other.test"), serde_json::to_vec(&serde_json::json!({
-            "domain": "example.test", "id": "x", "fetched_at": 1, "policy": c.body
-        })).unwrap())
+        std::fs::write(
+            sts.join("other.test"),
+            serde_json::to_vec(&serde_json::json!({
+                "domain": "example.test", "id": "x", "fetched_at": 1, "policy": c.body
+            }))
+            .unwrap(),
+        )
         .unwrap();
         let (found, problems) = load_dir(&sts);
         assert_eq!(found.len(), 1);

@@ -76,7 +76,13 @@ impl MtaSts {
     /// `https://mta-sts.<domain>:<port>/` with certificates checked by
     /// `tls` when RFC 8461 §5.1 says so. At most one lookup per domain
     /// runs at a time; the others wait for its answer.
-    pub async fn policy(&self, resolver: &Resolver, tls: &Arc<ClientConfig>, port: u16, domain: &str) -> Option<StsPolicy> {
+    pub async fn policy(
+        &self,
+        resolver: &Resolver,
+        tls: &Arc<ClientConfig>,
+        port: u16,
+        domain: &str,
+    ) -> Option<StsPolicy> {
         let domain = crate::outbound::mx::normalize(domain);
         let waiting = {
             let mut in_flight = self.in_flight.borrow_mut();
@@ -105,7 +111,13 @@ impl MtaSts {
         found
     }
 
-    async fn look_up(&self, resolver: &Resolver, tls: &Arc<ClientConfig>, port: u16, domain: &str) -> Option<StsPolicy> {
+    async fn look_up(
+        &self,
+        resolver: &Resolver,
+        tls: &Arc<ClientConfig>,
+        port: u16,
+        domain: &str,
+    ) -> Option<StsPolicy> {
         let txt = match resolver.txt(&format!("_mta-sts.{domain}")).await {
             Ok(Lookup::Found(records)) => match policy::parse_txt(&records) {
                 Ok(id) => Txt::Id(id),

@@ -209,9 +209,7 @@ pub fn parse_txt(records: &[String]) -> Result<String, TxtError> {
         (key == "id").then_some(value)
     });
     match id {
-        Some(id) if (1..=32).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric()) => {
-            Ok(id.to_string())
-        }
+        Some(id) if (1..=32).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric()) => Ok(id.to_string()),
         _ => Err(TxtError::BadId),
     }
 }
@@ -228,7 +226,8 @@ mod tests {
 
     #[test]
     fn a_policy_with_crlf_or_lf_lines_is_read() {
-        let crlf = b"version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmx: *.example.net\r\nmax_age: 86400\r\n";
+        let crlf =
+            b"version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmx: *.example.net\r\nmax_age: 86400\r\n";
         let p = parse_policy(crlf).unwrap();
         assert_eq!(p.mode, Mode::Enforce);
         assert_eq!(p.max_age, 86400);
@@ -254,7 +253,10 @@ mod tests {
             (b"version: STSv1\nmx: a.b\nmax_age: 1\n", PolicyError::NoMode),
             (b"version: STSv1\nmode: enforce\nmx: a.b\n", PolicyError::NoMaxAge),
             (b"version: STSv1\nmode: enforce\nmx: a.b\nmax_age: -1\n", PolicyError::MaxAge("-1".into())),
-            (b"version: STSv1\nmode: enforce\nmx: a.b\nmax_age: 12345678901\n", PolicyError::MaxAge("12345678901".into())),
+            (
+                b"version: STSv1\nmode: enforce\nmx: a.b\nmax_age: 12345678901\n",
+                PolicyError::MaxAge("12345678901".into()),
+            ),
             (b"version: STSv1\nmode: enforce\nmax_age: 1\n", PolicyError::NoMx(Mode::Enforce)),
             (b"version: STSv1\nmode: testing\nmx: a..b\nmax_age: 1\n", PolicyError::Mx("a..b".into())),
             (b"version: STSv1\nmode: testing\nmx: *\nmax_age: 1\n", PolicyError::Mx("*".into())),
