@@ -36,6 +36,17 @@ use std::time::{Duration, Instant};
 /// that hangs would otherwise cost every connection the fetch timeout.
 pub const FETCH_RETRY: Duration = Duration::from_secs(300);
 
+/// The `_mta-sts` TXT lookup is given up after this long (no answer: the
+/// cached policy, if any, applies): the resolver's own retries could hold
+/// every connection to a domain whose name servers ignore TXT questions
+/// for three times its timeout.
+pub const TXT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Past this many domains with a failed fetch remembered, the expired ones
+/// are dropped (the table stays as small as the failures of the last
+/// [`FETCH_RETRY`]).
+const FAILED_PRUNE_AT: usize = 1024;
+
 /// The MTA-STS state of one core (see the module doc).
 pub struct MtaSts {
     /// `data_dir/mta-sts`.
@@ -118,8 +129,19 @@ impl MtaSts {
         port: u16,
         domain: &str,
     ) -> Option<StsPolicy> {
-        let txt = match resolver.txt(&format!("_mta-sts.{domain}")).await {
-            Ok(Lookup::Found(records)) => match policy::parse_txt(&records) {
+        let name = format!("_mta-sts.{domain}");
+        // Each resolver try has a socket of its own, so dropping the lookup
+        // at the deadline loses no other lookup's reply.
+        let asked = futures_lite::future::or(async { Some(resolver.txt(&name).await) }, async {
+            glommio::timer::sleep(TXT_TIMEOUT).await;
+            None
+        });
+        let txt = match asked.await {
+            None => {
+                tracing::debug!(domain, "MTA-STS TXT lookup timed out");
+                Txt::Unknown
+            }
+            Some(Ok(Lookup::Found(records))) => match policy::parse_txt(&records) {
                 Ok(id) => Txt::Id(id),
                 Err(e) => {
                     if !matches!(e, policy::TxtError::None) {
@@ -128,8 +150,8 @@ impl MtaSts {
                     Txt::NoRecord
                 }
             },
-            Ok(Lookup::NoData | Lookup::NxDomain) => Txt::NoRecord,
-            Err(e) => {
+            Some(Ok(Lookup::NoData | Lookup::NxDomain)) => Txt::NoRecord,
+            Some(Err(e)) => {
                 tracing::debug!(domain, error = %e, "MTA-STS TXT lookup failed");
                 Txt::Unknown
             }
@@ -176,7 +198,13 @@ impl MtaSts {
                     Step::Fetch { .. } | Step::NoPolicy => "no policy applies".to_string(),
                 };
                 tracing::warn!(domain, id = %id, error = %e, "MTA-STS policy fetch failed; {kept}");
-                self.failed.borrow_mut().insert(domain.to_string(), Instant::now() + FETCH_RETRY);
+                let mut failed = self.failed.borrow_mut();
+                if failed.len() >= FAILED_PRUNE_AT {
+                    let now = Instant::now();
+                    failed.retain(|_, until| now < *until);
+                }
+                failed.insert(domain.to_string(), Instant::now() + FETCH_RETRY);
+                drop(failed);
                 match keep {
                     Step::Use(p) => Some(p),
                     Step::Fetch { .. } | Step::NoPolicy => None,
