@@ -130,13 +130,14 @@ fn clash(a: SocketAddr, b: SocketAddr) -> bool {
 fn zero_counts(cfg: &Config, p: &mut Vec<String>) {
     let l = &cfg.limits;
     let a = &cfg.auth;
-    let counts: [(&str, u64); 8] = [
+    let counts: [(&str, u64); 9] = [
         ("limits.max_errors", l.max_errors.into()),
         ("limits.max_commands", l.max_commands.into()),
         ("limits.max_messages_per_connection", l.max_messages_per_connection.into()),
         ("auth.max_failures_per_connection", a.max_failures_per_connection.into()),
         ("auth.max_auth_failures", a.max_auth_failures.into()),
         ("relay.mx_port", cfg.relay.mx_port.into()),
+        ("relay.mta_sts_port", cfg.relay.mta_sts_port.into()),
         ("spool.max_size", cfg.spool.max_size.unwrap_or(1)),
         ("retention.max_mailbox_size", cfg.retention.max_mailbox_size.unwrap_or(1)),
     ];

@@ -382,6 +382,20 @@ pub struct Relay {
     /// MTA-STS and `tls`.
     #[serde(default)]
     pub tls_policy: BTreeMap<String, TlsLevel>,
+    /// Honour recipient domains' MTA-STS policies (RFC 8461; see
+    /// [`crate::outbound::mta_sts`]).
+    #[serde(default = "default_true")]
+    pub mta_sts: bool,
+    /// Port of the HTTPS servers MTA-STS policies are fetched from. Always
+    /// 443 in production; tests on loopback use another.
+    #[serde(default = "default_mta_sts_port")]
+    pub mta_sts_port: u16,
+    /// PEM bundle of the roots that certificate checks trust (`verify`,
+    /// MTA-STS `enforce` sessions and policy fetches), instead of the
+    /// built-in webpki roots; relative to the config file. Read at start
+    /// only.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Simultaneous connections to one destination domain. The default
     /// of `max_connections` in the shaping rules' `[site.default]` (a rule
     /// overrides it).
@@ -543,6 +557,9 @@ fn default_max_messages_per_connection() -> usize {
 fn default_mx_port() -> u16 {
     25
 }
+fn default_mta_sts_port() -> u16 {
+    443
+}
 
 impl Default for Relay {
     fn default() -> Relay {
@@ -556,6 +573,9 @@ impl Default for Relay {
             delay_warning: default_delay_warning(),
             tls: RelayTlsPolicy::default(),
             tls_policy: BTreeMap::new(),
+            mta_sts: true,
+            mta_sts_port: default_mta_sts_port(),
+            ca_file: None,
             max_connections_per_domain: default_max_connections_per_domain(),
             max_messages_per_connection: default_max_messages_per_connection(),
             connection_idle: default_connection_idle(),
@@ -956,6 +976,7 @@ impl Config {
         });
         self.local_domains_file = self.local_domains_file.as_deref().map(abs);
         self.relay.shaping = self.relay.shaping.as_deref().map(abs);
+        self.relay.ca_file = self.relay.ca_file.as_deref().map(abs);
         self.dkim.resolve(abs);
     }
 
@@ -1064,6 +1085,7 @@ impl Config {
         check("runtime.io_memory", self.runtime.io_memory == new.runtime.io_memory);
         check("relay.dns_server", self.relay.dns_server == new.relay.dns_server);
         check("relay.shaping (the path; the file itself is reloaded)", self.relay.shaping == new.relay.shaping);
+        check("relay.ca_file", self.relay.ca_file == new.relay.ca_file);
         let (a, b) = (&self.relay, &new.relay);
         check(
             "relay.pool, relay.default_pool and relay.pool_by_sender_domain",
@@ -1088,6 +1110,7 @@ impl Config {
         new.runtime.io_memory = self.runtime.io_memory;
         new.relay.dns_server = self.relay.dns_server.clone();
         new.relay.shaping = self.relay.shaping.clone();
+        new.relay.ca_file = self.relay.ca_file.clone();
         // The sender map is kept with the pools: its indexes point into them.
         new.relay.pool = self.relay.pool.clone();
         new.relay.default_pool = self.relay.default_pool.clone();

@@ -202,6 +202,8 @@ impl Shard {
     /// keeps being reused would otherwise keep the old ones for good).
     async fn carry(self: &Rc<Self>, dest: &Dest, targets: &[mx::Target], limits: &SiteLimits, generation: u64) {
         let relay = &self.config().relay;
+        // Before the site's permit: a policy fetch can take seconds.
+        let sts = self.outbound.sts_policy(relay, &dest.domain, targets).await;
         let site: Arc<str> = Arc::from(limits.site.as_str());
         let sources = source::sources(relay, dest.pool);
         let weights: Vec<_> = sources.iter().map(|s| (s.ip, s.weight)).collect();
@@ -225,10 +227,18 @@ impl Shard {
         let mut suspended = None;
         let mut skipped = 0;
         for t in targets {
-            let policy = match tls_policy::decide(relay, &dest.domain, t) {
-                Ok(p) => p,
+            let policy = match tls_policy::decide(relay, &dest.domain, t, sts.as_ref()) {
+                Ok(p) => {
+                    if let Some(note) = tls_policy::sts_testing_refusal(sts.as_ref(), t, &p.basis) {
+                        tracing::info!(domain = %dest.domain, relay = %t.relay_name(), "{note}");
+                    }
+                    p
+                }
                 Err(skip) => {
                     tracing::info!(domain = %dest.domain, relay = %t.relay_name(), reason = %skip, "host not used: TLS policy");
+                    if let Some(basis) = tls_policy::sts_enforcing(sts.as_ref()) {
+                        self.tls_record_refused(&dest.domain, &basis, t, from.ip, "validation-failure");
+                    }
                     last_error = format!("{}: {skip}", t.relay_name());
                     skipped += 1;
                     continue;

@@ -1,4 +1,4 @@
-//! A small DNS stub resolver for one core: MX, A and AAAA lookups against
+//! A small DNS stub resolver for one core: MX, A, AAAA and TXT lookups against
 //! one recursive server, over the core's own UDP sockets (TCP when an
 //! answer is truncated), with a per-core cache that honours TTLs and
 //! caches negative answers (RFC 2308).
@@ -312,16 +312,19 @@ fn extract_a(data: &RData) -> Option<IpAddr> {
     }
 }
 
-fn extract_txt(data: &RData) -> Option<String> {
+fn extract_aaaa(data: &RData) -> Option<IpAddr> {
     match data {
-        RData::TXT(txt) => Some(txt.txt_data().iter().map(|s| String::from_utf8_lossy(s)).collect::<Vec<_>>().concat()),
+        RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
         _ => None,
     }
 }
 
-fn extract_aaaa(data: &RData) -> Option<IpAddr> {
+/// A TXT record's character-strings joined into one value (RFC 7208
+/// §3.3 and RFC 8461 §3.1 read them so); bytes that are not UTF-8 are
+/// replaced, which no record these lookups want can contain.
+fn extract_txt(data: &RData) -> Option<String> {
     match data {
-        RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
+        RData::TXT(txt) => Some(txt.txt_data().iter().map(|s| String::from_utf8_lossy(s)).collect()),
         _ => None,
     }
 }
@@ -386,15 +389,6 @@ impl Resolver {
         })
     }
 
-    /// The TXT records of `name`, each one's strings joined (RFC 7208
-    /// §3.3 style); empty for NODATA or NXDOMAIN.
-    pub async fn txt(&self, name: &str) -> Result<Vec<String>, DnsError> {
-        Ok(match self.lookup(&self.txt_cache, name, Qtype::Txt, extract_txt).await? {
-            Lookup::Found(records) => records,
-            Lookup::NoData | Lookup::NxDomain => Vec::new(),
-        })
-    }
-
     /// The addresses of `host`: its A records, then its AAAA records, both
     /// asked at once and each cached on its own. An empty list means the
     /// host has none (or does not exist). One type failing while the other
@@ -424,6 +418,12 @@ impl Resolver {
             (Err(e), _) | (_, Err(e)) if addrs.is_empty() => Err(e),
             _ => Ok(addrs),
         }
+    }
+
+    /// The TXT records of `name` (cached, negative answers included), each
+    /// record's strings joined. Errors are failures to get an answer.
+    pub async fn txt(&self, name: &str) -> Result<Lookup<Vec<String>>, DnsError> {
+        self.lookup(&self.txt_cache, name, Qtype::Txt, extract_txt).await
     }
 
     /// Cache first; on a miss, ask the server and cache the definitive

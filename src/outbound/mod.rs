@@ -22,7 +22,10 @@
 //! - [`mx`]: where mail for a domain goes (routes, MX plan, null MX), and
 //!   over which protocol ([`mx::Endpoint`]);
 //! - [`dns`]: the core's stub resolver and its TTL cache;
-//! - [`tls`]: the client TLS configs (`relay.tls`);
+//! - [`tls`]: the client TLS configs (`relay.tls`, `relay.ca_file`);
+//! - [`tls_policy`]: which TLS a delivery to one host requires;
+//! - [`mta_sts`]: recipient domains' MTA-STS policies (RFC 8461), their
+//!   durable cache (`data_dir/mta-sts/`) and their HTTPS fetch;
 //! - [`dsn`] and `bounce`: the bytes of a DSN, and sending it back through
 //!   the spool with the null sender (a bounce is never bounced);
 //! - [`classify`]: the bounce class of every final failure (one table);
@@ -58,6 +61,7 @@ pub mod dns;
 pub mod dsn;
 mod held;
 mod idle;
+pub mod mta_sts;
 pub mod mx;
 pub mod shaping;
 pub mod sites;
@@ -75,6 +79,7 @@ pub use conn::{ConnectError, RelayConnection, Timeouts};
 use crate::sender_auth::Signers;
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,6 +94,8 @@ pub struct Outbound {
     pub resolver: dns::Resolver,
     /// Client TLS configs for relaying.
     pub tls: tls::RelayTls,
+    /// MTA-STS policies of the domains this core relays to.
+    pub sts: mta_sts::MtaSts,
     /// Relay connections idle between messages, by destination: woken when
     /// mail for it is ready.
     idle: idle::IdleConnections,
@@ -106,16 +113,21 @@ pub struct Outbound {
 
 impl Outbound {
     /// The stage for one core, asking `dns_server` for MX and address
-    /// records.
+    /// records, trusting `roots` where a certificate is checked, and
+    /// keeping MTA-STS policies under `data_dir` (read here: call it at
+    /// start-up).
     pub fn new(
         dns_server: SocketAddr,
+        roots: Arc<rustls::RootCertStore>,
+        data_dir: &Path,
         signers: Arc<Signers>,
         signer_updates: crossbeam_channel::Receiver<Arc<Signers>>,
         sites: Arc<sites::Sites>,
     ) -> Outbound {
         Outbound {
             resolver: dns::Resolver::new(dns_server, DNS_TIMEOUT),
-            tls: tls::RelayTls::new(),
+            tls: tls::RelayTls::with_roots(roots),
+            sts: mta_sts::MtaSts::load(data_dir.join("mta-sts")),
             idle: idle::IdleConnections::default(),
             sites,
             held: RefCell::default(),
@@ -123,6 +135,25 @@ impl Outbound {
             signer_updates,
             tls_report: RefCell::default(),
         }
+    }
+
+    /// The MTA-STS policy in force for mail to `domain` over `targets`:
+    /// looked up only when `relay.mta_sts` is on, no `[relay.tls_policy]`
+    /// entry overrides it, and some target is an MX host (routes, fallback
+    /// relays and literals are never subject to it).
+    pub async fn sts_policy(
+        &self,
+        relay: &crate::config::Relay,
+        domain: &str,
+        targets: &[mx::Target],
+    ) -> Option<mta_sts::StsPolicy> {
+        let applies = relay.mta_sts
+            && !relay.tls_policy.contains_key(&mx::normalize(domain))
+            && targets.iter().any(|t| matches!(t.origin, mx::Origin::Mx { .. }));
+        if !applies {
+            return None;
+        }
+        self.sts.policy(&self.resolver, &self.tls.verified, relay.mta_sts_port, domain).await
     }
 
     /// The DKIM keys now in force (picks up a SIGHUP reload).

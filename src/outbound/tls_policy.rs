@@ -6,7 +6,9 @@
 //! "Outbound TLS policy" documents it for operators):
 //! 1. a `[relay.tls_policy]` entry for the destination domain;
 //! 2. DANE (RFC 7672): TLSA records of a DNSSEC-secure MX host;
-//! 3. MTA-STS (RFC 8461): the domain's policy in `enforce` mode;
+//! 3. MTA-STS (RFC 8461): the domain's policy in `enforce` mode: only MX
+//!    hosts it lists, each PKIX-verified for its name (others are skipped;
+//!    `testing` mode changes nothing here, see [`sts_testing_refusal`]);
 //! 4. `relay.tls`, the default (opportunistic = may, required = encrypt,
 //!    verify = verify).
 //!
@@ -18,6 +20,8 @@
 //! Pure: [`decide`] takes what the lookups found; the lookups themselves
 //! are the resolver's and the policy caches'.
 
+use super::mta_sts::policy::Mode as StsMode;
+use super::mta_sts::StsPolicy;
 use super::mx::{Endpoint, Origin, Target};
 use super::tls::RelayTls;
 use crate::config::{Relay, TlsLevel};
@@ -47,6 +51,8 @@ pub enum Basis {
     /// A route, fallback relay or LMTP store: the operator's own hop,
     /// under `relay.tls` (DANE and MTA-STS name MX hosts only).
     Configured(TlsLevel),
+    /// The domain's MTA-STS policy, by its TXT id and mode.
+    Sts { id: String, mode: StsMode },
 }
 
 impl fmt::Display for Basis {
@@ -55,6 +61,7 @@ impl fmt::Display for Basis {
             Basis::Entry(level) => write!(f, "tls_policy:{}", level.as_str()),
             Basis::Default(level) => write!(f, "relay.tls:{}", level.as_str()),
             Basis::Configured(level) => write!(f, "route:{}", level.as_str()),
+            Basis::Sts { id, mode } => write!(f, "mta-sts:{mode} id={id}"),
         }
     }
 }
@@ -161,6 +168,9 @@ impl TargetTls {
     pub fn result(&self, encrypted: bool) -> TlsResult {
         match (encrypted, &self.check, self.starttls) {
             (false, _, _) => TlsResult::None,
+            (true, Check::Pkix, _) if matches!(self.basis, Basis::Sts { mode: StsMode::Enforce, .. }) => {
+                TlsResult::StsEnforced
+            }
             (true, Check::Pkix, _) => TlsResult::Verified,
             (true, Check::Any, TlsPolicy::Required | TlsPolicy::Verify) => TlsResult::Encrypted,
             (true, Check::Any, TlsPolicy::Opportunistic | TlsPolicy::Disabled) => TlsResult::Opportunistic,
@@ -169,8 +179,9 @@ impl TargetTls {
 }
 
 /// The TLS requirement for delivering mail for `domain` to `target`, in
-/// the module's order of precedence.
-pub fn decide(relay: &Relay, domain: &str, target: &Target) -> Result<TargetTls, Skip> {
+/// the module's order of precedence. `sts` is the domain's MTA-STS policy
+/// in force, if any.
+pub fn decide(relay: &Relay, domain: &str, target: &Target, sts: Option<&StsPolicy>) -> Result<TargetTls, Skip> {
     let default = TlsLevel::from(relay.tls);
     if let Endpoint::LmtpTcp(_) | Endpoint::LmtpUnix(_) = target.addr {
         // LMTP goes to the operator's own store and never uses TLS.
@@ -181,8 +192,35 @@ pub fn decide(relay: &Relay, domain: &str, target: &Target) -> Result<TargetTls,
     }
     match target.origin {
         Origin::Configured => TargetTls::from_level(default, Basis::Configured(default)),
-        Origin::Mx { .. } => TargetTls::from_level(default, Basis::Default(default)),
+        Origin::Mx { .. } => {
+            if let Some(p) = sts.filter(|p| p.policy.mode == StsMode::Enforce) {
+                let basis = Basis::Sts { id: p.id.clone(), mode: StsMode::Enforce };
+                if !p.policy.allows(&target.host) {
+                    return Err(Skip { reason: format!("{basis}: MX host {} is not in the policy", target.host) });
+                }
+                return Ok(TargetTls { starttls: TlsPolicy::Verify, check: Check::Pkix, basis });
+            }
+            TargetTls::from_level(default, Basis::Default(default))
+        }
     }
+}
+
+/// What a policy in `testing` mode would have refused had it been in
+/// `enforce` mode, for a target whose requirement came from `relay.tls`
+/// (`basis`): the log line's text, or `None`. RFC 8461 §5: testing mode
+/// reports, and delivers as if there were no policy.
+pub fn sts_testing_refusal(sts: Option<&StsPolicy>, target: &Target, basis: &Basis) -> Option<String> {
+    let p = sts.filter(|p| p.policy.mode == StsMode::Testing)?;
+    let (Origin::Mx { .. }, Basis::Default(_)) = (target.origin, basis) else { return None };
+    (!p.policy.allows(&target.host))
+        .then(|| format!("mta-sts testing: would refuse {}: not in the policy id={}", target.host, p.id))
+}
+
+/// The basis of sessions under `sts` when it is enforced (what a host it
+/// rules out is reported under, RFC 8460), else `None`.
+pub fn sts_enforcing(sts: Option<&StsPolicy>) -> Option<Basis> {
+    let p = sts.filter(|p| p.policy.mode == StsMode::Enforce)?;
+    Some(Basis::Sts { id: p.id.clone(), mode: StsMode::Enforce })
 }
 
 #[cfg(test)]
@@ -203,11 +241,11 @@ mod tests {
     #[test]
     fn an_entry_wins_over_the_default_and_names_itself() {
         let r = relay(&[("example.com", TlsLevel::Verify)]);
-        let t = decide(&r, "Example.COM.", &target(Origin::Mx { secure: false })).unwrap();
+        let t = decide(&r, "Example.COM.", &target(Origin::Mx { secure: false }), None).unwrap();
         assert_eq!(t.starttls, TlsPolicy::Verify);
         assert!(matches!(t.check, Check::Pkix));
         assert_eq!(t.basis.to_string(), "tls_policy:verify");
-        let other = decide(&r, "example.net", &target(Origin::Mx { secure: false })).unwrap();
+        let other = decide(&r, "example.net", &target(Origin::Mx { secure: false }), None).unwrap();
         assert_eq!(other.starttls, TlsPolicy::Opportunistic);
         assert_eq!(other.basis.to_string(), "relay.tls:may");
     }
@@ -215,9 +253,9 @@ mod tests {
     #[test]
     fn none_never_starts_tls_and_dane_only_without_records_skips_the_host() {
         let r = relay(&[("plain.test", TlsLevel::None), ("dane.test", TlsLevel::DaneOnly)]);
-        let t = decide(&r, "plain.test", &target(Origin::Mx { secure: true })).unwrap();
+        let t = decide(&r, "plain.test", &target(Origin::Mx { secure: true }), None).unwrap();
         assert_eq!(t.starttls, TlsPolicy::Disabled);
-        assert!(decide(&r, "dane.test", &target(Origin::Mx { secure: true })).is_err());
+        assert!(decide(&r, "dane.test", &target(Origin::Mx { secure: true }), None).is_err());
     }
 
     #[test]
@@ -233,6 +271,48 @@ mod tests {
         assert!(!encrypt.result(true).is_verified());
     }
 
+    fn sts(mode: &str, mx: &str) -> StsPolicy {
+        let body = format!("version: STSv1\nmode: {mode}\nmx: {mx}\nmax_age: 86400\n");
+        let policy = crate::outbound::mta_sts::policy::parse_policy(body.as_bytes()).unwrap();
+        StsPolicy { id: "20260101".into(), fetched_at: 0, policy, body }
+    }
+
+    #[test]
+    fn sts_enforce_verifies_listed_hosts_and_skips_others() {
+        let r = relay(&[]);
+        let listed = sts("enforce", "*.example.com");
+        let t = decide(&r, "example.com", &target(Origin::Mx { secure: false }), Some(&listed)).unwrap();
+        assert_eq!(t.starttls, TlsPolicy::Verify);
+        assert!(matches!(t.check, Check::Pkix));
+        assert_eq!(t.basis.to_string(), "mta-sts:enforce id=20260101");
+        assert_eq!(t.result(true), TlsResult::StsEnforced);
+        assert_eq!(t.result(false), TlsResult::None);
+        let other = sts("enforce", "mx.other.test");
+        let Err(skip) = decide(&r, "example.com", &target(Origin::Mx { secure: false }), Some(&other)) else {
+            panic!("an MX host the policy does not list is used");
+        };
+        assert!(skip.reason.contains("mx.example.com") && skip.reason.contains("id=20260101"), "{skip}");
+    }
+
+    #[test]
+    fn sts_does_not_touch_routes_entries_or_testing_mode() {
+        let r = relay(&[("example.com", TlsLevel::May)]);
+        let enforce = sts("enforce", "mx.other.test");
+        let t = decide(&r, "example.com", &target(Origin::Mx { secure: false }), Some(&enforce)).unwrap();
+        assert_eq!(t.basis.to_string(), "tls_policy:may", "an entry wins");
+        let r = relay(&[]);
+        let t = decide(&r, "example.com", &target(Origin::Configured), Some(&enforce)).unwrap();
+        assert_eq!(t.basis.to_string(), "route:may", "a route is the operator's own hop");
+        let testing = sts("testing", "mx.other.test");
+        let mx = target(Origin::Mx { secure: false });
+        let t = decide(&r, "example.com", &mx, Some(&testing)).unwrap();
+        assert_eq!((t.starttls, t.basis.to_string()), (TlsPolicy::Opportunistic, "relay.tls:may".to_string()));
+        let note = sts_testing_refusal(Some(&testing), &mx, &t.basis).unwrap();
+        assert!(note.starts_with("mta-sts testing: would refuse mx.example.com"), "{note}");
+        assert_eq!(sts_testing_refusal(Some(&sts("testing", "*.example.com")), &mx, &t.basis), None);
+        assert_eq!(sts_testing_refusal(Some(&enforce), &mx, &t.basis), None);
+    }
+
     #[test]
     fn lmtp_targets_never_use_tls() {
         let r = relay(&[]);
@@ -241,6 +321,6 @@ mod tests {
             addr: Endpoint::LmtpTcp("127.0.0.1:24".parse().unwrap()),
             origin: Origin::Configured,
         };
-        assert_eq!(decide(&r, "example.com", &lmtp).unwrap().starttls, TlsPolicy::Disabled);
+        assert_eq!(decide(&r, "example.com", &lmtp, None).unwrap().starttls, TlsPolicy::Disabled);
     }
 }

@@ -162,6 +162,10 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
         tracing::info!(keys = config.dkim.sign.len(), "DKIM signing keys loaded");
     }
     let verifier = Verifier::start(dns_server).map_err(BootError::Verifier)?;
+    // Checked by the preflight; read once here for every core.
+    let roots = crate::outbound::tls::load_roots(config.relay.ca_file.as_deref())
+        .map_err(|e| BootError::Preflight { problems: vec![e.to_string()] })?;
+    let roots = Arc::new(roots);
     let sites = Arc::new(Sites::new(load_shaping(&config).map_err(|e| BootError::Preflight { problems: vec![e] })?));
     // Phase 1: only where each core's appends resume; the rest of the
     // spool is recovered behind the serving cores (see `spool::phased`).
@@ -210,6 +214,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
         feeds.dkim.push(dtx);
         let updates = Updates { users: users_rx, tls: tls_rx, config: config_rx, dkim: dkim_rx };
         let (signers, verifier, sites, recovery) = (signers.clone(), verifier.clone(), sites.clone(), recovery.clone());
+        let roots = roots.clone();
         let (config, users, tls, mesh, ready, listeners, lifecycle) = (
             config.clone(),
             users.clone(),
@@ -246,6 +251,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
                     verifier,
                     sites,
                     recovery,
+                    roots,
                 };
                 if let Err(reason) = core_main(start, mesh, ready.clone()).await {
                     let _ = ready.send(Err(format!("core {core}: {reason}")));
@@ -477,6 +483,8 @@ struct CoreStart {
     sites: Arc<Sites>,
     /// Recovery progress, shared by every core.
     recovery: Arc<super::recovery::Shared>,
+    /// The roots certificate checks trust (`relay.ca_file` or webpki).
+    roots: Arc<rustls::RootCertStore>,
 }
 
 /// Why one core could not start (sent to the main thread as text).
@@ -513,6 +521,7 @@ async fn core_main(
         verifier,
         sites,
         recovery,
+        roots,
     } = start;
     let (senders, mut receivers) = mesh.join().await.map_err(|_| CoreError::Mesh)?;
     let dir = core as u16;
@@ -537,7 +546,7 @@ async fn core_main(
         queue: RefCell::new(QueueShard::default()),
         mesh: Mesh::new(core, senders),
         next_session: Cell::new(0),
-        outbound: crate::outbound::Outbound::new(dns_server, signers, updates.dkim, sites),
+        outbound: crate::outbound::Outbound::new(dns_server, roots, &config.data_dir, signers, updates.dkim, sites),
         verifier,
         tls: RefCell::new(tls),
         tls_updates: updates.tls,

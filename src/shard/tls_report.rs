@@ -20,6 +20,12 @@ pub const FLUSH_EVERY_MS: u64 = 60_000;
 pub fn policy_of(basis: &Basis) -> PolicyId {
     match basis {
         Basis::Entry(_) | Basis::Default(_) | Basis::Configured(_) => PolicyId::no_policy(),
+        // The policy's mode and id (the MX patterns are in the cache
+        // file, `data_dir/mta-sts/DOMAIN`, not in the session's basis).
+        Basis::Sts { id, mode } => PolicyId {
+            policy_type: "sts".into(),
+            policy_string: vec!["version: STSv1".into(), format!("mode: {mode}"), format!("id: {id}")],
+        },
     }
 }
 
@@ -40,15 +46,28 @@ impl Shard {
             Ok(TlsResult::None) => return,
             Ok(_) => Session::Success,
             Err(reason) => match tls_rpt::result_type_of(reason) {
-                Some(kind) => Session::Failure(Failure {
-                    result_type: kind.to_string(),
-                    sending_mta_ip: source.map(|ip| ip.to_string()).unwrap_or_default(),
-                    receiving_mx_hostname: target.host.clone(),
-                    receiving_ip: target.addr.socket_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
-                }),
+                Some(kind) => Session::Failure(failure(kind, target, source)),
                 None => return,
             },
         };
+        self.tls_count(domain, basis, target, session);
+    }
+
+    /// Count a session to `target` that was never tried because its policy
+    /// ruled the host out (an MX host an MTA-STS policy does not list,
+    /// `dane-only` without usable TLSA records), as `result_type`.
+    pub(crate) fn tls_record_refused(
+        self: &Rc<Self>,
+        domain: &str,
+        basis: &Basis,
+        target: &Target,
+        source: Option<std::net::IpAddr>,
+        result_type: &str,
+    ) {
+        self.tls_count(domain, basis, target, Session::Failure(failure(result_type, target, source)));
+    }
+
+    fn tls_count(self: &Rc<Self>, domain: &str, basis: &Basis, target: &Target, session: Session) {
         self.tls_load_once();
         let finished =
             self.outbound.tls_report.borrow_mut().record(now_ms(), domain, &policy_of(basis), &target.host, &session);
@@ -163,7 +182,8 @@ impl Shard {
         let mut out = String::new();
         for domain in counts.domains.keys() {
             let records = match self.outbound.resolver.txt(&format!("_smtp._tls.{domain}")).await {
-                Ok(r) => r,
+                Ok(crate::outbound::dns::Lookup::Found(r)) => r,
+                Ok(_) => Vec::new(),
                 Err(e) => {
                     out.push_str(&format!("{domain}: no report: TXT lookup failed: {e}\n"));
                     continue;
@@ -220,6 +240,16 @@ impl Shard {
         };
         self.store_and_route(new).await.map_err(|e| e.to_string())?;
         Ok(id.to_string())
+    }
+}
+
+/// RFC 8460 failure details of a session to `target` from `source`.
+fn failure(result_type: &str, target: &Target, source: Option<std::net::IpAddr>) -> Failure {
+    Failure {
+        result_type: result_type.to_string(),
+        sending_mta_ip: source.map(|ip| ip.to_string()).unwrap_or_default(),
+        receiving_mx_hostname: target.host.clone(),
+        receiving_ip: target.addr.socket_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
     }
 }
 

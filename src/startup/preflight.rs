@@ -75,6 +75,9 @@ fn file_problems(cfg: &Config, config_path: Option<&Path>, id: Option<&Identity>
             out.push(who(format!("relay.shaping: {e}")));
         }
     }
+    if let Err(e) = crate::outbound::tls::load_roots(cfg.relay.ca_file.as_deref()) {
+        out.push(who(e.to_string()));
+    }
     let tls = match &cfg.tls {
         Some(t) => Some(crate::net::tls::TlsFiles { cert: t.cert.clone(), key: t.key.clone() }),
         // The self-signed pair is made at the first start; once it exists
