@@ -217,9 +217,13 @@ impl Shard {
         let mut conn = None;
         let mut last_error = String::from("no MX host could be reached");
         let mut suspended = None;
+        // Hosts not used under their TLS policy, or whose certificate
+        // matched none of their TLSA records: if that is every host, the
+        // mail waits with 4.7.5 (RFC 7672 §2.2; never plain text instead).
         let mut skipped = 0;
         for t in targets {
-            let policy = match tls_policy::decide(relay, &dest.domain, t) {
+            let dane = self.outbound.dane_status(relay, &dest.domain, t).await;
+            let policy = match tls_policy::decide(relay, &dest.domain, t, &dane) {
                 Ok(p) => p,
                 Err(skip) => {
                     tracing::info!(domain = %dest.domain, relay = %t.relay_name(), reason = %skip, "host not used: TLS policy");
@@ -228,10 +232,18 @@ impl Shard {
                     continue;
                 }
             };
-            match RelayConnection::open(t, from.ip, helo, policy, &self.outbound.tls, client_timeouts(relay)).await {
+            let opened =
+                RelayConnection::open(t, from.ip, helo, policy.clone(), &self.outbound.tls, client_timeouts(relay)).await;
+            match opened {
                 Ok(c) => {
                     conn = Some(c);
                     break;
+                }
+                Err(e) if policy.dane_mismatch().is_some() => {
+                    let why = policy.dane_mismatch().unwrap_or_default();
+                    tracing::info!(domain = %dest.domain, site = %site, source = ?from.ip, relay = %e.host, addr = %e.addr, error = %why, "certificate does not match TLSA, trying next host");
+                    last_error = format!("{}[{}]: 4.7.5 {why}", e.host, e.addr);
+                    skipped += 1;
                 }
                 Err(e) => {
                     tracing::info!(domain = %dest.domain, site = %site, source = ?from.ip, relay = %e.host, addr = %e.addr, error = %e.reason, "connection failed, trying next host");
@@ -251,8 +263,9 @@ impl Shard {
                 // The mail did nothing wrong: it waits, ready, for the
                 // suspension to end instead of going on the retry schedule.
                 Some(until_ms) => self.park(dest, until_ms),
-                // No host may be used under its TLS policy: 4.7.5
-                // (RFC 7672 §2.2; never plain text instead).
+                // No host may be used under its TLS policy, or none had a
+                // certificate its TLSA records match: 4.7.5 (RFC 7672
+                // §2.2; never plain text instead).
                 None if skipped == targets.len() => {
                     self.defer_all_ready_with(dest, (4, 7, 5), &last_error, Some(limits))
                 }

@@ -23,6 +23,9 @@
 //!   over which protocol ([`mx::Endpoint`]);
 //! - [`dns`]: the core's stub resolver and its TTL cache;
 //! - [`tls`]: the client TLS configs (`relay.tls`);
+//! - [`tls_policy`]: which TLS each target requires and why;
+//!   [`dane`]: TLSA matching and its certificate verifier; [`dane_mode`]:
+//!   DANE on or off (the start-up DNSSEC probe) and the TLSA lookup;
 //! - [`dsn`] and `bounce`: the bytes of a DSN, and sending it back through
 //!   the spool with the null sender (a bounce is never bounced);
 //! - [`classify`]: the bounce class of every final failure (one table);
@@ -53,6 +56,8 @@
 pub(crate) mod bounce;
 pub mod classify;
 mod conn;
+pub mod dane;
+pub mod dane_mode;
 mod dispatch;
 pub mod dns;
 pub mod dsn;
@@ -88,6 +93,8 @@ pub struct Outbound {
     pub resolver: dns::Resolver,
     /// Client TLS configs for relaying.
     pub tls: tls::RelayTls,
+    /// DANE on or off, for the whole process (`relay.dane`).
+    pub dane: Arc<dane_mode::DaneSwitch>,
     /// Relay connections idle between messages, by destination: woken when
     /// mail for it is ready.
     idle: idle::IdleConnections,
@@ -102,10 +109,11 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    /// The stage for one core, asking `dns_server` for MX and address
-    /// records.
+    /// The stage for one core, asking `dns_server` for MX, address and
+    /// TLSA records, with DANE as `dane` says.
     pub fn new(
         dns_server: SocketAddr,
+        dane: Arc<dane_mode::DaneSwitch>,
         signers: Arc<Signers>,
         signer_updates: crossbeam_channel::Receiver<Arc<Signers>>,
         sites: Arc<sites::Sites>,
@@ -113,6 +121,7 @@ impl Outbound {
         Outbound {
             resolver: dns::Resolver::new(dns_server, DNS_TIMEOUT),
             tls: tls::RelayTls::new(),
+            dane,
             idle: idle::IdleConnections::default(),
             sites,
             held: RefCell::default(),
