@@ -208,11 +208,9 @@ fn dane_auto_stays_off_when_the_resolver_does_not_validate_and_true_warns() {
 
 /// Runs `program` in `dir`; panics with its output when it fails.
 fn run(dir: &Path, program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e} (Debian packages nsd, unbound, ldnsutils; tests/run.sh installs them)"));
+    let out = Command::new(program).args(args).current_dir(dir).output().unwrap_or_else(|e| {
+        panic!("{program}: {e} (Debian packages nsd, unbound, ldnsutils; tests/run.sh installs them)")
+    });
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{program} {args:?}: {text}{}", String::from_utf8_lossy(&out.stderr));
     text
@@ -261,7 +259,7 @@ fn end_to_end_through_unbound_validating_an_nsd_signed_zone() {
          do-daemonize: no\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n  \
          use-syslog: no\n  logfile: \"{d}/unbound.log\"\n  access-control: 127.0.0.0/8 allow\n  \
          do-not-query-localhost: no\n  module-config: \"validator iterator\"\n  trust-anchor-file: \"{ds}\"\n  \
-         qname-minimisation: no\n  val-log-level: 2\n\
+         qname-minimisation: no\n  val-log-level: 2\n  local-zone: \"test.\" nodefault\n\
          remote-control:\n  control-enable: no\n\
          stub-zone:\n  name: \"remote.test\"\n  stub-addr: 127.0.0.1@{nsd_port}\n",
         d = dir.display(),
@@ -282,9 +280,18 @@ fn end_to_end_through_unbound_validating_an_nsd_signed_zone() {
     let _unbound = daemon("/usr/sbin/unbound", &["-d", "-c", "unbound.conf"]);
     let resolver: std::net::SocketAddr = format!("127.0.0.1:{unbound_port}").parse().unwrap();
     // Ready when Unbound answers for the zone and validated the answer.
-    eventually(Duration::from_secs(20), || {
-        ringmail::outbound::dns::probe_ad(resolver, "remote.test", Duration::from_millis(500)).ok().filter(|ad| *ad)
-    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while ringmail::outbound::dns::probe_ad(resolver, "remote.test", Duration::from_millis(500)).ok() != Some(true) {
+        if std::time::Instant::now() > deadline {
+            let log = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+            panic!(
+                "Unbound gave no validated answer\nnsd.log:\n{}\nunbound.log:\n{}",
+                log("nsd.log"),
+                log("unbound.log")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let server = server(resolver, &sink, "dnssec_probe = \"remote.test\"");
     submit(&server, "Subject: via unbound\r\n\r\ne2e-9b2c\r\n");
     let line = delivered_line(&server);

@@ -104,10 +104,19 @@ impl TlsaRecord {
     }
 }
 
-/// One DER element at the start of `input`: (tag, the whole element, its
-/// contents, what follows). Definite lengths of up to 4 bytes only, which
-/// is all a certificate uses.
-fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+/// One DER element (tag, length, contents) at the start of some input.
+struct Tlv<'a> {
+    tag: u8,
+    /// The whole element, tag and length included.
+    whole: &'a [u8],
+    /// What follows it.
+    rest: &'a [u8],
+    contents: &'a [u8],
+}
+
+/// The DER element at the start of `input`. Definite lengths of up to 4
+/// bytes only, which is all a certificate uses.
+fn tlv(input: &[u8]) -> Option<Tlv<'_>> {
     let (&tag, rest) = input.split_first()?;
     let (&first, rest) = rest.split_first()?;
     let (len, rest) = if first < 0x80 {
@@ -124,7 +133,7 @@ fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
         return None;
     }
     let header = input.len() - rest.len();
-    Some((tag, &input[..header + len], &rest[..len], &rest[len..]))
+    Some(Tlv { tag, whole: &input[..header + len], contents: &rest[..len], rest: &rest[len..] })
 }
 
 /// The DER SubjectPublicKeyInfo (tag and length included, as selector 1
@@ -132,20 +141,19 @@ fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
 pub fn spki(cert: &[u8]) -> Option<&[u8]> {
     const SEQUENCE: u8 = 0x30;
     const VERSION: u8 = 0xa0; // [0] EXPLICIT
-    let (SEQUENCE, _, certificate, _) = tlv(cert)? else { return None };
-    let (SEQUENCE, _, tbs, _) = tlv(certificate)? else { return None };
-    let mut rest = tbs;
-    if let (VERSION, _, _, after) = tlv(rest)? {
-        rest = after;
+    let sequence = |input| tlv(input).filter(|t| t.tag == SEQUENCE);
+    let certificate = sequence(cert)?;
+    let tbs = sequence(certificate.contents)?;
+    let mut rest = tbs.contents;
+    let first = tlv(rest)?;
+    if first.tag == VERSION {
+        rest = first.rest;
     }
     // serialNumber, signature, issuer, validity, subject.
     for _ in 0..5 {
-        rest = tlv(rest)?.3;
+        rest = tlv(rest)?.rest;
     }
-    match tlv(rest)? {
-        (SEQUENCE, whole, _, _) => Some(whole),
-        _ => None,
-    }
+    sequence(rest).map(|spki| spki.whole)
 }
 
 /// A certificate check against a host's usable TLSA records, for one
@@ -222,7 +230,10 @@ impl DaneVerifier {
         let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
             .build()
             .map_err(|e| e.to_string())?;
-        webpki.verify_server_cert(end_entity, intermediates, server_name, &[], now).map(|_| ()).map_err(|e| e.to_string())
+        webpki
+            .verify_server_cert(end_entity, intermediates, server_name, &[], now)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -399,9 +410,9 @@ mod tests {
             assert!(wrong_name.unwrap_err().contains("TLSA mismatch"), "2 {selector} 1 with another name");
         }
         // Not sent by the server: only a full-certificate record can stand in.
-        let (missing, _) = verify(&[record_for(DANE_TA, 1, 1, &ca)], &[leaf.clone()], "mx.example.test");
+        let (missing, _) = verify(&[record_for(DANE_TA, 1, 1, &ca)], std::slice::from_ref(&leaf), "mx.example.test");
         assert!(missing.is_err());
-        let (full, _) = verify(&[record_for(DANE_TA, 0, 0, &ca)], &[leaf.clone()], "mx.example.test");
+        let (full, _) = verify(&[record_for(DANE_TA, 0, 0, &ca)], std::slice::from_ref(&leaf), "mx.example.test");
         assert_eq!(full, Ok(()));
         // The leaf's own key as a "trust anchor" is not one.
         let (leaf_as_ta, _) = verify(&[record_for(DANE_TA, 1, 1, &leaf)], &[leaf.clone(), ca], "mx.example.test");

@@ -128,7 +128,13 @@ pub fn status(host: &str, answer: Result<TlsaAnswer, dns::DnsError>) -> DaneStat
 /// What DANE has to say about `target` for mail to `domain`: nothing
 /// unless it is on and the policy could use it ([`tls_policy::wants_tlsa`]),
 /// else what the TLSA lookup found.
-pub async fn lookup(switch: &DaneSwitch, resolver: &Resolver, relay: &Relay, domain: &str, target: &Target) -> DaneStatus {
+pub async fn lookup(
+    switch: &DaneSwitch,
+    resolver: &Resolver,
+    relay: &Relay,
+    domain: &str,
+    target: &Target,
+) -> DaneStatus {
     if !tls_policy::wants_tlsa(relay, domain, target) || !switch.is_on().await {
         return DaneStatus::NotApplicable;
     }

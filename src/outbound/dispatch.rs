@@ -233,7 +233,8 @@ impl Shard {
                 }
             };
             let opened =
-                RelayConnection::open(t, from.ip, helo, policy.clone(), &self.outbound.tls, client_timeouts(relay)).await;
+                RelayConnection::open(t, from.ip, helo, policy.clone(), &self.outbound.tls, client_timeouts(relay))
+                    .await;
             match opened {
                 Ok(c) => {
                     conn = Some(c);

@@ -413,7 +413,8 @@ pub fn probe_ad(server: SocketAddr, name: &str, timeout: Duration) -> Result<boo
     let mut last = fail(Failure::Timeout(ATTEMPTS));
     for _ in 0..ATTEMPTS {
         let id: u16 = rand::random();
-        let wire = query_message(&qname, Qtype::Soa, id).to_vec().map_err(|e| fail(Failure::Malformed(e.to_string())))?;
+        let wire =
+            query_message(&qname, Qtype::Soa, id).to_vec().map_err(|e| fail(Failure::Malformed(e.to_string())))?;
         let io = |e| fail(Failure::Io("UDP", e));
         let local: SocketAddr = match server {
             SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
