@@ -538,9 +538,11 @@ impl Resolver {
         Ok(self.secure_addresses(host).await?.0)
     }
 
-    /// [`Resolver::addresses`], and whether both the A and the AAAA answer
-    /// were secure (AD). An address given as such, `localhost`, or a type
-    /// that failed while the other had addresses is never secure.
+    /// [`Resolver::addresses`], and whether the answers it got (A, AAAA or
+    /// both) were all secure (AD). One type failing while the other had
+    /// addresses does not make those insecure: otherwise whoever can make
+    /// the AAAA lookup fail could turn DANE off for the host. An address
+    /// given as such and `localhost` are never secure.
     pub async fn secure_addresses(&self, host: &str) -> Result<(Vec<IpAddr>, bool), DnsError> {
         let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
         if let Ok(ip) = bare.parse::<IpAddr>() {
@@ -561,8 +563,7 @@ impl Resolver {
         let addrs: Vec<IpAddr> = found(&v4).into_iter().chain(found(&v6)).collect();
         match (v4, v6) {
             (Err(e), _) | (_, Err(e)) if addrs.is_empty() => Err(e),
-            (Ok(a), Ok(b)) => Ok((addrs, a.secure && b.secure)),
-            _ => Ok((addrs, false)),
+            (v4, v6) => Ok((addrs, [v4, v6].iter().flatten().all(|answer| answer.secure))),
         }
     }
 

@@ -44,14 +44,15 @@
 //! ## Who holds what
 //! [`Outbound`] is the stage's own state, one per core, held by the shard
 //! as `shard.outbound`: the resolver and its cache, the client TLS configs,
-//! and the connections idle between messages. Its methods need nothing
-//! else. The dispatcher, the outcome handlers and the bounces are still
-//! `impl Shard` blocks in this folder taking `self: &Rc<Shard>`, on purpose:
-//! they read and write the queue shard, append to the spool through the
-//! shard's one writer, count in the core's metrics, watch the stop flag and
-//! send `Settle` over the mesh, all of which the shard owns and shares with
-//! the SMTP path. Passing those one by one would widen every call without
-//! making the ownership any clearer; they move when the queue does.
+//! the process-wide DANE switch, and the connections idle between messages.
+//! Its methods need nothing else. The dispatcher, the outcome handlers and
+//! the bounces are still `impl Shard` blocks in this folder taking `self:
+//! &Rc<Shard>`, on purpose: they read and write the queue shard, append to
+//! the spool through the shard's one writer, count in the core's metrics,
+//! watch the stop flag and send `Settle` over the mesh, all of which the
+//! shard owns and shares with the SMTP path. Passing those one by one would
+//! widen every call without making the ownership any clearer; they move
+//! when the queue does.
 
 pub(crate) mod bounce;
 pub mod classify;
