@@ -126,6 +126,31 @@ fn a_certificate_matching_its_tlsa_record_is_delivered_dane_verified() {
 }
 
 #[test]
+fn a_dane_only_entry_delivers_under_dane_and_skips_a_host_without_records() {
+    let work = tempfile::tempdir_in(test_tmp()).unwrap();
+    let sink = TlsSink::start(work.path());
+    let dns = TestDns::start(
+        zone(&sink, Some(&sink.spki_sha256), true)
+            .mx("unsigned.test", 10, "mx.unsigned.test")
+            .a("mx.unsigned.test", "127.0.0.1"),
+    );
+    let entries = r#"tls_policy = { "remote.test" = "dane-only", "unsigned.test" = "dane-only" }"#;
+    let server = server(dns.addr(), &sink, entries);
+    submit(&server, "Subject: dane-only\r\n\r\nx\r\n");
+    let line = delivered_line(&server);
+    assert!(line.contains("tls=dane-verified") && line.contains("tls_basis=\"dane:3 1 1\""), "{line}");
+    let mut c = server.smtp();
+    c.expect("EHLO client.test", "250");
+    assert!(c.send_mail("bob@localhost", &["y@unsigned.test"], b"Subject: no\r\n\r\nx\r\n").starts_with("250"));
+    let log = eventually(Duration::from_secs(20), || {
+        let log = server.log();
+        log.contains("status=\"deferred\"").then_some(log)
+    });
+    let deferred = log.lines().find(|l| l.contains("status=\"deferred\"")).unwrap();
+    assert!(deferred.contains("y@unsigned.test") && deferred.contains("dsn=4.7.5"), "{deferred}");
+}
+
+#[test]
 fn a_tlsa_mismatch_defers_with_4_7_5_and_sends_nothing_in_clear() {
     let work = tempfile::tempdir_in(test_tmp()).unwrap();
     let sink = TlsSink::start(work.path());
