@@ -3,7 +3,7 @@
 # real peers the tests talk to (Python, curl, swaks, Postfix's smtp-sink and
 # smtp-source, fail2ban's fail2ban-regex, dkimpy and opendkim-tools for DKIM,
 # SPF, DMARC and ARC, Prometheus' promtool, HAProxy, Dovecot's LMTP server,
-# systemd-analyze),
+# systemd-analyze, NSD, Unbound and ldnsutils for DANE),
 # then `cargo test` every package in the workspace.
 # Extra arguments go to `cargo test`.
 set -euo pipefail
@@ -35,6 +35,11 @@ command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 # Dovecot's LMTP server takes mail ringmail hands it (tests/lmtp_dovecot.rs).
 [ -x /usr/sbin/dovecot ] || missing+=(dovecot-core)
 [ -x /usr/lib/dovecot/lmtp ] || missing+=(dovecot-lmtpd)
+# DANE end to end (tests/dane.rs): a zone signed by ldns-signzone, served by
+# NSD and validated by Unbound, both started by the test (not as services).
+[ -x /usr/sbin/nsd ] || missing+=(nsd)
+[ -x /usr/sbin/unbound ] || missing+=(unbound)
+command -v ldns-signzone >/dev/null || missing+=(ldnsutils)
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
@@ -46,7 +51,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     # benchmark; keep its installer from configuring a system mailer.
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
     # Only the tools are wanted: where systemd runs, keep the packages'
-    # services (a Prometheus server on :9090, fail2ban, Postfix) from being
+    # services (a Prometheus server on :9090, fail2ban, Postfix, NSD, Unbound) from being
     # started by the install (invoke-rc.d(8): 101 = action forbidden).
     policy=/usr/sbin/policy-rc.d
     if [ ! -e "$policy" ]; then

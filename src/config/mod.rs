@@ -8,6 +8,7 @@
 
 pub mod aliases;
 mod checks;
+mod dane;
 pub mod pool;
 mod routes;
 pub use routes::{LmtpAddr, RouteTarget, RouteTargets, TargetError};
@@ -21,6 +22,7 @@ pub use pool::Source as PoolSource;
 pub use sender_auth::{parse_canonicalization, Dkim, DkimSign, DmarcPolicy, Verify, DEFAULT_HEADERS};
 pub use units::Span;
 
+pub use dane::DaneSetting;
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -396,6 +398,14 @@ pub struct Relay {
     /// only.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// DANE (RFC 7672) for MX hosts: "auto" (on when `dns_server` sets AD
+    /// on `dnssec_probe`), true or false. Start-up only.
+    #[serde(default)]
+    pub dane: DaneSetting,
+    /// A DNSSEC-signed name whose SOA answer must carry AD for `dane =
+    /// "auto"` to turn DANE on. Start-up only.
+    #[serde(default = "dane::default_dnssec_probe")]
+    pub dnssec_probe: String,
     /// Simultaneous connections to one destination domain. The default
     /// of `max_connections` in the shaping rules' `[site.default]` (a rule
     /// overrides it).
@@ -576,6 +586,8 @@ impl Default for Relay {
             mta_sts: true,
             mta_sts_port: default_mta_sts_port(),
             ca_file: None,
+            dane: DaneSetting::default(),
+            dnssec_probe: dane::default_dnssec_probe(),
             max_connections_per_domain: default_max_connections_per_domain(),
             max_messages_per_connection: default_max_messages_per_connection(),
             connection_idle: default_connection_idle(),
@@ -1084,6 +1096,10 @@ impl Config {
         check("spool.segment_size", self.spool.segment_size == new.spool.segment_size);
         check("runtime.io_memory", self.runtime.io_memory == new.runtime.io_memory);
         check("relay.dns_server", self.relay.dns_server == new.relay.dns_server);
+        check(
+            "relay.dane and relay.dnssec_probe",
+            (self.relay.dane, &self.relay.dnssec_probe) == (new.relay.dane, &new.relay.dnssec_probe),
+        );
         check("relay.shaping (the path; the file itself is reloaded)", self.relay.shaping == new.relay.shaping);
         check("relay.ca_file", self.relay.ca_file == new.relay.ca_file);
         let (a, b) = (&self.relay, &new.relay);
@@ -1109,6 +1125,8 @@ impl Config {
         new.spool.segment_size = self.spool.segment_size;
         new.runtime.io_memory = self.runtime.io_memory;
         new.relay.dns_server = self.relay.dns_server.clone();
+        new.relay.dane = self.relay.dane;
+        new.relay.dnssec_probe = self.relay.dnssec_probe.clone();
         new.relay.shaping = self.relay.shaping.clone();
         new.relay.ca_file = self.relay.ca_file.clone();
         // The sender map is kept with the pools: its indexes point into them.

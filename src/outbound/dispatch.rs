@@ -225,9 +225,13 @@ impl Shard {
         let mut conn = None;
         let mut last_error = String::from("no MX host could be reached");
         let mut suspended = None;
+        // Hosts not used under their TLS policy, or whose certificate
+        // matched none of their TLSA records: if that is every host, the
+        // mail waits with 4.7.5 (RFC 7672 §2.2; never plain text instead).
         let mut skipped = 0;
         for t in targets {
-            let policy = match tls_policy::decide(relay, &dest.domain, t, sts.as_ref()) {
+            let dane = self.outbound.dane_status(relay, &dest.domain, t).await;
+            let policy = match tls_policy::decide(relay, &dest.domain, t, &dane, sts.as_ref()) {
                 Ok(p) => {
                     if let Some(note) = tls_policy::sts_testing_refusal(sts.as_ref(), t, &p.basis) {
                         tracing::info!(domain = %dest.domain, relay = %t.relay_name(), "{note}");
@@ -236,8 +240,16 @@ impl Shard {
                 }
                 Err(skip) => {
                     tracing::info!(domain = %dest.domain, relay = %t.relay_name(), reason = %skip, "host not used: TLS policy");
+                    // RFC 8460 result types of a host ruled out before
+                    // connecting.
                     if let Some(basis) = tls_policy::sts_enforcing(sts.as_ref()) {
                         self.tls_record_refused(&dest.domain, &basis, t, from.ip, "validation-failure");
+                    } else if let tls_policy::DaneStatus::Failed(_) = dane {
+                        let basis = tls_policy::Basis::Entry(crate::config::TlsLevel::DaneOnly);
+                        self.tls_record_refused(&dest.domain, &basis, t, from.ip, "tlsa-invalid");
+                    } else if wants_dane_only(relay, &dest.domain) {
+                        let basis = tls_policy::Basis::Entry(crate::config::TlsLevel::DaneOnly);
+                        self.tls_record_refused(&dest.domain, &basis, t, from.ip, "dane-required");
                     }
                     last_error = format!("{}: {skip}", t.relay_name());
                     skipped += 1;
@@ -245,11 +257,21 @@ impl Shard {
                 }
             };
             let basis = policy.basis.clone();
-            match RelayConnection::open(t, from.ip, helo, policy, &self.outbound.tls, client_timeouts(relay)).await {
+            let opened =
+                RelayConnection::open(t, from.ip, helo, policy.clone(), &self.outbound.tls, client_timeouts(relay))
+                    .await;
+            match opened {
                 Ok(c) => {
                     self.tls_record(&dest.domain, &basis, t, from.ip, Ok(c.tls_result()));
                     conn = Some(c);
                     break;
+                }
+                Err(e) if policy.dane_mismatch().is_some() => {
+                    let why = policy.dane_mismatch().unwrap_or_default();
+                    self.tls_record_refused(&dest.domain, &basis, t, from.ip, "validation-failure");
+                    tracing::info!(domain = %dest.domain, site = %site, source = ?from.ip, relay = %e.host, addr = %e.addr, error = %why, "certificate does not match TLSA, trying next host");
+                    last_error = format!("{}[{}]: 4.7.5 {why}", e.host, e.addr);
+                    skipped += 1;
                 }
                 Err(e) => {
                     self.tls_record(&dest.domain, &basis, t, from.ip, Err(&e.reason));
@@ -270,8 +292,9 @@ impl Shard {
                 // The mail did nothing wrong: it waits, ready, for the
                 // suspension to end instead of going on the retry schedule.
                 Some(until_ms) => self.park(dest, until_ms),
-                // No host may be used under its TLS policy: 4.7.5
-                // (RFC 7672 §2.2; never plain text instead).
+                // No host may be used under its TLS policy, or none had a
+                // certificate its TLSA records match: 4.7.5 (RFC 7672
+                // §2.2; never plain text instead).
                 None if skipped == targets.len() => {
                     self.defer_all_ready_with(dest, (4, 7, 5), &last_error, Some(limits))
                 }
@@ -715,6 +738,11 @@ fn client_timeouts(r: &crate::config::Relay) -> Timeouts {
         data_block: t.data_block.get(),
         data_done: t.data_done.get(),
     }
+}
+
+/// Whether `domain` has a `dane-only` entry in `[relay.tls_policy]`.
+fn wants_dane_only(relay: &crate::config::Relay, domain: &str) -> bool {
+    relay.tls_policy.get(&mx::normalize(domain)) == Some(&crate::config::TlsLevel::DaneOnly)
 }
 
 /// The server that answered for a message, and what its session's TLS was.

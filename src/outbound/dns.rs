@@ -1,7 +1,14 @@
-//! A small DNS stub resolver for one core: MX, A, AAAA and TXT lookups against
-//! one recursive server, over the core's own UDP sockets (TCP when an
-//! answer is truncated), with a per-core cache that honours TTLs and
+//! A small DNS stub resolver for one core: MX, A, AAAA, TXT and TLSA
+//! lookups against one recursive server, over the core's own UDP sockets
+//! (TCP when an answer is truncated), with a per-core cache that honours TTLs and
 //! caches negative answers (RFC 2308).
+//!
+//! DNSSEC: this resolver validates nothing itself. Every query carries the
+//! AD bit and an EDNS0 OPT record with DO set (RFC 6840 §5.7, RFC 3225), and
+//! each answer remembers whether the server set AD in its reply ("secure").
+//! That is only worth something when `dns_server` is a validating resolver
+//! the host trusts (Unbound on loopback): the convention Postfix and Exim
+//! follow for DANE, and the README says so.
 //!
 //! It owns the wire exchange (hickory-proto for the format only) and the
 //! cache. It does not decide routing; that is [`crate::outbound::mx`].
@@ -28,9 +35,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 
+use crate::outbound::dane::TlsaRecord;
 use crate::outbound::mx::{normalize, MxAnswer, MxHost};
 
 /// The DNS port.
@@ -46,6 +54,9 @@ pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(60);
 pub const MAX_NEGATIVE_TTL: Duration = Duration::from_secs(3 * 3600);
 /// Entries one core's cache holds before it evicts.
 pub const CACHE_CAPACITY: usize = 16_384;
+/// The UDP payload size our EDNS0 OPT record offers: the DNS flag day 2020
+/// value, which avoids IP fragmentation; larger answers come over TCP.
+pub const EDNS_PAYLOAD: u16 = 1232;
 
 /// The record types this resolver asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,6 +69,10 @@ pub enum Qtype {
     Aaaa,
     /// Text records (`_smtp._tls`, `_mta-sts`).
     Txt,
+    /// DANE TLSA records (RFC 6698), at `_25._tcp.<mx host>`.
+    Tlsa,
+    /// The start of authority: what the start-up DNSSEC probe asks for.
+    Soa,
 }
 
 impl Qtype {
@@ -67,6 +82,8 @@ impl Qtype {
             Qtype::A => RecordType::A,
             Qtype::Aaaa => RecordType::AAAA,
             Qtype::Txt => RecordType::TXT,
+            Qtype::Tlsa => RecordType::TLSA,
+            Qtype::Soa => RecordType::SOA,
         }
     }
 }
@@ -78,6 +95,8 @@ impl std::fmt::Display for Qtype {
             Qtype::A => "A",
             Qtype::Aaaa => "AAAA",
             Qtype::Txt => "TXT",
+            Qtype::Tlsa => "TLSA",
+            Qtype::Soa => "SOA",
         })
     }
 }
@@ -204,26 +223,36 @@ pub enum Lookup<T> {
     NxDomain,
 }
 
-/// A per-core cache of definitive answers with their expiry. Pure: `now`
-/// is always passed in. Bounded: when an insert finds it full, expired
-/// entries are dropped, and if that frees less than an eighth of it,
-/// arbitrary live ones go too, so the full scan is paid once per
-/// `capacity / 8` inserts, not on each.
+/// A definitive answer and whether it was DNSSEC-validated: the server
+/// set AD in its reply (see the module doc for what that is worth).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer<T> {
+    /// What DNS said.
+    pub lookup: Lookup<T>,
+    /// AD was set: secure in RFC 4035's sense, as far as the resolver says.
+    pub secure: bool,
+}
+
+/// A per-core cache of definitive answers (`V`, e.g. an [`Answer`]) with
+/// their expiry. Pure: `now` is always passed in. Bounded: when an insert
+/// finds it full, expired entries are dropped, and if that frees less than
+/// an eighth of it, arbitrary live ones go too, so the full scan is paid
+/// once per `capacity / 8` inserts, not on each.
 #[derive(Debug)]
-pub struct Cache<T> {
-    entries: HashMap<(String, Qtype), (Lookup<T>, Instant)>,
+pub struct Cache<V> {
+    entries: HashMap<(String, Qtype), (V, Instant)>,
     capacity: usize,
 }
 
-impl<T: Clone> Cache<T> {
+impl<V: Clone> Cache<V> {
     /// An empty cache holding at most `capacity` entries (at least one).
-    pub fn new(capacity: usize) -> Cache<T> {
+    pub fn new(capacity: usize) -> Cache<V> {
         Cache { entries: HashMap::new(), capacity: capacity.max(1) }
     }
 
     /// The cached answer for `name` (case and trailing dot ignored), if it
     /// has not expired at `now`. An expired entry is removed.
-    pub fn get(&mut self, name: &str, qtype: Qtype, now: Instant) -> Option<Lookup<T>> {
+    pub fn get(&mut self, name: &str, qtype: Qtype, now: Instant) -> Option<V> {
         let key = (normalize(name), qtype);
         match self.entries.get(&key) {
             Some((answer, expires)) if now < *expires => Some(answer.clone()),
@@ -237,7 +266,7 @@ impl<T: Clone> Cache<T> {
 
     /// Remembers `answer` for `ttl` from `now`. A zero TTL is not cached
     /// (RFC 1035 §3.2.1: use for this transaction only).
-    pub fn insert(&mut self, name: &str, qtype: Qtype, answer: Lookup<T>, ttl: Duration, now: Instant) {
+    pub fn insert(&mut self, name: &str, qtype: Qtype, answer: V, ttl: Duration, now: Instant) {
         if ttl.is_zero() {
             return;
         }
@@ -329,6 +358,110 @@ fn extract_txt(data: &RData) -> Option<String> {
     }
 }
 
+fn extract_tlsa(data: &RData) -> Option<TlsaRecord> {
+    match data {
+        RData::TLSA(tlsa) => Some(TlsaRecord {
+            usage: tlsa.cert_usage().into(),
+            selector: tlsa.selector().into(),
+            mtype: tlsa.matching().into(),
+            data: tlsa.cert_data().to_vec(),
+        }),
+        _ => None,
+    }
+}
+
+/// What a TLSA lookup found (RFC 7672 §2.2). A failure to get an answer
+/// (SERVFAIL, which a validating resolver gives for bogus data, or a
+/// timeout) is the `Err` of [`Resolver::tlsa`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsaAnswer {
+    /// A validated (AD) RRset of these records (never empty; usable or not).
+    Secure(Vec<TlsaRecord>),
+    /// An answer without AD, positive or negative: DANE does not apply.
+    Insecure,
+    /// A validated denial (NXDOMAIN or NODATA): the host publishes none.
+    NoRecords,
+}
+
+impl TlsaAnswer {
+    fn from_answer(answer: Answer<Vec<TlsaRecord>>) -> TlsaAnswer {
+        match answer {
+            Answer { secure: false, .. } => TlsaAnswer::Insecure,
+            Answer { lookup: Lookup::Found(records), secure: true } => TlsaAnswer::Secure(records),
+            Answer { lookup: Lookup::NoData | Lookup::NxDomain, secure: true } => TlsaAnswer::NoRecords,
+        }
+    }
+}
+
+/// The TLSA owner name of an SMTP server (RFC 7672 §2.2.3):
+/// `_25._tcp.<host>`, `port` being the one connected to.
+pub fn tlsa_name(host: &str, port: u16) -> String {
+    format!("_{port}._tcp.{}", normalize(host))
+}
+
+/// A query for (`qname`, `qtype`) with id `id`: recursion desired, AD set
+/// and an EDNS0 OPT record with DO (see the module doc).
+fn query_message(qname: &Name, qtype: Qtype, id: u16) -> Message {
+    let mut edns = Edns::new();
+    edns.set_dnssec_ok(true).set_max_payload(EDNS_PAYLOAD);
+    let mut msg = Message::new();
+    msg.set_id(id)
+        .set_message_type(MessageType::Query)
+        .set_op_code(OpCode::Query)
+        .set_recursion_desired(true)
+        .set_authentic_data(true)
+        .add_query(Query::query(qname.clone(), qtype.record_type()))
+        .set_edns(edns);
+    msg
+}
+
+/// Whether `server` sets AD on its answer for `name`'s SOA: the start-up
+/// DNSSEC probe (`relay.dnssec_probe`). Blocking (std sockets, each of
+/// [`ATTEMPTS`] tries waiting `timeout`): call it from a thread of its
+/// own, never from an executor. Any answer counts, even a truncated one or
+/// NXDOMAIN (an authenticated denial carries AD too); SERVFAIL is an error.
+pub fn probe_ad(server: SocketAddr, name: &str, timeout: Duration) -> Result<bool, DnsError> {
+    let fail = |failure| DnsError { server, name: name.to_string(), qtype: Qtype::Soa, failure };
+    let mut qname = Name::from_utf8(name).map_err(|e| fail(Failure::InvalidName(e.to_string())))?;
+    qname.set_fqdn(true);
+    let mut last = fail(Failure::Timeout(ATTEMPTS));
+    for _ in 0..ATTEMPTS {
+        let id: u16 = rand::random();
+        let wire =
+            query_message(&qname, Qtype::Soa, id).to_vec().map_err(|e| fail(Failure::Malformed(e.to_string())))?;
+        let io = |e| fail(Failure::Io("UDP", e));
+        let local: SocketAddr = match server {
+            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        let socket = std::net::UdpSocket::bind(local).map_err(io)?;
+        socket.connect(server).map_err(io)?;
+        socket.set_read_timeout(Some(timeout)).map_err(io)?;
+        socket.send(&wire).map_err(io)?;
+        let deadline = Instant::now() + timeout;
+        let mut buf = vec![0u8; 4096];
+        while Instant::now() < deadline {
+            let n = match socket.recv(&mut buf) {
+                Ok(n) => n,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => break,
+                Err(e) => {
+                    last = io(e);
+                    break;
+                }
+            };
+            let Ok(reply) = Message::from_vec(&buf[..n]) else { continue };
+            if !answers_query(&reply, id, &qname, Qtype::Soa) {
+                continue;
+            }
+            return match reply.response_code() {
+                ResponseCode::NoError | ResponseCode::NXDomain => Ok(reply.authentic_data()),
+                other => Err(fail(Failure::ServerFailure(other.to_string()))),
+            };
+        }
+    }
+    Err(last)
+}
+
 /// A reply belongs to our query when it is a response with our id and
 /// exactly our question (names compared case-insensitively).
 fn answers_query(reply: &Message, id: u16, name: &Name, qtype: Qtype) -> bool {
@@ -344,9 +477,10 @@ fn answers_query(reply: &Message, id: u16, name: &Name, qtype: Qtype) -> bool {
 pub struct Resolver {
     server: SocketAddr,
     timeout: Duration,
-    mx_cache: Rc<RefCell<Cache<Vec<MxHost>>>>,
-    ip_cache: Rc<RefCell<Cache<Vec<IpAddr>>>>,
-    txt_cache: Rc<RefCell<Cache<Vec<String>>>>,
+    mx_cache: Rc<RefCell<Cache<Answer<Vec<MxHost>>>>>,
+    ip_cache: Rc<RefCell<Cache<Answer<Vec<IpAddr>>>>>,
+    txt_cache: Rc<RefCell<Cache<Answer<Vec<String>>>>>,
+    tlsa_cache: Rc<RefCell<Cache<Answer<Vec<TlsaRecord>>>>>,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -368,6 +502,7 @@ impl Resolver {
             mx_cache: Rc::new(RefCell::new(Cache::new(CACHE_CAPACITY))),
             ip_cache: Rc::new(RefCell::new(Cache::new(CACHE_CAPACITY))),
             txt_cache: Rc::new(RefCell::new(Cache::new(CACHE_CAPACITY))),
+            tlsa_cache: Rc::new(RefCell::new(Cache::new(CACHE_CAPACITY))),
         }
     }
 
@@ -381,12 +516,31 @@ impl Resolver {
     /// records come as published, unsorted. Errors are failures to get an
     /// answer; see [`DnsError::is_permanent`].
     pub async fn mx(&self, domain: &str) -> Result<MxAnswer, DnsError> {
-        let found = self.lookup(&self.mx_cache, domain, Qtype::Mx, extract_mx);
-        Ok(match found.await? {
+        Ok(self.secure_mx(domain).await?.0)
+    }
+
+    /// [`Resolver::mx`], and whether the answer was secure (AD), which DANE
+    /// requires of the MX RRset (RFC 7672 §2.2.1).
+    pub async fn secure_mx(&self, domain: &str) -> Result<(MxAnswer, bool), DnsError> {
+        let found = self.lookup(&self.mx_cache, domain, Qtype::Mx, extract_mx).await?;
+        let answer = match found.lookup {
             Lookup::Found(records) => MxAnswer::Records(records),
             Lookup::NoData => MxAnswer::NoRecords,
             Lookup::NxDomain => MxAnswer::NxDomain,
-        })
+        };
+        Ok((answer, found.secure))
+    }
+
+    /// The TLSA records of the SMTP server `host` on `port`
+    /// ([`tlsa_name`]), cached by TTL like the other types. A CNAME at the
+    /// TLSA name is followed by the recursive server; the answer's records
+    /// of type TLSA are taken and AD covers the whole chain. Errors are
+    /// failures to get an answer (SERVFAIL included: a validating resolver
+    /// gives it for bogus data).
+    pub async fn tlsa(&self, host: &str, port: u16) -> Result<TlsaAnswer, DnsError> {
+        let name = tlsa_name(host, port);
+        let found = self.lookup(&self.tlsa_cache, &name, Qtype::Tlsa, extract_tlsa).await?;
+        Ok(TlsaAnswer::from_answer(found))
     }
 
     /// The addresses of `host`: its A records, then its AAAA records, both
@@ -397,50 +551,60 @@ impl Resolver {
     /// returned as is, and `localhost` is the loopback (RFC 6761 §6.3),
     /// both without a query.
     pub async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, DnsError> {
+        Ok(self.secure_addresses(host).await?.0)
+    }
+
+    /// [`Resolver::addresses`], and whether the answers it got (A, AAAA or
+    /// both) were all secure (AD). One type failing while the other had
+    /// addresses does not make those insecure: otherwise whoever can make
+    /// the AAAA lookup fail could turn DANE off for the host. An address
+    /// given as such and `localhost` are never secure.
+    pub async fn secure_addresses(&self, host: &str) -> Result<(Vec<IpAddr>, bool), DnsError> {
         let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
         if let Ok(ip) = bare.parse::<IpAddr>() {
-            return Ok(vec![ip]);
+            return Ok((vec![ip], false));
         }
         if normalize(host) == "localhost" {
-            return Ok(vec![IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)]);
+            return Ok((vec![IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)], false));
         }
         let (v4, v6) = futures_lite::future::zip(
             self.lookup(&self.ip_cache, host, Qtype::A, extract_a),
             self.lookup(&self.ip_cache, host, Qtype::Aaaa, extract_aaaa),
         )
         .await;
-        let found = |r: &Result<Lookup<Vec<IpAddr>>, DnsError>| match r {
-            Ok(Lookup::Found(addrs)) => addrs.clone(),
+        let found = |r: &Result<Answer<Vec<IpAddr>>, DnsError>| match r {
+            Ok(Answer { lookup: Lookup::Found(addrs), .. }) => addrs.clone(),
             _ => Vec::new(),
         };
         let addrs: Vec<IpAddr> = found(&v4).into_iter().chain(found(&v6)).collect();
         match (v4, v6) {
             (Err(e), _) | (_, Err(e)) if addrs.is_empty() => Err(e),
-            _ => Ok(addrs),
+            (v4, v6) => Ok((addrs, [v4, v6].iter().flatten().all(|answer| answer.secure))),
         }
     }
 
     /// The TXT records of `name` (cached, negative answers included), each
     /// record's strings joined. Errors are failures to get an answer.
     pub async fn txt(&self, name: &str) -> Result<Lookup<Vec<String>>, DnsError> {
-        self.lookup(&self.txt_cache, name, Qtype::Txt, extract_txt).await
+        Ok(self.lookup(&self.txt_cache, name, Qtype::Txt, extract_txt).await?.lookup)
     }
 
     /// Cache first; on a miss, ask the server and cache the definitive
     /// answer. Failures are not cached.
     async fn lookup<T: Clone>(
         &self,
-        cache: &RefCell<Cache<Vec<T>>>,
+        cache: &RefCell<Cache<Answer<Vec<T>>>>,
         name: &str,
         qtype: Qtype,
         extract: fn(&RData) -> Option<T>,
-    ) -> Result<Lookup<Vec<T>>, DnsError> {
+    ) -> Result<Answer<Vec<T>>, DnsError> {
         if let Some(hit) = cache.borrow_mut().get(name, qtype, Instant::now()) {
             return Ok(hit);
         }
         let reply = self.query(name, qtype).await?;
         match interpret(&reply, extract) {
-            Ok((answer, ttl)) => {
+            Ok((lookup, ttl)) => {
+                let answer = Answer { lookup, secure: reply.authentic_data() };
                 cache.borrow_mut().insert(name, qtype, answer.clone(), ttl, Instant::now());
                 Ok(answer)
             }
@@ -457,13 +621,7 @@ impl Resolver {
         let mut qname = Name::from_utf8(name).map_err(|e| invalid(e.to_string()))?;
         qname.set_fqdn(true);
         let id: u16 = rand::random();
-        let mut msg = Message::new();
-        msg.set_id(id)
-            .set_message_type(MessageType::Query)
-            .set_op_code(OpCode::Query)
-            .set_recursion_desired(true)
-            .add_query(Query::query(qname.clone(), qtype.record_type()));
-        let wire = msg.to_vec().map_err(|e| invalid(e.to_string()))?;
+        let wire = query_message(&qname, qtype, id).to_vec().map_err(|e| invalid(e.to_string()))?;
         let ask = Ask { resolver: self, name, qname: &qname, qtype, id };
         let mut last = None;
         for _ in 0..ATTEMPTS {
@@ -614,7 +772,7 @@ mod tests {
     #[test]
     fn cache_entry_lives_exactly_its_ttl() {
         let t0 = Instant::now();
-        let mut cache: Cache<Vec<IpAddr>> = Cache::new(10);
+        let mut cache: Cache<Lookup<Vec<IpAddr>>> = Cache::new(10);
         let found = Lookup::Found(vec!["192.0.2.1".parse().unwrap()]);
         cache.insert("Host.Test.", Qtype::A, found.clone(), Duration::from_secs(300), t0);
         assert_eq!(cache.get("host.test", Qtype::A, t0 + Duration::from_secs(299)), Some(found));
@@ -626,7 +784,7 @@ mod tests {
     #[test]
     fn cache_keeps_negative_answers_for_their_ttl() {
         let t0 = Instant::now();
-        let mut cache: Cache<Vec<MxHost>> = Cache::new(10);
+        let mut cache: Cache<Lookup<Vec<MxHost>>> = Cache::new(10);
         cache.insert("nx.test", Qtype::Mx, Lookup::NxDomain, Duration::from_secs(60), t0);
         cache.insert("nodata.test", Qtype::Mx, Lookup::NoData, Duration::from_secs(5), t0);
         let later = t0 + Duration::from_secs(30);
@@ -637,7 +795,7 @@ mod tests {
     #[test]
     fn cache_does_not_keep_zero_ttl_answers() {
         let t0 = Instant::now();
-        let mut cache: Cache<Vec<IpAddr>> = Cache::new(10);
+        let mut cache: Cache<Lookup<Vec<IpAddr>>> = Cache::new(10);
         cache.insert("a.test", Qtype::A, Lookup::NoData, Duration::ZERO, t0);
         assert_eq!(cache.get("a.test", Qtype::A, t0), None);
     }
@@ -646,7 +804,7 @@ mod tests {
     fn full_cache_drops_expired_entries_before_live_ones() {
         let t0 = Instant::now();
         let secs = Duration::from_secs;
-        let mut cache: Cache<Vec<IpAddr>> = Cache::new(16);
+        let mut cache: Cache<Lookup<Vec<IpAddr>>> = Cache::new(16);
         for i in 0..8 {
             cache.insert(&format!("short{i}.test"), Qtype::A, Lookup::NoData, secs(10), t0);
             cache.insert(&format!("long{i}.test"), Qtype::A, Lookup::NoData, secs(1000), t0);
@@ -662,7 +820,7 @@ mod tests {
     #[test]
     fn cache_never_grows_past_its_capacity() {
         let t0 = Instant::now();
-        let mut cache: Cache<Vec<IpAddr>> = Cache::new(16);
+        let mut cache: Cache<Lookup<Vec<IpAddr>>> = Cache::new(16);
         for i in 0..1000 {
             let name = format!("h{i}.test");
             cache.insert(&name, Qtype::A, Lookup::NoData, Duration::from_secs(60), t0);
@@ -749,5 +907,58 @@ mod tests {
         assert!(e(Failure::InvalidName("empty".into())).is_permanent());
         assert!(!e(Failure::Timeout(3)).is_permanent());
         assert!(!e(Failure::ServerFailure("SERVFAIL".into())).is_permanent());
+    }
+
+    fn tlsa_rdata(usage: u8, data: &[u8]) -> RData {
+        use hickory_proto::rr::rdata::tlsa::{Matching, Selector, TLSA};
+        RData::TLSA(TLSA::new(usage.into(), Selector::Spki, Matching::Sha256, data.to_vec()))
+    }
+
+    #[test]
+    fn queries_ask_for_dnssec_with_ad_and_do() {
+        let m = query_message(&name("mx.test."), Qtype::Tlsa, 9);
+        let wire = Message::from_vec(&m.to_vec().unwrap()).unwrap();
+        assert!(wire.authentic_data() && wire.recursion_desired());
+        let edns = wire.extensions().as_ref().expect("an OPT record");
+        assert!(edns.dnssec_ok());
+        assert_eq!(edns.max_payload(), EDNS_PAYLOAD);
+        assert_eq!(wire.queries()[0].query_type(), RecordType::TLSA);
+    }
+
+    #[test]
+    fn tlsa_replies_are_read_with_their_parameters_beside_other_records() {
+        let mut m = reply(ResponseCode::NoError);
+        let owner = name("_25._tcp.mx.test.");
+        m.add_answer(Record::from_rdata(owner.clone(), 300, tlsa_rdata(3, &[0xab; 32])));
+        // An RRSIG or a CNAME in the answer is not a TLSA record.
+        m.add_answer(Record::from_rdata(owner.clone(), 60, RData::A(A::new(192, 0, 2, 1))));
+        m.add_answer(Record::from_rdata(owner, 300, tlsa_rdata(2, &[0xcd; 32])));
+        let wire = Message::from_vec(&m.to_vec().unwrap()).unwrap();
+        let (answer, ttl) = interpret(&wire, extract_tlsa).unwrap();
+        let want = |usage, byte| TlsaRecord { usage, selector: 1, mtype: 1, data: vec![byte; 32] };
+        assert_eq!(answer, Lookup::Found(vec![want(3, 0xab), want(2, 0xcd)]));
+        assert_eq!(ttl, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn tlsa_answers_are_secure_insecure_or_a_secure_denial() {
+        let records = vec![TlsaRecord { usage: 3, selector: 1, mtype: 1, data: vec![1; 32] }];
+        let found = Lookup::Found(records.clone());
+        let secure = |lookup, secure| TlsaAnswer::from_answer(Answer { lookup, secure });
+        assert_eq!(secure(found.clone(), true), TlsaAnswer::Secure(records));
+        assert_eq!(secure(found, false), TlsaAnswer::Insecure);
+        assert_eq!(secure(Lookup::NoData, true), TlsaAnswer::NoRecords);
+        assert_eq!(secure(Lookup::NxDomain, true), TlsaAnswer::NoRecords);
+        assert_eq!(secure(Lookup::NxDomain, false), TlsaAnswer::Insecure);
+        assert_eq!(tlsa_name("MX.Example.TEST.", 25), "_25._tcp.mx.example.test");
+    }
+
+    #[test]
+    fn the_ad_bit_of_a_reply_survives_the_wire() {
+        let mut m = reply(ResponseCode::NoError);
+        m.set_authentic_data(true);
+        assert!(Message::from_vec(&m.to_vec().unwrap()).unwrap().authentic_data());
+        m.set_authentic_data(false);
+        assert!(!Message::from_vec(&m.to_vec().unwrap()).unwrap().authentic_data());
     }
 }

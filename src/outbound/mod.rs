@@ -23,9 +23,12 @@
 //!   over which protocol ([`mx::Endpoint`]);
 //! - [`dns`]: the core's stub resolver and its TTL cache;
 //! - [`tls`]: the client TLS configs (`relay.tls`, `relay.ca_file`);
-//! - [`tls_policy`]: which TLS a delivery to one host requires;
+//! - [`tls_policy`]: which TLS each target requires and why;
+//!   [`dane`]: TLSA matching and its certificate verifier; [`dane_mode`]:
+//!   DANE on or off (the start-up DNSSEC probe) and the TLSA lookup;
 //! - [`mta_sts`]: recipient domains' MTA-STS policies (RFC 8461), their
 //!   durable cache (`data_dir/mta-sts/`) and their HTTPS fetch;
+//! - [`tls_rpt`]: TLS report counts and the RFC 8460 report;
 //! - [`dsn`] and `bounce`: the bytes of a DSN, and sending it back through
 //!   the spool with the null sender (a bounce is never bounced);
 //! - [`classify`]: the bounce class of every final failure (one table);
@@ -44,18 +47,21 @@
 //! ## Who holds what
 //! [`Outbound`] is the stage's own state, one per core, held by the shard
 //! as `shard.outbound`: the resolver and its cache, the client TLS configs,
-//! and the connections idle between messages. Its methods need nothing
-//! else. The dispatcher, the outcome handlers and the bounces are still
-//! `impl Shard` blocks in this folder taking `self: &Rc<Shard>`, on purpose:
-//! they read and write the queue shard, append to the spool through the
-//! shard's one writer, count in the core's metrics, watch the stop flag and
-//! send `Settle` over the mesh, all of which the shard owns and shares with
-//! the SMTP path. Passing those one by one would widen every call without
-//! making the ownership any clearer; they move when the queue does.
+//! the process-wide DANE switch, and the connections idle between messages.
+//! Its methods need nothing else. The dispatcher, the outcome handlers and
+//! the bounces are still `impl Shard` blocks in this folder taking `self:
+//! &Rc<Shard>`, on purpose: they read and write the queue shard, append to
+//! the spool through the shard's one writer, count in the core's metrics,
+//! watch the stop flag and send `Settle` over the mesh, all of which the
+//! shard owns and shares with the SMTP path. Passing those one by one would
+//! widen every call without making the ownership any clearer; they move
+//! when the queue does.
 
 pub(crate) mod bounce;
 pub mod classify;
 mod conn;
+pub mod dane;
+pub mod dane_mode;
 mod dispatch;
 pub mod dns;
 pub mod dsn;
@@ -96,6 +102,8 @@ pub struct Outbound {
     pub tls: tls::RelayTls,
     /// MTA-STS policies of the domains this core relays to.
     pub sts: mta_sts::MtaSts,
+    /// DANE on or off, for the whole process (`relay.dane`).
+    pub dane: Arc<dane_mode::DaneSwitch>,
     /// Relay connections idle between messages, by destination: woken when
     /// mail for it is ready.
     idle: idle::IdleConnections,
@@ -112,13 +120,14 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    /// The stage for one core, asking `dns_server` for MX and address
-    /// records, trusting `roots` where a certificate is checked, and
-    /// keeping MTA-STS policies under `data_dir` (read here: call it at
-    /// start-up).
+    /// The stage for one core, asking `dns_server` for MX, address and
+    /// TLSA records, with DANE as `dane` says, trusting `roots` where a
+    /// certificate is checked, and keeping MTA-STS policies under
+    /// `data_dir` (read here: call it at start-up).
     pub fn new(
         dns_server: SocketAddr,
         roots: Arc<rustls::RootCertStore>,
+        dane: Arc<dane_mode::DaneSwitch>,
         data_dir: &Path,
         signers: Arc<Signers>,
         signer_updates: crossbeam_channel::Receiver<Arc<Signers>>,
@@ -128,6 +137,7 @@ impl Outbound {
             resolver: dns::Resolver::new(dns_server, DNS_TIMEOUT),
             tls: tls::RelayTls::with_roots(roots),
             sts: mta_sts::MtaSts::load(data_dir.join("mta-sts")),
+            dane,
             idle: idle::IdleConnections::default(),
             sites,
             held: RefCell::default(),

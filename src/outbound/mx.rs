@@ -89,8 +89,10 @@ pub struct Target {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
     /// The domain's MX records (or its implicit MX). `secure`: the MX
-    /// answer was DNSSEC-validated (AD bit from a validating resolver),
-    /// which DANE requires of the MX name (RFC 7672 §2.2.1).
+    /// answer (for the implicit MX, the secure denial of MX records) and
+    /// the host's A and AAAA answers were all DNSSEC-validated (AD bit from
+    /// a validating resolver), which DANE requires (RFC 7672 §2.2.1,
+    /// §2.2.2).
     Mx { secure: bool },
     /// The operator's choice: a `relay.routes` override, a fallback relay
     /// or an address literal.
@@ -335,7 +337,7 @@ pub async fn plan_with_port(
             };
             match resolver.addresses(host).await {
                 Ok(addrs) if !addrs.is_empty() => {
-                    let found = targets(&[(host.clone(), addrs)], port, Origin::Configured);
+                    let found = targets(&[(host.clone(), addrs, Origin::Configured)], port);
                     resolved.extend(found.into_iter().map(|t| match (lmtp, &t.addr) {
                         (true, Endpoint::Smtp(addr)) => {
                             Target { host: target.to_string(), addr: Endpoint::LmtpTcp(*addr), ..t }
@@ -371,10 +373,10 @@ pub async fn plan_with_port(
         }];
         return Ok(Plan { targets, hosts: vec![domain.to_string()] });
     }
-    let answer = match resolver.mx(domain).await {
+    let (answer, mx_secure) = match resolver.secure_mx(domain).await {
         Ok(answer) => answer,
         // A name that cannot exist in DNS is as good as NXDOMAIN.
-        Err(e) if e.is_permanent() => MxAnswer::NxDomain,
+        Err(e) if e.is_permanent() => (MxAnswer::NxDomain, false),
         Err(e) => return Err(temporary(domain, e.to_string())),
     };
     let hosts = match route(domain, answer, rng) {
@@ -387,8 +389,8 @@ pub async fn plan_with_port(
     let mut resolved = Vec::with_capacity(hosts.len());
     let mut first_failure: Option<DnsError> = None;
     for host in hosts {
-        match resolver.addresses(&host.name).await {
-            Ok(addrs) => resolved.push((host.name, addrs)),
+        match resolver.secure_addresses(&host.name).await {
+            Ok((addrs, secure)) => resolved.push((host.name, addrs, Origin::Mx { secure: mx_secure && secure })),
             // A name that cannot exist is as good as NXDOMAIN: skip it.
             Err(e) if e.is_permanent() => {}
             Err(e) => {
@@ -396,7 +398,7 @@ pub async fn plan_with_port(
             }
         }
     }
-    let mut out = targets(&resolved, mx_port, Origin::Mx { secure: false });
+    let mut out = targets(&resolved, mx_port);
     match (out.is_empty(), first_failure) {
         (false, _) => {
             out.extend(fallback_targets(resolver, fallback, &out).await);
@@ -421,7 +423,7 @@ async fn fallback_targets(resolver: &Resolver, fallback: &[String], planned: &[T
     let mut out: Vec<Target> = Vec::new();
     for (host, port) in fallback.iter().filter_map(|f| parse_host_port(f)) {
         if let Ok(addrs) = resolver.addresses(&host).await {
-            for t in targets(&[(host.clone(), addrs)], port, Origin::Configured) {
+            for t in targets(&[(host.clone(), addrs, Origin::Configured)], port) {
                 if !planned.iter().chain(&out).any(|p| p.addr == t.addr) {
                     out.push(t);
                 }
@@ -433,13 +435,13 @@ async fn fallback_targets(resolver: &Resolver, fallback: &[String], planned: &[T
 
 /// Flattens hosts and their addresses in order, dropping repeated
 /// addresses (two MX names for one server) and stopping at [`MAX_TARGETS`].
-fn targets(hosts: &[(String, Vec<IpAddr>)], port: u16, origin: Origin) -> Vec<Target> {
+fn targets(hosts: &[(String, Vec<IpAddr>, Origin)], port: u16) -> Vec<Target> {
     let mut out: Vec<Target> = Vec::new();
-    for (host, addrs) in hosts {
+    for (host, addrs, origin) in hosts {
         for ip in addrs {
             let addr = Endpoint::Smtp(SocketAddr::new(*ip, port));
             if out.len() < MAX_TARGETS && !out.iter().any(|t| t.addr == addr) {
-                out.push(Target { host: host.clone(), addr, origin });
+                out.push(Target { host: host.clone(), addr, origin: *origin });
             }
         }
     }
@@ -722,6 +724,25 @@ mod tests {
             "after the MX, and an address already planned is not tried twice"
         );
         assert_eq!(routed.unwrap().targets, [configured("127.0.0.8", "127.0.0.8:25")]);
+    }
+
+    #[test]
+    fn mx_hosts_are_secure_only_when_the_mx_and_their_addresses_validated() {
+        let dns = TestDns::start(
+            Zone::new()
+                .mx("example.test", 10, "mx1.example.test")
+                .mx("example.test", 20, "mx2.example.test")
+                .a("mx1.example.test", "127.0.0.2")
+                .a("mx2.example.test", "127.0.0.3")
+                .signed("example.test")
+                .signed("mx1.example.test")
+                .mx("insecure.test", 10, "mx1.example.test"),
+        );
+        let got = plan_for(&dns, &BTreeMap::new(), "example.test").unwrap();
+        let secure = Target { origin: Origin::Mx { secure: true }, ..target("mx1.example.test", "127.0.0.2:25") };
+        assert_eq!(got, [secure, target("mx2.example.test", "127.0.0.3:25")]);
+        let got = plan_for(&dns, &BTreeMap::new(), "insecure.test").unwrap();
+        assert_eq!(got, [target("mx1.example.test", "127.0.0.2:25")], "an insecure MX makes every host insecure");
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //! the [`TestDns`] is dropped. It can misbehave on purpose: SERVFAIL,
 //! truncated UDP answers (the full answer only over TCP), silence, and a
 //! decoy reply with the wrong id before the real one. It counts the
-//! queries it receives, so tests can prove a cache hit sent none.
+//! queries it receives, so tests can prove a cache hit sent none. It can
+//! also play a validating resolver: answers about names marked
+//! [`Zone::signed`] carry the AD bit (nothing is actually signed), and it
+//! serves TLSA records for DANE.
 //!
 //! It is test tooling: setup failures panic, and it must never listen
 //! beyond loopback.
@@ -32,7 +35,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, MX, SOA, TXT};
+use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
+use hickory_proto::rr::rdata::{A, AAAA, MX, SOA, TLSA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 /// How often the server threads look at the stop flag.
@@ -60,6 +64,10 @@ struct Entry {
     aaaa: Vec<Ipv6Addr>,
     /// TXT records, each one value (split into 255-byte strings on the wire).
     txt: Vec<String>,
+    /// TLSA records: usage, selector, matching type, data.
+    tlsa: Vec<(u8, u8, u8, Vec<u8>)>,
+    /// Answers about this name (negative ones included) carry AD.
+    signed: bool,
 }
 
 /// The names a [`TestDns`] serves. Names are case-insensitive and may be
@@ -114,6 +122,20 @@ impl Zone {
     /// bytes goes as several character-strings of one record, as DNS needs.
     pub fn txt(mut self, name: &str, value: &str) -> Zone {
         self.entry(name).txt.push(value.to_string());
+        self
+    }
+
+    /// A TLSA record (`_25._tcp.mx.example.test`, usage, selector,
+    /// matching type, association data).
+    pub fn tlsa(mut self, name: &str, usage: u8, selector: u8, mtype: u8, data: &[u8]) -> Zone {
+        self.entry(name).tlsa.push((usage, selector, mtype, data.to_vec()));
+        self
+    }
+
+    /// Answers about `name` carry the AD bit, as a validating resolver's
+    /// do for data that validated (also NODATA for a type it lacks).
+    pub fn signed(mut self, name: &str) -> Zone {
+        self.entry(name).signed = true;
         self
     }
 
@@ -184,6 +206,7 @@ impl Zone {
         let Some(entry) = self.names.get(&key(&name.to_ascii())) else {
             return Some(self.negative(reply, &name, ResponseCode::NXDomain));
         };
+        reply.set_authentic_data(entry.signed);
         match entry.mode {
             Mode::Silent => return None,
             Mode::ServFail => {
@@ -209,6 +232,14 @@ impl Zone {
                 .map(|value| {
                     let strings = value.as_bytes().chunks(255).map(|c| String::from_utf8_lossy(c).into_owned());
                     RData::TXT(TXT::new(strings.collect()))
+                })
+                .collect(),
+            RecordType::TLSA => entry
+                .tlsa
+                .iter()
+                .map(|(usage, selector, mtype, data)| {
+                    let (u, s, m) = (CertUsage::from(*usage), Selector::from(*selector), Matching::from(*mtype));
+                    RData::TLSA(TLSA::new(u, s, m, data.clone()))
                 })
                 .collect(),
             _ => Vec::new(),
@@ -649,5 +680,73 @@ mod tests {
         let (empty, long) = run(async { (r.mx("").await.unwrap_err(), r.mx(&long_label).await.unwrap_err()) });
         assert!(empty.is_permanent() && long.is_permanent(), "{empty} / {long}");
         assert_eq!(dns.queries(), 0);
+    }
+
+    #[test]
+    fn secure_answers_carry_ad_and_are_remembered_so_in_the_cache() {
+        let dns = TestDns::start(
+            Zone::new()
+                .mx("signed.test", 10, "mx.signed.test")
+                .a("mx.signed.test", "127.0.0.2")
+                .signed("signed.test")
+                .signed("mx.signed.test")
+                .mx("plain.test", 10, "mx.plain.test")
+                .a("mx.plain.test", "127.0.0.3"),
+        );
+        let r = resolver(&dns);
+        let got = run(async {
+            let mut out = Vec::new();
+            for _ in 0..2 {
+                out.push((
+                    r.secure_mx("signed.test").await.unwrap().1,
+                    r.secure_addresses("mx.signed.test").await.unwrap().1,
+                    r.secure_mx("plain.test").await.unwrap().1,
+                    r.secure_addresses("mx.plain.test").await.unwrap().1,
+                ));
+            }
+            out
+        });
+        assert_eq!(got, [(true, true, false, false), (true, true, false, false)]);
+        assert_eq!(dns.queries(), 6, "the second round came from the cache, AD included");
+    }
+
+    #[test]
+    fn tlsa_lookups_tell_secure_records_insecure_ones_and_secure_denials() {
+        use crate::outbound::dane::TlsaRecord;
+        use crate::outbound::dns::TlsaAnswer;
+        let dns = TestDns::start(
+            Zone::new()
+                .tlsa("_25._tcp.mx.signed.test", 3, 1, 1, &[0xab; 32])
+                .signed("_25._tcp.mx.signed.test")
+                .tlsa("_25._tcp.mx.plain.test", 3, 1, 1, &[0xab; 32])
+                .a("_25._tcp.mx.none.test", "127.0.0.9")
+                .signed("_25._tcp.mx.none.test")
+                .servfail("_25._tcp.mx.bogus.test"),
+        );
+        let r = resolver(&dns);
+        let (signed, plain, none, bogus) = run(async {
+            (
+                r.tlsa("MX.signed.test", 25).await.unwrap(),
+                r.tlsa("mx.plain.test", 25).await.unwrap(),
+                r.tlsa("mx.none.test", 25).await.unwrap(),
+                r.tlsa("mx.bogus.test", 25).await.unwrap_err(),
+            )
+        });
+        let record = TlsaRecord { usage: 3, selector: 1, mtype: 1, data: vec![0xab; 32] };
+        assert_eq!(signed, TlsaAnswer::Secure(vec![record]));
+        assert_eq!(plain, TlsaAnswer::Insecure);
+        assert_eq!(none, TlsaAnswer::NoRecords);
+        assert!(matches!(bogus.failure, Failure::ServerFailure(_)), "{bogus}");
+    }
+
+    #[test]
+    fn the_blocking_probe_sees_whether_ad_is_set() {
+        let signed = TestDns::start(Zone::new().signed("."));
+        let plain = TestDns::start(Zone::new());
+        let broken = TestDns::start(Zone::new().servfail("."));
+        let probe = |dns: &TestDns| crate::outbound::dns::probe_ad(dns.addr(), ".", Duration::from_millis(500));
+        assert!(probe(&signed).unwrap());
+        assert!(!probe(&plain).unwrap(), "an unsigned NXDOMAIN has no AD");
+        assert!(probe(&broken).is_err());
     }
 }

@@ -166,6 +166,8 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
     let roots = crate::outbound::tls::load_roots(config.relay.ca_file.as_deref())
         .map_err(|e| BootError::Preflight { problems: vec![e.to_string()] })?;
     let roots = Arc::new(roots);
+    // Decided once for the process; the probe runs on a thread of its own.
+    let dane = crate::outbound::dane_mode::DaneSwitch::start(config.relay.dane, &config.relay.dnssec_probe, dns_server);
     let sites = Arc::new(Sites::new(load_shaping(&config).map_err(|e| BootError::Preflight { problems: vec![e] })?));
     // Phase 1: only where each core's appends resume; the rest of the
     // spool is recovered behind the serving cores (see `spool::phased`).
@@ -215,6 +217,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
         let updates = Updates { users: users_rx, tls: tls_rx, config: config_rx, dkim: dkim_rx };
         let (signers, verifier, sites, recovery) = (signers.clone(), verifier.clone(), sites.clone(), recovery.clone());
         let roots = roots.clone();
+        let dane = dane.clone();
         let (config, users, tls, mesh, ready, listeners, lifecycle) = (
             config.clone(),
             users.clone(),
@@ -245,6 +248,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
                     init,
                     listeners,
                     dns_server,
+                    dane,
                     lifecycle,
                     limits,
                     signers,
@@ -473,6 +477,8 @@ struct CoreStart {
     init: CoreInit,
     listeners: Vec<(Protocol, SocketAddr)>,
     dns_server: SocketAddr,
+    /// DANE on or off, shared by every core.
+    dane: Arc<crate::outbound::dane_mode::DaneSwitch>,
     lifecycle: Lifecycle,
     /// The server-wide abuse limits, one table for every core.
     limits: Arc<super::limits::Limits>,
@@ -515,6 +521,7 @@ async fn core_main(
         init,
         listeners,
         dns_server,
+        dane,
         lifecycle,
         limits,
         signers,
@@ -546,7 +553,15 @@ async fn core_main(
         queue: RefCell::new(QueueShard::default()),
         mesh: Mesh::new(core, senders),
         next_session: Cell::new(0),
-        outbound: crate::outbound::Outbound::new(dns_server, roots, &config.data_dir, signers, updates.dkim, sites),
+        outbound: crate::outbound::Outbound::new(
+            dns_server,
+            roots,
+            dane,
+            &config.data_dir,
+            signers,
+            updates.dkim,
+            sites,
+        ),
         verifier,
         tls: RefCell::new(tls),
         tls_updates: updates.tls,

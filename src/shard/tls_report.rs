@@ -22,6 +22,12 @@ pub fn policy_of(basis: &Basis) -> PolicyId {
         Basis::Entry(_) | Basis::Default(_) | Basis::Configured(_) => PolicyId::no_policy(),
         // The policy's mode and id (the MX patterns are in the cache
         // file, `data_dir/mta-sts/DOMAIN`, not in the session's basis).
+        // The usable TLSA records' parameters (`dane:3 1 1`), or the one
+        // that matched.
+        Basis::Dane(_) => PolicyId {
+            policy_type: "tlsa".into(),
+            policy_string: basis.to_string().trim_start_matches("dane:").split(',').map(str::to_string).collect(),
+        },
         Basis::Sts { id, mode } => PolicyId {
             policy_type: "sts".into(),
             policy_string: vec!["version: STSv1".into(), format!("mode: {mode}"), format!("id: {id}")],
