@@ -73,7 +73,6 @@ impl Verdict {
     pub fn action(&self) -> &'static str {
         match self {
             Verdict::Accept(mods) if mods.iter().any(|m| matches!(m, Modification::Quarantine(_))) => "quarantine",
-            Verdict::Accept(mods) if !mods.is_empty() => "modify",
             Verdict::Accept(_) => "accept",
             Verdict::Reject => "reject",
             Verdict::Tempfail => "tempfail",
@@ -189,6 +188,12 @@ impl<'a> Session<'a> {
             State::Done(v) => Some(v),
             _ => None,
         }
+    }
+
+    /// The milter negotiated `SMFIP_HDR_LEADSPC`: header values it sends
+    /// carry their own leading blank.
+    pub fn leading_space(&self) -> bool {
+        self.has(protocol::HDR_LEADSPC)
     }
 
     /// The decision, consuming the session.
