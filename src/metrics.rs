@@ -198,7 +198,12 @@ impl CoreMetrics {
             gauges,
             data_ack: self.data_ack.snapshot(),
             relay_delivery: self.relay_delivery.snapshot(),
-            filter_actions: self.filter_actions.borrow().iter().map(|((f, a), n)| (f.clone(), a.to_string(), *n)).collect(),
+            filter_actions: self
+                .filter_actions
+                .borrow()
+                .iter()
+                .map(|((f, a), n)| (f.clone(), a.to_string(), *n))
+                .collect(),
         }
     }
 }

@@ -255,7 +255,8 @@ fn check_config_names_the_bad_milter_keys() {
         "data_dir = \"d\"\n[[filter.milter]]\naddress = \"localhost:11332\"\n[[filter.milter]]\naddress = \"unix:/x.sock\"\nstage = \"connect\"\ntimeout = \"0s\"\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ringmail")).arg("check-config").arg("--config").arg(&config).output().unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_ringmail")).arg("check-config").arg("--config").arg(&config).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("filter.milter[0].address = \"localhost:11332\": expected \"inet:ADDRESS:PORT\""), "{err}");
@@ -290,16 +291,39 @@ fn rspamd_refuses_gtube_adds_its_headers_and_its_absence_follows_on_error() {
     }
     write(
         "local.d/options.inc",
-        format!("dns {{ nameserver = [\"{}\"]; timeout = 1s; retransmits = 1; }}\nfilters = \"chartable,dkim,regexp\";\n", dns.addr()),
+        format!(
+            "dns {{ nameserver = [\"{}\"]; timeout = 1s; retransmits = 1; }}\nfilters = \"chartable,dkim,regexp\";\n",
+            dns.addr()
+        ),
     );
     for m in [
-        "fuzzy_check", "rbl", "surbl", "phishing", "asn", "rspamd_update", "emails", "mx_check", "mid", "greylist",
-        "ratelimit", "reputation", "neural", "spamassassin", "multimap", "url_redirector", "dcc", "external_services",
-        "antivirus", "maillist",
+        "fuzzy_check",
+        "rbl",
+        "surbl",
+        "phishing",
+        "asn",
+        "rspamd_update",
+        "emails",
+        "mx_check",
+        "mid",
+        "greylist",
+        "ratelimit",
+        "reputation",
+        "neural",
+        "spamassassin",
+        "multimap",
+        "url_redirector",
+        "dcc",
+        "external_services",
+        "antivirus",
+        "maillist",
     ] {
         write(&format!("local.d/{m}.conf"), "enabled = false;\n".into());
     }
-    write("local.d/milter_headers.conf", "use = [\"x-spamd-result\", \"x-spam-status\"];\nskip_local = false;\nskip_authenticated = false;\n".into());
+    write(
+        "local.d/milter_headers.conf",
+        "use = [\"x-spamd-result\", \"x-spam-status\"];\nskip_local = false;\nskip_authenticated = false;\n".into(),
+    );
     write("local.d/logging.inc", "type = \"console\";\nlevel = \"info\";\n".into());
     let var = |k: &str, v: &Path| format!("--var={k}={}", v.display());
     let mut rspamd = Daemon::start(

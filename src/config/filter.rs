@@ -120,7 +120,10 @@ mod tests {
     fn addresses_parse_like_postfix_writes_them() {
         assert_eq!(MilterAddr::parse("inet:127.0.0.1:11332"), Ok(MilterAddr::Inet("127.0.0.1:11332".parse().unwrap())));
         assert_eq!(MilterAddr::parse("inet:[::1]:8891"), Ok(MilterAddr::Inet("[::1]:8891".parse().unwrap())));
-        assert_eq!(MilterAddr::parse("unix:/run/rspamd/milter.sock"), Ok(MilterAddr::Unix("/run/rspamd/milter.sock".into())));
+        assert_eq!(
+            MilterAddr::parse("unix:/run/rspamd/milter.sock"),
+            Ok(MilterAddr::Unix("/run/rspamd/milter.sock".into()))
+        );
         assert!(MilterAddr::parse("inet:localhost:11332").is_err());
         assert!(MilterAddr::parse("unix:relative.sock").is_err());
         assert!(MilterAddr::parse("127.0.0.1:11332").is_err());

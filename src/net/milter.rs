@@ -125,8 +125,9 @@ async fn converse(
             bounded(timeout, "write", async { stream.write_all(&out).await.map_err(|e| MilterError::Io("write", e)) })
                 .await?;
         }
-        let n = bounded(timeout, "read", async { stream.read(&mut chunk).await.map_err(|e| MilterError::Io("read", e)) })
-            .await?;
+        let n =
+            bounded(timeout, "read", async { stream.read(&mut chunk).await.map_err(|e| MilterError::Io("read", e)) })
+                .await?;
         if n == 0 {
             return Err(SessionError::Closed.into());
         }

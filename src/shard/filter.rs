@@ -148,7 +148,9 @@ impl Shard {
             } else {
                 match parse_mailbox(sender.as_bytes()) {
                     Ok(a) => envelope.sender = ReversePath::Mailbox(a),
-                    Err(e) => tracing::warn!(milter = %milter, sender = %sender, error = %e, "milter's new sender ignored"),
+                    Err(e) => {
+                        tracing::warn!(milter = %milter, sender = %sender, error = %e, "milter's new sender ignored")
+                    }
                 }
             }
         }
@@ -168,7 +170,9 @@ impl Shard {
                 Some(decision) => {
                     envelope.recipients.push(AcceptedRecipient { address, decision, dsn: Default::default() })
                 }
-                None => tracing::warn!(milter = %milter, to = %text, "milter's added recipient is no local user: ignored"),
+                None => {
+                    tracing::warn!(milter = %milter, to = %text, "milter's added recipient is no local user: ignored")
+                }
             }
         }
         for rcpt in &edited.del_rcpts {

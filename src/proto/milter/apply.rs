@@ -160,7 +160,10 @@ mod tests {
     #[test]
     fn a_value_cannot_smuggle_a_field_or_end_the_headers() {
         let e = apply(MSG, &[AddHeader { name: s("X-S"), value: s("a\n\nEvil: 1\r\n\tb") }], false);
-        assert_eq!(e.message, b"Received: x\r\nSubject: one\r\nX-A: 1\r\nX-A: 2\r\nX-S: a\r\n Evil: 1\r\n\tb\r\n\r\nbody\r\n");
+        assert_eq!(
+            e.message,
+            b"Received: x\r\nSubject: one\r\nX-A: 1\r\nX-A: 2\r\nX-S: a\r\n Evil: 1\r\n\tb\r\n\r\nbody\r\n"
+        );
     }
 
     #[test]

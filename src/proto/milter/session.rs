@@ -41,9 +41,20 @@ pub struct Conversation {
 /// A change the milter asked for, in the order it sent them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Modification {
-    AddHeader { name: String, value: String },
-    ChgHeader { index: u32, name: String, value: String },
-    InsHeader { index: u32, name: String, value: String },
+    AddHeader {
+        name: String,
+        value: String,
+    },
+    ChgHeader {
+        index: u32,
+        name: String,
+        value: String,
+    },
+    InsHeader {
+        index: u32,
+        name: String,
+        value: String,
+    },
     AddRcpt(String),
     DelRcpt(String),
     /// One chunk of the new body; the chunks together replace it.

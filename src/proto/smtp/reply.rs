@@ -211,8 +211,7 @@ pub const FILTER_REJECTED: Reply = Reply::new(550, "5.7.1", "Error: message cont
 pub const FILTER_TEMPFAIL: Reply = Reply::new(451, "4.7.1", "Error: message content filter says try again later");
 /// A content filter could not be asked (down, timed out, broken reply)
 /// and its `on_error` is "tempfail".
-pub const FILTER_UNAVAILABLE: Reply =
-    Reply::new(451, "4.7.1", "Error: content filter unavailable, try again later");
+pub const FILTER_UNAVAILABLE: Reply = Reply::new(451, "4.7.1", "Error: content filter unavailable, try again later");
 
 /// A content filter's own reply (milter `SMFIR_REPLYCODE`): `code` must be
 /// 4xx or 5xx (else 451/550 by its class is not guessable: 451 is used);
