@@ -208,6 +208,31 @@ fn scripted_milter_replies_and_modifications_are_honoured_byte_for_byte() {
 }
 
 #[test]
+fn milters_run_in_order_each_seeing_the_previous_ones_changes() {
+    let one = tempfile::tempdir().unwrap();
+    let two = tempfile::tempdir().unwrap();
+    let (_first, first, _) = scripted_milter(one.path());
+    let (_second, second, seen) = scripted_milter(two.path());
+    let server = server(&format!("{}{}", milter_entry(&first, ""), milter_entry(&second, "")), None);
+    let r = send(&server, &["alice@localhost"], &message("modify", "original body\r\n"));
+    assert!(r.starts_with("250 "), "{r}");
+    // The second milter was shown the first one's envelope and header.
+    let shown = std::fs::read_to_string(&seen).unwrap();
+    for line in [
+        "from <new-sender@example.org>",
+        "rcpt <bob@localhost>",
+        "header X-Inserted: top",
+        "header Subject: changed",
+        "header X-Added: yes",
+        "eom changed",
+    ] {
+        assert!(shown.contains(line), "{line:?} not in:\n{shown}");
+    }
+    assert!(!shown.contains("rcpt <alice@localhost>") && !shown.contains("X-Remove"), "{shown}");
+    assert_eq!(mailbox_count(&server, "bob@localhost"), 1);
+}
+
+#[test]
 fn an_unreachable_milter_tempfails_or_is_passed_per_on_error() {
     let dead = format!("inet:127.0.0.1:{}", free_port());
     let server = server(&milter_entry(&dead, ""), None);
