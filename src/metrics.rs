@@ -58,6 +58,9 @@ pub struct CoreMetrics {
     data_ack: Latency,
     /// Arrival to the remote 2xx, per recipient, microseconds.
     relay_delivery: Latency,
+    /// Content filter decisions by (filter, action); the filters are the
+    /// configured ones, so the map stays small.
+    filter_actions: std::cell::RefCell<std::collections::BTreeMap<(String, &'static str), u64>>,
 }
 
 impl Default for CoreMetrics {
@@ -80,6 +83,7 @@ impl Default for CoreMetrics {
             sessions: Default::default(),
             data_ack: Latency::default(),
             relay_delivery: Latency::default(),
+            filter_actions: Default::default(),
         }
     }
 }
@@ -175,6 +179,11 @@ impl CoreMetrics {
         SessionGuard { metrics: self, proto }
     }
 
+    /// A content filter (`milter:ADDRESS`) decided `action` about a message.
+    pub fn filter_action(&self, filter: &str, action: &'static str) {
+        *self.filter_actions.borrow_mut().entry((filter.to_string(), action)).or_default() += 1;
+    }
+
     /// Sessions open now, all protocols.
     pub fn sessions_open(&self) -> u64 {
         self.sessions.iter().map(Cell::get).sum()
@@ -202,6 +211,12 @@ impl CoreMetrics {
             gauges,
             data_ack: self.data_ack.snapshot(),
             relay_delivery: self.relay_delivery.snapshot(),
+            filter_actions: self
+                .filter_actions
+                .borrow()
+                .iter()
+                .map(|((f, a), n)| (f.clone(), a.to_string(), *n))
+                .collect(),
         }
     }
 }
@@ -272,6 +287,8 @@ pub struct Snapshot {
     pub gauges: Gauges,
     pub data_ack: LatencyCounts,
     pub relay_delivery: LatencyCounts,
+    /// (filter, action, count) for content filter decisions.
+    pub filter_actions: Vec<(String, String, u64)>,
 }
 
 /// Render every core's snapshot as Prometheus text exposition (0.0.4).
@@ -444,6 +461,20 @@ pub fn render(snaps: &[Snapshot]) -> String {
         "1 until this core has adopted the spool recovered behind it after a start.",
         &|s| u8::from(s.gauges.recovering) as f64,
     );
+    let _ = writeln!(
+        out,
+        "# HELP ringmail_filter_actions_total Content filter (milter) decisions, by filter and action.\n# TYPE ringmail_filter_actions_total counter"
+    );
+    for s in snaps {
+        for (filter, action, n) in &s.filter_actions {
+            let _ = writeln!(
+                out,
+                "ringmail_filter_actions_total{{core=\"{}\",filter=\"{}\",action=\"{action}\"}} {n}",
+                s.core,
+                label_value(filter)
+            );
+        }
+    }
     let free = snaps.first().map_or(0, |s| s.gauges.spool_free_bytes);
     let _ = writeln!(out, "# HELP ringmail_spool_free_bytes Free bytes on the spool's file system.\n# TYPE ringmail_spool_free_bytes gauge\nringmail_spool_free_bytes {free}");
     let per_core_latency = |f: &dyn Fn(&Snapshot) -> LatencyCounts| {
@@ -462,6 +493,12 @@ pub fn render(snaps: &[Snapshot]) -> String {
         &per_core_latency(&|s| s.relay_delivery),
     );
     out
+}
+
+/// A label value as the exposition format wants it (RFC-less, see the
+/// Prometheus text format): backslash, quote and newline escaped.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 # real peers the tests talk to (Python, curl, swaks, Postfix's smtp-sink and
 # smtp-source, fail2ban's fail2ban-regex, dkimpy and opendkim-tools for DKIM,
 # SPF, DMARC and ARC, Prometheus' promtool, HAProxy, Dovecot's LMTP server,
-# systemd-analyze, NSD, Unbound and ldnsutils for DANE),
+# systemd-analyze, NSD, Unbound and ldnsutils for DANE, rspamd, ClamAV and
+# python3-milter for the milters),
 # then `cargo test` every package in the workspace.
 # Extra arguments go to `cargo test`.
 set -euo pipefail
@@ -40,6 +41,13 @@ command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 [ -x /usr/sbin/nsd ] || missing+=(nsd)
 [ -x /usr/sbin/unbound ] || missing+=(unbound)
 command -v ldns-signzone >/dev/null || missing+=(ldnsutils)
+# Milters (tests/milter.rs): rspamd's proxy worker in milter mode, ClamAV's
+# clamd and clamav-milter (signatures made by the test; freshclam is never
+# run), and python3-milter (libmilter) for the scripted filter.
+command -v rspamd >/dev/null || missing+=(rspamd)
+[ -x /usr/sbin/clamd ] || missing+=(clamav clamav-daemon)
+[ -x /usr/sbin/clamav-milter ] || missing+=(clamav-milter)
+/usr/bin/python3 -c 'import Milter' 2>/dev/null || missing+=(python3-milter)
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then

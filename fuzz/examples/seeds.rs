@@ -447,10 +447,66 @@ action = "halve-rate"
     write(dir, "tiny-rate", b"[site.default]\nmax_message_rate = \"1/d\"\nconnection_rate = \"4294967295/s\"\n");
 }
 
+/// A milter reply frame: length, code, data.
+fn milter_frame(code: u8, data: &[u8]) -> Vec<u8> {
+    let mut f = ((data.len() + 1) as u32).to_be_bytes().to_vec();
+    f.push(code);
+    f.extend_from_slice(data);
+    f
+}
+
+/// Replies a milter sends to the conversation of the `milter_reply`
+/// target (two recipients, two header fields, one body chunk): the
+/// negotiation asking for every change, then `steps` CONTINUEs, then `end`.
+fn milter_reply(dir: &Path) {
+    let optneg = |actions: u32, protocol: u32| {
+        let mut d = 6u32.to_be_bytes().to_vec();
+        d.extend_from_slice(&actions.to_be_bytes());
+        d.extend_from_slice(&protocol.to_be_bytes());
+        milter_frame(b'O', &d)
+    };
+    let cont = |n: usize| (0..n).flat_map(|_| milter_frame(b'c', b"")).collect::<Vec<u8>>();
+    let mut chg = 1u32.to_be_bytes().to_vec();
+    chg.extend_from_slice(b"Subject\0changed\0");
+    let mut ins = 0u32.to_be_bytes().to_vec();
+    ins.extend_from_slice(b"X-Top\0a\n\nEvil: 1\0");
+    let changes = [
+        milter_frame(b'h', b"X-Spam\0no\0"),
+        milter_frame(b'm', &chg),
+        milter_frame(b'i', &ins),
+        milter_frame(b'+', b"<w@mx.test>\0"),
+        milter_frame(b'-', b"<u@mx.test>\0"),
+        milter_frame(b'e', b"<new@b.test>\0"),
+        milter_frame(b'b', b"new\nbody\r\n"),
+        milter_frame(b'q', b"held\0"),
+        milter_frame(b'p', b""),
+        milter_frame(b'a', b""),
+    ]
+    .concat();
+    let cases: Vec<(&str, u8, Vec<u8>)> = vec![
+        ("every-change", b'7', [optneg(0xff, 0), cont(10), changes.clone()].concat()),
+        ("every-change-bytewise", b'0', [optneg(0xff, 0), cont(10), changes].concat()),
+        ("reply-code", b'3', [optneg(0, 0), cont(2), milter_frame(b'y', b"550-5.7.1 a\r\n550 5.7.1 b\0")].concat()),
+        (
+            "no-reply-steps",
+            b'5',
+            [optneg(0x01, 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x80 | 0x80000), cont(3), milter_frame(b't', b"")]
+                .concat(),
+        ),
+        ("skip-body", b'2', [optneg(0, 0x400), cont(9), milter_frame(b's', b""), milter_frame(b'd', b"")].concat()),
+        ("oversized-frame", b'6', [optneg(0, 0), 0x7fff_ffffu32.to_be_bytes().to_vec()].concat()),
+    ];
+    for (name, control, replies) in cases {
+        let mut bytes = vec![control];
+        bytes.extend(replies);
+        write(dir, name, &bytes);
+    }
+}
+
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus");
     type Writer = fn(&Path);
-    let targets: [(&str, Writer); 8] = [
+    let targets: [(&str, Writer); 9] = [
         ("smtp_command", smtp_command),
         ("smtp_bdat", smtp_bdat),
         ("smtp_data", smtp_data),
@@ -459,6 +515,7 @@ fn main() {
         ("spool_record", spool_record),
         ("mail_headers", mail_headers),
         ("shaping_rules", shaping_rules),
+        ("milter_reply", milter_reply),
     ];
     for (name, make) in targets {
         let dir = root.join(name);

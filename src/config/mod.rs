@@ -9,12 +9,14 @@
 pub mod aliases;
 mod checks;
 mod dane;
+pub mod filter;
 pub mod pool;
 mod routes;
 pub use routes::{LmtpAddr, RouteTarget, RouteTargets, TargetError};
 mod sender_auth;
 mod units;
 
+pub use filter::{Filter, Milter, MilterAddr, MilterStage, OnError};
 pub use pool::Pool;
 /// The pool source type under the name the outbound stage uses (`Source`
 /// in this module is the config file's origin).
@@ -141,6 +143,10 @@ pub struct Config {
     pub dkim: Dkim,
     #[serde(default)]
     pub verify: Verify,
+    /// `[filter]`: milters (and later DNSBL, greylisting) in front of the
+    /// spool.
+    #[serde(default)]
+    pub filter: Filter,
 }
 
 /// `[retention]`: how long mail stays in local mailboxes and how much of
@@ -1065,6 +1071,7 @@ impl Config {
         }
         checks::problems(self, crate::startup::cpus::allowed().len(), &mut p);
         self.dkim.problems(&mut p);
+        self.filter.problems(&mut p);
         if self.auth.max_auth_failures_per_user == 0 {
             p.push("auth.max_auth_failures_per_user: must be at least 1".to_string());
         }

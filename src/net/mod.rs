@@ -5,6 +5,7 @@
 mod conn;
 pub mod control;
 mod http;
+pub mod milter;
 pub use http::accept_loop as metrics_accept_loop;
 mod pop3_driver;
 pub mod proxy;

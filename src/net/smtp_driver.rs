@@ -175,8 +175,16 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
                                 tls: conn.is_tls(),
                                 submission: matches!(proto, Protocol::Submission | Protocol::Smtps),
                             };
-                            let outcome =
-                                shard.accept_message(client, arrival, envelope, body, auth_results.as_deref()).await;
+                            let outcome = shard
+                                .filter_and_accept(
+                                    conn.peer,
+                                    permitted,
+                                    arrival,
+                                    envelope,
+                                    body,
+                                    auth_results.as_deref(),
+                                )
+                                .await;
                             if let (StoreOutcome::Stored { queue_id }, Some(summary)) = (&outcome, summary) {
                                 tracing::info!(queue_id = %queue_id, client = %client, auth = %summary, "sender authentication");
                             }

@@ -10,6 +10,7 @@
 pub mod admin;
 mod boot;
 pub mod checks;
+mod filter;
 pub mod limits;
 mod login;
 pub use login::Login;

@@ -113,6 +113,22 @@ pub enum StoreOutcome {
     /// under `verify.dmarc_policy = "enforce"`): 550 5.7.1 with this text
     /// (one line, no CR/LF); nothing was stored.
     PolicyRejected { text: String },
+    /// Refused by a content filter (milter) after the data was read;
+    /// nothing was stored.
+    Filtered(FilterRefusal),
+}
+
+/// How a content filter refused a message (see [`StoreOutcome::Filtered`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterRefusal {
+    /// 550 5.7.1.
+    Rejected,
+    /// 451 4.7.1: the filter said try again later.
+    TempFailed,
+    /// 451 4.7.1: the filter could not be asked.
+    Unavailable,
+    /// The filter's own reply: a 4xx/5xx code and its text (one line).
+    Reply { code: u16, text: String },
 }
 
 /// How [`Action::Authenticate`] went.

@@ -214,6 +214,34 @@ pub const SENDER_NOT_OWNED: Reply = Reply::new(553, "5.7.1", "Sender address rej
 /// The spool write failed; the client retries later.
 /// The message was refused after its data (sender authentication policy).
 pub const POLICY_REJECTED: Reply = Reply::new(550, "5.7.1", "{}");
+/// A content filter (milter) refused the message.
+pub const FILTER_REJECTED: Reply = Reply::new(550, "5.7.1", "Error: message content rejected");
+/// A content filter (milter) asked the client to try again later.
+pub const FILTER_TEMPFAIL: Reply = Reply::new(451, "4.7.1", "Error: message content filter says try again later");
+/// A content filter could not be asked (down, timed out, broken reply)
+/// and its `on_error` is "tempfail".
+pub const FILTER_UNAVAILABLE: Reply = Reply::new(451, "4.7.1", "Error: content filter unavailable, try again later");
+
+/// A content filter's own reply (milter `SMFIR_REPLYCODE`): `code` must be
+/// 4xx or 5xx (else 451/550 by its class is not guessable: 451 is used);
+/// control characters are dropped from `text`, and `x.7.1` is put in
+/// front when it does not start with an enhanced code of the same class.
+pub fn write_filter_reply(out: &mut Vec<u8>, code: u16, text: &str) {
+    let code = if (400..600).contains(&code) { code } else { 451 };
+    let class = if code >= 500 { '5' } else { '4' };
+    let text: String = text.chars().filter(|c| !c.is_control()).collect();
+    let text = text.trim();
+    let first = text.split(' ').next().unwrap_or("");
+    let enhanced = first.starts_with(class)
+        && first.split('.').count() == 3
+        && first.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    write_code(out, code, b' ');
+    if !enhanced {
+        out.extend_from_slice(format!("{class}.7.1 ").as_bytes());
+    }
+    out.extend_from_slice(if text.is_empty() { "Error: message content rejected" } else { text }.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
 pub const QUEUE_WRITE_ERROR: Reply = Reply::new(451, "4.3.0", "Error: queue file write error");
 /// The spool is full; the client retries later.
 pub const INSUFFICIENT_STORAGE: Reply = Reply::new(452, "4.3.1", "Insufficient system storage");

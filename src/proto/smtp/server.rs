@@ -29,7 +29,7 @@ use super::chunk::ChunkBody;
 use super::command::{parse_command, BodyType, Command, MailFrom, RcptTo, Verb};
 use super::data::{DataProgress, DataScanner};
 use super::envelope::{AcceptedRecipient, Envelope, RcptDecision, RecipientPolicy, SenderDecision};
-use super::interface::{Action, AuthMode, AuthOutcome, ServerConfig, StoreOutcome};
+use super::interface::{Action, AuthMode, AuthOutcome, FilterRefusal, ServerConfig, StoreOutcome};
 use super::line::{next_line, LineStatus};
 use super::reply::{self, EhloOffer, Reply};
 use super::sasl::{self, Exchange, Mechanism, Step};
@@ -248,6 +248,12 @@ impl Server {
                 let text: String = text.chars().filter(|c| !c.is_control()).collect();
                 reply::POLICY_REJECTED.write_with(&mut self.output, &text);
             }
+            StoreOutcome::Filtered(refusal) => match refusal {
+                FilterRefusal::Rejected => reply::FILTER_REJECTED.write(&mut self.output),
+                FilterRefusal::TempFailed => reply::FILTER_TEMPFAIL.write(&mut self.output),
+                FilterRefusal::Unavailable => reply::FILTER_UNAVAILABLE.write(&mut self.output),
+                FilterRefusal::Reply { code, text } => reply::write_filter_reply(&mut self.output, code, &text),
+            },
         }
         self.action = None;
         self.state = State::Greeted(greeting);

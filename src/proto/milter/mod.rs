@@ -1,0 +1,19 @@
+//! The milter protocol (Sendmail libmilter's, version 6, as Postfix
+//! speaks it): the MTA side, sans-I/O.
+//!
+//! Owns: the wire format ([`frame`]), one conversation about one message
+//! ([`session`]), the header view of a message ([`headers`]) and applying
+//! a milter's changes ([`apply`]). It must not open sockets, read the
+//! clock or decide policy (what a tempfail means for the client is the
+//! caller's business).
+
+pub mod apply;
+pub mod frame;
+pub mod headers;
+pub mod session;
+#[cfg(test)]
+mod session_tests;
+
+pub use apply::{apply, Edited};
+pub use frame::{FrameError, MAX_FRAME};
+pub use session::{Conversation, Modification, Session, SessionError, Verdict};
