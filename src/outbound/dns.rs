@@ -56,6 +56,8 @@ pub enum Qtype {
     A,
     /// IPv6 addresses.
     Aaaa,
+    /// Reverse DNS: the names of an address (client screening, FCrDNS).
+    Ptr,
 }
 
 impl Qtype {
@@ -64,6 +66,7 @@ impl Qtype {
             Qtype::Mx => RecordType::MX,
             Qtype::A => RecordType::A,
             Qtype::Aaaa => RecordType::AAAA,
+            Qtype::Ptr => RecordType::PTR,
         }
     }
 }
@@ -74,6 +77,7 @@ impl std::fmt::Display for Qtype {
             Qtype::Mx => "MX",
             Qtype::A => "A",
             Qtype::Aaaa => "AAAA",
+            Qtype::Ptr => "PTR",
         })
     }
 }
@@ -308,6 +312,13 @@ fn extract_a(data: &RData) -> Option<IpAddr> {
     }
 }
 
+fn extract_ptr(data: &RData) -> Option<String> {
+    match data {
+        RData::PTR(name) => Some(normalize(&name.0.to_ascii())),
+        _ => None,
+    }
+}
+
 fn extract_aaaa(data: &RData) -> Option<IpAddr> {
     match data {
         RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
@@ -332,6 +343,7 @@ pub struct Resolver {
     timeout: Duration,
     mx_cache: Rc<RefCell<Cache<Vec<MxHost>>>>,
     ip_cache: Rc<RefCell<Cache<Vec<IpAddr>>>>,
+    ptr_cache: Rc<RefCell<Cache<Vec<String>>>>,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -352,6 +364,7 @@ impl Resolver {
             timeout: timeout.max(Duration::from_millis(1)),
             mx_cache: Rc::new(RefCell::new(Cache::new(CACHE_CAPACITY))),
             ip_cache: Rc::new(RefCell::new(Cache::new(CACHE_CAPACITY))),
+            ptr_cache: Rc::new(RefCell::new(Cache::new(CACHE_CAPACITY))),
         }
     }
 
@@ -402,6 +415,19 @@ impl Resolver {
             (Err(e), _) | (_, Err(e)) if addrs.is_empty() => Err(e),
             _ => Ok(addrs),
         }
+    }
+
+    /// The A records of `name` as a definitive answer (cached; NXDOMAIN
+    /// and NODATA told apart): what a DNS list query needs.
+    pub async fn ipv4(&self, name: &str) -> Result<Lookup<Vec<IpAddr>>, DnsError> {
+        self.lookup(&self.ip_cache, name, Qtype::A, extract_a).await
+    }
+
+    /// The PTR names of `ip` (lowercase, no trailing dot; cached), asked
+    /// under `in-addr.arpa` or `ip6.arpa`.
+    pub async fn ptr(&self, ip: IpAddr) -> Result<Lookup<Vec<String>>, DnsError> {
+        let name = crate::screen::site::reverse_zone_name(ip);
+        self.lookup(&self.ptr_cache, &name, Qtype::Ptr, extract_ptr).await
     }
 
     /// Cache first; on a miss, ask the server and cache the definitive

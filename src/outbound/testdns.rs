@@ -32,7 +32,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, MX, SOA, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, MX, PTR, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 /// How often the server threads look at the stop flag.
@@ -60,6 +60,8 @@ struct Entry {
     aaaa: Vec<Ipv6Addr>,
     /// TXT records, each one value (split into 255-byte strings on the wire).
     txt: Vec<String>,
+    /// PTR records (reverse DNS).
+    ptr: Vec<Name>,
 }
 
 /// The names a [`TestDns`] serves. Names are case-insensitive and may be
@@ -114,6 +116,15 @@ impl Zone {
     /// bytes goes as several character-strings of one record, as DNS needs.
     pub fn txt(mut self, name: &str, value: &str) -> Zone {
         self.entry(name).txt.push(value.to_string());
+        self
+    }
+
+    /// A PTR record for `ip` (its `in-addr.arpa` / `ip6.arpa` name) naming
+    /// `host`. Panics if `ip` is not an address or `host` not a DNS name.
+    pub fn ptr(mut self, ip: &str, host: &str) -> Zone {
+        let ip: std::net::IpAddr = ip.parse().expect("Zone::ptr wants an IP address");
+        let host = Name::from_ascii(host).expect("Zone::ptr wants a valid host name");
+        self.entry(&crate::screen::site::reverse_zone_name(ip)).ptr.push(host);
         self
     }
 
@@ -203,6 +214,7 @@ impl Zone {
             }
             RecordType::A => entry.a.iter().map(|ip| RData::A(A(*ip))).collect(),
             RecordType::AAAA => entry.aaaa.iter().map(|ip| RData::AAAA(AAAA(*ip))).collect(),
+            RecordType::PTR => entry.ptr.iter().map(|host| RData::PTR(PTR(host.clone()))).collect(),
             RecordType::TXT => entry
                 .txt
                 .iter()

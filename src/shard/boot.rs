@@ -46,6 +46,8 @@ pub enum BootError {
     DkimKey(#[from] crate::sender_auth::keys::KeyError),
     #[error("cannot start the sender authentication thread: {0}")]
     Verifier(std::io::Error),
+    #[error(transparent)]
+    Greylist(crate::screen::greylist::StoreError),
     /// Not `#[from]`: the message carries the cause, which must not be
     /// printed a second time as its source.
     #[error("spool recovery failed: {0}")]
@@ -162,6 +164,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
         tracing::info!(keys = config.dkim.sign.len(), "DKIM signing keys loaded");
     }
     let verifier = Verifier::start(dns_server).map_err(BootError::Verifier)?;
+    let screening = Arc::new(crate::screen::Shared::open(&config).map_err(BootError::Greylist)?);
     let sites = Arc::new(Sites::new(load_shaping(&config).map_err(|e| BootError::Preflight { problems: vec![e] })?));
     // Phase 1: only where each core's appends resume; the rest of the
     // spool is recovered behind the serving cores (see `spool::phased`).
@@ -210,6 +213,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
         feeds.dkim.push(dtx);
         let updates = Updates { users: users_rx, tls: tls_rx, config: config_rx, dkim: dkim_rx };
         let (signers, verifier, sites, recovery) = (signers.clone(), verifier.clone(), sites.clone(), recovery.clone());
+        let screening = screening.clone();
         let (config, users, tls, mesh, ready, listeners, lifecycle) = (
             config.clone(),
             users.clone(),
@@ -246,6 +250,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
                     verifier,
                     sites,
                     recovery,
+                    screening,
                 };
                 if let Err(reason) = core_main(start, mesh, ready.clone()).await {
                     let _ = ready.send(Err(format!("core {core}: {reason}")));
@@ -477,6 +482,8 @@ struct CoreStart {
     sites: Arc<Sites>,
     /// Recovery progress, shared by every core.
     recovery: Arc<super::recovery::Shared>,
+    /// Client screening's shared state (greylist, disabled DNS lists).
+    screening: Arc<crate::screen::Shared>,
 }
 
 /// Why one core could not start (sent to the main thread as text).
@@ -513,6 +520,7 @@ async fn core_main(
         verifier,
         sites,
         recovery,
+        screening,
     } = start;
     let (senders, mut receivers) = mesh.join().await.map_err(|_| CoreError::Mesh)?;
     let dir = core as u16;
@@ -539,6 +547,7 @@ async fn core_main(
         next_session: Cell::new(0),
         outbound: crate::outbound::Outbound::new(dns_server, signers, updates.dkim, sites),
         verifier,
+        screening,
         tls: RefCell::new(tls),
         tls_updates: updates.tls,
         limits,
