@@ -215,6 +215,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bad_list_entries_are_problems_naming_the_key() {
+        let f: Filter = toml::from_str(
+            r#"dnsbl = ["zen.spamhaus.org=127.0.0.[2..11]*3", "bl.example=127.0.0.[9..2]"]
+dnswl = ["wl.example*x"]
+dnsbl_threshold = 0"#,
+        )
+        .unwrap();
+        let mut p = Vec::new();
+        f.problems(&mut p);
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p[0].starts_with("filter.dnsbl[1] = \"bl.example=127.0.0.[9..2]\": octet"), "{p:?}");
+        assert!(p[1].starts_with("filter.dnswl[0] = \"wl.example*x\": weight"), "{p:?}");
+        assert!(p[2].contains("filter.dnsbl_threshold"), "{p:?}");
+    }
+
+    #[test]
+    fn an_empty_filter_section_has_the_documented_defaults() {
+        let f: Filter = toml::from_str("").unwrap();
+        let d = Filter::default();
+        assert_eq!((f.dnsbl_threshold, d.dnsbl_threshold), (1, 1));
+        assert_eq!((f.reverse_dns, d.reverse_dns), (CheckAction::Tag, CheckAction::Tag));
+        assert_eq!((f.helo_checks, f.dnsbl_action), (CheckAction::Tag, ListAction::Reject));
+        assert_eq!(f.greylist_delay.get(), std::time::Duration::from_secs(300));
+        assert_eq!(d.greylist_expiry.get(), std::time::Duration::from_secs(35 * 86_400));
+        assert!(!f.greylist && !d.greylist);
+    }
+
+    #[test]
     fn addresses_parse_like_postfix_writes_them() {
         assert_eq!(MilterAddr::parse("inet:127.0.0.1:11332"), Ok(MilterAddr::Inet("127.0.0.1:11332".parse().unwrap())));
         assert_eq!(MilterAddr::parse("inet:[::1]:8891"), Ok(MilterAddr::Inet("[::1]:8891".parse().unwrap())));

@@ -72,7 +72,7 @@ impl Session {
         let log = |filter: &'static str, action: &'static str, detail: &str| {
             if first {
                 metrics.filter_action(filter, action);
-                tracing::info!(core, client = %client, filter, action, detail, "client screening");
+                tracing::info!(core, client = %client, filter = %filter, action = %action, detail = %detail, "client screening");
             }
         };
         let findings = self.findings.borrow();
@@ -166,12 +166,12 @@ impl Session {
         match store.decide(&key, now_ms, delay, expiry) {
             Greylisting::Pass { first } => {
                 metrics.filter_action("greylist", "pass");
-                tracing::info!(core, client = %client, filter = "greylist", action = "pass", from, to = %to, detail = if first { "retried after the delay: whitelisted" } else { "whitelisted" }, "client screening");
+                tracing::info!(core, client = %client, filter = %"greylist", action = %"pass", from = %from, to = %to, detail = %if first { "retried after the delay: whitelisted" } else { "whitelisted" }, "client screening");
                 ScreenDecision::Pass
             }
             Greylisting::Defer { seconds, new } => {
                 metrics.filter_action("greylist", "defer");
-                tracing::info!(core, client = %client, filter = "greylist", action = "defer", from, to = %to, detail = if new { "new triplet" } else { "retried too soon" }, seconds, "client screening");
+                tracing::info!(core, client = %client, filter = %"greylist", action = %"defer", from = %from, to = %to, detail = %if new { "new triplet" } else { "retried too soon" }, seconds, "client screening");
                 ScreenDecision::Greylisted { seconds }
             }
         }

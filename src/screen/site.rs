@@ -81,7 +81,22 @@ impl Site {
 
 impl Filter {
     fn parse(text: &str) -> Result<Filter, SiteError> {
-        let parts: Vec<&str> = text.trim().split('.').collect();
+        let text = text.trim();
+        // Octets are split on the dots outside brackets ("[2..11]" has two).
+        let mut parts = Vec::new();
+        let (mut depth, mut start) = (0i32, 0);
+        for (i, c) in text.char_indices() {
+            match c {
+                '[' => depth += 1,
+                ']' => depth -= 1,
+                '.' if depth == 0 => {
+                    parts.push(&text[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        parts.push(&text[start..]);
         let [a, b, c, d] = parts.as_slice() else {
             return Err(SiteError::BadFilter(text.to_string()));
         };
@@ -197,7 +212,8 @@ mod tests {
         assert_eq!(Site::parse("bl.example=127.0.0.[2..1]"), Err(SiteError::BadOctet("[2..1]".into())));
         assert_eq!(Site::parse("bl.example=127.0.0.256"), Err(SiteError::BadOctet("256".into())));
         assert_eq!(Site::parse("bl.example=127.0.0.[2;x]"), Err(SiteError::BadOctet("[2;x]".into())));
-        assert_eq!(Site::parse("bl.example=127.0.0.2..3"), Err(SiteError::BadOctet("2..3".into())));
+        assert_eq!(Site::parse("bl.example=127.0.0.2..3"), Err(SiteError::BadFilter("127.0.0.2..3".into())));
+        assert_eq!(Site::parse("bl.example=127.0.0.[2"), Err(SiteError::BadOctet("[2".into())));
         assert!(matches!(Site::parse("bad domain"), Err(SiteError::BadDomain(_))));
     }
 
