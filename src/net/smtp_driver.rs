@@ -179,7 +179,8 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
         }
         _ => None,
     };
-    let policy = SessionPolicy { shard: shard.clone(), client, relay_permitted: permitted, screening: screening.clone() };
+    let policy =
+        SessionPolicy { shard: shard.clone(), client, relay_permitted: permitted, screening: screening.clone() };
     let mut server = smtp::Server::new(cfg, Box::new(policy));
     conn.set_pace(super::conn::Pace::smtp(&shard.config().limits));
     'session: loop {
@@ -212,7 +213,14 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
                                 _ => auth_results,
                             };
                             let outcome = shard
-                                .filter_and_accept(conn.peer, permitted, arrival, envelope, body, auth_results.as_deref())
+                                .filter_and_accept(
+                                    conn.peer,
+                                    permitted,
+                                    arrival,
+                                    envelope,
+                                    body,
+                                    auth_results.as_deref(),
+                                )
                                 .await;
                             if let (StoreOutcome::Stored { queue_id }, Some(summary)) = (&outcome, summary) {
                                 tracing::info!(queue_id = %queue_id, client = %client, auth = %summary, "sender authentication");

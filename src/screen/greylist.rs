@@ -97,7 +97,9 @@ impl Table {
                 let left = delay_ms - now.saturating_sub(e.first_seen);
                 return (Greylisting::Defer { seconds: left.div_ceil(1000).max(1), new: false }, None);
             }
-            Some(e) if !e.passed => (Greylisting::Pass { first: true }, Entry { passed: true, last_used: now, written: now, ..e }),
+            Some(e) if !e.passed => {
+                (Greylisting::Pass { first: true }, Entry { passed: true, last_used: now, written: now, ..e })
+            }
             Some(e) if now.saturating_sub(e.written) < REFRESH_MS => {
                 self.entries.insert(key.to_string(), Entry { last_used: now, ..e });
                 return (Greylisting::Pass { first: false }, None);
@@ -114,7 +116,8 @@ impl Table {
     /// Apply one line of the file (replay); a malformed one is skipped.
     fn replay(&mut self, text: &str) -> bool {
         let mut fields = text.splitn(4, '\t');
-        let (Some(first), Some(passed), Some(last), Some(key)) = (fields.next(), fields.next(), fields.next(), fields.next())
+        let (Some(first), Some(passed), Some(last), Some(key)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
         else {
             return false;
         };
@@ -208,7 +211,8 @@ impl Store {
 
     /// Decide a triplet now; its line goes to the writer thread.
     pub fn decide(&self, key: &str, now_ms: u64, delay_ms: u64, expiry_ms: u64) -> Greylisting {
-        let (answer, line) = self.table.lock().unwrap_or_else(PoisonError::into_inner).decide(key, now_ms, delay_ms, expiry_ms);
+        let (answer, line) =
+            self.table.lock().unwrap_or_else(PoisonError::into_inner).decide(key, now_ms, delay_ms, expiry_ms);
         if let Some(line) = line {
             // The writer only stops with the process.
             let _ = self.lines.lock().unwrap_or_else(PoisonError::into_inner).send(line);
@@ -238,7 +242,9 @@ fn writer(rx: mpsc::Receiver<String>, mut file: File, mut lines: usize, path: &P
         lines += n;
         let live = table.lock().unwrap_or_else(PoisonError::into_inner).lines();
         if lines > MIN_COMPACT_LINES && lines > 2 * live.len() {
-            let rewrite = crate::files::replace(path, crate::files::Ownership::Private, |f| f.write_all(live.concat().as_bytes()));
+            let rewrite = crate::files::replace(path, crate::files::Ownership::Private, |f| {
+                f.write_all(live.concat().as_bytes())
+            });
             match rewrite.and_then(|()| append(path)) {
                 Ok(f) => {
                     file = f;

@@ -132,7 +132,11 @@ pub async fn run(resolver: Resolver, client: IpAddr, plan: Plan, disabled: std::
         glommio::timer::sleep(SCREEN_TIMEOUT).await;
         tracing::info!(client = %client, "screening lookups timed out");
         // Lists that did not answer count as not asked; FCrDNS as temperror.
-        Findings { dnsbl: Vec::new(), dnswl: Vec::new(), iprev: if rdns_wanted { Iprev::TempError } else { Iprev::NotChecked } }
+        Findings {
+            dnsbl: Vec::new(),
+            dnswl: Vec::new(),
+            iprev: if rdns_wanted { Iprev::TempError } else { Iprev::NotChecked },
+        }
     })
     .await
 }

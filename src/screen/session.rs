@@ -119,8 +119,13 @@ impl Session {
         }
         drop(findings);
         if f.helo_checks != CheckAction::Ignore {
-            let addrs: Vec<IpAddr> = config.listen.smtp.iter().map(|a| a.ip()).filter(|ip| !ip.is_unspecified()).collect();
-            let ours = helo::Ours { hostname: &config.hostname, addrs: &addrs, is_local_domain: &|d| config.is_local_domain(d) };
+            let addrs: Vec<IpAddr> =
+                config.listen.smtp.iter().map(|a| a.ip()).filter(|ip| !ip.is_unspecified()).collect();
+            let ours = helo::Ours {
+                hostname: &config.hostname,
+                addrs: &addrs,
+                is_local_domain: &|d| config.is_local_domain(d),
+            };
             match helo::problem(req.helo, &ours) {
                 None => log("helo", "pass", ""),
                 Some(why) if f.helo_checks == CheckAction::Reject => {
@@ -249,7 +254,11 @@ mod tests {
             "Authentication-Results: mx.test;\r\n\tiprev=pass policy.iprev=192.0.2.1\r\n"
         );
         assert_eq!(
-            join_results(Some("Authentication-Results: mx.test; none\r\n"), "mx.test", "iprev=fail policy.iprev=192.0.2.1"),
+            join_results(
+                Some("Authentication-Results: mx.test; none\r\n"),
+                "mx.test",
+                "iprev=fail policy.iprev=192.0.2.1"
+            ),
             "Authentication-Results: mx.test;\r\n\tiprev=fail policy.iprev=192.0.2.1\r\n"
         );
         assert_eq!(

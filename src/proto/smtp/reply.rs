@@ -255,7 +255,8 @@ pub const ALIAS_FAILED: Reply = Reply::new(451, "4.3.0", "{}; alias expansion fa
 pub const BLOCKLISTED: Reply = Reply::new(554, "5.7.1", "Service unavailable; {}");
 /// FCrDNS failed: no PTR, or no PTR name resolves back to the client
 /// (RFC 7372 §3.3: 5.7.25 "reverse DNS validation failed").
-pub const REVERSE_DNS_FAILED: Reply = Reply::new(550, "5.7.25", "Client host rejected: cannot find your hostname, [{}]");
+pub const REVERSE_DNS_FAILED: Reply =
+    Reply::new(550, "5.7.25", "Client host rejected: cannot find your hostname, [{}]");
 /// The reverse DNS lookups failed for now (SERVFAIL, timeout).
 pub const REVERSE_DNS_UNAVAILABLE: Reply =
     Reply::new(450, "4.7.25", "Client host rejected: cannot find your hostname, [{}]; try again later");
