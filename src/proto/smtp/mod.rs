@@ -52,6 +52,8 @@ mod pipeline_tests;
 #[cfg(test)]
 mod server_tests;
 #[cfg(test)]
+mod screen_tests;
+#[cfg(test)]
 mod testkit;
 
 pub use address::{
