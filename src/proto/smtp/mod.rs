@@ -50,9 +50,9 @@ mod limits_tests;
 #[cfg(test)]
 mod pipeline_tests;
 #[cfg(test)]
-mod server_tests;
-#[cfg(test)]
 mod screen_tests;
+#[cfg(test)]
+mod server_tests;
 #[cfg(test)]
 mod testkit;
 
