@@ -23,6 +23,8 @@
 //! - [`mailbox`], [`queue`]: per-core indexes owned by hash.
 //! - [`outbound`]: the relay stage of one core: dispatcher, connections,
 //!   MX plan, DNS, client TLS, DSNs and bounces.
+//! - [`screen`]: client screening at RCPT (DNSBL/DNSWL, FCrDNS, HELO,
+//!   greylisting): pure verdicts, the lookups, the greylist file.
 //! - [`sender_auth`]: DKIM signing of relayed mail; SPF, DKIM, DMARC and ARC
 //!   checks of inbound mail on a thread of their own.
 //! - [`auth`]: the users file and Argon2id.
@@ -49,6 +51,7 @@ pub mod net;
 pub mod outbound;
 pub mod proto;
 pub mod queue;
+pub mod screen;
 pub mod sender_auth;
 pub mod shard;
 pub mod spool;

@@ -1,6 +1,6 @@
-//! `[filter]`: content filters in front of the spool. Today the milters
-//! (`[[filter.milter]]`); the DNSBL, reverse-DNS, HELO and greylisting
-//! keys of issue 18 go beside them.
+//! `[filter]`: content filters in front of the spool: the milters
+//! (`[[filter.milter]]`), and the client screening of issue 18 (DNSBL and
+//! DNSWL, reverse DNS, HELO checks, greylisting; see [`crate::screen`]).
 
 use super::units::Span;
 use serde::Deserialize;
@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// `[filter]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
     /// Also filter mail from authenticated users and `permit_relay_from`
@@ -19,6 +19,79 @@ pub struct Filter {
     /// one's changes.
     #[serde(default)]
     pub milter: Vec<Milter>,
+    /// DNS blocklists, postscreen's `domain[=filter][*weight]` each
+    /// ([`crate::screen::site`]); a client whose weights add up to
+    /// `dnsbl_threshold` or more is refused (or tagged).
+    #[serde(default)]
+    pub dnsbl: Vec<String>,
+    /// The score that counts as listed (default 1).
+    #[serde(default = "default_threshold")]
+    pub dnsbl_threshold: i32,
+    #[serde(default)]
+    pub dnsbl_action: ListAction,
+    /// DNS allowlists, same syntax: a client whose matching entries' weights
+    /// add up to 1 or more (any one listing, with the default weight) skips
+    /// the DNSBL, reverse-DNS, HELO and greylisting checks.
+    #[serde(default)]
+    pub dnswl: Vec<String>,
+    /// Forward-confirmed reverse DNS of the client (FCrDNS).
+    #[serde(default)]
+    pub reverse_dns: CheckAction,
+    /// HELO a bare IP address, or our own name or address.
+    #[serde(default)]
+    pub helo_checks: CheckAction,
+    /// Greylist (client network, sender, recipient) triplets.
+    #[serde(default)]
+    pub greylist: bool,
+    /// How long a new triplet is deferred.
+    #[serde(default = "default_greylist_delay")]
+    pub greylist_delay: Span,
+    /// How long a triplet is remembered after it was last seen.
+    #[serde(default = "default_greylist_expiry")]
+    pub greylist_expiry: Span,
+}
+
+// By hand: a missing `[filter]` must get the same defaults as an empty one.
+impl Default for Filter {
+    fn default() -> Filter {
+        Filter {
+            outbound: false,
+            milter: Vec::new(),
+            dnsbl: Vec::new(),
+            dnsbl_threshold: default_threshold(),
+            dnsbl_action: ListAction::default(),
+            dnswl: Vec::new(),
+            reverse_dns: CheckAction::default(),
+            helo_checks: CheckAction::default(),
+            greylist: false,
+            greylist_delay: default_greylist_delay(),
+            greylist_expiry: default_greylist_expiry(),
+        }
+    }
+}
+
+/// `filter.dnsbl_action`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListAction {
+    /// 554 5.7.1 at RCPT, naming the lists.
+    #[default]
+    Reject,
+    /// Accept; say so in the `X-Ringmail-Filter:` header.
+    Tag,
+}
+
+/// `filter.reverse_dns`, `filter.helo_checks`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckAction {
+    /// Refuse at RCPT.
+    Reject,
+    /// Accept; say so in the message's headers.
+    #[default]
+    Tag,
+    /// Do not check.
+    Ignore,
 }
 
 /// One `[[filter.milter]]` entry.
@@ -92,6 +165,18 @@ fn default_timeout() -> Span {
     Span::secs(30)
 }
 
+fn default_threshold() -> i32 {
+    1
+}
+
+fn default_greylist_delay() -> Span {
+    Span::secs(300)
+}
+
+fn default_greylist_expiry() -> Span {
+    Span::secs(35 * 86_400)
+}
+
 impl Filter {
     /// Every problem with the entries, naming the key.
     pub(super) fn problems(&self, p: &mut Vec<String>) {
@@ -109,12 +194,53 @@ impl Filter {
                 p.push(format!("{at}.timeout must be more than 0"));
             }
         }
+        for (key, entries) in [("dnsbl", &self.dnsbl), ("dnswl", &self.dnswl)] {
+            for (i, entry) in entries.iter().enumerate() {
+                if let Err(why) = crate::screen::site::Site::parse(entry) {
+                    p.push(format!("filter.{key}[{i}] = {entry:?}: {why}"));
+                }
+            }
+        }
+        if self.dnsbl_threshold < 1 {
+            p.push(format!("filter.dnsbl_threshold = {} must be at least 1", self.dnsbl_threshold));
+        }
+        if self.greylist_expiry.get() <= self.greylist_delay.get() {
+            p.push("filter.greylist_expiry must be longer than filter.greylist_delay".to_string());
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bad_list_entries_are_problems_naming_the_key() {
+        let f: Filter = toml::from_str(
+            r#"dnsbl = ["zen.spamhaus.org=127.0.0.[2..11]*3", "bl.example=127.0.0.[9..2]"]
+dnswl = ["wl.example*x"]
+dnsbl_threshold = 0"#,
+        )
+        .unwrap();
+        let mut p = Vec::new();
+        f.problems(&mut p);
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p[0].starts_with("filter.dnsbl[1] = \"bl.example=127.0.0.[9..2]\": octet"), "{p:?}");
+        assert!(p[1].starts_with("filter.dnswl[0] = \"wl.example*x\": weight"), "{p:?}");
+        assert!(p[2].contains("filter.dnsbl_threshold"), "{p:?}");
+    }
+
+    #[test]
+    fn an_empty_filter_section_has_the_documented_defaults() {
+        let f: Filter = toml::from_str("").unwrap();
+        let d = Filter::default();
+        assert_eq!((f.dnsbl_threshold, d.dnsbl_threshold), (1, 1));
+        assert_eq!((f.reverse_dns, d.reverse_dns), (CheckAction::Tag, CheckAction::Tag));
+        assert_eq!((f.helo_checks, f.dnsbl_action), (CheckAction::Tag, ListAction::Reject));
+        assert_eq!(f.greylist_delay.get(), std::time::Duration::from_secs(300));
+        assert_eq!(d.greylist_expiry.get(), std::time::Duration::from_secs(35 * 86_400));
+        assert!(!f.greylist && !d.greylist);
+    }
 
     #[test]
     fn addresses_parse_like_postfix_writes_them() {

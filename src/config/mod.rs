@@ -16,7 +16,7 @@ pub use routes::{LmtpAddr, RouteTarget, RouteTargets, TargetError};
 mod sender_auth;
 mod units;
 
-pub use filter::{Filter, Milter, MilterAddr, MilterStage, OnError};
+pub use filter::{CheckAction, Filter, ListAction, Milter, MilterAddr, MilterStage, OnError};
 pub use pool::Pool;
 /// The pool source type under the name the outbound stage uses (`Source`
 /// in this module is the config file's origin).

@@ -6,7 +6,10 @@ use super::Protocol;
 use crate::address_map::{Resolution, Target};
 use crate::config::Config;
 use crate::proto::smtp::StoreOutcome;
-use crate::proto::smtp::{self, Action, Address, RcptDecision, RecipientPolicy, ReversePath, SenderDecision};
+use crate::proto::smtp::{
+    self, Action, Address, RcptDecision, RecipientPolicy, ReversePath, ScreenDecision, ScreenRequest, SenderDecision,
+};
+use crate::screen::session::Session as Screening;
 use crate::shard::checks::Checked;
 use crate::shard::intake::Arrival;
 use crate::shard::limits::RateKey;
@@ -56,6 +59,8 @@ struct SessionPolicy {
     shard: Rc<Shard>,
     client: IpAddr,
     relay_permitted: bool,
+    /// The client screening of this session, when the client is screened.
+    screening: Option<Rc<Screening>>,
 }
 
 impl RecipientPolicy for SessionPolicy {
@@ -111,6 +116,16 @@ impl RecipientPolicy for SessionPolicy {
             _ => SenderDecision::Ok,
         }
     }
+
+    fn screen(&self, request: &ScreenRequest<'_>) -> ScreenDecision {
+        match &self.screening {
+            Some(s) => {
+                let config = self.shard.config();
+                s.decide(&config, &self.shard.screening, &self.shard.metrics, request, crate::clock::now_ms())
+            }
+            None => ScreenDecision::Pass,
+        }
+    }
 }
 
 impl SessionPolicy {
@@ -154,10 +169,30 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
     let client = conn.peer.ip();
     let cfg = Rc::new(server_config(&shard.config(), proto, conn.is_tls(), client));
     let permitted = relay_permitted(&shard.config(), client);
-    let policy = SessionPolicy { shard: shard.clone(), client, relay_permitted: permitted };
+    let submission = matches!(proto, Protocol::Submission | Protocol::Smtps);
+    let screening = crate::screen::applies(permitted, submission).then(|| Rc::new(Screening::new(shard.id, client)));
+    // The lookups run from now on, while the greeting goes out (postscreen's
+    // trick); they are awaited before the first MAIL or RCPT is fed.
+    let mut lookups = match (&screening, crate::screen::plan(&shard.config())) {
+        (Some(_), Some(plan)) => {
+            let (resolver, disabled) = (shard.outbound.resolver.clone(), shard.screening.disabled.clone());
+            Some(glommio::spawn_local(crate::screen::lookup::run(resolver, client, plan, disabled)))
+        }
+        _ => None,
+    };
+    let policy =
+        SessionPolicy { shard: shard.clone(), client, relay_permitted: permitted, screening: screening.clone() };
     let mut server = smtp::Server::new(cfg, Box::new(policy));
     conn.set_pace(super::conn::Pace::smtp(&shard.config().limits));
     'session: loop {
+        if let (Some(_), Some(s)) = (&lookups, &screening) {
+            if crate::screen::wants_findings(&conn.inbuf) {
+                // Bounded by SCREEN_TIMEOUT inside the task.
+                if let Some(task) = lookups.take() {
+                    s.set_findings(task.await);
+                }
+            }
+        }
         // Feed everything buffered, performing actions as the machine asks.
         loop {
             let n = server.handle_input(&conn.inbuf);
@@ -171,9 +206,12 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
                     }
                     let outcome = match shard.check_inbound(client, permitted, &envelope, body).await {
                         Checked::Store { body, auth_results, summary } => {
-                            let arrival = Arrival {
-                                tls: conn.is_tls(),
-                                submission: matches!(proto, Protocol::Submission | Protocol::Smtps),
+                            let arrival = Arrival { tls: conn.is_tls(), submission };
+                            let auth_results = match &screening {
+                                Some(s) if envelope.auth_user.is_none() => {
+                                    s.headers(&shard.config().hostname, auth_results)
+                                }
+                                _ => auth_results,
                             };
                             let outcome = shard
                                 .filter_and_accept(

@@ -73,6 +73,8 @@ pub enum Qtype {
     Tlsa,
     /// The start of authority: what the start-up DNSSEC probe asks for.
     Soa,
+    /// Reverse DNS: the names of an address (client screening, FCrDNS).
+    Ptr,
 }
 
 impl Qtype {
@@ -84,6 +86,7 @@ impl Qtype {
             Qtype::Txt => RecordType::TXT,
             Qtype::Tlsa => RecordType::TLSA,
             Qtype::Soa => RecordType::SOA,
+            Qtype::Ptr => RecordType::PTR,
         }
     }
 }
@@ -97,6 +100,7 @@ impl std::fmt::Display for Qtype {
             Qtype::Txt => "TXT",
             Qtype::Tlsa => "TLSA",
             Qtype::Soa => "SOA",
+            Qtype::Ptr => "PTR",
         })
     }
 }
@@ -341,6 +345,13 @@ fn extract_a(data: &RData) -> Option<IpAddr> {
     }
 }
 
+fn extract_ptr(data: &RData) -> Option<String> {
+    match data {
+        RData::PTR(name) => Some(normalize(&name.0.to_ascii())),
+        _ => None,
+    }
+}
+
 fn extract_aaaa(data: &RData) -> Option<IpAddr> {
     match data {
         RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
@@ -481,6 +492,7 @@ pub struct Resolver {
     ip_cache: Rc<RefCell<Cache<Answer<Vec<IpAddr>>>>>,
     txt_cache: Rc<RefCell<Cache<Answer<Vec<String>>>>>,
     tlsa_cache: Rc<RefCell<Cache<Answer<Vec<TlsaRecord>>>>>,
+    ptr_cache: Rc<RefCell<Cache<Answer<Vec<String>>>>>,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -503,6 +515,7 @@ impl Resolver {
             ip_cache: Rc::new(RefCell::new(Cache::new(CACHE_CAPACITY))),
             txt_cache: Rc::new(RefCell::new(Cache::new(CACHE_CAPACITY))),
             tlsa_cache: Rc::new(RefCell::new(Cache::new(CACHE_CAPACITY))),
+            ptr_cache: Rc::new(RefCell::new(Cache::new(CACHE_CAPACITY))),
         }
     }
 
@@ -587,6 +600,19 @@ impl Resolver {
     /// record's strings joined. Errors are failures to get an answer.
     pub async fn txt(&self, name: &str) -> Result<Lookup<Vec<String>>, DnsError> {
         Ok(self.lookup(&self.txt_cache, name, Qtype::Txt, extract_txt).await?.lookup)
+    }
+
+    /// The A records of `name` as a definitive answer (cached; NXDOMAIN
+    /// and NODATA told apart): what a DNS list query needs.
+    pub async fn ipv4(&self, name: &str) -> Result<Lookup<Vec<IpAddr>>, DnsError> {
+        Ok(self.lookup(&self.ip_cache, name, Qtype::A, extract_a).await?.lookup)
+    }
+
+    /// The PTR names of `ip` (lowercase, no trailing dot; cached), asked
+    /// under `in-addr.arpa` or `ip6.arpa`.
+    pub async fn ptr(&self, ip: IpAddr) -> Result<Lookup<Vec<String>>, DnsError> {
+        let name = crate::screen::site::reverse_zone_name(ip);
+        Ok(self.lookup(&self.ptr_cache, &name, Qtype::Ptr, extract_ptr).await?.lookup)
     }
 
     /// Cache first; on a miss, ask the server and cache the definitive

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
-use hickory_proto::rr::rdata::{A, AAAA, MX, SOA, TLSA, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, MX, PTR, SOA, TLSA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 /// How often the server threads look at the stop flag.
@@ -68,6 +68,8 @@ struct Entry {
     tlsa: Vec<(u8, u8, u8, Vec<u8>)>,
     /// Answers about this name (negative ones included) carry AD.
     signed: bool,
+    /// PTR records (reverse DNS).
+    ptr: Vec<Name>,
 }
 
 /// The names a [`TestDns`] serves. Names are case-insensitive and may be
@@ -136,6 +138,15 @@ impl Zone {
     /// do for data that validated (also NODATA for a type it lacks).
     pub fn signed(mut self, name: &str) -> Zone {
         self.entry(name).signed = true;
+        self
+    }
+
+    /// A PTR record for `ip` (its `in-addr.arpa` / `ip6.arpa` name) naming
+    /// `host`. Panics if `ip` is not an address or `host` not a DNS name.
+    pub fn ptr(mut self, ip: &str, host: &str) -> Zone {
+        let ip: std::net::IpAddr = ip.parse().expect("Zone::ptr wants an IP address");
+        let host = Name::from_ascii(host).expect("Zone::ptr wants a valid host name");
+        self.entry(&crate::screen::site::reverse_zone_name(ip)).ptr.push(host);
         self
     }
 
@@ -226,6 +237,7 @@ impl Zone {
             }
             RecordType::A => entry.a.iter().map(|ip| RData::A(A(*ip))).collect(),
             RecordType::AAAA => entry.aaaa.iter().map(|ip| RData::AAAA(AAAA(*ip))).collect(),
+            RecordType::PTR => entry.ptr.iter().map(|host| RData::PTR(PTR(host.clone()))).collect(),
             RecordType::TXT => entry
                 .txt
                 .iter()

@@ -46,6 +46,8 @@ pub enum BootError {
     DkimKey(#[from] crate::sender_auth::keys::KeyError),
     #[error("cannot start the sender authentication thread: {0}")]
     Verifier(std::io::Error),
+    #[error(transparent)]
+    Greylist(crate::screen::greylist::StoreError),
     /// Not `#[from]`: the message carries the cause, which must not be
     /// printed a second time as its source.
     #[error("spool recovery failed: {0}")]
@@ -168,6 +170,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
     let roots = Arc::new(roots);
     // Decided once for the process; the probe runs on a thread of its own.
     let dane = crate::outbound::dane_mode::DaneSwitch::start(config.relay.dane, &config.relay.dnssec_probe, dns_server);
+    let screening = Arc::new(crate::screen::Shared::open(&config).map_err(BootError::Greylist)?);
     let sites = Arc::new(Sites::new(load_shaping(&config).map_err(|e| BootError::Preflight { problems: vec![e] })?));
     // Phase 1: only where each core's appends resume; the rest of the
     // spool is recovered behind the serving cores (see `spool::phased`).
@@ -218,6 +221,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
         let (signers, verifier, sites, recovery) = (signers.clone(), verifier.clone(), sites.clone(), recovery.clone());
         let roots = roots.clone();
         let dane = dane.clone();
+        let screening = screening.clone();
         let (config, users, tls, mesh, ready, listeners, lifecycle) = (
             config.clone(),
             users.clone(),
@@ -256,6 +260,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
                     sites,
                     recovery,
                     roots,
+                    screening,
                 };
                 if let Err(reason) = core_main(start, mesh, ready.clone()).await {
                     let _ = ready.send(Err(format!("core {core}: {reason}")));
@@ -491,6 +496,8 @@ struct CoreStart {
     recovery: Arc<super::recovery::Shared>,
     /// The roots certificate checks trust (`relay.ca_file` or webpki).
     roots: Arc<rustls::RootCertStore>,
+    /// Client screening's shared state (greylist, disabled DNS lists).
+    screening: Arc<crate::screen::Shared>,
 }
 
 /// Why one core could not start (sent to the main thread as text).
@@ -529,6 +536,7 @@ async fn core_main(
         sites,
         recovery,
         roots,
+        screening,
     } = start;
     let (senders, mut receivers) = mesh.join().await.map_err(|_| CoreError::Mesh)?;
     let dir = core as u16;
@@ -563,6 +571,7 @@ async fn core_main(
             sites,
         ),
         verifier,
+        screening,
         tls: RefCell::new(tls),
         tls_updates: updates.tls,
         limits,

@@ -79,6 +79,9 @@ pub struct Shard {
     /// The SPF/DKIM/DMARC/ARC checks of mail for local mailboxes (one
     /// thread for the server; see [`crate::sender_auth::verify`]).
     pub verifier: crate::sender_auth::Verifier,
+    /// Client screening state shared by every core: the greylist and the
+    /// DNS lists disabled after refusing us (see [`crate::screen`]).
+    pub screening: std::sync::Arc<crate::screen::Shared>,
     /// Server TLS (STARTTLS, STLS, implicit TLS); replaced on SIGHUP.
     tls: RefCell<Arc<rustls::ServerConfig>>,
     tls_updates: crossbeam_channel::Receiver<Arc<rustls::ServerConfig>>,

@@ -48,6 +48,39 @@ pub enum SenderDecision {
     SpoolFull,
 }
 
+/// What [`RecipientPolicy::screen`] is asked about: one recipient that
+/// [`RecipientPolicy::check`] accepted, in its transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct ScreenRequest<'a> {
+    /// The HELO/EHLO argument, as sent.
+    pub helo: &'a str,
+    pub sender: &'a ReversePath,
+    pub rcpt: &'a Address,
+    /// The authenticated user, if any.
+    pub auth: Option<&'a str>,
+}
+
+/// The answer of [`RecipientPolicy::screen`]: the client screening's
+/// word on one recipient. Texts are ours, never the client's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ScreenDecision {
+    /// Accept the recipient.
+    Pass,
+    /// Refuse with 554 5.7.1: the client is on DNS blocklists; `lists`
+    /// names them ("zen.test, bl.test"), `client` is its address.
+    Blocklisted { client: String, lists: String },
+    /// Refuse with 550 5.7.25: the client's reverse DNS does not confirm
+    /// (no PTR, or no PTR name resolving back to it).
+    ReverseDnsFailed { client: String },
+    /// Refuse for now with 450 4.7.25: the reverse DNS could not be had.
+    ReverseDnsUnavailable { client: String },
+    /// Refuse with 550 5.7.1: the HELO name is refused; `why` says what
+    /// is wrong with it (not the name itself).
+    HeloRejected { why: &'static str },
+    /// Refuse for now with 451 4.7.1: greylisted for `seconds` more.
+    Greylisted { seconds: u64 },
+}
+
 /// Decides senders and recipients for a session.
 ///
 /// `auth` is the user the session authenticated as (SMTP AUTH), `None`
@@ -66,6 +99,15 @@ pub trait RecipientPolicy {
     fn check_sender(&self, sender: &ReversePath, auth: Option<&str>) -> SenderDecision {
         let _ = (sender, auth);
         SenderDecision::Ok
+    }
+
+    /// Screen the client for a recipient [`RecipientPolicy::check`]
+    /// accepted (DNS lists, reverse DNS, HELO, greylisting). Must be cheap:
+    /// no I/O (the driver has the DNS results ready before it feeds the
+    /// first MAIL or RCPT). The default passes everyone.
+    fn screen(&self, request: &ScreenRequest<'_>) -> ScreenDecision {
+        let _ = request;
+        ScreenDecision::Pass
     }
 }
 

@@ -50,6 +50,8 @@ mod limits_tests;
 #[cfg(test)]
 mod pipeline_tests;
 #[cfg(test)]
+mod screen_tests;
+#[cfg(test)]
 mod server_tests;
 #[cfg(test)]
 mod testkit;
@@ -60,7 +62,9 @@ pub use address::{
 };
 pub use command::{parse_command, BodyType, Command, CommandError, MailFrom, RcptTo, Verb};
 pub use data::{dot_stuff, dot_stuff_lines, DataProgress, DataScanner};
-pub use envelope::{AcceptedRecipient, Envelope, RcptDecision, RecipientPolicy, SenderDecision};
+pub use envelope::{
+    AcceptedRecipient, Envelope, RcptDecision, RecipientPolicy, ScreenDecision, ScreenRequest, SenderDecision,
+};
 pub use interface::{Action, AuthMode, AuthOutcome, FilterRefusal, ServerConfig, StoreOutcome};
 pub use line::{next_line, LineStatus};
 pub use reply::Reply;

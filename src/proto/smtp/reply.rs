@@ -259,6 +259,19 @@ pub const MAILBOX_FULL: Reply = Reply::new(452, "4.2.2", "<{}>: Recipient addres
 /// A local address whose aliases cannot be expanded; `{}` is the address
 /// and the reason (loop, depth, limit, missing target).
 pub const ALIAS_FAILED: Reply = Reply::new(451, "4.3.0", "{}; alias expansion failed, try again later");
+/// The client is on DNS blocklists (Postfix's reject_rbl_client words).
+pub const BLOCKLISTED: Reply = Reply::new(554, "5.7.1", "Service unavailable; {}");
+/// FCrDNS failed: no PTR, or no PTR name resolves back to the client
+/// (RFC 7372 §3.3: 5.7.25 "reverse DNS validation failed").
+pub const REVERSE_DNS_FAILED: Reply =
+    Reply::new(550, "5.7.25", "Client host rejected: cannot find your hostname, [{}]");
+/// The reverse DNS lookups failed for now (SERVFAIL, timeout).
+pub const REVERSE_DNS_UNAVAILABLE: Reply =
+    Reply::new(450, "4.7.25", "Client host rejected: cannot find your hostname, [{}]; try again later");
+/// HELO/EHLO names a bare IP, or us.
+pub const HELO_REJECTED: Reply = Reply::new(550, "5.7.1", "Helo command rejected: {}");
+/// A triplet seen for the first time (or again too soon): try later.
+pub const GREYLISTED: Reply = Reply::new(451, "4.7.1", "Greylisted, try again in {} seconds");
 pub const RELAY_DENIED: Reply = Reply::new(554, "5.7.1", "<{}>: Relay access denied");
 /// A relayed recipient on the suppression list; `{}` is when it was put
 /// there.

@@ -28,7 +28,9 @@ use super::address::{Address, ForwardPath, ReversePath};
 use super::chunk::ChunkBody;
 use super::command::{parse_command, BodyType, Command, MailFrom, RcptTo, Verb};
 use super::data::{DataProgress, DataScanner};
-use super::envelope::{AcceptedRecipient, Envelope, RcptDecision, RecipientPolicy, SenderDecision};
+use super::envelope::{
+    AcceptedRecipient, Envelope, RcptDecision, RecipientPolicy, ScreenDecision, ScreenRequest, SenderDecision,
+};
 use super::interface::{Action, AuthMode, AuthOutcome, FilterRefusal, ServerConfig, StoreOutcome};
 use super::line::{next_line, LineStatus};
 use super::reply::{self, EhloOffer, Reply};
@@ -559,7 +561,7 @@ impl Server {
                 Address { local: "postmaster".into(), domain: self.config.hostname.to_ascii_lowercase() }
             }
         };
-        let State::Mail(_, txn) = &mut self.state else {
+        let State::Mail(greeting, txn) = &mut self.state else {
             return; // excluded by sequence_error
         };
         if !txn.smtputf8 && utf8 {
@@ -573,10 +575,33 @@ impl Server {
         if txn.recipients.len() >= self.config.max_recipients {
             return reply::TOO_MANY_RECIPIENTS.write(&mut self.output);
         }
-        let refusal = match self.policy.check(&address, self.authenticated.as_deref()) {
+        let auth = self.authenticated.as_deref();
+        let refusal = match self.policy.check(&address, auth) {
             decision @ (RcptDecision::Local { .. } | RcptDecision::Remote { .. } | RcptDecision::Expanded { .. }) => {
-                txn.recipients.push(AcceptedRecipient { address, decision, dsn: to.dsn });
-                return reply::RECIPIENT_OK.write(&mut self.output);
+                let request = ScreenRequest { helo: &greeting.helo, sender: &txn.sender, rcpt: &address, auth };
+                let (reply, arg) = match self.policy.screen(&request) {
+                    ScreenDecision::Pass => {
+                        txn.recipients.push(AcceptedRecipient { address, decision, dsn: to.dsn });
+                        return reply::RECIPIENT_OK.write(&mut self.output);
+                    }
+                    // Temporary refusals are not the client's error: a
+                    // greylisted bulk sender must not be cut off for them.
+                    ScreenDecision::Greylisted { seconds } => {
+                        txn.rejected = true;
+                        return reply::GREYLISTED.write_with(&mut self.output, &seconds.to_string());
+                    }
+                    ScreenDecision::ReverseDnsUnavailable { client } => {
+                        txn.rejected = true;
+                        return reply::REVERSE_DNS_UNAVAILABLE.write_with(&mut self.output, &client);
+                    }
+                    ScreenDecision::Blocklisted { client, lists } => {
+                        (&reply::BLOCKLISTED, format!("client host [{client}] blocked using {lists}"))
+                    }
+                    ScreenDecision::ReverseDnsFailed { client } => (&reply::REVERSE_DNS_FAILED, client),
+                    ScreenDecision::HeloRejected { why } => (&reply::HELO_REJECTED, why.to_string()),
+                };
+                txn.rejected = true;
+                return self.reject_with(reply, &arg);
             }
             RcptDecision::UnknownUser => &reply::UNKNOWN_USER,
             // The operator's mistake, not the client's: temporary, so the

@@ -13,7 +13,7 @@ use base64::Engine as _;
 
 use super::address::{Address, ReversePath};
 use super::data::dot_stuff;
-use super::envelope::{Envelope, RcptDecision, RecipientPolicy, SenderDecision};
+use super::envelope::{Envelope, RcptDecision, RecipientPolicy, ScreenDecision, ScreenRequest, SenderDecision};
 use super::interface::{Action, AuthMode, AuthOutcome, ServerConfig, StoreOutcome};
 use super::sasl::Mechanism;
 use super::server::Server;
@@ -37,7 +37,9 @@ impl RecipientPolicy for TestPolicy {
         self.checked.borrow_mut().push(rcpt.clone());
         match rcpt.domain.as_str() {
             "example.test" | "mx.example.test" => match rcpt.local.as_str() {
-                "jane" | "john" | "postmaster" => RcptDecision::Local { user: rcpt.local.clone() },
+                "jane" | "john" | "postmaster" | "grey" | "blocked" | "nordns" | "rdnsfail" => {
+                    RcptDecision::Local { user: rcpt.local.clone() }
+                }
                 "full" => RcptDecision::MailboxFull,
                 "loop" => RcptDecision::AliasFailed { reason: "alias loop: a -> b -> a".into() },
                 "list" => RcptDecision::Expanded {
@@ -54,6 +56,21 @@ impl RecipientPolicy for TestPolicy {
             "relay.test" => RcptDecision::Remote { domain: rcpt.domain.clone() },
             _ if auth.is_some() => RcptDecision::Remote { domain: rcpt.domain.clone() },
             _ => RcptDecision::RelayDenied,
+        }
+    }
+
+    /// By recipient: `grey@` greylisted, `blocked@` on two lists,
+    /// `nordns@` / `rdnsfail@` failing reverse DNS for now / for good;
+    /// a HELO of `192.0.2.1` is refused; everyone else passes.
+    fn screen(&self, request: &ScreenRequest<'_>) -> ScreenDecision {
+        let client = "192.0.2.9".to_string();
+        match request.rcpt.local.as_str() {
+            _ if request.helo == "192.0.2.1" => ScreenDecision::HeloRejected { why: "bare IP address" },
+            "grey" => ScreenDecision::Greylisted { seconds: 120 },
+            "blocked" => ScreenDecision::Blocklisted { client, lists: "zen.test, bl.test".into() },
+            "nordns" => ScreenDecision::ReverseDnsUnavailable { client },
+            "rdnsfail" => ScreenDecision::ReverseDnsFailed { client },
+            _ => ScreenDecision::Pass,
         }
     }
 
