@@ -8,6 +8,8 @@ mod common;
 #[path = "common/sink.rs"]
 mod sink;
 
+use common::pki::Pki;
+use common::tls_sink::TlsSink;
 use common::*;
 use ringmail::outbound::testdns::{TestDns, Zone};
 use sink::{Script, Sink};
@@ -19,43 +21,6 @@ use std::time::Duration;
 
 const DOMAIN: &str = "sts.test";
 const MX: &str = "mx.sts.test";
-
-/// A test CA and the certificates it issues, as PEM files in `dir`.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca: rcgen::Certificate,
-    ca_key: rcgen::KeyPair,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir_in(test_tmp()).unwrap();
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, "ringmail MTA-STS test CA");
-        let ca = params.self_signed(&ca_key).unwrap();
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-        Pki { dir, ca, ca_key }
-    }
-
-    fn ca_file(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
-    /// A certificate for `name` signed by the CA: (cert, key) files.
-    fn issue(&self, name: &str) -> (PathBuf, PathBuf) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
-            .unwrap()
-            .signed_by(&key, &self.ca, &self.ca_key)
-            .unwrap();
-        let (c, k) = (self.dir.path().join(format!("{name}.crt")), self.dir.path().join(format!("{name}.key")));
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
-        (c, k)
-    }
-}
 
 /// A fixture script we started; killed (by its own PID) on drop.
 struct Fixture(Child);
@@ -124,33 +89,10 @@ impl PolicyServer {
 }
 
 /// An SMTP sink with STARTTLS and a certificate for `mx.sts.test` from the
-/// test CA (`tests/fixtures/tls_sink.py`): what it received goes to a file.
-struct TlsSink {
-    port: u16,
-    out: PathBuf,
-    _running: Fixture,
-}
-
-impl TlsSink {
-    fn start(pki: &Pki) -> TlsSink {
-        let (cert, key) = pki.issue(MX);
-        let port = free_port();
-        let out = pki.dir.path().join("received.txt");
-        let port_arg = PathBuf::from(port.to_string());
-        let running = Fixture::start("tls_sink.py", &[&port_arg, &cert, &key, &out]);
-        TlsSink { port, out, _running: running }
-    }
-
-    /// What it received once `n` messages are in.
-    fn wait_for(&self, n: usize) -> String {
-        eventually(Duration::from_secs(20), || {
-            std::fs::read_to_string(&self.out).ok().filter(|t| t.matches("--END--").count() >= n)
-        })
-    }
-
-    fn count(&self) -> usize {
-        std::fs::read_to_string(&self.out).unwrap_or_default().matches("--END--").count()
-    }
+/// test CA.
+fn tls_sink(pki: &Pki) -> TlsSink {
+    let (cert, key) = pki.issue(MX);
+    TlsSink::with_cert(pki.dir.path(), &cert, &key, &[])
 }
 
 fn policy(mode: &str, mx: &str) -> String {
@@ -205,7 +147,7 @@ fn sent_lines(server: &Server) -> Vec<String> {
 #[test]
 fn enforce_with_a_listed_mx_and_a_valid_certificate_is_delivered_sts_enforced() {
     let pki = Pki::new();
-    let sink = TlsSink::start(&pki);
+    let sink = tls_sink(&pki);
     let https = PolicyServer::start(&pki, &policy("enforce", "*.sts.test"));
     let dns = TestDns::start(zone("e1"));
     let server = server(dns.addr(), sink.port, &https, &pki);
@@ -248,7 +190,7 @@ fn enforce_with_a_listed_mx_whose_certificate_is_not_trusted_sends_nothing() {
     // trust (not in relay.ca_file). The same set-up with the trusted CA
     // delivers (the first test), so the handshake fails on the certificate.
     let stranger = Pki::new();
-    let sink = TlsSink::start(&stranger);
+    let sink = tls_sink(&stranger);
     let https = PolicyServer::start(&pki, &policy("enforce", MX));
     let dns = TestDns::start(zone("e3"));
     let server = server(dns.addr(), sink.port, &https, &pki);
@@ -280,7 +222,7 @@ fn testing_mode_delivers_and_logs_what_enforce_would_refuse() {
 #[test]
 fn the_policy_cache_survives_a_restart_and_a_new_id_replaces_it() {
     let pki = Pki::new();
-    let sink = TlsSink::start(&pki);
+    let sink = tls_sink(&pki);
     let mut https = PolicyServer::start(&pki, &policy("enforce", MX));
     let dns = TestDns::start(zone("one"));
     let dns_addr = dns.addr();

@@ -9,6 +9,7 @@ mod sink;
 
 use common::tls_sink::TlsSink;
 use common::*;
+use ringmail::outbound::testdns::{TestDns, Zone};
 use sink::{Script, Sink};
 use std::process::Command;
 use std::time::Duration;
@@ -121,4 +122,42 @@ fn requiretls_is_taken_over_tls_and_bounced_5_7_10_when_the_next_hop_is_not_veri
     assert!(!tls.received().contains("require-tls-9b2e"), "nothing sent over an unverified session");
     let line = log_line(&server, &["bounced", "y@tls.test"]);
     assert!(line.contains("tls=opportunistic") && line.contains("5.7.10"), "{line}");
+}
+
+#[test]
+fn requiretls_goes_declared_over_a_verified_session_to_a_next_hop_offering_it() {
+    let work = tempfile::tempdir_in(test_tmp()).unwrap();
+    // A next hop with a certificate for its name from a CA ringmail trusts
+    // (`ca_file`), offering REQUIRETLS; the domain's policy is `verify`.
+    let pki = common::pki::Pki::new();
+    let (cert, key) = pki.issue("mx.remote.test");
+    let sink = TlsSink::with_cert(work.path(), &cert, &key, &["REQUIRETLS"]);
+    let dns = TestDns::start(Zone::new().a("mx.remote.test", "127.0.0.1"));
+    let server = Server::start_with(Options {
+        relay: format!(
+            "dns_server = \"{}\"\nretry = [\"1h\"]\nca_file = \"{}\"\n\
+             routes = {{ \"strict.test\" = \"mx.remote.test:{}\" }}\n\
+             [relay.tls_policy]\n\"strict.test\" = \"verify\"\n",
+            dns.addr(),
+            pki.ca_file().display(),
+            sink.port
+        ),
+        ..Options::default()
+    });
+    let msg = work.path().join("msg.eml");
+    std::fs::write(&msg, b"From: bob@localhost\r\nSubject: strict\r\n\r\nverified-only-5d0c\r\n").unwrap();
+    let out = Command::new("python3")
+        .args([&fixture("requiretls_send.py"), "127.0.0.1", &server.smtp.port().to_string(), "bob@localhost"])
+        .arg("z@strict.test")
+        .arg(&msg)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = sink.wait_for(1);
+    let first = got.lines().next().unwrap_or_default();
+    assert!(first.starts_with("TLS TLSv1."), "{got}");
+    assert!(first.ends_with(" REQUIRETLS"), "REQUIRETLS passed on in MAIL FROM: {first}");
+    assert!(got.contains("verified-only-5d0c"));
+    let line = log_line(&server, &["delivered", "z@strict.test"]);
+    assert!(line.contains("tls=verified") && line.contains("tls_basis=\"tls_policy:verify\""), "{line}");
 }

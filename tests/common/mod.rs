@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod pki;
 pub mod tls_sink;
 
 pub const PASSWORD: &str = "correct horse battery";

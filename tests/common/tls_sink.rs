@@ -35,12 +35,19 @@ pub struct TlsSink {
 impl TlsSink {
     pub fn start(dir: &Path, extra: &[&str]) -> TlsSink {
         let (cert, key) = self_signed(dir);
+        TlsSink::with_cert(dir, &cert, &key, extra)
+    }
+
+    /// [`TlsSink::start`] with the given certificate and key files.
+    pub fn with_cert(dir: &Path, cert: &Path, key: &Path, extra: &[&str]) -> TlsSink {
         let port = super::free_port();
         let out = dir.join("received.txt");
         let child = Command::new("python3")
             .arg(format!("{}/tests/fixtures/tls_sink.py", env!("CARGO_MANIFEST_DIR")))
             .arg(port.to_string())
-            .args([&cert, &key, &out])
+            .arg(cert)
+            .arg(key)
+            .arg(&out)
             .args(extra)
             .stdout(Stdio::null())
             .spawn()
@@ -54,6 +61,18 @@ impl TlsSink {
     /// Everything received so far.
     pub fn received(&self) -> String {
         std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// What it received once `n` messages are in.
+    pub fn wait_for(&self, n: usize) -> String {
+        super::eventually(Duration::from_secs(20), || {
+            Some(self.received()).filter(|t| t.matches("--END--").count() >= n)
+        })
+    }
+
+    /// Messages received so far.
+    pub fn count(&self) -> usize {
+        self.received().matches("--END--").count()
     }
 }
 
