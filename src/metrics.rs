@@ -54,6 +54,8 @@ pub struct CoreMetrics {
     /// Password checks answered from the login cache / by Argon2id.
     auth_cache: [Cell<u64>; 2],
     sessions: [Cell<u64>; 5],
+    /// Connections accepted here and handed to a less busy core.
+    handed_over: [Cell<u64>; 5],
     /// End of DATA to the 250, microseconds.
     data_ack: Latency,
     /// Arrival to the remote 2xx, per recipient, microseconds.
@@ -80,6 +82,7 @@ impl Default for CoreMetrics {
             auth_ok: Cell::new(0),
             auth_failed: Cell::new(0),
             auth_cache: Default::default(),
+            handed_over: Default::default(),
             sessions: Default::default(),
             data_ack: Latency::default(),
             relay_delivery: Latency::default(),
@@ -179,6 +182,12 @@ impl CoreMetrics {
         SessionGuard { metrics: self, proto }
     }
 
+    /// A connection of protocol `proto` accepted here went to another core
+    /// (see `net::balance`).
+    pub fn handed_over(&self, proto: usize) {
+        bump(&self.handed_over[proto], 1);
+    }
+
     /// A content filter (`milter:ADDRESS`) decided `action` about a message.
     pub fn filter_action(&self, filter: &str, action: &'static str) {
         *self.filter_actions.borrow_mut().entry((filter.to_string(), action)).or_default() += 1;
@@ -208,6 +217,7 @@ impl CoreMetrics {
             auth: [self.auth_ok.get(), self.auth_failed.get()],
             auth_cache: [self.auth_cache[0].get(), self.auth_cache[1].get()],
             sessions: get(&self.sessions),
+            handed_over: get(&self.handed_over),
             gauges,
             data_ack: self.data_ack.snapshot(),
             relay_delivery: self.relay_delivery.snapshot(),
@@ -284,6 +294,7 @@ pub struct Snapshot {
     /// Password checks from the login cache, and by Argon2id.
     pub auth_cache: [u64; 2],
     pub sessions: Vec<u64>,
+    pub handed_over: Vec<u64>,
     pub gauges: Gauges,
     pub data_ack: LatencyCounts,
     pub relay_delivery: LatencyCounts,
@@ -428,6 +439,15 @@ pub fn render(snaps: &[Snapshot]) -> String {
         "proto",
         &PROTOCOLS,
         &|s, i| s.sessions[i],
+    );
+    labelled(
+        &mut out,
+        "ringmail_sessions_handed_over_total",
+        "counter",
+        "Connections this core accepted and handed to a core with fewer sessions of the protocol.",
+        "proto",
+        &PROTOCOLS,
+        &|s, i| s.handed_over[i],
     );
     let states = ["ready", "deferred", "held", "inflight"];
     labelled(

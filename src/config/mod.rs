@@ -341,6 +341,12 @@ pub struct Listen {
     /// listed peer without one, or an unlisted peer sending one, is cut.
     #[serde(default)]
     pub proxy_from: Vec<IpNet>,
+    /// Spread sessions evenly over the cores: a core that accepts a
+    /// connection while it has more sessions of that protocol than the
+    /// least busy core (by more than an eighth) hands it over (see
+    /// `net::balance`). Reloaded on SIGHUP.
+    #[serde(default = "default_true")]
+    pub balance: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -2,6 +2,7 @@
 //! machines over them. Drivers are boring loops — read, feed, perform the
 //! actions the machine asks for, write — and hold no protocol logic.
 
+pub mod balance;
 mod conn;
 pub mod control;
 mod http;
@@ -13,9 +14,10 @@ mod smtp_driver;
 pub mod tls;
 
 use crate::config::Config;
-use crate::shard::Shard;
+use crate::shard::{Shard, ShardMsg};
 use glommio::net::TcpListener;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -75,18 +77,19 @@ pub fn listeners(config: &Config) -> Vec<(Protocol, SocketAddr)> {
     .collect()
 }
 
-/// Accept connections until the core stops, one task per session.
+/// Accept connections until the core stops, one task per session: here, or
+/// on a core with fewer sessions of the kind (see [`balance`]).
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, proto: Protocol) {
     while let Some(accepted) = accept_or_stop(&shard, &listener).await {
         match accepted {
             Ok(stream) => {
-                let peer = match stream.peer_addr() {
-                    Ok(p) => p,
-                    Err(_) => continue, // already gone
-                };
                 let _ = stream.set_nodelay(true);
-                let conn = conn::Conn::new(stream, peer);
-                glommio::spawn_local(session(shard.clone(), conn, proto)).detach();
+                let seat = shard.balancer.place(shard.id, proto.index(), shard.config().listen.balance);
+                if seat.core() == shard.id {
+                    start(&shard, stream, proto, seat);
+                } else {
+                    hand_over(&shard, stream, proto, seat);
+                }
             }
             Err(e) => {
                 // EMFILE/ENFILE and friends: back off instead of spinning.
@@ -95,6 +98,72 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, proto: Protoco
             }
         }
     }
+}
+
+/// Run the session of `stream` on this core.
+fn start(shard: &Rc<Shard>, stream: glommio::net::TcpStream, proto: Protocol, seat: balance::Seat) {
+    let Ok(peer) = stream.peer_addr() else {
+        return; // already gone
+    };
+    let conn = conn::Conn::new(stream, peer);
+    glommio::spawn_local(session(shard.clone(), conn, proto, seat)).detach();
+}
+
+/// A connection accepted on one core and handed to another before a byte
+/// was read from it: the socket (a duplicate of the accepting core's
+/// descriptor, which that core closed), what it speaks, and its seat on the
+/// new core. Dropped unstarted (the core stopping), it closes the socket.
+pub struct Handoff {
+    socket: OwnedFd,
+    proto: Protocol,
+    seat: balance::Seat,
+}
+
+impl std::fmt::Debug for Handoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handoff").field("socket", &self.socket).field("proto", &self.proto).finish()
+    }
+}
+
+/// Send `stream` to the core its seat is on. The mesh send waits while that
+/// core's channel is full, so it runs in a task of its own, not in the
+/// accept loop.
+fn hand_over(shard: &Rc<Shard>, stream: glommio::net::TcpStream, proto: Protocol, seat: balance::Seat) {
+    // The socket outlives this core's stream: glommio's stream closes (never
+    // shuts down) its descriptor when dropped, and the duplicate keeps the
+    // connection open.
+    // SAFETY: the descriptor is open for as long as `stream` lives.
+    let socket = match unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }.try_clone_to_owned() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(core = shard.id, proto = proto.name(), error = %e, "handing a connection over failed; served here");
+            let seat = shard.balancer.place(shard.id, proto.index(), false);
+            return start(shard, stream, proto, seat);
+        }
+    };
+    drop(stream);
+    let to = seat.core();
+    shard.metrics.handed_over(proto.index());
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        // On failure the handoff is dropped and the client sees a close:
+        // only when `to` is shutting down.
+        if shard.mesh.send(to, ShardMsg::Adopt(Handoff { socket, proto, seat })).await.is_err() {
+            tracing::debug!(core = shard.id, to, "connection not handed over: core stopping");
+        }
+    })
+    .detach();
+}
+
+/// Start a session handed over by another core (see [`Handoff`]).
+pub fn adopt(shard: &Rc<Shard>, handoff: Handoff) {
+    if shard.stop.is_set() {
+        return; // stopping: the socket closes
+    }
+    let Handoff { socket, proto, seat } = handoff;
+    // SAFETY: `socket` is an open TCP socket we own; the stream takes it over.
+    let stream = unsafe { glommio::net::TcpStream::from_raw_fd(socket.into_raw_fd()) };
+    start(shard, stream, proto, seat);
 }
 
 /// The next connection, or None once the core is stopping (the listener
@@ -112,7 +181,9 @@ pub(crate) async fn accept_or_stop(
 
 /// One client connection from accept to close: connection limits, the
 /// implicit TLS handshake, then the protocol's driver.
-async fn session(shard: Rc<Shard>, mut conn: conn::Conn, proto: Protocol) {
+async fn session(shard: Rc<Shard>, mut conn: conn::Conn, proto: Protocol, seat: balance::Seat) {
+    // Counted on this core until the session ends (see [`balance`]).
+    let _seat = seat;
     let config = shard.config();
     if config.listen.proxy_from.iter().any(|net| net.contains(&conn.peer.ip())) {
         let proxy = conn.peer;

@@ -205,6 +205,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
         stopping: lifecycle.stopping.clone(),
     });
     let limits = Arc::new(super::limits::Limits::default());
+    let balancer = Arc::new(crate::net::balance::Balancer::new(cores));
     let mesh = MeshBuilder::full(cores, 1024);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
     let mut handles = Vec::new();
@@ -232,6 +233,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
             lifecycle.clone(),
         );
         let limits = limits.clone();
+        let balancer = balancer.clone();
         let placement = match cpus.get(core % cpus.len().max(1)) {
             Some(&cpu) if config.cores == 0 || cores <= cpus.len() => Placement::Fixed(cpu),
             _ => Placement::Unbound,
@@ -255,6 +257,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
                     dane,
                     lifecycle,
                     limits,
+                    balancer,
                     signers,
                     verifier,
                     sites,
@@ -487,6 +490,8 @@ struct CoreStart {
     lifecycle: Lifecycle,
     /// The server-wide abuse limits, one table for every core.
     limits: Arc<super::limits::Limits>,
+    /// Sessions open per core, to place new ones.
+    balancer: Arc<crate::net::balance::Balancer>,
     /// DKIM keys (replaced on SIGHUP) and the inbound checks' thread.
     signers: Arc<Signers>,
     verifier: Verifier,
@@ -531,6 +536,7 @@ async fn core_main(
         dane,
         lifecycle,
         limits,
+        balancer,
         signers,
         verifier,
         sites,
@@ -575,6 +581,7 @@ async fn core_main(
         tls: RefCell::new(tls),
         tls_updates: updates.tls,
         limits,
+        balancer,
         metrics: crate::metrics::CoreMetrics::default(),
         stop: super::Stop::default(),
         background: Cell::new(0),

@@ -88,6 +88,9 @@ pub struct Shard {
     /// Connection, message-rate and login-failure limits of the whole
     /// server (the same table on every core).
     pub limits: Arc<limits::Limits>,
+    /// Sessions open per core, to place new ones (the same table on every
+    /// core; see [`crate::net::balance`]).
+    pub balancer: Arc<crate::net::balance::Balancer>,
     /// This core's counters and histograms.
     pub metrics: crate::metrics::CoreMetrics,
     /// Raised when the server is stopping (SIGTERM): drain, then exit.
@@ -179,6 +182,7 @@ impl Shard {
                 self.suppressions.borrow_mut().apply(update);
             }
             ShardMsg::SegmentGone { dir, segment } => self.maps.borrow_mut().forget(dir, segment),
+            ShardMsg::Adopt(handoff) => crate::net::adopt(self, handoff),
             ShardMsg::Request(req) => {
                 let me = self.clone();
                 let busy = Background::new(self);

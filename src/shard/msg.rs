@@ -36,6 +36,9 @@ pub enum ShardMsg {
     SegmentGone { dir: u16, segment: u32 },
     /// Work for this core; it answers through the request's [`Answer`].
     Request(Request),
+    /// One-way: a client connection to serve here, handed over by the core
+    /// that accepted it (see `net::balance`).
+    Adopt(crate::net::Handoff),
 }
 
 /// One recipient made final: a tombstone to write.
