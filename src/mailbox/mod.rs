@@ -2,16 +2,22 @@
 //!
 //! Owns: for each user hashed to this core, the ordered list of messages
 //! delivered to them (where each lives in the spool, its size, arrival time
-//! and sender) and the POP3 lock. Only the owning core touches an index;
+//! and the length of its trace fields) and the POP3 lock. Only the owning core touches an index;
 //! sessions on other cores ask it over the shard mesh. Pure: no I/O, no
 //! clock; durability of deletions is the caller's job (the owner appends
 //! tombstones and waits for their sync before it calls [`MailboxIndex::remove`]).
 
-use crate::spool::{QueueId, SpoolRef};
+use crate::spool::{MessageRecord, QueueId, SpoolRef};
 use std::collections::HashMap;
 
 /// One message in one user's mailbox. A message with several local
 /// recipients has one entry per recipient, told apart by `recipient`.
+///
+/// Kept small (40 bytes, no heap) because a server holds one per stored
+/// message: the envelope sender and the address the copy was delivered
+/// for are in the message record at `at`, which RETR and TOP read anyway,
+/// so only the length of the trace fields they make is kept here (for
+/// LIST and STAT, which must not read every record).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailboxEntry {
     /// Where the message record is; the body is read from the spool map.
@@ -19,20 +25,51 @@ pub struct MailboxEntry {
     /// Index of this user among the message's recipients (the tombstone
     /// names it).
     pub recipient: u16,
+    /// Bytes of [`MailboxEntry::trace_fields`]; 0 for a message imported
+    /// from another server (`import-maildir`), which keeps the trace fields
+    /// it came with and is served as stored.
+    trace_len: u16,
     pub queue_id: QueueId,
     pub received_at_ms: u64,
     /// Octets as stored (CRLF line ends); quotas count these. POP3
     /// reports [`MailboxEntry::served_size`].
     pub size: u64,
-    pub sender: String,
-    /// The recipient address this copy was delivered for (with its
-    /// extension, or the alias target): the Delivered-To field. None for a
-    /// message imported from another server (`import-maildir`), which
-    /// keeps the trace fields it came with and is served as stored.
-    pub delivered_to: Option<String>,
+}
+
+/// What a delivered copy is served with, from its message record: the
+/// envelope sender and the recipient address it was delivered for (with
+/// its extension, or the alias target).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trace<'a> {
+    pub sender: &'a str,
+    pub delivered_to: &'a str,
+}
+
+impl Trace<'_> {
+    /// `Return-Path:` (the envelope sender, `<>` for bounces) and
+    /// `Delivered-To:`, each ending in CRLF.
+    fn fields(&self) -> String {
+        // Both come from parsed SMTP addresses (no CR/LF) or the spool.
+        format!("Return-Path: <{}>\r\nDelivered-To: {}\r\n", self.sender, self.delivered_to)
+    }
 }
 
 impl MailboxEntry {
+    /// The entry for recipient `recipient` of the message at `at`; `trace`
+    /// is None for an imported message (see [`MailboxEntry::trace_fields`]).
+    pub fn new(
+        at: SpoolRef,
+        recipient: u16,
+        queue_id: QueueId,
+        received_at_ms: u64,
+        size: u64,
+        trace: Option<Trace<'_>>,
+    ) -> MailboxEntry {
+        // Addresses are bounded by the SMTP line limits, far below 32 KiB.
+        let trace_len = trace.map_or(0, |t| u16::try_from(t.fields().len()).unwrap_or(u16::MAX));
+        MailboxEntry { at, recipient, trace_len, queue_id, received_at_ms, size }
+    }
+
     /// The POP3 UIDL: stable across restarts because it is derived from the
     /// record's queue id and recipient index, both stored in the spool.
     pub fn uid(&self) -> String {
@@ -40,21 +77,24 @@ impl MailboxEntry {
     }
 
     /// The trace fields put above the stored message when it is served
-    /// (POP3 RETR/TOP): `Return-Path:` (the envelope sender, `<>` for
-    /// bounces) and `Delivered-To:`, each ending in CRLF. Added at serving
-    /// time because one stored body is shared by every local recipient.
-    pub fn trace_fields(&self) -> String {
-        // Both come from parsed SMTP addresses (no CR/LF) or the spool.
-        match &self.delivered_to {
-            Some(to) => format!("Return-Path: <{}>\r\nDelivered-To: {to}\r\n", self.sender),
-            None => String::new(),
+    /// (POP3 RETR/TOP), made from its message record (`record`, the record
+    /// at `at`): `Return-Path:` and `Delivered-To:` (see [`Trace`]). Added
+    /// at serving time because one stored body is shared by every local
+    /// recipient. Empty for an imported message.
+    pub fn trace_fields(&self, record: &MessageRecord<'_>) -> String {
+        if self.trace_len == 0 {
+            return String::new();
         }
+        let delivered_to = record.recipients.get(usize::from(self.recipient)).map_or("", |r| r.address.as_str());
+        let fields = Trace { sender: &record.sender, delivered_to }.fields();
+        debug_assert_eq!(fields.len(), usize::from(self.trace_len), "trace fields of {} changed", self.uid());
+        fields
     }
 
     /// Octets of the message as served: the trace fields plus the stored
     /// body, which is what POP3 LIST and STAT must report (RFC 1939).
     pub fn served_size(&self) -> u64 {
-        self.size + self.trace_fields().len() as u64
+        self.size + u64::from(self.trace_len)
     }
 }
 
@@ -221,17 +261,57 @@ mod tests {
     use super::*;
 
     fn entry(n: u32, t: u64) -> MailboxEntry {
-        MailboxEntry {
-            at: SpoolRef { dir: 0, segment: 0, offset: n * 64 },
-            recipient: 0,
-            queue_id: QueueId(n as u64),
-            received_at_ms: t,
-            size: 100,
-            sender: "a@b".into(),
-            delivered_to: Some("x@y".into()),
-        }
+        let at = SpoolRef { dir: 0, segment: 0, offset: n * 64 };
+        MailboxEntry::new(at, 0, QueueId(n as u64), t, 100, Some(Trace { sender: "a@b", delivered_to: "x@y" }))
     }
     const T1: LockToken = LockToken { core: 0, session: 1 };
+
+    /// Issue 13: the index holds one entry per stored message, so each is
+    /// kept to a fixed 40 bytes with nothing on the heap.
+    #[test]
+    fn an_entry_is_40_bytes_and_owns_no_heap() {
+        assert!(std::mem::size_of::<MailboxEntry>() <= 40, "{}", std::mem::size_of::<MailboxEntry>());
+        // No field can own heap memory: every one is Copy.
+        fn copy<T: Copy>(_: T) {}
+        let e = entry(1, 1);
+        copy((e.at, e.recipient, e.trace_len, e.queue_id, e.received_at_ms, e.size));
+    }
+
+    #[test]
+    fn trace_fields_come_from_the_record_and_match_the_served_size() {
+        use crate::spool::{MessageExt, RecipientEntry, Route};
+        let record = MessageRecord {
+            queue_id: QueueId(7),
+            received_at_ms: 1,
+            client: "192.0.2.1".into(),
+            helo: "client.test".into(),
+            sender: "bob@example.org".into(),
+            recipients: vec![
+                RecipientEntry::new("carol@example.test", Route::Local { user: "carol@example.test".into() }),
+                RecipientEntry::new("alice+news@example.test", Route::Local { user: "alice@example.test".into() }),
+            ],
+            ext: MessageExt::default(),
+            body: b"Subject: x\r\n\r\nhi\r\n",
+        };
+        let trace = Trace { sender: &record.sender, delivered_to: &record.recipients[1].address };
+        let e = MailboxEntry::new(SpoolRef { dir: 0, segment: 1, offset: 8 }, 1, QueueId(7), 1, 17, Some(trace));
+        let fields = e.trace_fields(&record);
+        assert_eq!(fields, "Return-Path: <bob@example.org>\r\nDelivered-To: alice+news@example.test\r\n");
+        assert_eq!(e.served_size(), 17 + fields.len() as u64);
+        let imported = MailboxEntry::new(e.at, 1, QueueId(7), 1, 17, None);
+        assert_eq!(imported.trace_fields(&record), "");
+        assert_eq!(imported.served_size(), 17);
+        let bounce = MessageRecord { sender: String::new(), ..record };
+        let e = MailboxEntry::new(
+            e.at,
+            0,
+            QueueId(7),
+            1,
+            17,
+            Some(Trace { sender: "", delivered_to: "carol@example.test" }),
+        );
+        assert!(e.trace_fields(&bounce).starts_with("Return-Path: <>\r\n"));
+    }
     const T2: LockToken = LockToken { core: 1, session: 7 };
 
     #[test]

@@ -207,7 +207,7 @@ async fn login(shard: &Rc<Shard>, user: &str, password: &str, conn: &Conn) -> (A
 fn send_body(shard: &Shard, entry: &MailboxEntry, server: &mut pop3::Server) -> Result<(), ReadError> {
     let view = shard.maps.borrow_mut().record(shard.resolve(entry.at))?;
     let record = view.message()?;
-    server.message_body_under(entry.trace_fields().as_bytes(), record.body);
+    server.message_body_under(entry.trace_fields(&record).as_bytes(), record.body);
     Ok(())
 }
 

@@ -287,33 +287,38 @@ impl Shard {
     fn mailbox_listing(
         &self,
         user: &str,
-        mut entries: Vec<crate::mailbox::MailboxEntry>,
+        entries: Vec<crate::mailbox::MailboxEntry>,
         sort: MailboxSort,
     ) -> MailboxListing {
-        match sort {
-            MailboxSort::Date => entries.sort_by_key(|e| (e.received_at_ms, e.queue_id)),
-            MailboxSort::Sender => {
-                entries.sort_by(|a, b| a.sender.cmp(&b.sender).then(a.received_at_ms.cmp(&b.received_at_ms)))
-            }
-            MailboxSort::Size => entries.sort_by_key(|e| (std::cmp::Reverse(e.size), e.received_at_ms)),
-        }
-        let messages: Vec<MailboxMessage> = entries
+        // Sender and subject are in each message's record (the index keeps
+        // neither).
+        let mut messages: Vec<(&crate::mailbox::MailboxEntry, MailboxMessage)> = entries
             .iter()
-            .map(|e| MailboxMessage {
-                uid: e.uid(),
-                queue_id: e.queue_id.to_string(),
-                received_ms: e.received_at_ms,
-                sender: e.sender.clone(),
-                size: e.size,
-                subject: self
-                    .maps
-                    .borrow_mut()
-                    .record(self.resolve(e.at))
-                    .ok()
-                    .and_then(|v| v.message().ok().and_then(|m| crate::message::header(m.body, "Subject", 200)))
-                    .unwrap_or_default(),
+            .map(|e| {
+                let mut maps = self.maps.borrow_mut();
+                let view = maps.record(self.resolve(e.at)).ok();
+                let record = view.as_ref().and_then(|v| v.message().ok());
+                let message = MailboxMessage {
+                    uid: e.uid(),
+                    queue_id: e.queue_id.to_string(),
+                    received_ms: e.received_at_ms,
+                    sender: record.as_ref().map(|m| m.sender.clone()).unwrap_or_default(),
+                    size: e.size,
+                    subject: record
+                        .as_ref()
+                        .and_then(|m| crate::message::header(m.body, "Subject", 200))
+                        .unwrap_or_default(),
+                };
+                (e, message)
             })
             .collect();
+        match sort {
+            MailboxSort::Date => messages.sort_by_key(|(e, _)| (e.received_at_ms, e.queue_id)),
+            MailboxSort::Sender => messages
+                .sort_by(|(a, am), (b, bm)| am.sender.cmp(&bm.sender).then(a.received_at_ms.cmp(&b.received_at_ms))),
+            MailboxSort::Size => messages.sort_by_key(|(e, _)| (std::cmp::Reverse(e.size), e.received_at_ms)),
+        }
+        let messages: Vec<MailboxMessage> = messages.into_iter().map(|(_, m)| m).collect();
         MailboxListing {
             user: user.to_string(),
             count: messages.len(),

@@ -7,7 +7,7 @@ use super::recovery::{Adoption, Recovery};
 use super::{owner, Mesh, Shard, ShardMsg};
 use crate::auth::{UserDb, UsersError};
 use crate::config::Config;
-use crate::mailbox::{MailboxEntry, MailboxIndex};
+use crate::mailbox::{MailboxEntry, MailboxIndex, Trace};
 use crate::net::{self, Protocol};
 use crate::outbound::shaping::Shaping;
 use crate::outbound::sites::Sites;
@@ -422,15 +422,9 @@ fn distribute(recovered: spool::Recovered, cores: usize, relay: &crate::config::
         for (recipient, r) in m.recipients {
             match r.route {
                 Route::Local { user } => {
-                    let entry = MailboxEntry {
-                        at: m.at,
-                        recipient,
-                        queue_id: m.queue_id,
-                        received_at_ms: m.received_at_ms,
-                        size: m.body_len,
-                        sender: m.sender.clone(),
-                        delivered_to: (m.client != super::intake::IMPORT_CLIENT).then(|| r.address.clone()),
-                    };
+                    let trace = (m.client != super::intake::IMPORT_CLIENT)
+                        .then_some(Trace { sender: &m.sender, delivered_to: &r.address });
+                    let entry = MailboxEntry::new(m.at, recipient, m.queue_id, m.received_at_ms, m.body_len, trace);
                     inits[owner::user_owner(&user, cores)].mailboxes.push((user, entry));
                 }
                 Route::Remote { domain } => {

@@ -7,7 +7,7 @@
 
 use super::Shard;
 use crate::address_map::Target;
-use crate::mailbox::MailboxEntry;
+use crate::mailbox::{MailboxEntry, Trace};
 use crate::outbound::bounce::About;
 use crate::proto::smtp::{Envelope, RcptDecision, ReversePath, StoreOutcome};
 use crate::queue::{PendingRecipient, QueuedMessage};
@@ -204,15 +204,8 @@ impl Shard {
             let recipient = index as u16;
             match r.route {
                 Route::Local { user } => {
-                    let entry = MailboxEntry {
-                        at,
-                        recipient,
-                        queue_id,
-                        received_at_ms,
-                        size,
-                        sender: sender.clone(),
-                        delivered_to: (!imported).then(|| r.address.clone()),
-                    };
+                    let trace = (!imported).then_some(Trace { sender: &sender, delivered_to: &r.address });
+                    let entry = MailboxEntry::new(at, recipient, queue_id, received_at_ms, size, trace);
                     tracing::info!(queue_id = %queue_id, to = %r.address, status = "delivered", "stored in mailbox");
                     self.metrics.delivered_local(1);
                     self.deliver(user, entry).await;
