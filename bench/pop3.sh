@@ -225,7 +225,9 @@ pop3_measure() {
     [ "$kind" != logins ] && [ "${units:-0}" -gt 0 ] && rpm=$(python3 -c "print($reads / $units)")
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$kind" "$n" "$round" "$rate" "$rpm" "$cpu" \
         "$units" "$bytes" "$sessions" "$failed" >>"$P3/runs.tsv"
-    log "pop3: round $round $kind n=$n $server: $(fmt "$rate")/s, reads/msg ${rpm:0:4}, server CPU $(fmt "$cpu") ms per $([ "$kind" = logins ] && echo login || echo RETR) ($units, ${failed:-?} failed sessions)"
+    local what="ms per login"
+    [ "$kind" = logins ] || { what="µs per RETR"; [ -z "$cpu" ] || cpu=$(python3 -c "print($cpu * 1000)"); }
+    log "pop3: round $round $kind n=$n $server: $(fmt "$rate")/s, reads/msg ${rpm:0:4}, server CPU $(fmt "$cpu") $what ($units, ${failed:-?} failed sessions)"
 }
 
 # pop3_fill: ringmail with POP3_USERS × POP3_MESSAGES messages, the same

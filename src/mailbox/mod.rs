@@ -44,17 +44,25 @@ impl MailboxEntry {
     /// bounces) and `Delivered-To:`, each ending in CRLF. Added at serving
     /// time because one stored body is shared by every local recipient.
     pub fn trace_fields(&self) -> String {
-        // Both come from parsed SMTP addresses (no CR/LF) or the spool.
-        match &self.delivered_to {
-            Some(to) => format!("Return-Path: <{}>\r\nDelivered-To: {to}\r\n", self.sender),
-            None => String::new(),
-        }
+        trace_fields(&self.sender, self.delivered_to.as_deref())
     }
 
     /// Octets of the message as served: the trace fields plus the stored
     /// body, which is what POP3 LIST and STAT must report (RFC 1939).
     pub fn served_size(&self) -> u64 {
         self.size + self.trace_fields().len() as u64
+    }
+}
+
+/// `Return-Path:` and `Delivered-To:` (each ending in CRLF) for a message
+/// from `sender` delivered for `delivered_to`; empty when `delivered_to` is
+/// None (imported mail keeps its own). What POP3 serves above the stored
+/// body, and what `export-maildir` writes above it, so both agree.
+pub fn trace_fields(sender: &str, delivered_to: Option<&str>) -> String {
+    // Both come from parsed SMTP addresses (no CR/LF) or the spool.
+    match delivered_to {
+        Some(to) => format!("Return-Path: <{sender}>\r\nDelivered-To: {to}\r\n"),
+        None => String::new(),
     }
 }
 
