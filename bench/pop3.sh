@@ -448,8 +448,9 @@ for kind, what in (('retr', 'server CPU per RETR, µs, one at a time'), ('pipe',
 print()
 b = dict(l.rstrip('\n').split('\t') for l in open(bytes_f) if l.strip())
 if b:
+    same = len(set(b.values())) == 1
     print('Bytes retrieved per pass (warm-up): ' + ', '.join(f'{names[s]} {int(v):,}' for s, v in b.items() if v)
-          + ' (ringmail adds Return-Path and Delivered-To when it serves a message; export-maildir writes the stored body).')
+          + ('; the same on every server.' if same else '; NOT the same: the servers did not serve identical messages.'))
 c = [l.rstrip('\n').split('\t') for l in open(cross) if l.strip()]
 if c:
     print('\nIndependent driver (bench/pop3-retr.py, Python, blocking sockets), 1 session, one pass, against '
