@@ -480,7 +480,6 @@ def tgt(name, a, b, want):
         print(f'- {name}: not measured')
         return
     print(f'- {name}: {a / b:.2f}× (want ≥ {want}×): {"met" if a / b >= want else "NOT met"}')
-mx = max((int(k[1]) for k in keys if k[0] == 'retr'), default=None)
 for n in ('4',):
     for kind in ('retr', 'pipe'):
         m = medians.get((kind, n), {})
