@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use std::process::Command;
+use std::time::Duration;
 
 fn tool(args: &[&str]) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mailbox_tool.py");
@@ -73,6 +74,48 @@ fn maildir_and_mbox_import_then_pop3_and_export_round_trip() {
     assert!(!out.status.success() && text(&out).contains("line 1"), "{}", text(&out));
     let out = server.cli(&["import-mbox", "nobody@localhost", mbox.to_str().unwrap()]);
     assert!(!out.status.success() && text(&out).contains("not a user"), "{}", text(&out));
+}
+
+/// The files of `dir/new/`, LF line ends turned back into CRLF, sorted.
+fn exported_crlf(dir: &std::path::Path) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = std::fs::read_dir(dir.join("new"))
+        .unwrap()
+        .map(|e| {
+            let lf = std::fs::read(e.unwrap().path()).unwrap();
+            lf.split(|&b| b == b'\n').collect::<Vec<_>>().join(&b"\r\n"[..])
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn export_writes_the_bytes_pop3_serves_for_mail_delivered_over_smtp() {
+    // bench/compare's pop3 variant has Dovecot serve exported Maildirs: the
+    // export must carry the Return-Path and Delivered-To that ringmail puts
+    // above a delivered message when serving it, each recipient its own.
+    let server = Server::start();
+    let mut c = server.smtp();
+    c.expect("EHLO client.test", "250");
+    let r = c.send_mail("carol@example.test", &["alice@localhost", "bob@localhost"], b"Subject: both\r\n\r\n.dot\r\n");
+    assert!(r.starts_with("250"), "{r}");
+    let r = c.send_mail("", &["alice@localhost"], b"Subject: bounce\r\n\r\nbody\r\n");
+    assert!(r.starts_with("250"), "{r}");
+    eventually(Duration::from_secs(10), || (mailbox_count(&server, "alice@localhost") == 2).then_some(()));
+    for (user, n) in [("alice@localhost", 2), ("bob@localhost", 1)] {
+        let mut p = server.pop3();
+        assert!(p.login(user, PASSWORD).starts_with("+OK"));
+        let mut served: Vec<Vec<u8>> = (1..=n).map(|i| p.retr(i)).collect();
+        p.cmd("QUIT");
+        served.sort();
+        assert!(served.iter().all(|m| m.starts_with(b"Return-Path: <")), "{served:?}");
+        let dir = server.dir.path().join(format!("export-{user}"));
+        let out = server.cli(&["export-maildir", user, dir.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(exported_crlf(&dir), served, "{user}: exported files differ from what POP3 serves");
+        let delivered_to = format!("Delivered-To: {user}\r\n");
+        assert!(served.iter().all(|m| m.windows(delivered_to.len()).any(|w| w == delivered_to.as_bytes())));
+    }
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //! user's live messages are the message records routed to their mailbox
 //! that no tombstone has removed. Each becomes one file in `DIR/new/` with
 //! LF line ends, as Dovecot and other Maildir readers expect, its mtime
-//! the arrival time.
+//! the arrival time, and on top the Return-Path and Delivered-To that POP3
+//! serves with it (so Dovecot serves the same bytes).
 //!
 //! Import goes through the running server (the control socket's `import`
 //! command) so that the mailbox index, quota and spool stay the owner
@@ -230,7 +231,14 @@ pub fn export_maildir(spool_root: &Path, user: &str, dir: &Path, hostname: &str)
         }
         let Some(m) = decode_any_message(kind, payload) else { return };
         for &(_, recipient) in mine.iter().filter(|(a, _)| *a == at) {
-            let lf = to_lf(m.body);
+            // The trace fields POP3 serves above the stored body (mail that
+            // was itself imported has none added), so the Maildir holds
+            // what the user's client saw.
+            let delivered_to = (m.client != crate::shard::intake::IMPORT_CLIENT)
+                .then(|| m.recipients.get(usize::from(recipient)).map(|r| r.address.as_str()))
+                .flatten();
+            let trace = crate::mailbox::trace_fields(&m.sender, delivered_to);
+            let lf = to_lf(&[trace.as_bytes(), m.body].concat());
             let name = format!(
                 "{}.R{}_{recipient}.{},S={}",
                 m.received_at_ms / 1000,

@@ -49,8 +49,7 @@ impl Trace<'_> {
     /// `Return-Path:` (the envelope sender, `<>` for bounces) and
     /// `Delivered-To:`, each ending in CRLF.
     fn fields(&self) -> String {
-        // Both come from parsed SMTP addresses (no CR/LF) or the spool.
-        format!("Return-Path: <{}>\r\nDelivered-To: {}\r\n", self.sender, self.delivered_to)
+        trace_fields(self.sender, Some(self.delivered_to))
     }
 }
 
@@ -95,6 +94,18 @@ impl MailboxEntry {
     /// body, which is what POP3 LIST and STAT must report (RFC 1939).
     pub fn served_size(&self) -> u64 {
         self.size + u64::from(self.trace_len)
+    }
+}
+
+/// `Return-Path:` and `Delivered-To:` (each ending in CRLF) for a message
+/// from `sender` delivered for `delivered_to`; empty when `delivered_to` is
+/// None (imported mail keeps its own). What POP3 serves above the stored
+/// body, and what `export-maildir` writes above it, so both agree.
+pub fn trace_fields(sender: &str, delivered_to: Option<&str>) -> String {
+    // Both come from parsed SMTP addresses (no CR/LF) or the spool.
+    match delivered_to {
+        Some(to) => format!("Return-Path: <{sender}>\r\nDelivered-To: {to}\r\n"),
+        None => String::new(),
     }
 }
 
