@@ -289,14 +289,13 @@ impl LiveFilters {
                 Step::Mail { sender, .. } => format!("<{sender}>"),
                 Step::Rcpt(r) => format!("<{r}>"),
             };
-            tracing::info!(core, client = %client, milter = %m.address, step = step.name(), arg = %what, action, reply = %reply, "milter decision");
+            tracing::info!(core, client = %client, milter = %m.address, step = %step.name(), arg = %what, action = %action, reply = %reply, "milter decision");
             if refusal.is_some() {
                 return refusal;
             }
         }
         None
     }
-
 }
 
 /// The log line and counter of a live milter that failed at `step`.
@@ -306,5 +305,5 @@ fn log_failure(shard: &Shard, client: IpAddr, address: &str, on_error: OnError, 
         OnError::Tempfail => "tempfail",
         OnError::Accept => "accept",
     };
-    tracing::warn!(core = shard.id, client = %client, milter = %address, step, action = %"error", on_error, error = %e, "milter failed");
+    tracing::warn!(core = shard.id, client = %client, milter = %address, step = %step, action = %"error", on_error = %on_error, error = %e, "milter failed");
 }

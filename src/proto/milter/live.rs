@@ -233,33 +233,9 @@ pub fn client(hostname: &str, addr: IpAddr, port: u16) -> Conversation {
 
 #[cfg(test)]
 mod tests {
+    use super::super::session_tests::{codes, optneg, reply};
     use super::*;
     use std::net::Ipv4Addr;
-
-    fn reply(code: u8, data: &[u8]) -> Vec<u8> {
-        let mut f = ((data.len() + 1) as u32).to_be_bytes().to_vec();
-        f.push(code);
-        f.extend_from_slice(data);
-        f
-    }
-
-    fn optneg(proto: u32) -> Vec<u8> {
-        let mut d = 6u32.to_be_bytes().to_vec();
-        d.extend_from_slice(&action::OFFERED.to_be_bytes());
-        d.extend_from_slice(&proto.to_be_bytes());
-        reply(b'O', &d)
-    }
-
-    fn codes(out: &[u8]) -> String {
-        let mut codes = String::new();
-        let mut rest = out;
-        while rest.len() >= 5 {
-            let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-            codes.push(char::from(rest[4]));
-            rest = &rest[4 + len..];
-        }
-        codes
-    }
 
     /// Feed `input` one byte at a time; the step reply when it came.
     fn feed(live: &mut Live, input: &[u8]) -> Option<StepReply> {
@@ -279,7 +255,7 @@ mod tests {
     fn negotiated(proto: u32) -> Live {
         let mut live = Live::new();
         assert_eq!(codes(&live.take_output()), "O");
-        assert_eq!(feed(&mut live, &optneg(proto)), Some(StepReply::Continue));
+        assert_eq!(feed(&mut live, &optneg(action::OFFERED, proto)), Some(StepReply::Continue));
         live
     }
 
@@ -297,7 +273,10 @@ mod tests {
         assert_eq!(codes(&live.take_output()), "DM");
         assert_eq!(feed(&mut live, &reply(b'c', b"")), Some(StepReply::Continue));
         assert_eq!(live.rcpt("u@mx.test"), None);
-        assert_eq!(feed(&mut live, &reply(b'y', b"550 5.7.1 no\0")), Some(StepReply::ReplyCode { code: 550, text: "5.7.1 no".into() }));
+        assert_eq!(
+            feed(&mut live, &reply(b'y', b"550 5.7.1 no\0")),
+            Some(StepReply::ReplyCode { code: 550, text: "5.7.1 no".into() })
+        );
         live.take_output();
         // The transaction never reached data: ABORT, then the new MAIL.
         assert_eq!(live.mail("", None), None);
