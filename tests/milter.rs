@@ -339,7 +339,8 @@ fn a_connect_stage_milter_refuses_at_rcpt_and_sees_each_step_as_it_happens() {
     assert_eq!(mailbox_count(&server, "bob@localhost"), 0);
     // Each refusal is one log line naming the step and the client, and
     // counted under its action.
-    let needles = ["milter decision", "step=rcpt", "client=127.0.0.1", "action=reject", "5.7.1 Scripted recipient refusal"];
+    let needles =
+        ["milter decision", "step=rcpt", "client=127.0.0.1", "action=reject", "5.7.1 Scripted recipient refusal"];
     let log = server.log_containing(&needles);
     assert!(log.lines().any(|l| needles.iter().all(|n| l.contains(n))), "{log}");
     assert_eq!(server.metric("ringmail_filter_actions_total", &[("filter", &filter), ("action", "reject")]), 2.0);
@@ -386,6 +387,29 @@ fn live_milter_round_trips_of_two_sessions_on_one_core_overlap() {
     let (ra, rb) = (a.reply(), b.reply());
     assert!(ra.starts_with("250"), "{ra}");
     assert!(rb.starts_with("250"), "{rb}");
+}
+
+#[test]
+fn authenticated_submissions_are_filtered_only_with_outbound() {
+    use base64::Engine as _;
+    let dead = format!("inet:127.0.0.1:{}", free_port());
+    for (outbound, want) in [(false, "250 "), (true, "451 4.7.1")] {
+        let server = Server::start_with(Options {
+            // Loopback is a stranger here: only AUTH makes the client ours.
+            permit_relay_from: r#"["10.255.255.0/24"]"#,
+            extra: format!(
+                "\n[verify]\nspf = false\ndkim = false\ndmarc = false\narc = false\n\n[filter]\noutbound = {outbound}\n{}",
+                milter_entry(&dead, "")
+            ),
+            ..Options::default()
+        });
+        let mut c = common::Smtp::connect(server.submission);
+        c.expect("EHLO client.test", "250");
+        let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0alice@localhost\0{PASSWORD}"));
+        c.expect(&format!("AUTH PLAIN {plain}"), "235");
+        let r = c.send_mail("alice@localhost", &["bob@localhost"], &message("hello", "x\r\n"));
+        assert!(r.starts_with(want), "outbound = {outbound}: {r}");
+    }
 }
 
 #[test]
