@@ -31,6 +31,10 @@ impl Shard {
     /// stored (also for a discard: 250, nothing stored), or refused.
     /// Milters at `stage = "connect"` are asked through `live`, which
     /// followed the session's envelope.
+    // The session's side (peer, exemption, arrival, live milters) and the
+    // message's parts (envelope, body, the checks' field): a struct would
+    // only rename them for this one caller.
+    #[allow(clippy::too_many_arguments)]
     pub async fn filter_and_accept(
         self: &Rc<Self>,
         peer: SocketAddr,

@@ -20,7 +20,8 @@ use std::rc::Rc;
 
 /// A live milter's connection.
 enum Link {
-    Open(LiveConn),
+    /// Boxed: the socket and its buffers are large next to the other states.
+    Open(Box<LiveConn>),
     /// It accepted the connection: not asked again in this session.
     Accepted,
     /// It failed; its `on_error` decides every later step.
@@ -107,7 +108,7 @@ impl LiveFilters {
             }
             let link = match MilterAddr::parse(&m.address) {
                 Ok(addr) => match LiveConn::open(&addr, m.timeout.get()).await {
-                    Ok(conn) => Link::Open(conn),
+                    Ok(conn) => Link::Open(Box::new(conn)),
                     Err(e) => {
                         log_failure(shard, ip, &m.address, m.on_error, "connect", &e);
                         Link::Failed
