@@ -114,6 +114,7 @@ segment_size = 67108864
 
 [runtime]
 io_memory = 10485760
+${RM_EXTRA:-}
 EOF
     if [ "$RM_DKIM" != off ]; then
         cat >>"$d/ringmail.toml" <<EOF

@@ -44,6 +44,11 @@ enum Command {
         /// Print JSON (see README, "JSON output").
         #[arg(long)]
         json: bool,
+        /// The server's log (stderr saved to a file, or `journalctl -u
+        /// ringmail` output): its milter decisions about the message are
+        /// shown too.
+        #[arg(long, value_name = "FILE")]
+        log: Option<PathBuf>,
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -335,10 +340,14 @@ fn run() -> anyhow::Result<()> {
             println!("{name}: OK ({} users in {})", users.len(), cfg.users_path().display());
             Ok(())
         }
-        Command::Trace { id, json, config } => {
+        Command::Trace { id, json, log, config } => {
             let (cfg, _) = load(config)?;
             let needle = ringmail::admin::trace::Needle::parse(&id);
-            let trace = ringmail::admin::trace::trace(&cfg.spool_root(), &needle)?;
+            let mut trace = ringmail::admin::trace::trace(&cfg.spool_root(), &needle)?;
+            if let Some(log) = log {
+                let text = std::fs::read(&log).with_context(|| format!("reading {}", log.display()))?;
+                trace.add_log(&String::from_utf8_lossy(&text));
+            }
             print!("{}", ringmail::admin::report::emit(&trace, format(json)));
             Ok(())
         }

@@ -51,7 +51,9 @@ impl TlsSink {
         let process = Command::new("python3")
             .arg(format!("{}/tests/fixtures/tls_sink.py", env!("CARGO_MANIFEST_DIR")))
             .arg(port.to_string())
-            .args([&cert, &key, &received, &commands])
+            .args([&cert, &key, &received])
+            .arg("--commands")
+            .arg(&commands)
             .stdout(Stdio::null())
             .spawn()
             .unwrap();

@@ -102,24 +102,6 @@ fn deliver(server: &Server, from: &str, msg: &[u8]) -> String {
     c.send_mail(from, &["alice@localhost"], msg)
 }
 
-/// The header section of alice's newest message, unfolded.
-fn newest_header(server: &Server, count: usize) -> String {
-    eventually(Duration::from_secs(10), || (mailbox_count(server, "alice@localhost") >= count).then_some(()));
-    let mut p = server.pop3();
-    assert!(p.login("alice@localhost", PASSWORD).starts_with("+OK"));
-    let (n, _) = p.stat();
-    let msg = String::from_utf8_lossy(&p.retr(n)).into_owned();
-    p.cmd("QUIT");
-    // The stored message: below the Return-Path and Delivered-To that
-    // POP3 puts on top.
-    let stored = msg
-        .split_once("\r\nDelivered-To: ")
-        .and_then(|(_, rest)| rest.split_once("\r\n"))
-        .map_or(msg.as_str(), |(_, m)| m);
-    let head = stored.split("\r\n\r\n").next().unwrap_or_default().to_string();
-    head.replace("\r\n\t", " ").replace("\r\n ", " ")
-}
-
 /// The Authentication-Results fields of a header section.
 fn results(head: &str) -> Vec<String> {
     head.lines().filter(|l| l.starts_with("Authentication-Results:")).map(str::to_string).collect()

@@ -271,6 +271,147 @@ fn our_own_clients_skip_the_milters_unless_outbound_is_set() {
     }
 }
 
+/// The lines the scripted milter wrote so far.
+fn seen_lines(seen: &Path) -> Vec<String> {
+    std::fs::read_to_string(seen).unwrap_or_default().lines().map(str::to_string).collect()
+}
+
+#[test]
+fn a_connect_stage_milter_refuses_at_rcpt_and_sees_each_step_as_it_happens() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_milter, address, seen) = scripted_milter(dir.path());
+    let server = server(&milter_entry(&address, "stage = \"connect\""), None);
+    let filter = format!("milter:{address}");
+
+    let mut c = server.smtp();
+    c.expect("EHLO client.test", "250");
+    // Each step reached the milter before its SMTP reply came back.
+    assert_eq!(seen_lines(&seen), ["connect [127.0.0.1] 127.0.0.1", "helo client.test"]);
+    c.expect("MAIL FROM:<refuse-bob@b.test>", "250");
+    assert_eq!(seen_lines(&seen).last().map(String::as_str), Some("from <refuse-bob@b.test>"));
+    // The milter's refusal of one recipient is that RCPT's reply; the
+    // transaction goes on with the others.
+    assert_eq!(c.cmd("RCPT TO:<bob@localhost>"), "550 5.7.1 Scripted recipient refusal");
+    c.expect("RCPT TO:<alice@localhost>", "250");
+    assert_eq!(
+        seen_lines(&seen),
+        [
+            "connect [127.0.0.1] 127.0.0.1",
+            "helo client.test",
+            "from <refuse-bob@b.test>",
+            "rcpt <bob@localhost>",
+            "rcpt <alice@localhost>"
+        ]
+    );
+    c.expect("DATA", "354");
+    c.send(&common::dot_stuff(&message("hello", "live body\r\n")));
+    let r = c.cmd(".");
+    assert!(r.starts_with("250 2.0.0 Ok: queued as "), "{r}");
+    let queue_id = r.trim_start_matches("250 2.0.0 Ok: queued as ").trim().to_string();
+    // A second transaction on the same milter connection: refused at the
+    // end of data, as at stage "data".
+    let r = c.send_mail("a@b.test", &["alice@localhost"], &message("reject", "x\r\n"));
+    assert_eq!(r, "550 5.7.1 Error: message content rejected");
+    // A transaction given up before DATA is aborted for the milter.
+    c.expect("MAIL FROM:<a@b.test>", "250");
+    c.expect("RSET", "250");
+    c.expect("MAIL FROM:<a@b.test>", "250");
+    c.expect("QUIT", "221");
+    common::eventually(Duration::from_secs(10), || seen_lines(&seen).contains(&"close".to_string()).then_some(()));
+
+    let lines = seen_lines(&seen);
+    let steps: Vec<&str> = lines.iter().map(|l| l.split(' ').next().unwrap_or("")).collect();
+    // One connection for the session: one connect, one close; the steps
+    // of each transaction in SMTP order.
+    assert_eq!(steps.iter().filter(|s| **s == "connect").count(), 1, "{lines:#?}");
+    // (A folded header value continues on lines of its own.)
+    let order: Vec<&str> = steps.iter().copied().filter(|s| s.chars().all(|c| c.is_ascii_lowercase())).collect();
+    let order: Vec<&str> = order.into_iter().filter(|s| *s != "header").collect();
+    assert_eq!(
+        order[..12],
+        ["connect", "helo", "from", "rcpt", "rcpt", "eom", "from", "rcpt", "eom", "from", "abort", "from"],
+        "{lines:#?}"
+    );
+    assert_eq!(order.last(), Some(&"close"), "{lines:#?}");
+    assert!(lines.contains(&"eom hello".to_string()), "{lines:#?}");
+    // The accepted message is there, bob got nothing.
+    assert_eq!(mailbox_count(&server, "alice@localhost"), 1);
+    assert_eq!(mailbox_count(&server, "bob@localhost"), 0);
+    // Each refusal is one log line naming the step and the client, and
+    // counted under its action.
+    let needles =
+        ["milter decision", "step=rcpt", "client=127.0.0.1", "action=reject", "5.7.1 Scripted recipient refusal"];
+    let log = server.log_containing(&needles);
+    assert!(log.lines().any(|l| needles.iter().all(|n| l.contains(n))), "{log}");
+    assert_eq!(server.metric("ringmail_filter_actions_total", &[("filter", &filter), ("action", "reject")]), 2.0);
+
+    // `ringmail trace` shows what the filters decided about the stored
+    // message: the fields they left, and with the log the milter's verdict.
+    server.log_containing(&[&format!("queue_id={queue_id}")]);
+    let log = server.log_path();
+    let out = server.cli(&["trace", &queue_id, "--json", "--log", log.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let filters = json["messages"][0]["filters"].as_array().cloned().unwrap_or_default();
+    let has = |source: &str, needle: &str| {
+        filters.iter().any(|f| f["source"] == source && f["text"].as_str().is_some_and(|t| t.contains(needle)))
+    };
+    assert!(has("header", "Authentication-Results: mx.test; iprev=fail"), "{filters:#?}");
+    assert!(has("log", &address) && has("log", "action=accept"), "{filters:#?}");
+    let out = server.cli(&["trace", &queue_id, "--log", log.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("  filter (header): Authentication-Results: mx.test;"), "{text}");
+    assert!(text.contains("  filter (log): "), "{text}");
+}
+
+#[test]
+fn live_milter_round_trips_of_two_sessions_on_one_core_overlap() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_milter, address, _seen) = scripted_milter(dir.path());
+    let server = Server::start_with(Options {
+        cores: 1,
+        permit_relay_from: r#"["10.255.255.0/24"]"#,
+        extra: format!(
+            "\n[verify]\nspf = false\ndkim = false\ndmarc = false\narc = false\n\n[filter]\n{}",
+            milter_entry(&address, "stage = \"connect\"")
+        ),
+        ..Options::default()
+    });
+    // The milter holds the first HELO until the second arrives: were the
+    // core's milter round trips one at a time, the second would never
+    // reach it and both would time out (451).
+    let mut a = server.smtp();
+    let mut b = server.smtp();
+    a.send(b"EHLO barrier.test\r\n");
+    b.send(b"EHLO barrier.test\r\n");
+    let (ra, rb) = (a.reply(), b.reply());
+    assert!(ra.starts_with("250"), "{ra}");
+    assert!(rb.starts_with("250"), "{rb}");
+}
+
+#[test]
+fn authenticated_submissions_are_filtered_only_with_outbound() {
+    use base64::Engine as _;
+    let dead = format!("inet:127.0.0.1:{}", free_port());
+    for (outbound, want) in [(false, "250 "), (true, "451 4.7.1")] {
+        let server = Server::start_with(Options {
+            // Loopback is a stranger here: only AUTH makes the client ours.
+            permit_relay_from: r#"["10.255.255.0/24"]"#,
+            extra: format!(
+                "\n[verify]\nspf = false\ndkim = false\ndmarc = false\narc = false\n\n[filter]\noutbound = {outbound}\n{}",
+                milter_entry(&dead, "")
+            ),
+            ..Options::default()
+        });
+        let mut c = common::Smtp::connect(server.submission);
+        c.expect("EHLO client.test", "250");
+        let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0alice@localhost\0{PASSWORD}"));
+        c.expect(&format!("AUTH PLAIN {plain}"), "235");
+        let r = c.send_mail("alice@localhost", &["bob@localhost"], &message("hello", "x\r\n"));
+        assert!(r.starts_with(want), "outbound = {outbound}: {r}");
+    }
+}
+
 #[test]
 fn check_config_names_the_bad_milter_keys() {
     let dir = tempfile::tempdir().unwrap();
@@ -285,7 +426,7 @@ fn check_config_names_the_bad_milter_keys() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("filter.milter[0].address = \"localhost:11332\": expected \"inet:ADDRESS:PORT\""), "{err}");
-    assert!(err.contains("filter.milter[1].stage = \"connect\": not supported yet"), "{err}");
+    assert!(!err.contains("filter.milter[1].stage"), "stage = \"connect\" is supported: {err}");
     assert!(err.contains("filter.milter[1].timeout must be more than 0"), "{err}");
 }
 

@@ -47,19 +47,6 @@ fn deliver(server: &Server, from: &str, helo: &str) -> String {
     client(server, from, helo).send_mail("sender@example.com", &["alice@localhost"], BODY)
 }
 
-/// The header section of alice's newest message (as stored, with the
-/// fields put on top), unfolded.
-fn newest_header(server: &Server, count: usize) -> String {
-    eventually(Duration::from_secs(10), || (mailbox_count(server, "alice@localhost") >= count).then_some(()));
-    let mut p = server.pop3();
-    assert!(p.login("alice@localhost", PASSWORD).starts_with("+OK"));
-    let (n, _) = p.stat();
-    let msg = String::from_utf8_lossy(&p.retr(n)).into_owned();
-    p.cmd("QUIT");
-    let head = msg.split("\r\n\r\n").next().unwrap_or_default().to_string();
-    head.replace("\r\n\t", " ").replace("\r\n ", " ")
-}
-
 fn filter_metric(server: &Server, filter: &str, action: &str) -> f64 {
     server.metric("ringmail_filter_actions_total", &[("filter", filter), ("action", action)])
 }

@@ -1,4 +1,4 @@
-//! Command-line interface: `smtp`, `pop3` and `sink` with their options.
+//! Command-line interface: `smtp`, `pop3`, `sink` and `milter` with their options.
 //! Values are parsed into typed form here (sizes, durations, mixes), so the
 //! modes never see raw strings.
 
@@ -25,6 +25,18 @@ pub enum Cmd {
     Pop3(Pop3Args),
     /// Run an SMTP sink that accepts, counts and checks mail.
     Sink(SinkArgs),
+    /// Run an accept-all milter (for benchmarks of an MTA's milter path).
+    Milter(MilterArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MilterArgs {
+    /// Address to listen on (printed on stdout as `listening on ADDR`).
+    #[arg(long, default_value = "127.0.0.1:8891")]
+    pub listen: std::net::SocketAddr,
+    /// Allow a non-loopback --listen address.
+    #[arg(long)]
+    pub allow_remote: bool,
 }
 
 /// TLS for client connections.

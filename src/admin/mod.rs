@@ -10,6 +10,7 @@ pub mod maildir;
 pub mod queue_list;
 pub mod report;
 pub mod trace;
+mod trace_filters;
 
 /// A time in ms since the Unix epoch as RFC 3339 UTC, seconds precision.
 pub fn format_time(ms: u64) -> String {

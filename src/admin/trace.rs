@@ -2,11 +2,13 @@
 //! the spool: how it arrived, where each recipient was routed, every
 //! recorded delivery state (attempts, deferrals with the remote reply,
 //! holds), how each recipient ended, and the bounces or delay notices it
-//! caused (they carry `X-Ringmail-Queue-ID`). The log has the same queue
+//! caused (they carry `X-Ringmail-Queue-ID`), and what the filters
+//! decided (`trace_filters`). The log has the same queue
 //! id on every line for the live view; the spool is the durable record.
 
 use super::format_time;
 use super::report::Report;
+pub use super::trace_filters::FilterNote;
 use crate::spool::{
     decode_any_message, decode_moved, decode_recipient_state, decode_tombstone_via, walk, Outcome, QueueId,
     RecipientState, RecordKind, Route, SpoolError, SpoolRef,
@@ -59,6 +61,8 @@ struct Found {
     /// Recipient address -> bounce class, from its bounces'
     /// `X-Ringmail-Bounce-Class` fields.
     classes: BTreeMap<String, String>,
+    /// The filter fields of the stored message.
+    filters: Vec<FilterNote>,
 }
 
 /// The history of every message matching `needle`; an error if none is
@@ -113,6 +117,7 @@ pub fn trace(spool_root: &Path, needle: &Needle) -> Result<Trace, TraceError> {
                 via: BTreeMap::new(),
                 notices: Vec::new(),
                 classes: BTreeMap::new(),
+                filters: super::trace_filters::from_message(m.body),
             });
         }
     })?;
@@ -184,6 +189,16 @@ pub fn trace(spool_root: &Path, needle: &Needle) -> Result<Trace, TraceError> {
     Ok(Trace { messages: found.iter().map(traced).collect() })
 }
 
+impl Trace {
+    /// Add the milter decisions `log` (the server's log text) has about
+    /// each message found.
+    pub fn add_log(&mut self, log: &str) {
+        for m in &mut self.messages {
+            m.filters.extend(super::trace_filters::from_log(log, &m.queue_id));
+        }
+    }
+}
+
 /// `ringmail trace`'s answer (text and `--json`, see `admin::report`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Trace {
@@ -211,6 +226,9 @@ pub struct TracedMessage {
     pub recipients: Vec<TracedRecipient>,
     /// Bounces and delay notices about it.
     pub notices: Vec<Notice>,
+    /// What the filters decided: the fields they left in the message and
+    /// (with `--log`) the milter decisions logged under its queue id.
+    pub filters: Vec<FilterNote>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -374,6 +392,7 @@ fn traced(f: &Found) -> TracedMessage {
             .iter()
             .map(|(q, to, subject)| Notice { queue_id: q.to_string(), to: to.clone(), subject: subject.clone() })
             .collect(),
+        filters: f.filters.clone(),
     }
 }
 
@@ -398,6 +417,9 @@ fn render(f: &TracedMessage) -> String {
     );
     if !f.moved_from.is_empty() {
         let _ = writeln!(out, "  moved by spool compaction from {}", f.moved_from.join(", "));
+    }
+    for n in &f.filters {
+        let _ = writeln!(out, "  filter ({}): {}", n.source, n.text);
     }
     for r in &f.recipients {
         let route = match r.route {

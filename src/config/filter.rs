@@ -114,7 +114,9 @@ pub struct Milter {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MilterStage {
-    /// Each SMTP command as it happens (refused by check-config for now).
+    /// Connect, HELO, MAIL and each RCPT as they happen, each able to
+    /// refuse that command; the message after DATA on the same connection
+    /// (one per SMTP session, as Postfix's `smtpd_milters`).
     Connect,
     /// The whole conversation replayed after DATA.
     #[default]
@@ -184,11 +186,6 @@ impl Filter {
             let at = format!("filter.milter[{i}]");
             if let Err(why) = MilterAddr::parse(&m.address) {
                 p.push(format!("{at}.address = {:?}: {why}", m.address));
-            }
-            if m.stage == MilterStage::Connect {
-                p.push(format!(
-                    "{at}.stage = \"connect\": not supported yet (milters see the whole conversation after DATA); use \"data\""
-                ));
             }
             if m.timeout.get().is_zero() {
                 p.push(format!("{at}.timeout must be more than 0"));

@@ -1,11 +1,12 @@
 //! Asks one milter about one message: connects (TCP or Unix socket,
 //! through io_uring, never blocking the executor), runs the sans-I/O
 //! [`Session`](crate::proto::milter::Session) over the socket, and returns
-//! its verdict. Every connect, read and write is bounded by the milter's
+//! its verdict; or keeps a connection for an SMTP session's live steps
+//! ([`LiveConn`], `stage = "connect"`). Every connect, read and write is bounded by the milter's
 //! `timeout`; a reply frame is bounded by the codec.
 
 use crate::config::MilterAddr;
-use crate::proto::milter::{Conversation, Session, SessionError, Verdict};
+use crate::proto::milter::{Conversation, Live, Session, SessionError, StepReply, Verdict};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpStream, UnixStream};
 use std::future::Future;
@@ -73,15 +74,9 @@ async fn bounded<T>(
     .await
 }
 
-/// Run the whole conversation with the milter at `addr`. `max_body`
-/// bounds a replacement body.
-pub async fn ask(
-    addr: &MilterAddr,
-    timeout: Duration,
-    conv: &Conversation,
-    max_body: usize,
-) -> Result<Answer, MilterError> {
-    let mut stream = bounded(timeout, "connect", async {
+/// Connect to the milter at `addr`, bounded by `timeout`.
+async fn open(addr: &MilterAddr, timeout: Duration) -> Result<Stream, MilterError> {
+    bounded(timeout, "connect", async {
         match addr {
             MilterAddr::Inet(sa) => {
                 let s = TcpStream::connect(*sa).await.map_err(|e| MilterError::Connect(e.into()))?;
@@ -94,47 +89,145 @@ pub async fn ask(
             }
         }
     })
-    .await?;
-    let result = converse(&mut stream, timeout, conv, max_body).await;
-    stream.close().await;
-    result
+    .await
 }
 
-async fn converse(
-    stream: &mut Stream,
+/// Run the whole conversation with the milter at `addr`. `max_body`
+/// bounds a replacement body.
+pub async fn ask(
+    addr: &MilterAddr,
     timeout: Duration,
     conv: &Conversation,
     max_body: usize,
 ) -> Result<Answer, MilterError> {
-    let mut session = Session::new(conv, max_body);
-    let mut inbuf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = vec![0u8; 16 * 1024];
+    let mut stream = open(addr, timeout).await?;
+    let mut inbuf = Vec::with_capacity(4096);
+    let result = converse(&mut stream, &mut inbuf, timeout, Session::new(conv, max_body)).await;
+    stream.close().await;
+    result
+}
+
+async fn write(stream: &mut Stream, timeout: Duration, out: &[u8]) -> Result<(), MilterError> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    bounded(timeout, "write", async { stream.write_all(out).await.map_err(|e| MilterError::Io("write", e)) }).await
+}
+
+/// Read once onto `inbuf`; a closed connection is an error.
+async fn read(stream: &mut Stream, timeout: Duration, inbuf: &mut Vec<u8>) -> Result<(), MilterError> {
+    let mut chunk = [0u8; 16 * 1024];
+    let n = bounded(timeout, "read", async { stream.read(&mut chunk).await.map_err(|e| MilterError::Io("read", e)) })
+        .await?;
+    if n == 0 {
+        return Err(SessionError::Closed.into());
+    }
+    // The codec refuses an oversized frame from its length field, so
+    // `inbuf` holds at most one frame plus one read.
+    inbuf.extend_from_slice(&chunk[..n]);
+    Ok(())
+}
+
+/// Drive `session` to its verdict over `stream`.
+async fn converse(
+    stream: &mut Stream,
+    inbuf: &mut Vec<u8>,
+    timeout: Duration,
+    mut session: Session<'_>,
+) -> Result<Answer, MilterError> {
     loop {
         let out = session.take_output();
         if session.verdict().is_some() {
-            // The QUIT is a courtesy: the verdict stands if it is lost.
-            let _ = bounded(timeout, "write", async {
-                stream.write_all(&out).await.map_err(|e| MilterError::Io("write", e))
-            })
-            .await;
+            // A QUIT (the replay's) is a courtesy: the verdict stands if
+            // it is lost.
+            let _ = write(stream, timeout, &out).await;
             let leading_space = session.leading_space();
             let verdict = session.into_verdict().ok_or(SessionError::Closed)?;
             return Ok(Answer { verdict, leading_space });
         }
-        if !out.is_empty() {
-            bounded(timeout, "write", async { stream.write_all(&out).await.map_err(|e| MilterError::Io("write", e)) })
-                .await?;
-        }
-        let n =
-            bounded(timeout, "read", async { stream.read(&mut chunk).await.map_err(|e| MilterError::Io("read", e)) })
-                .await?;
-        if n == 0 {
-            return Err(SessionError::Closed.into());
-        }
-        inbuf.extend_from_slice(&chunk[..n]);
-        // The codec refuses an oversized frame from its length field, so
-        // `inbuf` holds at most one frame plus one read.
-        let used = session.handle_input(&inbuf)?;
+        write(stream, timeout, &out).await?;
+        // Replies already buffered come first (none are expected, but a
+        // milter may send ahead).
+        let used = session.handle_input(inbuf)?;
         inbuf.drain(..used);
+        if session.verdict().is_some() || used > 0 {
+            continue;
+        }
+        read(stream, timeout, inbuf).await?;
+        let used = session.handle_input(inbuf)?;
+        inbuf.drain(..used);
+    }
+}
+
+/// A milter connection kept for one SMTP session (`stage = "connect"`):
+/// the sans-I/O [`Live`] over a socket. Every step is bounded by
+/// `timeout`; after an error the connection is no longer usable.
+pub struct LiveConn {
+    stream: Stream,
+    live: Live,
+    inbuf: Vec<u8>,
+    timeout: Duration,
+}
+
+impl LiveConn {
+    /// Connect and negotiate.
+    pub async fn open(addr: &MilterAddr, timeout: Duration) -> Result<LiveConn, MilterError> {
+        let stream = open(addr, timeout).await?;
+        let mut conn = LiveConn { stream, live: Live::new(), inbuf: Vec::with_capacity(1024), timeout };
+        match conn.answer().await {
+            Ok(_) => Ok(conn),
+            Err(e) => {
+                conn.stream.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Ask one step (`f` queues it on the [`Live`]) and wait for its reply.
+    pub async fn step(&mut self, f: impl FnOnce(&mut Live) -> Option<StepReply>) -> Result<StepReply, MilterError> {
+        match f(&mut self.live) {
+            Some(reply) => {
+                // Not waited for: the step (if sent) goes out now anyway.
+                let out = self.live.take_output();
+                write(&mut self.stream, self.timeout, &out).await?;
+                Ok(reply)
+            }
+            None => self.answer().await,
+        }
+    }
+
+    /// Write what is queued and read until the outstanding reply is there.
+    async fn answer(&mut self) -> Result<StepReply, MilterError> {
+        let out = self.live.take_output();
+        write(&mut self.stream, self.timeout, &out).await?;
+        loop {
+            let (used, reply) = self.live.handle_input(&self.inbuf)?;
+            self.inbuf.drain(..used);
+            if let Some(reply) = reply {
+                return Ok(reply);
+            }
+            read(&mut self.stream, self.timeout, &mut self.inbuf).await?;
+        }
+    }
+
+    /// The message part of the transaction (DATA to end of message).
+    pub async fn message(&mut self, conv: &Conversation, max_body: usize) -> Result<Answer, MilterError> {
+        let session = self.live.message(conv, max_body);
+        converse(&mut self.stream, &mut self.inbuf, self.timeout, session).await
+    }
+
+    /// Forget an unfinished message (ABORT has no reply).
+    pub async fn abort(&mut self) -> Result<(), MilterError> {
+        self.live.abort();
+        let out = self.live.take_output();
+        write(&mut self.stream, self.timeout, &out).await
+    }
+
+    /// Say QUIT (best effort) and close.
+    pub async fn close(mut self) {
+        self.live.quit();
+        let out = self.live.take_output();
+        let _ = write(&mut self.stream, self.timeout, &out).await;
+        self.stream.close().await;
     }
 }

@@ -11,6 +11,7 @@ use crate::proto::smtp::{
 };
 use crate::screen::session::Session as Screening;
 use crate::shard::checks::Checked;
+use crate::shard::filter_live::LiveFilters;
 use crate::shard::intake::Arrival;
 use crate::shard::limits::RateKey;
 use crate::shard::{Login, Shard};
@@ -183,6 +184,14 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
     let policy =
         SessionPolicy { shard: shard.clone(), client, relay_permitted: permitted, screening: screening.clone() };
     let mut server = smtp::Server::new(cfg, Box::new(policy));
+    // Milters at stage "connect" hear of the client before the greeting.
+    let filtered = !permitted || shard.config().filter.outbound;
+    let (mut live, refusal) = LiveFilters::start(&shard, conn.peer, filtered).await;
+    match refusal {
+        Some(refusal) => server.refuse_connection(refusal),
+        None if !live.is_empty() => server.filter_commands(),
+        None => {}
+    }
     conn.set_pace(super::conn::Pace::smtp(&shard.config().limits));
     'session: loop {
         if let (Some(_), Some(s)) = (&lookups, &screening) {
@@ -221,6 +230,7 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
                                     envelope,
                                     body,
                                     auth_results.as_deref(),
+                                    &mut live,
                                 )
                                 .await;
                             if let (StoreOutcome::Stored { queue_id }, Some(summary)) = (&outcome, summary) {
@@ -234,6 +244,12 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
                         }
                     };
                     server.store_done(outcome);
+                }
+                Some(Action::Filter(step)) => {
+                    // The replies before it wait with it: one write for a
+                    // pipelined envelope.
+                    let refusal = live.command(&shard, &step, server.authenticated_user()).await;
+                    server.filter_done(refusal);
                 }
                 Some(Action::StartTls) => {
                     // "220 Ready to start TLS" is in the output; bytes the
@@ -274,6 +290,7 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
             break;
         }
     }
+    live.close().await;
     conn.close().await;
 }
 

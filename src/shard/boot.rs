@@ -622,6 +622,7 @@ async fn core_main(
     }
     let dead = shard.ledger.borrow_mut().set_write_segment(spool::SegmentKey { dir, seq: write_segment });
     shard.reclaim(dead).await;
+    shard.tls_load().await;
     // The relay, sweepers and compaction start once the recovered part is
     // adopted (see `recovery`).
     glommio::spawn_local(shard.clone().adopt(init.adoption)).detach();

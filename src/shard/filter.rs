@@ -9,10 +9,11 @@
 //! (`net::milter`).
 
 use super::admin::QueueOp;
+use super::filter_live::LiveFilters;
 use super::intake::Arrival;
 use super::Shard;
 use crate::address_map::{Resolution, Target};
-use crate::config::{Config, MilterAddr, OnError};
+use crate::config::{Config, MilterAddr, MilterStage, OnError};
 use crate::net::milter::{ask, Answer, MilterError};
 use crate::proto::milter::{apply, Conversation, Edited, Verdict};
 use crate::proto::smtp::{
@@ -28,6 +29,12 @@ impl Shard {
     /// `filter.outbound`). `auth_results` goes on top of the message
     /// before the milters see it. The outcome is the client's reply:
     /// stored (also for a discard: 250, nothing stored), or refused.
+    /// Milters at `stage = "connect"` are asked through `live`, which
+    /// followed the session's envelope.
+    // The session's side (peer, exemption, arrival, live milters) and the
+    // message's parts (envelope, body, the checks' field): a struct would
+    // only rename them for this one caller.
+    #[allow(clippy::too_many_arguments)]
     pub async fn filter_and_accept(
         self: &Rc<Self>,
         peer: SocketAddr,
@@ -36,6 +43,7 @@ impl Shard {
         mut envelope: Envelope,
         body: Vec<u8>,
         auth_results: Option<&str>,
+        live: &mut LiveFilters,
     ) -> StoreOutcome {
         let config = self.config();
         let client = peer.ip();
@@ -50,15 +58,20 @@ impl Shard {
         let mut quarantine: Option<(String, String)> = None;
         // (milter, action, changes): logged with the queue id once stored.
         let mut passed: Vec<(String, &'static str, usize)> = Vec::new();
-        for m in &config.filter.milter {
+        let max_body = config.max_message_size as usize;
+        for (index, m) in config.filter.milter.iter().enumerate() {
             let name = format!("milter:{}", m.address);
             let conv = conversation(&config, peer, &envelope, message);
-            let result = match MilterAddr::parse(&m.address) {
-                Ok(addr) => ask(&addr, m.timeout.get(), &conv, config.max_message_size as usize).await,
+            let result = match (m.stage, MilterAddr::parse(&m.address)) {
+                // A live milter saw the envelope as it came; the message
+                // follows on its connection (None: it is not asked).
+                (MilterStage::Connect, _) => live.message(index, &conv, max_body).await,
+                (MilterStage::Data, Ok(addr)) => Some(ask(&addr, m.timeout.get(), &conv, max_body).await),
                 // check-config refuses such an entry; say so if one slips by.
-                Err(why) => Err(MilterError::Connect(std::io::Error::other(why))),
+                (MilterStage::Data, Err(why)) => Some(Err(MilterError::Connect(std::io::Error::other(why)))),
             };
             message = conv.message;
+            let Some(result) = result else { continue };
             let Answer { verdict, leading_space } = match result {
                 Ok(answer) => answer,
                 Err(e) => {

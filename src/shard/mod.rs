@@ -11,6 +11,7 @@ pub mod admin;
 mod boot;
 pub mod checks;
 mod filter;
+pub mod filter_live;
 pub mod limits;
 mod login;
 pub use login::Login;

@@ -74,7 +74,6 @@ impl Shard {
     }
 
     fn tls_count(self: &Rc<Self>, domain: &str, basis: &Basis, target: &Target, session: Session) {
-        self.tls_load_once();
         let finished =
             self.outbound.tls_report.borrow_mut().record(now_ms(), domain, &policy_of(basis), &target.host, &session);
         if let Some((day, counts)) = finished {
@@ -82,15 +81,20 @@ impl Shard {
         }
     }
 
-    /// Carry on from this core's file of today, once per process.
-    fn tls_load_once(&self) {
+    /// Carry on from this core's file of today: read at boot, before
+    /// any delivery counts, through the blocking pool (a file read must
+    /// not stall the executor).
+    pub(super) async fn tls_load(&self) {
+        let day = tls_rpt::day_of(now_ms());
+        let path = tls_rpt::file_of(&self.config().data_dir, day, self.id);
+        let read = path.clone();
+        let bytes = glommio::executor().spawn_blocking(move || std::fs::read(read).ok()).await;
         let mut r = self.outbound.tls_report.borrow_mut();
         if r.day != 0 {
-            return;
+            return; // something was counted already: keep it
         }
-        r.day = tls_rpt::day_of(now_ms());
-        let path = tls_rpt::file_of(&self.config().data_dir, r.day, self.id);
-        if let Ok(bytes) = std::fs::read(&path) {
+        r.day = day;
+        if let Some(bytes) = bytes {
             match serde_json::from_slice::<DayCounts>(&bytes) {
                 Ok(c) => r.counts = c,
                 Err(e) => {

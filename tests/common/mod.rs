@@ -632,3 +632,21 @@ pub fn mailbox_count(server: &Server, user: &str) -> usize {
     p.cmd("QUIT");
     n
 }
+
+/// The header section of alice's newest message as stored (below the
+/// Return-Path and Delivered-To that POP3 puts on top), unfolded; waits
+/// until her mailbox holds `count` messages.
+pub fn newest_header(server: &Server, count: usize) -> String {
+    eventually(Duration::from_secs(10), || (mailbox_count(server, "alice@localhost") >= count).then_some(()));
+    let mut p = server.pop3();
+    assert!(p.login("alice@localhost", PASSWORD).starts_with("+OK"));
+    let (n, _) = p.stat();
+    let msg = String::from_utf8_lossy(&p.retr(n)).into_owned();
+    p.cmd("QUIT");
+    let stored = msg
+        .split_once("\r\nDelivered-To: ")
+        .and_then(|(_, rest)| rest.split_once("\r\n"))
+        .map_or(msg.as_str(), |(_, m)| m);
+    let head = stored.split("\r\n\r\n").next().unwrap_or_default().to_string();
+    head.replace("\r\n\t", " ").replace("\r\n ", " ")
+}

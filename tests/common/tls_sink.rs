@@ -48,7 +48,7 @@ impl TlsSink {
             .arg(cert)
             .arg(key)
             .arg(&out)
-            .args(extra)
+            .args(extra.iter().flat_map(|k| ["--ehlo", k]))
             .stdout(Stdio::null())
             .spawn()
             .unwrap();

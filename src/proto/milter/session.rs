@@ -164,6 +164,17 @@ pub struct Session<'a> {
     body_start: usize,
     mods: Vec<Modification>,
     replaced_body: usize,
+    /// Say QUIT with the verdict (a replay's own connection ends there;
+    /// a live one carries on to the next message).
+    quit: bool,
+}
+
+/// What a milter agreed to at option negotiation: the actions it may
+/// take and the protocol flags it asked for (both within what we offer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Negotiated {
+    pub actions: u32,
+    pub protocol: u32,
 }
 
 impl<'a> Session<'a> {
@@ -185,7 +196,32 @@ impl<'a> Session<'a> {
             body_start,
             mods: Vec::new(),
             replaced_body: 0,
+            quit: true,
         }
+    }
+
+    /// The message part of a conversation on a connection that already
+    /// negotiated `negotiated` and saw the envelope step by step
+    /// ([`super::live`]): DATA, the header fields, end of headers, the
+    /// body, end of message; the first of them is in the output. No QUIT
+    /// follows the verdict: the connection stays for the next message.
+    pub fn for_message(conv: &'a Conversation, max_body: usize, negotiated: Negotiated) -> Session<'a> {
+        let (fields, body_start) = headers::split(&conv.message);
+        let mut s = Session {
+            conv,
+            max_body,
+            state: State::Negotiating,
+            out: Vec::with_capacity(64),
+            actions: negotiated.actions & action::OFFERED,
+            protocol: negotiated.protocol & protocol::OFFERED,
+            fields,
+            body_start,
+            mods: Vec::new(),
+            replaced_body: 0,
+            quit: false,
+        };
+        s.advance(Step::Data);
+        s
     }
 
     /// Bytes to send to the milter now (possibly none).
@@ -311,7 +347,9 @@ impl<'a> Session<'a> {
     }
 
     fn finish(&mut self, verdict: Verdict) {
-        Command::Quit.encode(&mut self.out);
+        if self.quit {
+            Command::Quit.encode(&mut self.out);
+        }
         self.state = State::Done(verdict);
     }
 

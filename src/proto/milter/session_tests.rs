@@ -21,14 +21,14 @@ fn conv() -> Conversation {
 }
 
 /// A frame as a milter would send it.
-fn reply(code: u8, data: &[u8]) -> Vec<u8> {
+pub(super) fn reply(code: u8, data: &[u8]) -> Vec<u8> {
     let mut f = ((data.len() + 1) as u32).to_be_bytes().to_vec();
     f.push(code);
     f.extend_from_slice(data);
     f
 }
 
-fn optneg(actions: u32, proto: u32) -> Vec<u8> {
+pub(super) fn optneg(actions: u32, proto: u32) -> Vec<u8> {
     let mut d = 6u32.to_be_bytes().to_vec();
     d.extend_from_slice(&actions.to_be_bytes());
     d.extend_from_slice(&proto.to_be_bytes());
@@ -36,7 +36,7 @@ fn optneg(actions: u32, proto: u32) -> Vec<u8> {
 }
 
 /// The command codes in `out`, in order.
-fn codes(out: &[u8]) -> String {
+pub(super) fn codes(out: &[u8]) -> String {
     let mut codes = String::new();
     let mut rest = out;
     while rest.len() >= 5 {

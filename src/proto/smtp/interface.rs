@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use super::address::{Address, ReversePath};
 use super::envelope::Envelope;
 use super::sasl::Mechanism;
 
@@ -80,6 +81,22 @@ pub enum Action {
     /// UTF-8 without NUL, as sent (not case-folded). Its `{:?}` never shows
     /// the password.
     Authenticate { mechanism: Mechanism, user: String, password: String },
+    /// Ask the live content filters (milters at `stage = "connect"`)
+    /// about a command the session accepted, then call
+    /// [`super::Server::filter_done`]; its reply waits for their word.
+    /// Only after [`super::Server::filter_commands`].
+    Filter(FilterStep),
+}
+
+/// A command the live content filters are asked about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterStep {
+    /// HELO/EHLO with this argument.
+    Helo(String),
+    /// MAIL from this sender.
+    Mail(ReversePath),
+    /// RCPT to this recipient.
+    Rcpt(Address),
 }
 
 // Hand-written so that a password never reaches a log through `{:?}`.
@@ -90,6 +107,7 @@ impl fmt::Debug for Action {
                 f.debug_struct("Store").field("envelope", envelope).field("body_len", &body.len()).finish()
             }
             Action::StartTls => f.write_str("StartTls"),
+            Action::Filter(step) => f.debug_tuple("Filter").field(step).finish(),
             Action::Authenticate { mechanism, user, .. } => f
                 .debug_struct("Authenticate")
                 .field("mechanism", mechanism)

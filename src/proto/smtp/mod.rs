@@ -46,6 +46,8 @@ mod auth_tests;
 #[cfg(test)]
 mod bdat_tests;
 #[cfg(test)]
+mod filter_tests;
+#[cfg(test)]
 mod limits_tests;
 #[cfg(test)]
 mod pipeline_tests;
@@ -65,7 +67,7 @@ pub use data::{dot_stuff, dot_stuff_lines, DataProgress, DataScanner};
 pub use envelope::{
     AcceptedRecipient, Envelope, RcptDecision, RecipientPolicy, ScreenDecision, ScreenRequest, SenderDecision,
 };
-pub use interface::{Action, AuthMode, AuthOutcome, FilterRefusal, ServerConfig, StoreOutcome};
+pub use interface::{Action, AuthMode, AuthOutcome, FilterRefusal, FilterStep, ServerConfig, StoreOutcome};
 pub use line::{next_line, LineStatus};
 pub use reply::Reply;
 pub use sasl::Mechanism;

@@ -221,6 +221,16 @@ pub const FILTER_TEMPFAIL: Reply = Reply::new(451, "4.7.1", "Error: message cont
 /// A content filter could not be asked (down, timed out, broken reply)
 /// and its `on_error` is "tempfail".
 pub const FILTER_UNAVAILABLE: Reply = Reply::new(451, "4.7.1", "Error: content filter unavailable, try again later");
+/// A live content filter (milter at `stage = "connect"`) refused a
+/// HELO, MAIL or RCPT (Postfix's words).
+pub const FILTER_COMMAND_REJECTED: Reply = Reply::new(550, "5.7.1", "Command rejected");
+/// A live content filter asked the client to try that command later.
+pub const FILTER_COMMAND_TEMPFAIL: Reply = Reply::new(451, "4.7.1", "Service unavailable - try again later");
+/// A live content filter refused the connection; the session ends.
+pub const FILTER_CONNECT_REJECTED: Reply = Reply::new(554, "5.7.1", "{} Connection rejected");
+/// A live content filter refused the connection for now, or could not
+/// be asked (`on_error = "tempfail"`); the session ends.
+pub const FILTER_CONNECT_TEMPFAIL: Reply = Reply::new(421, "4.7.1", "{} Service unavailable - try again later");
 
 /// A content filter's own reply (milter `SMFIR_REPLYCODE`): `code` must be
 /// 4xx or 5xx (else 451/550 by its class is not guessable: 451 is used);
@@ -434,6 +444,10 @@ mod tests {
         AUTH_NOT_ENABLED,
         SENDER_NOT_OWNED,
         POLICY_REJECTED,
+        FILTER_COMMAND_REJECTED,
+        FILTER_COMMAND_TEMPFAIL,
+        FILTER_CONNECT_REJECTED,
+        FILTER_CONNECT_TEMPFAIL,
         QUEUE_WRITE_ERROR,
         INSUFFICIENT_STORAGE,
         MESSAGE_TOO_BIG,

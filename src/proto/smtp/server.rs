@@ -31,7 +31,7 @@ use super::data::{DataProgress, DataScanner};
 use super::envelope::{
     AcceptedRecipient, Envelope, RcptDecision, RecipientPolicy, ScreenDecision, ScreenRequest, SenderDecision,
 };
-use super::interface::{Action, AuthMode, AuthOutcome, FilterRefusal, ServerConfig, StoreOutcome};
+use super::interface::{Action, AuthMode, AuthOutcome, FilterRefusal, FilterStep, ServerConfig, StoreOutcome};
 use super::line::{next_line, LineStatus};
 use super::reply::{self, EhloOffer, Reply};
 use super::sasl::{self, Exchange, Mechanism, Step};
@@ -83,6 +83,9 @@ enum State {
     Bdat { greeting: Greeting, txn: Transaction, remaining: u64, size: u64, last: bool },
     /// The message is complete; waiting for [`Server::store_done`].
     Storing(Greeting),
+    /// A command was accepted here; its reply waits for the live content
+    /// filters ([`Action::Filter`], [`Server::filter_done`]).
+    Filtering(Pending),
     /// AUTH sent a 334 challenge; the next line is the client's response.
     Auth(Greeting, Exchange),
     /// The exchange gave credentials for `user`; waiting for
@@ -92,6 +95,18 @@ enum State {
     StartingTls,
     /// Done; the driver flushes the output and closes.
     Closed,
+}
+
+/// A command waiting for the live content filters, and what either
+/// answer leads to.
+#[derive(Debug)]
+enum Pending {
+    /// HELO/EHLO: greeted as `greeting` if they agree, else back to `before`.
+    Helo { before: Box<State>, greeting: Greeting },
+    /// MAIL: this transaction if they agree.
+    Mail { greeting: Greeting, txn: Transaction },
+    /// RCPT: `recipient` joins `txn` if they agree.
+    Rcpt { greeting: Greeting, txn: Transaction, recipient: AcceptedRecipient },
 }
 
 /// One SMTP server session, sans-I/O.
@@ -121,6 +136,9 @@ pub struct Server {
     /// The user a successful AUTH established; kept across transactions,
     /// forgotten only by STARTTLS (RFC 3207 §4.2).
     authenticated: Option<String>,
+    /// Accepted HELO, MAIL and RCPT commands go to the live content
+    /// filters before their reply ([`Server::filter_commands`]).
+    filter_commands: bool,
 }
 
 impl Server {
@@ -143,6 +161,84 @@ impl Server {
             tls_active,
             plaintext_auth_ok,
             authenticated: None,
+            filter_commands: false,
+        }
+    }
+
+    /// From now on, each HELO/EHLO, MAIL and RCPT the session accepts is
+    /// handed to the driver as [`Action::Filter`] before its reply.
+    pub fn filter_commands(&mut self) {
+        self.filter_commands = true;
+    }
+
+    /// A live content filter refused the connection: the greeting (if
+    /// not yet written) is replaced by the refusal, and the session is
+    /// closed.
+    pub fn refuse_connection(&mut self, refusal: FilterRefusal) {
+        self.output.clear();
+        let config = Rc::clone(&self.config);
+        match refusal {
+            FilterRefusal::Rejected => reply::FILTER_CONNECT_REJECTED.write_with(&mut self.output, &config.hostname),
+            FilterRefusal::TempFailed | FilterRefusal::Unavailable => {
+                reply::FILTER_CONNECT_TEMPFAIL.write_with(&mut self.output, &config.hostname)
+            }
+            FilterRefusal::Reply { code, text } => reply::write_filter_reply(&mut self.output, code, &text),
+        }
+        self.state = State::Closed;
+        self.action = None;
+    }
+
+    /// Reports the live content filters' word on the command of
+    /// [`Action::Filter`]: `None` lets it through (its usual reply),
+    /// `Some` refuses it with that reply (a permanent one counts as an
+    /// error). Ignored unless such a command is outstanding.
+    pub fn filter_done(&mut self, refusal: Option<FilterRefusal>) {
+        let pending = match self.take_state() {
+            State::Filtering(pending) => pending,
+            other => {
+                self.state = other;
+                return;
+            }
+        };
+        self.action = None;
+        match (pending, refusal) {
+            (Pending::Helo { greeting, .. }, None) => self.greet(greeting),
+            (Pending::Helo { before, .. }, Some(r)) => {
+                self.state = *before;
+                self.filter_refused(r);
+            }
+            (Pending::Mail { greeting, txn }, None) => {
+                reply::SENDER_OK.write(&mut self.output);
+                self.state = State::Mail(greeting, txn);
+            }
+            (Pending::Mail { greeting, .. }, Some(r)) => {
+                self.state = State::Greeted(greeting);
+                self.filter_refused(r);
+            }
+            (Pending::Rcpt { greeting, mut txn, recipient }, None) => {
+                txn.recipients.push(recipient);
+                reply::RECIPIENT_OK.write(&mut self.output);
+                self.state = State::Mail(greeting, txn);
+            }
+            (Pending::Rcpt { greeting, mut txn, .. }, Some(r)) => {
+                txn.rejected = true;
+                self.state = State::Mail(greeting, txn);
+                self.filter_refused(r);
+            }
+        }
+    }
+
+    fn filter_refused(&mut self, refusal: FilterRefusal) {
+        match refusal {
+            FilterRefusal::Rejected => self.reject(&reply::FILTER_COMMAND_REJECTED),
+            FilterRefusal::TempFailed => reply::FILTER_COMMAND_TEMPFAIL.write(&mut self.output),
+            FilterRefusal::Unavailable => reply::FILTER_UNAVAILABLE.write(&mut self.output),
+            FilterRefusal::Reply { code, text } => {
+                reply::write_filter_reply(&mut self.output, code, &text);
+                if code >= 500 {
+                    self.count_error();
+                }
+            }
         }
     }
 
@@ -174,7 +270,7 @@ impl Server {
             }
             match &mut self.state {
                 State::Closed | State::StartingTls => return input.len(),
-                State::Storing(_) | State::Authenticating(..) => break,
+                State::Storing(_) | State::Authenticating(..) | State::Filtering(_) => break,
                 State::Bdat { txn, remaining, .. } => {
                     let take = chunk_len(*remaining, input.len() - pos);
                     if let Some(chunks) = txn.chunks.as_mut() {
@@ -428,20 +524,8 @@ impl Server {
 
     fn command(&mut self, command: Command) {
         match command {
-            Command::Ehlo { domain } => {
-                self.state = State::Greeted(Greeting { helo: domain, esmtp: true });
-                let offer = EhloOffer {
-                    starttls: self.config.starttls && !self.tls_active,
-                    auth: self.config.auth != AuthMode::Off && self.plaintext_auth_ok,
-                    requiretls: self.tls_active,
-                };
-                let config = &self.config;
-                reply::write_ehlo(&mut self.output, &config.hostname, config.max_message_size, offer);
-            }
-            Command::Helo { domain } => {
-                self.state = State::Greeted(Greeting { helo: domain, esmtp: false });
-                reply::HELO.write_with(&mut self.output, &self.config.hostname);
-            }
+            Command::Ehlo { domain } => self.hello(Greeting { helo: domain, esmtp: true }),
+            Command::Helo { domain } => self.hello(Greeting { helo: domain, esmtp: false }),
             Command::Mail(from) => self.mail(from),
             Command::Rcpt(to) => self.rcpt(to),
             Command::Data => self.data(),
@@ -475,6 +559,33 @@ impl Server {
             Command::Bdat { size, last } => self.bdat(size, last),
             Command::Unknown(_) => self.reject(&reply::UNKNOWN_COMMAND),
         }
+    }
+
+    /// HELO/EHLO: greeted now, or once the live filters agree.
+    fn hello(&mut self, greeting: Greeting) {
+        if self.filter_commands {
+            self.action = Some(Action::Filter(FilterStep::Helo(greeting.helo.clone())));
+            let before = Box::new(self.take_state());
+            self.state = State::Filtering(Pending::Helo { before, greeting });
+        } else {
+            self.greet(greeting);
+        }
+    }
+
+    /// Greeted: the EHLO or HELO reply.
+    fn greet(&mut self, greeting: Greeting) {
+        if greeting.esmtp {
+            let offer = EhloOffer {
+                starttls: self.config.starttls && !self.tls_active,
+                auth: self.config.auth != AuthMode::Off && self.plaintext_auth_ok,
+                requiretls: self.tls_active,
+            };
+            let config = &self.config;
+            reply::write_ehlo(&mut self.output, &config.hostname, config.max_message_size, offer);
+        } else {
+            reply::HELO.write_with(&mut self.output, &self.config.hostname);
+        }
+        self.state = State::Greeted(greeting);
     }
 
     /// A line while an AUTH challenge is outstanding.
@@ -534,7 +645,6 @@ impl Server {
         }
         self.state = match self.take_state() {
             State::Greeted(greeting) => {
-                reply::SENDER_OK.write(&mut self.output);
                 let txn = Transaction {
                     sender: from.sender,
                     recipients: Vec::new(),
@@ -547,7 +657,13 @@ impl Server {
                     chunks: None,
                     rejected: false,
                 };
-                State::Mail(greeting, txn)
+                if self.filter_commands {
+                    self.action = Some(Action::Filter(FilterStep::Mail(txn.sender.clone())));
+                    State::Filtering(Pending::Mail { greeting, txn })
+                } else {
+                    reply::SENDER_OK.write(&mut self.output);
+                    State::Mail(greeting, txn)
+                }
             }
             other => other, // excluded by sequence_error
         };
@@ -581,7 +697,11 @@ impl Server {
                 let request = ScreenRequest { helo: &greeting.helo, sender: &txn.sender, rcpt: &address, auth };
                 let (reply, arg) = match self.policy.screen(&request) {
                     ScreenDecision::Pass => {
-                        txn.recipients.push(AcceptedRecipient { address, decision, dsn: to.dsn });
+                        let recipient = AcceptedRecipient { address, decision, dsn: to.dsn };
+                        if self.filter_commands {
+                            return self.filter_rcpt(recipient);
+                        }
+                        txn.recipients.push(recipient);
                         return reply::RECIPIENT_OK.write(&mut self.output);
                     }
                     // Temporary refusals are not the client's error: a
@@ -624,6 +744,17 @@ impl Server {
         };
         txn.rejected = true;
         self.reject_with(refusal, &address.to_string());
+    }
+
+    /// RCPT accepted here: its reply waits for the live filters.
+    fn filter_rcpt(&mut self, recipient: AcceptedRecipient) {
+        self.state = match self.take_state() {
+            State::Mail(greeting, txn) => {
+                self.action = Some(Action::Filter(FilterStep::Rcpt(recipient.address.clone())));
+                State::Filtering(Pending::Rcpt { greeting, txn, recipient })
+            }
+            other => other, // only called in the Mail state
+        };
     }
 
     fn data(&mut self) {
@@ -736,6 +867,11 @@ impl Server {
     fn reject_with(&mut self, reply: &Reply, arg: &str) {
         debug_assert!(reply.is_failure());
         reply.write_with(&mut self.output, arg);
+        self.count_error();
+    }
+
+    /// Counts a client error; at `max_errors` adds 421 and closes.
+    fn count_error(&mut self) {
         self.errors = self.errors.saturating_add(1);
         if self.errors >= self.config.max_errors {
             let config = Rc::clone(&self.config);

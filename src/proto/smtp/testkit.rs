@@ -14,7 +14,7 @@ use base64::Engine as _;
 use super::address::{Address, ReversePath};
 use super::data::dot_stuff;
 use super::envelope::{Envelope, RcptDecision, RecipientPolicy, ScreenDecision, ScreenRequest, SenderDecision};
-use super::interface::{Action, AuthMode, AuthOutcome, ServerConfig, StoreOutcome};
+use super::interface::{Action, AuthMode, AuthOutcome, FilterRefusal, FilterStep, ServerConfig, StoreOutcome};
 use super::sasl::Mechanism;
 use super::server::Server;
 use crate::address_map::Target;
@@ -144,6 +144,10 @@ pub struct Session {
     pub auth_outcomes: VecDeque<AuthOutcome>,
     /// Bytes the server has not consumed yet.
     pub buffer: Vec<u8>,
+    /// Every command the live filters were asked about.
+    pub filtered: Vec<FilterStep>,
+    /// Their answers for the next ones; `None` (let through) when empty.
+    pub filter_answers: VecDeque<Option<FilterRefusal>>,
 }
 
 impl Session {
@@ -167,6 +171,8 @@ impl Session {
             auths: Vec::new(),
             auth_outcomes: VecDeque::new(),
             buffer: Vec::new(),
+            filtered: Vec::new(),
+            filter_answers: VecDeque::new(),
         }
     }
 
@@ -206,6 +212,11 @@ impl Session {
                         });
                         self.auths.push((mechanism, user, password));
                         self.server.auth_done(outcome);
+                    }
+                    Action::Filter(step) => {
+                        self.filtered.push(step);
+                        let answer = self.filter_answers.pop_front().flatten();
+                        self.server.filter_done(answer);
                     }
                 }
             }
