@@ -1,9 +1,10 @@
 //! `ringmail-loadgen`: the load generator bundled with ringmail.
 //!
-//! Three modes, each thread-per-core on glommio so that the generator is not
+//! Four modes, each thread-per-core on glommio so that the generator is not
 //! the bottleneck: `smtp` (send mail, measure throughput and latency),
-//! `pop3` (log in, list, retrieve, delete) and `sink` (an SMTP server that
-//! stands in for remote MX hosts and counts what arrives).
+//! `pop3` (log in, list, retrieve, delete), `sink` (an SMTP server that
+//! stands in for remote MX hosts and counts what arrives) and `http` (inject
+//! mail through an HTTP API).
 //!
 //! Layout: `proto/` is sans-I/O protocol logic (unit tested, no sockets or
 //! clocks); `smtp/`, `pop3/`, `sink/` are the drivers; `net/` the socket and
@@ -12,6 +13,7 @@
 //! Targets must be loopback unless `--allow-remote` is given (`target`).
 
 mod cli;
+mod http;
 mod live;
 mod net;
 mod pop3;
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
         cli::Cmd::Smtp(a) => smtp::run(a),
         cli::Cmd::Pop3(a) => pop3::run(a),
         cli::Cmd::Sink(a) => sink::run(a),
+        cli::Cmd::Http(a) => http::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

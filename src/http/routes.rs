@@ -43,8 +43,9 @@ pub async fn route(ctx: &Ctx, clock: &RequestClock, req: Request<Incoming>) -> R
     let method = req.method().clone();
     let get = method == Method::GET || method == Method::HEAD;
     let post = method == Method::POST;
-    if !matches!(method, Method::POST | Method::PUT | Method::PATCH) {
-        // Nothing else has a body here: the request is whole.
+    if !(post && segments.as_slice() == ["api", "v1", "inject"]) {
+        // Only inject reads a body (and says when it has it); any other
+        // request is whole once hyper hands it over.
         clock.received();
     }
     match (ctx.listener, segments.as_slice()) {
