@@ -245,8 +245,11 @@ fn bad_inject_bodies_are_refused_with_the_reason() {
         r#"{{"envelope_sender": "", "recipients": ["alice@localhost"], "content": {{"raw": "{}"}}}}"#,
         "x".repeat(300_000)
     );
+    let file = api.server.dir.path().join("big.json");
+    std::fs::write(&file, &big).unwrap();
+    let data = format!("@{}", file.display());
     let (status, body) =
-        api.curl(Some(INJECT), "/api/v1/inject", &["-H", "Transfer-Encoding: chunked", "--data-binary", &big]);
+        api.curl(Some(INJECT), "/api/v1/inject", &["-H", "Transfer-Encoding: chunked", "--data-binary", &data]);
     assert_eq!(status, 413, "{body}");
 
     let (status, body) =

@@ -2,13 +2,13 @@
 //! endpoint (`[listen] metrics`, and /metrics on the API listener too),
 //! served by hyper's HTTP/1 server on the glommio executors.
 //!
-//! - [`server`]: listeners, connection limits, TLS, deadlines.
-//! - [`io`]: glommio sockets as hyper's `rt::Read`/`rt::Write`.
-//! - [`routes`]: the one routing table and the handlers.
-//! - [`auth`]: the tokens file, scopes, constant-time checks.
-//! - [`inject`]: the inject request and its MIME (pure).
-//! - [`submit`]: injected messages into the spool (the SMTP intake path).
-//! - [`reply`]: answers.
+//! - `server`: listeners, connection limits, TLS, deadlines.
+//! - `io`: glommio sockets as hyper's `rt::Read`/`rt::Write`.
+//! - `routes`: the one routing table and the handlers.
+//! - `auth`: the tokens file, scopes, constant-time checks.
+//! - `inject`: the inject request and its MIME (pure).
+//! - `submit`: injected messages into the spool (the SMTP intake path).
+//! - `reply`: answers.
 //!
 //! Must not: parse HTTP itself (hyper does), or block a core (the trace's
 //! spool walk runs on the blocking pool).
