@@ -23,7 +23,8 @@ fuzz_target!(|data: &[u8]| {
                     let mut seen = vec![0u32; req.recipients.len()];
                     for m in &messages {
                         assert!(m.body.ends_with(b"\r\n"));
-                        let bare_lf = m.body.iter().enumerate().any(|(i, &b)| b == b'\n' && (i == 0 || m.body[i - 1] != b'\r'));
+                        let bare_lf =
+                            m.body.iter().enumerate().any(|(i, &b)| b == b'\n' && (i == 0 || m.body[i - 1] != b'\r'));
                         assert!(!bare_lf || req.content.raw.is_none(), "raw content keeps no bare LF");
                         for &i in &m.recipients {
                             seen[i] += 1;
