@@ -206,7 +206,7 @@ fn slow_metrics_clients_are_closed_and_counted_against_the_connection_limits() {
     let mut buf = Vec::new();
     let _ = std::io::Read::read_to_end(&mut fourth, &mut buf);
     assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
-    // The three trickle a request a byte a second; each is answered (400)
+    // The three trickle a request a byte a second; each is answered (408)
     // and closed at the 10 s request deadline, long before it is complete
     // (35 s; complete, it would be answered 200).
     let threads: Vec<_> =
@@ -214,7 +214,7 @@ fn slow_metrics_clients_are_closed_and_counted_against_the_connection_limits() {
     for mut s in slow {
         let mut answer = String::new();
         let _ = std::io::Read::read_to_string(&mut s, &mut answer);
-        assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
     }
     for t in threads {
         t.join().unwrap();

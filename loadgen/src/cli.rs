@@ -25,8 +25,10 @@ pub enum Cmd {
     Pop3(Pop3Args),
     /// Run an SMTP sink that accepts, counts and checks mail.
     Sink(SinkArgs),
-    /// Run an accept-all milter (for benchmarks of an MTA's milter path).
     Milter(MilterArgs),
+    /// Inject mail through an HTTP injection API (ringmail's
+    /// POST /api/v1/inject) and measure throughput and latency.
+    Http(HttpArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -257,6 +259,58 @@ pub struct SinkArgs {
     /// How long the throttle lasts. Needs --throttle-after.
     #[arg(long, value_name = "D", value_parser = spec::parse_duration)]
     pub throttle_for: Option<Duration>,
+    #[command(flatten)]
+    pub core: CoreArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HttpArgs {
+    /// Server to load, HOST:PORT (the `[listen] http` address).
+    #[arg(long)]
+    pub target: String,
+    /// Allow a target that is not a loopback address.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Path of the injection endpoint.
+    #[arg(long, default_value = "/api/v1/inject")]
+    pub path: String,
+    /// Bearer token with inject scope.
+    #[arg(long, env = "RINGMAIL_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Concurrent connections (kept alive), split across cores.
+    #[arg(long, short = 'c', default_value_t = 16)]
+    pub connections: usize,
+    /// Requests to send. Default 1000 unless --duration is given.
+    #[arg(long, short = 'n')]
+    pub requests: Option<u64>,
+    /// Send for this long instead of a request count.
+    #[arg(long, short = 'd', value_parser = spec::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Message size (headers and body of the raw content).
+    #[arg(long, default_value = "1k", value_parser = spec::parse_size)]
+    pub size: usize,
+    /// Recipients per request.
+    #[arg(long, short = 'r', default_value_t = 1)]
+    pub recipients: usize,
+    /// Each recipient gets its own copy (a substitution per recipient, as
+    /// personalised bulk mail does): messages = requests x recipients.
+    /// Without it one message goes to all of a request's recipients.
+    #[arg(long)]
+    pub personal: bool,
+    /// Recipient domains, used round robin (recipients are user{n}@domain).
+    #[arg(long, value_delimiter = ',', default_value = "example.test")]
+    pub to_domains: Vec<String>,
+    /// Distinct users per recipient domain.
+    #[arg(long, default_value_t = 1000)]
+    pub users_per_domain: u64,
+    /// Fixed recipient addresses, used round robin (e.g. local mailboxes).
+    #[arg(long, value_delimiter = ',', conflicts_with = "to_domains")]
+    pub to: Vec<String>,
+    /// Envelope sender.
+    #[arg(long, default_value = "loadgen@loadgen.test")]
+    pub from: String,
+    #[command(flatten)]
+    pub report: ReportArgs,
     #[command(flatten)]
     pub core: CoreArgs,
 }

@@ -1,10 +1,11 @@
 //! `ringmail-loadgen`: the load generator bundled with ringmail.
 //!
-//! Three load modes, each thread-per-core on glommio so that the generator is not
+//! Five modes, each thread-per-core on glommio so that the generator is not
 //! the bottleneck: `smtp` (send mail, measure throughput and latency),
-//! `pop3` (log in, list, retrieve, delete) and `sink` (an SMTP server that
-//! stands in for remote MX hosts and counts what arrives); and `milter`,
-//! an accept-all milter for benchmarks of an MTA's filter path.
+//! `pop3` (log in, list, retrieve, delete), `sink` (an SMTP server that
+//! stands in for remote MX hosts and counts what arrives), `http` (inject
+//! mail through an HTTP API) and `milter` (an accept-all milter for
+//! benchmarks of an MTA's filter path).
 //!
 //! Layout: `proto/` is sans-I/O protocol logic (unit tested, no sockets or
 //! clocks); `smtp/`, `pop3/`, `sink/` are the drivers; `net/` the socket and
@@ -13,6 +14,7 @@
 //! Targets must be loopback unless `--allow-remote` is given (`target`).
 
 mod cli;
+mod http;
 mod live;
 mod milter;
 mod net;
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         cli::Cmd::Pop3(a) => pop3::run(a),
         cli::Cmd::Sink(a) => sink::run(a),
         cli::Cmd::Milter(a) => milter::run(a),
+        cli::Cmd::Http(a) => http::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

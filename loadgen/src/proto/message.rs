@@ -45,6 +45,14 @@ pub const HEADER_ESTIMATE: usize = 260;
 /// dot-stuffing is exercised on every message (a sink that forgets to
 /// unstuff shows a different size or content).
 pub fn wire_body(total_size: usize) -> Vec<u8> {
+    let mut wire = dot_stuff(&plain_body(total_size));
+    wire.extend_from_slice(b".\r\n");
+    wire
+}
+
+/// The body [`wire_body`] sends, before dot-stuffing and without the
+/// terminator (what the `http` mode puts in its JSON).
+pub fn plain_body(total_size: usize) -> Vec<u8> {
     let target = total_size.saturating_sub(HEADER_ESTIMATE).max(2);
     let mut body = Vec::with_capacity(target + 80);
     let alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
@@ -59,9 +67,7 @@ pub fn wire_body(total_size: usize) -> Vec<u8> {
         body.extend_from_slice(b"\r\n");
         line_no += 1;
     }
-    let mut wire = dot_stuff(&body);
-    wire.extend_from_slice(b".\r\n");
-    wire
+    body
 }
 
 /// `Thu, 01 Jan 2026 00:00:00 +0000` for a Unix time.

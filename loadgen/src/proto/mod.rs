@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod dotdata;
+pub mod http;
 pub mod message;
 pub mod pop3;
 pub mod reply;
