@@ -44,6 +44,7 @@ pub mod auth_cache;
 pub mod clock;
 pub mod config;
 pub mod files;
+pub mod http;
 pub mod logging;
 pub mod mailbox;
 pub mod message;

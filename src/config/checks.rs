@@ -95,6 +95,7 @@ fn listeners(l: &Listen) -> Vec<(&'static str, SocketAddr)> {
         ("listen.pop3", l.pop3),
         ("listen.pop3s", l.pop3s),
         ("listen.metrics", l.metrics),
+        ("listen.http", l.http),
     ]
     .into_iter()
     .filter_map(|(k, a)| a.map(|a| (k, a)))

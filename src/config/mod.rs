@@ -147,6 +147,37 @@ pub struct Config {
     /// spool.
     #[serde(default)]
     pub filter: Filter,
+    /// `[http]`: the HTTP admin and injection API on `[listen] http`.
+    #[serde(default)]
+    pub http: HttpApi,
+}
+
+/// `[http]`: the API served on `[listen] http` (see [`crate::http`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpApi {
+    /// `SCOPE TOKEN` lines (`read`, `admin`, `inject`); default
+    /// `<data_dir>/http-tokens`. Refused when group- or world-readable;
+    /// re-read at SIGHUP.
+    #[serde(default)]
+    pub tokens_file: Option<PathBuf>,
+    /// Serve HTTPS on `[listen] http` with the `[tls]` certificate.
+    #[serde(default)]
+    pub tls: bool,
+    /// A request must arrive whole (head and body) within this of its
+    /// first byte; a silent connection is closed after it too.
+    #[serde(default = "default_http_request_timeout")]
+    pub request_timeout: Span,
+}
+
+impl Default for HttpApi {
+    fn default() -> HttpApi {
+        HttpApi { tokens_file: None, tls: false, request_timeout: default_http_request_timeout() }
+    }
+}
+
+fn default_http_request_timeout() -> Span {
+    Span::secs(30)
 }
 
 /// `[retention]`: how long mail stays in local mailboxes and how much of
@@ -336,6 +367,8 @@ pub struct Listen {
     pub pop3: Option<SocketAddr>,
     pub pop3s: Option<SocketAddr>,
     pub metrics: Option<SocketAddr>,
+    /// The HTTP admin and injection API (and /metrics); off by default.
+    pub http: Option<SocketAddr>,
     /// Load balancers whose connections start with a PROXY protocol
     /// header (v1 or v2) naming the real client; reloaded on SIGHUP. A
     /// listed peer without one, or an unlisted peer sending one, is cut.
@@ -993,6 +1026,10 @@ impl Config {
             None => self.data_dir.join("aliases"),
         });
         self.local_domains_file = self.local_domains_file.as_deref().map(abs);
+        self.http.tokens_file = Some(match &self.http.tokens_file {
+            Some(p) => abs(p),
+            None => self.data_dir.join("http-tokens"),
+        });
         self.relay.shaping = self.relay.shaping.as_deref().map(abs);
         self.relay.ca_file = self.relay.ca_file.as_deref().map(abs);
         self.dkim.resolve(abs);
@@ -1072,6 +1109,15 @@ impl Config {
         checks::problems(self, crate::startup::cpus::allowed().len(), &mut p);
         self.dkim.problems(&mut p);
         self.filter.problems(&mut p);
+        if self.http.request_timeout.get() < std::time::Duration::from_secs(1) {
+            p.push("http.request_timeout: must be at least 1s".to_string());
+        }
+        if self.http.tls && self.tls.is_none() {
+            p.push(
+                "http.tls = true: needs [tls] cert and key (the API is not served with the self-signed pair)"
+                    .to_string(),
+            );
+        }
         if self.auth.max_auth_failures_per_user == 0 {
             p.push("auth.max_auth_failures_per_user: must be at least 1".to_string());
         }
@@ -1095,8 +1141,12 @@ impl Config {
         let l = (&self.listen, &new.listen);
         check(
             "listen",
-            (l.0.smtp, l.0.submission, l.0.smtps, l.0.pop3, l.0.pop3s, l.0.metrics)
-                == (l.1.smtp, l.1.submission, l.1.smtps, l.1.pop3, l.1.pop3s, l.1.metrics),
+            (l.0.smtp, l.0.submission, l.0.smtps, l.0.pop3, l.0.pop3s, l.0.metrics, l.0.http)
+                == (l.1.smtp, l.1.submission, l.1.smtps, l.1.pop3, l.1.pop3s, l.1.metrics, l.1.http),
+        );
+        check(
+            "http.tls and http.tokens_file (the path; the file itself is reloaded)",
+            (self.http.tls, &self.http.tokens_file) == (new.http.tls, &new.http.tokens_file),
         );
         let tls = |c: &Config| c.tls.as_ref().map(|t| (t.cert.clone(), t.key.clone()));
         check("tls (cert and key paths; the files themselves are reloaded)", tls(self) == tls(new));
@@ -1129,6 +1179,7 @@ impl Config {
         new.listen = self.listen.clone();
         new.listen.proxy_from = proxy_from;
         new.tls = self.tls.clone();
+        new.http = self.http.clone();
         new.spool.segment_size = self.spool.segment_size;
         new.runtime.io_memory = self.runtime.io_memory;
         new.relay.dns_server = self.relay.dns_server.clone();
@@ -1146,6 +1197,11 @@ impl Config {
 
     pub fn users_path(&self) -> &Path {
         self.users_file.as_deref().expect("resolve_paths sets users_file")
+    }
+
+    /// The API tokens file path (always set after loading).
+    pub fn http_tokens_path(&self) -> &Path {
+        self.http.tokens_file.as_deref().expect("resolve_paths sets http.tokens_file")
     }
 
     /// The spool root under data_dir.

@@ -4,12 +4,10 @@
 
 mod conn;
 pub mod control;
-mod http;
 pub mod milter;
-pub use http::accept_loop as metrics_accept_loop;
 mod pop3_driver;
 pub mod proxy;
-mod smtp_driver;
+pub(crate) mod smtp_driver;
 pub mod tls;
 
 use crate::config::Config;

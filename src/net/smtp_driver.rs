@@ -65,24 +65,7 @@ struct SessionPolicy {
 
 impl RecipientPolicy for SessionPolicy {
     fn check(&self, rcpt: &Address, auth: Option<&str>) -> RcptDecision {
-        let config = self.shard.config();
-        let users = self.shard.users();
-        let rcpt_text = rcpt.to_string();
-        match config.address_map.resolve(&rcpt_text, &|a| users.contains(a)) {
-            Resolution::Targets(targets) => self.local_decision(&rcpt_text, targets),
-            Resolution::Unknown => RcptDecision::UnknownUser,
-            Resolution::Failed(e) => {
-                tracing::warn!(core = self.shard.id, client = %self.client, to = %rcpt_text, error = %e, "recipient refused: alias expansion failed");
-                RcptDecision::AliasFailed { reason: e.to_string() }
-            }
-            Resolution::NotLocal if self.relay_permitted || auth.is_some() || config.is_lmtp_domain(&rcpt.domain) => {
-                match self.shard.suppressed_since(&rcpt_text) {
-                    Some(ms) => RcptDecision::Suppressed { since: crate::admin::format_time(ms) },
-                    None => RcptDecision::Remote { domain: rcpt.domain.clone() },
-                }
-            }
-            Resolution::NotLocal => RcptDecision::RelayDenied,
-        }
+        recipient_decision(&self.shard, self.client, rcpt, self.relay_permitted || auth.is_some())
     }
 
     /// With `auth.sender_must_match`, an authenticated user sends only as
@@ -128,29 +111,52 @@ impl RecipientPolicy for SessionPolicy {
     }
 }
 
-impl SessionPolicy {
-    /// The decision for a local address that resolved to `targets`: its
-    /// own mailbox stays a plain `Local` (refused when over quota), and
-    /// anything else (aliases, catch-all, role addresses) is `Expanded`.
-    fn local_decision(&self, rcpt: &str, mut targets: Vec<Target>) -> RcptDecision {
-        match targets.as_slice() {
-            [Target::Local { address, user }] if address.eq_ignore_ascii_case(rcpt) => {
-                if self.shard.over_quota.borrow().contains(user) {
-                    RcptDecision::MailboxFull
-                } else {
-                    RcptDecision::Local { user: user.clone() }
-                }
+/// Decide one recipient as an SMTP session would: local users, aliases
+/// and LMTP domains always; any other domain only when `may_relay` (the
+/// client is in `permit_relay_from` or authenticated: the HTTP injection
+/// API counts as authenticated). Cheap: no I/O.
+pub(crate) fn recipient_decision(shard: &Shard, client: IpAddr, rcpt: &Address, may_relay: bool) -> RcptDecision {
+    let config = shard.config();
+    let users = shard.users();
+    let rcpt_text = rcpt.to_string();
+    match config.address_map.resolve(&rcpt_text, &|a| users.contains(a)) {
+        Resolution::Targets(targets) => local_decision(shard, &rcpt_text, targets),
+        Resolution::Unknown => RcptDecision::UnknownUser,
+        Resolution::Failed(e) => {
+            tracing::warn!(core = shard.id, client = %client, to = %rcpt_text, error = %e, "recipient refused: alias expansion failed");
+            RcptDecision::AliasFailed { reason: e.to_string() }
+        }
+        Resolution::NotLocal if may_relay || config.is_lmtp_domain(&rcpt.domain) => {
+            match shard.suppressed_since(&rcpt_text) {
+                Some(ms) => RcptDecision::Suppressed { since: crate::admin::format_time(ms) },
+                None => RcptDecision::Remote { domain: rcpt.domain.clone() },
             }
-            _ => {
-                // A full mailbox among several targets must not hold up
-                // the others: it is left out (its owner logs the quota).
-                let full = self.shard.over_quota.borrow();
-                targets.retain(|t| !matches!(t, Target::Local { user, .. } if full.contains(user)));
-                if targets.is_empty() {
-                    RcptDecision::MailboxFull
-                } else {
-                    RcptDecision::Expanded { targets }
-                }
+        }
+        Resolution::NotLocal => RcptDecision::RelayDenied,
+    }
+}
+
+/// The decision for a local address that resolved to `targets`: its
+/// own mailbox stays a plain `Local` (refused when over quota), and
+/// anything else (aliases, catch-all, role addresses) is `Expanded`.
+fn local_decision(shard: &Shard, rcpt: &str, mut targets: Vec<Target>) -> RcptDecision {
+    match targets.as_slice() {
+        [Target::Local { address, user }] if address.eq_ignore_ascii_case(rcpt) => {
+            if shard.over_quota.borrow().contains(user) {
+                RcptDecision::MailboxFull
+            } else {
+                RcptDecision::Local { user: user.clone() }
+            }
+        }
+        _ => {
+            // A full mailbox among several targets must not hold up
+            // the others: it is left out (its owner logs the quota).
+            let full = shard.over_quota.borrow();
+            targets.retain(|t| !matches!(t, Target::Local { user, .. } if full.contains(user)));
+            if targets.is_empty() {
+                RcptDecision::MailboxFull
+            } else {
+                RcptDecision::Expanded { targets }
             }
         }
     }

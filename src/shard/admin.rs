@@ -101,11 +101,7 @@ impl Shard {
         if let QueueOp::Sites = op {
             return Ok(emit(&self.sites_report().await?, format));
         }
-        let mut parts = Vec::with_capacity(self.cores);
-        for core in 0..self.cores {
-            let op = op.clone();
-            parts.push(self.ask(core, |answer| Request::Queue { op, answer }).await?);
-        }
+        let parts = self.queue_parts(&op).await?;
         let count: usize = parts.iter().map(|(_, n)| n).sum();
         Ok(match op {
             QueueOp::Sites => String::new(),
@@ -118,6 +114,30 @@ impl Shard {
             QueueOp::Hold(id) => format!("held {id} ({count} share(s))\n"),
             QueueOp::Release(id) => format!("released {id} ({count} share(s))\n"),
         })
+    }
+
+    /// Run a queue action (flush, hold, release, delete) on every core:
+    /// the message shares it touched. Hold, release and delete of an id
+    /// no core has queued are [`AdminError::NoQueuedMessage`]. The HTTP
+    /// API answers this count as JSON where the CLI prints a line.
+    pub async fn queue_action(self: &Rc<Self>, op: QueueOp) -> Result<usize, AdminError> {
+        let count: usize = self.queue_parts(&op).await?.iter().map(|(_, n)| n).sum();
+        match op {
+            QueueOp::Delete(id) | QueueOp::Hold(id) | QueueOp::Release(id) if count == 0 => {
+                Err(AdminError::NoQueuedMessage(id))
+            }
+            _ => Ok(count),
+        }
+    }
+
+    /// Every core's part of `op`, in core order.
+    async fn queue_parts(self: &Rc<Self>, op: &QueueOp) -> Result<Vec<(Vec<QueueEntry>, usize)>, AdminError> {
+        let mut parts = Vec::with_capacity(self.cores);
+        for core in 0..self.cores {
+            let op = op.clone();
+            parts.push(self.ask(core, |answer| Request::Queue { op, answer }).await?);
+        }
+        Ok(parts)
     }
 
     /// `queue sites`: the site table, with what every core has queued for

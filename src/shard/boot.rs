@@ -7,6 +7,7 @@ use super::recovery::{Adoption, Recovery};
 use super::{owner, Mesh, Shard, ShardMsg};
 use crate::auth::{UserDb, UsersError};
 use crate::config::Config;
+use crate::http::Tokens;
 use crate::mailbox::{MailboxEntry, MailboxIndex};
 use crate::net::{self, Protocol};
 use crate::outbound::shaping::Shaping;
@@ -41,6 +42,8 @@ pub enum BootError {
     #[error(transparent)]
     Users(#[from] UsersError),
     #[error(transparent)]
+    Tokens(#[from] crate::http::TokensError),
+    #[error(transparent)]
     Tls(#[from] crate::net::tls::TlsError),
     #[error(transparent)]
     DkimKey(#[from] crate::sender_auth::keys::KeyError),
@@ -74,6 +77,7 @@ struct Feeds {
     tls: Vec<crossbeam_channel::Sender<Arc<rustls::ServerConfig>>>,
     config: Vec<crossbeam_channel::Sender<Arc<Config>>>,
     dkim: Vec<crossbeam_channel::Sender<Arc<Signers>>>,
+    tokens: Vec<crossbeam_channel::Sender<Arc<Tokens>>>,
 }
 
 /// The receiving ends, moved into one core.
@@ -82,6 +86,7 @@ struct Updates {
     tls: crossbeam_channel::Receiver<Arc<rustls::ServerConfig>>,
     config: crossbeam_channel::Receiver<Arc<Config>>,
     dkim: crossbeam_channel::Receiver<Arc<Signers>>,
+    tokens: crossbeam_channel::Receiver<Arc<Tokens>>,
 }
 
 /// Shared by the signal thread and every core for a graceful stop.
@@ -127,6 +132,9 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
     if let Some(addr) = config.listen.metrics {
         crate::startup::ports::check_free("metrics", addr)?;
     }
+    if let Some(addr) = config.listen.http {
+        crate::startup::ports::check_free("http", addr)?;
+    }
     if let Some(id) = &run_as {
         // Root's locked-memory exemption goes with the drop: the rings are
         // made before it, but whatever is locked after it counts against
@@ -157,6 +165,10 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
         tracing::warn!(problem = %problem, "mail to postmaster@ and abuse@ will be refused; set `postmaster` to a user or an alias");
     }
 
+    let tokens = Arc::new(Tokens::load(config.http_tokens_path())?);
+    if config.listen.http.is_some() {
+        tracing::info!(tokens = tokens.len(), file = %config.http_tokens_path().display(), "HTTP API tokens loaded");
+    }
     let tls_files = crate::net::tls::TlsFiles::resolve(&config)?;
     let tls = tls_files.load()?;
     let signers = Arc::new(Signers::load(&config.dkim)?);
@@ -194,7 +206,8 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
         .unzip();
 
     let config = Arc::new(config);
-    let mut feeds = Feeds { users: Vec::new(), tls: Vec::new(), config: Vec::new(), dkim: Vec::new() };
+    let mut feeds =
+        Feeds { users: Vec::new(), tls: Vec::new(), config: Vec::new(), dkim: Vec::new(), tokens: Vec::new() };
     let lifecycle = Lifecycle::default();
     let recovery_failed = spawn_recovery(RecoverBehind {
         root: root.clone(),
@@ -217,7 +230,9 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
         feeds.config.push(ctx);
         let (dtx, dkim_rx) = crossbeam_channel::unbounded();
         feeds.dkim.push(dtx);
-        let updates = Updates { users: users_rx, tls: tls_rx, config: config_rx, dkim: dkim_rx };
+        let (ktx, tokens_rx) = crossbeam_channel::unbounded();
+        feeds.tokens.push(ktx);
+        let updates = Updates { users: users_rx, tls: tls_rx, config: config_rx, dkim: dkim_rx, tokens: tokens_rx };
         let (signers, verifier, sites, recovery) = (signers.clone(), verifier.clone(), sites.clone(), recovery.clone());
         let roots = roots.clone();
         let dane = dane.clone();
@@ -232,6 +247,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
             lifecycle.clone(),
         );
         let limits = limits.clone();
+        let tokens = tokens.clone();
         let placement = match cpus.get(core % cpus.len().max(1)) {
             Some(&cpu) if config.cores == 0 || cores <= cpus.len() => Placement::Fixed(cpu),
             _ => Placement::Unbound,
@@ -261,6 +277,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
                     recovery,
                     roots,
                     screening,
+                    tokens,
                 };
                 if let Err(reason) = core_main(start, mesh, ready.clone()).await {
                     let _ = ready.send(Err(format!("core {core}: {reason}")));
@@ -284,6 +301,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
     lifecycle.serving.store(true, Ordering::Release);
     let mut addrs: Vec<String> = listeners.iter().map(|(p, a)| format!("{}={a}", p.name())).collect();
     addrs.extend(config.listen.metrics.map(|a| format!("metrics={a}")));
+    addrs.extend(config.listen.http.map(|a| format!("http={a}")));
     tracing::info!(cores, listen = %addrs.join(" "), "ringmail ready");
     spawn_users_watcher(config.users_path().to_path_buf(), users_stamp, feeds.users.clone());
     spawn_signal_handler(Reload { config: config.clone(), path: config_path, tls: tls_files, sites }, feeds, lifecycle);
@@ -498,6 +516,8 @@ struct CoreStart {
     roots: Arc<rustls::RootCertStore>,
     /// Client screening's shared state (greylist, disabled DNS lists).
     screening: Arc<crate::screen::Shared>,
+    /// The HTTP API tokens (replaced on SIGHUP).
+    tokens: Arc<Tokens>,
 }
 
 /// Why one core could not start (sent to the main thread as text).
@@ -537,6 +557,7 @@ async fn core_main(
         recovery,
         roots,
         screening,
+        tokens,
     } = start;
     let (senders, mut receivers) = mesh.join().await.map_err(|_| CoreError::Mesh)?;
     let dir = core as u16;
@@ -615,6 +636,11 @@ async fn core_main(
         Some(addr) => Some(bind(addr)?),
         None => None,
     };
+    let http = match config.listen.http {
+        Some(addr) => Some(bind(addr)?),
+        None => None,
+    };
+    let http_state = Rc::new(crate::http::HttpState::new(tokens, updates.tokens));
     let _ = ready.send(Ok(core));
     while !lifecycle.serving.load(Ordering::Acquire) {
         glommio::timer::sleep(Duration::from_millis(2)).await;
@@ -633,8 +659,10 @@ async fn core_main(
     for (proto, listener) in bound {
         glommio::spawn_local(net::accept_loop(shard.clone(), listener, proto)).detach();
     }
-    if let Some(listener) = metrics {
-        glommio::spawn_local(net::metrics_accept_loop(shard.clone(), listener)).detach();
+    for (listener, kind) in [(metrics, crate::http::Listener::Metrics), (http, crate::http::Listener::Api)] {
+        if let Some(listener) = listener {
+            glommio::spawn_local(crate::http::accept_loop(shard.clone(), listener, kind, http_state.clone())).detach();
+        }
     }
     // Sessions and mesh loops run as tasks until the stop.
     watch_for_stop(&shard, &lifecycle.stopping).await;
@@ -800,6 +828,18 @@ impl Reload {
                 }
             }
             Err(e) => tracing::error!(error = %e, "SIGHUP: users file not reloaded; keeping the previous one"),
+        }
+        let path = self.config.http_tokens_path();
+        match Tokens::load(path) {
+            Ok(tokens) => {
+                let tokens = Arc::new(tokens);
+                for tx in &feeds.tokens {
+                    let _ = tx.send(tokens.clone());
+                }
+                // Logged once every core can see them (tests wait for it).
+                tracing::info!(tokens = tokens.len(), file = %path.display(), "SIGHUP: HTTP API tokens reloaded");
+            }
+            Err(e) => tracing::error!(error = %e, "SIGHUP: HTTP API tokens not reloaded; keeping the previous ones"),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The checks `serve` runs before it binds anything, which `check-config`
 //! runs too, so that a config `check-config` passes does not fail at start:
 //! the certificate and key readable and matching, the users file readable
-//! and well-formed, the data dir creatable and writable, the config file
+//! and well-formed, the HTTP API tokens file private and well-formed, the data dir creatable and writable, the config file
 //! readable (it is re-read at SIGHUP), the DKIM keys loadable, the shaping
 //! rules file (`relay.shaping`) valid, and with `run_as` all of that as
 //! that user; and every egress pool source address one of this machine's.
@@ -65,6 +65,9 @@ fn file_problems(cfg: &Config, config_path: Option<&Path>, id: Option<&Identity>
     }
     out.extend(dir_problems(&cfg.data_dir, "data_dir").into_iter().map(who));
     if let Err(e) = crate::auth::UserDb::load(cfg.users_path()) {
+        out.push(who(e.to_string()));
+    }
+    if let Err(e) = crate::http::Tokens::load(cfg.http_tokens_path()) {
         out.push(who(e.to_string()));
     }
     if let Err(e) = crate::sender_auth::Signers::load(&cfg.dkim) {
