@@ -1,7 +1,6 @@
 //! Dispatch: the timer that promotes due mail, connection tasks per
 //! domain, and outcome handling.
 
-use crate::metrics::recent::ErrorKind;
 use super::classify::{classify, BounceClass};
 use super::conn::{deferred_all, After, RelayConnection, Timeouts};
 use super::shaping::{self, BackoffAction, SiteLimits};
@@ -9,6 +8,7 @@ use super::sites::{Permit, Refused, Sent};
 use super::slot::ConnectionSlot;
 use super::source;
 use crate::clock::now_ms;
+use crate::metrics::recent::ErrorKind;
 use crate::metrics::RelayResult;
 use crate::outbound::bounce::About;
 use crate::outbound::dsn::Action as DsnAction;

@@ -154,11 +154,8 @@ fn core_slots(samples: &[Sample], now_ms: u64) -> BTreeMap<u64, Acc> {
         if dur_ms == 0 || (live && dur_ms < MIN_LIVE_MS) {
             continue;
         }
-        let slot = if live {
-            b.at_ms.div_ceil(SAMPLE_EVERY_MS)
-        } else {
-            (b.at_ms + SAMPLE_EVERY_MS / 2) / SAMPLE_EVERY_MS
-        };
+        let slot =
+            if live { b.at_ms.div_ceil(SAMPLE_EVERY_MS) } else { (b.at_ms + SAMPLE_EVERY_MS / 2) / SAMPLE_EVERY_MS };
         let acc = out.entry(slot).or_default();
         acc.dur_ms += dur_ms;
         acc.received += b.received.saturating_sub(a.received);
@@ -190,11 +187,8 @@ fn merge_core(all: &mut BTreeMap<u64, Acc>, core: &BTreeMap<u64, Acc>) {
 
 fn core_rates(v: &CoreView, samples: &[Sample], now_ms: u64) -> CoreRates {
     let now = samples.last().copied().unwrap_or_default();
-    let base = samples
-        .iter()
-        .find(|s| s.at_ms + CORE_RATE_WINDOW_MS >= now_ms && s.at_ms < now_ms)
-        .copied()
-        .unwrap_or(now);
+    let base =
+        samples.iter().find(|s| s.at_ms + CORE_RATE_WINDOW_MS >= now_ms && s.at_ms < now_ms).copied().unwrap_or(now);
     let dur_ms = now_ms.saturating_sub(base.at_ms);
     let per_s = |n: u64| if dur_ms < MIN_LIVE_MS { 0.0 } else { n as f64 * 1000.0 / dur_ms as f64 };
     CoreRates {

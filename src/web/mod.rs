@@ -8,6 +8,10 @@
 //! and authentication belong to `crate::http`.
 
 pub mod dashboard;
+mod handler;
+pub mod session;
+
+pub use handler::serve;
 
 /// The page.
 const INDEX_HTML: &str = include_str!("index.html");

@@ -50,6 +50,8 @@ pub struct Options {
     pub spool: String,
     /// Extra environment for the server process.
     pub env: Vec<(String, String)>,
+    /// Lines inside `[listen]` (e.g. `http = "127.0.0.1:PORT"`).
+    pub listen: String,
 }
 
 impl Default for Options {
@@ -64,6 +66,7 @@ impl Default for Options {
             segment_size: 1 << 20,
             spool: String::new(),
             env: Vec::new(),
+            listen: String::new(),
         }
     }
 }
@@ -120,6 +123,7 @@ submission = "{submission}"
 smtps = "{smtps}"
 pop3s = "{pop3s}"
 metrics = "{metrics}"
+{listen}
 
 [relay]
 permit_relay_from = {relay}
@@ -148,6 +152,7 @@ io_memory = 1048576
             extra = opts.extra,
             relay_extra = opts.relay,
             auth = opts.auth,
+            listen = opts.listen,
             limits = if opts.limits.contains("smtp_idle_timeout") {
                 opts.limits.clone()
             } else {
