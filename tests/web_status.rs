@@ -45,7 +45,7 @@ fn chromium_run(url: &str, args: &[&str]) -> String {
     let profile = tempfile::tempdir().unwrap();
     let mut child = Command::new(chromium())
         .args(["--headless", "--no-sandbox", "--disable-background-networking", "--disable-gpu"])
-        .args(["--hide-scrollbars", "--virtual-time-budget=5000", "--window-size=1400,1250"])
+        .args(["--hide-scrollbars", "--virtual-time-budget=5000", "--window-size=1280,960"])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(args)
         .arg(url)

@@ -131,7 +131,7 @@ pub fn build(views: &[CoreView], sites: Vec<SiteSummary>, now_ms: u64) -> Dashbo
         })
         .collect();
     let mut recent_errors: Vec<ErrorEvent> = views.iter().flat_map(|v| v.errors.iter().cloned()).collect();
-    recent_errors.sort_by(|a, b| b.at_ms.cmp(&a.at_ms));
+    recent_errors.sort_by_key(|e| std::cmp::Reverse(e.at_ms));
     recent_errors.truncate(ERRORS_SHOWN);
     Dashboard {
         generated_unix_ms: now_ms,
