@@ -33,6 +33,7 @@
 //!   atomic rewrite that keeps a file's owner, group and mode.
 //! - [`logging`]: log lines batched per executor.
 //! - [`metrics`]: per-core counters and histograms, Prometheus text.
+//! - [`web`]: the status page's embedded assets and dashboard document.
 //! - [`startup`]: checks shared by `serve` and `check-config`, port probe,
 //!   privilege drop.
 
@@ -58,3 +59,4 @@ pub mod shard;
 pub mod spool;
 pub mod startup;
 pub mod suppression;
+pub mod web;

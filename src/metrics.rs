@@ -7,12 +7,16 @@
 //! per core (label `core`): counters, gauges and Prometheus histograms,
 //! which add up across cores and servers with `sum by (le)`.
 //! [`process`] adds the process-wide series (`process_*`, build info).
+//! [`history`] and [`recent`] keep the last 15 minutes of samples and the
+//! latest errors for the web status page.
 //!
 //! The metric names are a contract with `tuning/grafana-dashboard.json` and
 //! `tuning/alerts.yml`.
 
+pub mod history;
 mod latency;
 pub mod process;
+pub mod recent;
 mod status;
 
 use crate::outbound::classify::BounceClass;
@@ -63,6 +67,10 @@ pub struct CoreMetrics {
     /// Content filter decisions by (filter, action); the filters are the
     /// configured ones, so the map stays small.
     filter_actions: std::cell::RefCell<std::collections::BTreeMap<(String, &'static str), u64>>,
+    /// Samples of the last 15 minutes (web status page).
+    history: std::cell::RefCell<history::History>,
+    /// The latest deferrals, bounces and TLS failures (web status page).
+    recent: std::cell::RefCell<recent::Recent>,
 }
 
 impl Default for CoreMetrics {
@@ -87,6 +95,8 @@ impl Default for CoreMetrics {
             data_ack: Latency::default(),
             relay_delivery: Latency::default(),
             filter_actions: Default::default(),
+            history: Default::default(),
+            recent: Default::default(),
         }
     }
 }
@@ -191,6 +201,33 @@ impl CoreMetrics {
     /// A content filter (`milter:ADDRESS`) decided `action` about a message.
     pub fn filter_action(&self, filter: &str, action: &'static str) {
         *self.filter_actions.borrow_mut().entry((filter.to_string(), action)).or_default() += 1;
+    }
+
+    /// Keep a problem for the status page's recent errors (it is logged by
+    /// the caller as usual).
+    pub fn problem(&self, kind: recent::ErrorKind, subject: &str, detail: &str) {
+        self.recent.borrow_mut().push(recent::ErrorEvent {
+            at_ms: crate::clock::now_ms(),
+            core: 0, // set by `view`: the counters do not know their core
+            kind,
+            subject: subject.to_string(),
+            detail: detail.to_string(),
+        });
+    }
+
+    /// Keep a sample in the 15-minute history.
+    pub fn sample(&self, s: history::Sample) {
+        self.history.borrow_mut().push(s);
+    }
+
+    /// What the status page needs of this core: `snapshot` (taken now),
+    /// the history and the recent errors.
+    pub fn view(&self, core: usize, snapshot: Snapshot) -> history::CoreView {
+        let mut errors = self.recent.borrow().events();
+        for e in &mut errors {
+            e.core = core;
+        }
+        history::CoreView { snapshot, history: self.history.borrow().samples(), errors }
     }
 
     /// Sessions open now, all protocols.

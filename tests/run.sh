@@ -4,7 +4,7 @@
 # smtp-source, fail2ban's fail2ban-regex, dkimpy and opendkim-tools for DKIM,
 # SPF, DMARC and ARC, Prometheus' promtool, HAProxy, Dovecot's LMTP server,
 # systemd-analyze, NSD, Unbound and ldnsutils for DANE, rspamd, ClamAV and
-# python3-milter for the milters),
+# python3-milter for the milters, Debian's chromium for the pages),
 # then `cargo test` every package in the workspace.
 # Extra arguments go to `cargo test`.
 set -euo pipefail
@@ -48,6 +48,10 @@ command -v rspamd >/dev/null || missing+=(rspamd)
 [ -x /usr/sbin/clamd ] || missing+=(clamav clamav-daemon)
 [ -x /usr/sbin/clamav-milter ] || missing+=(clamav-milter)
 /usr/bin/python3 -c 'import Milter' 2>/dev/null || missing+=(python3-milter)
+# Headless Chromium renders the loadgen HTML report (loadgen/tests/report.rs)
+# and the web status page (tests/web_status.rs); fonts so text shows.
+command -v chromium >/dev/null || missing+=(chromium)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then

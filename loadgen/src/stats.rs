@@ -1,6 +1,9 @@
 //! Per-core measurements: named latency histograms (microseconds), counters
 //! by name, and a throughput timeline in one-second buckets. Each core owns
 //! its own; they are merged once, after the run (no sharing on the hot path).
+//! [`over_time`] keeps latency quantiles per second for the report's plot.
+
+pub mod over_time;
 
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;

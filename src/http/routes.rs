@@ -81,6 +81,10 @@ pub async fn route(ctx: &Ctx, clock: &RequestClock, req: Request<Incoming>) -> R
             Ok(()) => inject(ctx, clock, req).await,
             Err(r) => r,
         },
+        // The web status page and the document it polls (crate::web).
+        (Listener::Api, [] | ["index.html"] | ["web", ..] | ["api", "v1", "dashboard"]) if get => {
+            crate::web::serve(ctx, &req).await
+        }
         (Listener::Api, ["metrics" | "api", ..]) if allowed(&segments).is_some() => {
             let mut r = reply::error(StatusCode::METHOD_NOT_ALLOWED, &format!("{method} is not allowed on {path}"));
             if let Some(allow) = allowed(&segments) {

@@ -209,6 +209,7 @@ async fn session(shard: Rc<Shard>, mut conn: conn::Conn, proto: Protocol, seat: 
         shard.metrics.tls_handshake(handshake.is_ok());
         if let Err(e) = handshake {
             tracing::info!(core = shard.id, client = %ip, proto = proto.name(), error = %e, "TLS handshake failed");
+            shard.metrics.problem(crate::metrics::recent::ErrorKind::TlsHandshake, &ip.to_string(), &e.to_string());
             conn.close().await;
             return;
         }

@@ -118,6 +118,11 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn) {
                     shard.metrics.tls_handshake(handshake.is_ok());
                     if let Err(e) = handshake {
                         tracing::info!(core = shard.id, client = %conn.peer.ip(), error = %e, "STLS handshake failed");
+                        shard.metrics.problem(
+                            crate::metrics::recent::ErrorKind::TlsHandshake,
+                            &conn.peer.ip().to_string(),
+                            &e.to_string(),
+                        );
                         break 'session;
                     }
                     server.stls_done();

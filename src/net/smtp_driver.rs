@@ -268,6 +268,11 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
                     shard.metrics.tls_handshake(handshake.is_ok());
                     if let Err(e) = handshake {
                         tracing::info!(core = shard.id, client = %client, error = %e, "STARTTLS handshake failed");
+                        shard.metrics.problem(
+                            crate::metrics::recent::ErrorKind::TlsHandshake,
+                            &client.to_string(),
+                            &e.to_string(),
+                        );
                         break 'session;
                     }
                     server.starttls_done();

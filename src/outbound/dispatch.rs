@@ -8,6 +8,7 @@ use super::sites::{Permit, Refused, Sent};
 use super::slot::ConnectionSlot;
 use super::source;
 use crate::clock::now_ms;
+use crate::metrics::recent::ErrorKind;
 use crate::metrics::RelayResult;
 use crate::outbound::bounce::About;
 use crate::outbound::dsn::Action as DsnAction;
@@ -58,9 +59,10 @@ impl Shard {
                     .map(|r| (r.clone(), "4.4.7".to_string(), format!("{reason}; last error: {last}"), Some(class)))
                     .collect();
                 tracing::info!(queue_id = %msg.queue_id, domain = %msg.domain, status = "expired", class = %class, "{reason}");
-                for _ in &msg.recipients {
+                for r in &msg.recipients {
                     self.metrics.relay(RelayResult::Bounced, None, 0);
                     self.metrics.bounce(class);
+                    self.metrics.problem(ErrorKind::Bounced, &r.address, &format!("{reason}; last error: {last}"));
                 }
                 self.bounce(msg, failed, None, DsnAction::Failed);
             }
@@ -155,9 +157,10 @@ impl Shard {
                         .map(|r| (r.clone(), status.clone(), e.to_string(), Some(class)))
                         .collect();
                     tracing::info!(queue_id = %msg.queue_id, domain = %domain, status = "bounced", class = %class, reason = %e, "no route");
-                    for _ in &msg.recipients {
+                    for r in &msg.recipients {
                         self.metrics.relay(RelayResult::Bounced, None, 0);
                         self.metrics.bounce(class);
+                        self.metrics.problem(ErrorKind::Bounced, &r.address, &format!("no route: {e}"));
                     }
                     self.queue.borrow_mut().finish(key);
                     self.bounce(msg, failed, None, DsnAction::Failed);
@@ -552,6 +555,7 @@ impl Shard {
                     let class = classify(&text);
                     tracing::info!(queue_id = %msg.queue_id, to = %r.address, relay, delay = delay_s, status = "bounced", tls = %tls, dsn = %reply.dsn(), class = %class, reply = %reply, "refused");
                     self.metrics.bounce(class);
+                    self.metrics.problem(ErrorKind::Bounced, &r.address, &text);
                     if class.is_hard() {
                         self.suppress_later(&r.address, class, &text);
                     }
@@ -560,6 +564,7 @@ impl Shard {
                 RecipientOutcome::Deferred { reply } => {
                     tracing::info!(queue_id = %msg.queue_id, to = %r.address, relay, delay = delay_s, status = "deferred", tls = %tls, dsn = %reply.dsn(), reply = %reply, "will retry");
                     last_deferral = reply.to_string();
+                    self.metrics.problem(ErrorKind::Deferred, &r.address, &last_deferral);
                     deferred.push(r.clone());
                 }
             }

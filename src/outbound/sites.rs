@@ -464,7 +464,7 @@ impl Drop for Flight<'_> {
 }
 
 mod report;
-pub use report::{render_metrics, report, SitesReport};
+pub use report::{render_metrics, report, SiteSummary, SitesReport};
 
 #[cfg(test)]
 mod tests;

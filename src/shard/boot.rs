@@ -654,6 +654,7 @@ async fn core_main(
     glommio::spawn_local(shard.clone().adopt(init.adoption)).detach();
     shard.check_spool_room();
     glommio::spawn_local(shard.clone().spool_watch()).detach();
+    glommio::spawn_local(shard.clone().sample_history()).detach();
     if let Some(control) = control {
         glommio::spawn_local(net::control::serve(shard.clone(), control)).detach();
     }

@@ -278,6 +278,9 @@ impl Shard {
             Request::Metrics { answer } => {
                 let _ = answer.send(Box::new(self.metrics_snapshot()));
             }
+            Request::Dashboard { answer } => {
+                let _ = answer.send(Box::new(self.metrics.view(self.id, self.metrics_snapshot())));
+            }
             Request::Pin { answer } => {
                 self.backup_pins.set(self.backup_pins.get() + 1);
                 let end = self.spool.write_position();

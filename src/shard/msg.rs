@@ -78,6 +78,9 @@ pub enum Request {
     SiteQueues { answer: Answer<Vec<(String, usize)>> },
     /// This core's metrics, for a scrape or `ringmail status`.
     Metrics { answer: Answer<Box<crate::metrics::Snapshot>> },
+    /// This core's metrics, 15-minute history and recent errors, for the
+    /// web status page.
+    Dashboard { answer: Answer<Box<crate::metrics::history::CoreView>> },
     /// `backup begin`: make everything appended durable, answer where this
     /// core's spool log ends, and keep every segment until [`Request::Unpin`].
     Pin { answer: Answer<SpoolRef> },

@@ -3,6 +3,7 @@
 //! the scrape that gathers every core's.
 
 use super::{Request, Shard};
+use crate::metrics::history::{until_next_sample, CoreView, Sample};
 use crate::metrics::{Gauges, Snapshot};
 use std::rc::Rc;
 
@@ -95,6 +96,32 @@ impl Shard {
             }
         }
         out
+    }
+
+    /// Every core's status-page view, in core order (a core that does not
+    /// answer is left out and logged).
+    pub async fn gather_views(self: &Rc<Self>) -> Vec<CoreView> {
+        let mut out = Vec::with_capacity(self.cores);
+        for core in 0..self.cores {
+            match self.ask(core, |answer| Request::Dashboard { answer }).await {
+                Ok(v) => out.push(*v),
+                Err(e) => tracing::warn!(core, error = %e, "dashboard request failed"),
+            }
+        }
+        out
+    }
+
+    /// Runs until the core stops: a history sample (for the status page)
+    /// at every multiple of `SAMPLE_EVERY_MS` of the wall clock, and one
+    /// at once so that the first interval starts at the start.
+    pub async fn sample_history(self: Rc<Self>) {
+        loop {
+            self.metrics.sample(Sample::of(&self.metrics_snapshot(), crate::clock::now_ms()));
+            let wait = std::time::Duration::from_millis(until_next_sample(crate::clock::now_ms()));
+            if !self.stop.sleep(wait).await {
+                return;
+            }
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use crate::net::tls;
 use crate::report::{self, Summary};
 use crate::rt;
 use crate::smtp::humanize;
+use crate::stats::over_time::OverTime;
 use crate::stats::{self, LatencySet, Tally, Timeline};
 use crate::target;
 use anyhow::{bail, Context, Result};
@@ -77,6 +78,8 @@ pub struct Pop3Stats {
     pub retrieval_reads: u64,
     pub errors: Tally,
     pub timeline: Timeline,
+    /// RETR latency by the second it completed in.
+    pub over_time: OverTime,
     pub start: Instant,
     pub last: Option<Instant>,
 }
@@ -104,6 +107,7 @@ impl Pop3Core {
         s.bytes += bytes;
         let since = now - s.start;
         s.timeline.add(since, 1);
+        s.over_time.record(since, d);
         s.last = Some(now);
         let slot = &self.live.slots[self.idx];
         slot.done.store(s.messages, Relaxed);
@@ -228,6 +232,7 @@ async fn run_core(plan: Pop3Plan, live: Arc<Live>, idx: usize, cores: usize) -> 
             retrieval_reads: 0,
             errors: Tally::default(),
             timeline: Timeline::default(),
+            over_time: OverTime::default(),
             start: Instant::now(),
             last: None,
         }),
@@ -272,6 +277,7 @@ fn summarize(args: &Pop3Args, plan: &Pop3Plan, results: Vec<Pop3Stats>, started:
         t.retrieval_reads += r.retrieval_reads;
         t.errors.merge(&r.errors);
         t.timeline.merge(&r.timeline);
+        t.over_time.merge(&r.over_time);
         start = start.min(r.start);
         t.last = t.last.max(r.last);
     }
@@ -326,5 +332,6 @@ fn summarize(args: &Pop3Args, plan: &Pop3Plan, results: Vec<Pop3Stats>, started:
     s.tallies.insert("errors".into(), t.errors.map().clone());
     s.set_latencies(&t.lat, if plan.logins_only { LOGIN } else { RETR });
     s.timeline = t.timeline.buckets().to_vec();
+    s.set_over_time("retr", &t.over_time);
     s
 }

@@ -1,29 +1,11 @@
-//! A self-contained HTML report: summary tables, a latency percentile plot
-//! (HdrHistogram style, log scale of 1/(1-p)) and throughput over time, as
-//! inline SVG. No scripts, no external resources.
+//! A self-contained HTML report: summary tables and two inline SVG plots
+//! (latency by percentile, latency and throughput over time; see `plot`).
+//! No scripts, no external resources.
 
+use super::plot;
+use super::svg::esc;
 use super::Summary;
-use hdrhistogram::Histogram;
 use std::fmt::Write;
-
-const W: f64 = 760.0;
-const H: f64 = 320.0;
-/// Plot margins: left, right, top, bottom.
-const ML: f64 = 60.0;
-const MR: f64 = 140.0;
-const MT: f64 = 20.0;
-const MB: f64 = 40.0;
-/// The percentile axis ends at 99.999% (x = 5 decades).
-const DECADES: f64 = 5.0;
-const COLORS: &[&str] = &[
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-    "#000000",
-];
-
-/// Escapes text for HTML.
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
 
 /// Renders the whole page.
 pub fn render(s: &Summary) -> String {
@@ -53,9 +35,9 @@ pub fn render(s: &Summary) -> String {
         if s.interrupted { " Interrupted: partial results." } else { "" }
     );
     o.push_str("<h2>Latency percentiles</h2>\n");
-    o.push_str(&percentile_svg(&s.hists));
-    o.push_str("<h2>Throughput over time</h2>\n");
-    o.push_str(&timeline_svg(&s.timeline));
+    o.push_str(&plot::percentiles(&s.hists));
+    o.push_str("<h2>Latency and throughput over time</h2>\n");
+    o.push_str(&plot::over_time(s.latency_over_time.as_ref(), &s.timeline));
     o.push_str("<h2>Latency (ms)</h2>\n<table><tr><th>metric</th><th>count</th><th>mean</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>\n");
     for r in &s.latency_ms {
         let _ = writeln!(
@@ -97,164 +79,71 @@ pub fn render(s: &Summary) -> String {
     o
 }
 
-/// x position for quantile `q` on the log(1/(1-q)) axis.
-fn x_of(q: f64) -> f64 {
-    let decades = if q >= 1.0 { DECADES } else { (1.0 / (1.0 - q)).log10().min(DECADES) };
-    ML + decades / DECADES * (W - ML - MR)
-}
-
-fn percentile_svg(hists: &[(String, Histogram<u64>)]) -> String {
-    let series: Vec<(&str, Vec<(f64, f64)>)> = hists
-        .iter()
-        .filter(|(_, h)| !h.is_empty())
-        .map(|(name, h)| {
-            let pts = h
-                .iter_quantiles(5)
-                .map(|v| (v.quantile_iterated_to(), h.highest_equivalent(v.value_iterated_to()) as f64 / 1000.0))
-                .collect();
-            (name.as_str(), pts)
-        })
-        .collect();
-    let ymax = series.iter().flat_map(|(_, p)| p.iter().map(|(_, v)| *v)).fold(0.0f64, f64::max).max(0.001) * 1.05;
-    let y_of = |v: f64| H - MB - v / ymax * (H - MT - MB);
-    let mut o =
-        format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\">\n");
-    axes(&mut o);
-    for (i, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"].iter().enumerate() {
-        let x = ML + i as f64 / DECADES * (W - ML - MR);
-        let _ = writeln!(
-            o,
-            "<line x1=\"{x:.1}\" y1=\"{MT}\" x2=\"{x:.1}\" y2=\"{:.1}\" stroke=\"#eee\"/><text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{label}</text>",
-            H - MB,
-            H - MB + 15.0
-        );
-    }
-    y_ticks(&mut o, ymax, "ms");
-    for (i, (name, pts)) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let path: Vec<String> = pts.iter().map(|(q, v)| format!("{:.1},{:.1}", x_of(*q), y_of(*v))).collect();
-        let _ = writeln!(
-            o,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>",
-            path.join(" ")
-        );
-        let ly = MT + 14.0 * i as f64 + 10.0;
-        let lx = W - MR + 10.0;
-        let _ = writeln!(
-            o,
-            "<rect x=\"{lx}\" y=\"{:.1}\" width=\"10\" height=\"3\" fill=\"{color}\"/><text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
-            ly - 3.0,
-            lx + 14.0,
-            ly + 1.0,
-            esc(name)
-        );
-    }
-    let _ = writeln!(
-        o,
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">percentile</text></svg>",
-        (W - MR + ML) / 2.0,
-        H - 5.0
-    );
-    o
-}
-
-fn timeline_svg(timeline: &[u64]) -> String {
-    let mut o =
-        format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\">\n");
-    axes(&mut o);
-    let ymax = timeline.iter().copied().max().unwrap_or(0).max(1) as f64 * 1.05;
-    y_ticks(&mut o, ymax, "/s");
-    let n = timeline.len().max(1) as f64;
-    let bw = (W - ML - MR) / n;
-    for (i, c) in timeline.iter().enumerate() {
-        let h = *c as f64 / ymax * (H - MT - MB);
-        let _ = writeln!(
-            o,
-            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"#1f77b4\"><title>second {i}: {c}</title></rect>",
-            ML + i as f64 * bw,
-            H - MB - h,
-            (bw - 1.0).max(0.5)
-        );
-    }
-    let step = (timeline.len() / 10).max(1);
-    for i in (0..timeline.len()).step_by(step) {
-        let _ = writeln!(
-            o,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{i}s</text>",
-            ML + (i as f64 + 0.5) * bw,
-            H - MB + 15.0
-        );
-    }
-    let _ = writeln!(
-        o,
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">seconds (1 s buckets)</text></svg>",
-        (W - MR + ML) / 2.0,
-        H - 5.0
-    );
-    o
-}
-
-fn axes(o: &mut String) {
-    let _ = writeln!(
-        o,
-        "<line x1=\"{ML}\" y1=\"{MT}\" x2=\"{ML}\" y2=\"{:.1}\" stroke=\"#000\"/><line x1=\"{ML}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#000\"/>",
-        H - MB,
-        H - MB,
-        W - MR,
-        H - MB
-    );
-}
-
-fn y_ticks(o: &mut String, ymax: f64, unit: &str) {
-    for i in 0..=4 {
-        let v = ymax * i as f64 / 4.0;
-        let y = H - MB - v / ymax * (H - MT - MB);
-        let _ = writeln!(
-            o,
-            "<line x1=\"{ML}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#eee\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{} {unit}</text>",
-            W - MR,
-            ML - 4.0,
-            y + 4.0,
-            fmt_num(v)
-        );
-    }
-}
-
-fn fmt_num(v: f64) -> String {
-    if v >= 100.0 {
-        format!("{v:.0}")
-    } else if v >= 1.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.3}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::over_time::OverTime;
     use crate::stats::LatencySet;
     use std::time::{Duration, SystemTime};
 
+    /// (series, points) of every series in the plot named `plot`.
+    fn series(page: &str, plot: &str) -> Vec<(String, usize)> {
+        let start = page.find(&format!("data-plot=\"{plot}\"")).expect("plot present");
+        let svg = &page[start..start + page[start..].find("</svg>").expect("plot closed")];
+        svg.split("data-series=\"")
+            .skip(1)
+            .map(|rest| {
+                let (name, rest) = rest.split_once('"').unwrap();
+                let n = rest.split_once("data-points=\"").unwrap().1.split_once('"').unwrap().0;
+                (name.to_string(), n.parse().unwrap())
+            })
+            .collect()
+    }
+
     #[test]
-    fn page_is_self_contained_with_two_plots() {
-        const NAMES: &[&str] = &["connect", "message"];
+    fn page_is_self_contained_with_both_plots_and_their_series() {
+        const NAMES: &[&str] = &["connect", "tls", "message"];
         let mut lat = LatencySet::new(NAMES);
+        let mut over = OverTime::default();
         for i in 1..500u64 {
-            lat.record(1, Duration::from_micros(i * 7));
+            lat.record(0, Duration::from_micros(i));
+            lat.record(2, Duration::from_micros(i * 70));
+            over.record(Duration::from_millis(i * 10), Duration::from_micros(i * 70));
         }
-        let mut s = Summary::new("smtp", "127.0.0.1:1 <x>", SystemTime::now(), Duration::from_secs(2));
-        s.set_latencies(&lat, 1);
-        s.timeline = vec![100, 200, 150];
+        let mut s = Summary::new("smtp", "127.0.0.1:1 <x>", SystemTime::now(), Duration::from_secs(5));
+        s.set_latencies(&lat, 2);
+        s.set_over_time("message", &over);
+        s.timeline = vec![100, 100, 100, 100, 99];
         let page = render(&s);
         assert!(page.starts_with("<!DOCTYPE html>"));
         assert_eq!(page.matches("<svg").count(), 2);
-        assert!(page.contains("<polyline"));
+        // "tls" has no samples and is not drawn.
+        let p = series(&page, "percentiles");
+        assert_eq!(p.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["connect", "message"]);
+        assert!(p.iter().all(|(_, n)| *n > 10), "{p:?}");
+        let t = series(&page, "over-time");
+        assert_eq!(
+            t,
+            [("p50".to_string(), 5), ("p99".to_string(), 5), ("max".to_string(), 5), ("throughput".to_string(), 5)]
+        );
+        assert!(page.contains("message latency per second (log scale)"));
         assert!(page.contains("127.0.0.1:1 &lt;x&gt;"));
         assert!(!page.contains("<script"));
         assert!(
             !page.contains("http://")
                 || page.matches("http://").count() == page.matches("xmlns=\"http://www.w3.org/2000/svg\"").count()
         );
+    }
+
+    #[test]
+    fn sink_page_without_latencies_still_draws_throughput() {
+        let mut s = Summary::new("sink", "127.0.0.1:2525", SystemTime::now(), Duration::from_secs(2));
+        s.timeline = vec![3, 4];
+        let page = render(&s);
+        assert_eq!(series(&page, "percentiles"), []);
+        let t = series(&page, "over-time");
+        assert_eq!(t.last(), Some(&("throughput".to_string(), 2)));
+        assert!(t[..3].iter().all(|(_, n)| *n == 0));
+        assert!(page.contains("no latencies measured"));
     }
 }

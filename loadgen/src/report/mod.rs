@@ -4,11 +4,14 @@
 
 mod hgrm;
 mod html;
+mod plot;
+mod svg;
 mod text;
 
 pub use hgrm::write_hgrm;
 
 use crate::cli::{CoreArgs, ReportArgs};
+use crate::stats::over_time::{OverTime, Point};
 use crate::stats::LatencySet;
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
@@ -59,6 +62,18 @@ pub struct LatencyRow {
     pub max: f64,
 }
 
+/// The main metric's latency over time (for the --html plot and --json).
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencyOverTime {
+    /// The latency metric, as named in `latency_ms`.
+    pub metric: String,
+    /// Width of each point's bucket in seconds (1 unless the run outgrew
+    /// the bucket limit).
+    pub bucket_s: u64,
+    /// Buckets with at least one completion, in time order.
+    pub points: Vec<Point>,
+}
+
 /// Everything a run reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -84,6 +99,8 @@ pub struct Summary {
     pub latency_ms: Vec<LatencyRow>,
     /// Completions per second of the measured phase.
     pub timeline: Vec<u64>,
+    /// p50/p99/max of the main metric per bucket of time; absent for the sink.
+    pub latency_over_time: Option<LatencyOverTime>,
     /// Extra lines for the text summary (and JSON).
     pub notes: Vec<String>,
     /// Histograms by metric, for --hgrm and --html (not serialized).
@@ -113,6 +130,7 @@ impl Summary {
             tallies: BTreeMap::new(),
             latency_ms: Vec::new(),
             timeline: Vec::new(),
+            latency_over_time: None,
             notes: Vec::new(),
             hists: Vec::new(),
             main_metric: None,
@@ -150,6 +168,12 @@ impl Summary {
                 max: ms(h.max()),
             });
         }
+    }
+
+    /// Sets the latency-over-time series of `metric`.
+    pub fn set_over_time(&mut self, metric: &str, t: &OverTime) {
+        self.latency_over_time =
+            Some(LatencyOverTime { metric: metric.to_string(), bucket_s: t.width_s(), points: t.points() });
     }
 
     /// The text summary.

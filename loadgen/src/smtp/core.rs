@@ -10,6 +10,7 @@ use super::schedule::{Schedule, Ticket};
 use super::worker;
 use crate::live::Live;
 use crate::proto::client::{Outcome, Step};
+use crate::stats::over_time::OverTime;
 use crate::stats::{self, LatencySet, Tally, Timeline};
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
@@ -63,6 +64,8 @@ pub struct CoreStats {
     /// Failures by kind, including connection set-up failures.
     pub errors: Tally,
     pub timeline: Timeline,
+    /// Whole-message latency by the second it completed in.
+    pub over_time: OverTime,
     pub measure_start: Instant,
     pub last_done: Option<Instant>,
 }
@@ -143,8 +146,11 @@ impl CoreCtx {
                 s.rejections.bump(&format!("{} {code}", step.name()));
             }
         }
-        s.lat.record(MESSAGE, now.saturating_duration_since(ticket.intended));
-        stats::record(&mut self.interval.borrow_mut(), now.saturating_duration_since(ticket.intended));
+        let took = now.saturating_duration_since(ticket.intended);
+        s.lat.record(MESSAGE, took);
+        let since = now.saturating_duration_since(s.measure_start);
+        s.over_time.record(since, took);
+        stats::record(&mut self.interval.borrow_mut(), took);
         self.finish(&mut s, now);
         self.publish(&s);
     }
@@ -183,6 +189,7 @@ pub async fn run(plan: Arc<Plan>, live: Arc<Live>, idx: usize) -> CoreStats {
             rcpt_refusals: Tally::default(),
             errors: Tally::default(),
             timeline: Timeline::default(),
+            over_time: OverTime::default(),
             measure_start: schedule.warmup_end(),
             last_done: None,
         }),

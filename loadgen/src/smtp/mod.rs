@@ -70,6 +70,7 @@ fn summarize(
         total.rcpt_refusals.merge(&r.rcpt_refusals);
         total.errors.merge(&r.errors);
         total.timeline.merge(&r.timeline);
+        total.over_time.merge(&r.over_time);
     }
     let start = results.iter().map(|r| r.measure_start).min().unwrap_or(total.measure_start);
     let end = results.iter().filter_map(|r| r.last_done).max();
@@ -121,6 +122,7 @@ fn summarize(
     s.tallies.insert("errors".into(), total.errors.map().clone());
     s.set_latencies(&total.lat, core::MESSAGE);
     s.timeline = total.timeline.buckets().to_vec();
+    s.set_over_time("message", &total.over_time);
     s
 }
 

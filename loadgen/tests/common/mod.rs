@@ -145,3 +145,46 @@ pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
+
+/// Where tests leave files for people to look at (screenshots):
+/// `target/test-output/`, created if missing.
+pub fn test_output_dir() -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let dir = tmp.parent().unwrap_or(tmp).join("test-output");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Debian's `chromium`, or a failure that says how to install it: the
+/// report tests need a real browser and are not skipped without one.
+pub fn chromium() -> PathBuf {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("chromium"))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| {
+        panic!("chromium not found on PATH: install Debian's package (apt-get install chromium); tests/run.sh does")
+    })
+}
+
+/// Takes a screenshot of `url` with headless Chromium into `png`
+/// (`width` × `height` pixels) and checks that a PNG was written.
+pub fn screenshot(url: &str, png: &Path, width: u32, height: u32) {
+    let profile = tempfile::tempdir().unwrap();
+    let _ = std::fs::remove_file(png);
+    let mut child = Command::new(chromium())
+        .args(["--headless", "--no-sandbox", "--disable-background-networking", "--disable-gpu", "--hide-scrollbars"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--window-size={width},{height}"))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_bounded(&mut child);
+    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    let bytes = std::fs::read(png).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", png.display()));
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{} is not a PNG", png.display());
+}
