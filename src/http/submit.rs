@@ -113,7 +113,8 @@ pub async fn inject(
         // Each message waits for its own sync; spawned together, one group
         // commit covers them all.
         let task = glommio::spawn_local(async move {
-            shard.filter_and_accept(client, false, arrival, envelope, m.body, None).await
+            let mut live = crate::shard::filter_live::LiveFilters::none(&shard, client.ip());
+            shard.filter_and_accept(client, false, arrival, envelope, m.body, None, &mut live).await
         });
         stores.push((m.recipients, task));
     }

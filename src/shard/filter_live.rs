@@ -86,6 +86,12 @@ impl Step<'_> {
 }
 
 impl LiveFilters {
+    /// No live milters: for mail that did not come through an SMTP session
+    /// (the HTTP injection API), which only `stage = "data"` milters see.
+    pub fn none(shard: &Shard, client: IpAddr) -> LiveFilters {
+        LiveFilters { core: shard.id, client, outbound: shard.config().filter.outbound, milters: Vec::new() }
+    }
+
     /// Open the live milters for a client at `peer` and tell them it
     /// connected; `filtered` is false for our own clients
     /// (`permit_relay_from`) unless `filter.outbound`. A refusal is the
