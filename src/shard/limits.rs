@@ -381,14 +381,21 @@ mod tests {
         // Two "cores" admitting one client's connections at once.
         let l = Arc::new(Limits::default());
         let s = settings(1000, 5, 5, 5);
+        let start = Arc::new(std::sync::Barrier::new(2));
         let handles: Vec<_> = (0..2)
             .map(|_| {
-                let l = l.clone();
-                std::thread::spawn(move || (0..7).filter_map(|_| l.admit(ip(1), &s, 0).ok()).collect::<Vec<_>>())
+                let (l, start) = (l.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    (0..7).filter_map(|_| l.admit(ip(1), &s, 0).ok()).collect::<Vec<_>>()
+                })
             })
             .collect();
-        let admitted: usize = handles.into_iter().map(|h| h.join().unwrap().len()).sum();
-        assert_eq!(admitted, 5);
+        // Every admission is held until both threads are done: one dropped
+        // early would give its slot back to the other thread (which, on a
+        // busy machine, may not have started yet).
+        let admitted: Vec<Vec<Admission>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(admitted.iter().map(Vec::len).sum::<usize>(), 5);
     }
 
     #[test]
