@@ -221,7 +221,14 @@ fn template(
     if let Some(html) = &c.html {
         m = m.html_body(substitute(html, vars));
     }
-    m.write_to_vec().map_err(|e| field("content", format!("cannot build the message: {e}")))
+    let mut message = m.write_to_vec().map_err(|e| field("content", format!("cannot build the message: {e}")))?;
+    // A text or HTML part that does not end in a line break leaves the
+    // message without one, and a stored message ends with CRLF (found by
+    // the http_inject fuzz target).
+    if !message.ends_with(b"\r\n") {
+        message.extend_from_slice(b"\r\n");
+    }
+    Ok(message)
 }
 
 /// `text` with every `{{ name }}` whose name `vars` has replaced by its
@@ -332,6 +339,18 @@ mod tests {
 
     fn parse(json: &str) -> Result<InjectRequest, String> {
         serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_template_whose_text_ends_without_a_line_break_still_ends_with_crlf() {
+        let req = parse(
+            r#"{"envelope_sender": "s@x.test", "recipients": ["a@x.test"],
+               "content": {"from": "Shop <s@x.test>", "subject": "Hi", "text": "Dear you,\np>"}}"#,
+        )
+        .unwrap();
+        let built = build(&req, "mx.test", "t").unwrap();
+        assert_eq!(built.len(), 1);
+        assert!(built[0].body.ends_with(b"\r\n"), "{:?}", String::from_utf8_lossy(&built[0].body));
     }
 
     #[test]
