@@ -36,6 +36,11 @@
 #     for the tuned instance with a cheap scheme ({SSHA512} of the same
 #     passwords instead of Argon2id), logins only: it shows what the auth
 #     cache buys Dovecot when verifying is cheap (not a like-for-like row)
+#   POP3_IDLE_SESSIONS=400 POP3_IDLE_MESSAGES=20: memory per idle logged-in
+#     session (bench/pop3-idle.py): that many more users, each with
+#     POP3_IDLE_MESSAGES messages, log in at once on each server and stay
+#     idle; the server's Pss (its whole process tree) per session is the
+#     slope from half to all of them. 0 sessions: not measured.
 #   POP3_CROSSCHECK=1: also run bench/pop3-retr.py (an independent Python
 #     driver, 1 session) against each server once, to show whether loadgen
 #     is the bottleneck.
@@ -49,6 +54,8 @@ POP3_LOGIN_CLIENTS=${POP3_LOGIN_CLIENTS:-"1 4"}
 POP3_LOGIN_SECONDS=${POP3_LOGIN_SECONDS:-5}
 POP3_SERVERS=${POP3_SERVERS:-"ringmail dovecot dovecot-tuned"}
 POP3_CROSSCHECK=${POP3_CROSSCHECK:-0}
+POP3_IDLE_SESSIONS=${POP3_IDLE_SESSIONS:-400}
+POP3_IDLE_MESSAGES=${POP3_IDLE_MESSAGES:-20}
 
 # Dovecot's own advice for speed: long-lived login and mail processes
 # (service_count = 0 / a high count), processes started ahead, the auth
@@ -138,6 +145,12 @@ userdb {
   driver = static
   args = uid=65534 gid=65534 home=$P3/maildir/%u
 }
+# Limits only, not speed: the idle-memory phase holds POP3_IDLE_SESSIONS
+# sessions at once from a few source addresses (the measured runs use 16 at
+# most; Debian's defaults are 100 processes per service and 10 sessions per
+# user and address).
+default_process_limit = $((POP3_IDLE_SESSIONS + 100))
+mail_max_userip_connections = $((POP3_IDLE_SESSIONS + 100))
 service pop3-login {
   inet_listener pop3 {
     address = 127.0.0.1
@@ -235,10 +248,14 @@ pop3_measure() {
 pop3_fill() {
     local smtp sink total i
     smtp=$(free_port); POP3_RM_PORT=$(free_port); sink=$(free_port)
-    LOCAL_USERS=$POP3_USERS
+    # The idle-memory users come after the measured ones (user16 … with
+    # the defaults): a POP3 login locks its maildrop, so every idle session
+    # needs a user of its own.
+    LOCAL_USERS=$((POP3_USERS + POP3_IDLE_SESSIONS))
     RM_DKIM=off
     ringmail_start "$smtp" "$POP3_RM_PORT" "$sink" || die "pop3: ringmail: $RM_REASON"
-    cp "$RM_USERS.pop3" "$P3/users.pop3"
+    head -n "$POP3_USERS" "$RM_USERS.pop3" >"$P3/users.pop3"
+    tail -n +"$((POP3_USERS + 1))" "$RM_USERS.pop3" >"$P3/idle.pop3"
     # ringmail's users file is `address:{ARGON2ID}$argon2id$…`: a passwd-file line as it stands.
     grep -v '^#' "$RM_DIR/users" | grep . >"$P3/passwd"
     # The same passwords as salted SHA-512 (Dovecot's {SSHA512}), for dovecot-tuned-ssha.
@@ -259,10 +276,23 @@ EOF
         die "pop3: filling ringmail failed: $(tail -1 "$P3/fill.out")"
     [ "$(jget "$P3/fill.json" counts/accepted)" = "$total" ] ||
         die "pop3: ringmail accepted $(jget "$P3/fill.json" counts/accepted) of $total messages"
+    local idle_total=$((POP3_IDLE_SESSIONS * POP3_IDLE_MESSAGES))
+    if [ "$idle_total" -gt 0 ]; then
+        to=()
+        for i in $(seq "$POP3_USERS" $((POP3_USERS + POP3_IDLE_SESSIONS - 1))); do to+=("user$i@local.test"); done
+        log "pop3: filling ringmail: $POP3_IDLE_SESSIONS idle-session users × $POP3_IDLE_MESSAGES messages"
+        timeout "$RUN_TIMEOUT" "$LOADGEN" smtp --target "127.0.0.1:$smtp" --messages "$idle_total" --connections "$POP3_USERS" \
+            --size "$SIZE" --cores "$TOOL_CORES" --no-pin --pipelining --to "$(IFS=,; echo "${to[*]}")" \
+            --from "loadgen@$DKIM_DOMAIN" --timeout 60s --json "$P3/fill-idle.json" >"$P3/fill-idle.out" 2>&1 ||
+            die "pop3: filling the idle users failed: $(tail -1 "$P3/fill-idle.out")"
+        [ "$(jget "$P3/fill-idle.json" counts/accepted)" = "$idle_total" ] ||
+            die "pop3: ringmail accepted $(jget "$P3/fill-idle.json" counts/accepted) of $idle_total messages"
+        total=$((total + idle_total))
+    fi
     ringmail_stop
     mkdir -p "$P3/maildir"
     local n got=0
-    for i in $(seq 0 $((POP3_USERS - 1))); do
+    for i in $(seq 0 $((POP3_USERS + POP3_IDLE_SESSIONS - 1))); do
         n=$("$RINGMAIL" export-maildir "user$i@local.test" "$P3/maildir/user$i@local.test" --config "$RM_DIR/ringmail.toml" \
             2>>"$P3/export.err") || die "pop3: export-maildir user$i: $(tail -1 "$P3/export.err")"
         n=${n#exported }; got=$((got + ${n%% *}))
@@ -272,6 +302,18 @@ EOF
     chown -R 65534:65534 "$P3/maildir"
     log "pop3: $got messages exported to $P3/maildir"
     pop3_ringmail_serve
+}
+
+# pop3_idle SERVER: POP3_IDLE_SESSIONS idle logged-in sessions at once
+# (bench/pop3-idle.py); the result in $P3/idle-SERVER.json.
+pop3_idle() {
+    local s=$1 j=$P3/idle-$1.json
+    timeout --signal=TERM "$RUN_TIMEOUT" python3 "$ROOT/bench/pop3-idle.py" "127.0.0.1:${PORT_OF[$s]}" "$P3/idle.pop3" \
+        "$(pop3_server_pid "$s")" --sessions "$POP3_IDLE_SESSIONS" >"$j" 2>"$j.err" || {
+        log "pop3: idle sessions on $s failed: $(tail -1 "$j.err")"
+        return 0
+    }
+    log "pop3: idle sessions on $s: $(cat "$j")"
 }
 
 # pop3_crosscheck: loadgen and an independent driver, 1 session each, one
@@ -341,6 +383,12 @@ pop3_body() {
         printf '%s\t%s\n' "$s" "$(jget "$P3/runs/warmup-$s.json" counts/bytes)" >>"$P3/bytes.tsv"
     done
     [ "$POP3_CROSSCHECK" = 1 ] && pop3_crosscheck
+    if [ "$POP3_IDLE_SESSIONS" -gt 0 ]; then
+        for s in $POP3_SERVERS; do
+            [ "$s" != dovecot-tuned-ssha ] || continue
+            pop3_idle "$s"
+        done
+    fi
     # Measurements, the servers taking turns in each, order rotating by round.
     local -a servers
     read -ra servers <<<"$POP3_SERVERS"
@@ -361,6 +409,31 @@ pop3_body() {
     local load1
     load1=$(cut -d' ' -f1-3 /proc/loadavg)
     pop3_table "$dcver" "$load0" "$load1" $((SECONDS - t0)) >"$P3/results.md"
+    if [ "$POP3_IDLE_SESSIONS" -gt 0 ]; then pop3_idle_table >>"$P3/results.md"; fi
+}
+
+# pop3_idle_table: the idle-session memory lines, from $P3/idle-*.json.
+pop3_idle_table() {
+    python3 - "$P3" "$POP3_IDLE_SESSIONS" "$POP3_IDLE_MESSAGES" "$SIZE" $POP3_SERVERS <<'EOF'
+import json, os, sys
+p3, n, msgs, size, servers = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+names = {'ringmail': 'ringmail', 'dovecot': 'Dovecot default', 'dovecot-tuned': 'Dovecot tuned'}
+print(f'\nMemory per idle logged-in session (bench/pop3-idle.py: {n} sessions at once, one user each, '
+      f'{msgs} messages of {size} per mailbox; USER, PASS, STAT, then idle; Pss of the server\'s whole process tree, '
+      'slope from half to all of the sessions):\n')
+print('| server | sessions logged in | Pss per session, KiB | Pss_Anon per session, KiB | processes (none / half / all) | Pss, MiB (none / half / all) |')
+print('|---|--:|--:|--:|---|---|')
+for s in servers:
+    path = os.path.join(p3, f'idle-{s}.json')
+    if s == 'dovecot-tuned-ssha' or not os.path.exists(path) or not os.path.getsize(path):
+        continue
+    r = json.load(open(path))
+    kib = lambda b: f'{b / 1024:.1f}' if b is not None else '—'
+    failed = f" ({r['error_count']} failed)" if r['error_count'] else ''
+    print(f"| {names.get(s, s)} | {r['sessions']}{failed} | {kib(r['per_session_pss_bytes'])} | "
+          f"{kib(r['per_session_anon_bytes'])} | {' / '.join(map(str, r['processes']))} | "
+          f"{' / '.join(f'{k / 1024:.1f}' for k in r['pss_kb'])} |")
+EOF
 }
 
 # pop3_table DOVECOT_VERSION LOAD_BEFORE LOAD_AFTER SECONDS: the Markdown table.

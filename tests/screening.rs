@@ -105,7 +105,55 @@ fn tag_mode_accepts_and_says_so_in_a_header() {
     assert!(deliver(&w.server, "127.0.0.2", "client.example.com").starts_with("250"));
     let head = newest_header(&w.server, 1);
     assert!(head.contains("X-Ringmail-Filter: mx.test; dnsbl=listed score=1 (zen.test=127.0.0.2)"), "{head}");
+    // The same finding ends the one Authentication-Results field, as a
+    // comment (no registered method), which a real parser accepts.
+    assert_eq!(head.matches("Authentication-Results:").count(), 1, "{head}");
+    // (newest_header unfolds: the comment is the field's last line.)
+    assert!(head.contains(" (dnsbl=listed score=1 \\(zen.test=127.0.0.2\\))\r\nX-Ringmail-Filter:"), "{head}");
+    let parsed = authres_parse(&head);
+    assert!(parsed.starts_with("mx.test\n") && parsed.contains("spf none"), "{parsed}");
     w.server.log_containing(&["filter=dnsbl action=tag"]);
+}
+
+#[test]
+fn a_helo_finding_let_through_ends_the_authentication_results_field() {
+    let w = world(Zone::new(), "reverse_dns = \"ignore\"");
+    assert!(deliver(&w.server, "127.0.0.2", "192.0.2.1").starts_with("250"));
+    let head = newest_header(&w.server, 1);
+    assert!(
+        head.contains(" (helo=fail \\(bare IP address, not an address literal\\))\r\nX-Ringmail-Filter:"),
+        "{head}"
+    );
+    assert!(head.contains("X-Ringmail-Filter: mx.test; helo=fail (bare IP"), "{head}");
+    assert!(authres_parse(&head).starts_with("mx.test\n"), "{head}");
+}
+
+/// The top Authentication-Results field of `head` (unfolded, one line, as
+/// `newest_header` gives it) as Debian's
+/// python3-authres (the RFC 8601 parser dkimpy uses) reads it: the
+/// authserv-id, then a line per result, "method result ptype.prop=value…".
+fn authres_parse(head: &str) -> String {
+    let start = head.find("Authentication-Results:").expect("an Authentication-Results field");
+    let field = head[start..].lines().next().unwrap();
+    let script = r#"
+import sys, authres
+h = authres.AuthenticationResultsHeader.parse(sys.stdin.read())
+print(h.authserv_id)
+for r in h.results:
+    print(r.method, r.result, " ".join("%s.%s=%s" % (p.type, p.name, p.value) for p in r.properties))
+"#;
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (tests/run.sh installs python3-authres)");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(field.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "authres refused {field:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]
@@ -121,6 +169,10 @@ reverse_dns = "ignore""#,
     w.server.log_containing(&["filter=dnswl action=pass"]);
     let head = newest_header(&w.server, 1);
     assert!(head.contains("dnswl=pass (wl.test=127.0.10.2)"), "{head}");
+    // RFC 8904's method in the Authentication-Results field.
+    assert!(head.contains("; dnswl=pass dns.zone=wl.test policy.ip=127.0.10.2 "), "{head}");
+    let parsed = authres_parse(&head);
+    assert!(parsed.contains("\ndnswl pass policy.ip=127.0.10.2"), "{parsed}");
 }
 
 fn rdns_zone() -> Zone {

@@ -54,7 +54,7 @@ fn listing() -> Vec<MessageInfo> {
     MESSAGES
         .iter()
         .enumerate()
-        .map(|(i, body)| MessageInfo { uid: format!("uid-{i}"), size: body.len() as u64 })
+        .map(|(i, body)| MessageInfo { uid: format!("uid-{i}").into(), size: body.len() as u64 })
         .collect()
 }
 

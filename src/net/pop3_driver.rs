@@ -187,7 +187,7 @@ async fn login(shard: &Rc<Shard>, user: &str, password: &str, conn: &Conn) -> (A
     match locked {
         Ok(Ok(entries)) => {
             tracing::info!(core = shard.id, client = %conn.peer.ip(), user = %user, messages = entries.len(), "pop3 login");
-            let infos = entries.iter().map(|e| MessageInfo { uid: e.uid(), size: e.served_size() }).collect();
+            let infos = entries.iter().map(|e| MessageInfo { uid: e.uid().into(), size: e.served_size() }).collect();
             (AuthOutcome::LoggedIn(infos), Some(Locked { user, token, owner, entries }))
         }
         Ok(Err(MailboxError::InUse(_))) => (AuthOutcome::InUse, None),

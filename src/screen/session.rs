@@ -183,25 +183,27 @@ impl Session {
     }
 
     /// The header lines for a message of this session, on top of the
-    /// sender checks' `auth_results` (if any): `iprev` joins that one
-    /// Authentication-Results field (RFC 8601 §2.7.3), or starts one; the
-    /// DNS list and HELO findings, which RFC 8601 has no method for, go
-    /// into one `X-Ringmail-Filter:` line when there is something to say.
+    /// sender checks' `auth_results` (if any). Everything joins that one
+    /// Authentication-Results field (or starts one): `iprev` (RFC 8601
+    /// §2.7.3) and `dnswl` (RFC 8904) as results; the DNS blocklist and
+    /// HELO findings, which no registered method covers, as a comment at
+    /// its end (RFC 8601 §2.2 allows comments anywhere, and a reader that
+    /// meets an unregistered method should ignore the whole field, so they
+    /// are not written as results). Those two findings also go into one
+    /// `X-Ringmail-Filter:` line, a stable token for users' filter rules.
     pub fn headers(&self, hostname: &str, auth_results: Option<String>) -> Option<String> {
         let findings = self.findings.borrow();
-        let mut ar = auth_results;
+        let mut results: Vec<String> = Vec::new();
         let mut notes: Vec<String> = Vec::new();
         if let Some(found) = findings.as_ref() {
             let ip = self.client;
-            let part = match &found.iprev {
+            results.extend(match &found.iprev {
                 Iprev::NotChecked => None,
                 Iprev::Pass { name } => Some(format!("iprev=pass policy.iprev={ip} ({name})")),
                 Iprev::Fail { reason } => Some(format!("iprev=fail policy.iprev={ip} ({reason})")),
                 Iprev::TempError => Some(format!("iprev=temperror policy.iprev={ip}")),
-            };
-            if let Some(part) = part {
-                ar = Some(join_results(ar.as_deref(), hostname, &part));
-            }
+            });
+            results.extend(found.dnswl.iter().filter_map(dnswl_result));
             let (wl, wl_score) = listed(&found.dnswl);
             if wl_score >= 1 {
                 notes.push(format!("dnswl=pass ({})", wl.join(", ")));
@@ -214,6 +216,15 @@ impl Session {
         if let Some(why) = self.helo_tag.get() {
             notes.push(format!("helo=fail ({why})"));
         }
+        let mut ar = auth_results;
+        for part in &results {
+            ar = Some(join_results(ar.as_deref(), hostname, part));
+        }
+        // The dnswl note is a result already; the others only a comment.
+        let unregistered: Vec<&str> = notes.iter().map(String::as_str).filter(|n| !n.starts_with("dnswl=")).collect();
+        if !unregistered.is_empty() {
+            ar = Some(with_comment(ar.as_deref(), hostname, &unregistered.join("; ")));
+        }
         let extra = if notes.is_empty() {
             String::new()
         } else {
@@ -224,6 +235,36 @@ impl Session {
             (ar, _) => Some(format!("{}{extra}", ar.unwrap_or_default())),
         }
     }
+}
+
+/// The RFC 8904 result for one DNS allowlist's answer: `pass` with the
+/// list's zone and the address it answered, `temperror` when it did not
+/// answer; nothing for "not listed" (or a list refused or disabled).
+fn dnswl_result(r: &ListResult) -> Option<String> {
+    let zone = &r.site.domain;
+    match r.outcome {
+        ListOutcome::Listed(a) => Some(format!("dnswl=pass dns.zone={zone} policy.ip={a}")),
+        ListOutcome::Failed => Some(format!("dnswl=temperror dns.zone={zone}")),
+        ListOutcome::NotListed | ListOutcome::Refused(_) | ListOutcome::Disabled => None,
+    }
+}
+
+/// End an Authentication-Results field (or a new `none` one) with the
+/// comment `text` (RFC 8601: CFWS before the CRLF); parentheses and
+/// backslashes in it are quoted.
+fn with_comment(existing: Option<&str>, hostname: &str, text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '(' | ')' | '\\') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    let field = existing.map_or_else(
+        || format!("Authentication-Results: {hostname}; none"),
+        |f| f.strip_suffix("\r\n").unwrap_or(f).to_string(),
+    );
+    format!("{field}\r\n\t({quoted})\r\n")
 }
 
 /// Add `part` to an Authentication-Results field (with its CRLF), or make
@@ -264,6 +305,18 @@ mod tests {
         assert_eq!(
             join_results(Some("Authentication-Results: mx.test;\r\n\tspf=pass\r\n"), "mx.test", "iprev=temperror"),
             "Authentication-Results: mx.test;\r\n\tspf=pass;\r\n\tiprev=temperror\r\n"
+        );
+    }
+
+    #[test]
+    fn unregistered_findings_end_the_field_as_a_quoted_comment() {
+        assert_eq!(
+            with_comment(None, "mx.test", "helo=fail (bare IP)"),
+            "Authentication-Results: mx.test; none\r\n\t(helo=fail \\(bare IP\\))\r\n"
+        );
+        assert_eq!(
+            with_comment(Some("Authentication-Results: mx.test;\r\n\tspf=pass\r\n"), "mx.test", "dnsbl=listed"),
+            "Authentication-Results: mx.test;\r\n\tspf=pass\r\n\t(dnsbl=listed)\r\n"
         );
     }
 }

@@ -7,15 +7,70 @@
 
 use super::command::MessageNumber;
 
-/// One message of the snapshot the driver hands over at login.
+/// One message of the snapshot the driver hands over at login. 32 bytes
+/// and nothing on the heap for ringmail's own ids: a logged-in session
+/// holds one per message for as long as it stays (issue 14's memory per
+/// idle session).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageInfo {
     /// The unique id UIDL reports: stable across sessions, 1 to 70
     /// characters in 0x21..=0x7E (RFC 1939 §7). The driver guarantees this.
-    pub uid: String,
+    pub uid: Uid,
     /// Octets as stored (CRLF line ends, before dot-stuffing): what STAT,
     /// LIST and the RETR status line report.
     pub size: u64,
+}
+
+/// A UIDL id: up to [`Uid::INLINE`] bytes kept inline (ringmail's ids,
+/// `QUEUEID.N`, are at most 22), longer ones boxed.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Uid {
+    Inline { len: u8, bytes: [u8; Uid::INLINE] },
+    Boxed(Box<str>),
+}
+
+impl Uid {
+    /// The longest id kept without an allocation.
+    pub const INLINE: usize = 22;
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            // Built from a &str, whole: still valid UTF-8.
+            Uid::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default(),
+            Uid::Boxed(s) => s,
+        }
+    }
+}
+
+impl From<&str> for Uid {
+    fn from(s: &str) -> Uid {
+        match u8::try_from(s.len()) {
+            Ok(len) if s.len() <= Uid::INLINE => {
+                let mut bytes = [0u8; Uid::INLINE];
+                bytes[..s.len()].copy_from_slice(s.as_bytes());
+                Uid::Inline { len, bytes }
+            }
+            _ => Uid::Boxed(s.into()),
+        }
+    }
+}
+
+impl From<String> for Uid {
+    fn from(s: String) -> Uid {
+        Uid::from(s.as_str())
+    }
+}
+
+impl std::fmt::Display for Uid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for Uid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
 }
 
 /// What a DELE did.
@@ -123,6 +178,18 @@ mod tests {
             MessageInfo { uid: "b".into(), size: 20 },
             MessageInfo { uid: "c".into(), size: 30 },
         ])
+    }
+
+    #[test]
+    fn a_listing_entry_is_32_bytes_and_ringmail_ids_stay_inline() {
+        assert_eq!(std::mem::size_of::<MessageInfo>(), 32);
+        let id = "0123456789ABCDEF.65535"; // the longest QUEUEID.N
+        assert!(matches!(Uid::from(id), Uid::Inline { .. }));
+        assert_eq!(Uid::from(id).to_string(), id);
+        let long = "x".repeat(70);
+        assert!(matches!(Uid::from(long.as_str()), Uid::Boxed(_)));
+        assert_eq!(Uid::from(long.as_str()).as_str(), long);
+        assert_eq!(Uid::from(""), Uid::from(String::new()));
     }
 
     #[test]

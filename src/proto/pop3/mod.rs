@@ -43,7 +43,7 @@ mod transaction;
 #[cfg(test)]
 mod tests;
 
-pub use maildrop::MessageInfo;
+pub use maildrop::{MessageInfo, Uid};
 pub use policy::Policy;
 pub use server::{Action, AuthOutcome, CommitOutcome, Pop3Config, Server};
 pub use stuff::write_message;
