@@ -29,7 +29,8 @@ pub(super) enum State {
 }
 
 impl State {
-    const ALL: [State; 6] = [State::Free, State::Deferred, State::Waiting, State::Ready, State::InFlight, State::Parked];
+    const ALL: [State; 6] =
+        [State::Free, State::Deferred, State::Waiting, State::Ready, State::InFlight, State::Parked];
 
     fn bits(self) -> u32 {
         match self {

@@ -45,7 +45,8 @@ fn fresh_mail_is_ready_in_order() {
     for n in 0..3 {
         q.enqueue(msg(n, "a.test"));
     }
-    let order: Vec<_> = std::iter::from_fn(|| q.next_ready(&d("a.test"), &Env::default()).map(|(_, m)| m.queue_id.0)).collect();
+    let order: Vec<_> =
+        std::iter::from_fn(|| q.next_ready(&d("a.test"), &Env::default()).map(|(_, m)| m.queue_id.0)).collect();
     assert_eq!(order, vec![0, 1, 2]);
     assert!(q.next_ready(&d("b.test"), &Env::default()).is_none());
 }
@@ -245,7 +246,11 @@ fn a_drained_backlog_gives_its_tables_back() {
     q.shrink();
     assert!(q.entries.capacity() < 2048, "{}", q.entries.capacity());
     assert!(!q.knows(&d("a.test")), "a drained destination goes with its ready list");
-    assert_eq!(q.next_ready(&d("b.test"), &Env::default()).map(|(_, m)| m.queue_id.0), Some(7), "still a working queue");
+    assert_eq!(
+        q.next_ready(&d("b.test"), &Env::default()).map(|(_, m)| m.queue_id.0),
+        Some(7),
+        "still a working queue"
+    );
 }
 
 /// A share deferred until `due`, as recovered from the spool.

@@ -209,7 +209,9 @@ impl Shard {
             .filter(|l| filter.admits(&l.dest.domain, state_of(l.held, l.next_attempt_ms), l.arrived_ms, now))
             .collect();
         let matched = shown.len();
-        shown.sort_by(|a, b| (a.arrived_ms, a.queue_id, &a.dest.domain).cmp(&(b.arrived_ms, b.queue_id, &b.dest.domain)));
+        shown.sort_by(|a, b| {
+            (a.arrived_ms, a.queue_id, &a.dest.domain).cmp(&(b.arrived_ms, b.queue_id, &b.dest.domain))
+        });
         shown.truncate(filter.limit.unwrap_or(usize::MAX));
         let envelopes = self.envelopes();
         let entries = shown
