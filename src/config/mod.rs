@@ -461,6 +461,12 @@ pub struct Relay {
     /// `[site.default]` (a rule overrides it).
     #[serde(default = "default_max_messages_per_connection")]
     pub max_messages_per_connection: usize,
+    /// Message shares per core in the active window (ready or being
+    /// sent), like Postfix's `qmgr_message_active_limit`. The rest wait in
+    /// the compact deferred index, their envelopes read back from the
+    /// spool when their turn comes; fresh and retried mail take turns.
+    #[serde(default = "default_active_limit")]
+    pub active_limit: usize,
     /// How long an idle relay connection waits for more mail to its
     /// destination before QUIT (Postfix's connection cache time: 2s).
     #[serde(default = "default_connection_idle")]
@@ -609,6 +615,9 @@ fn default_connection_idle() -> Span {
 fn default_max_messages_per_connection() -> usize {
     100
 }
+fn default_active_limit() -> usize {
+    crate::queue::DEFAULT_ACTIVE_LIMIT
+}
 fn default_mx_port() -> u16 {
     25
 }
@@ -635,6 +644,7 @@ impl Default for Relay {
             dnssec_probe: dane::default_dnssec_probe(),
             max_connections_per_domain: default_max_connections_per_domain(),
             max_messages_per_connection: default_max_messages_per_connection(),
+            active_limit: default_active_limit(),
             connection_idle: default_connection_idle(),
             mx_port: default_mx_port(),
             timeouts: RelayTimeouts::default(),
@@ -1098,6 +1108,9 @@ impl Config {
         }
         if self.relay.max_messages_per_connection == 0 {
             p.push("relay.max_messages_per_connection: must be at least 1".to_string());
+        }
+        if self.relay.active_limit == 0 {
+            p.push("relay.active_limit: must be at least 1".to_string());
         }
         if self.relay.retry.is_empty() {
             p.push("relay.retry: needs at least one duration".to_string());

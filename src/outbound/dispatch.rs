@@ -15,7 +15,7 @@ use crate::outbound::dsn::Action as DsnAction;
 use crate::outbound::mx;
 use crate::outbound::tls_policy::{self, TlsResult};
 use crate::proto::smtp_client::{needs_smtputf8, DsnParams, MessageOutcome, OutgoingMessage, RecipientOutcome};
-use crate::queue::{retry_delay, Dest, Key, QueuedMessage, RetryPolicy};
+use crate::queue::{retry_delay, Dest, Key, NoEnvelopes, QueuedMessage, RetryPolicy};
 use crate::shard::{owner, Request, Settled, Shard};
 use crate::spool::{encode_recipient_state, BodyKind, MessageRecord, Outcome, RecipientState, RecordKind};
 use rand::Rng;
@@ -45,7 +45,7 @@ impl Shard {
                 let me = self.clone();
                 glommio::spawn_local(async move { me.tls_flush().await }).detach();
             }
-            let promoted = self.queue.borrow_mut().promote_due(now, &policy);
+            let promoted = self.queue.borrow_mut().promote_due(now, &policy, &self.envelopes());
             for msg in promoted.expired {
                 let reason = format!(
                     "message expired after {} in the queue",
@@ -150,7 +150,7 @@ impl Shard {
                 // receiving server says about an address suppresses it.
                 let class = BounceClass::BadDomain;
                 loop {
-                    let Some((key, msg)) = self.queue.borrow_mut().next_ready(&dest) else { break };
+                    let Some((key, msg)) = self.queue.borrow_mut().next_ready(&dest, &self.envelopes()) else { break };
                     let failed = msg
                         .recipients
                         .iter()
@@ -394,7 +394,7 @@ impl Shard {
             if self.stop.is_set() {
                 return None;
             }
-            if let Some(next) = self.queue.borrow_mut().next_ready(domain) {
+            if let Some(next) = self.queue.borrow_mut().next_ready(domain, &self.envelopes()) {
                 return Some(next);
             }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -420,7 +420,7 @@ impl Shard {
         site: Option<&SiteLimits>,
     ) {
         loop {
-            let Some((key, msg)) = self.queue.borrow_mut().next_ready(domain) else { break };
+            let Some((key, msg)) = self.queue.borrow_mut().next_ready(domain, &self.envelopes()) else { break };
             let outcome = deferred_all(msg.recipients.len(), enhanced, error);
             self.apply_outcome(key, msg, outcome, None, None, site);
         }
@@ -639,7 +639,7 @@ impl Shard {
     pub(crate) fn record_deferral(self: &Rc<Self>, key: Key) {
         let now_us = now_ms() * 1000;
         let Some(seq) = self.queue.borrow_mut().next_state_seq(key, now_us) else { return };
-        let Some(msg) = self.queue.borrow().get(key).cloned() else { return };
+        let Some(msg) = self.queue.borrow().message(key, &NoEnvelopes) else { return };
         let mut last = None;
         for r in &msg.recipients {
             let state = RecipientState {

@@ -4,23 +4,57 @@
 //!
 //! Owns: the in-memory queue for the domains hashed to this core. Pure: no
 //! I/O, no clock (`now_ms` is passed in), no randomness of its own (jitter
-//! comes from the caller's rng). Entries arrive only after their message
-//! record is durable, and the queue is rebuilt from the spool on start, so
-//! it never holds the only copy of anything.
+//! comes from the caller's rng); what it does not keep of a message (its
+//! sender and recipient addresses) it asks the caller's [`Envelopes`] for.
+//! Entries arrive only after their message record is durable, and the
+//! queue is rebuilt from the spool on start, so it never holds the only
+//! copy of anything.
 //!
-//! Shape (KumoMTA's scheduled queue -> ready queue): `deferred` is a
-//! min-heap on due time (O(log n) push/pop, so a million queued messages
-//! cost nothing per operation); `promote_due` moves what is due onto its
-//! domain's ready queue; dispatchers take from ready queues. Fresh and
-//! retried mail share the ready queue in arrival-at-ready order.
+//! Shape (Postfix's active queue, KumoMTA's scheduled queue -> ready
+//! queue): every share is a 48-byte [`entry::Entry`] in a slab, whatever
+//! its state; `deferred` is a min-heap of 12-byte (due, slot) items
+//! (O(log n) push/pop); `promote_due` moves what is due to the retried
+//! line. The *active window* (ready lists plus shares in flight) holds at
+//! most `limit` shares; `refill` fills it from the fresh and retried lines
+//! in turn, so a big due backlog cannot starve new mail. Only fresh shares
+//! that enter the window at once keep their envelope in memory; the rest
+//! have it read back from the spool when they are taken.
 
+mod entry;
+mod intern;
+mod manage;
 mod schedule;
 
+pub use manage::Listed;
 pub use schedule::{retry_delay, RetryPolicy};
 
 use crate::spool::{QueueId, SpoolRef};
+use entry::{Entry, State, ERROR_MAX};
+use intern::Interner;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+
+/// `[relay] active_limit`'s default: shares per core in the active window
+/// (Postfix's `qmgr_message_active_limit`).
+pub const DEFAULT_ACTIVE_LIMIT: usize = 20_000;
+
+/// Where the queue reads back what it does not keep in memory.
+pub trait Envelopes {
+    /// The sender of the message at `at` and the addresses of its
+    /// recipients `recipients` (indexes, in that order); None when the
+    /// record cannot be read.
+    fn envelope(&self, at: SpoolRef, recipients: &[u16]) -> Option<(String, Vec<String>)>;
+}
+
+/// Reads nothing back: messages come out with an empty sender and empty
+/// addresses (for callers that need only indexes and queue state).
+pub struct NoEnvelopes;
+
+impl Envelopes for NoEnvelopes {
+    fn envelope(&self, _: SpoolRef, _: &[u16]) -> Option<(String, Vec<String>)> {
+        None
+    }
+}
 
 /// A recipient of a queued message that is not final yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +156,7 @@ impl QueuedMessage {
 /// Queue depth by state (see [`QueueShard::depth`]).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct QueueDepth {
+    /// Due: in the active window's ready lists or waiting for a turn.
     pub ready: u64,
     pub deferred: u64,
     pub held: u64,
@@ -130,9 +165,25 @@ pub struct QueueDepth {
     pub oldest_arrived_ms: Option<u64>,
 }
 
-/// Slab key of a queued message on this core.
+/// Key of a queued message share on this core: its slab slot and the
+/// slot's generation (a key of a share gone misses, even once the slot
+/// is reused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key(u64);
+
+impl Key {
+    fn new(slot: u32, generation: u32) -> Key {
+        Key(u64::from(generation) << 32 | u64::from(slot))
+    }
+
+    fn slot(self) -> u32 {
+        self.0 as u32
+    }
+
+    fn generation(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+}
 
 /// What `promote_due` found.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -147,111 +198,269 @@ pub struct Promoted {
 
 #[derive(Debug, Default)]
 struct Destination {
+    /// Its id in the entries (index into `QueueShard::dest_names`).
+    id: u32,
     ready: VecDeque<Key>,
     /// Connections open or being opened to this domain.
     connections: usize,
     /// Messages queued for this domain, in any state.
     queued: usize,
+    /// Listed in `QueueShard::woken` already.
+    woken: bool,
+}
+
+/// The envelope of a fresh share that entered the active window at once:
+/// kept so that sending it reads nothing back.
+#[derive(Debug)]
+struct Loaded {
+    sender: String,
+    addresses: Vec<String>,
+}
+
+/// An item of the due-time heap: due time (high and low half) and slot,
+/// 12 bytes. Stale items (share gone, promoted or rescheduled) are those
+/// whose slot is not deferred to exactly that time; they are skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Due([u32; 3]);
+
+impl Due {
+    fn new(due_ms: u64, slot: u32) -> Due {
+        Due([(due_ms >> 32) as u32, due_ms as u32, slot])
+    }
+
+    fn due_ms(self) -> u64 {
+        u64::from(self.0[0]) << 32 | u64::from(self.0[1])
+    }
+
+    fn slot(self) -> u32 {
+        self.0[2]
+    }
 }
 
 /// The queue shard of one core.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct QueueShard {
-    messages: HashMap<Key, QueuedMessage>,
+    /// Every share, by slot; free slots are in `free`.
+    entries: Vec<Entry>,
+    /// Free slots, lowest first (so a drained slab empties from its end).
+    free: BinaryHeap<Reverse<u32>>,
+    live: usize,
+    /// The next slot generation (every allocation takes a new one).
+    generation: u32,
+    /// Pending recipient indexes of shares with other than one.
+    multi: HashMap<u32, Box<[u16]>>,
+    /// See [`Loaded`]; only shares in the active window.
+    loaded: HashMap<u32, Loaded>,
     destinations: HashMap<Dest, Destination>,
-    /// (due, key); stale entries (message gone or rescheduled) are skipped.
-    deferred: BinaryHeap<Reverse<(u64, Key)>>,
-    next_key: u64,
+    /// Destination id → destination (None: id free).
+    dest_names: Vec<Option<Dest>>,
+    free_dests: Vec<u32>,
+    errors: Interner,
+    deferred: BinaryHeap<Reverse<Due>>,
+    /// Fresh shares waiting for room in the active window, oldest first.
+    fresh: VecDeque<Key>,
+    /// Retried shares (due) waiting for room, in the order they fell due.
+    retried: VecDeque<Key>,
+    /// Whose turn it is when both lines wait.
+    fresh_turn: bool,
+    /// Shares in the active window (ready or in flight).
+    active: usize,
+    limit: usize,
+    /// Destinations that got ready work since `promote_due` last ran.
+    woken: Vec<Dest>,
+    /// The highest state record number given out or recovered: the next
+    /// one is higher (numbers must grow per message; one counter per
+    /// core keeps that without a number per share).
+    state_seq: u64,
+}
+
+impl Default for QueueShard {
+    fn default() -> QueueShard {
+        QueueShard::new(DEFAULT_ACTIVE_LIMIT)
+    }
 }
 
 impl QueueShard {
-    /// Queue `msg`. With `next_attempt_ms` set (recovered deferred state)
-    /// it waits until then; otherwise it is ready now.
-    pub fn enqueue(&mut self, msg: QueuedMessage) -> Key {
-        let key = Key(self.next_key);
-        self.next_key += 1;
-        let dest = self.destinations.entry(msg.dest()).or_default();
-        dest.queued += 1;
-        match msg.next_attempt_ms {
-            Some(due) => self.deferred.push(Reverse((due, key))),
-            None if !msg.held => dest.ready.push_back(key),
-            None => {}
+    /// An empty queue whose active window holds `limit` shares (at least 1).
+    pub fn new(limit: usize) -> QueueShard {
+        QueueShard {
+            entries: Vec::new(),
+            free: BinaryHeap::new(),
+            live: 0,
+            generation: 0,
+            multi: HashMap::new(),
+            loaded: HashMap::new(),
+            destinations: HashMap::new(),
+            dest_names: Vec::new(),
+            free_dests: Vec::new(),
+            errors: Interner::default(),
+            deferred: BinaryHeap::new(),
+            fresh: VecDeque::new(),
+            retried: VecDeque::new(),
+            fresh_turn: true,
+            active: 0,
+            limit: limit.max(1),
+            woken: Vec::new(),
+            state_seq: 0,
         }
-        self.messages.insert(key, msg);
+    }
+
+    /// Queue `msg`. With `next_attempt_ms` set (recovered deferred state)
+    /// it waits until then; held, until released; otherwise it is due now:
+    /// ready if the active window has room and no fresh mail waits before
+    /// it, else in line for the window.
+    pub fn enqueue(&mut self, msg: QueuedMessage) -> Key {
+        let (slot, generation) = self.allocate();
+        let key = Key::new(slot, generation);
+        let dest = self.dest_id(msg.dest());
+        let mut e = Entry::new(msg.at, msg.queue_id, dest, msg.arrived_ms, generation);
+        e.set_attempts(msg.attempts);
+        e.set_warned(msg.warned);
+        e.set_held(msg.held);
+        if let Some(error) = &msg.last_error {
+            e.set_error(self.errors.acquire(error, ERROR_MAX));
+        }
+        self.state_seq = self.state_seq.max(msg.state_seq);
+        let indexes: Vec<u16> = msg.recipients.iter().map(|r| r.index).collect();
+        self.set_recipients(slot, &mut e, indexes);
+        if let Some(due) = msg.next_attempt_ms {
+            e.schedule(due);
+        }
+        self.entries[slot as usize] = e;
+        self.live += 1;
+        match (msg.held, msg.next_attempt_ms) {
+            (true, _) => self.set_state(slot, State::Parked),
+            (false, Some(due)) => {
+                self.set_state(slot, State::Deferred);
+                self.deferred.push(Reverse(Due::new(due, slot)));
+            }
+            (false, None) if self.active < self.limit && self.fresh.is_empty() => {
+                let addresses = msg.recipients.into_iter().map(|r| r.address).collect();
+                self.loaded.insert(slot, Loaded { sender: msg.sender, addresses });
+                self.make_ready(key, false); // the caller kicks it
+            }
+            (false, None) => {
+                self.set_state(slot, State::Waiting);
+                self.fresh.push_back(key);
+            }
+        }
         key
     }
 
     /// Messages queued on this core (any state).
     pub fn len(&self) -> usize {
-        self.messages.len()
+        self.live
     }
 
     pub fn is_empty(&self) -> bool {
-        self.messages.is_empty()
-    }
-
-    pub fn get(&self, key: Key) -> Option<&QueuedMessage> {
-        self.messages.get(&key)
+        self.live == 0
     }
 
     /// Number the next state record of `key` (strictly increasing).
     pub fn next_state_seq(&mut self, key: Key, now_us: u64) -> Option<u64> {
-        let m = self.messages.get_mut(&key)?;
-        m.state_seq = (m.state_seq + 1).max(now_us);
-        Some(m.state_seq)
+        self.entry(key)?;
+        self.state_seq = (self.state_seq + 1).max(now_us);
+        Some(self.state_seq)
     }
 
-    /// Every queued message (for `queue list`), in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (Key, &QueuedMessage)> {
-        self.messages.iter().map(|(k, m)| (*k, m))
-    }
-
-    /// When the earliest deferred message is due, if any.
+    /// When the next thing is to be done: the earliest deferred message is
+    /// due, or (with `Some(0)`) the active window has room for mail that
+    /// waits for it.
     pub fn poll_timeout(&mut self) -> Option<u64> {
-        while let Some(&Reverse((due, key))) = self.deferred.peek() {
-            if self.messages.get(&key).is_some_and(|m| m.next_attempt_ms == Some(due)) {
-                return Some(due);
+        if self.active < self.limit && !(self.fresh.is_empty() && self.retried.is_empty()) {
+            return Some(0);
+        }
+        while let Some(&Reverse(item)) = self.deferred.peek() {
+            if self.is_due_item(item) {
+                return Some(item.due_ms());
             }
             self.deferred.pop(); // stale
         }
         None
     }
 
-    /// Move every message due at `now_ms` to its ready queue; report
-    /// expired ones (removed from the queue) and those owing a delay notice.
-    pub fn promote_due(&mut self, now_ms: u64, policy: &RetryPolicy) -> Promoted {
+    /// Move every message due at `now_ms` in line for the active window
+    /// and fill the window; report expired ones (removed from the queue)
+    /// and those owing a delay notice (their envelopes read from `env`).
+    pub fn promote_due(&mut self, now_ms: u64, policy: &RetryPolicy, env: &impl Envelopes) -> Promoted {
         let mut out = Promoted::default();
-        while let Some(&Reverse((due, key))) = self.deferred.peek() {
-            if due > now_ms {
+        while let Some(&Reverse(item)) = self.deferred.peek() {
+            if item.due_ms() > now_ms {
                 break;
             }
             self.deferred.pop();
-            let Some(msg) = self.messages.get_mut(&key) else { continue };
-            if msg.next_attempt_ms != Some(due) || msg.held {
+            if !self.is_due_item(item) {
                 continue; // stale entry, or held meanwhile
             }
-            msg.next_attempt_ms = None;
-            if now_ms.saturating_sub(msg.arrived_ms) >= policy.max_lifetime_ms {
-                if let Some(m) = self.take(key) {
-                    out.expired.push(m);
-                }
+            let slot = item.slot();
+            let e = &mut self.entries[slot as usize];
+            e.unschedule();
+            let key = Key::new(slot, e.generation);
+            let age = now_ms.saturating_sub(e.arrived_ms());
+            if age >= policy.max_lifetime_ms {
+                out.expired.extend(self.take(key, env));
                 continue;
             }
-            if !msg.warned
-                && policy.delay_warning_ms > 0
-                && now_ms.saturating_sub(msg.arrived_ms) >= policy.delay_warning_ms
-            {
-                msg.warned = true;
-                out.warn.push(msg.clone());
+            if !e.warned() && policy.delay_warning_ms > 0 && age >= policy.delay_warning_ms {
+                e.set_warned(true);
+                out.warn.extend(self.message(key, env));
             }
-            let to = msg.dest();
-            let dest = self.destinations.entry(to.clone()).or_default();
-            dest.ready.push_back(key);
-            if !out.domains.contains(&to) {
-                out.domains.push(to);
+            self.set_state(slot, State::Waiting);
+            self.retried.push_back(key);
+        }
+        self.refill();
+        // Only those whose work is still there (a connection may have
+        // taken it since).
+        for dest in std::mem::take(&mut self.woken) {
+            if let Some(d) = self.destinations.get_mut(&dest) {
+                d.woken = false;
+                if !d.ready.is_empty() {
+                    out.domains.push(dest);
+                }
             }
         }
         out
+    }
+
+    /// Fill the active window from the fresh and retried lines, taking
+    /// turns while both wait (each line in its own order). Destinations
+    /// that got work are listed for the next `promote_due`.
+    fn refill(&mut self) {
+        while self.active < self.limit {
+            let fresh = match (self.fresh.is_empty(), self.retried.is_empty()) {
+                (true, true) => break,
+                (false, true) => true,
+                (true, false) => false,
+                (false, false) => self.fresh_turn,
+            };
+            let line = if fresh { &mut self.fresh } else { &mut self.retried };
+            let Some(key) = line.pop_front() else { break };
+            self.fresh_turn = !fresh;
+            if self.entry(key).is_some_and(|e| e.state() == State::Waiting) {
+                self.make_ready(key, true);
+            }
+        }
+        if self.fresh.is_empty() && self.fresh.capacity() > 1024 {
+            self.fresh = VecDeque::new();
+        }
+        if self.retried.is_empty() && self.retried.capacity() > 1024 {
+            self.retried = VecDeque::new();
+        }
+    }
+
+    /// Into the active window: onto its destination's ready list (and,
+    /// with `wake`, its destination listed for the next `promote_due`).
+    fn make_ready(&mut self, key: Key, wake: bool) {
+        let slot = key.slot();
+        self.set_state(slot, State::Ready);
+        let dest = self.dest_of(slot).clone();
+        if let Some(d) = self.destinations.get_mut(&dest) {
+            d.ready.push_back(key);
+            if wake && !d.woken {
+                d.woken = true;
+                self.woken.push(dest);
+            }
+        }
     }
 
     /// Destinations with ready work and room for another connection.
@@ -283,30 +492,8 @@ impl QueueShard {
     pub fn close_connection(&mut self, domain: &Dest) {
         if let Some(d) = self.destinations.get_mut(domain) {
             d.connections = d.connections.saturating_sub(1);
-            // O(1): a scan of every queued message here made each closing
-            // connection cost O(queue) with a large backlog.
-            if d.connections == 0 && d.ready.is_empty() && d.queued == 0 {
-                self.destinations.remove(domain);
-            }
         }
-    }
-
-    /// Compaction moved records: point queued messages at their new places.
-    ///
-    /// Returns the moved messages that carry queue state (attempts, a
-    /// scheduled retry, a hold, a delay notice sent): their state records
-    /// name the old place, so the caller records them again at the new one.
-    pub fn relocate(&mut self, moves: &HashMap<SpoolRef, SpoolRef>) -> Vec<Key> {
-        let mut stateful = Vec::new();
-        for (&key, m) in self.messages.iter_mut() {
-            if let Some(new) = moves.get(&m.at) {
-                m.at = *new;
-                if m.attempts > 0 || m.next_attempt_ms.is_some() || m.held || m.warned {
-                    stateful.push(key);
-                }
-            }
-        }
-        stateful
+        self.forget_if_idle(domain);
     }
 
     /// Relay connections open (or being opened) to any domain.
@@ -331,153 +518,219 @@ impl QueueShard {
     }
 
     /// Take the next ready message for `domain` (it stays in the queue,
-    /// in flight, until `finish` or `defer`).
-    pub fn next_ready(&mut self, domain: &Dest) -> Option<(Key, QueuedMessage)> {
-        let d = self.destinations.get_mut(domain)?;
-        while let Some(key) = d.ready.pop_front() {
-            if let Some(m) = self.messages.get(&key) {
-                if !m.held {
-                    return Some((key, m.clone()));
+    /// in flight, until `finish` or `defer`), its envelope read from `env`
+    /// unless kept. Tops up the active window first.
+    pub fn next_ready(&mut self, domain: &Dest, env: &impl Envelopes) -> Option<(Key, QueuedMessage)> {
+        self.refill();
+        loop {
+            let d = self.destinations.get_mut(domain)?;
+            let Some(key) = d.ready.pop_front() else {
+                // Drained: a backlog's worth of room goes back now.
+                if d.ready.capacity() > 1024 {
+                    d.ready = VecDeque::new();
                 }
+                return None;
+            };
+            if self.entry(key).is_some_and(|e| e.state() == State::Ready) {
+                self.set_state(key.slot(), State::InFlight);
+                let msg = self.message(key, env)?;
+                self.loaded.remove(&key.slot());
+                return Some((key, msg));
             }
         }
-        // Drained: a backlog's worth of room goes back now.
-        if d.ready.capacity() > 1024 {
-            d.ready = VecDeque::new();
-        }
-        None
     }
 
     /// A message taken by [`QueueShard::next_ready`] and not sent (its site
     /// was suspended while it waited for a rate slot): ready again, first
     /// in line for its destination.
     pub fn put_back(&mut self, key: Key) {
-        if let Some(dest) = self.messages.get(&key).map(QueuedMessage::dest) {
-            self.destinations.entry(dest).or_default().ready.push_front(key);
+        if !self.entry(key).is_some_and(|e| e.state() == State::InFlight && !e.held()) {
+            return;
+        }
+        self.set_state(key.slot(), State::Ready);
+        let dest = self.dest_of(key.slot()).clone();
+        if let Some(d) = self.destinations.get_mut(&dest) {
+            d.ready.push_front(key);
         }
     }
 
     /// The attempt ended with every recipient final: forget the message.
-    pub fn finish(&mut self, key: Key) -> Option<QueuedMessage> {
-        self.take(key)
+    pub fn finish(&mut self, key: Key) -> bool {
+        self.take(key, &NoEnvelopes).is_some()
     }
 
     /// The attempt left `remaining` recipients not final: try again at
-    /// `due_ms`. Returns the message as now queued.
-    pub fn defer(
-        &mut self,
-        key: Key,
-        remaining: Vec<PendingRecipient>,
-        error: String,
-        due_ms: u64,
-    ) -> Option<&QueuedMessage> {
-        let msg = self.messages.get_mut(&key)?;
-        msg.recipients = remaining;
-        msg.attempts += 1;
-        msg.last_error = Some(error);
-        msg.next_attempt_ms = Some(due_ms);
-        self.deferred.push(Reverse((due_ms, key)));
-        Some(msg)
-    }
-
-    /// `queue flush`: everything deferred becomes due at `now_ms`.
-    pub fn flush(&mut self, now_ms: u64) -> usize {
-        let mut n = 0;
-        for (key, m) in self.messages.iter_mut() {
-            if m.next_attempt_ms.is_some() && !m.held {
-                m.next_attempt_ms = Some(now_ms);
-                self.deferred.push(Reverse((now_ms, *key)));
-                n += 1;
-            }
+    /// `due_ms` (if held meanwhile, once released).
+    pub fn defer(&mut self, key: Key, remaining: Vec<PendingRecipient>, error: String, due_ms: u64) -> bool {
+        let Some(e) = self.entry(key).copied() else { return false };
+        let slot = key.slot();
+        let mut e2 = e;
+        e2.set_attempts(e.attempts() + 1);
+        self.errors.release(e.error());
+        e2.set_error(self.errors.acquire(&error, ERROR_MAX));
+        e2.schedule(due_ms);
+        self.set_recipients(slot, &mut e2, remaining.iter().map(|r| r.index).collect());
+        self.entries[slot as usize] = e2;
+        self.loaded.remove(&slot);
+        if e.held() {
+            self.set_state(slot, State::Parked);
+        } else {
+            self.set_state(slot, State::Deferred);
+            self.deferred.push(Reverse(Due::new(due_ms, slot)));
         }
-        n
-    }
-
-    /// Keys of the messages with this queue id (one per domain share).
-    pub fn find(&self, queue_id: QueueId) -> Vec<Key> {
-        self.messages.iter().filter(|(_, m)| m.queue_id == queue_id).map(|(k, _)| *k).collect()
-    }
-
-    /// `queue hold`: never dispatched until released. In-flight attempts
-    /// finish.
-    pub fn hold(&mut self, key: Key) -> bool {
-        self.messages.get_mut(&key).map(|m| m.held = true).is_some()
-    }
-
-    /// `queue release`: due now.
-    pub fn release(&mut self, key: Key, now_ms: u64) -> bool {
-        let Some(m) = self.messages.get_mut(&key) else { return false };
-        if !m.held {
-            return false;
-        }
-        m.held = false;
-        m.next_attempt_ms = Some(now_ms);
-        self.deferred.push(Reverse((now_ms, key)));
         true
     }
 
-    /// How many message shares are in each state, and when the oldest
-    /// arrived. One pass over the queue (a metrics scrape or `status`).
-    pub fn depth(&self) -> QueueDepth {
-        let mut d = QueueDepth::default();
-        let mut waiting = 0u64;
-        for m in self.messages.values() {
-            if m.held {
-                d.held += 1;
-            } else if m.next_attempt_ms.is_some() {
-                d.deferred += 1;
-            } else {
-                waiting += 1;
+    /// `queue delete`: drop it (the caller tombstones its recipients);
+    /// returned with its envelope from `env`.
+    pub fn remove(&mut self, key: Key, env: &impl Envelopes) -> Option<QueuedMessage> {
+        self.take(key, env)
+    }
+
+    /// The share of `key` as a whole message, its envelope kept or read
+    /// from `env` (empty if `env` cannot read it).
+    pub fn message(&self, key: Key, env: &impl Envelopes) -> Option<QueuedMessage> {
+        let e = *self.entry(key)?;
+        let slot = key.slot();
+        let indexes = self.recipients(slot, &e);
+        let (sender, addresses) = match self.loaded.get(&slot) {
+            Some(l) => (l.sender.clone(), l.addresses.clone()),
+            None => env.envelope(e.at, &indexes).unwrap_or_default(),
+        };
+        let mut addresses = addresses.into_iter();
+        let recipients = indexes
+            .into_iter()
+            .map(|index| PendingRecipient { index, address: addresses.next().unwrap_or_default() })
+            .collect();
+        let dest = self.dest_of(slot);
+        Some(QueuedMessage {
+            at: e.at,
+            queue_id: e.queue_id,
+            domain: dest.domain.clone(),
+            pool: dest.pool,
+            sender,
+            recipients,
+            arrived_ms: e.arrived_ms(),
+            attempts: e.attempts(),
+            last_error: self.errors.get(e.error()).map(str::to_string),
+            warned: e.warned(),
+            held: e.held(),
+            next_attempt_ms: e.scheduled(),
+            state_seq: self.state_seq,
+        })
+    }
+
+    /// The live entry of `key`.
+    fn entry(&self, key: Key) -> Option<&Entry> {
+        let e = self.entries.get(key.slot() as usize)?;
+        (e.generation == key.generation() && e.state() != State::Free).then_some(e)
+    }
+
+    /// Whether a heap item is the live schedule of its slot.
+    fn is_due_item(&self, item: Due) -> bool {
+        self.entries
+            .get(item.slot() as usize)
+            .is_some_and(|e| e.state() == State::Deferred && e.scheduled() == Some(item.due_ms()))
+    }
+
+    fn dest_of(&self, slot: u32) -> &Dest {
+        let id = self.entries[slot as usize].dest;
+        self.dest_names[id as usize].as_ref().expect("a live entry's destination is known")
+    }
+
+    /// Move a live slot to `state`, keeping the window's count.
+    fn set_state(&mut self, slot: u32, state: State) {
+        let e = &mut self.entries[slot as usize];
+        let in_window = |s: State| matches!(s, State::Ready | State::InFlight);
+        match (in_window(e.state()), in_window(state)) {
+            (true, false) => self.active -= 1,
+            (false, true) => self.active += 1,
+            _ => {}
+        }
+        e.set_state(state);
+    }
+
+    fn recipients(&self, slot: u32, e: &Entry) -> Vec<u16> {
+        if e.multi() {
+            self.multi.get(&slot).map_or(Vec::new(), |r| r.to_vec())
+        } else {
+            vec![e.recipient()]
+        }
+    }
+
+    fn set_recipients(&mut self, slot: u32, e: &mut Entry, indexes: Vec<u16>) {
+        if let [one] = indexes[..] {
+            e.set_recipient(one);
+            e.set_multi(false);
+            self.multi.remove(&slot);
+        } else {
+            e.set_multi(true);
+            self.multi.insert(slot, indexes.into_boxed_slice());
+        }
+    }
+
+    fn allocate(&mut self) -> (u32, u32) {
+        let generation = self.generation;
+        self.generation = self.generation.wrapping_add(1);
+        let slot = match self.free.pop() {
+            Some(Reverse(slot)) => slot,
+            None => {
+                self.entries.push(Entry::free(generation));
+                (self.entries.len() - 1) as u32
             }
-            d.oldest_arrived_ms = Some(d.oldest_arrived_ms.map_or(m.arrived_ms, |o: u64| o.min(m.arrived_ms)));
-        }
-        // Ready lists drop keys of removed or held messages lazily (and a
-        // released message can be listed twice), so count live entries and
-        // cap by what is really waiting.
-        let listed = self
-            .destinations
-            .values()
-            .flat_map(|d| d.ready.iter())
-            .filter(|k| self.messages.get(k).is_some_and(|m| !m.held && m.next_attempt_ms.is_none()))
-            .count() as u64;
-        d.ready = listed.min(waiting);
-        d.inflight = waiting - d.ready;
-        d
+        };
+        (slot, generation)
     }
 
-    /// `queue delete`: drop it (the caller tombstones its recipients).
-    pub fn remove(&mut self, key: Key) -> Option<QueuedMessage> {
-        self.take(key)
+    /// The id of `dest`, counting one more share queued for it.
+    fn dest_id(&mut self, dest: Dest) -> u32 {
+        if let Some(d) = self.destinations.get_mut(&dest) {
+            d.queued += 1;
+            return d.id;
+        }
+        let id = match self.free_dests.pop() {
+            Some(id) => id,
+            None => {
+                self.dest_names.push(None);
+                (self.dest_names.len() - 1) as u32
+            }
+        };
+        self.dest_names[id as usize] = Some(dest.clone());
+        self.destinations.insert(dest, Destination { id, queued: 1, ..Destination::default() });
+        id
     }
 
-    /// Give back the memory of a drained backlog: each table shrinks when
-    /// less than a quarter of it is used (maps never shrink by themselves,
-    /// so a million messages relayed would otherwise keep their room).
-    /// O(1) when nothing is to be done; the caller runs it now and then.
-    /// (A destination's ready list gives its room back where it empties,
-    /// in `next_ready`.)
-    pub fn shrink(&mut self) {
-        fn sparse(capacity: usize, len: usize) -> bool {
-            capacity > 4 * len + 1024
-        }
-        if sparse(self.messages.capacity(), self.messages.len()) {
-            self.messages.shrink_to_fit();
-        }
-        if sparse(self.deferred.capacity(), self.deferred.len()) {
-            self.deferred.shrink_to_fit();
-        }
-        if sparse(self.destinations.capacity(), self.destinations.len()) {
-            self.destinations.shrink_to_fit();
+    /// Forget `dest` once nothing is queued for it and no connection is
+    /// open to it (its ready list then holds only stale keys).
+    fn forget_if_idle(&mut self, dest: &Dest) {
+        let Some(d) = self.destinations.get(dest) else { return };
+        if d.connections == 0 && d.queued == 0 {
+            let id = d.id;
+            self.destinations.remove(dest);
+            self.dest_names[id as usize] = None;
+            self.free_dests.push(id);
         }
     }
 
-    /// Forget a message, keeping its destination's count.
-    fn take(&mut self, key: Key) -> Option<QueuedMessage> {
-        let m = self.messages.remove(&key)?;
-        if let Some(d) = self.destinations.get_mut(&m.dest()) {
+    /// Forget a message, keeping its destination's count; returned with
+    /// its envelope from `env`.
+    fn take(&mut self, key: Key, env: &impl Envelopes) -> Option<QueuedMessage> {
+        let msg = self.message(key, env)?;
+        let slot = key.slot();
+        let e = self.entries[slot as usize];
+        self.errors.release(e.error());
+        self.multi.remove(&slot);
+        self.loaded.remove(&slot);
+        self.set_state(slot, State::Free);
+        self.entries[slot as usize] = Entry::free(e.generation);
+        self.free.push(Reverse(slot));
+        self.live -= 1;
+        let dest = msg.dest();
+        if let Some(d) = self.destinations.get_mut(&dest) {
             d.queued = d.queued.saturating_sub(1);
         }
-        Some(m)
+        self.forget_if_idle(&dest);
+        Some(msg)
     }
 }
 

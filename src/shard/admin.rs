@@ -171,19 +171,15 @@ impl Shard {
         match op {
             QueueOp::Sites => (Vec::new(), 0),
             QueueOp::List(filter) => {
-                let mut entries = self.queue_entries(&filter, now);
-                let matched = entries.len();
+                let (mut entries, matched) = self.queue_entries(&filter, now);
                 crate::admin::queue_list::sort_oldest_first(&mut entries);
-                if let Some(limit) = filter.limit {
-                    entries.truncate(limit);
-                }
                 (entries, matched)
             }
             QueueOp::Flush => (Vec::new(), self.queue.borrow_mut().flush(now)),
             QueueOp::Delete(id) => {
                 let keys = self.queue.borrow().find(id);
                 for key in &keys {
-                    if let Some(m) = self.queue.borrow_mut().remove(*key) {
+                    if let Some(m) = self.queue.borrow_mut().remove(*key, &crate::queue::NoEnvelopes) {
                         tracing::info!(queue_id = %m.queue_id, domain = %m.domain, "deleted by the operator");
                         let items =
                             m.recipients.iter().map(|r| Settled::new(m.at, r.index, Outcome::Deleted)).collect();
@@ -197,42 +193,53 @@ impl Shard {
         }
     }
 
-    /// The shares on this core that `filter` admits (limit not applied).
-    fn queue_entries(&self, filter: &ListFilter, now: u64) -> Vec<QueueEntry> {
+    /// The shares on this core that `filter` admits, the oldest first and
+    /// at most its limit, and how many it admits. Envelopes are read from
+    /// the spool only for the shares shown.
+    fn queue_entries(&self, filter: &ListFilter, now: u64) -> (Vec<QueueEntry>, usize) {
         let config = self.config();
         let q = self.queue.borrow();
-        let mut entries = Vec::new();
-        for (_, m) in q.iter() {
-            let state = if m.held {
-                QueueState::Held
-            } else if m.next_attempt_ms.is_some() {
-                QueueState::Deferred
-            } else {
-                QueueState::Active
-            };
-            if !filter.admits(&m.domain, state, m.arrived_ms, now) {
-                continue;
-            }
-            entries.push(QueueEntry {
-                queue_id: m.queue_id.to_string(),
-                sender: m.sender.clone(),
-                domain: m.domain.clone(),
-                pool: m.pool.and_then(|p| config.relay.pool.get(usize::from(p))).map(|p| p.name.clone()),
-                site: self.outbound.limits_of(&m.dest()).map(|l| l.site.clone()),
-                state,
-                arrived_ms: m.arrived_ms,
-                age_s: now.saturating_sub(m.arrived_ms) / 1000,
-                attempts: m.attempts,
-                next_attempt_ms: if state == QueueState::Deferred { m.next_attempt_ms } else { None },
-                last_reply: m.last_error.clone(),
-                recipients: m
-                    .recipients
-                    .iter()
-                    .map(|r| QueuedRecipient { address: r.address.clone(), state })
-                    .collect(),
-            });
-        }
-        entries
+        let state_of = |held: bool, next: Option<u64>| match (held, next) {
+            (true, _) => QueueState::Held,
+            (false, Some(_)) => QueueState::Deferred,
+            (false, None) => QueueState::Active,
+        };
+        let mut shown: Vec<_> = q
+            .listing()
+            .filter(|l| filter.admits(&l.dest.domain, state_of(l.held, l.next_attempt_ms), l.arrived_ms, now))
+            .collect();
+        let matched = shown.len();
+        shown.sort_by(|a, b| {
+            (a.arrived_ms, a.queue_id, &a.dest.domain).cmp(&(b.arrived_ms, b.queue_id, &b.dest.domain))
+        });
+        shown.truncate(filter.limit.unwrap_or(usize::MAX));
+        let envelopes = self.envelopes();
+        let entries = shown
+            .iter()
+            .filter_map(|l| q.message(l.key, &envelopes))
+            .map(|m| {
+                let state = state_of(m.held, m.next_attempt_ms);
+                QueueEntry {
+                    queue_id: m.queue_id.to_string(),
+                    domain: m.domain.clone(),
+                    pool: m.pool.and_then(|p| config.relay.pool.get(usize::from(p))).map(|p| p.name.clone()),
+                    site: self.outbound.limits_of(&m.dest()).map(|l| l.site.clone()),
+                    state,
+                    arrived_ms: m.arrived_ms,
+                    age_s: now.saturating_sub(m.arrived_ms) / 1000,
+                    attempts: m.attempts,
+                    next_attempt_ms: if state == QueueState::Deferred { m.next_attempt_ms } else { None },
+                    last_reply: m.last_error.clone(),
+                    recipients: m
+                        .recipients
+                        .iter()
+                        .map(|r| QueuedRecipient { address: r.address.clone(), state })
+                        .collect(),
+                    sender: m.sender,
+                }
+            })
+            .collect();
+        (entries, matched)
     }
 
     fn update_each(

@@ -579,7 +579,7 @@ async fn core_main(
         ledger: RefCell::new(Ledger::behind()),
         queue_ids: RefCell::new(QueueIdGen::new(core as u16, init.last_queue_id)),
         mailboxes: RefCell::new(MailboxIndex::default()),
-        queue: RefCell::new(QueueShard::default()),
+        queue: RefCell::new(QueueShard::new(config.relay.active_limit)),
         mesh: Mesh::new(core, senders),
         next_session: Cell::new(0),
         outbound: crate::outbound::Outbound::new(

@@ -16,6 +16,7 @@ pub mod limits;
 mod login;
 pub use login::Login;
 mod compact;
+mod envelopes;
 pub(crate) mod intake;
 mod mesh;
 mod msg;
