@@ -120,29 +120,27 @@ mod tests {
         let s = signers(dir.path());
         let alone: Vec<Vec<u8>> = (0..40).map(|i| s.sign(&message(i), 1_800_000_000).unwrap().fields).collect();
         let s2 = s.clone();
-        let batched = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(1 << 20)
-            .make()
-            .unwrap()
-            .run(async move {
-                let signer = Rc::new(BatchSigner::default());
-                // All 40 ask at once: they go in batches of MAX_BATCH at most.
-                let tasks: Vec<_> = (0..40)
-                    .map(|i| {
-                        let (signer, signers) = (signer.clone(), s2.clone());
-                        glommio::spawn_local(async move {
-                            let job = Job { signers, message: message(i), arrival_secs: 1_800_000_000 };
-                            signer.sign(job).await.unwrap().fields
-                        })
+        let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).io_memory(1 << 20);
+        let batched = executor.make().unwrap().run(async move {
+            let signer = Rc::new(BatchSigner::default());
+            // All 40 ask at once: the first goes alone, the others wait for
+            // it and follow in batches.
+            let tasks: Vec<_> = (0..40)
+                .map(|i| {
+                    let (signer, signers) = (signer.clone(), s2.clone());
+                    glommio::spawn_local(async move {
+                        let job = Job { signers, message: message(i), arrival_secs: 1_800_000_000 };
+                        signer.sign(job).await.unwrap().fields
                     })
-                    .collect();
-                let mut out = Vec::new();
-                for t in tasks {
-                    out.push(t.await);
-                }
-                assert!(!signer.busy.get(), "the hand-over task ends when no job waits");
-                out
-            });
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await);
+            }
+            assert!(!signer.busy.get(), "the hand-over task ends when no job waits");
+            out
+        });
         assert_eq!(batched, alone);
     }
 
