@@ -140,6 +140,20 @@ RM_DKIM=off
 dkim_key() { echo "$WORK/dkim/dkim/$DKIM_DOMAIN.bench-$1.pem"; }
 dkim_record() { echo "$WORK/dkim/bench-$1.txt"; }
 
+# dkim_keygen MODE: the key of MODE (ed25519 or rsa), made once with
+# `ringmail dkim keygen` as a user would; its DNS record in dkim_record.
+dkim_keygen() {
+    local mode=$1 alg=ed25519
+    [ "$mode" = rsa ] && alg=rsa2048
+    [ -f "$(dkim_key "$mode")" ] && return 0
+    (RM_DKIM=off; ringmail_config "$WORK/dkim" 1 2 3)
+    "$RINGMAIL" dkim keygen "$DKIM_DOMAIN" "bench-$mode" --algorithm "$alg" --config "$WORK/dkim/ringmail.toml" \
+        >"$(dkim_record "$mode")" 2>"$WORK/dkim/keygen-$mode.err" || {
+        RM_REASON="ringmail dkim keygen: $(tail -1 "$WORK/dkim/keygen-$mode.err")"
+        return 1
+    }
+}
+
 # ringmail_users DIR: LOCAL_USERS mailboxes (created once, then copied).
 ringmail_users() {
     local d=$1
