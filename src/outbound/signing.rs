@@ -45,11 +45,14 @@ pub fn sign_batch(batch: &[Job]) -> Vec<Result<Signed, NotSigned>> {
     batch.iter().map(Job::sign).collect()
 }
 
+/// Where the signatures of one job go back to.
+type Reply = oneshot::Sender<Result<Signed, NotSigned>>;
+
 /// One core's queue of signatures waiting for the blocking thread.
 #[derive(Default)]
 pub struct BatchSigner {
     /// Jobs not yet handed over, each with where its answer goes.
-    pending: RefCell<Vec<(Job, oneshot::Sender<Result<Signed, NotSigned>>)>>,
+    pending: RefCell<Vec<(Job, Reply)>>,
     /// A batch is with the blocking thread (its task hands over the next).
     busy: Cell<bool>,
 }
