@@ -203,7 +203,7 @@ mod tests {
     }
 
     /// The body (already in relaxed canonical form) of about `size` bytes:
-    /// lines of words, and one line longer than the hash buffer.
+    /// lines of words, and lines longer than the hash's 64-byte block.
     fn canonical_body(size: usize) -> Vec<u8> {
         let mut body = Vec::new();
         let mut i = 0;
@@ -221,8 +221,8 @@ mod tests {
 
     #[test]
     fn body_hash_is_plain_sha256_at_every_size() {
-        // bh= must be the SHA-256 of the canonical body however the hasher
-        // gathers canonicalization's pieces (vendored patch 4): a body
+        // bh= must be the SHA-256 of the canonical body, however
+        // canonicalization splits it into pieces for the hasher: a body
         // that is its own relaxed canonical form is hashed here directly.
         use base64::Engine;
         let dir = tempfile::tempdir().unwrap();

@@ -343,73 +343,18 @@ impl VerifyingKey for Ed25519PublicKey {
 }
 
 impl HashImpl for Sha1 {
-    type Context = BufferedContext;
+    type Context = Context;
 
     fn hasher() -> Self::Context {
-        BufferedContext::new(Context::new(&SHA1_FOR_LEGACY_USE_ONLY))
+        Context::new(&SHA1_FOR_LEGACY_USE_ONLY)
     }
 }
 
 impl HashImpl for Sha256 {
-    type Context = BufferedContext;
+    type Context = Context;
 
     fn hasher() -> Self::Context {
-        BufferedContext::new(Context::new(&SHA256))
-    }
-}
-
-/// Bytes gathered before they go to the hash library.
-const HASH_BUFFER: usize = 2048;
-
-/// A hash context that hands the library its input in blocks.
-///
-/// ringmail patch: canonicalization writes a message in many small pieces
-/// (a word, a space, a line end, a header name), and each `update` of the
-/// library is a call across FFI with its own checks; gathering the pieces
-/// first made relaxed canonicalization and hashing of a 1 KiB message
-/// several microseconds cheaper. The digest is the same: only the split of
-/// the input into `update` calls changes.
-pub struct BufferedContext {
-    inner: Context,
-    buf: [u8; HASH_BUFFER],
-    len: usize,
-}
-
-impl BufferedContext {
-    fn new(inner: Context) -> Self {
-        Self {
-            inner,
-            buf: [0; HASH_BUFFER],
-            len: 0,
-        }
-    }
-
-    fn flush(&mut self) {
-        if self.len > 0 {
-            self.inner.update(&self.buf[..self.len]);
-            self.len = 0;
-        }
-    }
-}
-
-impl Writer for BufferedContext {
-    fn write(&mut self, data: &[u8]) {
-        if self.len + data.len() > HASH_BUFFER {
-            self.flush();
-        }
-        if data.len() >= HASH_BUFFER {
-            self.inner.update(data);
-        } else {
-            self.buf[self.len..self.len + data.len()].copy_from_slice(data);
-            self.len += data.len();
-        }
-    }
-}
-
-impl HashContext for BufferedContext {
-    fn complete(mut self) -> HashOutput {
-        self.flush();
-        self.inner.complete()
+        Context::new(&SHA256)
     }
 }
 
