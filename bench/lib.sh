@@ -3,10 +3,18 @@
 # instance under WORK. Sourced, not run. The caller sets BENCH_NAME (log
 # prefix), WORK, LOADGEN, RINGMAIL, RINGMAIL_CORES, TOOL_CORES,
 # SINK_CHUNKING, MESSAGES, CONNECTIONS, SIZE, PIPELINING, LOCAL_USERS,
-# DKIM_DOMAIN, RUN_TIMEOUT, and kills everything in PIDS on exit.
+# DKIM_DOMAIN, RUN_TIMEOUT, and kills everything in PIDS on exit; it may
+# set RINGMAIL_CPUS and TOOL_CPUS (taskset CPU lists, e.g. 1 and 0) to pin
+# ringmail and the tools (generator, sink) to CPUs of their own.
 
 log() { echo "${BENCH_NAME:-bench}: $*" >&2; }
 die() { log "$*"; exit 1; }
+
+# Command prefixes pinning ringmail and the tools (empty: not pinned).
+RM_PIN=()
+TOOL_PIN=()
+[ -z "${RINGMAIL_CPUS:-}" ] || RM_PIN=(taskset -c "$RINGMAIL_CPUS")
+[ -z "${TOOL_CPUS:-}" ] || TOOL_PIN=(taskset -c "$TOOL_CPUS")
 
 # Background processes to stop on exit.
 PIDS=()
@@ -59,7 +67,7 @@ fmt() { python3 -c 'import sys; v=sys.argv[1]; print("-" if v in ("", "-") else 
 start_sink() {
     local chunking=()
     [ "$SINK_CHUNKING" = 1 ] || chunking=(--no-chunking)
-    "$LOADGEN" sink --listen "127.0.0.1:$1" --messages "$2" --duration "${3}s" --cores "$TOOL_CORES" --no-pin \
+    "${TOOL_PIN[@]}" "$LOADGEN" sink --listen "127.0.0.1:$1" --messages "$2" --duration "${3}s" --cores "$TOOL_CORES" --no-pin \
         "${chunking[@]}" --json "$4" "${@:5}" >"$4.out" 2>&1 &
     SINK_PID=$!
     PIDS+=("$SINK_PID")
@@ -70,7 +78,7 @@ start_sink() {
 load() {
     local pipe=()
     [ "$PIPELINING" = 1 ] && pipe=(--pipelining)
-    timeout --signal=TERM "$RUN_TIMEOUT" "$LOADGEN" smtp --target "127.0.0.1:$1" --messages "$MESSAGES" \
+    timeout --signal=TERM "$RUN_TIMEOUT" "${TOOL_PIN[@]}" "$LOADGEN" smtp --target "127.0.0.1:$1" --messages "$MESSAGES" \
         --connections "$CONNECTIONS" --size "$SIZE" --cores "$TOOL_CORES" --no-pin "${pipe[@]}" \
         --to-domains "$3" --users-per-domain "$LOCAL_USERS" --from "loadgen@$DKIM_DOMAIN" --timeout 60s \
         --json "$2" >"$2.out" 2>&1 || {
@@ -132,6 +140,20 @@ RM_DKIM=off
 dkim_key() { echo "$WORK/dkim/dkim/$DKIM_DOMAIN.bench-$1.pem"; }
 dkim_record() { echo "$WORK/dkim/bench-$1.txt"; }
 
+# dkim_keygen MODE: the key of MODE (ed25519 or rsa), made once with
+# `ringmail dkim keygen` as a user would; its DNS record in dkim_record.
+dkim_keygen() {
+    local mode=$1 alg=ed25519
+    [ "$mode" = rsa ] && alg=rsa2048
+    [ -f "$(dkim_key "$mode")" ] && return 0
+    (RM_DKIM=off; ringmail_config "$WORK/dkim" 1 2 3)
+    "$RINGMAIL" dkim keygen "$DKIM_DOMAIN" "bench-$mode" --algorithm "$alg" --config "$WORK/dkim/ringmail.toml" \
+        >"$(dkim_record "$mode")" 2>"$WORK/dkim/keygen-$mode.err" || {
+        RM_REASON="ringmail dkim keygen: $(tail -1 "$WORK/dkim/keygen-$mode.err")"
+        return 1
+    }
+}
+
 # ringmail_users DIR: LOCAL_USERS mailboxes (created once, then copied).
 ringmail_users() {
     local d=$1
@@ -162,7 +184,7 @@ ringmail_start() {
         RM_REASON="ringmail check-config: $(tr '\n' ' ' <"$RM_DIR/check.log")"
         return 1
     }
-    "$RINGMAIL" serve --config "$RM_DIR/ringmail.toml" >"$RM_DIR/serve.log" 2>&1 &
+    "${RM_PIN[@]}" "$RINGMAIL" serve --config "$RM_DIR/ringmail.toml" >"$RM_DIR/serve.log" 2>&1 &
     RM_PID=$!
     PIDS+=("$RM_PID")
     wait_port "$1" "$RM_PID" 30 || {

@@ -29,6 +29,8 @@
 //! - [`mta_sts`]: recipient domains' MTA-STS policies (RFC 8461), their
 //!   durable cache (`data_dir/mta-sts/`) and their HTTPS fetch;
 //! - [`tls_rpt`]: TLS report counts and the RFC 8460 report;
+//! - `signing`: DKIM signatures made on the blocking thread in batches
+//!   (RSA keys);
 //! - [`dsn`] and `bounce`: the bytes of a DSN, and sending it back through
 //!   the spool with the null sender (a bounce is never bounced);
 //! - [`classify`]: the bounce class of every final failure (one table);
@@ -70,6 +72,7 @@ mod idle;
 pub mod mta_sts;
 pub mod mx;
 pub mod shaping;
+mod signing;
 pub mod sites;
 mod slot;
 pub mod source;
@@ -86,6 +89,7 @@ use crate::sender_auth::Signers;
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -115,6 +119,8 @@ pub struct Outbound {
     /// DKIM keys as last loaded; replaced when SIGHUP reloads them.
     signers: RefCell<Arc<Signers>>,
     signer_updates: crossbeam_channel::Receiver<Arc<Signers>>,
+    /// RSA signatures waiting for the blocking thread, handed over in batches.
+    batch_signer: Rc<signing::BatchSigner>,
     /// This core's TLS report counts of today (RFC 8460).
     pub tls_report: RefCell<tls_rpt::Recorder>,
 }
@@ -143,6 +149,7 @@ impl Outbound {
             held: RefCell::default(),
             signers: RefCell::new(signers),
             signer_updates,
+            batch_signer: Rc::default(),
             tls_report: RefCell::default(),
         }
     }
@@ -178,12 +185,13 @@ impl Outbound {
     /// message of `msg`), signed as of its arrival; empty when it is not
     /// signed. Recomputed at each attempt: the same bytes every time.
     ///
-    /// With RSA keys the signature (about 1.2 ms of CPU for 2048 bits) is
-    /// made on the executor's blocking thread, which glommio pins to this
-    /// executor's CPU: still on the core that relays the message, but the
+    /// With RSA keys the signature (0.3–1.2 ms of CPU for 2048 bits,
+    /// depending on the CPU) is made on the executor's blocking thread,
+    /// which glommio pins to this executor's CPU, in batches
+    /// ([`signing`]): still on the core that relays the message, but the
     /// executor goes on serving sessions and other deliveries meanwhile
-    /// instead of stalling a millisecond per message. Ed25519 (25 µs) is
-    /// cheaper than the hand-off and stays inline.
+    /// instead of stalling per message. Ed25519 (about 20 µs) is cheaper
+    /// than the hand-off and stays inline.
     pub async fn dkim_fields(&self, msg: &crate::queue::QueuedMessage, body: &[u8]) -> Vec<u8> {
         let signers = self.signers();
         if signers.is_empty() {
@@ -191,8 +199,8 @@ impl Outbound {
         }
         let arrival = msg.arrived_ms / 1000;
         let result = if signers.has_rsa() {
-            let body = body.to_vec();
-            glommio::executor().spawn_blocking(move || signers.sign(&body, arrival)).await
+            let job = signing::Job { signers, message: body.to_vec(), arrival_secs: arrival };
+            self.batch_signer.sign(job).await
         } else {
             signers.sign(body, arrival)
         };

@@ -202,6 +202,43 @@ mod tests {
         assert_ne!(one, s.sign(msg, 1_800_000_001).unwrap().fields);
     }
 
+    /// The body (already in relaxed canonical form) of about `size` bytes:
+    /// lines of words, and lines longer than the hash's 64-byte block.
+    fn canonical_body(size: usize) -> Vec<u8> {
+        let mut body = Vec::new();
+        let mut i = 0;
+        while body.len() < size {
+            if i % 50 == 7 {
+                body.extend(std::iter::repeat_n(b'x', 5000));
+            } else {
+                body.extend_from_slice(format!("line {i} of a body with a few words").as_bytes());
+            }
+            body.extend_from_slice(b"\r\n");
+            i += 1;
+        }
+        body
+    }
+
+    #[test]
+    fn body_hash_is_plain_sha256_at_every_size() {
+        // bh= must be the SHA-256 of the canonical body, however
+        // canonicalization splits it into pieces for the hasher: a body
+        // that is its own relaxed canonical form is hashed here directly.
+        use base64::Engine;
+        let dir = tempfile::tempdir().unwrap();
+        let s = signers(dir.path(), &[("example.org", "e", false, Algorithm::Ed25519)]);
+        for size in [1, 100, 2000, 2047, 2048, 2049, 4100, 9000, 70_000] {
+            let body = canonical_body(size);
+            let mut msg = b"From: a@example.org\r\nSubject: x\r\n\r\n".to_vec();
+            msg.extend_from_slice(&body);
+            let fields = String::from_utf8(s.sign(&msg, 1_800_000_000).unwrap().fields).unwrap();
+            let unfolded: String = fields.split(['\r', '\n', '\t', ' ']).collect();
+            let bh = unfolded.split(';').find_map(|t| t.strip_prefix("bh=")).unwrap();
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body);
+            assert_eq!(bh, base64::engine::general_purpose::STANDARD.encode(digest.as_ref()), "size {size}");
+        }
+    }
+
     #[test]
     fn b_never_ends_with_a_fold() {
         // Whether b= ends on a column boundary depends on what precedes it;
