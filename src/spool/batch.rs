@@ -97,7 +97,15 @@ pub(crate) struct WriteState {
     /// Commit of the most recently started batch: settled last (rounds
     /// settle batches in order), so waiting for it waits for everything.
     newest: Option<Rc<Commit>>,
+    /// Length of the last batch the committer took: a new batch's buffer
+    /// starts at this capacity (at most [`BATCH_RESERVE_MAX`]), so that a
+    /// batch of large records is not copied each time its buffer doubles.
+    last_batch_len: usize,
 }
+
+/// The most a new batch buffer reserves ahead (address space: pages are
+/// only touched when records are copied in).
+const BATCH_RESERVE_MAX: usize = 32 << 20;
 
 impl WriteState {
     /// Appends resume at `offset` of segment `seq`, which is `capacity` bytes.
@@ -112,6 +120,7 @@ impl WriteState {
             sealed: VecDeque::new(),
             abandoned_through: None,
             newest: None,
+            last_batch_len: 0,
         }
     }
 
@@ -137,10 +146,11 @@ impl WriteState {
         }
         let at = self.position();
         let newest = &mut self.newest;
+        let reserve = self.last_batch_len.min(BATCH_RESERVE_MAX).max(len);
         let batch = self.open.get_or_insert_with(|| {
             let commit: Rc<Commit> = Rc::default();
             *newest = Some(commit.clone());
-            Batch { seq: at.segment, start: at.offset, buf: Vec::new(), records: 0, commit }
+            Batch { seq: at.segment, start: at.offset, buf: Vec::with_capacity(reserve), records: 0, commit }
         });
         let key = SegmentKey { dir: self.dir, seq: self.seq };
         encode_into(&mut batch.buf, kind, key, parts);
@@ -166,6 +176,9 @@ impl WriteState {
     pub(crate) fn take_pending(&mut self) -> Vec<Batch> {
         let mut out: Vec<Batch> = self.sealed.drain(..).collect();
         out.extend(self.open.take());
+        if let Some(last) = out.last() {
+            self.last_batch_len = last.buf.len();
+        }
         out
     }
 
