@@ -32,10 +32,7 @@ const PER_SYNC: [u64; 3] = [1, 8, 64];
 /// `name`'s comma-separated values parsed by `parse`, or `default`.
 fn knob<T: Copy>(name: &str, default: &[T], parse: impl Fn(&str) -> Option<T>) -> Vec<T> {
     match std::env::var(name) {
-        Ok(v) => v
-            .split(',')
-            .map(|x| parse(x.trim()).unwrap_or_else(|| panic!("{name}: cannot read {x:?}")))
-            .collect(),
+        Ok(v) => v.split(',').map(|x| parse(x.trim()).unwrap_or_else(|| panic!("{name}: cannot read {x:?}"))).collect(),
         Err(_) => default.to_vec(),
     }
 }

@@ -578,9 +578,11 @@ mod tests {
     #[test]
     fn fast_stuffing_agrees_with_the_byte_at_a_time_one() {
         let mut bodies = tricky_bodies();
-        bodies.extend([1000, 4096, 65_536, (1 << 20) + 3].iter().flat_map(|&n| {
-            [large_body(n, n as u64, false), large_body(n, n as u64 + 7, true)]
-        }));
+        bodies.extend(
+            [1000, 4096, 65_536, (1 << 20) + 3]
+                .iter()
+                .flat_map(|&n| [large_body(n, n as u64, false), large_body(n, n as u64 + 7, true)]),
+        );
         for body in &bodies {
             let (mut fast, mut slow) = (Vec::new(), Vec::new());
             dot_stuff_lines(body, &mut fast);
