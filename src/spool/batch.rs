@@ -65,8 +65,6 @@ impl Commit {
 pub(crate) struct Batch {
     /// Segment sequence number.
     pub(crate) seq: u32,
-    /// File offset of the first byte of the first extent.
-    pub(crate) start: u32,
     /// The encoded records, back to back, padding included, in extents that
     /// follow each other in the file.
     pub(crate) extents: Vec<Extent>,
@@ -92,11 +90,6 @@ pub(crate) struct Extent {
 const EXTENT_MIN: usize = 256 << 10;
 
 impl Batch {
-    /// Bytes in the batch.
-    pub(crate) fn len(&self) -> usize {
-        self.extents.iter().map(|e| e.buf.len()).sum()
-    }
-
     /// The extent `len` more bytes starting at file offset `at` go into.
     fn extent_for(&mut self, at: u32, len: usize) -> &mut Vec<u8> {
         let fits = self.extents.last().is_some_and(|e| e.buf.capacity() - e.buf.len() >= len);
@@ -173,7 +166,7 @@ impl WriteState {
         let batch = self.open.get_or_insert_with(|| {
             let commit: Rc<Commit> = Rc::default();
             *newest = Some(commit.clone());
-            Batch { seq: at.segment, start: at.offset, extents: Vec::new(), records: 0, commit }
+            Batch { seq: at.segment, extents: Vec::new(), records: 0, commit }
         });
         let key = SegmentKey { dir: self.dir, seq: self.seq };
         encode_into(batch.extent_for(at.offset, len), kind, key, parts);
@@ -258,7 +251,7 @@ mod tests {
         let batches = s.take_pending();
         assert_eq!(batches.len(), 1);
         assert_eq!(batches[0].records, 2);
-        assert_eq!(batches[0].len(), record_len(10) + record_len(13));
+        assert_eq!(batches[0].extents[0].buf.len(), record_len(10) + record_len(13));
         assert_eq!(batches[0].extents.len(), 1, "small records share an extent");
     }
 
@@ -270,8 +263,8 @@ mod tests {
         let (at, c2, _) = s.reserve(RecordKind::Message, &[b"b"]).unwrap();
         assert!(!Rc::ptr_eq(&c1, &c2));
         assert_eq!(at.offset as usize, record_len(1));
-        assert_eq!(s.take_pending()[0].start, at.offset);
-        assert_eq!(first[0].start, 0);
+        assert_eq!(s.take_pending()[0].extents[0].start, at.offset);
+        assert_eq!(first[0].extents[0].start, 0);
     }
 
     #[test]
