@@ -561,7 +561,7 @@ mod tests {
                 x ^= x << 17;
                 let b = if i == 0 && line % 16 == 15 {
                     b'.'
-                } else if tricky && x % 211 == 0 {
+                } else if tricky && x.is_multiple_of(211) {
                     [b'.', b'\r', b'\n', 0x80][(x >> 8) as usize % 4]
                 } else {
                     b'a' + (x % 26) as u8
