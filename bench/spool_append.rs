@@ -9,6 +9,12 @@
 //!
 //! Run: `cargo bench --bench spool_append`. A summary table with the
 //! baseline and the candidates from this same run is printed at the end.
+//!
+//! `SPOOL_APPEND_SIZES` and `SPOOL_APPEND_PER_SYNC` (comma-separated; sizes
+//! in bytes with an optional `k` or `m` suffix) replace the defaults, e.g.
+//! the mean record of a message mix at the concurrency a bench/compare run
+//! has: `SPOOL_APPEND_SIZES=56k SPOOL_APPEND_PER_SYNC=1,16,32`. Records per
+//! sync of 1 are the baseline the speed-up column divides by.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -22,6 +28,27 @@ use ringmail::spool::{DirStore, RecordKind, Spool, SpoolConfig};
 
 const SIZES: [usize; 2] = [1 << 10, 16 << 10];
 const PER_SYNC: [u64; 3] = [1, 8, 64];
+
+/// `name`'s comma-separated values parsed by `parse`, or `default`.
+fn knob<T: Copy>(name: &str, default: &[T], parse: impl Fn(&str) -> Option<T>) -> Vec<T> {
+    match std::env::var(name) {
+        Ok(v) => v.split(',').map(|x| parse(x.trim()).unwrap_or_else(|| panic!("{name}: cannot read {x:?}"))).collect(),
+        Err(_) => default.to_vec(),
+    }
+}
+
+/// `1024`, `56k` or `1m` in bytes.
+fn parse_size(s: &str) -> Option<usize> {
+    let lower = s.to_ascii_lowercase();
+    let (num, unit) = match lower.strip_suffix('k') {
+        Some(n) => (n, 1 << 10),
+        None => match lower.strip_suffix('m') {
+            Some(n) => (n, 1 << 20),
+            None => (lower.as_str(), 1),
+        },
+    };
+    num.parse::<usize>().ok().filter(|&n| n > 0).map(|n| n * unit)
+}
 
 /// Totals over every measurement of one (record size, records per sync).
 #[derive(Default, Clone, Copy)]
@@ -89,11 +116,11 @@ async fn measure(root: PathBuf, size: usize, appenders: u64, iters: u64, summary
     elapsed
 }
 
-fn print_summary(summary: &Summary) {
+fn print_summary(summary: &Summary, sizes: &[usize], per_sync: &[u64]) {
     println!("\nsize    per-sync  records/s   MB/s    records/sync  speed-up vs 1");
-    for size in SIZES {
+    for &size in sizes {
         let base = summary.borrow().get(&(size, 1)).copied();
-        for k in PER_SYNC {
+        for &k in per_sync {
             let Some(t) = summary.borrow().get(&(size, k)).copied() else {
                 continue;
             };
@@ -124,15 +151,17 @@ fn spool_append(c: &mut Criterion) {
         .make()
         .expect("glommio executor (needs io_uring and memlock)");
     let summary = Summary::default();
+    let sizes = knob("SPOOL_APPEND_SIZES", &SIZES, parse_size);
+    let per_sync = knob("SPOOL_APPEND_PER_SYNC", &PER_SYNC, |s| s.parse().ok().filter(|&n| n > 0));
     let mut run = 0u64;
-    for size in SIZES {
+    for &size in &sizes {
         let mut group = c.benchmark_group(format!("spool_append/{}KiB", size >> 10));
         group
             .throughput(Throughput::Elements(1))
             .sample_size(10)
             .warm_up_time(Duration::from_secs(1))
             .measurement_time(Duration::from_secs(3));
-        for k in PER_SYNC {
+        for &k in &per_sync {
             group.bench_with_input(BenchmarkId::new("records_per_sync", k), &k, |b, &k| {
                 b.iter_custom(|iters| {
                     run += 1;
@@ -143,7 +172,7 @@ fn spool_append(c: &mut Criterion) {
         }
         group.finish();
     }
-    print_summary(&summary);
+    print_summary(&summary, &sizes, &per_sync);
 }
 
 criterion_group!(benches, spool_append);

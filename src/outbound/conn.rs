@@ -8,7 +8,7 @@
 use super::tls::RelayTls;
 use super::tls_policy::{TargetTls, TlsResult};
 use crate::outbound::mx::{Endpoint, Target};
-use crate::proto::smtp::{dot_stuff, dot_stuff_lines};
+use crate::proto::smtp::{dot_stuff, dot_stuff_lines, dot_stuff_piece};
 use crate::proto::smtp_client::{
     Client, ClientConfig, ConnectionFailure, Event, MessageOutcome, OutgoingMessage, Phase, Transmit,
 };
@@ -59,6 +59,11 @@ impl Timeouts {
 
 /// The write buffer a connection keeps between messages, at most.
 const OUTBUF_KEEP: usize = 1 << 20;
+
+/// A message body larger than this is written in pieces of about this size
+/// (DATA) or straight from the spool map (BDAT) rather than copied whole
+/// into the write buffer.
+const BODY_PIECE: usize = 256 << 10;
 
 /// Why a connection could not be used; `temporary` says whether another
 /// host or a later attempt may work.
@@ -291,23 +296,25 @@ impl RelayConnection {
             // with BDAT that is MAIL, the RCPTs, BDAT and the body.
             let mut wire = std::mem::take(&mut self.outbuf);
             let mut body_written = false;
+            let mut r = Ok(());
             while let Some(t) = self.client.poll_transmit() {
-                match t {
-                    Transmit::Command(bytes) => wire.extend_from_slice(&bytes),
-                    Transmit::Body => {
-                        dot_stuff_lines(head, &mut wire);
-                        dot_stuff(body, &mut wire);
-                        body_written = true;
+                let stuffed = match t {
+                    Transmit::Command(bytes) => {
+                        wire.extend_from_slice(&bytes);
+                        continue;
                     }
-                    Transmit::Chunk => {
-                        wire.extend_from_slice(head);
-                        wire.extend_from_slice(body);
-                        body_written = true;
-                    }
+                    Transmit::Body => true,
+                    Transmit::Chunk => false,
+                };
+                body_written = true;
+                if r.is_ok() {
+                    r = self.put_body(&mut wire, head, body, stuffed).await;
                 }
             }
-            if !wire.is_empty() {
-                let r = self.write(&wire).await;
+            if body_written || !wire.is_empty() {
+                if r.is_ok() && !wire.is_empty() {
+                    r = self.write(&wire).await;
+                }
                 if body_written {
                     self.client.body_sent();
                 }
@@ -381,6 +388,45 @@ impl RelayConnection {
                 }
             }
         }
+    }
+
+    /// Puts the message (`head` then `body`) after the commands in `wire`:
+    /// dot-stuffed with the final ".\r\n" (DATA) or raw (BDAT). A small
+    /// message stays in `wire`, written with the commands around it in one
+    /// write. A large one is written now, `wire` first: a BDAT body straight
+    /// from the spool map (no copy), a DATA body stuffed through `wire` in
+    /// pieces of about [`BODY_PIECE`], so the buffer a connection keeps
+    /// stays small and warm; the final dot stays in `wire`.
+    async fn put_body(&mut self, wire: &mut Vec<u8>, head: &[u8], body: &[u8], stuffed: bool) -> io::Result<()> {
+        let large = head.len() + body.len() > BODY_PIECE;
+        match (stuffed, large) {
+            (true, false) => {
+                dot_stuff_lines(head, wire);
+                dot_stuff(body, wire);
+            }
+            (false, false) => {
+                wire.extend_from_slice(head);
+                wire.extend_from_slice(body);
+            }
+            (false, true) => {
+                wire.extend_from_slice(head);
+                self.write(wire).await?;
+                wire.clear();
+                self.write(body).await?;
+            }
+            (true, true) => {
+                dot_stuff_lines(head, wire);
+                let mut rest = body;
+                while !rest.is_empty() {
+                    let took = dot_stuff_piece(rest, BODY_PIECE, wire);
+                    rest = &rest[took..];
+                    self.write(wire).await?;
+                    wire.clear();
+                }
+                wire.extend_from_slice(b".\r\n");
+            }
+        }
+        Ok(())
     }
 
     async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {

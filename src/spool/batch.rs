@@ -60,19 +60,45 @@ impl Commit {
 }
 
 /// Records bound for one contiguous range of one segment, written by one
-/// `write_at` and covered by one `sync_data`.
+/// `write_at` per extent and covered by one `sync_data`.
 #[derive(Debug)]
 pub(crate) struct Batch {
     /// Segment sequence number.
     pub(crate) seq: u32,
-    /// File offset of the first byte of `buf`.
-    pub(crate) start: u32,
-    /// Encoded records, back to back, padding included.
-    pub(crate) buf: Vec<u8>,
-    /// Number of records in `buf`.
+    /// The encoded records, back to back, padding included, in extents that
+    /// follow each other in the file.
+    pub(crate) extents: Vec<Extent>,
+    /// Number of records in the extents.
     pub(crate) records: u32,
     /// Shared with every ticket handed out for these records.
     pub(crate) commit: Rc<Commit>,
+}
+
+/// Bytes of a batch for one `write_at`. A record is never split between
+/// extents, and an extent never grows past its first capacity: a record
+/// that does not fit starts a new one, so no record is copied twice (a
+/// growing buffer of 1 MiB records cost more than the copy into it).
+#[derive(Debug)]
+pub(crate) struct Extent {
+    /// File offset of `buf[0]`.
+    pub(crate) start: u32,
+    pub(crate) buf: Vec<u8>,
+}
+
+/// The capacity of a new extent, unless its first record needs more: small
+/// records share extents of this size.
+const EXTENT_MIN: usize = 256 << 10;
+
+impl Batch {
+    /// The extent `len` more bytes starting at file offset `at` go into.
+    fn extent_for(&mut self, at: u32, len: usize) -> &mut Vec<u8> {
+        let fits = self.extents.last().is_some_and(|e| e.buf.capacity() - e.buf.len() >= len);
+        if !fits {
+            self.extents.push(Extent { start: at, buf: Vec::with_capacity(len.max(EXTENT_MIN)) });
+        }
+        let last = self.extents.len() - 1;
+        &mut self.extents[last].buf
+    }
 }
 
 /// Where appends go and what waits to be written.
@@ -140,10 +166,10 @@ impl WriteState {
         let batch = self.open.get_or_insert_with(|| {
             let commit: Rc<Commit> = Rc::default();
             *newest = Some(commit.clone());
-            Batch { seq: at.segment, start: at.offset, buf: Vec::new(), records: 0, commit }
+            Batch { seq: at.segment, extents: Vec::new(), records: 0, commit }
         });
         let key = SegmentKey { dir: self.dir, seq: self.seq };
-        encode_into(&mut batch.buf, kind, key, parts);
+        encode_into(batch.extent_for(at.offset, len), kind, key, parts);
         batch.records += 1;
         // len <= capacity - offset, so this stays within u32.
         self.offset += len as u32;
@@ -225,7 +251,8 @@ mod tests {
         let batches = s.take_pending();
         assert_eq!(batches.len(), 1);
         assert_eq!(batches[0].records, 2);
-        assert_eq!(batches[0].buf.len(), record_len(10) + record_len(13));
+        assert_eq!(batches[0].extents[0].buf.len(), record_len(10) + record_len(13));
+        assert_eq!(batches[0].extents.len(), 1, "small records share an extent");
     }
 
     #[test]
@@ -236,8 +263,8 @@ mod tests {
         let (at, c2, _) = s.reserve(RecordKind::Message, &[b"b"]).unwrap();
         assert!(!Rc::ptr_eq(&c1, &c2));
         assert_eq!(at.offset as usize, record_len(1));
-        assert_eq!(s.take_pending()[0].start, at.offset);
-        assert_eq!(first[0].start, 0);
+        assert_eq!(s.take_pending()[0].extents[0].start, at.offset);
+        assert_eq!(first[0].extents[0].start, 0);
     }
 
     #[test]
@@ -277,5 +304,28 @@ mod tests {
         assert!(s.is_abandoned(0));
         let (at, _, _) = s.reserve(RecordKind::Message, &[&[0; 10]]).unwrap();
         assert_eq!((at.segment, at.offset), (1, 0));
+    }
+
+    #[test]
+    fn a_record_that_does_not_fit_the_extent_starts_one_of_its_own_right_after() {
+        let mut s = WriteState::new(1, 8 << 20, 0, 0, 8 << 20);
+        let (a, _, la) = s.reserve(RecordKind::Message, &[&[1; 100]]).unwrap();
+        let (b, _, lb) = s.reserve(RecordKind::Message, &[&[2; EXTENT_MIN]]).unwrap();
+        let (c, _, lc) = s.reserve(RecordKind::Message, &[&[3; 100]]).unwrap();
+        let batch = s.take_pending().pop().unwrap();
+        assert_eq!(batch.records, 3);
+        let extents: Vec<(u32, usize)> = batch.extents.iter().map(|e| (e.start, e.buf.len())).collect();
+        assert_eq!(extents, [(a.offset, la), (b.offset, lb), (c.offset, lc)]);
+        assert_eq!(b.offset as usize, la);
+        assert_eq!(c.offset as usize, la + lb);
+        // Back to back, the extents are the records as one buffer would be.
+        let mut joined = Vec::new();
+        batch.extents.iter().for_each(|e| joined.extend_from_slice(&e.buf));
+        let mut one = Vec::new();
+        let key = SegmentKey { dir: 1, seq: 0 };
+        encode_into(&mut one, RecordKind::Message, key, &[&[1; 100]]);
+        encode_into(&mut one, RecordKind::Message, key, &[&[2; EXTENT_MIN]]);
+        encode_into(&mut one, RecordKind::Message, key, &[&[3; 100]]);
+        assert!(joined == one);
     }
 }

@@ -45,8 +45,10 @@
 //!    segment starts the next one (the batch is sealed: one batch never
 //!    spans two segments).
 //! 2. A *commit round* takes every pending batch and, per batch, oldest
-//!    first, issues ONE `write_at` at the batch's offset, waits for it, then
-//!    ONE `sync_data`; when the sync returns Ok every record of the batch is
+//!    first, writes its extents in file order (one `write_at` each, one at a
+//!    time: contiguous buffers of whole records, so a large record is copied
+//!    once and never moved as a buffer grows), then issues ONE `sync_data`;
+//!    when the sync returns Ok every record of the batch is
 //!    durable and all its waiters are woken. Group commit needs no timer: a
 //!    round starts whenever someone waits and none is in flight; the records
 //!    appended meanwhile go into the next round.

@@ -1,6 +1,7 @@
 //! The asynchronous half of the write path: [`Spool`], one per core, owning
 //! one spool directory. It hands out locations synchronously (`append`), runs
-//! group-commit rounds (one `write_at` + one `sync_data` per segment touched),
+//! group-commit rounds (a `write_at` per extent, see `batch.rs`, and one
+//! `sync_data` per segment touched),
 //! and prepares segments ahead of need in background tasks.
 //!
 //! The segment after the write segment is always made as soon as the write
@@ -20,7 +21,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 
-use super::batch::{Batch, Commit, WriteState};
+use super::batch::{Batch, Commit, Extent, WriteState};
 use super::error::SpoolError;
 use super::ids::{SegmentKey, SpoolRef};
 use super::io::{SegmentFile, SegmentStore};
@@ -367,7 +368,8 @@ impl<S: SegmentStore + 'static> Shared<S> {
     }
 
     /// One group-commit round: every batch pending when it starts is
-    /// written and synced, oldest first, one write and one sync per segment.
+    /// written and synced, oldest first, its extents written one after the
+    /// other and one sync per segment.
     async fn commit_round(self: Rc<Self>) {
         // glommio polls a spawned task at once, inside `durable`. Step back
         // behind the tasks already runnable (typically the waiters the last
@@ -385,13 +387,13 @@ impl<S: SegmentStore + 'static> Shared<S> {
     }
 
     async fn commit_batch(self: &Rc<Self>, batch: Batch) {
-        let Batch { seq, start, buf, commit, .. } = batch;
+        let Batch { seq, extents, commit, .. } = batch;
         if self.state.borrow().is_abandoned(seq) {
             self.count_failure(1);
             commit.settle(Err(self.abandoned(seq)));
             return;
         }
-        match self.write_and_sync(seq, start, buf).await {
+        match self.write_and_sync(seq, extents).await {
             Ok(()) => commit.settle(Ok(())),
             Err(e) => {
                 let failed = self.state.borrow_mut().abandon(seq);
@@ -410,16 +412,20 @@ impl<S: SegmentStore + 'static> Shared<S> {
         }
     }
 
-    async fn write_and_sync(self: &Rc<Self>, seq: u32, start: u32, buf: Vec<u8>) -> Result<(), SpoolError> {
+    /// Writes the extents in order (one write in flight at a time), then
+    /// syncs once.
+    async fn write_and_sync(self: &Rc<Self>, seq: u32, extents: Vec<Extent>) -> Result<(), SpoolError> {
         let file = self.file_for(seq).await?;
         let (dir, segment) = (self.dir, seq);
-        file.write_at(buf, start.into()).await.map_err(|e| SpoolError::WriteFailed {
-            dir,
-            segment,
-            offset: start,
-            source: Arc::new(e),
-        })?;
-        self.bump(|s| s.writes += 1);
+        for Extent { start, buf } in extents {
+            file.write_at(buf, start.into()).await.map_err(|e| SpoolError::WriteFailed {
+                dir,
+                segment,
+                offset: start,
+                source: Arc::new(e),
+            })?;
+            self.bump(|s| s.writes += 1);
+        }
         file.sync_data().await.map_err(|e| SpoolError::SyncFailed { dir, segment, source: Arc::new(e) })?;
         self.bump(|s| s.syncs += 1);
         Ok(())

@@ -38,6 +38,21 @@ pub struct ChunkBody {
     pending_cr: bool,
 }
 
+/// The length of the longest prefix of `bytes` whose CRs and LFs are all
+/// CRLF pairs (stored unchanged); it stops at a bare CR or LF, or at a CR
+/// that ends `bytes` (its LF may start the next chunk).
+fn crlf_run(bytes: &[u8]) -> usize {
+    let mut pos = 0;
+    while let Some(k) = memchr::memchr2(b'\r', b'\n', &bytes[pos..]) {
+        let i = pos + k;
+        if bytes[i] != b'\r' || bytes.get(i + 1) != Some(&b'\n') {
+            return i;
+        }
+        pos = i + 2;
+    }
+    bytes.len()
+}
+
 impl ChunkBody {
     /// An empty body that will hold at most `max_size` bytes.
     pub fn new(max_size: usize, binary: bool) -> ChunkBody {
@@ -85,7 +100,7 @@ impl ChunkBody {
                     continue;
                 }
             }
-            let run = rest.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(rest.len());
+            let run = crlf_run(rest);
             self.store(&rest[..run]);
             rest = &rest[run..];
             match rest.first() {
@@ -105,7 +120,7 @@ impl ChunkBody {
 
     fn store(&mut self, bytes: &[u8]) {
         if !self.eight_bit {
-            self.eight_bit = bytes.iter().any(|&b| b >= 0x80);
+            self.eight_bit = super::data::has_8bit(bytes);
         }
         self.size = self.size.saturating_add(bytes.len());
         if self.size > self.max_size {

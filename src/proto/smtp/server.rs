@@ -60,6 +60,11 @@ struct Transaction {
     smtputf8: bool,
     /// `REQUIRETLS` was given (RFC 8689).
     requiretls: bool,
+    /// `SIZE=` of MAIL (RFC 1870), at most `max_message_size` (a larger
+    /// one is refused at MAIL): DATA reserves the body buffer at this size,
+    /// so a large body is not copied again each time its buffer doubles.
+    /// Only address space until bytes arrive.
+    declared_size: Option<u64>,
     /// The body so far, once a BDAT was accepted; from then on RCPT and
     /// DATA are refused (RFC 3030 §2).
     chunks: Option<ChunkBody>,
@@ -654,6 +659,7 @@ impl Server {
                     binarymime: from.body == Some(BodyType::BinaryMime),
                     smtputf8: from.smtputf8,
                     requiretls: from.requiretls,
+                    declared_size: from.size,
                     chunks: None,
                     rejected: false,
                 };
@@ -761,7 +767,9 @@ impl Server {
         self.state = match self.take_state() {
             State::Mail(greeting, txn) => {
                 reply::START_DATA.write(&mut self.output);
-                State::Data { greeting, txn, scanner: DataScanner::new(self.config.max_message_size), body: Vec::new() }
+                let max = self.config.max_message_size;
+                let reserve = txn.declared_size.map_or(0, |n| usize::try_from(n).unwrap_or(max).min(max));
+                State::Data { greeting, txn, scanner: DataScanner::new(max), body: Vec::with_capacity(reserve) }
             }
             other => other, // excluded by sequence_error
         };
