@@ -102,7 +102,13 @@ fn queue_list_json_shows_deferred_mail_and_the_filters_select_it() {
     assert_eq!(status["queue"]["deferred"], 1, "{status}");
     assert_eq!(status["queue"]["held"], 1, "{status}");
     assert_eq!(status["since_start"]["received"], 2, "{status}");
-    assert!(status["spool"]["used_bytes"].as_u64().unwrap() > 0, "{status}");
+    // Spool use is measured off the executor every 250 ms, and a fast run
+    // may ask before the first measurement after the segments were made.
+    let used = |s: &Value| s["spool"]["used_bytes"].as_u64().unwrap();
+    if used(&status) == 0 {
+        // Fails the test (with a timeout) if the spool's bytes never show.
+        eventually(Duration::from_secs(5), || (used(&json(&server, &["status", "--json"])) > 0).then_some(()));
+    }
     assert_eq!(status["spool"]["full"], false);
     assert!(status["recovery"]["complete"].is_boolean(), "{status}");
     assert!(status["sessions"]["by_protocol"]["smtp"].is_u64(), "{status}");
