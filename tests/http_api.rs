@@ -397,15 +397,7 @@ for part in m.walk():
     if part.get_content_maintype() == "text":
         print(part.get_content_type(), repr(part.get_content()))
 "#;
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child.stdin.take().unwrap().write_all(message).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = python_stdin(script, message);
     assert!(
         out.status.success(),
         "not valid MIME: {}\n{}",

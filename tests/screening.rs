@@ -142,16 +142,7 @@ print(h.authserv_id)
 for r in h.results:
     print(r.method, r.result, " ".join("%s.%s=%s" % (p.type, p.name, p.value) for p in r.properties))
 "#;
-    let mut child = std::process::Command::new("/usr/bin/python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 (tests/run.sh installs python3-authres)");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(field.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = python_stdin(script, field.as_bytes());
     assert!(out.status.success(), "authres refused {field:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }

@@ -72,7 +72,15 @@ impl MailboxEntry {
     /// The POP3 UIDL: stable across restarts because it is derived from the
     /// record's queue id and recipient index, both stored in the spool.
     pub fn uid(&self) -> String {
-        format!("{}.{}", self.queue_id, self.recipient)
+        let mut uid = String::new();
+        // Writing to a String cannot fail.
+        let _ = self.write_uid(&mut uid);
+        uid
+    }
+
+    /// Writes [`uid`](Self::uid) to `out` without allocating.
+    pub fn write_uid(&self, out: &mut dyn std::fmt::Write) -> std::fmt::Result {
+        write!(out, "{}.{}", self.queue_id, self.recipient)
     }
 
     /// The trace fields put above the stored message when it is served

@@ -12,7 +12,7 @@
 use super::conn::Conn;
 use crate::config::{Config, EffectiveRetention};
 use crate::mailbox::{LockToken, MailboxEntry, MailboxError};
-use crate::proto::pop3::{self, Action, AuthOutcome, CommitOutcome, MessageInfo, Policy};
+use crate::proto::pop3::{self, Action, AuthOutcome, CommitOutcome, MessageInfo, Policy, Uid};
 use crate::shard::recovery::LOGIN_WAIT;
 use crate::shard::{owner, Login, Request, Shard};
 use std::rc::Rc;
@@ -187,7 +187,10 @@ async fn login(shard: &Rc<Shard>, user: &str, password: &str, conn: &Conn) -> (A
     match locked {
         Ok(Ok(entries)) => {
             tracing::info!(core = shard.id, client = %conn.peer.ip(), user = %user, messages = entries.len(), "pop3 login");
-            let infos = entries.iter().map(|e| MessageInfo { uid: e.uid().into(), size: e.served_size() }).collect();
+            let infos = entries
+                .iter()
+                .map(|e| MessageInfo { uid: Uid::written(|w| e.write_uid(w)), size: e.served_size() })
+                .collect();
             (AuthOutcome::LoggedIn(infos), Some(Locked { user, token, owner, entries }))
         }
         Ok(Err(MailboxError::InUse(_))) => (AuthOutcome::InUse, None),

@@ -14,7 +14,6 @@ use crate::outbound::bounce::About;
 use crate::outbound::dsn::Action as DsnAction;
 use crate::outbound::mx;
 use crate::outbound::tls_policy::{self, TlsResult};
-use crate::proto::smtp::has_8bit;
 use crate::proto::smtp_client::{needs_smtputf8, DsnParams, MessageOutcome, OutgoingMessage, RecipientOutcome};
 use crate::queue::{retry_delay, Dest, Key, NoEnvelopes, QueuedMessage, RetryPolicy};
 use crate::shard::{owner, Request, Settled, Shard};
@@ -465,7 +464,7 @@ impl Shard {
             smtputf8: needs_smtputf8(record.ext.smtputf8, &msg.sender, &recipients, body),
             recipients,
             size: (head.len() + body.len()) as u64,
-            body_8bit: has_8bit(body),
+            body_8bit: !body.is_ascii(),
             dsn,
             binarymime: record.ext.body == BodyKind::BinaryMime,
             requiretls: record.ext.requiretls,

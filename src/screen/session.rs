@@ -194,7 +194,9 @@ impl Session {
     pub fn headers(&self, hostname: &str, auth_results: Option<String>) -> Option<String> {
         let findings = self.findings.borrow();
         let mut results: Vec<String> = Vec::new();
-        let mut notes: Vec<String> = Vec::new();
+        // Findings with no registered method: a comment in the field.
+        let mut comments: Vec<String> = Vec::new();
+        let mut allowlisted = None;
         if let Some(found) = findings.as_ref() {
             let ip = self.client;
             results.extend(match &found.iprev {
@@ -206,25 +208,24 @@ impl Session {
             results.extend(found.dnswl.iter().filter_map(dnswl_result));
             let (wl, wl_score) = listed(&found.dnswl);
             if wl_score >= 1 {
-                notes.push(format!("dnswl=pass ({})", wl.join(", ")));
+                allowlisted = Some(format!("dnswl=pass ({})", wl.join(", ")));
             }
             let (bl, score) = listed(&found.dnsbl);
             if !bl.is_empty() {
-                notes.push(format!("dnsbl=listed score={score} ({})", bl.join(", ")));
+                comments.push(format!("dnsbl=listed score={score} ({})", bl.join(", ")));
             }
         }
         if let Some(why) = self.helo_tag.get() {
-            notes.push(format!("helo=fail ({why})"));
+            comments.push(format!("helo=fail ({why})"));
         }
         let mut ar = auth_results;
         for part in &results {
             ar = Some(join_results(ar.as_deref(), hostname, part));
         }
-        // The dnswl note is a result already; the others only a comment.
-        let unregistered: Vec<&str> = notes.iter().map(String::as_str).filter(|n| !n.starts_with("dnswl=")).collect();
-        if !unregistered.is_empty() {
-            ar = Some(with_comment(ar.as_deref(), hostname, &unregistered.join("; ")));
+        if !comments.is_empty() {
+            ar = Some(with_comment(ar.as_deref(), hostname, &comments.join("; ")));
         }
+        let notes: Vec<String> = allowlisted.into_iter().chain(comments).collect();
         let extra = if notes.is_empty() {
             String::new()
         } else {

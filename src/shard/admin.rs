@@ -204,15 +204,12 @@ impl Shard {
             (false, Some(_)) => QueueState::Deferred,
             (false, None) => QueueState::Active,
         };
-        let mut shown: Vec<_> = q
+        let admitted = q
             .listing()
-            .filter(|l| filter.admits(&l.dest.domain, state_of(l.held, l.next_attempt_ms), l.arrived_ms, now))
-            .collect();
-        let matched = shown.len();
-        shown.sort_by(|a, b| {
+            .filter(|l| filter.admits(&l.dest.domain, state_of(l.held, l.next_attempt_ms), l.arrived_ms, now));
+        let (shown, matched) = smallest(admitted, filter.limit.unwrap_or(usize::MAX), |a, b| {
             (a.arrived_ms, a.queue_id, &a.dest.domain).cmp(&(b.arrived_ms, b.queue_id, &b.dest.domain))
         });
-        shown.truncate(filter.limit.unwrap_or(usize::MAX));
         let envelopes = self.envelopes();
         let entries = shown
             .iter()
@@ -351,6 +348,54 @@ impl Shard {
             count: messages.len(),
             bytes: entries.iter().map(|e| e.size).sum(),
             messages,
+        }
+    }
+}
+
+/// The `limit` smallest of `items` by `order`, sorted, and how many items
+/// there were. Holds at most 2 × `limit` at a time (a `queue list --limit
+/// 20` over a million queued shares must not collect and sort them all on
+/// a serving core): when the buffer fills, the smallest `limit` are
+/// selected in linear time and the rest dropped.
+fn smallest<T>(
+    items: impl Iterator<Item = T>,
+    limit: usize,
+    mut order: impl FnMut(&T, &T) -> std::cmp::Ordering,
+) -> (Vec<T>, usize) {
+    let mut kept: Vec<T> = Vec::new();
+    let mut count = 0;
+    for item in items {
+        count += 1;
+        kept.push(item);
+        if kept.len() >= limit.saturating_mul(2).max(1024) {
+            if limit == 0 {
+                kept.clear();
+            } else {
+                kept.select_nth_unstable_by(limit - 1, &mut order);
+                kept.truncate(limit);
+            }
+        }
+    }
+    kept.sort_by(&mut order);
+    kept.truncate(limit);
+    (kept, count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::smallest;
+
+    #[test]
+    fn smallest_is_the_head_of_the_full_sort_whatever_the_limit() {
+        // A scrambled sequence with ties, long enough to pass the buffer's
+        // selection step several times.
+        let items: Vec<u32> = (0..5000u32).map(|i| i.wrapping_mul(2_654_435_761) % 1500).collect();
+        let mut sorted = items.clone();
+        sorted.sort();
+        for limit in [0, 1, 7, 511, 512, 513, 1500, 4999, 5000, 9000, usize::MAX] {
+            let (got, count) = smallest(items.iter().copied(), limit, |a, b| a.cmp(b));
+            assert_eq!(count, items.len());
+            assert_eq!(got, sorted[..limit.min(sorted.len())], "limit {limit}");
         }
     }
 }

@@ -389,6 +389,21 @@ pub fn sum_metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 /// Where test data dirs go: under target/ (a real disk, not tmpfs), so
 /// fdatasync and mmap behave as in production.
+/// Runs Debian's python3 on `script` with `input` on its stdin; the caller
+/// judges the exit status (tests/run.sh installs the modules the scripts
+/// import).
+pub fn python_stdin(script: &str, input: &[u8]) -> std::process::Output {
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 pub fn test_tmp() -> PathBuf {
     let p = Path::new(env!("CARGO_TARGET_TMPDIR")).to_path_buf();
     std::fs::create_dir_all(&p).unwrap();

@@ -42,6 +42,46 @@ impl Uid {
     }
 }
 
+impl Uid {
+    /// The id `write` writes (e.g. `|w| entry.write_uid(w)`), straight into
+    /// the inline buffer when it fits: no allocation per listed message.
+    pub fn written(write: impl FnOnce(&mut dyn std::fmt::Write) -> std::fmt::Result) -> Uid {
+        let mut w = UidWriter { len: 0, bytes: [0; Uid::INLINE], spill: None };
+        // Writing to memory fails only if `write` reports an error itself;
+        // what was written so far is the id then.
+        let _ = write(&mut w);
+        match w.spill {
+            Some(s) => Uid::Boxed(s.into()),
+            // len <= INLINE (22) fits a u8.
+            None => Uid::Inline { len: w.len as u8, bytes: w.bytes },
+        }
+    }
+}
+
+/// Fills an inline id, spilling into a `String` once it is too long.
+struct UidWriter {
+    len: usize,
+    bytes: [u8; Uid::INLINE],
+    spill: Option<String>,
+}
+
+impl std::fmt::Write for UidWriter {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if let Some(spill) = &mut self.spill {
+            spill.push_str(s);
+        } else if self.len + s.len() <= Uid::INLINE {
+            self.bytes[self.len..self.len + s.len()].copy_from_slice(s.as_bytes());
+            self.len += s.len();
+        } else {
+            // Whole &strs were copied, so the prefix is valid UTF-8.
+            let mut spill = String::from_utf8_lossy(&self.bytes[..self.len]).into_owned();
+            spill.push_str(s);
+            self.spill = Some(spill);
+        }
+        Ok(())
+    }
+}
+
 impl From<&str> for Uid {
     fn from(s: &str) -> Uid {
         match u8::try_from(s.len()) {
@@ -190,6 +230,16 @@ mod tests {
         assert!(matches!(Uid::from(long.as_str()), Uid::Boxed(_)));
         assert_eq!(Uid::from(long.as_str()).as_str(), long);
         assert_eq!(Uid::from(""), Uid::from(String::new()));
+        // Written in pieces: inline while it fits, boxed past it, the same
+        // id either way.
+        for n in [1, 21, 22, 23, 40] {
+            let text = "x".repeat(n);
+            let written = Uid::written(|w| {
+                w.write_str(&text[..n / 2])?;
+                w.write_str(&text[n / 2..])
+            });
+            assert_eq!(written, Uid::from(text.as_str()), "{n} bytes");
+        }
     }
 
     #[test]

@@ -120,7 +120,7 @@ impl ChunkBody {
 
     fn store(&mut self, bytes: &[u8]) {
         if !self.eight_bit {
-            self.eight_bit = super::data::has_8bit(bytes);
+            self.eight_bit = !bytes.is_ascii();
         }
         self.size = self.size.saturating_add(bytes.len());
         if self.size > self.max_size {
