@@ -125,8 +125,9 @@ fn a_pop3_login_during_recovery_waits_for_its_mailbox() {
     assert!(r.starts_with("+OK"), "{r}");
     assert_eq!(stat.map(|s| s.0), Some(5), "the whole recovered mailbox");
     // Each core flushes its own log lines, so the file's order is not the
-    // events' order across cores: compare the lines' timestamps instead.
-    let log = server.log_containing(&["pop3 login"]);
+    // events' order across cores: wait for both lines (the adopting core
+    // may flush after the login's), then compare their timestamps.
+    let log = server.log_containing(&["pop3 login", "mailbox_messages=5"]);
     let at = |needle: &str| -> String {
         let line = log.lines().rev().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle}:\n{log}"));
         line.split(' ').next().unwrap().to_string()
