@@ -200,6 +200,44 @@ ringmail_cpu_s() {
     awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$RM_PID/stat" 2>/dev/null || true
 }
 
+# ringmail_threads OUT: one line per thread of the running ringmail: tid,
+# name, user and system CPU in clock ticks, voluntary and involuntary
+# context switches (for `threads_delta`).
+ringmail_threads() {
+    local t
+    : >"$1"
+    for t in /proc/"$RM_PID"/task/*; do
+        awk -v tid="${t##*/}" '
+            FNR == NR { name = $0; sub(/^[^(]*\(/, "", name); sub(/\).*$/, "", name)
+                        rest = $0; sub(/^.*\) /, "", rest); split(rest, f, " "); ut = f[12]; st = f[13]; next }
+            /^voluntary_ctxt_switches/ { v = $2 }
+            /^nonvoluntary_ctxt_switches/ { nv = $2 }
+            END { if (name != "") printf "%s\t%s\t%s\t%s\t%s\t%s\n", tid, name, ut, st, v, nv }' \
+            "$t/stat" "$t/status" 2>/dev/null >>"$1" || true
+    done
+}
+
+# threads_delta BEFORE AFTER MESSAGES: for each thread busy in between
+# (≥ 1 tick), its CPU per message in µs (user + system) and its context
+# switches per message (voluntary, involuntary), a line each.
+threads_delta() {
+    python3 - "$@" "$(getconf CLK_TCK)" <<'EOF'
+import sys
+before, after, n, hz = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+def rows(p):
+    return {f[0]: f for f in (l.rstrip('\n').split('\t') for l in open(p)) if len(f) == 6}
+b, a = rows(before), rows(after)
+us = lambda ticks: ticks / hz * 1e6 / n
+for tid, f in sorted(a.items(), key=lambda kv: int(kv[0])):
+    g = b.get(tid, [tid, f[1], '0', '0', '0', '0'])
+    d = [int(x) - int(y) for x, y in zip(f[2:], g[2:])]
+    if d[0] + d[1] == 0:
+        continue
+    print(f'thread {tid} {f[1]}: {us(d[0] + d[1]):.0f} µs/msg ({us(d[0]):.0f} user + {us(d[1]):.0f} sys), '
+          f'switches/msg {d[2] / n:.2f} voluntary, {d[3] / n:.2f} involuntary')
+EOF
+}
+
 ringmail_stop() {
     kill -TERM "$RM_PID" 2>/dev/null || true
     local deadline=$((SECONDS + 30))
