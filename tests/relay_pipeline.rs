@@ -4,6 +4,8 @@
 //! Message-ID), and each refusal settles its own message.
 
 mod common;
+#[path = "common/postfix.rs"]
+mod postfix;
 #[path = "common/sink.rs"]
 mod sink;
 
@@ -139,26 +141,11 @@ fn refusals_in_a_pipeline_settle_their_own_message_only() {
 #[test]
 fn postfix_smtp_sink_takes_pipelined_transactions_each_message_once() {
     // A real peer: Postfix's smtp-sink (Debian package postfix; tests/run.sh
-    // installs it) offers PIPELINING; -d keeps one file per message. It
-    // refuses to keep root privileges, hence -u nobody.
+    // installs it) offers PIPELINING; it keeps one file per message.
     const N: usize = 30;
     let port = free_port();
     let dump = tempfile::tempdir_in(test_tmp()).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dump.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let mut cmd = std::process::Command::new("/usr/sbin/smtp-sink");
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        cmd.args(["-u", "nobody"]);
-    }
-    let mut peer = cmd
-        .arg("-d")
-        .arg(format!("{}/%H%M%S.", dump.path().display()))
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("10")
-        .spawn()
-        .expect("/usr/sbin/smtp-sink (install postfix; tests/run.sh does)");
-    eventually(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()));
+    let mut peer = postfix::smtp_sink(port, dump.path());
     let server = Server::start_with(one_connection_to(&format!("127.0.0.1:{port}")));
     let ids = submit_many(&server, N, |i| format!("u{i}@remote.test"));
     let read_all = || -> Vec<String> {

@@ -19,6 +19,22 @@ fn msgs(n: usize) -> Vec<OutgoingMessage> {
     (1..=n).map(|i| msg(&[&format!("r{i}@y.test")])).collect()
 }
 
+/// Greeted; message 1 accepted up to its body, and message 2's commands
+/// written behind that body.
+fn first_body_then_second() -> String {
+    format!(
+        "{GREET_PIPELINING}
+         {c1}
+         S: 250 ok
+         S: 250 ok
+         S: 354 go
+         C: <BODY>
+         {c2}",
+        c1 = commands(1),
+        c2 = commands(2),
+    )
+}
+
 /// Three messages, each one's commands behind the previous body: one round
 /// trip per message after the first.
 fn three_in_a_row() -> String {
@@ -137,13 +153,7 @@ fn a_refused_mail_or_rcpt_of_the_next_message_settles_only_that_message() {
     ] {
         let mut h = Harness::new(config()).send(msgs(3)).pipelined();
         h.play(&format!(
-            "{GREET_PIPELINING}
-             {c1}
-             S: 250 ok
-             S: 250 ok
-             S: 354 go
-             C: <BODY>
-             {c2}
+            "{first}
              S: 250 2.0.0 queued as A1
              S: {mail}
              S: {rcpt}
@@ -158,8 +168,7 @@ fn a_refused_mail_or_rcpt_of_the_next_message_settles_only_that_message() {
              S: 250 2.0.0 queued as A3
              C: QUIT
              S: 221 Bye",
-            c1 = commands(1),
-            c2 = commands(2),
+            first = first_body_then_second(),
             c3 = commands(3),
         ));
         assert_eq!(h.outcomes(), [[("delivered", 250)], [want], [("delivered", 250)]], "{mail} / {rcpt}");
@@ -171,13 +180,7 @@ fn a_failed_end_of_data_settles_its_own_message_and_the_next_is_delivered_then_r
     for (end, kind) in [("451 4.3.0 try again later", ("deferred", 451)), ("554 5.7.1 spam", ("bounced", 554))] {
         let mut h = Harness::new(config()).send(msgs(2)).pipelined();
         h.play(&format!(
-            "{GREET_PIPELINING}
-             {c1}
-             S: 250 ok
-             S: 250 ok
-             S: 354 go
-             C: <BODY>
-             {c2}
+            "{first}
              S: {end}
              S: 250 ok
              S: 250 ok
@@ -188,8 +191,7 @@ fn a_failed_end_of_data_settles_its_own_message_and_the_next_is_delivered_then_r
              S: 250 ok
              C: QUIT
              S: 221 Bye",
-            c1 = commands(1),
-            c2 = commands(2),
+            first = first_body_then_second(),
         ));
         assert_eq!(h.outcomes(), [[kind], [("delivered", 250)]], "{end}");
         // No RSET between the two: it would have reset the second one.
@@ -202,13 +204,7 @@ fn a_failed_end_of_data_settles_its_own_message_and_the_next_is_delivered_then_r
 fn after_a_failed_end_of_data_the_next_messages_refusals_defer_instead_of_bouncing() {
     let mut h = Harness::new(config()).send(msgs(3)).pipelined();
     h.play(&format!(
-        "{GREET_PIPELINING}
-         {c1}
-         S: 250 ok
-         S: 250 ok
-         S: 354 go
-         C: <BODY>
-         {c2}
+        "{first}
          S: 554 5.6.0 message refused
          S: 503 5.5.1 nested MAIL command
          S: 503 5.5.1 need MAIL
@@ -223,8 +219,7 @@ fn after_a_failed_end_of_data_the_next_messages_refusals_defer_instead_of_bounci
          S: 250 ok
          C: QUIT
          S: 221 Bye",
-        c1 = commands(1),
-        c2 = commands(2),
+        first = first_body_then_second(),
         c3 = commands(3),
     ));
     // The first is refused for good; the second's refusals may come from
@@ -245,17 +240,10 @@ fn service_closing_mid_pipeline_defers_what_is_unsettled() {
     ] {
         let mut h = Harness::new(config()).send(msgs(2)).pipelined();
         h.play(&format!(
-            "{GREET_PIPELINING}
-             {c1}
-             S: 250 ok
-             S: 250 ok
-             S: 354 go
-             C: <BODY>
-             {c2}
+            "{first}
              {before}
              S: 421 4.3.2 shutting down",
-            c1 = commands(1),
-            c2 = commands(2),
+            first = first_body_then_second(),
         ));
         assert_eq!(h.outcomes(), want, "{before:?}");
         assert_eq!(h.names().last(), Some(&"Failed"));
@@ -267,15 +255,8 @@ fn service_closing_mid_pipeline_defers_what_is_unsettled() {
 fn a_timeout_mid_pipeline_defers_both_messages_in_order() {
     let mut h = Harness::new(config()).send(msgs(2)).pipelined();
     h.play(&format!(
-        "{GREET_PIPELINING}
-         {c1}
-         S: 250 ok
-         S: 250 ok
-         S: 354 go
-         C: <BODY>
-         {c2}",
-        c1 = commands(1),
-        c2 = commands(2),
+        "{first}",
+        first = first_body_then_second(),
     ));
     assert_eq!(h.client.phase(), Phase::DataTermination);
     h.play("T: timeout");
@@ -371,15 +352,8 @@ fn a_refused_bdat_message_does_not_bounce_the_one_behind_it() {
 fn quit_while_pipelined_waits_for_both_outcomes() {
     let mut h = Harness::new(config()).send(msgs(2)).pipelined();
     h.play(&format!(
-        "{GREET_PIPELINING}
-         {c1}
-         S: 250 ok
-         S: 250 ok
-         S: 354 go
-         C: <BODY>
-         {c2}",
-        c1 = commands(1),
-        c2 = commands(2),
+        "{first}",
+        first = first_body_then_second(),
     ));
     h.client.quit();
     h.play(
