@@ -141,13 +141,24 @@ fn refusals_in_a_pipeline_settle_their_own_message_only() {
 #[test]
 fn postfix_smtp_sink_takes_pipelined_transactions_each_message_once() {
     // A real peer: Postfix's smtp-sink (Debian package postfix; tests/run.sh
-    // installs it) offers PIPELINING; it keeps one file per message.
+    // installs it) offers PIPELINING; it keeps one file per message. The
+    // mail is deferred first (nothing listens yet), then flushed at once
+    // when it does, so that it all waits behind the one connection.
     const N: usize = 30;
     let port = free_port();
     let dump = tempfile::tempdir_in(test_tmp()).unwrap();
-    let mut peer = postfix::smtp_sink(port, dump.path());
-    let server = Server::start_with(one_connection_to(&format!("127.0.0.1:{port}")));
+    let mut opts = one_connection_to(&format!("127.0.0.1:{port}"));
+    opts.relay = opts.relay.replace("retry = [\"1s\"]", "retry = [\"1h\"]");
+    let server = Server::start_with(opts);
     let ids = submit_many(&server, N, |i| format!("u{i}@remote.test"));
+    eventually(Duration::from_secs(30), || (server.log().matches("status=\"deferred\"").count() >= N).then_some(()));
+    let mut peer = postfix::smtp_sink(port, dump.path());
+    let flush = std::process::Command::new(env!("CARGO_BIN_EXE_ringmail"))
+        .args(["queue", "flush", "--config"])
+        .arg(&server.config)
+        .output()
+        .unwrap();
+    assert!(flush.status.success(), "{}", String::from_utf8_lossy(&flush.stderr));
     let read_all = || -> Vec<String> {
         let files = std::fs::read_dir(dump.path()).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default();
         files.iter().filter_map(|e| std::fs::read_to_string(e.path()).ok()).collect()

@@ -157,16 +157,6 @@ impl Body {
         Ok(Body { head, record, body })
     }
 
-    /// Its size on the wire before any dot-stuffing: `OutgoingMessage::size`.
-    pub fn len(&self) -> usize {
-        self.head.len() + self.body.len()
-    }
-
-    /// Whether there is nothing to send at all.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The stored body (without `head`).
     pub fn stored(&self) -> &[u8] {
         &self.record.payload()[self.body.clone()]
@@ -296,7 +286,8 @@ impl RelayConnection {
         self.client.takes_message()
     }
 
-    /// Give a message (its `size` must be `body.len()`); its outcome comes
+    /// Give a message (its `size` must be what `body` puts on the wire
+    /// before dot-stuffing: head and stored body); its outcome comes
     /// from [`RelayConnection::progress`] after those given before it. A
     /// message the session cannot take now is handed back.
     pub fn submit(&mut self, msg: OutgoingMessage, body: Body) -> Result<(), OutgoingMessage> {

@@ -44,9 +44,8 @@ enum State {
     Handshake,
     /// Idle; may take a message.
     Ready,
-    /// One message in flight, or two with pipelining (boxed: it is most
-    /// of the state's size).
-    Transaction(Box<Flight>),
+    /// One message in flight, or two with pipelining.
+    Transaction(Flight),
     /// RSET sent after a failed transaction.
     Reset,
     /// QUIT sent.
@@ -191,7 +190,7 @@ impl Client {
                 if chunked {
                     self.transmits.push_back(Transmit::Chunk);
                 }
-                Entry::Live(txn)
+                Entry::Live(Box::new(txn))
             }
             Err(outcome) => Entry::Decided(outcome),
         };
@@ -201,7 +200,7 @@ impl Client {
         };
         match (&mut self.state, entry) {
             (State::Transaction(flight), entry) => flight.push(entry),
-            (_, Entry::Live(txn)) => self.state = State::Transaction(Box::new(Flight::new(txn))),
+            (_, Entry::Live(txn)) => self.state = State::Transaction(Flight::new(txn)),
             (_, Entry::Decided(outcome)) => {
                 self.events.push_back(Event::Outcome(outcome));
                 self.events.push_back(Event::Ready);

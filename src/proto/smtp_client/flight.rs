@@ -26,8 +26,8 @@ use super::transaction::Transaction;
 /// One message in flight.
 #[derive(Debug)]
 pub enum Entry {
-    /// Talking to the server.
-    Live(Transaction),
+    /// Talking to the server (boxed: most of the entry's size).
+    Live(Box<Transaction>),
     /// Decided without the server (over SIZE, no valid address, ...) while
     /// the one before it was in flight: its outcome waits for its turn, so
     /// that outcomes come in the order the messages were given.
@@ -44,14 +44,14 @@ pub struct Flight {
 
 impl Flight {
     /// A flight of one live transaction.
-    pub fn new(txn: Transaction) -> Flight {
+    pub fn new(txn: Box<Transaction>) -> Flight {
         Flight { entries: VecDeque::from([Entry::Live(txn)]), offered: false }
     }
 
     /// The oldest transaction: the one the next reply is for.
     pub fn front(&self) -> Option<&Transaction> {
         match self.entries.front() {
-            Some(Entry::Live(txn)) => Some(txn),
+            Some(Entry::Live(txn)) => Some(txn.as_ref()),
             Some(Entry::Decided(_)) | None => None,
         }
     }
@@ -59,7 +59,7 @@ impl Flight {
     /// See [`Flight::front`].
     pub fn front_mut(&mut self) -> Option<&mut Transaction> {
         match self.entries.front_mut() {
-            Some(Entry::Live(txn)) => Some(txn),
+            Some(Entry::Live(txn)) => Some(txn.as_mut()),
             Some(Entry::Decided(_)) | None => None,
         }
     }
@@ -92,12 +92,12 @@ impl Flight {
     /// without the server that waited behind it; `reset` says the server
     /// may still hold its state. Returns them in order, and whether an RSET
     /// is owed now (nothing live is left to distrust instead).
-    pub fn finish_front(&mut self, reset: bool) -> (Option<Transaction>, Vec<MessageOutcome>, bool) {
+    pub fn finish_front(&mut self, reset: bool) -> (Option<Box<Transaction>>, Vec<MessageOutcome>, bool) {
         let done = match self.entries.pop_front() {
             Some(Entry::Live(txn)) => Some(txn),
             Some(Entry::Decided(_)) | None => None,
         };
-        let reset = reset || done.as_ref().is_some_and(Transaction::distrusted);
+        let reset = reset || done.as_ref().is_some_and(|t| t.distrusted());
         self.offered = false;
         let mut decided = Vec::new();
         loop {

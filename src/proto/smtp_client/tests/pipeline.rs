@@ -254,21 +254,20 @@ fn service_closing_mid_pipeline_defers_what_is_unsettled() {
 #[test]
 fn a_timeout_mid_pipeline_defers_both_messages_in_order() {
     let mut h = Harness::new(config()).send(msgs(2)).pipelined();
-    h.play(&format!(
-        "{first}",
-        first = first_body_then_second(),
-    ));
+    h.play(&first_body_then_second());
     assert_eq!(h.client.phase(), Phase::DataTermination);
     h.play("T: timeout");
     assert_eq!(h.outcomes(), [[("deferred", 451)], [("deferred", 451)]]);
-    assert!(matches!(&h.recipient_outcomes()[0], RecipientOutcome::Deferred { reply } if reply.text.contains("timed out")));
+    assert!(
+        matches!(&h.recipient_outcomes()[0], RecipientOutcome::Deferred { reply } if reply.text.contains("timed out"))
+    );
 }
 
 #[test]
 fn a_message_decided_without_the_server_behind_another_keeps_its_turn() {
     let big = OutgoingMessage { size: 5000, ..msg(&["r2@y.test"]) };
     let mut h = Harness::new(config()).send([msg(&["r1@y.test"]), big]).pipelined();
-    h.play(&format!(
+    h.play(
         "S: 220 mx.test ESMTP
          C: EHLO client.test
          S: 250-mx.test
@@ -284,7 +283,7 @@ fn a_message_decided_without_the_server_behind_another_keeps_its_turn() {
          S: 250 queued
          C: QUIT
          S: 221 Bye"
-    ));
+    );
     assert_eq!(h.outcomes(), [[("delivered", 250)], [("bounced", 552)]]);
     assert_eq!(h.names(), ["Ready", "ReadyBehind", "Outcome", "Outcome", "Ready", "Closed"]);
 }
@@ -351,10 +350,7 @@ fn a_refused_bdat_message_does_not_bounce_the_one_behind_it() {
 #[test]
 fn quit_while_pipelined_waits_for_both_outcomes() {
     let mut h = Harness::new(config()).send(msgs(2)).pipelined();
-    h.play(&format!(
-        "{first}",
-        first = first_body_then_second(),
-    ));
+    h.play(&first_body_then_second());
     h.client.quit();
     h.play(
         "S: 250 queued as A1
