@@ -282,7 +282,7 @@ fn a_message_decided_without_the_server_behind_another_keeps_its_turn() {
          C: <BODY>
          S: 250 queued
          C: QUIT
-         S: 221 Bye"
+         S: 221 Bye",
     );
     assert_eq!(h.outcomes(), [[("delivered", 250)], [("bounced", 552)]]);
     assert_eq!(h.names(), ["Ready", "ReadyBehind", "Outcome", "Outcome", "Ready", "Closed"]);
