@@ -276,8 +276,9 @@ duration = "5s"
     let report = sites(&server);
     let still = field(site(&report, "a.test").unwrap().source("default"), "suspended_until").unwrap();
     assert_ne!(still, "no", "b.test's mail went while a.test was suspended, not after:\n{report}");
-    // A second connection may finish the message it had in hand.
-    assert!(a.attempt_count() <= tried_at_suspension + 1, "a.test got mail while suspended");
+    // A second connection may finish what it had in hand: a message, and
+    // the one pipelined behind it (its commands went out before the 421).
+    assert!(a.attempt_count() <= tried_at_suspension + 2, "a.test got mail while suspended");
 
     // After the suspension a.test gets the rest, the deferred one too.
     eventually(Duration::from_secs(30), || (a.count() == 10).then_some(()));

@@ -181,6 +181,10 @@ struct Given {
 pub enum Progress {
     /// The oldest message given and not reported yet is finished.
     Outcome(MessageOutcome),
+    /// The oldest message given and not reported yet went behind another
+    /// and the session ended before its first reply: deferred, and not a
+    /// reply from the site (see `Event::Abandoned`).
+    Abandoned(MessageOutcome),
     /// The session takes a message now ([`RelayConnection::takes_message`]):
     /// it is idle, or the one in flight is waiting for its end-of-data reply
     /// and the server offers PIPELINING.
@@ -280,7 +284,7 @@ impl RelayConnection {
             }
             Event::Failed(f) => Err(fail(f.to_string(), f.temporary)),
             Event::Closed => Err(fail("closed before ready".into(), true)),
-            Event::Outcome(_) | Event::StartTls | Event::ReadyBehind => {
+            Event::Outcome(_) | Event::Abandoned(_) | Event::StartTls | Event::ReadyBehind => {
                 Err(fail("unexpected event before ready".into(), true))
             }
         }
@@ -312,6 +316,10 @@ impl RelayConnection {
                 self.given.pop_front();
                 Progress::Outcome(o)
             }
+            Event::Abandoned(o) => {
+                self.given.pop_front();
+                Progress::Abandoned(o)
+            }
             Event::Ready | Event::ReadyBehind => Progress::CanTake,
             // `drive` runs the handshake itself and never returns this.
             Event::StartTls | Event::Failed(_) | Event::Closed => Progress::Gone,
@@ -338,11 +346,17 @@ impl RelayConnection {
         self.client.capabilities().dsn
     }
 
-    /// QUIT politely (bounded by the command timeout) and close.
+    /// QUIT politely and close once the server answered it (or the
+    /// session failed), bounded by the command timeout. Events still
+    /// queued (the `Ready` behind the last outcome) are passed over: a
+    /// connection closed right after writing QUIT is still open for the
+    /// server until it reads it, and the site's connection slot, released
+    /// after this, would let another connection open meanwhile, one more
+    /// than the site's limit as the server counts.
     pub async fn quit(mut self, tls: &RelayTls) {
         self.client.quit();
         let _ = glommio::timer::timeout(self.timeouts.command, async {
-            let _ = self.drive(tls).await;
+            while !matches!(self.drive(tls).await, Event::Closed | Event::Failed(_)) {}
             Ok(())
         })
         .await;

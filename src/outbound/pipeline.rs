@@ -55,6 +55,15 @@ enum Next {
     Stop,
 }
 
+/// Whether an outcome carries the site's reply to the message (its
+/// backoff rules see it), or the session ended before the message had one
+/// (it went behind another: see `Progress::Abandoned`).
+#[derive(Debug, Clone, Copy)]
+enum Heard {
+    Reply,
+    Nothing,
+}
+
 /// What became of a message handed to [`Shard::give`].
 enum Given<'p> {
     Flying(InFlight<'p>),
@@ -107,9 +116,14 @@ impl Shard {
             match c.progress(&self.outbound.tls).await {
                 Progress::Outcome(outcome) => {
                     let Some(f) = flying.pop_front() else { continue };
-                    if let Some(BackoffAction::Suspend) = self.settle_given(c, f, outcome, permit, limits) {
+                    if let Some(BackoffAction::Suspend) = self.settle_given(c, f, outcome, Heard::Reply, permit, limits)
+                    {
                         taking = false;
                     }
+                }
+                Progress::Abandoned(outcome) => {
+                    let Some(f) = flying.pop_front() else { continue };
+                    self.settle_given(c, f, outcome, Heard::Nothing, permit, limits);
                 }
                 Progress::CanTake => {}
                 Progress::Gone => break,
@@ -129,6 +143,12 @@ impl Shard {
     /// the site's connections) and for the site's rate.
     async fn next_to_give(self: &Rc<Self>, dest: &Dest, permit: &Permit, limits: &SiteLimits, busy: bool) -> Next {
         loop {
+            // Stopping: no new message, on an idle connection (`next_for`
+            // says so) or behind one in flight (SIGTERM lets the attempts in
+            // flight finish, and nothing more starts).
+            if self.stop.is_set() {
+                return Next::Stop;
+            }
             let next = match busy {
                 true => self.queue.borrow_mut().next_ready(dest, &self.envelopes()),
                 false => {
@@ -208,7 +228,7 @@ impl Shard {
             let per_recipient = out.recipients.iter().map(|_| RecipientOutcome::Bounced { reply: reply.clone() });
             let outcome = MessageOutcome { per_recipient: per_recipient.collect() };
             let f = InFlight { key, msg, _flight: flight, success_wanted, given: Instant::now() };
-            self.settle_given(c, f, outcome, permit, limits);
+            self.settle_given(c, f, outcome, Heard::Reply, permit, limits);
             return Given::Settled;
         }
         let body = match Body::new(head, view) {
@@ -229,19 +249,29 @@ impl Shard {
     }
 
     /// Apply the outcome of `f` after the site's backoff rules have seen
-    /// it; returns the backoff action taken, if any.
+    /// it (when it is the site's reply: `heard`); returns the backoff
+    /// action taken, if any.
     fn settle_given(
         self: &Rc<Self>,
         c: &RelayConnection,
         f: InFlight<'_>,
         mut outcome: MessageOutcome,
+        heard: Heard,
         permit: &Permit,
         limits: &SiteLimits,
     ) -> Option<BackoffAction> {
         let InFlight { key, msg, _flight, success_wanted, given } = f;
         let elapsed_ms = given.elapsed().as_millis() as u64;
-        tracing::debug!(queue_id = %msg.queue_id, relay = %c.target.relay_name(), elapsed_ms, "attempt done");
-        let backoff = backoff(&mut outcome, permit, limits);
+        tracing::debug!(queue_id = %msg.queue_id, relay = %c.target.relay_name(), elapsed_ms, ?heard, "attempt done");
+        let backoff = match heard {
+            Heard::Reply => backoff(&mut outcome, permit, limits),
+            Heard::Nothing => {
+                if let Some(first) = outcome.per_recipient.first() {
+                    permit.abandoned(sent(first), now_ms());
+                }
+                None
+            }
+        };
         // NOTIFY=SUCCESS could not be passed on: the notice is ours. An
         // LMTP server is the mailbox itself (RFC 2033 §1), so "delivered".
         let success_notice = (success_wanted && !c.offers_dsn()).then_some(match c.target.addr {
@@ -285,12 +315,7 @@ fn backoff(outcome: &mut MessageOutcome, permit: &Permit, limits: &SiteLimits) -
     };
     let pick = matched.iter().position(|&m| m).unwrap_or(0);
     let first = outcome.per_recipient.get(pick)?;
-    let sent = match first {
-        RecipientOutcome::Delivered { .. } => Sent::Delivered,
-        RecipientOutcome::Deferred { .. } => Sent::Deferred,
-        RecipientOutcome::Bounced { .. } => Sent::Bounced,
-    };
-    let (action, _) = permit.replied(limits, &line(first), Some(sent), now_ms())?;
+    let (action, _) = permit.replied(limits, &line(first), Some(sent(first)), now_ms())?;
     for (o, _) in outcome.per_recipient.iter_mut().zip(&matched).filter(|(_, &m)| m) {
         let flipped = match (action, &*o) {
             (BackoffAction::Bounce, RecipientOutcome::Deferred { reply }) => {
@@ -304,6 +329,15 @@ fn backoff(outcome: &mut MessageOutcome, permit: &Permit, limits: &SiteLimits) -
         *o = flipped;
     }
     Some(action)
+}
+
+/// How an attempt ended for the site's counters, by one recipient.
+fn sent(outcome: &RecipientOutcome) -> Sent {
+    match outcome {
+        RecipientOutcome::Delivered { .. } => Sent::Delivered,
+        RecipientOutcome::Deferred { .. } => Sent::Deferred,
+        RecipientOutcome::Bounced { .. } => Sent::Bounced,
+    }
 }
 
 /// The DSN parameters of `msg`'s recipients (a queued share of `record`),

@@ -121,8 +121,8 @@ impl Sink {
                         let (m, script, active, ends) = (m.clone(), script.clone(), act.clone(), ends.clone());
                         let behind = behind.clone();
                         std::thread::spawn(move || {
-                            let _ = serve(s, &script, &m, (&ends, &behind));
-                            active.fetch_sub(1, Ordering::SeqCst);
+                            let mut open = Open { active, counted: true };
+                            let _ = serve(s, &script, &m, (&ends, &behind), &mut open);
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -158,6 +158,28 @@ impl Drop for Sink {
 
 type Kept = (Arc<Mutex<Vec<Received>>>, Arc<Mutex<Vec<Received>>>);
 
+/// A connection counted in `Sink::active` until it ends, or until its
+/// QUIT is read: the client may open another one as soon as the 221
+/// arrives, and this thread may only get to run again after that.
+struct Open {
+    active: Arc<AtomicUsize>,
+    counted: bool,
+}
+
+impl Open {
+    fn close(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            self.active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 /// `ends` counts ends of data; `behind` those with the next command
 /// already read behind them (see `Sink::pipelined`).
 fn serve(
@@ -165,6 +187,7 @@ fn serve(
     script: &Script,
     (out, all): &Kept,
     (ends, behind): (&AtomicUsize, &AtomicUsize),
+    open: &mut Open,
 ) -> std::io::Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let peer = s.peer_addr()?.ip();
@@ -295,6 +318,7 @@ fn serve(
             chunks.clear();
             "250 Ok".into()
         } else if upper == "QUIT" {
+            open.close();
             w.write_all(b"221 Bye\r\n")?;
             return Ok(());
         } else {

@@ -490,17 +490,22 @@ impl Client {
 
     /// Ends the session: each message in flight (if any) is resolved, in
     /// order, with the cause's deferral reply for what is undecided, then
-    /// `Failed`; `quit` leaves a QUIT
-    /// for the driver to write before it closes.
+    /// `Failed`; `quit` leaves a QUIT for the driver to write before it
+    /// closes. The oldest transaction is the one the cause came in (a 421
+    /// is its reply): an `Outcome`; one behind it had no reply yet:
+    /// `Abandoned`.
     fn fail(&mut self, cause: FailureCause, temporary: bool, quit: bool) {
         if let State::Transaction(flight) = mem::replace(&mut self.state, State::Done) {
             let deferral = cause.deferral();
+            let mut oldest = true;
             for entry in flight.into_entries() {
-                let outcome = match entry {
-                    Entry::Live(txn) => txn.resolve(&deferral),
-                    Entry::Decided(outcome) => outcome,
+                let event = match entry {
+                    Entry::Live(txn) if oldest => Event::Outcome(txn.resolve(&deferral)),
+                    Entry::Live(txn) => Event::Abandoned(txn.resolve(&deferral)),
+                    Entry::Decided(outcome) => Event::Outcome(outcome),
                 };
-                self.events.push_back(Event::Outcome(outcome));
+                oldest = false;
+                self.events.push_back(event);
             }
         }
         if quit {

@@ -44,6 +44,14 @@ pub enum Event {
     StartTls,
     /// The message in flight is finished, recipient by recipient.
     Outcome(MessageOutcome),
+    /// A message that went out behind another (PIPELINING) when the
+    /// session ended before any reply of its own: deferred by that end,
+    /// in order like an `Outcome`. What ended the session (a 421, a
+    /// timeout) came with the `Outcome` of the message before it, so this
+    /// one says nothing more about the server: settle it, but do not count
+    /// it as another reply from the site (its backoff rules see the 421
+    /// once per session, not once per message in flight).
+    Abandoned(MessageOutcome),
     /// The session ended cleanly (QUIT answered, or the server closed an
     /// idle connection): close the socket.
     Closed,

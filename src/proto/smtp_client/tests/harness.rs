@@ -197,7 +197,7 @@ impl Harness {
                 // Ignored, as a driver that does not pipeline does; its
                 // event list reads as it did before pipelining existed.
                 Event::ReadyBehind => continue,
-                Event::Outcome(_) | Event::Closed | Event::Failed(_) => {}
+                Event::Outcome(_) | Event::Abandoned(_) | Event::Closed | Event::Failed(_) => {}
             }
             self.events.push(event);
         }
@@ -208,7 +208,7 @@ impl Harness {
         self.events
             .iter()
             .filter_map(|e| match e {
-                Event::Outcome(o) => Some(o.per_recipient.iter().map(kind).collect()),
+                Event::Outcome(o) | Event::Abandoned(o) => Some(o.per_recipient.iter().map(kind).collect()),
                 _ => None,
             })
             .collect()
@@ -219,7 +219,7 @@ impl Harness {
         self.events
             .iter()
             .filter_map(|e| match e {
-                Event::Outcome(o) => Some(o.per_recipient.clone()),
+                Event::Outcome(o) | Event::Abandoned(o) => Some(o.per_recipient.clone()),
                 _ => None,
             })
             .flatten()
@@ -235,6 +235,7 @@ impl Harness {
                 Event::ReadyBehind => "ReadyBehind",
                 Event::StartTls => "StartTls",
                 Event::Outcome(_) => "Outcome",
+                Event::Abandoned(_) => "Abandoned",
                 Event::Closed => "Closed",
                 Event::Failed(_) => "Failed",
             })
