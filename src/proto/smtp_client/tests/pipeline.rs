@@ -35,6 +35,21 @@ fn first_body_then_second() -> String {
     )
 }
 
+/// Greeted by a server with CHUNKING; two messages' MAIL, RCPT and
+/// `BDAT 100 LAST` with its chunk written one behind the other, before any
+/// reply.
+fn two_bdat_messages() -> String {
+    let bdat = |n: usize| {
+        format!(
+            "C: MAIL FROM:<a@example.test>
+             C: RCPT TO:<r{n}@y.test>
+             C: BDAT 100 LAST
+             C: <CHUNK>"
+        )
+    };
+    format!("{GREET_CHUNKING}\n{}\n{}", bdat(1), bdat(2))
+}
+
 /// Three messages, each one's commands behind the previous body: one round
 /// trip per message after the first.
 fn three_in_a_row() -> String {
@@ -297,15 +312,7 @@ fn a_message_decided_without_the_server_behind_another_keeps_its_turn() {
 fn bdat_messages_overlap_and_each_reply_settles_its_own() {
     let mut h = Harness::new(config()).send(msgs(2)).pipelined();
     h.play(&format!(
-        "{GREET_CHUNKING}
-         C: MAIL FROM:<a@example.test>
-         C: RCPT TO:<r1@y.test>
-         C: BDAT 100 LAST
-         C: <CHUNK>
-         C: MAIL FROM:<a@example.test>
-         C: RCPT TO:<r2@y.test>
-         C: BDAT 100 LAST
-         C: <CHUNK>
+        "{first}
          S: 250 2.1.0 ok
          S: 250 2.1.5 ok
          S: 250 2.0.0 queued as A1
@@ -313,7 +320,8 @@ fn bdat_messages_overlap_and_each_reply_settles_its_own() {
          S: 250 2.1.5 ok
          S: 250 2.0.0 queued as A2
          C: QUIT
-         S: 221 Bye"
+         S: 221 Bye",
+        first = two_bdat_messages(),
     ));
     let replies: Vec<String> = h.recipient_outcomes().iter().map(|o| o.reply().to_string()).collect();
     assert_eq!(replies, ["250 2.0.0 queued as A1", "250 2.0.0 queued as A2"]);
@@ -327,15 +335,7 @@ fn a_refused_bdat_message_does_not_bounce_the_one_behind_it() {
     ] {
         let mut h = Harness::new(config()).send(msgs(2)).pipelined();
         h.play(&format!(
-            "{GREET_CHUNKING}
-             C: MAIL FROM:<a@example.test>
-             C: RCPT TO:<r1@y.test>
-             C: BDAT 100 LAST
-             C: <CHUNK>
-             C: MAIL FROM:<a@example.test>
-             C: RCPT TO:<r2@y.test>
-             C: BDAT 100 LAST
-             C: <CHUNK>
+            "{first}
              S: 250 2.1.0 ok
              S: 550 5.1.1 no such user
              S: 554 5.5.1 no valid recipients
@@ -346,7 +346,10 @@ fn a_refused_bdat_message_does_not_bounce_the_one_behind_it() {
              S: 250 ok
              C: QUIT
              S: 221 Bye",
-            second[0], second[1], second[2]
+            second[0],
+            second[1],
+            second[2],
+            first = two_bdat_messages(),
         ));
         assert_eq!(h.outcomes(), [[("bounced", 550)], [want]], "{second:?}");
     }
