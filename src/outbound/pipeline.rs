@@ -25,7 +25,6 @@ use super::sites::{Flight, Permit, Refused, Sent};
 use crate::clock::now_ms;
 use crate::outbound::dsn::Action as DsnAction;
 use crate::outbound::mx;
-use crate::proto::smtp::has_8bit;
 use crate::proto::smtp_client::{needs_smtputf8, DsnParams, MessageOutcome, OutgoingMessage, RecipientOutcome};
 use crate::queue::{Dest, Key, QueuedMessage};
 use crate::shard::Shard;
@@ -294,7 +293,7 @@ fn outgoing(record: &MessageRecord<'_>, msg: &QueuedMessage, head: usize) -> Out
         smtputf8: needs_smtputf8(record.ext.smtputf8, &msg.sender, &recipients, body),
         recipients,
         size: (head + body.len()) as u64,
-        body_8bit: has_8bit(body),
+        body_8bit: !body.is_ascii(),
         dsn: dsn_params(record, msg),
         binarymime: record.ext.body == BodyKind::BinaryMime,
         requiretls: record.ext.requiretls,
