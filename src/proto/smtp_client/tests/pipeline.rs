@@ -253,7 +253,11 @@ fn service_closing_mid_pipeline_defers_what_is_unsettled() {
     // second waits, and the 421 was its reply.
     for (before, want, last) in [
         ("", vec![vec![("deferred", 421)], vec![("deferred", 421)]], ["Outcome", "Abandoned", "Failed"]),
-        ("S: 250 2.0.0 queued as A1", vec![vec![("delivered", 250)], vec![("deferred", 421)]], ["Outcome", "Outcome", "Failed"]),
+        (
+            "S: 250 2.0.0 queued as A1",
+            vec![vec![("delivered", 250)], vec![("deferred", 421)]],
+            ["Outcome", "Outcome", "Failed"],
+        ),
     ] {
         let mut h = Harness::new(config()).send(msgs(2)).pipelined();
         h.play(&format!(
