@@ -3,6 +3,8 @@
 //! connection limits, and kill -9 in the middle of relaying.
 
 mod common;
+#[path = "common/postfix.rs"]
+mod postfix;
 #[path = "common/sink.rs"]
 mod sink;
 
@@ -303,24 +305,10 @@ fn queue_list(server: &Server) -> String {
 #[test]
 fn postfix_smtp_sink_receives_relayed_mail() {
     // A real peer: Postfix's smtp-sink (Debian package postfix; tests/run.sh
-    // installs it). It refuses to keep root privileges, hence -u nobody.
+    // installs it).
     let port = free_port();
     let dump = tempfile::tempdir_in(test_tmp()).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dump.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let mut cmd = std::process::Command::new("/usr/sbin/smtp-sink");
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        cmd.args(["-u", "nobody"]);
-    }
-    let mut sink = cmd
-        .arg("-d")
-        .arg(format!("{}/%H%M%S.", dump.path().display()))
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("10")
-        .spawn()
-        .expect("/usr/sbin/smtp-sink (install postfix; tests/run.sh does)");
-    eventually(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()));
+    let mut sink = postfix::smtp_sink(port, dump.path());
     let server = Server::start_with(Options {
         relay: format!("routes = {{ \"remote.test\" = \"127.0.0.1:{port}\" }}\nretry = [\"1s\"]\n"),
         ..Options::default()

@@ -4,20 +4,30 @@
 //! do the STARTTLS handshake when asked. An LMTP target is reached over
 //! TCP or a Unix stream socket ([`Endpoint`]), from no particular source
 //! address, and never with TLS.
+//!
+//! Messages are given with [`RelayConnection::submit`] and reported by
+//! [`RelayConnection::progress`], one outcome per message in the order
+//! given. With a server offering PIPELINING, the next message may be given
+//! while the one before awaits its end-of-data reply ([`Progress::CanTake`]
+//! comes after its body is written), so its commands go out behind that
+//! body (RFC 2920 §3.1).
 
 use super::tls::RelayTls;
 use super::tls_policy::{TargetTls, TlsResult};
 use crate::outbound::mx::{Endpoint, Target};
 use crate::proto::smtp::{dot_stuff, dot_stuff_lines, dot_stuff_piece};
 use crate::proto::smtp_client::{
-    Client, ClientConfig, ConnectionFailure, Event, MessageOutcome, OutgoingMessage, Phase, Transmit,
+    Client, ClientConfig, ConnectionFailure, Event, MessageOutcome, OutgoingMessage, Phase, Sent, Transmit,
 };
+use crate::spool::{DecodeError, RecordView};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use futures_rustls::client::TlsStream;
 use futures_rustls::TlsConnector;
 use glommio::net::{TcpStream, UnixStream};
 use rustls::pki_types::ServerName;
+use std::collections::VecDeque;
 use std::io;
+use std::ops::Range;
 use std::time::Duration;
 
 /// RFC 5321 §4.5.3.2 client timeouts (`[relay.timeouts]`).
@@ -129,10 +139,67 @@ async fn bounded<T>(wait: Duration, io: impl std::future::Future<Output = io::Re
     }
 }
 
+/// What goes on the wire for one message: fields put in front (DKIM
+/// signatures; empty or CRLF-terminated), then the stored (unstuffed) body,
+/// read straight from the spool map when the client asks for it.
+pub struct Body {
+    head: Vec<u8>,
+    record: RecordView,
+    /// Where the body is in the record's payload.
+    body: Range<usize>,
+}
+
+impl Body {
+    /// `head` in front of the body of the message `record` holds.
+    pub fn new(head: Vec<u8>, record: RecordView) -> Result<Body, DecodeError> {
+        let payload = record.payload().as_ptr_range();
+        let stored = record.message()?.body.as_ptr_range();
+        // The decoded body borrows the payload; an empty one may point anywhere.
+        let body = match payload.start <= stored.start && stored.end <= payload.end {
+            true => (stored.start as usize - payload.start as usize)..(stored.end as usize - payload.start as usize),
+            false => 0..0,
+        };
+        Ok(Body { head, record, body })
+    }
+
+    /// The stored body (without `head`).
+    pub fn stored(&self) -> &[u8] {
+        &self.record.payload()[self.body.clone()]
+    }
+}
+
+/// A message given to the connection and not reported yet.
+struct Given {
+    body: Body,
+    /// The client will ask for its body (it was not decided locally).
+    on_the_wire: bool,
+    /// Its body was written.
+    written: bool,
+}
+
+/// What [`RelayConnection::progress`] reports.
+pub enum Progress {
+    /// The oldest message given and not reported yet is finished.
+    Outcome(MessageOutcome),
+    /// The oldest message given and not reported yet went behind another
+    /// and the session ended before its first reply: deferred, and not a
+    /// reply from the site (see `Event::Abandoned`).
+    Abandoned(MessageOutcome),
+    /// The session takes a message now ([`RelayConnection::takes_message`]):
+    /// it is idle, or the one in flight is waiting for its end-of-data reply
+    /// and the server offers PIPELINING.
+    CanTake,
+    /// The session is over. Every message given was reported before (a
+    /// failure defers what it left undecided, in order).
+    Gone,
+}
+
 /// A session with one remote host, reusable for many messages.
 pub struct RelayConnection {
     stream: Stream,
     client: Client,
+    /// Messages given and not reported yet, oldest first.
+    given: VecDeque<Given>,
     inbuf: Vec<u8>,
     /// What goes out next, reused from write to write.
     outbuf: Vec<u8>,
@@ -143,12 +210,6 @@ pub struct RelayConnection {
     /// this is what the failure says instead of "connection lost").
     tls_error: Option<String>,
     pub target: Target,
-}
-
-/// After a message: can the connection take another one?
-pub enum After {
-    Ready,
-    Gone,
 }
 
 impl RelayConnection {
@@ -205,6 +266,7 @@ impl RelayConnection {
         let mut conn = RelayConnection {
             stream,
             client,
+            given: VecDeque::new(),
             inbuf: Vec::with_capacity(4096),
             outbuf: Vec::new(),
             timeouts: first,
@@ -212,7 +274,7 @@ impl RelayConnection {
             tls_error: None,
             target: target.clone(),
         };
-        match conn.drive(None, tls).await {
+        match conn.drive(tls).await {
             Event::Ready => {
                 conn.timeouts = timeouts;
                 Ok(conn)
@@ -222,39 +284,46 @@ impl RelayConnection {
             }
             Event::Failed(f) => Err(fail(f.to_string(), f.temporary)),
             Event::Closed => Err(fail("closed before ready".into(), true)),
-            Event::Outcome(_) | Event::StartTls => Err(fail("unexpected event before ready".into(), true)),
+            Event::Outcome(_) | Event::Abandoned(_) | Event::StartTls | Event::ReadyBehind => {
+                Err(fail("unexpected event before ready".into(), true))
+            }
         }
     }
 
-    /// Send one message: `head` (fields put in front, such as DKIM
-    /// signatures; empty or CRLF-terminated), then `body`, the stored
-    /// (unstuffed) form. `msg.size` is their sum.
-    pub async fn send(
-        &mut self,
-        msg: OutgoingMessage,
-        head: &[u8],
-        body: &[u8],
-        tls: &RelayTls,
-    ) -> (MessageOutcome, After) {
-        let n = msg.recipients.len();
-        if let Err(e) = self.client.send_message(msg) {
-            let reason = format!("client not ready: {e}");
-            return (deferred_all(n, (4, 4, 2), &reason), After::Gone);
-        }
-        let outcome = loop {
-            match self.drive(Some((head, body)), tls).await {
-                Event::Outcome(o) => break o,
-                Event::Failed(f) => return (deferred_all(n, (4, 4, 2), &f.to_string()), After::Gone),
-                Event::Closed => return (deferred_all(n, (4, 4, 2), "connection closed"), After::Gone),
-                Event::Ready | Event::StartTls => continue,
+    /// Whether [`RelayConnection::submit`] would take a message now.
+    pub fn takes_message(&self) -> bool {
+        self.client.takes_message()
+    }
+
+    /// Give a message (its `size` must be what `body` puts on the wire
+    /// before dot-stuffing: head and stored body); its outcome comes
+    /// from [`RelayConnection::progress`] after those given before it. A
+    /// message the session cannot take now is handed back.
+    pub fn submit(&mut self, msg: OutgoingMessage, body: Body) -> Result<(), OutgoingMessage> {
+        match self.client.send_message(msg) {
+            Ok(sent) => {
+                self.given.push_back(Given { body, on_the_wire: sent == Sent::OnTheWire, written: false });
+                Ok(())
             }
-        };
-        // Wait for the session to be ready again (or to have failed).
-        let after = match self.drive(None, tls).await {
-            Event::Ready => After::Ready,
-            Event::Failed(_) | Event::Closed | Event::Outcome(_) | Event::StartTls => After::Gone,
-        };
-        (outcome, after)
+            Err(e) => Err(e.into_message()),
+        }
+    }
+
+    /// Run the session until something happens that the caller acts on.
+    pub async fn progress(&mut self, tls: &RelayTls) -> Progress {
+        match self.drive(tls).await {
+            Event::Outcome(o) => {
+                self.given.pop_front();
+                Progress::Outcome(o)
+            }
+            Event::Abandoned(o) => {
+                self.given.pop_front();
+                Progress::Abandoned(o)
+            }
+            Event::Ready | Event::ReadyBehind => Progress::CanTake,
+            // `drive` runs the handshake itself and never returns this.
+            Event::StartTls | Event::Failed(_) | Event::Closed => Progress::Gone,
+        }
     }
 
     /// What this session's TLS is (`tls=` in the logs).
@@ -277,25 +346,33 @@ impl RelayConnection {
         self.client.capabilities().dsn
     }
 
-    /// QUIT politely (bounded by the command timeout) and close.
+    /// QUIT politely and close once the server answered it (or the
+    /// session failed), bounded by the command timeout. Events still
+    /// queued (the `Ready` behind the last outcome) are passed over: a
+    /// connection closed right after writing QUIT is still open for the
+    /// server until it reads it, and the site's connection slot, released
+    /// after this, would let another connection open meanwhile, one more
+    /// than the site's limit as the server counts.
     pub async fn quit(mut self, tls: &RelayTls) {
         self.client.quit();
         let _ = glommio::timer::timeout(self.timeouts.command, async {
-            let _ = self.drive(None, tls).await;
+            while !matches!(self.drive(tls).await, Event::Closed | Event::Failed(_)) {}
             Ok(())
         })
         .await;
     }
 
-    /// Run the client until it reports an event. Writes, STARTTLS and
-    /// reads happen here; `body` is written when the client asks for it.
-    async fn drive(&mut self, message: Option<(&[u8], &[u8])>, tls: &RelayTls) -> Event {
-        let (head, body) = message.unwrap_or_default();
+    /// Run the client until it reports an event (except `StartTls`, which
+    /// is done here). Writes, STARTTLS and reads happen here; a body is
+    /// written when the client asks for it, from the oldest message given
+    /// whose body is still owed.
+    async fn drive(&mut self, tls: &RelayTls) -> Event {
         loop {
             // Everything the client has to say goes out in one write:
             // with BDAT that is MAIL, the RCPTs, BDAT and the body.
             let mut wire = std::mem::take(&mut self.outbuf);
-            let mut body_written = false;
+            let mut bodies_written = 0;
+            let mut body_missing = false;
             let mut r = Ok(());
             while let Some(t) = self.client.poll_transmit() {
                 let stuffed = match t {
@@ -306,19 +383,36 @@ impl RelayConnection {
                     Transmit::Body => true,
                     Transmit::Chunk => false,
                 };
-                body_written = true;
+                let Some(given) = self.given.iter_mut().find(|g| g.on_the_wire && !g.written) else {
+                    body_missing = true; // cannot happen: the client asks once per message on the wire
+                    break;
+                };
+                given.written = true;
+                bodies_written += 1;
                 if r.is_ok() {
-                    r = self.put_body(&mut wire, head, body, stuffed).await;
+                    let (head, body) = (&given.body.head, given.body.stored());
+                    r = put_body(&mut self.stream, self.timeouts.data_block, &mut wire, head, body, stuffed).await;
                 }
             }
-            if body_written || !wire.is_empty() {
-                if r.is_ok() && !wire.is_empty() {
-                    r = self.write(&wire).await;
-                }
-                if body_written {
-                    self.client.body_sent();
-                }
-                if r.is_err() {
+            if body_missing {
+                tracing::error!(host = %self.target.host, "the client asked for a body no message owes");
+                wire.clear();
+                self.client.connection_lost();
+            }
+            // Told before the write, so that when the client takes the next
+            // message behind these bodies (PIPELINING) they are held back
+            // and its commands join them in one write, made by the next
+            // `drive` (the caller drives again after giving it, or not).
+            for _ in 0..bodies_written {
+                self.client.body_sent();
+            }
+            let event = self.client.poll_event();
+            if r.is_ok() && bodies_written > 0 && event == Some(Event::ReadyBehind) {
+                self.outbuf = wire;
+                return Event::ReadyBehind;
+            }
+            if r.is_err() || !wire.is_empty() {
+                if r.is_err() || self.write(&wire).await.is_err() {
                     self.client.connection_lost();
                 }
                 wire.clear();
@@ -327,7 +421,7 @@ impl RelayConnection {
                 }
             }
             self.outbuf = wire;
-            if let Some(ev) = self.client.poll_event() {
+            if let Some(ev) = event.or_else(|| self.client.poll_event()) {
                 match ev {
                     Event::StartTls => {
                         self.inbuf.clear();
@@ -390,50 +484,8 @@ impl RelayConnection {
         }
     }
 
-    /// Puts the message (`head` then `body`) after the commands in `wire`:
-    /// dot-stuffed with the final ".\r\n" (DATA) or raw (BDAT). A small
-    /// message stays in `wire`, written with the commands around it in one
-    /// write. A large one is written now, `wire` first: a BDAT body straight
-    /// from the spool map (no copy), a DATA body stuffed through `wire` in
-    /// pieces of about [`BODY_PIECE`], so the buffer a connection keeps
-    /// stays small and warm; the final dot stays in `wire`.
-    async fn put_body(&mut self, wire: &mut Vec<u8>, head: &[u8], body: &[u8], stuffed: bool) -> io::Result<()> {
-        let large = head.len() + body.len() > BODY_PIECE;
-        match (stuffed, large) {
-            (true, false) => {
-                dot_stuff_lines(head, wire);
-                dot_stuff(body, wire);
-            }
-            (false, false) => {
-                wire.extend_from_slice(head);
-                wire.extend_from_slice(body);
-            }
-            (false, true) => {
-                wire.extend_from_slice(head);
-                self.write(wire).await?;
-                wire.clear();
-                self.write(body).await?;
-            }
-            (true, true) => {
-                dot_stuff_lines(head, wire);
-                let mut rest = body;
-                while !rest.is_empty() {
-                    let took = dot_stuff_piece(rest, BODY_PIECE, wire);
-                    rest = &rest[took..];
-                    self.write(wire).await?;
-                    wire.clear();
-                }
-                wire.extend_from_slice(b".\r\n");
-            }
-        }
-        Ok(())
-    }
-
     async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if let Some(tcp) = self.stream.tcp() {
-            let _ = tcp.set_write_timeout(Some(self.timeouts.data_block));
-        }
-        self.stream.write_all(bytes, self.timeouts.data_block).await
+        write_on(&mut self.stream, self.timeouts.data_block, bytes).await
     }
 
     async fn start_tls(&mut self, tls: &RelayTls) -> io::Result<()> {
@@ -463,4 +515,58 @@ pub fn deferred_all(n: usize, enhanced: (u8, u16, u16), reason: &str) -> Message
     use crate::proto::smtp_client::{RecipientOutcome, Reply};
     let reply = Reply { code: 451, enhanced: Some(enhanced), text: reason.to_string() };
     MessageOutcome { per_recipient: (0..n).map(|_| RecipientOutcome::Deferred { reply: reply.clone() }).collect() }
+}
+
+/// Puts the message (`head` then `body`) after the commands in `wire`:
+/// dot-stuffed with the final ".\r\n" (DATA) or raw (BDAT). A small
+/// message stays in `wire`, written with the commands around it in one
+/// write. A large one is written now, `wire` first: a BDAT body straight
+/// from the spool map (no copy), a DATA body stuffed through `wire` in
+/// pieces of about [`BODY_PIECE`], so the buffer a connection keeps
+/// stays small and warm; the final dot stays in `wire`.
+async fn put_body(
+    stream: &mut Stream,
+    timeout: Duration,
+    wire: &mut Vec<u8>,
+    head: &[u8],
+    body: &[u8],
+    stuffed: bool,
+) -> io::Result<()> {
+    let large = head.len() + body.len() > BODY_PIECE;
+    match (stuffed, large) {
+        (true, false) => {
+            dot_stuff_lines(head, wire);
+            dot_stuff(body, wire);
+        }
+        (false, false) => {
+            wire.extend_from_slice(head);
+            wire.extend_from_slice(body);
+        }
+        (false, true) => {
+            wire.extend_from_slice(head);
+            write_on(stream, timeout, wire).await?;
+            wire.clear();
+            write_on(stream, timeout, body).await?;
+        }
+        (true, true) => {
+            dot_stuff_lines(head, wire);
+            let mut rest = body;
+            while !rest.is_empty() {
+                let took = dot_stuff_piece(rest, BODY_PIECE, wire);
+                rest = &rest[took..];
+                write_on(stream, timeout, wire).await?;
+                wire.clear();
+            }
+            wire.extend_from_slice(b".\r\n");
+        }
+    }
+    Ok(())
+}
+
+/// Write all of `bytes`, each write bounded by `timeout`.
+async fn write_on(stream: &mut Stream, timeout: Duration, bytes: &[u8]) -> io::Result<()> {
+    if let Some(tcp) = stream.tcp() {
+        let _ = tcp.set_write_timeout(Some(timeout));
+    }
+    stream.write_all(bytes, timeout).await
 }

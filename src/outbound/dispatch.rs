@@ -2,9 +2,9 @@
 //! domain, and outcome handling.
 
 use super::classify::{classify, BounceClass};
-use super::conn::{deferred_all, After, RelayConnection, Timeouts};
+use super::conn::{deferred_all, RelayConnection, Timeouts};
 use super::shaping::{self, BackoffAction, SiteLimits};
-use super::sites::{Permit, Refused, Sent};
+use super::sites::{Permit, Refused};
 use super::slot::ConnectionSlot;
 use super::source;
 use crate::clock::now_ms;
@@ -14,10 +14,10 @@ use crate::outbound::bounce::About;
 use crate::outbound::dsn::Action as DsnAction;
 use crate::outbound::mx;
 use crate::outbound::tls_policy::{self, TlsResult};
-use crate::proto::smtp_client::{needs_smtputf8, DsnParams, MessageOutcome, OutgoingMessage, RecipientOutcome};
+use crate::proto::smtp_client::{MessageOutcome, RecipientOutcome};
 use crate::queue::{retry_delay, Dest, Key, NoEnvelopes, QueuedMessage, RetryPolicy};
 use crate::shard::{owner, Request, Settled, Shard};
-use crate::spool::{encode_recipient_state, BodyKind, MessageRecord, Outcome, RecipientState, RecordKind};
+use crate::spool::{encode_recipient_state, Outcome, RecipientState, RecordKind};
 use rand::Rng;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -306,43 +306,14 @@ impl Shard {
             self.release(permit);
             return;
         };
-        let mut sent = 0;
-        while sent < limits.max_deliveries_per_connection {
-            if self.outbound.sites.generation() != generation {
-                break; // reloaded: reconnect under the new rules
-            }
-            if permit.suspended(now_ms()) {
-                break;
-            }
-            // Others waiting for this site get the connection slot sooner
-            // than an idle wait would give it up.
-            let idle = if self.outbound.site_wanted(&site) { Duration::ZERO } else { relay.connection_idle.get() };
-            let Some((key, msg)) = self.next_for(dest, idle).await else { break };
-            sent += 1;
-            let Some((key, msg)) = self.without_suppressed(key, msg) else { continue };
-            // The rate slot is taken with the message in hand, just before
-            // it goes: a slot taken before waiting for mail was spent late,
-            // after the slots other connections took meanwhile, and the
-            // site saw a burst above its rate.
-            if !self.pace(&permit, limits).await {
-                self.queue.borrow_mut().put_back(key);
-                break;
-            }
-            let (after, backoff) = self.deliver_one(&mut c, key, msg, &permit, limits).await;
-            if let After::Gone = after {
-                break;
-            }
-            if let Some(BackoffAction::Suspend) = backoff {
-                break;
-            }
-        }
+        self.carry_mail(&mut c, dest, &permit, limits, generation).await;
         c.quit(&self.outbound.tls).await;
         self.release(permit);
     }
 
     /// Wait for a slot of the site's message rate. False when the site
     /// was suspended meanwhile or the core is stopping.
-    async fn pace(&self, permit: &Permit, limits: &SiteLimits) -> bool {
+    pub(super) async fn pace(&self, permit: &Permit, limits: &SiteLimits) -> bool {
         loop {
             match permit.take_message(limits, now_ms()) {
                 Ok(()) => return true,
@@ -388,7 +359,7 @@ impl Shard {
     /// The next ready message for `domain`, waiting up to `idle` for one
     /// (the connection stays open meanwhile, so a steady stream of mail is
     /// not one connection per message). None when stopping or idle too long.
-    async fn next_for(self: &Rc<Self>, domain: &Dest, idle: Duration) -> Option<(Key, QueuedMessage)> {
+    pub(super) async fn next_for(self: &Rc<Self>, domain: &Dest, idle: Duration) -> Option<(Key, QueuedMessage)> {
         let deadline = std::time::Instant::now() + idle;
         loop {
             if self.stop.is_set() {
@@ -426,80 +397,11 @@ impl Shard {
         }
     }
 
-    /// Send one queued message over `conn` and apply what happened, after
-    /// the site's backoff rules have seen the reply. Returns whether the
-    /// connection can go on, and the backoff action taken if any.
-    async fn deliver_one(
-        self: &Rc<Self>,
-        conn: &mut RelayConnection,
-        key: Key,
-        msg: QueuedMessage,
-        permit: &Permit,
-        limits: &SiteLimits,
-    ) -> (After, Option<BackoffAction>) {
-        let _flight = permit.flight();
-        let view = match self.maps.borrow_mut().record(self.resolve(msg.at)) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(queue_id = %msg.queue_id, error = %e, "cannot read queued message from the spool");
-                let outcome = deferred_all(msg.recipients.len(), (4, 3, 0), &format!("spool read error: {e}"));
-                self.apply_outcome(key, msg, outcome, None, None, Some(limits));
-                return (After::Ready, None);
-            }
-        };
-        let record = match view.message() {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(queue_id = %msg.queue_id, error = %e, "queued message record is undecodable");
-                return (After::Ready, None);
-            }
-        };
-        let body = record.body;
-        let head = self.outbound.dkim_fields(&msg, body).await;
-        let dsn = dsn_params(&record, &msg);
-        let success_wanted = dsn.recipients.iter().any(|d| d.notify.success);
-        let recipients: Vec<String> = msg.recipients.iter().map(|r| r.address.clone()).collect();
-        let out = OutgoingMessage {
-            sender: msg.sender.clone(),
-            smtputf8: needs_smtputf8(record.ext.smtputf8, &msg.sender, &recipients, body),
-            recipients,
-            size: (head.len() + body.len()) as u64,
-            body_8bit: !body.is_ascii(),
-            dsn,
-            binarymime: record.ext.body == BodyKind::BinaryMime,
-            requiretls: record.ext.requiretls,
-        };
-        let tls = conn.tls_result();
-        let started = std::time::Instant::now();
-        let (mut outcome, after) = if out.requiretls && !tls.is_verified() {
-            // RFC 8689 §4.2.1: only over a session whose certificate was
-            // verified (DANE or PKIX); the next hop's REQUIRETLS support is
-            // the client's to check.
-            let reason = format!("REQUIRETLS: the TLS session to the next hop is not verified (tls={tls})");
-            let reply = crate::proto::smtp_client::Reply::local(550, (5, 7, 10), &reason);
-            let per_recipient = out.recipients.iter().map(|_| RecipientOutcome::Bounced { reply: reply.clone() });
-            (MessageOutcome { per_recipient: per_recipient.collect() }, After::Ready)
-        } else {
-            conn.send(out, &head, body, &self.outbound.tls).await
-        };
-        tracing::debug!(queue_id = %msg.queue_id, relay = %conn.target.relay_name(), elapsed_ms = started.elapsed().as_millis() as u64, "attempt done");
-        let backoff = backoff(&mut outcome, permit, limits);
-        // NOTIFY=SUCCESS could not be passed on: the notice is ours. An
-        // LMTP server is the mailbox itself (RFC 2033 §1), so "delivered".
-        let success_notice = (success_wanted && !conn.offers_dsn()).then_some(match conn.target.addr {
-            mx::Endpoint::Smtp(_) => DsnAction::Relayed,
-            mx::Endpoint::LmtpTcp(_) | mx::Endpoint::LmtpUnix(_) => DsnAction::Delivered,
-        });
-        let hop = Hop { target: conn.target.clone(), tls, tls_basis: conn.tls_basis().to_string() };
-        self.apply_outcome(key, msg, outcome, Some(&hop), success_notice, Some(limits));
-        (after, backoff)
-    }
-
     /// One handler per class: delivered -> tombstone (and a success notice
     /// of kind `success_notice`, when given: the next hop could not take
     /// NOTIFY=SUCCESS); bounced -> DSN then tombstone; deferred -> back on
     /// the schedule.
-    fn apply_outcome(
+    pub(super) fn apply_outcome(
         self: &Rc<Self>,
         key: Key,
         msg: QueuedMessage,
@@ -670,59 +572,6 @@ impl Shard {
     }
 }
 
-/// Show the site's backoff rules the replies to one message: the first
-/// reply that matches a rule (else the first reply) is recorded for the
-/// site and may suspend it or halve its rate; recipients whose reply
-/// matched a `bounce` or `defer` rule become bounced or deferred.
-fn backoff(outcome: &mut MessageOutcome, permit: &Permit, limits: &SiteLimits) -> Option<BackoffAction> {
-    let line = |o: &RecipientOutcome| o.reply().to_string().replace('\n', " ");
-    // Each reply is matched once, and only when the site has rules.
-    let matched: Vec<bool> = if limits.backoff.is_empty() {
-        Vec::new()
-    } else {
-        outcome.per_recipient.iter().map(|o| limits.backoff_for(&line(o)).is_some()).collect()
-    };
-    let pick = matched.iter().position(|&m| m).unwrap_or(0);
-    let first = outcome.per_recipient.get(pick)?;
-    let sent = match first {
-        RecipientOutcome::Delivered { .. } => Sent::Delivered,
-        RecipientOutcome::Deferred { .. } => Sent::Deferred,
-        RecipientOutcome::Bounced { .. } => Sent::Bounced,
-    };
-    let (action, _) = permit.replied(limits, &line(first), Some(sent), now_ms())?;
-    for (o, _) in outcome.per_recipient.iter_mut().zip(&matched).filter(|(_, &m)| m) {
-        let flipped = match (action, &*o) {
-            (BackoffAction::Bounce, RecipientOutcome::Deferred { reply }) => {
-                RecipientOutcome::Bounced { reply: reply.clone() }
-            }
-            (BackoffAction::Defer, RecipientOutcome::Bounced { reply }) => {
-                RecipientOutcome::Deferred { reply: reply.clone() }
-            }
-            _ => continue,
-        };
-        *o = flipped;
-    }
-    Some(action)
-}
-
-/// The header section of a message (up to and including the blank line),
-/// at most 64 KiB: what a DSN returns.
-/// The DSN parameters of `msg`'s recipients (a queued share of `record`),
-/// to pass on to a next hop that offers DSN.
-fn dsn_params(record: &MessageRecord<'_>, msg: &QueuedMessage) -> DsnParams {
-    let recipients: Vec<_> = msg
-        .recipients
-        .iter()
-        .map(|r| record.recipients.get(usize::from(r.index)).map(|e| e.dsn.clone()).unwrap_or_default())
-        .collect();
-    let any = recipients.iter().any(|d| d.notify.is_given() || d.orcpt.is_some());
-    DsnParams {
-        ret: record.ext.ret,
-        envid: record.ext.envid.clone(),
-        recipients: if any { recipients } else { Vec::new() },
-    }
-}
-
 /// The retry schedule from `[relay]`.
 fn retry_policy(r: &crate::config::Relay) -> RetryPolicy {
     RetryPolicy {
@@ -751,9 +600,9 @@ fn wants_dane_only(relay: &crate::config::Relay, domain: &str) -> bool {
 }
 
 /// The server that answered for a message, and what its session's TLS was.
-struct Hop {
-    target: mx::Target,
-    tls: TlsResult,
+pub(super) struct Hop {
+    pub target: mx::Target,
+    pub tls: TlsResult,
     /// Why the TLS requirement was what it was (`tls_basis=`).
-    tls_basis: String,
+    pub tls_basis: String,
 }

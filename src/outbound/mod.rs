@@ -16,6 +16,9 @@
 //!   waiting for their site on this core;
 //! - `source`: the egress pools (`[[relay.pool]]`) and the bound socket;
 //! - `slot`: a connection slot per destination, returned by `Drop`;
+//! - `pipeline`: the message loop of one open connection: ready mail given
+//!   to it within its site's limits, pipelined behind the previous body
+//!   when the server allows, outcomes applied in order;
 //! - `conn`: one outbound SMTP or LMTP connection (TCP, or a Unix socket
 //!   for LMTP), the glommio/rustls driver around the sans-I/O
 //!   [`crate::proto::smtp_client::Client`];
@@ -71,6 +74,7 @@ mod held;
 mod idle;
 pub mod mta_sts;
 pub mod mx;
+mod pipeline;
 pub mod shaping;
 mod signing;
 pub mod sites;

@@ -143,6 +143,15 @@ impl SiteState {
         (self.window + self.previous_window) as f64 * 1000.0 / span.max(1) as f64
     }
 
+    fn count_sent(&mut self, sent: Sent, now_ms: u64) {
+        match sent {
+            Sent::Delivered => self.delivered += 1,
+            Sent::Deferred => self.deferred += 1,
+            Sent::Bounced => self.bounced += 1,
+        }
+        self.count_message(now_ms);
+    }
+
     fn count_message(&mut self, now_ms: u64) {
         if now_ms.saturating_sub(self.window_start_ms) >= CLEAN_STEP_MS {
             let gap = now_ms.saturating_sub(self.window_start_ms) / CLEAN_STEP_MS;
@@ -409,6 +418,14 @@ impl Permit {
         Flight(self)
     }
 
+    /// Count a message that went behind another (PIPELINING) and was
+    /// deferred because the session ended before it had a reply: it counts
+    /// as sent, but it is no reply from the site, so no backoff rule sees
+    /// it (the one reply that ended the session was shown to them).
+    pub fn abandoned(&self, sent: Sent, now_ms: u64) {
+        self.sites.with(&self.key, |s| s.count_sent(sent, now_ms));
+    }
+
     /// Record a reply from the site (`line`: "{code} {enhanced} {text}")
     /// and how the attempt ended; apply the first backoff rule it matches
     /// and return it, so the caller can act on the message (bounce, defer)
@@ -423,14 +440,8 @@ impl Permit {
         let rule = limits.backoff_for(line).map(|b| (b.action, b.duration, b.source.clone()));
         self.sites.with(&self.key, |s| {
             s.last_reply = line.chars().take(200).collect();
-            match sent {
-                Some(Sent::Delivered) => s.delivered += 1,
-                Some(Sent::Deferred) => s.deferred += 1,
-                Some(Sent::Bounced) => s.bounced += 1,
-                None => {}
-            }
-            if sent.is_some() {
-                s.count_message(now_ms);
+            if let Some(sent) = sent {
+                s.count_sent(sent, now_ms);
             }
             match rule {
                 Some((BackoffAction::Suspend, duration, _)) => {

@@ -130,3 +130,30 @@ impl Drop for Postfix {
         let _ = Command::new("postfix").arg("-c").arg(self.dir.path().join("etc")).arg("stop").output();
     }
 }
+
+/// Postfix's smtp-sink (it offers PIPELINING) on `127.0.0.1:port`, keeping
+/// one file per message under `dump`, which is made writable for it: it
+/// refuses to keep root privileges, hence `-u nobody` as root. Returns
+/// once it accepts connections; kill the child when done.
+pub fn smtp_sink(port: u16, dump: &std::path::Path) -> std::process::Child {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dump, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut cmd = Command::new("/usr/sbin/smtp-sink");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        cmd.args(["-u", "nobody"]);
+    }
+    let sink = cmd
+        .arg("-d")
+        .arg(format!("{}/%H%M%S.", dump.display()))
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("10")
+        .spawn()
+        .expect("/usr/sbin/smtp-sink (install postfix; tests/run.sh does)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "smtp-sink does not listen on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sink
+}

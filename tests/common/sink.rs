@@ -43,6 +43,13 @@ pub struct Script {
     /// Further EHLO keywords offered (e.g. `["SMTPUTF8"]`); the sink does
     /// nothing more for them than accept their MAIL parameters.
     pub extensions: &'static [&'static str],
+    /// When given, no end of data is answered before the test sets it
+    /// (mail queues up behind the first message meanwhile).
+    pub hold: Option<Arc<AtomicBool>>,
+    /// Before answering an end of data, wait up to 2 s for the client's
+    /// next command: a client that pipelines sends it without that answer
+    /// (counted in `Sink::pipelined`); one that does not, never does.
+    pub await_next: bool,
 }
 
 /// A `Script::data_end` that answers `reply` to the DATA end number `at`
@@ -60,6 +67,8 @@ impl Default for Script {
             delay: Duration::ZERO,
             chunking: false,
             extensions: &[],
+            hold: None,
+            await_next: false,
         }
     }
 }
@@ -75,6 +84,11 @@ pub struct Sink {
     pub max_concurrent: Arc<AtomicUsize>,
     /// Connections open now.
     pub active: Arc<AtomicUsize>,
+    /// Ends of data (the dot, or a `BDAT LAST` chunk) with the client's
+    /// next command already read behind them before they were answered:
+    /// the client pipelined the next transaction (RFC 2920 §3.1). See
+    /// `Script::await_next`.
+    pub pipelined: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -90,11 +104,13 @@ impl Sink {
         let max_concurrent = Arc::new(AtomicUsize::new(0));
         let active = Arc::new(AtomicUsize::new(0));
         let ends = Arc::new(AtomicUsize::new(0));
+        let pipelined = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let script = Arc::new(script);
         let (m, c, mc, st) =
             ((messages.clone(), attempts.clone()), connections.clone(), max_concurrent.clone(), stop.clone());
         let act = active.clone();
+        let behind = pipelined.clone();
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
@@ -103,16 +119,17 @@ impl Sink {
                         let now = act.fetch_add(1, Ordering::SeqCst) + 1;
                         mc.fetch_max(now, Ordering::SeqCst);
                         let (m, script, active, ends) = (m.clone(), script.clone(), act.clone(), ends.clone());
+                        let behind = behind.clone();
                         std::thread::spawn(move || {
-                            let _ = serve(s, &script, &m, &ends);
-                            active.fetch_sub(1, Ordering::SeqCst);
+                            let mut open = Open { active, counted: true };
+                            let _ = serve(s, &script, &m, (&ends, &behind), &mut open);
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        Sink { addr, messages, attempts, connections, max_concurrent, active, stop }
+        Sink { addr, messages, attempts, connections, max_concurrent, active, pipelined, stop }
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -141,7 +158,37 @@ impl Drop for Sink {
 
 type Kept = (Arc<Mutex<Vec<Received>>>, Arc<Mutex<Vec<Received>>>);
 
-fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -> std::io::Result<()> {
+/// A connection counted in `Sink::active` until it ends, or until its
+/// QUIT is read: the client may open another one as soon as the 221
+/// arrives, and this thread may only get to run again after that.
+struct Open {
+    active: Arc<AtomicUsize>,
+    counted: bool,
+}
+
+impl Open {
+    fn close(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            self.active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// `ends` counts ends of data; `behind` those with the next command
+/// already read behind them (see `Sink::pipelined`).
+fn serve(
+    s: TcpStream,
+    script: &Script,
+    (out, all): &Kept,
+    (ends, behind): (&AtomicUsize, &AtomicUsize),
+    open: &mut Open,
+) -> std::io::Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let peer = s.peer_addr()?.ip();
     let mut w = s.try_clone()?;
@@ -171,6 +218,9 @@ fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -
             let last = args.next() == Some("LAST");
             let mut chunk = vec![0; size];
             r.read_exact(&mut chunk)?;
+            if last && next_already_sent(&mut r, script.await_next) {
+                behind.fetch_add(1, Ordering::SeqCst);
+            }
             chunks.extend_from_slice(&chunk);
             if !last {
                 "250 2.0.0 chunk received".into()
@@ -178,7 +228,7 @@ fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -
                 chunks.clear();
                 "554 5.5.1 no valid recipients".into()
             } else {
-                std::thread::sleep(script.delay);
+                script.wait();
                 let n = ends.fetch_add(1, Ordering::SeqCst);
                 let reply = (script.data_end)(n);
                 let data = std::mem::take(&mut chunks);
@@ -229,6 +279,9 @@ fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -
                         return Ok(());
                     }
                     if l == b".\r\n" {
+                        if next_already_sent(&mut r, script.await_next) {
+                            behind.fetch_add(1, Ordering::SeqCst);
+                        }
                         break;
                     }
                     if l.starts_with(b"..") {
@@ -239,7 +292,7 @@ fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -
                         return Ok(()); // vanish mid-DATA
                     }
                 }
-                std::thread::sleep(script.delay);
+                script.wait();
                 let n = ends.fetch_add(1, Ordering::SeqCst);
                 let reply = (script.data_end)(n);
                 let got = Received {
@@ -265,6 +318,7 @@ fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -
             chunks.clear();
             "250 Ok".into()
         } else if upper == "QUIT" {
+            open.close();
             w.write_all(b"221 Bye\r\n")?;
             return Ok(());
         } else {
@@ -272,6 +326,27 @@ fn serve(s: TcpStream, script: &Script, (out, all): &Kept, ends: &AtomicUsize) -
         };
         w.write_all(format!("{reply}\r\n").as_bytes())?;
     }
+}
+
+impl Script {
+    /// Before answering an end of data: the hold, then the delay.
+    fn wait(&self) {
+        while self.hold.as_ref().is_some_and(|h| !h.load(Ordering::SeqCst)) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(self.delay);
+    }
+}
+
+/// Whether the client's next bytes are in (waiting up to 2 s for them
+/// when `wait`) before the end of data just read is answered.
+fn next_already_sent(r: &mut BufReader<TcpStream>, wait: bool) -> bool {
+    if wait && r.buffer().is_empty() {
+        let _ = r.get_ref().set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = r.fill_buf();
+        let _ = r.get_ref().set_read_timeout(Some(Duration::from_secs(30)));
+    }
+    !r.buffer().is_empty()
 }
 
 fn addr_of(s: &str) -> String {

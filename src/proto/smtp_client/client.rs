@@ -14,6 +14,10 @@
 //! act on every [`Client::poll_event`], and call [`Client::handle_timeout`]
 //! when the timer for [`Client::phase`] expires or
 //! [`Client::connection_lost`] when the connection ends.
+//!
+//! With a server offering PIPELINING, [`Event::ReadyBehind`] says the next
+//! message may be given before the one in flight is answered (see
+//! `flight`); outcomes still come one per message, in order.
 
 use std::collections::VecDeque;
 use std::mem;
@@ -21,7 +25,8 @@ use std::mem;
 use super::capabilities::Capabilities;
 use super::command;
 use super::config::{ClientConfig, ConfigError, TlsPolicy};
-use super::event::{ConnectionFailure, Event, FailureCause, Phase, SendError, Transmit};
+use super::event::{ConnectionFailure, Event, FailureCause, Phase, SendError, Sent, Transmit};
+use super::flight::{Entry, Flight};
 use super::message::OutgoingMessage;
 use super::reply::{Assembled, Class, Reply, ReplyReader};
 use super::transaction::{Dialect, Next, Transaction};
@@ -39,8 +44,8 @@ enum State {
     Handshake,
     /// Idle; may take a message.
     Ready,
-    /// A message in flight (boxed: it is most of the state's size).
-    Transaction(Box<Transaction>),
+    /// One message in flight, or two with pipelining.
+    Transaction(Flight),
     /// RSET sent after a failed transaction.
     Reset,
     /// QUIT sent.
@@ -159,13 +164,16 @@ impl Client {
         }
     }
 
-    /// Starts a message; only after [`Event::Ready`], one at a time. Its
-    /// [`Event::Outcome`] follows (at once when decided without the
-    /// server: SIZE exceeded, no valid address). A refused message is
-    /// handed back in the error.
-    pub fn send_message(&mut self, message: OutgoingMessage) -> Result<(), SendError> {
+    /// Starts a message: after [`Event::Ready`], or after
+    /// [`Event::ReadyBehind`] behind the one message in flight. Its
+    /// [`Event::Outcome`] follows, after those of the messages given
+    /// before it (at once when idle and decided without the server: SIZE
+    /// exceeded, no valid address). A refused message is handed back in
+    /// the error.
+    pub fn send_message(&mut self, message: OutgoingMessage) -> Result<Sent, SendError> {
         match (&self.state, self.quit_requested) {
             (State::Ready, false) => {}
+            (State::Transaction(flight), false) if self.pipelines(flight) => {}
             _ => {
                 let phase = self.phase();
                 return Err(SendError::NotReady { phase, message });
@@ -175,29 +183,70 @@ impl Client {
             return Err(SendError::NoRecipients { message });
         }
         let mut out = Vec::new();
-        match Transaction::start(message, &self.caps, self.dialect, &mut out) {
+        let entry = match Transaction::start(message, &self.caps, self.dialect, &mut out) {
             Ok(txn) => {
                 let chunked = txn.chunked();
-                self.state = State::Transaction(Box::new(txn));
                 self.push_command(out);
                 if chunked {
                     self.transmits.push_back(Transmit::Chunk);
                 }
+                Entry::Live(Box::new(txn))
             }
-            Err(outcome) => {
+            Err(outcome) => Entry::Decided(outcome),
+        };
+        let sent = match entry {
+            Entry::Live(_) => Sent::OnTheWire,
+            Entry::Decided(_) => Sent::Decided,
+        };
+        match (&mut self.state, entry) {
+            (State::Transaction(flight), entry) => flight.push(entry),
+            (_, Entry::Live(txn)) => self.state = State::Transaction(Flight::new(txn)),
+            (_, Entry::Decided(outcome)) => {
                 self.events.push_back(Event::Outcome(outcome));
                 self.events.push_back(Event::Ready);
             }
         }
-        Ok(())
+        Ok(sent)
+    }
+
+    /// Whether [`Client::send_message`] would take a message now.
+    pub fn takes_message(&self) -> bool {
+        match &self.state {
+            State::Ready => !self.quit_requested,
+            State::Transaction(flight) => self.pipelines(flight),
+            State::Greeting
+            | State::Hello { .. }
+            | State::StartTls
+            | State::Handshake
+            | State::Reset
+            | State::Quit
+            | State::Done => false,
+        }
+    }
+
+    /// Whether a message may go behind those of `flight` now: an SMTP
+    /// server offering PIPELINING, and room behind the one in flight.
+    fn pipelines(&self, flight: &Flight) -> bool {
+        self.dialect == Dialect::Smtp && self.caps.pipelining && !self.quit_requested && flight.takes_one_behind()
     }
 
     /// The driver wrote the whole body after [`Transmit::Body`] or
-    /// [`Transmit::Chunk`]: the wait
-    /// for the final reply (phase DataTermination) begins.
+    /// [`Transmit::Chunk`] (bodies are asked for and written in order): the
+    /// wait for its final reply (phase DataTermination) begins.
     pub fn body_sent(&mut self) {
-        if let State::Transaction(txn) = &mut self.state {
-            txn.body_sent();
+        if let State::Transaction(flight) = &mut self.state {
+            flight.body_sent();
+        }
+        self.offer_behind();
+    }
+
+    /// [`Event::ReadyBehind`], once per message in flight, when another may
+    /// go behind it.
+    fn offer_behind(&mut self) {
+        let offer = matches!(&self.state, State::Transaction(f) if !f.offered && self.pipelines(f));
+        if let (true, State::Transaction(flight)) = (offer, &mut self.state) {
+            flight.offered = true;
+            self.events.push_back(Event::ReadyBehind);
         }
     }
 
@@ -273,7 +322,7 @@ impl Client {
             State::StartTls => Phase::StartTls,
             State::Handshake => Phase::TlsHandshake,
             State::Ready => Phase::Ready,
-            State::Transaction(txn) => txn.phase(),
+            State::Transaction(flight) => flight.front().map_or(Phase::DataTermination, Transaction::phase),
             State::Reset => Phase::Rset,
             State::Quit => Phase::Quit,
             State::Done => Phase::Closed,
@@ -362,7 +411,10 @@ impl Client {
     }
 
     fn on_transaction_reply(&mut self, reply: Reply) {
-        let State::Transaction(txn) = &mut self.state else {
+        let State::Transaction(flight) = &mut self.state else {
+            return;
+        };
+        let Some(txn) = flight.front_mut() else {
             return;
         };
         let mut out = Vec::new();
@@ -371,24 +423,36 @@ impl Client {
         match next {
             Next::Wait => {}
             Next::Body => self.transmits.push_back(Transmit::Body),
-            Next::Done { reset } => {
-                let State::Transaction(txn) = mem::replace(&mut self.state, State::Ready) else {
-                    return;
-                };
-                let missing = Reply::local(451, (4, 3, 0), "transaction ended without a final reply");
-                self.events.push_back(Event::Outcome(txn.resolve(&missing)));
-                match reset {
-                    true => {
-                        self.push_command(command::RSET.to_vec());
-                        self.state = State::Reset;
-                    }
-                    false => self.ready(),
-                }
-            }
+            Next::Done { reset } => self.finish_front(reset),
             Next::Violation(reply) => {
                 let phase = self.phase();
                 self.fail(FailureCause::UnexpectedReply { phase, reply }, true, false);
             }
+        }
+    }
+
+    /// The oldest message in flight is done: its outcome (and those decided
+    /// without the server behind it), then the next one in flight goes on,
+    /// or RSET / Ready (see `flight` for why no RSET goes between two
+    /// pipelined transactions).
+    fn finish_front(&mut self, reset: bool) {
+        let State::Transaction(flight) = &mut self.state else {
+            return;
+        };
+        let (done, decided, reset_now) = flight.finish_front(reset);
+        let idle = flight.is_empty();
+        if let Some(txn) = done {
+            let missing = Reply::local(451, (4, 3, 0), "transaction ended without a final reply");
+            self.events.push_back(Event::Outcome(txn.resolve(&missing)));
+        }
+        self.events.extend(decided.into_iter().map(Event::Outcome));
+        match (idle, reset_now) {
+            (false, _) => self.offer_behind(),
+            (true, true) => {
+                self.push_command(command::RSET.to_vec());
+                self.state = State::Reset;
+            }
+            (true, false) => self.ready(),
         }
     }
 
@@ -424,13 +488,25 @@ impl Client {
         self.events.push_back(Event::Closed);
     }
 
-    /// Ends the session: the message in flight (if any) is resolved with
-    /// the cause's deferral reply, then `Failed`; `quit` leaves a QUIT
-    /// for the driver to write before it closes.
+    /// Ends the session: each message in flight (if any) is resolved, in
+    /// order, with the cause's deferral reply for what is undecided, then
+    /// `Failed`; `quit` leaves a QUIT for the driver to write before it
+    /// closes. The oldest transaction is the one the cause came in (a 421
+    /// is its reply): an `Outcome`; one behind it had no reply yet:
+    /// `Abandoned`.
     fn fail(&mut self, cause: FailureCause, temporary: bool, quit: bool) {
-        if let State::Transaction(txn) = mem::replace(&mut self.state, State::Done) {
-            let outcome = txn.resolve(&cause.deferral());
-            self.events.push_back(Event::Outcome(outcome));
+        if let State::Transaction(flight) = mem::replace(&mut self.state, State::Done) {
+            let deferral = cause.deferral();
+            let mut oldest = true;
+            for entry in flight.into_entries() {
+                let event = match entry {
+                    Entry::Live(txn) if oldest => Event::Outcome(txn.resolve(&deferral)),
+                    Entry::Live(txn) => Event::Abandoned(txn.resolve(&deferral)),
+                    Entry::Decided(outcome) => Event::Outcome(outcome),
+                };
+                oldest = false;
+                self.events.push_back(event);
+            }
         }
         if quit {
             self.push_command(command::QUIT.to_vec());

@@ -31,12 +31,27 @@ pub enum Event {
     /// call `Client::send_message` once. Comes again after each outcome
     /// while the connection stays usable.
     Ready,
+    /// The body of the message in flight is written and the server offers
+    /// PIPELINING: the driver may call `Client::send_message` now, and the
+    /// next message's MAIL, RCPT and DATA (or BDAT and its chunk) go out
+    /// behind this one's end of data (RFC 2920 §3.1) instead of a round
+    /// trip later. Outcomes still come in the order the messages were
+    /// given. A driver that ignores this waits for `Ready` as before.
+    ReadyBehind,
     /// The server said go to STARTTLS: write what is pending, discard any
     /// unread input, run the TLS handshake, then call
     /// `Client::tls_established` (or `Client::connection_lost`).
     StartTls,
     /// The message in flight is finished, recipient by recipient.
     Outcome(MessageOutcome),
+    /// A message that went out behind another (PIPELINING) when the
+    /// session ended before any reply of its own: deferred by that end,
+    /// in order like an `Outcome`. What ended the session (a 421, a
+    /// timeout) came with the `Outcome` of the message before it, so this
+    /// one says nothing more about the server: settle it, but do not count
+    /// it as another reply from the site (its backoff rules see the 421
+    /// once per session, not once per message in flight).
+    Abandoned(MessageOutcome),
     /// The session ended cleanly (QUIT answered, or the server closed an
     /// idle connection): close the socket.
     Closed,
@@ -189,11 +204,26 @@ impl fmt::Display for Phase {
     }
 }
 
+/// What `Client::send_message` did with a message it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Sent {
+    /// Its commands are queued; its body is asked for ([`Transmit::Body`]
+    /// or [`Transmit::Chunk`]) unless the server refuses it first. Bodies
+    /// are asked for in the order the messages were taken.
+    OnTheWire,
+    /// Decided without the server (over the SIZE limit, no valid address,
+    /// an extension it needs not offered): its outcome comes in its turn,
+    /// and its body is never asked for.
+    Decided,
+}
+
 /// `Client::send_message` refused the message; it is handed back.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SendError {
-    /// Only one message at a time, and only after `Event::Ready` (not after
-    /// `quit`, a failure or the end).
+    /// Only after `Event::Ready`, or `Event::ReadyBehind` while the message
+    /// it announced is the only one in flight (not after `quit`, a failure
+    /// or the end).
     #[error("client not ready for a message (phase: {phase:?})")]
     NotReady { phase: Phase, message: OutgoingMessage },
     /// A message needs at least one recipient.

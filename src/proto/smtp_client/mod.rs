@@ -19,6 +19,8 @@
 //! connect ─► handle_input(greeting) ─► EHLO ─► [StartTls ─► handshake ─► tls_established ─► EHLO]
 //!         ─► Ready ─► send_message ─► MAIL/RCPT/DATA ─► Body ─► body_sent ─► Outcome ─► Ready ...
 //!                                  (or MAIL/RCPT/BDAT ─► Chunk ─► body_sent ─► Outcome)
+//!         (with PIPELINING: body_sent ─► ReadyBehind ─► send_message: the next MAIL/RCPT/DATA
+//!          go before the Outcome of the one in flight; outcomes stay in order)
 //!         ─► quit ─► QUIT ─► Closed          (or at any point: Outcome of the message in flight, Failed)
 //! ```
 //!
@@ -30,6 +32,8 @@
 //! - `message`: [`OutgoingMessage`] in, [`MessageOutcome`] out.
 //! - `event`: [`Transmit`], [`Event`], [`Phase`] and the failure types.
 //! - `transaction`: one MAIL transaction and its per-recipient outcome.
+//! - `flight`: the transactions in flight, two when one is pipelined
+//!   behind another's end of data.
 //! - `client`: the session state machine.
 
 mod capabilities;
@@ -37,6 +41,7 @@ mod client;
 mod command;
 mod config;
 mod event;
+mod flight;
 mod message;
 mod reply;
 mod transaction;
@@ -47,6 +52,6 @@ mod tests;
 pub use capabilities::Capabilities;
 pub use client::Client;
 pub use config::{ClientConfig, ConfigError, TlsPolicy};
-pub use event::{ConnectionFailure, Event, FailureCause, Phase, SendError, Transmit};
+pub use event::{ConnectionFailure, Event, FailureCause, Phase, SendError, Sent, Transmit};
 pub use message::{needs_smtputf8, DsnParams, MessageOutcome, OutgoingMessage, RecipientOutcome};
 pub use reply::{classify, Class, Reply, ReplyError, MAX_LINES, MAX_LINE_LEN};

@@ -23,6 +23,12 @@
 //! refusal or the reply after the body); a reply still missing means the
 //! conversation ended first, and the recipient is deferred. An address
 //! refused locally (never sent) is bounced whatever the server said.
+//!
+//! A transaction pipelined behind one that then failed at its end (see
+//! `flight`) is *distrusted*: the server may have refused its commands
+//! because of what was left of the failed one, so none of its refusals
+//! bounces anybody; they defer (4xx, the server's text kept), and an RSET
+//! follows it whatever its end.
 
 use std::collections::VecDeque;
 
@@ -119,6 +125,8 @@ pub struct Transaction {
     body_sent: bool,
     /// The server offers DSN: RCPTs carry NOTIFY and ORCPT.
     dsn: bool,
+    /// Pipelined behind a transaction that failed (see the module doc).
+    distrusted: bool,
 }
 
 impl Transaction {
@@ -196,6 +204,7 @@ impl Transaction {
             dsn: caps.dsn,
             next_rcpt: 0,
             body_sent: false,
+            distrusted: false,
         };
         if txn.chunked {
             // RFC 3030 §4.2: MAIL, every RCPT and BDAT, then the chunk.
@@ -329,6 +338,28 @@ impl Transaction {
         self.body_sent = true;
     }
 
+    /// The driver wrote the body (or chunk) of this transaction.
+    pub fn body_written(&self) -> bool {
+        self.body_sent
+    }
+
+    /// The body was asked for ([`Next::Body`], or the chunk at the start)
+    /// and is not written yet: the driver's next body write is this one's.
+    pub fn awaits_body(&self) -> bool {
+        !self.body_sent && self.expect.iter().any(|s| matches!(s, Step::EndOfData | Step::Bdat | Step::RcptEnd(_)))
+    }
+
+    /// Its commands went out behind a transaction that then failed: its
+    /// refusals defer, and RSET follows it (see the module doc).
+    pub fn distrust(&mut self) {
+        self.distrusted = true;
+    }
+
+    /// See [`Transaction::distrust`].
+    pub fn distrusted(&self) -> bool {
+        self.distrusted
+    }
+
     /// Which reply the transaction waits for.
     pub fn phase(&self) -> Phase {
         match self.expect.front() {
@@ -366,9 +397,22 @@ impl Transaction {
                     (Rcpt::Ended(end), Some(_)) => Some(end),
                     (Rcpt::Replied(_), Some(_)) => end,
                 };
-                RecipientOutcome::from_reply(deciding.unwrap_or(missing).clone())
+                let reply = deciding.unwrap_or(missing);
+                match (self.distrusted, rcpt) {
+                    (true, Rcpt::Awaiting | Rcpt::Replied(_) | Rcpt::Ended(_)) if reply.code >= 500 => {
+                        RecipientOutcome::Deferred { reply: distrusted(reply) }
+                    }
+                    (_, _) => RecipientOutcome::from_reply(reply.clone()),
+                }
             })
             .collect();
         MessageOutcome { per_recipient }
     }
+}
+
+/// A refusal in a distrusted transaction, as the deferral it becomes: the
+/// server's words, with a 4xx code and why it is not final.
+fn distrusted(reply: &Reply) -> Reply {
+    let text = format!("{reply} (refused right after a failed pipelined transaction; will retry)");
+    Reply::local(451, (4, 5, 0), text)
 }

@@ -14,7 +14,8 @@
 //! did not consume). Like a real driver it performs the TLS handshake on
 //! `StartTls`, writes the body on `Transmit::Body`, and on `Ready` sends
 //! the next queued message or, when none is left and `quit_when_idle`,
-//! quits.
+//! quits. With `pipelined()` it also sends the next message on
+//! `ReadyBehind`, as the relay's driver does; without, it ignores it.
 
 use std::collections::VecDeque;
 
@@ -56,6 +57,8 @@ pub struct Harness {
     pub outbox: VecDeque<OutgoingMessage>,
     /// `quit()` on `Ready` when the outbox is empty.
     pub quit_when_idle: bool,
+    /// Send the next message on `ReadyBehind` too.
+    pub pipeline: bool,
     /// TLS handshakes performed.
     pub handshakes: usize,
 }
@@ -71,6 +74,7 @@ impl Harness {
             events: Vec::new(),
             outbox: VecDeque::new(),
             quit_when_idle: true,
+            pipeline: false,
             handshakes: 0,
         }
     }
@@ -89,6 +93,11 @@ impl Harness {
 
     pub fn send(mut self, messages: impl IntoIterator<Item = OutgoingMessage>) -> Harness {
         self.outbox.extend(messages);
+        self
+    }
+
+    pub fn pipelined(mut self) -> Harness {
+        self.pipeline = true;
         self
     }
 
@@ -174,11 +183,21 @@ impl Harness {
                     self.client.tls_established();
                 }
                 Event::Ready => match self.outbox.pop_front() {
-                    Some(next) => self.client.send_message(next).expect("ready for it"),
+                    Some(next) => {
+                        let _ = self.client.send_message(next).expect("ready for it");
+                    }
                     None if self.quit_when_idle => self.client.quit(),
                     None => {}
                 },
-                Event::Outcome(_) | Event::Closed | Event::Failed(_) => {}
+                Event::ReadyBehind if self.pipeline => {
+                    if let Some(next) = self.outbox.pop_front() {
+                        let _ = self.client.send_message(next).expect("ready behind");
+                    }
+                }
+                // Ignored, as a driver that does not pipeline does; its
+                // event list reads as it did before pipelining existed.
+                Event::ReadyBehind => continue,
+                Event::Outcome(_) | Event::Abandoned(_) | Event::Closed | Event::Failed(_) => {}
             }
             self.events.push(event);
         }
@@ -189,7 +208,7 @@ impl Harness {
         self.events
             .iter()
             .filter_map(|e| match e {
-                Event::Outcome(o) => Some(o.per_recipient.iter().map(kind).collect()),
+                Event::Outcome(o) | Event::Abandoned(o) => Some(o.per_recipient.iter().map(kind).collect()),
                 _ => None,
             })
             .collect()
@@ -200,7 +219,7 @@ impl Harness {
         self.events
             .iter()
             .filter_map(|e| match e {
-                Event::Outcome(o) => Some(o.per_recipient.clone()),
+                Event::Outcome(o) | Event::Abandoned(o) => Some(o.per_recipient.clone()),
                 _ => None,
             })
             .flatten()
@@ -213,8 +232,10 @@ impl Harness {
             .iter()
             .map(|e| match e {
                 Event::Ready => "Ready",
+                Event::ReadyBehind => "ReadyBehind",
                 Event::StartTls => "StartTls",
                 Event::Outcome(_) => "Outcome",
+                Event::Abandoned(_) => "Abandoned",
                 Event::Closed => "Closed",
                 Event::Failed(_) => "Failed",
             })

@@ -5,5 +5,6 @@ mod chunking;
 mod failures;
 mod harness;
 mod lmtp;
+mod pipeline;
 mod session;
 mod transaction;

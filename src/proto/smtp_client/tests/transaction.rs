@@ -364,7 +364,7 @@ fn phase_follows_the_oldest_outstanding_reply() {
     let mut h = Harness::new(config()).stay_idle();
     h.play(GREET_PIPELINING);
     assert_eq!(h.client.phase(), Phase::Ready);
-    h.client.send_message(msg(&["a@y.test"])).unwrap();
+    let _ = h.client.send_message(msg(&["a@y.test"])).unwrap();
     assert_eq!(h.client.phase(), Phase::Mail);
     let mut phases = Vec::new();
     for reply in ["250 ok\r\n", "250 ok\r\n", "354 go\r\n"] {
