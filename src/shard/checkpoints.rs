@@ -31,7 +31,8 @@ impl Shard {
     pub async fn checkpointer(self: Rc<Self>) {
         loop {
             let interval = self.config().spool.checkpoint_interval.get();
-            let wait = if interval.is_zero() { Duration::from_secs(1) } else { interval.max(Duration::from_millis(50)) };
+            let wait =
+                if interval.is_zero() { Duration::from_secs(1) } else { interval.max(Duration::from_millis(50)) };
             if !self.stop.sleep(wait).await {
                 return;
             }

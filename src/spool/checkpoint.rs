@@ -212,7 +212,8 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
         return Err(CheckpointError::BadMagic);
     }
     let len = u32::from_le_bytes(head[8..12].try_into().expect("4 bytes")) as usize;
-    let body = bytes.get(HEAD_LEN..).filter(|b| b.len() == len).ok_or(CheckpointError::Truncated { len: bytes.len() })?;
+    let body =
+        bytes.get(HEAD_LEN..).filter(|b| b.len() == len).ok_or(CheckpointError::Truncated { len: bytes.len() })?;
     let stored = u32::from_le_bytes(head[12..16].try_into().expect("4 bytes"));
     let computed = crc32c::crc32c_append(crc32c::crc32c(&head[..12]), body);
     if stored != computed {
@@ -239,15 +240,16 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
                 let last_queue_id = (has_id != 0).then_some(QueueId(id));
                 ck = Some(Checkpoint { last_queue_id, ..Checkpoint::empty(cut) });
             }
-            TAG_RECORDS => records = entries(value, RECORD_LEN, tag, |r| {
-                Some((r.place_raw()?, Held::from_byte(r.u8()?)?, r.u16()?))
-            })?,
-            TAG_TOMBSTONES => tombstones = entries(value, TOMBSTONE_LEN, tag, |r| {
-                Some((r.place_raw()?, r.spool_ref()?, r.u16()?))
-            })?,
-            TAG_STATES => states = entries(value, STATE_LEN, tag, |r| {
-                Some((r.place_raw()?, r.spool_ref()?, r.u16()?, r.u64()?))
-            })?,
+            TAG_RECORDS => {
+                records =
+                    entries(value, RECORD_LEN, tag, |r| Some((r.place_raw()?, Held::from_byte(r.u8()?)?, r.u16()?)))?
+            }
+            TAG_TOMBSTONES => {
+                tombstones = entries(value, TOMBSTONE_LEN, tag, |r| Some((r.place_raw()?, r.spool_ref()?, r.u16()?)))?
+            }
+            TAG_STATES => {
+                states = entries(value, STATE_LEN, tag, |r| Some((r.place_raw()?, r.spool_ref()?, r.u16()?, r.u64()?)))?
+            }
             // A section of a later version: not ours to read.
             _ => {}
         }
@@ -258,10 +260,8 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
     ck.records = records.into_iter().map(|(p, kind, recipients)| HeldRecord { at: at(p), kind, recipients }).collect();
     ck.tombstones =
         tombstones.into_iter().map(|(p, target, recipient)| HeldTombstone { at: at(p), target, recipient }).collect();
-    ck.states = states
-        .into_iter()
-        .map(|(p, target, recipient, seq)| HeldState { at: at(p), target, recipient, seq })
-        .collect();
+    ck.states =
+        states.into_iter().map(|(p, target, recipient, seq)| HeldState { at: at(p), target, recipient, seq }).collect();
     Ok(ck)
 }
 
@@ -302,7 +302,7 @@ fn entries<T>(
     tag: u16,
     one: impl Fn(&mut Reader<'_>) -> Option<T>,
 ) -> Result<Vec<T>, CheckpointError> {
-    if value.len() % size != 0 {
+    if !value.len().is_multiple_of(size) {
         return Err(CheckpointError::Malformed { tag });
     }
     value.chunks_exact(size).map(|c| one(&mut Reader(c)).ok_or(CheckpointError::Malformed { tag })).collect()

@@ -13,8 +13,8 @@ use super::error::SpoolError;
 use super::ids::{QueueId, SegmentKey, SpoolRef};
 use super::layout::dir_path;
 use super::payload::{decode_message, decode_moved, decode_recipient_state, decode_tombstone};
-use super::recovery::{list_segments, SegmentImage};
 use super::record::{scan_segment_from, RecordKind, ScanEnd};
+use super::recovery::{list_segments, SegmentImage};
 use super::suppression::decode_suppression;
 use super::walk::map_segment;
 
@@ -131,7 +131,8 @@ fn prune(ck: &mut Checkpoint, states: HashMap<(SpoolRef, u16), HeldState>, prese
     let dir = ck.cut.dir;
     // A tombstone of a dead message of this directory in its own segment
     // neither keeps anything final nor pins anything.
-    ck.tombstones.retain(|t| t.target.dir != dir || live.contains(&t.target) || t.target.segment_key() != t.at.segment_key());
+    ck.tombstones
+        .retain(|t| t.target.dir != dir || live.contains(&t.target) || t.target.segment_key() != t.at.segment_key());
     ck.states = states
         .into_values()
         .filter(|s| present(s.at.segment_key()) && present(s.target.segment_key()))
@@ -190,10 +191,8 @@ pub fn take(root: &Path, cut: SpoolRef) -> Result<Taken, SpoolError> {
     });
     let ck = roll(prev, cut, images, &|k| segments.contains_key(&k))?;
     let bytes = checkpoint::encode(&ck);
-    write_atomically(&dir_path(root, dir), &bytes).map_err(|e| SpoolError::Directory {
-        path: checkpoint_path(root, dir),
-        source: Arc::new(e),
-    })?;
+    write_atomically(&dir_path(root, dir), &bytes)
+        .map_err(|e| SpoolError::Directory { path: checkpoint_path(root, dir), source: Arc::new(e) })?;
     Ok(Taken {
         records: ck.records.len(),
         tombstones: ck.tombstones.len(),

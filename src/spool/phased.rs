@@ -29,10 +29,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::error::SpoolError;
-use super::ids::{QueueId, SegmentKey};
 use super::checkpoint::Checkpoint;
 use super::checkpoint_roll;
+use super::error::SpoolError;
+use super::ids::{QueueId, SegmentKey};
 use super::recovery::{
     apply_repairs, list_segments, map_segment, recover_images, recover_images_observed, recover_with_checkpoints,
     Recovered, SegmentImage, TornRecord,

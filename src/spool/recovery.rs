@@ -28,11 +28,11 @@ use std::sync::Arc;
 
 use memmap2::Mmap;
 
+use super::checkpoint::{Checkpoint, Held, HeldRecord};
 use super::error::SpoolError;
 use super::ids::{QueueId, SegmentKey, SpoolRef};
 use super::layout::{parse_dir_name, parse_segment_name, SegmentName};
 use super::ledger::Ledger;
-use super::checkpoint::{Checkpoint, Held, HeldRecord};
 use super::payload::{
     decode_any_message, decode_message, decode_moved, decode_recipient_state, decode_tombstone, MessageRecord,
     RecipientEntry, RecipientState,
