@@ -97,6 +97,7 @@ pub mod phased;
 pub mod reader;
 pub mod record;
 pub mod recovery;
+mod recovery_checkpoint;
 pub mod suppression;
 pub mod walk;
 pub mod writer;

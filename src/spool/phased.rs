@@ -135,11 +135,14 @@ pub fn recover_behind(root: &Path, boundaries: &Boundaries, progress: &Progress)
             progress.scanned.store(0, Ordering::Relaxed);
             recover_images_observed(images, &mut observe)?
         }
-        other => other?,
+        Ok(r) => {
+            if !checkpoints.is_empty() {
+                tracing::info!(dirs = checkpoints.len(), "spool recovered from checkpoints and the log after them");
+            }
+            r
+        }
+        Err(e) => return Err(e),
     };
-    if !checkpoints.is_empty() {
-        tracing::info!(dirs = checkpoints.len(), "spool recovered from checkpoints and the log after them");
-    }
     // A boundary segment was repaired by phase 1 and is being written now:
     // its cut image has nothing to repair, and nothing here may touch it.
     let repairs: Vec<_> = recovered.repairs.iter().filter(|r| files[&r.key].1.is_none()).copied().collect();

@@ -20,7 +20,7 @@
 //! writer and this reader disagree about the format.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use memmap2::Mmap;
 
-use super::checkpoint::{Checkpoint, Held, HeldRecord};
+use super::checkpoint::Checkpoint;
 use super::error::SpoolError;
 use super::ids::{QueueId, SegmentKey, SpoolRef};
 use super::layout::{parse_dir_name, parse_segment_name, SegmentName};
@@ -38,6 +38,7 @@ use super::payload::{
     RecipientEntry, RecipientState,
 };
 use super::record::{end_of_nonzero, parse_at, scan_segment_from, BadRecord, Parsed, RecordKind, ScanEnd};
+use super::recovery_checkpoint::{check_cut, forget_gone, hold, Fold, Found, FoundState, FoundSuppression, States};
 use super::suppression::{decode_suppression, SuppressionRecord};
 use super::writer::Tail;
 
@@ -137,21 +138,21 @@ pub struct Recovered {
 }
 
 /// Decoded message record, kept until tombstones have been applied.
-struct FoundMessage {
-    at: SpoolRef,
-    queue_id: QueueId,
-    received_at_ms: u64,
-    sender: String,
-    client: String,
-    helo: String,
-    body_len: u64,
-    recipients: Vec<RecipientEntry>,
+pub(super) struct FoundMessage {
+    pub(super) at: SpoolRef,
+    pub(super) queue_id: QueueId,
+    pub(super) received_at_ms: u64,
+    pub(super) sender: String,
+    pub(super) client: String,
+    pub(super) helo: String,
+    pub(super) body_len: u64,
+    pub(super) recipients: Vec<RecipientEntry>,
 }
 
 impl FoundMessage {
     /// The message found at `at`, noting its queue id as the highest of
     /// its directory if it is.
-    fn new(at: SpoolRef, m: MessageRecord<'_>, last_queue_ids: &mut BTreeMap<u16, QueueId>) -> FoundMessage {
+    pub(super) fn new(at: SpoolRef, m: MessageRecord<'_>, last_queue_ids: &mut BTreeMap<u16, QueueId>) -> FoundMessage {
         note_queue_id(last_queue_ids, at.dir, m.queue_id);
         FoundMessage {
             at,
@@ -166,67 +167,9 @@ impl FoundMessage {
     }
 }
 
-fn note_queue_id(last_queue_ids: &mut BTreeMap<u16, QueueId>, dir: u16, id: QueueId) {
+pub(super) fn note_queue_id(last_queue_ids: &mut BTreeMap<u16, QueueId>, dir: u16, id: QueueId) {
     let last = last_queue_ids.entry(dir).or_insert(id);
     *last = (*last).max(id);
-}
-
-/// A message found by a scan (decoded), or held by a checkpoint (decoded
-/// only if it turns out live).
-enum Found {
-    Scanned(FoundMessage),
-    Held(HeldRecord),
-}
-
-impl Found {
-    fn at(&self) -> SpoolRef {
-        match self {
-            Found::Scanned(m) => m.at,
-            Found::Held(h) => h.at,
-        }
-    }
-
-    fn recipients(&self) -> u16 {
-        match self {
-            // Decoding guarantees at most u16::MAX recipients.
-            Found::Scanned(m) => m.recipients.len() as u16,
-            Found::Held(h) => h.recipients,
-        }
-    }
-}
-
-/// A suppression entry found by a scan, or held by a checkpoint.
-enum FoundSuppression {
-    Scanned(LiveSuppression),
-    Held(SpoolRef),
-}
-
-impl FoundSuppression {
-    fn at(&self) -> SpoolRef {
-        match self {
-            FoundSuppression::Scanned(s) => s.at,
-            FoundSuppression::Held(at) => *at,
-        }
-    }
-}
-
-/// A recipient state found by a scan, or held by a checkpoint (read back
-/// only if its recipient is live).
-enum FoundState {
-    Scanned(RecipientState),
-    Held,
-}
-
-/// Latest state per (target, recipient): where it is, its seq, and it.
-type States = HashMap<(SpoolRef, u16), (SpoolRef, u64, FoundState)>;
-
-/// Everything found so far, before tombstones are applied.
-#[derive(Default)]
-struct Fold {
-    found: Vec<Found>,
-    tombstones: Vec<(SpoolRef, SpoolRef, u16)>,
-    suppressions: Vec<FoundSuppression>,
-    states: States,
 }
 
 /// The pure core of recovery. Images may come in any order; a key given
@@ -296,36 +239,6 @@ pub fn recover_with_checkpoints<'a>(
     finish(fold, &images, out)
 }
 
-/// The cut of `ck` must be a good `Checkpoint` record among `images`.
-fn check_cut(ck: &Checkpoint, images: &BTreeMap<SegmentKey, &[u8]>) -> Result<(), SpoolError> {
-    let key = ck.cut.segment_key();
-    let good = images.get(&key).is_some_and(|bytes| {
-        matches!(parse_at(bytes, ck.cut.offset as usize, key), Parsed::Record { kind: RecordKind::Checkpoint, .. })
-    });
-    if good {
-        Ok(())
-    } else {
-        Err(SpoolError::CheckpointUnusable { dir: ck.cut.dir, at: ck.cut, reason: "no checkpoint record at its cut" })
-    }
-}
-
-/// What `ck` holds, into the fold.
-fn hold(ck: &Checkpoint, fold: &mut Fold, last_queue_ids: &mut BTreeMap<u16, QueueId>) {
-    if let Some(id) = ck.last_queue_id {
-        note_queue_id(last_queue_ids, ck.cut.dir, id);
-    }
-    for r in &ck.records {
-        match r.kind {
-            Held::Message | Held::Moved => fold.found.push(Found::Held(*r)),
-            Held::Suppression => fold.suppressions.push(FoundSuppression::Held(r.at)),
-        }
-    }
-    fold.tombstones.extend(ck.tombstones.iter().map(|t| (t.at, t.target, t.recipient)));
-    for s in &ck.states {
-        keep_latest(&mut fold.states, (s.target, s.recipient), s.at, s.seq, FoundState::Held);
-    }
-}
-
 /// Scans segment `key` from `from` into the fold (and `out`'s tails,
 /// repairs, torn records and queue ids).
 fn scan_into(key: SegmentKey, bytes: &[u8], from: u32, out: &mut Recovered, fold: &mut Fold) -> Result<(), SpoolError> {
@@ -385,29 +298,6 @@ fn scan_into(key: SegmentKey, bytes: &[u8], from: u32, out: &mut Recovered, fold
             // The marker of a checkpoint's cut: nothing to apply.
             RecordKind::Checkpoint => {}
         }
-    }
-    Ok(())
-}
-
-/// A checkpoint may hold records of segments reclaimed after it was taken:
-/// they must be dead by now (else the checkpoint is unusable), and the
-/// ledger forgets their segments as if it had seen the deletion.
-fn forget_gone(fold: &Fold, images: &BTreeMap<SegmentKey, &[u8]>, ledger: &mut Ledger) -> Result<(), SpoolError> {
-    let mut gone = BTreeSet::new();
-    let held_at = fold.found.iter().filter(|f| matches!(f, Found::Held(_))).map(Found::at);
-    let held_supp = fold.suppressions.iter().filter(|s| matches!(s, FoundSuppression::Held(_))).map(|s| s.at());
-    for at in held_at.chain(held_supp) {
-        if !images.contains_key(&at.segment_key()) {
-            if ledger.is_live(at) {
-                let reason = "a live record it holds is in a segment that is gone";
-                return Err(SpoolError::CheckpointUnusable { dir: at.dir, at, reason });
-            }
-            gone.insert(at.segment_key());
-        }
-    }
-    gone.extend(fold.tombstones.iter().map(|t| t.0.segment_key()).filter(|k| !images.contains_key(k)));
-    for key in gone {
-        ledger.segment_removed(key);
     }
     Ok(())
 }
@@ -498,7 +388,7 @@ fn finish(fold: Fold, images: &BTreeMap<SegmentKey, &[u8]>, mut out: Recovered) 
 /// one kept so far: a higher `seq`, or an equal one written later in
 /// (dir, segment, offset) order. Not the order records are found in, so the
 /// rule does not depend on how images are iterated.
-fn keep_latest(states: &mut States, key: (SpoolRef, u16), at: SpoolRef, seq: u64, s: FoundState) {
+pub(super) fn keep_latest(states: &mut States, key: (SpoolRef, u16), at: SpoolRef, seq: u64, s: FoundState) {
     match states.entry(key) {
         Entry::Occupied(mut kept) => {
             let (kept_at, kept_seq, _) = kept.get();
