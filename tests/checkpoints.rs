@@ -27,20 +27,6 @@ fn server() -> (Server, PathBuf) {
     (server, hold)
 }
 
-/// Send `n` messages tagged `tag-i` to `to`; the queue id of each 250.
-fn send(server: &Server, tag: &str, to: &str, n: usize) -> Vec<String> {
-    let mut c = server.smtp();
-    c.expect("EHLO ckpt.test", "250");
-    (0..n)
-        .map(|i| {
-            let body = format!("Subject: {tag}-{i}\r\nX-Seq: {tag}-{i}\r\n\r\nbody of {tag}-{i}\r\n");
-            let r = c.send_mail("sender@example.test", &[to], body.as_bytes());
-            assert!(r.starts_with("250"), "{tag}-{i}: {r}");
-            r.rsplit(' ').next().unwrap().to_string()
-        })
-        .collect()
-}
-
 /// Queue id -> (attempts, next attempt ms) of every queued share.
 fn schedule(server: &Server) -> BTreeMap<String, (u64, Option<u64>)> {
     let out = server.cli(&["queue", "list", "--json"]);
@@ -77,8 +63,8 @@ fn tags(server: &Server, user: &str) -> HashMap<String, usize> {
 fn checkpointed_spool_survives_kill9_during_recovery_exactly_once_and_keeps_schedules() {
     let (mut server, hold) = server();
     server.spawn();
-    let mut local = send(&server, "before", "alice@localhost", 40).len();
-    let mut relayed = send(&server, "before-relay", "x@far.test", 10);
+    let mut local = send_tagged(&server, "before", "alice@localhost", 40).len();
+    let mut relayed = send_tagged(&server, "before-relay", "x@far.test", 10);
     // Deferred (the MX refuses), with an hour to wait.
     let deferred = eventually(Duration::from_secs(30), || {
         let s = schedule(&server);
@@ -95,19 +81,19 @@ fn checkpointed_spool_survives_kill9_during_recovery_exactly_once_and_keeps_sche
 
     // More mail, a newer checkpoint, then a crash, and another during the
     // (held) background recovery after more mail arrived.
-    local += send(&server, "after", "alice@localhost", 20).len();
-    relayed.extend(send(&server, "after-relay", "x@far.test", 5));
+    local += send_tagged(&server, "after", "alice@localhost", 20).len();
+    relayed.extend(send_tagged(&server, "after-relay", "x@far.test", 5));
     let before = server.log().matches(WRITTEN).count();
     checkpoints_after(&server, before, 1);
     server.kill9();
     std::fs::write(&hold, b"").unwrap();
     server.spawn_serving();
     assert!(server.log_containing(&["holding the recovered spool"]).contains("holding"));
-    local += send(&server, "during", "alice@localhost", 15).len();
-    relayed.extend(send(&server, "during-relay", "x@far.test", 5));
+    local += send_tagged(&server, "during", "alice@localhost", 15).len();
+    relayed.extend(send_tagged(&server, "during-relay", "x@far.test", 5));
     server.kill9();
     server.spawn_serving();
-    local += send(&server, "last", "alice@localhost", 5).len();
+    local += send_tagged(&server, "last", "alice@localhost", 5).len();
     std::fs::remove_file(&hold).unwrap();
     eventually(Duration::from_secs(30), || (server.log().matches(RECOVERY_COMPLETE).count() >= 3).then_some(()));
 
@@ -131,7 +117,7 @@ fn checkpointed_spool_survives_kill9_during_recovery_exactly_once_and_keeps_sche
 fn a_damaged_checkpoint_is_ignored_and_nothing_is_lost() {
     let (mut server, _hold) = server();
     server.spawn();
-    let local = send(&server, "m", "alice@localhost", 30).len();
+    let local = send_tagged(&server, "m", "alice@localhost", 30).len();
     let before = server.log().matches(WRITTEN).count();
     checkpoints_after(&server, before, 1);
     server.kill9();
