@@ -27,20 +27,6 @@ fn server() -> (Server, PathBuf) {
     (server, hold)
 }
 
-/// Send `n` messages tagged `tag-i` to `to`; the queue id of each 250.
-fn send(server: &Server, tag: &str, to: &str, n: usize) -> Vec<String> {
-    let mut c = server.smtp();
-    c.expect("EHLO behind.test", "250");
-    (0..n)
-        .map(|i| {
-            let body = format!("Subject: {tag}-{i}\r\nX-Seq: {tag}-{i}\r\n\r\nbody of {tag}-{i}\r\n");
-            let r = c.send_mail("sender@example.test", &[to], body.as_bytes());
-            assert!(r.starts_with("250"), "{tag}-{i}: {r}");
-            r.rsplit(' ').next().unwrap().to_string()
-        })
-        .collect()
-}
-
 fn status(server: &Server) -> String {
     let out = server.cli(&["status"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -51,8 +37,8 @@ fn status(server: &Server) -> String {
 fn mail_acknowledged_during_recovery_survives_a_second_crash_exactly_once() {
     let (mut server, hold) = server();
     server.spawn();
-    let mut local = send(&server, "before", "alice@localhost", 60);
-    let mut relayed = send(&server, "before-relay", "x@far.test", 20);
+    let mut local = send_tagged(&server, "before", "alice@localhost", 60);
+    let mut relayed = send_tagged(&server, "before-relay", "x@far.test", 20);
 
     // Restart with the recovery held: the server serves anyway.
     server.kill9();
@@ -62,8 +48,8 @@ fn mail_acknowledged_during_recovery_survives_a_second_crash_exactly_once() {
     let s = status(&server);
     assert!(s.contains("recovery: in progress") && s.contains("0 of 2 cores"), "{s}");
     assert_eq!(server.metric("ringmail_recovering", &[]), 2.0);
-    local.extend(send(&server, "during", "alice@localhost", 15));
-    relayed.extend(send(&server, "during-relay", "x@far.test", 5));
+    local.extend(send_tagged(&server, "during", "alice@localhost", 15));
+    relayed.extend(send_tagged(&server, "during-relay", "x@far.test", 5));
     // A login to a mailbox not yet rebuilt waits (10 s), then says why.
     let mut p = server.pop3();
     let r = p.login("alice@localhost", PASSWORD);
@@ -72,8 +58,8 @@ fn mail_acknowledged_during_recovery_survives_a_second_crash_exactly_once() {
     // Crash again in the middle of the recovery, then once more mail.
     server.kill9();
     server.spawn_serving();
-    local.extend(send(&server, "after", "alice@localhost", 10));
-    relayed.extend(send(&server, "after-relay", "x@far.test", 5));
+    local.extend(send_tagged(&server, "after", "alice@localhost", 10));
+    relayed.extend(send_tagged(&server, "after-relay", "x@far.test", 5));
     assert_eq!(server.log().matches(RECOVERY_COMPLETE).count(), 1, "only the first run completed so far");
     std::fs::remove_file(&hold).unwrap();
     eventually(Duration::from_secs(30), || (server.log().matches(RECOVERY_COMPLETE).count() == 2).then_some(()));
@@ -106,7 +92,7 @@ fn mail_acknowledged_during_recovery_survives_a_second_crash_exactly_once() {
 fn a_pop3_login_during_recovery_waits_for_its_mailbox() {
     let (mut server, hold) = server();
     server.spawn();
-    send(&server, "old", "bob@localhost", 5);
+    send_tagged(&server, "old", "bob@localhost", 5);
     server.kill9();
     std::fs::write(&hold, b"").unwrap();
     server.spawn_serving();

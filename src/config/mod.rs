@@ -684,12 +684,21 @@ pub struct SpoolConfig {
     /// How often each core looks for a segment to compact.
     #[serde(default = "default_compact_interval")]
     pub compact_interval: Span,
+    /// How often each core writes a checkpoint of its spool directory (when
+    /// anything was appended since the last), so that a restart reads the
+    /// checkpoint plus the log after it instead of every segment. One is
+    /// also written at a clean stop. 0 turns the periodic ones off.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval: Span,
 }
 
 fn default_compact_below() -> u8 {
     25
 }
 fn default_compact_interval() -> Span {
+    Span::secs(60)
+}
+fn default_checkpoint_interval() -> Span {
     Span::secs(60)
 }
 
@@ -701,6 +710,7 @@ impl Default for SpoolConfig {
             min_free: None,
             compact_below: default_compact_below(),
             compact_interval: default_compact_interval(),
+            checkpoint_interval: default_checkpoint_interval(),
         }
     }
 }

@@ -609,6 +609,7 @@ async fn core_main(
         spool_full: Cell::new(false),
         spool_measure: Cell::new(Default::default()),
         held_reclaim: RefCell::new(Vec::new()),
+        checkpoints: Default::default(),
         settling: RefCell::new(vec![Vec::new(); cores]),
     });
     for (_, rx) in receivers.streams() {
@@ -703,6 +704,8 @@ async fn drain(shard: &Rc<Shard>, lifecycle: &Lifecycle) {
     if let Err(e) = shard.spool.flush().await {
         tracing::error!(core = shard.id, error = %e, "final spool sync failed");
     }
+    // So that the next start reads little more than this checkpoint.
+    shard.checkpoint().await;
     shard.tls_flush().await;
     lifecycle.drained.fetch_add(1, Ordering::AcqRel);
     let grace = std::time::Instant::now() + Duration::from_secs(5);

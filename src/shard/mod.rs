@@ -15,6 +15,7 @@ pub mod filter_live;
 pub mod limits;
 mod login;
 pub use login::Login;
+mod checkpoints;
 mod compact;
 mod envelopes;
 pub(crate) mod intake;
@@ -113,6 +114,8 @@ pub struct Shard {
     /// (in `held_reclaim`) instead of deleted.
     backup_pins: Cell<u32>,
     held_reclaim: RefCell<Vec<SegmentKey>>,
+    /// This core's spool checkpoints (see `checkpoints`).
+    checkpoints: checkpoints::Checkpoints,
     /// Delivery outcomes waiting to be settled, per owning core: the
     /// deliveries that finish in one turn of the executor go in one
     /// `Settle` (see `settle_later`).

@@ -153,6 +153,7 @@ impl Shard {
         self.reclaim(held).await;
         glommio::spawn_local(self.clone().retention_sweeper()).detach();
         glommio::spawn_local(self.clone().compactor()).detach();
+        glommio::spawn_local(self.clone().checkpointer()).detach();
         glommio::spawn_local(self.clone().suppression_sweeper()).detach();
         tracing::info!(
             core = self.id,

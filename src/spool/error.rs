@@ -105,6 +105,12 @@ pub enum SpoolError {
         #[source]
         source: DecodeError,
     },
+    /// The segment of a checkpoint's cut is gone: the checkpoint is not taken.
+    #[error("checkpoint cut {at} lies in a segment that is gone")]
+    CheckpointCutGone { at: SpoolRef },
+    /// Recovery cannot use a checkpoint (it falls back to a full scan).
+    #[error("checkpoint of core-{dir} is unusable: {reason} (at {at})")]
+    CheckpointUnusable { dir: u16, at: SpoolRef, reason: &'static str },
 }
 
 impl SpoolError {

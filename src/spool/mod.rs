@@ -19,6 +19,8 @@
 //! - [`recovery`]: rebuilding state at start-up (pure core + loader).
 //! - [`phased`]: the same in two phases, so a restart serves at once.
 //! - [`ledger`]: what may be reclaimed (pure).
+//! - [`checkpoint`]: the checkpoint format (pure); [`checkpoint_roll`]:
+//!   taking one (roll forward, pure; atomic file write).
 //! - [`suppression`]: the suppression-list record codec (pure).
 //!
 //! # On disk
@@ -83,6 +85,8 @@
 //! back to an older state, or none), so they never keep a segment.
 
 mod batch;
+pub mod checkpoint;
+pub mod checkpoint_roll;
 pub mod error;
 pub mod ids;
 pub mod io;
@@ -93,10 +97,13 @@ pub mod phased;
 pub mod reader;
 pub mod record;
 pub mod recovery;
+mod recovery_checkpoint;
 pub mod suppression;
 pub mod walk;
 pub mod writer;
 
+#[cfg(test)]
+mod checkpoint_tests;
 #[cfg(test)]
 mod fs_tests;
 #[cfg(test)]
@@ -119,8 +126,8 @@ pub use payload::{
 pub use reader::{RecordView, SegmentMaps};
 pub use record::{scan_segment, BadRecord, RecordKind, ScanEnd, ScannedRecord, SegmentScan};
 pub use recovery::{
-    recover, recover_images, recover_images_observed, LiveMessage, LiveSuppression, Recovered, Repair, SegmentImage,
-    TornRecord,
+    recover, recover_images, recover_images_observed, recover_with_checkpoints, LiveMessage, LiveSuppression,
+    Recovered, Repair, SegmentImage, TornRecord,
 };
 pub use suppression::{copy_replacing, decode_suppression, encode_suppression, SuppressionRecord};
 pub use writer::{Appended, CommitTicket, Spool, SpoolConfig, SpoolStats, Tail};

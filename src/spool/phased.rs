@@ -15,6 +15,10 @@
 //!    are the writer's, whose records the shard tracks itself (its ledger
 //!    journals them until it catches up: see `Ledger::behind`).
 //!
+//! Phase 2 reads each directory's checkpoint (see `checkpoint`) plus the
+//! log after its cut; if a checkpoint does not fit the spool, every
+//! segment instead.
+//!
 //! Why reading behind a running writer is sound: a writer only ever writes
 //! after its boundary; and until every core has adopted phase 2's result,
 //! nothing is reclaimed, compacted or tombstoned in the recovered part, so
@@ -25,11 +29,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::checkpoint::Checkpoint;
+use super::checkpoint_roll;
 use super::error::SpoolError;
 use super::ids::{QueueId, SegmentKey};
 use super::recovery::{
-    apply_repairs, list_segments, map_segment, recover_images, recover_images_observed, Recovered, SegmentImage,
-    TornRecord,
+    apply_repairs, list_segments, map_segment, recover_images, recover_images_observed, recover_with_checkpoints,
+    Recovered, SegmentImage, TornRecord,
 };
 use super::writer::Tail;
 
@@ -119,13 +125,44 @@ pub fn recover_behind(root: &Path, boundaries: &Boundaries, progress: &Progress)
         let bytes = map.as_deref().unwrap_or(&[]);
         SegmentImage { key, bytes: end.map_or(bytes, |end| &bytes[..end.min(bytes.len())]) }
     });
-    let recovered = recover_images_observed(images, &mut |_| {
+    let checkpoints = load_checkpoints(root, files.keys().map(|k| k.dir));
+    let mut observe = |_: SegmentImage<'_>| {
         progress.scanned.fetch_add(1, Ordering::Relaxed);
-    })?;
+    };
+    let recovered = match recover_with_checkpoints(images.clone(), &checkpoints, &mut observe) {
+        Err(e @ SpoolError::CheckpointUnusable { .. }) => {
+            tracing::warn!(error = %e, "spool checkpoint not used: reading every segment");
+            progress.scanned.store(0, Ordering::Relaxed);
+            recover_images_observed(images, &mut observe)?
+        }
+        Ok(r) => {
+            if !checkpoints.is_empty() {
+                tracing::info!(dirs = checkpoints.len(), "spool recovered from checkpoints and the log after them");
+            }
+            r
+        }
+        Err(e) => return Err(e),
+    };
     // A boundary segment was repaired by phase 1 and is being written now:
     // its cut image has nothing to repair, and nothing here may touch it.
     let repairs: Vec<_> = recovered.repairs.iter().filter(|r| files[&r.key].1.is_none()).copied().collect();
     let files = files.into_iter().map(|(key, (file, _))| (key, file)).collect();
     apply_repairs(&files, &repairs)?;
     Ok(recovered)
+}
+
+/// The checkpoint of each of `dirs` that reads back whole (a damaged one
+/// is reported and done without).
+fn load_checkpoints(root: &Path, dirs: impl IntoIterator<Item = u16>) -> BTreeMap<u16, Checkpoint> {
+    let mut out = BTreeMap::new();
+    for dir in dirs.into_iter().collect::<std::collections::BTreeSet<_>>() {
+        match checkpoint_roll::load(root, dir) {
+            Ok(Some(ck)) => {
+                out.insert(dir, ck);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(dir, error = %e, "spool checkpoint damaged: ignored"),
+        }
+    }
+    out
 }

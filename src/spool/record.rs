@@ -277,10 +277,16 @@ pub fn parse_at(bytes: &[u8], offset: usize, key: SegmentKey) -> Parsed {
 ///
 /// Never panics. Only the first 4 GiB are scanned (offsets are 32-bit).
 pub fn scan_segment(bytes: &[u8], key: SegmentKey) -> SegmentScan {
+    scan_segment_from(bytes, key, 0)
+}
+
+/// [`scan_segment`] from offset `from` (a record boundary, e.g. a
+/// checkpoint's cut) instead of 0.
+pub fn scan_segment_from(bytes: &[u8], key: SegmentKey, from: u32) -> SegmentScan {
     // Offsets are 32-bit: look at the first 4 GiB only (segments are smaller).
     let bytes = &bytes[..bytes.len().min(u32::MAX as usize)];
     let mut records = Vec::new();
-    let mut offset = 0usize;
+    let mut offset = (from as usize).min(bytes.len());
     let end = loop {
         // Every offset reached is at most bytes.len(), so it fits.
         let offset32 = offset as u32;

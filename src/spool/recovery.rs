@@ -19,7 +19,6 @@
 //! not decode is still an error, like an undecodable message: it means the
 //! writer and this reader disagree about the format.
 
-use super::payload::Outcome;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
@@ -29,15 +28,17 @@ use std::sync::Arc;
 
 use memmap2::Mmap;
 
+use super::checkpoint::Checkpoint;
 use super::error::SpoolError;
 use super::ids::{QueueId, SegmentKey, SpoolRef};
 use super::layout::{parse_dir_name, parse_segment_name, SegmentName};
 use super::ledger::Ledger;
 use super::payload::{
-    decode_message, decode_moved, decode_recipient_state, decode_tombstone, MessageRecord, RecipientEntry,
-    RecipientState, Tombstone,
+    decode_any_message, decode_message, decode_moved, decode_recipient_state, decode_tombstone, MessageRecord,
+    RecipientEntry, RecipientState,
 };
-use super::record::{end_of_nonzero, scan_segment, BadRecord, RecordKind, ScanEnd};
+use super::record::{end_of_nonzero, parse_at, scan_segment_from, BadRecord, Parsed, RecordKind, ScanEnd};
+use super::recovery_checkpoint::{check_cut, forget_gone, hold, Fold, Found, FoundState, FoundSuppression, States};
 use super::suppression::{decode_suppression, SuppressionRecord};
 use super::writer::Tail;
 
@@ -137,23 +138,22 @@ pub struct Recovered {
 }
 
 /// Decoded message record, kept until tombstones have been applied.
-struct FoundMessage {
-    at: SpoolRef,
-    queue_id: QueueId,
-    received_at_ms: u64,
-    sender: String,
-    client: String,
-    helo: String,
-    body_len: u64,
-    recipients: Vec<RecipientEntry>,
+pub(super) struct FoundMessage {
+    pub(super) at: SpoolRef,
+    pub(super) queue_id: QueueId,
+    pub(super) received_at_ms: u64,
+    pub(super) sender: String,
+    pub(super) client: String,
+    pub(super) helo: String,
+    pub(super) body_len: u64,
+    pub(super) recipients: Vec<RecipientEntry>,
 }
 
 impl FoundMessage {
     /// The message found at `at`, noting its queue id as the highest of
     /// its directory if it is.
-    fn new(at: SpoolRef, m: MessageRecord<'_>, last_queue_ids: &mut BTreeMap<u16, QueueId>) -> FoundMessage {
-        let last = last_queue_ids.entry(at.dir).or_insert(m.queue_id);
-        *last = (*last).max(m.queue_id);
+    pub(super) fn new(at: SpoolRef, m: MessageRecord<'_>, last_queue_ids: &mut BTreeMap<u16, QueueId>) -> FoundMessage {
+        note_queue_id(last_queue_ids, at.dir, m.queue_id);
         FoundMessage {
             at,
             queue_id: m.queue_id,
@@ -165,6 +165,11 @@ impl FoundMessage {
             recipients: m.recipients,
         }
     }
+}
+
+pub(super) fn note_queue_id(last_queue_ids: &mut BTreeMap<u16, QueueId>, dir: u16, id: QueueId) {
+    let last = last_queue_ids.entry(dir).or_insert(id);
+    *last = (*last).max(id);
 }
 
 /// The pure core of recovery. Images may come in any order; a key given
@@ -179,71 +184,37 @@ pub fn recover_images_observed<'a>(
     images: impl IntoIterator<Item = SegmentImage<'a>>,
     scanned: &mut dyn FnMut(SegmentImage<'_>),
 ) -> Result<Recovered, SpoolError> {
+    recover_with_checkpoints(images, &BTreeMap::new(), scanned)
+}
+
+/// [`recover_images_observed`] where a directory with a checkpoint is read
+/// from its checkpoint plus its log after the cut: its segments before the
+/// cut are not scanned (they must still be among `images`, whole, for the
+/// live records the checkpoint names). `CheckpointUnusable` if a checkpoint
+/// does not fit the images (its cut is not a good `Checkpoint` record, or a
+/// record it holds is live but gone): do without it.
+pub fn recover_with_checkpoints<'a>(
+    images: impl IntoIterator<Item = SegmentImage<'a>>,
+    checkpoints: &BTreeMap<u16, Checkpoint>,
+    scanned: &mut dyn FnMut(SegmentImage<'_>),
+) -> Result<Recovered, SpoolError> {
     let images: BTreeMap<SegmentKey, &[u8]> = images.into_iter().map(|i| (i.key, i.bytes)).collect();
     let mut out = Recovered::default();
-    let mut found = Vec::new();
-    let mut tombstones: Vec<(SpoolRef, Tombstone)> = Vec::new();
-    let mut suppressions: Vec<LiveSuppression> = Vec::new();
-    // Only the latest state per (target, recipient), with where it is: the
-    // older ones, possibly many per recipient, are dropped as they are found.
-    let mut states: HashMap<(SpoolRef, u16), (SpoolRef, RecipientState)> = HashMap::new();
+    let mut fold = Fold::default();
+    for ck in checkpoints.values() {
+        check_cut(ck, &images)?;
+        hold(ck, &mut fold, &mut out.last_queue_ids);
+    }
     for (&key, &bytes) in &images {
-        let scan = scan_segment(bytes, key);
-        if let ScanEnd::Bad { offset, reason } = &scan.end {
-            if !reason.is_torn() {
-                return Err(SpoolError::UnreadableRecord {
-                    dir: key.dir,
-                    segment: key.seq,
-                    offset: *offset,
-                    reason: reason.clone(),
-                });
+        let from = match checkpoints.get(&key.dir) {
+            Some(ck) if key.seq < ck.cut.segment => {
+                scanned(SegmentImage { key, bytes });
+                continue;
             }
-            out.torn.push(TornRecord { dir: key.dir, segment: key.seq, offset: *offset, reason: reason.clone() });
-        }
-        let cut = scan.tail();
-        if let Some(end) = end_of_nonzero(bytes, cut as usize) {
-            out.repairs.push(Repair { key, from: cut, to: u32::try_from(end).unwrap_or(u32::MAX) });
-        }
-        out.tails.insert(key.dir, Tail { segment: key.seq, offset: cut, size: bytes.len() as u64 });
-        for rec in &scan.records {
-            let at = SpoolRef { dir: key.dir, segment: key.seq, offset: rec.offset };
-            let payload = &bytes[rec.payload.clone()];
-            let undecodable = |source| SpoolError::Undecodable { at, source };
-            match rec.kind {
-                RecordKind::Message => {
-                    let m = decode_message(payload).map_err(undecodable)?;
-                    found.push(FoundMessage::new(at, m, &mut out.last_queue_ids));
-                }
-                RecordKind::Tombstone => {
-                    tombstones.push((at, decode_tombstone(payload).map_err(undecodable)?));
-                }
-                RecordKind::RecipientState => {
-                    let s = decode_recipient_state(payload).map_err(undecodable)?;
-                    keep_latest(&mut states, at, s);
-                }
-                RecordKind::Moved => {
-                    let moved = decode_moved(payload).map_err(undecodable)?;
-                    // The old copy: every recipient final, held here.
-                    for r in 0..moved.message.recipients.len() as u16 {
-                        tombstones.push((at, Tombstone { target: moved.old, recipient: r, outcome: Outcome::Deleted }));
-                    }
-                    for &r in &moved.done {
-                        tombstones.push((at, Tombstone { target: at, recipient: r, outcome: Outcome::Delivered }));
-                    }
-                    found.push(FoundMessage::new(at, moved.message, &mut out.last_queue_ids));
-                }
-                RecordKind::Suppression => {
-                    let record = decode_suppression(payload).map_err(undecodable)?;
-                    // A compaction copy: its old place is final, held here.
-                    if let Some(old) = record.replaces {
-                        tombstones.push((at, Tombstone { target: old, recipient: 0, outcome: Outcome::Deleted }));
-                    }
-                    suppressions.push(LiveSuppression { at, record });
-                }
-                // A known kind without a payload codec yet: nothing to apply.
-                RecordKind::Checkpoint => {}
-            }
-        }
+            Some(ck) if key.seq == ck.cut.segment => ck.cut.offset,
+            _ => 0,
+        };
+        scan_into(key, bytes, from, &mut out, &mut fold)?;
         scanned(SegmentImage { key, bytes });
     }
     for &key in images.keys() {
@@ -252,34 +223,133 @@ pub fn recover_images_observed<'a>(
     for (&dir, tail) in &out.tails {
         out.ledger.set_write_segment(SegmentKey { dir, seq: tail.segment });
     }
-    for m in &found {
-        // Decoding guarantees at most u16::MAX recipients.
-        out.ledger.message_written(m.at, m.recipients.len() as u16);
+    for m in &fold.found {
+        out.ledger.message_written(m.at(), m.recipients());
     }
     // A suppression entry is live like a message with one recipient.
-    for s in &suppressions {
-        out.ledger.message_written(s.at, 1);
+    for s in &fold.suppressions {
+        out.ledger.message_written(s.at(), 1);
     }
     // Tombstones last: one may target a message in any directory, scanned
     // before or after it.
-    for (at, t) in &tombstones {
-        out.ledger.tombstone_written(*at, t.target, t.recipient);
+    for &(at, target, recipient) in &fold.tombstones {
+        out.ledger.tombstone_written(at, target, recipient);
     }
+    forget_gone(&fold, &images, &mut out.ledger)?;
+    finish(fold, &images, out)
+}
+
+/// Scans segment `key` from `from` into the fold (and `out`'s tails,
+/// repairs, torn records and queue ids).
+fn scan_into(key: SegmentKey, bytes: &[u8], from: u32, out: &mut Recovered, fold: &mut Fold) -> Result<(), SpoolError> {
+    let scan = scan_segment_from(bytes, key, from);
+    if let ScanEnd::Bad { offset, reason } = &scan.end {
+        if !reason.is_torn() {
+            return Err(SpoolError::UnreadableRecord {
+                dir: key.dir,
+                segment: key.seq,
+                offset: *offset,
+                reason: reason.clone(),
+            });
+        }
+        out.torn.push(TornRecord { dir: key.dir, segment: key.seq, offset: *offset, reason: reason.clone() });
+    }
+    let cut = scan.tail();
+    if let Some(end) = end_of_nonzero(bytes, cut as usize) {
+        out.repairs.push(Repair { key, from: cut, to: u32::try_from(end).unwrap_or(u32::MAX) });
+    }
+    out.tails.insert(key.dir, Tail { segment: key.seq, offset: cut, size: bytes.len() as u64 });
+    for rec in &scan.records {
+        let at = SpoolRef { dir: key.dir, segment: key.seq, offset: rec.offset };
+        let payload = &bytes[rec.payload.clone()];
+        let undecodable = |source| SpoolError::Undecodable { at, source };
+        match rec.kind {
+            RecordKind::Message => {
+                let m = decode_message(payload).map_err(undecodable)?;
+                fold.found.push(Found::Scanned(FoundMessage::new(at, m, &mut out.last_queue_ids)));
+            }
+            RecordKind::Tombstone => {
+                let t = decode_tombstone(payload).map_err(undecodable)?;
+                fold.tombstones.push((at, t.target, t.recipient));
+            }
+            RecordKind::RecipientState => {
+                let s = decode_recipient_state(payload).map_err(undecodable)?;
+                keep_latest(&mut fold.states, (s.target, s.recipient), at, s.seq, FoundState::Scanned(s));
+            }
+            RecordKind::Moved => {
+                let moved = decode_moved(payload).map_err(undecodable)?;
+                // The old copy: every recipient final, held here.
+                for r in 0..moved.message.recipients.len() as u16 {
+                    fold.tombstones.push((at, moved.old, r));
+                }
+                for &r in &moved.done {
+                    fold.tombstones.push((at, at, r));
+                }
+                fold.found.push(Found::Scanned(FoundMessage::new(at, moved.message, &mut out.last_queue_ids)));
+            }
+            RecordKind::Suppression => {
+                let record = decode_suppression(payload).map_err(undecodable)?;
+                // A compaction copy: its old place is final, held here.
+                if let Some(old) = record.replaces {
+                    fold.tombstones.push((at, old, 0));
+                }
+                fold.suppressions.push(FoundSuppression::Scanned(LiveSuppression { at, record }));
+            }
+            // The marker of a checkpoint's cut: nothing to apply.
+            RecordKind::Checkpoint => {}
+        }
+    }
+    Ok(())
+}
+
+/// Live messages, states and suppression entries from the fold, reading
+/// back what a checkpoint held by place.
+fn finish(fold: Fold, images: &BTreeMap<SegmentKey, &[u8]>, mut out: Recovered) -> Result<Recovered, SpoolError> {
+    let read = |at: SpoolRef| -> Option<(RecordKind, &[u8])> {
+        let bytes = images.get(&at.segment_key())?;
+        match parse_at(bytes, at.offset as usize, at.segment_key()) {
+            Parsed::Record { kind, payload, .. } => Some((kind, &bytes[payload])),
+            Parsed::End | Parsed::Bad(_) => None,
+        }
+    };
+    let unusable = |at: SpoolRef| SpoolError::CheckpointUnusable {
+        dir: at.dir,
+        at,
+        reason: "a live record it holds does not read back",
+    };
     // States are fed to no ledger: they neither keep their segment nor pin
     // their target's. `is_final` is also true for a target that is not a
     // live message (never was, or its segment is gone).
     let mut live_states: HashMap<SpoolRef, Vec<(u16, RecipientState)>> = HashMap::new();
-    for ((target, recipient), (_, s)) in states {
-        if !out.ledger.is_final(target, recipient) {
-            live_states.entry(target).or_default().push((recipient, s));
-        }
-    }
-    for m in found {
-        let recipients: Vec<(u16, RecipientEntry)> =
-            (0u16..).zip(m.recipients).filter(|(i, _)| !out.ledger.is_final(m.at, *i)).collect();
-        if recipients.is_empty() {
+    for ((target, recipient), (at, _, s)) in fold.states {
+        if out.ledger.is_final(target, recipient) {
             continue;
         }
+        let state = match s {
+            FoundState::Scanned(s) => s,
+            // Advisory: one that does not read back means an earlier retry.
+            FoundState::Held => match read(at).and_then(|(_, p)| decode_recipient_state(p).ok()) {
+                Some(s) => s,
+                None => continue,
+            },
+        };
+        live_states.entry(target).or_default().push((recipient, state));
+    }
+    for f in fold.found {
+        let at = f.at();
+        if (0..f.recipients()).all(|i| out.ledger.is_final(at, i)) {
+            continue;
+        }
+        let m = match f {
+            Found::Scanned(m) => m,
+            Found::Held(_) => {
+                let (kind, payload) = read(at).ok_or_else(|| unusable(at))?;
+                let record = decode_any_message(kind, payload).ok_or_else(|| unusable(at))?;
+                FoundMessage::new(at, record, &mut out.last_queue_ids)
+            }
+        };
+        let recipients: Vec<(u16, RecipientEntry)> =
+            (0u16..).zip(m.recipients).filter(|(i, _)| !out.ledger.is_final(m.at, *i)).collect();
         let mut states = live_states.remove(&m.at).unwrap_or_default();
         states.sort_unstable_by_key(|(i, _)| *i);
         out.messages.push(LiveMessage {
@@ -294,25 +364,40 @@ pub fn recover_images_observed<'a>(
             states,
         });
     }
-    out.suppressions = suppressions.into_iter().filter(|s| out.ledger.is_live(s.at)).collect();
+    // Checkpointed messages come first: keep (dir, segment, offset) order.
+    out.messages.sort_by_key(|m| m.at);
+    for s in fold.suppressions {
+        if !out.ledger.is_live(s.at()) {
+            continue;
+        }
+        out.suppressions.push(match s {
+            FoundSuppression::Scanned(s) => s,
+            FoundSuppression::Held(at) => {
+                let (_, payload) = read(at).ok_or_else(|| unusable(at))?;
+                let record = decode_suppression(payload).map_err(|_| unusable(at))?;
+                LiveSuppression { at, record }
+            }
+        });
+    }
+    out.suppressions.sort_by_key(|s| s.at);
     out.reclaimable = out.ledger.deletable();
     Ok(out)
 }
 
-/// Keeps `s`, found at `at`, if it is later than the state kept so far for
-/// its recipient: a higher `seq`, or an equal one written later in
+/// Keeps the state at `at` with `seq` for `key` if it is later than the
+/// one kept so far: a higher `seq`, or an equal one written later in
 /// (dir, segment, offset) order. Not the order records are found in, so the
 /// rule does not depend on how images are iterated.
-fn keep_latest(states: &mut HashMap<(SpoolRef, u16), (SpoolRef, RecipientState)>, at: SpoolRef, s: RecipientState) {
-    match states.entry((s.target, s.recipient)) {
+pub(super) fn keep_latest(states: &mut States, key: (SpoolRef, u16), at: SpoolRef, seq: u64, s: FoundState) {
+    match states.entry(key) {
         Entry::Occupied(mut kept) => {
-            let (kept_at, kept_state) = kept.get();
-            if (s.seq, at) > (kept_state.seq, *kept_at) {
-                kept.insert((at, s));
+            let (kept_at, kept_seq, _) = kept.get();
+            if (seq, at) > (*kept_seq, *kept_at) {
+                kept.insert((at, seq, s));
             }
         }
         Entry::Vacant(slot) => {
-            slot.insert((at, s));
+            slot.insert((at, seq, s));
         }
     }
 }

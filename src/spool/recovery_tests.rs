@@ -14,7 +14,7 @@ use super::SpoolError;
 
 const SIZE: usize = 4096;
 
-fn message(id: u64, rcpts: usize) -> Vec<u8> {
+pub(super) fn message(id: u64, rcpts: usize) -> Vec<u8> {
     encode_message(&MessageRecord {
         queue_id: QueueId(id),
         received_at_ms: 1,
@@ -30,11 +30,11 @@ fn message(id: u64, rcpts: usize) -> Vec<u8> {
     .unwrap()
 }
 
-fn tombstone(target: SpoolRef, recipient: u16) -> Vec<u8> {
+pub(super) fn tombstone(target: SpoolRef, recipient: u16) -> Vec<u8> {
     encode_tombstone(&Tombstone { target, recipient, outcome: Outcome::Delivered }).to_vec()
 }
 
-fn state(target: SpoolRef, recipient: u16, seq: u64, attempts: u32, next_attempt_ms: u64) -> RecipientState {
+pub(super) fn state(target: SpoolRef, recipient: u16, seq: u64, attempts: u32, next_attempt_ms: u64) -> RecipientState {
     RecipientState {
         target,
         recipient,
@@ -47,25 +47,25 @@ fn state(target: SpoolRef, recipient: u16, seq: u64, attempts: u32, next_attempt
     }
 }
 
-fn encoded(s: &RecipientState) -> Vec<u8> {
+pub(super) fn encoded(s: &RecipientState) -> Vec<u8> {
     encode_recipient_state(s).unwrap()
 }
 
 /// Builds segment images record by record; returns each record's place.
 #[derive(Default)]
-struct Disk {
+pub(super) struct Disk {
     images: BTreeMap<SegmentKey, Vec<u8>>,
 }
 
 impl Disk {
-    fn put(&mut self, key: SegmentKey, kind: RecordKind, payload: &[u8]) -> SpoolRef {
+    pub(super) fn put(&mut self, key: SegmentKey, kind: RecordKind, payload: &[u8]) -> SpoolRef {
         let img = self.images.entry(key).or_default();
         let offset = img.len() as u32;
         encode_into(img, kind, key, &[payload]);
         SpoolRef { dir: key.dir, segment: key.seq, offset }
     }
 
-    fn finish(&mut self) -> BTreeMap<SegmentKey, Vec<u8>> {
+    pub(super) fn finish(&mut self) -> BTreeMap<SegmentKey, Vec<u8>> {
         let mut images = std::mem::take(&mut self.images);
         for img in images.values_mut() {
             img.resize(SIZE, 0);
@@ -78,7 +78,7 @@ fn recover(images: &BTreeMap<SegmentKey, Vec<u8>>) -> Result<super::Recovered, S
     recover_images(images.iter().map(|(&key, bytes)| SegmentImage { key, bytes }))
 }
 
-fn seg(dir: u16, seq: u32) -> SegmentKey {
+pub(super) fn seg(dir: u16, seq: u32) -> SegmentKey {
     SegmentKey { dir, seq }
 }
 
@@ -320,7 +320,7 @@ fn undecodable_recipient_state_with_good_crc_is_an_error() {
     assert!(matches!(recover(&d.finish()), Err(SpoolError::Undecodable { at: e, .. }) if e == at));
 }
 
-fn moved(old: SpoolRef, done: &[u16], id: u64, rcpts: usize) -> Vec<u8> {
+pub(super) fn moved(old: SpoolRef, done: &[u16], id: u64, rcpts: usize) -> Vec<u8> {
     let mut p = super::payload::encode_moved_head(old, done);
     p.extend_from_slice(&message(id, rcpts));
     p
@@ -365,7 +365,7 @@ fn a_moved_record_torn_off_leaves_the_old_copy_whole() {
     assert_eq!(r.messages[0].recipients.len(), 2);
 }
 
-fn suppression(address: &str, since_ms: u64, replaces: Option<SpoolRef>) -> Vec<u8> {
+pub(super) fn suppression(address: &str, since_ms: u64, replaces: Option<SpoolRef>) -> Vec<u8> {
     super::encode_suppression(&super::SuppressionRecord {
         address: address.into(),
         since_ms,

@@ -670,3 +670,18 @@ pub fn newest_header(server: &Server, count: usize) -> String {
     let head = stored.split("\r\n\r\n").next().unwrap_or_default().to_string();
     head.replace("\r\n\t", " ").replace("\r\n ", " ")
 }
+
+/// Send `n` messages tagged `tag-i` (subject and `X-Seq` header) to `to`
+/// in one session; the queue id of each 250.
+pub fn send_tagged(server: &Server, tag: &str, to: &str, n: usize) -> Vec<String> {
+    let mut c = server.smtp();
+    c.expect("EHLO tagged.test", "250");
+    (0..n)
+        .map(|i| {
+            let body = format!("Subject: {tag}-{i}\r\nX-Seq: {tag}-{i}\r\n\r\nbody of {tag}-{i}\r\n");
+            let r = c.send_mail("sender@example.test", &[to], body.as_bytes());
+            assert!(r.starts_with("250"), "{tag}-{i}: {r}");
+            r.rsplit(' ').next().unwrap().to_string()
+        })
+        .collect()
+}

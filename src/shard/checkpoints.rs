@@ -1,0 +1,79 @@
+//! Each core's checkpoints of its own spool directory (see
+//! `spool::checkpoint`): every `spool.checkpoint_interval` when anything
+//! was appended since the last one, and at a clean stop, so that a restart
+//! reads the checkpoint plus the log after it instead of every segment.
+//!
+//! Taking one: append a `Checkpoint` record and wait until it is durable
+//! (its place is the cut: everything before it is durable too), then roll
+//! the previous checkpoint forward to the cut and write the file, off the
+//! executor. Nothing in memory is read: the checkpoint is computed from
+//! the log, so it cannot disagree with it.
+
+use super::Shard;
+use crate::spool::{checkpoint_roll, RecordKind, SpoolRef};
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Per core: where the last checkpoint's record ended, and whether one is
+/// being taken.
+#[derive(Default)]
+pub struct Checkpoints {
+    /// The write position just after the last `Checkpoint` record: if the
+    /// spool is still there, nothing new needs a checkpoint.
+    after_last: Cell<Option<SpoolRef>>,
+    busy: Cell<bool>,
+}
+
+impl Shard {
+    /// Runs until the core stops: a checkpoint every
+    /// `spool.checkpoint_interval` (0: never, except at a clean stop).
+    pub async fn checkpointer(self: Rc<Self>) {
+        loop {
+            let interval = self.config().spool.checkpoint_interval.get();
+            let wait =
+                if interval.is_zero() { Duration::from_secs(1) } else { interval.max(Duration::from_millis(50)) };
+            if !self.stop.sleep(wait).await {
+                return;
+            }
+            if !interval.is_zero() {
+                self.checkpoint().await;
+            }
+        }
+    }
+
+    /// Takes a checkpoint of this core's directory if anything was
+    /// appended since the last one (and none is being taken). Only once
+    /// this core has adopted its recovered spool: before that, reading the
+    /// whole directory would compete with recovery for the disk.
+    pub async fn checkpoint(self: &Rc<Self>) {
+        let cp = &self.checkpoints;
+        if cp.busy.get() || !self.recovery.is_done() || cp.after_last.get() == Some(self.spool.write_position()) {
+            return;
+        }
+        cp.busy.set(true);
+        let started = Instant::now();
+        let result = self.take_checkpoint().await;
+        cp.busy.set(false);
+        match result {
+            Ok(taken) => tracing::info!(
+                core = self.id,
+                records = taken.records,
+                tombstones = taken.tombstones,
+                states = taken.states,
+                bytes = taken.bytes,
+                incremental = taken.incremental,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "spool checkpoint written"
+            ),
+            Err(e) => tracing::warn!(core = self.id, error = %e, "spool checkpoint not written; will retry"),
+        }
+    }
+
+    async fn take_checkpoint(self: &Rc<Self>) -> Result<checkpoint_roll::Taken, crate::spool::SpoolError> {
+        let cut = self.spool.append_durable(RecordKind::Checkpoint, &[]).await?;
+        self.checkpoints.after_last.set(Some(self.spool.write_position()));
+        let root = self.config().spool_root();
+        glommio::executor().spawn_blocking(move || checkpoint_roll::take(&root, cut)).await
+    }
+}

@@ -1,0 +1,343 @@
+//! Checkpoints: a compact summary of one spool directory's log up to a
+//! *cut*, so that recovery reads the summary plus the log after the cut
+//! instead of every segment (issue 13 item 2).
+//!
+//! # What a checkpoint holds
+//! The records of directory `dir` before the cut that can still change what
+//! recovery returns, by place, never by content:
+//! - every message, moved copy and suppression entry not made final by a
+//!   tombstone of this directory (with its recipient count);
+//! - every tombstone whose target segment still existed (it may keep its
+//!   target final, and it pins its target's segment in the ledger);
+//! - the latest recipient state per (target, recipient) whose target may
+//!   still be live;
+//! - the highest queue id.
+//!
+//! Recovery feeds these to the same fold as scanned records (see
+//! `recovery`), reads the envelopes of the messages that turn out live
+//! from the segment maps, and scans the log from the cut. A message dropped
+//! here is dead; a tombstone dropped here pins nothing that exists; so the
+//! ledger, the live messages and the reclaimable segments come out the
+//! same as from a full scan.
+//!
+//! # The cut
+//! The cut is the place of a `Checkpoint` record the owning core appended
+//! and made durable first: every record before it is durable (the durable
+//! records of a directory form a prefix), and recovery trusts a checkpoint
+//! only if a good `Checkpoint` record is found at its cut (so a cut beyond
+//! a torn tail, or in a deleted segment, is not trusted).
+//!
+//! # File format (`core-<dir>/checkpoint`, all integers little-endian)
+//! ```text
+//! 0   4  magic b"RMCK"
+//! 4   1  version 1
+//! 5   3  reserved, 0
+//! 8   4  body length
+//! 12  4  crc32c over bytes 0..12 followed by the body
+//! 16  …  body: sections, each tag u16, length u32, value
+//! ```
+//! Sections: 1 cut (dir u16, segment u32, offset u32, has-id u8, queue id
+//! u64), 2 records (segment u32, offset u32, kind u8, recipients u16 each),
+//! 3 tombstones (segment u32, offset u32, target dir u16, segment u32,
+//! offset u32, recipient u16 each), 4 states (as tombstones, then seq u64).
+//! Unknown tags are skipped, so later versions can add sections (per-message
+//! data of other issues) that older readers ignore; a change of meaning
+//! takes a new version. The file is written whole to `checkpoint.tmp`,
+//! synced, renamed and the directory synced: a torn one is never under the
+//! final name, and a damaged one fails its crc and is ignored (recovery
+//! falls back to a full scan).
+
+use super::ids::{QueueId, SpoolRef};
+
+/// The first four bytes of a checkpoint file.
+pub const MAGIC: [u8; 4] = *b"RMCK";
+/// The version this code writes and reads.
+pub const VERSION: u8 = 1;
+const HEAD_LEN: usize = 16;
+
+const TAG_CUT: u16 = 1;
+const TAG_RECORDS: u16 = 2;
+const TAG_TOMBSTONES: u16 = 3;
+const TAG_STATES: u16 = 4;
+
+const CUT_LEN: usize = 19;
+const RECORD_LEN: usize = 11;
+const TOMBSTONE_LEN: usize = 20;
+const STATE_LEN: usize = 28;
+
+/// What kind of live record a checkpoint holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Held {
+    /// A message record.
+    Message,
+    /// A compaction copy (a `Moved` record).
+    Moved,
+    /// A suppression-list entry (one "recipient").
+    Suppression,
+}
+
+impl Held {
+    fn to_byte(self) -> u8 {
+        match self {
+            Held::Message => 1,
+            Held::Moved => 2,
+            Held::Suppression => 3,
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<Held> {
+        match b {
+            1 => Some(Held::Message),
+            2 => Some(Held::Moved),
+            3 => Some(Held::Suppression),
+            _ => None,
+        }
+    }
+}
+
+/// A record that may still be live, at `at` in the checkpoint's directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeldRecord {
+    pub at: SpoolRef,
+    pub kind: Held,
+    /// Recipients it has (1 for a suppression entry).
+    pub recipients: u16,
+}
+
+/// A tombstone (or the tombstone part of a moved copy or a replacing
+/// suppression entry) written at `at`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeldTombstone {
+    pub at: SpoolRef,
+    pub target: SpoolRef,
+    pub recipient: u16,
+}
+
+/// The latest recipient-state record for (target, recipient), at `at`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeldState {
+    pub at: SpoolRef,
+    pub target: SpoolRef,
+    pub recipient: u16,
+    pub seq: u64,
+}
+
+/// One directory's log up to `cut`, summarized (see the module docs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Place of the `Checkpoint` record the summary stops before; its `dir`
+    /// is the directory summarized.
+    pub cut: SpoolRef,
+    /// Highest queue id of the directory before the cut.
+    pub last_queue_id: Option<QueueId>,
+    pub records: Vec<HeldRecord>,
+    pub tombstones: Vec<HeldTombstone>,
+    pub states: Vec<HeldState>,
+}
+
+impl Checkpoint {
+    /// A summary of nothing: the directory `cut.dir` from its start.
+    pub fn empty(cut: SpoolRef) -> Checkpoint {
+        Checkpoint { cut, last_queue_id: None, records: Vec::new(), tombstones: Vec::new(), states: Vec::new() }
+    }
+}
+
+/// Why bytes are not a checkpoint this version reads.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("checkpoint too short ({len} bytes)")]
+    Truncated { len: usize },
+    #[error("not a checkpoint (bad magic)")]
+    BadMagic,
+    #[error("unsupported checkpoint version {version}")]
+    UnsupportedVersion { version: u8 },
+    #[error("checkpoint crc mismatch: stored {stored:08x}, computed {computed:08x}")]
+    BadCrc { stored: u32, computed: u32 },
+    #[error("checkpoint section {tag} is malformed")]
+    Malformed { tag: u16 },
+    #[error("checkpoint has no cut section")]
+    NoCut,
+}
+
+/// The file bytes of `ck`.
+pub fn encode(ck: &Checkpoint) -> Vec<u8> {
+    let mut body = Vec::with_capacity(
+        64 + ck.records.len() * RECORD_LEN + ck.tombstones.len() * TOMBSTONE_LEN + ck.states.len() * STATE_LEN,
+    );
+    section(&mut body, TAG_CUT, CUT_LEN, |b| {
+        b.extend_from_slice(&ck.cut.dir.to_le_bytes());
+        put_place(b, ck.cut);
+        b.push(u8::from(ck.last_queue_id.is_some()));
+        b.extend_from_slice(&ck.last_queue_id.map_or(0, |q| q.0).to_le_bytes());
+    });
+    section(&mut body, TAG_RECORDS, ck.records.len() * RECORD_LEN, |b| {
+        for r in &ck.records {
+            put_place(b, r.at);
+            b.push(r.kind.to_byte());
+            b.extend_from_slice(&r.recipients.to_le_bytes());
+        }
+    });
+    section(&mut body, TAG_TOMBSTONES, ck.tombstones.len() * TOMBSTONE_LEN, |b| {
+        for t in &ck.tombstones {
+            put_place(b, t.at);
+            put_ref(b, t.target);
+            b.extend_from_slice(&t.recipient.to_le_bytes());
+        }
+    });
+    section(&mut body, TAG_STATES, ck.states.len() * STATE_LEN, |b| {
+        for s in &ck.states {
+            put_place(b, s.at);
+            put_ref(b, s.target);
+            b.extend_from_slice(&s.recipient.to_le_bytes());
+            b.extend_from_slice(&s.seq.to_le_bytes());
+        }
+    });
+    let mut out = Vec::with_capacity(HEAD_LEN + body.len());
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.extend_from_slice(&[0; 3]);
+    // Sections are u32-sized; a body past 4 GiB is not written (the caller
+    // checks `encode`'s length against the limit before writing).
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&out), &body);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Reads checkpoint file bytes. Never panics, whatever the bytes.
+pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
+    let head = bytes.get(..HEAD_LEN).ok_or(CheckpointError::Truncated { len: bytes.len() })?;
+    if head[..4] != MAGIC {
+        return Err(CheckpointError::BadMagic);
+    }
+    let len = u32::from_le_bytes(head[8..12].try_into().expect("4 bytes")) as usize;
+    let body =
+        bytes.get(HEAD_LEN..).filter(|b| b.len() == len).ok_or(CheckpointError::Truncated { len: bytes.len() })?;
+    let stored = u32::from_le_bytes(head[12..16].try_into().expect("4 bytes"));
+    let computed = crc32c::crc32c_append(crc32c::crc32c(&head[..12]), body);
+    if stored != computed {
+        return Err(CheckpointError::BadCrc { stored, computed });
+    }
+    // Checked after the crc, like records: only intact bytes are refused.
+    if head[4] != VERSION {
+        return Err(CheckpointError::UnsupportedVersion { version: head[4] });
+    }
+    let mut ck: Option<Checkpoint> = None;
+    let (mut records, mut tombstones, mut states) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rest = body;
+    while !rest.is_empty() {
+        let (tag, value, next) = split_section(rest)?;
+        rest = next;
+        let bad = CheckpointError::Malformed { tag };
+        match tag {
+            TAG_CUT => {
+                let mut r = Reader(value);
+                let dir = r.u16().ok_or(bad.clone())?;
+                let cut = r.place(dir).ok_or(bad.clone())?;
+                let has_id = r.u8().ok_or(bad.clone())?;
+                let id = r.u64().ok_or(bad.clone())?;
+                let last_queue_id = (has_id != 0).then_some(QueueId(id));
+                ck = Some(Checkpoint { last_queue_id, ..Checkpoint::empty(cut) });
+            }
+            TAG_RECORDS => {
+                records =
+                    entries(value, RECORD_LEN, tag, |r| Some((r.place_raw()?, Held::from_byte(r.u8()?)?, r.u16()?)))?
+            }
+            TAG_TOMBSTONES => {
+                tombstones = entries(value, TOMBSTONE_LEN, tag, |r| Some((r.place_raw()?, r.spool_ref()?, r.u16()?)))?
+            }
+            TAG_STATES => {
+                states = entries(value, STATE_LEN, tag, |r| Some((r.place_raw()?, r.spool_ref()?, r.u16()?, r.u64()?)))?
+            }
+            // A section of a later version: not ours to read.
+            _ => {}
+        }
+    }
+    let mut ck = ck.ok_or(CheckpointError::NoCut)?;
+    let dir = ck.cut.dir;
+    let at = |(segment, offset): (u32, u32)| SpoolRef { dir, segment, offset };
+    ck.records = records.into_iter().map(|(p, kind, recipients)| HeldRecord { at: at(p), kind, recipients }).collect();
+    ck.tombstones =
+        tombstones.into_iter().map(|(p, target, recipient)| HeldTombstone { at: at(p), target, recipient }).collect();
+    ck.states =
+        states.into_iter().map(|(p, target, recipient, seq)| HeldState { at: at(p), target, recipient, seq }).collect();
+    Ok(ck)
+}
+
+fn section(body: &mut Vec<u8>, tag: u16, len: usize, fill: impl FnOnce(&mut Vec<u8>)) {
+    body.extend_from_slice(&tag.to_le_bytes());
+    body.extend_from_slice(&(len as u32).to_le_bytes());
+    let start = body.len();
+    fill(body);
+    debug_assert_eq!(body.len() - start, len);
+}
+
+fn put_place(b: &mut Vec<u8>, at: SpoolRef) {
+    b.extend_from_slice(&at.segment.to_le_bytes());
+    b.extend_from_slice(&at.offset.to_le_bytes());
+}
+
+fn put_ref(b: &mut Vec<u8>, at: SpoolRef) {
+    b.extend_from_slice(&at.dir.to_le_bytes());
+    put_place(b, at);
+}
+
+/// (tag, value, what follows) of the section at the start of `bytes`.
+fn split_section(bytes: &[u8]) -> Result<(u16, &[u8], &[u8]), CheckpointError> {
+    let mut r = Reader(bytes);
+    let tag = r.u16().ok_or(CheckpointError::Malformed { tag: 0 })?;
+    let len = r.u32().ok_or(CheckpointError::Malformed { tag })? as usize;
+    let rest = r.0;
+    if rest.len() < len {
+        return Err(CheckpointError::Malformed { tag });
+    }
+    Ok((tag, &rest[..len], &rest[len..]))
+}
+
+/// Fixed-size entries of a list section.
+fn entries<T>(
+    value: &[u8],
+    size: usize,
+    tag: u16,
+    one: impl Fn(&mut Reader<'_>) -> Option<T>,
+) -> Result<Vec<T>, CheckpointError> {
+    if !value.len().is_multiple_of(size) {
+        return Err(CheckpointError::Malformed { tag });
+    }
+    value.chunks_exact(size).map(|c| one(&mut Reader(c)).ok_or(CheckpointError::Malformed { tag })).collect()
+}
+
+/// Little-endian reads off the front of a slice.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take::<1>().map(|b| b[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take().map(u16::from_le_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take().map(u32::from_le_bytes)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take().map(u64::from_le_bytes)
+    }
+    fn place_raw(&mut self) -> Option<(u32, u32)> {
+        Some((self.u32()?, self.u32()?))
+    }
+    fn place(&mut self, dir: u16) -> Option<SpoolRef> {
+        let (segment, offset) = self.place_raw()?;
+        Some(SpoolRef { dir, segment, offset })
+    }
+    fn spool_ref(&mut self) -> Option<SpoolRef> {
+        let dir = self.u16()?;
+        self.place(dir)
+    }
+}

@@ -1,0 +1,129 @@
+//! What recovery folds records into, and the parts of recovery that use a
+//! checkpoint (see `checkpoint`): checking its cut, feeding what it holds
+//! into the fold, and forgetting segments reclaimed after it was taken.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::checkpoint::{Checkpoint, Held, HeldRecord};
+use super::error::SpoolError;
+use super::ids::{QueueId, SegmentKey, SpoolRef};
+use super::ledger::Ledger;
+use super::payload::RecipientState;
+use super::record::{parse_at, Parsed, RecordKind};
+use super::recovery::{keep_latest, note_queue_id, FoundMessage, LiveSuppression};
+
+/// A message found by a scan (decoded), or held by a checkpoint (decoded
+/// only if it turns out live).
+pub(super) enum Found {
+    Scanned(FoundMessage),
+    Held(HeldRecord),
+}
+
+impl Found {
+    pub(super) fn at(&self) -> SpoolRef {
+        match self {
+            Found::Scanned(m) => m.at,
+            Found::Held(h) => h.at,
+        }
+    }
+
+    pub(super) fn recipients(&self) -> u16 {
+        match self {
+            // Decoding guarantees at most u16::MAX recipients.
+            Found::Scanned(m) => m.recipients.len() as u16,
+            Found::Held(h) => h.recipients,
+        }
+    }
+}
+
+/// A suppression entry found by a scan, or held by a checkpoint.
+pub(super) enum FoundSuppression {
+    Scanned(LiveSuppression),
+    Held(SpoolRef),
+}
+
+impl FoundSuppression {
+    pub(super) fn at(&self) -> SpoolRef {
+        match self {
+            FoundSuppression::Scanned(s) => s.at,
+            FoundSuppression::Held(at) => *at,
+        }
+    }
+}
+
+/// A recipient state found by a scan, or held by a checkpoint (read back
+/// only if its recipient is live).
+pub(super) enum FoundState {
+    Scanned(RecipientState),
+    Held,
+}
+
+/// Latest state per (target, recipient): where it is, its seq, and it.
+pub(super) type States = HashMap<(SpoolRef, u16), (SpoolRef, u64, FoundState)>;
+
+/// Everything found so far, before tombstones are applied.
+#[derive(Default)]
+pub(super) struct Fold {
+    pub(super) found: Vec<Found>,
+    /// (where, target, recipient).
+    pub(super) tombstones: Vec<(SpoolRef, SpoolRef, u16)>,
+    pub(super) suppressions: Vec<FoundSuppression>,
+    pub(super) states: States,
+}
+
+/// The cut of `ck` must be a good `Checkpoint` record among `images`.
+pub(super) fn check_cut(ck: &Checkpoint, images: &BTreeMap<SegmentKey, &[u8]>) -> Result<(), SpoolError> {
+    let key = ck.cut.segment_key();
+    let good = images.get(&key).is_some_and(|bytes| {
+        matches!(parse_at(bytes, ck.cut.offset as usize, key), Parsed::Record { kind: RecordKind::Checkpoint, .. })
+    });
+    if good {
+        Ok(())
+    } else {
+        Err(SpoolError::CheckpointUnusable { dir: ck.cut.dir, at: ck.cut, reason: "no checkpoint record at its cut" })
+    }
+}
+
+/// What `ck` holds, into the fold.
+pub(super) fn hold(ck: &Checkpoint, fold: &mut Fold, last_queue_ids: &mut BTreeMap<u16, QueueId>) {
+    if let Some(id) = ck.last_queue_id {
+        note_queue_id(last_queue_ids, ck.cut.dir, id);
+    }
+    for r in &ck.records {
+        match r.kind {
+            Held::Message | Held::Moved => fold.found.push(Found::Held(*r)),
+            Held::Suppression => fold.suppressions.push(FoundSuppression::Held(r.at)),
+        }
+    }
+    fold.tombstones.extend(ck.tombstones.iter().map(|t| (t.at, t.target, t.recipient)));
+    for s in &ck.states {
+        keep_latest(&mut fold.states, (s.target, s.recipient), s.at, s.seq, FoundState::Held);
+    }
+}
+
+/// A checkpoint may hold records of segments reclaimed after it was taken:
+/// they must be dead by now (else the checkpoint is unusable), and the
+/// ledger forgets their segments as if it had seen the deletion.
+pub(super) fn forget_gone(
+    fold: &Fold,
+    images: &BTreeMap<SegmentKey, &[u8]>,
+    ledger: &mut Ledger,
+) -> Result<(), SpoolError> {
+    let mut gone = BTreeSet::new();
+    let held_at = fold.found.iter().filter(|f| matches!(f, Found::Held(_))).map(Found::at);
+    let held_supp = fold.suppressions.iter().filter(|s| matches!(s, FoundSuppression::Held(_))).map(|s| s.at());
+    for at in held_at.chain(held_supp) {
+        if !images.contains_key(&at.segment_key()) {
+            if ledger.is_live(at) {
+                let reason = "a live record it holds is in a segment that is gone";
+                return Err(SpoolError::CheckpointUnusable { dir: at.dir, at, reason });
+            }
+            gone.insert(at.segment_key());
+        }
+    }
+    gone.extend(fold.tombstones.iter().map(|t| t.0.segment_key()).filter(|k| !images.contains_key(k)));
+    for key in gone {
+        ledger.segment_removed(key);
+    }
+    Ok(())
+}
