@@ -29,6 +29,7 @@
 //!   checks of inbound mail on a thread of their own.
 //! - [`auth`]: the users file and Argon2id.
 //! - [`clock`]: the wall clock (`now_ms`), read in one place.
+//! - [`memory`]: giving freed memory back to the system after a burst.
 //! - [`files`]: modes of what ringmail creates (0700/0600) and the one
 //!   atomic rewrite that keeps a file's owner, group and mode.
 //! - [`logging`]: log lines batched per executor.
@@ -47,6 +48,7 @@ pub mod files;
 pub mod http;
 pub mod logging;
 pub mod mailbox;
+pub mod memory;
 pub mod message;
 pub mod metrics;
 pub mod net;

@@ -358,6 +358,9 @@ fn spawn_recovery(job: RecoverBehind) -> Arc<Mutex<Option<spool::SpoolError>>> {
                     for (tx, part) in job.adoptions.iter().zip(parts) {
                         let _ = tx.send(part);
                     }
+                    // The decoded spool is gone: return its pages now,
+                    // before this thread ends and abandons them.
+                    crate::memory::give_back();
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "spool recovery failed: stopping (mail acknowledged since the start is in the spool)");

@@ -144,6 +144,8 @@ impl Shard {
         })
         .await;
         self.recovery.queue.set(true);
+        // The recovery thread's full entries, made compact and freed here.
+        crate::memory::give_back();
         glommio::spawn_local(self.clone().relay_timer()).detach();
 
         self.recovery.done.set(true);
