@@ -70,7 +70,11 @@ fn checkpointed_spool_survives_kill9_during_recovery_exactly_once_and_keeps_sche
         let s = schedule(&server);
         (s.len() == relayed.len() && s.values().all(|(a, next)| *a >= 1 && next.is_some())).then_some(s)
     });
+    // A checkpoint after the deferrals: one more message makes one due (a
+    // core whose spool has not changed since its last checkpoint takes
+    // none, so waiting without appending could wait for ever).
     let before = server.log().matches(WRITTEN).count();
+    local += send_tagged(&server, "mark", "alice@localhost", 1).len();
     checkpoints_after(&server, before, 1);
 
     // Crash; the restart reads the checkpoints.
@@ -81,9 +85,9 @@ fn checkpointed_spool_survives_kill9_during_recovery_exactly_once_and_keeps_sche
 
     // More mail, a newer checkpoint, then a crash, and another during the
     // (held) background recovery after more mail arrived.
+    let before = server.log().matches(WRITTEN).count();
     local += send_tagged(&server, "after", "alice@localhost", 20).len();
     relayed.extend(send_tagged(&server, "after-relay", "x@far.test", 5));
-    let before = server.log().matches(WRITTEN).count();
     checkpoints_after(&server, before, 1);
     server.kill9();
     std::fs::write(&hold, b"").unwrap();
@@ -117,8 +121,8 @@ fn checkpointed_spool_survives_kill9_during_recovery_exactly_once_and_keeps_sche
 fn a_damaged_checkpoint_is_ignored_and_nothing_is_lost() {
     let (mut server, _hold) = server();
     server.spawn();
-    let local = send_tagged(&server, "m", "alice@localhost", 30).len();
     let before = server.log().matches(WRITTEN).count();
+    let local = send_tagged(&server, "m", "alice@localhost", 30).len();
     checkpoints_after(&server, before, 1);
     server.kill9();
     // Damage every checkpoint: one truncated, the other with a byte flipped.
