@@ -127,3 +127,91 @@ fn a_second_domain_on_a_full_site_waits_instead_of_holding_the_core() {
     eventually(Duration::from_secs(20), || (sink.count() == 2).then_some(()));
     assert!(sink.max_concurrent.load(std::sync::atomic::Ordering::SeqCst) <= 1, "one connection to the site at a time");
 }
+
+/// Spool files under `dir` holding `needle`, with its offset in each.
+fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<(std::path::PathBuf, usize)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_holding(&path, needle));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
+                found.push((path, at));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_queued_message_damaged_on_disk_stays_queued_and_a_restart_keeps_the_records_after_it() {
+    // far.test's MX is down at first: both messages are deferred.
+    let port = free_port();
+    let mut server = Server::start_with(Options {
+        cores: 1,
+        relay: format!("routes = {{ \"far.test\" = \"127.0.0.1:{port}\" }}\nretry = [\"1h\"]\n"),
+        ..Options::default()
+    });
+    let damaged = send_tagged(&server, "damaged", "x@far.test", 1).remove(0);
+    let intact = send_tagged(&server, "intact", "y@far.test", 1).remove(0);
+    let attempts = |server: &Server| -> std::collections::HashMap<String, u64> {
+        let out = server.cli(&["queue", "list", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let messages = list["messages"].as_array().expect("messages").iter();
+        messages.map(|m| (m["queue_id"].as_str().unwrap().to_string(), m["attempts"].as_u64().unwrap())).collect()
+    };
+    eventually(Duration::from_secs(30), || {
+        let a = attempts(&server);
+        (a.len() == 2 && a.values().all(|&n| n >= 1)).then_some(())
+    });
+
+    // A byte of the first message's body goes bad in its spool segment
+    // (the server maps the file shared, so it reads the damage).
+    let marker = b"body of damaged-0";
+    let holding = files_holding(&server.data_dir(), marker);
+    assert_eq!(holding.len(), 1, "the damaged message's body is in one spool file: {holding:?}");
+    let (path, at) = &holding[0];
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    std::os::unix::fs::FileExt::write_at(&file, b"B", *at as u64).unwrap();
+    drop(file);
+
+    // The MX comes up. The intact message goes; the damaged one cannot be
+    // read back to be sent: it stays queued, deferred like a temporary
+    // failure with its attempt counted, instead of vanishing from the
+    // queue while its record stays live.
+    let sink = Sink::start("127.0.0.1", port, Script::default());
+    let out = server.cli(&["queue", "flush"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    eventually(Duration::from_secs(30), || (sink.count() == 1).then_some(()));
+    assert!(sink.received()[0].to == ["y@far.test"], "only the intact message went");
+    let left = eventually(Duration::from_secs(30), || {
+        let a = attempts(&server);
+        (a.get(&damaged) >= Some(&2)).then_some(a)
+    });
+    assert!(left.len() == 1 && !left.contains_key(&intact), "{left:?}");
+    let log = server.log();
+    assert!(log.contains("cannot read queued message from the spool"), "{log}");
+    // The core goes on taking mail.
+    let mut c = server.smtp();
+    c.expect("EHLO client.test", "250");
+    let r = c.send_mail("bob@localhost", &["alice@localhost"], b"Subject: after\r\n\r\nx\r\n");
+    assert!(r.starts_with("250"), "{r}");
+    drop(c);
+
+    // A crash and restart: recovery passes over the damaged record (its
+    // message is lost: nothing readable is left of it) and keeps every
+    // record after it in the segment (the intact message, its delivery's
+    // tombstone, the local message), instead of cutting the segment there
+    // as if it were a torn tail.
+    server.restart();
+    let log = server.log();
+    assert!(log.contains("spool record damaged: passed over"), "{log}");
+    let after = attempts(&server);
+    assert!(
+        after.is_empty(),
+        "nothing to relay: the damaged message is unreadable, the intact one delivered: {after:?}"
+    );
+    assert_eq!(mailbox_count(&server, "alice@localhost"), 1, "the local message after the damage survived");
+}

@@ -198,20 +198,12 @@ impl Shard {
         let flight = permit.flight();
         let view = match self.maps.borrow_mut().record(self.resolve(msg.at)) {
             Ok(v) => v,
-            Err(e) => {
-                tracing::error!(queue_id = %msg.queue_id, error = %e, "cannot read queued message from the spool");
-                let outcome = deferred_all(msg.recipients.len(), (4, 3, 0), &format!("spool read error: {e}"));
-                self.apply_outcome(key, msg, outcome, None, None, Some(limits));
-                return Given::Settled;
-            }
+            Err(e) => return self.unreadable(key, msg, limits, &format!("spool read error: {e}")),
         };
         let (out, head) = {
             let record = match view.message() {
                 Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(queue_id = %msg.queue_id, error = %e, "queued message record is undecodable");
-                    return Given::Settled;
-                }
+                Err(e) => return self.unreadable(key, msg, limits, &format!("undecodable spool record: {e}")),
             };
             let head = self.outbound.dkim_fields(&msg, record.body).await;
             (outgoing(&record, &msg, head.len()), head)
@@ -232,10 +224,7 @@ impl Shard {
         }
         let body = match Body::new(head, view) {
             Ok(b) => b,
-            Err(e) => {
-                tracing::error!(queue_id = %msg.queue_id, error = %e, "queued message record is undecodable");
-                return Given::Settled;
-            }
+            Err(e) => return self.unreadable(key, msg, limits, &format!("undecodable spool record: {e}")),
         };
         match c.submit(out, body) {
             Ok(()) => Given::Flying(InFlight { key, msg, _flight: flight, success_wanted, given: Instant::now() }),
@@ -245,6 +234,19 @@ impl Shard {
                 Given::Refused
             }
         }
+    }
+
+    /// `msg` could not be read back from the spool (`why`): it stays
+    /// queued, deferred like a temporary failure, so it is retried on its
+    /// schedule and bounced at `max_queue_time` like any other deferral,
+    /// and the operator sees it in the log and in `queue list` meanwhile.
+    /// Dropping it from the ready list without an outcome would leave its
+    /// record live in the spool with nothing to retry it until a restart.
+    fn unreadable(self: &Rc<Self>, key: Key, msg: QueuedMessage, limits: &SiteLimits, why: &str) -> Given<'static> {
+        tracing::error!(queue_id = %msg.queue_id, error = %why, "cannot read queued message from the spool");
+        let outcome = deferred_all(msg.recipients.len(), (4, 3, 0), why);
+        self.apply_outcome(key, msg, outcome, None, None, Some(limits));
+        Given::Settled
     }
 
     /// Apply the outcome of `f` after the site's backoff rules have seen

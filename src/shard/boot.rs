@@ -188,9 +188,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
     // spool is recovered behind the serving cores (see `spool::phased`).
     let started = std::time::Instant::now();
     let opened = spool::phased::open_tails(&root, 0..cores as u16).map_err(BootError::Recovery)?;
-    for t in &opened.torn {
-        tracing::warn!(dir = t.dir, segment = t.segment, offset = t.offset, reason = %t.reason, "cut torn spool tail (never acknowledged)");
-    }
+    log_spool_damage(&opened.torn, &opened.damaged);
     tracing::info!(
         cores,
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -337,6 +335,26 @@ struct RecoverBehind {
 /// its part. On failure (a record this version cannot read) the server
 /// stops, and [`run`] returns the error: cutting data it cannot read would
 /// destroy mail. The returned slot holds that error.
+/// What recovery found wrong in the spool: torn tails it cut (a crash
+/// interrupted their writes, so they were never acknowledged) and damage in
+/// the middle of a segment it passed over (whatever record was there is
+/// lost, possibly acknowledged mail: an error for the operator).
+fn log_spool_damage(torn: &[spool::TornRecord], damaged: &[spool::DamagedRecord]) {
+    for t in torn {
+        tracing::warn!(dir = t.dir, segment = t.segment, offset = t.offset, reason = %t.reason, "cut torn spool tail (never acknowledged)");
+    }
+    for d in damaged {
+        tracing::error!(
+            dir = d.dir,
+            segment = d.segment,
+            offset = d.offset,
+            bytes = d.len,
+            reason = %d.reason,
+            "spool record damaged: passed over, the records after it kept"
+        );
+    }
+}
+
 fn spawn_recovery(job: RecoverBehind) -> Arc<Mutex<Option<spool::SpoolError>>> {
     let failed = Arc::new(Mutex::new(None));
     let slot = failed.clone();
@@ -346,9 +364,7 @@ fn spawn_recovery(job: RecoverBehind) -> Arc<Mutex<Option<spool::SpoolError>>> {
             let started = std::time::Instant::now();
             match spool::phased::recover_behind(&job.root, &job.boundaries, &job.shared.progress) {
                 Ok(mut recovered) => {
-                    for t in &recovered.torn {
-                        tracing::warn!(dir = t.dir, segment = t.segment, offset = t.offset, reason = %t.reason, "cut torn spool tail (never acknowledged)");
-                    }
+                    log_spool_damage(&recovered.torn, &recovered.damaged);
                     reclaim_at_start(&job.root, &mut recovered);
                     let live = recovered.messages.len();
                     let parts = distribute(recovered, job.adoptions.len(), &job.relay);

@@ -124,10 +124,10 @@ pub use payload::{
     Outcome, RecipientDsn, RecipientEntry, RecipientState, Route, Tombstone, LAST_ERROR_MAX_LEN, MAX_RECIPIENTS,
 };
 pub use reader::{RecordView, SegmentMaps};
-pub use record::{scan_segment, BadRecord, RecordKind, ScanEnd, ScannedRecord, SegmentScan};
+pub use record::{scan_segment, BadRecord, RecordKind, ScanEnd, ScannedRecord, SegmentScan, Skipped};
 pub use recovery::{
-    recover, recover_images, recover_images_observed, recover_with_checkpoints, LiveMessage, LiveSuppression,
-    Recovered, Repair, SegmentImage, TornRecord,
+    recover, recover_images, recover_images_observed, recover_with_checkpoints, DamagedRecord, LiveMessage,
+    LiveSuppression, Recovered, Repair, SegmentImage, TornRecord,
 };
 pub use suppression::{copy_replacing, decode_suppression, encode_suppression, SuppressionRecord};
 pub use writer::{Appended, CommitTicket, Spool, SpoolConfig, SpoolStats, Tail};

@@ -35,7 +35,7 @@ use super::error::SpoolError;
 use super::ids::{QueueId, SegmentKey};
 use super::recovery::{
     apply_repairs, list_segments, map_segment, recover_images, recover_images_observed, recover_with_checkpoints,
-    Recovered, SegmentImage, TornRecord,
+    DamagedRecord, Recovered, SegmentImage, TornRecord,
 };
 use super::writer::Tail;
 
@@ -53,6 +53,8 @@ pub struct Opened {
     pub last_queue_ids: BTreeMap<u16, QueueId>,
     /// Where highest segments were cut.
     pub torn: Vec<TornRecord>,
+    /// Damage passed over in the middle of highest segments.
+    pub damaged: Vec<DamagedRecord>,
 }
 
 /// How far phase 2 has read (shared with whoever reports it).
@@ -85,6 +87,7 @@ pub fn open_tails(root: &Path, written: impl IntoIterator<Item = u16>) -> Result
         apply_repairs(&BTreeMap::from([(highest, file)]), &found.repairs)?;
         out.tails.insert(dir, found.tails.get(&dir).copied());
         out.torn.extend(found.torn);
+        out.damaged.extend(found.damaged);
         let mut last = found.last_queue_ids.get(&dir).copied();
         // A segment of tombstones only (the queue draining) holds no id:
         // look further back, so ids stay increasing even if the clock

@@ -161,11 +161,26 @@ pub enum ScanEnd {
     Bad { offset: u32, reason: BadRecord },
 }
 
-/// The result of [`scan_segment`]: good records in order, and how it ended.
+/// Damaged bytes in the middle of a segment that a scan passed over: a
+/// record that fails its checks with good records after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// Where the damaged record starts.
+    pub offset: u32,
+    /// Bytes passed over, up to the next good record.
+    pub len: u32,
+    /// What was wrong at `offset`.
+    pub reason: BadRecord,
+}
+
+/// The result of [`scan_segment`]: good records in order, the damaged
+/// ranges passed over, and how it ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentScan {
     /// Every good record before the end, in offset order.
     pub records: Vec<ScannedRecord>,
+    /// Damaged ranges with good records after them, in offset order.
+    pub skipped: Vec<Skipped>,
     /// Why the scan stopped.
     pub end: ScanEnd,
 }
@@ -282,24 +297,59 @@ pub fn scan_segment(bytes: &[u8], key: SegmentKey) -> SegmentScan {
 
 /// [`scan_segment`] from offset `from` (a record boundary, e.g. a
 /// checkpoint's cut) instead of 0.
+///
+/// A damaged record (one that looks torn: [`BadRecord::is_torn`]) ends the
+/// scan only when no good record follows it: that is a torn tail, which a
+/// crash leaves and recovery cuts. With a good record after it, the damage
+/// is in the middle (a bad sector, a stray write): the scan notes it in
+/// `skipped` and goes on, so one bad record never costs the durable
+/// records behind it.
 pub fn scan_segment_from(bytes: &[u8], key: SegmentKey, from: u32) -> SegmentScan {
     // Offsets are 32-bit: look at the first 4 GiB only (segments are smaller).
     let bytes = &bytes[..bytes.len().min(u32::MAX as usize)];
     let mut records = Vec::new();
+    let mut skipped = Vec::new();
     let mut offset = (from as usize).min(bytes.len());
     let end = loop {
         // Every offset reached is at most bytes.len(), so it fits.
         let offset32 = offset as u32;
         match parse_at(bytes, offset, key) {
             Parsed::End => break ScanEnd::Clean { offset: offset32 },
-            Parsed::Bad(reason) => break ScanEnd::Bad { offset: offset32, reason },
+            Parsed::Bad(reason) => match reason.is_torn().then(|| next_good(bytes, offset, key)).flatten() {
+                Some(next) => {
+                    skipped.push(Skipped { offset: offset32, len: (next - offset) as u32, reason });
+                    offset = next;
+                }
+                None => break ScanEnd::Bad { offset: offset32, reason },
+            },
             Parsed::Record { kind, payload, next } => {
                 records.push(ScannedRecord { offset: offset32, kind, payload });
                 offset = next;
             }
         }
     };
-    SegmentScan { records, end }
+    SegmentScan { records, skipped, end }
+}
+
+/// The offset of the first good record after the damaged one at `bad`, if
+/// any. First where the damaged record's own length says the next one
+/// starts (damage in a payload leaves the header whole), then at every
+/// aligned offset that starts with the magic; only bytes before the last
+/// non-zero one are searched (a segment is zero past its data). A good
+/// record is one [`parse_at`] accepts: crc-checked and naming this very
+/// segment.
+fn next_good(bytes: &[u8], bad: usize, key: SegmentKey) -> Option<usize> {
+    let good = |at: usize| matches!(parse_at(bytes, at, key), Parsed::Record { .. });
+    let end = end_of_nonzero(bytes, bad)?;
+    if let Some(h) = bytes.get(bad..bad + HEADER_LEN) {
+        let by_length = bad + record_len(le_u32(&h[12..16]) as usize);
+        if by_length < end && good(by_length) {
+            return Some(by_length);
+        }
+    }
+    let from = bad + RECORD_ALIGN;
+    let hay = bytes.get(from..end)?;
+    memchr::memmem::find_iter(hay, &MAGIC).map(|i| from + i).find(|&at| at % RECORD_ALIGN == 0 && good(at))
 }
 
 /// Offset just past the last non-zero byte at or after `from`, if any.

@@ -68,6 +68,81 @@ fn truncated_record_is_torn_at_its_offset() {
     assert_eq!(scan.end, ScanEnd::Bad { offset: 40, reason: BadRecord::TruncatedHeader });
 }
 
+/// Three messages; the middle one's bytes are damaged by `damage`.
+fn damaged_in_the_middle(damage: impl FnOnce(&mut [u8], usize)) -> (SegmentScan, usize, usize) {
+    let img0 = image(
+        &[
+            (RecordKind::Message, vec![1; 100]),
+            (RecordKind::Message, vec![2; 200]),
+            (RecordKind::Tombstone, vec![3; 13]),
+        ],
+        8192,
+    );
+    let (second, third) = (record_len(100), record_len(100) + record_len(200));
+    let mut img = img0;
+    damage(&mut img, second);
+    (scan_segment(&img, KEY), second, third)
+}
+
+#[test]
+fn damage_in_the_middle_is_passed_over_and_the_records_after_it_kept() {
+    // A flipped payload byte (the header's length still says where the
+    // next record starts), a wiped header (the magic search finds it), and
+    // a header whose length field is garbage.
+    let damages: [(&str, fn(&mut [u8], usize)); 3] = [
+        ("payload byte", |img, at| img[at + 50] ^= 0x01),
+        ("whole header", |img, at| img[at..at + HEADER_LEN].fill(0xa5)),
+        ("length field", |img, at| img[at + 12..at + 16].copy_from_slice(&7u32.to_le_bytes())),
+    ];
+    for (what, damage) in damages {
+        let (scan, second, third) = damaged_in_the_middle(damage);
+        let offsets: Vec<u32> = scan.records.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, [0, third as u32], "{what}");
+        assert_eq!(scan.skipped.len(), 1, "{what}");
+        assert_eq!((scan.skipped[0].offset, scan.skipped[0].len), (second as u32, (third - second) as u32), "{what}");
+        assert!(scan.skipped[0].reason.is_torn(), "{what}");
+        let tail = third + record_len(13);
+        assert_eq!(
+            scan.end,
+            ScanEnd::Clean { offset: tail as u32 },
+            "{what}: appends resume after the last good record"
+        );
+    }
+}
+
+#[test]
+fn damage_with_nothing_good_after_it_is_a_torn_tail() {
+    // Garbage after the damaged record, or a good record of another
+    // segment (a stale copy), is no reason to go on: the tail is cut there.
+    let (scan, second, _) = damaged_in_the_middle(|img, at| {
+        img[at + 50] ^= 0x01;
+        let rest = at + record_len(200);
+        img[rest..rest + 64].fill(0x5a);
+    });
+    assert_eq!(scan.records.len(), 1);
+    assert!(scan.skipped.is_empty());
+    assert!(matches!(scan.end, ScanEnd::Bad { offset, reason: BadRecord::BadCrc { .. } } if offset as usize == second));
+    let mut img = image(&[(RecordKind::Message, vec![1; 100])], 0);
+    let mut other = Vec::new();
+    encode_into(&mut other, RecordKind::Message, SegmentKey { dir: 3, seq: 8 }, &[&[4; 40]]);
+    img.extend_from_slice(&[0xee; 48]);
+    img.extend_from_slice(&other);
+    img.resize(4096, 0);
+    let scan = scan_segment(&img, KEY);
+    assert_eq!((scan.records.len(), scan.skipped.len()), (1, 0));
+    assert!(matches!(scan.end, ScanEnd::Bad { offset: 128, .. }), "{:?}", scan.end);
+}
+
+#[test]
+fn a_zero_header_still_ends_the_scan_cleanly() {
+    // A hole of zeros is where the data ends (what lies past it is stale
+    // and recovery zeroes it), not damage to pass over.
+    let (scan, second, _) = damaged_in_the_middle(|img, at| img[at..at + record_len(200)].fill(0));
+    assert_eq!(scan.records.len(), 1);
+    assert!(scan.skipped.is_empty());
+    assert_eq!(scan.end, ScanEnd::Clean { offset: second as u32 });
+}
+
 #[test]
 fn flipped_payload_bit_is_bad_crc() {
     let mut img = image(&[(RecordKind::Message, vec![1; 64])], 1024);
@@ -180,12 +255,20 @@ fn garbage_never_panics_and_never_yields_a_bad_record() {
             img.truncate(cut);
         }
         let scan = scan_segment(&img, KEY);
+        // Records and skipped damage tile the scanned bytes, in order, and
+        // each skip is followed by a good record.
         let mut prev_end = 0usize;
+        let mut skips = scan.skipped.iter().peekable();
         for r in &scan.records {
+            if let Some(skip) = skips.next_if(|s| s.offset as usize == prev_end) {
+                assert!(skip.reason.is_torn());
+                prev_end += skip.len as usize;
+            }
             assert_eq!(r.offset as usize, prev_end);
             assert!(matches!(parse_at(&img, r.offset as usize, KEY), Parsed::Record { .. }));
             prev_end = r.offset as usize + record_len(r.payload.len());
         }
+        assert!(skips.next().is_none(), "a skip not followed by a good record");
         assert_eq!(scan.tail() as usize, prev_end);
         for _ in 0..8 {
             let _ = parse_at(&img, rng.gen_range(0..img.len() + 40), KEY);

@@ -103,6 +103,24 @@ pub struct TornRecord {
     pub reason: BadRecord,
 }
 
+/// Damaged bytes in the middle of a segment, with good records after them:
+/// recovery passes over them and keeps what follows (see
+/// [`super::record::scan_segment_from`]). Whatever record they held is
+/// lost; nothing is zeroed, so the bytes stay for an operator to look at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DamagedRecord {
+    /// Spool directory of the segment.
+    pub dir: u16,
+    /// Segment sequence number.
+    pub segment: u32,
+    /// Where the damage starts.
+    pub offset: u32,
+    /// Bytes passed over, up to the next good record.
+    pub len: u32,
+    /// What was wrong at `offset`.
+    pub reason: BadRecord,
+}
+
 /// Bytes `from..to` of segment `key` must be (and, after [`recover`], have
 /// been) zeroed and synced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +142,8 @@ pub struct Recovered {
     pub tails: BTreeMap<u16, Tail>,
     /// Where segments were cut.
     pub torn: Vec<TornRecord>,
+    /// Damage passed over in the middle of segments.
+    pub damaged: Vec<DamagedRecord>,
     /// Regions zeroed after the cut (or after a clean end, if stale bytes
     /// followed it).
     pub repairs: Vec<Repair>,
@@ -253,6 +273,10 @@ fn scan_into(key: SegmentKey, bytes: &[u8], from: u32, out: &mut Recovered, fold
             });
         }
         out.torn.push(TornRecord { dir: key.dir, segment: key.seq, offset: *offset, reason: reason.clone() });
+    }
+    for d in &scan.skipped {
+        let (dir, segment) = (key.dir, key.seq);
+        out.damaged.push(DamagedRecord { dir, segment, offset: d.offset, len: d.len, reason: d.reason.clone() });
     }
     let cut = scan.tail();
     if let Some(end) = end_of_nonzero(bytes, cut as usize) {
