@@ -24,8 +24,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 /// The most signatures one hand-off carries: bounds how long the first of
-/// a batch waits for the last (16 RSA-2048 signatures: 5–20 ms).
-pub const MAX_BATCH: usize = 16;
+/// a batch waits for the last (32 RSA-2048 signatures: 8–40 ms, depending
+/// on the CPU). Under load a batch takes every delivery that waits: with
+/// the default 20 connections per site, each with one message behind
+/// another, up to 40. Measured in a queue drain (README, DKIM section):
+/// batches of up to 32 instead of 16 cut the executor's wake-ups and CPU
+/// per message by ~10 % (fewer, fuller hand-offs) for ~10 ms more latency
+/// per message, which mail does not notice.
+pub const MAX_BATCH: usize = 32;
 
 /// What one signature needs, owned (it crosses to the blocking thread).
 pub struct Job {
