@@ -18,13 +18,26 @@ use std::task::{Context, Poll, Waker};
 pub(super) struct IdleConnections(RefCell<HashMap<Dest, Vec<Waker>>>);
 
 impl Outbound {
-    /// Wake every connection idle on `domain` (they take the ready mail
-    /// before any new connection is opened).
-    pub(crate) fn wake_idle(&self, domain: &Dest) {
-        let idle = self.idle.0.borrow_mut().remove(domain);
-        for waker in idle.into_iter().flatten() {
-            waker.wake();
+    /// Wake up to `n` connections idle on `domain`, the most recently
+    /// idle first (they take the ready mail before any new connection is
+    /// opened). Not all of them: every one woken runs, looks at the queue
+    /// and parks again if another took the mail, so waking all for one
+    /// message costs a task run per idle connection; and the longest idle
+    /// are left to reach `relay.connection_idle` and close.
+    pub(crate) fn wake_idle(&self, domain: &Dest, n: usize) {
+        if n == 0 {
+            return;
         }
+        let woken: Vec<Waker> = {
+            let mut idle = self.idle.0.borrow_mut();
+            let Some(waiting) = idle.get_mut(domain) else { return };
+            let woken = waiting.split_off(waiting.len().saturating_sub(n));
+            if waiting.is_empty() {
+                idle.remove(domain);
+            }
+            woken
+        };
+        woken.into_iter().for_each(Waker::wake);
     }
 
     /// Resolves when [`Outbound::wake_idle`] is called for `domain` (or on
