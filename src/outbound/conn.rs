@@ -295,6 +295,12 @@ impl RelayConnection {
         self.client.takes_message()
     }
 
+    /// Whether the session will take a message behind the one in flight
+    /// once that one's body is written (see `Client::takes_behind_soon`).
+    pub fn takes_behind_soon(&self) -> bool {
+        self.client.takes_behind_soon()
+    }
+
     /// Give a message (its `size` must be what `body` puts on the wire
     /// before dot-stuffing: head and stored body); its outcome comes
     /// from [`RelayConnection::progress`] after those given before it. A

@@ -1,9 +1,14 @@
-//! Connections idle between messages: a connection task with nothing to
+//! Connections that can take mail: a connection task with nothing to
 //! send parks here per destination, and is woken when mail for that
-//! destination becomes ready (instead of opening a new connection).
+//! destination becomes ready (instead of opening a new connection); a
+//! connection whose message waits for the server's go-ahead to send its
+//! body (DATA's 354) with PIPELINING is counted here while it waits, as
+//! it will take the next ready message behind that body, in the same
+//! write, without being woken.
 //!
-//! Owns only the wakers; it must not decide whether a connection may be
-//! opened or kept (the queue's per-destination count does that).
+//! Owns only the wakers and those counts; it must not decide whether a
+//! connection may be opened or kept (the queue's per-destination count
+//! does that).
 
 use super::Outbound;
 use crate::queue::Dest;
@@ -13,9 +18,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-/// The wakers of idle connections, by destination domain.
+/// By destination: the wakers of idle connections, and how many
+/// connections take a message behind theirs soon.
 #[derive(Default)]
-pub(super) struct IdleConnections(RefCell<HashMap<Dest, Vec<Waker>>>);
+pub(super) struct IdleConnections {
+    wakers: RefCell<HashMap<Dest, Vec<Waker>>>,
+    behind: RefCell<HashMap<Dest, usize>>,
+}
 
 impl Outbound {
     /// Wake up to `n` connections idle on `domain`, the most recently
@@ -29,7 +38,7 @@ impl Outbound {
             return;
         }
         let woken: Vec<Waker> = {
-            let mut idle = self.idle.0.borrow_mut();
+            let mut idle = self.idle.wakers.borrow_mut();
             let Some(waiting) = idle.get_mut(domain) else { return };
             let woken = waiting.split_off(waiting.len().saturating_sub(n));
             if waiting.is_empty() {
@@ -47,6 +56,38 @@ impl Outbound {
     pub(crate) fn idle_wait<'a>(&'a self, domain: &'a Dest) -> IdleWait<'a> {
         IdleWait { idle: &self.idle, domain, waker: None }
     }
+
+    /// Count a connection to `domain` that takes the next ready message
+    /// behind its own once it is allowed to send that one's body, for as
+    /// long as the guard lives: mail that such connections will take does
+    /// not wake idle ones (see [`Outbound::behind_soon`]).
+    pub(crate) fn taking_behind<'a>(&'a self, domain: &'a Dest) -> TakingBehind<'a> {
+        *self.idle.behind.borrow_mut().entry(domain.clone()).or_default() += 1;
+        TakingBehind { idle: &self.idle, domain }
+    }
+
+    /// How many connections to `domain` take a message behind theirs soon.
+    pub(crate) fn behind_soon(&self, domain: &Dest) -> usize {
+        self.idle.behind.borrow().get(domain).copied().unwrap_or(0)
+    }
+}
+
+/// See [`Outbound::taking_behind`].
+pub(crate) struct TakingBehind<'a> {
+    idle: &'a IdleConnections,
+    domain: &'a Dest,
+}
+
+impl Drop for TakingBehind<'_> {
+    fn drop(&mut self) {
+        let mut behind = self.idle.behind.borrow_mut();
+        if let Some(n) = behind.get_mut(self.domain) {
+            *n -= 1;
+            if *n == 0 {
+                behind.remove(self.domain);
+            }
+        }
+    }
 }
 
 /// See [`Outbound::idle_wait`].
@@ -62,7 +103,7 @@ impl Future for IdleWait<'_> {
         if self.waker.is_some() {
             return Poll::Ready(());
         }
-        self.idle.0.borrow_mut().entry(self.domain.clone()).or_default().push(cx.waker().clone());
+        self.idle.wakers.borrow_mut().entry(self.domain.clone()).or_default().push(cx.waker().clone());
         self.waker = Some(cx.waker().clone());
         Poll::Pending
     }
@@ -71,7 +112,7 @@ impl Future for IdleWait<'_> {
 impl Drop for IdleWait<'_> {
     fn drop(&mut self) {
         let Some(mine) = &self.waker else { return };
-        let mut idle = self.idle.0.borrow_mut();
+        let mut idle = self.idle.wakers.borrow_mut();
         if let Some(waiters) = idle.get_mut(self.domain) {
             waiters.retain(|w| !w.will_wake(mine));
             if waiters.is_empty() {

@@ -224,6 +224,22 @@ impl Client {
         }
     }
 
+    /// Whether the session will take a message behind the one in flight
+    /// as soon as that one's body is written ([`Event::ReadyBehind`]):
+    /// an SMTP server offering PIPELINING, one message in flight, and its
+    /// body not written yet (DATA waiting for the 354).
+    pub fn takes_behind_soon(&self) -> bool {
+        match &self.state {
+            State::Transaction(flight) => {
+                self.dialect == Dialect::Smtp
+                    && self.caps.pipelining
+                    && !self.quit_requested
+                    && flight.takes_one_behind_soon()
+            }
+            _ => false,
+        }
+    }
+
     /// Whether a message may go behind those of `flight` now: an SMTP
     /// server offering PIPELINING, and room behind the one in flight.
     fn pipelines(&self, flight: &Flight) -> bool {
