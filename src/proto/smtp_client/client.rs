@@ -153,6 +153,12 @@ impl Client {
         self.events.pop_front()
     }
 
+    /// Whether an [`Event::ReadyBehind`] is among the events not taken
+    /// yet (it may follow the outcome of the message before).
+    pub fn offers_behind(&self) -> bool {
+        self.events.iter().any(|e| matches!(e, Event::ReadyBehind))
+    }
+
     /// The TLS handshake after [`Event::StartTls`] succeeded: everything
     /// learnt before is forgotten and EHLO is sent again (RFC 3207 §4.2).
     /// Ignored in any other phase.
