@@ -384,7 +384,7 @@ fn quit_while_pipelined_waits_for_both_outcomes() {
 /// end-of-data reply arrived with this message's 354).
 #[test]
 fn the_driver_learns_a_message_may_go_behind_before_taking_the_outcome_ahead_of_it() {
-    use crate::proto::smtp_client::{Client, Event};
+    use crate::proto::smtp_client::{Client, Event, Sent};
     fn feed(c: &mut Client, s: &str) {
         assert_eq!(c.handle_input(s.as_bytes()), s.len());
         while c.poll_transmit().is_some() {}
@@ -394,7 +394,7 @@ fn the_driver_learns_a_message_may_go_behind_before_taking_the_outcome_ahead_of_
     feed(&mut c, "250-mx.test\r\n250 PIPELINING\r\n");
     assert_eq!(c.poll_event(), Some(Event::Ready));
     assert!(!c.takes_behind_soon(), "idle: nothing in flight");
-    c.send_message(msg(&["r1@y.test"])).expect("taken");
+    assert_eq!(c.send_message(msg(&["r1@y.test"])).expect("taken"), Sent::OnTheWire);
     feed(&mut c, "");
     assert!(c.takes_behind_soon(), "awaiting the 354: a message given now goes behind the body");
     feed(&mut c, "250 ok\r\n250 ok\r\n354 go\r\n");
@@ -402,7 +402,7 @@ fn the_driver_learns_a_message_may_go_behind_before_taking_the_outcome_ahead_of_
     assert!(!c.takes_behind_soon(), "the body is written: it takes one now, not soon");
     assert!(c.offers_behind());
     assert_eq!(c.poll_event(), Some(Event::ReadyBehind));
-    c.send_message(msg(&["r2@y.test"])).expect("taken behind");
+    assert_eq!(c.send_message(msg(&["r2@y.test"])).expect("taken behind"), Sent::OnTheWire);
     feed(&mut c, "");
     assert!(!c.takes_behind_soon(), "one waits behind already");
     feed(&mut c, "250 2.0.0 queued\r\n250 ok\r\n250 ok\r\n354 go\r\n");
