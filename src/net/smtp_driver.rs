@@ -214,11 +214,10 @@ pub async fn run(shard: Rc<Shard>, mut conn: Conn, proto: Protocol) {
             conn.consume(n);
             match server.poll_action() {
                 Some(Action::Store { envelope, body }) => {
-                    // Replies to the pipelined commands before DATA's end go
-                    // out now; the 250 waits for the sync.
-                    if send(&shard, &mut conn, &mut server).await.is_err() {
-                        break 'session;
-                    }
+                    // Replies still pending (MAIL and RCPT pipelined with
+                    // BDAT LAST) wait for the sync and go out with the 250:
+                    // one write per message (RFC 2920 §3.1 lets a server
+                    // hold replies while it does not wait for input).
                     let outcome = match shard.check_inbound(client, permitted, &envelope, body).await {
                         Checked::Store { body, auth_results, summary } => {
                             let arrival = Arrival { tls: conn.is_tls(), submission };

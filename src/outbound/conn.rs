@@ -295,6 +295,12 @@ impl RelayConnection {
         self.client.takes_message()
     }
 
+    /// Whether the session will take a message behind the one in flight
+    /// once that one's body is written (see `Client::takes_behind_soon`).
+    pub fn takes_behind_soon(&self) -> bool {
+        self.client.takes_behind_soon()
+    }
+
     /// Give a message (its `size` must be what `body` puts on the wire
     /// before dot-stuffing: head and stored body); its outcome comes
     /// from [`RelayConnection::progress`] after those given before it. A
@@ -406,11 +412,17 @@ impl RelayConnection {
             for _ in 0..bodies_written {
                 self.client.body_sent();
             }
-            let event = self.client.poll_event();
-            if r.is_ok() && bodies_written > 0 && event == Some(Event::ReadyBehind) {
-                self.outbuf = wire;
-                return Event::ReadyBehind;
-            }
+            // Looked at before the first event is taken: toward a DATA-only
+            // server the 354 for these bodies comes with the end-of-data
+            // reply to the message before, whose outcome comes first.
+            let behind = r.is_ok() && bodies_written > 0 && self.client.offers_behind();
+            let event = match self.client.poll_event() {
+                Some(ev @ (Event::ReadyBehind | Event::Outcome(_))) if behind => {
+                    self.outbuf = wire;
+                    return ev;
+                }
+                event => event,
+            };
             if r.is_err() || !wire.is_empty() {
                 if r.is_err() || self.write(&wire).await.is_err() {
                     self.client.connection_lost();

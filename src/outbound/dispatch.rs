@@ -97,8 +97,10 @@ impl Shard {
         if !self.recovery.queue_ready() {
             return; // the relay timer kicks every destination on adoption
         }
-        // Idle connections to it take the mail first.
-        self.outbound.wake_idle(dest);
+        // Idle connections to it take the mail first, as many as it needs
+        // beyond what busy ones will take behind their message.
+        let wanted = self.queue.borrow().wanted_connections(dest);
+        self.outbound.wake_idle(dest, wanted.saturating_sub(self.outbound.behind_soon(dest)));
         if self.outbound.is_held(dest, now_ms()) {
             return; // woken when its site has room again
         }

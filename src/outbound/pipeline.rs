@@ -112,7 +112,15 @@ impl Shard {
             if flying.is_empty() && !taking {
                 break;
             }
-            match c.progress(&self.outbound.tls).await {
+            // While its message waits for the 354, mail that becomes ready
+            // is left for this connection to take behind that body, in the
+            // same write, rather than woken idle connections' (`kick`).
+            let behind = (taking && given < limits.max_deliveries_per_connection && c.takes_behind_soon())
+                .then(|| self.outbound.taking_behind(dest));
+            let progress = c.progress(&self.outbound.tls).await;
+            let counted_behind = behind.is_some();
+            drop(behind);
+            match progress {
                 Progress::Outcome(outcome) => {
                     let Some(f) = flying.pop_front() else { continue };
                     if let Some(BackoffAction::Suspend) = self.settle_given(c, f, outcome, Heard::Reply, permit, limits)
@@ -125,7 +133,12 @@ impl Shard {
                     self.settle_given(c, f, outcome, Heard::Nothing, permit, limits);
                 }
                 Progress::CanTake => {}
-                Progress::Gone => break,
+                Progress::Gone => {
+                    if counted_behind {
+                        self.kick(dest); // what was left for it goes elsewhere
+                    }
+                    break;
+                }
             }
         }
         // The session ended without their outcomes (it reports every message

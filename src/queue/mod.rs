@@ -496,6 +496,17 @@ impl QueueShard {
         self.forget_if_idle(domain);
     }
 
+    /// How many idle connections to `domain` new mail can keep busy: its
+    /// ready list's length (an upper bound: it may hold stale keys), or
+    /// every one while shares wait for room in the active window (taking
+    /// one tops the window up, so the ready list understates the work).
+    pub fn wanted_connections(&self, domain: &Dest) -> usize {
+        if !self.fresh.is_empty() || !self.retried.is_empty() {
+            return usize::MAX;
+        }
+        self.destinations.get(domain).map_or(0, |d| d.ready.len())
+    }
+
     /// Relay connections open (or being opened) to any domain.
     pub fn open_connections(&self) -> usize {
         self.destinations.values().map(|d| d.connections).sum()

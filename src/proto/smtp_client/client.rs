@@ -153,6 +153,12 @@ impl Client {
         self.events.pop_front()
     }
 
+    /// Whether an [`Event::ReadyBehind`] is among the events not taken
+    /// yet (it may follow the outcome of the message before).
+    pub fn offers_behind(&self) -> bool {
+        self.events.iter().any(|e| matches!(e, Event::ReadyBehind))
+    }
+
     /// The TLS handshake after [`Event::StartTls`] succeeded: everything
     /// learnt before is forgotten and EHLO is sent again (RFC 3207 §4.2).
     /// Ignored in any other phase.
@@ -221,6 +227,22 @@ impl Client {
             | State::Reset
             | State::Quit
             | State::Done => false,
+        }
+    }
+
+    /// Whether the session will take a message behind the one in flight
+    /// as soon as that one's body is written ([`Event::ReadyBehind`]):
+    /// an SMTP server offering PIPELINING, one message in flight, and its
+    /// body not written yet (DATA waiting for the 354).
+    pub fn takes_behind_soon(&self) -> bool {
+        match &self.state {
+            State::Transaction(flight) => {
+                self.dialect == Dialect::Smtp
+                    && self.caps.pipelining
+                    && !self.quit_requested
+                    && flight.takes_one_behind_soon()
+            }
+            _ => false,
         }
     }
 

@@ -71,6 +71,14 @@ impl Flight {
         self.entries.len() == 1 && self.front().is_some_and(|t| t.body_written() && !t.distrusted())
     }
 
+    /// Whether a message given now would go behind the oldest once its
+    /// body is written: it is the only one and its body is still to come
+    /// (DATA waiting for its 354). Toward a server without PIPELINING the
+    /// session says no (`Client::takes_behind_soon`).
+    pub fn takes_one_behind_soon(&self) -> bool {
+        self.entries.len() == 1 && self.front().is_some_and(|t| !t.body_written() && !t.distrusted())
+    }
+
     /// Adds a message behind the oldest (after [`Flight::takes_one_behind`]).
     pub fn push(&mut self, entry: Entry) {
         self.entries.push_back(entry);

@@ -377,3 +377,38 @@ fn quit_while_pipelined_waits_for_both_outcomes() {
     assert_eq!(h.outcomes(), [[("delivered", 250)], [("delivered", 250)]]);
     assert_eq!(h.names().last(), Some(&"Closed"));
 }
+
+/// What the driver looks at to write a body and the next message's
+/// commands together: `takes_behind_soon` while the 354 is awaited, and
+/// `offers_behind` when the outcome of the message before comes first (its
+/// end-of-data reply arrived with this message's 354).
+#[test]
+fn the_driver_learns_a_message_may_go_behind_before_taking_the_outcome_ahead_of_it() {
+    use crate::proto::smtp_client::{Client, Event, Sent};
+    fn feed(c: &mut Client, s: &str) {
+        assert_eq!(c.handle_input(s.as_bytes()), s.len());
+        while c.poll_transmit().is_some() {}
+    }
+    let mut c = Client::new(config()).expect("valid config");
+    feed(&mut c, "220 mx.test ESMTP\r\n");
+    feed(&mut c, "250-mx.test\r\n250 PIPELINING\r\n");
+    assert_eq!(c.poll_event(), Some(Event::Ready));
+    assert!(!c.takes_behind_soon(), "idle: nothing in flight");
+    assert_eq!(c.send_message(msg(&["r1@y.test"])).expect("taken"), Sent::OnTheWire);
+    feed(&mut c, "");
+    assert!(c.takes_behind_soon(), "awaiting the 354: a message given now goes behind the body");
+    feed(&mut c, "250 ok\r\n250 ok\r\n354 go\r\n");
+    c.body_sent();
+    assert!(!c.takes_behind_soon(), "the body is written: it takes one now, not soon");
+    assert!(c.offers_behind());
+    assert_eq!(c.poll_event(), Some(Event::ReadyBehind));
+    assert_eq!(c.send_message(msg(&["r2@y.test"])).expect("taken behind"), Sent::OnTheWire);
+    feed(&mut c, "");
+    assert!(!c.takes_behind_soon(), "one waits behind already");
+    feed(&mut c, "250 2.0.0 queued\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+    c.body_sent();
+    assert!(c.offers_behind(), "queued behind message 1's outcome");
+    assert!(matches!(c.poll_event(), Some(Event::Outcome(_))));
+    assert_eq!(c.poll_event(), Some(Event::ReadyBehind));
+    assert!(!c.offers_behind());
+}
