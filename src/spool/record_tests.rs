@@ -68,6 +68,9 @@ fn truncated_record_is_torn_at_its_offset() {
     assert_eq!(scan.end, ScanEnd::Bad { offset: 40, reason: BadRecord::TruncatedHeader });
 }
 
+/// Damage done to the record at an offset of an image.
+type Damage = fn(&mut [u8], usize);
+
 /// Three messages; the middle one's bytes are damaged by `damage`.
 fn damaged_in_the_middle(damage: impl FnOnce(&mut [u8], usize)) -> (SegmentScan, usize, usize) {
     let img0 = image(
@@ -89,7 +92,7 @@ fn damage_in_the_middle_is_passed_over_and_the_records_after_it_kept() {
     // A flipped payload byte (the header's length still says where the
     // next record starts), a wiped header (the magic search finds it), and
     // a header whose length field is garbage.
-    let damages: [(&str, fn(&mut [u8], usize)); 3] = [
+    let damages: [(&str, Damage); 3] = [
         ("payload byte", |img, at| img[at + 50] ^= 0x01),
         ("whole header", |img, at| img[at..at + HEADER_LEN].fill(0xa5)),
         ("length field", |img, at| img[at + 12..at + 16].copy_from_slice(&7u32.to_le_bytes())),
