@@ -116,38 +116,6 @@ fn checkpointed_spool_survives_kill9_during_recovery_exactly_once_and_keeps_sche
     }
 }
 
-/// Segment files, as `core-N/segment-M`.
-fn segments(server: &Server) -> Vec<String> {
-    let mut out = Vec::new();
-    for dir in std::fs::read_dir(server.data_dir().join("spool")).unwrap().flatten() {
-        for seg in std::fs::read_dir(dir.path()).unwrap().flatten() {
-            let name = seg.file_name().to_string_lossy().into_owned();
-            if name.starts_with("segment-") {
-                out.push(format!("{}/{name}", dir.file_name().to_string_lossy()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// 30 messages of 20 KB to bob, then bob deletes them all: segments die,
-/// and the one holding queued mail is compacted.
-fn bury_under_deleted_mail(server: &Server) {
-    let mut c = server.smtp();
-    c.expect("EHLO bury.test", "250");
-    let filler = format!("Subject: filler\r\n\r\n{}\r\n", "f".repeat(20_000));
-    for _ in 0..30 {
-        assert!(c.send_mail("x@localhost", &["bob@localhost"], filler.as_bytes()).starts_with("250"));
-    }
-    let mut bob = server.pop3();
-    assert!(bob.login("bob@localhost", PASSWORD).starts_with("+OK"));
-    for i in 1..=bob.stat().0 {
-        assert!(bob.cmd(&format!("DELE {i}")).starts_with("+OK"));
-    }
-    assert!(bob.cmd("QUIT").starts_with("+OK"));
-}
-
 /// Issue 13: a deferred message keeps its schedule exactly across three
 /// kill -9 restarts with compaction and reclaim in between, though every
 /// segment that held its first states (and its record) is deleted. Two
@@ -169,9 +137,11 @@ fn deferred_mail_keeps_its_schedule_across_three_restarts_with_reclaim_between()
         let s = schedule(&server);
         (s.len() == relayed.len() && s.values().all(|(a, next)| *a >= 1 && next.is_some())).then_some(s)
     });
-    let initial = segments(&server);
+    let initial = segment_files(&server);
     for round in 1..=3 {
-        bury_under_deleted_mail(&server);
+        let mut c = server.smtp();
+        c.expect("EHLO bury.test", "250");
+        bury_under_deleted_mail(&server, &mut c);
         let before = server.log().matches(WRITTEN).count();
         send_tagged(&server, &format!("mark{round}"), "alice@localhost", 1);
         checkpoints_after(&server, before, 1);
@@ -182,7 +152,7 @@ fn deferred_mail_keeps_its_schedule_across_three_restarts_with_reclaim_between()
     }
     // Every segment that held the first deferrals' states is gone now.
     eventually(Duration::from_secs(20), || {
-        let now = segments(&server);
+        let now = segment_files(&server);
         initial.iter().all(|s| !now.contains(s)).then_some(())
     });
     assert!(server.log().contains("spool segment compacted"));

@@ -256,8 +256,7 @@ pub fn encode(ck: &Checkpoint) -> Vec<u8> {
             b.extend_from_slice(&s.seq.to_le_bytes());
         }
     });
-    let envelopes: Vec<(&HeldRecord, &[u8])> =
-        ck.records.iter().filter_map(|r| Some((r, ck.envelope(r)?))).collect();
+    let envelopes: Vec<(&HeldRecord, &[u8])> = ck.records.iter().filter_map(|r| Some((r, ck.envelope(r)?))).collect();
     let len = envelopes.iter().map(|(_, e)| ENVELOPE_HEAD_LEN + e.len()).sum();
     section(&mut body, TAG_ENVELOPES, len, |b| {
         for (r, e) in &envelopes {
