@@ -9,17 +9,6 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-fn segments(server: &Server) -> Vec<String> {
-    let mut out = Vec::new();
-    for dir in std::fs::read_dir(server.data_dir().join("spool")).unwrap().flatten() {
-        for seg in std::fs::read_dir(dir.path()).unwrap().flatten() {
-            out.push(format!("{}/{}", dir.file_name().to_string_lossy(), seg.file_name().to_string_lossy()));
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn a_mostly_dead_segment_is_compacted_and_nothing_is_lost_or_resurrected() {
     let mut server = Server::start_with(Options {
@@ -37,8 +26,8 @@ fn a_mostly_dead_segment_is_compacted_and_nothing_is_lost_or_resurrected() {
     for _ in 0..30 {
         assert!(c.send_mail("x@localhost", &["bob@localhost"], filler.as_bytes()).starts_with("250"));
     }
-    let first = segments(&server)[0].clone();
-    assert!(segments(&server).len() >= 3, "{:?}", segments(&server));
+    let first = segment_files(&server)[0].clone();
+    assert!(segment_files(&server).len() >= 3, "{:?}", segment_files(&server));
 
     // alice lists her mailbox before the move and keeps the session open.
     let mut alice = server.pop3();
@@ -59,7 +48,7 @@ fn a_mostly_dead_segment_is_compacted_and_nothing_is_lost_or_resurrected() {
     assert!(bob.cmd("QUIT").starts_with("+OK"));
 
     eventually(Duration::from_secs(20), || server.log().contains("spool segment compacted").then_some(()));
-    eventually(Duration::from_secs(10), || (!segments(&server).contains(&first)).then_some(()));
+    eventually(Duration::from_secs(10), || (!segment_files(&server).contains(&first)).then_some(()));
 
     // A deletion from a listing taken before the move reaches the moved copy.
     assert!(carol.cmd("DELE 1").starts_with("+OK"));
@@ -110,22 +99,6 @@ fn compacting_relay(port: u16, retry: &str) -> Server {
         relay: format!("routes = {{ \"remote.test\" = \"127.0.0.1:{port}\" }}\nretry = [\"{retry}\"]\n"),
         ..Options::default()
     })
-}
-
-/// 30 messages of 20 KB to bob over `c`, then bob deletes them all: what
-/// was queued before them is the only live message of the first segment,
-/// which compaction then moves.
-fn bury_under_deleted_mail(server: &Server, c: &mut Smtp) {
-    let filler = format!("Subject: filler\r\n\r\n{}\r\n", "f".repeat(20_000));
-    for _ in 0..30 {
-        assert!(c.send_mail("x@localhost", &["bob@localhost"], filler.as_bytes()).starts_with("250"));
-    }
-    let mut bob = server.pop3();
-    assert!(bob.login("bob@localhost", PASSWORD).starts_with("+OK"));
-    for i in 1..=bob.stat().0 {
-        bob.cmd(&format!("DELE {i}"));
-    }
-    assert!(bob.cmd("QUIT").starts_with("+OK"));
 }
 
 #[test]

@@ -175,22 +175,13 @@ fn an_entry_survives_compaction_of_its_segment_and_a_restart() {
         ..Options::default()
     });
     cli_ok(&server, &["suppression", "add", "gone@remote.test"]);
-    let first = segments(&server)[0].clone();
+    let first = segment_files(&server)[0].clone();
     // Bury the entry's segment under mail that is then deleted: only the
     // entry keeps it, and compaction copies it forward.
     let mut c = server.smtp();
     c.expect("EHLO client.test", "250");
-    let filler = format!("Subject: filler\r\n\r\n{}\r\n", "f".repeat(20_000));
-    for _ in 0..30 {
-        assert!(c.send_mail("x@localhost", &["bob@localhost"], filler.as_bytes()).starts_with("250"));
-    }
-    let mut bob = server.pop3();
-    assert!(bob.login("bob@localhost", PASSWORD).starts_with("+OK"));
-    for i in 1..=bob.stat().0 {
-        bob.cmd(&format!("DELE {i}"));
-    }
-    assert!(bob.cmd("QUIT").starts_with("+OK"));
-    eventually(Duration::from_secs(20), || (!segments(&server).contains(&first)).then_some(()));
+    bury_under_deleted_mail(&server, &mut c);
+    eventually(Duration::from_secs(20), || (!segment_files(&server).contains(&first)).then_some(()));
     // The line is logged after the segment goes, and logs are batched.
     assert!(server.log_containing(&["spool segment compacted"]).contains("spool segment compacted"));
     assert!(rcpt_reply(&server, "gone@remote.test").starts_with("550 5.1.1"));
@@ -212,17 +203,6 @@ fn an_entry_survives_backup_and_restore() {
     target.spawn();
     assert!(rcpt_reply(&target, "gone@remote.test").starts_with("550 5.1.1 recipient suppressed"));
     assert!(suppression_list(&target).contains("gone@remote.test"));
-}
-
-/// Segment file names of core 0, oldest first.
-fn segments(server: &Server) -> Vec<String> {
-    let dir = server.data_dir().join("spool").join("core-0");
-    let mut out: Vec<String> = std::fs::read_dir(&dir)
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default();
-    out.retain(|n| n.starts_with("segment-") && !n.ends_with(".tmp"));
-    out.sort();
-    out
 }
 
 #[test]

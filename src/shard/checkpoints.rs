@@ -74,6 +74,10 @@ impl Shard {
         let cut = self.spool.append_durable(RecordKind::Checkpoint, &[]).await?;
         self.checkpoints.after_last.set(Some(self.spool.write_position()));
         let root = self.config().spool_root();
-        glommio::executor().spawn_blocking(move || checkpoint_roll::take(&root, cut)).await
+        let taken = glommio::executor().spawn_blocking(move || checkpoint_roll::take(&root, cut)).await?;
+        // It holds every state before the cut: their segments may go now.
+        let dead = self.ledger.borrow_mut().checkpointed(cut);
+        self.reclaim(dead).await;
+        Ok(taken)
     }
 }

@@ -418,6 +418,9 @@ impl Shard {
                 glommio::spawn_local(async move { me.reclaim(dead).await }).detach();
             }
         }
+        if kind == spool::RecordKind::RecipientState {
+            self.ledger.borrow_mut().state_written(appended.at.segment_key());
+        }
         Ok(appended)
     }
 

@@ -11,7 +11,14 @@
 //!   target final, and it pins its target's segment in the ledger);
 //! - the latest recipient state per (target, recipient) whose target may
 //!   still be live;
-//! - the highest queue id.
+//! - the highest queue id;
+//! - the envelope (the message record without its body) of every message
+//!   and moved copy held, and the contents of every state held, so that
+//!   recovery reads neither the live messages' records nor the state
+//!   records before the cut (issue 13: a backlog's restart no longer
+//!   decodes every queued message), and a state outlives its segment (a
+//!   segment holding states is reclaimed only once a checkpoint after it
+//!   holds them: see `Ledger::checkpointed`).
 //!
 //! Recovery feeds these to the same fold as scanned records (see
 //! `recovery`), reads the envelopes of the messages that turn out live
@@ -39,13 +46,22 @@
 //! Sections: 1 cut (dir u16, segment u32, offset u32, has-id u8, queue id
 //! u64), 2 records (segment u32, offset u32, kind u8, recipients u16 each),
 //! 3 tombstones (segment u32, offset u32, target dir u16, segment u32,
-//! offset u32, recipient u16 each), 4 states (as tombstones, then seq u64).
+//! offset u32, recipient u16 each), 4 states (as tombstones, then seq u64),
+//! 5 envelopes (segment u32, offset u32, body length u64, length u32, the
+//! envelope as `encode_message_envelope` writes it; each), 6 state contents
+//! (a string table: count u32, then length u16 and bytes each; then, for
+//! each state of section 4 in its order: flags u8 (1 warned, 2 held, 0x80
+//! content present), attempts u32, next attempt ms u64, last error u32:
+//! index in the table plus one, 0 for none).
 //! Unknown tags are skipped, so later versions can add sections (per-message
 //! data of other issues) that older readers ignore; a change of meaning
 //! takes a new version. The file is written whole to `checkpoint.tmp`,
 //! synced, renamed and the directory synced: a torn one is never under the
 //! final name, and a damaged one fails its crc and is ignored (recovery
 //! falls back to a full scan).
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::ids::{QueueId, SpoolRef};
 
@@ -59,11 +75,18 @@ const TAG_CUT: u16 = 1;
 const TAG_RECORDS: u16 = 2;
 const TAG_TOMBSTONES: u16 = 3;
 const TAG_STATES: u16 = 4;
+const TAG_ENVELOPES: u16 = 5;
+const TAG_STATE_CONTENTS: u16 = 6;
 
 const CUT_LEN: usize = 19;
 const RECORD_LEN: usize = 11;
 const TOMBSTONE_LEN: usize = 20;
 const STATE_LEN: usize = 28;
+const ENVELOPE_HEAD_LEN: usize = 20;
+const CONTENT_LEN: usize = 17;
+const HAS_CONTENT: u8 = 0x80;
+const WARNED: u8 = 1;
+const HELD: u8 = 2;
 
 /// What kind of live record a checkpoint holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +125,29 @@ pub struct HeldRecord {
     pub kind: Held,
     /// Recipients it has (1 for a suppression entry).
     pub recipients: u16,
+    /// Where its envelope is in [`Checkpoint::envelope_bytes`] (a message
+    /// or moved copy; None in a checkpoint written without envelopes).
+    pub envelope: Option<EnvelopeAt>,
+}
+
+/// A held message's envelope: `len` bytes at `start` of the checkpoint's
+/// envelope bytes, and the length of the body its record holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnvelopeAt {
+    pub start: usize,
+    pub len: u32,
+    pub body_len: u64,
+}
+
+/// What a held state says (the rest of a `RecipientState`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateContent {
+    pub attempts: u32,
+    pub next_attempt_ms: u64,
+    pub warned: bool,
+    pub held: bool,
+    /// Shared: a destination that is down gives most states the same one.
+    pub last_error: Arc<str>,
 }
 
 /// A tombstone (or the tombstone part of a moved copy or a replacing
@@ -114,12 +160,15 @@ pub struct HeldTombstone {
 }
 
 /// The latest recipient-state record for (target, recipient), at `at`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeldState {
     pub at: SpoolRef,
     pub target: SpoolRef,
     pub recipient: u16,
     pub seq: u64,
+    /// What it says (None in a checkpoint written without contents: read
+    /// it back at `at`).
+    pub content: Option<StateContent>,
 }
 
 /// One directory's log up to `cut`, summarized (see the module docs).
@@ -133,12 +182,27 @@ pub struct Checkpoint {
     pub records: Vec<HeldRecord>,
     pub tombstones: Vec<HeldTombstone>,
     pub states: Vec<HeldState>,
+    /// The envelopes of `records`, back to back in their order.
+    pub envelope_bytes: Vec<u8>,
 }
 
 impl Checkpoint {
     /// A summary of nothing: the directory `cut.dir` from its start.
     pub fn empty(cut: SpoolRef) -> Checkpoint {
-        Checkpoint { cut, last_queue_id: None, records: Vec::new(), tombstones: Vec::new(), states: Vec::new() }
+        Checkpoint {
+            cut,
+            last_queue_id: None,
+            records: Vec::new(),
+            tombstones: Vec::new(),
+            states: Vec::new(),
+            envelope_bytes: Vec::new(),
+        }
+    }
+
+    /// The envelope bytes of a held record, if it has some.
+    pub fn envelope(&self, r: &HeldRecord) -> Option<&[u8]> {
+        let e = r.envelope?;
+        self.envelope_bytes.get(e.start..e.start + e.len as usize)
     }
 }
 
@@ -192,6 +256,17 @@ pub fn encode(ck: &Checkpoint) -> Vec<u8> {
             b.extend_from_slice(&s.seq.to_le_bytes());
         }
     });
+    let envelopes: Vec<(&HeldRecord, &[u8])> = ck.records.iter().filter_map(|r| Some((r, ck.envelope(r)?))).collect();
+    let len = envelopes.iter().map(|(_, e)| ENVELOPE_HEAD_LEN + e.len()).sum();
+    section(&mut body, TAG_ENVELOPES, len, |b| {
+        for (r, e) in &envelopes {
+            put_place(b, r.at);
+            b.extend_from_slice(&r.envelope.map_or(0, |e| e.body_len).to_le_bytes());
+            b.extend_from_slice(&(e.len() as u32).to_le_bytes());
+            b.extend_from_slice(e);
+        }
+    });
+    put_state_contents(&mut body, &ck.states);
     let mut out = Vec::with_capacity(HEAD_LEN + body.len());
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
@@ -225,6 +300,7 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
     }
     let mut ck: Option<Checkpoint> = None;
     let (mut records, mut tombstones, mut states) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut envelopes, mut contents) = (None, None);
     let mut rest = body;
     while !rest.is_empty() {
         let (tag, value, next) = split_section(rest)?;
@@ -250,6 +326,8 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
             TAG_STATES => {
                 states = entries(value, STATE_LEN, tag, |r| Some((r.place_raw()?, r.spool_ref()?, r.u16()?, r.u64()?)))?
             }
+            TAG_ENVELOPES => envelopes = Some(value),
+            TAG_STATE_CONTENTS => contents = Some(value),
             // A section of a later version: not ours to read.
             _ => {}
         }
@@ -257,12 +335,119 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
     let mut ck = ck.ok_or(CheckpointError::NoCut)?;
     let dir = ck.cut.dir;
     let at = |(segment, offset): (u32, u32)| SpoolRef { dir, segment, offset };
-    ck.records = records.into_iter().map(|(p, kind, recipients)| HeldRecord { at: at(p), kind, recipients }).collect();
+    ck.records = records
+        .into_iter()
+        .map(|(p, kind, recipients)| HeldRecord { at: at(p), kind, recipients, envelope: None })
+        .collect();
     ck.tombstones =
         tombstones.into_iter().map(|(p, target, recipient)| HeldTombstone { at: at(p), target, recipient }).collect();
-    ck.states =
-        states.into_iter().map(|(p, target, recipient, seq)| HeldState { at: at(p), target, recipient, seq }).collect();
+    ck.states = states
+        .into_iter()
+        .map(|(p, target, recipient, seq)| HeldState { at: at(p), target, recipient, seq, content: None })
+        .collect();
+    if let Some(value) = envelopes {
+        read_envelopes(value, &mut ck)?;
+    }
+    if let Some(value) = contents {
+        read_state_contents(value, &mut ck.states)?;
+    }
     Ok(ck)
+}
+
+/// Section 5 into `ck`'s records and its envelope bytes. Entries come in
+/// the records' order (as [`encode`] writes them), each naming its record
+/// by place.
+fn read_envelopes(value: &[u8], ck: &mut Checkpoint) -> Result<(), CheckpointError> {
+    let bad = || CheckpointError::Malformed { tag: TAG_ENVELOPES };
+    let mut arena = Vec::with_capacity(value.len());
+    let mut records = ck.records.iter_mut();
+    let mut r = Reader(value);
+    while !r.0.is_empty() {
+        let (segment, offset) = r.place_raw().ok_or_else(bad)?;
+        let body_len = r.u64().ok_or_else(bad)?;
+        let len = r.u32().ok_or_else(bad)?;
+        let bytes = r.0.get(..len as usize).ok_or_else(bad)?;
+        r.0 = &r.0[len as usize..];
+        let rec = records.find(|rec| (rec.at.segment, rec.at.offset) == (segment, offset)).ok_or_else(bad)?;
+        rec.envelope = Some(EnvelopeAt { start: arena.len(), len, body_len });
+        arena.extend_from_slice(bytes);
+    }
+    ck.envelope_bytes = arena;
+    Ok(())
+}
+
+fn put_state_contents(body: &mut Vec<u8>, states: &[HeldState]) {
+    let mut ids: HashMap<&str, u32> = HashMap::new();
+    let mut table: Vec<&str> = Vec::new();
+    for c in states.iter().filter_map(|s| s.content.as_ref()).filter(|c| !c.last_error.is_empty()) {
+        ids.entry(&c.last_error).or_insert_with(|| {
+            table.push(&c.last_error);
+            table.len() as u32
+        });
+    }
+    let len = 4 + table.iter().map(|t| 2 + t.len()).sum::<usize>() + states.len() * CONTENT_LEN;
+    section(body, TAG_STATE_CONTENTS, len, |b| {
+        b.extend_from_slice(&(table.len() as u32).to_le_bytes());
+        for t in &table {
+            // Last errors are at most 4 KiB (`LAST_ERROR_MAX_LEN`).
+            b.extend_from_slice(&(t.len() as u16).to_le_bytes());
+            b.extend_from_slice(t.as_bytes());
+        }
+        for s in states {
+            let (flags, attempts, next, error) = match &s.content {
+                None => (0, 0, 0, 0),
+                Some(c) => (
+                    HAS_CONTENT | if c.warned { WARNED } else { 0 } | if c.held { HELD } else { 0 },
+                    c.attempts,
+                    c.next_attempt_ms,
+                    ids.get(&*c.last_error).copied().unwrap_or(0),
+                ),
+            };
+            b.push(flags);
+            b.extend_from_slice(&attempts.to_le_bytes());
+            b.extend_from_slice(&next.to_le_bytes());
+            b.extend_from_slice(&error.to_le_bytes());
+        }
+    });
+}
+
+/// Section 6 into `states` (one entry per state, in order).
+fn read_state_contents(value: &[u8], states: &mut [HeldState]) -> Result<(), CheckpointError> {
+    let bad = || CheckpointError::Malformed { tag: TAG_STATE_CONTENTS };
+    let mut r = Reader(value);
+    let count = r.u32().ok_or_else(bad)? as usize;
+    let mut table: Vec<Arc<str>> = Vec::with_capacity(count.min(value.len() / 2));
+    for _ in 0..count {
+        let len = usize::from(r.u16().ok_or_else(bad)?);
+        let bytes = r.0.get(..len).ok_or_else(bad)?;
+        r.0 = &r.0[len..];
+        table.push(Arc::from(std::str::from_utf8(bytes).map_err(|_| bad())?));
+    }
+    if r.0.len() != states.len() * CONTENT_LEN {
+        return Err(bad());
+    }
+    let none: Arc<str> = Arc::from("");
+    for s in states.iter_mut() {
+        let flags = r.u8().ok_or_else(bad)?;
+        let attempts = r.u32().ok_or_else(bad)?;
+        let next_attempt_ms = r.u64().ok_or_else(bad)?;
+        let error = r.u32().ok_or_else(bad)? as usize;
+        if flags & HAS_CONTENT == 0 {
+            continue;
+        }
+        let last_error = match error {
+            0 => none.clone(),
+            i => table.get(i - 1).ok_or_else(bad)?.clone(),
+        };
+        s.content = Some(StateContent {
+            attempts,
+            next_attempt_ms,
+            warned: flags & WARNED != 0,
+            held: flags & HELD != 0,
+            last_error,
+        });
+    }
+    Ok(())
 }
 
 fn section(body: &mut Vec<u8>, tag: u16, len: usize, fill: impl FnOnce(&mut Vec<u8>)) {

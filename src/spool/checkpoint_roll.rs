@@ -8,11 +8,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::checkpoint::{self, Checkpoint, Held, HeldRecord, HeldState, HeldTombstone};
+use super::checkpoint::{self, Checkpoint, EnvelopeAt, Held, HeldRecord, HeldState, HeldTombstone, StateContent};
 use super::error::SpoolError;
 use super::ids::{QueueId, SegmentKey, SpoolRef};
 use super::layout::dir_path;
-use super::payload::{decode_message, decode_moved, decode_recipient_state, decode_tombstone};
+use super::payload::{
+    decode_message, decode_moved, decode_recipient_state, decode_tombstone, encode_message_envelope, MessageRecord,
+};
 use super::record::{scan_segment_from, RecordKind, ScanEnd};
 use super::recovery::{list_segments, SegmentImage};
 use super::suppression::decode_suppression;
@@ -42,6 +44,7 @@ pub fn roll<'a>(
     let mut ck = Checkpoint { cut, ..prev };
     let mut states: HashMap<(SpoolRef, u16), HeldState> =
         ck.states.drain(..).map(|s| ((s.target, s.recipient), s)).collect();
+    let mut errors: HashMap<String, Arc<str>> = HashMap::new();
     for image in images {
         let key = image.key;
         let start = if key.seq == from.segment { from.offset } else { 0 };
@@ -67,13 +70,15 @@ pub fn roll<'a>(
                     let m = decode_message(payload).map_err(undecodable)?;
                     note_id(&mut ck.last_queue_id, m.queue_id);
                     let recipients = m.recipients.len() as u16;
-                    ck.records.push(HeldRecord { at, kind: Held::Message, recipients });
+                    let envelope = put_envelope(&mut ck.envelope_bytes, &m);
+                    ck.records.push(HeldRecord { at, kind: Held::Message, recipients, envelope });
                 }
                 RecordKind::Moved => {
                     let moved = decode_moved(payload).map_err(undecodable)?;
                     note_id(&mut ck.last_queue_id, moved.message.queue_id);
                     let recipients = moved.message.recipients.len() as u16;
-                    ck.records.push(HeldRecord { at, kind: Held::Moved, recipients });
+                    let envelope = put_envelope(&mut ck.envelope_bytes, &moved.message);
+                    ck.records.push(HeldRecord { at, kind: Held::Moved, recipients, envelope });
                     let old = (0..recipients).map(|r| HeldTombstone { at, target: moved.old, recipient: r });
                     ck.tombstones.extend(old);
                     let done = moved.done.iter().map(|&r| HeldTombstone { at, target: at, recipient: r });
@@ -81,7 +86,7 @@ pub fn roll<'a>(
                 }
                 RecordKind::Suppression => {
                     let s = decode_suppression(payload).map_err(undecodable)?;
-                    ck.records.push(HeldRecord { at, kind: Held::Suppression, recipients: 1 });
+                    ck.records.push(HeldRecord { at, kind: Held::Suppression, recipients: 1, envelope: None });
                     if let Some(old) = s.replaces {
                         ck.tombstones.push(HeldTombstone { at, target: old, recipient: 0 });
                     }
@@ -92,12 +97,24 @@ pub fn roll<'a>(
                 }
                 RecordKind::RecipientState => {
                     let s = decode_recipient_state(payload).map_err(undecodable)?;
-                    let new = HeldState { at, target: s.target, recipient: s.recipient, seq: s.seq };
+                    let last_error = match errors.get(s.last_error.as_str()) {
+                        Some(e) => e.clone(),
+                        None => errors.entry(s.last_error.clone()).or_insert_with(|| Arc::from(s.last_error)).clone(),
+                    };
+                    let content = StateContent {
+                        attempts: s.attempts,
+                        next_attempt_ms: s.next_attempt_ms,
+                        warned: s.warned,
+                        held: s.held,
+                        last_error,
+                    };
+                    let new =
+                        HeldState { at, target: s.target, recipient: s.recipient, seq: s.seq, content: Some(content) };
                     states
                         .entry((s.target, s.recipient))
                         .and_modify(|kept| {
                             if (new.seq, new.at) > (kept.seq, kept.at) {
-                                *kept = new;
+                                *kept = new.clone();
                             }
                         })
                         .or_insert(new);
@@ -108,6 +125,15 @@ pub fn roll<'a>(
     }
     prune(&mut ck, states, present);
     Ok(ck)
+}
+
+/// `m`'s envelope appended to `arena` (None if it does not encode: it
+/// then reads back from its record at recovery).
+fn put_envelope(arena: &mut Vec<u8>, m: &MessageRecord<'_>) -> Option<EnvelopeAt> {
+    let bytes = encode_message_envelope(m).ok()?;
+    let at = EnvelopeAt { start: arena.len(), len: u32::try_from(bytes.len()).ok()?, body_len: m.body.len() as u64 };
+    arena.extend_from_slice(&bytes);
+    Some(at)
 }
 
 fn note_id(last: &mut Option<QueueId>, id: QueueId) {
@@ -133,12 +159,22 @@ fn prune(ck: &mut Checkpoint, states: HashMap<(SpoolRef, u16), HeldState>, prese
     // neither keeps anything final nor pins anything.
     ck.tombstones
         .retain(|t| t.target.dir != dir || live.contains(&t.target) || t.target.segment_key() != t.at.segment_key());
+    // A state with its content outlives its own segment (see `checkpoint`).
     ck.states = states
         .into_values()
-        .filter(|s| present(s.at.segment_key()) && present(s.target.segment_key()))
+        .filter(|s| (s.content.is_some() || present(s.at.segment_key())) && present(s.target.segment_key()))
         .filter(|s| s.target.dir != dir || live.contains(&s.target))
         .collect();
-    ck.states.sort_unstable_by_key(|s| (s.at, s.recipient));
+    ck.states.sort_unstable_by_key(|s| (s.at, s.target, s.recipient));
+    // The kept records' envelopes, back to back in their order.
+    let old = std::mem::take(&mut ck.envelope_bytes);
+    for r in &mut ck.records {
+        if let Some(e) = r.envelope.as_mut() {
+            let start = ck.envelope_bytes.len();
+            ck.envelope_bytes.extend_from_slice(&old[e.start..e.start + e.len as usize]);
+            e.start = start;
+        }
+    }
 }
 
 /// Reads directory `dir`'s checkpoint under `root`: None if there is none,

@@ -22,9 +22,16 @@
 //!   tombstones are written by the owner of the message's directory.)
 //! - The write segment stays even when dead, so a directory's highest
 //!   sequence number survives restarts and is never reused.
-//! - Recipient-state records are not fed to the ledger: they keep no segment
-//!   alive and pin none. Losing one is harmless (a retry comes sooner), and
-//!   letting them pin would keep every segment a deferral touched.
+//! - Recipient-state records keep no message alive and pin nothing (letting
+//!   them pin would keep every segment a deferral touched), but a segment
+//!   holding one ([`Ledger::state_written`]) is deleted only once a durable
+//!   checkpoint of its directory holds it ([`Ledger::checkpointed`]: the
+//!   checkpoint's cut lies in a later segment). The checkpoint keeps each
+//!   latest state's contents, so a deferral keeps its schedule across any
+//!   number of restarts, whatever was reclaimed in between.
+//! - The segment of a directory's newest checkpoint cut stays, so that the
+//!   checkpoint stays usable (recovery trusts it only if its `Checkpoint`
+//!   record is still there).
 //!
 //! # Behind recovery
 //! A core serves before its spool's older records are recovered (see
@@ -52,6 +59,8 @@ struct SegmentState {
     messages: Vec<MessageState>,
     /// Dead entries in `messages`.
     dead: u32,
+    /// It holds recipient-state records.
+    states: bool,
 }
 
 impl SegmentState {
@@ -102,6 +111,8 @@ enum Change {
     Tombstone { at: SpoolRef, target: SpoolRef, recipient: u16 },
     SegmentRemoved(SegmentKey),
     ReleasePins(SegmentKey),
+    States(SegmentKey),
+    Checkpointed(SpoolRef),
 }
 
 /// See the module docs. Operations are O(log n) (plus the size of the
@@ -119,6 +130,8 @@ pub struct Ledger {
     pinned_by: BTreeMap<SegmentKey, BTreeSet<SegmentKey>>,
     /// Some while behind recovery: the changes to replay on catching up.
     journal: Option<Vec<Change>>,
+    /// Per directory, the segment of its newest durable checkpoint's cut.
+    checkpoint_cuts: BTreeMap<u16, u32>,
 }
 
 impl Ledger {
@@ -179,6 +192,11 @@ impl Ledger {
             Change::Tombstone { at, target, recipient } => self.tombstone_written(at, target, recipient),
             Change::SegmentRemoved(key) => self.segment_removed(key),
             Change::ReleasePins(key) => self.release_pins(key),
+            Change::States(key) => {
+                self.state_written(key);
+                Vec::new()
+            }
+            Change::Checkpointed(cut) => self.checkpointed(cut),
         }
     }
 
@@ -286,6 +304,30 @@ impl Ledger {
         self.live -= 1;
         self.wide.remove(&target);
         self.deletable_now(target_seg).into_iter().collect()
+    }
+
+    /// A recipient-state record was written in segment `key`: the segment
+    /// stays until a checkpoint holds it (see the module docs).
+    pub fn state_written(&mut self, key: SegmentKey) {
+        if self.journaled(Change::States(key)) {
+            return;
+        }
+        self.segments.entry(key).or_default().states = true;
+    }
+
+    /// A checkpoint of `cut.dir` with its cut at `cut` is durable: it holds
+    /// every state written before it. Returns segments this made deletable.
+    pub fn checkpointed(&mut self, cut: SpoolRef) -> Vec<SegmentKey> {
+        if self.journaled(Change::Checkpointed(cut)) {
+            return Vec::new();
+        }
+        let old = self.checkpoint_cuts.insert(cut.dir, cut.segment);
+        if old.is_some_and(|seq| seq >= cut.segment) {
+            return Vec::new();
+        }
+        let range = SegmentKey { dir: cut.dir, seq: 0 }..SegmentKey { dir: cut.dir, seq: cut.segment };
+        let keys: Vec<SegmentKey> = self.segments.range(range).map(|(k, _)| *k).collect();
+        keys.into_iter().filter_map(|k| self.deletable_now(k)).collect()
     }
 
     /// Segment `key` was deleted (durably). Returns segments this made
@@ -423,7 +465,10 @@ impl Ledger {
     fn deletable_now(&self, key: SegmentKey) -> Option<SegmentKey> {
         let state = self.segments.get(&key)?;
         let is_write = self.write_segments.get(&key.dir) == Some(&key.seq);
-        (state.live == 0 && state.pins == 0 && !is_write).then_some(key)
+        let cut = self.checkpoint_cuts.get(&key.dir).copied();
+        // States not yet held by a checkpoint, or the newest cut's segment.
+        let kept = (state.states && cut.is_none_or(|c| key.seq >= c)) || cut == Some(key.seq);
+        (state.live == 0 && state.pins == 0 && !is_write && !kept).then_some(key)
     }
 }
 
@@ -459,6 +504,36 @@ mod tests {
         assert!(!l.is_final(at(0, 0, 0), 1));
         assert_eq!(l.tombstone_written(at(0, 1, 16), at(0, 0, 0), 1), [seg(0, 0)]);
         assert_eq!(l.live_messages(), 0);
+    }
+
+    #[test]
+    fn a_segment_of_states_waits_for_a_checkpoint_after_it() {
+        let mut l = Ledger::new();
+        l.set_write_segment(seg(0, 0));
+        l.message_written(at(0, 0, 0), 1);
+        l.state_written(seg(0, 0));
+        l.set_write_segment(seg(0, 1));
+        assert!(l.tombstone_written(at(0, 1, 0), at(0, 0, 0), 0).is_empty(), "states not yet checkpointed");
+        l.set_write_segment(seg(0, 2));
+        // A cut in segment 0 does not hold the states after it in 0.
+        assert!(l.checkpointed(at(0, 0, 900)).is_empty());
+        // The newest cut's segment stays; an older cut's goes.
+        assert_eq!(l.checkpointed(at(0, 1, 64)), [seg(0, 0)]);
+        assert!(l.segment_removed(seg(0, 0)).is_empty(), "segment 1 holds the newest cut");
+        assert_eq!(l.checkpointed(at(0, 2, 8)), [seg(0, 1)]);
+        // An older cut than the newest changes nothing.
+        assert!(l.checkpointed(at(0, 1, 0)).is_empty());
+    }
+
+    #[test]
+    fn a_ledger_behind_replays_states_and_checkpoints() {
+        let mut behind = Ledger::behind();
+        behind.state_written(seg(0, 1));
+        behind.set_write_segment(seg(0, 2));
+        let mut recovered = Ledger::new();
+        recovered.set_write_segment(seg(0, 1));
+        assert!(behind.catch_up(recovered).is_empty(), "states of segment 1 not checkpointed");
+        assert_eq!(behind.checkpointed(at(0, 2, 0)), [seg(0, 1)]);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use memmap2::Mmap;
 
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{Checkpoint, HeldRecord};
 use super::error::SpoolError;
 use super::ids::{QueueId, SegmentKey, SpoolRef};
 use super::layout::{parse_dir_name, parse_segment_name, SegmentName};
@@ -256,7 +256,17 @@ pub fn recover_with_checkpoints<'a>(
         out.ledger.tombstone_written(at, target, recipient);
     }
     forget_gone(&fold, &images, &mut out.ledger)?;
-    finish(fold, &images, out)
+    for ck in checkpoints.values() {
+        out.ledger.checkpointed(ck.cut);
+    }
+    // The latest states a scan found: their segments wait for a checkpoint
+    // that holds them before they are reclaimed.
+    for (at, _, s) in fold.states.values() {
+        if s.scanned() {
+            out.ledger.state_written(at.segment_key());
+        }
+    }
+    finish(fold, &images, checkpoints, out)
 }
 
 /// Scans segment `key` from `from` into the fold (and `out`'s tails,
@@ -328,7 +338,12 @@ fn scan_into(key: SegmentKey, bytes: &[u8], from: u32, out: &mut Recovered, fold
 
 /// Live messages, states and suppression entries from the fold, reading
 /// back what a checkpoint held by place.
-fn finish(fold: Fold, images: &BTreeMap<SegmentKey, &[u8]>, mut out: Recovered) -> Result<Recovered, SpoolError> {
+fn finish(
+    fold: Fold,
+    images: &BTreeMap<SegmentKey, &[u8]>,
+    checkpoints: &BTreeMap<u16, Checkpoint>,
+    mut out: Recovered,
+) -> Result<Recovered, SpoolError> {
     let read = |at: SpoolRef| -> Option<(RecordKind, &[u8])> {
         let bytes = images.get(&at.segment_key())?;
         match parse_at(bytes, at.offset as usize, at.segment_key()) {
@@ -345,14 +360,24 @@ fn finish(fold: Fold, images: &BTreeMap<SegmentKey, &[u8]>, mut out: Recovered) 
     // their target's. `is_final` is also true for a target that is not a
     // live message (never was, or its segment is gone).
     let mut live_states: HashMap<SpoolRef, Vec<(u16, RecipientState)>> = HashMap::new();
-    for ((target, recipient), (at, _, s)) in fold.states {
+    for ((target, recipient), (at, seq, s)) in fold.states {
         if out.ledger.is_final(target, recipient) {
             continue;
         }
         let state = match s {
             FoundState::Scanned(s) => s,
+            FoundState::Held(Some(c)) => RecipientState {
+                target,
+                recipient,
+                seq,
+                attempts: c.attempts,
+                next_attempt_ms: c.next_attempt_ms,
+                warned: c.warned,
+                held: c.held,
+                last_error: c.last_error.to_string(),
+            },
             // Advisory: one that does not read back means an earlier retry.
-            FoundState::Held => match read(at).and_then(|(_, p)| decode_recipient_state(p).ok()) {
+            FoundState::Held(None) => match read(at).and_then(|(_, p)| decode_recipient_state(p).ok()) {
                 Some(s) => s,
                 None => continue,
             },
@@ -366,11 +391,18 @@ fn finish(fold: Fold, images: &BTreeMap<SegmentKey, &[u8]>, mut out: Recovered) 
         }
         let m = match f {
             Found::Scanned(m) => m,
-            Found::Held(_) => {
-                let (kind, payload) = read(at).ok_or_else(|| unusable(at))?;
-                let record = decode_any_message(kind, payload).ok_or_else(|| unusable(at))?;
-                FoundMessage::new(at, record, &mut out.last_queue_ids)
-            }
+            Found::Held(h) => match held_envelope(checkpoints, &h) {
+                // Read from the checkpoint: the record is not touched.
+                Some((envelope, body_len)) => {
+                    let record = decode_message(envelope).map_err(|_| unusable(at))?;
+                    FoundMessage { body_len, ..FoundMessage::new(at, record, &mut out.last_queue_ids) }
+                }
+                None => {
+                    let (kind, payload) = read(at).ok_or_else(|| unusable(at))?;
+                    let record = decode_any_message(kind, payload).ok_or_else(|| unusable(at))?;
+                    FoundMessage::new(at, record, &mut out.last_queue_ids)
+                }
+            },
         };
         let recipients: Vec<(u16, RecipientEntry)> =
             (0u16..).zip(m.recipients).filter(|(i, _)| !out.ledger.is_final(m.at, *i)).collect();
@@ -406,6 +438,12 @@ fn finish(fold: Fold, images: &BTreeMap<SegmentKey, &[u8]>, mut out: Recovered) 
     out.suppressions.sort_by_key(|s| s.at);
     out.reclaimable = out.ledger.deletable();
     Ok(out)
+}
+
+/// The envelope a checkpoint holds for `h`, and its body's length.
+fn held_envelope<'a>(checkpoints: &'a BTreeMap<u16, Checkpoint>, h: &HeldRecord) -> Option<(&'a [u8], u64)> {
+    let ck = checkpoints.get(&h.at.dir)?;
+    Some((ck.envelope(h)?, h.envelope?.body_len))
 }
 
 /// Keeps the state at `at` with `seq` for `key` if it is later than the

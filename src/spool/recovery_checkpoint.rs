@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::checkpoint::{Checkpoint, Held, HeldRecord};
+use super::checkpoint::{Checkpoint, Held, HeldRecord, StateContent};
 use super::error::SpoolError;
 use super::ids::{QueueId, SegmentKey, SpoolRef};
 use super::ledger::Ledger;
@@ -51,11 +51,19 @@ impl FoundSuppression {
     }
 }
 
-/// A recipient state found by a scan, or held by a checkpoint (read back
-/// only if its recipient is live).
+/// A recipient state found by a scan, or held by a checkpoint (with what
+/// it says, or read back if its recipient is live).
 pub(super) enum FoundState {
     Scanned(RecipientState),
-    Held,
+    Held(Option<StateContent>),
+}
+
+impl FoundState {
+    /// Whether it came from a scan (its segment then holds a state the
+    /// ledger must know of: see `Ledger::state_written`).
+    pub(super) fn scanned(&self) -> bool {
+        matches!(self, FoundState::Scanned(_))
+    }
 }
 
 /// Latest state per (target, recipient): where it is, its seq, and it.
@@ -97,7 +105,7 @@ pub(super) fn hold(ck: &Checkpoint, fold: &mut Fold, last_queue_ids: &mut BTreeM
     }
     fold.tombstones.extend(ck.tombstones.iter().map(|t| (t.at, t.target, t.recipient)));
     for s in &ck.states {
-        keep_latest(&mut fold.states, (s.target, s.recipient), s.at, s.seq, FoundState::Held);
+        keep_latest(&mut fold.states, (s.target, s.recipient), s.at, s.seq, FoundState::Held(s.content.clone()));
     }
 }
 

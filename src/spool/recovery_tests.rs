@@ -297,9 +297,14 @@ fn segment_of_states_and_dead_messages_is_reclaimable() {
     d.put(seg(1, 1), RecordKind::Checkpoint, &[]);
     d.put(seg(0, 2), RecordKind::Tombstone, &tombstone(dead, 0));
     let r = recover(&d.finish()).unwrap();
-    // States neither keep their own segment nor pin their target's.
-    assert_eq!(r.reclaimable, [seg(0, 1), seg(1, 0)]);
+    // States pin nothing, but their segments wait for a checkpoint that
+    // holds them (none here).
+    assert_eq!(r.reclaimable, []);
     assert_eq!(r.messages[0].states, [(0, state(live, 0, 2, 2, 2_000))]);
+    let mut ledger = r.ledger;
+    assert_eq!(ledger.checkpointed(SpoolRef { dir: 0, segment: 2, offset: 0 }), [seg(0, 1)]);
+    assert_eq!(ledger.checkpointed(SpoolRef { dir: 1, segment: 1, offset: 0 }), [seg(1, 0)]);
+    assert_eq!(ledger.deletable(), [seg(0, 1), seg(1, 0)]);
 }
 
 #[test]

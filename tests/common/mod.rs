@@ -671,6 +671,37 @@ pub fn newest_header(server: &Server, count: usize) -> String {
     head.replace("\r\n\t", " ").replace("\r\n ", " ")
 }
 
+/// Spool segment files, as `core-N/segment-M`, sorted.
+pub fn segment_files(server: &Server) -> Vec<String> {
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir(server.data_dir().join("spool")).unwrap().flatten() {
+        for seg in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            let name = seg.file_name().to_string_lossy().into_owned();
+            if name.starts_with("segment-") && !name.ends_with(".tmp") {
+                out.push(format!("{}/{name}", dir.file_name().to_string_lossy()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// 30 messages of 20 KB to bob over `c`, then bob deletes them all: the
+/// segments they filled die, and one holding older live records is left
+/// mostly dead (compaction's prey).
+pub fn bury_under_deleted_mail(server: &Server, c: &mut Smtp) {
+    let filler = format!("Subject: filler\r\n\r\n{}\r\n", "f".repeat(20_000));
+    for _ in 0..30 {
+        assert!(c.send_mail("x@localhost", &["bob@localhost"], filler.as_bytes()).starts_with("250"));
+    }
+    let mut bob = server.pop3();
+    assert!(bob.login("bob@localhost", PASSWORD).starts_with("+OK"));
+    for i in 1..=bob.stat().0 {
+        assert!(bob.cmd(&format!("DELE {i}")).starts_with("+OK"));
+    }
+    assert!(bob.cmd("QUIT").starts_with("+OK"));
+}
+
 /// Send `n` messages tagged `tag-i` (subject and `X-Seq` header) to `to`
 /// in one session; the queue id of each 250.
 pub fn send_tagged(server: &Server, tag: &str, to: &str, n: usize) -> Vec<String> {
