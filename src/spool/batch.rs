@@ -13,7 +13,7 @@ use std::task::{Poll, Waker};
 
 use super::error::SpoolError;
 use super::ids::{SegmentKey, SpoolRef};
-use super::record::{encode_into, record_len, RecordKind};
+use super::record::{encode_head, encode_into, record_len, RecordKind, HEADER_LEN};
 
 /// The outcome every record of one batch shares, and who waits for it.
 #[derive(Debug, Default)]
@@ -74,10 +74,12 @@ pub(crate) struct Batch {
     pub(crate) commit: Rc<Commit>,
 }
 
-/// Bytes of a batch for one `write_at`. A record is never split between
-/// extents, and an extent never grows past its first capacity: a record
-/// that does not fit starts a new one, so no record is copied twice (a
-/// growing buffer of 1 MiB records cost more than the copy into it).
+/// Bytes of a batch for one `write_at`. An extent never grows past its
+/// first capacity: a record that does not fit starts a new one, so no record
+/// is copied twice (a growing buffer of 1 MiB records cost more than the
+/// copy into it). A large owned tail (see [`WriteState::reserve_owned`]) is
+/// an extent of its own, not copied at all: its record's header and first
+/// parts end the extent before it, and its padding starts the next one.
 #[derive(Debug)]
 pub(crate) struct Extent {
     /// File offset of `buf[0]`.
@@ -89,6 +91,10 @@ pub(crate) struct Extent {
 /// records share extents of this size.
 const EXTENT_MIN: usize = 256 << 10;
 
+/// An owned tail at least this long becomes an extent of its own instead of
+/// being copied: below it, the copy costs less than another `write_at`.
+pub(crate) const OWN_EXTENT_MIN: usize = 64 << 10;
+
 impl Batch {
     /// The extent `len` more bytes starting at file offset `at` go into.
     fn extent_for(&mut self, at: u32, len: usize) -> &mut Vec<u8> {
@@ -98,6 +104,21 @@ impl Batch {
         }
         let last = self.extents.len() - 1;
         &mut self.extents[last].buf
+    }
+
+    /// Takes `tail` as the extent starting at file offset `at`, followed by
+    /// `pad` zero bytes (in its spare capacity, or starting the next extent).
+    fn own_extent(&mut self, at: u32, mut tail: Vec<u8>, pad: usize) {
+        let end = at as usize + tail.len();
+        if tail.capacity() - tail.len() >= pad {
+            tail.resize(tail.len() + pad, 0);
+            self.extents.push(Extent { start: at, buf: tail });
+        } else {
+            self.extents.push(Extent { start: at, buf: tail });
+            // `end` is within the segment, so within u32.
+            let buf = self.extent_for(end as u32, pad);
+            buf.resize(buf.len() + pad, 0);
+        }
     }
 }
 
@@ -148,12 +169,28 @@ impl WriteState {
 
     /// Places one record and copies it into the open batch. Returns where it
     /// starts and the commit its durability depends on.
+    #[cfg(test)]
     pub(crate) fn reserve(
         &mut self,
         kind: RecordKind,
         parts: &[&[u8]],
     ) -> Result<(SpoolRef, Rc<Commit>, usize), SpoolError> {
-        let payload_len = parts.iter().fold(0usize, |n, p| n.saturating_add(p.len()));
+        self.reserve_owned(kind, parts, Vec::new())
+    }
+
+    /// [`reserve`](Self::reserve) for a record whose payload is `parts`
+    /// then `tail`. A tail of [`OWN_EXTENT_MIN`] bytes or more is not
+    /// copied: it becomes an extent of the batch as it is (its spare
+    /// capacity may take the padding and later records). The bytes written
+    /// are the same either way.
+    pub(crate) fn reserve_owned(
+        &mut self,
+        kind: RecordKind,
+        parts: &[&[u8]],
+        tail: Vec<u8>,
+    ) -> Result<(SpoolRef, Rc<Commit>, usize), SpoolError> {
+        let head_len = parts.iter().fold(0usize, |n, p| n.saturating_add(p.len()));
+        let payload_len = head_len.saturating_add(tail.len());
         let len = record_len(payload_len.min(usize::MAX - 64));
         if len > self.segment_size as usize {
             return Err(SpoolError::RecordTooLarge { len: len as u64, segment_size: self.segment_size });
@@ -169,7 +206,18 @@ impl WriteState {
             Batch { seq: at.segment, extents: Vec::new(), records: 0, commit }
         });
         let key = SegmentKey { dir: self.dir, seq: self.seq };
-        encode_into(batch.extent_for(at.offset, len), kind, key, parts);
+        if tail.len() < OWN_EXTENT_MIN {
+            let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+            all.extend_from_slice(parts);
+            all.push(&tail);
+            encode_into(batch.extent_for(at.offset, len), kind, key, &all);
+        } else {
+            let head = HEADER_LEN + head_len;
+            encode_head(batch.extent_for(at.offset, head), kind, key, parts, &tail);
+            // Both within the record, so within u32.
+            let pad = len - head - tail.len();
+            batch.own_extent(at.offset + head as u32, tail, pad);
+        }
         batch.records += 1;
         // len <= capacity - offset, so this stays within u32.
         self.offset += len as u32;
@@ -234,7 +282,6 @@ impl WriteState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::record::HEADER_LEN;
 
     fn state() -> WriteState {
         WriteState::new(1, 4096, 0, 0, 4096)
