@@ -34,11 +34,18 @@ impl Shard {
         }
         let mut shrunk_ms = now_ms();
         let mut reported_ms = now_ms();
+        let mut queued = false;
         while !self.stop.is_set() {
             let now = now_ms();
             if now.saturating_sub(shrunk_ms) >= 5_000 {
                 shrunk_ms = now;
                 self.give_back_memory();
+                // A drained queue gives its memory back to the system now,
+                // not after the allocator's purge delay (memory.rs).
+                let was_queued = std::mem::replace(&mut queued, !self.queue.borrow().is_empty());
+                if was_queued && !queued {
+                    crate::memory::give_back();
+                }
             }
             if now.saturating_sub(reported_ms) >= crate::shard::TLS_REPORT_FLUSH_MS {
                 reported_ms = now;

@@ -375,4 +375,95 @@ mod tests {
         encode_into(&mut one, RecordKind::Message, key, &[&[3; 100]]);
         assert!(joined == one);
     }
+
+    /// The batch's extents back to back, checked to follow each other.
+    fn joined(batch: &Batch) -> Vec<u8> {
+        let mut out = Vec::new();
+        let first = batch.extents[0].start as usize;
+        for e in &batch.extents {
+            assert_eq!(e.start as usize, first + out.len(), "extents follow each other");
+            out.extend_from_slice(&e.buf);
+        }
+        out
+    }
+
+    /// Records as `(parts, tail)` appended with `reserve_owned` give the
+    /// same bytes as `encode_into` of `parts` and the tail together.
+    fn owned_matches_copied(records: &[(&[&[u8]], Vec<u8>)]) -> Batch {
+        let mut s = WriteState::new(1, 8 << 20, 0, 0, 8 << 20);
+        let mut want = Vec::new();
+        let key = SegmentKey { dir: 1, seq: 0 };
+        for (parts, tail) in records {
+            let (at, _, len) = s.reserve_owned(RecordKind::Message, parts, tail.clone()).unwrap();
+            assert_eq!(at.offset as usize, want.len());
+            let mut all = parts.to_vec();
+            all.push(tail);
+            encode_into(&mut want, RecordKind::Message, key, &all);
+            assert_eq!(want.len(), at.offset as usize + len);
+        }
+        let batch = s.take_pending().pop().unwrap();
+        assert_eq!(batch.records as usize, records.len());
+        assert!(joined(&batch) == want, "same bytes as one copied buffer");
+        batch
+    }
+
+    fn body(len: usize, spare: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(len + spare);
+        v.extend((0..len).map(|i| (i % 251) as u8));
+        v
+    }
+
+    #[test]
+    fn a_large_owned_tail_is_an_extent_of_its_own_with_the_same_bytes() {
+        let head: &[&[u8]] = &[b"envelope", b"Received: x\r\n"];
+        // Payload lengths that leave 0..7 bytes of padding, the tail with
+        // and without room for it.
+        for extra in 0..8 {
+            for spare in [0, 3, 8, 4096] {
+                let big = body(OWN_EXTENT_MIN + extra, spare);
+                let ptr = big.as_ptr();
+                let batch = owned_matches_copied(&[(head, body(100, 0)), (head, big), (head, body(10, 0))]);
+                assert!(batch.extents.iter().any(|e| e.buf.as_ptr() == ptr), "the tail was not copied");
+            }
+        }
+    }
+
+    #[test]
+    fn owned_tails_of_every_size_around_the_threshold_give_the_same_bytes() {
+        let head: &[&[u8]] = &[b"h"];
+        let sizes = [0, 1, 7, 8, OWN_EXTENT_MIN - 1, OWN_EXTENT_MIN, OWN_EXTENT_MIN + 1, EXTENT_MIN, 1 << 20, 3];
+        let records: Vec<(&[&[u8]], Vec<u8>)> = sizes.iter().map(|&n| (head, body(n, n % 5))).collect();
+        owned_matches_copied(&records);
+        // Big tails back to back, and a segment rollover between them.
+        let mut s = WriteState::new(1, 4 << 20, 0, 0, 4 << 20);
+        let mut seqs = Vec::new();
+        for _ in 0..5 {
+            let (at, _, _) = s.reserve_owned(RecordKind::Message, &[b"x"], body(1 << 20, 0)).unwrap();
+            seqs.push(at.segment);
+        }
+        assert_eq!(seqs, [0, 0, 0, 1, 1]);
+        let batches = s.take_pending();
+        assert_eq!(batches.iter().map(|b| b.records).collect::<Vec<_>>(), [3, 2]);
+        for b in &batches {
+            let bytes = joined(b);
+            let key = SegmentKey { dir: 1, seq: b.seq };
+            let mut at = 0;
+            while at < bytes.len() {
+                match crate::spool::record::parse_at(&bytes, at, key) {
+                    crate::spool::record::Parsed::Record { next, payload, .. } => {
+                        assert_eq!(payload.len(), 1 + (1 << 20));
+                        at = next;
+                    }
+                    other => panic!("at {at}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_small_owned_tail_is_copied_into_the_shared_extent() {
+        let head: &[&[u8]] = &[b"h"];
+        let batch = owned_matches_copied(&[(head, body(10, 0)), (head, body(OWN_EXTENT_MIN - 1, 0))]);
+        assert_eq!(batch.extents.len(), 1);
+    }
 }
