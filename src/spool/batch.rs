@@ -389,20 +389,22 @@ mod tests {
 
     /// Records as `(parts, tail)` appended with `reserve_owned` give the
     /// same bytes as `encode_into` of `parts` and the tail together.
-    fn owned_matches_copied(records: &[(&[&[u8]], Vec<u8>)]) -> Batch {
+    fn owned_matches_copied(records: Vec<(&[&[u8]], Vec<u8>)>) -> Batch {
         let mut s = WriteState::new(1, 8 << 20, 0, 0, 8 << 20);
         let mut want = Vec::new();
         let key = SegmentKey { dir: 1, seq: 0 };
+        let count = records.len();
         for (parts, tail) in records {
-            let (at, _, len) = s.reserve_owned(RecordKind::Message, parts, tail.clone()).unwrap();
-            assert_eq!(at.offset as usize, want.len());
             let mut all = parts.to_vec();
-            all.push(tail);
+            let copy = tail.clone();
+            all.push(&copy);
+            let (at, _, len) = s.reserve_owned(RecordKind::Message, parts, tail).unwrap();
+            assert_eq!(at.offset as usize, want.len());
             encode_into(&mut want, RecordKind::Message, key, &all);
             assert_eq!(want.len(), at.offset as usize + len);
         }
         let batch = s.take_pending().pop().unwrap();
-        assert_eq!(batch.records as usize, records.len());
+        assert_eq!(batch.records as usize, count);
         assert!(joined(&batch) == want, "same bytes as one copied buffer");
         batch
     }
@@ -422,7 +424,7 @@ mod tests {
             for spare in [0, 3, 8, 4096] {
                 let big = body(OWN_EXTENT_MIN + extra, spare);
                 let ptr = big.as_ptr();
-                let batch = owned_matches_copied(&[(head, body(100, 0)), (head, big), (head, body(10, 0))]);
+                let batch = owned_matches_copied(vec![(head, body(100, 0)), (head, big), (head, body(10, 0))]);
                 assert!(batch.extents.iter().any(|e| e.buf.as_ptr() == ptr), "the tail was not copied");
             }
         }
@@ -433,7 +435,7 @@ mod tests {
         let head: &[&[u8]] = &[b"h"];
         let sizes = [0, 1, 7, 8, OWN_EXTENT_MIN - 1, OWN_EXTENT_MIN, OWN_EXTENT_MIN + 1, EXTENT_MIN, 1 << 20, 3];
         let records: Vec<(&[&[u8]], Vec<u8>)> = sizes.iter().map(|&n| (head, body(n, n % 5))).collect();
-        owned_matches_copied(&records);
+        owned_matches_copied(records);
         // Big tails back to back, and a segment rollover between them.
         let mut s = WriteState::new(1, 4 << 20, 0, 0, 4 << 20);
         let mut seqs = Vec::new();
@@ -463,7 +465,7 @@ mod tests {
     #[test]
     fn a_small_owned_tail_is_copied_into_the_shared_extent() {
         let head: &[&[u8]] = &[b"h"];
-        let batch = owned_matches_copied(&[(head, body(10, 0)), (head, body(OWN_EXTENT_MIN - 1, 0))]);
+        let batch = owned_matches_copied(vec![(head, body(10, 0)), (head, body(OWN_EXTENT_MIN - 1, 0))]);
         assert_eq!(batch.extents.len(), 1);
     }
 }
