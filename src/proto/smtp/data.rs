@@ -630,17 +630,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn stuffing_in_pieces_gives_the_whole_at_every_piece_size() {
-        let mut bodies: Vec<Vec<u8>> = tricky_bodies().into_iter().step_by(7).collect();
+    /// Bodies for the piecewise stuffing tests: tricky ones, large ones
+    /// with and without dots and bare line ends, one line longer than a
+    /// piece, a body that is one line, and many short clean lines.
+    fn piece_bodies(step: usize) -> Vec<Vec<u8>> {
+        let mut bodies: Vec<Vec<u8>> = tricky_bodies().into_iter().step_by(step).collect();
         bodies.push(large_body((1 << 20) + 5, 3, true));
+        bodies.push(large_body((1 << 20) + 3, 8, false));
         bodies.push(large_body(256 << 10, 4, false));
-        // One line longer than a piece, and a body that is one line.
         let mut long = vec![b'x'; 5000];
-        long.extend_from_slice(b"\r\n.after\r\n");
+        long.extend_from_slice(b"\r\n.after\r\nplain\r\n\r\n.\r\nbare\nend\r");
         bodies.push(long);
         bodies.push(vec![b'y'; 3000]);
-        for body in &bodies {
+        bodies.push(b"a\r\n".repeat(3000));
+        bodies
+    }
+
+    #[test]
+    fn stuffing_in_pieces_gives_the_whole_at_every_piece_size() {
+        for body in &piece_bodies(7) {
             let mut whole = Vec::new();
             dot_stuff(body, &mut whole);
             for max in [1, 2, 3, 77, 78, 79, 1024, 4096, 256 << 10] {
@@ -659,17 +667,8 @@ mod tests {
 
     #[test]
     fn verbatim_and_stuffed_pieces_give_the_whole_at_every_piece_size() {
-        let mut bodies: Vec<Vec<u8>> = tricky_bodies().into_iter().step_by(5).collect();
-        bodies.push(large_body((1 << 20) + 5, 3, true));
-        bodies.push(large_body((1 << 20) + 3, 8, false));
-        bodies.push(large_body(256 << 10, 4, false));
-        let mut long = vec![b'x'; 5000];
-        long.extend_from_slice(b"\r\n.after\r\nplain\r\n\r\n.\r\nbare\nend\r");
-        bodies.push(long);
-        bodies.push(vec![b'y'; 3000]);
-        bodies.push(b"a\r\n".repeat(3000));
         let mut verbatim_seen = false;
-        for body in &bodies {
+        for body in &piece_bodies(5) {
             let mut whole = Vec::new();
             dot_stuff(body, &mut whole);
             for max in [1, 2, 3, 4, 8, 77, 78, 79, 1024, 4096, 256 << 10] {
