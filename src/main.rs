@@ -316,6 +316,7 @@ fn run() -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Serve { config } => {
+            ringmail::memory::tune();
             let (cfg, path) = load(config)?;
             init_logging(&cfg.log);
             ringmail::shard::run(cfg, path)?;

@@ -133,6 +133,10 @@ pub struct Conn {
     pub inbuf: Vec<u8>,
     /// Size of the next read (between SMALL_READ and LARGE_READ).
     chunk: usize,
+    /// `inbuf`'s allocation (its address) and how far into it bytes were
+    /// ever written: a read reuses what an earlier one zeroed instead of
+    /// zeroing up to 64 KiB again each time (see `grow_inbuf`).
+    written: (usize, usize),
     /// The limits on the client's speed, and how far it has come.
     pace: Option<Pace>,
     progress: Progress,
@@ -158,6 +162,7 @@ impl Conn {
             peer,
             inbuf: Vec::new(),
             chunk: SMALL_READ,
+            written: (0, 0),
             pace: None,
             progress: Progress { started: Instant::now(), line_started: None, data: None },
             refuse_proxy_header: false,
@@ -242,7 +247,7 @@ impl Conn {
     /// Read more bytes onto `inbuf`.
     pub async fn fill(&mut self) -> Result<usize, ReadEnd> {
         let start = self.inbuf.len();
-        self.inbuf.resize(start + self.chunk, 0);
+        grow_for_read(&mut self.inbuf, &mut self.written, start + self.chunk);
         let r = match &mut self.stream {
             Stream::Plain(s) => s.read(&mut self.inbuf[start..]).await,
             Stream::Tls(t) => t.read(&mut self.inbuf[start..]).await,
@@ -289,6 +294,7 @@ impl Conn {
         // should cost a few KiB, not the largest read they ever did.
         if self.inbuf.is_empty() && self.inbuf.capacity() > 2 * self.chunk {
             self.inbuf = Vec::new();
+            self.written = (0, 0);
         }
     }
 
@@ -454,9 +460,60 @@ impl Conn {
     }
 }
 
+/// Makes `buf` `end` bytes long for a read into its end, zeroing only the
+/// bytes of its allocation that no earlier call wrote. `written` is the
+/// allocation's address and how far into it bytes were written; reset it to
+/// `(0, 0)` whenever `buf` is replaced by another Vec.
+fn grow_for_read(buf: &mut Vec<u8>, written: &mut (usize, usize), end: usize) {
+    let len = buf.len();
+    buf.reserve(end.saturating_sub(len));
+    let addr = buf.as_ptr() as usize;
+    let before = if written.0 == addr { written.1 } else { 0 };
+    if before > len {
+        // SAFETY: the capacity is at least `end` (reserved above), and bytes
+        // `len..before` of this very allocation were initialised by an
+        // earlier call (same address; the caller resets `written` when it
+        // replaces the Vec, so it cannot describe a new allocation at an old
+        // address, and a reallocation moves or keeps the whole old block);
+        // truncating or draining a Vec<u8> leaves the bytes past its length
+        // as they were.
+        unsafe { buf.set_len(before.min(end)) };
+    }
+    buf.resize(end, 0);
+    *written = (addr, before.max(end));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_buffer_is_zeroed_once_and_reused_as_it_was() {
+        let mut buf = Vec::new();
+        let mut written = (0, 0);
+        grow_for_read(&mut buf, &mut written, 4096);
+        assert!(buf.len() == 4096 && buf.iter().all(|&b| b == 0));
+        buf[..10].copy_from_slice(b"0123456789");
+        buf.truncate(10);
+        // The next read's area is what the last read left there (the read
+        // overwrites it), not zeroed again; the bytes kept are untouched.
+        grow_for_read(&mut buf, &mut written, 10 + 4096);
+        assert_eq!(buf.len(), 4106);
+        assert_eq!(&buf[..10], b"0123456789");
+        assert!(buf[4096..].iter().all(|&b| b == 0), "past the old mark: zeroed");
+        buf[4000..4106].fill(7);
+        buf.drain(..5);
+        buf.truncate(3);
+        grow_for_read(&mut buf, &mut written, 3 + 64 * 1024);
+        assert_eq!(buf.len(), 3 + 64 * 1024);
+        assert_eq!(&buf[..3], b"567");
+        assert!(buf[4106..].iter().all(|&b| b == 0));
+        // A replaced Vec starts over.
+        buf = Vec::new();
+        written = (0, 0);
+        grow_for_read(&mut buf, &mut written, 100);
+        assert!(buf.len() == 100 && buf.iter().all(|&b| b == 0));
+    }
 
     const PACE: Pace = Pace {
         idle: Duration::from_secs(30),

@@ -149,6 +149,7 @@ impl Shard {
             recipients: vec![RecipientEntry::new(about.sender.clone(), route)],
             ext: crate::spool::MessageExt::default(),
             body: &[trace.as_bytes(), &dsn],
+            body_tail: Vec::new(),
         };
         match self.store_and_route(new).await {
             Ok(()) => {

@@ -15,7 +15,7 @@
 use super::tls::RelayTls;
 use super::tls_policy::{TargetTls, TlsResult};
 use crate::outbound::mx::{Endpoint, Target};
-use crate::proto::smtp::{dot_stuff, dot_stuff_lines, dot_stuff_piece};
+use crate::proto::smtp::{dot_stuff, dot_stuff_lines, next_piece, Piece};
 use crate::proto::smtp_client::{
     Client, ClientConfig, ConnectionFailure, Event, MessageOutcome, OutgoingMessage, Phase, Sent, Transmit,
 };
@@ -533,9 +533,10 @@ pub fn deferred_all(n: usize, enhanced: (u8, u16, u16), reason: &str) -> Message
 /// dot-stuffed with the final ".\r\n" (DATA) or raw (BDAT). A small
 /// message stays in `wire`, written with the commands around it in one
 /// write. A large one is written now, `wire` first: a BDAT body straight
-/// from the spool map (no copy), a DATA body stuffed through `wire` in
-/// pieces of about [`BODY_PIECE`], so the buffer a connection keeps
-/// stays small and warm; the final dot stays in `wire`.
+/// from the spool map (no copy), a DATA body in pieces of about
+/// [`BODY_PIECE`]: runs of lines that need no stuffing straight from the
+/// map too, the others stuffed through `wire`, so the buffer a connection
+/// keeps stays small and warm; the final dot stays in `wire`.
 async fn put_body(
     stream: &mut Stream,
     timeout: Duration,
@@ -564,10 +565,22 @@ async fn put_body(
             dot_stuff_lines(head, wire);
             let mut rest = body;
             while !rest.is_empty() {
-                let took = dot_stuff_piece(rest, BODY_PIECE, wire);
+                let took = match next_piece(rest, BODY_PIECE, wire) {
+                    Piece::Verbatim(n) => {
+                        if !wire.is_empty() {
+                            write_on(stream, timeout, wire).await?;
+                            wire.clear();
+                        }
+                        write_on(stream, timeout, &rest[..n]).await?;
+                        n
+                    }
+                    Piece::Stuffed(n) => {
+                        write_on(stream, timeout, wire).await?;
+                        wire.clear();
+                        n
+                    }
+                };
                 rest = &rest[took..];
-                write_on(stream, timeout, wire).await?;
-                wire.clear();
             }
             wire.extend_from_slice(b".\r\n");
         }

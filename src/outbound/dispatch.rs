@@ -23,6 +23,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A core whose queue held at least this many messages gives its memory
+/// back to the system once the queue is empty (see `relay_timer`).
+const GIVE_BACK_AFTER: usize = 10_000;
+
 impl Shard {
     /// Runs until the core stops: promote due mail, bounce expired mail,
     /// send delay notices, open connections.
@@ -34,11 +38,24 @@ impl Shard {
         }
         let mut shrunk_ms = now_ms();
         let mut reported_ms = now_ms();
+        // The most messages queued on this core since memory was last
+        // given back to the system.
+        let mut peak = 0;
         while !self.stop.is_set() {
             let now = now_ms();
             if now.saturating_sub(shrunk_ms) >= 5_000 {
                 shrunk_ms = now;
                 self.give_back_memory();
+                // A drained backlog gives its memory back to the system
+                // now, not after the allocator's purge delay (memory.rs);
+                // a queue that merely empties between ticks under steady
+                // load has little to give and is left to the allocator.
+                let queued = self.queue.borrow().len();
+                peak = peak.max(queued);
+                if queued == 0 && peak >= GIVE_BACK_AFTER {
+                    peak = 0;
+                    crate::memory::give_back();
+                }
             }
             if now.saturating_sub(reported_ms) >= crate::shard::TLS_REPORT_FLUSH_MS {
                 reported_ms = now;

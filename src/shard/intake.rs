@@ -42,7 +42,8 @@ pub struct Arrival {
 }
 
 /// A message about to be stored: envelope fields and the body in parts
-/// (copied once, into the spool's write batch).
+/// (copied once, into the spool's write batch), then `body_tail`, handed to
+/// the spool as it is (a large one is written without a copy).
 pub struct NewMessage<'a> {
     pub queue_id: QueueId,
     pub received_at: Duration,
@@ -54,6 +55,8 @@ pub struct NewMessage<'a> {
     /// ESMTP parameters that travel with the message.
     pub ext: MessageExt,
     pub body: &'a [&'a [u8]],
+    /// The end of the body, after `body`.
+    pub body_tail: Vec<u8>,
 }
 
 impl Shard {
@@ -108,7 +111,8 @@ impl Shard {
                 ret: envelope.ret,
                 envid: envelope.envid.clone(),
             },
-            body: &[auth_results.unwrap_or_default().as_bytes(), trace.as_bytes(), added.as_bytes(), &body],
+            body: &[auth_results.unwrap_or_default().as_bytes(), trace.as_bytes(), added.as_bytes()],
+            body_tail: body,
         };
         match self.store_and_route(msg).await {
             Ok(()) => {
@@ -155,6 +159,7 @@ impl Shard {
             recipients: vec![RecipientEntry::new(user, Route::Local { user: user.to_string() })],
             ext: MessageExt::default(),
             body: &[body],
+            body_tail: Vec::new(),
         };
         self.store_and_route(msg).await?;
         Ok(queue_id)
@@ -176,22 +181,24 @@ impl Shard {
             body: &[],
         };
         let head = encode_message_envelope(&record)?;
-        let size: u64 = msg.body.iter().map(|p| p.len() as u64).sum();
+        let size: u64 = msg.body.iter().map(|p| p.len() as u64).sum::<u64>() + msg.body_tail.len() as u64;
+        // Scanning the header costs; only when the line will be written.
+        // Before the append, which takes the body's tail.
+        let message_id = if tracing::enabled!(tracing::Level::INFO) {
+            let mut parts = msg.body.iter().copied().chain(std::iter::once(msg.body_tail.as_slice()));
+            parts.find_map(crate::message::message_id).unwrap_or_default()
+        } else {
+            String::new()
+        };
         let mut parts: Vec<&[u8]> = Vec::with_capacity(msg.body.len() + 1);
         parts.push(&head);
         parts.extend_from_slice(msg.body);
-        let appended = self.append(RecordKind::Message, &parts)?;
+        let appended = self.append_owned(RecordKind::Message, &parts, msg.body_tail)?;
         self.spool.durable(&appended.ticket).await?;
         let at = appended.at;
         let queue_id = msg.queue_id;
         self.message_written(at, record.recipients.len() as u16);
         let to: Vec<&str> = record.recipients.iter().map(|r| r.address.as_str()).collect();
-        // Scanning the header costs; only when the line will be written.
-        let message_id = if tracing::enabled!(tracing::Level::INFO) {
-            msg.body.iter().find_map(|part| crate::message::message_id(part)).unwrap_or_default()
-        } else {
-            String::new()
-        };
         tracing::info!(
             queue_id = %queue_id, message_id = %message_id, from = %record.sender, to = %to.join(","), size,
             client = %record.client, "message accepted"

@@ -408,7 +408,19 @@ impl Shard {
         kind: spool::RecordKind,
         parts: &[&[u8]],
     ) -> Result<spool::Appended, spool::SpoolError> {
-        let appended = self.spool.append(kind, parts)?;
+        self.append_owned(kind, parts, Vec::new())
+    }
+
+    /// [`Shard::append`] of `parts` then `tail`, the tail given up to the
+    /// spool so that a large one is written without a copy
+    /// ([`spool::Spool::append_owned`]).
+    pub fn append_owned(
+        self: &Rc<Self>,
+        kind: spool::RecordKind,
+        parts: &[&[u8]],
+        tail: Vec<u8>,
+    ) -> Result<spool::Appended, spool::SpoolError> {
+        let appended = self.spool.append_owned(kind, parts, tail)?;
         let seq = appended.at.segment;
         if seq != self.write_segment.get() {
             self.write_segment.set(seq);

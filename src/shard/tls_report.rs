@@ -247,6 +247,7 @@ impl Shard {
             recipients: vec![RecipientEntry::new(to.to_string(), route)],
             ext: MessageExt::default(),
             body: &[trace.as_bytes(), &message],
+            body_tail: Vec::new(),
         };
         self.store_and_route(new).await.map_err(|e| e.to_string())?;
         Ok(id.to_string())

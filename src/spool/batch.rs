@@ -13,7 +13,7 @@ use std::task::{Poll, Waker};
 
 use super::error::SpoolError;
 use super::ids::{SegmentKey, SpoolRef};
-use super::record::{encode_into, record_len, RecordKind};
+use super::record::{encode_head, encode_into, record_len, RecordKind, HEADER_LEN};
 
 /// The outcome every record of one batch shares, and who waits for it.
 #[derive(Debug, Default)]
@@ -74,10 +74,12 @@ pub(crate) struct Batch {
     pub(crate) commit: Rc<Commit>,
 }
 
-/// Bytes of a batch for one `write_at`. A record is never split between
-/// extents, and an extent never grows past its first capacity: a record
-/// that does not fit starts a new one, so no record is copied twice (a
-/// growing buffer of 1 MiB records cost more than the copy into it).
+/// Bytes of a batch for one `write_at`. An extent never grows past its
+/// first capacity: a record that does not fit starts a new one, so no record
+/// is copied twice (a growing buffer of 1 MiB records cost more than the
+/// copy into it). A large owned tail (see [`WriteState::reserve_owned`]) is
+/// an extent of its own, not copied at all: its record's header and first
+/// parts end the extent before it, and its padding starts the next one.
 #[derive(Debug)]
 pub(crate) struct Extent {
     /// File offset of `buf[0]`.
@@ -89,6 +91,10 @@ pub(crate) struct Extent {
 /// records share extents of this size.
 const EXTENT_MIN: usize = 256 << 10;
 
+/// An owned tail at least this long becomes an extent of its own instead of
+/// being copied: below it, the copy costs less than another `write_at`.
+pub(crate) const OWN_EXTENT_MIN: usize = 64 << 10;
+
 impl Batch {
     /// The extent `len` more bytes starting at file offset `at` go into.
     fn extent_for(&mut self, at: u32, len: usize) -> &mut Vec<u8> {
@@ -98,6 +104,21 @@ impl Batch {
         }
         let last = self.extents.len() - 1;
         &mut self.extents[last].buf
+    }
+
+    /// Takes `tail` as the extent starting at file offset `at`, followed by
+    /// `pad` zero bytes (in its spare capacity, or starting the next extent).
+    fn own_extent(&mut self, at: u32, mut tail: Vec<u8>, pad: usize) {
+        let end = at as usize + tail.len();
+        if tail.capacity() - tail.len() >= pad {
+            tail.resize(tail.len() + pad, 0);
+            self.extents.push(Extent { start: at, buf: tail });
+        } else {
+            self.extents.push(Extent { start: at, buf: tail });
+            // `end` is within the segment, so within u32.
+            let buf = self.extent_for(end as u32, pad);
+            buf.resize(buf.len() + pad, 0);
+        }
     }
 }
 
@@ -148,12 +169,28 @@ impl WriteState {
 
     /// Places one record and copies it into the open batch. Returns where it
     /// starts and the commit its durability depends on.
+    #[cfg(test)]
     pub(crate) fn reserve(
         &mut self,
         kind: RecordKind,
         parts: &[&[u8]],
     ) -> Result<(SpoolRef, Rc<Commit>, usize), SpoolError> {
-        let payload_len = parts.iter().fold(0usize, |n, p| n.saturating_add(p.len()));
+        self.reserve_owned(kind, parts, Vec::new())
+    }
+
+    /// [`reserve`](Self::reserve) for a record whose payload is `parts`
+    /// then `tail`. A tail of [`OWN_EXTENT_MIN`] bytes or more is not
+    /// copied: it becomes an extent of the batch as it is (its spare
+    /// capacity may take the padding and later records). The bytes written
+    /// are the same either way.
+    pub(crate) fn reserve_owned(
+        &mut self,
+        kind: RecordKind,
+        parts: &[&[u8]],
+        tail: Vec<u8>,
+    ) -> Result<(SpoolRef, Rc<Commit>, usize), SpoolError> {
+        let head_len = parts.iter().fold(0usize, |n, p| n.saturating_add(p.len()));
+        let payload_len = head_len.saturating_add(tail.len());
         let len = record_len(payload_len.min(usize::MAX - 64));
         if len > self.segment_size as usize {
             return Err(SpoolError::RecordTooLarge { len: len as u64, segment_size: self.segment_size });
@@ -169,7 +206,18 @@ impl WriteState {
             Batch { seq: at.segment, extents: Vec::new(), records: 0, commit }
         });
         let key = SegmentKey { dir: self.dir, seq: self.seq };
-        encode_into(batch.extent_for(at.offset, len), kind, key, parts);
+        if tail.len() < OWN_EXTENT_MIN {
+            let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+            all.extend_from_slice(parts);
+            all.push(&tail);
+            encode_into(batch.extent_for(at.offset, len), kind, key, &all);
+        } else {
+            let head = HEADER_LEN + head_len;
+            encode_head(batch.extent_for(at.offset, head), kind, key, parts, &tail);
+            // Both within the record, so within u32.
+            let pad = len - head - tail.len();
+            batch.own_extent(at.offset + head as u32, tail, pad);
+        }
         batch.records += 1;
         // len <= capacity - offset, so this stays within u32.
         self.offset += len as u32;
@@ -234,7 +282,6 @@ impl WriteState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::record::HEADER_LEN;
 
     fn state() -> WriteState {
         WriteState::new(1, 4096, 0, 0, 4096)
@@ -327,5 +374,98 @@ mod tests {
         encode_into(&mut one, RecordKind::Message, key, &[&[2; EXTENT_MIN]]);
         encode_into(&mut one, RecordKind::Message, key, &[&[3; 100]]);
         assert!(joined == one);
+    }
+
+    /// The batch's extents back to back, checked to follow each other.
+    fn joined(batch: &Batch) -> Vec<u8> {
+        let mut out = Vec::new();
+        let first = batch.extents[0].start as usize;
+        for e in &batch.extents {
+            assert_eq!(e.start as usize, first + out.len(), "extents follow each other");
+            out.extend_from_slice(&e.buf);
+        }
+        out
+    }
+
+    /// Records as `(parts, tail)` appended with `reserve_owned` give the
+    /// same bytes as `encode_into` of `parts` and the tail together.
+    fn owned_matches_copied(records: Vec<(&[&[u8]], Vec<u8>)>) -> Batch {
+        let mut s = WriteState::new(1, 8 << 20, 0, 0, 8 << 20);
+        let mut want = Vec::new();
+        let key = SegmentKey { dir: 1, seq: 0 };
+        let count = records.len();
+        for (parts, tail) in records {
+            let mut all = parts.to_vec();
+            let copy = tail.clone();
+            all.push(&copy);
+            let (at, _, len) = s.reserve_owned(RecordKind::Message, parts, tail).unwrap();
+            assert_eq!(at.offset as usize, want.len());
+            encode_into(&mut want, RecordKind::Message, key, &all);
+            assert_eq!(want.len(), at.offset as usize + len);
+        }
+        let batch = s.take_pending().pop().unwrap();
+        assert_eq!(batch.records as usize, count);
+        assert!(joined(&batch) == want, "same bytes as one copied buffer");
+        batch
+    }
+
+    fn body(len: usize, spare: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(len + spare);
+        v.extend((0..len).map(|i| (i % 251) as u8));
+        v
+    }
+
+    #[test]
+    fn a_large_owned_tail_is_an_extent_of_its_own_with_the_same_bytes() {
+        let head: &[&[u8]] = &[b"envelope", b"Received: x\r\n"];
+        // Payload lengths that leave 0..7 bytes of padding, the tail with
+        // and without room for it.
+        for extra in 0..8 {
+            for spare in [0, 3, 8, 4096] {
+                let big = body(OWN_EXTENT_MIN + extra, spare);
+                let ptr = big.as_ptr();
+                let batch = owned_matches_copied(vec![(head, body(100, 0)), (head, big), (head, body(10, 0))]);
+                assert!(batch.extents.iter().any(|e| e.buf.as_ptr() == ptr), "the tail was not copied");
+            }
+        }
+    }
+
+    #[test]
+    fn owned_tails_of_every_size_around_the_threshold_give_the_same_bytes() {
+        let head: &[&[u8]] = &[b"h"];
+        let sizes = [0, 1, 7, 8, OWN_EXTENT_MIN - 1, OWN_EXTENT_MIN, OWN_EXTENT_MIN + 1, EXTENT_MIN, 1 << 20, 3];
+        let records: Vec<(&[&[u8]], Vec<u8>)> = sizes.iter().map(|&n| (head, body(n, n % 5))).collect();
+        owned_matches_copied(records);
+        // Big tails back to back, and a segment rollover between them.
+        let mut s = WriteState::new(1, 4 << 20, 0, 0, 4 << 20);
+        let mut seqs = Vec::new();
+        for _ in 0..5 {
+            let (at, _, _) = s.reserve_owned(RecordKind::Message, &[b"x"], body(1 << 20, 0)).unwrap();
+            seqs.push(at.segment);
+        }
+        assert_eq!(seqs, [0, 0, 0, 1, 1]);
+        let batches = s.take_pending();
+        assert_eq!(batches.iter().map(|b| b.records).collect::<Vec<_>>(), [3, 2]);
+        for b in &batches {
+            let bytes = joined(b);
+            let key = SegmentKey { dir: 1, seq: b.seq };
+            let mut at = 0;
+            while at < bytes.len() {
+                match crate::spool::record::parse_at(&bytes, at, key) {
+                    crate::spool::record::Parsed::Record { next, payload, .. } => {
+                        assert_eq!(payload.len(), 1 + (1 << 20));
+                        at = next;
+                    }
+                    other => panic!("at {at}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_small_owned_tail_is_copied_into_the_shared_extent() {
+        let head: &[&[u8]] = &[b"h"];
+        let batch = owned_matches_copied(vec![(head, body(10, 0)), (head, body(OWN_EXTENT_MIN - 1, 0))]);
+        assert_eq!(batch.extents.len(), 1);
     }
 }

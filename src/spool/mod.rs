@@ -43,13 +43,14 @@
 //!
 //! How the writer keeps it:
 //! 1. `append` copies the record into the current *batch* of its segment and
-//!    returns its place at once. A record that does not fit the rest of the
-//!    segment starts the next one (the batch is sealed: one batch never
-//!    spans two segments).
+//!    returns its place at once (`append_owned` takes a large body as it is,
+//!    as an extent of the batch, instead of copying it). A record that does
+//!    not fit the rest of the segment starts the next one (the batch is
+//!    sealed: one batch never spans two segments).
 //! 2. A *commit round* takes every pending batch and, per batch, oldest
 //!    first, writes its extents in file order (one `write_at` each, one at a
-//!    time: contiguous buffers of whole records, so a large record is copied
-//!    once and never moved as a buffer grows), then issues ONE `sync_data`;
+//!    time: contiguous buffers, so a large record is copied at most once and
+//!    never moved as a buffer grows), then issues ONE `sync_data`;
 //!    when the sync returns Ok every record of the batch is
 //!    durable and all its waiters are woken. Group commit needs no timer: a
 //!    round starts whenever someone waits and none is in flight; the records

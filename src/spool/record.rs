@@ -217,6 +217,17 @@ pub fn record_len(payload_len: usize) -> usize {
 pub fn encode_into(buf: &mut Vec<u8>, kind: RecordKind, at: SegmentKey, parts: &[&[u8]]) {
     let payload_len: usize = parts.iter().map(|p| p.len()).sum();
     let start = buf.len();
+    buf.reserve(record_len(payload_len));
+    encode_head(buf, kind, at, parts, &[]);
+    buf.resize(start + record_len(payload_len), 0);
+}
+
+/// Appends the start of a record whose payload is `parts` then `tail` to
+/// `buf`: its header (the crc covers `tail` too) and `parts`, but neither
+/// `tail` nor the padding, which the caller writes right after.
+pub fn encode_head(buf: &mut Vec<u8>, kind: RecordKind, at: SegmentKey, parts: &[&[u8]], tail: &[u8]) {
+    let payload_len: usize = parts.iter().map(|p| p.len()).sum::<usize>() + tail.len();
+    let start = buf.len();
     let mut header = [0u8; HEADER_LEN];
     header[0..4].copy_from_slice(&MAGIC);
     header[4] = VERSION;
@@ -225,14 +236,13 @@ pub fn encode_into(buf: &mut Vec<u8>, kind: RecordKind, at: SegmentKey, parts: &
     header[8..12].copy_from_slice(&at.seq.to_le_bytes());
     header[12..16].copy_from_slice(&(payload_len as u32).to_le_bytes());
     let mut crc = crc32c::crc32c(&header[..20]);
-    buf.reserve(record_len(payload_len));
     buf.extend_from_slice(&header);
     for part in parts {
         crc = crc32c::crc32c_append(crc, part);
         buf.extend_from_slice(part);
     }
+    crc = crc32c::crc32c_append(crc, tail);
     buf[start + 20..start + 24].copy_from_slice(&crc.to_le_bytes());
-    buf.resize(start + record_len(payload_len), 0);
 }
 
 fn le_u32(b: &[u8]) -> u32 {

@@ -204,8 +204,17 @@ impl<S: SegmentStore + 'static> Spool<S> {
     /// `RecordTooLarge` if it could not fit even an empty segment. A record
     /// that does not fit the rest of the current segment starts the next one.
     pub fn append(&self, kind: RecordKind, parts: &[&[u8]]) -> Result<Appended, SpoolError> {
+        self.append_owned(kind, parts, Vec::new())
+    }
+
+    /// [`Spool::append`] for a record whose payload is `parts` then `tail`,
+    /// given up to the spool: a large tail (a message body) is written
+    /// from where it is, not copied into the batch. Same bytes on disk, same
+    /// durability: the tail is one more extent of the batch, written before
+    /// its sync like every other.
+    pub fn append_owned(&self, kind: RecordKind, parts: &[&[u8]], tail: Vec<u8>) -> Result<Appended, SpoolError> {
         let sh = &self.shared;
-        let (at, commit, len) = sh.state.borrow_mut().reserve(kind, parts)?;
+        let (at, commit, len) = sh.state.borrow_mut().reserve_owned(kind, parts, tail)?;
         let mut stats = sh.stats.get();
         stats.records += 1;
         stats.bytes += len as u64;

@@ -283,6 +283,52 @@ pub fn dot_stuff_piece(body: &[u8], max: usize, out: &mut Vec<u8>) -> usize {
     take
 }
 
+/// How many bytes at the start of `body`, at most `max`, [`dot_stuff_lines`]
+/// would send as they are: whole CRLF lines, none starting with a dot (a
+/// bare CR or LF, a dot at a line start, or a line crossing `max` ends the
+/// run). 0 when the first line is one of those.
+pub fn verbatim_lines(body: &[u8], max: usize) -> usize {
+    if body.first() == Some(&b'.') {
+        return 0;
+    }
+    let window = &body[..body.len().min(max)];
+    let (mut end, mut from) = (0, 0);
+    while let Some(k) = memchr::memchr2(b'\r', b'\n', &window[from..]) {
+        let i = from + k;
+        if body[i] != b'\r' || body.get(i + 1) != Some(&b'\n') || i + 2 > window.len() {
+            break;
+        }
+        end = i + 2;
+        if body.get(end) == Some(&b'.') {
+            break;
+        }
+        from = end;
+    }
+    end
+}
+
+/// The next piece of a large body sent with DATA, in [`dot_stuff_piece`]'s
+/// bounded pieces.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Piece {
+    /// The first `n` bytes go on the wire as they are (no copy needed).
+    Verbatim(usize),
+    /// The first `n` bytes were dot-stuffed onto `out`.
+    Stuffed(usize),
+}
+
+/// Takes the next piece of about `max` bytes off `body`: as it is when at
+/// least a quarter of `max` needs no stuffing, else stuffed onto `out`.
+/// The pieces in order, then ".\r\n", are exactly [`dot_stuff`]'s output.
+pub fn next_piece(body: &[u8], max: usize, out: &mut Vec<u8>) -> Piece {
+    let clean = verbatim_lines(body, max);
+    if clean > 0 && clean >= max / 4 {
+        Piece::Verbatim(clean)
+    } else {
+        Piece::Stuffed(dot_stuff_piece(body, max, out))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -584,17 +630,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn stuffing_in_pieces_gives_the_whole_at_every_piece_size() {
-        let mut bodies: Vec<Vec<u8>> = tricky_bodies().into_iter().step_by(7).collect();
+    /// Bodies for the piecewise stuffing tests: tricky ones, large ones
+    /// with and without dots and bare line ends, one line longer than a
+    /// piece, a body that is one line, and many short clean lines.
+    fn piece_bodies(step: usize) -> Vec<Vec<u8>> {
+        let mut bodies: Vec<Vec<u8>> = tricky_bodies().into_iter().step_by(step).collect();
         bodies.push(large_body((1 << 20) + 5, 3, true));
+        bodies.push(large_body((1 << 20) + 3, 8, false));
         bodies.push(large_body(256 << 10, 4, false));
-        // One line longer than a piece, and a body that is one line.
         let mut long = vec![b'x'; 5000];
-        long.extend_from_slice(b"\r\n.after\r\n");
+        long.extend_from_slice(b"\r\n.after\r\nplain\r\n\r\n.\r\nbare\nend\r");
         bodies.push(long);
         bodies.push(vec![b'y'; 3000]);
-        for body in &bodies {
+        bodies.push(b"a\r\n".repeat(3000));
+        bodies
+    }
+
+    #[test]
+    fn stuffing_in_pieces_gives_the_whole_at_every_piece_size() {
+        for body in &piece_bodies(7) {
             let mut whole = Vec::new();
             dot_stuff(body, &mut whole);
             for max in [1, 2, 3, 77, 78, 79, 1024, 4096, 256 << 10] {
@@ -609,6 +663,49 @@ mod tests {
                 assert!(pieces == whole, "body of {} bytes, pieces of {max} ({n} pieces)", body.len());
             }
         }
+    }
+
+    #[test]
+    fn verbatim_and_stuffed_pieces_give_the_whole_at_every_piece_size() {
+        let mut verbatim_seen = false;
+        for body in &piece_bodies(5) {
+            let mut whole = Vec::new();
+            dot_stuff(body, &mut whole);
+            for max in [1, 2, 3, 4, 8, 77, 78, 79, 1024, 4096, 256 << 10] {
+                let (mut wire, mut rest) = (Vec::new(), &body[..]);
+                while !rest.is_empty() {
+                    let n = match next_piece(rest, max, &mut wire) {
+                        Piece::Verbatim(n) => {
+                            assert!(n <= max && rest[..n].ends_with(b"\r\n"));
+                            verbatim_seen = true;
+                            wire.extend_from_slice(&rest[..n]);
+                            n
+                        }
+                        Piece::Stuffed(n) => n,
+                    };
+                    assert!(n > 0);
+                    rest = &rest[n..];
+                }
+                wire.extend_from_slice(b".\r\n");
+                assert!(wire == whole, "body of {} bytes, pieces of {max}", body.len());
+            }
+        }
+        assert!(verbatim_seen);
+    }
+
+    #[test]
+    fn verbatim_lines_stop_before_what_stuffing_changes() {
+        assert_eq!(verbatim_lines(b"ab\r\ncd\r\n", 100), 8);
+        assert_eq!(verbatim_lines(b"ab\r\n.cd\r\n", 100), 4);
+        assert_eq!(verbatim_lines(b".ab\r\n", 100), 0);
+        assert_eq!(verbatim_lines(b"ab\r\ncd\nef\r\n", 100), 4);
+        assert_eq!(verbatim_lines(b"ab\r\ncd\ref\r\n", 100), 4);
+        assert_eq!(verbatim_lines(b"ab\r\ncd", 100), 4);
+        assert_eq!(verbatim_lines(b"ab\r\ncd\r", 100), 4);
+        // A line crossing `max` is left out, and a CRLF never split.
+        assert_eq!(verbatim_lines(b"ab\r\ncd\r\n", 7), 4);
+        assert_eq!(verbatim_lines(b"ab\r\ncd\r\n", 8), 8);
+        assert_eq!(verbatim_lines(b"abcdef\r\n", 4), 0);
     }
 
     #[test]

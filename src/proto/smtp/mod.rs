@@ -63,7 +63,7 @@ pub use address::{
     parse_reverse_path_utf8, Address, AddressError, ForwardPath, ReversePath,
 };
 pub use command::{parse_command, BodyType, Command, CommandError, MailFrom, RcptTo, Verb};
-pub use data::{dot_stuff, dot_stuff_lines, dot_stuff_piece, DataProgress, DataScanner};
+pub use data::{dot_stuff, dot_stuff_lines, dot_stuff_piece, next_piece, DataProgress, DataScanner, Piece};
 pub use envelope::{
     AcceptedRecipient, Envelope, RcptDecision, RecipientPolicy, ScreenDecision, ScreenRequest, SenderDecision,
 };
