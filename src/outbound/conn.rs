@@ -210,6 +210,10 @@ pub struct RelayConnection {
     /// this is what the failure says instead of "connection lost").
     tls_error: Option<String>,
     pub target: Target,
+    /// Who answered and the session's TLS, as every outcome of this
+    /// session reports them (made at the first outcome, once the session
+    /// and its TLS are settled).
+    pub(super) hop: std::cell::OnceCell<super::dispatch::Hop>,
 }
 
 impl RelayConnection {
@@ -273,6 +277,7 @@ impl RelayConnection {
             policy,
             tls_error: None,
             target: target.clone(),
+            hop: std::cell::OnceCell::new(),
         };
         match conn.drive(tls).await {
             Event::Ready => {

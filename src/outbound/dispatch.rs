@@ -438,15 +438,10 @@ impl Shard {
         let mut deferred = Vec::new();
         let mut last_deferral = String::new();
         let delay_us = now.saturating_sub(msg.arrived_ms) * 1000;
-        let relay_name = target.map(mx::Target::relay_name);
-        let relay = relay_name.as_deref();
+        let relay = hop.map(|h| h.relay.as_str());
         let tls = hop.map_or(TlsResult::None, |h| h.tls);
         let tls_basis = hop.map_or("", |h| h.tls_basis.as_str());
-        // Kept in the tombstone of each delivered recipient, for `trace`:
-        // the host, then what its session's TLS was and why.
-        let via: Option<std::sync::Arc<str>> = hop.map(|h| {
-            std::sync::Arc::from(format!("{} tls={} tls_basis={}", h.target.relay_name(), h.tls, h.tls_basis))
-        });
+        let via = hop.map(|h| h.via.clone());
         for (r, o) in msg.recipients.iter().zip(outcome.per_recipient) {
             let (result, reply) = match &o {
                 RecipientOutcome::Delivered { reply } => (RelayResult::Delivered, reply),
@@ -619,9 +614,23 @@ fn wants_dane_only(relay: &crate::config::Relay, domain: &str) -> bool {
 }
 
 /// The server that answered for a message, and what its session's TLS was.
+/// Made once per connection: every message it carries reports the same.
 pub(super) struct Hop {
     pub target: mx::Target,
     pub tls: TlsResult,
     /// Why the TLS requirement was what it was (`tls_basis=`).
     pub tls_basis: String,
+    /// `host[address]` for the log.
+    relay: String,
+    /// Kept in the tombstone of each delivered recipient, for `trace`:
+    /// the host, then what its session's TLS was and why.
+    via: std::sync::Arc<str>,
+}
+
+impl Hop {
+    pub fn new(target: mx::Target, tls: TlsResult, tls_basis: String) -> Hop {
+        let relay = target.relay_name();
+        let via = std::sync::Arc::from(format!("{relay} tls={tls} tls_basis={tls_basis}"));
+        Hop { target, tls, tls_basis, relay, via }
+    }
 }

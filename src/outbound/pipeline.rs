@@ -292,8 +292,8 @@ impl Shard {
             mx::Endpoint::Smtp(_) => DsnAction::Relayed,
             mx::Endpoint::LmtpTcp(_) | mx::Endpoint::LmtpUnix(_) => DsnAction::Delivered,
         });
-        let hop = Hop { target: c.target.clone(), tls: c.tls_result(), tls_basis: c.tls_basis().to_string() };
-        self.apply_outcome(key, msg, outcome, Some(&hop), success_notice, Some(limits));
+        let hop = c.hop.get_or_init(|| Hop::new(c.target.clone(), c.tls_result(), c.tls_basis().to_string()));
+        self.apply_outcome(key, msg, outcome, Some(hop), success_notice, Some(limits));
         backoff
     }
 }

@@ -7,7 +7,7 @@ use super::entry::{Entry, State};
 use super::{Dest, Due, Key, QueueDepth, QueueShard};
 use crate::spool::{QueueId, SpoolRef};
 use std::cmp::Reverse;
-use std::collections::HashMap;
+use std::collections::{BinaryHeap, HashMap};
 
 /// A queued share as `queue list` first sees it (no envelope: read it
 /// with [`QueueShard::message`] for the shares shown).
@@ -59,15 +59,27 @@ impl QueueShard {
     }
 
     /// `queue flush`: everything deferred becomes due at `now_ms`.
+    ///
+    /// The deferred index is built afresh with one item per deferred
+    /// share (O(n)): pushing a new item for each would leave the old one
+    /// behind, stale, and after a long outage a million stale items would
+    /// be popped one by one (O(n log n)) while the backlog drains.
     pub fn flush(&mut self, now_ms: u64) -> usize {
         let mut n = 0;
+        let mut items = Vec::with_capacity(self.deferred.len().min(self.live));
         for (slot, e) in self.entries.iter_mut().enumerate() {
-            if e.state() == State::Deferred && !e.held() {
+            if e.state() != State::Deferred {
+                continue;
+            }
+            if !e.held() {
                 e.schedule(now_ms);
-                self.deferred.push(Reverse(Due::new(now_ms, slot as u32)));
                 n += 1;
             }
+            if let Some(due) = e.scheduled() {
+                items.push(Reverse(Due::new(due, slot as u32)));
+            }
         }
+        self.deferred = BinaryHeap::from(items);
         n
     }
 

@@ -453,12 +453,14 @@ impl QueueShard {
     fn make_ready(&mut self, key: Key, wake: bool) {
         let slot = key.slot();
         self.set_state(slot, State::Ready);
-        let dest = self.dest_of(slot).clone();
-        if let Some(d) = self.destinations.get_mut(&dest) {
+        // Fields apart: no copy of the destination per share.
+        let id = self.entries[slot as usize].dest;
+        let dest = self.dest_names[id as usize].as_ref().expect("a live entry's destination is known");
+        if let Some(d) = self.destinations.get_mut(dest) {
             d.ready.push_back(key);
             if wake && !d.woken {
                 d.woken = true;
-                self.woken.push(dest);
+                self.woken.push(dest.clone());
             }
         }
     }
@@ -567,7 +569,7 @@ impl QueueShard {
 
     /// The attempt ended with every recipient final: forget the message.
     pub fn finish(&mut self, key: Key) -> bool {
-        self.take(key, &NoEnvelopes).is_some()
+        self.forget(key)
     }
 
     /// The attempt left `remaining` recipients not final: try again at
@@ -727,21 +729,33 @@ impl QueueShard {
     /// its envelope from `env`.
     fn take(&mut self, key: Key, env: &impl Envelopes) -> Option<QueuedMessage> {
         let msg = self.message(key, env)?;
+        self.forget(key);
+        Some(msg)
+    }
+
+    /// Forget a live share, keeping its destination's count (without
+    /// building it as a message: a delivered share is only dropped).
+    fn forget(&mut self, key: Key) -> bool {
+        let Some(&e) = self.entry(key) else { return false };
         let slot = key.slot();
-        let e = self.entries[slot as usize];
         self.errors.release(e.error());
-        self.multi.remove(&slot);
+        if e.multi() {
+            self.multi.remove(&slot);
+        }
         self.loaded.remove(&slot);
         self.set_state(slot, State::Free);
         self.entries[slot as usize] = Entry::free(e.generation);
         self.free.push(Reverse(slot));
         self.live -= 1;
-        let dest = msg.dest();
-        if let Some(d) = self.destinations.get_mut(&dest) {
+        let dest = self.dest_names[e.dest as usize].as_ref().expect("a live entry's destination is known");
+        if let Some(d) = self.destinations.get_mut(dest) {
             d.queued = d.queued.saturating_sub(1);
+            if d.connections == 0 && d.queued == 0 {
+                let dest = dest.clone();
+                self.forget_if_idle(&dest);
+            }
         }
-        self.forget_if_idle(&dest);
-        Some(msg)
+        true
     }
 }
 

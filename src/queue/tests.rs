@@ -158,6 +158,23 @@ fn flush_makes_everything_deferred_due_now() {
 }
 
 #[test]
+fn flush_leaves_one_index_item_per_deferred_share() {
+    let mut q = QueueShard::new(10);
+    for i in 0..1000 {
+        q.enqueue(deferred(i, "a.test", 1_000_000 + u64::from(i)));
+    }
+    let held = q.enqueue(deferred(1000, "a.test", 7));
+    assert!(q.hold(held));
+    assert_eq!(q.deferred.len(), 1001, "the held one's item is stale until popped");
+    assert_eq!(q.flush(5), 1000);
+    assert_eq!(q.deferred.len(), 1000, "no stale item left behind");
+    assert_eq!(q.poll_timeout(), Some(5));
+    q.promote_due(5, &policy(), &Env::default());
+    assert!(q.deferred.is_empty());
+    assert_eq!((q.active, q.retried.len()), (10, 990), "the rest wait for room in the window");
+}
+
+#[test]
 fn a_million_queued_messages_stay_cheap_per_operation() {
     // Not a timing assertion: checks the heap never scans (stale entries
     // are skipped lazily) by counting work through behaviour.
@@ -393,6 +410,26 @@ fn a_multi_recipient_share_keeps_its_recipients() {
     q.defer(k, m.recipients[1..2].to_vec(), "451".into(), 20);
     assert!(q.multi.is_empty(), "one recipient left: inline again");
     assert_eq!(q.message(k, &NoEnvelopes).unwrap().recipients[0].index, 2);
+}
+
+#[test]
+fn finishing_a_share_releases_its_recipients_error_and_window_place() {
+    let mut q = QueueShard::new(1);
+    let mut m = deferred(1, "a.test", 10);
+    m.recipients = (0..2).map(|i| PendingRecipient { index: i, address: String::new() }).collect();
+    m.last_error = Some("451 later".into());
+    q.enqueue(m);
+    let env = Env::default();
+    q.promote_due(10, &policy(), &env);
+    q.enqueue(msg(2, "a.test")); // waits: the window holds one
+    let (k, _) = q.next_ready(&d("a.test"), &env).unwrap();
+    assert_eq!((q.multi.len(), q.errors.len(), q.active), (1, 1, 1));
+    assert!(q.finish(k) && !q.finish(k), "once only");
+    assert_eq!((q.multi.len(), q.errors.len(), q.active, q.len()), (0, 0, 0, 1));
+    let (k, m) = q.next_ready(&d("a.test"), &env).expect("the window has room again");
+    assert_eq!(m.queue_id.0, 2);
+    assert!(q.finish(k));
+    assert!(!q.knows(&d("a.test")), "nothing queued, no connection: forgotten");
 }
 
 #[test]
