@@ -23,10 +23,14 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// next message then faulted in again, zeroed by the kernel) the buffers of
 /// large messages between one message and the next under steady load: the
 /// 1 MiB bodies of a mixed load cost ~10 % more CPU per message than with
-/// 10 s. A drained backlog still gives its memory back at once: the relay
-/// timer calls [`give_back`] when a core's queue has emptied after holding
-/// many messages.
-const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
+/// 10 s (measured; README, Large and mixed messages). 1 s keeps buffers
+/// across messages as well (they follow each other by milliseconds) while
+/// a burst's transient memory still leaves within a second: with 10 s,
+/// RssAnon measured just after a 1 M fill (`bench/backlog`) counted up to
+/// 10 s of freed intake buffers. A drained backlog gives its memory back at
+/// once: the relay timer calls [`give_back`] when a core's queue has
+/// emptied after holding many messages.
+const PURGE_DELAY_MS: std::ffi::c_long = 1_000;
 
 /// Sets the allocator's options, unless the operator set them in the
 /// environment (`MIMALLOC_PURGE_DELAY`, mimalloc's own variable). Call once,
