@@ -38,7 +38,8 @@ use super::payload::{
     RecipientEntry, RecipientState,
 };
 use super::record::{end_of_nonzero, parse_at, scan_segment_from, BadRecord, Parsed, RecordKind, ScanEnd};
-use super::recovery_checkpoint::{check_cut, forget_gone, hold, Fold, Found, FoundState, FoundSuppression, PlaceHash, States,
+use super::recovery_checkpoint::{
+    check_cut, forget_gone, hold, Fold, Found, FoundState, FoundSuppression, PlaceHash, States,
 };
 use super::suppression::{decode_suppression, SuppressionRecord};
 use super::writer::Tail;
@@ -320,7 +321,11 @@ fn scan_into(key: SegmentKey, bytes: &[u8], from: u32, out: &mut Recovered, fold
                 for &r in &moved.done {
                     fold.tombstones.push((at, at, r));
                 }
-                fold.found.push(Found::Scanned(Box::new(FoundMessage::new(at, moved.message, &mut out.last_queue_ids))));
+                fold.found.push(Found::Scanned(Box::new(FoundMessage::new(
+                    at,
+                    moved.message,
+                    &mut out.last_queue_ids,
+                ))));
             }
             RecordKind::Suppression => {
                 let record = decode_suppression(payload).map_err(undecodable)?;
