@@ -675,7 +675,11 @@ impl QueueShard {
         if let [one] = indexes[..] {
             e.set_recipient(one);
             e.set_multi(false);
-            self.multi.remove(&slot);
+            // Checked first: with no share of several recipients (the usual
+            // case) hashing the slot is wasted, once per adopted entry.
+            if !self.multi.is_empty() {
+                self.multi.remove(&slot);
+            }
         } else {
             e.set_multi(true);
             self.multi.insert(slot, indexes.into_boxed_slice());

@@ -38,7 +38,9 @@ use super::payload::{
     RecipientEntry, RecipientState,
 };
 use super::record::{end_of_nonzero, parse_at, scan_segment_from, BadRecord, Parsed, RecordKind, ScanEnd};
-use super::recovery_checkpoint::{check_cut, forget_gone, hold, Fold, Found, FoundState, FoundSuppression, States};
+use super::recovery_checkpoint::{
+    check_cut, forget_gone, hold, Fold, Found, FoundState, FoundSuppression, PlaceHash, States,
+};
 use super::suppression::{decode_suppression, SuppressionRecord};
 use super::writer::Tail;
 
@@ -300,7 +302,7 @@ fn scan_into(key: SegmentKey, bytes: &[u8], from: u32, out: &mut Recovered, fold
         match rec.kind {
             RecordKind::Message => {
                 let m = decode_message(payload).map_err(undecodable)?;
-                fold.found.push(Found::Scanned(FoundMessage::new(at, m, &mut out.last_queue_ids)));
+                fold.found.push(Found::Scanned(Box::new(FoundMessage::new(at, m, &mut out.last_queue_ids))));
             }
             RecordKind::Tombstone => {
                 let t = decode_tombstone(payload).map_err(undecodable)?;
@@ -319,7 +321,11 @@ fn scan_into(key: SegmentKey, bytes: &[u8], from: u32, out: &mut Recovered, fold
                 for &r in &moved.done {
                     fold.tombstones.push((at, at, r));
                 }
-                fold.found.push(Found::Scanned(FoundMessage::new(at, moved.message, &mut out.last_queue_ids)));
+                fold.found.push(Found::Scanned(Box::new(FoundMessage::new(
+                    at,
+                    moved.message,
+                    &mut out.last_queue_ids,
+                ))));
             }
             RecordKind::Suppression => {
                 let record = decode_suppression(payload).map_err(undecodable)?;
@@ -359,7 +365,8 @@ fn finish(
     // States are fed to no ledger: they neither keep their segment nor pin
     // their target's. `is_final` is also true for a target that is not a
     // live message (never was, or its segment is gone).
-    let mut live_states: HashMap<SpoolRef, Vec<(u16, RecipientState)>> = HashMap::new();
+    let mut live_states: HashMap<SpoolRef, Vec<(u16, RecipientState)>, PlaceHash> =
+        HashMap::with_capacity_and_hasher(fold.states.len(), PlaceHash::default());
     for ((target, recipient), (at, seq, s)) in fold.states {
         if out.ledger.is_final(target, recipient) {
             continue;
@@ -384,13 +391,16 @@ fn finish(
         };
         live_states.entry(target).or_default().push((recipient, state));
     }
+    // Sized once: at a large backlog, growing it copied and faulted in
+    // hundreds of megabytes.
+    out.messages.reserve(fold.found.len());
     for f in fold.found {
         let at = f.at();
         if (0..f.recipients()).all(|i| out.ledger.is_final(at, i)) {
             continue;
         }
         let m = match f {
-            Found::Scanned(m) => m,
+            Found::Scanned(m) => *m,
             Found::Held(h) => match held_envelope(checkpoints, &h) {
                 // Read from the checkpoint: the record is not touched.
                 Some((envelope, body_len)) => {
