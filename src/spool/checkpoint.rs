@@ -69,24 +69,24 @@ use super::ids::{QueueId, SpoolRef};
 pub const MAGIC: [u8; 4] = *b"RMCK";
 /// The version this code writes and reads.
 pub const VERSION: u8 = 1;
-const HEAD_LEN: usize = 16;
+pub(super) const HEAD_LEN: usize = 16;
 
-const TAG_CUT: u16 = 1;
-const TAG_RECORDS: u16 = 2;
-const TAG_TOMBSTONES: u16 = 3;
-const TAG_STATES: u16 = 4;
-const TAG_ENVELOPES: u16 = 5;
-const TAG_STATE_CONTENTS: u16 = 6;
+pub(super) const TAG_CUT: u16 = 1;
+pub(super) const TAG_RECORDS: u16 = 2;
+pub(super) const TAG_TOMBSTONES: u16 = 3;
+pub(super) const TAG_STATES: u16 = 4;
+pub(super) const TAG_ENVELOPES: u16 = 5;
+pub(super) const TAG_STATE_CONTENTS: u16 = 6;
 
-const CUT_LEN: usize = 19;
-const RECORD_LEN: usize = 11;
-const TOMBSTONE_LEN: usize = 20;
-const STATE_LEN: usize = 28;
-const ENVELOPE_HEAD_LEN: usize = 20;
-const CONTENT_LEN: usize = 17;
-const HAS_CONTENT: u8 = 0x80;
-const WARNED: u8 = 1;
-const HELD: u8 = 2;
+pub(super) const CUT_LEN: usize = 19;
+pub(super) const RECORD_LEN: usize = 11;
+pub(super) const TOMBSTONE_LEN: usize = 20;
+pub(super) const STATE_LEN: usize = 28;
+pub(super) const ENVELOPE_HEAD_LEN: usize = 20;
+pub(super) const CONTENT_LEN: usize = 17;
+pub(super) const HAS_CONTENT: u8 = 0x80;
+pub(super) const WARNED: u8 = 1;
+pub(super) const HELD: u8 = 2;
 
 /// What kind of live record a checkpoint holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,7 +100,7 @@ pub enum Held {
 }
 
 impl Held {
-    fn to_byte(self) -> u8 {
+    pub(super) fn to_byte(self) -> u8 {
         match self {
             Held::Message => 1,
             Held::Moved => 2,
@@ -108,7 +108,7 @@ impl Held {
         }
     }
 
-    fn from_byte(b: u8) -> Option<Held> {
+    pub(super) fn from_byte(b: u8) -> Option<Held> {
         match b {
             1 => Some(Held::Message),
             2 => Some(Held::Moved),
@@ -280,8 +280,9 @@ pub fn encode(ck: &Checkpoint) -> Vec<u8> {
     out
 }
 
-/// Reads checkpoint file bytes. Never panics, whatever the bytes.
-pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
+/// The body of checkpoint file `bytes`, once its head, length and crc are
+/// checked.
+pub(super) fn checked_body(bytes: &[u8]) -> Result<&[u8], CheckpointError> {
     let head = bytes.get(..HEAD_LEN).ok_or(CheckpointError::Truncated { len: bytes.len() })?;
     if head[..4] != MAGIC {
         return Err(CheckpointError::BadMagic);
@@ -298,6 +299,12 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
     if head[4] != VERSION {
         return Err(CheckpointError::UnsupportedVersion { version: head[4] });
     }
+    Ok(body)
+}
+
+/// Reads checkpoint file bytes. Never panics, whatever the bytes.
+pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
+    let body = checked_body(bytes)?;
     let mut ck: Option<Checkpoint> = None;
     let (mut records, mut tombstones, mut states) = (Vec::new(), Vec::new(), Vec::new());
     let (mut envelopes, mut contents) = (None, None);
@@ -458,18 +465,18 @@ fn section(body: &mut Vec<u8>, tag: u16, len: usize, fill: impl FnOnce(&mut Vec<
     debug_assert_eq!(body.len() - start, len);
 }
 
-fn put_place(b: &mut Vec<u8>, at: SpoolRef) {
+pub(super) fn put_place(b: &mut Vec<u8>, at: SpoolRef) {
     b.extend_from_slice(&at.segment.to_le_bytes());
     b.extend_from_slice(&at.offset.to_le_bytes());
 }
 
-fn put_ref(b: &mut Vec<u8>, at: SpoolRef) {
+pub(super) fn put_ref(b: &mut Vec<u8>, at: SpoolRef) {
     b.extend_from_slice(&at.dir.to_le_bytes());
     put_place(b, at);
 }
 
 /// (tag, value, what follows) of the section at the start of `bytes`.
-fn split_section(bytes: &[u8]) -> Result<(u16, &[u8], &[u8]), CheckpointError> {
+pub(super) fn split_section(bytes: &[u8]) -> Result<(u16, &[u8], &[u8]), CheckpointError> {
     let mut r = Reader(bytes);
     let tag = r.u16().ok_or(CheckpointError::Malformed { tag: 0 })?;
     let len = r.u32().ok_or(CheckpointError::Malformed { tag })? as usize;
@@ -494,7 +501,7 @@ fn entries<T>(
 }
 
 /// Little-endian reads off the front of a slice.
-struct Reader<'a>(&'a [u8]);
+pub(super) struct Reader<'a>(pub(super) &'a [u8]);
 
 impl Reader<'_> {
     fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
@@ -502,26 +509,26 @@ impl Reader<'_> {
         self.0 = rest;
         Some(*head)
     }
-    fn u8(&mut self) -> Option<u8> {
+    pub(super) fn u8(&mut self) -> Option<u8> {
         self.take::<1>().map(|b| b[0])
     }
-    fn u16(&mut self) -> Option<u16> {
+    pub(super) fn u16(&mut self) -> Option<u16> {
         self.take().map(u16::from_le_bytes)
     }
-    fn u32(&mut self) -> Option<u32> {
+    pub(super) fn u32(&mut self) -> Option<u32> {
         self.take().map(u32::from_le_bytes)
     }
-    fn u64(&mut self) -> Option<u64> {
+    pub(super) fn u64(&mut self) -> Option<u64> {
         self.take().map(u64::from_le_bytes)
     }
-    fn place_raw(&mut self) -> Option<(u32, u32)> {
+    pub(super) fn place_raw(&mut self) -> Option<(u32, u32)> {
         Some((self.u32()?, self.u32()?))
     }
-    fn place(&mut self, dir: u16) -> Option<SpoolRef> {
+    pub(super) fn place(&mut self, dir: u16) -> Option<SpoolRef> {
         let (segment, offset) = self.place_raw()?;
         Some(SpoolRef { dir, segment, offset })
     }
-    fn spool_ref(&mut self) -> Option<SpoolRef> {
+    pub(super) fn spool_ref(&mut self) -> Option<SpoolRef> {
         let dir = self.u16()?;
         self.place(dir)
     }

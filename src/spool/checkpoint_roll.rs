@@ -1,14 +1,22 @@
 //! Taking a checkpoint: the previous one of the directory rolled forward
-//! over the log between its cut and the new one ([`roll`], pure), and the
-//! file written atomically ([`take`], blocking: run it off the executor).
+//! over the log between its cut and the new one ([`plan`], pure), and the
+//! file written atomically ([`take`], blocking: run it off the executor),
+//! the previous one's kept entries copied from its file as it goes.
 //! See `checkpoint` for what is kept and why.
 
-use std::collections::{HashMap, HashSet};
-use std::io::Write;
+use std::collections::HashMap;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::checkpoint::{self, Checkpoint, EnvelopeAt, Held, HeldRecord, HeldState, HeldTombstone, StateContent};
+use memmap2::Mmap;
+
+use super::checkpoint::{
+    self, put_place, put_ref, Checkpoint, EnvelopeAt, Held, HeldRecord, HeldState, HeldTombstone, StateContent,
+    CONTENT_LEN, CUT_LEN, ENVELOPE_HEAD_LEN, HAS_CONTENT, HEAD_LEN, HELD, MAGIC, RECORD_LEN, STATE_LEN, TAG_CUT,
+    TAG_ENVELOPES, TAG_RECORDS, TAG_STATES, TAG_STATE_CONTENTS, TAG_TOMBSTONES, TOMBSTONE_LEN, VERSION, WARNED,
+};
+use super::checkpoint_view::{RawContent, View};
 use super::error::SpoolError;
 use super::ids::{QueueId, SegmentKey, SpoolRef};
 use super::layout::dir_path;
@@ -28,22 +36,33 @@ pub fn checkpoint_path(root: &Path, dir: u16) -> PathBuf {
     dir_path(root, dir).join(FILE_NAME)
 }
 
-/// `prev` rolled forward to `cut` over `images`: the directory's segments
-/// from `prev.cut.segment` to `cut.segment`, the last one cut at
-/// `cut.offset` (a segment missing among them was reclaimed: its records
-/// no longer count). `present` says whether a segment still exists; what
-/// lies in one that does not is dropped.
-pub fn roll<'a>(
-    prev: Checkpoint,
+/// What the log between the previous checkpoint's cut and the new one
+/// adds (bounded by the log since the last checkpoint, not the backlog).
+struct Fresh {
+    last_queue_id: Option<QueueId>,
+    records: Vec<HeldRecord>,
+    /// Their envelopes, back to back.
+    envelope_bytes: Vec<u8>,
+    tombstones: Vec<HeldTombstone>,
+    /// The latest state per (target, recipient).
+    states: HashMap<(SpoolRef, u16), HeldState>,
+}
+
+/// The records of `images` from `from` on: the directory's segments from
+/// `from.segment` to the cut's, the last one cut at the cut.
+fn scan_fresh<'a>(
+    from: SpoolRef,
     cut: SpoolRef,
     images: impl IntoIterator<Item = SegmentImage<'a>>,
-    present: &dyn Fn(SegmentKey) -> bool,
-) -> Result<Checkpoint, SpoolError> {
+) -> Result<Fresh, SpoolError> {
     let dir = cut.dir;
-    let from = prev.cut;
-    let mut ck = Checkpoint { cut, ..prev };
-    let mut states: HashMap<(SpoolRef, u16), HeldState> =
-        ck.states.drain(..).map(|s| ((s.target, s.recipient), s)).collect();
+    let mut fresh = Fresh {
+        last_queue_id: None,
+        records: Vec::new(),
+        envelope_bytes: Vec::new(),
+        tombstones: Vec::new(),
+        states: HashMap::new(),
+    };
     let mut errors: HashMap<String, Arc<str>> = HashMap::new();
     for image in images {
         let key = image.key;
@@ -68,32 +87,32 @@ pub fn roll<'a>(
             match rec.kind {
                 RecordKind::Message => {
                     let m = decode_message(payload).map_err(undecodable)?;
-                    note_id(&mut ck.last_queue_id, m.queue_id);
+                    note_id(&mut fresh.last_queue_id, m.queue_id);
                     let recipients = m.recipients.len() as u16;
-                    let envelope = put_envelope(&mut ck.envelope_bytes, &m);
-                    ck.records.push(HeldRecord { at, kind: Held::Message, recipients, envelope });
+                    let envelope = put_envelope(&mut fresh.envelope_bytes, &m);
+                    fresh.records.push(HeldRecord { at, kind: Held::Message, recipients, envelope });
                 }
                 RecordKind::Moved => {
                     let moved = decode_moved(payload).map_err(undecodable)?;
-                    note_id(&mut ck.last_queue_id, moved.message.queue_id);
+                    note_id(&mut fresh.last_queue_id, moved.message.queue_id);
                     let recipients = moved.message.recipients.len() as u16;
-                    let envelope = put_envelope(&mut ck.envelope_bytes, &moved.message);
-                    ck.records.push(HeldRecord { at, kind: Held::Moved, recipients, envelope });
+                    let envelope = put_envelope(&mut fresh.envelope_bytes, &moved.message);
+                    fresh.records.push(HeldRecord { at, kind: Held::Moved, recipients, envelope });
                     let old = (0..recipients).map(|r| HeldTombstone { at, target: moved.old, recipient: r });
-                    ck.tombstones.extend(old);
+                    fresh.tombstones.extend(old);
                     let done = moved.done.iter().map(|&r| HeldTombstone { at, target: at, recipient: r });
-                    ck.tombstones.extend(done);
+                    fresh.tombstones.extend(done);
                 }
                 RecordKind::Suppression => {
                     let s = decode_suppression(payload).map_err(undecodable)?;
-                    ck.records.push(HeldRecord { at, kind: Held::Suppression, recipients: 1, envelope: None });
+                    fresh.records.push(HeldRecord { at, kind: Held::Suppression, recipients: 1, envelope: None });
                     if let Some(old) = s.replaces {
-                        ck.tombstones.push(HeldTombstone { at, target: old, recipient: 0 });
+                        fresh.tombstones.push(HeldTombstone { at, target: old, recipient: 0 });
                     }
                 }
                 RecordKind::Tombstone => {
                     let t = decode_tombstone(payload).map_err(undecodable)?;
-                    ck.tombstones.push(HeldTombstone { at, target: t.target, recipient: t.recipient });
+                    fresh.tombstones.push(HeldTombstone { at, target: t.target, recipient: t.recipient });
                 }
                 RecordKind::RecipientState => {
                     let s = decode_recipient_state(payload).map_err(undecodable)?;
@@ -110,7 +129,8 @@ pub fn roll<'a>(
                     };
                     let new =
                         HeldState { at, target: s.target, recipient: s.recipient, seq: s.seq, content: Some(content) };
-                    states
+                    fresh
+                        .states
                         .entry((s.target, s.recipient))
                         .and_modify(|kept| {
                             if (new.seq, new.at) > (kept.seq, kept.at) {
@@ -123,8 +143,7 @@ pub fn roll<'a>(
             }
         }
     }
-    prune(&mut ck, states, present);
-    Ok(ck)
+    Ok(fresh)
 }
 
 /// `m`'s envelope appended to `arena` (None if it does not encode: it
@@ -140,40 +159,246 @@ fn note_id(last: &mut Option<QueueId>, id: QueueId) {
     *last = Some(last.map_or(id, |q| q.max(id)));
 }
 
-/// Drops what can no longer change recovery (see `checkpoint`).
-fn prune(ck: &mut Checkpoint, states: HashMap<(SpoolRef, u16), HeldState>, present: &dyn Fn(SegmentKey) -> bool) {
-    ck.records.retain(|r| present(r.at.segment_key()));
-    ck.tombstones.retain(|t| present(t.at.segment_key()) && present(t.target.segment_key()));
-    // Recipients made final by this directory's tombstones.
-    let mut finals: HashMap<SpoolRef, HashSet<u16>> = HashMap::new();
-    for t in &ck.tombstones {
-        finals.entry(t.target).or_default().insert(t.recipient);
-    }
-    ck.records.retain(|r| {
-        let done = finals.get(&r.at).map_or(0, |f| f.iter().filter(|&&i| i < r.recipients).count());
-        done < usize::from(r.recipients)
-    });
-    let live: HashSet<SpoolRef> = ck.records.iter().map(|r| r.at).collect();
-    let dir = ck.cut.dir;
+/// The next checkpoint: the previous one (`prev`, read in place) rolled
+/// forward to `cut` over the log after its cut, as what to keep of each
+/// (a flag per entry of `prev`) and what the log adds. Writing it
+/// ([`Plan::write`]) copies the kept entries of `prev` from its file, so
+/// a roll's memory grows with the log since the last checkpoint, not with
+/// the backlog.
+pub struct Plan<'v> {
+    cut: SpoolRef,
+    last_queue_id: Option<QueueId>,
+    prev_records: Vec<bool>,
+    fresh: Fresh,
+    fresh_records: Vec<bool>,
+    tombstones: Vec<HeldTombstone>,
+    prev_states: Vec<bool>,
+    fresh_states: Vec<HeldState>,
+    /// The written string table of last errors, and where each of
+    /// `prev`'s entries went in it (index plus one, 0: dropped).
+    table: Vec<&'v str>,
+    prev_errors: Vec<u32>,
+}
+
+/// Plans the roll of `prev` to `cut` over `images` (the directory's
+/// segments from `prev.cut.segment` to `cut.segment`, the last one cut at
+/// `cut.offset`; a segment missing among them was reclaimed: its records
+/// no longer count). `present` says whether a segment still exists; what
+/// lies in one that does not is dropped (see `checkpoint` for what is
+/// kept and why).
+pub fn plan<'v, 'a>(
+    prev: &View<'v>,
+    cut: SpoolRef,
+    images: impl IntoIterator<Item = SegmentImage<'a>>,
+    present: &dyn Fn(SegmentKey) -> bool,
+) -> Result<Plan<'v>, SpoolError> {
+    let dir = cut.dir;
+    let mut fresh = scan_fresh(prev.cut, cut, images)?;
+    let last_queue_id = prev.last_queue_id.max(fresh.last_queue_id);
+    let tombstones: Vec<HeldTombstone> = prev
+        .tombstones()
+        .chain(fresh.tombstones.drain(..))
+        .filter(|t| present(t.at.segment_key()) && present(t.target.segment_key()))
+        .collect();
+    // Recipients made final by this directory's tombstones, by target.
+    let mut finals: Vec<(SpoolRef, u16)> = tombstones.iter().map(|t| (t.target, t.recipient)).collect();
+    finals.sort_unstable();
+    finals.dedup();
+    let alive = |at: SpoolRef, recipients: u16| {
+        let first = finals.partition_point(|&(t, _)| t < at);
+        let done = finals[first..].iter().take_while(|&&(t, r)| t == at && r < recipients).count();
+        present(at.segment_key()) && done < usize::from(recipients)
+    };
+    let prev_records: Vec<bool> = prev.records().map(|r| alive(r.at, r.recipients)).collect();
+    let fresh_records: Vec<bool> = fresh.records.iter().map(|r| alive(r.at, r.recipients)).collect();
+    let fresh_index: HashMap<SpoolRef, usize> = fresh.records.iter().enumerate().map(|(i, r)| (r.at, i)).collect();
+    let live = |target: SpoolRef| match prev.record_index(target) {
+        Some(i) => prev_records[i],
+        None => fresh_index.get(&target).is_some_and(|&i| fresh_records[i]),
+    };
     // A tombstone of a dead message of this directory in its own segment
     // neither keeps anything final nor pins anything.
-    ck.tombstones
-        .retain(|t| t.target.dir != dir || live.contains(&t.target) || t.target.segment_key() != t.at.segment_key());
-    // A state with its content outlives its own segment (see `checkpoint`).
-    ck.states = states
-        .into_values()
-        .filter(|s| (s.content.is_some() || present(s.at.segment_key())) && present(s.target.segment_key()))
-        .filter(|s| s.target.dir != dir || live.contains(&s.target))
+    let tombstones: Vec<HeldTombstone> = tombstones
+        .into_iter()
+        .filter(|t| t.target.dir != dir || live(t.target) || t.target.segment_key() != t.at.segment_key())
         .collect();
-    ck.states.sort_unstable_by_key(|s| (s.at, s.target, s.recipient));
-    // The kept records' envelopes, back to back in their order.
-    let old = std::mem::take(&mut ck.envelope_bytes);
-    for r in &mut ck.records {
-        if let Some(e) = r.envelope.as_mut() {
-            let start = ck.envelope_bytes.len();
-            ck.envelope_bytes.extend_from_slice(&old[e.start..e.start + e.len as usize]);
-            e.start = start;
+    // A state with its content outlives its own segment (see `checkpoint`).
+    let keep_state = |s: &HeldState, has_content: bool| {
+        (has_content || present(s.at.segment_key()))
+            && present(s.target.segment_key())
+            && (s.target.dir != dir || live(s.target))
+    };
+    let mut prev_states = Vec::with_capacity(prev.state_count());
+    for (i, s) in prev.states().enumerate() {
+        let key = (s.target, s.recipient);
+        let newer = fresh.states.get(&key).is_some_and(|f| (f.seq, f.at) > (s.seq, s.at));
+        if !newer {
+            fresh.states.remove(&key);
         }
+        prev_states.push(!newer && keep_state(&s, prev.content(i).is_some()));
+    }
+    let mut fresh_states: Vec<HeldState> =
+        fresh.states.drain().map(|(_, s)| s).filter(|s| keep_state(s, s.content.is_some())).collect();
+    fresh_states.sort_unstable_by_key(|s| (s.at, s.target, s.recipient));
+    // The last errors the kept states name, each once.
+    let mut prev_errors = vec![0; prev.table_len()];
+    let mut table: Vec<&'v str> = Vec::new();
+    for c in (0..prev_states.len()).filter(|&i| prev_states[i]).filter_map(|i| prev.content(i)) {
+        if let Some(slot) = c.error.checked_sub(1).and_then(|i| prev_errors.get_mut(i as usize)) {
+            if *slot == 0 {
+                table.push(prev.error_text(c.error));
+                *slot = table.len() as u32;
+            }
+        }
+    }
+    Ok(Plan {
+        cut,
+        last_queue_id,
+        prev_records,
+        fresh,
+        fresh_records,
+        tombstones,
+        prev_states,
+        fresh_states,
+        table,
+        prev_errors,
+    })
+}
+
+/// What a written checkpoint holds.
+#[derive(Clone, Copy, Debug)]
+pub struct Written {
+    pub records: usize,
+    pub tombstones: usize,
+    pub states: usize,
+    pub bytes: usize,
+}
+
+impl Plan<'_> {
+    /// Writes the planned checkpoint file to `w` (from its start), taking
+    /// the kept entries of `prev` (the view the plan was made from) from
+    /// its file.
+    pub fn write<W: Write + Seek>(&self, prev: &View<'_>, w: W) -> std::io::Result<Written> {
+        let kept_prev = |i: usize| self.prev_records[i];
+        let records =
+            self.prev_records.iter().filter(|&&k| k).count() + self.fresh_records.iter().filter(|&&k| k).count();
+        let states = self.prev_states.iter().filter(|&&k| k).count() + self.fresh_states.len();
+        let fresh_envelopes = || {
+            self.fresh.records.iter().zip(&self.fresh_records).filter(|(_, &k)| k).filter_map(|(r, _)| {
+                let e = r.envelope?;
+                Some((r.at, e.body_len, &self.fresh.envelope_bytes[e.start..e.start + e.len as usize]))
+            })
+        };
+        let prev_envelopes =
+            || prev.envelopes().filter(move |(i, _)| kept_prev(*i)).map(|(_, e)| (e.at, e.body_len, e.bytes));
+        let envelopes_len: usize =
+            prev_envelopes().chain(fresh_envelopes()).map(|(_, _, e)| ENVELOPE_HEAD_LEN + e.len()).sum();
+        // Fresh last errors not among the kept ones get their own entries.
+        let mut table = self.table.clone();
+        let mut ids: HashMap<&str, u32> = table.iter().enumerate().map(|(i, t)| (*t, i as u32 + 1)).collect();
+        for c in self.fresh_states.iter().filter_map(|s| s.content.as_ref()).filter(|c| !c.last_error.is_empty()) {
+            if !ids.contains_key(&*c.last_error) {
+                table.push(&c.last_error);
+                ids.insert(&c.last_error, table.len() as u32);
+            }
+        }
+        let contents_len = 4 + table.iter().map(|t| 2 + t.len()).sum::<usize>() + states * CONTENT_LEN;
+        let lens = [
+            CUT_LEN,
+            records * RECORD_LEN,
+            self.tombstones.len() * TOMBSTONE_LEN,
+            states * STATE_LEN,
+            envelopes_len,
+            contents_len,
+        ];
+        let body_len: usize = lens.iter().map(|l| SECTION_HEAD_LEN + l).sum();
+        let body_len = u32::try_from(body_len).map_err(|_| std::io::Error::other("checkpoint over 4 GiB"))?;
+        let mut out = Out::start(w, body_len)?;
+
+        out.section(TAG_CUT, CUT_LEN, |b| {
+            b.extend_from_slice(&self.cut.dir.to_le_bytes());
+            put_place(b, self.cut);
+            b.push(u8::from(self.last_queue_id.is_some()));
+            b.extend_from_slice(&self.last_queue_id.map_or(0, |q| q.0).to_le_bytes());
+        })?;
+        out.section(TAG_RECORDS, lens[1], |_| {})?;
+        let prev_records =
+            prev.records().zip(&self.prev_records).filter(|(_, &k)| k).map(|(r, _)| (r.at, r.kind, r.recipients));
+        let fresh_records = self
+            .fresh
+            .records
+            .iter()
+            .zip(&self.fresh_records)
+            .filter(|(_, &k)| k)
+            .map(|(r, _)| (r.at, r.kind, r.recipients));
+        for (at, kind, recipients) in prev_records.chain(fresh_records) {
+            out.entry(|b| {
+                put_place(b, at);
+                b.push(kind.to_byte());
+                b.extend_from_slice(&recipients.to_le_bytes());
+            })?;
+        }
+        out.section(TAG_TOMBSTONES, lens[2], |_| {})?;
+        for t in &self.tombstones {
+            out.entry(|b| {
+                put_place(b, t.at);
+                put_ref(b, t.target);
+                b.extend_from_slice(&t.recipient.to_le_bytes());
+            })?;
+        }
+        out.section(TAG_STATES, lens[3], |_| {})?;
+        for s in self.kept_states(prev) {
+            out.entry(|b| {
+                put_place(b, s.at);
+                put_ref(b, s.target);
+                b.extend_from_slice(&s.recipient.to_le_bytes());
+                b.extend_from_slice(&s.seq.to_le_bytes());
+            })?;
+        }
+        out.section(TAG_ENVELOPES, lens[4], |_| {})?;
+        for (at, body_len, e) in prev_envelopes().chain(fresh_envelopes()) {
+            out.entry(|b| {
+                put_place(b, at);
+                b.extend_from_slice(&body_len.to_le_bytes());
+                b.extend_from_slice(&(e.len() as u32).to_le_bytes());
+                b.extend_from_slice(e);
+            })?;
+        }
+        out.section(TAG_STATE_CONTENTS, lens[5], |b| {
+            b.extend_from_slice(&(table.len() as u32).to_le_bytes());
+            for t in &table {
+                // Last errors are at most 4 KiB (`LAST_ERROR_MAX_LEN`).
+                b.extend_from_slice(&(t.len() as u16).to_le_bytes());
+                b.extend_from_slice(t.as_bytes());
+            }
+        })?;
+        let prev_contents = (0..self.prev_states.len()).filter(|&i| self.prev_states[i]).map(|i| {
+            prev.content(i).map(|c| {
+                let error = c.error.checked_sub(1).and_then(|e| self.prev_errors.get(e as usize)).copied().unwrap_or(0);
+                RawContent { error, ..c }
+            })
+        });
+        let fresh_contents = self.fresh_states.iter().map(|s| {
+            s.content.as_ref().map(|c| RawContent {
+                attempts: c.attempts,
+                next_attempt_ms: c.next_attempt_ms,
+                warned: c.warned,
+                held: c.held,
+                error: ids.get(&*c.last_error).copied().unwrap_or(0),
+            })
+        });
+        for c in prev_contents.chain(fresh_contents) {
+            out.entry(|b| put_content(b, c))?;
+        }
+        let bytes = out.finish()?;
+        Ok(Written { records, tombstones: self.tombstones.len(), states, bytes })
+    }
+
+    /// The kept states, in the written order: `prev`'s, then the fresh ones
+    /// (all after the previous cut).
+    fn kept_states<'s>(&'s self, prev: &'s View<'_>) -> impl Iterator<Item = HeldState> + 's {
+        let prev_states = prev.states().zip(&self.prev_states).filter(|(_, &k)| k).map(|(s, _)| s);
+        prev_states.chain(self.fresh_states.iter().cloned())
     }
 }
 
@@ -204,12 +429,16 @@ pub struct Taken {
 }
 
 /// Takes a checkpoint of directory `cut.dir` at `cut` (the place of a
-/// durable `Checkpoint` record) and writes it atomically. Blocking.
+/// durable `Checkpoint` record) and writes it atomically. Blocking. The
+/// previous checkpoint is read in place from a map of its file (see
+/// `checkpoint_view`); one that is damaged, not this directory's or not
+/// before `cut` is not used: the directory is then read from its start.
 pub fn take(root: &Path, cut: SpoolRef) -> Result<Taken, SpoolError> {
     let dir = cut.dir;
-    let prev = load(root, dir).ok().flatten().filter(|p| p.cut < cut);
+    let file = map_file(&checkpoint_path(root, dir));
+    let prev = file.as_deref().and_then(|bytes| View::parse(bytes).ok()).filter(|p| p.cut.dir == dir && p.cut < cut);
     let incremental = prev.is_some();
-    let prev = prev.unwrap_or_else(|| Checkpoint::empty(SpoolRef { dir, segment: 0, offset: 0 }));
+    let prev = prev.unwrap_or_else(|| View::empty(dir));
     let segments = list_segments(root, false)?;
     if !segments.contains_key(&cut.segment_key()) {
         return Err(SpoolError::CheckpointCutGone { at: cut });
@@ -225,27 +454,144 @@ pub fn take(root: &Path, cut: SpoolRef) -> Result<Taken, SpoolError> {
         let end = if key.seq == cut.segment { (cut.offset as usize).min(map.len()) } else { map.len() };
         SegmentImage { key: *key, bytes: &map[..end] }
     });
-    let ck = roll(prev, cut, images, &|k| segments.contains_key(&k))?;
-    let bytes = checkpoint::encode(&ck);
-    write_atomically(&dir_path(root, dir), &bytes)
+    let plan = plan(&prev, cut, images, &|k| segments.contains_key(&k))?;
+    let written = write_atomically(&dir_path(root, dir), |file| plan.write(&prev, file))
         .map_err(|e| SpoolError::Directory { path: checkpoint_path(root, dir), source: Arc::new(e) })?;
     Ok(Taken {
-        records: ck.records.len(),
-        tombstones: ck.tombstones.len(),
-        states: ck.states.len(),
-        bytes: bytes.len(),
+        records: written.records,
+        tombstones: written.tombstones,
+        states: written.states,
+        bytes: written.bytes,
         incremental,
     })
 }
 
-/// `checkpoint.tmp` written and synced, renamed to `checkpoint`, the
-/// directory synced.
-fn write_atomically(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// The bytes of the file at `path`, mapped (None if it cannot be).
+fn map_file(path: &Path) -> Option<Mmap> {
+    let file = std::fs::File::open(path).ok()?;
+    // SAFETY: a checkpoint file is never written in place: a new one is
+    // written under another name and renamed over it, which leaves this
+    // map on the old file. Its bytes are checked (crc) before use.
+    unsafe { Mmap::map(&file) }.ok()
+}
+
+/// `checkpoint.tmp` written by `write` and synced, renamed to
+/// `checkpoint`, the directory synced.
+fn write_atomically<T>(dir: &Path, write: impl FnOnce(&mut std::fs::File) -> std::io::Result<T>) -> std::io::Result<T> {
     let tmp = dir.join(format!("{FILE_NAME}.tmp"));
     let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
+    let written = write(&mut f)?;
     f.sync_data()?;
     drop(f);
     std::fs::rename(&tmp, dir.join(FILE_NAME))?;
-    std::fs::File::open(dir)?.sync_all()
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(written)
+}
+
+/// Bytes of a section's head (tag u16, length u32).
+const SECTION_HEAD_LEN: usize = 6;
+/// How much of a checkpoint is buffered before it goes to the file.
+const OUT_BUFFER: usize = 1 << 20;
+
+/// A checkpoint file being written front to back: a buffer that goes to
+/// the file as it fills, and the crc of the head's first 12 bytes and the
+/// body, put in the head at the end.
+struct Out<W: Write + Seek> {
+    w: W,
+    buf: Vec<u8>,
+    crc: u32,
+    /// Bytes written to `w` so far, and how many the file must have.
+    len: usize,
+    expected: usize,
+}
+
+impl<W: Write + Seek> Out<W> {
+    fn start(mut w: W, body_len: u32) -> std::io::Result<Out<W>> {
+        let mut head = Vec::with_capacity(HEAD_LEN);
+        head.extend_from_slice(&MAGIC);
+        head.push(VERSION);
+        head.extend_from_slice(&[0; 3]);
+        head.extend_from_slice(&body_len.to_le_bytes());
+        let crc = crc32c::crc32c(&head);
+        head.extend_from_slice(&[0; 4]); // the crc, once known
+        w.write_all(&head)?;
+        let expected = HEAD_LEN + body_len as usize;
+        Ok(Out { w, buf: Vec::with_capacity(OUT_BUFFER), crc, len: HEAD_LEN, expected })
+    }
+
+    /// A section's head, then what `fill` puts (its entries may follow).
+    fn section(&mut self, tag: u16, len: usize, fill: impl FnOnce(&mut Vec<u8>)) -> std::io::Result<()> {
+        self.entry(|b| {
+            b.extend_from_slice(&tag.to_le_bytes());
+            b.extend_from_slice(&(len as u32).to_le_bytes());
+            fill(b);
+        })
+    }
+
+    fn entry(&mut self, fill: impl FnOnce(&mut Vec<u8>)) -> std::io::Result<()> {
+        fill(&mut self.buf);
+        if self.buf.len() >= OUT_BUFFER {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.crc = crc32c::crc32c_append(self.crc, &self.buf);
+        self.w.write_all(&self.buf)?;
+        self.len += self.buf.len();
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// The file's length, once its crc is in place.
+    fn finish(mut self) -> std::io::Result<usize> {
+        self.flush()?;
+        if self.len != self.expected {
+            // A section's announced length was wrong: the file would fail
+            // its check at recovery; better not to write it at all.
+            return Err(std::io::Error::other(format!(
+                "checkpoint of {} bytes where its head says {}",
+                self.len, self.expected
+            )));
+        }
+        self.w.seek(SeekFrom::Start(12))?;
+        self.w.write_all(&self.crc.to_le_bytes())?;
+        self.w.flush()?;
+        Ok(self.len)
+    }
+}
+
+/// One state's entry of section 6 (flags, attempts, next attempt, error).
+fn put_content(b: &mut Vec<u8>, content: Option<RawContent>) {
+    let (flags, attempts, next, error) = match content {
+        None => (0, 0, 0, 0),
+        Some(c) => (
+            HAS_CONTENT | if c.warned { WARNED } else { 0 } | if c.held { HELD } else { 0 },
+            c.attempts,
+            c.next_attempt_ms,
+            c.error,
+        ),
+    };
+    b.push(flags);
+    b.extend_from_slice(&attempts.to_le_bytes());
+    b.extend_from_slice(&next.to_le_bytes());
+    b.extend_from_slice(&error.to_le_bytes());
+}
+
+/// `prev` rolled forward to `cut` over `images`, as a [`Checkpoint`]: what
+/// [`take`] would write, decoded (the tests' way to compare a roll with a
+/// full scan).
+#[cfg(test)]
+pub fn roll<'a>(
+    prev: Checkpoint,
+    cut: SpoolRef,
+    images: impl IntoIterator<Item = SegmentImage<'a>>,
+    present: &dyn Fn(SegmentKey) -> bool,
+) -> Result<Checkpoint, SpoolError> {
+    let bytes = checkpoint::encode(&prev);
+    let view = View::parse(&bytes).expect("what encode writes parses");
+    let mut out = std::io::Cursor::new(Vec::new());
+    plan(&view, cut, images, present)?.write(&view, &mut out).expect("writing to memory");
+    Ok(checkpoint::decode(out.get_ref()).expect("what a roll writes decodes"))
 }

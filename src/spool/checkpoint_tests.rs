@@ -23,7 +23,7 @@ fn at(dir: u16, segment: u32, offset: u32) -> SpoolRef {
     SpoolRef { dir, segment, offset }
 }
 
-fn sample() -> Checkpoint {
+pub(super) fn sample() -> Checkpoint {
     Checkpoint {
         cut: at(1, 7, 4096),
         last_queue_id: Some(QueueId(99)),
@@ -107,7 +107,7 @@ fn format_with_any_byte_changed_is_refused() {
 }
 
 /// `bytes` with a section appended and the length and crc fixed.
-fn with_section(bytes: &[u8], tag: u16, value: &[u8]) -> Vec<u8> {
+pub(super) fn with_section(bytes: &[u8], tag: u16, value: &[u8]) -> Vec<u8> {
     let mut body = bytes[16..].to_vec();
     body.extend_from_slice(&tag.to_le_bytes());
     body.extend_from_slice(&(value.len() as u32).to_le_bytes());

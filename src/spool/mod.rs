@@ -88,6 +88,7 @@
 mod batch;
 pub mod checkpoint;
 pub mod checkpoint_roll;
+pub mod checkpoint_view;
 pub mod error;
 pub mod ids;
 pub mod io;
@@ -105,6 +106,8 @@ pub mod writer;
 
 #[cfg(test)]
 mod checkpoint_tests;
+#[cfg(test)]
+mod checkpoint_view_tests;
 #[cfg(test)]
 mod fs_tests;
 #[cfg(test)]
