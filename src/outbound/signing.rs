@@ -182,7 +182,8 @@ mod tests {
         let batch = executor.make().unwrap().run(async move {
             let signer = Rc::new(BatchSigner::default());
             let job = |i| Job { signers: s.clone(), message: message(i), arrival_secs: 1 };
-            // Before the hand-over task runs: all three wait together.
+            // As if a batch were with the blocking thread: all three wait.
+            signer.busy.set(true);
             let _first = signer.submit(job(1));
             drop(signer.submit(job(2)));
             let _third = signer.submit(job(3));
