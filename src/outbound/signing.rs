@@ -12,7 +12,9 @@
 //! hand-off carries a whole batch: under load the executor is woken once
 //! per batch instead of once per message, while a lone message still goes
 //! at once. The signatures are the same bytes (`Signers::sign` of the same
-//! message and time); only the hand-off changes.
+//! message and time); only the hand-off changes. The jobs of messages next
+//! in line are queued ahead of their connections (`sign_ahead`); a job
+//! whose answer was dropped before its batch left is not signed.
 //!
 //! It must not be shared between cores (it is the executor's own queue),
 //! and it never holds a borrow across an `.await`.
@@ -61,9 +63,9 @@ impl std::future::Future for Answer {
     type Output = Result<Signed, NotSigned>;
 
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0).poll(cx).map(|r| {
-            r.unwrap_or_else(|_| Err(NotSigned::Failed("the signing batch was dropped".to_string())))
-        })
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|_| Err(NotSigned::Failed("the signing batch was dropped".to_string()))))
     }
 }
 
