@@ -20,9 +20,10 @@
 //! stored messages' copies total at most [`MAX_AHEAD_BYTES`] while they
 //! wait to be signed. A share that leaves the window without an attempt
 //! (its destination's mail deferred after every target failed, a
-//! shutdown, `queue delete`) has its job withdrawn if not yet handed to
-//! the signing thread; one already signed (at most [`MAX_AHEAD`] per
-//! core) was signed for nothing, and is dropped when the map is full.
+//! shutdown, `queue delete`) is dropped from the map the next time the map
+//! is full, which withdraws its job if it has not gone to the signing
+//! thread by then; otherwise it was signed for nothing: at most
+//! [`MAX_AHEAD`] signatures per core for each such event.
 //!
 //! It must not be shared between cores, and it never holds a borrow
 //! across an `.await`.
