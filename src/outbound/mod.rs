@@ -33,7 +33,8 @@
 //!   durable cache (`data_dir/mta-sts/`) and their HTTPS fetch;
 //! - [`tls_rpt`]: TLS report counts and the RFC 8460 report;
 //! - `signing`: DKIM signatures made on the blocking thread in batches
-//!   (RSA keys);
+//!   (RSA keys); `sign_ahead`: those of the messages next in line asked
+//!   before their connections take them;
 //! - [`dsn`] and `bounce`: the bytes of a DSN, and sending it back through
 //!   the spool with the null sender (a bounce is never bounced);
 //! - [`classify`]: the bounce class of every final failure (one table);
@@ -76,6 +77,7 @@ pub mod mta_sts;
 pub mod mx;
 mod pipeline;
 pub mod shaping;
+mod sign_ahead;
 mod signing;
 pub mod sites;
 mod slot;
@@ -89,7 +91,7 @@ pub mod tls_rpt;
 
 pub use conn::{ConnectError, RelayConnection, Timeouts};
 
-use crate::sender_auth::Signers;
+use crate::sender_auth::{NotSigned, Signed, Signers};
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -125,6 +127,8 @@ pub struct Outbound {
     signer_updates: crossbeam_channel::Receiver<Arc<Signers>>,
     /// RSA signatures waiting for the blocking thread, handed over in batches.
     batch_signer: Rc<signing::BatchSigner>,
+    /// RSA signatures asked ahead for the shares next in line.
+    sign_ahead: sign_ahead::SignAhead,
     /// This core's TLS report counts of today (RFC 8460).
     pub tls_report: RefCell<tls_rpt::Recorder>,
 }
@@ -154,6 +158,7 @@ impl Outbound {
             signers: RefCell::new(signers),
             signer_updates,
             batch_signer: Rc::default(),
+            sign_ahead: sign_ahead::SignAhead::default(),
             tls_report: RefCell::default(),
         }
     }
@@ -185,29 +190,9 @@ impl Outbound {
         self.signers.borrow().clone()
     }
 
-    /// The DKIM-Signature fields to send in front of `body` (the stored
-    /// message of `msg`), signed as of its arrival; empty when it is not
-    /// signed. Recomputed at each attempt: the same bytes every time.
-    ///
-    /// With RSA keys the signature (0.3–1.2 ms of CPU for 2048 bits,
-    /// depending on the CPU) is made on the executor's blocking thread,
-    /// which glommio pins to this executor's CPU, in batches
-    /// ([`signing`]): still on the core that relays the message, but the
-    /// executor goes on serving sessions and other deliveries meanwhile
-    /// instead of stalling per message. Ed25519 (about 20 µs) is cheaper
-    /// than the hand-off and stays inline.
-    pub async fn dkim_fields(&self, msg: &crate::queue::QueuedMessage, body: &[u8]) -> Vec<u8> {
-        let signers = self.signers();
-        if signers.is_empty() {
-            return Vec::new();
-        }
-        let arrival = msg.arrived_ms / 1000;
-        let result = if signers.has_rsa() {
-            let job = signing::Job { signers, message: body.to_vec(), arrival_secs: arrival };
-            self.batch_signer.sign(job).await
-        } else {
-            signers.sign(body, arrival)
-        };
+    /// The DKIM-Signature fields of `result` (signing `msg`) to send in
+    /// front of its stored message, logged; empty when it is not signed.
+    fn dkim_fields(&self, msg: &crate::queue::QueuedMessage, result: Result<Signed, NotSigned>) -> Vec<u8> {
         match result {
             Ok(signed) => {
                 if tracing::enabled!(tracing::Level::DEBUG) {
@@ -216,7 +201,7 @@ impl Outbound {
                 }
                 signed.fields
             }
-            Err(crate::sender_auth::NotSigned::NoKey(domain)) => {
+            Err(NotSigned::NoKey(domain)) => {
                 tracing::debug!(queue_id = %msg.queue_id, dkim = "none", from_domain = %domain, "no DKIM key for the From domain");
                 Vec::new()
             }

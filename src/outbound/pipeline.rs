@@ -218,7 +218,7 @@ impl Shard {
                 Ok(r) => r,
                 Err(e) => return self.unreadable(key, msg, limits, &format!("undecodable spool record: {e}")),
             };
-            let head = self.outbound.dkim_fields(&msg, record.body).await;
+            let head = self.dkim_head(key, &msg, record.body).await;
             (outgoing(&record, &msg, head.len()), head)
         };
         let success_wanted = out.dsn.recipients.iter().any(|d| d.notify.success);

@@ -12,7 +12,9 @@
 //! hand-off carries a whole batch: under load the executor is woken once
 //! per batch instead of once per message, while a lone message still goes
 //! at once. The signatures are the same bytes (`Signers::sign` of the same
-//! message and time); only the hand-off changes.
+//! message and time); only the hand-off changes. The jobs of messages next
+//! in line are queued ahead of their connections (`sign_ahead`); a job
+//! whose answer was dropped before its batch left is not signed.
 //!
 //! It must not be shared between cores (it is the executor's own queue),
 //! and it never holds a borrow across an `.await`.
@@ -54,6 +56,19 @@ pub fn sign_batch(batch: &[Job]) -> Vec<Result<Signed, NotSigned>> {
 /// Where the signatures of one job go back to.
 type Reply = oneshot::Sender<Result<Signed, NotSigned>>;
 
+/// The signatures of one submitted job, when they are made.
+pub struct Answer(oneshot::Receiver<Result<Signed, NotSigned>>);
+
+impl std::future::Future for Answer {
+    type Output = Result<Signed, NotSigned>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|_| Err(NotSigned::Failed("the signing batch was dropped".to_string()))))
+    }
+}
+
 /// One core's queue of signatures waiting for the blocking thread.
 #[derive(Default)]
 pub struct BatchSigner {
@@ -64,25 +79,33 @@ pub struct BatchSigner {
 }
 
 impl BatchSigner {
-    /// The signatures of `job`, made on the blocking thread with whatever
-    /// other jobs are waiting.
-    pub async fn sign(self: &Rc<Self>, job: Job) -> Result<Signed, NotSigned> {
+    /// Queue `job` for the blocking thread, with whatever other jobs are
+    /// waiting, and return at once; its signatures come when awaited
+    /// (dropping the answer before its batch is handed over withdraws the
+    /// job: nothing is signed for it).
+    pub fn submit(self: &Rc<Self>, job: Job) -> Answer {
         let (reply, answer) = oneshot::channel();
         self.pending.borrow_mut().push((job, reply));
         if !self.busy.replace(true) {
             glommio::spawn_local(Rc::clone(self).hand_over()).detach();
         }
-        answer.await.unwrap_or_else(|_| Err(NotSigned::Failed("the signing batch was dropped".to_string())))
+        Answer(answer)
+    }
+
+    /// The next batch to hand over, taken out of `pending`. A job whose
+    /// answer nobody awaits any more (its signature was asked ahead, then
+    /// its message left the window) is dropped unsigned.
+    fn next_batch(&self) -> (Vec<Job>, Vec<Reply>) {
+        let mut pending = self.pending.borrow_mut();
+        pending.retain(|(_, reply)| !reply.is_canceled());
+        let n = pending.len().min(MAX_BATCH);
+        pending.drain(..n).unzip()
     }
 
     /// Hand over batches until no job waits.
     async fn hand_over(self: Rc<Self>) {
         loop {
-            let (jobs, replies): (Vec<Job>, Vec<_>) = {
-                let mut pending = self.pending.borrow_mut();
-                let n = pending.len().min(MAX_BATCH);
-                pending.drain(..n).unzip()
-            };
+            let (jobs, replies) = self.next_batch();
             if jobs.is_empty() {
                 self.busy.set(false);
                 return;
@@ -139,7 +162,7 @@ mod tests {
                     let (signer, signers) = (signer.clone(), s2.clone());
                     glommio::spawn_local(async move {
                         let job = Job { signers, message: message(i), arrival_secs: 1_800_000_000 };
-                        signer.sign(job).await.unwrap().fields
+                        signer.submit(job).await.unwrap().fields
                     })
                 })
                 .collect();
@@ -151,6 +174,25 @@ mod tests {
             out
         });
         assert_eq!(batched, alone);
+    }
+
+    #[test]
+    fn a_withdrawn_job_is_not_signed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = signers(dir.path());
+        let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).io_memory(1 << 20);
+        let batch = executor.make().unwrap().run(async move {
+            let signer = Rc::new(BatchSigner::default());
+            let job = |i| Job { signers: s.clone(), message: message(i), arrival_secs: 1 };
+            // As if a batch were with the blocking thread: all three wait.
+            signer.busy.set(true);
+            let _first = signer.submit(job(1));
+            drop(signer.submit(job(2)));
+            let _third = signer.submit(job(3));
+            let (jobs, _replies) = signer.next_batch();
+            jobs.into_iter().map(|j| j.message).collect::<Vec<_>>()
+        });
+        assert_eq!(batch, vec![message(1), message(3)]);
     }
 
     #[test]

@@ -553,6 +553,22 @@ impl QueueShard {
         }
     }
 
+    /// The shares of `domain`'s ready list in the order they will be
+    /// taken, each with its spool place and arrival: what is bound to go
+    /// out next (the ready list is not changed).
+    pub fn ready_ahead(&self, domain: &Dest) -> impl Iterator<Item = (Key, SpoolRef, u64)> + '_ {
+        let ready = self.destinations.get(domain).map(|d| d.ready.iter());
+        ready.into_iter().flatten().filter_map(|&key| {
+            let e = self.entry(key).filter(|e| e.state() == State::Ready)?;
+            Some((key, e.at, e.arrived_ms()))
+        })
+    }
+
+    /// Is `key` in the active window (ready, or taken by a connection)?
+    pub fn in_window(&self, key: Key) -> bool {
+        self.entry(key).is_some_and(|e| matches!(e.state(), State::Ready | State::InFlight))
+    }
+
     /// A message taken by [`QueueShard::next_ready`] and not sent (its site
     /// was suspended while it waited for a rate slot): ready again, first
     /// in line for its destination.

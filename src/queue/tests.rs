@@ -452,3 +452,23 @@ fn state_records_are_numbered_above_every_recovered_one() {
     assert_eq!(q.next_state_seq(k, 100), Some(9_001));
     assert_eq!(q.next_state_seq(k, 20_000), Some(20_000));
 }
+
+#[test]
+fn ready_ahead_lists_the_ready_shares_in_the_order_they_are_taken() {
+    let mut q = QueueShard::default();
+    let keys: Vec<Key> = (0..4).map(|n| q.enqueue(msg(n, "a.test"))).collect();
+    q.enqueue(msg(9, "b.test"));
+    let (taken, _) = q.next_ready(&d("a.test"), &Env::default()).unwrap();
+    assert_eq!(taken, keys[0]);
+    let ahead: Vec<(Key, u32)> = q.ready_ahead(&d("a.test")).map(|(k, at, _)| (k, at.offset / 8)).collect();
+    assert_eq!(ahead, vec![(keys[1], 1), (keys[2], 2), (keys[3], 3)]);
+    assert_eq!(q.ready_ahead(&d("c.test")).count(), 0);
+    // In the window: ready or taken; not once deferred or finished.
+    assert!(q.in_window(keys[0]) && q.in_window(keys[1]));
+    q.defer(keys[0], vec![PendingRecipient { index: 0, address: "u@a.test".into() }], "451".into(), 5_000);
+    assert!(!q.in_window(keys[0]));
+    let (k1, _) = q.next_ready(&d("a.test"), &Env::default()).unwrap();
+    q.finish(k1);
+    assert!(!q.in_window(keys[1]));
+    assert_eq!(q.ready_ahead(&d("a.test")).map(|(k, _, _)| k).collect::<Vec<_>>(), vec![keys[2], keys[3]]);
+}
