@@ -101,8 +101,9 @@ impl<'a> From<&'a RecipientState> for StateRef<'a> {
 
 impl<'a> From<&'a LiveState> for StateRef<'a> {
     fn from(s: &'a LiveState) -> StateRef<'a> {
-        let (seq, attempts, next_attempt_ms, warned, held) = (s.seq, s.attempts, s.next_attempt_ms, s.warned, s.held);
-        StateRef { seq, attempts, next_attempt_ms, warned, held, last_error: &s.last_error }
+        let c = &s.content;
+        let (attempts, next_attempt_ms, warned, held) = (c.attempts, c.next_attempt_ms, c.warned, c.held);
+        StateRef { seq: s.seq, attempts, next_attempt_ms, warned, held, last_error: &c.last_error }
     }
 }
 

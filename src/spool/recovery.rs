@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use memmap2::Mmap;
 
-use super::checkpoint::{Checkpoint, HeldRecord};
+use super::checkpoint::{Checkpoint, HeldRecord, StateContent};
 use super::error::SpoolError;
 use super::ids::{QueueId, SegmentKey, SpoolRef};
 use super::layout::{parse_dir_name, parse_segment_name, SegmentName};
@@ -491,19 +491,25 @@ fn live_states<'a>(
         if ledger.is_final(target, recipient) {
             continue;
         }
-        let (attempts, next_attempt_ms, warned, held, last_error) = match s {
-            FoundState::Scanned(s) => (s.attempts, s.next_attempt_ms, s.warned, s.held, Arc::from(s.last_error)),
-            FoundState::Held(Some(c)) => (c.attempts, c.next_attempt_ms, c.warned, c.held, c.last_error),
+        let content = match s {
+            FoundState::Scanned(s) => content_of(s),
+            FoundState::Held(Some(c)) => c,
             // Advisory: one that does not read back means an earlier retry.
             FoundState::Held(None) => match read(at).and_then(|(_, p)| decode_recipient_state(p).ok()) {
-                Some(s) => (s.attempts, s.next_attempt_ms, s.warned, s.held, Arc::from(s.last_error)),
+                Some(s) => content_of(s),
                 None => continue,
             },
         };
-        out.push(LiveState { target, recipient, seq, attempts, next_attempt_ms, warned, held, last_error });
+        out.push(LiveState { target, recipient, seq, content });
     }
     out.sort_unstable_by_key(|s| (s.target, s.recipient));
     out
+}
+
+/// What a state record says.
+fn content_of(s: RecipientState) -> StateContent {
+    let (attempts, next_attempt_ms, warned, held) = (s.attempts, s.next_attempt_ms, s.warned, s.held);
+    StateContent { attempts, next_attempt_ms, warned, held, last_error: Arc::from(s.last_error) }
 }
 
 /// Where a checkpoint holds the envelope of `h` (its start in the

@@ -6,8 +6,8 @@
 //! for the same messages as a full scan returns them.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
+use super::checkpoint::StateContent;
 use super::envelope_view::EnvelopeView;
 use super::ids::SpoolRef;
 use super::payload::{decode_message, RecipientState};
@@ -51,32 +51,29 @@ pub struct HeldMessage {
     len: u32,
 }
 
-/// The latest state of a recipient not yet final (a `RecipientState`
-/// whose last error is shared: a destination that is down gives most of
-/// them the same one).
+/// The latest state of a recipient not yet final (what it says shares
+/// its last error: a destination that is down gives most of them the
+/// same one).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LiveState {
     pub target: SpoolRef,
     pub recipient: u16,
     pub seq: u64,
-    pub attempts: u32,
-    pub next_attempt_ms: u64,
-    pub warned: bool,
-    pub held: bool,
-    pub last_error: Arc<str>,
+    pub content: StateContent,
 }
 
 impl LiveState {
     pub(super) fn into_state(self) -> RecipientState {
+        let LiveState { target, recipient, seq, content: c } = self;
         RecipientState {
-            target: self.target,
-            recipient: self.recipient,
-            seq: self.seq,
-            attempts: self.attempts,
-            next_attempt_ms: self.next_attempt_ms,
-            warned: self.warned,
-            held: self.held,
-            last_error: self.last_error.to_string(),
+            target,
+            recipient,
+            seq,
+            attempts: c.attempts,
+            next_attempt_ms: c.next_attempt_ms,
+            warned: c.warned,
+            held: c.held,
+            last_error: c.last_error.to_string(),
         }
     }
 }
