@@ -18,9 +18,18 @@ pub(super) struct Interner {
 impl Interner {
     /// Take a use of `text`; 0 (none) when `max` ids are in use already.
     pub fn acquire(&mut self, text: &str, max: u32) -> u32 {
+        self.acquire_uses(text, 1, max)
+    }
+
+    /// Take `n` uses of `text` at once (none, and 0, for `n` = 0); 0 when
+    /// `max` ids are in use already.
+    pub fn acquire_uses(&mut self, text: &str, n: u32, max: u32) -> u32 {
+        if n == 0 {
+            return 0;
+        }
         if let Some(&id) = self.ids.get(text) {
             if let Some((_, uses)) = self.texts[id as usize - 1].as_mut() {
-                *uses += 1;
+                *uses += n;
             }
             return id;
         }
@@ -34,7 +43,7 @@ impl Interner {
         };
         let text: Rc<str> = Rc::from(text);
         self.ids.insert(text.clone(), id);
-        self.texts[id as usize - 1] = Some((text, 1));
+        self.texts[id as usize - 1] = Some((text, n));
         id
     }
 

@@ -20,11 +20,13 @@
 //! that enter the window at once keep their envelope in memory; the rest
 //! have it read back from the spool when they are taken.
 
+mod adopt;
 mod entry;
 mod intern;
 mod manage;
 mod schedule;
 
+pub use adopt::{Adopted, AdoptionIds, Share};
 pub use manage::Listed;
 pub use schedule::{retry_delay, RetryPolicy};
 
@@ -311,7 +313,6 @@ impl QueueShard {
     /// it, else in line for the window.
     pub fn enqueue(&mut self, msg: QueuedMessage) -> Key {
         let (slot, generation) = self.allocate();
-        let key = Key::new(slot, generation);
         let dest = self.dest_id(msg.dest());
         let mut e = Entry::new(msg.at, msg.queue_id, dest, msg.arrived_ms, generation);
         e.set_attempts(msg.attempts);
@@ -323,20 +324,32 @@ impl QueueShard {
         self.state_seq = self.state_seq.max(msg.state_seq);
         let indexes: Vec<u16> = msg.recipients.iter().map(|r| r.index).collect();
         self.set_recipients(slot, &mut e, indexes);
-        if let Some(due) = msg.next_attempt_ms {
+        let addresses = msg.recipients.into_iter().map(|r| r.address).collect();
+        self.place(slot, e, msg.next_attempt_ms, Some(Loaded { sender: msg.sender, addresses }))
+    }
+
+    /// Put the new share `e` in `slot`: parked if held, deferred until
+    /// `next` if set, else ready (keeping its envelope `loaded`, if given)
+    /// when the active window has room and no fresh mail waits before it,
+    /// else in line for the window.
+    fn place(&mut self, slot: u32, mut e: Entry, next: Option<u64>, loaded: Option<Loaded>) -> Key {
+        let key = Key::new(slot, e.generation);
+        if let Some(due) = next {
             e.schedule(due);
         }
+        let held = e.held();
         self.entries[slot as usize] = e;
         self.live += 1;
-        match (msg.held, msg.next_attempt_ms) {
+        match (held, next) {
             (true, _) => self.set_state(slot, State::Parked),
             (false, Some(due)) => {
                 self.set_state(slot, State::Deferred);
                 self.deferred.push(Reverse(Due::new(due, slot)));
             }
             (false, None) if self.active < self.limit && self.fresh.is_empty() => {
-                let addresses = msg.recipients.into_iter().map(|r| r.address).collect();
-                self.loaded.insert(slot, Loaded { sender: msg.sender, addresses });
+                if let Some(loaded) = loaded {
+                    self.loaded.insert(slot, loaded);
+                }
                 self.make_ready(key, false); // the caller kicks it
             }
             (false, None) => {
@@ -717,8 +730,14 @@ impl QueueShard {
 
     /// The id of `dest`, counting one more share queued for it.
     fn dest_id(&mut self, dest: Dest) -> u32 {
-        if let Some(d) = self.destinations.get_mut(&dest) {
-            d.queued += 1;
+        self.dest_id_uses(&dest, 1)
+    }
+
+    /// The id of `dest`, counting `n` more shares queued for it (at least
+    /// one: a destination is forgotten when its count falls to zero).
+    fn dest_id_uses(&mut self, dest: &Dest, n: usize) -> u32 {
+        if let Some(d) = self.destinations.get_mut(dest) {
+            d.queued += n;
             return d.id;
         }
         let id = match self.free_dests.pop() {
@@ -729,7 +748,7 @@ impl QueueShard {
             }
         };
         self.dest_names[id as usize] = Some(dest.clone());
-        self.destinations.insert(dest, Destination { id, queued: 1, ..Destination::default() });
+        self.destinations.insert(dest.clone(), Destination { id, queued: n, ..Destination::default() });
         id
     }
 

@@ -4,17 +4,17 @@
 //! connections), then drop root (`run_as`) before any client is served.
 
 use super::recovery::{Adoption, Recovery};
-use super::{owner, Mesh, Shard, ShardMsg};
+use super::{Mesh, Shard, ShardMsg};
 use crate::auth::{UserDb, UsersError};
 use crate::config::Config;
 use crate::http::Tokens;
-use crate::mailbox::{MailboxEntry, MailboxIndex, Trace};
+use crate::mailbox::MailboxIndex;
 use crate::net::{self, Protocol};
 use crate::outbound::shaping::Shaping;
 use crate::outbound::sites::Sites;
-use crate::queue::{PendingRecipient, QueueShard, QueuedMessage};
+use crate::queue::QueueShard;
 use crate::sender_auth::{Signers, Verifier};
-use crate::spool::{self, DirStore, Ledger, QueueIdGen, Route, SegmentMaps, Spool, SpoolConfig};
+use crate::spool::{self, DirStore, Ledger, QueueIdGen, SegmentMaps, Spool, SpoolConfig};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
 use std::cell::{Cell, RefCell};
@@ -366,11 +366,11 @@ fn spawn_recovery(job: RecoverBehind) -> Arc<Mutex<Option<spool::SpoolError>>> {
                 Ok(mut recovered) => {
                     log_spool_damage(&recovered.torn, &recovered.damaged);
                     reclaim_at_start(&job.root, &mut recovered);
-                    let live = recovered.messages.len();
+                    let live = recovered.live_count();
                     // The spool read (checkpoints, log, decode) apart from
                     // the split into each core's part.
                     let read_ms = started.elapsed().as_millis() as u64;
-                    let parts = distribute(recovered, job.adoptions.len(), &job.relay);
+                    let parts = super::distribute::distribute(recovered, job.adoptions.len(), &job.relay);
                     let elapsed_ms = started.elapsed().as_millis() as u64;
                     tracing::info!(messages = live, read_ms, elapsed_ms, "spool recovered");
                     #[cfg(debug_assertions)]
@@ -443,74 +443,6 @@ fn reclaim_at_start(root: &std::path::Path, recovered: &mut spool::Recovered) {
             Err(e) => tracing::warn!(segment = %key, error = %e, "could not delete dead segment"),
         }
     }
-}
-
-/// Route every live recipient to the core that owns it; relayed shares
-/// leave from the egress pool their sender selects under `relay`.
-fn distribute(recovered: spool::Recovered, cores: usize, relay: &crate::config::Relay) -> Vec<Adoption> {
-    // Each core only ever asks the ledger about records in the dirs it
-    // owns: each copy keeps only those messages (segments stay whole, for
-    // the pins between dirs).
-    let mut inits: Vec<Adoption> = (0..cores)
-        .map(|core| {
-            let mut ledger = recovered.ledger.clone();
-            ledger.keep_messages_of(|dir| owner::dir_owner(dir, cores) == core);
-            // Room for every message on each core: only what is written
-            // is faulted in, and growing it copied hundreds of megabytes.
-            let queue = Vec::with_capacity(recovered.messages.len());
-            Adoption { ledger, suppressions: recovered.suppressions.clone(), queue, ..Adoption::default() }
-        })
-        .collect();
-    // One message's shares, by domain (reused: one allocation, not one each).
-    let mut remote: Vec<QueuedMessage> = Vec::new();
-    for m in recovered.messages {
-        for (recipient, r) in m.recipients {
-            match r.route {
-                Route::Local { user } => {
-                    let trace = (m.client != super::intake::IMPORT_CLIENT)
-                        .then_some(Trace { sender: &m.sender, delivered_to: &r.address });
-                    let entry = MailboxEntry::new(m.at, recipient, m.queue_id, m.received_at_ms, m.body_len, trace);
-                    inits[owner::user_owner(&user, cores)].mailboxes.push((user, entry));
-                }
-                Route::Remote { domain } => {
-                    let pending = PendingRecipient { index: recipient, address: r.address };
-                    let q = match remote.iter().position(|q| q.domain == domain) {
-                        Some(i) => &mut remote[i],
-                        None => {
-                            remote.push(
-                                QueuedMessage::new(
-                                    m.at,
-                                    m.queue_id,
-                                    domain,
-                                    m.sender.clone(),
-                                    vec![],
-                                    m.received_at_ms,
-                                )
-                                .in_pool(crate::outbound::source::pool_for(relay, &m.sender)),
-                            );
-                            remote.last_mut().expect("just pushed")
-                        }
-                    };
-                    q.recipients.push(pending);
-                    // Keep the deferral the queue had before the restart.
-                    if let Some((_, s)) = m.states.iter().find(|(i, _)| *i == recipient) {
-                        if s.seq >= q.state_seq {
-                            q.state_seq = s.seq;
-                            q.attempts = s.attempts;
-                            q.next_attempt_ms = (s.next_attempt_ms > 0).then_some(s.next_attempt_ms);
-                            q.last_error = (!s.last_error.is_empty()).then(|| s.last_error.clone());
-                            q.warned = s.warned;
-                            q.held = s.held;
-                        }
-                    }
-                }
-            }
-        }
-        for q in remote.drain(..) {
-            inits[owner::domain_owner(&q.domain, cores)].queue.push(q);
-        }
-    }
-    inits
 }
 
 /// Everything one executor starts from.

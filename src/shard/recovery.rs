@@ -17,11 +17,12 @@
 //! Adoption ([`Shard::adopt`]) applies the recovered part in steps, each
 //! opening its gate: the ledger catches up on its journal, the suppression
 //! list is rebuilt and the changes received meanwhile re-applied, mailbox
-//! entries are added (yielding every [`CHUNK`]), then queue entries.
+//! entries are added (yielding every [`CHUNK`]), then queue entries (compact
+//! shares: see `distribute`).
 
 use super::Shard;
 use crate::mailbox::MailboxEntry;
-use crate::queue::QueuedMessage;
+use crate::queue::Adopted;
 use crate::spool::{self, phased::Progress};
 use crate::suppression::{Suppressions, Update};
 use std::cell::{Cell, RefCell};
@@ -46,7 +47,8 @@ pub struct Adoption {
     /// dirs it owns).
     pub ledger: spool::Ledger,
     pub mailboxes: Vec<(String, MailboxEntry)>,
-    pub queue: Vec<QueuedMessage>,
+    /// This core's queue shares, compact.
+    pub queue: Adopted,
     /// The live suppression entries (every core holds the whole list).
     pub suppressions: Vec<spool::LiveSuppression>,
 }
@@ -126,7 +128,7 @@ impl Shard {
             }
         };
         let Adoption { ledger, mailboxes, queue, suppressions } = part;
-        let (boxes, queued) = (mailboxes.len(), queue.len());
+        let (boxes, queued) = (mailboxes.len(), queue.shares.len());
         let dead = self.ledger.borrow_mut().catch_up(ledger);
         let mut list = Suppressions::from_recovered(suppressions);
         for update in self.recovery.suppression_updates.take() {
@@ -139,10 +141,12 @@ impl Shard {
         self.recovery.mailboxes.set(true);
         self.check_all_quotas();
 
-        in_chunks(queue, |msg| {
-            self.queue.borrow_mut().enqueue(msg);
+        let ids = self.queue.borrow_mut().begin_adoption(&queue);
+        in_chunks(&queue.shares, |share| {
+            self.queue.borrow_mut().adopt(&queue, &ids, share);
         })
         .await;
+        drop(queue);
         self.recovery.queue.set(true);
         // The recovery thread's full entries, made compact and freed here.
         crate::memory::give_back();
@@ -173,7 +177,7 @@ impl Shard {
 
 /// `each` on every item, letting other tasks run between chunks of
 /// [`CHUNK`] (each call's borrows end before a yield).
-async fn in_chunks<T>(items: Vec<T>, mut each: impl FnMut(T)) {
+async fn in_chunks<T>(items: impl IntoIterator<Item = T>, mut each: impl FnMut(T)) {
     let mut items = items.into_iter();
     loop {
         let mut n = 0;

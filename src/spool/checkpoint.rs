@@ -21,8 +21,10 @@
 //!   holds them: see `Ledger::checkpointed`).
 //!
 //! Recovery feeds these to the same fold as scanned records (see
-//! `recovery`), reads the envelopes of the messages that turn out live
-//! from the segment maps, and scans the log from the cut. A message dropped
+//! `recovery`), takes the envelopes of the messages that turn out live
+//! from the checkpoint (left undecoded for a server's restart: see
+//! `recovery_held`; from the segment maps for a checkpoint without them),
+//! and scans the log from the cut. A message dropped
 //! here is dead; a tombstone dropped here pins nothing that exists; so the
 //! ledger, the live messages and the reclaimable segments come out the
 //! same as from a full scan.
@@ -172,7 +174,9 @@ pub struct HeldState {
 }
 
 /// One directory's log up to `cut`, summarized (see the module docs).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Two are equal when they hold the same things, envelopes compared by
+/// their bytes wherever each keeps them.
+#[derive(Clone, Debug)]
 pub struct Checkpoint {
     /// Place of the `Checkpoint` record the summary stops before; its `dir`
     /// is the directory summarized.
@@ -182,9 +186,28 @@ pub struct Checkpoint {
     pub records: Vec<HeldRecord>,
     pub tombstones: Vec<HeldTombstone>,
     pub states: Vec<HeldState>,
-    /// The envelopes of `records`, back to back in their order.
+    /// Where the envelopes of `records` are (each names its bytes here):
+    /// back to back in their order, or, read by [`decode_owned`], the
+    /// whole file.
     pub envelope_bytes: Vec<u8>,
 }
+
+impl PartialEq for Checkpoint {
+    fn eq(&self, other: &Checkpoint) -> bool {
+        let same = |a: &HeldRecord, b: &HeldRecord| {
+            (a.at, a.kind, a.recipients) == (b.at, b.kind, b.recipients)
+                && a.envelope.map(|e| e.body_len) == b.envelope.map(|e| e.body_len)
+                && self.envelope(a) == other.envelope(b)
+        };
+        (self.cut, self.last_queue_id) == (other.cut, other.last_queue_id)
+            && self.tombstones == other.tombstones
+            && self.states == other.states
+            && self.records.len() == other.records.len()
+            && self.records.iter().zip(&other.records).all(|(a, b)| same(a, b))
+    }
+}
+
+impl Eq for Checkpoint {}
 
 impl Checkpoint {
     /// A summary of nothing: the directory `cut.dir` from its start.
@@ -304,6 +327,21 @@ pub(super) fn checked_body(bytes: &[u8]) -> Result<&[u8], CheckpointError> {
 
 /// Reads checkpoint file bytes. Never panics, whatever the bytes.
 pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
+    decode_into(bytes, true)
+}
+
+/// [`decode`], keeping the file's bytes as the checkpoint's envelope bytes
+/// instead of copying each envelope out of them (at a large backlog the
+/// envelopes are most of a checkpoint's hundred megabytes).
+pub fn decode_owned(bytes: Vec<u8>) -> Result<Checkpoint, CheckpointError> {
+    let mut ck = decode_into(&bytes, false)?;
+    ck.envelope_bytes = bytes;
+    Ok(ck)
+}
+
+/// With `copy`, the envelopes go to an arena of their own; without, each
+/// names its place in `bytes`.
+fn decode_into(bytes: &[u8], copy: bool) -> Result<Checkpoint, CheckpointError> {
     let body = checked_body(bytes)?;
     let mut ck: Option<Checkpoint> = None;
     let (mut records, mut tombstones, mut states) = (Vec::new(), Vec::new(), Vec::new());
@@ -353,7 +391,9 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
         .map(|(p, target, recipient, seq)| HeldState { at: at(p), target, recipient, seq, content: None })
         .collect();
     if let Some(value) = envelopes {
-        read_envelopes(value, &mut ck)?;
+        // Where the section starts in `bytes` (it is a subslice of it).
+        let base = value.as_ptr() as usize - bytes.as_ptr() as usize;
+        read_envelopes(value, (!copy).then_some(base), &mut ck)?;
     }
     if let Some(value) = contents {
         read_state_contents(value, &mut ck.states)?;
@@ -361,23 +401,32 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
     Ok(ck)
 }
 
-/// Section 5 into `ck`'s records and its envelope bytes. Entries come in
+/// Section 5 into `ck`'s records, and their envelopes copied into its
+/// envelope bytes; or, with `in_file` (where `value` starts in the file),
+/// each record naming its envelope's place in the file. Entries come in
 /// the records' order (as [`encode`] writes them), each naming its record
 /// by place.
-fn read_envelopes(value: &[u8], ck: &mut Checkpoint) -> Result<(), CheckpointError> {
+fn read_envelopes(value: &[u8], in_file: Option<usize>, ck: &mut Checkpoint) -> Result<(), CheckpointError> {
     let bad = || CheckpointError::Malformed { tag: TAG_ENVELOPES };
-    let mut arena = Vec::with_capacity(value.len());
+    let mut arena = Vec::with_capacity(if in_file.is_some() { 0 } else { value.len() });
     let mut records = ck.records.iter_mut();
     let mut r = Reader(value);
     while !r.0.is_empty() {
         let (segment, offset) = r.place_raw().ok_or_else(bad)?;
         let body_len = r.u64().ok_or_else(bad)?;
         let len = r.u32().ok_or_else(bad)?;
+        let start = value.len() - r.0.len();
         let bytes = r.0.get(..len as usize).ok_or_else(bad)?;
         r.0 = &r.0[len as usize..];
         let rec = records.find(|rec| (rec.at.segment, rec.at.offset) == (segment, offset)).ok_or_else(bad)?;
-        rec.envelope = Some(EnvelopeAt { start: arena.len(), len, body_len });
-        arena.extend_from_slice(bytes);
+        let start = match in_file {
+            Some(base) => base + start,
+            None => {
+                arena.extend_from_slice(bytes);
+                arena.len() - bytes.len()
+            }
+        };
+        rec.envelope = Some(EnvelopeAt { start, len, body_len });
     }
     ck.envelope_bytes = arena;
     Ok(())

@@ -408,7 +408,7 @@ impl Plan<'_> {
 pub fn load(root: &Path, dir: u16) -> Result<Option<Checkpoint>, checkpoint::CheckpointError> {
     match std::fs::read(checkpoint_path(root, dir)) {
         Ok(bytes) => {
-            let ck = checkpoint::decode(&bytes)?;
+            let ck = checkpoint::decode_owned(bytes)?;
             // A file copied into the wrong directory is not this one's.
             Ok((ck.cut.dir == dir).then_some(ck))
         }

@@ -13,9 +13,11 @@ use super::checkpoint::{
     self, Checkpoint, CheckpointError, EnvelopeAt, Held, HeldRecord, HeldState, HeldTombstone, StateContent,
 };
 use super::checkpoint_roll::roll;
+use super::envelope_view::RouteView;
 use super::ids::{QueueId, SegmentKey, SpoolRef};
+use super::payload::{RecipientEntry, Route};
 use super::record::RecordKind;
-use super::recovery::{recover_images, recover_with_checkpoints, Recovered, SegmentImage};
+use super::recovery::{recover_held, recover_images, recover_with_checkpoints, LiveMessage, Recovered, SegmentImage};
 use super::recovery_tests::{encoded, message, moved, seg, state, suppression, tombstone, Disk};
 use super::SpoolError;
 
@@ -265,15 +267,31 @@ fn summary(r: &Recovered) -> impl PartialEq + std::fmt::Debug {
     (r.messages.clone(), r.suppressions.clone(), reclaimable, r.last_queue_ids.clone(), r.tails.clone())
 }
 
+/// A random history of 120 steps with a checkpoint of each directory
+/// after step 60: the segment images and the checkpoints.
+fn history(seed: u64) -> (BTreeMap<SegmentKey, Vec<u8>>, BTreeMap<u16, Checkpoint>) {
+    let mut h = History::new(seed);
+    h.run(120, 60);
+    let map = h.disk.finish();
+    let present: BTreeSet<SegmentKey> = map.keys().copied().collect();
+    let cks = h.cuts.iter().map(|(&d, &cut)| (d, take(&map, cut, &present))).collect();
+    (map, cks)
+}
+
+/// For tests elsewhere (a core's adoption): the recovery of random
+/// history `seed` from its checkpoints, the messages they hold left
+/// undecoded (`recover_held`).
+pub(crate) fn random_recovery(seed: u64) -> Recovered {
+    let (map, cks) = history(seed);
+    let cks = cks.into_iter().map(|(d, ck)| (d, checkpoint::decode_owned(checkpoint::encode(&ck)).unwrap())).collect();
+    recover_held(images(&map), cks, &mut |_| {}).unwrap()
+}
+
 #[test]
 fn recovery_from_checkpoints_equals_a_full_scan() {
     let (mut held, mut skipped) = (0, 0);
     for seed in 0..200 {
-        let mut h = History::new(seed);
-        h.run(120, 60);
-        let map = h.disk.finish();
-        let present: BTreeSet<SegmentKey> = map.keys().copied().collect();
-        let cks: BTreeMap<u16, Checkpoint> = h.cuts.iter().map(|(&d, &cut)| (d, take(&map, cut, &present))).collect();
+        let (map, cks) = history(seed);
         let full = as_checkpointed(recover_images(images(&map)).unwrap(), &cks);
         let from_ck = recover_with_checkpoints(images(&map), &cks, &mut |_| {}).unwrap();
         assert_eq!(summary(&from_ck), summary(&full), "seed {seed}");
@@ -283,6 +301,75 @@ fn recovery_from_checkpoints_equals_a_full_scan() {
     // The histories exercise what they should: checkpoints hold records,
     // and recovery skips whole segments.
     assert!(held > 1000 && skipped > 100, "held {held}, skipped {skipped}");
+}
+
+/// What a server's restart uses (`recover_held`): each message a
+/// checkpoint holds, read in place (envelope, live recipients, states),
+/// says what the full scan's decoded message says; the others are decoded
+/// as usual; and decoding the held ones gives the full scan's output.
+#[test]
+fn held_messages_read_in_place_equal_a_full_scan() {
+    let (mut held, mut several_shares) = (0, 0);
+    for seed in 0..200 {
+        let (map, cks) = history(seed);
+        let full = as_checkpointed(recover_images(images(&map)).unwrap(), &cks);
+        let owned = cks.iter().map(|(&d, ck)| (d, checkpoint::decode_owned(checkpoint::encode(ck)).unwrap())).collect();
+        let mut r = recover_held(images(&map), owned, &mut |_| {}).unwrap();
+        let want: BTreeMap<SpoolRef, &LiveMessage> = full.messages.iter().map(|m| (m.at, m)).collect();
+        for (h, states) in r.held.iter() {
+            let w = want.get(&h.at).unwrap_or_else(|| panic!("seed {seed}: {:?} is not live", h.at));
+            let e = r.held.envelope(h).unwrap();
+            let read = (e.queue_id, e.received_at_ms, e.sender, e.client, e.helo, h.body_len);
+            assert_eq!(
+                read,
+                (w.queue_id, w.received_at_ms, &*w.sender, &*w.client, &*w.helo, w.body_len),
+                "seed {seed}"
+            );
+            let recipients: Vec<(u16, RecipientEntry)> = e
+                .recipients()
+                .filter(|(i, _, _)| h.live.contains(*i))
+                .map(|(i, address, route)| {
+                    let route = match route {
+                        RouteView::Local { user } => Route::Local { user: user.into() },
+                        RouteView::Remote { domain } => Route::Remote { domain: domain.into() },
+                    };
+                    (i, RecipientEntry::new(address, route))
+                })
+                .collect();
+            assert_eq!(recipients, w.recipients, "seed {seed}");
+            let states: Vec<_> = states.iter().map(|s| (s.recipient, s.clone().into_state())).collect();
+            assert_eq!(states, w.states, "seed {seed}");
+            let domains: BTreeSet<&str> = e
+                .recipients()
+                .filter_map(|(_, _, r)| match r {
+                    RouteView::Remote { domain } => Some(domain),
+                    RouteView::Local { .. } => None,
+                })
+                .collect();
+            several_shares += usize::from(domains.len() > 1);
+        }
+        held += r.held.messages.len();
+        assert_eq!(r.live_count(), full.messages.len(), "seed {seed}");
+        r.decode_held();
+        assert!(r.held.is_empty());
+        assert_eq!(summary(&r), summary(&full), "seed {seed}");
+    }
+    assert!(held > 1000 && several_shares > 100, "held {held}, with several domains {several_shares}");
+}
+
+/// A checkpoint read with [`checkpoint::decode_owned`] (its envelopes left
+/// in the file's bytes) equals the one written, and the one `decode` reads.
+#[test]
+fn format_read_in_place_equals_the_copy() {
+    for ck in [sample(), history(3).1.remove(&0).unwrap()] {
+        let bytes = checkpoint::encode(&ck);
+        let owned = checkpoint::decode_owned(bytes.clone()).unwrap();
+        assert_eq!(owned.envelope_bytes.len(), bytes.len(), "the file's bytes, not a copy");
+        assert_eq!(owned, ck);
+        assert_eq!(checkpoint::decode(&bytes).unwrap(), owned);
+        let envelopes = owned.records.iter().zip(&ck.records).map(|(a, b)| (owned.envelope(a), ck.envelope(b)));
+        assert!(envelopes.clone().all(|(a, b)| a == b) && envelopes.clone().any(|(a, _)| a.is_some()));
+    }
 }
 
 /// Taken before segments died (moved, delivered, or holding only states

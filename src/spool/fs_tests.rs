@@ -239,7 +239,8 @@ fn phased_recovery_reads_up_to_the_boundary_while_the_writer_appends() {
         assert!(after.iter().any(|(at, _)| at.segment > t.segment));
 
         let progress = Progress::default();
-        let behind = recover_behind(&root, &opened.tails, &progress).unwrap();
+        let mut behind = recover_behind(&root, &opened.tails, &progress).unwrap();
+        behind.decode_held();
         let mut found: Vec<_> = behind.messages.iter().map(|m| (m.at, m.queue_id.0)).collect();
         found.sort();
         let mut want = before.clone();

@@ -89,6 +89,7 @@ mod batch;
 pub mod checkpoint;
 pub mod checkpoint_roll;
 pub mod checkpoint_view;
+pub mod envelope_view;
 pub mod error;
 pub mod ids;
 pub mod io;
@@ -100,12 +101,15 @@ pub mod reader;
 pub mod record;
 pub mod recovery;
 mod recovery_checkpoint;
+pub mod recovery_held;
 pub mod suppression;
 pub mod walk;
 pub mod writer;
 
 #[cfg(test)]
 mod checkpoint_tests;
+#[cfg(test)]
+pub(crate) use checkpoint_tests::random_recovery;
 #[cfg(test)]
 mod checkpoint_view_tests;
 #[cfg(test)]
@@ -130,8 +134,8 @@ pub use payload::{
 pub use reader::{RecordView, SegmentMaps};
 pub use record::{scan_segment, BadRecord, RecordKind, ScanEnd, ScannedRecord, SegmentScan, Skipped};
 pub use recovery::{
-    recover, recover_images, recover_images_observed, recover_with_checkpoints, DamagedRecord, LiveMessage,
-    LiveSuppression, Recovered, Repair, SegmentImage, TornRecord,
+    recover, recover_held, recover_images, recover_images_observed, recover_with_checkpoints, DamagedRecord,
+    LiveMessage, LiveSuppression, Recovered, Repair, SegmentImage, TornRecord,
 };
 pub use suppression::{copy_replacing, decode_suppression, encode_suppression, SuppressionRecord};
 pub use writer::{Appended, CommitTicket, Spool, SpoolConfig, SpoolStats, Tail};

@@ -34,8 +34,8 @@ use super::checkpoint_roll;
 use super::error::SpoolError;
 use super::ids::{QueueId, SegmentKey};
 use super::recovery::{
-    apply_repairs, list_segments, map_segment, recover_images, recover_images_observed, recover_with_checkpoints,
-    DamagedRecord, Recovered, SegmentImage, TornRecord,
+    apply_repairs, list_segments, map_segment, recover_held, recover_images, recover_images_observed, DamagedRecord,
+    Recovered, SegmentImage, TornRecord,
 };
 use super::writer::Tail;
 
@@ -109,7 +109,8 @@ pub fn open_tails(root: &Path, written: impl IntoIterator<Item = u16>) -> Result
 
 /// Phase 2: everything before `boundaries` (directories not in it are read
 /// whole: nobody writes them), with the repairs of segments no writer
-/// appends to applied. `progress` is kept up to date.
+/// appends to applied. `progress` is kept up to date. Live messages whose
+/// envelopes a checkpoint holds stay undecoded in `Recovered::held`.
 pub fn recover_behind(root: &Path, boundaries: &Boundaries, progress: &Progress) -> Result<Recovered, SpoolError> {
     // `.tmp` files now belong to writers preparing their next segment.
     let mut files = BTreeMap::new();
@@ -132,15 +133,16 @@ pub fn recover_behind(root: &Path, boundaries: &Boundaries, progress: &Progress)
     let mut observe = |_: SegmentImage<'_>| {
         progress.scanned.fetch_add(1, Ordering::Relaxed);
     };
-    let recovered = match recover_with_checkpoints(images.clone(), &checkpoints, &mut observe) {
+    let used = checkpoints.len();
+    let recovered = match recover_held(images.clone(), checkpoints, &mut observe) {
         Err(e @ SpoolError::CheckpointUnusable { .. }) => {
             tracing::warn!(error = %e, "spool checkpoint not used: reading every segment");
             progress.scanned.store(0, Ordering::Relaxed);
             recover_images_observed(images, &mut observe)?
         }
         Ok(r) => {
-            if !checkpoints.is_empty() {
-                tracing::info!(dirs = checkpoints.len(), "spool recovered from checkpoints and the log after them");
+            if used > 0 {
+                tracing::info!(dirs = used, "spool recovered from checkpoints and the log after them");
             }
             r
         }

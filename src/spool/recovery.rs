@@ -20,7 +20,7 @@
 //! writer and this reader disagree about the format.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use memmap2::Mmap;
 
-use super::checkpoint::{Checkpoint, HeldRecord};
+use super::checkpoint::{Checkpoint, HeldRecord, StateContent};
 use super::error::SpoolError;
 use super::ids::{QueueId, SegmentKey, SpoolRef};
 use super::layout::{parse_dir_name, parse_segment_name, SegmentName};
@@ -38,9 +38,8 @@ use super::payload::{
     RecipientEntry, RecipientState,
 };
 use super::record::{end_of_nonzero, parse_at, scan_segment_from, BadRecord, Parsed, RecordKind, ScanEnd};
-use super::recovery_checkpoint::{
-    check_cut, forget_gone, hold, Fold, Found, FoundState, FoundSuppression, PlaceHash, States,
-};
+use super::recovery_checkpoint::{check_cut, forget_gone, hold, Fold, Found, FoundState, FoundSuppression, States};
+use super::recovery_held::{held_message, HeldMessages, LiveRecipients, LiveState};
 use super::suppression::{decode_suppression, SuppressionRecord};
 use super::writer::Tail;
 
@@ -157,6 +156,27 @@ pub struct Recovered {
     pub last_queue_ids: BTreeMap<u16, QueueId>,
     /// Live suppression entries in (dir, segment, offset) order.
     pub suppressions: Vec<LiveSuppression>,
+    /// Live messages whose envelopes checkpoints hold, undecoded (only
+    /// from [`recover_held`]; `messages` has the others).
+    pub held: HeldMessages,
+}
+
+impl Recovered {
+    /// Every live message in `messages`, the held ones decoded (the
+    /// output of a full scan).
+    pub fn decode_held(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        self.messages.extend(held.into_live());
+        self.messages.sort_by_key(|m| m.at);
+    }
+
+    /// Live messages, held ones included.
+    pub fn live_count(&self) -> usize {
+        self.messages.len() + self.held.messages.len()
+    }
 }
 
 /// Decoded message record, kept until tombstones have been applied.
@@ -218,6 +238,20 @@ pub fn recover_images_observed<'a>(
 pub fn recover_with_checkpoints<'a>(
     images: impl IntoIterator<Item = SegmentImage<'a>>,
     checkpoints: &BTreeMap<u16, Checkpoint>,
+    scanned: &mut dyn FnMut(SegmentImage<'_>),
+) -> Result<Recovered, SpoolError> {
+    let mut out = recover_held(images, checkpoints.clone(), scanned)?;
+    out.decode_held();
+    Ok(out)
+}
+
+/// [`recover_with_checkpoints`], leaving the live messages whose envelopes
+/// the checkpoints hold undecoded in [`Recovered::held`] (a server's
+/// restart: see `recovery_held`). [`Recovered::decode_held`] turns the
+/// result into [`recover_with_checkpoints`]'s.
+pub fn recover_held<'a>(
+    images: impl IntoIterator<Item = SegmentImage<'a>>,
+    checkpoints: BTreeMap<u16, Checkpoint>,
     scanned: &mut dyn FnMut(SegmentImage<'_>),
 ) -> Result<Recovered, SpoolError> {
     let images: BTreeMap<SegmentKey, &[u8]> = images.into_iter().map(|i| (i.key, i.bytes)).collect();
@@ -347,7 +381,7 @@ fn scan_into(key: SegmentKey, bytes: &[u8], from: u32, out: &mut Recovered, fold
 fn finish(
     fold: Fold,
     images: &BTreeMap<SegmentKey, &[u8]>,
-    checkpoints: &BTreeMap<u16, Checkpoint>,
+    checkpoints: BTreeMap<u16, Checkpoint>,
     mut out: Recovered,
 ) -> Result<Recovered, SpoolError> {
     let read = |at: SpoolRef| -> Option<(RecordKind, &[u8])> {
@@ -362,38 +396,8 @@ fn finish(
         at,
         reason: "a live record it holds does not read back",
     };
-    // States are fed to no ledger: they neither keep their segment nor pin
-    // their target's. `is_final` is also true for a target that is not a
-    // live message (never was, or its segment is gone).
-    let mut live_states: HashMap<SpoolRef, Vec<(u16, RecipientState)>, PlaceHash> =
-        HashMap::with_capacity_and_hasher(fold.states.len(), PlaceHash::default());
-    for ((target, recipient), (at, seq, s)) in fold.states {
-        if out.ledger.is_final(target, recipient) {
-            continue;
-        }
-        let state = match s {
-            FoundState::Scanned(s) => s,
-            FoundState::Held(Some(c)) => RecipientState {
-                target,
-                recipient,
-                seq,
-                attempts: c.attempts,
-                next_attempt_ms: c.next_attempt_ms,
-                warned: c.warned,
-                held: c.held,
-                last_error: c.last_error.to_string(),
-            },
-            // Advisory: one that does not read back means an earlier retry.
-            FoundState::Held(None) => match read(at).and_then(|(_, p)| decode_recipient_state(p).ok()) {
-                Some(s) => s,
-                None => continue,
-            },
-        };
-        live_states.entry(target).or_default().push((recipient, state));
-    }
-    // Sized once: at a large backlog, growing it copied and faulted in
-    // hundreds of megabytes.
-    out.messages.reserve(fold.found.len());
+    let mut states = live_states(fold.states, &out.ledger, read);
+    let mut held = Vec::new();
     for f in fold.found {
         let at = f.at();
         if (0..f.recipients()).all(|i| out.ledger.is_final(at, i)) {
@@ -401,9 +405,16 @@ fn finish(
         }
         let m = match f {
             Found::Scanned(m) => *m,
-            Found::Held(h) => match held_envelope(checkpoints, &h) {
-                // Read from the checkpoint: the record is not touched.
-                Some((envelope, body_len)) => {
+            Found::Held(h) => match held_envelope(&checkpoints, &h) {
+                // Read from the checkpoint: the record is not touched, and
+                // the envelope is left undecoded if it reads in place.
+                Some((start, envelope, body_len)) => {
+                    let live = |n| LiveRecipients::of(n, |i| out.ledger.is_final(at, i));
+                    if let Some((m, view)) = held_message(at, body_len, start, envelope, live) {
+                        note_queue_id(&mut out.last_queue_ids, at.dir, view.queue_id);
+                        held.push(m);
+                        continue;
+                    }
                     let record = decode_message(envelope).map_err(|_| unusable(at))?;
                     FoundMessage { body_len, ..FoundMessage::new(at, record, &mut out.last_queue_ids) }
                 }
@@ -416,8 +427,6 @@ fn finish(
         };
         let recipients: Vec<(u16, RecipientEntry)> =
             (0u16..).zip(m.recipients).filter(|(i, _)| !out.ledger.is_final(m.at, *i)).collect();
-        let mut states = live_states.remove(&m.at).unwrap_or_default();
-        states.sort_unstable_by_key(|(i, _)| *i);
         out.messages.push(LiveMessage {
             at: m.at,
             queue_id: m.queue_id,
@@ -427,11 +436,28 @@ fn finish(
             helo: m.helo,
             body_len: m.body_len,
             recipients,
-            states,
+            states: Vec::new(),
         });
     }
     // Checkpointed messages come first: keep (dir, segment, offset) order.
     out.messages.sort_by_key(|m| m.at);
+    held.sort_by_key(|m| m.at);
+    // Each state to its message: the decoded ones take theirs, the held
+    // ones keep theirs in `states` (those of neither are dropped).
+    let mut decoded = out.messages.iter_mut().peekable();
+    let mut held_at = held.iter().map(|m| m.at).peekable();
+    states.retain(|s| {
+        while decoded.next_if(|m| m.at < s.target).is_some() {}
+        if let Some(m) = decoded.peek_mut().filter(|m| m.at == s.target) {
+            m.states.push((s.recipient, s.clone().into_state()));
+            return false;
+        }
+        while held_at.next_if(|&at| at < s.target).is_some() {}
+        held_at.peek() == Some(&s.target)
+    });
+    states.shrink_to_fit();
+    let envelopes = checkpoints.into_iter().map(|(dir, ck)| (dir, ck.envelope_bytes)).collect();
+    out.held = HeldMessages::new(held, states, envelopes);
     for s in fold.suppressions {
         if !out.ledger.is_live(s.at()) {
             continue;
@@ -450,10 +476,48 @@ fn finish(
     Ok(out)
 }
 
-/// The envelope a checkpoint holds for `h`, and its body's length.
-fn held_envelope<'a>(checkpoints: &'a BTreeMap<u16, Checkpoint>, h: &HeldRecord) -> Option<(&'a [u8], u64)> {
+/// The latest state of each recipient not yet final, in (target,
+/// recipient) order, reading back at its place one a checkpoint holds
+/// without its content. States are fed to no ledger: they neither keep
+/// their segment nor pin their target's. `is_final` is also true for a
+/// target that is not a live message (never was, or its segment is gone).
+fn live_states<'a>(
+    states: States,
+    ledger: &Ledger,
+    read: impl Fn(SpoolRef) -> Option<(RecordKind, &'a [u8])>,
+) -> Vec<LiveState> {
+    let mut out = Vec::with_capacity(states.len());
+    for ((target, recipient), (at, seq, s)) in states {
+        if ledger.is_final(target, recipient) {
+            continue;
+        }
+        let content = match s {
+            FoundState::Scanned(s) => content_of(s),
+            FoundState::Held(Some(c)) => c,
+            // Advisory: one that does not read back means an earlier retry.
+            FoundState::Held(None) => match read(at).and_then(|(_, p)| decode_recipient_state(p).ok()) {
+                Some(s) => content_of(s),
+                None => continue,
+            },
+        };
+        out.push(LiveState { target, recipient, seq, content });
+    }
+    out.sort_unstable_by_key(|s| (s.target, s.recipient));
+    out
+}
+
+/// What a state record says.
+fn content_of(s: RecipientState) -> StateContent {
+    let (attempts, next_attempt_ms, warned, held) = (s.attempts, s.next_attempt_ms, s.warned, s.held);
+    StateContent { attempts, next_attempt_ms, warned, held, last_error: Arc::from(s.last_error) }
+}
+
+/// Where a checkpoint holds the envelope of `h` (its start in the
+/// checkpoint's envelope bytes), the envelope, and its body's length.
+fn held_envelope<'a>(checkpoints: &'a BTreeMap<u16, Checkpoint>, h: &HeldRecord) -> Option<(usize, &'a [u8], u64)> {
     let ck = checkpoints.get(&h.at.dir)?;
-    Some((ck.envelope(h)?, h.envelope?.body_len))
+    let e = h.envelope?;
+    Some((e.start, ck.envelope(h)?, e.body_len))
 }
 
 /// Keeps the state at `at` with `seq` for `key` if it is later than the

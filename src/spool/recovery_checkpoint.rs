@@ -3,7 +3,8 @@
 //! into the fold, and forgetting segments reclaimed after it was taken.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+
+use rustc_hash::FxBuildHasher;
 
 use super::checkpoint::{Checkpoint, Held, HeldRecord, StateContent};
 use super::error::SpoolError;
@@ -70,53 +71,10 @@ impl FoundState {
 }
 
 /// Latest state per (target, recipient): where it is, its seq, and it.
-pub(super) type States = HashMap<(SpoolRef, u16), (SpoolRef, u64, FoundState), PlaceHash>;
-
-/// The hasher of recovery's maps keyed by spool places. The keys come from
-/// this server's own spool, not from a peer, so a multiply-and-mix hash is
-/// enough (SipHash cost several per cent of recovery's CPU at 1 M).
-pub(super) type PlaceHash = BuildHasherDefault<PlaceHasher>;
-
-/// See [`PlaceHash`].
-#[derive(Default, Clone, Copy)]
-pub(super) struct PlaceHasher(u64);
-
-impl PlaceHasher {
-    fn add(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-impl Hasher for PlaceHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.add(b.into());
-        }
-    }
-
-    fn write_u16(&mut self, n: u16) {
-        self.add(n.into());
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.add(n.into());
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.add(n);
-    }
-
-    fn finish(&self) -> u64 {
-        // A final mix (murmur3's): the table takes its bucket from the
-        // low bits, and offsets are multiples of 8.
-        let mut z = self.0;
-        z ^= z >> 33;
-        z = z.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        z ^= z >> 33;
-        z = z.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        z ^ (z >> 33)
-    }
-}
+/// Hashed with rustc-hash's Fx hasher: the keys are spool places from this
+/// server's own disk, not a peer's input, and SipHash cost several per cent
+/// of recovery's CPU at 1 M.
+pub(super) type States = HashMap<(SpoolRef, u16), (SpoolRef, u64, FoundState), FxBuildHasher>;
 
 /// Everything found so far, before tombstones are applied.
 #[derive(Default)]

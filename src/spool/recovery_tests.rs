@@ -21,8 +21,14 @@ pub(super) fn message(id: u64, rcpts: usize) -> Vec<u8> {
         client: "127.0.0.1".into(),
         helo: "me".into(),
         sender: "a@example.test".into(),
-        recipients: (0..rcpts)
-            .map(|i| RecipientEntry::new(format!("r{i}@example.test"), Route::Remote { domain: "example.test".into() }))
+        // Routes vary with the id: local users, and two relayed domains
+        // (so that one message may make several queue shares).
+        recipients: (0..rcpts as u64)
+            .map(|i| match (id + i) % 5 {
+                0 => RecipientEntry::new(format!("u{i}@local.test"), Route::Local { user: format!("u{i}") }),
+                1 | 2 => RecipientEntry::new(format!("r{i}@b.test"), Route::Remote { domain: "b.test".into() }),
+                _ => RecipientEntry::new(format!("r{i}@example.test"), Route::Remote { domain: "example.test".into() }),
+            })
             .collect(),
         ext: Default::default(),
         body: b"hello\r\n",
