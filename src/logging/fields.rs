@@ -141,7 +141,12 @@ fn needs_escape(c: char) -> bool {
 
 /// One value: bare when that is unambiguous, else quoted and escaped.
 pub fn write_value(w: &mut impl Write, value: &str) -> fmt::Result {
-    if !value.is_empty() && !value.chars().any(needs_quotes) {
+    let quote = match value.is_ascii() {
+        // The ASCII characters `needs_quotes` names, without decoding.
+        true => value.bytes().any(|b| b <= b' ' || b == 0x7f || matches!(b, b'=' | b'"' | b'\\')),
+        false => value.chars().any(needs_quotes),
+    };
+    if !value.is_empty() && !quote {
         return w.write_str(value);
     }
     write_quoted(w, value)
@@ -282,6 +287,15 @@ mod tests {
                 })
                 .collect();
             assert_eq!(message, by_chars, "{case:?}");
+        }
+    }
+
+    #[test]
+    fn ascii_values_are_quoted_as_by_characters() {
+        for b in 0u8..=0x7f {
+            let v = format!("a{}b", char::from(b));
+            let by_chars = v.chars().any(needs_quotes);
+            assert_eq!(value(&v).starts_with('"'), by_chars, "{b:#x}");
         }
     }
 
