@@ -338,7 +338,8 @@ mod tests {
 
     #[test]
     fn a_one_line_reply_is_its_own_line() {
-        for (input, text) in [("250 2.0.0 Ok: queued\r\n", "Ok: queued"), ("354\r\n", ""), ("220 mx hi \r\n", "mx hi")] {
+        for (input, text) in [("250 2.0.0 Ok: queued\r\n", "Ok: queued"), ("354\r\n", ""), ("220 mx hi \r\n", "mx hi")]
+        {
             let all = read_all(input.as_bytes()).unwrap();
             assert_eq!(all[0].reply.text, text);
             assert_eq!(all[0].lines(), [text]);
