@@ -194,10 +194,11 @@ ringmail_start() {
     }
 }
 
-# ringmail_cpu_s: CPU seconds (user + system, all threads) the running
-# ringmail has used since it started.
+# ringmail_cpu_s [user]: CPU seconds (user + system, all threads; with
+# `user`, user space only) the running ringmail has used since it started.
 ringmail_cpu_s() {
-    awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$RM_PID/stat" 2>/dev/null || true
+    awk -v hz="$(getconf CLK_TCK)" -v user="${1:-}" '{ sub(/^.*\) /, ""); print ($12 + (user ? 0 : $13)) / hz }' \
+        "/proc/$RM_PID/stat" 2>/dev/null || true
 }
 
 # ringmail_threads OUT: one line per thread of the running ringmail: tid,

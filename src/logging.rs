@@ -20,8 +20,10 @@
 
 mod fields;
 mod journald;
+mod stamp;
 pub use fields::Logfmt;
 pub use journald::{under_journald, SyslogPriority};
+pub use stamp::Stamp;
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, Write};

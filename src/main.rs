@@ -635,8 +635,11 @@ fn init_logging(log: &ringmail::config::Log) {
     use tracing_subscriber::EnvFilter;
     let level = log.level.as_deref().unwrap_or("info");
     let filter = EnvFilter::try_from_env("RINGMAIL_LOG").unwrap_or_else(|_| EnvFilter::new(level));
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(ringmail::logging::Writer).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(ringmail::logging::Writer)
+        .with_target(false)
+        .with_timer(ringmail::logging::Stamp);
     match log.format {
         ringmail::config::LogFormat::Text if ringmail::logging::under_journald() => {
             // journald stamps each entry itself and reads the priority.

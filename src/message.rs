@@ -19,10 +19,9 @@ pub fn header_section(body: &[u8]) -> &[u8] {
 /// The first field named `name` (case-insensitive), unfolded and trimmed,
 /// as lossy UTF-8; at most `max` characters.
 pub fn header(body: &[u8], name: &str, max: usize) -> Option<String> {
-    let head = header_section(body);
-    let mut lines = head.split(|&b| b == b'\n').peekable();
+    let mut lines = HeaderLines { rest: body }.peekable();
     while let Some(line) = lines.next() {
-        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let Some(colon) = memchr::memchr(b':', line) else { continue };
         if !line[..colon].eq_ignore_ascii_case(name.as_bytes()) {
             continue;
         }
@@ -35,9 +34,38 @@ pub fn header(body: &[u8], name: &str, max: usize) -> Option<String> {
             value.push_str(String::from_utf8_lossy(next).trim());
             lines.next();
         }
+        // Usually nothing to drop or cut: the value as it is.
+        if value.len() <= max && !value.chars().any(char::is_control) {
+            return Some(value);
+        }
         return Some(value.chars().filter(|c| !c.is_control()).take(max).collect());
     }
     None
+}
+
+/// The lines of a header section (split at LF, without it), ending at the
+/// first empty line (`CRLF` or `LF` alone), which is not among them.
+struct HeaderLines<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for HeaderLines<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let (line, rest) = match memchr::memchr(b'\n', self.rest) {
+            Some(lf) => (&self.rest[..lf], &self.rest[lf + 1..]),
+            None => (self.rest, &[][..]),
+        };
+        if line.is_empty() || line == b"\r" {
+            self.rest = &[];
+            return None;
+        }
+        self.rest = rest;
+        Some(line)
+    }
 }
 
 /// The Message-ID field without its angle brackets.
@@ -60,6 +88,26 @@ mod tests {
         assert_eq!(header(MSG, "From", 100), None);
         assert_eq!(header(MSG, "subject", 3).as_deref(), Some("hel"));
         assert!(header_section(MSG).ends_with(b"<abc@example.test>\r\n"));
+    }
+
+    #[test]
+    fn edge_cases_of_the_header_section() {
+        let h = |body: &[u8], name: &str, max: usize| header(body, name, max);
+        assert_eq!(h(b"", "Subject", 9), None);
+        assert_eq!(h(b"\r\n\r\nSubject: after the end\r\n", "Subject", 99), None);
+        assert_eq!(h(b"Subject: no end", "Subject", 99).as_deref(), Some("no end"));
+        assert_eq!(h(b"Subject:\r\n", "Subject", 99).as_deref(), Some(""));
+        let folded: &[u8] = b"subject:  a\x07b \r\n\tc\r\n d\r\nX: y\r\n\r\n";
+        assert_eq!(h(folded, "Subject", 99).as_deref(), Some("ab c d"), "unfolded, control characters dropped");
+        assert_eq!(h(folded, "Subject", 5).as_deref(), Some("ab c "));
+        assert_eq!(h(folded, "X", 99).as_deref(), Some("y"));
+        let latin1: &[u8] = b"Subject: caf\xe9 \xc3\xa9t\xc3\xa9\n\nbody";
+        assert_eq!(h(latin1, "Subject", 99).as_deref(), Some("caf\u{fffd} \u{e9}t\u{e9}"));
+        let long: &[u8] = b"X-Long: 0123456789\r\n  abcdefghij\r\n";
+        assert_eq!(h(long, "X-Long", 12).as_deref(), Some("0123456789 a"));
+        assert_eq!(h(long, "X-Long", 0).as_deref(), Some(""));
+        // A lone CR at the very end is not a line of its own.
+        assert_eq!(h(b"Received: from x\r\n\r", "Received", 99).as_deref(), Some("from x"));
     }
 
     #[test]

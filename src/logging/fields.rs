@@ -22,6 +22,7 @@
 //!
 //! JSON output is untouched: serde escapes it.
 
+use std::cell::Cell;
 use std::fmt::{self, Write};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::field::RecordFields;
@@ -34,11 +35,25 @@ pub struct Logfmt;
 
 impl<'w> FormatFields<'w> for Logfmt {
     fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
-        let mut v = Visitor { writer, first: true, scratch: String::new(), result: Ok(()) };
+        // The scratch of the thread's last event, taken out while in use.
+        let scratch = SCRATCH.try_with(|s| s.take()).unwrap_or_default();
+        let mut v = Visitor { writer, first: true, scratch, result: Ok(()) };
         fields.record(&mut v);
+        if v.scratch.capacity() <= MAX_KEPT_SCRATCH {
+            let _ = SCRATCH.try_with(|s| s.set(v.scratch));
+        }
         v.result
     }
 }
+
+thread_local! {
+    /// The `Visitor`'s scratch, kept between events: a line's values are
+    /// formatted into it without allocating anew each time.
+    static SCRATCH: Cell<String> = const { Cell::new(String::new()) };
+}
+
+/// A scratch that grew larger (a huge value) is not kept.
+const MAX_KEPT_SCRATCH: usize = 4096;
 
 struct Visitor<'w> {
     writer: Writer<'w>,
@@ -126,7 +141,12 @@ fn needs_escape(c: char) -> bool {
 
 /// One value: bare when that is unambiguous, else quoted and escaped.
 pub fn write_value(w: &mut impl Write, value: &str) -> fmt::Result {
-    if !value.is_empty() && !value.chars().any(needs_quotes) {
+    let quote = match value.is_ascii() {
+        // The ASCII characters `needs_quotes` names, without decoding.
+        true => value.bytes().any(|b| b <= b' ' || b == 0x7f || matches!(b, b'=' | b'"' | b'\\')),
+        false => value.chars().any(needs_quotes),
+    };
+    if !value.is_empty() && !quote {
         return w.write_str(value);
     }
     write_quoted(w, value)
@@ -135,22 +155,31 @@ pub fn write_value(w: &mut impl Write, value: &str) -> fmt::Result {
 /// One value in double quotes, escaped.
 pub fn write_quoted(w: &mut impl Write, value: &str) -> fmt::Result {
     w.write_char('"')?;
-    for c in value.chars() {
-        match c {
-            '"' => w.write_str("\\\"")?,
-            '\\' => w.write_str("\\\\")?,
-            c => write_char_escaped(w, c)?,
-        }
-    }
+    write_runs(w, value, |c| matches!(c, '"' | '\\') || needs_escape(c))?;
     w.write_char('"')
 }
 
 /// Text with its control characters escaped, otherwise as it is.
 fn write_escaped(w: &mut impl Write, text: &str) -> fmt::Result {
-    if !text.chars().any(needs_escape) {
-        return w.write_str(text);
+    write_runs(w, text, needs_escape)
+}
+
+/// `text` with each character `special` says escaped (`"` and `\` with a
+/// backslash, the others as [`write_char_escaped`] does) and the runs
+/// between written whole: a log line is written a run at a time, not a
+/// character at a time.
+fn write_runs(w: &mut impl Write, text: &str, special: impl Fn(char) -> bool) -> fmt::Result {
+    let mut run = 0;
+    for (i, c) in text.char_indices().filter(|&(_, c)| special(c)) {
+        w.write_str(&text[run..i])?;
+        match c {
+            '"' => w.write_str("\\\"")?,
+            '\\' => w.write_str("\\\\")?,
+            c => write_char_escaped(w, c)?,
+        }
+        run = i + c.len_utf8();
     }
-    text.chars().try_for_each(|c| write_char_escaped(w, c))
+    w.write_str(&text[run..])
 }
 
 fn write_char_escaped(w: &mut impl Write, c: char) -> fmt::Result {
@@ -213,6 +242,61 @@ mod tests {
         out.clear();
         write_quoted(&mut out, "a\"b\nc").unwrap();
         assert_eq!(out, r#""a\"b\nc""#);
+    }
+
+    /// The character-at-a-time writer this module had before it wrote
+    /// runs: the output must not change by a byte.
+    fn quoted_by_chars(value: &str) -> String {
+        let mut out = String::from('"');
+        for c in value.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c => write_char_escaped(&mut out, c).unwrap(),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    #[test]
+    fn runs_are_written_as_characters_were() {
+        let cases = [
+            "",
+            "plain",
+            "250 2.0.0 Ok: queued as 1234",
+            r#""at both ends""#,
+            r#"\"#,
+            "a\nb\r\n\t\0\x7f end",
+            "x\u{2028}y\u{85}z\u{202e}\u{2066}",
+            "jürgen \"q\" \\ ünïcödé\n",
+            "\u{fffd}\u{fffd}",
+        ];
+        for case in cases {
+            let mut out = String::new();
+            write_quoted(&mut out, case).unwrap();
+            assert_eq!(out, quoted_by_chars(case), "{case:?}");
+            let mut message = String::new();
+            write_escaped(&mut message, case).unwrap();
+            let by_chars: String = case
+                .chars()
+                .map(|c| {
+                    let mut one = String::new();
+                    write_char_escaped(&mut one, c).unwrap();
+                    one
+                })
+                .collect();
+            assert_eq!(message, by_chars, "{case:?}");
+        }
+    }
+
+    #[test]
+    fn ascii_values_are_quoted_as_by_characters() {
+        for b in 0u8..=0x7f {
+            let v = format!("a{}b", char::from(b));
+            let by_chars = v.chars().any(needs_quotes);
+            assert_eq!(value(&v).starts_with('"'), by_chars, "{b:#x}");
+        }
     }
 
     #[test]

@@ -145,14 +145,29 @@ pub fn is_bounce(sender: &str) -> bool {
 
 /// An RFC 5322 date-time in UTC: `Thu, 01 Jan 1970 00:00:00 +0000`.
 /// Times past the year 9999 are written as its last second.
+/// The last second formatted is kept per thread: every message accepted
+/// gets a Received field dated now.
 pub fn format_date(ms: u64) -> String {
     const LAST_SECOND_OF_9999: u64 = 253_402_300_799;
-    let secs = (ms / 1000).min(LAST_SECOND_OF_9999);
-    let http = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs));
-    match http.strip_suffix("GMT") {
-        Some(stem) => format!("{stem}+0000"),
-        None => http,
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
     }
+    let secs = (ms / 1000).min(LAST_SECOND_OF_9999);
+    let format = || {
+        let http = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs));
+        match http.strip_suffix("GMT") {
+            Some(stem) => format!("{stem}+0000"),
+            None => http,
+        }
+    };
+    LAST.try_with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != secs {
+            *last = (secs, format());
+        }
+        last.1.clone()
+    })
+    .unwrap_or_else(|_| format())
 }
 
 /// Builds the notice: a complete message with CRLF line ends, to be sent
@@ -770,6 +785,11 @@ mod tests {
         assert_eq!(format_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
         assert_eq!(format_date(1_700_000_000_999), "Tue, 14 Nov 2023 22:13:20 +0000");
         assert_eq!(format_date(u64::MAX), "Fri, 31 Dec 9999 23:59:59 +0000");
+        // From the cache, and past it.
+        assert_eq!(format_date(1_700_000_000_001), "Tue, 14 Nov 2023 22:13:20 +0000");
+        assert_eq!(format_date(1_700_000_000_001), "Tue, 14 Nov 2023 22:13:20 +0000");
+        assert_eq!(format_date(1_700_000_001_000), "Tue, 14 Nov 2023 22:13:21 +0000");
+        assert_eq!(format_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
     }
 
     #[test]

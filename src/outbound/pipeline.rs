@@ -320,7 +320,14 @@ fn outgoing(record: &MessageRecord<'_>, msg: &QueuedMessage, head: usize) -> Out
 /// site and may suspend it or halve its rate; recipients whose reply
 /// matched a `bounce` or `defer` rule become bounced or deferred.
 fn backoff(outcome: &mut MessageOutcome, permit: &Permit, limits: &SiteLimits) -> Option<BackoffAction> {
-    let line = |o: &RecipientOutcome| o.reply().to_string().replace('\n', " ");
+    let line = |o: &RecipientOutcome| {
+        let text = o.reply().to_string();
+        if text.contains('\n') {
+            text.replace('\n', " ")
+        } else {
+            text
+        }
+    };
     // Each reply is matched once, and only when the site has rules.
     let matched: Vec<bool> = if limits.backoff.is_empty() {
         Vec::new()

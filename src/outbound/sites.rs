@@ -36,7 +36,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Stripes of the table: enough that two cores rarely meet on one.
@@ -223,6 +223,8 @@ impl Default for Sites {
 pub struct Permit {
     sites: Arc<Sites>,
     key: SiteKey,
+    /// `key`'s stripe in `sites`.
+    stripe: usize,
     /// Index of the chosen source in the slice given to [`Sites::connect`].
     pub source_index: usize,
 }
@@ -260,15 +262,22 @@ impl Sites {
         self.generation.load(Ordering::Acquire)
     }
 
-    fn stripe(&self, key: &SiteKey) -> MutexGuard<'_, HashMap<SiteKey, SiteState>> {
+    /// Which stripe holds `key`.
+    fn stripe_of(key: &SiteKey) -> usize {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         key.hash(&mut h);
-        // A panic while holding a stripe leaves plain counters behind: keep going.
-        self.stripes[h.finish() as usize % STRIPES].lock().unwrap_or_else(|p| p.into_inner())
+        h.finish() as usize % STRIPES
     }
 
     fn with<T>(&self, key: &SiteKey, f: impl FnOnce(&mut SiteState) -> T) -> T {
-        let mut stripe = self.stripe(key);
+        self.with_in(Sites::stripe_of(key), key, f)
+    }
+
+    /// [`Sites::with`] for a key whose stripe is known (a permit keeps
+    /// its own: several calls per message hash it once).
+    fn with_in<T>(&self, stripe: usize, key: &SiteKey, f: impl FnOnce(&mut SiteState) -> T) -> T {
+        // A panic while holding a stripe leaves plain counters behind: keep going.
+        let mut stripe = self.stripes[stripe].lock().unwrap_or_else(|p| p.into_inner());
         let state = match stripe.get_mut(key) {
             Some(s) => s,
             None => stripe.entry(key.clone()).or_default(),
@@ -325,7 +334,10 @@ impl Sites {
                 Ok(())
             });
             match verdict {
-                Ok(()) => return Ok(Permit { sites: self.clone(), key, source_index: i }),
+                Ok(()) => {
+                    let stripe = Sites::stripe_of(&key);
+                    return Ok(Permit { sites: self.clone(), key, stripe, source_index: i });
+                }
                 Err(r) => refusal = Some(merge(refusal, r)),
             }
         }
@@ -394,7 +406,7 @@ impl Permit {
 
     /// May one more message go now? Takes a slot of the message rate.
     pub fn take_message(&self, limits: &SiteLimits, now_ms: u64) -> Result<(), Refused> {
-        self.sites.with(&self.key, |s| {
+        self.sites.with_in(self.stripe, &self.key, |s| {
             if s.suspended_until_ms > now_ms {
                 return Err(Refused::Suspended { until_ms: s.suspended_until_ms });
             }
@@ -409,12 +421,12 @@ impl Permit {
     /// asked before waiting for the next message, whose rate slot is
     /// taken only once it is in hand.
     pub fn suspended(&self, now_ms: u64) -> bool {
-        self.sites.with(&self.key, |s| s.suspended_until_ms > now_ms)
+        self.sites.with_in(self.stripe, &self.key, |s| s.suspended_until_ms > now_ms)
     }
 
     /// Count a message in flight until the guard drops.
     pub fn flight(&self) -> Flight<'_> {
-        self.sites.with(&self.key, |s| s.in_flight += 1);
+        self.sites.with_in(self.stripe, &self.key, |s| s.in_flight += 1);
         Flight(self)
     }
 
@@ -423,7 +435,7 @@ impl Permit {
     /// as sent, but it is no reply from the site, so no backoff rule sees
     /// it (the one reply that ended the session was shown to them).
     pub fn abandoned(&self, sent: Sent, now_ms: u64) {
-        self.sites.with(&self.key, |s| s.count_sent(sent, now_ms));
+        self.sites.with_in(self.stripe, &self.key, |s| s.count_sent(sent, now_ms));
     }
 
     /// Record a reply from the site (`line`: "{code} {enhanced} {text}")
@@ -438,8 +450,10 @@ impl Permit {
         now_ms: u64,
     ) -> Option<(BackoffAction, Duration)> {
         let rule = limits.backoff_for(line).map(|b| (b.action, b.duration, b.source.clone()));
-        self.sites.with(&self.key, |s| {
-            s.last_reply = line.chars().take(200).collect();
+        self.sites.with_in(self.stripe, &self.key, |s| {
+            // Its buffer is reused: a reply per message comes here.
+            s.last_reply.clear();
+            s.last_reply.extend(line.chars().take(200));
             if let Some(sent) = sent {
                 s.count_sent(sent, now_ms);
             }
@@ -464,13 +478,13 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.sites.with(&self.key, |s| s.connections = s.connections.saturating_sub(1));
+        self.sites.with_in(self.stripe, &self.key, |s| s.connections = s.connections.saturating_sub(1));
     }
 }
 
 impl Drop for Flight<'_> {
     fn drop(&mut self) {
-        self.0.sites.with(&self.0.key, |s| s.in_flight = s.in_flight.saturating_sub(1));
+        self.0.sites.with_in(self.0.stripe, &self.0.key, |s| s.in_flight = s.in_flight.saturating_sub(1));
     }
 }
 

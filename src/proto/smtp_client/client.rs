@@ -351,7 +351,13 @@ impl Client {
         }
     }
 
-    fn on_reply(&mut self, Assembled { reply, lines }: Assembled) {
+    fn on_reply(&mut self, assembled: Assembled) {
+        let lines = match assembled.more_lines.is_empty() {
+            // Only EHLO reads the lines, once per session.
+            true if matches!(self.state, State::Hello { .. }) => assembled.lines().to_vec(),
+            _ => assembled.more_lines,
+        };
+        let reply = assembled.reply;
         // 421 may come at any time (RFC 5321 §3.8) and ends everything.
         if reply.code == 421 && !matches!(self.state, State::Quit) {
             self.fail(FailureCause::ServiceClosing(reply), true, false);

@@ -12,6 +12,7 @@
 //! `ddd-text` is an error, because after it we no longer know which reply
 //! answers which command).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use thiserror::Error;
@@ -136,8 +137,20 @@ pub enum ReplyError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assembled {
     pub reply: Reply,
+    /// Each line's text, enhanced code removed, in order, when the reply
+    /// has more than one line; empty for a one-line reply (most replies:
+    /// its text is `reply.text`). See [`Assembled::lines`].
+    pub more_lines: Vec<String>,
+}
+
+impl Assembled {
     /// Each line's text, enhanced code removed, in order.
-    pub lines: Vec<String>,
+    pub fn lines(&self) -> &[String] {
+        match self.more_lines.is_empty() {
+            true => std::slice::from_ref(&self.reply.text),
+            false => &self.more_lines,
+        }
+    }
 }
 
 /// The lines of a multi-line reply read so far.
@@ -164,7 +177,7 @@ impl ReplyReader {
         let mut pos = 0;
         loop {
             let rest = &input[pos..];
-            let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
+            let Some(lf) = memchr::memchr(b'\n', rest) else {
                 // A partial line of MAX_LINE_LEN bytes can only grow past it.
                 return match rest.len() >= MAX_LINE_LEN {
                     true => Err(ReplyError::LineTooLong { max: MAX_LINE_LEN }),
@@ -185,8 +198,13 @@ impl ReplyReader {
     }
 
     /// Adds one parsed line; returns the reply when it was the last line.
-    fn push(&mut self, line: Line) -> Result<Option<Assembled>, ReplyError> {
+    fn push(&mut self, line: Line<'_>) -> Result<Option<Assembled>, ReplyError> {
         let (enhanced, text) = split_enhanced(line.code, &line.text);
+        if line.last && self.partial.is_none() {
+            // One line, the reply itself.
+            let reply = Reply { code: line.code, enhanced, text: text.to_owned() };
+            return Ok(Some(Assembled { reply, more_lines: Vec::new() }));
+        }
         let partial = self.partial.get_or_insert_with(|| Partial { code: line.code, enhanced, lines: Vec::new() });
         if partial.code != line.code {
             return Err(ReplyError::CodeMismatch { expected: partial.code, found: line.code });
@@ -204,21 +222,22 @@ impl ReplyReader {
         let joined: Vec<&str> = done.lines.iter().map(|l| l.as_str()).filter(|l| !l.is_empty()).collect();
         Ok(Some(Assembled {
             reply: Reply { code: done.code, enhanced: done.enhanced, text: joined.join(" ") },
-            lines: done.lines,
+            more_lines: done.lines,
         }))
     }
 }
 
 /// One reply line, parsed.
 #[derive(Debug)]
-struct Line {
+struct Line<'a> {
     code: u16,
     /// `ddd text` or bare `ddd` (the end), not `ddd-text`.
     last: bool,
-    text: String,
+    /// Borrowed from the input when it is printable ASCII (the usual case).
+    text: Cow<'a, str>,
 }
 
-fn parse_line(raw: &[u8]) -> Result<Line, ReplyError> {
+fn parse_line(raw: &[u8]) -> Result<Line<'_>, ReplyError> {
     let malformed = || ReplyError::Malformed { line: printable(&raw[..raw.len().min(64)]) };
     let code = match raw {
         [a @ b'2'..=b'5', b @ b'0'..=b'9', c @ b'0'..=b'9', ..] => {
@@ -231,8 +250,13 @@ fn parse_line(raw: &[u8]) -> Result<Line, ReplyError> {
         Some(b'-') => false,
         Some(_) => return Err(malformed()),
     };
-    let text = printable(raw.get(4..).unwrap_or(&[]));
-    Ok(Line { code, last, text: text.trim().to_owned() })
+    let rest = raw.get(4..).unwrap_or(&[]);
+    // Printable ASCII is its own `printable`: no copy.
+    let text = match rest.iter().all(|&b| (b' '..=b'~').contains(&b)) {
+        true => Cow::Borrowed(std::str::from_utf8(rest).map_err(|_| malformed())?.trim()),
+        false => Cow::Owned(printable(rest).trim().to_owned()),
+    };
+    Ok(Line { code, last, text })
 }
 
 /// Lossy UTF-8 with every control character turned into a space, so a
@@ -286,7 +310,11 @@ mod tests {
     }
 
     fn one(input: &str) -> Reply {
-        let mut all = read_all(input.as_bytes()).expect("valid reply");
+        one_bytes(input.as_bytes())
+    }
+
+    fn one_bytes(input: &[u8]) -> Reply {
+        let mut all = read_all(input).expect("valid reply");
         assert_eq!(all.len(), 1, "{input:?}");
         all.remove(0).reply
     }
@@ -305,7 +333,34 @@ mod tests {
         let all = read_all(b"250-mx.test hi\r\n250-PIPELINING\r\n250 SIZE 100\r\n").unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].reply.text, "mx.test hi PIPELINING SIZE 100");
-        assert_eq!(all[0].lines, ["mx.test hi", "PIPELINING", "SIZE 100"]);
+        assert_eq!(all[0].lines(), ["mx.test hi", "PIPELINING", "SIZE 100"]);
+    }
+
+    #[test]
+    fn a_one_line_reply_is_its_own_line() {
+        for (input, text) in [("250 2.0.0 Ok: queued\r\n", "Ok: queued"), ("354\r\n", ""), ("220 mx hi \r\n", "mx hi")]
+        {
+            let all = read_all(input.as_bytes()).unwrap();
+            assert_eq!(all[0].reply.text, text);
+            assert_eq!(all[0].lines(), [text]);
+        }
+    }
+
+    #[test]
+    fn borrowed_and_copied_texts_read_alike() {
+        // Printable ASCII is taken as it is; anything else goes through
+        // `printable`: both trimmed the same way.
+        for (input, text) in [
+            ("250   spaced out   \r\n", "spaced out"),
+            ("250 \ttabbed\t\r\n", "tabbed"),
+            ("250 caf\u{e9} ok\r\n", "caf\u{e9} ok"),
+            ("250 a\x7fb\r\n", "a b"),
+            ("550 5.1.1 \u{2003}wide\u{2003}\r\n", "wide"),
+        ] {
+            assert_eq!(one(input).text, text, "{input:?}");
+        }
+        let latin1 = one_bytes(b"250 caf\xe9\r\n");
+        assert_eq!(latin1.text, "caf\u{fffd}");
     }
 
     #[test]
