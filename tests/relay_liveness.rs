@@ -207,7 +207,8 @@ fn a_queued_message_damaged_on_disk_stays_queued_and_a_restart_keeps_the_records
     // as if it were a torn tail.
     server.restart();
     let log = server.log();
-    assert!(log.contains("spool record damaged: passed over"), "{log}");
+    // Logged once, though both phases of recovery read its segment.
+    assert_eq!(log.matches("spool record damaged: passed over").count(), 1, "{log}");
     let after = attempts(&server);
     assert!(
         after.is_empty(),

@@ -210,6 +210,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
     let recovery_failed = spawn_recovery(RecoverBehind {
         root: root.clone(),
         boundaries: opened.tails,
+        reported: opened.damaged,
         relay: config.relay.clone(),
         shared: recovery.clone(),
         adoptions,
@@ -323,6 +324,9 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
 struct RecoverBehind {
     root: PathBuf,
     boundaries: spool::phased::Boundaries,
+    /// Damage phase 1 found and logged in the segments it read (phase 2
+    /// reads them again: logged once).
+    reported: Vec<spool::DamagedRecord>,
     relay: crate::config::Relay,
     shared: Arc<super::recovery::Shared>,
     /// One per core, in core order.
@@ -330,11 +334,6 @@ struct RecoverBehind {
     stopping: Arc<AtomicBool>,
 }
 
-/// Phase 2 of recovery on its own thread: read the spool behind the
-/// serving cores, delete what died before the restart, and hand each core
-/// its part. On failure (a record this version cannot read) the server
-/// stops, and [`run`] returns the error: cutting data it cannot read would
-/// destroy mail. The returned slot holds that error.
 /// What recovery found wrong in the spool: torn tails it cut (a crash
 /// interrupted their writes, so they were never acknowledged) and damage in
 /// the middle of a segment it passed over (whatever record was there is
@@ -355,6 +354,11 @@ fn log_spool_damage(torn: &[spool::TornRecord], damaged: &[spool::DamagedRecord]
     }
 }
 
+/// Phase 2 of recovery on its own thread: read the spool behind the
+/// serving cores, delete what died before the restart, and hand each core
+/// its part. On failure (a record this version cannot read) the server
+/// stops, and [`run`] returns the error: cutting data it cannot read would
+/// destroy mail. The returned slot holds that error.
 fn spawn_recovery(job: RecoverBehind) -> Arc<Mutex<Option<spool::SpoolError>>> {
     let failed = Arc::new(Mutex::new(None));
     let slot = failed.clone();
@@ -364,6 +368,8 @@ fn spawn_recovery(job: RecoverBehind) -> Arc<Mutex<Option<spool::SpoolError>>> {
             let started = std::time::Instant::now();
             match spool::phased::recover_behind(&job.root, &job.boundaries, &job.shared.progress) {
                 Ok(mut recovered) => {
+                    let place = |d: &spool::DamagedRecord| (d.dir, d.segment, d.offset);
+                    recovered.damaged.retain(|d| !job.reported.iter().any(|r| place(r) == place(d)));
                     log_spool_damage(&recovered.torn, &recovered.damaged);
                     reclaim_at_start(&job.root, &mut recovered);
                     let live = recovered.live_count();
