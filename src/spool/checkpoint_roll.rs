@@ -238,7 +238,9 @@ pub fn plan<'v, 'a>(
         prev_states.push(!newer && keep_state(&s, prev.content(i).is_some()));
     }
     let mut fresh_states: Vec<HeldState> =
-        fresh.states.drain().map(|(_, s)| s).filter(|s| keep_state(s, s.content.is_some())).collect();
+        std::mem::take(&mut fresh.states).into_values().filter(|s| keep_state(s, s.content.is_some())).collect();
+    // The map is gone (taken, not drained): its table does not outlive the
+    // plan, which lives while the file is written.
     fresh_states.sort_unstable_by_key(|s| (s.at, s.target, s.recipient));
     // The last errors the kept states name, each once.
     let mut prev_errors = vec![0; prev.table_len()];
