@@ -65,6 +65,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::checkpoint_view::View;
 use super::ids::{QueueId, SpoolRef};
 
 /// The first four bytes of a checkpoint file.
@@ -325,111 +326,63 @@ pub(super) fn checked_body(bytes: &[u8]) -> Result<&[u8], CheckpointError> {
     Ok(body)
 }
 
-/// Reads checkpoint file bytes. Never panics, whatever the bytes.
+/// Reads checkpoint file bytes. Never panics, whatever the bytes. The one
+/// reader is [`View`]: this builds the whole summary from it.
 pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
-    decode_into(bytes, true)
+    Ok(summary(&View::parse(bytes)?, None))
 }
 
 /// [`decode`], keeping the file's bytes as the checkpoint's envelope bytes
 /// instead of copying each envelope out of them (at a large backlog the
 /// envelopes are most of a checkpoint's hundred megabytes).
 pub fn decode_owned(bytes: Vec<u8>) -> Result<Checkpoint, CheckpointError> {
-    let mut ck = decode_into(&bytes, false)?;
+    let mut ck = summary(&View::parse(&bytes)?, Some(&bytes));
     ck.envelope_bytes = bytes;
     Ok(ck)
 }
 
-/// With `copy`, the envelopes go to an arena of their own; without, each
-/// names its place in `bytes`.
-fn decode_into(bytes: &[u8], copy: bool) -> Result<Checkpoint, CheckpointError> {
-    let body = checked_body(bytes)?;
-    let mut ck: Option<Checkpoint> = None;
-    let (mut records, mut tombstones, mut states) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut envelopes, mut contents) = (None, None);
-    let mut rest = body;
-    while !rest.is_empty() {
-        let (tag, value, next) = split_section(rest)?;
-        rest = next;
-        let bad = CheckpointError::Malformed { tag };
-        match tag {
-            TAG_CUT => {
-                let mut r = Reader(value);
-                let dir = r.u16().ok_or(bad.clone())?;
-                let cut = r.place(dir).ok_or(bad.clone())?;
-                let has_id = r.u8().ok_or(bad.clone())?;
-                let id = r.u64().ok_or(bad.clone())?;
-                let last_queue_id = (has_id != 0).then_some(QueueId(id));
-                ck = Some(Checkpoint { last_queue_id, ..Checkpoint::empty(cut) });
-            }
-            TAG_RECORDS => {
-                records =
-                    entries(value, RECORD_LEN, tag, |r| Some((r.place_raw()?, Held::from_byte(r.u8()?)?, r.u16()?)))?
-            }
-            TAG_TOMBSTONES => {
-                tombstones = entries(value, TOMBSTONE_LEN, tag, |r| Some((r.place_raw()?, r.spool_ref()?, r.u16()?)))?
-            }
-            TAG_STATES => {
-                states = entries(value, STATE_LEN, tag, |r| Some((r.place_raw()?, r.spool_ref()?, r.u16()?, r.u64()?)))?
-            }
-            TAG_ENVELOPES => envelopes = Some(value),
-            TAG_STATE_CONTENTS => contents = Some(value),
-            // A section of a later version: not ours to read.
-            _ => {}
-        }
-    }
-    let mut ck = ck.ok_or(CheckpointError::NoCut)?;
-    let dir = ck.cut.dir;
-    let at = |(segment, offset): (u32, u32)| SpoolRef { dir, segment, offset };
-    ck.records = records
-        .into_iter()
-        .map(|(p, kind, recipients)| HeldRecord { at: at(p), kind, recipients, envelope: None })
+/// What `view` holds, its envelopes copied into an arena of their own, or,
+/// with `file` (the bytes `view` reads), each naming its place in `file`.
+fn summary(view: &View<'_>, file: Option<&[u8]>) -> Checkpoint {
+    let mut ck = Checkpoint { last_queue_id: view.last_queue_id, ..Checkpoint::empty(view.cut) };
+    ck.records = view
+        .records()
+        .map(|r| HeldRecord { at: r.at, kind: r.kind, recipients: r.recipients, envelope: None })
         .collect();
-    ck.tombstones =
-        tombstones.into_iter().map(|(p, target, recipient)| HeldTombstone { at: at(p), target, recipient }).collect();
-    ck.states = states
-        .into_iter()
-        .map(|(p, target, recipient, seq)| HeldState { at: at(p), target, recipient, seq, content: None })
-        .collect();
-    if let Some(value) = envelopes {
-        // Where the section starts in `bytes` (it is a subslice of it).
-        let base = value.as_ptr() as usize - bytes.as_ptr() as usize;
-        read_envelopes(value, (!copy).then_some(base), &mut ck)?;
+    if file.is_none() {
+        ck.envelope_bytes.reserve_exact(view.envelope_section_len());
     }
-    if let Some(value) = contents {
-        read_state_contents(value, &mut ck.states)?;
-    }
-    Ok(ck)
-}
-
-/// Section 5 into `ck`'s records, and their envelopes copied into its
-/// envelope bytes; or, with `in_file` (where `value` starts in the file),
-/// each record naming its envelope's place in the file. Entries come in
-/// the records' order (as [`encode`] writes them), each naming its record
-/// by place.
-fn read_envelopes(value: &[u8], in_file: Option<usize>, ck: &mut Checkpoint) -> Result<(), CheckpointError> {
-    let bad = || CheckpointError::Malformed { tag: TAG_ENVELOPES };
-    let mut arena = Vec::with_capacity(if in_file.is_some() { 0 } else { value.len() });
-    let mut records = ck.records.iter_mut();
-    let mut r = Reader(value);
-    while !r.0.is_empty() {
-        let (segment, offset) = r.place_raw().ok_or_else(bad)?;
-        let body_len = r.u64().ok_or_else(bad)?;
-        let len = r.u32().ok_or_else(bad)?;
-        let start = value.len() - r.0.len();
-        let bytes = r.0.get(..len as usize).ok_or_else(bad)?;
-        r.0 = &r.0[len as usize..];
-        let rec = records.find(|rec| (rec.at.segment, rec.at.offset) == (segment, offset)).ok_or_else(bad)?;
-        let start = match in_file {
-            Some(base) => base + start,
+    for (i, e) in view.envelopes() {
+        let start = match file {
+            // `e.bytes` is a subslice of `file`.
+            Some(file) => e.bytes.as_ptr() as usize - file.as_ptr() as usize,
             None => {
-                arena.extend_from_slice(bytes);
-                arena.len() - bytes.len()
+                ck.envelope_bytes.extend_from_slice(e.bytes);
+                ck.envelope_bytes.len() - e.bytes.len()
             }
         };
-        rec.envelope = Some(EnvelopeAt { start, len, body_len });
+        ck.records[i].envelope = Some(EnvelopeAt { start, len: e.bytes.len() as u32, body_len: e.body_len });
     }
-    ck.envelope_bytes = arena;
-    Ok(())
+    ck.tombstones = view.tombstones().collect();
+    // One shared text per last error, as the file has one per table entry.
+    let table: Vec<Arc<str>> = (1..=view.table_len() as u32).map(|i| Arc::from(view.error_text(i))).collect();
+    let none: Arc<str> = Arc::from("");
+    let text = |error: u32| error.checked_sub(1).map_or(&none, |i| &table[i as usize]).clone();
+    ck.states = view
+        .states()
+        .enumerate()
+        .map(|(i, s)| {
+            let content = view.content(i).map(|c| StateContent {
+                attempts: c.attempts,
+                next_attempt_ms: c.next_attempt_ms,
+                warned: c.warned,
+                held: c.held,
+                last_error: text(c.error),
+            });
+            HeldState { content, ..s }
+        })
+        .collect();
+    ck
 }
 
 fn put_state_contents(body: &mut Vec<u8>, states: &[HeldState]) {
@@ -467,45 +420,6 @@ fn put_state_contents(body: &mut Vec<u8>, states: &[HeldState]) {
     });
 }
 
-/// Section 6 into `states` (one entry per state, in order).
-fn read_state_contents(value: &[u8], states: &mut [HeldState]) -> Result<(), CheckpointError> {
-    let bad = || CheckpointError::Malformed { tag: TAG_STATE_CONTENTS };
-    let mut r = Reader(value);
-    let count = r.u32().ok_or_else(bad)? as usize;
-    let mut table: Vec<Arc<str>> = Vec::with_capacity(count.min(value.len() / 2));
-    for _ in 0..count {
-        let len = usize::from(r.u16().ok_or_else(bad)?);
-        let bytes = r.0.get(..len).ok_or_else(bad)?;
-        r.0 = &r.0[len..];
-        table.push(Arc::from(std::str::from_utf8(bytes).map_err(|_| bad())?));
-    }
-    if r.0.len() != states.len() * CONTENT_LEN {
-        return Err(bad());
-    }
-    let none: Arc<str> = Arc::from("");
-    for s in states.iter_mut() {
-        let flags = r.u8().ok_or_else(bad)?;
-        let attempts = r.u32().ok_or_else(bad)?;
-        let next_attempt_ms = r.u64().ok_or_else(bad)?;
-        let error = r.u32().ok_or_else(bad)? as usize;
-        if flags & HAS_CONTENT == 0 {
-            continue;
-        }
-        let last_error = match error {
-            0 => none.clone(),
-            i => table.get(i - 1).ok_or_else(bad)?.clone(),
-        };
-        s.content = Some(StateContent {
-            attempts,
-            next_attempt_ms,
-            warned: flags & WARNED != 0,
-            held: flags & HELD != 0,
-            last_error,
-        });
-    }
-    Ok(())
-}
-
 fn section(body: &mut Vec<u8>, tag: u16, len: usize, fill: impl FnOnce(&mut Vec<u8>)) {
     body.extend_from_slice(&tag.to_le_bytes());
     body.extend_from_slice(&(len as u32).to_le_bytes());
@@ -534,19 +448,6 @@ pub(super) fn split_section(bytes: &[u8]) -> Result<(u16, &[u8], &[u8]), Checkpo
         return Err(CheckpointError::Malformed { tag });
     }
     Ok((tag, &rest[..len], &rest[len..]))
-}
-
-/// Fixed-size entries of a list section.
-fn entries<T>(
-    value: &[u8],
-    size: usize,
-    tag: u16,
-    one: impl Fn(&mut Reader<'_>) -> Option<T>,
-) -> Result<Vec<T>, CheckpointError> {
-    if !value.len().is_multiple_of(size) {
-        return Err(CheckpointError::Malformed { tag });
-    }
-    value.chunks_exact(size).map(|c| one(&mut Reader(c)).ok_or(CheckpointError::Malformed { tag })).collect()
 }
 
 /// Little-endian reads off the front of a slice.

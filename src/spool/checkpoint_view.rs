@@ -10,18 +10,18 @@
 //! message at 10 M against the 128 of issue 13). Read in place from a map
 //! of the file, the previous checkpoint costs the roll a flag per entry.
 //!
-//! [`View::parse`] checks everything [`decode`](super::checkpoint::decode)
-//! checks (head, crc, version, every section's shape), and also that the
-//! records and states are in the order the writer puts them (by place),
-//! which lets a record be found by binary search.
+//! It is the one reader of the format: [`decode`](super::checkpoint::decode)
+//! builds the whole summary from a view. [`View::parse`] checks the head,
+//! crc, version and every section's shape, and also that the records and
+//! states are in the order the writer puts them (by place), which lets a
+//! record be found by binary search.
 
 use super::checkpoint::{
-    checked_body, split_section, CheckpointError, Held, HeldState, HeldTombstone, Reader, StateContent, CONTENT_LEN,
+    checked_body, split_section, CheckpointError, Held, HeldState, HeldTombstone, Reader, CONTENT_LEN,
     ENVELOPE_HEAD_LEN, HAS_CONTENT, HELD, RECORD_LEN, STATE_LEN, TAG_CUT, TAG_ENVELOPES, TAG_RECORDS, TAG_STATES,
     TAG_STATE_CONTENTS, TAG_TOMBSTONES, TOMBSTONE_LEN, WARNED,
 };
 use super::ids::{QueueId, SpoolRef};
-use std::sync::Arc;
 
 /// A checked checkpoint file, its entries read from the file's bytes.
 pub struct View<'a> {
@@ -205,27 +205,33 @@ impl<'a> View<'a> {
         self.table.len()
     }
 
-    /// `raw` as a [`StateContent`] (its error text copied).
-    pub fn state_content(&self, raw: RawContent) -> StateContent {
-        StateContent {
-            attempts: raw.attempts,
-            next_attempt_ms: raw.next_attempt_ms,
-            warned: raw.warned,
-            held: raw.held,
-            last_error: Arc::from(self.error_text(raw.error)),
-        }
-    }
-
     /// The envelopes, in their records' order, each with the index of its
     /// record.
     pub fn envelopes(&self) -> impl Iterator<Item = (usize, ViewEnvelope<'a>)> + '_ {
+        self.walk_envelopes().map_while(Result::ok)
+    }
+
+    /// How many bytes section 5 (the envelopes, with their heads) takes.
+    pub fn envelope_section_len(&self) -> usize {
+        self.envelopes.len()
+    }
+
+    /// Section 5 entry by entry, each matched to its record, the records
+    /// taken in order; an entry that does not read or names no later
+    /// record gives an error and ends the walk.
+    fn walk_envelopes(&self) -> impl Iterator<Item = Result<(usize, ViewEnvelope<'a>), CheckpointError>> + '_ {
         let mut r = Reader(self.envelopes);
         let mut next_record = 0;
         std::iter::from_fn(move || {
-            let envelope = read_envelope(&mut r, self.cut.dir)?;
-            let i = (next_record..self.record_count()).find(|&i| self.record(i).at == envelope.at)?;
-            next_record = i + 1;
-            Some((i, envelope))
+            if r.0.is_empty() || next_record > self.record_count() {
+                return None;
+            }
+            let found = read_envelope(&mut r, self.cut.dir).and_then(|envelope| {
+                let i = (next_record..self.record_count()).find(|&i| self.record(i).at == envelope.at)?;
+                Some((i, envelope))
+            });
+            next_record = found.as_ref().map_or(usize::MAX, |(i, _)| i + 1);
+            Some(found.ok_or(CheckpointError::Malformed { tag: TAG_ENVELOPES }))
         })
     }
 
@@ -271,14 +277,8 @@ impl<'a> View<'a> {
             }
             last = Some(key);
         }
-        let mut r = Reader(self.envelopes);
-        let mut next_record = 0;
-        while !r.0.is_empty() {
-            let envelope = read_envelope(&mut r, self.cut.dir).ok_or(malformed(TAG_ENVELOPES))?;
-            let i = (next_record..self.record_count())
-                .find(|&i| self.record(i).at == envelope.at)
-                .ok_or(malformed(TAG_ENVELOPES))?;
-            next_record = i + 1;
+        for envelope in self.walk_envelopes() {
+            envelope?;
         }
         if let Some(contents) = self.contents {
             if contents.len() != self.state_count() * CONTENT_LEN {
