@@ -65,6 +65,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use memmap2::Mmap;
+
 use super::checkpoint_view::View;
 use super::ids::{QueueId, SpoolRef};
 
@@ -190,7 +192,55 @@ pub struct Checkpoint {
     /// Where the envelopes of `records` are (each names its bytes here):
     /// back to back in their order, or, read by [`decode_owned`], the
     /// whole file.
-    pub envelope_bytes: Vec<u8>,
+    pub envelope_bytes: EnvelopeBytes,
+}
+
+/// The bytes a checkpoint's envelopes are read from: an arena of their
+/// own, or the checkpoint file itself, as read or mapped. Mapped, a
+/// restart does not copy the file into memory (about 800 MB per directory
+/// at 10 M queued): its pages are the page cache's, read as recovery and
+/// the queue's adoption reach them, and given back under pressure.
+#[derive(Clone)]
+pub enum EnvelopeBytes {
+    Owned(Vec<u8>),
+    /// A checkpoint file is never written in place (see `checkpoint_roll`),
+    /// so a map of one stays as it was read.
+    Mapped(Arc<Mmap>),
+}
+
+impl Default for EnvelopeBytes {
+    fn default() -> EnvelopeBytes {
+        EnvelopeBytes::Owned(Vec::new())
+    }
+}
+
+impl From<Vec<u8>> for EnvelopeBytes {
+    fn from(bytes: Vec<u8>) -> EnvelopeBytes {
+        EnvelopeBytes::Owned(bytes)
+    }
+}
+
+impl From<Mmap> for EnvelopeBytes {
+    fn from(map: Mmap) -> EnvelopeBytes {
+        EnvelopeBytes::Mapped(Arc::new(map))
+    }
+}
+
+impl std::ops::Deref for EnvelopeBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            EnvelopeBytes::Owned(bytes) => bytes,
+            EnvelopeBytes::Mapped(map) => map,
+        }
+    }
+}
+
+impl std::fmt::Debug for EnvelopeBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if matches!(self, EnvelopeBytes::Mapped(_)) { "mapped" } else { "owned" };
+        write!(f, "EnvelopeBytes({} bytes, {kind})", self.len())
+    }
 }
 
 impl PartialEq for Checkpoint {
@@ -219,7 +269,7 @@ impl Checkpoint {
             records: Vec::new(),
             tombstones: Vec::new(),
             states: Vec::new(),
-            envelope_bytes: Vec::new(),
+            envelope_bytes: EnvelopeBytes::default(),
         }
     }
 
@@ -332,10 +382,11 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
     Ok(summary(&View::parse(bytes)?, None))
 }
 
-/// [`decode`], keeping the file's bytes as the checkpoint's envelope bytes
-/// instead of copying each envelope out of them (at a large backlog the
-/// envelopes are most of a checkpoint's hundred megabytes).
-pub fn decode_owned(bytes: Vec<u8>) -> Result<Checkpoint, CheckpointError> {
+/// [`decode`], keeping the file's bytes (read or mapped) as the
+/// checkpoint's envelope bytes instead of copying each envelope out of them
+/// (at a large backlog the envelopes are most of a checkpoint).
+pub fn decode_owned(bytes: impl Into<EnvelopeBytes>) -> Result<Checkpoint, CheckpointError> {
+    let bytes = bytes.into();
     let mut ck = summary(&View::parse(&bytes)?, Some(&bytes));
     ck.envelope_bytes = bytes;
     Ok(ck)
@@ -349,20 +400,19 @@ fn summary(view: &View<'_>, file: Option<&[u8]>) -> Checkpoint {
         .records()
         .map(|r| HeldRecord { at: r.at, kind: r.kind, recipients: r.recipients, envelope: None })
         .collect();
-    if file.is_none() {
-        ck.envelope_bytes.reserve_exact(view.envelope_section_len());
-    }
+    let mut arena = Vec::with_capacity(if file.is_none() { view.envelope_section_len() } else { 0 });
     for (i, e) in view.envelopes() {
         let start = match file {
             // `e.bytes` is a subslice of `file`.
             Some(file) => e.bytes.as_ptr() as usize - file.as_ptr() as usize,
             None => {
-                ck.envelope_bytes.extend_from_slice(e.bytes);
-                ck.envelope_bytes.len() - e.bytes.len()
+                arena.extend_from_slice(e.bytes);
+                arena.len() - e.bytes.len()
             }
         };
         ck.records[i].envelope = Some(EnvelopeAt { start, len: e.bytes.len() as u32, body_len: e.body_len });
     }
+    ck.envelope_bytes = arena.into();
     ck.tombstones = view.tombstones().collect();
     // One shared text per last error, as the file has one per table entry.
     let table: Vec<Arc<str>> = (1..=view.table_len() as u32).map(|i| Arc::from(view.error_text(i))).collect();

@@ -404,18 +404,14 @@ impl Plan<'_> {
     }
 }
 
-/// Reads directory `dir`'s checkpoint under `root`: None if there is none,
-/// Err if it is damaged or not this version's (the caller then does
-/// without).
+/// Reads directory `dir`'s checkpoint under `root`, in place from a map of
+/// the file: None if there is none, Err if it is damaged or not this
+/// version's (the caller then does without).
 pub fn load(root: &Path, dir: u16) -> Result<Option<Checkpoint>, checkpoint::CheckpointError> {
-    match std::fs::read(checkpoint_path(root, dir)) {
-        Ok(bytes) => {
-            let ck = checkpoint::decode_owned(bytes)?;
-            // A file copied into the wrong directory is not this one's.
-            Ok((ck.cut.dir == dir).then_some(ck))
-        }
-        Err(_) => Ok(None),
-    }
+    let Some(map) = map_file(&checkpoint_path(root, dir)) else { return Ok(None) };
+    let ck = checkpoint::decode_owned(map)?;
+    // A file copied into the wrong directory is not this one's.
+    Ok((ck.cut.dir == dir).then_some(ck))
 }
 
 /// What [`take`] wrote.

@@ -10,9 +10,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::checkpoint::{
-    self, Checkpoint, CheckpointError, EnvelopeAt, Held, HeldRecord, HeldState, HeldTombstone, StateContent,
+    self, Checkpoint, CheckpointError, EnvelopeAt, EnvelopeBytes, Held, HeldRecord, HeldState, HeldTombstone,
+    StateContent,
 };
-use super::checkpoint_roll::roll;
+use super::checkpoint_roll::{self, roll};
 use super::envelope_view::RouteView;
 use super::ids::{QueueId, SegmentKey, SpoolRef};
 use super::payload::{RecipientEntry, Route};
@@ -75,7 +76,7 @@ pub(super) fn sample() -> Checkpoint {
                 }),
             },
         ],
-        envelope_bytes: b"hellohi".to_vec(),
+        envelope_bytes: b"hellohi".to_vec().into(),
     }
 }
 
@@ -355,6 +356,33 @@ fn held_messages_read_in_place_equal_a_full_scan() {
         assert_eq!(summary(&r), summary(&full), "seed {seed}");
     }
     assert!(held > 1000 && several_shares > 100, "held {held}, with several domains {several_shares}");
+}
+
+/// A directory's checkpoint file is read in place from a map of it (not
+/// copied into memory); a missing file is no checkpoint, a damaged one or
+/// one of another directory is not used.
+#[test]
+fn load_maps_the_file_and_refuses_what_is_not_this_directorys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let ck = sample();
+    let dir = ck.cut.dir;
+    assert!(checkpoint_roll::load(root, dir).unwrap().is_none(), "no file: no checkpoint");
+    let path = checkpoint_roll::checkpoint_path(root, dir);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let bytes = checkpoint::encode(&ck);
+    std::fs::write(&path, &bytes).unwrap();
+    let loaded = checkpoint_roll::load(root, dir).unwrap().unwrap();
+    assert!(matches!(loaded.envelope_bytes, EnvelopeBytes::Mapped(_)), "{:?}", loaded.envelope_bytes);
+    assert_eq!(loaded, ck);
+    let other = checkpoint_roll::checkpoint_path(root, dir + 1);
+    std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+    std::fs::write(&other, &bytes).unwrap();
+    assert!(checkpoint_roll::load(root, dir + 1).unwrap().is_none(), "another directory's file was used");
+    std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+    assert!(checkpoint_roll::load(root, dir).is_err(), "a torn file was used");
+    std::fs::write(&path, b"").unwrap();
+    assert!(checkpoint_roll::load(root, dir).is_err(), "an empty file was used");
 }
 
 /// A checkpoint read with [`checkpoint::decode_owned`] (its envelopes left

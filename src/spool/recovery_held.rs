@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use super::checkpoint::StateContent;
+use super::checkpoint::{EnvelopeBytes, StateContent};
 use super::envelope_view::EnvelopeView;
 use super::ids::SpoolRef;
 use super::payload::{decode_message, RecipientState};
@@ -87,14 +87,14 @@ pub struct HeldMessages {
     /// order.
     pub states: Vec<LiveState>,
     /// Per directory, the envelope bytes of its checkpoint.
-    envelopes: BTreeMap<u16, Vec<u8>>,
+    envelopes: BTreeMap<u16, EnvelopeBytes>,
 }
 
 impl HeldMessages {
     pub(super) fn new(
         messages: Vec<HeldMessage>,
         states: Vec<LiveState>,
-        envelopes: BTreeMap<u16, Vec<u8>>,
+        envelopes: BTreeMap<u16, EnvelopeBytes>,
     ) -> HeldMessages {
         HeldMessages { messages, states, envelopes }
     }
