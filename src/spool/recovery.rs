@@ -251,13 +251,13 @@ pub fn recover_with_checkpoints<'a>(
 /// result into [`recover_with_checkpoints`]'s.
 pub fn recover_held<'a>(
     images: impl IntoIterator<Item = SegmentImage<'a>>,
-    checkpoints: BTreeMap<u16, Checkpoint>,
+    mut checkpoints: BTreeMap<u16, Checkpoint>,
     scanned: &mut dyn FnMut(SegmentImage<'_>),
 ) -> Result<Recovered, SpoolError> {
     let images: BTreeMap<SegmentKey, &[u8]> = images.into_iter().map(|i| (i.key, i.bytes)).collect();
     let mut out = Recovered::default();
     let mut fold = Fold::default();
-    for ck in checkpoints.values() {
+    for ck in checkpoints.values_mut() {
         check_cut(ck, &images)?;
         hold(ck, &mut fold, &mut out.last_queue_ids);
     }

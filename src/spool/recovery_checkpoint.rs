@@ -99,22 +99,26 @@ pub(super) fn check_cut(ck: &Checkpoint, images: &BTreeMap<SegmentKey, &[u8]>) -
     }
 }
 
-/// What `ck` holds, into the fold.
-pub(super) fn hold(ck: &Checkpoint, fold: &mut Fold, last_queue_ids: &mut BTreeMap<u16, QueueId>) {
+/// What `ck` holds, into the fold. Its records, tombstones and states are
+/// moved out (freed as they go in, not held twice through the rest of
+/// recovery): only its cut and envelope bytes stay.
+pub(super) fn hold(ck: &mut Checkpoint, fold: &mut Fold, last_queue_ids: &mut BTreeMap<u16, QueueId>) {
     if let Some(id) = ck.last_queue_id {
         note_queue_id(last_queue_ids, ck.cut.dir, id);
     }
-    fold.found.reserve(ck.records.len());
-    fold.states.reserve(ck.states.len());
-    for r in &ck.records {
+    let records = std::mem::take(&mut ck.records);
+    fold.found.reserve(records.len());
+    for r in records {
         match r.kind {
-            Held::Message | Held::Moved => fold.found.push(Found::Held(*r)),
+            Held::Message | Held::Moved => fold.found.push(Found::Held(r)),
             Held::Suppression => fold.suppressions.push(FoundSuppression::Held(r.at)),
         }
     }
-    fold.tombstones.extend(ck.tombstones.iter().map(|t| (t.at, t.target, t.recipient)));
-    for s in &ck.states {
-        keep_latest(&mut fold.states, (s.target, s.recipient), s.at, s.seq, FoundState::Held(s.content.clone()));
+    fold.tombstones.extend(std::mem::take(&mut ck.tombstones).into_iter().map(|t| (t.at, t.target, t.recipient)));
+    let states = std::mem::take(&mut ck.states);
+    fold.states.reserve(states.len());
+    for s in states {
+        keep_latest(&mut fold.states, (s.target, s.recipient), s.at, s.seq, FoundState::Held(s.content));
     }
 }
 
