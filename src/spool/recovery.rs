@@ -20,7 +20,7 @@
 //! writer and this reader disagree about the format.
 
 use std::collections::hash_map::Entry;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -38,7 +38,7 @@ use super::payload::{
     RecipientEntry, RecipientState,
 };
 use super::record::{end_of_nonzero, parse_at, scan_segment_from, BadRecord, Parsed, RecordKind, ScanEnd};
-use super::recovery_checkpoint::{check_cut, forget_gone, hold, Fold, Found, FoundState, FoundSuppression, States};
+use super::recovery_checkpoint::{check_cut, forget_gone, hold, Fold, Found, FoundSuppression, States};
 use super::recovery_held::{held_message, HeldMessages, LiveRecipients, LiveState};
 use super::suppression::{decode_suppression, SuppressionRecord};
 use super::writer::Tail;
@@ -297,10 +297,9 @@ pub fn recover_held<'a>(
     }
     // The latest states a scan found: their segments wait for a checkpoint
     // that holds them before they are reclaimed.
-    for (at, _, s) in fold.states.values() {
-        if s.scanned() {
-            out.ledger.state_written(at.segment_key());
-        }
+    fold.states.resolve();
+    for (at, _, _) in fold.states.scanned.values() {
+        out.ledger.state_written(at.segment_key());
     }
     finish(fold, &images, checkpoints, out)
 }
@@ -344,7 +343,7 @@ fn scan_into(key: SegmentKey, bytes: &[u8], from: u32, out: &mut Recovered, fold
             }
             RecordKind::RecipientState => {
                 let s = decode_recipient_state(payload).map_err(undecodable)?;
-                keep_latest(&mut fold.states, (s.target, s.recipient), at, s.seq, FoundState::Scanned(s));
+                fold.states.scanned(at, s);
             }
             RecordKind::Moved => {
                 let moved = decode_moved(payload).map_err(undecodable)?;
@@ -486,21 +485,25 @@ fn live_states<'a>(
     ledger: &Ledger,
     read: impl Fn(SpoolRef) -> Option<(RecordKind, &'a [u8])>,
 ) -> Vec<LiveState> {
-    let mut out = Vec::with_capacity(states.len());
-    for ((target, recipient), (at, seq, s)) in states {
-        if ledger.is_final(target, recipient) {
+    let mut out = Vec::with_capacity(states.held.len() + states.scanned.len());
+    for h in states.held {
+        if ledger.is_final(h.target, h.recipient) {
             continue;
         }
-        let content = match s {
-            FoundState::Scanned(s) => content_of(s),
-            FoundState::Held(Some(c)) => c,
+        let content = match h.content {
+            Some(c) => c,
             // Advisory: one that does not read back means an earlier retry.
-            FoundState::Held(None) => match read(at).and_then(|(_, p)| decode_recipient_state(p).ok()) {
+            None => match read(h.at).and_then(|(_, p)| decode_recipient_state(p).ok()) {
                 Some(s) => content_of(s),
                 None => continue,
             },
         };
-        out.push(LiveState { target, recipient, seq, content });
+        out.push(LiveState { target: h.target, recipient: h.recipient, seq: h.seq, content });
+    }
+    for ((target, recipient), (_, seq, s)) in states.scanned {
+        if !ledger.is_final(target, recipient) {
+            out.push(LiveState { target, recipient, seq, content: content_of(s) });
+        }
     }
     out.sort_unstable_by_key(|s| (s.target, s.recipient));
     out
@@ -524,7 +527,13 @@ fn held_envelope<'a>(checkpoints: &'a BTreeMap<u16, Checkpoint>, h: &HeldRecord)
 /// one kept so far: a higher `seq`, or an equal one written later in
 /// (dir, segment, offset) order. Not the order records are found in, so the
 /// rule does not depend on how images are iterated.
-pub(super) fn keep_latest(states: &mut States, key: (SpoolRef, u16), at: SpoolRef, seq: u64, s: FoundState) {
+pub(super) fn keep_latest<S, H: std::hash::BuildHasher>(
+    states: &mut HashMap<(SpoolRef, u16), (SpoolRef, u64, S), H>,
+    key: (SpoolRef, u16),
+    at: SpoolRef,
+    seq: u64,
+    s: S,
+) {
     match states.entry(key) {
         Entry::Occupied(mut kept) => {
             let (kept_at, kept_seq, _) = kept.get();

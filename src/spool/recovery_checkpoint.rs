@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rustc_hash::FxBuildHasher;
 
-use super::checkpoint::{Checkpoint, Held, HeldRecord, StateContent};
+use super::checkpoint::{Checkpoint, Held, HeldRecord, HeldState};
 use super::error::SpoolError;
 use super::ids::{QueueId, SegmentKey, SpoolRef};
 use super::ledger::Ledger;
@@ -55,26 +55,52 @@ impl FoundSuppression {
     }
 }
 
-/// A recipient state found by a scan, or held by a checkpoint (with what
-/// it says, or read back if its recipient is live).
-pub(super) enum FoundState {
-    Scanned(RecipientState),
-    Held(Option<StateContent>),
+/// The latest recipient state per (target, recipient), once
+/// [`resolve`](States::resolve)d: those checkpoints hold in a list, those
+/// scanned in a map. At a large backlog nearly all come from checkpoints:
+/// in a hash map a million of them took 220 MB (its table grows by
+/// doubling), in the list they take what the checkpoint read anyway.
+#[derive(Default)]
+pub(super) struct States {
+    /// From checkpoints, in their order: a key appears once per checkpoint
+    /// (a target's states may be held by more than one directory's).
+    pub(super) held: Vec<HeldState>,
+    /// Scanned: the latest per key (see [`keep_latest`]), where and its
+    /// seq. Hashed with rustc-hash's Fx hasher: the keys are spool places
+    /// from this server's own disk, not a peer's input.
+    pub(super) scanned: HashMap<(SpoolRef, u16), (SpoolRef, u64, RecipientState), FxBuildHasher>,
 }
 
-impl FoundState {
-    /// Whether it came from a scan (its segment then holds a state the
-    /// ledger must know of: see `Ledger::state_written`).
-    pub(super) fn scanned(&self) -> bool {
-        matches!(self, FoundState::Scanned(_))
+impl States {
+    /// A state record scanned at `at`.
+    pub(super) fn scanned(&mut self, at: SpoolRef, s: RecipientState) {
+        keep_latest(&mut self.scanned, (s.target, s.recipient), at, s.seq, s);
+    }
+
+    /// Leaves one state per key, the latest (see [`keep_latest`]): in
+    /// `held` if a checkpoint holds it, else in `scanned`.
+    pub(super) fn resolve(&mut self) {
+        let key = |s: &HeldState| (s.target, s.recipient);
+        self.held.sort_unstable_by_key(|s| (s.target, s.recipient, s.seq, s.at));
+        // Of each key's run the last is the latest: keep that one.
+        self.held.dedup_by(|later, kept| {
+            let same = key(later) == key(kept);
+            if same {
+                std::mem::swap(later, kept);
+            }
+            same
+        });
+        let scanned = &mut self.scanned;
+        self.held.retain(|h| match scanned.get(&key(h)) {
+            Some(&(at, seq, _)) if (seq, at) > (h.seq, h.at) => false,
+            Some(_) => {
+                scanned.remove(&key(h));
+                true
+            }
+            None => true,
+        });
     }
 }
-
-/// Latest state per (target, recipient): where it is, its seq, and it.
-/// Hashed with rustc-hash's Fx hasher: the keys are spool places from this
-/// server's own disk, not a peer's input, and SipHash cost several per cent
-/// of recovery's CPU at 1 M.
-pub(super) type States = HashMap<(SpoolRef, u16), (SpoolRef, u64, FoundState), FxBuildHasher>;
 
 /// Everything found so far, before tombstones are applied.
 #[derive(Default)]
@@ -116,9 +142,10 @@ pub(super) fn hold(ck: &mut Checkpoint, fold: &mut Fold, last_queue_ids: &mut BT
     }
     fold.tombstones.extend(std::mem::take(&mut ck.tombstones).into_iter().map(|t| (t.at, t.target, t.recipient)));
     let states = std::mem::take(&mut ck.states);
-    fold.states.reserve(states.len());
-    for s in states {
-        keep_latest(&mut fold.states, (s.target, s.recipient), s.at, s.seq, FoundState::Held(s.content));
+    if fold.states.held.is_empty() {
+        fold.states.held = states;
+    } else {
+        fold.states.held.extend(states);
     }
 }
 

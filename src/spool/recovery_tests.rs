@@ -411,3 +411,35 @@ fn a_compaction_copy_of_a_suppression_supersedes_its_old_place() {
     assert_eq!(r.suppressions.iter().map(|s| s.at).collect::<Vec<_>>(), [new]);
     assert_eq!(r.reclaimable, [seg(0, 0)], "the old copy's segment may go");
 }
+
+/// The latest state per recipient wins, wherever it was found: held by
+/// one of several checkpoints (a recipient's states may lie in more than
+/// one directory) or scanned after a cut; a later held one beats an
+/// earlier scanned one and the other way round.
+#[test]
+fn resolved_states_keep_the_latest_per_recipient() {
+    use super::checkpoint::HeldState;
+    use super::recovery_checkpoint::States;
+    let target = |segment| SpoolRef { dir: 0, segment, offset: 0 };
+    let at = |dir, offset| SpoolRef { dir, segment: 9, offset };
+    let held = |place: SpoolRef, t: SpoolRef, seq| HeldState { at: place, target: t, recipient: 0, seq, content: None };
+    // Target 1: held twice (dirs 0 and 1), the later (seq 5) in dir 0.
+    // Target 2: held at seq 3, scanned at seq 4: the scanned one wins.
+    // Target 3: held at seq 7, scanned at seq 6 (an earlier one): held wins.
+    // Target 4: scanned only, twice: the higher seq wins.
+    let mut states = States {
+        held: vec![held(at(0, 8), target(1), 5), held(at(0, 16), target(2), 3), held(at(0, 24), target(3), 7)],
+        ..States::default()
+    };
+    states.held.push(held(at(1, 8), target(1), 4));
+    states.scanned(at(1, 64), state(target(2), 0, 4, 2, 0));
+    states.scanned(at(1, 72), state(target(3), 0, 6, 1, 0));
+    states.scanned(at(1, 80), state(target(4), 0, 2, 1, 0));
+    states.scanned(at(1, 88), state(target(4), 0, 1, 1, 0));
+    states.resolve();
+    let held: Vec<_> = states.held.iter().map(|h| (h.target, h.seq, h.at)).collect();
+    assert_eq!(held, [(target(1), 5, at(0, 8)), (target(3), 7, at(0, 24))]);
+    let mut scanned: Vec<_> = states.scanned.iter().map(|(k, v)| (k.0, v.1, v.0)).collect();
+    scanned.sort();
+    assert_eq!(scanned, [(target(2), 4, at(1, 64)), (target(4), 2, at(1, 80))]);
+}
