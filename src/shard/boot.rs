@@ -2,15 +2,18 @@
 //! spool, hand every live record to its owning core, start one pinned
 //! executor per core and bind the listeners on each (SO_REUSEPORT spreads
 //! connections), then drop root (`run_as`) before any client is served.
+//! The spool behind the cores is recovered on a thread of its own (see
+//! `recovery`); reloads and stop signals are handled by the control
+//! threads (see `control`).
 
-use super::recovery::{Adoption, Recovery};
+use super::control::{file_stamp, load_shaping, spawn_signal_handler, spawn_users_watcher, Feeds, Reload};
+use super::recovery::{log_spool_damage, spawn_recovery, Adoption, RecoverBehind, Recovery};
 use super::{Mesh, Shard, ShardMsg};
 use crate::auth::{UserDb, UsersError};
 use crate::config::Config;
 use crate::http::Tokens;
 use crate::mailbox::MailboxIndex;
 use crate::net::{self, Protocol};
-use crate::outbound::shaping::Shaping;
 use crate::outbound::sites::Sites;
 use crate::queue::QueueShard;
 use crate::sender_auth::{Signers, Verifier};
@@ -22,9 +25,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// Why the server could not start. Each names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -69,17 +71,6 @@ struct CoreInit {
     adoption: crossbeam_channel::Receiver<Adoption>,
 }
 
-/// The sending ends the control threads (SIGHUP, the users watcher) hold
-/// for each core.
-#[derive(Clone)]
-struct Feeds {
-    users: Vec<crossbeam_channel::Sender<Arc<UserDb>>>,
-    tls: Vec<crossbeam_channel::Sender<Arc<rustls::ServerConfig>>>,
-    config: Vec<crossbeam_channel::Sender<Arc<Config>>>,
-    dkim: Vec<crossbeam_channel::Sender<Arc<Signers>>>,
-    tokens: Vec<crossbeam_channel::Sender<Arc<Tokens>>>,
-}
-
 /// The receiving ends, moved into one core.
 struct Updates {
     users: crossbeam_channel::Receiver<Arc<UserDb>>,
@@ -91,9 +82,9 @@ struct Updates {
 
 /// Shared by the signal thread and every core for a graceful stop.
 #[derive(Clone, Default)]
-struct Lifecycle {
+pub(super) struct Lifecycle {
     /// Raised by SIGTERM/SIGINT.
-    stopping: Arc<AtomicBool>,
+    pub(super) stopping: Arc<AtomicBool>,
     /// Cores that have drained their sessions; each waits for all before
     /// exiting, so no core's peer vanishes under a finishing session.
     drained: Arc<AtomicUsize>,
@@ -320,87 +311,6 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
     Ok(())
 }
 
-/// What the recovery thread needs.
-struct RecoverBehind {
-    root: PathBuf,
-    boundaries: spool::phased::Boundaries,
-    /// Damage phase 1 found and logged in the segments it read (phase 2
-    /// reads them again: logged once).
-    reported: Vec<spool::DamagedRecord>,
-    relay: crate::config::Relay,
-    shared: Arc<super::recovery::Shared>,
-    /// One per core, in core order.
-    adoptions: Vec<crossbeam_channel::Sender<Adoption>>,
-    stopping: Arc<AtomicBool>,
-}
-
-/// What recovery found wrong in the spool: torn tails it cut (a crash
-/// interrupted their writes, so they were never acknowledged) and damage in
-/// the middle of a segment it passed over (whatever record was there is
-/// lost, possibly acknowledged mail: an error for the operator).
-fn log_spool_damage(torn: &[spool::TornRecord], damaged: &[spool::DamagedRecord]) {
-    for t in torn {
-        tracing::warn!(dir = t.dir, segment = t.segment, offset = t.offset, reason = %t.reason, "cut torn spool tail (never acknowledged)");
-    }
-    for d in damaged {
-        tracing::error!(
-            dir = d.dir,
-            segment = d.segment,
-            offset = d.offset,
-            bytes = d.len,
-            reason = %d.reason,
-            "spool record damaged: passed over, the records after it kept"
-        );
-    }
-}
-
-/// Phase 2 of recovery on its own thread: read the spool behind the
-/// serving cores, delete what died before the restart, and hand each core
-/// its part. On failure (a record this version cannot read) the server
-/// stops, and [`run`] returns the error: cutting data it cannot read would
-/// destroy mail. The returned slot holds that error.
-fn spawn_recovery(job: RecoverBehind) -> Arc<Mutex<Option<spool::SpoolError>>> {
-    let failed = Arc::new(Mutex::new(None));
-    let slot = failed.clone();
-    std::thread::Builder::new()
-        .name("ringmail-recovery".into())
-        .spawn(move || {
-            let started = std::time::Instant::now();
-            match spool::phased::recover_behind(&job.root, &job.boundaries, &job.shared.progress) {
-                Ok(mut recovered) => {
-                    let place = |d: &spool::DamagedRecord| (d.dir, d.segment, d.offset);
-                    recovered.damaged.retain(|d| !job.reported.iter().any(|r| place(r) == place(d)));
-                    log_spool_damage(&recovered.torn, &recovered.damaged);
-                    reclaim_at_start(&job.root, &mut recovered);
-                    let live = recovered.live_count();
-                    // The spool read (checkpoints, log, decode) apart from
-                    // the split into each core's part.
-                    let read_ms = started.elapsed().as_millis() as u64;
-                    let parts = super::distribute::distribute(recovered, job.adoptions.len(), &job.relay);
-                    let elapsed_ms = started.elapsed().as_millis() as u64;
-                    tracing::info!(messages = live, read_ms, elapsed_ms, "spool recovered");
-                    #[cfg(debug_assertions)]
-                    hold_for_tests();
-                    for (tx, part) in job.adoptions.iter().zip(parts) {
-                        let _ = tx.send(part);
-                    }
-                    // The decoded spool is gone: return its pages now,
-                    // before this thread ends and abandons them.
-                    crate::memory::give_back();
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "spool recovery failed: stopping (mail acknowledged since the start is in the spool)");
-                    if let Ok(mut f) = slot.lock() {
-                        *f = Some(e);
-                    }
-                    job.stopping.store(true, Ordering::Release);
-                }
-            }
-        })
-        .expect("spawning a thread at start-up");
-    failed
-}
-
 /// One warning when the data dir (mail, password hashes) is open to the
 /// group or everyone: ringmail makes it 0700, but an operator's mkdir or a
 /// package may not have.
@@ -414,39 +324,6 @@ fn warn_if_readable_by_others(data_dir: &std::path::Path) {
                 mode = %format!("{mode:04o}"),
                 "data_dir is readable by group or others (it holds mail and password hashes): chmod 700 it"
             );
-        }
-    }
-}
-
-/// Debug builds only: while the file `RINGMAIL_TEST_HOLD_RECOVERY` names
-/// exists, keep the recovered spool from the cores, so that tests can
-/// exercise a server serving behind a recovery that lasts.
-#[cfg(debug_assertions)]
-fn hold_for_tests() {
-    if let Some(path) = std::env::var_os("RINGMAIL_TEST_HOLD_RECOVERY").filter(|p| std::path::Path::new(p).exists()) {
-        tracing::info!(file = ?path, "holding the recovered spool while this file exists (test hook)");
-        while std::path::Path::new(&path).exists() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-/// Delete segments that died before the restart (all their mail final),
-/// before any core adopts the ledger (so none of them is ever mapped: a
-/// dead segment holds nothing to read, and no writer appends to it).
-fn reclaim_at_start(root: &std::path::Path, recovered: &mut spool::Recovered) {
-    let mut dead = std::mem::take(&mut recovered.reclaimable);
-    while let Some(key) = dead.pop() {
-        let path = spool::layout::segment_path(root, key);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {
-                tracing::debug!(segment = %key, "reclaimed dead segment");
-                dead.extend(recovered.ledger.segment_removed(key));
-                if let Some(dir) = path.parent() {
-                    let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
-                }
-            }
-            Err(e) => tracing::warn!(segment = %key, error = %e, "could not delete dead segment"),
         }
     }
 }
@@ -681,179 +558,6 @@ async fn drain(shard: &Rc<Shard>, lifecycle: &Lifecycle) {
         let _ = std::fs::remove_file(net::control::socket_path(&shard.config().data_dir));
     }
     tracing::info!(core = shard.id, "core stopped");
-}
-
-/// Reload the users file when it changes (checked every second) and send
-/// the new database to every core. A broken file keeps the old one.
-fn spawn_users_watcher(path: PathBuf, loaded: Option<FileStamp>, cores: Vec<crossbeam_channel::Sender<Arc<UserDb>>>) {
-    std::thread::Builder::new()
-        .name("ringmail-users".into())
-        .spawn(move || {
-            let mut last = loaded;
-            loop {
-                std::thread::sleep(Duration::from_secs(1));
-                let now = file_stamp(&path);
-                if now == last {
-                    continue;
-                }
-                last = now;
-                match UserDb::load(&path) {
-                    Ok(db) => {
-                        let (users, db) = (db.len(), Arc::new(db));
-                        for tx in &cores {
-                            let _ = tx.send(db.clone());
-                        }
-                        // Logged once every core can see it: a login after
-                        // this line meets the new file (tests wait for it).
-                        tracing::info!(users, file = %path.display(), "users file reloaded");
-                    }
-                    Err(e) => tracing::error!(error = %e, "users file not reloaded; keeping the previous one"),
-                }
-            }
-        })
-        .expect("spawning a thread at start-up");
-}
-
-/// The shaping rules `relay.shaping` names (none: every site on the
-/// `[relay]` defaults).
-fn load_shaping(config: &Config) -> Result<Shaping, String> {
-    match &config.relay.shaping {
-        Some(path) => Shaping::load(path),
-        None => Ok(Shaping::default()),
-    }
-}
-
-/// What SIGHUP re-reads.
-struct Reload {
-    /// The config now in force (what a reload is compared with).
-    config: Arc<Config>,
-    /// None: the embedded default, nothing to re-read.
-    path: Option<PathBuf>,
-    tls: crate::net::tls::TlsFiles,
-    /// Where the shaping rules (`relay.shaping`) are replaced.
-    sites: Arc<Sites>,
-}
-
-impl Reload {
-    /// Re-read the config, the certificate and the users file and hand
-    /// each to every core; sessions keep what they started with. A broken
-    /// file keeps the old one and the log says why.
-    fn run(&mut self, feeds: &Feeds) {
-        if let Some(path) = &self.path {
-            match Config::load(Some(path)) {
-                Ok(new) => {
-                    for what in self.config.needs_restart(&new) {
-                        tracing::warn!(
-                            setting = what,
-                            "SIGHUP: this setting changes only at restart; keeping the running value"
-                        );
-                    }
-                    match Signers::load(&new.dkim) {
-                        Ok(signers) => {
-                            let signers = Arc::new(signers);
-                            for tx in &feeds.dkim {
-                                let _ = tx.send(signers.clone());
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "SIGHUP: DKIM keys not reloaded; keeping the previous ones")
-                        }
-                    }
-                    // The path is read at start only (a new one is reported as
-                    // needing a restart above); the file itself is re-read.
-                    match load_shaping(&self.config) {
-                        Ok(rules) => {
-                            tracing::info!(rules = rules.len(), "SIGHUP: shaping rules loaded");
-                            self.sites.set_rules(rules);
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "SIGHUP: shaping rules not reloaded; keeping the previous ones")
-                        }
-                    }
-                    let new = Arc::new(self.config.with_reloadable(new));
-                    for tx in &feeds.config {
-                        let _ = tx.send(new.clone());
-                    }
-                    self.config = new;
-                    tracing::info!(file = %path.display(), "SIGHUP: config reloaded");
-                }
-                Err(e) => tracing::error!(error = %e, "SIGHUP: config not reloaded; keeping the previous one"),
-            }
-        }
-        match self.tls.load() {
-            Ok(cfg) => {
-                tracing::info!(cert = %self.tls.cert.display(), "SIGHUP: certificate reloaded");
-                for tx in &feeds.tls {
-                    let _ = tx.send(cfg.clone());
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "SIGHUP: certificate not reloaded; keeping the previous one"),
-        }
-        let users = self.config.users_path();
-        match UserDb::load(users) {
-            Ok(db) => {
-                let db = Arc::new(db);
-                for tx in &feeds.users {
-                    let _ = tx.send(db.clone());
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "SIGHUP: users file not reloaded; keeping the previous one"),
-        }
-        let path = self.config.http_tokens_path();
-        match Tokens::load(path) {
-            Ok(tokens) => {
-                let tokens = Arc::new(tokens);
-                for tx in &feeds.tokens {
-                    let _ = tx.send(tokens.clone());
-                }
-                // Logged once every core can see them (tests wait for it).
-                tracing::info!(tokens = tokens.len(), file = %path.display(), "SIGHUP: HTTP API tokens reloaded");
-            }
-            Err(e) => tracing::error!(error = %e, "SIGHUP: HTTP API tokens not reloaded; keeping the previous ones"),
-        }
-    }
-}
-
-/// SIGHUP reloads; SIGTERM or SIGINT starts a graceful stop (a second one
-/// exits at once).
-fn spawn_signal_handler(mut reload: Reload, feeds: Feeds, lifecycle: Lifecycle) {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = match signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT]) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot handle signals; reloads need a restart and SIGTERM stops without draining");
-            return;
-        }
-    };
-    std::thread::Builder::new()
-        .name("ringmail-signals".into())
-        .spawn(move || {
-            for signal in signals.forever() {
-                if signal == SIGHUP {
-                    crate::startup::notify::reloading();
-                    reload.run(&feeds);
-                    crate::startup::notify::reloaded();
-                } else if lifecycle.stopping.swap(true, Ordering::AcqRel) {
-                    tracing::warn!(signal, "second stop signal: exiting without waiting for sessions");
-                    std::process::exit(1);
-                } else {
-                    let drain = reload.config.runtime.drain_timeout;
-                    tracing::info!(signal, drain_timeout = ?drain, "stopping: no new connections; draining sessions");
-                    crate::startup::notify::stopping();
-                }
-            }
-        })
-        .expect("spawning a thread at start-up");
-}
-
-/// What tells us a file changed: modification time, size, inode (an
-/// atomic rename gives a new inode even within one mtime tick).
-type FileStamp = (SystemTime, u64, u64);
-
-fn file_stamp(p: &std::path::Path) -> Option<FileStamp> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(p).ok()?;
-    Some((m.modified().ok()?, m.len(), m.ino()))
 }
 
 /// glommio has no epoll fallback and, when io_uring is blocked, panics

@@ -17,6 +17,7 @@ mod login;
 pub use login::Login;
 mod checkpoints;
 mod compact;
+mod control;
 mod distribute;
 mod envelopes;
 pub(crate) mod intake;

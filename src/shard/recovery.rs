@@ -19,6 +19,11 @@
 //! list is rebuilt and the changes received meanwhile re-applied, mailbox
 //! entries are added (yielding every [`CHUNK`]), then queue entries (compact
 //! shares: see `distribute`).
+//!
+//! The part behind the cores runs on its own thread ([`spawn_recovery`]):
+//! it reads the spool (phase 2), logs what it found damaged, deletes the
+//! segments that died before the restart, splits the rest into each core's
+//! part and sends each core its [`Adoption`].
 
 use super::Shard;
 use crate::mailbox::MailboxEntry;
@@ -26,9 +31,11 @@ use crate::queue::Adopted;
 use crate::spool::{self, phased::Progress};
 use crate::suppression::{Suppressions, Update};
 use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long a POP3 login waits for its mailbox to be recovered before
@@ -189,5 +196,119 @@ async fn in_chunks<T>(items: impl IntoIterator<Item = T>, mut each: impl FnMut(T
             return;
         }
         glommio::yield_if_needed().await;
+    }
+}
+
+/// What the recovery thread needs.
+pub(super) struct RecoverBehind {
+    pub(super) root: PathBuf,
+    pub(super) boundaries: spool::phased::Boundaries,
+    /// Damage phase 1 found and logged in the segments it read (phase 2
+    /// reads them again: logged once).
+    pub(super) reported: Vec<spool::DamagedRecord>,
+    pub(super) relay: crate::config::Relay,
+    pub(super) shared: Arc<Shared>,
+    /// One per core, in core order.
+    pub(super) adoptions: Vec<crossbeam_channel::Sender<Adoption>>,
+    pub(super) stopping: Arc<AtomicBool>,
+}
+
+/// What recovery found wrong in the spool: torn tails it cut (a crash
+/// interrupted their writes, so they were never acknowledged) and damage in
+/// the middle of a segment it passed over (whatever record was there is
+/// lost, possibly acknowledged mail: an error for the operator).
+pub(super) fn log_spool_damage(torn: &[spool::TornRecord], damaged: &[spool::DamagedRecord]) {
+    for t in torn {
+        tracing::warn!(dir = t.dir, segment = t.segment, offset = t.offset, reason = %t.reason, "cut torn spool tail (never acknowledged)");
+    }
+    for d in damaged {
+        tracing::error!(
+            dir = d.dir,
+            segment = d.segment,
+            offset = d.offset,
+            bytes = d.len,
+            reason = %d.reason,
+            "spool record damaged: passed over, the records after it kept"
+        );
+    }
+}
+
+/// Phase 2 of recovery on its own thread: read the spool behind the
+/// serving cores, delete what died before the restart, and hand each core
+/// its part. On failure (a record this version cannot read) the server
+/// stops, and `boot::run` returns the error: cutting data it cannot read would
+/// destroy mail. The returned slot holds that error.
+pub(super) fn spawn_recovery(job: RecoverBehind) -> Arc<Mutex<Option<spool::SpoolError>>> {
+    let failed = Arc::new(Mutex::new(None));
+    let slot = failed.clone();
+    std::thread::Builder::new()
+        .name("ringmail-recovery".into())
+        .spawn(move || {
+            let started = std::time::Instant::now();
+            match spool::phased::recover_behind(&job.root, &job.boundaries, &job.shared.progress) {
+                Ok(mut recovered) => {
+                    let place = |d: &spool::DamagedRecord| (d.dir, d.segment, d.offset);
+                    recovered.damaged.retain(|d| !job.reported.iter().any(|r| place(r) == place(d)));
+                    log_spool_damage(&recovered.torn, &recovered.damaged);
+                    reclaim_at_start(&job.root, &mut recovered);
+                    let live = recovered.live_count();
+                    // The spool read (checkpoints, log, decode) apart from
+                    // the split into each core's part.
+                    let read_ms = started.elapsed().as_millis() as u64;
+                    let parts = super::distribute::distribute(recovered, job.adoptions.len(), &job.relay);
+                    let elapsed_ms = started.elapsed().as_millis() as u64;
+                    tracing::info!(messages = live, read_ms, elapsed_ms, "spool recovered");
+                    #[cfg(debug_assertions)]
+                    hold_for_tests();
+                    for (tx, part) in job.adoptions.iter().zip(parts) {
+                        let _ = tx.send(part);
+                    }
+                    // The decoded spool is gone: return its pages now,
+                    // before this thread ends and abandons them.
+                    crate::memory::give_back();
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "spool recovery failed: stopping (mail acknowledged since the start is in the spool)");
+                    if let Ok(mut f) = slot.lock() {
+                        *f = Some(e);
+                    }
+                    job.stopping.store(true, Ordering::Release);
+                }
+            }
+        })
+        .expect("spawning a thread at start-up");
+    failed
+}
+
+/// Debug builds only: while the file `RINGMAIL_TEST_HOLD_RECOVERY` names
+/// exists, keep the recovered spool from the cores, so that tests can
+/// exercise a server serving behind a recovery that lasts.
+#[cfg(debug_assertions)]
+fn hold_for_tests() {
+    if let Some(path) = std::env::var_os("RINGMAIL_TEST_HOLD_RECOVERY").filter(|p| std::path::Path::new(p).exists()) {
+        tracing::info!(file = ?path, "holding the recovered spool while this file exists (test hook)");
+        while std::path::Path::new(&path).exists() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Delete segments that died before the restart (all their mail final),
+/// before any core adopts the ledger (so none of them is ever mapped: a
+/// dead segment holds nothing to read, and no writer appends to it).
+fn reclaim_at_start(root: &std::path::Path, recovered: &mut spool::Recovered) {
+    let mut dead = std::mem::take(&mut recovered.reclaimable);
+    while let Some(key) = dead.pop() {
+        let path = spool::layout::segment_path(root, key);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                tracing::debug!(segment = %key, "reclaimed dead segment");
+                dead.extend(recovered.ledger.segment_removed(key));
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+                }
+            }
+            Err(e) => tracing::warn!(segment = %key, error = %e, "could not delete dead segment"),
+        }
     }
 }
