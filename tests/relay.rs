@@ -263,6 +263,33 @@ fn deferred_mail_keeps_its_next_attempt_across_a_restart() {
 }
 
 #[test]
+fn queue_flush_starts_the_deferred_attempts_before_it_returns() {
+    // The MX is down: the message is deferred for an hour. Then it
+    // listens without ever greeting, so an attempt, once started, stays
+    // in flight. When `queue flush` returns the attempt is under way (the
+    // message is active, not deferred and due), instead of waiting for
+    // the relay timer's next tick, up to a second later.
+    let port = free_port();
+    let server = Server::start_with(Options {
+        relay: format!("routes = {{ \"remote.test\" = \"127.0.0.1:{port}\" }}\nretry = [\"1h\"]\n"),
+        ..Options::default()
+    });
+    submit(&server, "bob@localhost", &["x@remote.test"], b"Subject: flush\r\n\r\nx\r\n");
+    eventually(Duration::from_secs(10), || server.log().contains("status=\"deferred\"").then_some(()));
+    let _mx = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let state = |server: &Server| {
+        let out = server.cli(&["queue", "list", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        list["messages"][0]["state"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(state(&server), "deferred");
+    let out = server.cli(&["queue", "flush"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(state(&server), "active", "flushed mail waits for the relay timer");
+}
+
+#[test]
 fn kill_9_mid_relay_loses_nothing_acknowledged() {
     let sink = Sink::start("127.0.0.1", 0, Script { delay: Duration::from_millis(20), ..Script::default() });
     let mut server = Server::start_with(relay_to(&sink, "max_connections_per_domain = 2"));

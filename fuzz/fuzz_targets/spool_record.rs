@@ -16,7 +16,8 @@
 //! - `scan_segment`: records in order at multiples of 8, payloads inside
 //!   the image, the tail after the last record and inside the image.
 //! - A payload that decodes encodes back to the same bytes, and encoded
-//!   values decode to themselves.
+//!   values decode to themselves; the body read alone (`message_body`,
+//!   `moved_body`) is the decoded message's body.
 //! - Built images scan back to exactly the records written when nothing was
 //!   flipped; `recover_images` then fails only for a misplaced record or an
 //!   undecodable payload, and what it returns is consistent: live messages
@@ -85,8 +86,10 @@ fn check_scan(bytes: &[u8], key: SegmentKey) -> ringmail::spool::SegmentScan {
 
 /// Decodes `payload` every way; what decodes must encode back to it.
 fn check_decoders(payload: &[u8]) {
+    let body = ringmail::spool::payload::message_body(payload);
     if let Ok(m) = decode_message(payload) {
         assert_eq!(encode_message(&m).expect("decoded fields fit"), payload);
+        assert_eq!(body, Ok(m.body), "the body alone is the body decode gives");
     }
     if let Ok((t, via)) = decode_tombstone_via(payload) {
         let again = match via {
@@ -99,7 +102,9 @@ fn check_decoders(payload: &[u8]) {
     if let Ok(s) = decode_recipient_state(payload) {
         assert_eq!(encode_recipient_state(&s).expect("decoded fields fit"), payload);
     }
+    let body = ringmail::spool::payload::moved_body(payload);
     if let Ok(m) = decode_moved(payload) {
+        assert_eq!(body, Ok(m.message.body));
         let mut again = encode_moved_head(m.old, &m.done);
         again.extend_from_slice(&encode_message(&m.message).expect("decoded fields fit"));
         assert_eq!(again, payload);

@@ -62,38 +62,7 @@ impl Shard {
                 let me = self.clone();
                 glommio::spawn_local(async move { me.tls_flush().await }).detach();
             }
-            let promoted = self.queue.borrow_mut().promote_due(now, &policy, &self.envelopes());
-            for msg in promoted.expired {
-                let reason = format!(
-                    "message expired after {} in the queue",
-                    humantime::format_duration(self.config().relay.max_queue_lifetime.get())
-                );
-                let last = msg.last_error.clone().unwrap_or_default();
-                let class = BounceClass::TransientExpired;
-                let failed: Vec<super::bounce::Failure> = msg
-                    .recipients
-                    .iter()
-                    .map(|r| (r.clone(), "4.4.7".to_string(), format!("{reason}; last error: {last}"), Some(class)))
-                    .collect();
-                tracing::info!(queue_id = %msg.queue_id, domain = %msg.domain, status = "expired", class = %class, "{reason}");
-                for r in &msg.recipients {
-                    self.metrics.relay(RelayResult::Bounced, None, 0);
-                    self.metrics.bounce(class);
-                    self.metrics.problem(ErrorKind::Bounced, &r.address, &format!("{reason}; last error: {last}"));
-                }
-                self.bounce(msg, failed, None, DsnAction::Failed);
-            }
-            for msg in promoted.warn {
-                let failed = msg
-                    .recipients
-                    .iter()
-                    .map(|r| (r.clone(), "4.4.7".to_string(), msg.last_error.clone().unwrap_or_default(), None))
-                    .collect();
-                self.delay_notice(msg, failed);
-            }
-            for dest in promoted.domains {
-                self.kick(&dest);
-            }
+            self.promote_due(now, &policy);
             // Connections to a busy site may have closed on another core.
             for dest in self.outbound.one_waiting_per_site() {
                 self.kick(&dest);
@@ -103,6 +72,52 @@ impl Shard {
             let wait = next.map_or(most, |due| due.saturating_sub(now_ms())).clamp(5, most);
             glommio::timer::sleep(Duration::from_millis(wait)).await;
         }
+    }
+
+    /// Move the mail due at `now` in line for its connections: bounce
+    /// what expired, send the delay notices owed, and kick the
+    /// destinations that got ready mail. The timer does it at each tick;
+    /// `queue flush` and `queue release` at once (`promote_due_now`).
+    fn promote_due(self: &Rc<Self>, now: u64, policy: &RetryPolicy) {
+        let promoted = self.queue.borrow_mut().promote_due(now, policy, &self.envelopes());
+        for msg in promoted.expired {
+            let reason = format!(
+                "message expired after {} in the queue",
+                humantime::format_duration(self.config().relay.max_queue_lifetime.get())
+            );
+            let last = msg.last_error.clone().unwrap_or_default();
+            let class = BounceClass::TransientExpired;
+            let failed: Vec<super::bounce::Failure> = msg
+                .recipients
+                .iter()
+                .map(|r| (r.clone(), "4.4.7".to_string(), format!("{reason}; last error: {last}"), Some(class)))
+                .collect();
+            tracing::info!(queue_id = %msg.queue_id, domain = %msg.domain, status = "expired", class = %class, "{reason}");
+            for r in &msg.recipients {
+                self.metrics.relay(RelayResult::Bounced, None, 0);
+                self.metrics.bounce(class);
+                self.metrics.problem(ErrorKind::Bounced, &r.address, &format!("{reason}; last error: {last}"));
+            }
+            self.bounce(msg, failed, None, DsnAction::Failed);
+        }
+        for msg in promoted.warn {
+            let failed = msg
+                .recipients
+                .iter()
+                .map(|r| (r.clone(), "4.4.7".to_string(), msg.last_error.clone().unwrap_or_default(), None))
+                .collect();
+            self.delay_notice(msg, failed);
+        }
+        for dest in promoted.domains {
+            self.kick(&dest);
+        }
+    }
+
+    /// [`Self::promote_due`] now, with the current config's retry policy:
+    /// mail an operator made due goes without waiting for the timer's
+    /// next tick (up to a second when no connection waits).
+    pub(crate) fn promote_due_now(self: &Rc<Self>) {
+        self.promote_due(now_ms(), &retry_policy(&self.config().relay));
     }
 
     /// Open connections to `dest` while it has ready mail and room, unless

@@ -175,7 +175,12 @@ impl Shard {
                 crate::admin::queue_list::sort_oldest_first(&mut entries);
                 (entries, matched)
             }
-            QueueOp::Flush => (Vec::new(), self.queue.borrow_mut().flush(now)),
+            QueueOp::Flush => {
+                let n = self.queue.borrow_mut().flush(now);
+                // Due now: sent now, not at the relay timer's next tick.
+                self.promote_due_now();
+                (Vec::new(), n)
+            }
             QueueOp::Delete(id) => {
                 let keys = self.queue.borrow().find(id);
                 for key in &keys {
@@ -189,7 +194,11 @@ impl Shard {
                 (Vec::new(), keys.len())
             }
             QueueOp::Hold(id) => self.update_each(id, |q, k| q.hold(k)),
-            QueueOp::Release(id) => self.update_each(id, |q, k| q.release(k, now)),
+            QueueOp::Release(id) => {
+                let out = self.update_each(id, |q, k| q.release(k, now));
+                self.promote_due_now();
+                out
+            }
         }
     }
 

@@ -554,9 +554,13 @@ impl<'a> Reader<'a> {
     }
 
     fn string(&mut self, field: &'static str) -> Result<String, DecodeError> {
+        self.str(field).map(str::to_owned)
+    }
+
+    fn str(&mut self, field: &'static str) -> Result<&'a str, DecodeError> {
         let len = self.u16(field)?;
         let bytes = self.take(usize::from(len), field)?;
-        std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| DecodeError::InvalidUtf8 { field })
+        std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8 { field })
     }
 }
 
@@ -588,6 +592,42 @@ pub fn decode_message(payload: &[u8]) -> Result<MessageRecord<'_>, DecodeError> 
         decode_ext(block, &mut ext, &mut recipients)?;
     }
     Ok(MessageRecord { queue_id, received_at_ms, client, helo, sender, recipients, ext, body: r.rest })
+}
+
+/// The body of a message payload, without decoding its envelope: no
+/// string or recipient list is allocated (what a signature asked ahead
+/// needs, `outbound::sign_ahead`). The envelope's strings and routes are
+/// checked as [`decode_message`] checks them; an extension block is
+/// skipped by its length, not read (the attempt decodes the record whole
+/// and reports a bad one).
+pub fn message_body(payload: &[u8]) -> Result<&[u8], DecodeError> {
+    let mut r = Reader { rest: payload };
+    r.take(16, "queue id and received at")?;
+    for field in ["client", "helo", "sender"] {
+        r.str(field)?;
+    }
+    let stored_count = r.u16("recipient count")?;
+    for _ in 0..stored_count & !EXT_FLAG {
+        r.str("recipient address")?;
+        match r.u8("recipient route")? {
+            0 | 1 => r.str("recipient route")?,
+            tag => return Err(DecodeError::UnknownRoute { tag }),
+        };
+    }
+    if stored_count & EXT_FLAG != 0 {
+        let len = r.u32("extension block length")?;
+        r.take(len as usize, "extension block")?;
+    }
+    Ok(r.rest)
+}
+
+/// The body of a `Moved` payload's message (see [`message_body`]).
+pub fn moved_body(payload: &[u8]) -> Result<&[u8], DecodeError> {
+    let mut r = Reader { rest: payload };
+    r.take(10, "old record")?;
+    let n = r.u16("done count")?;
+    r.take(2 * usize::from(n), "done recipient")?;
+    message_body(r.rest)
 }
 
 /// A message copied forward by compaction (`RecordKind::Moved`).

@@ -53,6 +53,15 @@ impl RecordView {
             _ => super::decode_message(self.payload()),
         }
     }
+
+    /// The body of the message a `Message` or `Moved` record holds,
+    /// without decoding its envelope (`payload::message_body`).
+    pub fn message_body(&self) -> Result<&[u8], super::DecodeError> {
+        match self.kind {
+            RecordKind::Moved => super::payload::moved_body(self.payload()),
+            _ => super::payload::message_body(self.payload()),
+        }
+    }
 }
 
 /// Mappings of segments under one spool root, opened on first use.
