@@ -48,9 +48,7 @@ pub(super) fn spawn_users_watcher(
                 match UserDb::load(&path) {
                     Ok(db) => {
                         let (users, db) = (db.len(), Arc::new(db));
-                        for tx in &cores {
-                            let _ = tx.send(db.clone());
-                        }
+                        send_all(&cores, &db);
                         // Logged once every core can see it: a login after
                         // this line meets the new file (tests wait for it).
                         tracing::info!(users, file = %path.display(), "users file reloaded");
@@ -99,9 +97,7 @@ impl Reload {
                     match Signers::load(&new.dkim) {
                         Ok(signers) => {
                             let signers = Arc::new(signers);
-                            for tx in &feeds.dkim {
-                                let _ = tx.send(signers.clone());
-                            }
+                            send_all(&feeds.dkim, &signers);
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "SIGHUP: DKIM keys not reloaded; keeping the previous ones")
@@ -119,9 +115,7 @@ impl Reload {
                         }
                     }
                     let new = Arc::new(self.config.with_reloadable(new));
-                    for tx in &feeds.config {
-                        let _ = tx.send(new.clone());
-                    }
+                    send_all(&feeds.config, &new);
                     self.config = new;
                     tracing::info!(file = %path.display(), "SIGHUP: config reloaded");
                 }
@@ -131,9 +125,7 @@ impl Reload {
         match self.tls.load() {
             Ok(cfg) => {
                 tracing::info!(cert = %self.tls.cert.display(), "SIGHUP: certificate reloaded");
-                for tx in &feeds.tls {
-                    let _ = tx.send(cfg.clone());
-                }
+                send_all(&feeds.tls, &cfg);
             }
             Err(e) => tracing::error!(error = %e, "SIGHUP: certificate not reloaded; keeping the previous one"),
         }
@@ -141,9 +133,7 @@ impl Reload {
         match UserDb::load(users) {
             Ok(db) => {
                 let db = Arc::new(db);
-                for tx in &feeds.users {
-                    let _ = tx.send(db.clone());
-                }
+                send_all(&feeds.users, &db);
             }
             Err(e) => tracing::error!(error = %e, "SIGHUP: users file not reloaded; keeping the previous one"),
         }
@@ -151,9 +141,7 @@ impl Reload {
         match Tokens::load(path) {
             Ok(tokens) => {
                 let tokens = Arc::new(tokens);
-                for tx in &feeds.tokens {
-                    let _ = tx.send(tokens.clone());
-                }
+                send_all(&feeds.tokens, &tokens);
                 // Logged once every core can see them (tests wait for it).
                 tracing::info!(tokens = tokens.len(), file = %path.display(), "SIGHUP: HTTP API tokens reloaded");
             }
@@ -202,4 +190,12 @@ pub(super) fn file_stamp(p: &std::path::Path) -> Option<FileStamp> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(p).ok()?;
     Some((m.modified().ok()?, m.len(), m.ino()))
+}
+
+/// Hands `value` to every core (a core that has stopped is not waiting
+/// for it any more).
+fn send_all<T>(cores: &[crossbeam_channel::Sender<Arc<T>>], value: &Arc<T>) {
+    for tx in cores {
+        let _ = tx.send(value.clone());
+    }
 }
