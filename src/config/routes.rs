@@ -65,7 +65,7 @@ pub enum TargetError {
     BadPort(String),
     #[error("empty host")]
     EmptyHost,
-    #[error("host {0:?} has a space or control character")]
+    #[error("host {0:?} has a space, a control character or a stray bracket")]
     BadHost(String),
     #[error("an IPv6 address goes in brackets: \"[::1]:25\"")]
     UnbracketedV6,
@@ -129,7 +129,9 @@ fn host_port(value: &str) -> Result<(String, u16), TargetError> {
     if host.is_empty() {
         return Err(TargetError::EmptyHost);
     }
-    if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    // A bracket left inside (`[[::1]:25`) would be written back as a
+    // different target.
+    if host.chars().any(|c| c.is_whitespace() || c.is_control() || c == '[' || c == ']') {
         return Err(TargetError::BadHost(host.to_string()));
     }
     Ok((host.to_string(), port))
@@ -275,6 +277,8 @@ mod tests {
             ("::1:25", TargetError::UnbracketedV6),
             ("[::1:25", TargetError::UnbracketedV6),
             ("a b:25", TargetError::BadHost("a b".into())),
+            ("[[::1]:25", TargetError::BadHost("[::1".into())),
+            ("a]b:25", TargetError::BadHost("a]b".into())),
             ("lmtp:unix:run/lmtp", TargetError::RelativeSocket),
             ("lmtp:unix:", TargetError::RelativeSocket),
             ("lmtp:24", TargetError::NoPort),
