@@ -22,16 +22,9 @@ use std::sync::Arc;
 /// leave from the egress pool their sender selects under `relay`.
 pub(super) fn distribute(recovered: spool::Recovered, cores: usize, relay: &crate::config::Relay) -> Vec<Adoption> {
     let live = recovered.live_count();
-    let mut parts: Vec<Part<'_>> = (0..cores)
-        .map(|core| {
-            // Each core only ever asks the ledger about records in the
-            // dirs it owns: each copy keeps only those messages (segments
-            // stay whole, for the pins between dirs).
-            let mut ledger = recovered.ledger.clone();
-            ledger.keep_messages_of(|dir| owner::dir_owner(dir, cores) == core);
-            Part::new(ledger, recovered.suppressions.clone(), live)
-        })
-        .collect();
+    let ledgers = recovered.ledger.split(cores, |dir| owner::dir_owner(dir, cores));
+    let mut parts: Vec<Part<'_>> =
+        ledgers.into_iter().map(|ledger| Part::new(ledger, recovered.suppressions.clone(), live)).collect();
     let mut remote = Vec::new();
     for m in &recovered.messages {
         let recipients = m.recipients.iter().map(|(i, r)| {

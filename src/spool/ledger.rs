@@ -402,25 +402,40 @@ impl Ledger {
         self.deletable_now(holder).into_iter().collect()
     }
 
-    /// Forget the messages of directories `owned` rejects, keeping every
-    /// segment's counts and pins. For a core that asks only about records
-    /// in the dirs it owns (every core gets a copy of the recovered
-    /// ledger): the other dirs' messages would otherwise sit in every copy
-    /// for good. Afterwards answers about those messages are wrong, and
-    /// their segments are never offered for deletion here (their owner's
-    /// copy does that).
-    pub fn keep_messages_of(&mut self, owned: impl Fn(u16) -> bool) {
-        for (key, seg) in self.segments.iter_mut() {
-            if owned(key.dir) {
-                seg.messages.shrink_to_fit();
-            } else {
-                self.live -= seg.messages.iter().filter(|m| m.remaining > 0).count();
-                seg.messages = Vec::new();
-                seg.dead = 0;
+    /// Split into one ledger per core: every core gets every segment's
+    /// counts and pins, but only the messages of the directories it owns
+    /// (`owner(dir)`, below `cores`), since a core only ever asks about
+    /// records in its own dirs. The messages are moved, not copied: a
+    /// restart at a large backlog holds one ledger's worth of them, not
+    /// one per core. A core's ledger answers wrongly about other dirs'
+    /// messages and never offers their segments for deletion (their
+    /// owner's ledger does that).
+    pub fn split(self, cores: usize, owner: impl Fn(u16) -> usize) -> Vec<Ledger> {
+        let Ledger { segments, wide, live, write_segments, pinned_by, journal, checkpoint_cuts } = self;
+        let empty = Ledger { live, write_segments, pinned_by, journal, checkpoint_cuts, ..Ledger::default() };
+        let mut parts: Vec<Ledger> = (0..cores).map(|_| empty.clone()).collect();
+        // Live messages each core's ledger does not keep (all minus its own).
+        let mut owned_live = vec![0usize; cores];
+        for (key, mut seg) in segments {
+            let core = owner(key.dir);
+            owned_live[core] += seg.messages.iter().filter(|m| m.remaining > 0).count();
+            for (i, part) in parts.iter_mut().enumerate() {
+                if i != core {
+                    let bare = SegmentState { messages: Vec::new(), dead: 0, ..seg };
+                    part.segments.insert(key, bare);
+                }
             }
+            seg.messages.shrink_to_fit();
+            parts[core].segments.insert(key, seg);
         }
-        self.wide.retain(|at, _| owned(at.dir));
-        self.wide.shrink_to_fit();
+        let counted: usize = owned_live.iter().sum();
+        for (part, own) in parts.iter_mut().zip(owned_live) {
+            part.live = live.saturating_sub(counted - own);
+        }
+        for (at, bits) in wide {
+            parts[owner(at.dir)].wide.insert(at, bits);
+        }
+        parts
     }
 
     /// Give back the memory of a drained backlog: each segment's message
@@ -622,19 +637,27 @@ mod tests {
     }
 
     #[test]
-    fn a_copy_keeping_one_dirs_messages_still_answers_for_that_dir() {
+    fn a_split_gives_each_core_its_dirs_messages_and_every_segment() {
         let mut l = Ledger::new();
         l.set_write_segment(seg(0, 0));
         l.set_write_segment(seg(1, 0));
         l.message_written(at(0, 0, 0), 1);
-        l.message_written(at(1, 0, 0), 1);
-        l.keep_messages_of(|dir| dir == 0);
-        assert_eq!(l.live_messages(), 1);
-        assert!(l.is_live(at(0, 0, 0)));
-        l.set_write_segment(seg(1, 1));
-        assert!(l.deletable().is_empty(), "dir 1's segment is its owner's to offer");
-        l.set_write_segment(seg(0, 1));
-        assert_eq!(l.tombstone_written(at(0, 1, 0), at(0, 0, 0), 0), [seg(0, 0)]);
+        l.message_written(at(1, 0, 0), 40);
+        l.message_written(at(1, 0, 64), 1);
+        l.tombstone_written(at(1, 0, 128), at(1, 0, 0), 35);
+        let [mut zero, mut one]: [Ledger; 2] = l.split(2, |dir| dir as usize).try_into().unwrap();
+        assert_eq!((zero.live_messages(), one.live_messages()), (1, 2));
+        assert!(zero.is_live(at(0, 0, 0)));
+        assert!(one.is_live(at(1, 0, 0)) && one.is_final(at(1, 0, 0), 35) && !one.is_final(at(1, 0, 0), 34));
+        assert!(zero.tracks(seg(1, 0)) && one.tracks(seg(0, 0)), "every core keeps every segment's counts");
+        assert_eq!(zero.live_in(seg(1, 0)), 2);
+        assert!(one.wide.contains_key(&at(1, 0, 0)) && zero.wide.is_empty(), "the wide bits go to the owner");
+        zero.set_write_segment(seg(1, 1));
+        assert!(zero.deletable().is_empty(), "dir 1's segment is its owner's to offer");
+        zero.set_write_segment(seg(0, 1));
+        assert_eq!(zero.tombstone_written(at(0, 1, 0), at(0, 0, 0), 0), [seg(0, 0)]);
+        one.set_write_segment(seg(1, 1));
+        assert_eq!(one.tombstone_written(at(1, 1, 0), at(1, 0, 64), 0), Vec::<SegmentKey>::new());
     }
 
     #[test]
