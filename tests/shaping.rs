@@ -559,3 +559,49 @@ duration = "10m"
     assert_eq!(server.metric("ringmail_site_suspended", &[("site", "held.test")]), 1.0);
     assert_eq!(server.metric("ringmail_site_suspended", &[("site", &open_site)]), 0.0);
 }
+
+// ---- 9. a hot destination lent to the other core (issue 13 item 5) ----
+
+/// One destination owned by one core gets more mail than that core's
+/// connections take at once (a slow site): its owner lends ready mail to
+/// the other core, whose connections carry it; each message arrives
+/// once, and the site's connection limit holds for both cores together.
+#[test]
+fn a_hot_destination_is_lent_to_the_other_core_within_its_site_limit() {
+    let port = free_port();
+    let sink = Sink::start("127.0.12.1", port, Script { delay: Duration::from_millis(200), ..Script::default() });
+    let dns = TestDns::start(Zone::new().a("mx.hot.test", "127.0.12.1").mx("hot.test", 10, "mx.hot.test"));
+    let relay = format!(
+        "{}max_connections_per_domain = 10\nmax_messages_per_connection = 10\nlend_after = 4\n",
+        via_dns(&dns, port)
+    );
+    let server = shaped(&relay, Some("[site.\"hot.test\"]\nmax_connections = 4\n"));
+    let n = 80;
+    submit_n(&server, n, |i| format!("u{i}@hot.test"));
+    eventually(Duration::from_secs(60), || (sink.count() == n).then_some(()));
+    let loans: Vec<String> =
+        server.log().lines().filter(|l| l.contains("lent ready mail to a less busy core")).map(String::from).collect();
+    assert!(!loans.is_empty(), "no loan: the owner core relayed everything");
+    let owner = domain_owner("hot.test", 2);
+    let to = format!("to_core={}", 1 - owner);
+    assert!(loans.iter().all(|l| l.contains(&to) && l.contains("domain=hot.test")), "{loans:?}");
+    let lent: usize = loans.iter().filter_map(|l| log_number(l, "messages=")).sum();
+    assert!((1..n).contains(&lent), "{loans:?}");
+    let subjects: BTreeSet<String> = sink
+        .received()
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.data).lines().find(|l| l.starts_with("Subject:")).unwrap_or("").to_string())
+        .collect();
+    assert_eq!(subjects.len(), n, "every message exactly once");
+    // Every outcome settled (the borrower's included), and still n.
+    eventually(Duration::from_secs(10), || (log_count(&server, " delivered ") == n).then_some(()));
+    assert_eq!(sink.count(), n, "nothing sent twice");
+    let max = sink.max_concurrent.load(Ordering::SeqCst);
+    assert!(max <= 4, "{max} connections at once to a site limited to 4");
+}
+
+/// The number after `key` (e.g. `messages=`) in a log line.
+fn log_number(line: &str, key: &str) -> Option<usize> {
+    let rest = &line[line.find(key)? + key.len()..];
+    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}

@@ -467,6 +467,13 @@ pub struct Relay {
     /// spool when their turn comes; fresh and retried mail take turns.
     #[serde(default = "default_active_limit")]
     pub active_limit: usize,
+    /// Lending (see `outbound::lend`): a destination with more than this
+    /// many shares ready on the core that owns it has batches of them
+    /// lent to a core whose active window is at most half as big, which
+    /// relays them over its own connections (the site's limits are
+    /// server-wide). 0: never.
+    #[serde(default = "default_lend_after")]
+    pub lend_after: usize,
     /// How long an idle relay connection waits for more mail to its
     /// destination before QUIT (Postfix's connection cache time: 2s).
     #[serde(default = "default_connection_idle")]
@@ -618,6 +625,10 @@ fn default_max_messages_per_connection() -> usize {
 fn default_active_limit() -> usize {
     crate::queue::DEFAULT_ACTIVE_LIMIT
 }
+fn default_lend_after() -> usize {
+    500
+}
+
 fn default_mx_port() -> u16 {
     25
 }
@@ -645,6 +656,7 @@ impl Default for Relay {
             max_connections_per_domain: default_max_connections_per_domain(),
             max_messages_per_connection: default_max_messages_per_connection(),
             active_limit: default_active_limit(),
+            lend_after: default_lend_after(),
             connection_idle: default_connection_idle(),
             mx_port: default_mx_port(),
             timeouts: RelayTimeouts::default(),

@@ -62,6 +62,7 @@ impl Shard {
                 let me = self.clone();
                 glommio::spawn_local(async move { me.tls_flush().await }).detach();
             }
+            self.note_window();
             self.promote_due(now, &policy);
             // Connections to a busy site may have closed on another core.
             for dest in self.outbound.one_waiting_per_site() {
@@ -133,6 +134,9 @@ impl Shard {
         // beyond what busy ones will take behind their message.
         let wanted = self.queue.borrow().wanted_connections(dest);
         self.outbound.wake_idle(dest, wanted.saturating_sub(self.outbound.behind_soon(dest)));
+        // What this core's connections will not get to soon (also while
+        // they hold all of its site's connections).
+        self.lend_if_hot(dest);
         if self.outbound.is_held(dest, now_ms()) {
             return; // woken when its site has room again
         }
@@ -143,6 +147,7 @@ impl Shard {
             Some(l) => l.max_connections.saturating_mul(source::sources(relay, dest.pool).len()),
             None => relay.max_connections_per_domain,
         };
+        let max = self.outbound.lender.connections(dest, max, now_ms());
         while let Some(slot) = ConnectionSlot::take(self, dest, max) {
             glommio::spawn_local(self.clone().connection_task(slot)).detach();
             // glommio may run the task at once, and with its MX plan in

@@ -40,6 +40,12 @@ impl Outbound {
         held.waiting_set.contains(dest) || held.parked.get(dest).is_some_and(|&until| until > now_ms)
     }
 
+    /// Is `dest` parked until its site's suspension or pace allows it
+    /// (not merely waiting for one of its connections)?
+    pub(crate) fn is_parked(&self, dest: &Dest, now_ms: u64) -> bool {
+        self.held.borrow().parked.get(dest).is_some_and(|&until| until > now_ms)
+    }
+
     /// Hold `dest` until a connection to `site` closes.
     pub(crate) fn wait_for_site(&self, site: &Arc<str>, dest: Dest) {
         let mut held = self.held.borrow_mut();

@@ -16,6 +16,8 @@
 //!   waiting for their site on this core;
 //! - `source`: the egress pools (`[[relay.pool]]`) and the bound socket;
 //! - `slot`: a connection slot per destination, returned by `Drop`;
+//! - [`lend`]: a hot destination's ready mail lent to a less busy core
+//!   when its owner core is saturated;
 //! - `pipeline`: the message loop of one open connection: ready mail given
 //!   to it within its site's limits, pipelined behind the previous body
 //!   when the server allows, outcomes applied in order;
@@ -73,6 +75,7 @@ pub mod dns;
 pub mod dsn;
 mod held;
 mod idle;
+pub mod lend;
 pub mod mta_sts;
 pub mod mx;
 mod pipeline;
@@ -122,6 +125,9 @@ pub struct Outbound {
     pub sites: Arc<sites::Sites>,
     /// Destinations held back by their site on this core.
     held: RefCell<held::Held>,
+    /// How busy every core is (server-wide), and this core's loans.
+    loads: Arc<lend::CoreLoads>,
+    lender: lend::Lender,
     /// DKIM keys as last loaded; replaced when SIGHUP reloads them.
     signers: RefCell<Arc<Signers>>,
     signer_updates: crossbeam_channel::Receiver<Arc<Signers>>,
@@ -131,6 +137,14 @@ pub struct Outbound {
     sign_ahead: sign_ahead::SignAhead,
     /// This core's TLS report counts of today (RFC 8460).
     pub tls_report: RefCell<tls_rpt::Recorder>,
+}
+
+/// The outbound tables every core shares.
+pub struct ServerWide {
+    /// Per (site, source address) limits and state.
+    pub sites: Arc<sites::Sites>,
+    /// Every core's active window, for lending.
+    pub loads: Arc<lend::CoreLoads>,
 }
 
 impl Outbound {
@@ -145,8 +159,9 @@ impl Outbound {
         data_dir: &Path,
         signers: Arc<Signers>,
         signer_updates: crossbeam_channel::Receiver<Arc<Signers>>,
-        sites: Arc<sites::Sites>,
+        shared: ServerWide,
     ) -> Outbound {
+        let ServerWide { sites, loads } = shared;
         Outbound {
             resolver: dns::Resolver::new(dns_server, DNS_TIMEOUT),
             tls: tls::RelayTls::with_roots(roots),
@@ -155,6 +170,8 @@ impl Outbound {
             idle: idle::IdleConnections::default(),
             sites,
             held: RefCell::default(),
+            loads,
+            lender: lend::Lender::default(),
             signers: RefCell::new(signers),
             signer_updates,
             batch_signer: Rc::default(),

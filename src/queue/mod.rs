@@ -566,6 +566,44 @@ impl QueueShard {
         }
     }
 
+    /// Shares waiting in `domain`'s ready list (an upper bound: a share
+    /// taken out of turn leaves its place there until it comes up).
+    pub fn ready_len(&self, domain: &Dest) -> usize {
+        self.destinations.get(domain).map_or(0, |d| d.ready.len())
+    }
+
+    /// Shares in the active window (ready, or taken by a connection).
+    pub fn active(&self) -> usize {
+        self.active
+    }
+
+    /// Take up to `n` shares off the back of `domain`'s ready list out of
+    /// this queue, with their envelopes, for another core to relay (see
+    /// `outbound::lend`): the newest, so the oldest keep their turn here.
+    /// A share whose envelope cannot be read back stays (its own attempt
+    /// reports that).
+    pub fn lend(&mut self, domain: &Dest, n: usize, env: &impl Envelopes) -> Vec<QueuedMessage> {
+        let mut lent = Vec::new();
+        let mut kept = Vec::new();
+        while lent.len() < n {
+            let Some(key) = self.destinations.get_mut(domain).and_then(|d| d.ready.pop_back()) else { break };
+            if !self.entry(key).is_some_and(|e| e.state() == State::Ready) {
+                continue;
+            }
+            match self.message(key, env) {
+                Some(msg) if msg.recipients.iter().all(|r| !r.address.is_empty()) => {
+                    self.forget(key);
+                    lent.push(msg);
+                }
+                _ => kept.push(key),
+            }
+        }
+        if let Some(d) = self.destinations.get_mut(domain) {
+            d.ready.extend(kept.into_iter().rev());
+        }
+        lent
+    }
+
     /// The shares of `domain`'s ready list in the order they will be
     /// taken, each with its spool place and arrival: what is bound to go
     /// out next (the ready list is not changed).

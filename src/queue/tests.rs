@@ -472,3 +472,40 @@ fn ready_ahead_lists_the_ready_shares_in_the_order_they_are_taken() {
     assert!(!q.in_window(keys[1]));
     assert_eq!(q.ready_ahead(&d("a.test")).map(|(k, _, _)| k).collect::<Vec<_>>(), vec![keys[2], keys[3]]);
 }
+
+#[test]
+fn lending_takes_the_newest_ready_shares_out_with_their_state() {
+    let mut q = QueueShard::new(3);
+    for n in 0..5 {
+        q.enqueue(msg(n, "a.test"));
+    }
+    // Three in the window (0, 1, 2), two waiting for it.
+    let first = q.next_ready(&d("a.test"), &Env::default()).unwrap().0;
+    let k2 = q.enqueue(msg(9, "b.test"));
+    assert_eq!((q.ready_len(&d("a.test")), q.active()), (2, 3));
+    let lent = q.lend(&d("a.test"), 1, &Env::default());
+    assert_eq!(lent.iter().map(|m| m.queue_id.0).collect::<Vec<_>>(), [2], "the newest ready share");
+    assert_eq!(lent[0].recipients[0].address, "u2@a.test", "with its envelope");
+    assert_eq!((q.len(), q.active()), (5, 2), "out of this queue and its window");
+    // The window's room goes to the mail that waited for it, then the
+    // rest of the ready list comes in order.
+    let order: Vec<_> =
+        std::iter::from_fn(|| q.next_ready(&d("a.test"), &Env::default()).map(|(_, m)| m.queue_id.0)).collect();
+    assert_eq!(order, [1, 3]);
+    assert!(q.finish(first));
+    assert!(q.lend(&d("b.test"), 5, &Env::default()).is_empty(), "{k2:?} waits for the window: not ready");
+}
+
+#[test]
+fn a_share_whose_envelope_cannot_be_read_is_not_lent() {
+    let mut q = QueueShard::new(1);
+    q.enqueue(msg(0, "a.test"));
+    q.enqueue(msg(1, "a.test"));
+    let (first, _) = q.next_ready(&d("a.test"), &Env::default()).unwrap();
+    q.finish(first);
+    q.refill();
+    // Share 1 entered the window later: its envelope is read back.
+    assert!(q.lend(&d("a.test"), 1, &NoEnvelopes).is_empty());
+    assert_eq!(q.ready_len(&d("a.test")), 1, "it stays in line");
+    assert_eq!(q.lend(&d("a.test"), 1, &Env::default())[0].recipients[0].address, "u1.0@spool");
+}

@@ -209,6 +209,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
     });
     let limits = Arc::new(super::limits::Limits::default());
     let balancer = Arc::new(crate::net::balance::Balancer::new(cores));
+    let loads = Arc::new(crate::outbound::lend::CoreLoads::new(cores));
     let mesh = MeshBuilder::full(cores, 1024);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
     let mut handles = Vec::new();
@@ -225,6 +226,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
         feeds.tokens.push(ktx);
         let updates = Updates { users: users_rx, tls: tls_rx, config: config_rx, dkim: dkim_rx, tokens: tokens_rx };
         let (signers, verifier, sites, recovery) = (signers.clone(), verifier.clone(), sites.clone(), recovery.clone());
+        let loads = loads.clone();
         let roots = roots.clone();
         let dane = dane.clone();
         let screening = screening.clone();
@@ -267,6 +269,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> Result<(), BootError
                     signers,
                     verifier,
                     sites,
+                    loads,
                     recovery,
                     roots,
                     screening,
@@ -351,6 +354,8 @@ struct CoreStart {
     verifier: Verifier,
     /// The server-wide site table and shaping rules (replaced on SIGHUP).
     sites: Arc<Sites>,
+    /// How busy each core is, for lending (`outbound::lend`).
+    loads: Arc<crate::outbound::lend::CoreLoads>,
     /// Recovery progress, shared by every core.
     recovery: Arc<super::recovery::Shared>,
     /// The roots certificate checks trust (`relay.ca_file` or webpki).
@@ -396,6 +401,7 @@ async fn core_main(
         signers,
         verifier,
         sites,
+        loads,
         recovery,
         roots,
         screening,
@@ -431,7 +437,7 @@ async fn core_main(
             &config.data_dir,
             signers,
             updates.dkim,
-            sites,
+            crate::outbound::ServerWide { sites, loads },
         ),
         verifier,
         screening,

@@ -182,6 +182,19 @@ impl Shard {
                 self.queue.borrow_mut().enqueue(msg);
                 self.kick(&dest);
             }
+            ShardMsg::Lend(msgs) => {
+                let mut dests: Vec<_> = msgs.iter().map(QueuedMessage::dest).collect();
+                dests.dedup();
+                {
+                    let mut queue = self.queue.borrow_mut();
+                    for msg in msgs {
+                        queue.enqueue(msg);
+                    }
+                }
+                for dest in &dests {
+                    self.kick(dest);
+                }
+            }
             ShardMsg::Suppression(update) => {
                 // Applied now for RCPT checks, and again over the
                 // recovered list when it arrives.
