@@ -48,7 +48,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// The most shares one loan moves.
-pub const MAX_LOAN: usize = 256;
+pub const MAX_LOAN: usize = 1024;
 
 /// The least time between two loans of one core.
 pub const SPACING: Duration = Duration::from_millis(100);
