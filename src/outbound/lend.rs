@@ -176,12 +176,12 @@ mod tests {
 
     #[test]
     fn only_a_destination_with_a_backlog_is_lent_to_a_core_with_half_the_window() {
-        // 2,000 ready, lend after 500, windows of 5,000 and 1,000.
-        assert_eq!(loan_size(2000, 500, 5000, 1000), Some(MAX_LOAN));
+        // 4,000 ready, lend after 500, windows of 5,000 and 1,000.
+        assert_eq!(loan_size(4000, 500, 5000, 1000), Some(MAX_LOAN), "at most MAX_LOAN");
         assert_eq!(loan_size(400, 300, 5000, 1000), Some(200), "the newest half");
         assert_eq!(loan_size(500, 500, 5000, 1000), None, "not more than lend_after ready");
         assert_eq!(loan_size(2000, 500, 5000, 2501), None, "the other window is more than half as big");
-        assert_eq!(loan_size(2000, 500, 5000, 2500), Some(MAX_LOAN));
+        assert_eq!(loan_size(2000, 500, 5000, 2500), Some(1000));
         assert_eq!(loan_size(2000, 0, 5000, 0), None, "lend_after = 0: never");
         assert_eq!(loan_size(3, 1, 3, 0), Some(1));
     }
