@@ -60,6 +60,8 @@ pub struct CoreMetrics {
     sessions: [Cell<u64>; 5],
     /// Connections accepted here and handed to a less busy core.
     handed_over: [Cell<u64>; 5],
+    /// Message shares lent to another core (`outbound::lend`).
+    relay_lent: Cell<u64>,
     /// End of DATA to the 250, microseconds.
     data_ack: Latency,
     /// Arrival to the remote 2xx, per recipient, microseconds.
@@ -91,6 +93,7 @@ impl Default for CoreMetrics {
             auth_failed: Cell::new(0),
             auth_cache: Default::default(),
             handed_over: Default::default(),
+            relay_lent: Cell::new(0),
             sessions: Default::default(),
             data_ack: Latency::default(),
             relay_delivery: Latency::default(),
@@ -198,6 +201,11 @@ impl CoreMetrics {
         bump(&self.handed_over[proto], 1);
     }
 
+    /// `shares` of a hot destination's ready mail went to another core.
+    pub fn lent(&self, shares: u64) {
+        bump(&self.relay_lent, shares);
+    }
+
     /// A content filter (`milter:ADDRESS`) decided `action` about a message.
     pub fn filter_action(&self, filter: &str, action: &'static str) {
         *self.filter_actions.borrow_mut().entry((filter.to_string(), action)).or_default() += 1;
@@ -255,6 +263,7 @@ impl CoreMetrics {
             auth_cache: [self.auth_cache[0].get(), self.auth_cache[1].get()],
             sessions: get(&self.sessions),
             handed_over: get(&self.handed_over),
+            relay_lent: self.relay_lent.get(),
             gauges,
             data_ack: self.data_ack.snapshot(),
             relay_delivery: self.relay_delivery.snapshot(),
@@ -332,6 +341,7 @@ pub struct Snapshot {
     pub auth_cache: [u64; 2],
     pub sessions: Vec<u64>,
     pub handed_over: Vec<u64>,
+    pub relay_lent: u64,
     pub gauges: Gauges,
     pub data_ack: LatencyCounts,
     pub relay_delivery: LatencyCounts,
@@ -485,6 +495,13 @@ pub fn render(snaps: &[Snapshot]) -> String {
         "proto",
         &PROTOCOLS,
         &|s, i| s.handed_over[i],
+    );
+    per_core(
+        &mut out,
+        "ringmail_relay_lent_total",
+        "counter",
+        "Message shares of a hot destination this core lent to a core with a smaller active window.",
+        &|s| s.relay_lent as f64,
     );
     let states = ["ready", "deferred", "held", "inflight"];
     labelled(

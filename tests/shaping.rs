@@ -587,6 +587,7 @@ fn a_hot_destination_is_lent_to_the_other_core_within_its_site_limit() {
     assert!(loans.iter().all(|l| l.contains(&to) && l.contains("domain=hot.test")), "{loans:?}");
     let lent: usize = loans.iter().filter_map(|l| log_number(l, "messages=")).sum();
     assert!((1..n).contains(&lent), "{loans:?}");
+    assert_eq!(server.metric("ringmail_relay_lent_total", &[]), lent as f64, "the metric counts what the log says");
     let subjects: BTreeSet<String> = sink
         .received()
         .iter()

@@ -155,6 +155,7 @@ impl Shard {
             return;
         }
         lender.last_ms.set(now);
+        self.metrics.lent(lent.len() as u64);
         lender.yielding.borrow_mut().insert(dest.clone(), now + YIELD.as_millis() as u64);
         // Counted there at once, for the next loan's reading.
         loads.set(to, theirs + lent.len());
