@@ -572,7 +572,7 @@ fn a_hot_destination_is_lent_to_the_other_core_within_its_site_limit() {
     let sink = Sink::start("127.0.12.1", port, Script { delay: Duration::from_millis(200), ..Script::default() });
     let dns = TestDns::start(Zone::new().a("mx.hot.test", "127.0.12.1").mx("hot.test", 10, "mx.hot.test"));
     let relay = format!(
-        "{}max_connections_per_domain = 10\nmax_messages_per_connection = 10\nlend_after = 4\n",
+        "{}max_connections_per_domain = 10\nmax_messages_per_connection = 10\nlend_after = 4\nlend_busy = 0\n",
         via_dns(&dns, port)
     );
     let server = shaped(&relay, Some("[site.\"hot.test\"]\nmax_connections = 4\n"));
@@ -607,17 +607,21 @@ fn log_number(line: &str, key: &str) -> Option<usize> {
     rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
-/// Lent mail deferred on the borrower, then a kill -9: at the restart every
-/// share is queued again from the spool (back with its domain's owner) and
-/// each message is delivered exactly once when the site takes mail again.
+/// Lent mail, some of it deferred on the borrower, then a kill -9: at the
+/// restart every share is queued again from the spool (back with its
+/// domain's owner); every message is delivered, and each one the site had
+/// not taken before the kill exactly once (one it took may go again: its
+/// tombstone may not have been on disk yet, the documented at-least-once).
 #[test]
 fn lent_mail_deferred_on_the_borrower_is_delivered_once_after_a_kill9() {
     let port = free_port();
     let accept = Arc::new(AtomicBool::new(false));
     let open = accept.clone();
+    // Before the kill every other message is deferred: the site takes
+    // mail (so its destination may be lent) and deferrals happen.
     let script = Script {
-        delay: Duration::from_millis(100),
-        data_end: Box::new(move |_| match open.load(Ordering::SeqCst) {
+        delay: Duration::from_millis(300),
+        data_end: Box::new(move |n| match open.load(Ordering::SeqCst) || n % 2 == 0 {
             true => "250 2.0.0 Ok: queued".into(),
             false => "451 4.3.0 try again later".into(),
         }),
@@ -625,31 +629,33 @@ fn lent_mail_deferred_on_the_borrower_is_delivered_once_after_a_kill9() {
     };
     let sink = Sink::start("127.0.12.2", port, script);
     let dns = TestDns::start(Zone::new().a("mx.hot2.test", "127.0.12.2").mx("hot2.test", 10, "mx.hot2.test"));
-    let relay = format!("{}max_connections_per_domain = 10\nlend_after = 4\n", via_dns(&dns, port));
+    let relay = format!("{}max_connections_per_domain = 10\nlend_after = 4\nlend_busy = 0\n", via_dns(&dns, port));
     let mut server = shaped(&relay, Some("[site.\"hot2.test\"]\nmax_connections = 4\n"));
     let n = 40;
     submit_n(&server, n, |i| format!("u{i}@hot2.test"));
-    // Every message tried and deferred at least once, some of them lent.
+    let recipients = |got: Vec<sink::Received>| got.iter().map(|m| m.to.join(",")).collect::<Vec<_>>();
     eventually(Duration::from_secs(60), || {
-        let tried: BTreeSet<String> = sink.tried().iter().map(|m| m.to.join(",")).collect();
+        let tried: BTreeSet<String> = recipients(sink.tried()).into_iter().collect();
         (tried.len() == n).then_some(())
     });
     assert!(log_count(&server, "lent ready mail to a less busy core") >= 1, "nothing was lent");
     server.kill9();
-    // A body whose end of data the sink answers after the kill is not
-    // acknowledged to the relay: counting it as taken would make a
-    // duplicate of the sink's own (RFC 1047). Open only once every
-    // connection of the killed process is gone.
+    // A body the sink answers after the kill is not acknowledged to the
+    // relay: let the killed process's connections close first.
     eventually(Duration::from_secs(10), || (sink.active.load(Ordering::SeqCst) == 0).then_some(()));
+    let before: BTreeSet<String> = recipients(sink.received()).into_iter().collect();
+    assert!(before.len() < n, "everything was delivered before the kill: the test proves nothing");
     accept.store(true, Ordering::SeqCst);
     server.spawn();
-    eventually(Duration::from_secs(60), || (sink.count() >= n).then_some(()));
-    let mut taken = std::collections::BTreeMap::new();
-    for m in sink.received() {
-        *taken.entry(m.to.join(",")).or_insert(0) += 1;
+    eventually(Duration::from_secs(60), || {
+        let got: BTreeSet<String> = recipients(sink.received()).into_iter().collect();
+        (got.len() == n).then_some(())
+    });
+    eventually(Duration::from_secs(10), || (log_count(&server, " delivered ") >= n - before.len()).then_some(()));
+    let mut times = std::collections::BTreeMap::new();
+    for r in recipients(sink.received()) {
+        *times.entry(r).or_insert(0) += 1;
     }
-    let twice: Vec<_> = taken.iter().filter(|(_, &times)| times > 1).collect();
-    assert!(taken.len() == n && twice.is_empty(), "{} of {n} delivered; more than once: {twice:?}", taken.len());
-    eventually(Duration::from_secs(10), || (log_count(&server, " delivered ") >= n).then_some(()));
-    assert_eq!(sink.count(), n, "nothing sent twice");
+    let twice: Vec<_> = times.iter().filter(|(r, &t)| t > 1 && !before.contains(*r)).collect();
+    assert!(twice.is_empty(), "delivered more than once though not taken before the kill: {twice:?}");
 }

@@ -468,12 +468,17 @@ pub struct Relay {
     #[serde(default = "default_active_limit")]
     pub active_limit: usize,
     /// Lending (see `outbound::lend`): a destination with more than this
-    /// many shares ready on the core that owns it has batches of them
-    /// lent to a core whose active window is at most half as big, which
-    /// relays them over its own connections (the site's limits are
-    /// server-wide). 0: never.
+    /// many shares ready on the core that owns it, while that core is busy
+    /// for at least `lend_busy` of its time (its executor or its signing
+    /// thread) and the site takes mail, has batches of them lent to a less
+    /// busy core, which relays them over its own connections (the site's
+    /// limits are server-wide). 0: never.
     #[serde(default = "default_lend_after")]
     pub lend_after: usize,
+    /// The busy share (0 to 1) from which the owner core of a destination
+    /// it is behind on lends.
+    #[serde(default = "default_lend_busy")]
+    pub lend_busy: f64,
     /// How long an idle relay connection waits for more mail to its
     /// destination before QUIT (Postfix's connection cache time: 2s).
     #[serde(default = "default_connection_idle")]
@@ -628,6 +633,9 @@ fn default_active_limit() -> usize {
 fn default_lend_after() -> usize {
     500
 }
+fn default_lend_busy() -> f64 {
+    0.9
+}
 
 fn default_mx_port() -> u16 {
     25
@@ -657,6 +665,7 @@ impl Default for Relay {
             max_messages_per_connection: default_max_messages_per_connection(),
             active_limit: default_active_limit(),
             lend_after: default_lend_after(),
+            lend_busy: default_lend_busy(),
             connection_idle: default_connection_idle(),
             mx_port: default_mx_port(),
             timeouts: RelayTimeouts::default(),
@@ -1130,6 +1139,9 @@ impl Config {
         }
         if self.relay.max_messages_per_connection == 0 {
             p.push("relay.max_messages_per_connection: must be at least 1".to_string());
+        }
+        if !(0.0..=1.0).contains(&self.relay.lend_busy) {
+            p.push(format!("relay.lend_busy: {} is not a share of the time (0 to 1)", self.relay.lend_busy));
         }
         if self.relay.active_limit == 0 {
             p.push("relay.active_limit: must be at least 1".to_string());

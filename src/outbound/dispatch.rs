@@ -62,7 +62,7 @@ impl Shard {
                 let me = self.clone();
                 glommio::spawn_local(async move { me.tls_flush().await }).detach();
             }
-            self.note_window();
+            self.note_load();
             self.promote_due(now, &policy);
             // Connections to a busy site may have closed on another core.
             for dest in self.outbound.one_waiting_per_site() {

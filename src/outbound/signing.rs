@@ -76,6 +76,9 @@ pub struct BatchSigner {
     pending: RefCell<Vec<(Job, Reply)>>,
     /// A batch is with the blocking thread (its task hands over the next).
     busy: Cell<bool>,
+    /// Time batches spent with the blocking thread since it was last
+    /// taken ([`BatchSigner::take_busy`]).
+    ran: Cell<std::time::Duration>,
 }
 
 impl BatchSigner {
@@ -90,6 +93,12 @@ impl BatchSigner {
             glommio::spawn_local(Rc::clone(self).hand_over()).detach();
         }
         Answer(answer)
+    }
+
+    /// The time batches were with the blocking thread since the last call
+    /// (how busy signing keeps it: see `outbound::lend`).
+    pub fn take_busy(&self) -> std::time::Duration {
+        self.ran.take()
     }
 
     /// The next batch to hand over, taken out of `pending`. A job whose
@@ -110,7 +119,9 @@ impl BatchSigner {
                 self.busy.set(false);
                 return;
             }
+            let started = std::time::Instant::now();
             let results = glommio::executor().spawn_blocking(move || sign_batch(&jobs)).await;
+            self.ran.set(self.ran.get() + started.elapsed());
             for (reply, result) in replies.into_iter().zip(results) {
                 // The delivery may have given up meanwhile: nothing to tell.
                 let _ = reply.send(result);

@@ -113,6 +113,8 @@ struct SiteState {
     delivered: u64,
     deferred: u64,
     bounced: u64,
+    /// When it last took a message (ms since the epoch).
+    last_delivered_ms: u64,
     /// The limits last applied, for `queue sites`.
     max_connections: usize,
     max_rate: Option<Rate>,
@@ -145,7 +147,10 @@ impl SiteState {
 
     fn count_sent(&mut self, sent: Sent, now_ms: u64) {
         match sent {
-            Sent::Delivered => self.delivered += 1,
+            Sent::Delivered => {
+                self.delivered += 1;
+                self.last_delivered_ms = now_ms;
+            }
             Sent::Deferred => self.deferred += 1,
             Sent::Bounced => self.bounced += 1,
         }
@@ -283,6 +288,15 @@ impl Sites {
             None => stripe.entry(key.clone()).or_default(),
         };
         f(state)
+    }
+
+    /// Did `site` take a message from any of `sources` since `since_ms`?
+    pub fn delivered_since(&self, site: &Arc<str>, sources: &[Option<IpAddr>], since_ms: u64) -> bool {
+        sources.iter().any(|&source| {
+            let key = SiteKey { site: site.clone(), source };
+            let stripe = self.stripes[Sites::stripe_of(&key)].lock().unwrap_or_else(|p| p.into_inner());
+            stripe.get(&key).is_some_and(|s| s.delivered > 0 && s.last_delivered_ms >= since_ms)
+        })
     }
 
     /// Take a connection permit to `limits.site` from one of `sources`
