@@ -171,12 +171,17 @@ impl Shard {
     /// this core owns `dest`, is saturated and behind on it, and its site
     /// takes mail (the module doc).
     pub(super) fn lend_if_hot(self: &Rc<Self>, dest: &Dest) {
-        let relay = &self.config().relay;
+        // Called at every kick: the cheap local checks first.
         let lender = &self.outbound.lender;
-        if self.cores < 2 || relay.lend_after == 0 || lender.lent.get() {
+        if self.cores < 2 || lender.lent.get() {
             return;
         }
         let ready = self.queue.borrow().ready_len(dest);
+        if ready == 0 {
+            return;
+        }
+        let config = self.config();
+        let relay = &config.relay;
         if ready <= relay.lend_after || owner::domain_owner(&dest.domain, self.cores) != self.id {
             return;
         }
@@ -186,7 +191,7 @@ impl Shard {
         let busy = (relay.lend_busy * 1000.0).round() as u32;
         let Some(n) = loan_size(ready, relay.lend_after, mine, theirs, busy) else { return };
         let now = now_ms();
-        if self.outbound.is_parked(dest, now) || !self.takes_mail(dest, now) {
+        if self.outbound.is_parked(dest, now) || !self.takes_mail(relay, dest, now) {
             return;
         }
         let lent = self.queue.borrow_mut().lend(dest, n, &self.envelopes());
@@ -208,10 +213,10 @@ impl Shard {
     }
 
     /// Did `dest`'s site take a message within the last [`YIELD`]?
-    fn takes_mail(&self, dest: &Dest, now_ms: u64) -> bool {
+    fn takes_mail(&self, relay: &crate::config::Relay, dest: &Dest, now_ms: u64) -> bool {
         let Some(limits) = self.outbound.limits_of(dest) else { return false };
         let site: std::sync::Arc<str> = std::sync::Arc::from(limits.site.as_str());
-        let sources: Vec<_> = super::source::sources(&self.config().relay, dest.pool).iter().map(|s| s.ip).collect();
+        let sources: Vec<_> = super::source::sources(relay, dest.pool).iter().map(|s| s.ip).collect();
         let since = now_ms.saturating_sub(YIELD.as_millis() as u64);
         self.outbound.sites.delivered_since(&site, &sources, since)
     }

@@ -143,7 +143,7 @@ pub struct Outbound {
 pub struct ServerWide {
     /// Per (site, source address) limits and state.
     pub sites: Arc<sites::Sites>,
-    /// Every core's active window, for lending.
+    /// How busy every core is, for lending.
     pub loads: Arc<lend::CoreLoads>,
 }
 

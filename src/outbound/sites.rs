@@ -295,7 +295,7 @@ impl Sites {
         sources.iter().any(|&source| {
             let key = SiteKey { site: site.clone(), source };
             let stripe = self.stripes[Sites::stripe_of(&key)].lock().unwrap_or_else(|p| p.into_inner());
-            stripe.get(&key).is_some_and(|s| s.delivered > 0 && s.last_delivered_ms >= since_ms)
+            stripe.get(&key).is_some_and(|s| s.last_delivered_ms >= since_ms)
         })
     }
 

@@ -573,6 +573,7 @@ impl QueueShard {
     }
 
     /// Shares in the active window (ready, or taken by a connection).
+    #[cfg(test)]
     pub fn active(&self) -> usize {
         self.active
     }

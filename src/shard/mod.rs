@@ -183,17 +183,14 @@ impl Shard {
                 self.kick(&dest);
             }
             ShardMsg::Lend(msgs) => {
-                let mut dests: Vec<_> = msgs.iter().map(QueuedMessage::dest).collect();
-                dests.dedup();
-                {
-                    let mut queue = self.queue.borrow_mut();
-                    for msg in msgs {
-                        queue.enqueue(msg);
-                    }
+                // A loan is of one destination.
+                let Some(dest) = msgs.first().map(QueuedMessage::dest) else { return };
+                let mut queue = self.queue.borrow_mut();
+                for msg in msgs {
+                    queue.enqueue(msg);
                 }
-                for dest in &dests {
-                    self.kick(dest);
-                }
+                drop(queue);
+                self.kick(&dest);
             }
             ShardMsg::Suppression(update) => {
                 // Applied now for RCPT checks, and again over the

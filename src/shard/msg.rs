@@ -26,8 +26,8 @@ pub enum ShardMsg {
     Deliver { user: String, entry: MailboxEntry },
     /// One-way: durable relay work for a domain this core owns.
     Enqueue(QueuedMessage),
-    /// One-way: ready shares of a hot destination, lent by its owner core
-    /// to relay here (see `outbound::lend`).
+    /// One-way: ready shares of one hot destination, lent by its owner
+    /// core to relay here (see `outbound::lend`).
     Lend(Vec<QueuedMessage>),
     /// One-way, to every core: `user`'s mailbox went over (or back under)
     /// its quota; RCPT answers 452 4.2.2 while over.
