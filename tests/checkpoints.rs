@@ -193,3 +193,62 @@ fn a_damaged_checkpoint_is_ignored_and_nothing_is_lost() {
     assert_eq!(seen.len(), local, "{seen:?}");
     assert!(seen.values().all(|&n| n == 1), "duplicated: {seen:?}");
 }
+
+/// Whether a thread of process `pid` sleeps opening a FIFO nobody reads.
+fn opening_a_fifo(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    tasks.flatten().any(|t| std::fs::read_to_string(t.path().join("wchan")).is_ok_and(|w| w == "wait_for_partner"))
+}
+
+#[test]
+fn a_clean_stop_waits_for_the_checkpoint_being_taken_then_takes_its_own() {
+    // One core, so that its directory is the only one written to.
+    let mut server = Server::start_with(Options {
+        cores: 1,
+        spool: "checkpoint_interval = \"200ms\"\n".into(),
+        ..Options::default()
+    });
+    // The next checkpoint's file is written as `checkpoint.tmp`: a FIFO
+    // there holds the periodic one in its open(2) until someone reads.
+    let fifo = server.data_dir().join("spool").join("core-0").join("checkpoint.tmp");
+    let path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo {}", fifo.display());
+    let sent = send_tagged(&server, "s", "alice@localhost", 3).len();
+    eventually(Duration::from_secs(30), || opening_a_fifo(server.pid()).then_some(()));
+    let before = server.log().matches(WRITTEN).count();
+    server.signal(libc::SIGTERM);
+    let stopping = "stopping: no new connections";
+    server.log_containing(&[stopping]);
+    // Let the periodic checkpoint go on (it fails: a FIFO cannot be
+    // synced) and the stop's own create a plain file.
+    // SAFETY: open(2) with a NUL-terminated path; the fd is owned below.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK) };
+    assert!(fd >= 0, "open {}", fifo.display());
+    std::fs::remove_file(&fifo).unwrap();
+    // SAFETY: `fd` was just opened and is owned by nobody else.
+    let mut reader = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let drain = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match std::io::Read::read(&mut reader, &mut buf) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) => panic!("reading the FIFO: {e}"),
+            }
+        }
+    });
+    assert!(server.wait_exit(Duration::from_secs(30)).success(), "{}", server.log());
+    drain.join().unwrap();
+    let log = server.log();
+    let after_stop = &log[log.find(stopping).unwrap()..];
+    let failed = after_stop.find("spool checkpoint not written").unwrap_or_else(|| panic!("{log}"));
+    assert!(after_stop[failed..].contains(WRITTEN), "no checkpoint at the stop after the one being taken:\n{log}");
+    assert_eq!(log.matches(WRITTEN).count(), before + 1, "{log}");
+    // The next start reads that checkpoint and nothing before it.
+    server.spawn();
+    assert!(server.log_containing(&[USED]).contains(USED), "{}", server.log());
+    let seen = tags(&server, "alice@localhost");
+    assert_eq!(seen.len(), sent, "{seen:?}");
+}

@@ -553,7 +553,7 @@ async fn drain(shard: &Rc<Shard>, lifecycle: &Lifecycle) {
         tracing::error!(core = shard.id, error = %e, "final spool sync failed");
     }
     // So that the next start reads little more than this checkpoint.
-    shard.checkpoint().await;
+    shard.checkpoint(super::checkpoints::IfTaking::Wait).await;
     shard.tls_flush().await;
     lifecycle.drained.fetch_add(1, Ordering::AcqRel);
     let grace = std::time::Instant::now() + Duration::from_secs(5);

@@ -11,18 +11,36 @@
 
 use super::Shard;
 use crate::spool::{checkpoint_roll, RecordKind, SpoolRef};
+use glommio::sync::Semaphore;
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// Per core: where the last checkpoint's record ended, and whether one is
-/// being taken.
-#[derive(Default)]
+/// Per core: where the last checkpoint's record ended, and the one permit
+/// to take a checkpoint (held while one is being taken).
 pub struct Checkpoints {
     /// The write position just after the last `Checkpoint` record: if the
     /// spool is still there, nothing new needs a checkpoint.
     after_last: Cell<Option<SpoolRef>>,
-    busy: Cell<bool>,
+    taking: Semaphore,
+}
+
+impl Default for Checkpoints {
+    fn default() -> Self {
+        Checkpoints { after_last: Cell::new(None), taking: Semaphore::new(1) }
+    }
+}
+
+/// Whether a checkpoint that is being taken is waited for or skipped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum IfTaking {
+    /// The periodic one: the one being taken will do.
+    Skip,
+    /// The one at a clean stop: the one being taken stops at an earlier
+    /// cut, so wait for it and take another. (Skipping it left the core
+    /// with the most mail, whose checkpoint takes longest, stopping with
+    /// none after its fill: the next start then read a minute of log.)
+    Wait,
 }
 
 impl Shard {
@@ -37,24 +55,31 @@ impl Shard {
                 return;
             }
             if !interval.is_zero() {
-                self.checkpoint().await;
+                self.checkpoint(IfTaking::Skip).await;
             }
         }
     }
 
     /// Takes a checkpoint of this core's directory if anything was
-    /// appended since the last one (and none is being taken). Only once
-    /// this core has adopted its recovered spool: before that, reading the
-    /// whole directory would compete with recovery for the disk.
-    pub async fn checkpoint(self: &Rc<Self>) {
+    /// appended since the last one (`if_taking` says what to do when one is
+    /// being taken). Only once this core has adopted its recovered spool:
+    /// before that, reading the whole directory would compete with
+    /// recovery for the disk.
+    pub async fn checkpoint(self: &Rc<Self>, if_taking: IfTaking) {
         let cp = &self.checkpoints;
-        if cp.busy.get() || !self.recovery.is_done() || cp.after_last.get() == Some(self.spool.write_position()) {
+        if !self.recovery.is_done() {
             return;
         }
-        cp.busy.set(true);
+        let permit = match if_taking {
+            IfTaking::Skip => cp.taking.try_acquire_permit(1).ok(),
+            IfTaking::Wait => cp.taking.acquire_permit(1).await.ok(),
+        };
+        let Some(_permit) = permit else { return };
+        if cp.after_last.get() == Some(self.spool.write_position()) {
+            return;
+        }
         let started = Instant::now();
         let result = self.take_checkpoint().await;
-        cp.busy.set(false);
         match result {
             Ok(taken) => tracing::info!(
                 core = self.id,
@@ -66,7 +91,12 @@ impl Shard {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "spool checkpoint written"
             ),
-            Err(e) => tracing::warn!(core = self.id, error = %e, "spool checkpoint not written; will retry"),
+            Err(e) => {
+                // Its record is in the spool, but no checkpoint holds it:
+                // the next one must not think it has nothing to do.
+                cp.after_last.set(None);
+                tracing::warn!(core = self.id, error = %e, "spool checkpoint not written; will retry")
+            }
         }
     }
 
