@@ -55,7 +55,7 @@ fn postfix_relays_smtputf8_mail_into_ringmail_for_a_utf8_user() {
     let text = String::from_utf8_lossy(&msgs[0]).into_owned();
     assert!(text.contains(&format!("hello {UTF8_USER}")), "{text}");
     assert!(text.contains("Subject: caf\u{e9}"), "{text}");
-    assert!(postfix.log().contains("status=sent"), "{}", postfix.log());
+    postfix_sent(&postfix);
 }
 
 #[test]
@@ -77,7 +77,7 @@ fn ringmail_relays_smtputf8_mail_by_bdat_into_postfix_which_passes_it_on() {
     // logged only at disconnect, and ringmail keeps the connection open.
     let log = server.log_containing(&["delivered", "bytes queued as"]);
     assert!(log.lines().any(|l| l.contains("delivered") && l.contains("bytes queued as")), "{log}");
-    assert!(postfix.log().contains("status=sent"), "{}", postfix.log());
+    postfix_sent(&postfix);
 }
 
 #[test]
@@ -98,4 +98,19 @@ fn binarymime_mail_for_postfix_bounces_5_6_3_as_postfix_does_not_offer_binarymim
     let dsn = String::from_utf8_lossy(&fetch_all(&server, "bob@localhost").remove(0)).into_owned();
     assert!(dsn.contains("5.6.3"), "{dsn}");
     assert_eq!(sink.received().len(), 0);
+}
+
+/// Postfix logs `status=sent` once it has read the next hop's reply, after
+/// the next hop has the message: wait for it.
+fn postfix_sent(postfix: &Postfix) {
+    let wait = Duration::from_secs(10);
+    let sent = std::time::Instant::now() + wait;
+    while !postfix.log().contains("status=sent") {
+        assert!(
+            std::time::Instant::now() < sent,
+            "no status=sent in Postfix's log within {wait:?}:\n{}",
+            postfix.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

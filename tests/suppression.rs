@@ -91,8 +91,12 @@ fn a_hard_bounce_suppresses_the_recipient_until_deleted_across_kill_9() {
     eventually(Duration::from_secs(10), || (mailbox_count(&server, "bob@localhost") == 1).then_some(()));
     let dsn = String::from_utf8_lossy(&fetch_all(&server, "bob@localhost")[0]).into_owned();
     assert!(dsn.contains("X-Ringmail-Bounce-Class: invalid-recipient"), "{dsn}");
-    let trace = cli_ok(&server, &["trace", &queue_id]);
-    assert!(trace.contains("bounced (sender notified) class=invalid-recipient"), "{trace}");
+    // The bounce record the trace reads is written once the notice is stored.
+    eventually(Duration::from_secs(10), || {
+        cli_ok(&server, &["trace", &queue_id])
+            .contains("bounced (sender notified) class=invalid-recipient")
+            .then_some(())
+    });
     assert_eq!(server.metric("ringmail_bounces_total", &[("class", "invalid-recipient")]), 1.0);
 
     // Later mail to it is refused at RCPT; others still go.

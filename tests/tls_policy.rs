@@ -64,9 +64,11 @@ fn a_policy_entry_decides_tls_per_destination_and_logs_trace_and_metrics_say_wha
     let line = log_line(&server, &["delivered", "b@may.test"]);
     assert!(line.contains("tls=opportunistic") && line.contains("tls_basis=\"route:may\""), "{line}");
     let id = queue_id_of(&server, "b@may.test");
-    let trace = server.cli(&["trace", &id]);
-    let trace_text = String::from_utf8_lossy(&trace.stdout);
-    assert!(trace_text.contains("tls=opportunistic tls_basis=route:may"), "{trace_text}");
+    // The delivery record the trace reads is written after the log line.
+    eventually(Duration::from_secs(10), || {
+        let trace = server.cli(&["trace", &id]);
+        String::from_utf8_lossy(&trace.stdout).contains("tls=opportunistic tls_basis=route:may").then_some(())
+    });
     let json = server.cli(&["trace", &id, "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("trace --json");
     let r = &json["messages"][0]["recipients"][0];
