@@ -601,6 +601,59 @@ fn a_hot_destination_is_lent_to_the_other_core_within_its_site_limit() {
     assert!(max <= 4, "{max} connections at once to a site limited to 4");
 }
 
+// ---- 10. an idle connection makes way for another core's destination ----
+
+/// Two domains with one MX host are one site, limited to one connection,
+/// and owned by different cores. The first domain's connection stays open
+/// for more of its mail (`connection_idle` is an hour); mail for the
+/// second waits for the site on the other core. The idle connection sees
+/// it and closes, and the second domain's mail goes.
+#[test]
+fn an_idle_connection_closes_for_a_destination_waiting_on_another_core() {
+    let port = free_port();
+    let sink = Sink::start("127.0.13.1", port, Script::default());
+    let domains = domains_on_both_cores("idle", 8);
+    let first = &domains[0];
+    let second = domains.iter().find(|d| domain_owner(d, 2) != domain_owner(first, 2)).unwrap();
+    let mut zone = Zone::new().a("mx.idle.test", "127.0.13.1");
+    for d in [first, second] {
+        zone = zone.mx(d, 10, "mx.idle.test");
+    }
+    let dns = TestDns::start(zone);
+    let relay = format!("{}connection_idle = \"1h\"\n", via_dns(&dns, port));
+    let server = shaped(&relay, Some("[site.\"idle.test\"]\nmax_connections = 1\n"));
+    submit(&server, &[("bob@localhost", &format!("a@{first}"))]);
+    eventually(Duration::from_secs(30), || (sink.count() == 1).then_some(()));
+    server.log_containing(&["delivered", &format!("to=a@{first}")]);
+    submit(&server, &[("bob@localhost", &format!("b@{second}"))]);
+    // Without the yield it would wait for the hour.
+    eventually(Duration::from_secs(30), || (sink.count() == 2).then_some(()));
+    assert_eq!(sink.connections.load(Ordering::SeqCst), 2, "the second went over a connection of its own core");
+    assert_eq!(sink.max_concurrent.load(Ordering::SeqCst), 1, "the site's limit held");
+}
+
+/// The same hot destination, but its site takes one connection at a time:
+/// the borrower's mail could only wait for the owner's connection, so
+/// nothing is lent.
+#[test]
+fn a_destination_whose_site_takes_one_connection_is_not_lent() {
+    let port = free_port();
+    let sink = Sink::start("127.0.12.2", port, Script { delay: Duration::from_millis(100), ..Script::default() });
+    let dns = TestDns::start(Zone::new().a("mx.one.test", "127.0.12.2").mx("one.test", 10, "mx.one.test"));
+    let relay = format!(
+        "{}max_connections_per_domain = 10\nmax_messages_per_connection = 10\nlend_after = 4\nlend_busy = 0\n",
+        via_dns(&dns, port)
+    );
+    let server = shaped(&relay, Some("[site.\"one.test\"]\nmax_connections = 1\n"));
+    let n = 30;
+    submit_n(&server, n, |i| format!("u{i}@one.test"));
+    eventually(Duration::from_secs(60), || (sink.count() == n).then_some(()));
+    let log = server.log_containing(&[&format!("to=u{}@one.test", n - 1)]);
+    assert!(!log.contains("lent ready mail"), "{log}");
+    assert_eq!(server.metric("ringmail_relay_lent_total", &[]), 0.0);
+    assert_eq!(sink.max_concurrent.load(Ordering::SeqCst), 1);
+}
+
 /// The number after `key` (e.g. `messages=`) in a log line.
 fn log_number(line: &str, key: &str) -> Option<usize> {
     let rest = &line[line.find(key)? + key.len()..];

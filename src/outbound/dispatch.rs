@@ -27,6 +27,11 @@ use std::time::Duration;
 /// back to the system once the queue is empty (see `relay_timer`).
 const GIVE_BACK_AFTER: usize = 10_000;
 
+/// How often a connection idle on a site looks whether a destination on
+/// any core waits for one of the site's connections (it then closes, and
+/// the waiting one connects in its place).
+const YIELD_CHECK: Duration = Duration::from_millis(100);
+
 impl Shard {
     /// Runs until the core stops: promote due mail, bounce expired mail,
     /// send delay notices, open connections.
@@ -397,8 +402,16 @@ impl Shard {
 
     /// The next ready message for `domain`, waiting up to `idle` for one
     /// (the connection stays open meanwhile, so a steady stream of mail is
-    /// not one connection per message). None when stopping or idle too long.
-    pub(super) async fn next_for(self: &Rc<Self>, domain: &Dest, idle: Duration) -> Option<(Key, QueuedMessage)> {
+    /// not one connection per message). None when stopping, idle too long,
+    /// or when a destination on any core waits for one of `site`'s
+    /// connections (looked at every [`YIELD_CHECK`] while idle: the wait
+    /// is on another core's queue, which cannot wake this task).
+    pub(super) async fn next_for(
+        self: &Rc<Self>,
+        domain: &Dest,
+        idle: Duration,
+        site: &str,
+    ) -> Option<(Key, QueuedMessage)> {
         let deadline = std::time::Instant::now() + idle;
         loop {
             if self.stop.is_set() {
@@ -408,12 +421,12 @@ impl Shard {
                 return Some(next);
             }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
+            if left.is_zero() || self.outbound.site_wanted(site) {
                 return None;
             }
             let woken = self.outbound.idle_wait(domain);
-            futures_lite::future::or(futures_lite::future::or(woken, glommio::timer::sleep(left)), self.stop.wait())
-                .await;
+            let nap = glommio::timer::sleep(left.min(YIELD_CHECK));
+            futures_lite::future::or(futures_lite::future::or(woken, nap), self.stop.wait()).await;
         }
     }
 

@@ -46,11 +46,13 @@ impl Outbound {
         self.held.borrow().parked.get(dest).is_some_and(|&until| until > now_ms)
     }
 
-    /// Hold `dest` until a connection to `site` closes.
+    /// Hold `dest` until a connection to `site` closes (counted in the
+    /// server-wide site table while it waits).
     pub(crate) fn wait_for_site(&self, site: &Arc<str>, dest: Dest) {
         let mut held = self.held.borrow_mut();
         if held.waiting_set.insert(dest.clone()) {
             held.waiting.entry(site.clone()).or_default().push_back(dest);
+            self.sites.wait(site);
         }
     }
 
@@ -65,6 +67,7 @@ impl Outbound {
         }
         if let Some(d) = &dest {
             held.waiting_set.remove(d);
+            self.sites.stop_waiting(site);
         }
         dest
     }
@@ -76,9 +79,9 @@ impl Outbound {
         sites.iter().filter_map(|s| self.site_freed(s)).collect()
     }
 
-    /// Are destinations waiting for connections to `site` on this core?
+    /// Are destinations waiting for connections to `site`, on any core?
     pub(crate) fn site_wanted(&self, site: &str) -> bool {
-        self.held.borrow().waiting.contains_key(site)
+        self.sites.wanted(site)
     }
 
     /// Any destination waiting for a busy site?

@@ -13,11 +13,17 @@
 //!   destination that only defers would only be deferred on two cores);
 //! - this core is saturated: its executor, or its signing thread (RSA
 //!   keys), was busy for at least `relay.lend_busy` of the last sample;
-//! - the other core is busy at least [`MARGIN`] less.
+//! - its site takes more than one connection at once (max_connections
+//!   times the sources): with one, the borrower's mail could only wait for
+//!   the owner's connection;
+//! - the other core is busy at least [`MARGIN`] less, and is not behind
+//!   itself (at most `relay.lend_after` shares due there: lent mail that
+//!   waits on the borrower, for CPU or for its site, stops further loans).
 //!
 //! With `relay.lend_busy = 0` how busy the cores are does not matter: a
 //! destination is lent whenever its owner is behind on it and it takes
-//! mail.
+//! mail. A core lends and borrows only once it serves its whole spool and
+//! has measured a sample (until then it counts as [`UNMEASURED`]).
 //!
 //! The borrower queues the lent shares like its own mail and relays them
 //! over its own connections, signing, pipelining and settling outcomes as
@@ -58,7 +64,7 @@ use crate::shard::{owner, Shard, ShardMsg};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The most shares one loan moves.
@@ -76,30 +82,76 @@ pub const MARGIN: u32 = 200;
 /// for its destination to be lent.
 pub const YIELD: Duration = Duration::from_secs(1);
 
-/// How busy each core was over its last sample, in thousandths, for the
-/// whole server (atomics read without locks: two loans decided at the same
-/// moment may both go to the same core, which the next sample corrects).
+/// A core's busy share before its first sample: it neither lends nor
+/// borrows (a core still adopting its recovered spool has no relay timer
+/// yet, and its first reading would count the whole adoption).
+pub const UNMEASURED: u32 = u32::MAX;
+
+/// How busy each core was over its last sample, in thousandths, and how
+/// many shares were due there, for the whole server (atomics read without
+/// locks: two loans decided at the same moment may both go to the same
+/// core, which the next sample corrects); and the loans on their way.
 #[derive(Debug)]
 pub struct CoreLoads {
     busy: Box<[AtomicU32]>,
+    due: Box<[AtomicUsize]>,
+    /// Loans made since start.
+    loans: AtomicU64,
+    /// Shares lent and not yet queued by their borrower.
+    in_transit: AtomicUsize,
 }
 
 impl CoreLoads {
     pub fn new(cores: usize) -> CoreLoads {
-        CoreLoads { busy: (0..cores.max(1)).map(|_| AtomicU32::new(0)).collect() }
+        let cores = cores.max(1);
+        CoreLoads {
+            busy: (0..cores).map(|_| AtomicU32::new(UNMEASURED)).collect(),
+            due: (0..cores).map(|_| AtomicUsize::new(0)).collect(),
+            loans: AtomicU64::new(0),
+            in_transit: AtomicUsize::new(0),
+        }
     }
 
-    fn set(&self, core: usize, permille: u32) {
+    fn set(&self, core: usize, permille: u32, due: usize) {
         self.busy[core].store(permille, Ordering::Relaxed);
+        self.due[core].store(due, Ordering::Relaxed);
     }
 
     fn get(&self, core: usize) -> u32 {
         self.busy[core].load(Ordering::Relaxed)
     }
 
-    /// The least busy core other than `me`, and how busy it is.
-    fn least_busy_other(&self, me: usize) -> Option<(usize, u32)> {
-        (0..self.busy.len()).filter(|&c| c != me).map(|c| (c, self.get(c))).min_by_key(|&(_, busy)| busy)
+    /// The least busy measured core other than `me`: which, how busy, and
+    /// how many shares are due there.
+    fn least_busy_other(&self, me: usize) -> Option<(usize, u32, usize)> {
+        (0..self.busy.len())
+            .filter(|&c| c != me)
+            .map(|c| (c, self.get(c), self.due[c].load(Ordering::Relaxed)))
+            .filter(|&(_, busy, _)| busy != UNMEASURED)
+            .min_by_key(|&(_, busy, _)| busy)
+    }
+
+    /// A snapshot to compare with a later one ([`CoreLoads::settled_since`]).
+    pub fn loans_made(&self) -> u64 {
+        self.loans.load(Ordering::Acquire)
+    }
+
+    /// No share moved between cores since `loans_made` was taken, and none
+    /// is moving now: a walk over every core's queue in between saw each
+    /// share once (`queue delete` relies on it).
+    pub fn settled_since(&self, loans_made: u64) -> bool {
+        self.in_transit.load(Ordering::Acquire) == 0 && self.loans.load(Ordering::Acquire) == loans_made
+    }
+
+    fn sent(&self, shares: usize) {
+        self.in_transit.fetch_add(shares, Ordering::AcqRel);
+        self.loans.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// `shares` lent were queued by their borrower (or will be at the next
+    /// start, the loan having failed).
+    pub fn arrived(&self, shares: usize) {
+        self.in_transit.fetch_sub(shares, Ordering::AcqRel);
     }
 }
 
@@ -153,7 +205,12 @@ impl Shard {
         let signed = self.outbound.batch_signer.take_busy();
         let lender = &self.outbound.lender;
         let now = Instant::now();
-        let (since, ran_before, signed_before) = lender.sample.get().unwrap_or((now, Duration::ZERO, Duration::ZERO));
+        let Some((since, ran_before, signed_before)) = lender.sample.get() else {
+            // The first call: what was taken counts since the executor
+            // started (recovery included), not a sample.
+            lender.sample.set(Some((now, Duration::ZERO, Duration::ZERO)));
+            return;
+        };
         let (ran, signed) = (ran_before + ran, signed_before + signed);
         let wall = now.duration_since(since);
         if wall < SAMPLE {
@@ -162,7 +219,7 @@ impl Shard {
         }
         let busy = ran.max(signed);
         let permille = (busy.as_micros() * 1000 / wall.as_micros().max(1)).min(1000) as u32;
-        self.outbound.loads.set(self.id, permille);
+        self.outbound.loads.set(self.id, permille, self.queue.borrow().due());
         lender.sample.set(Some((now, Duration::ZERO, Duration::ZERO)));
         lender.lent.set(false);
     }
@@ -186,12 +243,15 @@ impl Shard {
             return;
         }
         let loads = &self.outbound.loads;
-        let Some((to, theirs)) = loads.least_busy_other(self.id) else { return };
         let mine = loads.get(self.id);
+        let Some((to, theirs, their_due)) = loads.least_busy_other(self.id) else { return };
+        if mine == UNMEASURED || their_due > relay.lend_after {
+            return;
+        }
         let busy = (relay.lend_busy * 1000.0).round() as u32;
         let Some(n) = loan_size(ready, relay.lend_after, mine, theirs, busy) else { return };
         let now = now_ms();
-        if self.outbound.is_parked(dest, now) || !self.takes_mail(relay, dest, now) {
+        if self.outbound.is_parked(dest, now) || !self.site_can_share(relay, dest, now) {
             return;
         }
         let lent = self.queue.borrow_mut().lend(dest, n, &self.envelopes());
@@ -202,21 +262,45 @@ impl Shard {
         lender.yielding.borrow_mut().insert(dest.clone(), now + YIELD.as_millis() as u64);
         self.metrics.lent(lent.len() as u64);
         tracing::info!(domain = %dest, messages = lent.len(), to_core = to, busy = mine, their_busy = theirs, "lent ready mail to a less busy core");
+        let shares = lent.len();
+        loads.sent(shares);
         let me = self.clone();
         glommio::spawn_local(async move {
             if me.mesh.send(to, ShardMsg::Lend(lent)).await.is_err() {
                 // Durable: queued again from the spool at the next start.
+                me.outbound.loads.arrived(shares);
                 tracing::warn!(core = me.id, to, "lending failed: peer gone");
             }
         })
         .detach();
     }
 
-    /// Did `dest`'s site take a message within the last [`YIELD`]?
-    fn takes_mail(&self, relay: &crate::config::Relay, dest: &Dest, now_ms: u64) -> bool {
+    /// Queue the shares another core lent this one (all of one
+    /// destination) and start on them.
+    pub(crate) fn take_loan(self: &Rc<Self>, msgs: Vec<crate::queue::QueuedMessage>) {
+        let shares = msgs.len();
+        let dest = msgs.first().map(crate::queue::QueuedMessage::dest);
+        let mut queue = self.queue.borrow_mut();
+        for msg in msgs {
+            queue.enqueue(msg);
+        }
+        drop(queue);
+        self.outbound.loads.arrived(shares);
+        if let Some(dest) = dest {
+            self.kick(&dest);
+        }
+    }
+
+    /// Can another core's connections share `dest`'s site: does it take
+    /// more than one connection at once, and did it take a message within
+    /// the last [`YIELD`]?
+    fn site_can_share(&self, relay: &crate::config::Relay, dest: &Dest, now_ms: u64) -> bool {
         let Some(limits) = self.outbound.limits_of(dest) else { return false };
-        let site: std::sync::Arc<str> = std::sync::Arc::from(limits.site.as_str());
         let sources: Vec<_> = super::source::sources(relay, dest.pool).iter().map(|s| s.ip).collect();
+        if limits.max_connections.saturating_mul(sources.len()) < 2 {
+            return false;
+        }
+        let site: std::sync::Arc<str> = std::sync::Arc::from(limits.site.as_str());
         let since = now_ms.saturating_sub(YIELD.as_millis() as u64);
         self.outbound.sites.delivered_since(&site, &sources, since)
     }
@@ -253,13 +337,29 @@ mod tests {
     }
 
     #[test]
-    fn the_least_busy_other_core_is_chosen() {
+    fn the_least_busy_measured_other_core_is_chosen() {
         let loads = CoreLoads::new(3);
-        loads.set(0, 100);
-        loads.set(1, 700);
-        loads.set(2, 300);
-        assert_eq!(loads.least_busy_other(0), Some((2, 300)));
-        assert_eq!(loads.least_busy_other(2), Some((0, 100)));
+        assert_eq!(loads.least_busy_other(0), None, "none measured yet");
+        loads.set(1, 700, 5);
+        assert_eq!(loads.least_busy_other(0), Some((1, 700, 5)), "the only measured one");
+        loads.set(0, 100, 0);
+        loads.set(2, 300, 7);
+        assert_eq!(loads.least_busy_other(0), Some((2, 300, 7)));
+        assert_eq!(loads.least_busy_other(2), Some((0, 100, 0)));
         assert_eq!(CoreLoads::new(1).least_busy_other(0), None);
+    }
+
+    #[test]
+    fn a_walk_over_the_queues_is_settled_only_if_no_loan_moved_during_it() {
+        let loads = CoreLoads::new(2);
+        let before = loads.loans_made();
+        assert!(loads.settled_since(before));
+        loads.sent(3);
+        assert!(!loads.settled_since(before), "a loan was made during the walk");
+        let again = loads.loans_made();
+        assert!(!loads.settled_since(again), "a loan is on its way");
+        loads.arrived(3);
+        assert!(loads.settled_since(again));
+        assert!(!loads.settled_since(before));
     }
 }

@@ -148,6 +148,11 @@ pub struct ServerWide {
 }
 
 impl Outbound {
+    /// How busy every core is, and the loans between them.
+    pub(crate) fn loads(&self) -> &lend::CoreLoads {
+        &self.loads
+    }
+
     /// The stage for one core, asking `dns_server` for MX, address and
     /// TLSA records, with DANE as `dane` says, trusting `roots` where a
     /// certificate is checked, and keeping MTA-STS policies under

@@ -31,7 +31,7 @@ use crate::shard::Shard;
 use crate::spool::{BodyKind, MessageRecord};
 use std::collections::VecDeque;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// A message given to the connection, until its outcome is applied.
 struct InFlight<'p> {
@@ -151,8 +151,8 @@ impl Shard {
 
     /// The next message for `dest`. With one in flight (`busy`) only a
     /// message ready now and a rate slot free now, else `Later`; idle, it
-    /// waits for mail up to `relay.connection_idle` (none when others want
-    /// the site's connections) and for the site's rate.
+    /// waits for mail up to `relay.connection_idle` (less when others want
+    /// the site's connections, see `next_for`) and for the site's rate.
     async fn next_to_give(self: &Rc<Self>, dest: &Dest, permit: &Permit, limits: &SiteLimits, busy: bool) -> Next {
         loop {
             // Stopping: no new message, on an idle connection (`next_for`
@@ -165,9 +165,7 @@ impl Shard {
                 true => self.queue.borrow_mut().next_ready(dest, &self.envelopes()),
                 false => {
                     let site = &permit.key().site;
-                    let wanted = self.outbound.site_wanted(site);
-                    let idle = if wanted { Duration::ZERO } else { self.config().relay.connection_idle.get() };
-                    self.next_for(dest, idle).await
+                    self.next_for(dest, self.config().relay.connection_idle.get(), site).await
                 }
             };
             let Some((key, msg)) = next else {

@@ -215,6 +215,10 @@ pub struct Sites {
     /// Bumped after each [`Sites::set_rules`]: an open connection compares
     /// it before each message (an atomic load, not the mutex).
     generation: AtomicU64,
+    /// By site: destinations waiting, on any core, for one of its
+    /// connections to close (every source at `max_connections`). A
+    /// connection idle on the site closes for them (see [`Sites::wanted`]).
+    waiting: Mutex<HashMap<Arc<str>, usize>>,
 }
 
 impl Default for Sites {
@@ -244,7 +248,32 @@ impl Sites {
             stripes: (0..STRIPES).map(|_| Mutex::default()).collect(),
             rules: Mutex::new(Arc::new(rules)),
             generation: AtomicU64::new(0),
+            waiting: Mutex::default(),
         }
+    }
+
+    /// A destination (on any core) waits for a connection to `site`.
+    pub fn wait(&self, site: &Arc<str>) {
+        *self.waiting.lock().unwrap_or_else(|p| p.into_inner()).entry(site.clone()).or_default() += 1;
+    }
+
+    /// One that [`Sites::wait`]ed no longer does.
+    pub fn stop_waiting(&self, site: &str) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = waiting.get_mut(site) {
+            *n -= 1;
+            if *n == 0 {
+                waiting.remove(site);
+            }
+        }
+    }
+
+    /// Does a destination on any core wait for a connection to `site`? A
+    /// connection idle on the site then closes instead of waiting for more
+    /// of its own destination's mail: its slot is wanted. (Two domains with
+    /// one MX host set are one site, and may be owned by different cores.)
+    pub fn wanted(&self, site: &str) -> bool {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).contains_key(site)
     }
 
     /// The rules in force.

@@ -578,6 +578,11 @@ impl QueueShard {
         self.active
     }
 
+    /// Shares due now: in the active window, or waiting for room in it.
+    pub fn due(&self) -> usize {
+        self.active + self.fresh.len() + self.retried.len()
+    }
+
     /// Take up to `n` shares off the back of `domain`'s ready list out of
     /// this queue, with their envelopes, for another core to relay (see
     /// `outbound::lend`): the newest, so the oldest keep their turn here.

@@ -73,6 +73,10 @@ pub enum AdminError {
     UnknownCommand(String),
 }
 
+/// The most walks over the cores' queues one queue command makes while
+/// lent mail moves between them (see `Shard::queue_parts`).
+const WALKS: usize = 8;
+
 impl QueueOp {
     /// Parse a control-socket command line.
     pub fn parse(line: &str) -> Result<QueueOp, AdminParseError> {
@@ -131,13 +135,36 @@ impl Shard {
     }
 
     /// Every core's part of `op`, in core order.
+    ///
+    /// Lent mail moves between cores (`outbound::lend`): a walk over the
+    /// cores while a loan was made or on its way may have missed a share
+    /// (`queue delete` answering "no queued message" for mail then sent)
+    /// or seen one twice. Such a walk is done again, up to [`WALKS`] times.
+    /// Delete and release count what each walk touched (a share deleted or
+    /// released is not touched again); hold, what the last walk found held.
     async fn queue_parts(self: &Rc<Self>, op: &QueueOp) -> Result<Vec<(Vec<QueueEntry>, usize)>, AdminError> {
-        let mut parts = Vec::with_capacity(self.cores);
-        for core in 0..self.cores {
-            let op = op.clone();
-            parts.push(self.ask(core, |answer| Request::Queue { op, answer }).await?);
+        let loads = self.outbound.loads();
+        let mut touched_before = 0;
+        let mut walk = 1;
+        loop {
+            let loans = loads.loans_made();
+            let mut parts = Vec::with_capacity(self.cores);
+            for core in 0..self.cores {
+                let op = op.clone();
+                parts.push(self.ask(core, |answer| Request::Queue { op, answer }).await?);
+            }
+            let settled = loads.settled_since(loans);
+            if settled || walk == WALKS || matches!(op, QueueOp::Flush | QueueOp::Sites) {
+                if let (QueueOp::Delete(_) | QueueOp::Release(_), Some(first)) = (op, parts.first_mut()) {
+                    first.1 += touched_before;
+                }
+                return Ok(parts);
+            }
+            touched_before += parts.iter().map(|(_, n)| n).sum::<usize>();
+            walk += 1;
+            // Until the loan on its way has arrived.
+            glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
         }
-        Ok(parts)
     }
 
     /// `queue sites`: the site table, with what every core has queued for

@@ -182,16 +182,7 @@ impl Shard {
                 self.queue.borrow_mut().enqueue(msg);
                 self.kick(&dest);
             }
-            ShardMsg::Lend(msgs) => {
-                // A loan is of one destination.
-                let Some(dest) = msgs.first().map(QueuedMessage::dest) else { return };
-                let mut queue = self.queue.borrow_mut();
-                for msg in msgs {
-                    queue.enqueue(msg);
-                }
-                drop(queue);
-                self.kick(&dest);
-            }
+            ShardMsg::Lend(msgs) => self.take_loan(msgs),
             ShardMsg::Suppression(update) => {
                 // Applied now for RCPT checks, and again over the
                 // recovered list when it arrives.
