@@ -281,7 +281,10 @@ impl Shard {
         let shares = msgs.len();
         let dest = msgs.first().map(crate::queue::QueuedMessage::dest);
         let mut queue = self.queue.borrow_mut();
-        for msg in msgs {
+        for mut msg in msgs {
+            // Compaction may have moved the record while the loan was on
+            // its way (this core's relocation missed the share then).
+            msg.at = self.resolve(msg.at);
             queue.enqueue(msg);
         }
         drop(queue);
