@@ -4,7 +4,7 @@
 use super::classify::{classify, BounceClass};
 use super::conn::{deferred_all, RelayConnection, Timeouts};
 use super::shaping::{self, BackoffAction, SiteLimits};
-use super::sites::{Permit, Refused};
+use super::sites::{Permit, Refused, SiteKey};
 use super::slot::ConnectionSlot;
 use super::source;
 use crate::clock::now_ms;
@@ -258,7 +258,8 @@ impl Shard {
         let permit = match self.outbound.sites.connect(limits, &site, &weights, pick, now_ms()) {
             Ok(p) => p,
             Err(Refused::Busy) => {
-                self.outbound.wait_for_site(&site, dest.clone());
+                let sources = weights.iter().map(|&(ip, _)| ip).collect();
+                self.outbound.wait_for_site(&site, dest.clone(), sources);
                 return;
             }
             Err(Refused::Suspended { until_ms } | Refused::Paced { until_ms }) => {
@@ -403,14 +404,14 @@ impl Shard {
     /// The next ready message for `domain`, waiting up to `idle` for one
     /// (the connection stays open meanwhile, so a steady stream of mail is
     /// not one connection per message). None when stopping, idle too long,
-    /// or when a destination on any core waits for one of `site`'s
-    /// connections (looked at every [`YIELD_CHECK`] while idle: the wait
-    /// is on another core's queue, which cannot wake this task).
+    /// or when a destination on any core waits for a connection at `site`
+    /// (site and source; looked at every [`YIELD_CHECK`] while idle: the
+    /// wait is on another core's queue, which cannot wake this task).
     pub(super) async fn next_for(
         self: &Rc<Self>,
         domain: &Dest,
         idle: Duration,
-        site: &str,
+        site: &SiteKey,
     ) -> Option<(Key, QueuedMessage)> {
         let deadline = std::time::Instant::now() + idle;
         loop {
@@ -421,7 +422,7 @@ impl Shard {
                 return Some(next);
             }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() || self.outbound.site_wanted(site) {
+            if left.is_zero() || self.outbound.yield_to_waiting(site) {
                 return None;
             }
             let woken = self.outbound.idle_wait(domain);

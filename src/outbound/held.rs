@@ -15,16 +15,22 @@
 //! [`super::sites::Sites`]) or touch the queue.
 
 use super::shaping::SiteLimits;
+use super::sites::SiteKey;
 use super::Outbound;
 use crate::queue::Dest;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
 use std::sync::Arc;
+
+/// The source addresses a waiting destination may connect from.
+pub(crate) type Sources = Box<[Option<IpAddr>]>;
 
 /// See the module doc.
 #[derive(Default)]
 pub(super) struct Held {
-    /// By site: destinations waiting for a connection to it to close.
-    waiting: HashMap<Arc<str>, VecDeque<Dest>>,
+    /// By site: destinations waiting for a connection to it to close, and
+    /// the sources each waits for (as counted in the site table).
+    waiting: HashMap<Arc<str>, VecDeque<(Dest, Sources)>>,
     /// The destinations in `waiting` (one entry each).
     waiting_set: HashSet<Dest>,
     /// Destinations parked until a time (ms since the epoch).
@@ -46,30 +52,29 @@ impl Outbound {
         self.held.borrow().parked.get(dest).is_some_and(|&until| until > now_ms)
     }
 
-    /// Hold `dest` until a connection to `site` closes (counted in the
-    /// server-wide site table while it waits).
-    pub(crate) fn wait_for_site(&self, site: &Arc<str>, dest: Dest) {
+    /// Hold `dest` until a connection to `site` from one of `sources`
+    /// closes (counted in the server-wide site table while it waits).
+    pub(crate) fn wait_for_site(&self, site: &Arc<str>, dest: Dest, sources: Sources) {
         let mut held = self.held.borrow_mut();
         if held.waiting_set.insert(dest.clone()) {
-            held.waiting.entry(site.clone()).or_default().push_back(dest);
-            self.sites.wait(site);
+            self.sites.wait(site, &sources);
+            held.waiting.entry(site.clone()).or_default().push_back((dest, sources));
         }
     }
 
     /// A connection to `site` closed: the destination that has waited
     /// longest for it, if any (no longer waiting).
-    pub(crate) fn site_freed(&self, site: &str) -> Option<Dest> {
+    pub(crate) fn site_freed(&self, site: &Arc<str>) -> Option<Dest> {
         let mut held = self.held.borrow_mut();
         let queue = held.waiting.get_mut(site)?;
         let dest = queue.pop_front();
         if queue.is_empty() {
             held.waiting.remove(site);
         }
-        if let Some(d) = &dest {
-            held.waiting_set.remove(d);
-            self.sites.stop_waiting(site);
-        }
-        dest
+        let (dest, sources) = dest?;
+        held.waiting_set.remove(&dest);
+        self.sites.stop_waiting(site, &sources);
+        Some(dest)
     }
 
     /// One waiting destination per site (the relay timer retries them, for
@@ -79,9 +84,10 @@ impl Outbound {
         sites.iter().filter_map(|s| self.site_freed(s)).collect()
     }
 
-    /// Are destinations waiting for connections to `site`, on any core?
-    pub(crate) fn site_wanted(&self, site: &str) -> bool {
-        self.sites.wanted(site)
+    /// Should a connection idle at `key` close for a destination waiting
+    /// for its site and source, on any core ([`super::sites::Sites::yield_to_waiting`])?
+    pub(crate) fn yield_to_waiting(&self, key: &SiteKey) -> bool {
+        self.sites.yield_to_waiting(key)
     }
 
     /// Any destination waiting for a busy site?

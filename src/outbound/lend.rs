@@ -131,16 +131,21 @@ impl CoreLoads {
             .min_by_key(|&(_, busy, _)| busy)
     }
 
-    /// A snapshot to compare with a later one ([`CoreLoads::settled_since`]).
-    pub fn loans_made(&self) -> u64 {
-        self.loans.load(Ordering::Acquire)
+    /// Taken before a walk over every core's queue, to compare after it
+    /// ([`CoreLoads::settled_since`]): the loans made so far, or None if a
+    /// loan is on its way (it may arrive at a core the walk has passed).
+    pub fn walk_start(&self) -> Option<u64> {
+        let loans = self.loans.load(Ordering::Acquire);
+        (self.in_transit.load(Ordering::Acquire) == 0).then_some(loans)
     }
 
-    /// No share moved between cores since `loans_made` was taken, and none
-    /// is moving now: a walk over every core's queue in between saw each
-    /// share once (`queue delete` relies on it).
-    pub fn settled_since(&self, loans_made: u64) -> bool {
-        self.in_transit.load(Ordering::Acquire) == 0 && self.loans.load(Ordering::Acquire) == loans_made
+    /// No share was on its way between cores when the walk started
+    /// (`start`), none moved since, and none is moving now: the walk saw
+    /// each share once (`queue delete` relies on it).
+    pub fn settled_since(&self, start: Option<u64>) -> bool {
+        start.is_some_and(|loans| {
+            self.in_transit.load(Ordering::Acquire) == 0 && self.loans.load(Ordering::Acquire) == loans
+        })
     }
 
     fn sent(&self, shares: usize) {
@@ -281,13 +286,24 @@ impl Shard {
         let shares = msgs.len();
         let dest = msgs.first().map(crate::queue::QueuedMessage::dest);
         let mut queue = self.queue.borrow_mut();
+        let mut moved = Vec::new();
         for mut msg in msgs {
             // Compaction may have moved the record while the loan was on
-            // its way (this core's relocation missed the share then).
-            msg.at = self.resolve(msg.at);
-            queue.enqueue(msg);
+            // its way (this core's relocation missed the share then): it
+            // goes by the new place, and its state is written for that
+            // place, as relocation does for the shares it finds.
+            let at = self.resolve(msg.at);
+            let relocated = at != msg.at && (msg.attempts > 0 || msg.warned);
+            msg.at = at;
+            let key = queue.enqueue(msg);
+            if relocated {
+                moved.push(key);
+            }
         }
         drop(queue);
+        for key in moved {
+            self.record_deferral(key);
+        }
         self.outbound.loads.arrived(shares);
         if let Some(dest) = dest {
             self.kick(&dest);
@@ -355,14 +371,16 @@ mod tests {
     #[test]
     fn a_walk_over_the_queues_is_settled_only_if_no_loan_moved_during_it() {
         let loads = CoreLoads::new(2);
-        let before = loads.loans_made();
+        let before = loads.walk_start();
         assert!(loads.settled_since(before));
         loads.sent(3);
         assert!(!loads.settled_since(before), "a loan was made during the walk");
-        let again = loads.loans_made();
-        assert!(!loads.settled_since(again), "a loan is on its way");
+        let during = loads.walk_start();
+        assert_eq!(during, None, "a loan is on its way when the walk starts");
         loads.arrived(3);
-        assert!(loads.settled_since(again));
+        assert!(!loads.settled_since(during), "it may have arrived behind the walk");
         assert!(!loads.settled_since(before));
+        let after = loads.walk_start();
+        assert!(loads.settled_since(after));
     }
 }

@@ -163,10 +163,7 @@ impl Shard {
             }
             let next = match busy {
                 true => self.queue.borrow_mut().next_ready(dest, &self.envelopes()),
-                false => {
-                    let site = &permit.key().site;
-                    self.next_for(dest, self.config().relay.connection_idle.get(), site).await
-                }
+                false => self.next_for(dest, self.config().relay.connection_idle.get(), permit.key()).await,
             };
             let Some((key, msg)) = next else {
                 return if busy { Next::Later } else { Next::Stop };

@@ -95,6 +95,10 @@ impl Pace {
 #[derive(Debug, Default)]
 struct SiteState {
     connections: usize,
+    /// Destinations (on any core) waiting for a connection here, and how
+    /// many idle connections closed for them not yet taken up.
+    waiting: usize,
+    yielded: usize,
     in_flight: usize,
     connects: Pace,
     messages: Pace,
@@ -215,10 +219,6 @@ pub struct Sites {
     /// Bumped after each [`Sites::set_rules`]: an open connection compares
     /// it before each message (an atomic load, not the mutex).
     generation: AtomicU64,
-    /// By site: destinations waiting, on any core, for one of its
-    /// connections to close (every source at `max_connections`). A
-    /// connection idle on the site closes for them (see [`Sites::wanted`]).
-    waiting: Mutex<HashMap<Arc<str>, usize>>,
 }
 
 impl Default for Sites {
@@ -248,32 +248,40 @@ impl Sites {
             stripes: (0..STRIPES).map(|_| Mutex::default()).collect(),
             rules: Mutex::new(Arc::new(rules)),
             generation: AtomicU64::new(0),
-            waiting: Mutex::default(),
         }
     }
 
-    /// A destination (on any core) waits for a connection to `site`.
-    pub fn wait(&self, site: &Arc<str>) {
-        *self.waiting.lock().unwrap_or_else(|p| p.into_inner()).entry(site.clone()).or_default() += 1;
-    }
-
-    /// One that [`Sites::wait`]ed no longer does.
-    pub fn stop_waiting(&self, site: &str) {
-        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = waiting.get_mut(site) {
-            *n -= 1;
-            if *n == 0 {
-                waiting.remove(site);
-            }
+    /// A destination (on any core) waits for a connection to `site` from
+    /// any of `sources` (every one was at `max_connections`).
+    pub fn wait(&self, site: &Arc<str>, sources: &[Option<IpAddr>]) {
+        for &source in sources {
+            self.with(&SiteKey { site: site.clone(), source }, |s| s.waiting += 1);
         }
     }
 
-    /// Does a destination on any core wait for a connection to `site`? A
-    /// connection idle on the site then closes instead of waiting for more
-    /// of its own destination's mail: its slot is wanted. (Two domains with
-    /// one MX host set are one site, and may be owned by different cores.)
-    pub fn wanted(&self, site: &str) -> bool {
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).contains_key(site)
+    /// One that [`Sites::wait`]ed (with the same `sources`) no longer does.
+    pub fn stop_waiting(&self, site: &Arc<str>, sources: &[Option<IpAddr>]) {
+        for &source in sources {
+            self.with(&SiteKey { site: site.clone(), source }, |s| {
+                s.waiting = s.waiting.saturating_sub(1);
+                s.yielded = s.yielded.min(s.waiting);
+            });
+        }
+    }
+
+    /// Should a connection idle at `key` close for a destination waiting
+    /// there (on any core; two domains with one MX host set are one site,
+    /// and may be owned by different cores)? True at most once per waiting
+    /// destination until it is served: the connection that gets true
+    /// closes, and the waiting destination connects in its place (its core
+    /// looks again within 100 ms) without every other idle connection
+    /// closing meanwhile.
+    pub fn yield_to_waiting(&self, key: &SiteKey) -> bool {
+        self.with(key, |s| {
+            let wanted = s.waiting > s.yielded;
+            s.yielded += usize::from(wanted);
+            wanted
+        })
     }
 
     /// The rules in force.

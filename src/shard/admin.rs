@@ -137,30 +137,34 @@ impl Shard {
     /// Every core's part of `op`, in core order.
     ///
     /// Lent mail moves between cores (`outbound::lend`): a walk over the
-    /// cores while a loan was made or on its way may have missed a share
-    /// (`queue delete` answering "no queued message" for mail then sent)
-    /// or seen one twice. Such a walk is done again, up to [`WALKS`] times.
-    /// Delete and release count what each walk touched (a share deleted or
-    /// released is not touched again); hold, what the last walk found held.
+    /// cores while a loan was made or on its way may miss a share or see it
+    /// twice. For `delete` and `hold` that would leave mail to be sent
+    /// ("no queued message" for mail then delivered), so such a walk is
+    /// done again, up to [`WALKS`] times: delete counts what each walk
+    /// deleted, hold what the last walk found (held ones included). Lent
+    /// mail is ready mail, never held, so `release` and `flush` have
+    /// nothing in transit; `list` is a snapshot and is walked once.
     async fn queue_parts(self: &Rc<Self>, op: &QueueOp) -> Result<Vec<(Vec<QueueEntry>, usize)>, AdminError> {
         let loads = self.outbound.loads();
-        let mut touched_before = 0;
+        let mut deleted_before = 0;
         let mut walk = 1;
         loop {
-            let loans = loads.loans_made();
+            let start = loads.walk_start();
             let mut parts = Vec::with_capacity(self.cores);
             for core in 0..self.cores {
                 let op = op.clone();
                 parts.push(self.ask(core, |answer| Request::Queue { op, answer }).await?);
             }
-            let settled = loads.settled_since(loans);
-            if settled || walk == WALKS || matches!(op, QueueOp::Flush | QueueOp::Sites) {
-                if let (QueueOp::Delete(_) | QueueOp::Release(_), Some(first)) = (op, parts.first_mut()) {
-                    first.1 += touched_before;
+            let again = matches!(op, QueueOp::Delete(_) | QueueOp::Hold(_)) && walk < WALKS;
+            if !again || loads.settled_since(start) {
+                if let (QueueOp::Delete(_), Some(first)) = (op, parts.first_mut()) {
+                    first.1 += deleted_before;
                 }
                 return Ok(parts);
             }
-            touched_before += parts.iter().map(|(_, n)| n).sum::<usize>();
+            if let QueueOp::Delete(_) = op {
+                deleted_before += parts.iter().map(|(_, n)| n).sum::<usize>();
+            }
             walk += 1;
             // Until the loan on its way has arrived.
             glommio::timer::sleep(std::time::Duration::from_millis(5)).await;

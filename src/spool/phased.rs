@@ -142,7 +142,11 @@ pub fn recover_behind(root: &Path, boundaries: &Boundaries, progress: &Progress)
         }
         Ok(r) => {
             if used > 0 {
-                tracing::info!(dirs = used, "spool recovered from checkpoints and the log after them");
+                tracing::info!(
+                    dirs = used,
+                    gone_with_segments = r.gone_with_segments,
+                    "spool recovered from checkpoints and the log after them"
+                );
             }
             r
         }

@@ -159,6 +159,10 @@ pub struct Recovered {
     /// Live messages whose envelopes checkpoints hold, undecoded (only
     /// from [`recover_held`]; `messages` has the others).
     pub held: HeldMessages,
+    /// Records a checkpoint held live whose segments are gone, with the
+    /// tombstones that ended them (see `recovery_checkpoint::forget_gone`):
+    /// dead.
+    pub gone_with_segments: usize,
 }
 
 impl Recovered {
@@ -291,7 +295,7 @@ pub fn recover_held<'a>(
     for &(at, target, recipient) in &fold.tombstones {
         out.ledger.tombstone_written(at, target, recipient);
     }
-    forget_gone(&fold, &images, &mut out.ledger)?;
+    out.gone_with_segments = forget_gone(&fold, &images, &mut out.ledger);
     for ck in checkpoints.values() {
         out.ledger.checkpointed(ck.cut);
     }
