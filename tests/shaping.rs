@@ -568,14 +568,7 @@ duration = "10m"
 /// once, and the site's connection limit holds for both cores together.
 #[test]
 fn a_hot_destination_is_lent_to_the_other_core_within_its_site_limit() {
-    let port = free_port();
-    let sink = Sink::start("127.0.12.1", port, Script { delay: Duration::from_millis(200), ..Script::default() });
-    let dns = TestDns::start(Zone::new().a("mx.hot.test", "127.0.12.1").mx("hot.test", 10, "mx.hot.test"));
-    let relay = format!(
-        "{}max_connections_per_domain = 10\nmax_messages_per_connection = 10\nlend_after = 4\nlend_busy = 0\n",
-        via_dns(&dns, port)
-    );
-    let server = shaped(&relay, Some("[site.\"hot.test\"]\nmax_connections = 4\n"));
+    let (sink, _dns, server) = hot_destination("127.0.12.1", "hot.test", 200, 4);
     let n = 80;
     submit_n(&server, n, |i| format!("u{i}@hot.test"));
     eventually(Duration::from_secs(60), || (sink.count() == n).then_some(()));
@@ -637,14 +630,7 @@ fn an_idle_connection_closes_for_a_destination_waiting_on_another_core() {
 /// nothing is lent.
 #[test]
 fn a_destination_whose_site_takes_one_connection_is_not_lent() {
-    let port = free_port();
-    let sink = Sink::start("127.0.12.2", port, Script { delay: Duration::from_millis(100), ..Script::default() });
-    let dns = TestDns::start(Zone::new().a("mx.one.test", "127.0.12.2").mx("one.test", 10, "mx.one.test"));
-    let relay = format!(
-        "{}max_connections_per_domain = 10\nmax_messages_per_connection = 10\nlend_after = 4\nlend_busy = 0\n",
-        via_dns(&dns, port)
-    );
-    let server = shaped(&relay, Some("[site.\"one.test\"]\nmax_connections = 1\n"));
+    let (sink, _dns, server) = hot_destination("127.0.12.2", "one.test", 100, 1);
     let n = 30;
     submit_n(&server, n, |i| format!("u{i}@one.test"));
     eventually(Duration::from_secs(60), || (sink.count() == n).then_some(()));
@@ -652,6 +638,23 @@ fn a_destination_whose_site_takes_one_connection_is_not_lent() {
     assert!(!log.contains("lent ready mail"), "{log}");
     assert_eq!(server.metric("ringmail_relay_lent_total", &[]), 0.0);
     assert_eq!(sink.max_concurrent.load(Ordering::SeqCst), 1);
+}
+
+/// A sink at `ip` answering each message after `delay_ms`, as the MX host
+/// of `domain`, whose site rule allows `max_connections`; and a server
+/// that lends a destination with more than 4 shares ready, however busy
+/// its cores are.
+fn hot_destination(ip: &str, domain: &str, delay_ms: u64, max_connections: usize) -> (Sink, TestDns, Server) {
+    let port = free_port();
+    let sink = Sink::start(ip, port, Script { delay: Duration::from_millis(delay_ms), ..Script::default() });
+    let mx = format!("mx.{domain}");
+    let dns = TestDns::start(Zone::new().a(&mx, ip).mx(domain, 10, &mx));
+    let relay = format!(
+        "{}max_connections_per_domain = 10\nmax_messages_per_connection = 10\nlend_after = 4\nlend_busy = 0\n",
+        via_dns(&dns, port)
+    );
+    let server = shaped(&relay, Some(&format!("[site.\"{domain}\"]\nmax_connections = {max_connections}\n")));
+    (sink, dns, server)
 }
 
 /// The number after `key` (e.g. `messages=`) in a log line.
