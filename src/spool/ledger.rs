@@ -321,10 +321,11 @@ impl Ledger {
         if self.journaled(Change::Checkpointed(cut)) {
             return Vec::new();
         }
-        let old = self.checkpoint_cuts.insert(cut.dir, cut.segment);
-        if old.is_some_and(|seq| seq >= cut.segment) {
+        // An older cut reported late must not move the protected one back.
+        if self.checkpoint_cuts.get(&cut.dir).is_some_and(|&seq| seq >= cut.segment) {
             return Vec::new();
         }
+        self.checkpoint_cuts.insert(cut.dir, cut.segment);
         let range = SegmentKey { dir: cut.dir, seq: 0 }..SegmentKey { dir: cut.dir, seq: cut.segment };
         let keys: Vec<SegmentKey> = self.segments.range(range).map(|(k, _)| *k).collect();
         keys.into_iter().filter_map(|k| self.deletable_now(k)).collect()
@@ -536,8 +537,11 @@ mod tests {
         assert_eq!(l.checkpointed(at(0, 1, 64)), [seg(0, 0)]);
         assert!(l.segment_removed(seg(0, 0)).is_empty(), "segment 1 holds the newest cut");
         assert_eq!(l.checkpointed(at(0, 2, 8)), [seg(0, 1)]);
-        // An older cut than the newest changes nothing.
+        // An older cut than the newest changes nothing: segment 2 still
+        // holds the newest cut, so it is not offered once it is dead.
         assert!(l.checkpointed(at(0, 1, 0)).is_empty());
+        l.set_write_segment(seg(0, 3));
+        assert!(!l.deletable().contains(&seg(0, 2)), "{:?}", l.deletable());
     }
 
     #[test]
