@@ -102,9 +102,18 @@ impl Shard {
 
     async fn take_checkpoint(self: &Rc<Self>) -> Result<checkpoint_roll::Taken, crate::spool::SpoolError> {
         let cut = self.spool.append_durable(RecordKind::Checkpoint, &[]).await?;
+        self.ledger.borrow_mut().checkpoint_pending(cut);
         self.checkpoints.after_last.set(Some(self.spool.write_position()));
         let root = self.config().spool_root();
-        let taken = glommio::executor().spawn_blocking(move || checkpoint_roll::take(&root, cut)).await?;
+        let taken = glommio::executor().spawn_blocking(move || checkpoint_roll::take(&root, cut)).await;
+        let taken = match taken {
+            Ok(taken) => taken,
+            Err(e) => {
+                let dead = self.ledger.borrow_mut().checkpoint_failed(cut.dir);
+                self.reclaim(dead).await;
+                return Err(e);
+            }
+        };
         // It holds every state before the cut: their segments may go now.
         let dead = self.ledger.borrow_mut().checkpointed(cut);
         self.reclaim(dead).await;

@@ -31,7 +31,9 @@
 //!   number of restarts, whatever was reclaimed in between.
 //! - The segment of a directory's newest checkpoint cut stays, so that the
 //!   checkpoint stays usable (recovery trusts it only if its `Checkpoint`
-//!   record is still there).
+//!   record is still there); so does the cut's segment of a checkpoint
+//!   being taken ([`Ledger::checkpoint_pending`]), until it is written or
+//!   fails.
 //!
 //! # Behind recovery
 //! A core serves before its spool's older records are recovered (see
@@ -132,6 +134,9 @@ pub struct Ledger {
     journal: Option<Vec<Change>>,
     /// Per directory, the segment of its newest durable checkpoint's cut.
     checkpoint_cuts: BTreeMap<u16, u32>,
+    /// Per directory, the segment of the cut of a checkpoint being taken
+    /// (its record appended, its file not written yet).
+    pending_cuts: BTreeMap<u16, u32>,
 }
 
 impl Ledger {
@@ -315,11 +320,31 @@ impl Ledger {
         self.segments.entry(key).or_default().states = true;
     }
 
+    /// A checkpoint of `cut.dir` with its cut at `cut` is being taken: the
+    /// cut's segment stays until [`Ledger::checkpointed`] or
+    /// [`Ledger::checkpoint_failed`]. (Taking one can last seconds, and
+    /// under load the writer moves on and the cut's segment may die
+    /// meanwhile: deleted then, the checkpoint written after it would have
+    /// no cut, and a restart would read every segment instead.)
+    pub fn checkpoint_pending(&mut self, cut: SpoolRef) {
+        self.pending_cuts.insert(cut.dir, cut.segment);
+    }
+
+    /// The checkpoint being taken of `dir` was not written. Returns
+    /// segments this made deletable.
+    pub fn checkpoint_failed(&mut self, dir: u16) -> Vec<SegmentKey> {
+        let Some(seq) = self.pending_cuts.remove(&dir) else { return Vec::new() };
+        self.deletable_now(SegmentKey { dir, seq }).into_iter().collect()
+    }
+
     /// A checkpoint of `cut.dir` with its cut at `cut` is durable: it holds
     /// every state written before it. Returns segments this made deletable.
     pub fn checkpointed(&mut self, cut: SpoolRef) -> Vec<SegmentKey> {
         if self.journaled(Change::Checkpointed(cut)) {
             return Vec::new();
+        }
+        if self.pending_cuts.get(&cut.dir) == Some(&cut.segment) {
+            self.pending_cuts.remove(&cut.dir);
         }
         // An older cut reported late must not move the protected one back.
         if self.checkpoint_cuts.get(&cut.dir).is_some_and(|&seq| seq >= cut.segment) {
@@ -412,8 +437,9 @@ impl Ledger {
     /// messages and never offers their segments for deletion (their
     /// owner's ledger does that).
     pub fn split(self, cores: usize, owner: impl Fn(u16) -> usize) -> Vec<Ledger> {
-        let Ledger { segments, wide, live, write_segments, pinned_by, journal, checkpoint_cuts } = self;
-        let empty = Ledger { live, write_segments, pinned_by, journal, checkpoint_cuts, ..Ledger::default() };
+        let Ledger { segments, wide, live, write_segments, pinned_by, journal, checkpoint_cuts, pending_cuts } = self;
+        let empty =
+            Ledger { live, write_segments, pinned_by, journal, checkpoint_cuts, pending_cuts, ..Ledger::default() };
         let mut parts: Vec<Ledger> = (0..cores).map(|_| empty.clone()).collect();
         // Live messages each core's ledger does not keep (all minus its own).
         let mut owned_live = vec![0usize; cores];
@@ -482,8 +508,11 @@ impl Ledger {
         let state = self.segments.get(&key)?;
         let is_write = self.write_segments.get(&key.dir) == Some(&key.seq);
         let cut = self.checkpoint_cuts.get(&key.dir).copied();
-        // States not yet held by a checkpoint, or the newest cut's segment.
-        let kept = (state.states && cut.is_none_or(|c| key.seq >= c)) || cut == Some(key.seq);
+        // States not yet held by a checkpoint, or the newest cut's segment,
+        // or that of a checkpoint being taken.
+        let kept = (state.states && cut.is_none_or(|c| key.seq >= c))
+            || cut == Some(key.seq)
+            || self.pending_cuts.get(&key.dir) == Some(&key.seq);
         (state.live == 0 && state.pins == 0 && !is_write && !kept).then_some(key)
     }
 }
@@ -542,6 +571,26 @@ mod tests {
         assert!(l.checkpointed(at(0, 1, 0)).is_empty());
         l.set_write_segment(seg(0, 3));
         assert!(!l.deletable().contains(&seg(0, 2)), "{:?}", l.deletable());
+    }
+
+    #[test]
+    fn the_cut_of_a_checkpoint_being_taken_stays_until_it_is_written_or_fails() {
+        let mut l = Ledger::new();
+        l.set_write_segment(seg(0, 0));
+        l.message_written(at(0, 0, 0), 1);
+        l.checkpoint_pending(at(0, 0, 64));
+        l.set_write_segment(seg(0, 1));
+        // The writer moved on and the cut's segment died meanwhile.
+        assert!(l.tombstone_written(at(0, 1, 0), at(0, 0, 0), 0).is_empty(), "the pending cut's segment stays");
+        assert!(l.deletable().is_empty());
+        assert!(l.checkpointed(at(0, 0, 64)).is_empty(), "now the newest cut's segment");
+        // The next one, cut in segment 1, fails: segment 0 keeps the newest
+        // (written) cut, and segment 1 its tombstone while segment 0 exists.
+        l.checkpoint_pending(at(0, 1, 64));
+        l.set_write_segment(seg(0, 2));
+        assert!(l.checkpoint_failed(0).is_empty());
+        assert!(l.deletable().is_empty(), "{:?}", l.deletable());
+        assert_eq!(l.checkpointed(at(0, 2, 8)), [seg(0, 0)]);
     }
 
     #[test]
