@@ -422,7 +422,7 @@ impl Shard {
                 return Some(next);
             }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() || self.outbound.yield_to_waiting(site) {
+            if left.is_zero() || self.outbound.sites.yield_to_waiting(site) {
                 return None;
             }
             let woken = self.outbound.idle_wait(domain);

@@ -15,7 +15,6 @@
 //! [`super::sites::Sites`]) or touch the queue.
 
 use super::shaping::SiteLimits;
-use super::sites::SiteKey;
 use super::Outbound;
 use crate::queue::Dest;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -82,12 +81,6 @@ impl Outbound {
     pub(crate) fn one_waiting_per_site(&self) -> Vec<Dest> {
         let sites: Vec<Arc<str>> = self.held.borrow().waiting.keys().cloned().collect();
         sites.iter().filter_map(|s| self.site_freed(s)).collect()
-    }
-
-    /// Should a connection idle at `key` close for a destination waiting
-    /// for its site and source, on any core ([`super::sites::Sites::yield_to_waiting`])?
-    pub(crate) fn yield_to_waiting(&self, key: &SiteKey) -> bool {
-        self.sites.yield_to_waiting(key)
     }
 
     /// Any destination waiting for a busy site?

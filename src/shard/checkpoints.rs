@@ -91,12 +91,7 @@ impl Shard {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "spool checkpoint written"
             ),
-            Err(e) => {
-                // Its record is in the spool, but no checkpoint holds it:
-                // the next one must not think it has nothing to do.
-                cp.after_last.set(None);
-                tracing::warn!(core = self.id, error = %e, "spool checkpoint not written; will retry")
-            }
+            Err(e) => tracing::warn!(core = self.id, error = %e, "spool checkpoint not written; will retry"),
         }
     }
 
@@ -109,6 +104,9 @@ impl Shard {
         let taken = match taken {
             Ok(taken) => taken,
             Err(e) => {
+                // Its record is in the spool, but no checkpoint holds it:
+                // the next one must not think it has nothing to do.
+                self.checkpoints.after_last.set(None);
                 let dead = self.ledger.borrow_mut().checkpoint_failed(cut.dir);
                 self.reclaim(dead).await;
                 return Err(e);
