@@ -161,6 +161,103 @@ fn deferred_mail_keeps_its_schedule_across_three_restarts_with_reclaim_between()
     assert_eq!(schedule(&server), deferred, "after the first segment was deleted");
 }
 
+/// Whether the server exits (it is left unreaped: a zombie) within `t`.
+fn exited_within(server: &Server, t: Duration) -> bool {
+    let stat = format!("/proc/{}/stat", server.pid());
+    let deadline = std::time::Instant::now() + t;
+    while std::time::Instant::now() < deadline {
+        // The state follows the parenthesised command name.
+        let state = std::fs::read_to_string(&stat).ok().and_then(|s| s.rsplit(") ").next().map(|r| r.starts_with('Z')));
+        if state != Some(false) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Held: queue id -> whether `queue list` shows it held.
+fn held(server: &Server) -> BTreeMap<String, bool> {
+    let out = server.cli(&["queue", "list", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let messages = list["messages"].as_array().expect("messages");
+    messages.iter().map(|m| (m["queue_id"].as_str().unwrap().to_string(), m["state"] == "held")).collect()
+}
+
+/// A crash after compaction's `Moved` records are durable, before any core
+/// recorded the moved messages' states at the new places (the test hook
+/// kills the server there): a restart carries each state from the old
+/// place, so held mail stays held and deferred mail keeps its schedule,
+/// and records them at the new place, so a second restart keeps them too.
+#[test]
+fn a_crash_in_the_middle_of_a_compaction_keeps_holds_and_schedules() {
+    let crash = test_tmp().join(format!("crash-after-move-{}", free_port()));
+    let _ = std::fs::remove_file(&crash);
+    let mut server = Server::configure(Options {
+        cores: 2,
+        segment_size: 256 * 1024,
+        relay: format!("routes = {{ \"far.test\" = \"127.0.0.1:{}\" }}\nretry = [\"1h\"]", free_port()),
+        spool: "checkpoint_interval = \"200ms\"\ncompact_below = 50\ncompact_interval = \"200ms\"\n".into(),
+        env: vec![("RINGMAIL_TEST_CRASH_AFTER_MOVE".into(), crash.display().to_string())],
+        ..Options::default()
+    });
+    server.spawn();
+    // Over several sessions, so that both cores' directories hold some.
+    let relayed: Vec<String> = (0..6).flat_map(|i| send_tagged(&server, &format!("q{i}"), "x@far.test", 1)).collect();
+    eventually(Duration::from_secs(30), || {
+        let s = schedule(&server);
+        (s.len() == relayed.len() && s.values().all(|(a, next)| *a >= 1 && next.is_some())).then_some(())
+    });
+    for id in &relayed[..3] {
+        let out = server.cli(&["queue", "hold", id]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let (holds, schedules) = (held(&server), schedule(&server));
+    assert_eq!(holds.values().filter(|h| **h).count(), 3, "{holds:?}");
+    let queued_in = segment_files(&server);
+    // The queued mail's segment, once the filler after it is deleted, is
+    // worth compacting: the server dies as it moves the mail forward.
+    std::fs::write(&crash, b"").unwrap();
+    // A session's filler goes to the directory of the core it lands on:
+    // bury again until one of them compacts queued mail.
+    for _ in 0..6 {
+        let mut c = server.smtp();
+        c.expect("EHLO bury.test", "250");
+        bury_under_deleted_mail(&server, &mut c);
+        drop(c);
+        if exited_within(&server, Duration::from_secs(3)) {
+            break;
+        }
+    }
+    let status = server.wait_exit(Duration::from_secs(10));
+    assert!(!status.success(), "killed by the hook: {status:?}");
+    std::fs::remove_file(&crash).unwrap();
+
+    let start = server.log().len();
+    server.spawn();
+    assert_eq!(held(&server), holds, "holds after the crash");
+    assert_eq!(schedule(&server), schedules, "schedules after the crash");
+    let carried = eventually(Duration::from_secs(10), || {
+        let log = server.log()[start..].to_string();
+        log.lines().find(|l| l.contains("recorded at its new place")).map(str::to_string)
+    });
+    // The restart reclaimed the moved mail's old segment; the states now
+    // recorded at the new place outlive it.
+    let now = segment_files(&server);
+    assert!(queued_in.iter().any(|s| !now.contains(s)), "an old segment went: {queued_in:?} -> {now:?}");
+    // Synced: that core's next checkpoint cut is after them.
+    let core = carried.split_whitespace().find(|w| w.starts_with("core=")).expect("core=").to_string();
+    eventually(Duration::from_secs(10), || {
+        let log = server.log()[start..].to_string();
+        let after = &log[log.find(carried.as_str())?..];
+        after.lines().any(|l| l.contains(WRITTEN) && l.split_whitespace().any(|w| w == core)).then_some(())
+    });
+    server.restart();
+    assert_eq!(held(&server), holds, "holds after a second restart");
+    assert_eq!(schedule(&server), schedules, "schedules after a second restart");
+}
+
 #[test]
 fn a_damaged_checkpoint_is_ignored_and_nothing_is_lost() {
     let (mut server, _hold) = server();

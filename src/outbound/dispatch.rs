@@ -16,8 +16,8 @@ use crate::outbound::mx;
 use crate::outbound::tls_policy::{self, TlsResult};
 use crate::proto::smtp_client::{MessageOutcome, RecipientOutcome};
 use crate::queue::{retry_delay, Dest, Key, NoEnvelopes, QueuedMessage, RetryPolicy};
-use crate::shard::{owner, Request, Settled, Shard};
-use crate::spool::{encode_recipient_state, Outcome, RecipientState, RecordKind};
+use crate::shard::{owner, Request, Settled, Shard, ShardError};
+use crate::spool::{encode_recipient_state, CommitTicket, Outcome, RecipientState, RecordKind};
 use rand::Rng;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -587,9 +587,28 @@ impl Shard {
     /// error, hold) to the spool so a restart keeps it. Not waited for: a
     /// lost state only makes the next attempt come sooner.
     pub(crate) fn record_deferral(self: &Rc<Self>, key: Key) {
+        match self.append_deferral(key) {
+            Ok(Some(ticket)) => {
+                let me = self.clone();
+                glommio::spawn_local(async move {
+                    let _ = me.spool.durable(&ticket).await;
+                })
+                .detach();
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(core = self.id, error = %e, "queue state not recorded"),
+        }
+    }
+
+    /// Append the queue state of `key` ([`record_deferral`]), one record
+    /// per recipient; the ticket of the last, for a caller that must wait
+    /// for it (None: no such share).
+    ///
+    /// [`record_deferral`]: Shard::record_deferral
+    pub(crate) fn append_deferral(self: &Rc<Self>, key: Key) -> Result<Option<CommitTicket>, ShardError> {
         let now_us = now_ms() * 1000;
-        let Some(seq) = self.queue.borrow_mut().next_state_seq(key, now_us) else { return };
-        let Some(msg) = self.queue.borrow().message(key, &NoEnvelopes) else { return };
+        let Some(seq) = self.queue.borrow_mut().next_state_seq(key, now_us) else { return Ok(None) };
+        let Some(msg) = self.queue.borrow().message(key, &NoEnvelopes) else { return Ok(None) };
         let mut last = None;
         for r in &msg.recipients {
             let state = RecipientState {
@@ -602,21 +621,10 @@ impl Shard {
                 held: msg.held,
                 last_error: msg.last_error.clone().unwrap_or_default().chars().take(4096).collect(),
             };
-            let appended = encode_recipient_state(&state)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| self.append(RecordKind::RecipientState, &[&bytes]).map_err(|e| e.to_string()));
-            match appended {
-                Ok(a) => last = Some(a.ticket),
-                Err(e) => tracing::warn!(queue_id = %msg.queue_id, error = %e, "queue state not recorded"),
-            }
+            let bytes = encode_recipient_state(&state).map_err(|_| ShardError::TooLong { what: "queue state" })?;
+            last = Some(self.append(RecordKind::RecipientState, &[&bytes])?.ticket);
         }
-        if let Some(ticket) = last {
-            let me = self.clone();
-            glommio::spawn_local(async move {
-                let _ = me.spool.durable(&ticket).await;
-            })
-            .detach();
-        }
+        Ok(last)
     }
 }
 

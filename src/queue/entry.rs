@@ -174,6 +174,12 @@ impl Entry {
         self.flag(WARNED)
     }
 
+    /// Whether it has a queue state worth recording in the spool (a
+    /// restart would otherwise try it at once as new mail).
+    pub fn has_state(&self) -> bool {
+        self.attempts() > 0 || self.scheduled().is_some() || self.held() || self.warned()
+    }
+
     pub fn set_warned(&mut self, on: bool) {
         self.set_flag(WARNED, on)
     }

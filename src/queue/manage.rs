@@ -50,12 +50,22 @@ impl QueueShard {
             }
             if let Some(new) = moves.get(&e.at) {
                 e.at = *new;
-                if e.attempts() > 0 || e.scheduled().is_some() || e.held() || e.warned() {
+                if e.has_state() {
                     stateful.push(Key::new(slot as u32, e.generation));
                 }
             }
         }
         stateful
+    }
+
+    /// The shares of the messages at `places` that have a queue state to
+    /// record (attempts, a schedule, a hold or a delay notice sent).
+    pub fn stateful_at(&self, places: &std::collections::HashSet<SpoolRef>) -> Vec<Key> {
+        let shares = self.entries.iter().enumerate().filter(|(_, e)| e.state() != State::Free);
+        shares
+            .filter(|(_, e)| places.contains(&e.at) && e.has_state())
+            .map(|(slot, e)| Key::new(slot as u32, e.generation))
+            .collect()
     }
 
     /// `queue flush`: everything deferred becomes due at `now_ms`.

@@ -20,20 +20,26 @@
 //!    written for its new place (`forward`), so a POP3 DELE or a relay
 //!    delivery racing the move is never lost;
 //! 4. once the records are durable, every core updates its mailbox and
-//!    queue references (`Request::Relocate`, answered before going on),
-//!    and keeps translating old places it may still be handed (a POP3
-//!    listing taken before the move) for `FORWARD_KEEP`;
+//!    queue references (`Request::Relocate`), records the state of every
+//!    queued share it moved (a deferral, a hold) again at the new place,
+//!    and answers once those state records are durable; it keeps
+//!    translating old places it may still be handed (a POP3 listing taken
+//!    before the move) for `FORWARD_KEEP`;
 //! 5. the segment is then dead to the ledger and reclaimed as usual.
 //!
-//! Recipient-state records (deferrals) are not copied: they are advisory,
-//! and a moved message is retried at once after a restart.
+//! Recipient-state records are not copied by the move itself (they live
+//! on the cores that own the recipients, not in the segment). A crash
+//! between steps 1 and 4 leaves the states at the old place only, the old
+//! segment still on disk: recovery carries them to the new place
+//! (`spool::recovery`, `live_states`) and the restarted core records them
+//! there ([`Shard::record_carried`]).
 
 use super::{owner, Request, Shard};
 use crate::spool::{
     copy_replacing, decode_moved, decode_tombstone, encode_moved_head, encode_tombstone, record::scan_segment, walk,
     Outcome, RecordKind, SegmentKey, SpoolRef, Tombstone,
 };
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -102,8 +108,11 @@ impl Forward {
 
 /// What one compaction wrote, for the ledger once durable.
 struct Written {
-    /// (old place, new place, recipients).
+    /// (old place, new place, recipients) of messages and suppression
+    /// entries.
     moves: Vec<(SpoolRef, SpoolRef, u16)>,
+    /// How many of `moves` are messages.
+    messages: usize,
     /// (where, target, recipient) of re-appended tombstones.
     tombstones: Vec<(SpoolRef, SpoolRef, u16)>,
 }
@@ -121,28 +130,75 @@ impl Shard {
     }
 
     /// Another core moved records: point mailbox and queue entries at the
-    /// new places and translate the old ones from now on.
-    pub(super) fn apply_relocation(self: &Rc<Self>, moves: &[(SpoolRef, SpoolRef)]) {
+    /// new places and translate the old ones from now on. Returns once the
+    /// states recorded at the new places are durable: whether they all are.
+    pub(super) async fn apply_relocation(self: &Rc<Self>, moves: &[(SpoolRef, SpoolRef)]) -> bool {
         let now = Instant::now();
-        let mut forward = self.forward.borrow_mut();
-        for &(old, new) in moves {
-            forward.insert(old, new, now);
+        {
+            let mut forward = self.forward.borrow_mut();
+            for &(old, new) in moves {
+                forward.insert(old, new, now);
+            }
         }
-        drop(forward);
         let map: HashMap<SpoolRef, SpoolRef> = moves.iter().copied().collect();
-        self.relocate_references(&map);
+        self.relocate_references(&map).await
     }
 
     /// Point this core's mailbox entries and queued messages at the new
     /// places. A queued message with state (a deferral, a hold) has it
-    /// recorded again at its new place: the old records name the old place,
-    /// and without them a restart would retry it at once.
-    fn relocate_references(self: &Rc<Self>, map: &HashMap<SpoolRef, SpoolRef>) {
+    /// recorded again at its new place: the old records name the old
+    /// place, which goes with its segment. Waits until those records are
+    /// durable (the compaction reclaims the old segment after this, and
+    /// only if every core's are): whether they all are.
+    async fn relocate_references(self: &Rc<Self>, map: &HashMap<SpoolRef, SpoolRef>) -> bool {
         self.mailboxes.borrow_mut().relocate(map);
         self.suppressions.borrow_mut().relocate(map);
         let stateful = self.queue.borrow_mut().relocate(map);
-        for key in stateful {
-            self.record_deferral(key);
+        self.record_durably(stateful).await
+    }
+
+    /// Recovery carried the states of the messages at `places` from where
+    /// a compaction had moved them from (the server stopped before they
+    /// were recorded at the new place): record them here now, durably
+    /// (their old segments go after: `Shard::release_carried`). Whether
+    /// they all are.
+    pub(super) async fn record_carried(self: &Rc<Self>, places: &[SpoolRef]) -> bool {
+        if places.is_empty() {
+            return true;
+        }
+        let places: HashSet<SpoolRef> = places.iter().copied().collect();
+        let stateful = self.queue.borrow().stateful_at(&places);
+        if stateful.is_empty() {
+            return true;
+        }
+        tracing::info!(
+            core = self.id,
+            shares = stateful.len(),
+            "queue states found at a compacted message's old place recorded at its new place"
+        );
+        self.record_durably(stateful).await
+    }
+
+    /// Record the queue states of `keys` and wait until they are durable:
+    /// whether they all are.
+    async fn record_durably(self: &Rc<Self>, keys: Vec<crate::queue::Key>) -> bool {
+        let mut last = None;
+        for key in keys {
+            match self.append_deferral(key) {
+                Ok(ticket) => last = ticket.or(last),
+                Err(e) => {
+                    tracing::warn!(core = self.id, error = %e, "queue state of a moved message not recorded");
+                    return false;
+                }
+            }
+        }
+        let Some(ticket) = last else { return true };
+        match self.spool.durable(&ticket).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(core = self.id, error = %e, "queue states of moved messages not synced");
+                false
+            }
         }
     }
 
@@ -222,7 +278,7 @@ impl Shard {
         let root = self.config().spool_root();
         let (map, scan) = map_and_scan(&root, key).await?.ok_or(CompactError::Gone(key))?;
         let undecodable = |at: SpoolRef| move |error| CompactError::Undecodable { at, error };
-        let mut written = Written { moves: Vec::new(), tombstones: Vec::new() };
+        let mut written = Written { moves: Vec::new(), messages: 0, tombstones: Vec::new() };
         let mut last = None;
         // Steps 1 to 3 without an await: no tombstone can slip in between.
         for rec in &scan.records {
@@ -274,6 +330,7 @@ impl Shard {
             }
             self.forward.borrow_mut().insert_pending(at, new);
             written.moves.push((at, new, count));
+            written.messages += 1;
             last = Some(appended.ticket);
         }
         let synced = match &last {
@@ -290,17 +347,25 @@ impl Shard {
         // A failed sync: the old copies stay the truth (the ledger still
         // counts the new ones live, which only keeps a segment longer).
         synced?;
+        #[cfg(debug_assertions)]
+        if written.messages > 0 {
+            crash_for_tests();
+        }
         // Step 4: every core points at the new places before the old
         // segment can go.
         let moves: Vec<(SpoolRef, SpoolRef)> = written.moves.iter().map(|&(o, n, _)| (o, n)).collect();
         let mut relocated = Ok(());
         if !moves.is_empty() {
             let map: HashMap<SpoolRef, SpoolRef> = moves.iter().copied().collect();
-            self.relocate_references(&map);
+            if !self.relocate_references(&map).await {
+                relocated = Err(CompactError::StatesNotRecorded { core: self.id });
+            }
             for core in (0..self.cores).filter(|&c| c != self.id) {
                 let moves = moves.clone();
-                if let Err(e) = self.ask(core, |answer| Request::Relocate { moves, answer }).await {
-                    relocated = Err(CompactError::Relocation(e));
+                match self.ask(core, |answer| Request::Relocate { moves, answer }).await {
+                    Ok(true) => {}
+                    Ok(false) => relocated = Err(CompactError::StatesNotRecorded { core }),
+                    Err(e) => relocated = Err(CompactError::Relocation(e)),
                 }
             }
         }
@@ -373,6 +438,19 @@ impl Shard {
     }
 }
 
+/// Debug builds only: while the file `RINGMAIL_TEST_CRASH_AFTER_MOVE`
+/// names exists, a compaction that moved messages kills the server (as
+/// kill -9 would) once its `Moved` records are durable and before any core
+/// has recorded the moved messages' states at their new places.
+#[cfg(debug_assertions)]
+fn crash_for_tests() {
+    let armed = std::env::var_os("RINGMAIL_TEST_CRASH_AFTER_MOVE").filter(|p| std::path::Path::new(p).exists());
+    if armed.is_some() {
+        // SAFETY: kill(2) on our own pid has no memory effects.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    }
+}
+
 /// Why a compaction run stopped (it is retried at the next interval).
 #[derive(Debug, thiserror::Error)]
 pub enum CompactError {
@@ -385,6 +463,11 @@ pub enum CompactError {
     /// A core missed the relocation: the segment is kept for its readers.
     #[error("a core did not take the relocation: {0}")]
     Relocation(super::PeerGone),
+    /// A core could not record a moved message's queue state at its new
+    /// place: the segment is kept, so that a restart still finds it at the
+    /// old one.
+    #[error("core {core} could not record the queue states of moved messages")]
+    StatesNotRecorded { core: usize },
 }
 
 /// Map and scan a segment on a blocking thread: the scan reads (and checks

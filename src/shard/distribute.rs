@@ -20,8 +20,9 @@ use std::sync::Arc;
 
 /// Route every live recipient to the core that owns it; relayed shares
 /// leave from the egress pool their sender selects under `relay`.
-pub(super) fn distribute(recovered: spool::Recovered, cores: usize, relay: &crate::config::Relay) -> Vec<Adoption> {
+pub(super) fn distribute(mut recovered: spool::Recovered, cores: usize, relay: &crate::config::Relay) -> Vec<Adoption> {
     let live = recovered.live_count();
+    let carried = Arc::new(std::mem::take(&mut recovered.carried));
     let ledgers = recovered.ledger.split(cores, |dir| owner::dir_owner(dir, cores));
     let mut parts: Vec<Part<'_>> =
         ledgers.into_iter().map(|ledger| Part::new(ledger, recovered.suppressions.clone(), live)).collect();
@@ -61,7 +62,7 @@ pub(super) fn distribute(recovered: spool::Recovered, cores: usize, relay: &crat
         };
         route(&msg, recipients, state, &mut parts, &mut remote, relay);
     }
-    parts.into_iter().map(Part::finish).collect()
+    parts.into_iter().map(|p| p.finish(&carried)).collect()
 }
 
 /// What routing needs of a live message.
@@ -249,9 +250,9 @@ impl<'a> Part<'a> {
         id
     }
 
-    fn finish(self) -> Adoption {
+    fn finish(self, carried: &Arc<spool::Carried>) -> Adoption {
         let Part { ledger, suppressions, mailboxes, queue, .. } = self;
-        Adoption { ledger, mailboxes, queue, suppressions }
+        Adoption { ledger, mailboxes, queue, suppressions, carried: carried.clone() }
     }
 }
 

@@ -312,8 +312,8 @@ impl Shard {
                 let _ = answer.send(());
             }
             Request::Relocate { moves, answer } => {
-                self.apply_relocation(&moves);
-                let _ = answer.send(());
+                let recorded = self.apply_relocation(&moves).await;
+                let _ = answer.send(recorded);
             }
             Request::Suppression { op, answer } => {
                 let done = if self.recovery.is_done() {
@@ -461,6 +461,7 @@ impl Shard {
             self.held_reclaim.borrow_mut().append(&mut dead);
             return;
         }
+        self.recovery.keep_carried(&mut dead);
         while let Some(key) = dead.pop() {
             // The same segment can be offered twice (compaction's last
             // tombstone and its released pins both free it).
@@ -483,6 +484,7 @@ impl Shard {
                 let _ = self.mesh.send(to, ShardMsg::SegmentGone { dir: key.dir, segment: key.seq }).await;
             }
             dead.extend(self.ledger.borrow_mut().segment_removed(key));
+            self.recovery.keep_carried(&mut dead);
         }
     }
 }

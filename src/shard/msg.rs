@@ -93,8 +93,10 @@ pub enum Request {
     TlsFlush { answer: Answer<()> },
     /// Compaction moved these records (old place, new place): update every
     /// reference this core holds, and read and tombstone them at the new
-    /// place from now on.
-    Relocate { moves: Vec<(SpoolRef, SpoolRef)>, answer: Answer<()> },
+    /// place from now on. Answered true once the moved messages' queue
+    /// states are recorded at their new places, durably (false: one could
+    /// not be, and the old segment must stay).
+    Relocate { moves: Vec<(SpoolRef, SpoolRef)>, answer: Answer<bool> },
     /// Add or delete a suppression entry of an address whose domain this
     /// core owns, durably; answers the entry added or deleted.
     Suppression {

@@ -28,7 +28,7 @@
 use super::Shard;
 use crate::mailbox::MailboxEntry;
 use crate::queue::Adopted;
-use crate::spool::{self, phased::Progress};
+use crate::spool::{self, phased::Progress, SegmentKey};
 use crate::suppression::{Suppressions, Update};
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
@@ -58,6 +58,10 @@ pub struct Adoption {
     pub queue: Adopted,
     /// The live suppression entries (every core holds the whole list).
     pub suppressions: Vec<spool::LiveSuppression>,
+    /// States recovery carried across a compaction's move
+    /// (`spool::Recovered::carried`): recorded again once adopted, and the
+    /// old places' segments kept until every core has.
+    pub carried: Arc<spool::Carried>,
 }
 
 /// Shared by the recovery thread and every core, for `status` and for the
@@ -68,6 +72,9 @@ pub struct Shared {
     pub progress: Progress,
     /// Cores that have adopted their part.
     pub adopted: AtomicUsize,
+    /// A core could not record the states recovery carried across a
+    /// compaction's move: their old segments stay until the next start.
+    pub carry_failed: AtomicBool,
 }
 
 /// One core's recovery state (see the module docs).
@@ -77,6 +84,11 @@ pub struct Recovery {
     done: Cell<bool>,
     /// Suppression changes received before the recovered list arrived.
     suppression_updates: RefCell<Vec<Update>>,
+    /// Segments holding queue states recovery carried across a
+    /// compaction's move (`spool::Carried::from`), and those of them
+    /// offered for reclaim: kept, however dead, until every core has
+    /// recorded the states at the new places.
+    carried_from: RefCell<(Vec<SegmentKey>, Vec<SegmentKey>)>,
     pub shared: Arc<Shared>,
 }
 
@@ -88,6 +100,7 @@ impl Recovery {
             queue: Cell::new(false),
             done: Cell::new(false),
             suppression_updates: RefCell::new(Vec::new()),
+            carried_from: RefCell::new((Vec::new(), Vec::new())),
             shared,
         }
     }
@@ -105,6 +118,23 @@ impl Recovery {
     /// Whether everything is adopted.
     pub fn is_done(&self) -> bool {
         self.done.get()
+    }
+
+    /// Takes out of `dead` the segments kept for carried states (see
+    /// `carried_from`), to be reclaimed once they are recorded elsewhere.
+    pub fn keep_carried(&self, dead: &mut Vec<SegmentKey>) {
+        let mut carried = self.carried_from.borrow_mut();
+        let (keep, offered) = &mut *carried;
+        if keep.is_empty() {
+            return;
+        }
+        dead.retain(|k| {
+            let kept = keep.contains(k);
+            if kept && !offered.contains(k) {
+                offered.push(*k);
+            }
+            !kept
+        });
     }
 
     /// Keep a suppression change (which the caller applies now as well) to
@@ -134,7 +164,7 @@ impl Shard {
                 Err(crossbeam_channel::TryRecvError::Disconnected) => return,
             }
         };
-        let Adoption { ledger, mailboxes, queue, suppressions } = part;
+        let Adoption { ledger, mailboxes, queue, suppressions, carried } = part;
         let (boxes, queued) = (mailboxes.len(), queue.shares.len());
         let dead = self.ledger.borrow_mut().catch_up(ledger);
         let mut list = Suppressions::from_recovered(suppressions);
@@ -154,6 +184,10 @@ impl Shard {
         })
         .await;
         drop(queue);
+        self.recovery.carried_from.borrow_mut().0 = carried.from.clone();
+        if !self.record_carried(&carried.to).await {
+            self.recovery.shared.carry_failed.store(true, Ordering::Release);
+        }
         self.recovery.queue.set(true);
         // The recovery thread's full entries, made compact and freed here.
         crate::memory::give_back();
@@ -164,6 +198,9 @@ impl Shard {
         // The ledger knows every dir; this core deletes only its own.
         held.extend(dead.into_iter().filter(|k| super::owner::dir_owner(k.dir, self.cores) == self.id));
         self.reclaim(held).await;
+        if !carried.from.is_empty() {
+            glommio::spawn_local(self.clone().release_carried()).detach();
+        }
         glommio::spawn_local(self.clone().retention_sweeper()).detach();
         glommio::spawn_local(self.clone().compactor()).detach();
         glommio::spawn_local(self.clone().checkpointer()).detach();
@@ -179,6 +216,29 @@ impl Shard {
         if adopted == self.cores {
             tracing::info!(cores = self.cores, "recovery complete: every core serves its whole spool");
         }
+    }
+}
+
+impl Shard {
+    /// Once every core has adopted its part (each records the carried
+    /// states at their new places first), reclaim the old segments kept
+    /// for them; if a core could not, they stay until the next start.
+    async fn release_carried(self: Rc<Self>) {
+        let shared = &self.recovery.shared;
+        while shared.adopted.load(Ordering::Acquire) < self.cores {
+            if !self.stop.sleep(Duration::from_millis(10)).await {
+                return;
+            }
+        }
+        if shared.carry_failed.load(Ordering::Acquire) {
+            tracing::warn!(
+                core = self.id,
+                "queue states carried across a compaction not recorded: their old segments stay until the next start"
+            );
+            return;
+        }
+        let offered = std::mem::take(&mut *self.recovery.carried_from.borrow_mut()).1;
+        self.reclaim(offered).await;
     }
 }
 
@@ -296,9 +356,16 @@ fn hold_for_tests() {
 /// Delete segments that died before the restart (all their mail final),
 /// before any core adopts the ledger (so none of them is ever mapped: a
 /// dead segment holds nothing to read, and no writer appends to it).
+///
+/// The segments of old places whose states recovery carried to where a
+/// compaction moved their messages stay until the cores have recorded
+/// those states there (`Shard::adopt`): a crash before that would lose them.
 fn reclaim_at_start(root: &std::path::Path, recovered: &mut spool::Recovered) {
     let mut dead = std::mem::take(&mut recovered.reclaimable);
     while let Some(key) = dead.pop() {
+        if recovered.carried.from.contains(&key) {
+            continue;
+        }
         let path = spool::layout::segment_path(root, key);
         match std::fs::remove_file(&path) {
             Ok(()) => {

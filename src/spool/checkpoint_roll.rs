@@ -220,8 +220,18 @@ pub fn plan<'v, 'a>(
         let done = finals[first..].iter().take_while(|&&(t, r)| t == at && r < recipients).count();
         present(at.segment_key()) && done < usize::from(recipients)
     };
-    let prev_records: Vec<bool> = prev.records().map(|r| alive(r.at, r.recipients)).collect();
-    let fresh_records: Vec<bool> = fresh.records.iter().map(|r| alive(r.at, r.recipients)).collect();
+    // Live `Moved` records (compaction's copies), by place.
+    let mut moved: Vec<SpoolRef> = Vec::new();
+    let mut note = |at: SpoolRef, recipients: u16, kind: Held| {
+        let live = alive(at, recipients);
+        if live && kind == Held::Moved {
+            moved.push(at);
+        }
+        live
+    };
+    let prev_records: Vec<bool> = prev.records().map(|r| note(r.at, r.recipients, r.kind)).collect();
+    let fresh_records: Vec<bool> = fresh.records.iter().map(|r| note(r.at, r.recipients, r.kind)).collect();
+    moved.sort_unstable();
     let fresh_index: HashMap<SpoolRef, usize> = fresh.records.iter().enumerate().map(|(i, r)| (r.at, i)).collect();
     let live = |target: SpoolRef| match prev.record_index(target) {
         Some(i) => prev_records[i],
@@ -233,11 +243,23 @@ pub fn plan<'v, 'a>(
         .into_iter()
         .filter(|t| t.target.dir != dir || live(t.target) || t.target.segment_key() != t.at.segment_key())
         .collect();
+    // Old places of this directory's live messages that compaction moved,
+    // while the old copy's segment exists: recovery carries their states to
+    // the new place (the cores may not have recorded them there yet).
+    // (A compaction never copies into the segment it empties, so the
+    // tombstone that names the old place is kept by the filter above.)
+    let mut moved_from: Vec<SpoolRef> = tombstones
+        .iter()
+        .filter(|t| t.at != t.target && !moved.is_empty() && moved.binary_search(&t.at).is_ok())
+        .map(|t| t.target)
+        .collect();
+    moved_from.sort_unstable();
+    moved_from.dedup();
     // A state with its content outlives its own segment (see `checkpoint`).
     let keep_state = |s: &HeldState, has_content: bool| {
         (has_content || present(s.at.segment_key()))
             && present(s.target.segment_key())
-            && (s.target.dir != dir || live(s.target))
+            && (s.target.dir != dir || live(s.target) || moved_from.binary_search(&s.target).is_ok())
     };
     let mut prev_states = Vec::with_capacity(prev.state_count());
     // Fresh states no newer than `prev`'s for the same recipient.

@@ -16,7 +16,7 @@ use super::checkpoint::{
 use super::checkpoint_roll::{self, roll};
 use super::envelope_view::RouteView;
 use super::ids::{QueueId, SegmentKey, SpoolRef};
-use super::payload::{RecipientEntry, Route};
+use super::payload::{RecipientEntry, RecipientState, Route};
 use super::record::RecordKind;
 use super::recovery::{recover_held, recover_images, recover_with_checkpoints, LiveMessage, Recovered, SegmentImage};
 use super::recovery_tests::{encoded, message, moved, seg, state, suppression, tombstone, Disk};
@@ -147,6 +147,14 @@ struct History {
     in_segment: [u32; 2],
     next_id: u64,
     state_seq: u64,
+    /// Live messages with states: the recipients that have one.
+    stateful: BTreeMap<SpoolRef, Vec<u16>>,
+    /// Moved without their states recorded at the new place (a crash in
+    /// the middle of a compaction; a restart records them, so such a
+    /// message moves no more in this history).
+    unrelocated: BTreeSet<SpoolRef>,
+    /// Whether a move may leave its states unrelocated.
+    crashes: bool,
     cuts: BTreeMap<u16, SpoolRef>,
 }
 
@@ -160,6 +168,9 @@ impl History {
             in_segment: [0, 0],
             next_id: 1,
             state_seq: 1,
+            stateful: BTreeMap::new(),
+            unrelocated: BTreeSet::new(),
+            crashes: true,
             cuts: BTreeMap::new(),
         }
     }
@@ -202,17 +213,39 @@ impl History {
                 self.state_seq += 1;
                 let s = state(target, pending[0], self.state_seq, 1, 1_000 + self.state_seq);
                 self.put(dir, RecordKind::RecipientState, &encoded(&s));
+                let with = self.stateful.entry(target).or_default();
+                if !with.contains(&pending[0]) {
+                    with.push(pending[0]);
+                }
             }
             7 if !self.live.is_empty() => {
                 // Compaction: the owner moves a live message forward.
                 let i = self.rng.gen_range(0..self.live.len());
                 let (old, pending) = self.live[i].clone();
+                // Never out of the segment being written (compaction skips
+                // it); and a message whose states wait for a restart does
+                // not move again before it.
+                if old.segment == self.segment[usize::from(old.dir)] || self.unrelocated.contains(&old) {
+                    return;
+                }
                 let n = 3usize;
                 let done: Vec<u16> = (0..n as u16).filter(|r| !pending.contains(r)).collect();
                 let id = self.next_id;
                 self.next_id += 1;
                 let new = self.put(old.dir, RecordKind::Moved, &moved(old, &done, id, n));
                 self.live[i].0 = new;
+                let Some(with) = self.stateful.remove(&old) else { return };
+                if self.crashes && self.rng.gen_bool(0.3) {
+                    self.unrelocated.insert(new);
+                } else {
+                    // The relocation: every core records the states again.
+                    for &r in with.iter().filter(|r| pending.contains(r)) {
+                        self.state_seq += 1;
+                        let s = state(new, r, self.state_seq, 1, 1_000 + self.state_seq);
+                        self.put(dir, RecordKind::RecipientState, &encoded(&s));
+                    }
+                }
+                self.stateful.insert(new, with);
             }
             8 => {
                 let since = self.rng.gen_range(0..1000);
@@ -290,18 +323,20 @@ pub(crate) fn random_recovery(seed: u64) -> Recovered {
 
 #[test]
 fn recovery_from_checkpoints_equals_a_full_scan() {
-    let (mut held, mut skipped) = (0, 0);
+    let (mut held, mut skipped, mut carried) = (0, 0, 0);
     for seed in 0..200 {
         let (map, cks) = history(seed);
         let full = as_checkpointed(recover_images(images(&map)).unwrap(), &cks);
         let from_ck = recover_with_checkpoints(images(&map), &cks, &mut |_| {}).unwrap();
         assert_eq!(summary(&from_ck), summary(&full), "seed {seed}");
+        assert_eq!(from_ck.carried.to, full.carried.to, "seed {seed}");
+        carried += full.carried.to.len();
         held += cks.values().map(|c| c.records.len() + c.tombstones.len() + c.states.len()).sum::<usize>();
         skipped += cks.values().filter(|c| c.cut.segment > 1).count();
     }
     // The histories exercise what they should: checkpoints hold records,
-    // and recovery skips whole segments.
-    assert!(held > 1000 && skipped > 100, "held {held}, skipped {skipped}");
+    // recovery skips whole segments, and states follow moved messages.
+    assert!(held > 1000 && skipped > 100 && carried > 10, "held {held}, skipped {skipped}, carried {carried}");
 }
 
 /// What a server's restart uses (`recover_held`): each message a
@@ -409,6 +444,11 @@ fn a_checkpoint_older_than_reclaims_and_moves_still_recovers_the_same() {
     let mut states_gone = 0;
     for seed in 0..200 {
         let mut h = History::new(seed);
+        // Reclaiming the old segment of a move whose states are not
+        // relocated yet is what a restart does only once it has recorded
+        // them at the new place (see `states_at_a_moved_messages_old_place_
+        // follow_it_from_checkpoints`); this history has no such crash.
+        h.crashes = false;
         h.run(120, 40);
         let mut map = h.disk.finish();
         let present: BTreeSet<SegmentKey> = map.keys().copied().collect();
@@ -479,6 +519,36 @@ fn a_message_held_live_whose_segment_and_tombstone_were_reclaimed_is_dead() {
     let full_live: Vec<_> = full.messages.iter().map(|m| m.at).collect();
     assert_eq!(full_live, live);
     assert_eq!(schedule(&full), vec![], "a full scan has lost it");
+}
+
+/// As `states_at_a_moved_messages_old_place_follow_it`, with the `Moved`
+/// record and the old place's states held by checkpoints (the crash came
+/// after both directories' checkpoints): the checkpoints still say where
+/// the message came from. Once the old segment is gone (the compaction
+/// finished, its relocation's states durable), nothing is carried.
+#[test]
+fn states_at_a_moved_messages_old_place_follow_it_from_checkpoints() {
+    let mut d = Disk::default();
+    let old = d.put(seg(0, 1), RecordKind::Message, &message(7, 2));
+    let held = RecipientState { held: true, ..state(old, 0, 5, 2, 9_000) };
+    d.put(seg(1, 1), RecordKind::RecipientState, &encoded(&held));
+    let new = d.put(seg(0, 2), RecordKind::Moved, &moved(old, &[1], 7, 2));
+    let cuts = [d.put(seg(0, 3), RecordKind::Checkpoint, &[]), d.put(seg(1, 2), RecordKind::Checkpoint, &[])];
+    let mut map = d.finish();
+    let present: BTreeSet<SegmentKey> = map.keys().copied().collect();
+    let cks: BTreeMap<u16, Checkpoint> = cuts.iter().map(|&cut| (cut.dir, take(&map, cut, &present))).collect();
+    assert_eq!(cks[&1].states.len(), 1, "the old place's state is held");
+    let full = recover_images(images(&map)).unwrap();
+    let r = recover_with_checkpoints(images(&map), &cks, &mut |_| {}).expect("the checkpoints are used");
+    for r in [&full, &r] {
+        assert_eq!(r.messages.iter().map(|m| m.at).collect::<Vec<_>>(), [new]);
+        assert_eq!(r.messages[0].states, [(0, RecipientState { target: new, ..held.clone() })]);
+        assert_eq!(r.carried.to, [new]);
+    }
+    map.remove(&seg(0, 1));
+    let r = recover_with_checkpoints(images(&map), &cks, &mut |_| {}).expect("the checkpoints are used");
+    assert_eq!(r.messages.iter().map(|m| m.at).collect::<Vec<_>>(), [new]);
+    assert_eq!((r.messages[0].states.len(), r.carried.to.len()), (0, 0));
 }
 
 #[test]

@@ -134,7 +134,7 @@ pub use payload::{
 pub use reader::{RecordView, SegmentMaps};
 pub use record::{scan_segment, BadRecord, RecordKind, ScanEnd, ScannedRecord, SegmentScan, Skipped};
 pub use recovery::{
-    recover, recover_held, recover_images, recover_images_observed, recover_with_checkpoints, DamagedRecord,
+    recover, recover_held, recover_images, recover_images_observed, recover_with_checkpoints, Carried, DamagedRecord,
     LiveMessage, LiveSuppression, Recovered, Repair, SegmentImage, TornRecord,
 };
 pub use suppression::{copy_replacing, decode_suppression, encode_suppression, SuppressionRecord};

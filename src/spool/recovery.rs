@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use memmap2::Mmap;
+use rustc_hash::FxBuildHasher;
 
 use super::checkpoint::{Checkpoint, HeldRecord, StateContent};
 use super::error::SpoolError;
@@ -163,6 +164,10 @@ pub struct Recovered {
     /// tombstones that ended them (see `recovery_checkpoint::forget_gone`):
     /// dead.
     pub gone_with_segments: usize,
+    /// States found only at the place compaction moved a message from
+    /// (see `live_states`): the relocation's own state records were lost,
+    /// so the restarted cores record them again at the new place.
+    pub carried: Carried,
 }
 
 impl Recovered {
@@ -351,6 +356,7 @@ fn scan_into(key: SegmentKey, bytes: &[u8], from: u32, out: &mut Recovered, fold
             }
             RecordKind::Moved => {
                 let moved = decode_moved(payload).map_err(undecodable)?;
+                fold.moved.push(at);
                 // The old copy: every recipient final, held here.
                 for r in 0..moved.message.recipients.len() as u16 {
                     fold.tombstones.push((at, moved.old, r));
@@ -382,7 +388,7 @@ fn scan_into(key: SegmentKey, bytes: &[u8], from: u32, out: &mut Recovered, fold
 /// Live messages, states and suppression entries from the fold, reading
 /// back what a checkpoint held by place.
 fn finish(
-    fold: Fold,
+    mut fold: Fold,
     images: &BTreeMap<SegmentKey, &[u8]>,
     checkpoints: BTreeMap<u16, Checkpoint>,
     mut out: Recovered,
@@ -399,7 +405,9 @@ fn finish(
         at,
         reason: "a live record it holds does not read back",
     };
-    let mut states = live_states(fold.states, &out.ledger, read);
+    let moved_to = moved_to(&mut fold, images);
+    let (mut states, carried) = live_states(fold.states, &moved_to, &out.ledger, read);
+    out.carried = carried;
     let mut held = Vec::new();
     for f in fold.found {
         let at = f.at();
@@ -479,21 +487,65 @@ fn finish(
     Ok(out)
 }
 
+/// Old place -> new place of every message a `Moved` record (compaction's
+/// copy) holds, while the old copy's segment is on disk: the compaction
+/// reclaims it only after every core recorded the moved messages' states
+/// at the new place, and checkpoints keep an old place's states exactly
+/// that long (`checkpoint_roll::plan`). Hashed with Fx: spool places from
+/// this server's own disk.
+fn moved_to(fold: &mut Fold, images: &BTreeMap<SegmentKey, &[u8]>) -> HashMap<SpoolRef, SpoolRef, FxBuildHasher> {
+    let mut moved = std::mem::take(&mut fold.moved);
+    if moved.is_empty() {
+        return HashMap::default();
+    }
+    moved.sort_unstable();
+    // A `Moved` record's tombstones name its old place, or itself (the
+    // recipients final before the move). Most tombstones are plain ones
+    // whose target's segment is gone: that test comes first.
+    fold.tombstones
+        .iter()
+        .filter(|(at, old, _)| old != at && images.contains_key(&old.segment_key()) && moved.binary_search(at).is_ok())
+        .map(|&(at, old, _)| (old, at))
+        .collect()
+}
+
 /// The latest state of each recipient not yet final, in (target,
 /// recipient) order, reading back at its place one a checkpoint holds
 /// without its content. States are fed to no ledger: they neither keep
 /// their segment nor pin their target's. `is_final` is also true for a
 /// target that is not a live message (never was, or its segment is gone).
+///
+/// A state of a message's old place is carried to where compaction moved
+/// it (`moved_to`) unless the new place has a later one: a crash after the
+/// `Moved` record was durable and before the relocation's state records
+/// were would otherwise lose the message's schedule and its hold (see
+/// `shard::compact`).
 fn live_states<'a>(
     states: States,
+    moved_to: &HashMap<SpoolRef, SpoolRef, FxBuildHasher>,
     ledger: &Ledger,
     read: impl Fn(SpoolRef) -> Option<(RecordKind, &'a [u8])>,
-) -> Vec<LiveState> {
-    let mut out = Vec::with_capacity(states.held.len() + states.scanned.len());
-    for h in states.held {
-        if ledger.is_final(h.target, h.recipient) {
-            continue;
+) -> (Vec<LiveState>, Carried) {
+    let place = |mut at: SpoolRef| {
+        // Bounded: a message moved more often is not worth the loop.
+        for _ in 0..64 {
+            match moved_to.get(&at) {
+                Some(&next) => at = next,
+                None => break,
+            }
         }
+        at
+    };
+    let mut out = Vec::with_capacity(states.held.len() + states.scanned.len());
+    // States of old places, at the place their message is now.
+    let mut carried = Vec::new();
+    // Where the state of `target`'s recipient goes (None: it is final).
+    let to = |target: SpoolRef, recipient: u16| {
+        let now = if moved_to.is_empty() { target } else { place(target) };
+        (!ledger.is_final(now, recipient)).then_some(now)
+    };
+    for h in states.held {
+        let Some(now) = to(h.target, h.recipient) else { continue };
         let content = match h.content {
             Some(c) => c,
             // Advisory: one that does not read back means an earlier retry.
@@ -502,15 +554,71 @@ fn live_states<'a>(
                 None => continue,
             },
         };
-        out.push(LiveState { target: h.target, recipient: h.recipient, seq: h.seq, content });
-    }
-    for ((target, recipient), (_, seq, s)) in states.scanned {
-        if !ledger.is_final(target, recipient) {
-            out.push(LiveState { target, recipient, seq, content: content_of(s) });
+        let s = LiveState { target: now, recipient: h.recipient, seq: h.seq, content };
+        if now == h.target {
+            out.push(s)
+        } else {
+            carried.push(s)
         }
     }
-    out.sort_unstable_by_key(|s| (s.target, s.recipient));
-    out
+    for ((target, recipient), (_, seq, s)) in states.scanned {
+        let Some(now) = to(target, recipient) else { continue };
+        let s = LiveState { target: now, recipient, seq, content: content_of(s) };
+        if now == target {
+            out.push(s)
+        } else {
+            carried.push(s)
+        }
+    }
+    let key = |s: &LiveState| (s.target, s.recipient);
+    out.sort_unstable_by_key(key);
+    if carried.is_empty() {
+        return (out, Carried::default());
+    }
+    // A carried state counts only if later than any state at the new
+    // place (on an equal seq, the one recorded there wins).
+    carried.sort_unstable_by_key(|s| (s.target, s.recipient, s.seq));
+    carried.dedup_by(|later, kept| {
+        let same = key(later) == key(kept);
+        if same {
+            std::mem::swap(later, kept);
+        }
+        same
+    });
+    let mut replaced = Vec::new();
+    carried.retain(|c| match out.binary_search_by_key(&key(c), key) {
+        Ok(i) if out[i].seq >= c.seq => false,
+        Ok(i) => {
+            replaced.push(i);
+            true
+        }
+        Err(_) => true,
+    });
+    let mut i = 0;
+    out.retain(|_| {
+        i += 1;
+        replaced.binary_search(&(i - 1)).is_err()
+    });
+    let mut to: Vec<SpoolRef> = carried.iter().map(|s| s.target).collect();
+    to.dedup();
+    let mut from: Vec<SegmentKey> =
+        moved_to.keys().filter(|&&old| to.binary_search(&place(old)).is_ok()).map(|old| old.segment_key()).collect();
+    from.sort_unstable();
+    from.dedup();
+    out.append(&mut carried);
+    out.sort_unstable_by_key(key);
+    (out, Carried { to, from })
+}
+
+/// Where recovery carried states across a compaction's move.
+#[derive(Debug, Default)]
+pub struct Carried {
+    /// The places of the live messages that took them (to be recorded
+    /// there again).
+    pub to: Vec<SpoolRef>,
+    /// The segments of the old places they were found at (kept until they
+    /// are recorded again: a second crash would need them).
+    pub from: Vec<SegmentKey>,
 }
 
 /// What a state record says.

@@ -110,6 +110,8 @@ pub(super) struct Fold {
     pub(super) tombstones: Vec<(SpoolRef, SpoolRef, u16)>,
     pub(super) suppressions: Vec<FoundSuppression>,
     pub(super) states: States,
+    /// Places of `Moved` records (compaction's copies), held or scanned.
+    pub(super) moved: Vec<SpoolRef>,
 }
 
 /// The cut of `ck` must be a good `Checkpoint` record among `images`.
@@ -136,7 +138,11 @@ pub(super) fn hold(ck: &mut Checkpoint, fold: &mut Fold, last_queue_ids: &mut BT
     fold.found.reserve(records.len());
     for r in records {
         match r.kind {
-            Held::Message | Held::Moved => fold.found.push(Found::Held(r)),
+            Held::Message => fold.found.push(Found::Held(r)),
+            Held::Moved => {
+                fold.moved.push(r.at);
+                fold.found.push(Found::Held(r));
+            }
             Held::Suppression => fold.suppressions.push(FoundSuppression::Held(r.at)),
         }
     }

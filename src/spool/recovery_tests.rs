@@ -364,6 +364,49 @@ fn a_moved_message_supersedes_its_old_copy_and_keeps_final_recipients_final() {
     assert_eq!(r.messages[0].recipients.len(), 1);
 }
 
+/// A crash after compaction's `Moved` record was durable and before the
+/// cores recorded the moved message's states at its new place: the states
+/// at the old place (here in another core's directory) go with the
+/// message, a hold included, unless the new place has a later one.
+#[test]
+fn states_at_a_moved_messages_old_place_follow_it() {
+    let mut d = Disk::default();
+    let old = d.put(seg(0, 0), RecordKind::Message, &message(7, 3));
+    let held = RecipientState { held: true, ..state(old, 1, 5, 2, 9_000) };
+    d.put(seg(1, 0), RecordKind::RecipientState, &encoded(&held));
+    d.put(seg(1, 0), RecordKind::RecipientState, &encoded(&state(old, 2, 3, 1, 4_000)));
+    let new = d.put(seg(0, 1), RecordKind::Moved, &moved(old, &[], 7, 3));
+    // Recipient 2's relocation record made it to disk; recipient 1's did not.
+    d.put(seg(1, 1), RecordKind::RecipientState, &encoded(&state(new, 2, 4, 1, 4_000)));
+    let before = d.images.clone();
+    let r = recover(&d.finish()).unwrap();
+    assert_eq!(r.messages.iter().map(|m| m.at).collect::<Vec<_>>(), [new]);
+    let carried = RecipientState { target: new, ..held };
+    assert_eq!(r.messages[0].states, [(1, carried), (2, state(new, 2, 4, 1, 4_000))]);
+    assert_eq!(r.carried.to, [new]);
+    assert_eq!(r.carried.from, [seg(0, 0)]);
+
+    // Moved twice before the crash: the states follow to the last place.
+    let mut d2 = Disk { images: before.clone() };
+    let newer = d2.put(seg(0, 2), RecordKind::Moved, &moved(new, &[], 7, 3));
+    let r = recover(&d2.finish()).unwrap();
+    assert_eq!(r.messages.iter().map(|m| m.at).collect::<Vec<_>>(), [newer]);
+    let states: Vec<_> = r.messages[0].states.iter().map(|(i, s)| (*i, s.target, s.seq, s.held)).collect();
+    assert_eq!(states, [(1, newer, 5, true), (2, newer, 4, false)]);
+
+    // A later state at the new place wins; an older one does not.
+    let mut d3 = Disk { images: before.clone() };
+    d3.put(seg(1, 1), RecordKind::RecipientState, &encoded(&state(new, 1, 6, 3, 20_000)));
+    let r = recover(&d3.finish()).unwrap();
+    assert_eq!(r.messages[0].states[0], (1, state(new, 1, 6, 3, 20_000)));
+    assert_eq!(r.carried.to, []);
+    let mut d4 = Disk { images: before };
+    d4.put(seg(1, 1), RecordKind::RecipientState, &encoded(&state(new, 1, 4, 3, 20_000)));
+    let r = recover(&d4.finish()).unwrap();
+    assert!(r.messages[0].states[0].1.held, "{:?}", r.messages[0].states);
+    assert_eq!(r.carried.to, [new]);
+}
+
 #[test]
 fn a_moved_record_torn_off_leaves_the_old_copy_whole() {
     let mut d = Disk::default();
