@@ -76,8 +76,8 @@ pub struct BatchSigner {
     pending: RefCell<Vec<(Job, Reply)>>,
     /// A batch is with the blocking thread (its task hands over the next).
     busy: Cell<bool>,
-    /// Time batches spent with the blocking thread since it was last
-    /// taken ([`BatchSigner::take_busy`]).
+    /// Time the blocking thread spent signing since it was last taken
+    /// ([`BatchSigner::take_busy`]).
     ran: Cell<std::time::Duration>,
 }
 
@@ -95,8 +95,8 @@ impl BatchSigner {
         Answer(answer)
     }
 
-    /// The time batches were with the blocking thread since the last call
-    /// (how busy signing keeps it: see `outbound::lend`).
+    /// The time the blocking thread spent signing since the last call (how
+    /// busy signing keeps it: see `outbound::lend`).
     pub fn take_busy(&self) -> std::time::Duration {
         self.ran.take()
     }
@@ -119,9 +119,16 @@ impl BatchSigner {
                 self.busy.set(false);
                 return;
             }
-            let started = std::time::Instant::now();
-            let results = glommio::executor().spawn_blocking(move || sign_batch(&jobs)).await;
-            self.ran.set(self.ran.get() + started.elapsed());
+            // Timed on the blocking thread: the executor may wake to the
+            // answer late, and that is not signing's time.
+            let (results, ran) = glommio::executor()
+                .spawn_blocking(move || {
+                    let started = std::time::Instant::now();
+                    let results = sign_batch(&jobs);
+                    (results, started.elapsed())
+                })
+                .await;
+            self.ran.set(self.ran.get() + ran);
             for (reply, result) in replies.into_iter().zip(results) {
                 // The delivery may have given up meanwhile: nothing to tell.
                 let _ = reply.send(result);
