@@ -157,11 +157,11 @@ impl Shard {
         self.record_durably(stateful).await
     }
 
-    /// Recovery carried the states of the messages at `places` from where
-    /// a compaction had moved them from (the server stopped before they
-    /// were recorded at the new place): record them here now, durably
-    /// (their old segments go after: `Shard::release_carried`). Whether
-    /// they all are.
+    /// Recovery carried the states of the messages at `places` over from
+    /// the places a compaction moved them from (the server stopped before
+    /// they were recorded here): record the states of those messages'
+    /// shares now, durably (the old segments go after:
+    /// `Shard::release_carried`). Whether they all are.
     pub(super) async fn record_carried(self: &Rc<Self>, places: &[SpoolRef]) -> bool {
         if places.is_empty() {
             return true;

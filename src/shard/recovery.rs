@@ -84,12 +84,20 @@ pub struct Recovery {
     done: Cell<bool>,
     /// Suppression changes received before the recovered list arrived.
     suppression_updates: RefCell<Vec<Update>>,
-    /// Segments holding queue states recovery carried across a
-    /// compaction's move (`spool::Carried::from`), and those of them
-    /// offered for reclaim: kept, however dead, until every core has
-    /// recorded the states at the new places.
-    carried_from: RefCell<(Vec<SegmentKey>, Vec<SegmentKey>)>,
+    /// Segments kept for queue states recovery carried across a
+    /// compaction's move.
+    carried_from: RefCell<KeptForCarried>,
     pub shared: Arc<Shared>,
+}
+
+/// Segments holding queue states recovery carried across a compaction's
+/// move (`spool::Carried::from`): kept, however dead, until every core has
+/// recorded the states at the new places.
+#[derive(Default)]
+struct KeptForCarried {
+    keep: Vec<SegmentKey>,
+    /// Those of them offered for reclaim meanwhile.
+    offered: Vec<SegmentKey>,
 }
 
 impl Recovery {
@@ -100,7 +108,7 @@ impl Recovery {
             queue: Cell::new(false),
             done: Cell::new(false),
             suppression_updates: RefCell::new(Vec::new()),
-            carried_from: RefCell::new((Vec::new(), Vec::new())),
+            carried_from: RefCell::default(),
             shared,
         }
     }
@@ -124,7 +132,7 @@ impl Recovery {
     /// `carried_from`), to be reclaimed once they are recorded elsewhere.
     pub fn keep_carried(&self, dead: &mut Vec<SegmentKey>) {
         let mut carried = self.carried_from.borrow_mut();
-        let (keep, offered) = &mut *carried;
+        let KeptForCarried { keep, offered } = &mut *carried;
         if keep.is_empty() {
             return;
         }
@@ -184,7 +192,7 @@ impl Shard {
         })
         .await;
         drop(queue);
-        self.recovery.carried_from.borrow_mut().0 = carried.from.clone();
+        self.recovery.carried_from.borrow_mut().keep = carried.from.clone();
         if !self.record_carried(&carried.to).await {
             self.recovery.shared.carry_failed.store(true, Ordering::Release);
         }
@@ -217,9 +225,7 @@ impl Shard {
             tracing::info!(cores = self.cores, "recovery complete: every core serves its whole spool");
         }
     }
-}
 
-impl Shard {
     /// Once every core has adopted its part (each records the carried
     /// states at their new places first), reclaim the old segments kept
     /// for them; if a core could not, they stay until the next start.
@@ -237,7 +243,7 @@ impl Shard {
             );
             return;
         }
-        let offered = std::mem::take(&mut *self.recovery.carried_from.borrow_mut()).1;
+        let offered = std::mem::take(&mut *self.recovery.carried_from.borrow_mut()).offered;
         self.reclaim(offered).await;
     }
 }
