@@ -54,11 +54,11 @@ impl TlsSink {
             .args([&cert, &key, &received])
             .arg("--commands")
             .arg(&commands)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let process = Started(process);
-        eventually(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()));
+        let mut process = Started(process);
+        wait_until_ready(&mut process.0);
         TlsSink { port, received, commands, spki_sha256: Sha256::digest(&spki).to_vec(), _process: process }
     }
 

@@ -71,6 +71,28 @@ impl Default for Options {
     }
 }
 
+/// Wait (up to 10 s) until `child`, one of our fixture servers started
+/// with its stdout piped, prints the line `ready` (it does once it
+/// listens); its later output is read and dropped. Not a connect probe:
+/// a connect to an unused ephemeral port can connect to itself (TCP
+/// simultaneous open), and a test then talked to a sink not yet listening.
+pub fn wait_until_ready(child: &mut Child) {
+    let stdout = child.stdout.take().expect("a fixture server's stdout is piped");
+    let (ready, said) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            match line {
+                Ok(l) if l.trim() == "ready" => {
+                    let _ = ready.send(());
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    said.recv_timeout(Duration::from_secs(10)).expect("fixture server not ready within 10 s");
+}
+
 /// A loopback port nobody listens on, never the same one twice in this
 /// test process: the kernel may hand a just-closed port out again, which
 /// once gave a server's metrics listener the port of its own SMTP one.

@@ -49,13 +49,12 @@ impl TlsSink {
             .arg(key)
             .arg(&out)
             .args(extra.iter().flat_map(|k| ["--ehlo", k]))
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        super::eventually(Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
-        });
-        TlsSink { child, port, out }
+        let mut sink = TlsSink { child, port, out };
+        super::wait_until_ready(&mut sink.child);
+        sink
     }
 
     /// Everything received so far.
